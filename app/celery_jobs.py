@@ -1,0 +1,82 @@
+"""`/celery/*`: jobs published to a Celery worker over Redis, records in Redis.
+
+Publishing (`apply_async`) is a blocking socket call of ~0.5 ms; it runs on a small executor of its
+own so it neither stalls the event loop nor competes for Starlette's threadpool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Annotated, TypeVar
+
+from fastapi import APIRouter, Body, HTTPException, Query
+
+from app.celery_app import celery_app
+from app.jobs import JobList, JobRecord, JobRequest, RedisJobStore, new_record
+from app.settings import settings
+from app.tasks import run_job
+
+IMPLEMENTATION = "celery"
+PUBLISH_TIMEOUT_S = 5.0
+
+T = TypeVar("T")
+
+router = APIRouter(prefix="/celery", tags=["celery"])
+store = RedisJobStore(settings.redis_url, settings.redis_timeout_s)
+publisher = ThreadPoolExecutor(max_workers=4, thread_name_prefix="celery-publish")
+
+
+class BrokerUnavailable(Exception):
+    """Publishing to the broker failed or did not finish in time."""
+
+
+async def _in_publisher(func: Callable[[], T]) -> T:
+    loop = asyncio.get_running_loop()
+    try:
+        return await asyncio.wait_for(loop.run_in_executor(publisher, func), PUBLISH_TIMEOUT_S)
+    except asyncio.TimeoutError as exc:
+        raise BrokerUnavailable(f"the broker did not answer within {PUBLISH_TIMEOUT_S:.0f} s") from exc
+    except Exception as exc:  # kombu wraps connection errors in several types
+        raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+
+@router.post("/job", status_code=202, response_model=JobRecord)
+async def submit(request: Annotated[JobRequest | None, Body()] = None) -> JobRecord:
+    record = new_record(IMPLEMENTATION, request or JobRequest())
+    await store.add(record)  # first, so the worker always finds the record it stamps
+    publish = partial(
+        run_job.apply_async,
+        args=(record.job_id, record.kind.value, record.duration, record.memory_mb),
+        task_id=record.job_id,
+        retry=False,
+    )
+    try:
+        await _in_publisher(publish)
+    except BrokerUnavailable:
+        await store.remove(record.job_id)
+        raise
+    return record
+
+
+@router.get("/status/{job_id}", response_model=JobRecord)
+async def status(job_id: str) -> JobRecord:
+    record = await store.get(job_id)
+    if record is None:  # Celery itself would say PENDING for any unknown id
+        raise HTTPException(404, f"no celery job with id {job_id!r}")
+    return record
+
+
+@router.get("/jobs", response_model=JobList)
+async def jobs(limit: Annotated[int | None, Query(ge=0)] = None) -> JobList:
+    return await store.list(limit)
+
+
+@router.delete("/jobs")
+async def clear() -> dict[str, int]:
+    """Clear the records and purge jobs still waiting in the queue, which would otherwise run later."""
+    cleared = await store.clear()  # fails fast with 503 when Redis is down
+    purged = await _in_publisher(celery_app.control.purge)
+    return {"cleared": cleared, "purged": int(purged or 0)}

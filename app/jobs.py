@@ -1,0 +1,237 @@
+"""One job record shape for both implementations, and where each keeps its records.
+
+FastAPI's records live in the API process's memory (that is what BackgroundTasks gives you: a restart
+loses them). Celery's live in Redis beside the results, so any API process can read them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from enum import Enum
+from typing import Any
+
+import redis
+import redis.asyncio as aredis
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+from app import settings as config
+from app.workloads import Kind
+
+
+class Status(str, Enum):
+    queued = "queued"
+    running = "running"
+    completed = "completed"
+    failed = "failed"
+
+
+class JobRequest(BaseModel):
+    """The optional body of `POST /{impl}/job`; no body at all is the spec's 30 s sleep."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    duration: float = Field(config.DEFAULT_DURATION_S, ge=0, le=config.MAX_DURATION_S, description="seconds")
+    kind: Kind = Kind.sleep
+    memory_mb: int = Field(
+        config.DEFAULT_MEMORY_MB, ge=0, le=config.MAX_MEMORY_MB, description="held by `memory` jobs"
+    )
+
+
+class JobRecord(BaseModel):
+    job_id: str
+    implementation: str
+    kind: Kind
+    duration: float
+    memory_mb: int = 0
+    status: Status = Status.queued
+    submitted_at: float  # stamped by the API when it accepts the job (epoch seconds)
+    started_at: float | None = None  # stamped by the code that runs the job
+    finished_at: float | None = None
+    error: str | None = None
+    pid: int | None = None
+    thread: str | None = None
+    host: str | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def queue_time(self) -> float | None:
+        return None if self.started_at is None else self.started_at - self.submitted_at
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def execution_time(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def total_time(self) -> float | None:
+        return None if self.finished_at is None else self.finished_at - self.submitted_at
+
+
+class JobList(BaseModel):
+    count: int
+    counts: dict[str, int]
+    jobs: list[JobRecord]
+
+
+def new_record(implementation: str, request: JobRequest) -> JobRecord:
+    return JobRecord(
+        job_id=uuid.uuid4().hex,
+        implementation=implementation,
+        kind=request.kind,
+        duration=request.duration,
+        memory_mb=request.memory_mb if request.kind is Kind.memory else 0,
+        submitted_at=time.time(),
+    )
+
+
+def running_fields() -> dict[str, Any]:
+    return {
+        "status": Status.running,
+        "started_at": time.time(),
+        "pid": os.getpid(),
+        "thread": threading.current_thread().name,
+        "host": os.uname().nodename,
+    }
+
+
+def finished_fields(error: BaseException | None) -> dict[str, Any]:
+    fields: dict[str, Any] = {"finished_at": time.time()}
+    if error is None:
+        fields["status"] = Status.completed
+    else:
+        fields["status"] = Status.failed
+        fields["error"] = f"{type(error).__name__}: {error}"[:500]
+    return fields
+
+
+def count_by_status(statuses: Iterable[str]) -> dict[str, int]:
+    counts = Counter(statuses)
+    return {status.value: counts.get(status.value, 0) for status in Status}
+
+
+class MemoryJobStore:
+    """FastAPI's records: a dict in the API process, updated from the thread or task running the job."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, JobRecord] = {}
+        self.running = 0
+
+    def add(self, record: JobRecord) -> None:
+        self._records[record.job_id] = record
+
+    def get(self, job_id: str) -> JobRecord | None:
+        return self._records.get(job_id)
+
+    def update(self, job_id: str, fields: dict[str, Any]) -> None:
+        record = self._records.get(job_id)
+        if record is None:  # cleared while running: keep it cleared
+            return
+        for name, value in fields.items():
+            setattr(record, name, value)
+
+    def list(self, limit: int | None) -> JobList:
+        records = list(self._records.values())
+        counts = count_by_status(r.status.value for r in records)
+        return JobList(count=len(records), counts=counts, jobs=records if limit is None else records[:limit])
+
+    def clear(self) -> int:
+        cleared = len(self._records)
+        self._records.clear()
+        return cleared
+
+
+JOB_KEY = "taskbench:job:{}"
+INDEX_KEY = "taskbench:jobs:celery"
+
+# Update a record only if it still exists: a job cleared by DELETE while running stays cleared.
+_UPDATE_IF_EXISTS = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HSET', KEYS[1], unpack(ARGV))
+  return 1
+end
+return 0
+"""
+
+
+def _encode(fields: dict[str, Any]) -> dict[str, str]:
+    return {k: ("" if v is None else str(v.value if isinstance(v, Enum) else v)) for k, v in fields.items()}
+
+
+def _decode(raw: dict[str, str]) -> JobRecord:
+    return JobRecord.model_validate({k: v for k, v in raw.items() if v != ""})
+
+
+class RedisJobStore:
+    """Celery's records, read and written by the API without blocking its event loop."""
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        self.redis = aredis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=timeout_s,
+            socket_timeout=timeout_s,
+            health_check_interval=30,
+        )
+
+    async def add(self, record: JobRecord) -> None:
+        fields = _encode(record.model_dump(exclude={"queue_time", "execution_time", "total_time"}))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(JOB_KEY.format(record.job_id), mapping=fields)  # type: ignore[arg-type]
+            pipe.zadd(INDEX_KEY, {record.job_id: record.submitted_at})
+            await pipe.execute()
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        raw: dict[str, str] = await self.redis.hgetall(JOB_KEY.format(job_id))  # type: ignore[assignment]
+        return _decode(raw) if raw else None
+
+    async def remove(self, job_id: str) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.delete(JOB_KEY.format(job_id))
+            pipe.zrem(INDEX_KEY, job_id)
+            await pipe.execute()
+
+    async def list(self, limit: int | None) -> JobList:
+        ids: list[str] = await self.redis.zrange(INDEX_KEY, 0, -1)  # type: ignore[assignment]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hget(JOB_KEY.format(job_id), "status")
+            statuses = [s for s in await pipe.execute() if s]
+        jobs: list[JobRecord] = []
+        wanted = ids if limit is None else ids[:limit]
+        if wanted:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for job_id in wanted:
+                    pipe.hgetall(JOB_KEY.format(job_id))
+                jobs = [_decode(raw) for raw in await pipe.execute() if raw]
+        return JobList(count=len(statuses), counts=count_by_status(statuses), jobs=jobs)
+
+    async def clear(self) -> int:
+        ids: list[str] = await self.redis.zrange(INDEX_KEY, 0, -1)  # type: ignore[assignment]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for start in range(0, len(ids), 1000):
+                pipe.delete(*(JOB_KEY.format(i) for i in ids[start : start + 1000]))
+            pipe.delete(INDEX_KEY)
+            await pipe.execute()
+        return len(ids)
+
+
+class WorkerRecords:
+    """The worker's side of the Celery records: stamps start and end inside the job itself."""
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        self.redis = redis.Redis.from_url(
+            url, decode_responses=True, socket_connect_timeout=timeout_s, socket_timeout=timeout_s
+        )
+        self._update = self.redis.register_script(_UPDATE_IF_EXISTS)
+
+    def update(self, job_id: str, fields: dict[str, Any]) -> None:
+        args = [item for pair in _encode(fields).items() for item in pair]
+        self._update(keys=[JOB_KEY.format(job_id)], args=args)

@@ -1,0 +1,91 @@
+"""The job bodies. Both implementations run exactly this code, so a difference in results is a
+difference in the runner, not in the work."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from enum import Enum
+from functools import cache
+
+
+class Kind(str, Enum):
+    sleep = "sleep"  # blocking sleep in a sync function: the spec's job, standing for blocking I/O
+    async_sleep = "async_sleep"  # await asyncio.sleep: well-behaved async I/O
+    blocking_async = "blocking_async"  # time.sleep inside async def: the mistake that stalls the event loop
+    cpu = "cpu"  # pure-Python computation holding the GIL
+    memory = "memory"  # holds memory_mb for the duration
+
+
+ASYNC_KINDS = frozenset({Kind.async_sleep, Kind.blocking_async})
+
+
+def sleep(duration: float, memory_mb: int = 0) -> None:
+    time.sleep(duration)
+
+
+async def async_sleep(duration: float, memory_mb: int = 0) -> None:
+    await asyncio.sleep(duration)
+
+
+async def blocking_async(duration: float, memory_mb: int = 0) -> None:
+    time.sleep(duration)  # deliberately blocking: this is the workload
+
+
+_CALIBRATION_S = 0.05
+
+
+def _spin(iterations: int) -> int:
+    total = 0
+    for i in range(iterations):
+        total += i * i % 7
+    return total
+
+
+@cache
+def _iterations_per_second() -> float:
+    """Calibrated once per process, so `duration` means seconds of one idle core, not wall time.
+
+    Looping "until the clock says so" would let 40 threads each finish in `duration` while sharing one
+    GIL; a fixed amount of work shows the contention instead.
+    """
+    n = 20_000
+    while True:
+        start = time.perf_counter()
+        _spin(n)
+        elapsed = time.perf_counter() - start
+        if elapsed >= _CALIBRATION_S:
+            return n / elapsed
+        n *= 2
+
+
+def cpu(duration: float, memory_mb: int = 0) -> None:
+    _spin(int(duration * _iterations_per_second()))
+
+
+def memory(duration: float, memory_mb: int = 0) -> None:
+    block = bytearray(memory_mb * 1024 * 1024)
+    for offset in range(0, len(block), 4096):  # touch every page so it counts in RSS
+        block[offset] = 1
+    time.sleep(duration)
+    del block
+
+
+SyncBody = Callable[[float, int], None]
+AsyncBody = Callable[[float, int], Awaitable[None]]
+
+SYNC_BODIES: dict[Kind, SyncBody] = {Kind.sleep: sleep, Kind.cpu: cpu, Kind.memory: memory}
+ASYNC_BODIES: dict[Kind, AsyncBody] = {Kind.async_sleep: async_sleep, Kind.blocking_async: blocking_async}
+
+
+def run_sync(kind: Kind, duration: float, memory_mb: int) -> None:
+    """Run any kind from synchronous code (a Celery worker process)."""
+    if kind in ASYNC_BODIES:
+        asyncio.run(_as_coroutine(ASYNC_BODIES[kind](duration, memory_mb)))
+    else:
+        SYNC_BODIES[kind](duration, memory_mb)
+
+
+async def _as_coroutine(awaitable: Awaitable[None]) -> None:
+    await awaitable
