@@ -1,0 +1,123 @@
+"""The harness's view of the service: plain HTTP, like any client. It never imports `app`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+
+from taskbench.errors import StackError
+from taskbench.results import Capacity, Submission
+
+IDLE_TIMEOUT_S = 120.0
+
+
+class ServiceClient:
+    def __init__(self, base_url: str, max_connections: int = 100, submit_timeout_s: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.submit_timeout_s = submit_timeout_s
+        self.http = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(30.0),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        )
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def health(self) -> dict[str, Any]:
+        response = await self.http.get("/health", timeout=5.0)
+        return dict(response.json())
+
+    async def info(self) -> dict[str, Any]:
+        response = await self.http.get("/", timeout=5.0)
+        response.raise_for_status()
+        return dict(response.json())
+
+    async def submit(self, implementation: str, index: int, body: dict[str, Any]) -> Submission:
+        sent_at = time.time()
+        started = time.perf_counter()
+        try:
+            response = await self.http.post(
+                f"/{implementation}/job", json=body, timeout=self.submit_timeout_s
+            )
+        except httpx.TimeoutException:
+            return Submission(index=index, sent_at=sent_at, latency_s=None, error="timeout")
+        except httpx.HTTPError as exc:
+            return Submission(
+                index=index, sent_at=sent_at, latency_s=None, error=f"{type(exc).__name__}: {exc}"
+            )
+        latency = time.perf_counter() - started
+        job_id = response.json().get("job_id") if response.status_code == 202 else None
+        error = None if job_id else f"HTTP {response.status_code}: {response.text[:200]}"
+        return Submission(
+            index=index,
+            sent_at=sent_at,
+            latency_s=latency,
+            status_code=response.status_code,
+            job_id=job_id,
+            error=error,
+        )
+
+    async def counts(self, implementation: str) -> dict[str, int]:
+        """Counts by status and in all; one cheap call, polled while a scenario waits."""
+        response = await self.http.get(f"/{implementation}/jobs", params={"limit": 0})
+        response.raise_for_status()
+        data = response.json()
+        return {**data["counts"], "count": data["count"]}
+
+    async def jobs(self, implementation: str) -> list[dict[str, Any]]:
+        response = await self.http.get(f"/{implementation}/jobs", timeout=120.0)
+        response.raise_for_status()
+        return list(response.json()["jobs"])
+
+    async def clear(self, implementation: str) -> None:
+        response = await self.http.delete(f"/{implementation}/jobs")
+        response.raise_for_status()
+
+    async def reset(self, implementations: list[str]) -> None:
+        """A clean start: records cleared, queue purged, no job of an earlier scenario still running."""
+        deadline = time.monotonic() + IDLE_TIMEOUT_S
+        while True:
+            for implementation in implementations:
+                await self.clear(implementation)
+            health = await self.health()
+            busy = health["api"]["fastapi_running_jobs"]
+            if "celery" in implementations:
+                celery = health.get("celery", {})
+                busy += celery.get("queued", 0) + sum(w["active"] + w["reserved"] for w in celery["workers"])
+            if not busy:
+                return
+            if time.monotonic() > deadline:
+                raise StackError(
+                    f"the service stayed busy for {IDLE_TIMEOUT_S:.0f} s after clearing its jobs"
+                )
+            await asyncio.sleep(0.2)
+
+    async def capacity(
+        self, implementation: str, workload: str, jobs: int, cpu_count: int | None
+    ) -> Capacity:
+        """The concurrency each implementation really has for this workload: the ideal makespan uses it."""
+        health = await self.health()
+        if implementation == "fastapi":
+            if workload == "async_sleep":
+                return Capacity(
+                    concurrency=max(jobs, 1), reason="async jobs all run at once on the event loop"
+                )
+            if workload == "blocking_async":
+                return Capacity(concurrency=1, reason="a blocking call in async def holds the one event loop")
+            if workload == "cpu":
+                return Capacity(concurrency=1, reason="threads share one GIL")
+            tokens = int(health["api"]["threadpool_tokens"])
+            return Capacity(concurrency=tokens, reason=f"Starlette's threadpool: {tokens} threads")
+        workers = health.get("celery", {}).get("workers", [])
+        total = sum(int(w.get("concurrency") or 0) for w in workers)
+        if total == 0:
+            raise StackError("no Celery worker is seen by the service (GET /health): start one")
+        if workload == "cpu" and cpu_count:
+            return Capacity(
+                concurrency=min(total, cpu_count), reason=f"{total} worker processes on {cpu_count} cores"
+            )
+        return Capacity(concurrency=total, reason=f"{total} worker processes ({len(workers)} worker)")

@@ -1,0 +1,74 @@
+"""CPU and memory of every process of the stack, by PID, on a thread of its own.
+
+`cpu_percent(None)` compares with the previous reading of the same `psutil.Process`, so the objects are
+kept between samples (and a restarted process gets a fresh one). 100 % is one full core.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+
+import psutil
+
+from taskbench.results import Sample
+
+_MB = 1024 * 1024
+
+
+class Sampler:
+    def __init__(self, pids: Callable[[], dict[str, int]], interval_s: float) -> None:
+        self.pids = pids
+        self.interval_s = interval_s
+        self.samples: list[Sample] = []
+        self._known: dict[int, psutil.Process] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="taskbench-sampler", daemon=True)
+        psutil.cpu_percent(None)
+
+    def start(self) -> None:
+        self._read()  # prime cpu_percent
+        self._thread.start()
+
+    def stop(self) -> list[Sample]:
+        self._stop.set()
+        self._thread.join(self.interval_s + 5)
+        return self.samples
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.samples.append(self._read())
+
+    def _process(self, pid: int) -> psutil.Process:
+        process = self._known.get(pid)
+        if process is None:
+            process = self._known[pid] = psutil.Process(pid)
+            process.cpu_percent(None)
+        return process
+
+    def _tree(self, pid: int) -> list[psutil.Process]:
+        root = self._process(pid)
+        return [root, *(self._process(child.pid) for child in root.children(recursive=True))]
+
+    def _read(self) -> Sample:
+        processes: dict[str, dict[str, float]] = {}
+        roles = {**self.pids(), "harness": os.getpid()}
+        for role, pid in roles.items():
+            cpu = rss = 0.0
+            try:
+                for process in self._tree(pid) if role == "worker" else [self._process(pid)]:
+                    with process.oneshot():
+                        cpu += process.cpu_percent(None)
+                        rss += process.memory_info().rss / _MB
+            except psutil.Error:
+                continue  # gone (a fault, or the end of the run): no reading rather than a wrong one
+            processes[role] = {"cpu_percent": cpu, "rss_mb": rss}
+        memory = psutil.virtual_memory()
+        system = {
+            "cpu_percent": psutil.cpu_percent(None),
+            "memory_percent": memory.percent,
+            "memory_used_mb": (memory.total - memory.available) / _MB,
+        }
+        return Sample(t=time.time(), processes=processes, system=system)
