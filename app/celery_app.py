@@ -6,11 +6,12 @@ from celery import Celery
 
 from app.settings import settings
 
-celery_app = Celery(
-    "taskbench", broker=settings.broker_url, backend=settings.result_backend, include=["app.tasks"]
-)
+celery_app = Celery("taskbench", broker=settings.broker_url, backend=settings.result_backend, include=["app.tasks"])
 
-_transport_options = {"visibility_timeout": settings.visibility_timeout_s}
+_transport_options: dict[str, float] = {"visibility_timeout": settings.visibility_timeout_s}
+if settings.restore_interval_s is not None:
+    # kombu 5.7 restores unacked messages every interval × throttle seconds (100 s by default).
+    _transport_options |= {"unacked_restore_interval": settings.restore_interval_s, "unacked_restore_throttle": 1}
 
 celery_app.conf.update(
     task_serializer="json",

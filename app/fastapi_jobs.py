@@ -66,9 +66,7 @@ async def run_async_job(job_id: str, kind: Kind, duration: float, memory_mb: int
 
 
 @router.post("/job", status_code=202, response_model=JobRecord)
-async def submit(
-    background_tasks: BackgroundTasks, request: Annotated[JobRequest | None, Body()] = None
-) -> JobRecord:
+async def submit(background_tasks: BackgroundTasks, request: Annotated[JobRequest | None, Body()] = None) -> JobRecord:
     record = new_record(IMPLEMENTATION, request or JobRequest())
     store.add(record)
     runner = run_async_job if record.kind in ASYNC_BODIES else run_sync_job

@@ -37,9 +37,7 @@ class JobRequest(BaseModel):
 
     duration: float = Field(config.DEFAULT_DURATION_S, ge=0, le=config.MAX_DURATION_S, description="seconds")
     kind: Kind = Kind.sleep
-    memory_mb: int = Field(
-        config.DEFAULT_MEMORY_MB, ge=0, le=config.MAX_MEMORY_MB, description="held by `memory` jobs"
-    )
+    memory_mb: int = Field(config.DEFAULT_MEMORY_MB, ge=0, le=config.MAX_MEMORY_MB, description="held by `memory` jobs")
 
 
 class JobRecord(BaseModel):

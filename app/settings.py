@@ -32,6 +32,8 @@ class Settings:
     acks_late: bool = False
     reject_on_worker_lost: bool = False
     visibility_timeout_s: float = 3600.0
+    # kombu sweeps for unacked messages every interval × throttle seconds (10 × 10 by default).
+    restore_interval_s: float | None = None
     # Where job code appends one line per execution start/end (the execution ledger); off when empty.
     ledger_path: str = ""
     redis_timeout_s: float = 2.0
@@ -50,6 +52,9 @@ def load() -> Settings:
         acks_late=_flag("TASKBENCH_ACKS_LATE"),
         reject_on_worker_lost=_flag("TASKBENCH_REJECT_ON_WORKER_LOST"),
         visibility_timeout_s=float(os.environ.get("TASKBENCH_VISIBILITY_TIMEOUT", "3600")),
+        restore_interval_s=float(os.environ["TASKBENCH_RESTORE_INTERVAL"])
+        if os.environ.get("TASKBENCH_RESTORE_INTERVAL")
+        else None,
         ledger_path=os.environ.get("TASKBENCH_LEDGER", ""),
         redis_timeout_s=float(os.environ.get("TASKBENCH_REDIS_TIMEOUT", "2")),
     )

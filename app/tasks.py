@@ -86,6 +86,7 @@ def _beat() -> None:
             "acks_late": settings.acks_late,
             "reject_on_worker_lost": settings.reject_on_worker_lost,
             "visibility_timeout": settings.visibility_timeout_s,
+            "restore_interval": settings.restore_interval_s,
             "t": time.time(),
         }
         try:

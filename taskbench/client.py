@@ -40,15 +40,11 @@ class ServiceClient:
         sent_at = time.time()
         started = time.perf_counter()
         try:
-            response = await self.http.post(
-                f"/{implementation}/job", json=body, timeout=self.submit_timeout_s
-            )
+            response = await self.http.post(f"/{implementation}/job", json=body, timeout=self.submit_timeout_s)
         except httpx.TimeoutException:
             return Submission(index=index, sent_at=sent_at, latency_s=None, error="timeout")
         except httpx.HTTPError as exc:
-            return Submission(
-                index=index, sent_at=sent_at, latency_s=None, error=f"{type(exc).__name__}: {exc}"
-            )
+            return Submission(index=index, sent_at=sent_at, latency_s=None, error=f"{type(exc).__name__}: {exc}")
         latency = time.perf_counter() - started
         job_id = response.json().get("job_id") if response.status_code == 202 else None
         error = None if job_id else f"HTTP {response.status_code}: {response.text[:200]}"
@@ -91,21 +87,15 @@ class ServiceClient:
             if not busy:
                 return
             if time.monotonic() > deadline:
-                raise StackError(
-                    f"the service stayed busy for {IDLE_TIMEOUT_S:.0f} s after clearing its jobs"
-                )
+                raise StackError(f"the service stayed busy for {IDLE_TIMEOUT_S:.0f} s after clearing its jobs")
             await asyncio.sleep(0.2)
 
-    async def capacity(
-        self, implementation: str, workload: str, jobs: int, cpu_count: int | None
-    ) -> Capacity:
+    async def capacity(self, implementation: str, workload: str, jobs: int, cpu_count: int | None) -> Capacity:
         """The concurrency each implementation really has for this workload: the ideal makespan uses it."""
         health = await self.health()
         if implementation == "fastapi":
             if workload == "async_sleep":
-                return Capacity(
-                    concurrency=max(jobs, 1), reason="async jobs all run at once on the event loop"
-                )
+                return Capacity(concurrency=max(jobs, 1), reason="async jobs all run at once on the event loop")
             if workload == "blocking_async":
                 return Capacity(concurrency=1, reason="a blocking call in async def holds the one event loop")
             if workload == "cpu":
@@ -117,7 +107,5 @@ class ServiceClient:
         if total == 0:
             raise StackError("no Celery worker is seen by the service (GET /health): start one")
         if workload == "cpu" and cpu_count:
-            return Capacity(
-                concurrency=min(total, cpu_count), reason=f"{total} worker processes on {cpu_count} cores"
-            )
+            return Capacity(concurrency=min(total, cpu_count), reason=f"{total} worker processes on {cpu_count} cores")
         return Capacity(concurrency=total, reason=f"{total} worker processes ({len(workers)} worker)")

@@ -64,7 +64,5 @@ class Prober:
             probe = Probe(endpoint=endpoint, sent_at=sent_at, latency_s=None, error=type(exc).__name__)
         else:
             latency = time.perf_counter() - started
-            probe = Probe(
-                endpoint=endpoint, sent_at=sent_at, latency_s=latency, status_code=response.status_code
-            )
+            probe = Probe(endpoint=endpoint, sent_at=sent_at, latency_s=latency, status_code=response.status_code)
         self.probes.append(probe)

@@ -74,11 +74,7 @@ class Stack:
         return {p.name: str(p.log_path) for p in (self.redis, self.api, self.worker) if p is not None}
 
     def pids(self) -> dict[str, int]:
-        return {
-            p.name: p.pid
-            for p in (self.api, self.worker, self.redis)
-            if p is not None and p.pid and p.alive()
-        }
+        return {p.name: p.pid for p in (self.api, self.worker, self.redis) if p is not None and p.pid and p.alive()}
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
@@ -134,9 +130,7 @@ class Stack:
 
     def check_redis(self) -> None:
         if not self._redis_answers():
-            raise StackError(
-                f"Redis does not answer at {self.redis_url}: start it or pass another --redis-url"
-            )
+            raise StackError(f"Redis does not answer at {self.redis_url}: start it or pass another --redis-url")
 
     # --- API and worker --------------------------------------------------------------------------------
 
@@ -151,6 +145,7 @@ class Stack:
             "TASKBENCH_ACKS_LATE": "1" if delivery.acks_late else "0",
             "TASKBENCH_REJECT_ON_WORKER_LOST": "1" if delivery.reject_on_worker_lost else "0",
             "TASKBENCH_VISIBILITY_TIMEOUT": str(delivery.visibility_timeout_s),
+            "TASKBENCH_RESTORE_INTERVAL": "1",
             "PYTHONUNBUFFERED": "1",
         }
 

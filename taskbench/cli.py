@@ -1,0 +1,239 @@
+"""`taskbench serve | run | report | compare`. A mistake on the command line is one line and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn
+
+from rich.console import Console
+
+from taskbench import faults, plan
+from taskbench.errors import StackError, UsageError
+from taskbench.results import RunSettings, SchemaError, Thresholds
+
+MAX_JOBS = 100_000
+MAX_DURATION_S = 3600.0
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"taskbench: {message} (see `taskbench {self.prog.split()[-1]} --help`)\n")
+
+
+def _csv(allowed: tuple[str, ...], all_word: str | None = "all") -> Callable[[str], list[str]]:
+    def parse(text: str) -> list[str]:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if all_word and items == [all_word]:
+            return list(allowed)
+        if items == ["none"]:
+            return []
+        unknown = [i for i in items if i not in allowed]
+        if unknown or not items:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: choose from {', '.join(allowed)}" + (f" or {all_word}" if all_word else "")
+            )
+        return list(dict.fromkeys(items))
+
+    return parse
+
+
+def _job_counts(text: str) -> list[int]:
+    try:
+        counts = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give whole numbers separated by commas, e.g. 10,50,100") from None
+    if not counts or any(not 1 <= c <= MAX_JOBS for c in counts):
+        raise argparse.ArgumentTypeError(f"{text!r}: each job count must be between 1 and {MAX_JOBS}")
+    return counts
+
+
+def _bounded(kind: type[float] | type[int], low: float, high: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is out of range [{low:g}, {high:g}]")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="taskbench", description="When do FastAPI's BackgroundTasks stop being enough?")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    serve = sub.add_parser("serve", help="start Redis, the API server and a Celery worker; Ctrl-C stops all")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=_bounded(int, 1, 65535), default=8000)
+    serve.add_argument("--concurrency", type=_bounded(int, 1, 256), default=4, help="Celery worker processes")
+    serve.add_argument("--redis-url", default=_env_redis_url(), help="use this Redis instead of a private one")
+    serve.add_argument("--workdir", type=Path, default=Path(".taskbench"), help="logs and the private Redis' files")
+
+    run = sub.add_parser("run", help="run the benchmark and write reports into benchmark_results/")
+    run.add_argument("--quick", action="store_true", help=f"{plan.QUICK_DURATION_S} s jobs: an answer in minutes")
+    run.add_argument("--jobs", type=_job_counts, default=list(plan.SPEC_JOBS), help="job counts, e.g. 10,50,100")
+    run.add_argument("--duration", type=_bounded(float, 0, MAX_DURATION_S), help="seconds per job (default 30)")
+    run.add_argument("--concurrency", type=_bounded(int, 1, 256), default=4, help="Celery worker processes")
+    run.add_argument("--implementations", type=_csv(plan.IMPLEMENTATIONS), default=list(plan.IMPLEMENTATIONS))
+    run.add_argument(
+        "--workloads", type=_csv(plan.WORKLOADS), default=["sleep"], help="sleep (default), all, or a list"
+    )
+    run.add_argument("--faults", type=_csv(faults.FAULTS), default=[], help="none (default), all, or a list")
+    run.add_argument("--fault-jobs", type=_bounded(int, 1, 10_000), default=20, help="jobs in each fault scenario")
+    run.add_argument("--memory-mb", type=_bounded(int, 1, 2048), default=50, help="held by each `memory` job")
+    run.add_argument("--timeout", type=_bounded(float, 1, 86_400), help="deadline per scenario, seconds")
+    run.add_argument("--output", type=Path, default=Path("benchmark_results"))
+    run.add_argument("--url", help="measure an already-running service (the spec's manual flow)")
+    run.add_argument("--redis-url", default=_env_redis_url(), help="use this Redis instead of a private one")
+    run.add_argument("--memory-limit-mb", type=_bounded(float, 1, 1e7), default=Thresholds().memory_limit_mb)
+    run.add_argument("--responsive-p99", type=_bounded(float, 0.001, 60), default=Thresholds().responsive_p99_s)
+
+    report = sub.add_parser("report", help="rebuild a run's Markdown, charts and HTML from its JSON")
+    report.add_argument("path", type=Path, help="a run folder or its comparison_*.json")
+
+    compare = sub.add_parser("compare", help="put two runs side by side")
+    compare.add_argument("run_a", type=Path)
+    compare.add_argument("run_b", type=Path)
+    compare.add_argument("--output", type=Path, help="where to write the comparison (default: beside RUN_B)")
+    return parser
+
+
+def _env_redis_url() -> str | None:
+    return os.environ.get("TASKBENCH_REDIS_URL") or os.environ.get("CELERY_BROKER_URL")
+
+
+def _raise_interrupt(*_: object) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+def cmd_serve(args: argparse.Namespace, console: Console) -> int:
+    from taskbench.stack import Stack, StackConfig
+
+    workdir = args.workdir / f"serve-{time.strftime('%Y%m%d_%H%M%S')}"
+    config = StackConfig(
+        workdir=workdir, host=args.host, port=args.port, concurrency=args.concurrency, redis_url=args.redis_url
+    )
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # stop the stack on SIGTERM as on Ctrl-C
+    stack = Stack(config)
+    try:
+        with console.status("starting Redis, the API server and a Celery worker…"):
+            stack.start()
+        console.print(f"API        {stack.url}  (docs: {stack.url}/docs)")
+        console.print(f"Redis      {_redact(stack.redis_url)}" + ("  (private)" if stack.embedded_redis else ""))
+        console.print(f"Worker     celery -A app.celery_app worker --concurrency {args.concurrency}")
+        for name, log in stack.logs().items():
+            console.print(f"log        {name}: {log}")
+        console.print("Ctrl-C stops everything.")
+        while True:
+            time.sleep(0.5)
+            for process in (stack.api, stack.worker, stack.redis):
+                if process is not None and not process.alive():
+                    raise StackError(f"{process.name} exited; see {process.log_path}:\n{process.log_tail()}")
+    except KeyboardInterrupt:
+        console.print("stopping…")
+        return 0
+    finally:
+        stack.stop()
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from taskbench.run import RunOptions, run
+
+    if args.url and args.faults:
+        raise UsageError("--faults needs a stack that taskbench started itself: drop --url or --faults")
+    duration = (
+        args.duration if args.duration is not None else (plan.QUICK_DURATION_S if args.quick else plan.SPEC_DURATION_S)
+    )
+    thresholds = Thresholds(memory_limit_mb=args.memory_limit_mb, responsive_p99_s=args.responsive_p99)
+    settings = RunSettings(
+        implementations=args.implementations,
+        workloads=args.workloads,
+        jobs=args.jobs,
+        duration_s=duration,
+        memory_mb=args.memory_mb,
+        concurrency=args.concurrency,
+        faults=args.faults,
+        url=args.url,
+        redis="embedded" if not args.redis_url else _redact(args.redis_url),
+        thresholds=thresholds,
+        quick=args.quick,
+    )
+    options = RunOptions(
+        settings=settings,
+        output=args.output,
+        fault_jobs=args.fault_jobs,
+        timeout_s=args.timeout,
+        redis_url=args.redis_url,
+    )
+    report = run(options, console)
+    _print_answer(report, console)
+    return 0
+
+
+def _print_answer(comparison_md: Path, console: Console) -> None:
+    from taskbench.report.files import load
+
+    folder, run_result, _ = load(comparison_md.with_suffix(".json"))
+    from taskbench.report.markdown import spec_table
+
+    console.print()
+    console.print(spec_table(run_result.summaries), markup=False)
+    console.print("\n[bold]Verdict[/]")
+    for line in run_result.verdict.get("lines", []):
+        console.print(f"  • {line}", markup=False)
+    console.print(f"\nreports: {folder}")
+    html = folder / "report.html"
+    if html.exists():
+        console.print(f"open {html} in a browser")
+
+
+def _redact(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    return scheme + sep + ("***@" + rest.split("@", 1)[1] if "@" in rest else rest)
+
+
+def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    from taskbench.report.files import rerender
+
+    path = rerender(args.path)
+    console.print(f"rebuilt {path.parent}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    from taskbench.report.compare import compare
+
+    path = compare(args.run_a, args.run_b, args.output)
+    console.print(f"wrote {path}")
+    return 0
+
+
+COMMANDS = {"serve": cmd_serve, "run": cmd_run, "report": cmd_report, "compare": cmd_compare}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=False)
+    try:
+        return COMMANDS[args.command](args, console)
+    except (UsageError, SchemaError) as exc:
+        print(f"taskbench: {exc}", file=sys.stderr)
+        return 2
+    except StackError as exc:
+        print(f"taskbench: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("taskbench: interrupted; every process it started has been stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

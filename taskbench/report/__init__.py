@@ -1,0 +1,1 @@
+"""Reports, rendered from saved JSON only: Markdown, charts and HTML."""

@@ -1,0 +1,78 @@
+"""Where reports go and how they are rebuilt: everything renders from the run's JSON files.
+
+A run's folder, `benchmark_results/<timestamp>/`, holds the spec's names:
+`{impl}_{N}_jobs_{timestamp}.md/.json` per scenario, `comparison_{timestamp}.md/.json`, and
+`report.html` with its charts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from taskbench import failures, stats, verdict
+from taskbench.report import markdown
+from taskbench.results import RunResult, ScenarioResult, SchemaError, load_run, load_scenario
+
+
+def scenario_stem(result: ScenarioResult, timestamp: str) -> str:
+    return f"{result.spec.file_stem}_{timestamp}"
+
+
+def write_scenario(folder: Path, timestamp: str, result: ScenarioResult) -> str:
+    """Write the scenario's JSON and Markdown; returns the JSON file's name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = scenario_stem(result, timestamp)
+    annotated = failures.annotate(stats.summarize(result), result.settings.thresholds)
+    result.summary = annotated
+    (folder / f"{stem}.json").write_text(result.model_dump_json())
+    (folder / f"{stem}.md").write_text(markdown.scenario(result, annotated))
+    return f"{stem}.json"
+
+
+def finish_run(folder: Path, run: RunResult, scenarios: list[ScenarioResult]) -> Path:
+    """Summaries, verdict, comparison files, charts and HTML for the scenarios written so far."""
+    run.summaries = [failures.annotate(stats.summarize(r), r.settings.thresholds) for r in scenarios]
+    run.verdict = verdict.compute(run.summaries)
+    (folder / f"comparison_{run.timestamp}.json").write_text(run.model_dump_json(indent=1))
+    path = folder / f"comparison_{run.timestamp}.md"
+    path.write_text(markdown.comparison(run))
+    render_extras(folder, run, scenarios)
+    return path
+
+
+def render_extras(folder: Path, run: RunResult, scenarios: list[ScenarioResult]) -> None:
+    """Charts and the HTML page (taskbench.report.charts / .html), when matplotlib is importable."""
+    try:
+        from taskbench.report import charts, html
+    except ImportError:  # pragma: no cover - they ship with the package
+        return
+    chart_files = charts.render_all(folder, run, scenarios)
+    html.write(folder, run, scenarios, chart_files)
+
+
+def find_comparison(path: Path) -> Path:
+    if path.is_file():
+        return path
+    found = sorted(path.glob("comparison_*.json"))
+    if not found:
+        raise SchemaError(f"{path}: no comparison_*.json here; pass a run folder written by `taskbench run`")
+    return found[-1]
+
+
+def load(path: Path) -> tuple[Path, RunResult, list[ScenarioResult]]:
+    comparison = find_comparison(path)
+    try:
+        run = load_run(comparison)
+        scenarios = [load_scenario(comparison.parent / name) for name in run.scenario_files]
+    except (OSError, json.JSONDecodeError, ValueError) as exc:
+        raise SchemaError(f"{comparison}: cannot read this run: {exc}") from exc
+    return comparison.parent, run, scenarios
+
+
+def rerender(path: Path) -> Path:
+    """`taskbench report PATH`: rebuild every Markdown, chart and HTML file from the run's JSON."""
+    folder, run, scenarios = load(path)
+    for result in scenarios:
+        write_scenario(folder, run.timestamp, result)
+    return finish_run(folder, run, scenarios)

@@ -1,0 +1,134 @@
+"""A whole run: plan, stack, every scenario with a progress bar, reports written as results arrive.
+
+Ctrl-C once finishes the current scenario early and keeps everything measured so far; the stack is
+stopped either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from taskbench import environment, plan
+from taskbench.client import ServiceClient
+from taskbench.report import files
+from taskbench.results import RunResult, RunSettings, ScenarioResult, ScenarioSpec
+from taskbench.scenario import ScenarioContext, run_scenario
+from taskbench.stack import Stack, StackConfig
+
+
+@dataclass
+class RunOptions:
+    settings: RunSettings
+    output: Path
+    fault_jobs: int
+    timeout_s: float | None = None
+    redis_url: str | None = None
+
+
+def timestamp() -> str:
+    return time.strftime("%Y%m%d_%H%M%S")
+
+
+def run(options: RunOptions, console: Console) -> Path:
+    """Run every scenario; return the comparison report's path."""
+    stamp = timestamp()
+    folder = options.output / stamp
+    specs = plan.scenarios(options.settings, options.fault_jobs)
+    console.print(f"[bold]taskbench[/]: {len(specs)} scenarios → {folder}")
+    _print_plan(console, specs, options.settings)
+    stack: Stack | None = None
+    try:
+        if options.settings.url is None:
+            config = StackConfig(
+                workdir=folder / "stack", concurrency=options.settings.concurrency, redis_url=options.redis_url
+            )
+            with console.status("starting Redis, the API server and a Celery worker…"):
+                stack = Stack(config)
+                stack.__enter__()
+            console.print(f"stack up: API {stack.url}, Redis {stack.redis_url}, logs in {config.workdir / 'logs'}")
+        url = options.settings.url or (stack.url if stack else "")
+        env = environment.describe(stack.redis_url if stack else None)
+        return asyncio.run(_run_all(options, specs, url, stack, env, folder, stamp, console))
+    finally:
+        if stack is not None:
+            with console.status("stopping the stack…"):
+                stack.stop()
+
+
+def _print_plan(console: Console, specs: list[ScenarioSpec], settings: RunSettings) -> None:
+    cpus = environment.describe(None)["machine"]["cpu_count"] or 1
+    total = sum(plan.estimate_s(s, settings.concurrency, cpus) for s in specs)
+    for spec in specs:
+        console.print(f"  • {spec.label} (~{plan.estimate_s(spec, settings.concurrency, cpus):.0f} s)")
+    console.print(f"estimated time: ~{total / 60:.1f} min")
+
+
+async def _run_all(
+    options: RunOptions,
+    specs: list[ScenarioSpec],
+    url: str,
+    stack: Stack | None,
+    env: dict[str, object],
+    folder: Path,
+    stamp: str,
+    console: Console,
+) -> Path:
+    settings = options.settings
+    client = ServiceClient(url, submit_timeout_s=settings.thresholds.submit_timeout_s)
+    ctx = ScenarioContext(client=client, settings=settings, environment=env, stack=stack, timeout_s=options.timeout_s)
+    loop = asyncio.get_running_loop()
+
+    def interrupt() -> None:
+        if ctx.stop.is_set():  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        console.print("[yellow]Ctrl-C: finishing this scenario early and writing what was measured…[/]")
+        ctx.stop.set()
+
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGINT, interrupt)
+    results: list[ScenarioResult] = []
+    run_result = RunResult(timestamp=stamp, settings=settings, environment=env, scenario_files=[])
+    cpus = int(env["machine"]["cpu_count"] or 1)  # type: ignore[index]
+    estimates = [plan.estimate_s(s, settings.concurrency, cpus) for s in specs]
+    columns = (
+        TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )  # fmt: skip
+    try:
+        with Progress(*columns, console=console) as progress:
+            overall = progress.add_task("all scenarios", total=sum(estimates))
+            for spec, estimate in zip(specs, estimates, strict=True):
+                if ctx.stop.is_set():
+                    break
+                current = progress.add_task(spec.label, total=spec.jobs)
+
+                def on_progress(done: int, total: int, task: TaskID = current) -> None:
+                    progress.update(task, completed=done, total=total)
+
+                result = await run_scenario(ctx, spec, on_progress)
+                results.append(result)
+                run_result.scenario_files.append(files.write_scenario(folder, stamp, result))
+                progress.update(current, completed=spec.jobs, visible=False)
+                progress.update(overall, advance=estimate)
+    finally:
+        await client.aclose()
+        with contextlib.suppress(NotImplementedError):
+            loop.remove_signal_handler(signal.SIGINT)
+    run_result.interrupted = ctx.stop.is_set()
+    return files.finish_run(folder, run_result, results)

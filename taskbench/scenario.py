@@ -1,0 +1,172 @@
+"""One scenario: clean start, a burst of N jobs over HTTP, probes and samples throughout, a bounded wait,
+and every record collected."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from taskbench import faults, stats
+from taskbench.client import ServiceClient
+from taskbench.probes import Prober
+from taskbench.results import Event, RunSettings, ScenarioResult, ScenarioSpec
+from taskbench.sampler import Sampler
+from taskbench.stack import Stack
+
+POLL_INTERVAL_S = 0.25
+
+Progress = Callable[[int, int], None]  # (jobs finished, jobs in all)
+
+
+@dataclass
+class ScenarioContext:
+    client: ServiceClient
+    settings: RunSettings
+    environment: dict[str, Any]
+    stack: Stack | None = None  # None: a service started by someone else (--url)
+    timeout_s: float | None = None  # overrides the deadline derived from the ideal makespan
+    cpu_count: int = field(default_factory=lambda: os.cpu_count() or 1)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)  # set by Ctrl-C: finish early, keep the data
+
+
+def deadline_for(spec: ScenarioSpec, ideal_s: float, timeout_s: float | None) -> float:
+    if timeout_s is not None:
+        return timeout_s
+    deadline = 3 * ideal_s + 10
+    if spec.fault:
+        deadline += faults.visibility_timeout_for(spec.duration_s) + 15
+    return deadline
+
+
+def _read_ledger(path: Path | None, offset: int) -> list[dict[str, Any]]:
+    if path is None or not path.exists():
+        return []
+    with path.open("rb") as ledger:
+        ledger.seek(offset)
+        return [json.loads(line) for line in ledger.read().splitlines() if line.strip()]
+
+
+async def _wait_until_done(
+    ctx: ScenarioContext,
+    spec: ScenarioSpec,
+    accepted: int,
+    deadline: float,
+    fault: asyncio.Task[None] | None,
+    events: list[Event],
+    progress: Progress,
+) -> bool:
+    """Poll job counts until nothing is queued or running; True if the deadline passed first."""
+    while time.time() < deadline and not ctx.stop.is_set():
+        try:
+            counts = await ctx.client.counts(spec.implementation)
+        except Exception:  # the API may be down for a moment during a fault
+            await asyncio.sleep(POLL_INTERVAL_S)
+            continue
+        progress(counts["completed"] + counts["failed"], spec.jobs)
+        idle = counts["queued"] + counts["running"] == 0
+        fault_over = fault is None or fault.done()
+        all_seen = counts["count"] >= accepted or (spec.fault is not None and fault_over)
+        if idle and fault_over and all_seen:
+            return False
+        recovered_at = next((e.t for e in events if e.name == "recovered"), None)
+        if recovered_at is not None and await _only_orphans_left(ctx, spec, recovered_at):
+            return False
+        await asyncio.sleep(POLL_INTERVAL_S)
+    return True
+
+
+async def _only_orphans_left(ctx: ScenarioContext, spec: ScenarioSpec, fault_over: float) -> bool:
+    """After a crash, jobs whose process died stay "running" forever unless Celery redelivers them.
+
+    Once redelivery had its chance (visibility timeout + a restore sweep), if nothing is queued or active
+    anywhere and every unfinished record names a dead process, waiting longer cannot change the outcome.
+    """
+    if time.time() < fault_over + faults.visibility_timeout_for(spec.duration_s) + 3:
+        return False
+    health = await ctx.client.health()
+    celery = health.get("celery", {})
+    busy = health["api"]["fastapi_running_jobs"] + celery.get("queued", 0)
+    busy += sum(w["active"] + w["reserved"] for w in celery.get("workers", []))
+    if busy:
+        return False
+    unfinished = [j for j in await ctx.client.jobs(spec.implementation) if j["status"] in ("queued", "running")]
+    return all(j["status"] == "running" and j.get("pid") and not psutil.pid_exists(j["pid"]) for j in unfinished)
+
+
+async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progress) -> ScenarioResult:
+    settings = ctx.settings
+    stack = ctx.stack
+    if stack is not None:
+        await asyncio.to_thread(faults.prepare, stack, spec.fault, spec.variant, spec.duration_s)
+    await ctx.client.reset([spec.implementation])
+    capacity = await ctx.client.capacity(spec.implementation, spec.workload, spec.jobs, ctx.cpu_count)
+    ideal = math.ceil(spec.jobs / max(capacity.concurrency, 1)) * spec.duration_s
+    deadline_s = deadline_for(spec, ideal, ctx.timeout_s)
+    ledger_path = stack.ledger_path if stack is not None else None
+    ledger_offset = ledger_path.stat().st_size if ledger_path and ledger_path.exists() else 0
+
+    sampler = Sampler(stack.pids if stack is not None else dict, settings.sample_interval_s)
+    prober = Prober(ctx.client.base_url, settings.probe_interval_s, settings.thresholds.probe_timeout_s)
+    harness = psutil.Process()
+    cpu_before = harness.cpu_times()
+    events: list[Event] = []
+    started_at = time.time()
+    sampler.start()
+    prober.start()
+    fault_task: asyncio.Task[None] | None = None
+    try:
+        await asyncio.sleep(0.3)  # a baseline before the burst
+        body = {"duration": spec.duration_s, "kind": spec.workload, "memory_mb": spec.memory_mb}
+        events.append(Event(t=time.time(), name="burst_start", detail=f"{spec.jobs} submissions"))
+        submissions = list(
+            await asyncio.gather(*(ctx.client.submit(spec.implementation, i, body) for i in range(spec.jobs)))
+        )
+        events.append(Event(t=time.time(), name="burst_end"))
+        if spec.fault and stack is not None and not ctx.stop.is_set():
+            await asyncio.sleep(max(0.2, spec.duration_s / 2))  # jobs running, others still queued
+            fault_task = asyncio.create_task(faults.inject(stack, spec.fault, spec.variant, events))
+        accepted = sum(1 for s in submissions if s.job_id)
+        timed_out = await _wait_until_done(ctx, spec, accepted, started_at + deadline_s, fault_task, events, progress)
+        if timed_out:
+            events.append(Event(t=time.time(), name="deadline", detail=f"{deadline_s:.1f} s passed"))
+        if fault_task is not None:
+            await fault_task
+        jobs = await ctx.client.jobs(spec.implementation)
+    finally:
+        probes = prober.stop()
+        samples = sampler.stop()
+    ended_at = time.time()
+    cpu_after = harness.cpu_times()
+    harness_cpu_s = cpu_after.user + cpu_after.system - cpu_before.user - cpu_before.system
+    result = ScenarioResult(
+        spec=spec,
+        settings=settings,
+        environment=ctx.environment,
+        capacity=capacity,
+        started_at=started_at,
+        ended_at=ended_at,
+        deadline_s=deadline_s,
+        timed_out=timed_out and not ctx.stop.is_set(),
+        interrupted=ctx.stop.is_set(),
+        submissions=submissions,
+        jobs=jobs,
+        executions=[e for e in _read_ledger(ledger_path, ledger_offset) if e["implementation"] == spec.implementation],
+        probes=probes,
+        samples=samples,
+        events=events,
+        harness={
+            "cpu_percent": 100 * harness_cpu_s / max(ended_at - started_at, 1e-9),
+            "rss_mb": harness.memory_info().rss / 2**20,
+        },
+    )
+    result.summary = stats.summarize(result)
+    return result

@@ -1,0 +1,197 @@
+"""Numbers from raw scenario data: percentiles, completion, responsiveness, resources, executions.
+
+Pure functions of a `ScenarioResult`, so `taskbench report` recomputes every figure from saved JSON.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from taskbench.results import Probe, ScenarioResult
+
+JOB_PROCESS = {"fastapi": "api", "celery": "worker"}  # the process whose resources the jobs use
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Linear interpolation between closest ranks (numpy's default), q in [0, 100]."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def distribution(values: Iterable[float | None]) -> dict[str, float | None]:
+    present = [v for v in values if v is not None]
+    return {
+        "count": len(present),
+        "avg": sum(present) / len(present) if present else None,
+        "p50": percentile(present, 50),
+        "p95": percentile(present, 95),
+        "p99": percentile(present, 99),
+        "max": max(present) if present else None,
+    }
+
+
+def longest_silence(probes: Sequence[Probe], start: float, end: float) -> float:
+    """The longest stretch in [start, end] during which no probe got an answer."""
+    answers = sorted(p.sent_at + p.latency_s for p in probes if p.latency_s is not None)
+    marks = [start, *(t for t in answers if start <= t <= end), end]
+    return max((b - a for a, b in itertools.pairwise(marks)), default=0.0)
+
+
+def probe_summary(probes: Sequence[Probe], start: float, end: float, interval_s: float) -> dict[str, Any]:
+    answered = [p for p in probes if p.latency_s is not None]
+    span = max(end - start, 1e-9)
+    return {
+        **distribution(p.latency_s for p in answered),
+        "sent": len(probes),
+        "answered": len(answered),
+        "timeouts": sum(p.error == "timeout" for p in probes),
+        "errors": sum(p.latency_s is None and p.error != "timeout" for p in probes),
+        "server_errors": sum((p.status_code or 0) >= 500 for p in probes),
+        "longest_silence_s": longest_silence(probes, start, end),
+        "rate_achieved": len(probes) / span * interval_s,  # 1.0 = every scheduled probe was sent
+    }
+
+
+def max_concurrent(intervals: Iterable[tuple[float, float]]) -> int:
+    events = sorted(e for start, end in intervals for e in ((start, 1), (end, -1)))
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def resource_summary(result: ScenarioResult) -> dict[str, Any]:
+    roles = sorted({role for s in result.samples for role in s.processes})
+    out: dict[str, Any] = {}
+    for role in roles:
+        cpu = [s.processes[role]["cpu_percent"] for s in result.samples if role in s.processes]
+        rss = [s.processes[role]["rss_mb"] for s in result.samples if role in s.processes]
+        out[role] = {
+            "samples": len(cpu),
+            "cpu_peak": max(cpu),
+            "cpu_avg": sum(cpu) / len(cpu),
+            "rss_peak_mb": max(rss),
+            "rss_avg_mb": sum(rss) / len(rss),
+        }
+    system_cpu = [s.system["cpu_percent"] for s in result.samples]
+    system_mem = [s.system["memory_percent"] for s in result.samples]
+    if system_cpu:
+        out["system"] = {
+            "samples": len(system_cpu),
+            "cpu_peak": max(system_cpu),
+            "cpu_avg": sum(system_cpu) / len(system_cpu),
+            "memory_peak_percent": max(system_mem),
+            "memory_avg_percent": sum(system_mem) / len(system_mem),
+            "memory_used_peak_mb": max(s.system["memory_used_mb"] for s in result.samples),
+        }
+    return out
+
+
+def execution_summary(result: ScenarioResult, fault_at: float | None) -> dict[str, Any]:
+    """Per accepted job: completed once, more than once, or never (lost), from the ledger when there is
+    one, else from the job records."""
+    accepted = [s.job_id for s in result.submissions if s.job_id]
+    if result.executions:
+        ends = Counter(e["job_id"] for e in result.executions if e["event"] == "end" and e["ok"])
+        starts = Counter(e["job_id"] for e in result.executions if e["event"] == "start")
+        last_end = {e["job_id"]: e["t"] for e in result.executions if e["event"] == "end" and e["ok"]}
+        source = "ledger"
+    else:
+        done = [j for j in result.jobs if j.get("status") == "completed"]
+        ends = Counter(j["job_id"] for j in done)
+        starts = Counter(j["job_id"] for j in result.jobs if j.get("started_at"))
+        last_end = {j["job_id"]: j["finished_at"] for j in done}
+        source = "records"
+    lost = [job_id for job_id in accepted if ends[job_id] == 0]
+    duplicated = [job_id for job_id in accepted if ends[job_id] > 1]
+    recovered = (
+        [job_id for job_id in accepted if fault_at is not None and starts[job_id] > 1 and ends[job_id] >= 1]
+        if source == "ledger"
+        else []
+    )
+    return {
+        "source": source,
+        "accepted": len(accepted),
+        "completed_once": sum(ends[j] == 1 for j in accepted),
+        "duplicated": len(duplicated),
+        "lost": len(lost),
+        "recovered": len(recovered),
+        "lost_ids": lost,
+        "duplicated_ids": duplicated,
+        "recovered_ids": recovered,
+        "completed_after_fault": sum(1 for j in accepted if fault_at is not None and last_end.get(j, 0) > fault_at),
+        "attempts_max": max((starts[j] for j in accepted), default=0),
+    }
+
+
+def summarize(result: ScenarioResult) -> dict[str, Any]:
+    spec = result.spec
+    subs = result.submissions
+    jobs = result.jobs
+    statuses = Counter(j.get("status") for j in jobs)
+    accepted = sum(1 for s in subs if s.job_id)
+    finished = [j["finished_at"] for j in jobs if j.get("finished_at")]
+    first_submit = min((s.sent_at for s in subs), default=result.started_at)
+    makespan = (max(finished) - first_submit) if finished and statuses["completed"] == spec.jobs else None
+    capacity = max(result.capacity.concurrency, 1)
+    ideal = math.ceil(spec.jobs / capacity) * spec.duration_s
+    probes_start = min((p.sent_at for p in result.probes), default=result.started_at)
+    probes_end = max((p.sent_at for p in result.probes), default=result.ended_at)
+    interval = result.settings.probe_interval_s
+    fault_at = next((e.t for e in result.events if e.name == "fault"), None)
+    intervals = [(j["started_at"], j.get("finished_at") or result.ended_at) for j in jobs if j.get("started_at")]
+    resources = resource_summary(result)
+    job_process = resources.get(JOB_PROCESS.get(spec.implementation, "api"), {})
+    return {
+        "label": spec.label,
+        "implementation": spec.implementation,
+        "workload": spec.workload,
+        "jobs": spec.jobs,
+        "duration_s": spec.duration_s,
+        "fault": spec.fault,
+        "variant": spec.variant,
+        "submission": {
+            **distribution(s.latency_s for s in subs),
+            "attempted": len(subs),
+            "accepted": accepted,
+            "timeouts": sum(s.error == "timeout" for s in subs),
+            "errors": sum(1 for s in subs if s.error and s.error != "timeout"),
+        },
+        "probes": {
+            endpoint: probe_summary(
+                [p for p in result.probes if p.endpoint == endpoint], probes_start, probes_end, interval
+            )
+            for endpoint in ("async", "sync")
+        },
+        "completion": {
+            "completed": statuses["completed"],
+            "failed": statuses["failed"],
+            "pending": statuses["queued"] + statuses["running"],
+            "missing_records": max(accepted - len(jobs), 0),
+            "timed_out": result.timed_out,
+        },
+        "queue_time": distribution(j.get("queue_time") for j in jobs),
+        "execution_time": distribution(j.get("execution_time") for j in jobs),
+        "total_time": distribution(j.get("total_time") for j in jobs),
+        "makespan_s": makespan,
+        "ideal_makespan_s": ideal,
+        "makespan_ratio": (makespan / ideal) if makespan is not None and ideal > 0 else None,
+        "capacity": result.capacity.model_dump(),
+        "max_running": max_concurrent(intervals),
+        "resources": resources,
+        "job_process": JOB_PROCESS.get(spec.implementation, "api"),
+        "peak_cpu_percent": job_process.get("cpu_peak"),
+        "peak_memory_mb": job_process.get("rss_peak_mb"),
+        "executions": execution_summary(result, fault_at),
+        "fault_at": fault_at,
+        "harness": result.harness,
+    }
