@@ -21,6 +21,7 @@ from app.tasks import run_job
 
 IMPLEMENTATION = "celery"
 PUBLISH_TIMEOUT_S = 5.0
+PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 
 T = TypeVar("T")
 
@@ -51,7 +52,9 @@ async def submit(request: Annotated[JobRequest | None, Body()] = None) -> JobRec
         run_job.apply_async,
         args=(record.job_id, record.kind.value, record.duration, record.memory_mb),
         task_id=record.job_id,
-        retry=False,
+        # A pooled connection may be stale after a Redis restart: retry briefly, always within the timeout.
+        retry=True,
+        retry_policy=PUBLISH_RETRY,
     )
     try:
         await _in_publisher(publish)

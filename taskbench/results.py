@@ -129,6 +129,7 @@ class ScenarioResult(BaseModel):
     samples: list[Sample]
     events: list[Event] = Field(default_factory=list)
     harness: dict[str, float] = Field(default_factory=dict)  # the harness's own CPU and memory
+    delivery: dict[str, Any] = Field(default_factory=dict)  # Celery's delivery settings, when taskbench set them
     summary: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -126,6 +126,11 @@ async def _run_all(
                 run_result.scenario_files.append(files.write_scenario(folder, stamp, result))
                 progress.update(current, completed=spec.jobs, visible=False)
                 progress.update(overall, advance=estimate)
+    except BaseException:
+        run_result.interrupted = True  # keep what was measured, then let the error through
+        if results:
+            files.finish_run(folder, run_result, results)
+        raise
     finally:
         await client.aclose()
         with contextlib.suppress(NotImplementedError):

@@ -4,6 +4,7 @@ and every record collected."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import os
@@ -163,6 +164,7 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
         probes=probes,
         samples=samples,
         events=events,
+        delivery=dataclasses.asdict(stack.config.delivery) | {"name": stack.config.delivery.name} if stack else {},
         harness={
             "cpu_percent": 100 * harness_cpu_s / max(ended_at - started_at, 1e-9),
             "rss_mb": harness.memory_info().rss / 2**20,

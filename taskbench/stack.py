@@ -121,6 +121,13 @@ class Stack:
         port = int(self.redis_url.rsplit(":", 1)[1].split("/")[0])
         self.redis.argv = redis_command(self.redis.argv[0], port, self.config.workdir, persistent)
         self.start_redis()
+        if self.worker is not None and self.worker.alive():
+            self.wait_for_worker()
+
+    def wait_for_worker(self) -> None:
+        """After a Redis restart the worker reconnects on its own (every 2 s); wait until it is back."""
+        assert self.worker is not None
+        self._wait(self.worker, self._worker_seen, "the Celery worker (reconnecting)")
 
     def _redis_answers(self) -> bool:
         try:
@@ -171,7 +178,7 @@ class Stack:
         ]  # fmt: skip
         self.worker = ManagedProcess("worker", argv, self._env(), self.config.workdir / "logs" / "worker.log")
         self.worker.start()
-        self._wait(self.worker, self._worker_seen, "the Celery worker")
+        self.wait_for_worker()
 
     def _api_answers(self) -> bool:
         try:

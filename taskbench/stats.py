@@ -111,6 +111,11 @@ def execution_summary(result: ScenarioResult, fault_at: float | None) -> dict[st
         starts = Counter(j["job_id"] for j in result.jobs if j.get("started_at"))
         last_end = {j["job_id"]: j["finished_at"] for j in done}
         source = "records"
+    redelivered_at = [
+        e["t"]
+        for e in result.executions
+        if e["event"] == "start" and fault_at is not None and e["t"] > fault_at and starts[e["job_id"]] > 1
+    ]
     lost = [job_id for job_id in accepted if ends[job_id] == 0]
     duplicated = [job_id for job_id in accepted if ends[job_id] > 1]
     recovered = (
@@ -130,6 +135,8 @@ def execution_summary(result: ScenarioResult, fault_at: float | None) -> dict[st
         "recovered_ids": recovered,
         "completed_after_fault": sum(1 for j in accepted if fault_at is not None and last_end.get(j, 0) > fault_at),
         "attempts_max": max((starts[j] for j in accepted), default=0),
+        # from the fault to the first job started again: visibility timeout + the restore sweep
+        "redelivery_delay_s": (min(redelivered_at) - fault_at) if redelivered_at and fault_at is not None else None,
     }
 
 
@@ -193,5 +200,6 @@ def summarize(result: ScenarioResult) -> dict[str, Any]:
         "peak_memory_mb": job_process.get("rss_peak_mb"),
         "executions": execution_summary(result, fault_at),
         "fault_at": fault_at,
+        "delivery": result.delivery,
         "harness": result.harness,
     }

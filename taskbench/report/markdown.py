@@ -81,7 +81,7 @@ def resources_table(summaries: list[dict[str, Any]]) -> str:
 
 def faults_table(summaries: list[dict[str, Any]]) -> str:
     headers = ["Fault", "Implementation", "Accepted", "Completed once", "Lost", "Duplicated", "Redelivered",
-               "Completed after fault", "Lost / duplicated job ids"]  # fmt: skip
+               "Redelivery delay (visibility timeout)", "Completed after fault", "Lost / duplicated ids"]  # fmt: skip
     rows = []
     for s in (s for s in summaries if s["fault"]):
         e = s["executions"]
@@ -95,6 +95,9 @@ def faults_table(summaries: list[dict[str, Any]]) -> str:
                 str(e["lost"]),
                 str(e["duplicated"]),
                 str(e["recovered"]),
+                f"{seconds(e.get('redelivery_delay_s'), 1)} ({seconds(s['delivery'].get('visibility_timeout_s'), 0)})"
+                if s["implementation"] == "celery"
+                else "–",
                 str(e["completed_after_fault"]),
                 "<br>".join(ids) or "–",
             ]
