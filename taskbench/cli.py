@@ -23,7 +23,7 @@ MAX_DURATION_S = 3600.0
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"taskbench: {message} (see `taskbench {self.prog.split()[-1]} --help`)\n")
+        self.exit(2, f"taskbench: {message} (see `{self.prog} --help`)\n")
 
 
 def _csv(allowed: tuple[str, ...], all_word: str | None = "all") -> Callable[[str], list[str]]:

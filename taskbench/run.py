@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -26,6 +27,7 @@ from rich.progress import (
 
 from taskbench import environment, plan
 from taskbench.client import ServiceClient
+from taskbench.errors import StackError
 from taskbench.report import files
 from taskbench.results import RunResult, RunSettings, ScenarioResult, ScenarioSpec
 from taskbench.scenario import ScenarioContext, run_scenario
@@ -63,12 +65,24 @@ def run(options: RunOptions, console: Console) -> Path:
                 stack.__enter__()
             console.print(f"stack up: API {stack.url}, Redis {stack.redis_url}, logs in {config.workdir / 'logs'}")
         url = options.settings.url or (stack.url if stack else "")
+        if stack is None:
+            _check_server(url)
         env = environment.describe(stack.redis_url if stack else None)
         return asyncio.run(_run_all(options, specs, url, stack, env, folder, stamp, console))
     finally:
         if stack is not None:
             with console.status("stopping the stack…"):
                 stack.stop()
+
+
+def _check_server(url: str) -> None:
+    try:
+        httpx.get(f"{url}/health/sync", timeout=5).raise_for_status()
+    except httpx.HTTPError as exc:
+        raise StackError(
+            f"ERROR: Server is not running at {url} ({exc}); start it with `uvicorn app.main:app` "
+            "and a worker with `celery -A app.celery_app worker`, or drop --url to let taskbench start them"
+        ) from exc
 
 
 def _print_plan(console: Console, specs: list[ScenarioSpec], settings: RunSettings) -> None:

@@ -1,0 +1,41 @@
+"""Fixtures that start the real stack: a private redis-server, uvicorn and a Celery worker."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from taskbench.stack import Stack, StackConfig
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One stack shared by the tests that leave it as they found it."""
+    with Stack(StackConfig(workdir=tmp_path_factory.mktemp("stack"), concurrency=2)) as running:
+        yield running
+
+
+@pytest.fixture
+def http(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.url, timeout=10) as client:
+        yield client
+
+
+def wait_for(check: Callable[[], Any], timeout_s: float = 15.0, interval_s: float = 0.02) -> Any:
+    """Poll until `check()` is truthy; fail the test, never hang, when it is not."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise AssertionError(f"condition not met within {timeout_s} s")
+
+
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path / "stack"

@@ -1,0 +1,84 @@
+"""A tiny real run, end to end: the spec's reports exist, parse, and hold sane figures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from taskbench.results import load_run, load_scenario
+from taskbench.stack import Stack
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run_folder(output: Path) -> Path:
+    (folder,) = [p for p in output.iterdir() if p.is_dir()]
+    return folder
+
+
+def check_run(folder: Path, jobs: list[int], embedded: bool) -> None:
+    (comparison,) = folder.glob("comparison_*.json")
+    stamp = comparison.stem.removeprefix("comparison_")
+    assert (folder / f"comparison_{stamp}.md").read_text().count("| Jobs | Implementation | Completed |") == 1
+    run = load_run(comparison)
+    assert len(run.scenario_files) == 2 * len(jobs)
+    for implementation in ("fastapi", "celery"):
+        for n in jobs:
+            assert (folder / f"{implementation}_{n}_jobs_{stamp}.md").exists()
+            result = load_scenario(folder / f"{implementation}_{n}_jobs_{stamp}.json")
+            summary = result.summary
+            assert summary["completion"]["completed"] == n and summary["completion"]["failed"] == 0
+            assert len(result.jobs) == n and len(result.submissions) == n
+            assert all(j["queue_time"] >= 0 for j in result.jobs)
+            assert summary["makespan_s"] >= summary["ideal_makespan_s"]
+            assert summary["probes"]["async"]["answered"] > 0 and summary["probes"]["sync"]["answered"] > 0
+            roles = set().union(*(s.processes for s in result.samples))
+            assert roles >= ({"api", "worker", "redis", "harness"} if embedded else {"harness"})
+            assert result.environment["versions"]["celery"] and result.settings.jobs == jobs
+            assert summary["max_running"] <= result.capacity.concurrency
+    assert json.loads(comparison.read_text())["verdict"]["lines"]
+
+
+def test_taskbench_run_writes_the_spec_reports(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "taskbench.cli", "run", "--jobs", "3,6", "--duration", "0.3", "--concurrency", "2",
+         "--output", str(tmp_path)],
+        capture_output=True, text=True, timeout=180, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Verdict" in out.stdout and "| Jobs | Implementation |" in out.stdout
+    check_run(_run_folder(tmp_path), [3, 6], embedded=True)
+
+
+def test_spec_entry_point_measures_a_stack_started_by_hand(stack: Stack, tmp_path: Path) -> None:
+    """`python tests/benchmark.py` against a running server (here: the session's stack)."""
+    out = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "benchmark.py"), "--url", stack.url, "--jobs", "4", "--duration", "0.2",
+         "--output", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    check_run(_run_folder(tmp_path), [4], embedded=False)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--jobs", "ten"], "--jobs"),
+        (["run", "--jobs", "0"], "between 1 and"),
+        (["run", "--duration", "-1"], "out of range"),
+        (["run", "--workloads", "dance"], "choose from"),
+        (["run", "--url", "http://127.0.0.1:9", "--faults", "all"], "--faults needs"),
+        (["report", "/nonexistent-run"], "no comparison_"),
+        (["serve", "--port", "70000"], "out of range"),
+    ],
+)
+def test_cli_mistake_is_one_line_and_exit_2(args: list[str], message: str) -> None:
+    out = subprocess.run([sys.executable, "-m", "taskbench.cli", *args], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], out.stderr

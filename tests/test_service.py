@@ -1,0 +1,151 @@
+"""The service under test, over real HTTP, against a real Redis and a real Celery worker."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from taskbench.stack import Stack
+from tests.conftest import wait_for
+
+IMPLEMENTATIONS = ["fastapi", "celery"]
+
+SPEC_ENDPOINTS = {
+    "POST /fastapi/job", "GET /fastapi/status/{job_id}", "GET /fastapi/jobs", "DELETE /fastapi/jobs",
+    "POST /celery/job", "GET /celery/status/{job_id}", "GET /celery/jobs", "DELETE /celery/jobs",
+    "GET /", "GET /metrics", "GET /health",
+}  # fmt: skip
+
+
+def test_root_lists_every_endpoint_of_the_spec(http: httpx.Client) -> None:
+    info = http.get("/").json()
+    assert set(info["endpoints"]) >= SPEC_ENDPOINTS
+    assert info["implementations"]["fastapi"]["threadpool_tokens"] == 40
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_job_goes_queued_running_completed_with_consistent_times(http: httpx.Client, implementation: str) -> None:
+    accepted = http.post(f"/{implementation}/job", json={"duration": 0.6})
+    assert accepted.status_code == 202
+    job = accepted.json()
+    assert job["status"] == "queued" and job["kind"] == "sleep" and job["duration"] == 0.6
+    seen: list[dict[str, Any]] = []
+
+    def finished() -> bool:
+        seen.append(http.get(f"/{implementation}/status/{job['job_id']}").json())
+        return seen[-1]["status"] == "completed"
+
+    wait_for(finished)
+    statuses = [s["status"] for s in seen]
+    assert "running" in statuses, statuses
+    assert statuses.index("running") < statuses.index("completed")
+    done = seen[-1]
+    assert done["submitted_at"] <= done["started_at"] <= done["finished_at"]
+    assert done["queue_time"] == pytest.approx(done["started_at"] - done["submitted_at"])
+    assert done["execution_time"] == pytest.approx(done["finished_at"] - done["started_at"])
+    assert done["total_time"] == pytest.approx(done["finished_at"] - done["submitted_at"])
+    assert 0.6 <= done["execution_time"] < 3
+    assert done["pid"] and done["thread"] and done["error"] is None
+    assert done["submitted_at"] == pytest.approx(time.time(), abs=60)  # wall-clock epoch seconds
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_list_and_clear(http: httpx.Client, implementation: str) -> None:
+    http.delete(f"/{implementation}/jobs")
+    ids = {http.post(f"/{implementation}/job", json={"duration": 0}).json()["job_id"] for _ in range(3)}
+    wait_for(lambda: http.get(f"/{implementation}/jobs").json()["counts"]["completed"] == 3)
+    listed = http.get(f"/{implementation}/jobs").json()
+    assert listed["count"] == 3 and {j["job_id"] for j in listed["jobs"]} == ids
+    assert http.get(f"/{implementation}/jobs", params={"limit": 0}).json()["jobs"] == []
+    assert http.delete(f"/{implementation}/jobs").json()["cleared"] == 3
+    assert http.get(f"/{implementation}/jobs").json() == {
+        "count": 0,
+        "counts": {"queued": 0, "running": 0, "completed": 0, "failed": 0},
+        "jobs": [],
+    }
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"duration": -1}, "duration"),
+        ({"duration": 3601}, "duration"),
+        ({"duration": "soon"}, "duration"),
+        ({"kind": "teleport"}, "kind"),
+        ({"memory_mb": 10**6}, "memory_mb"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_invalid_job_is_422_naming_the_field(
+    http: httpx.Client, implementation: str, body: dict[str, Any], field: str
+) -> None:
+    response = http.post(f"/{implementation}/job", json=body)
+    assert response.status_code == 422
+    assert any(field in error["loc"] for error in response.json()["detail"])
+
+
+def test_oversized_body_is_413(http: httpx.Client) -> None:
+    response = http.post("/fastapi/job", content=b'{"duration": 1, "pad": "' + b"x" * 100_000 + b'"}')
+    assert response.status_code == 413
+    assert "larger than" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_unknown_job_is_404(http: httpx.Client, implementation: str) -> None:
+    response = http.get(f"/{implementation}/status/no-such-job")
+    assert response.status_code == 404
+    assert "no-such-job" in response.json()["detail"]
+
+
+def test_metrics_and_health(http: httpx.Client, stack: Stack) -> None:
+    metrics = http.get("/metrics").json()
+    assert metrics["system"]["memory_total_mb"] > 0 and metrics["process"]["rss_mb"] > 0
+    health = http.get("/health")
+    assert health.status_code == 200
+    body = health.json()
+    assert body["redis"]["status"] == "ok"
+    assert [w["pid"] for w in body["celery"]["workers"]] == [stack.worker.pid if stack.worker else None]
+    assert body["celery"]["workers"][0]["concurrency"] == 2
+    assert http.get("/health/sync").json()["status"] == "ok"
+
+
+def test_redis_down_is_503_for_celery_while_fastapi_works(tmp_path: Any) -> None:
+    """Also submits the spec's default job (no body: a 30 s sleep) to each implementation."""
+    from taskbench.stack import StackConfig
+
+    with (
+        Stack(StackConfig(workdir=tmp_path, concurrency=1)) as stack,
+        httpx.Client(base_url=stack.url, timeout=10) as http,
+    ):
+        for implementation in IMPLEMENTATIONS:
+            default = http.post(f"/{implementation}/job")
+            assert default.status_code == 202
+            assert (default.json()["kind"], default.json()["duration"]) == ("sleep", 30.0)
+        assert stack.redis is not None
+        stack.redis.stop()
+        started = time.monotonic()
+        for method, path in [("POST", "/celery/job"), ("GET", "/celery/jobs"), ("GET", "/celery/status/x"),
+                             ("DELETE", "/celery/jobs"), ("GET", "/health")]:  # fmt: skip
+            response = http.request(method, path)
+            assert response.status_code == 503, (method, path, response.text)
+            assert "Redis" in response.text or "unreachable" in response.text
+        assert time.monotonic() - started < 10
+        assert http.post("/fastapi/job", json={"duration": 0}).status_code == 202
+        assert http.get("/fastapi/jobs").json()["count"] == 2
+
+
+def test_stack_stop_leaves_no_process(tmp_path: Any) -> None:
+    import psutil
+
+    from taskbench.stack import StackConfig
+
+    with Stack(StackConfig(workdir=tmp_path, concurrency=2)) as stack:
+        assert stack.worker is not None
+        worker_children = [c.pid for c in psutil.Process(stack.worker.pid).children(recursive=True)]
+        pids = [*stack.pids().values(), *worker_children]
+        assert len(pids) >= 5  # api, worker, redis, 2 worker children
+    wait_for(lambda: not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in pids))
