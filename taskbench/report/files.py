@@ -41,14 +41,20 @@ def finish_run(folder: Path, run: RunResult, scenarios: list[ScenarioResult]) ->
     return path
 
 
-def render_extras(folder: Path, run: RunResult, scenarios: list[ScenarioResult]) -> None:
-    """Charts and the HTML page (taskbench.report.charts / .html), when matplotlib is importable."""
-    try:
-        from taskbench.report import charts, html
-    except ImportError:  # pragma: no cover - they ship with the package
-        return
+def render_extras(folder: Path, run: RunResult, scenarios: list[ScenarioResult]) -> Path:
+    """Charts, the Markdown files again with the charts embedded, and `report.html`; returns the HTML's path.
+
+    `run.summaries` must already be computed, in the order of `scenarios`."""
+    from taskbench.report import charts, html
+
     chart_files = charts.render_all(folder, run, scenarios)
-    html.write(folder, run, scenarios, chart_files)
+    for result, summary in zip(scenarios, run.summaries, strict=True):
+        stem = scenario_stem(result, run.timestamp)
+        embedded = [(c.title, c.path) for c in chart_files.scenarios.get(stem, [])]
+        (folder / f"{stem}.md").write_text(markdown.scenario(result, summary, embedded))
+    embedded = [(c.title, c.path) for c in chart_files.comparison]
+    (folder / f"comparison_{run.timestamp}.md").write_text(markdown.comparison(run, embedded))
+    return html.write(folder, run, scenarios, chart_files)
 
 
 def find_comparison(path: Path) -> Path:

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from taskbench.report.fmt import mb, ms, percent, ratio, seconds, table
 from taskbench.results import RunResult, RunSettings, ScenarioResult
+
+Charts = Sequence[tuple[str, str]]  # (title, path relative to the report), e.g. ("Job timeline", "charts/x.png")
+
+
+def charts_section(charts: Charts) -> str:
+    """Image lines for the charts drawn beside this report; empty when there are none."""
+    if not charts:
+        return ""
+    return "## Charts\n\n" + "\n\n".join(f"![{title}]({path})" for title, path in charts)
 
 
 def spec_table(summaries: list[dict[str, Any]]) -> str:
@@ -154,7 +164,7 @@ def settings_text(run: RunResult) -> str:
     )
 
 
-def comparison(run: RunResult) -> str:
+def comparison(run: RunResult, charts: Charts = ()) -> str:
     summaries = run.summaries
     parts = [
         f"# FastAPI BackgroundTasks vs Celery — comparison ({run.timestamp})",
@@ -171,6 +181,7 @@ def comparison(run: RunResult) -> str:
     if any(s["fault"] for s in summaries):
         parts += ["## Faults", faults_table(summaries)]
     parts += [
+        charts_section(charts),
         "## When FastAPI fails",
         when_fastapi_fails(summaries),
         "## How to read this",
@@ -181,7 +192,7 @@ def comparison(run: RunResult) -> str:
     return "\n\n".join(p for p in parts if p) + "\n"
 
 
-def scenario(result: ScenarioResult, summary: dict[str, Any]) -> str:
+def scenario(result: ScenarioResult, summary: dict[str, Any], charts: Charts = ()) -> str:
     spec, s = result.spec, summary
     sub, done = s["submission"], s["completion"]
     events = "\n".join(f"- {e.name} at +{e.t - result.started_at:.2f} s {e.detail}" for e in result.events)
@@ -276,6 +287,7 @@ def scenario(result: ScenarioResult, summary: dict[str, Any]) -> str:
                 ),
                 "## Timeline",
                 events or "- no events",
+                *([charts_section(charts)] if charts else []),
                 "## How to read this",
                 thresholds_text(result.settings),
             ]
