@@ -253,3 +253,23 @@ def write(folder: Path, run: RunResult, scenarios: list[ScenarioResult], chart_f
     path = folder / "report.html"
     path.write_text(render(run, scenarios, chart_files), encoding="utf-8")
     return path
+
+
+def page_from_markdown(title: str, text: str) -> str:
+    """A standalone page from our own Markdown (headings, bullets, `fmt.table` tables, paragraphs)."""
+    body: list[str] = []
+    for block in text.strip().split("\n\n"):
+        first = block.lstrip()
+        if first.startswith("#"):
+            level = min(len(first) - len(first.lstrip("#")), 4)
+            body.append(f"<h{level}>{inline(first.lstrip('#').strip())}</h{level}>")
+        elif first.startswith("|"):
+            body.append(table_from_markdown(block))
+        elif first.startswith("- "):
+            body.append(markdown_list(block))
+        else:
+            body.append(f"<p>{inline(block)}</p>")
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+        f"<style>{CSS}</style></head><body><main>{''.join(body)}</main></body></html>"
+    )
