@@ -21,6 +21,7 @@ from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from taskbench.results import RunResult, ScenarioResult
 
@@ -29,7 +30,7 @@ ENDPOINT_COLOURS = {"async": "#2b5ea7", "sync": "#b8860b"}
 ROLE_COLOURS = {"api": "#2b5ea7", "worker": "#c05621", "redis": "#7b4fc4"}
 WAITING_COLOUR = "#c9ced6"
 FAILED_COLOUR = "#c62828"
-LOST_COLOUR = "#6b6b6b"
+LOST_COLOUR = "#a3a3a3"
 FAULT_COLOUR = "#c62828"
 RECOVERED_COLOUR = "#2e7d32"
 BURST_COLOUR = "#fff3c4"
@@ -184,6 +185,7 @@ def timeline_chart(result: ScenarioResult, summary: dict[str, Any]) -> Figure:
     ax.set_ylim(n - 0.5, -0.5)  # first submitted at the top
     ax.set_xlabel("seconds since scenario start")
     ax.set_ylabel("job (in submission order)")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(f"Job timeline — {result.spec.label}", fontsize=10)
     if not bars:
         ax.text(0.5, 0.5, "no job was accepted", transform=ax.transAxes, ha="center", va="center")
@@ -198,7 +200,7 @@ def probes_chart(result: ScenarioResult) -> Figure:
     fig = Figure(figsize=(9, 3.6), layout="constrained")
     ax = fig.add_subplot()
     latencies: list[float | None] = []
-    for endpoint, marker in (("async", "o"), ("sync", "^")):
+    for endpoint, marker, lost_marker in (("async", "o", "x"), ("sync", "^", "+")):
         probes = sorted((p for p in result.probes if p.endpoint == endpoint), key=lambda p: p.sent_at)
         answered = [p for p in probes if p.latency_s is not None]
         missing = [p for p in probes if p.latency_s is None]
@@ -209,10 +211,12 @@ def probes_chart(result: ScenarioResult) -> Figure:
             ax.plot([p.sent_at - t0 for p in probes], ys, marker=marker, markersize=3, linewidth=0.8,
                     color=ENDPOINT_COLOURS[endpoint], label=name)  # fmt: skip
         if missing:
-            ax.scatter([p.sent_at - t0 for p in missing], [limit * 1000] * len(missing), marker="x", s=30,
+            ax.scatter([p.sent_at - t0 for p in missing], [limit * 1000] * len(missing), marker=lost_marker, s=60,
                        color=ENDPOINT_COLOURS[endpoint], zorder=3, label=f"{name}: unanswered")  # fmt: skip
             latencies.append(limit)
-    ax.axhline(limit * 1000, color=FAILED_COLOUR, linewidth=0.8, linestyle="--", label=f"timeout ({limit:g} s)")
+    ax.axhline(
+        limit * 1000, color=FAILED_COLOUR, linewidth=0.8, linestyle="-.", alpha=0.7, label=f"timeout ({limit:g} s)"
+    )
     p99 = result.settings.thresholds.responsive_p99_s
     ax.axhline(p99 * 1000, color="#888888", linewidth=0.8, linestyle=":", label=f"responsive p99 limit ({p99:g} s)")
     _mark_events(ax, result)
