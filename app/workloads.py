@@ -7,7 +7,6 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from enum import Enum
-from functools import cache
 
 
 class Kind(str, Enum):
@@ -43,25 +42,35 @@ def _spin(iterations: int) -> int:
     return total
 
 
-@cache
-def _iterations_per_second() -> float:
-    """Calibrated once per process, so `duration` means seconds of one idle core, not wall time.
+def _calibrate() -> float:
+    """Once per process, at import while it is idle, so `duration` means seconds of one idle core.
 
     Looping "until the clock says so" would let 40 threads each finish in `duration` while sharing one
-    GIL; a fixed amount of work shows the contention instead.
+    GIL; a fixed amount of work shows the contention instead. Calibrating lazily inside the first jobs
+    would measure that very contention (four threads calibrating at once each see a quarter core).
     """
     n = 20_000
     while True:
         start = time.perf_counter()
         _spin(n)
-        elapsed = time.perf_counter() - start
-        if elapsed >= _CALIBRATION_S:
-            return n / elapsed
+        if time.perf_counter() - start >= _CALIBRATION_S:
+            break
         n *= 2
+    fastest = min(_timed(n) for _ in range(3))  # the least disturbed of three: a busy machine only slows
+    return n / fastest
+
+
+def _timed(iterations: int) -> float:
+    start = time.perf_counter()
+    _spin(iterations)
+    return time.perf_counter() - start
+
+
+ITERATIONS_PER_SECOND = _calibrate()
 
 
 def cpu(duration: float, memory_mb: int = 0) -> None:
-    _spin(int(duration * _iterations_per_second()))
+    _spin(int(duration * ITERATIONS_PER_SECOND))
 
 
 def memory(duration: float, memory_mb: int = 0) -> None:

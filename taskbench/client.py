@@ -12,9 +12,26 @@ from taskbench.errors import StackError
 from taskbench.results import Capacity, Submission
 
 IDLE_TIMEOUT_S = 120.0
+SHARD_CONNECTIONS = 10  # connections per submission pool; see ServiceClient
+
+
+class _Shard:
+    """A small httpx pool for submissions, with a gate so requests queue here, not in httpcore."""
+
+    def __init__(self, base_url: str, connections: int) -> None:
+        self.gate = asyncio.Semaphore(connections)
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        self.http = httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(30.0), limits=limits)
 
 
 class ServiceClient:
+    """Submissions go over `max_connections` connections split into pools of SHARD_CONNECTIONS.
+
+    httpcore's pool does O(connections²) work, plus O(queued × connections), on every request event
+    (`_assign_requests_to_connections`); with one pool of 100 connections and a 1000-job burst queued
+    in it, the harness spent ~7 ms of CPU per submission and became the bottleneck it measures.
+    """
+
     def __init__(self, base_url: str, max_connections: int = 100, submit_timeout_s: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.submit_timeout_s = submit_timeout_s
@@ -23,9 +40,13 @@ class ServiceClient:
             timeout=httpx.Timeout(30.0),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         )
+        shards = max(1, -(-max_connections // SHARD_CONNECTIONS))
+        self._shards = [_Shard(self.base_url, -(-max_connections // shards)) for _ in range(shards)]
 
     async def aclose(self) -> None:
         await self.http.aclose()
+        for shard in self._shards:
+            await shard.http.aclose()
 
     async def health(self) -> dict[str, Any]:
         response = await self.http.get("/health", timeout=5.0)
@@ -39,8 +60,13 @@ class ServiceClient:
     async def submit(self, implementation: str, index: int, body: dict[str, Any]) -> Submission:
         sent_at = time.time()
         started = time.perf_counter()
+        shard = self._shards[index % len(self._shards)]
         try:
-            response = await self.http.post(f"/{implementation}/job", json=body, timeout=self.submit_timeout_s)
+            async with shard.gate:  # the wait counts in the latency and the timeout, as in httpx's pool queue
+                remaining = self.submit_timeout_s - (time.perf_counter() - started)
+                if remaining <= 0:
+                    raise httpx.PoolTimeout("no connection free within the submit timeout")
+                response = await shard.http.post(f"/{implementation}/job", json=body, timeout=remaining)
         except httpx.TimeoutException:
             return Submission(index=index, sent_at=sent_at, latency_s=None, error="timeout")
         except httpx.HTTPError as exc:
@@ -73,18 +99,22 @@ class ServiceClient:
         response = await self.http.delete(f"/{implementation}/jobs")
         response.raise_for_status()
 
+    async def busy(self, celery: bool = True) -> int:
+        """Jobs running in the API's threads or tasks, plus Celery jobs queued, reserved or running."""
+        health = await self.health()
+        busy = int(health["api"]["fastapi_running_jobs"])
+        if celery:
+            workers = health.get("celery", {})
+            busy += workers.get("queued", 0) + sum(w["active"] + w["reserved"] for w in workers.get("workers", []))
+        return busy
+
     async def reset(self, implementations: list[str]) -> None:
         """A clean start: records cleared, queue purged, no job of an earlier scenario still running."""
         deadline = time.monotonic() + IDLE_TIMEOUT_S
         while True:
             for implementation in implementations:
                 await self.clear(implementation)
-            health = await self.health()
-            busy = health["api"]["fastapi_running_jobs"]
-            if "celery" in implementations:
-                celery = health.get("celery", {})
-                busy += celery.get("queued", 0) + sum(w["active"] + w["reserved"] for w in celery["workers"])
-            if not busy:
+            if not await self.busy(celery="celery" in implementations):
                 return
             if time.monotonic() > deadline:
                 raise StackError(f"the service stayed busy for {IDLE_TIMEOUT_S:.0f} s after clearing its jobs")

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import redis
@@ -60,22 +59,24 @@ def prepare(stack: Stack, fault: str | None, variant: str | None, duration_s: fl
             time.sleep(0.1)
 
 
-async def inject(stack: Stack, fault: str, variant: str | None, events: list[Event]) -> None:
+def inject(stack: Stack, fault: str, variant: str | None, events: list[Event]) -> None:
+    """Blocks the caller for a second or so, on purpose: a child must be started by a thread that outlives
+    it (see taskbench.processes), and the probes and sampler run on threads of their own."""
     if fault == "api-crash":
         assert stack.api is not None
         events.append(Event(t=time.time(), name="fault", detail="SIGKILL the API server"))
         stack.api.kill()
-        await asyncio.to_thread(stack.start_api)
+        stack.start_api()
     elif fault == "worker-crash":
         assert stack.worker is not None
         events.append(Event(t=time.time(), name="fault", detail=f"SIGKILL the Celery worker ({variant})"))
         stack.worker.kill()
-        await asyncio.to_thread(stack.start_worker)
+        stack.start_worker()
     elif fault == "redis-restart":
         persistent = variant == "aof"
         detail = "restart Redis " + ("with AOF persistence" if persistent else "without persistence")
         events.append(Event(t=time.time(), name="fault", detail=detail))
-        await asyncio.to_thread(stack.restart_redis, persistent)
+        stack.restart_redis(persistent)
     else:
         raise ValueError(f"unknown fault {fault!r}")
     events.append(Event(t=time.time(), name="recovered", detail=f"{fault}: the stack answers again"))

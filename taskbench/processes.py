@@ -15,7 +15,11 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent() -> None:
-    """On Linux, the kernel kills the child if the harness itself is killed: no orphans even on SIGKILL."""
+    """On Linux, the kernel kills the child if the harness itself is killed: no orphans even on SIGKILL.
+
+    The signal fires when the *thread* that started the child exits, so start children from a thread that
+    lives as long as they should (the main thread), never from a short-lived worker thread.
+    """
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)

@@ -127,7 +127,7 @@ class Stack:
     def wait_for_worker(self) -> None:
         """After a Redis restart the worker reconnects on its own (every 2 s); wait until it is back."""
         assert self.worker is not None
-        self._wait(self.worker, self._worker_seen, "the Celery worker (reconnecting)")
+        self._wait(self.worker, self._worker_seen, "the Celery worker")
 
     def _redis_answers(self) -> bool:
         try:
