@@ -72,7 +72,8 @@ def load(path: Path) -> tuple[Path, RunResult, list[ScenarioResult]]:
         run = load_run(comparison)
         scenarios = [load_scenario(comparison.parent / name) for name in run.scenario_files]
     except (OSError, json.JSONDecodeError, ValueError) as exc:
-        raise SchemaError(f"{comparison}: cannot read this run: {exc}") from exc
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SchemaError(f"{comparison}: cannot read this run: {first_line}") from exc
     return comparison.parent, run, scenarios
 
 

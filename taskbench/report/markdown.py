@@ -195,7 +195,9 @@ def comparison(run: RunResult, charts: Charts = ()) -> str:
 def scenario(result: ScenarioResult, summary: dict[str, Any], charts: Charts = ()) -> str:
     spec, s = result.spec, summary
     sub, done = s["submission"], s["completion"]
-    events = "\n".join(f"- {e.name} at +{e.t - result.started_at:.2f} s {e.detail}" for e in result.events)
+    events = "\n".join(
+        f"- {e.name} at +{e.t - result.started_at:.2f} s" + (f": {e.detail}" if e.detail else "") for e in result.events
+    )
     failures = "\n".join(f"- **{f['rule']}**: {f['evidence']}" for f in s["failures"]) or "- none detected"
     probe_rows = [
         [

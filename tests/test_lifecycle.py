@@ -1,0 +1,85 @@
+"""Starting and stopping: `taskbench serve` and `taskbench run` leave no process behind, on a signal too,
+and an interrupted run keeps what it measured."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+from taskbench.redis_server import free_port
+from tests.conftest import wait_for
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    return psutil.Process(pid).children(recursive=True)
+
+
+def _all_gone(processes: list[psutil.Process]) -> bool:
+    return not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in processes)
+
+
+def test_serve_starts_the_stack_and_sigterm_stops_all_of_it(tmp_path: Path) -> None:
+    port = free_port()
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "taskbench.cli", "serve", "--port", str(port), "--concurrency", "1",
+         "--workdir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        health = wait_for(lambda: _health(port), timeout_s=60, interval_s=0.2)
+        assert health["celery"]["workers"] and health["redis"]["status"] == "ok"
+        children = _descendants(serve.pid)
+        names = " ".join(" ".join(p.cmdline()) for p in children)
+        assert "redis-server" in names and "uvicorn" in names and "celery" in names
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(30) == 0
+        output = serve.stdout.read() if serve.stdout else ""
+        assert f"127.0.0.1:{port}" in output and "log" in output
+        wait_for(lambda: _all_gone(children), timeout_s=15)
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+
+
+def _health(port: int) -> dict[str, object] | None:
+    try:
+        response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+    except httpx.HTTPError:
+        return None
+    body = response.json()
+    return body if response.status_code == 200 and body["celery"]["workers"] else None
+
+
+def test_ctrl_c_during_a_run_keeps_partial_results_and_stops_every_process(tmp_path: Path) -> None:
+    run = subprocess.Popen(
+        [sys.executable, "-m", "taskbench.cli", "run", "--jobs", "4", "--duration", "30", "--concurrency", "1",
+         "--output", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        # the first scenario (4 × 30 s fastapi jobs) is under way once its jobs show in the ledger
+        ledger = wait_for(lambda: next(tmp_path.glob("*/stack/ledger.jsonl"), None), timeout_s=60, interval_s=0.2)
+        wait_for(lambda: ledger.read_text().count('"start"') >= 4, timeout_s=30, interval_s=0.1)
+        children = _descendants(run.pid)
+        assert len(children) >= 3
+        started = time.monotonic()
+        run.send_signal(signal.SIGINT)
+        assert run.wait(60) == 0, run.stdout.read() if run.stdout else ""
+        assert time.monotonic() - started < 45  # the 30 s jobs were not waited for
+        wait_for(lambda: _all_gone(children), timeout_s=20)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    (comparison,) = tmp_path.glob("*/comparison_*.json")
+    saved = json.loads(comparison.read_text())
+    assert saved["interrupted"] is True
+    assert len(saved["scenario_files"]) == 1  # the celery scenario never started
+    (scenario,) = [json.loads((comparison.parent / name).read_text()) for name in saved["scenario_files"]]
+    assert scenario["interrupted"] is True and len(scenario["submissions"]) == 4 and scenario["probes"]
