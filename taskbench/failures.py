@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from taskbench.results import Thresholds
+from taskbench import stats
+from taskbench.results import ScenarioResult, Thresholds
 
 
 def _fmt_s(value: float | None) -> str:
@@ -97,3 +98,8 @@ def annotate(summary: dict[str, Any], thresholds: Thresholds) -> dict[str, Any]:
         "responsive": all(is_responsive(p, thresholds) for p in probes) if probes else None,
         "failures": detect(summary, thresholds),
     }
+
+
+def evaluate(result: ScenarioResult) -> dict[str, Any]:
+    """A scenario's figures and failures, from its raw data and the thresholds it ran with."""
+    return annotate(stats.summarize(result), result.settings.thresholds)

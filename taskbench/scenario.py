@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import psutil
 
-from taskbench import faults, stats
+from taskbench import failures, faults
 from taskbench.client import ServiceClient
 from taskbench.probes import Prober
 from taskbench.results import Event, RunSettings, ScenarioResult, ScenarioSpec
@@ -165,5 +165,5 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
             "rss_mb": harness.memory_info().rss / 2**20,
         },
     )
-    result.summary = stats.summarize(result)
+    result.summary = failures.evaluate(result)
     return result

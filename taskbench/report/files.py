@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from taskbench import failures, stats, verdict
+from taskbench import failures, verdict
 from taskbench.report import markdown
 from taskbench.results import RunResult, ScenarioResult, SchemaError, load_run, load_scenario
 
@@ -23,20 +23,18 @@ def write_scenario(folder: Path, timestamp: str, result: ScenarioResult) -> str:
     """Write the scenario's JSON and Markdown; returns the JSON file's name."""
     folder.mkdir(parents=True, exist_ok=True)
     stem = scenario_stem(result, timestamp)
-    annotated = failures.annotate(stats.summarize(result), result.settings.thresholds)
-    result.summary = annotated
     (folder / f"{stem}.json").write_text(result.model_dump_json())
-    (folder / f"{stem}.md").write_text(markdown.scenario(result, annotated))
+    (folder / f"{stem}.md").write_text(markdown.scenario(result, result.summary))  # charts come at the end
     return f"{stem}.json"
 
 
 def finish_run(folder: Path, run: RunResult, scenarios: list[ScenarioResult]) -> Path:
     """Summaries, verdict, comparison files, charts and HTML for the scenarios written so far."""
-    run.summaries = [failures.annotate(stats.summarize(r), r.settings.thresholds) for r in scenarios]
+    run.summaries = [r.summary for r in scenarios]
     run.verdict = verdict.compute(run.summaries)
     (folder / f"comparison_{run.timestamp}.json").write_text(run.model_dump_json(indent=1))
     path = folder / f"comparison_{run.timestamp}.md"
-    path.write_text(markdown.comparison(run))
+    path.write_text(markdown.comparison(run))  # already readable should charts fail; rewritten with them below
     render_extras(folder, run, scenarios)
     return path
 
@@ -81,5 +79,6 @@ def rerender(path: Path) -> Path:
     """`taskbench report PATH`: rebuild every Markdown, chart and HTML file from the run's JSON."""
     folder, run, scenarios = load(path)
     for result in scenarios:
+        result.summary = failures.evaluate(result)  # figures and rules of this version, not the recorded ones
         write_scenario(folder, run.timestamp, result)
     return finish_run(folder, run, scenarios)
