@@ -165,3 +165,16 @@ def load_run(path: Path) -> RunResult:
     data = json.loads(path.read_text())
     _check_version(data, path)
     return RunResult.model_validate(data)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of both files, committed as docs/result-schema.json for tools in other languages."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "scenario": ScenarioResult.model_json_schema(),
+        "comparison": RunResult.model_json_schema(),
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(json_schema(), indent=1))

@@ -153,3 +153,14 @@ def test_verdict_counts_lost_jobs_per_fault() -> None:
     result = verdict.compute(rows)
     assert [(f["implementation"], f["lost"]) for f in result["faults"]] == [("fastapi", 20), ("celery", 0)]
     assert result["lines"] == ["api-crash: fastapi lost 20/20; celery lost 0/20."]
+
+
+def test_committed_json_schema_matches_the_models() -> None:
+    """Regenerate with `python -m taskbench.results > docs/result-schema.json` after changing results.py."""
+    import json
+    from pathlib import Path
+
+    from taskbench.results import json_schema
+
+    committed = json.loads((Path(__file__).resolve().parents[1] / "docs" / "result-schema.json").read_text())
+    assert committed == json_schema()
