@@ -241,12 +241,10 @@ async def section_1(bench: Bench) -> None:
                 if i >= 20:  # warm-up
                     times[name].append(elapsed)
         rounds.append({name: {"p50": pct(t, 50), "p99": pct(t, 99)} for name, t in times.items()})
-    stats = {
-        name: {q: median(r[name][q] for r in rounds) for q in ("p50", "p99")} for name in calls
-    }
+    stats = {name: {q: median(r[name][q] for r in rounds) for q in ("p50", "p99")} for name in calls}
     for implementation, goal in (("celery", 1.3), ("fastapi", 1.1)):
         ratios = [r[implementation]["p50"] / r["health"]["p50"] for r in rounds]
-        detail = {"health_ms": _ms(stats["health"]), f"{implementation}_ms": _ms(stats[implementation])}
+        detail: dict[str, Any] = {"health_ms": _ms(stats["health"]), f"{implementation}_ms": _ms(stats[implementation])}
         detail["ratio_p99"] = median(r[implementation]["p99"] / r["health"]["p99"] for r in rounds)
         detail["rounds"] = ratios
         bench.add(Figure(1, f"{implementation} submit p50 ÷ health p50", median(ratios), "×", "<=", goal, detail))
