@@ -80,4 +80,24 @@ def compute(summaries: list[dict[str, Any]]) -> dict[str, Any]:
             for r in rows_f
         ]
         lines.append(f"{name}: " + "; ".join(parts) + ".")
-    return {"workloads": workloads, "faults": fault_rows, "lines": lines}
+    headline = _headline(workloads)
+    return {"workloads": workloads, "faults": fault_rows, "headline": headline, "lines": [*headline, *lines]}
+
+
+def _headline(workloads: dict[str, Any]) -> list[str]:
+    """One sentence a reader can act on: where BackgroundTasks were enough, and where they were not."""
+    held = [f"{w} (tested up to {max(v['tested_jobs'])} jobs)" for w, v in workloads.items()
+            if v["fastapi_fails_at"] is None and v["tested_jobs"]]  # fmt: skip
+    broke = [
+        f"{w} from {v['fastapi_fails_at']} jobs ("
+        + ("Celery held there" if v["celery_at_that_count"] == [] else "Celery failed there too"
+           if v["celery_at_that_count"] else "Celery not run") + ")"
+        for w, v in workloads.items()
+        if v["fastapi_fails_at"]
+    ]  # fmt: skip
+    parts = []
+    if held:
+        parts.append(f"BackgroundTasks were enough for {', '.join(held)}")
+    if broke:
+        parts.append(f"{'they' if held else 'BackgroundTasks'} failed for {', '.join(broke)}")
+    return [f"Answer: {'; '.join(parts)}."] if parts else []

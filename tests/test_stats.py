@@ -138,6 +138,8 @@ def test_verdict_picks_the_smallest_failing_job_count() -> None:
     assert answer["celery_at_that_count"] == []
     assert answer["celery_fails_at"] == 100
     assert answer["tested_jobs"] == [10, 50, 100]
+    headline = verdict.compute(rows)["lines"][0]
+    assert headline == "Answer: BackgroundTasks failed for sleep from 50 jobs (Celery held there)."
 
 
 def test_verdict_says_when_nothing_failed_and_what_range_was_tested() -> None:
@@ -145,7 +147,8 @@ def test_verdict_says_when_nothing_failed_and_what_range_was_tested() -> None:
                      summary("fastapi", 40, workload="cpu"), summary("celery", 40, workload="cpu"))  # fmt: skip
     result = verdict.compute(rows)
     assert result["workloads"]["cpu"]["fastapi_fails_at"] is None
-    assert "did not fail in the tested range (10–40 jobs)" in result["lines"][0]
+    assert result["lines"][0] == "Answer: BackgroundTasks were enough for cpu (tested up to 40 jobs)."
+    assert "did not fail in the tested range (10–40 jobs)" in result["lines"][1]
 
 
 def test_verdict_counts_lost_jobs_per_fault() -> None:
