@@ -10,7 +10,19 @@ from typing import Any
 import psutil
 import redis
 
-PACKAGES = ("fastapi", "starlette", "uvicorn", "anyio", "celery", "kombu", "redis", "httpx", "psutil")
+PACKAGES = (
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "anyio",
+    "celery",
+    "kombu",
+    "redis",
+    "httpx",
+    "psutil",
+)
 
 
 def describe(redis_url: str | None) -> dict[str, Any]:

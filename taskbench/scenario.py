@@ -25,6 +25,7 @@ from taskbench.sampler import Sampler
 from taskbench.stack import Stack
 
 POLL_INTERVAL_S = 0.25
+PER_JOB_ALLOWANCE_S = 0.01
 
 Progress = Callable[[int, int], None]  # (jobs finished, jobs in all)
 
@@ -43,7 +44,7 @@ class ScenarioContext:
 def deadline_for(spec: ScenarioSpec, ideal_s: float, timeout_s: float | None) -> float:
     if timeout_s is not None:
         return timeout_s
-    deadline = 3 * ideal_s + 10
+    deadline = 3 * ideal_s + 10 + PER_JOB_ALLOWANCE_S * spec.jobs  # 0 s jobs still take time to pass through
     if spec.fault:
         deadline += faults.visibility_timeout_for(spec.duration_s) + 15
     return deadline

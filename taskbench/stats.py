@@ -56,7 +56,8 @@ def probe_summary(probes: Sequence[Probe], start: float, end: float, interval_s:
         "errors": sum(p.latency_s is None and p.error != "timeout" for p in probes),
         "server_errors": sum((p.status_code or 0) >= 500 for p in probes),
         "longest_silence_s": longest_silence(probes, start, end),
-        "rate_achieved": len(probes) / span * interval_s,  # 1.0 = every scheduled probe was sent
+        # 1.0 = every scheduled probe was sent: n probes span n - 1 intervals
+        "rate_achieved": len(probes) / (span / interval_s + 1),
     }
 
 
@@ -135,7 +136,8 @@ def execution_summary(result: ScenarioResult, fault_at: float | None) -> dict[st
         "recovered_ids": recovered,
         "completed_after_fault": sum(1 for j in accepted if fault_at is not None and last_end.get(j, 0) > fault_at),
         "attempts_max": max((starts[j] for j in accepted), default=0),
-        # from the fault to the first job started again: visibility timeout + the restore sweep
+        # from the fault to the first job started again: the visibility timeout (which runs from the
+        # delivery, shortly before the fault) plus up to one restore sweep
         "redelivery_delay_s": (min(redelivered_at) - fault_at) if redelivered_at and fault_at is not None else None,
     }
 

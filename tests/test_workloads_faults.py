@@ -87,7 +87,9 @@ def test_worker_crash_loses_running_jobs_unless_acks_late_redelivers_them(own_st
     assert late["delivery"]["acks_late"] is True
     assert late["executions"]["lost"] == 0
     assert late["executions"]["recovered"] >= 1
-    assert late["executions"]["redelivery_delay_s"] >= late["delivery"]["visibility_timeout_s"]
+    # The visibility timeout runs from the delivery, a moment before the crash; then a restore sweep (1 s).
+    timeout = late["delivery"]["visibility_timeout_s"]
+    assert timeout - 1.0 <= late["executions"]["redelivery_delay_s"] <= timeout + 5.0
 
 
 def test_ledger_lives_outside_redis_and_the_api(own_stack: Stack) -> None:
