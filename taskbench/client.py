@@ -13,6 +13,9 @@ from taskbench.results import Capacity, Submission
 
 IDLE_TIMEOUT_S = 120.0
 SHARD_CONNECTIONS = 10  # connections per submission pool; see ServiceClient
+# Below uvicorn's keep-alive timeout (5 s, httpx's default expiry too): otherwise a request sent on an idle
+# connection just as the server closes it fails with ReadError (seen: 1 in 1000 bursts after a pause).
+KEEPALIVE_EXPIRY_S = 2.0
 
 
 class _Shard:
@@ -20,7 +23,9 @@ class _Shard:
 
     def __init__(self, base_url: str, connections: int) -> None:
         self.gate = asyncio.Semaphore(connections)
-        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        limits = httpx.Limits(
+            max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=KEEPALIVE_EXPIRY_S
+        )
         self.http = httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(30.0), limits=limits)
 
 
@@ -38,7 +43,11 @@ class ServiceClient:
         self.http = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=httpx.Timeout(30.0),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            limits=httpx.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections,
+                keepalive_expiry=KEEPALIVE_EXPIRY_S,
+            ),
         )
         shards = max(1, -(-max_connections // SHARD_CONNECTIONS))
         self._shards = [_Shard(self.base_url, -(-max_connections // shards)) for _ in range(shards)]
