@@ -197,18 +197,17 @@ class RedisJobStore:
             await pipe.execute()
 
     async def list(self, limit: int | None) -> JobList:
+        """Counts over every record; whole records only for the first `limit` (all when None)."""
         ids: list[str] = await self.redis.zrange(INDEX_KEY, 0, -1)  # type: ignore[assignment]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for job_id in ids:
-                pipe.hget(JOB_KEY.format(job_id), "status")
-            statuses = [s for s in await pipe.execute() if s]
-        jobs: list[JobRecord] = []
         wanted = ids if limit is None else ids[:limit]
-        if wanted:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for job_id in wanted:
-                    pipe.hgetall(JOB_KEY.format(job_id))
-                jobs = [_decode(raw) for raw in await pipe.execute() if raw]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in wanted:
+                pipe.hgetall(JOB_KEY.format(job_id))
+            for job_id in ids[len(wanted) :]:  # the rest: their status is all the counts need
+                pipe.hget(JOB_KEY.format(job_id), "status")
+            replies = await pipe.execute()
+        jobs = [_decode(raw) for raw in replies[: len(wanted)] if raw]
+        statuses = [job.status.value for job in jobs] + [s for s in replies[len(wanted) :] if s]
         return JobList(count=len(statuses), counts=count_by_status(statuses), jobs=jobs)
 
     async def clear(self) -> int:

@@ -376,6 +376,7 @@ async def section_6(bench: Bench) -> None:
             if size == sizes[-1]:
                 detail = {"completed": completed, "wall_s": wall, "timed_out": result.timed_out}
                 detail["submission"] = {k: result.summary["submission"][k] for k in ("accepted", "errors", "timeouts")}
+                detail["first_errors"] = [s.error for s in result.submissions if s.error][:3]
                 bench.add(Figure(6, f"{implementation} {size} jobs completed", completed, "", "==", size, detail))
         folder = bench.workdir / f"reports_{size}"
         started = time.perf_counter()

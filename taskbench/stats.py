@@ -147,6 +147,7 @@ def summarize(result: ScenarioResult) -> dict[str, Any]:
     subs = result.submissions
     jobs = result.jobs
     statuses = Counter(j.get("status") for j in jobs)
+    sent_at = {s.job_id: s.sent_at for s in subs if s.job_id}
     accepted = sum(1 for s in subs if s.job_id)
     finished = [j["finished_at"] for j in jobs if j.get("finished_at")]
     first_submit = min((s.sent_at for s in subs), default=result.started_at)
@@ -191,6 +192,10 @@ def summarize(result: ScenarioResult) -> dict[str, Any]:
         "queue_time": distribution(j.get("queue_time") for j in jobs),
         "execution_time": distribution(j.get("execution_time") for j in jobs),
         "total_time": distribution(j.get("total_time") for j in jobs),
+        # from the client's send, which a blocked event loop can hold long before the API stamps submitted_at
+        "client_total_time": distribution(
+            j["finished_at"] - sent_at[j["job_id"]] for j in jobs if j.get("finished_at") and j["job_id"] in sent_at
+        ),
         "makespan_s": makespan,
         "ideal_makespan_s": ideal,
         "makespan_ratio": (makespan / ideal) if makespan is not None and ideal > 0 else None,

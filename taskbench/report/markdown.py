@@ -45,7 +45,8 @@ def spec_table(summaries: list[dict[str, Any]]) -> str:
 def extended_table(summaries: list[dict[str, Any]]) -> str:
     headers = [
         "Scenario", "Submit p50 / p99 / max", "Async probe p99 / max", "Sync probe p99 / max",
-        "Probes lost", "Queue avg / p95 / max", "Exec avg", "Makespan / ideal", "Max running",
+        "Probes lost", "Queue avg / p95 / max", "Exec avg", "Total avg (from client send)", "Makespan / ideal",
+        "Max running",
     ]  # fmt: skip
     rows = []
     for s in summaries:
@@ -59,6 +60,7 @@ def extended_table(summaries: list[dict[str, Any]]) -> str:
                 f"{pa['timeouts'] + pa['errors']} / {ps['timeouts'] + ps['errors']}",
                 f"{seconds(q['avg'], 2)} / {seconds(q['p95'], 2)} / {seconds(q['max'], 2)}",
                 seconds(s["execution_time"]["avg"], 2),
+                f"{seconds(s['total_time']['avg'], 2)} ({seconds(s['client_total_time']['avg'], 2)})",
                 f"{seconds(s['makespan_s'], 2)} / {seconds(s['ideal_makespan_s'], 2)} ({ratio(s['makespan_ratio'])})",
                 f"{s['max_running']} of {s['capacity']['concurrency']}",
             ]
