@@ -13,6 +13,7 @@ import anyio.to_thread
 import redis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from kombu.utils.url import maybe_sanitize_url as _redacted  # hides a password in a URL
 
 from app import celery_jobs, fastapi_jobs, metrics
 from app.limits import BodySizeLimit
@@ -37,14 +38,6 @@ app = FastAPI(
 app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
 app.include_router(fastapi_jobs.router)
 app.include_router(celery_jobs.router)
-
-
-def _redacted(url: str) -> str:
-    """Hide a password in a URL before it goes into a response."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        rest = "***@" + rest.split("@", 1)[1]
-    return scheme + sep + rest
 
 
 @app.exception_handler(redis.RedisError)

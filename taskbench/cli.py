@@ -11,11 +11,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
+from kombu.utils.url import maybe_sanitize_url as _redact  # hides a password in a URL
 from rich.console import Console
 
 from taskbench import faults, plan
 from taskbench.errors import StackError, UsageError
-from taskbench.results import RunSettings, SchemaError, Thresholds
+from taskbench.report import files, markdown
+from taskbench.report.compare import compare
+from taskbench.results import RunResult, RunSettings, SchemaError, Thresholds
+from taskbench.run import RunOptions, run
+from taskbench.stack import Stack, StackConfig
 
 MAX_JOBS = 100_000
 MAX_DURATION_S = 3600.0
@@ -115,8 +120,6 @@ def _raise_interrupt(*_: object) -> NoReturn:
 
 
 def cmd_serve(args: argparse.Namespace, console: Console) -> int:
-    from taskbench.stack import Stack, StackConfig
-
     workdir = args.workdir / f"serve-{time.strftime('%Y%m%d_%H%M%S')}"
     config = StackConfig(
         workdir=workdir, host=args.host, port=args.port, concurrency=args.concurrency, redis_url=args.redis_url
@@ -145,8 +148,6 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
-    from taskbench.run import RunOptions, run
-
     if args.url and args.faults:
         raise UsageError("--faults needs a stack that taskbench started itself: drop --url or --faults")
     duration = (
@@ -173,21 +174,16 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         timeout_s=args.timeout,
         redis_url=args.redis_url,
     )
-    report = run(options, console)
-    _print_answer(report, console)
+    folder, result = run(options, console)
+    _print_answer(folder, result, console)
     return 0
 
 
-def _print_answer(comparison_md: Path, console: Console) -> None:
-    from taskbench.report.files import load
-
-    folder, run_result, _ = load(comparison_md.with_suffix(".json"))
-    from taskbench.report.markdown import spec_table
-
+def _print_answer(folder: Path, result: RunResult, console: Console) -> None:
     console.print()
-    console.print(spec_table(run_result.summaries), markup=False)
+    console.print(markdown.spec_table(result.summaries), markup=False, soft_wrap=True)
     console.print("\n[bold]Verdict[/]")
-    for line in run_result.verdict.get("lines", []):
+    for line in result.verdict.get("lines", []):
         console.print(f"  • {line}", markup=False)
     console.print(f"\nreports: {folder}")
     html = folder / "report.html"
@@ -195,22 +191,13 @@ def _print_answer(comparison_md: Path, console: Console) -> None:
         console.print(f"open {html} in a browser")
 
 
-def _redact(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    return scheme + sep + ("***@" + rest.split("@", 1)[1] if "@" in rest else rest)
-
-
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
-    from taskbench.report.files import rerender
-
-    path = rerender(args.path)
+    path = files.rerender(args.path)
     console.print(f"rebuilt {path.parent}")
     return 0
 
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
-    from taskbench.report.compare import compare
-
     path = compare(args.run_a, args.run_b, args.output)
     console.print(f"wrote {path}")
     return 0

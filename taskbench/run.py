@@ -47,8 +47,8 @@ def timestamp() -> str:
     return time.strftime("%Y%m%d_%H%M%S")
 
 
-def run(options: RunOptions, console: Console) -> Path:
-    """Run every scenario; return the comparison report's path."""
+def run(options: RunOptions, console: Console) -> tuple[Path, RunResult]:
+    """Run every scenario; return the run's folder and its results."""
     stamp = timestamp()
     folder = options.output / stamp
     specs = plan.scenarios(options.settings, options.fault_jobs)
@@ -102,7 +102,7 @@ async def _run_all(
     folder: Path,
     stamp: str,
     console: Console,
-) -> Path:
+) -> tuple[Path, RunResult]:
     settings = options.settings
     client = ServiceClient(url, submit_timeout_s=settings.thresholds.submit_timeout_s)
     ctx = ScenarioContext(client=client, settings=settings, environment=env, stack=stack, timeout_s=options.timeout_s)
@@ -150,4 +150,5 @@ async def _run_all(
         with contextlib.suppress(NotImplementedError):
             loop.remove_signal_handler(signal.SIGINT)
     run_result.interrupted = ctx.stop.is_set()
-    return files.finish_run(folder, run_result, results)
+    files.finish_run(folder, run_result, results)
+    return folder, run_result
