@@ -169,3 +169,18 @@ def test_report_html_shows_verdict_and_every_chart_in_headless_chromium(rendered
     assert 'data-images="ok"' in root.group(0), root.group(0)
     assert f'data-image-count="{images}"' in root.group(0)
     assert "api-crash: fastapi lost 8/8; celery lost 0/8." in dom
+
+
+def test_timeline_shows_attempts_killed_by_a_crash_and_run_again() -> None:
+    result = ScenarioResult.model_validate_json((FIXTURE / "celery_5_jobs_20261125_061235.json").read_text())
+    first, second = sorted((s for s in result.submissions if s.job_id), key=lambda s: s.sent_at)[:2]
+    t0 = result.started_at
+    result.events = [Event(t=t0 + 1.0, name="fault")]
+    result.executions = [
+        {"job_id": first.job_id, "event": "start", "t": t0 + 0.5},  # killed at the fault, run again at 6 s
+        {"job_id": first.job_id, "event": "start", "t": t0 + 6.0},
+        {"job_id": first.job_id, "event": "end", "ok": True, "t": t0 + 6.5},
+        {"job_id": second.job_id, "event": "start", "t": t0 + 0.6},  # ran once
+        {"job_id": second.job_id, "event": "end", "ok": True, "t": t0 + 1.1},
+    ]
+    assert charts.killed_attempts(result) == [(0, pytest.approx(0.5), pytest.approx(1.0))]

@@ -6,6 +6,7 @@ nothing to close, which keeps a run with dozens of charts fast and memory-flat.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -140,6 +141,28 @@ def job_bars(result: ScenarioResult, lost_ids: Sequence[str] = ()) -> list[Bar]:
     return bars
 
 
+def killed_attempts(result: ScenarioResult) -> list[tuple[int, float, float]]:
+    """Executions that a crash cut short and Celery ran again: every ledger start but a job's last, up to
+    the fault (or the next start). The records only keep the last attempt."""
+    t0 = result.started_at
+    fault_at = next((e.t for e in result.events if e.name == "fault"), None)
+    starts: dict[str, list[float]] = {}
+    for e in result.executions:
+        if e.get("event") == "start":
+            starts.setdefault(e["job_id"], []).append(e["t"])
+    rows = {
+        s.job_id: i for i, s in enumerate(sorted((s for s in result.submissions if s.job_id), key=lambda s: s.sent_at))
+    }
+    spans = []
+    for job_id, times in starts.items():
+        times.sort()
+        for start, following in itertools.pairwise(times):
+            stop = min(following, fault_at) if fault_at is not None and fault_at > start else following
+            if job_id in rows:
+                spans.append((rows[job_id], start - t0, stop - t0))
+    return spans
+
+
 def _rects(spans: Sequence[tuple[int, float, float]], height: float) -> list[list[tuple[float, float]]]:
     half = height / 2
     return [[(a, r - half), (b, r - half), (b, r + half), (a, r + half)] for r, a, b in spans]
@@ -171,6 +194,7 @@ def timeline_chart(result: ScenarioResult, summary: dict[str, Any]) -> Figure:
         (running["completed"], impl_colour, "running → completed", None),
         (running["failed"], FAILED_COLOUR, "running → failed", None),
         (open_ended, LOST_COLOUR, "started, never finished", "//"),
+        (killed_attempts(result), LOST_COLOUR, "attempt killed, run again", "xx"),
     ]
     for spans, fill, label, hatch in layers:
         if spans:
