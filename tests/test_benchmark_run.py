@@ -23,7 +23,11 @@ def _run_folder(output: Path) -> Path:
 def check_run(folder: Path, jobs: list[int], embedded: bool) -> None:
     (comparison,) = folder.glob("comparison_*.json")
     stamp = comparison.stem.removeprefix("comparison_")
-    assert (folder / f"comparison_{stamp}.md").read_text().count("| Jobs | Implementation | Completed |") == 1
+    report = (folder / f"comparison_{stamp}.md").read_text()
+    assert report.count("| Jobs | Implementation | Completed |") == 1
+    sections = [line for line in report.splitlines() if line.startswith("## ")]
+    assert sections[0] == "## Results (the spec's table)" and sections[-1] == "## Verdict"
+    assert "## When FastAPI fails" in sections
     run = load_run(comparison)
     assert len(run.scenario_files) == 2 * len(jobs)
     for implementation in ("fastapi", "celery"):

@@ -171,8 +171,6 @@ def comparison(run: RunResult, charts: Charts = ()) -> str:
     parts = [
         f"# FastAPI BackgroundTasks vs Celery — comparison ({run.timestamp})",
         "" if not run.interrupted else "> **Interrupted**: this run was stopped early; the results below are partial.",
-        "## Verdict",
-        "\n".join(f"- {line}" for line in run.verdict.get("lines", [])) or "- No scenario completed.",
         "## Results (the spec's table)",
         spec_table(summaries),
         "## Extended figures",
@@ -190,6 +188,8 @@ def comparison(run: RunResult, charts: Charts = ()) -> str:
         thresholds_text(run.settings),
         "## Settings",
         settings_text(run),
+        "## Verdict",  # last, computed from everything above (report.html shows it first)
+        "\n".join(f"- {line}" for line in run.verdict.get("lines", [])) or "- No scenario completed.",
     ]
     return "\n\n".join(p for p in parts if p) + "\n"
 
