@@ -3,19 +3,25 @@
 - api-crash: SIGKILL the API server while jobs are queued and running, then start it again.
 - worker-crash: SIGKILL the Celery worker, main process and children, then start it again; run under
   each of Celery's three delivery settings.
+- worker-child-crash: SIGKILL only the worker's pool processes (an OOM kill, a segfault); the main
+  process lives on and forks new ones. Here `task_reject_on_worker_lost` decides whether the running
+  jobs are requeued or acknowledged as failed.
 - redis-restart: stop and start the private Redis, with AOF persistence (`aof`) or without (`none`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 
+import psutil
 import redis
 
 from taskbench.results import Event
 from taskbench.stack import Delivery, Stack
 
-FAULTS = ("api-crash", "worker-crash", "redis-restart")
+FAULTS = ("api-crash", "worker-crash", "worker-child-crash", "redis-restart")
+WORKER_FAULTS = ("worker-crash", "worker-child-crash")
 DELIVERIES = {
     "default": Delivery(),
     "acks_late": Delivery(acks_late=True),
@@ -25,7 +31,7 @@ REDIS_VARIANTS = ("none", "aof")
 
 
 def variants(fault: str, implementation: str) -> list[str | None]:
-    if fault == "worker-crash":
+    if fault in WORKER_FAULTS:
         # FastAPI's jobs do not run on the worker: once is enough to show they do not care.
         return list(DELIVERIES) if implementation == "celery" else ["default"]
     if fault == "redis-restart":
@@ -41,7 +47,7 @@ def visibility_timeout_for(duration_s: float) -> float:
 
 def prepare(stack: Stack, fault: str | None, variant: str | None, duration_s: float) -> None:
     """Put the worker and Redis in the state this scenario needs (default delivery, no AOF otherwise)."""
-    base = DELIVERIES.get(variant or "default", Delivery()) if fault == "worker-crash" else Delivery()
+    base = DELIVERIES.get(variant or "default", Delivery()) if fault in WORKER_FAULTS else Delivery()
     wanted = Delivery(base.acks_late, base.reject_on_worker_lost, visibility_timeout_for(duration_s))
     if stack.config.start_worker and (stack.config.delivery != wanted or not stack.worker or not stack.worker.alive()):
         if stack.worker is not None:
@@ -72,6 +78,14 @@ def inject(stack: Stack, fault: str, variant: str | None, events: list[Event]) -
         events.append(Event(t=time.time(), name="fault", detail=f"SIGKILL the Celery worker ({variant})"))
         stack.worker.kill()
         stack.start_worker()
+    elif fault == "worker-child-crash":
+        assert stack.worker is not None and stack.worker.pid is not None
+        children = psutil.Process(stack.worker.pid).children(recursive=True)
+        events.append(Event(t=time.time(), name="fault", detail=f"SIGKILL the worker's {len(children)} pool processes"))
+        for child in children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+        psutil.wait_procs(children, timeout=5)
     elif fault == "redis-restart":
         persistent = variant == "aof"
         detail = "restart Redis " + ("with AOF persistence" if persistent else "without persistence")

@@ -49,6 +49,6 @@ def estimate_s(spec: ScenarioSpec, celery_concurrency: int, cpu_count: int) -> f
     estimate = waves * spec.duration_s + SCENARIO_OVERHEAD_S
     if spec.fault:
         estimate += spec.duration_s / 2 + 3
-        if spec.fault == "worker-crash" and spec.implementation == "celery":
+        if spec.fault in faults.WORKER_FAULTS and spec.implementation == "celery":
             estimate += faults.visibility_timeout_for(spec.duration_s) + 4
     return estimate

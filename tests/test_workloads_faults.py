@@ -94,3 +94,14 @@ def test_worker_crash_loses_running_jobs_unless_acks_late_redelivers_them(own_st
 
 def test_ledger_lives_outside_redis_and_the_api(own_stack: Stack) -> None:
     assert Path(own_stack.ledger_path).is_file()
+
+
+def test_child_crash_requeues_only_with_reject_on_worker_lost(own_stack: Stack) -> None:
+    acked = scenario(own_stack, "celery", "sleep", jobs=4, duration=1.0, fault="worker-child-crash",
+                     variant="acks_late")  # fmt: skip
+    requeued = scenario(own_stack, "celery", "sleep", jobs=4, duration=1.0, fault="worker-child-crash",
+                        variant="acks_late+reject_on_worker_lost")  # fmt: skip
+    assert acked["executions"]["lost"] >= 1  # acknowledged as failed when its process died
+    assert requeued["executions"]["lost"] == 0 and requeued["executions"]["recovered"] >= 1
+    # requeued at once by the living main process: no visibility timeout to wait for
+    assert requeued["executions"]["redelivery_delay_s"] < requeued["delivery"]["visibility_timeout_s"]
