@@ -61,11 +61,6 @@ class ServiceClient:
         response = await self.http.get("/health", timeout=5.0)
         return dict(response.json())
 
-    async def info(self) -> dict[str, Any]:
-        response = await self.http.get("/", timeout=5.0)
-        response.raise_for_status()
-        return dict(response.json())
-
     async def submit(self, implementation: str, index: int, body: dict[str, Any]) -> Submission:
         sent_at = time.time()
         started = time.perf_counter()
