@@ -18,6 +18,9 @@ from typing import Any
 import redis
 import redis.asyncio as aredis
 from pydantic import BaseModel, ConfigDict, Field, computed_field
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from app import settings as config
 from app.workloads import Kind
@@ -167,17 +170,34 @@ def _decode(raw: dict[str, str]) -> JobRecord:
     return JobRecord.model_validate({k: v for k, v in raw.items() if v != ""})
 
 
+MAX_REDIS_CONNECTIONS = 64
+
+
+def redis_options(timeout_s: float, asyncio: bool) -> dict[str, Any]:
+    """Bounded waits, and a reconnect-and-retry on a dropped connection.
+
+    Without the retry, every pooled connection fails once after a Redis restart ("Connection closed by
+    server"): 18 of 20 submissions got a 503 in a redis-restart scenario. With Redis really down, the
+    retries add ~0.4 s before the 503.
+    """
+    return {
+        "decode_responses": True,
+        "socket_connect_timeout": timeout_s,
+        "socket_timeout": timeout_s,
+        "retry": (AsyncRetry if asyncio else Retry)(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
+        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
+    }
+
+
 class RedisJobStore:
     """Celery's records, read and written by the API without blocking its event loop."""
 
     def __init__(self, url: str, timeout_s: float) -> None:
-        self.redis = aredis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_connect_timeout=timeout_s,
-            socket_timeout=timeout_s,
-            health_check_interval=30,
+        # Blocking pool: a burst waits for one of 64 connections instead of failing ("Too many connections").
+        pool = aredis.BlockingConnectionPool.from_url(
+            url, max_connections=MAX_REDIS_CONNECTIONS, timeout=timeout_s, **redis_options(timeout_s, asyncio=True)
         )
+        self.redis = aredis.Redis(connection_pool=pool)
 
     async def add(self, record: JobRecord) -> None:
         fields = _encode(record.model_dump(exclude={"queue_time", "execution_time", "total_time"}))
@@ -224,9 +244,7 @@ class WorkerRecords:
     """The worker's side of the Celery records: stamps start and end inside the job itself."""
 
     def __init__(self, url: str, timeout_s: float) -> None:
-        self.redis = redis.Redis.from_url(
-            url, decode_responses=True, socket_connect_timeout=timeout_s, socket_timeout=timeout_s
-        )
+        self.redis = redis.Redis.from_url(url, **redis_options(timeout_s, asyncio=False))
         self._update = self.redis.register_script(_UPDATE_IF_EXISTS)
 
     def update(self, job_id: str, fields: dict[str, Any]) -> None:

@@ -105,3 +105,16 @@ def test_child_crash_requeues_only_with_reject_on_worker_lost(own_stack: Stack) 
     assert requeued["executions"]["lost"] == 0 and requeued["executions"]["recovered"] >= 1
     # requeued at once by the living main process: no visibility timeout to wait for
     assert requeued["executions"]["redelivery_delay_s"] < requeued["delivery"]["visibility_timeout_s"]
+
+
+def test_after_a_redis_restart_the_api_reconnects_without_failing_a_submission(own_stack: Stack) -> None:
+    import httpx
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(base_url=own_stack.url, timeout=10) as http:
+            responses = await asyncio.gather(*(http.post("/celery/job", json={"duration": 0}) for _ in range(40)))
+        return [r.status_code for r in responses]
+
+    assert asyncio.run(burst()) == [202] * 40  # fills the API's Redis pool with connections the restart drops
+    own_stack.restart_redis(persistent=False)
+    assert asyncio.run(burst()) == [202] * 40
