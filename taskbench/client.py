@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
 import httpx
+import psutil
 
 from taskbench.errors import StackError
 from taskbench.results import Capacity, Submission
@@ -102,6 +104,19 @@ class ServiceClient:
     async def clear(self, implementation: str) -> None:
         response = await self.http.delete(f"/{implementation}/jobs")
         response.raise_for_status()
+
+    async def local_pids(self) -> dict[str, int]:
+        """The API server and the first worker that `/health` reports, where they run on this machine:
+        a service started by hand still gets its processes sampled."""
+        health = await self.health()
+        candidates = [("api", health["api"]["pid"], "uvicorn")]
+        candidates += [("worker", w["pid"], "celery") for w in health.get("celery", {}).get("workers", [])]
+        pids: dict[str, int] = {}
+        for role, pid, program in candidates:
+            with contextlib.suppress(psutil.Error):
+                if role not in pids and program in " ".join(psutil.Process(pid).cmdline()):
+                    pids[role] = pid
+        return pids
 
     async def busy(self, celery: bool = True) -> int:
         """Jobs running in the API's threads or tasks, plus Celery jobs queued, reserved or running."""

@@ -114,7 +114,12 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
     ledger_path = stack.ledger_path if stack is not None else None
     ledger_offset = ledger_path.stat().st_size if ledger_path and ledger_path.exists() else 0
 
-    sampler = Sampler(stack.pids if stack is not None else dict, settings.sample_interval_s)
+    if stack is not None:
+        pids = stack.pids
+    else:
+        local = await ctx.client.local_pids()
+        pids = local.copy
+    sampler = Sampler(pids, settings.sample_interval_s)
     prober = Prober(ctx.client.base_url, settings.probe_interval_s, settings.thresholds.probe_timeout_s)
     harness = psutil.Process()
     cpu_before = harness.cpu_times()
