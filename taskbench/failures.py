@@ -20,6 +20,8 @@ def is_responsive(probes: dict[str, Any], thresholds: Thresholds) -> bool:
 
 def detect(summary: dict[str, Any], thresholds: Thresholds) -> list[dict[str, str]]:
     """Every failure found in one scenario's summary, as {rule, evidence}."""
+    if summary.get("interrupted"):  # stopped early by Ctrl-C: unfinished jobs are not the service's fault
+        return []
     found: list[dict[str, str]] = []
     for endpoint, probes in summary["probes"].items():
         if probes["sent"] and not is_responsive(probes, thresholds):

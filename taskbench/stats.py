@@ -169,6 +169,7 @@ def summarize(result: ScenarioResult) -> dict[str, Any]:
         "duration_s": spec.duration_s,
         "fault": spec.fault,
         "variant": spec.variant,
+        "interrupted": result.interrupted,
         "submission": {
             **distribution(s.latency_s for s in subs),
             "attempted": len(subs),

@@ -16,7 +16,8 @@ def _rules(row: dict[str, Any] | None) -> str:
 
 def compute(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     """`summaries` carry a `failures` list each (see taskbench.failures)."""
-    plain = [s for s in summaries if not s["fault"]]
+    # A scenario cut short by Ctrl-C says nothing about where an implementation fails.
+    plain = [s for s in summaries if not s["fault"] and not s.get("interrupted")]
     workloads: dict[str, Any] = {}
     lines: list[str] = []
     for workload in dict.fromkeys(s["workload"] for s in plain):
@@ -30,6 +31,7 @@ def compute(summaries: list[dict[str, Any]]) -> dict[str, Any]:
         celery_same = next((r for r in rows["celery"] if fastapi_fail and r["jobs"] == fastapi_fail["jobs"]), None)
         entry = {
             "tested_jobs": tested,
+            "fastapi_tested": bool(rows["fastapi"]),
             "fastapi_fails_at": fastapi_fail["jobs"] if fastapi_fail else None,
             "fastapi_failures": fastapi_fail["failures"] if fastapi_fail else [],
             "celery_at_that_count": celery_same["failures"] if celery_same else None,
@@ -54,7 +56,7 @@ def compute(summaries: list[dict[str, Any]]) -> dict[str, Any]:
         lines.append(sentence)
 
     fault_rows = []
-    for s in (s for s in summaries if s["fault"]):
+    for s in (s for s in summaries if s["fault"] and not s.get("interrupted")):
         execs = s["executions"]
         fault_rows.append(
             {
@@ -87,7 +89,7 @@ def compute(summaries: list[dict[str, Any]]) -> dict[str, Any]:
 def _headline(workloads: dict[str, Any]) -> list[str]:
     """One sentence a reader can act on: where BackgroundTasks were enough, and where they were not."""
     held = [f"{w} (tested up to {max(v['tested_jobs'])} jobs)" for w, v in workloads.items()
-            if v["fastapi_fails_at"] is None and v["tested_jobs"]]  # fmt: skip
+            if v["fastapi_fails_at"] is None and v["fastapi_tested"]]  # fmt: skip
     broke = [
         f"{w} from {v['fastapi_fails_at']} jobs ("
         + ("Celery held there" if v["celery_at_that_count"] == [] else "Celery failed there too"

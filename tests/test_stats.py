@@ -167,3 +167,15 @@ def test_committed_json_schema_matches_the_models() -> None:
 
     committed = json.loads((Path(__file__).resolve().parents[1] / "docs" / "result-schema.json").read_text())
     assert committed == json_schema()
+
+
+def test_verdict_claims_nothing_for_an_implementation_not_run() -> None:
+    lines = verdict.compute(annotated(summary("celery", 10), summary("celery", 50)))["lines"]
+    assert lines == ["sleep: BackgroundTasks not tested. Celery did not fail in 10–50 jobs."]
+
+
+def test_a_scenario_cut_short_by_ctrl_c_is_no_failure_and_no_verdict() -> None:
+    cut = summary("fastapi", 10, completed=5)
+    cut["interrupted"] = True
+    assert failures.detect(cut, THRESHOLDS) == []
+    assert verdict.compute(annotated(cut, summary("celery", 10)))["workloads"]["sleep"]["fastapi_tested"] is False
