@@ -12,11 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Annotated, TypeVar
 
+import redis
 from celery._state import _set_task_join_will_block  # type: ignore[attr-defined]
 from fastapi import APIRouter, Body, HTTPException, Query
+from kombu.exceptions import KombuError
 
 from app.celery_app import celery_app
-from app.jobs import JobList, JobRecord, JobRequest, RedisJobStore, new_record
+from app.jobs import JobList, JobRecord, JobRequest, RedisJobStore, finished_fields, new_record
 from app.settings import settings
 from app.tasks import run_job
 
@@ -41,7 +43,11 @@ _set_task_join_will_block(True)
 
 
 class BrokerUnavailable(Exception):
-    """Publishing to the broker failed or did not finish in time."""
+    """Publishing to the broker failed, or did not finish in time (`maybe_sent`: it may still go out)."""
+
+    def __init__(self, message: str, maybe_sent: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_sent = maybe_sent
 
 
 async def _in_publisher(func: Callable[[], T]) -> T:
@@ -49,8 +55,9 @@ async def _in_publisher(func: Callable[[], T]) -> T:
     try:
         return await asyncio.wait_for(loop.run_in_executor(publisher, func), PUBLISH_TIMEOUT_S)
     except asyncio.TimeoutError as exc:
-        raise BrokerUnavailable(f"the broker did not answer within {PUBLISH_TIMEOUT_S:.0f} s") from exc
-    except Exception as exc:  # kombu wraps connection errors in several types
+        message = f"the broker did not answer within {PUBLISH_TIMEOUT_S:.0f} s"
+        raise BrokerUnavailable(message, maybe_sent=True) from exc
+    except (KombuError, redis.RedisError, OSError) as exc:  # what kombu raises for a broker it cannot reach
         raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
 
@@ -68,8 +75,11 @@ async def submit(request: Annotated[JobRequest | None, Body()] = None) -> JobRec
     )
     try:
         await _in_publisher(publish)
-    except BrokerUnavailable:
-        await store.remove(record.job_id)
+    except BrokerUnavailable as exc:
+        if exc.maybe_sent:  # the thread may still publish it: keep a record that says so, for the worker to fix
+            await store.update(record.job_id, finished_fields(exc))
+        else:
+            await store.remove(record.job_id)
         raise
     return record
 

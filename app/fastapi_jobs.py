@@ -27,12 +27,15 @@ IMPLEMENTATION = "fastapi"
 
 router = APIRouter(prefix="/fastapi", tags=["fastapi"])
 store = MemoryJobStore()
-_running_lock = threading.Lock()
+_in_flight_lock = threading.Lock()
+
+
+def _count_in_flight(step: int) -> None:
+    with _in_flight_lock:
+        store.in_flight += step
 
 
 def _started(job_id: str) -> None:
-    with _running_lock:
-        store.running += 1
     store.update(job_id, running_fields())
     ledger.record(job_id, IMPLEMENTATION, "start")
 
@@ -41,34 +44,37 @@ def _finished(job_id: str, error: BaseException | None) -> None:
     fields = finished_fields(error)
     store.update(job_id, fields)
     ledger.record(job_id, IMPLEMENTATION, "end", fields.get("error"))
-    with _running_lock:
-        store.running -= 1
 
 
 def run_sync_job(job_id: str, kind: Kind, duration: float, memory_mb: int) -> None:
-    _started(job_id)
     error: BaseException | None = None
     try:
+        _started(job_id)
         SYNC_BODIES[kind](duration, memory_mb)
     except Exception as exc:
         error = exc
-    _finished(job_id, error)
+    finally:  # whatever happened, the job ends: /health must not report it in flight forever
+        _finished(job_id, error)
+        _count_in_flight(-1)
 
 
 async def run_async_job(job_id: str, kind: Kind, duration: float, memory_mb: int) -> None:
-    _started(job_id)
     error: BaseException | None = None
     try:
+        _started(job_id)
         await ASYNC_BODIES[kind](duration, memory_mb)
     except Exception as exc:
         error = exc
-    _finished(job_id, error)
+    finally:
+        _finished(job_id, error)
+        _count_in_flight(-1)
 
 
 @router.post("/job", status_code=202, response_model=JobRecord)
 async def submit(background_tasks: BackgroundTasks, request: Annotated[JobRequest | None, Body()] = None) -> JobRecord:
     record = new_record(IMPLEMENTATION, request or JobRequest())
     store.add(record)
+    _count_in_flight(+1)
     runner = run_async_job if record.kind in ASYNC_BODIES else run_sync_job
     background_tasks.add_task(runner, record.job_id, record.kind, record.duration, record.memory_mb)
     return record

@@ -123,7 +123,7 @@ class MemoryJobStore:
 
     def __init__(self) -> None:
         self._records: dict[str, JobRecord] = {}
-        self.running = 0
+        self.in_flight = 0  # accepted and not finished: queued for a thread or the loop, or running
 
     def add(self, record: JobRecord) -> None:
         self._records[record.job_id] = record
@@ -209,6 +209,9 @@ class RedisJobStore:
     async def get(self, job_id: str) -> JobRecord | None:
         raw: dict[str, str] = await self.redis.hgetall(JOB_KEY.format(job_id))  # type: ignore[assignment]
         return _decode(raw) if raw else None
+
+    async def update(self, job_id: str, fields: dict[str, Any]) -> None:
+        await self.redis.hset(JOB_KEY.format(job_id), mapping=_encode(fields))  # type: ignore[arg-type]
 
     async def remove(self, job_id: str) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:

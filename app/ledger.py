@@ -9,13 +9,23 @@ unless TASKBENCH_LEDGER names the file; the harness sets it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 
 from app import settings as config
 
+log = logging.getLogger(__name__)
+
+# One descriptor per process, opened on first use (a forked worker child opens its own): a line costs
+# one short write() then, which is what runs on the event loop for async jobs.
+_fd: int | None = None
+_fd_pid = 0
+
 
 def record(job_id: str, implementation: str, event: str, error: str | None = None) -> None:
+    """Best effort: a ledger that cannot be written is logged, never a reason for a job to fail."""
+    global _fd, _fd_pid
     path = config.settings.ledger_path
     if not path:
         return
@@ -30,8 +40,9 @@ def record(job_id: str, implementation: str, event: str, error: str | None = Non
             "t": time.time(),
         }
     )
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, (line + "\n").encode())
-    finally:
-        os.close(fd)
+        if _fd is None or _fd_pid != os.getpid():
+            _fd, _fd_pid = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644), os.getpid()
+        os.write(_fd, (line + "\n").encode())
+    except OSError as exc:
+        log.warning("execution ledger %s not written: %s", path, exc)

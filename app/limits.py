@@ -29,26 +29,33 @@ class BodySizeLimit:
             await self._reject(send)
             return
         received = 0
-        started = False
+        too_large = False
+        answered = False
 
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal received, too_large
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    too_large = True
                     raise BodyTooLarge
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
+        async def guarded_send(message: Message) -> None:
+            # FastAPI turns an error while reading the body into its own 400: answer 413 instead.
+            nonlocal answered
+            if too_large:
+                if not answered:
+                    answered = True
+                    await self._reject(send)
+                return
             await send(message)
 
         try:
-            await self.app(scope, counting_receive, tracking_send)
+            await self.app(scope, counting_receive, guarded_send)
         except BodyTooLarge:
-            if not started:
+            if not answered:
                 await self._reject(send)
 
     async def _reject(self, send: Send) -> None:

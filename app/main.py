@@ -81,7 +81,7 @@ async def system_metrics() -> dict[str, Any]:
 
 
 def _api_component() -> dict[str, Any]:
-    return {"status": "ok", "pid": os.getpid(), "fastapi_running_jobs": fastapi_jobs.store.running}
+    return {"status": "ok", "pid": os.getpid(), "fastapi_jobs_in_flight": fastapi_jobs.store.in_flight}
 
 
 @app.get("/health")

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from enum import Enum
+from typing import Any
 
 
 class Kind(str, Enum):
@@ -15,9 +16,6 @@ class Kind(str, Enum):
     blocking_async = "blocking_async"  # time.sleep inside async def: the mistake that stalls the event loop
     cpu = "cpu"  # pure-Python computation holding the GIL
     memory = "memory"  # holds memory_mb for the duration
-
-
-ASYNC_KINDS = frozenset({Kind.async_sleep, Kind.blocking_async})
 
 
 def sleep(duration: float, memory_mb: int = 0) -> None:
@@ -82,7 +80,7 @@ def memory(duration: float, memory_mb: int = 0) -> None:
 
 
 SyncBody = Callable[[float, int], None]
-AsyncBody = Callable[[float, int], Awaitable[None]]
+AsyncBody = Callable[[float, int], Coroutine[Any, Any, None]]
 
 SYNC_BODIES: dict[Kind, SyncBody] = {Kind.sleep: sleep, Kind.cpu: cpu, Kind.memory: memory}
 ASYNC_BODIES: dict[Kind, AsyncBody] = {Kind.async_sleep: async_sleep, Kind.blocking_async: blocking_async}
@@ -91,10 +89,6 @@ ASYNC_BODIES: dict[Kind, AsyncBody] = {Kind.async_sleep: async_sleep, Kind.block
 def run_sync(kind: Kind, duration: float, memory_mb: int) -> None:
     """Run any kind from synchronous code (a Celery worker process)."""
     if kind in ASYNC_BODIES:
-        asyncio.run(_as_coroutine(ASYNC_BODIES[kind](duration, memory_mb)))
+        asyncio.run(ASYNC_BODIES[kind](duration, memory_mb))
     else:
         SYNC_BODIES[kind](duration, memory_mb)
-
-
-async def _as_coroutine(awaitable: Awaitable[None]) -> None:
-    await awaitable

@@ -31,12 +31,14 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"taskbench: {message} (see `{self.prog} --help`)\n")
 
 
-def _csv(allowed: tuple[str, ...], all_word: str | None = "all") -> Callable[[str], list[str]]:
+def _csv(
+    allowed: tuple[str, ...], all_word: str | None = "all", allow_none: bool = False
+) -> Callable[[str], list[str]]:
     def parse(text: str) -> list[str]:
         items = [t.strip() for t in text.split(",") if t.strip()]
         if all_word and items == [all_word]:
             return list(allowed)
-        if items == ["none"]:
+        if allow_none and items == ["none"]:
             return []
         unknown = [i for i in items if i not in allowed]
         if unknown or not items:
@@ -91,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--workloads", type=_csv(plan.WORKLOADS), default=["sleep"], help="sleep (default), all, or a list"
     )
-    run.add_argument("--faults", type=_csv(faults.FAULTS), default=[], help="none (default), all, or a list")
+    run.add_argument(
+        "--faults", type=_csv(faults.FAULTS, allow_none=True), default=[], help="none (default), all, or a list"
+    )
     run.add_argument("--fault-jobs", type=_bounded(int, 1, 10_000), default=20, help="jobs in each fault scenario")
     run.add_argument("--memory-mb", type=_bounded(int, 1, 2048), default=50, help="held by each `memory` job")
     run.add_argument("--timeout", type=_bounded(float, 1, 86_400), help="deadline per scenario, seconds")

@@ -119,9 +119,9 @@ class ServiceClient:
         return pids
 
     async def busy(self, celery: bool = True) -> int:
-        """Jobs running in the API's threads or tasks, plus Celery jobs queued, reserved or running."""
+        """FastAPI jobs accepted and not finished, plus Celery jobs queued, reserved or running."""
         health = await self.health()
-        busy = int(health["api"]["fastapi_running_jobs"])
+        busy = int(health["api"]["fastapi_jobs_in_flight"])
         if celery:
             workers = health.get("celery", {})
             busy += workers.get("queued", 0) + sum(w["active"] + w["reserved"] for w in workers.get("workers", []))

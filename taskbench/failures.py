@@ -49,14 +49,17 @@ def detect(summary: dict[str, Any], thresholds: Thresholds) -> list[dict[str, st
         )
     peak = summary.get("peak_memory_mb")
     system = summary["resources"].get("system", {})
-    if (peak is not None and peak > thresholds.memory_limit_mb) or system.get("memory_peak_percent", 0) > 90:
+    if (peak is not None and peak > thresholds.memory_limit_mb) or system.get(
+        "memory_peak_percent", 0
+    ) > thresholds.system_memory_limit_percent:
         found.append(
             {
                 "rule": "resource exhaustion",
                 "evidence": (
                     f"{summary['job_process']} peaked at {peak or 0:.0f} MB "
                     f"(limit {thresholds.memory_limit_mb:.0f} MB); "
-                    f"system memory peaked at {system.get('memory_peak_percent', 0):.1f} %"
+                    f"system memory peaked at {system.get('memory_peak_percent', 0):.1f} % "
+                    f"(limit {thresholds.system_memory_limit_percent:.0f} %)"
                 ),
             }
         )

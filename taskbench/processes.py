@@ -44,12 +44,14 @@ class ManagedProcess:
         self.env = dict(env)
         self.log_path = log_path
         self.popen: subprocess.Popen[bytes] | None = None
+        self._ended = False
 
     @property
     def pid(self) -> int | None:
         return self.popen.pid if self.popen else None
 
     def start(self) -> None:
+        self._ended = False
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.popen = subprocess.Popen(
@@ -73,12 +75,15 @@ class ManagedProcess:
 
     def kill(self) -> None:
         """SIGKILL the whole group (a Celery worker's children too), as a crash would."""
+        if self._ended:  # once the group is gone its id may be reused: never signal it again
+            return
         self._signal_group(signal.SIGKILL)
         if self.popen is not None:
             self.popen.wait()
+            self._ended = True
 
     def stop(self, grace_s: float = 10.0) -> None:
-        if self.popen is None:
+        if self.popen is None or self._ended:
             return
         if self.popen.poll() is None:
             self._signal_group(signal.SIGTERM)

@@ -26,6 +26,7 @@ class Thresholds(BaseModel):
     responsive_p99_s: float = 0.5
     submit_timeout_s: float = 10.0
     memory_limit_mb: float = 1024.0
+    system_memory_limit_percent: float = 90.0
     makespan_ratio_limit: float = 1.5
 
 
@@ -41,7 +42,6 @@ class RunSettings(BaseModel):
     redis: str = "embedded"  # "embedded" or the redacted URL used
     probe_interval_s: float = 0.1
     sample_interval_s: float = 0.25
-    visibility_timeout_s: float = 10.0
     thresholds: Thresholds = Field(default_factory=Thresholds)
     quick: bool = False
 

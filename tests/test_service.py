@@ -88,10 +88,12 @@ def test_invalid_job_is_422_naming_the_field(
     assert any(field in error["loc"] for error in response.json()["detail"])
 
 
-def test_oversized_body_is_413(http: httpx.Client) -> None:
+def test_oversized_body_is_413_with_or_without_content_length(http: httpx.Client) -> None:
     response = http.post("/fastapi/job", content=b'{"duration": 1, "pad": "' + b"x" * 100_000 + b'"}')
     assert response.status_code == 413
     assert "larger than" in response.json()["detail"]
+    chunked = http.post("/celery/job", content=(b"x" * 1000 for _ in range(100)))  # no Content-Length
+    assert chunked.status_code == 413
 
 
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)

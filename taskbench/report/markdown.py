@@ -70,7 +70,7 @@ def extended_table(summaries: list[dict[str, Any]]) -> str:
 
 def resources_table(summaries: list[dict[str, Any]]) -> str:
     headers = ["Scenario", "API CPU peak/avg", "API RSS peak", "Worker CPU peak/avg", "Worker RSS peak",
-               "Redis CPU peak", "System CPU peak", "System mem peak", "Harness CPU"]  # fmt: skip
+               "Redis CPU peak", "System CPU peak (all cores)", "System mem peak", "Harness CPU"]  # fmt: skip
     rows = []
     for s in summaries:
         r = s["resources"]
@@ -123,9 +123,10 @@ def thresholds_text(settings: RunSettings) -> str:
         f"Responsive: no probe unanswered within {t.probe_timeout_s} s and probe p99 ≤ {t.responsive_p99_s} s, "
         f"on `/health` (async endpoint) and `/health/sync` (sync endpoint, needs a threadpool thread), probed every "
         f"{settings.probe_interval_s * 1000:.0f} ms. Submission timeout: {t.submit_timeout_s} s. Resource exhaustion: "
-        f"the process running the jobs over {t.memory_limit_mb:.0f} MB RSS, or system memory over 90 %. "
+        f"the process running the jobs over {t.memory_limit_mb:.0f} MB RSS, or system memory over "
+        f"{t.system_memory_limit_percent:.0f} %. "
         f"Makespan far over ideal: more than {t.makespan_ratio_limit}× ceil(N / concurrency) × duration. "
-        f"CPU is % of one core (200 % = two cores busy)."
+        f"Process CPU is % of one core (200 % = two cores busy); system CPU is % of all cores."
     )
 
 
