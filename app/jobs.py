@@ -1,7 +1,7 @@
-"""One job record shape for both implementations, and where each keeps its records.
+"""One job record shape for every implementation, and where each keeps its records.
 
 FastAPI's records live in the API process's memory (that is what BackgroundTasks gives you: a restart
-loses them). Celery's live in Redis beside the results, so any API process can read them.
+loses them). Every queue's live in Redis beside its queue, so any API process and any worker can read them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 import redis.asyncio as aredis
@@ -76,6 +76,26 @@ class JobRecord(BaseModel):
         return None if self.finished_at is None else self.finished_at - self.submitted_at
 
 
+class JobCall(BaseModel):
+    """What travels through a broker to the worker: plain JSON, the same for every queue."""
+
+    job_id: str
+    implementation: str
+    kind: Kind
+    duration: float
+    memory_mb: int = 0
+
+    @classmethod
+    def of(cls, record: JobRecord) -> JobCall:
+        return cls(
+            job_id=record.job_id,
+            implementation=record.implementation,
+            kind=record.kind,
+            duration=record.duration,
+            memory_mb=record.memory_mb,
+        )
+
+
 class JobList(BaseModel):
     count: int
     counts: dict[str, int]
@@ -118,6 +138,23 @@ def count_by_status(statuses: Iterable[str]) -> dict[str, int]:
     return {status.value: counts.get(status.value, 0) for status in Status}
 
 
+class JobStore(Protocol):
+    """What the routers need of a store; every method may wait on I/O."""
+
+    async def add(self, record: JobRecord) -> None: ...
+    async def get(self, job_id: str) -> JobRecord | None: ...
+    async def update(self, job_id: str, fields: dict[str, Any]) -> None: ...
+    async def remove(self, job_id: str) -> None: ...
+    async def list(self, limit: int | None) -> JobList: ...
+    async def clear(self) -> int: ...
+
+
+class SyncRecords(Protocol):
+    """Where a job running in a thread or a worker process stamps its record."""
+
+    def update(self, job_id: str, fields: dict[str, Any]) -> None: ...
+
+
 class MemoryJobStore:
     """FastAPI's records: a dict in the API process, updated from the thread or task running the job."""
 
@@ -125,32 +162,39 @@ class MemoryJobStore:
         self._records: dict[str, JobRecord] = {}
         self.in_flight = 0  # accepted and not finished: queued for a thread or the loop, or running
 
-    def add(self, record: JobRecord) -> None:
+    async def add(self, record: JobRecord) -> None:
         self._records[record.job_id] = record
 
-    def get(self, job_id: str) -> JobRecord | None:
+    async def get(self, job_id: str) -> JobRecord | None:
         return self._records.get(job_id)
 
-    def update(self, job_id: str, fields: dict[str, Any]) -> None:
+    def update_now(self, job_id: str, fields: dict[str, Any]) -> None:
+        """Called from the thread running a sync job, or from the loop: a dict update needs no await."""
         record = self._records.get(job_id)
         if record is None:  # cleared while running: keep it cleared
             return
         for name, value in fields.items():
             setattr(record, name, value)
 
-    def list(self, limit: int | None) -> JobList:
+    async def update(self, job_id: str, fields: dict[str, Any]) -> None:
+        self.update_now(job_id, fields)
+
+    async def remove(self, job_id: str) -> None:
+        self._records.pop(job_id, None)
+
+    async def list(self, limit: int | None) -> JobList:
         records = list(self._records.values())
         counts = count_by_status(r.status.value for r in records)
         return JobList(count=len(records), counts=counts, jobs=records if limit is None else records[:limit])
 
-    def clear(self) -> int:
+    async def clear(self) -> int:
         cleared = len(self._records)
         self._records.clear()
         return cleared
 
 
 JOB_KEY = "taskbench:job:{}"
-INDEX_KEY = "taskbench:jobs:celery"
+INDEX_KEY = "taskbench:jobs:{}"  # one sorted set per implementation, scored by submission time
 
 # Update a record only if it still exists: a job cleared by DELETE while running stays cleared.
 _UPDATE_IF_EXISTS = """
@@ -190,38 +234,44 @@ def redis_options(timeout_s: float, asyncio: bool) -> dict[str, Any]:
 
 
 class RedisJobStore:
-    """Celery's records, read and written by the API without blocking its event loop."""
+    """A queue's records, read and written by the API without blocking its event loop."""
 
-    def __init__(self, url: str, timeout_s: float) -> None:
+    def __init__(self, implementation: str, url: str, timeout_s: float) -> None:
+        self.index_key = INDEX_KEY.format(implementation)
         # Blocking pool: a burst waits for one of 64 connections instead of failing ("Too many connections").
         pool = aredis.BlockingConnectionPool.from_url(
             url, max_connections=MAX_REDIS_CONNECTIONS, timeout=timeout_s, **redis_options(timeout_s, asyncio=True)
         )
         self.redis = aredis.Redis(connection_pool=pool)
+        self._update = self.redis.register_script(_UPDATE_IF_EXISTS)
+
+    async def aclose(self) -> None:
+        await self.redis.aclose()
 
     async def add(self, record: JobRecord) -> None:
         fields = _encode(record.model_dump(exclude={"queue_time", "execution_time", "total_time"}))
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hset(JOB_KEY.format(record.job_id), mapping=fields)  # type: ignore[arg-type]
-            pipe.zadd(INDEX_KEY, {record.job_id: record.submitted_at})
+            pipe.hset(JOB_KEY.format(record.job_id), mapping=fields)
+            pipe.zadd(self.index_key, {record.job_id: record.submitted_at})
             await pipe.execute()
 
     async def get(self, job_id: str) -> JobRecord | None:
-        raw: dict[str, str] = await self.redis.hgetall(JOB_KEY.format(job_id))  # type: ignore[assignment]
+        raw: dict[str, str] = await self.redis.hgetall(JOB_KEY.format(job_id))  # type: ignore[misc]
         return _decode(raw) if raw else None
 
     async def update(self, job_id: str, fields: dict[str, Any]) -> None:
-        await self.redis.hset(JOB_KEY.format(job_id), mapping=_encode(fields))  # type: ignore[arg-type]
+        args = [item for pair in _encode(fields).items() for item in pair]
+        await self._update(keys=[JOB_KEY.format(job_id)], args=args)
 
     async def remove(self, job_id: str) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.delete(JOB_KEY.format(job_id))
-            pipe.zrem(INDEX_KEY, job_id)
+            pipe.zrem(self.index_key, job_id)
             await pipe.execute()
 
     async def list(self, limit: int | None) -> JobList:
         """Counts over every record; whole records only for the first `limit` (all when None)."""
-        ids: list[str] = await self.redis.zrange(INDEX_KEY, 0, -1)  # type: ignore[assignment]
+        ids: list[str] = await self.redis.zrange(self.index_key, 0, -1)
         wanted = ids if limit is None else ids[:limit]
         async with self.redis.pipeline(transaction=False) as pipe:
             for job_id in wanted:
@@ -234,17 +284,18 @@ class RedisJobStore:
         return JobList(count=len(statuses), counts=count_by_status(statuses), jobs=jobs)
 
     async def clear(self) -> int:
-        ids: list[str] = await self.redis.zrange(INDEX_KEY, 0, -1)  # type: ignore[assignment]
+        ids: list[str] = await self.redis.zrange(self.index_key, 0, -1)
         async with self.redis.pipeline(transaction=False) as pipe:
             for start in range(0, len(ids), 1000):
                 pipe.delete(*(JOB_KEY.format(i) for i in ids[start : start + 1000]))
-            pipe.delete(INDEX_KEY)
+            pipe.delete(self.index_key)
             await pipe.execute()
         return len(ids)
 
 
 class WorkerRecords:
-    """The worker's side of the Celery records: stamps start and end inside the job itself."""
+    """A worker's side of the records: stamps start and end inside the job itself (a blocking client,
+    for worker processes and threads; async workers call it through `asyncio.to_thread`)."""
 
     def __init__(self, url: str, timeout_s: float) -> None:
         self.redis = redis.Redis.from_url(url, **redis_options(timeout_s, asyncio=False))

@@ -1,8 +1,8 @@
-"""The FastAPI app: `/fastapi/*` and `/celery/*` jobs, plus `/`, `/metrics` and `/health`."""
+"""The FastAPI app: `/{name}/*` for every registered implementation, plus `/`, `/metrics` and `/health`."""
 
 from __future__ import annotations
 
-import json
+import asyncio
 import os
 import time
 from collections.abc import AsyncIterator
@@ -11,33 +11,43 @@ from typing import Any
 
 import anyio.to_thread
 import redis
+import redis.asyncio as aredis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from kombu.utils.url import maybe_sanitize_url as _redacted  # hides a password in a URL
 
-from app import celery_jobs, fastapi_jobs, metrics
+from app import implementations, metrics, workloads
+from app.implementations.base import BrokerUnavailable, job_router
+from app.implementations.fastapi import IMPLEMENTATION as BACKGROUND_TASKS
 from app.limits import BodySizeLimit
 from app.settings import MAX_BODY_BYTES, MAX_DURATION_S, settings
-from app.tasks import WORKERS_KEY
 
-WORKER_STALE_S = 5.0  # a worker whose heartbeat is older than this is not counted as seen
+IMPLEMENTATIONS = implementations.load_all()
+_redis: dict[str, aredis.Redis] = {}  # the /health ping's client, created at start-up
 
 
 @asynccontextmanager
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    workloads.calibrate()
+    _redis["health"] = aredis.Redis.from_url(
+        settings.redis_url, socket_connect_timeout=settings.redis_timeout_s, socket_timeout=settings.redis_timeout_s
+    )
+    for impl in IMPLEMENTATIONS:
+        await impl.startup()
     yield
-    celery_jobs.publisher.shutdown(wait=False, cancel_futures=True)
-    await celery_jobs.store.redis.aclose()
+    for impl in IMPLEMENTATIONS:
+        await impl.shutdown()
+    await _redis["health"].aclose()
 
 
 app = FastAPI(
     title="taskbench service",
-    description="FastAPI BackgroundTasks and Celery, side by side, under the same jobs.",
+    description="FastAPI BackgroundTasks and job queues, side by side, under the same jobs.",
     lifespan=lifespan,
 )
 app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
-app.include_router(fastapi_jobs.router)
-app.include_router(celery_jobs.router)
+for _impl in IMPLEMENTATIONS:
+    app.include_router(job_router(_impl))
 
 
 @app.exception_handler(redis.RedisError)
@@ -46,14 +56,11 @@ async def redis_unavailable(_: Request, exc: redis.RedisError) -> JSONResponse:
     return JSONResponse({"detail": message}, status_code=503)
 
 
-@app.exception_handler(celery_jobs.BrokerUnavailable)
-async def broker_unavailable(_: Request, exc: celery_jobs.BrokerUnavailable) -> JSONResponse:
-    message = f"the Celery broker at {_redacted(settings.broker_url)} is unavailable: {exc}"
+@app.exception_handler(BrokerUnavailable)
+async def broker_unavailable(request: Request, exc: BrokerUnavailable) -> JSONResponse:
+    name = request.url.path.strip("/").split("/")[0]
+    message = f"the {name} broker at {_redacted(settings.broker_url)} is unavailable: {exc}"
     return JSONResponse({"detail": message}, status_code=503)
-
-
-def _threadpool_tokens() -> int:
-    return int(anyio.to_thread.current_default_thread_limiter().total_tokens)
 
 
 @app.get("/")
@@ -61,13 +68,7 @@ async def info() -> dict[str, Any]:
     return {
         "name": "taskbench service",
         "pid": os.getpid(),
-        "implementations": {
-            "fastapi": {"runner": "BackgroundTasks", "threadpool_tokens": _threadpool_tokens()},
-            "celery": {
-                "broker": _redacted(settings.broker_url),
-                "backend": _redacted(settings.result_backend),
-            },
-        },
+        "implementations": {impl.name: impl.describe() for impl in IMPLEMENTATIONS},
         "limits": {"max_duration_s": MAX_DURATION_S, "max_body_bytes": MAX_BODY_BYTES},
         "endpoints": sorted(
             f"{method.upper()} {path}" for path, ops in app.openapi()["paths"].items() for method in ops
@@ -81,12 +82,12 @@ async def system_metrics() -> dict[str, Any]:
 
 
 def _api_component() -> dict[str, Any]:
-    return {"status": "ok", "pid": os.getpid(), "fastapi_jobs_in_flight": fastapi_jobs.store.in_flight}
+    return {"status": "ok", "pid": os.getpid(), "fastapi_jobs_in_flight": BACKGROUND_TASKS.in_flight}
 
 
 @app.get("/health")
 async def health() -> JSONResponse:
-    """Cheap by design (one pipelined Redis round trip, no broadcast): the harness probes it at 10 Hz."""
+    """Cheap by design (a Redis ping and one read per queue, no broadcast): the harness probes it at 10 Hz."""
     limiter = anyio.to_thread.current_default_thread_limiter()
     api = {
         **_api_component(),
@@ -96,20 +97,17 @@ async def health() -> JSONResponse:
     body: dict[str, Any] = {"status": "ok", "api": api}
     started = time.perf_counter()
     try:
-        async with celery_jobs.store.redis.pipeline(transaction=False) as pipe:
-            pipe.ping()
-            pipe.hgetall(WORKERS_KEY)
-            pipe.llen("celery")
-            _, beats, queued = await pipe.execute()
+        await _redis["health"].ping()
+        latency_ms = (time.perf_counter() - started) * 1000
+        answers = await asyncio.gather(*(impl.health() for impl in IMPLEMENTATIONS))
     except redis.RedisError as exc:
         body["status"] = "unavailable"
         body["redis"] = {"status": "unreachable", "url": _redacted(settings.redis_url), "error": str(exc)}
-        body["celery"] = {"status": "unknown", "workers": []}
+        for impl in IMPLEMENTATIONS:
+            body[impl.name] = {"status": "unknown", "workers": []}
         return JSONResponse(body, status_code=503)
-    now = time.time()
-    workers = [w for w in map(json.loads, beats.values()) if now - w["t"] < WORKER_STALE_S]
-    body["redis"] = {"status": "ok", "latency_ms": (time.perf_counter() - started) * 1000}
-    body["celery"] = {"status": "ok" if workers else "no workers", "queued": queued, "workers": workers}
+    body["redis"] = {"status": "ok", "latency_ms": latency_ms}
+    body |= {impl.name: answer for impl, answer in zip(IMPLEMENTATIONS, answers, strict=True)}
     return JSONResponse(body)
 
 

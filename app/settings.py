@@ -1,7 +1,7 @@
-"""Everything the service reads from its environment, in one place.
+"""Everything the service reads from its environment, in one place: the environment contract.
 
-The harness starts the API and the worker with these variables; a user running the spec's three
-terminals by hand gets the loopback defaults.
+The harness writes these variables from `taskbench.service_env`; a test checks that both sides name the
+same ones. A user running the spec's three terminals by hand gets the loopback defaults.
 """
 
 from __future__ import annotations
@@ -18,9 +18,17 @@ MAX_BODY_BYTES = 16 * 1024
 DEFAULT_DURATION_S = 30.0  # the spec's job: time.sleep(30)
 DEFAULT_MEMORY_MB = 50
 
-
-def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+# The contract: every variable the service reads, and nothing else.
+REDIS_URL = "TASKBENCH_REDIS_URL"
+LEDGER = "TASKBENCH_LEDGER"
+REDIS_TIMEOUT = "TASKBENCH_REDIS_TIMEOUT"
+CONCURRENCY = "TASKBENCH_CONCURRENCY"
+DELIVERY = "TASKBENCH_DELIVERY"
+REDELIVERY_TIMEOUT = "TASKBENCH_REDELIVERY_TIMEOUT"
+RESTORE_INTERVAL = "TASKBENCH_RESTORE_INTERVAL"
+ENV_VARS = (REDIS_URL, LEDGER, REDIS_TIMEOUT, CONCURRENCY, DELIVERY, REDELIVERY_TIMEOUT, RESTORE_INTERVAL)
+# Celery's own variables, honoured as Celery users expect; the harness sets them too.
+CELERY_ENV_VARS = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
 
 
 @dataclass(frozen=True)
@@ -28,11 +36,14 @@ class Settings:
     broker_url: str
     result_backend: str
     redis_url: str
-    # Celery delivery: the fault benchmark switches these (see taskbench.faults).
-    acks_late: bool = False
-    reject_on_worker_lost: bool = False
-    visibility_timeout_s: float = 3600.0
-    # kombu sweeps for unacked messages every interval × throttle seconds (10 × 10 by default).
+    # Worker processes (or the queue's own concurrency knob) for the workers of every queue.
+    concurrency: int = 4
+    # A delivery variant by name; each implementation says what its names mean (see taskbench.faults).
+    delivery: str = "default"
+    # How long a queue waits before it treats an unacknowledged job as abandoned (Celery's visibility
+    # timeout, and each other queue's equivalent); production defaults are an hour or so.
+    redelivery_timeout_s: float = 3600.0
+    # kombu sweeps for unacked messages every 10 × 10 s by default; the harness asks for 1 s.
     restore_interval_s: float | None = None
     # Where job code appends one line per execution start/end (the execution ledger); off when empty.
     ledger_path: str = ""
@@ -41,22 +52,21 @@ class Settings:
 
 def load() -> Settings:
     """Celery's usual variables win, then TASKBENCH_REDIS_URL, then the loopback default."""
-    redis_url = os.environ.get("TASKBENCH_REDIS_URL", DEFAULT_REDIS_URL)
+    redis_url = os.environ.get(REDIS_URL, DEFAULT_REDIS_URL)
     broker = os.environ.get("CELERY_BROKER_URL", redis_url)
     backend = os.environ.get("CELERY_RESULT_BACKEND", broker)
+    restore = os.environ.get(RESTORE_INTERVAL)
     return Settings(
         broker_url=broker,
         result_backend=backend,
         # Job records live beside the results, so any API process that reaches the backend reads them.
-        redis_url=os.environ.get("TASKBENCH_REDIS_URL", backend),
-        acks_late=_flag("TASKBENCH_ACKS_LATE"),
-        reject_on_worker_lost=_flag("TASKBENCH_REJECT_ON_WORKER_LOST"),
-        visibility_timeout_s=float(os.environ.get("TASKBENCH_VISIBILITY_TIMEOUT", "3600")),
-        restore_interval_s=float(os.environ["TASKBENCH_RESTORE_INTERVAL"])
-        if os.environ.get("TASKBENCH_RESTORE_INTERVAL")
-        else None,
-        ledger_path=os.environ.get("TASKBENCH_LEDGER", ""),
-        redis_timeout_s=float(os.environ.get("TASKBENCH_REDIS_TIMEOUT", "2")),
+        redis_url=os.environ.get(REDIS_URL, backend),
+        concurrency=int(os.environ.get(CONCURRENCY, "4")),
+        delivery=os.environ.get(DELIVERY, "default"),
+        redelivery_timeout_s=float(os.environ.get(REDELIVERY_TIMEOUT, "3600")),
+        restore_interval_s=float(restore) if restore else None,
+        ledger_path=os.environ.get(LEDGER, ""),
+        redis_timeout_s=float(os.environ.get(REDIS_TIMEOUT, "2")),
     )
 
 

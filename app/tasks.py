@@ -3,30 +3,23 @@ without a broadcast on every call."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-import os
 import threading
-import time
 from functools import cache
 from typing import Any
 
-import redis
-from celery.signals import celeryd_after_setup, worker_ready, worker_shutdown
+from celery.signals import celeryd_after_setup, worker_init, worker_ready, worker_shutdown
 from celery.worker import state as worker_state
+from kombu.transport import redis as kombu_redis
 
-from app import ledger
-from app.celery_app import celery_app
-from app.jobs import WorkerRecords, finished_fields, running_fields
+from app import workloads
+from app.celery_app import ACKS_LATE, REJECT_ON_WORKER_LOST, celery_app
+from app.execution import execute_sync
+from app.heartbeat import Heartbeat
+from app.jobs import JobCall, WorkerRecords
 from app.settings import settings
-from app.workloads import Kind, run_sync
 
 log = logging.getLogger(__name__)
-
-WORKERS_KEY = "taskbench:workers"
-HEARTBEAT_INTERVAL_S = 1.0
-_RECORD_RETRY_S = 10.0  # a Redis restart takes a moment; the job's own stamps should survive it
 
 
 @cache
@@ -34,40 +27,37 @@ def _records() -> WorkerRecords:
     return WorkerRecords(settings.redis_url, settings.redis_timeout_s)
 
 
-def _update_record(job_id: str, fields: dict[str, Any]) -> None:
-    deadline = time.monotonic() + _RECORD_RETRY_S
-    while True:
-        try:
-            _records().update(job_id, fields)
-            return
-        except redis.RedisError as exc:
-            if time.monotonic() > deadline:
-                log.warning("job %s: could not update its record: %s", job_id, exc)
-                return
-            time.sleep(0.2)
-
-
 @celery_app.task(name="taskbench.run_job")
 def run_job(job_id: str, kind: str, duration: float, memory_mb: int = 0) -> dict[str, Any]:
-    _update_record(job_id, running_fields())
-    ledger.record(job_id, "celery", "start")
-    error: BaseException | None = None
-    try:
-        run_sync(Kind(kind), duration, memory_mb)
-    except Exception as exc:
-        error = exc
-    fields = finished_fields(error)
-    _update_record(job_id, fields)
-    ledger.record(job_id, "celery", "end", fields.get("error"))
+    call = JobCall(job_id=job_id, implementation="celery", kind=kind, duration=duration, memory_mb=memory_mb)
+    error = execute_sync(call, _records(), lambda: workloads.run_sync(call.kind, duration, memory_mb))
     if error is not None:
         raise error
-    return {"job_id": job_id, "finished_at": fields["finished_at"]}
+    return {"job_id": job_id}
 
 
-# --- worker heartbeat -------------------------------------------------------------------------------
+# --- worker start-up, heartbeat and the unacked sweep ----------------------------------------------
 
 _worker: dict[str, Any] = {}
-_stop = threading.Event()
+_heartbeat: Heartbeat | None = None
+_stop_sweep = threading.Event()
+
+
+def _describe() -> dict[str, Any]:
+    return {
+        **_worker,
+        "active": len(worker_state.active_requests),
+        "reserved": len(worker_state.reserved_requests),
+        "acks_late": ACKS_LATE,
+        "reject_on_worker_lost": REJECT_ON_WORKER_LOST,
+        "visibility_timeout": settings.redelivery_timeout_s,
+        "restore_interval": settings.restore_interval_s,
+    }
+
+
+@worker_init.connect
+def _calibrate(**_: Any) -> None:
+    workloads.calibrate()  # in the main process, before the pool forks: every child inherits it
 
 
 @celeryd_after_setup.connect
@@ -75,36 +65,38 @@ def _remember_worker(sender: str, instance: Any, **_: Any) -> None:
     _worker.update(hostname=sender, concurrency=instance.concurrency)
 
 
-def _beat() -> None:
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=1)
-    while not _stop.is_set():
-        beat = {
-            **_worker,
-            "pid": os.getpid(),
-            "active": len(worker_state.active_requests),
-            "reserved": len(worker_state.reserved_requests),
-            "acks_late": settings.acks_late,
-            "reject_on_worker_lost": settings.reject_on_worker_lost,
-            "visibility_timeout": settings.visibility_timeout_s,
-            "restore_interval": settings.restore_interval_s,
-            "t": time.time(),
-        }
+def kombu_sweeps_on_its_own() -> bool:
+    """kombu ≥ 5.7 takes `unacked_restore_interval`; 5.6 sweeps every 10 × 10 s, hard-coded."""
+    return "unacked_restore_interval" in getattr(kombu_redis.Channel, "from_transport_options", ())
+
+
+def restore_unacked() -> None:
+    """What kombu's periodic pass does (`QoS.restore_visible`), on a connection of our own, every
+    `restore_interval_s`: messages unacknowledged for longer than the visibility timeout go back to the
+    queue. The sweep is mutex-guarded in Redis, so it is safe beside kombu's own."""
+    interval = settings.restore_interval_s
+    if interval is None:
+        return
+    while not _stop_sweep.wait(interval):
         try:
-            client.hset(WORKERS_KEY, _worker.get("hostname", str(os.getpid())), json.dumps(beat))
-        except redis.RedisError as exc:
-            log.debug("heartbeat skipped: %s", exc)
-        _stop.wait(HEARTBEAT_INTERVAL_S)
+            with celery_app.connection_for_write() as connection:
+                channel: Any = connection.default_channel
+                channel.qos.restore_visible(num=channel.unacked_restore_limit, interval=1)
+        except Exception as exc:  # a Redis restart: try again at the next pass
+            log.debug("unacked sweep skipped: %s", exc)
 
 
 @worker_ready.connect
 def _start_heartbeat(**_: Any) -> None:
-    threading.Thread(target=_beat, name="taskbench-heartbeat", daemon=True).start()
+    global _heartbeat
+    _heartbeat = Heartbeat("celery", _worker.get("hostname", "celery"), _describe)
+    _heartbeat.start()
+    if not kombu_sweeps_on_its_own():
+        threading.Thread(target=restore_unacked, name="taskbench-unacked-sweep", daemon=True).start()
 
 
 @worker_shutdown.connect
 def _stop_heartbeat(**_: Any) -> None:
-    _stop.set()
-    with contextlib.suppress(redis.RedisError):
-        redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=1).hdel(
-            WORKERS_KEY, _worker.get("hostname", str(os.getpid()))
-        )
+    _stop_sweep.set()
+    if _heartbeat is not None:
+        _heartbeat.stop()

@@ -1,4 +1,4 @@
-"""The job bodies. Both implementations run exactly this code, so a difference in results is a
+"""The job bodies. Every implementation runs exactly this code, so a difference in results is a
 difference in the runner, not in the work."""
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def _spin(iterations: int) -> int:
 
 
 def _calibrate() -> float:
-    """Once per process, at import while it is idle, so `duration` means seconds of one idle core.
+    """Once per process, at start-up while it is idle, so `duration` means seconds of one idle core.
 
     Looping "until the clock says so" would let 40 threads each finish in `duration` while sharing one
     GIL; a fixed amount of work shows the contention instead. Calibrating lazily inside the first jobs
@@ -64,11 +64,19 @@ def _timed(iterations: int) -> float:
     return time.perf_counter() - start
 
 
-ITERATIONS_PER_SECOND = _calibrate()
+_iterations_per_second: float | None = None
+
+
+def calibrate() -> float:
+    """Call at process start-up (API lifespan, worker start): a forked worker child inherits the figure."""
+    global _iterations_per_second
+    if _iterations_per_second is None:
+        _iterations_per_second = _calibrate()
+    return _iterations_per_second
 
 
 def cpu(duration: float, memory_mb: int = 0) -> None:
-    _spin(int(duration * ITERATIONS_PER_SECOND))
+    _spin(int(duration * calibrate()))
 
 
 def memory(duration: float, memory_mb: int = 0) -> None:
@@ -86,9 +94,23 @@ SYNC_BODIES: dict[Kind, SyncBody] = {Kind.sleep: sleep, Kind.cpu: cpu, Kind.memo
 ASYNC_BODIES: dict[Kind, AsyncBody] = {Kind.async_sleep: async_sleep, Kind.blocking_async: blocking_async}
 
 
+def is_async(kind: Kind) -> bool:
+    return kind in ASYNC_BODIES
+
+
 def run_sync(kind: Kind, duration: float, memory_mb: int) -> None:
-    """Run any kind from synchronous code (a Celery worker process)."""
+    """Run any kind from synchronous code: async kinds with `asyncio.run`, as Celery's docs advise for
+    coroutines in a prefork worker (one event loop per job)."""
     if kind in ASYNC_BODIES:
         asyncio.run(ASYNC_BODIES[kind](duration, memory_mb))
     else:
         SYNC_BODIES[kind](duration, memory_mb)
+
+
+async def run_async(kind: Kind, duration: float, memory_mb: int) -> None:
+    """Run any kind from an event loop: async kinds natively, sync kinds in the loop's default thread
+    pool (`asyncio.to_thread`), the way async queues document for blocking functions."""
+    if kind in ASYNC_BODIES:
+        await ASYNC_BODIES[kind](duration, memory_mb)
+    else:
+        await asyncio.to_thread(SYNC_BODIES[kind], duration, memory_mb)

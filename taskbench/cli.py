@@ -14,11 +14,12 @@ from typing import NoReturn
 from kombu.utils.url import maybe_sanitize_url as _redact  # hides a password in a URL
 from rich.console import Console
 
-from taskbench import faults, plan
+from taskbench import faults, implementations, plan
+from taskbench.analysis.models import AnalysedRun
 from taskbench.errors import StackError, UsageError
 from taskbench.report import files, markdown
 from taskbench.report.compare import compare
-from taskbench.results import RunResult, RunSettings, SchemaError, Thresholds
+from taskbench.results import RunSettings, SchemaError, Thresholds
 from taskbench.run import RunOptions, run
 from taskbench.stack import Stack, StackConfig
 
@@ -73,6 +74,11 @@ def _bounded(kind: type[float] | type[int], low: float, high: float) -> Callable
     return parse
 
 
+_implementations = _csv(tuple(implementations.REGISTRY))
+DEFAULT_IMPLEMENTATIONS = list(implementations.DEFAULT)
+IMPL_HELP = f"{','.join(implementations.DEFAULT)} (default), all, or a list of: {', '.join(implementations.REGISTRY)}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="taskbench", description="When do FastAPI's BackgroundTasks stop being enough?")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -80,7 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="start Redis, the API server and a Celery worker; Ctrl-C stops all")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=_bounded(int, 1, 65535), default=8000)
-    serve.add_argument("--concurrency", type=_bounded(int, 1, 256), default=4, help="Celery worker processes")
+    serve.add_argument("--concurrency", type=_bounded(int, 1, 256), default=4, help="each queue's worker concurrency")
+    serve.add_argument(
+        "--implementations", type=_implementations, default=list(implementations.DEFAULT), help=IMPL_HELP
+    )
     serve.add_argument("--redis-url", default=_env_redis_url(), help="use this Redis instead of a private one")
     serve.add_argument("--workdir", type=Path, default=Path(".taskbench"), help="logs and the private Redis' files")
 
@@ -88,8 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quick", action="store_true", help=f"{plan.QUICK_DURATION_S} s jobs: an answer in minutes")
     run.add_argument("--jobs", type=_job_counts, default=list(plan.SPEC_JOBS), help="job counts, e.g. 10,50,100")
     run.add_argument("--duration", type=_bounded(float, 0, MAX_DURATION_S), help="seconds per job (default 30)")
-    run.add_argument("--concurrency", type=_bounded(int, 1, 256), default=4, help="Celery worker processes")
-    run.add_argument("--implementations", type=_csv(plan.IMPLEMENTATIONS), default=list(plan.IMPLEMENTATIONS))
+    run.add_argument(
+        "--concurrency", type=_bounded(int, 1, 256), default=4, help="each queue's worker concurrency (see README)"
+    )
+    run.add_argument("--implementations", type=_implementations, default=DEFAULT_IMPLEMENTATIONS, help=IMPL_HELP)
     run.add_argument(
         "--workloads", type=_csv(plan.WORKLOADS), default=["sleep"], help="sleep (default), all, or a list"
     )
@@ -126,24 +137,30 @@ def _raise_interrupt(*_: object) -> NoReturn:
 def cmd_serve(args: argparse.Namespace, console: Console) -> int:
     workdir = args.workdir / f"serve-{time.strftime('%Y%m%d_%H%M%S')}"
     config = StackConfig(
-        workdir=workdir, host=args.host, port=args.port, concurrency=args.concurrency, redis_url=args.redis_url
+        workdir=workdir,
+        host=args.host,
+        port=args.port,
+        concurrency=args.concurrency,
+        redis_url=args.redis_url,
+        implementations=tuple(args.implementations),
     )
     signal.signal(signal.SIGTERM, _raise_interrupt)  # stop the stack on SIGTERM as on Ctrl-C
     stack = Stack(config)
     try:
-        with console.status("starting Redis, the API server and a Celery worker…"):
+        with console.status("starting Redis, the API server and the workers…"):
             stack.start()
         console.print(f"API        {stack.url}  (docs: {stack.url}/docs)")
         console.print(f"Redis      {_redact(stack.redis_url)}" + ("  (private)" if stack.embedded_redis else ""))
-        console.print(f"Worker     celery -A app.celery_app worker --concurrency {args.concurrency}")
+        for name, worker in stack.workers.items():
+            console.print(f"Worker     {name}: {' '.join(worker.process.argv[2:])}")
         for name, log in stack.logs().items():
             console.print(f"log        {name}: {log}")
         console.print("Ctrl-C stops everything.")
         while True:
             time.sleep(0.5)
-            for process in (stack.api, stack.worker, stack.redis):
-                if process is not None and not process.alive():
-                    raise StackError(f"{process.name} exited; see {process.log_path}:\n{process.log_tail()}")
+            for service in stack.services():
+                if not service.alive():
+                    raise StackError(f"{service.what} exited; see {service.log_path}:\n{service.log_tail()}")
     except KeyboardInterrupt:
         console.print("stopping…")
         return 0
@@ -183,11 +200,11 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _print_answer(folder: Path, result: RunResult, console: Console) -> None:
+def _print_answer(folder: Path, result: AnalysedRun, console: Console) -> None:
     console.print()
     console.print(markdown.spec_table(result.summaries), markup=False, soft_wrap=True)
     console.print("\n[bold]Verdict[/]")
-    for line in result.verdict.get("lines", []):
+    for line in result.verdict.lines:
         console.print(f"  • {line}", markup=False)
     console.print(f"\nreports: {folder}")
     html = folder / "report.html"

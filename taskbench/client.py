@@ -10,8 +10,10 @@ from typing import Any
 import httpx
 import psutil
 
+from taskbench import implementations
+from taskbench.capacity import Capacity
 from taskbench.errors import StackError
-from taskbench.results import Capacity, Submission
+from taskbench.results import JobData, Submission
 
 IDLE_TIMEOUT_S = 120.0
 SHARD_CONNECTIONS = 10  # connections per submission pool; see ServiceClient
@@ -96,21 +98,22 @@ class ServiceClient:
         data = response.json()
         return {**data["counts"], "count": data["count"]}
 
-    async def jobs(self, implementation: str) -> list[dict[str, Any]]:
+    async def jobs(self, implementation: str) -> list[JobData]:
         response = await self.http.get(f"/{implementation}/jobs", timeout=120.0)
         response.raise_for_status()
-        return list(response.json()["jobs"])
+        return [JobData.model_validate(job) for job in response.json()["jobs"]]
 
     async def clear(self, implementation: str) -> None:
         response = await self.http.delete(f"/{implementation}/jobs")
         response.raise_for_status()
 
     async def local_pids(self) -> dict[str, int]:
-        """The API server and the first worker that `/health` reports, where they run on this machine:
-        a service started by hand still gets its processes sampled."""
+        """The API server and the first worker of each implementation that `/health` reports, where they run
+        on this machine: a service started by hand still gets its processes sampled."""
         health = await self.health()
         candidates = [("api", health["api"]["pid"], "uvicorn")]
-        candidates += [("worker", w["pid"], "celery") for w in health.get("celery", {}).get("workers", [])]
+        for name, impl in implementations.REGISTRY.items():
+            candidates += [(impl.worker_role, w["pid"], name) for w in impl.workers_seen(health)]
         pids: dict[str, int] = {}
         for role, pid, program in candidates:
             with contextlib.suppress(psutil.Error):
@@ -118,43 +121,32 @@ class ServiceClient:
                     pids[role] = pid
         return pids
 
-    async def busy(self, celery: bool = True) -> int:
-        """FastAPI jobs accepted and not finished, plus Celery jobs queued, reserved or running."""
+    async def busy(self, names: list[str] | None = None) -> int:
+        """BackgroundTasks jobs accepted and not finished, plus every queue's jobs queued or held by a
+        worker (of `names`, or of all implementations)."""
         health = await self.health()
         busy = int(health["api"]["fastapi_jobs_in_flight"])
-        if celery:
-            workers = health.get("celery", {})
-            busy += workers.get("queued", 0) + sum(w["active"] + w["reserved"] for w in workers.get("workers", []))
+        for name in names if names is not None else list(implementations.REGISTRY):
+            queue = health.get(name, {})
+            busy += int(queue.get("queued", 0))
+            busy += sum(int(w.get("active", 0)) + int(w.get("reserved", 0)) for w in queue.get("workers", []))
         return busy
 
-    async def reset(self, implementations: list[str]) -> None:
+    async def reset(self, names: list[str]) -> None:
         """A clean start: records cleared, queue purged, no job of an earlier scenario still running."""
         deadline = time.monotonic() + IDLE_TIMEOUT_S
         while True:
-            for implementation in implementations:
-                await self.clear(implementation)
-            if not await self.busy(celery="celery" in implementations):
+            for name in names:
+                await self.clear(name)
+            if not await self.busy(names):
                 return
             if time.monotonic() > deadline:
                 raise StackError(f"the service stayed busy for {IDLE_TIMEOUT_S:.0f} s after clearing its jobs")
             await asyncio.sleep(0.2)
 
-    async def capacity(self, implementation: str, workload: str, jobs: int, cpu_count: int | None) -> Capacity:
-        """The concurrency each implementation really has for this workload: the ideal makespan uses it."""
+    async def capacity(
+        self, implementation: str, workload: str, jobs: int, concurrency: int, cpu_count: int
+    ) -> Capacity:
+        """The concurrency the implementation really has for this workload, given what /health reports."""
         health = await self.health()
-        if implementation == "fastapi":
-            if workload == "async_sleep":
-                return Capacity(concurrency=max(jobs, 1), reason="async jobs all run at once on the event loop")
-            if workload == "blocking_async":
-                return Capacity(concurrency=1, reason="a blocking call in async def holds the one event loop")
-            if workload == "cpu":
-                return Capacity(concurrency=1, reason="threads share one GIL")
-            tokens = int(health["api"]["threadpool_tokens"])
-            return Capacity(concurrency=tokens, reason=f"Starlette's threadpool: {tokens} threads")
-        workers = health.get("celery", {}).get("workers", [])
-        total = sum(int(w.get("concurrency") or 0) for w in workers)
-        if total == 0:
-            raise StackError("no Celery worker is seen by the service (GET /health): start one")
-        if workload == "cpu" and cpu_count:
-            return Capacity(concurrency=min(total, cpu_count), reason=f"{total} worker processes on {cpu_count} cores")
-        return Capacity(concurrency=total, reason=f"{total} worker processes ({len(workers)} worker)")
+        return implementations.get(implementation).capacity(workload, jobs, concurrency, cpu_count, health)

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import math
-
-from taskbench import faults
+from taskbench import capacity, faults, implementations
 from taskbench.results import RunSettings, ScenarioSpec
 
 WORKLOADS = ("sleep", "async_sleep", "blocking_async", "cpu", "memory")
-IMPLEMENTATIONS = ("fastapi", "celery")
 SPEC_JOBS = (10, 50, 100)
 SPEC_DURATION_S = 30.0
 QUICK_DURATION_S = 0.5
-FASTAPI_THREADS = 40  # anyio's default limiter; the run reads the real value from /health
-SCENARIO_OVERHEAD_S = 2.0
+FAULT_OVERHEAD_S = 3.0
 
 
 def scenarios(settings: RunSettings, fault_jobs: int) -> list[ScenarioSpec]:
@@ -28,6 +24,8 @@ def scenarios(settings: RunSettings, fault_jobs: int) -> list[ScenarioSpec]:
     ]  # fmt: skip
     for fault in settings.faults:
         for impl in settings.implementations:
+            if not faults.applies(fault, impl):
+                continue
             for variant in faults.variants(fault, impl):
                 specs.append(
                     ScenarioSpec(
@@ -38,17 +36,18 @@ def scenarios(settings: RunSettings, fault_jobs: int) -> list[ScenarioSpec]:
     return specs
 
 
-def expected_concurrency(spec: ScenarioSpec, celery_concurrency: int, cpu_count: int) -> int:
-    if spec.implementation == "celery":
-        return min(celery_concurrency, cpu_count) if spec.workload == "cpu" else celery_concurrency
-    return {"async_sleep": spec.jobs, "blocking_async": 1, "cpu": 1}.get(spec.workload, FASTAPI_THREADS)
+def expected_capacity(spec: ScenarioSpec, concurrency: int, cpu_count: int) -> capacity.Capacity:
+    """The capacity model before the stack is up: the service's /health refines it at run time."""
+    impl = implementations.get(spec.implementation)
+    health = {impl.name: {"workers": [{"concurrency": concurrency}]}}
+    return impl.capacity(spec.workload, spec.jobs, concurrency, cpu_count, health)
 
 
-def estimate_s(spec: ScenarioSpec, celery_concurrency: int, cpu_count: int) -> float:
-    waves = math.ceil(spec.jobs / max(expected_concurrency(spec, celery_concurrency, cpu_count), 1))
-    estimate = waves * spec.duration_s + SCENARIO_OVERHEAD_S
+def estimate_s(spec: ScenarioSpec, concurrency: int, cpu_count: int) -> float:
+    running = expected_capacity(spec, concurrency, cpu_count).concurrency
+    estimate = capacity.estimate_s(spec.jobs, running, spec.duration_s)
     if spec.fault:
-        estimate += spec.duration_s / 2 + 3
-        if spec.fault in faults.WORKER_FAULTS and spec.implementation == "celery":
-            estimate += faults.visibility_timeout_for(spec.duration_s) + 4
+        estimate += spec.duration_s / 2 + FAULT_OVERHEAD_S
+        if spec.fault in faults.WORKER_FAULTS and implementations.get(spec.implementation).has_worker:
+            estimate += faults.redelivery_timeout_for(spec.duration_s) + 4
     return estimate

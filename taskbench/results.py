@@ -1,10 +1,13 @@
-"""What a run leaves on disk: plain data, versioned, so reports can be rebuilt from it alone.
+"""What a run collects and leaves on disk: raw data, versioned, so reports can be rebuilt from it alone.
 
-Schema (version 1), one JSON file per scenario plus one comparison file per run:
-- `ScenarioResult`: the scenario's spec, the run's settings, every submission, job record, ledger event,
-  probe, resource sample and injected event, and a summary computed from those.
-- `RunResult`: settings, environment, the scenario file names, the summaries and the verdict.
-Readers check `schema_version` and refuse versions they do not know with a clear message.
+Schema (version 2), one JSON file per scenario plus one comparison file per run:
+- `ScenarioResult`: the scenario's spec, the run's settings, its capacity and ideal makespan, every
+  submission, job record, ledger event, probe, resource sample and injected event. No figure computed
+  from them: that is `taskbench.analysis`.
+- `RunResult`: settings, environment and the scenario file names; the comparison file adds the analysis
+  (summaries and verdict) for readers in other languages.
+Readers check `schema_version`, migrate version 1 on read (`migrate_v1`), and refuse versions they do
+not know with a clear message.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-SCHEMA_VERSION = 1
-SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
+from taskbench.capacity import Capacity
+
+SCHEMA_VERSION = 2
+SUPPORTED_SCHEMA_VERSIONS = frozenset({1, 2})
 
 
 class Thresholds(BaseModel):
@@ -73,6 +78,47 @@ class ScenarioSpec(BaseModel):
         return f"{stem}_{self.jobs}_jobs".replace("+", "_")
 
 
+class JobData(BaseModel):
+    """A job record as the service's API returned it (app.jobs.JobRecord)."""
+
+    job_id: str
+    implementation: str
+    kind: str
+    duration: float
+    memory_mb: int = 0
+    status: str
+    submitted_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+    pid: int | None = None
+    thread: str | None = None
+    host: str | None = None
+    queue_time: float | None = None
+    execution_time: float | None = None
+    total_time: float | None = None
+
+
+class Execution(BaseModel):
+    """One line of the execution ledger (app.ledger), written by the code that ran the job."""
+
+    job_id: str
+    implementation: str
+    event: Literal["start", "end"]
+    ok: bool = True
+    error: str | None = None
+    pid: int | None = None
+    t: float
+
+
+class DeliveryRecord(BaseModel):
+    """The delivery setting a scenario's worker ran with, and what the queue promises under it."""
+
+    name: str
+    promise: str = ""
+    redelivery_timeout_s: float | None = None
+
+
 class Submission(BaseModel):
     index: int
     sent_at: float
@@ -90,12 +136,23 @@ class Probe(BaseModel):
     error: str | None = None
 
 
+class Reading(BaseModel):
+    cpu_percent: float  # 100 = one full core
+    rss_mb: float
+
+
+class SystemReading(BaseModel):
+    cpu_percent: float
+    memory_percent: float
+    memory_used_mb: float
+
+
 class Sample(BaseModel):
-    """One reading of every process: role → {cpu_percent, rss_mb}; `system` → cpu, memory."""
+    """One reading of every process by role (`api`, `redis`, `harness`, `{implementation}-worker`)."""
 
     t: float
-    processes: dict[str, dict[str, float]]
-    system: dict[str, float]
+    processes: dict[str, Reading]
+    system: SystemReading
 
 
 class Event(BaseModel):
@@ -104,33 +161,26 @@ class Event(BaseModel):
     detail: str = ""
 
 
-class Capacity(BaseModel):
-    """How many jobs the implementation can really run at once for this workload, and why."""
-
-    concurrency: int
-    reason: str
-
-
 class ScenarioResult(BaseModel):
     schema_version: int = SCHEMA_VERSION
     spec: ScenarioSpec
     settings: RunSettings
     environment: dict[str, Any] = Field(default_factory=dict)
     capacity: Capacity
+    ideal_makespan_s: float
     started_at: float
     ended_at: float
     deadline_s: float
     timed_out: bool
     interrupted: bool = False
     submissions: list[Submission]
-    jobs: list[dict[str, Any]]  # job records as the API returned them
-    executions: list[dict[str, Any]] = Field(default_factory=list)  # the ledger's lines
+    jobs: list[JobData]  # job records as the API returned them
+    executions: list[Execution] = Field(default_factory=list)  # the ledger's lines
     probes: list[Probe]
     samples: list[Sample]
     events: list[Event] = Field(default_factory=list)
-    harness: dict[str, float] = Field(default_factory=dict)  # the harness's own CPU and memory
-    delivery: dict[str, Any] = Field(default_factory=dict)  # Celery's delivery settings, when taskbench set them
-    summary: dict[str, Any] = Field(default_factory=dict)
+    harness: Reading | None = None  # the harness's own CPU (over the scenario) and memory
+    delivery: DeliveryRecord | None = None  # when taskbench set the worker's delivery settings
 
 
 class RunResult(BaseModel):
@@ -139,8 +189,6 @@ class RunResult(BaseModel):
     settings: RunSettings
     environment: dict[str, Any]
     scenario_files: list[str]
-    summaries: list[dict[str, Any]] = Field(default_factory=list)
-    verdict: dict[str, Any] = Field(default_factory=dict)
     interrupted: bool = False
 
 
@@ -155,24 +203,50 @@ def _check_version(data: dict[str, Any], path: Path) -> None:
         raise SchemaError(f"{path}: schema_version {version!r} is not one this taskbench reads ({known})")
 
 
+V1_ROLES = {"worker": "celery-worker"}  # schema 1 had one worker, Celery's
+
+
+def migrate_v1_scenario(data: dict[str, Any]) -> dict[str, Any]:
+    """Schema 1 → 2: the stored summary goes (it is recomputed), the ideal makespan is stored, Celery's
+    delivery flags become a named variant, the worker's role is named after its implementation."""
+    data = {k: v for k, v in data.items() if k != "summary"}
+    spec, capacity = data["spec"], data["capacity"]
+    concurrency = max(int(capacity["concurrency"]), 1)
+    data["ideal_makespan_s"] = -(-int(spec["jobs"]) // concurrency) * float(spec["duration_s"])
+    old = data.get("delivery") or {}
+    data["delivery"] = (
+        {"name": old.get("name", "default"), "redelivery_timeout_s": old.get("visibility_timeout_s")} if old else None
+    )
+    for sample in data.get("samples", []):
+        sample["processes"] = {V1_ROLES.get(role, role): reading for role, reading in sample["processes"].items()}
+    data["harness"] = data.get("harness") or None
+    data["schema_version"] = SCHEMA_VERSION
+    return data
+
+
 def load_scenario(path: Path) -> ScenarioResult:
     data = json.loads(path.read_text())
     _check_version(data, path)
+    if data["schema_version"] == 1:
+        data = migrate_v1_scenario(data)
     return ScenarioResult.model_validate(data)
 
 
 def load_run(path: Path) -> RunResult:
     data = json.loads(path.read_text())
     _check_version(data, path)
-    return RunResult.model_validate(data)
+    data["schema_version"] = SCHEMA_VERSION  # version 1 differs only in what it stored of the analysis
+    return RunResult.model_validate({k: v for k, v in data.items() if k in RunResult.model_fields})
 
 
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of both files, committed as docs/result-schema.json for tools in other languages."""
+    from taskbench.analysis.models import AnalysedRun  # the comparison file carries the analysis too
+
     return {
         "schema_version": SCHEMA_VERSION,
         "scenario": ScenarioResult.model_json_schema(),
-        "comparison": RunResult.model_json_schema(),
+        "comparison": AnalysedRun.model_json_schema(),
     }
 
 

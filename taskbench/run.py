@@ -26,6 +26,8 @@ from rich.progress import (
 )
 
 from taskbench import environment, plan
+from taskbench.analysis import analyse
+from taskbench.analysis.models import AnalysedRun
 from taskbench.client import ServiceClient
 from taskbench.errors import StackError
 from taskbench.report import files
@@ -47,7 +49,7 @@ def timestamp() -> str:
     return time.strftime("%Y%m%d_%H%M%S")
 
 
-def run(options: RunOptions, console: Console) -> tuple[Path, RunResult]:
+def run(options: RunOptions, console: Console) -> tuple[Path, AnalysedRun]:
     """Run every scenario; return the run's folder and its results."""
     stamp = timestamp()
     folder = options.output / stamp
@@ -58,9 +60,12 @@ def run(options: RunOptions, console: Console) -> tuple[Path, RunResult]:
     try:
         if options.settings.url is None:
             config = StackConfig(
-                workdir=folder / "stack", concurrency=options.settings.concurrency, redis_url=options.redis_url
+                workdir=folder / "stack",
+                concurrency=options.settings.concurrency,
+                redis_url=options.redis_url,
+                implementations=tuple(options.settings.implementations),
             )
-            with console.status("starting Redis, the API server and a Celery worker…"):
+            with console.status("starting Redis, the API server and the workers…"):
                 stack = Stack(config)
                 stack.__enter__()
             console.print(f"stack up: API {stack.url}, Redis {stack.redis_url}, logs in {config.workdir / 'logs'}")
@@ -102,7 +107,7 @@ async def _run_all(
     folder: Path,
     stamp: str,
     console: Console,
-) -> tuple[Path, RunResult]:
+) -> tuple[Path, AnalysedRun]:
     settings = options.settings
     client = ServiceClient(url, submit_timeout_s=settings.thresholds.submit_timeout_s)
     ctx = ScenarioContext(client=client, settings=settings, environment=env, stack=stack, timeout_s=options.timeout_s)
@@ -137,18 +142,19 @@ async def _run_all(
 
                 result = await run_scenario(ctx, spec, on_progress)
                 results.append(result)
-                run_result.scenario_files.append(files.write_scenario(folder, stamp, result))
+                run_result.scenario_files.append(files.write_scenario_data(folder, stamp, result))
                 progress.update(current, completed=spec.jobs, visible=False)
                 progress.update(overall, advance=estimate)
     except BaseException:
         run_result.interrupted = True  # keep what was measured, then let the error through
         if results:
-            files.finish_run(folder, run_result, results)
+            files.write_run(folder, analyse(run_result, results), results)
         raise
     finally:
         await client.aclose()
         with contextlib.suppress(NotImplementedError):
             loop.remove_signal_handler(signal.SIGINT)
     run_result.interrupted = ctx.stop.is_set()
-    files.finish_run(folder, run_result, results)
-    return folder, run_result
+    analysed = analyse(run_result, results)
+    files.write_run(folder, analysed, results)
+    return folder, analysed

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import psutil
 
-from taskbench.results import Sample
+from taskbench.results import Reading, Sample, SystemReading
 
 _MB = 1024 * 1024
 CHILDREN_RESCAN_S = 1.0  # psutil's children() reads every process's /proc stat: ~1.7 ms on a quiet box
@@ -62,22 +62,22 @@ class Sampler:
         return [root, *(self._process(child) for child in children)]
 
     def _read(self) -> Sample:
-        processes: dict[str, dict[str, float]] = {}
+        processes: dict[str, Reading] = {}
         roles = {**self.pids(), "harness": os.getpid()}
         for role, pid in roles.items():
             cpu = rss = 0.0
             try:
-                for process in self._tree(pid) if role == "worker" else [self._process(pid)]:
+                for process in self._tree(pid) if role.endswith("-worker") else [self._process(pid)]:
                     with process.oneshot():
                         cpu += process.cpu_percent(None)
                         rss += process.memory_info().rss / _MB
             except psutil.Error:
                 continue  # gone (a fault, or the end of the run): no reading rather than a wrong one
-            processes[role] = {"cpu_percent": cpu, "rss_mb": rss}
+            processes[role] = Reading(cpu_percent=cpu, rss_mb=rss)
         memory = psutil.virtual_memory()
-        system = {
-            "cpu_percent": psutil.cpu_percent(None),
-            "memory_percent": memory.percent,
-            "memory_used_mb": (memory.total - memory.available) / _MB,
-        }
+        system = SystemReading(
+            cpu_percent=psutil.cpu_percent(None),
+            memory_percent=memory.percent,
+            memory_used_mb=(memory.total - memory.available) / _MB,
+        )
         return Sample(t=time.time(), processes=processes, system=system)

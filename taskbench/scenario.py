@@ -4,9 +4,7 @@ and every record collected."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
-import math
 import os
 import time
 from collections.abc import Callable
@@ -17,15 +15,14 @@ from typing import Any
 import httpx
 import psutil
 
-from taskbench import failures, faults
+from taskbench import capacity, faults, implementations
 from taskbench.client import ServiceClient
 from taskbench.probes import Prober
-from taskbench.results import Event, RunSettings, ScenarioResult, ScenarioSpec
+from taskbench.results import DeliveryRecord, Event, Execution, Reading, RunSettings, ScenarioResult, ScenarioSpec
 from taskbench.sampler import Sampler
 from taskbench.stack import Stack
 
 POLL_INTERVAL_S = 0.25
-PER_JOB_ALLOWANCE_S = 0.01
 
 Progress = Callable[[int, int], None]  # (jobs finished, jobs in all)
 
@@ -44,18 +41,17 @@ class ScenarioContext:
 def deadline_for(spec: ScenarioSpec, ideal_s: float, timeout_s: float | None) -> float:
     if timeout_s is not None:
         return timeout_s
-    deadline = 3 * ideal_s + 10 + PER_JOB_ALLOWANCE_S * spec.jobs  # 0 s jobs still take time to pass through
-    if spec.fault:
-        deadline += faults.visibility_timeout_for(spec.duration_s) + 15
-    return deadline
+    allowance = faults.redelivery_timeout_for(spec.duration_s) + 15 if spec.fault else 0.0
+    return capacity.deadline_s(spec.jobs, ideal_s, allowance)
 
 
-def _read_ledger(path: Path | None, offset: int) -> list[dict[str, Any]]:
+def _read_ledger(path: Path | None, offset: int, implementation: str) -> list[Execution]:
     if path is None or not path.exists():
         return []
     with path.open("rb") as ledger:
         ledger.seek(offset)
-        return [json.loads(line) for line in ledger.read().splitlines() if line.strip()]
+        lines = [Execution.model_validate(json.loads(line)) for line in ledger.read().splitlines() if line.strip()]
+    return [e for e in lines if e.implementation == implementation]
 
 
 async def _wait_until_done(
@@ -94,22 +90,24 @@ async def _only_orphans_left(ctx: ScenarioContext, spec: ScenarioSpec, fault_ove
     Once redelivery had its chance (visibility timeout + a restore sweep), if nothing is queued or active
     anywhere and every unfinished record names a dead process, waiting longer cannot change the outcome.
     """
-    if time.time() < fault_over + faults.visibility_timeout_for(spec.duration_s) + 3:
+    if time.time() < fault_over + faults.redelivery_timeout_for(spec.duration_s) + 3:
         return False
     if await ctx.client.busy():
         return False
-    unfinished = [j for j in await ctx.client.jobs(spec.implementation) if j["status"] in ("queued", "running")]
-    return all(j["status"] == "running" and j.get("pid") and not psutil.pid_exists(j["pid"]) for j in unfinished)
+    unfinished = [j for j in await ctx.client.jobs(spec.implementation) if j.status in ("queued", "running")]
+    return all(j.status == "running" and j.pid and not psutil.pid_exists(j.pid) for j in unfinished)
 
 
 async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progress) -> ScenarioResult:
     settings = ctx.settings
     stack = ctx.stack
     if stack is not None:
-        faults.prepare(stack, spec.fault, spec.variant, spec.duration_s)  # on this thread: see faults.inject
+        stack.apply(faults.state_for(spec))  # on this thread: see faults.inject
     await ctx.client.reset([spec.implementation])
-    capacity = await ctx.client.capacity(spec.implementation, spec.workload, spec.jobs, ctx.cpu_count)
-    ideal = math.ceil(spec.jobs / max(capacity.concurrency, 1)) * spec.duration_s
+    expected = await ctx.client.capacity(
+        spec.implementation, spec.workload, spec.jobs, settings.concurrency, ctx.cpu_count
+    )
+    ideal = capacity.ideal_makespan_s(spec.jobs, expected.concurrency, spec.duration_s)
     deadline_s = deadline_for(spec, ideal, ctx.timeout_s)
     ledger_path = stack.ledger_path if stack is not None else None
     ledger_offset = ledger_path.stat().st_size if ledger_path and ledger_path.exists() else 0
@@ -137,7 +135,7 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
         events.append(Event(t=time.time(), name="burst_end"))
         if spec.fault and stack is not None and not ctx.stop.is_set():
             await asyncio.sleep(max(0.2, spec.duration_s / 2))  # jobs running, others still queued
-            faults.inject(stack, spec.fault, spec.variant, events)
+            faults.inject(stack, spec, events)
         accepted = sum(1 for s in submissions if s.job_id)
         timed_out = await _wait_until_done(ctx, spec, accepted, started_at + deadline_s, events, progress)
         if timed_out:
@@ -153,7 +151,8 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
         spec=spec,
         settings=settings,
         environment=ctx.environment,
-        capacity=capacity,
+        capacity=expected,
+        ideal_makespan_s=ideal,
         started_at=started_at,
         ended_at=ended_at,
         deadline_s=deadline_s,
@@ -161,15 +160,24 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
         interrupted=ctx.stop.is_set(),
         submissions=submissions,
         jobs=jobs,
-        executions=[e for e in _read_ledger(ledger_path, ledger_offset) if e["implementation"] == spec.implementation],
+        executions=_read_ledger(ledger_path, ledger_offset, spec.implementation),
         probes=probes,
         samples=samples,
         events=events,
-        delivery=dataclasses.asdict(stack.config.delivery) | {"name": stack.config.delivery.name} if stack else {},
-        harness={
-            "cpu_percent": 100 * harness_cpu_s / max(ended_at - started_at, 1e-9),
-            "rss_mb": harness.memory_info().rss / 2**20,
-        },
+        delivery=_delivery(spec, stack),
+        harness=Reading(
+            cpu_percent=100 * harness_cpu_s / max(ended_at - started_at, 1e-9),
+            rss_mb=harness.memory_info().rss / 2**20,
+        ),
     )
-    result.summary = failures.evaluate(result)
     return result
+
+
+def _delivery(spec: ScenarioSpec, stack: Stack | None) -> DeliveryRecord | None:
+    """The delivery setting this scenario's worker ran with, and what it promises, when taskbench set it."""
+    if stack is None:
+        return None
+    delivery = implementations.get(spec.implementation).delivery(stack.state.delivery(spec.implementation))
+    return DeliveryRecord(
+        name=delivery.name, promise=delivery.promise, redelivery_timeout_s=stack.state.redelivery_timeout_s
+    )

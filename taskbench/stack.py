@@ -1,43 +1,44 @@
-"""Start, check and stop the stack: Redis (unless a URL is given), the API server and a Celery worker.
+"""The stack: Redis (unless a URL is given), the API server and each implementation's worker, as services.
 
-Every process started here has this object as its owner; `stop()` (also on Ctrl-C, via the context
-manager) ends all of them.
+Every process started here has this object as its owner; leaving the `with` block (also on Ctrl-C)
+stops all of them, in the reverse order of their start. What a scenario needs of the stack (delivery
+settings, Redis persistence) is explicit `StackState`, applied with `apply()` before it runs.
 """
 
 from __future__ import annotations
 
-import os
-import sys
+import contextlib
 import time
-import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
+import psutil
 import redis
 
+from taskbench import implementations
 from taskbench.errors import StackError
-from taskbench.processes import ManagedProcess
 from taskbench.redis_server import find_redis_server, free_port, redis_command
+from taskbench.service_env import ServiceEnv
+from taskbench.services import Service
 
-READY_TIMEOUT_S = 30.0
+AOF_REWRITE_WAIT_S = 30.0
 
 
 @dataclass(frozen=True)
-class Delivery:
-    """Celery's delivery settings, switched by the worker-crash fault."""
+class StackState:
+    """What a scenario needs of the stack: each worker's delivery variant, how long a queue waits before it
+    treats an unacknowledged job as abandoned, and whether Redis persists (AOF)."""
 
-    acks_late: bool = False
-    reject_on_worker_lost: bool = False
-    visibility_timeout_s: float = 3600.0
+    deliveries: Mapping[str, str] = field(default_factory=dict)  # implementation → delivery name
+    redelivery_timeout_s: float = 3600.0
+    redis_persistent: bool = False
 
-    @property
-    def name(self) -> str:
-        if self.acks_late and self.reject_on_worker_lost:
-            return "acks_late+reject_on_worker_lost"
-        return "acks_late" if self.acks_late else "default"
+    def delivery(self, implementation: str) -> str:
+        return self.deliveries.get(implementation, "default")
 
 
 @dataclass(frozen=True)
@@ -47,20 +48,21 @@ class StackConfig:
     port: int = 0  # 0: a free port
     concurrency: int = 4
     redis_url: str | None = None  # None: a private redis-server
-    redis_persistent: bool = False
-    delivery: Delivery = Delivery()
-    start_worker: bool = True
+    implementations: tuple[str, ...] = implementations.DEFAULT
+    state: StackState = StackState()
 
 
 class Stack:
     def __init__(self, config: StackConfig) -> None:
         self.config = config
+        self.state = config.state
         self.port = config.port or free_port(config.host)
-        self.redis: ManagedProcess | None = None
-        self.api: ManagedProcess | None = None
-        self.worker: ManagedProcess | None = None
+        self.redis: Service | None = None
+        self.api: Service | None = None
+        self.workers: dict[str, Service] = {}
         self.redis_url = config.redis_url or ""
         self.ledger_path = config.workdir / "ledger.jsonl"
+        self._exit = contextlib.ExitStack()
 
     @property
     def url(self) -> str:
@@ -70,11 +72,15 @@ class Stack:
     def embedded_redis(self) -> bool:
         return self.config.redis_url is None
 
+    def services(self) -> list[Service]:
+        return [s for s in (self.redis, self.api, *self.workers.values()) if s is not None]
+
     def logs(self) -> dict[str, str]:
-        return {p.name: str(p.log_path) for p in (self.redis, self.api, self.worker) if p is not None}
+        return {s.name: str(s.log_path) for s in self.services()}
 
     def pids(self) -> dict[str, int]:
-        return {p.name: p.pid for p in (self.api, self.worker, self.redis) if p is not None and p.pid and p.alive()}
+        """Sampled roles: `api`, `redis` and `{implementation}-worker` (with its children)."""
+        return {s.name: s.pid for s in self.services() if s.pid and s.alive()}
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
@@ -86,7 +92,7 @@ class Stack:
             raise
         return self
 
-    def __exit__(self, *_: object | TracebackType) -> None:
+    def __exit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
         self.stop()
 
     def start(self) -> None:
@@ -95,39 +101,50 @@ class Stack:
             self.start_redis()
         self.check_redis()
         self.start_api()
-        if self.config.start_worker:
-            self.start_worker()
+        for name in self.config.implementations:
+            if implementations.get(name).has_worker:
+                self.start_worker(name)
 
     def stop(self) -> None:
-        for process in (self.worker, self.api, self.redis):
-            if process is not None:
-                process.stop()
+        self._exit.close()
+
+    def _own(self, service: Service) -> Service:
+        """Start `service` and make the stack responsible for stopping it."""
+        self._exit.enter_context(service)
+        return service
+
+    def env(self, implementation: str | None = None) -> dict[str, str]:
+        delivery = self.state.delivery(implementation) if implementation else "default"
+        return ServiceEnv(
+            redis_url=self.redis_url,
+            ledger_path=str(self.ledger_path),
+            concurrency=self.config.concurrency,
+            delivery=delivery,
+            redelivery_timeout_s=self.state.redelivery_timeout_s,
+        ).environ()
+
+    def _log(self, name: str) -> Path:
+        return self.config.workdir / "logs" / f"{name}.log"
 
     # --- Redis -----------------------------------------------------------------------------------------
 
-    def start_redis(self) -> None:
-        if self.redis is None:
-            port = free_port()
-            self.redis_url = f"redis://127.0.0.1:{port}/0"
-            argv = redis_command(find_redis_server(), port, self.config.workdir, self.config.redis_persistent)
-            self.redis = ManagedProcess("redis", argv, os.environ, self.config.workdir / "logs" / "redis.log")
-        self.redis.start()
-        self._wait(self.redis, self._redis_answers, "redis-server")
+    def start_redis(self, port: int | None = None) -> None:
+        port = port or free_port()
+        self.redis_url = f"redis://127.0.0.1:{port}/0"
+        argv = redis_command(find_redis_server(), port, self.config.workdir, self.state.redis_persistent)
+        service = Service("redis", argv, {}, self._log("redis"), lambda _: self._redis_answers(), "redis-server")
+        self.redis = self._own(service)
 
     def restart_redis(self, persistent: bool) -> None:
         """Stop the private Redis (SHUTDOWN, which writes the AOF when on) and start it again on its port."""
         assert self.redis is not None, "only a private Redis can be restarted"
         self.redis.stop()
+        self.state = replace(self.state, redis_persistent=persistent)
         port = int(self.redis_url.rsplit(":", 1)[1].split("/")[0])
-        self.redis.argv = redis_command(self.redis.argv[0], port, self.config.workdir, persistent)
-        self.start_redis()
-        if self.worker is not None and self.worker.alive():
-            self.wait_for_worker()
-
-    def wait_for_worker(self) -> None:
-        """After a Redis restart the worker reconnects on its own (every 2 s); wait until it is back."""
-        assert self.worker is not None
-        self._wait(self.worker, self._worker_seen, "the Celery worker")
+        self.start_redis(port)
+        for worker in self.workers.values():  # workers reconnect on their own; wait until each is back
+            if worker.alive():
+                worker.wait_ready()
 
     def _redis_answers(self) -> bool:
         try:
@@ -139,46 +156,36 @@ class Stack:
         if not self._redis_answers():
             raise StackError(f"Redis does not answer at {self.redis_url}: start it or pass another --redis-url")
 
-    # --- API and worker --------------------------------------------------------------------------------
+    def _set_persistence(self, persistent: bool) -> None:
+        client = redis.Redis.from_url(self.redis_url)
+        client.config_set("appendonly", "yes" if persistent else "no")
+        deadline = time.monotonic() + AOF_REWRITE_WAIT_S
+        while persistent and time.monotonic() < deadline:
+            info: dict[str, Any] = client.info("persistence")  # type: ignore[assignment]
+            if not info.get("aof_rewrite_in_progress") and not info.get("aof_rewrite_scheduled"):
+                break
+            time.sleep(0.1)
 
-    def _env(self) -> dict[str, str]:
-        delivery = self.config.delivery
-        return {
-            **os.environ,
-            "TASKBENCH_REDIS_URL": self.redis_url,
-            "CELERY_BROKER_URL": self.redis_url,
-            "CELERY_RESULT_BACKEND": self.redis_url,
-            "TASKBENCH_LEDGER": str(self.ledger_path),
-            "TASKBENCH_ACKS_LATE": "1" if delivery.acks_late else "0",
-            "TASKBENCH_REJECT_ON_WORKER_LOST": "1" if delivery.reject_on_worker_lost else "0",
-            "TASKBENCH_VISIBILITY_TIMEOUT": str(delivery.visibility_timeout_s),
-            "TASKBENCH_RESTORE_INTERVAL": "1",
-            "PYTHONUNBUFFERED": "1",
-        }
+    # --- API and workers -------------------------------------------------------------------------------
 
     def start_api(self) -> None:
         argv = [
-            sys.executable, "-m", "uvicorn", "app.main:app",
+            *implementations.base.python_module("uvicorn", "app.main:app"),
             "--host", self.config.host, "--port", str(self.port),
             "--log-level", "warning", "--no-access-log",
             "--timeout-graceful-shutdown", "3",
         ]  # fmt: skip
-        self.api = ManagedProcess("api", argv, self._env(), self.config.workdir / "logs" / "api.log")
-        self.api.start()
-        self._wait(self.api, self._api_answers, "the API server")
+        service = Service("api", argv, self.env(), self._log("api"), lambda _: self._api_answers(), "the API server")
+        self.api = self._own(service)
 
-    def start_worker(self, delivery: Delivery | None = None) -> None:
-        if delivery is not None:
-            self.config = replace(self.config, delivery=delivery)
-        argv = [
-            sys.executable, "-m", "celery", "-A", "app.celery_app", "worker",
-            "--loglevel", "info", "--concurrency", str(self.config.concurrency),
-            "--without-gossip", "--without-mingle",
-            "-n", f"taskbench-{uuid.uuid4().hex[:6]}@%h",
-        ]  # fmt: skip
-        self.worker = ManagedProcess("worker", argv, self._env(), self.config.workdir / "logs" / "worker.log")
-        self.worker.start()
-        self.wait_for_worker()
+    def start_worker(self, name: str) -> None:
+        impl = implementations.get(name)
+        argv = impl.worker_argv(self.config.concurrency)
+        assert argv is not None, f"{name} has no worker"
+        what = f"the {impl.title} worker"
+        log = self._log(impl.worker_role)
+        service = Service(impl.worker_role, argv, self.env(name), log, lambda s: self._worker_seen(name, s), what)
+        self.workers[name] = self._own(service)
 
     def _api_answers(self) -> bool:
         try:
@@ -186,22 +193,39 @@ class Stack:
         except httpx.HTTPError:
             return False
 
-    def _worker_seen(self) -> bool:
+    def _worker_seen(self, name: str, service: Service) -> bool:
+        """Ready once /health shows a heartbeat from the worker's process or one of its children."""
         try:
             health = httpx.get(f"{self.url}/health", timeout=1.0).json()
         except (httpx.HTTPError, ValueError):
             return False
-        workers = health.get("celery", {}).get("workers", [])
-        return any(w.get("pid") == (self.worker.pid if self.worker else None) for w in workers)
+        try:
+            root = psutil.Process(service.pid)
+            family = {root.pid, *(child.pid for child in root.children(recursive=True))}
+        except psutil.Error:
+            return False
+        return any(w.get("pid") in family for w in implementations.get(name).workers_seen(health))
 
-    def _wait(self, process: ManagedProcess, ready: Callable[[], bool], what: str) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if not process.alive():
-                raise StackError(
-                    f"{what} exited while starting; last lines of {process.log_path}:\n{process.log_tail()}"
-                )
-            if ready():
-                return
-            time.sleep(0.1)
-        raise StackError(f"{what} was not ready within {READY_TIMEOUT_S:.0f} s; see {process.log_path}")
+    def apply(self, state: StackState) -> None:
+        """Bring the stack to `state`: restart the workers whose settings change, set Redis' persistence."""
+        previous, self.state = self.state, state
+        for name, worker in self.workers.items():
+            changed = (previous.delivery(name), previous.redelivery_timeout_s) != (
+                state.delivery(name),
+                state.redelivery_timeout_s,
+            )
+            if changed or not worker.alive():
+                self.restart_worker(name)
+        if self.embedded_redis and previous.redis_persistent != state.redis_persistent:
+            self._set_persistence(state.redis_persistent)
+
+    def restart_worker(self, name: str) -> None:
+        worker = self.workers[name]
+        worker.stop()
+        worker.process.env = self.env(name)
+        worker.start()
+
+    def restart_api(self) -> None:
+        assert self.api is not None
+        self.api.kill()
+        self.api.start()

@@ -1,4 +1,4 @@
-"""Fixtures that start the real stack: a private redis-server, uvicorn and a Celery worker."""
+"""Fixtures that start the real stack: a private redis-server, uvicorn and every implementation's worker."""
 
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ from typing import Any
 import httpx
 import pytest
 
+from taskbench.implementations import REGISTRY
 from taskbench.stack import Stack, StackConfig
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """One stack shared by the tests that leave it as they found it."""
-    with Stack(StackConfig(workdir=tmp_path_factory.mktemp("stack"), concurrency=2)) as running:
+    """One stack, every implementation, shared by the tests that leave it as they found it."""
+    config = StackConfig(workdir=tmp_path_factory.mktemp("stack"), concurrency=2, implementations=tuple(REGISTRY))
+    with Stack(config) as running:
         yield running
 
 

@@ -1,4 +1,4 @@
-"""The service under test, over real HTTP, against a real Redis and a real Celery worker."""
+"""The service under test, over real HTTP, against a real Redis and every implementation's real worker."""
 
 from __future__ import annotations
 
@@ -6,24 +6,32 @@ import time
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
+from taskbench.implementations import REGISTRY
 from taskbench.stack import Stack
 from tests.conftest import wait_for
 
-IMPLEMENTATIONS = ["fastapi", "celery"]
-
+IMPLEMENTATIONS = list(REGISTRY)
+QUEUES = [name for name in IMPLEMENTATIONS if REGISTRY[name].has_worker]
+JOB_ENDPOINTS = {"POST /{}/job", "GET /{}/status/{{job_id}}", "GET /{}/jobs", "DELETE /{}/jobs"}
 SPEC_ENDPOINTS = {
-    "POST /fastapi/job", "GET /fastapi/status/{job_id}", "GET /fastapi/jobs", "DELETE /fastapi/jobs",
-    "POST /celery/job", "GET /celery/status/{job_id}", "GET /celery/jobs", "DELETE /celery/jobs",
-    "GET /", "GET /metrics", "GET /health",
-}  # fmt: skip
+    *(e.format(name) for name in ("fastapi", "celery") for e in JOB_ENDPOINTS), "GET /", "GET /metrics", "GET /health"
+}
 
 
 def test_root_lists_every_endpoint_of_the_spec(http: httpx.Client) -> None:
     info = http.get("/").json()
     assert set(info["endpoints"]) >= SPEC_ENDPOINTS
     assert info["implementations"]["fastapi"]["threadpool_tokens"] == 40
+
+
+def test_service_offers_exactly_the_harness_registry_with_the_same_endpoints(http: httpx.Client) -> None:
+    info = http.get("/").json()
+    assert list(info["implementations"]) == IMPLEMENTATIONS
+    for name in IMPLEMENTATIONS:
+        assert {e.format(name) for e in JOB_ENDPOINTS} <= set(info["endpoints"]), name
 
 
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
@@ -110,17 +118,20 @@ def test_metrics_and_health(http: httpx.Client, stack: Stack) -> None:
     assert health.status_code == 200
     body = health.json()
     assert body["redis"]["status"] == "ok"
-    assert [w["pid"] for w in body["celery"]["workers"]] == [stack.worker.pid if stack.worker else None]
-    assert body["celery"]["workers"][0]["concurrency"] == 2
+    for name in QUEUES:
+        worker = stack.workers[name]
+        family = {worker.pid, *(c.pid for c in psutil.Process(worker.pid).children(recursive=True))}
+        assert body[name]["workers"] and {w["pid"] for w in body[name]["workers"]} <= family, name
+        assert all(w["concurrency"] == 2 for w in body[name]["workers"]), name
     assert http.get("/health/sync").json()["status"] == "ok"
 
 
-def test_redis_down_is_503_for_celery_while_fastapi_works(tmp_path: Any) -> None:
+def test_redis_down_is_503_for_every_queue_while_fastapi_works(tmp_path: Any) -> None:
     """Also submits the spec's default job (no body: a 30 s sleep) to each implementation."""
     from taskbench.stack import StackConfig
 
     with (
-        Stack(StackConfig(workdir=tmp_path, concurrency=1)) as stack,
+        Stack(StackConfig(workdir=tmp_path, concurrency=1, implementations=tuple(IMPLEMENTATIONS))) as stack,
         httpx.Client(base_url=stack.url, timeout=10) as http,
     ):
         for implementation in IMPLEMENTATIONS:
@@ -130,24 +141,24 @@ def test_redis_down_is_503_for_celery_while_fastapi_works(tmp_path: Any) -> None
         assert stack.redis is not None
         stack.redis.stop()
         started = time.monotonic()
-        for method, path in [("POST", "/celery/job"), ("GET", "/celery/jobs"), ("GET", "/celery/status/x"),
-                             ("DELETE", "/celery/jobs"), ("GET", "/health")]:  # fmt: skip
-            response = http.request(method, path)
-            assert response.status_code == 503, (method, path, response.text)
-            assert "Redis" in response.text or "unreachable" in response.text
-        assert time.monotonic() - started < 10
+        for name in QUEUES:
+            for method, path in [("POST", f"/{name}/job"), ("GET", f"/{name}/jobs"), ("GET", f"/{name}/status/x"),
+                                 ("DELETE", f"/{name}/jobs"), ("GET", "/health")]:  # fmt: skip
+                response = http.request(method, path)
+                assert response.status_code == 503, (method, path, response.text)
+                assert "Redis" in response.text or "unreachable" in response.text or "broker" in response.text
+        assert time.monotonic() - started < 10 * len(QUEUES)
         assert http.post("/fastapi/job", json={"duration": 0}).status_code == 202
         assert http.get("/fastapi/jobs").json()["count"] == 2
 
 
 def test_stack_stop_leaves_no_process(tmp_path: Any) -> None:
-    import psutil
-
     from taskbench.stack import StackConfig
 
-    with Stack(StackConfig(workdir=tmp_path, concurrency=2)) as stack:
-        assert stack.worker is not None
-        worker_children = [c.pid for c in psutil.Process(stack.worker.pid).children(recursive=True)]
+    with Stack(StackConfig(workdir=tmp_path, concurrency=2, implementations=tuple(IMPLEMENTATIONS))) as stack:
+        worker_children = [
+            c.pid for w in stack.workers.values() for c in psutil.Process(w.pid).children(recursive=True)
+        ]
         pids = [*stack.pids().values(), *worker_children]
-        assert len(pids) >= 5  # api, worker, redis, 2 worker children
+        assert len(pids) >= 2 + len(QUEUES) + 2  # api, redis, every worker, Celery's 2 children
     wait_for(lambda: not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in pids))

@@ -1,0 +1,66 @@
+"""Worker heartbeats in Redis, so `/health` sees every queue's workers without a broadcast.
+
+Each worker process of each queue beats once a second into `taskbench:workers:{implementation}` (one hash
+field per worker), with its pid, concurrency and the settings that change timing; `/health` reads the hash
+and counts a worker whose beat is older than WORKER_STALE_S as gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from app.settings import settings
+
+log = logging.getLogger(__name__)
+
+WORKERS_KEY = "taskbench:workers:{}"
+HEARTBEAT_INTERVAL_S = 1.0
+WORKER_STALE_S = 5.0
+
+
+class Heartbeat:
+    """A daemon thread in the worker's main process; `describe()` adds what changes from beat to beat."""
+
+    def __init__(self, implementation: str, worker_id: str, describe: Callable[[], dict[str, Any]]) -> None:
+        self.key = WORKERS_KEY.format(implementation)
+        self.worker_id = worker_id
+        self.describe = describe
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="taskbench-heartbeat", daemon=True)
+            self._thread.start()
+
+    def _client(self) -> redis.Redis:
+        return redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1, socket_timeout=1)
+
+    def _run(self) -> None:
+        client = self._client()
+        while not self._stop.is_set():
+            beat = {"pid": os.getpid(), "concurrency": settings.concurrency, **self.describe(), "t": time.time()}
+            try:
+                client.hset(self.key, self.worker_id, json.dumps(beat))
+            except redis.RedisError as exc:
+                log.debug("heartbeat skipped: %s", exc)
+            self._stop.wait(HEARTBEAT_INTERVAL_S)
+
+    def stop(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(redis.RedisError):
+            self._client().hdel(self.key, self.worker_id)
+
+
+def live_workers(beats: dict[str, str], now: float) -> list[dict[str, Any]]:
+    workers = [json.loads(beat) for beat in beats.values()]
+    return [w for w in workers if now - w["t"] < WORKER_STALE_S]

@@ -1,0 +1,35 @@
+"""The one capacity and makespan model: used by the plan, the client, the scenario deadline and the analysis.
+
+`Capacity.concurrency` is how many jobs an implementation really runs at once for a workload (each
+implementation says why, see `taskbench.implementations`); a burst of N jobs of D seconds then needs
+ceil(N / concurrency) waves of D seconds at best.
+"""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import BaseModel
+
+SCENARIO_OVERHEAD_S = 2.0
+PER_JOB_ALLOWANCE_S = 0.01  # 0 s jobs still take time to pass through HTTP, the broker and the records
+
+
+class Capacity(BaseModel):
+    """How many jobs the implementation can really run at once for this workload, and why."""
+
+    concurrency: int
+    reason: str
+
+
+def ideal_makespan_s(jobs: int, concurrency: int, duration_s: float) -> float:
+    return math.ceil(jobs / max(concurrency, 1)) * duration_s
+
+
+def deadline_s(jobs: int, ideal_s: float, fault_allowance_s: float = 0.0) -> float:
+    """How long a scenario may wait for its jobs: generous, since missing it is itself a finding."""
+    return 3 * ideal_s + 10 + PER_JOB_ALLOWANCE_S * jobs + fault_allowance_s
+
+
+def estimate_s(jobs: int, concurrency: int, duration_s: float) -> float:
+    return ideal_makespan_s(jobs, concurrency, duration_s) + SCENARIO_OVERHEAD_S + PER_JOB_ALLOWANCE_S * jobs

@@ -1,0 +1,74 @@
+"""The harness side of the implementation contract.
+
+An implementation is one module in this package defining an `Implementation` named `IMPLEMENTATION`:
+the worker it needs (if any), how many jobs it runs at once for a workload and why (its capacity model),
+its delivery settings (what a worker's death does to a running job), which faults apply to it, and the
+settings that change its timing, which every report prints. `taskbench.implementations.REGISTRY` lists them.
+"""
+
+from __future__ import annotations
+
+import sys
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from taskbench.capacity import Capacity
+
+ASYNC_WORKLOADS = ("async_sleep", "blocking_async")
+ALL_FAULTS = ("api-crash", "worker-crash", "worker-child-crash", "redis-restart")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A named delivery setting (passed to the service as TASKBENCH_DELIVERY) and what it promises."""
+
+    name: str
+    promise: str
+
+
+class Implementation(ABC):
+    name: ClassVar[str]
+    title: ClassVar[str]  # how reports name it: "BackgroundTasks", "Celery"
+    job_process: ClassVar[str]  # the sampled process whose CPU and memory the jobs use
+    deliveries: ClassVar[tuple[Delivery, ...]]  # the first is the default; worker faults run each
+    faults: ClassVar[tuple[str, ...]] = ALL_FAULTS
+
+    @property
+    def worker_role(self) -> str:
+        return f"{self.name}-worker"
+
+    @property
+    def has_worker(self) -> bool:
+        return self.worker_argv(1) is not None
+
+    def worker_argv(self, concurrency: int) -> list[str] | None:
+        """The worker's command line; None when the jobs run inside the API process."""
+        return None
+
+    @abstractmethod
+    def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: dict[str, Any]) -> Capacity:
+        """How many jobs run at once for this workload; `health` is what the service's /health says."""
+
+    @abstractmethod
+    def settings(self, concurrency: int) -> dict[str, str]:
+        """Every setting that changes timing (prefetch, polling, acknowledgement), for the reports."""
+
+    @abstractmethod
+    def how_it_runs(self, workload: str) -> str:
+        """How a job of this workload runs here (thread pool, event loop, asyncio.run per job, ...)."""
+
+    def delivery(self, name: str | None) -> Delivery:
+        return next((d for d in self.deliveries if d.name == name), self.deliveries[0])
+
+    def workers_seen(self, health: dict[str, Any]) -> list[dict[str, Any]]:
+        return list(health.get(self.name, {}).get("workers", []))
+
+
+def python_module(*argv: str) -> list[str]:
+    """A console script run with this interpreter, so the worker uses the harness's environment."""
+    return [sys.executable, "-m", *argv]
+
+
+def cpu_bound(total: int, cpu_count: int, unit: str) -> Capacity:
+    return Capacity(concurrency=min(total, cpu_count), reason=f"{total} {unit} on {cpu_count} cores")

@@ -1,0 +1,45 @@
+"""The environment contract, harness side: what the stack passes to the API server and every worker.
+
+`app.settings` reads exactly these names (tests/test_contract.py checks that both sides agree).
+"""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import BaseModel
+
+REDIS_URL = "TASKBENCH_REDIS_URL"
+LEDGER = "TASKBENCH_LEDGER"
+REDIS_TIMEOUT = "TASKBENCH_REDIS_TIMEOUT"
+CONCURRENCY = "TASKBENCH_CONCURRENCY"
+DELIVERY = "TASKBENCH_DELIVERY"
+REDELIVERY_TIMEOUT = "TASKBENCH_REDELIVERY_TIMEOUT"
+RESTORE_INTERVAL = "TASKBENCH_RESTORE_INTERVAL"
+CELERY_VARS = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
+
+
+class ServiceEnv(BaseModel):
+    redis_url: str
+    ledger_path: str
+    concurrency: int = 4
+    delivery: str = "default"
+    redelivery_timeout_s: float = 3600.0
+    restore_interval_s: float = 1.0  # how often an abandoned job is looked for, where the queue lets us say
+    redis_timeout_s: float = 2.0
+
+    def variables(self) -> dict[str, str]:
+        return {
+            REDIS_URL: self.redis_url,
+            LEDGER: self.ledger_path,
+            REDIS_TIMEOUT: str(self.redis_timeout_s),
+            CONCURRENCY: str(self.concurrency),
+            DELIVERY: self.delivery,
+            REDELIVERY_TIMEOUT: str(self.redelivery_timeout_s),
+            RESTORE_INTERVAL: str(self.restore_interval_s),
+            **dict.fromkeys(CELERY_VARS, self.redis_url),
+        }
+
+    def environ(self) -> dict[str, str]:
+        """The harness's environment plus the contract, unbuffered so logs arrive as they happen."""
+        return {**os.environ, **self.variables(), "PYTHONUNBUFFERED": "1"}

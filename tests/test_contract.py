@@ -1,0 +1,32 @@
+"""The contracts between harness and service: environment variables, the registries, Celery's private hook."""
+
+from __future__ import annotations
+
+import celery._state
+
+from app import implementations as service_side
+from app import settings
+from taskbench import implementations as harness_side
+from taskbench.service_env import ServiceEnv
+
+
+def test_harness_sets_exactly_the_variables_the_service_reads() -> None:
+    written = set(ServiceEnv(redis_url="redis://127.0.0.1:1/0", ledger_path="/tmp/ledger").variables())
+    assert written == {*settings.ENV_VARS, *settings.CELERY_ENV_VARS}
+
+
+def test_both_registries_name_the_same_implementations() -> None:
+    assert list(service_side.REGISTRY) == list(harness_side.REGISTRY)
+    for name in service_side.REGISTRY:
+        assert service_side.load(name).name == harness_side.get(name).name == name
+
+
+def test_every_implementation_states_its_settings_deliveries_and_how_workloads_run() -> None:
+    for impl in harness_side.REGISTRY.values():
+        assert impl.settings(4) and impl.deliveries and impl.title
+        assert all(impl.how_it_runs(w) for w in ("sleep", "async_sleep", "blocking_async", "cpu", "memory"))
+
+
+def test_celery_still_has_the_private_hook_the_api_relies_on() -> None:
+    """app.implementations.celery.never_join_results_here calls it; if Celery drops it, fail loudly here."""
+    assert callable(celery._state._set_task_join_will_block)  # type: ignore[attr-defined]
