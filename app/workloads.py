@@ -16,6 +16,7 @@ class Kind(str, Enum):
     blocking_async = "blocking_async"  # time.sleep inside async def: the mistake that stalls the event loop
     cpu = "cpu"  # pure-Python computation holding the GIL
     memory = "memory"  # holds memory_mb for the duration
+    noop = "noop"  # returns at once, in the runner's own style (sync or async): what the queue itself costs
 
 
 def sleep(duration: float, memory_mb: int = 0) -> None:
@@ -101,6 +102,8 @@ def is_async(kind: Kind) -> bool:
 def run_sync(kind: Kind, duration: float, memory_mb: int) -> None:
     """Run any kind from synchronous code: async kinds with `asyncio.run`, as Celery's docs advise for
     coroutines in a prefork worker (one event loop per job)."""
+    if kind is Kind.noop:
+        return
     if kind in ASYNC_BODIES:
         asyncio.run(ASYNC_BODIES[kind](duration, memory_mb))
     else:
@@ -110,6 +113,8 @@ def run_sync(kind: Kind, duration: float, memory_mb: int) -> None:
 async def run_async(kind: Kind, duration: float, memory_mb: int) -> None:
     """Run any kind from an event loop: async kinds natively, sync kinds in the loop's default thread
     pool (`asyncio.to_thread`), the way async queues document for blocking functions."""
+    if kind is Kind.noop:
+        return
     if kind in ASYNC_BODIES:
         await ASYNC_BODIES[kind](duration, memory_mb)
     else:

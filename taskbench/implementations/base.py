@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from taskbench.capacity import Capacity
 
@@ -19,12 +19,20 @@ ASYNC_WORKLOADS = ("async_sleep", "blocking_async")
 ALL_FAULTS = ("api-crash", "worker-crash", "worker-child-crash", "redis-restart")
 
 
+# What happens to the jobs a worker was running when it is SIGKILLed: gone for good, run again (after the
+# queue's timeout, or at once), or untouched because they never ran there. tests/test_delivery_promises.py
+# checks every implementation's declared outcomes against real crashes.
+Outcome = Literal["lost", "redelivered", "unaffected"]
+
+
 @dataclass(frozen=True)
 class Delivery:
     """A named delivery setting (passed to the service as TASKBENCH_DELIVERY) and what it promises."""
 
     name: str
-    promise: str
+    promise: str  # in words, for the reports: at most / at least once, after which timeout
+    worker_crash: Outcome  # the whole worker (main process and children) is SIGKILLed
+    child_crash: Outcome | None = None  # only its child processes are; None: it has none
 
 
 class Implementation(ABC):

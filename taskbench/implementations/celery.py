@@ -15,16 +15,25 @@ class CeleryImplementation(Implementation):
     title = "Celery"
     job_process = "celery-worker"
     deliveries = (
-        Delivery("default", "at most once: acknowledged on receipt, so a job whose worker dies is lost"),
+        Delivery(
+            "default",
+            "at most once: acknowledged on receipt, so a job whose worker dies is lost",
+            worker_crash="lost",
+            child_crash="lost",
+        ),
         Delivery(
             "acks_late",
             "at least once when the whole worker dies (redelivered after the visibility timeout); a killed pool "
             "process' job is acknowledged and lost",
+            worker_crash="redelivered",
+            child_crash="lost",
         ),
         Delivery(
             "acks_late+reject_on_worker_lost",
             "at least once: a killed pool process' job is requeued at once, a dead worker's after the visibility "
             "timeout",
+            worker_crash="redelivered",
+            child_crash="redelivered",
         ),
     )
 

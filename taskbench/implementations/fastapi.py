@@ -14,7 +14,14 @@ class BackgroundTasksImplementation(Implementation):
     name = "fastapi"
     title = "BackgroundTasks"
     job_process = "api"
-    deliveries = (Delivery("default", "none: a job lives in the API process and dies with it, record included"),)
+    deliveries = (
+        Delivery(
+            "default",
+            "none: a job lives in the API process and dies with it, record included",
+            worker_crash="unaffected",
+            child_crash="unaffected",
+        ),
+    )
     faults = ("api-crash", "worker-crash", "worker-child-crash", "redis-restart")
 
     def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: dict[str, Any]) -> Capacity:

@@ -1,0 +1,100 @@
+"""Every implementation's declared crash outcomes (`Delivery.worker_crash` / `child_crash`), checked against
+real crashes of its real worker: what the reports state as the promise is what the ledger shows."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from taskbench.client import ServiceClient
+from taskbench.implementations import REGISTRY
+from taskbench.results import RunSettings, ScenarioResult, ScenarioSpec
+from taskbench.scenario import ScenarioContext, run_scenario
+from taskbench.stack import Stack, StackConfig
+
+JOBS, DURATION_S, CONCURRENCY = 4, 1.0, 2  # the crash comes at 0.5 s: two jobs running, two queued
+
+CASES = [
+    pytest.param(name, delivery.name, fault, outcome, id=f"{name}-{delivery.name}-{fault}")
+    for name, impl in REGISTRY.items()
+    if impl.has_worker
+    for delivery in impl.deliveries
+    for fault, outcome in (("worker-crash", delivery.worker_crash), ("worker-child-crash", delivery.child_crash))
+    if fault in impl.faults and outcome is not None
+]
+
+
+class Stacks:
+    """One stack at a time, for the implementation under test (the cases come grouped by implementation)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.current: tuple[str, Stack] | None = None
+
+    def get(self, name: str) -> Stack:
+        if self.current is None or self.current[0] != name:
+            self.close()
+            stack = Stack(StackConfig(workdir=self.root / name, concurrency=CONCURRENCY, implementations=(name,)))
+            self.current = (name, stack.__enter__())
+        return self.current[1]
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.current[1].stop()
+            self.current = None
+
+
+@pytest.fixture(scope="module")
+def stacks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stacks]:
+    owner = Stacks(tmp_path_factory.mktemp("promises"))
+    try:
+        yield owner
+    finally:
+        owner.close()
+
+
+def crash(stack: Stack, name: str, fault: str, variant: str) -> ScenarioResult:
+    spec = ScenarioSpec(implementation=name, workload="sleep", jobs=JOBS, duration_s=DURATION_S, fault=fault,
+                        variant=variant)  # fmt: skip
+    settings = RunSettings(implementations=[name], workloads=["sleep"], jobs=[JOBS], duration_s=DURATION_S,
+                           memory_mb=0, concurrency=CONCURRENCY)  # fmt: skip
+
+    async def go() -> ScenarioResult:
+        client = ServiceClient(stack.url)
+        try:
+            ctx = ScenarioContext(client=client, settings=settings, environment={}, stack=stack)
+            return await run_scenario(ctx, spec, lambda done, total: None)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize(("name", "variant", "fault", "outcome"), CASES)
+def test_a_crash_does_what_the_implementation_promises(
+    stacks: Stacks, name: str, variant: str, fault: str, outcome: str
+) -> None:
+    result = crash(stacks.get(name), name, fault, variant)
+    assert result.delivery is not None and result.delivery.name == variant
+    fault_at = next(e.t for e in result.events if e.name == "fault")
+    accepted = [s.job_id for s in result.submissions if s.job_id]
+    assert len(accepted) == JOBS
+    starts = Counter(e.job_id for e in result.executions if e.event == "start")
+    done = Counter(e.job_id for e in result.executions if e.event == "end" and e.ok)
+    ended_before = {e.job_id for e in result.executions if e.event == "end" and e.t <= fault_at}
+    running = [
+        e.job_id for e in result.executions if e.event == "start" and e.t <= fault_at and e.job_id not in ended_before
+    ]
+    assert running, f"nothing was running at the crash: {result.executions}"
+    lost = [j for j in accepted if done[j] == 0]
+    if outcome == "lost":
+        assert set(running) <= set(lost), (running, lost)
+    elif outcome == "redelivered":
+        assert not lost, f"lost {lost}; events {result.events}"
+        assert all(starts[j] >= 2 for j in running), (running, starts)
+    else:
+        assert not lost and all(starts[j] == 1 for j in accepted)
