@@ -4,12 +4,10 @@ and every record collected."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,8 +15,9 @@ import psutil
 
 from taskbench import capacity, faults, implementations
 from taskbench.client import ServiceClient
+from taskbench.ledger import LedgerTail
 from taskbench.probes import Prober
-from taskbench.results import DeliveryRecord, Event, Execution, Reading, RunSettings, ScenarioResult, ScenarioSpec
+from taskbench.results import DeliveryRecord, Event, Reading, RunSettings, ScenarioResult, ScenarioSpec
 from taskbench.sampler import Sampler
 from taskbench.stack import Stack
 
@@ -43,15 +42,6 @@ def deadline_for(spec: ScenarioSpec, ideal_s: float, timeout_s: float | None) ->
         return timeout_s
     allowance = faults.redelivery_timeout_for(spec.duration_s) + 15 if spec.fault else 0.0
     return capacity.deadline_s(spec.jobs, ideal_s, allowance)
-
-
-def _read_ledger(path: Path | None, offset: int, implementation: str) -> list[Execution]:
-    if path is None or not path.exists():
-        return []
-    with path.open("rb") as ledger:
-        ledger.seek(offset)
-        lines = [Execution.model_validate(json.loads(line)) for line in ledger.read().splitlines() if line.strip()]
-    return [e for e in lines if e.implementation == implementation]
 
 
 async def _wait_until_done(
@@ -109,8 +99,7 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
     )
     ideal = capacity.ideal_makespan_s(spec.jobs, expected.concurrency, spec.duration_s)
     deadline_s = deadline_for(spec, ideal, ctx.timeout_s)
-    ledger_path = stack.ledger_path if stack is not None else None
-    ledger_offset = ledger_path.stat().st_size if ledger_path and ledger_path.exists() else 0
+    ledger = LedgerTail(stack.ledger_path if stack is not None else None)
 
     if stack is not None:
         pids = stack.pids
@@ -160,7 +149,7 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
         interrupted=ctx.stop.is_set(),
         submissions=submissions,
         jobs=jobs,
-        executions=_read_ledger(ledger_path, ledger_offset, spec.implementation),
+        executions=[e for e in ledger.read() if e.implementation == spec.implementation],
         probes=probes,
         samples=samples,
         events=events,

@@ -1,0 +1,1 @@
+"""Speed goals, measured as ratios in one run (see README.md here)."""
