@@ -96,13 +96,19 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the benchmark and write reports into benchmark_results/")
     run.add_argument("--quick", action="store_true", help=f"{plan.QUICK_DURATION_S} s jobs: an answer in minutes")
     run.add_argument("--jobs", type=_job_counts, default=list(plan.SPEC_JOBS), help="job counts, e.g. 10,50,100")
+    run.add_argument(
+        "--noop-jobs", type=_job_counts, help="job counts of the noop workload (default 1000,10000; --quick: 1000)"
+    )
     run.add_argument("--duration", type=_bounded(float, 0, MAX_DURATION_S), help="seconds per job (default 30)")
     run.add_argument(
         "--concurrency", type=_bounded(int, 1, 256), default=4, help="each queue's worker concurrency (see README)"
     )
     run.add_argument("--implementations", type=_implementations, default=DEFAULT_IMPLEMENTATIONS, help=IMPL_HELP)
     run.add_argument(
-        "--workloads", type=_csv(plan.WORKLOADS), default=["sleep"], help="sleep (default), all, or a list"
+        "--workloads",
+        type=_csv(plan.WORKLOADS),
+        default=["sleep"],
+        help=f"sleep (default), all, or a list of: {', '.join(plan.WORKLOADS)}",
     )
     run.add_argument(
         "--faults", type=_csv(faults.FAULTS, allow_none=True), default=[], help="none (default), all, or a list"
@@ -179,6 +185,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         implementations=args.implementations,
         workloads=args.workloads,
         jobs=args.jobs,
+        noop_jobs=args.noop_jobs or list(plan.QUICK_NOOP_JOBS if args.quick else plan.NOOP_JOBS),
         duration_s=duration,
         memory_mb=args.memory_mb,
         concurrency=args.concurrency,

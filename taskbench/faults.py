@@ -27,6 +27,7 @@ from taskbench.stack import Stack, StackState
 FAULTS = ("api-crash", "worker-crash", "worker-child-crash", "redis-restart")
 WORKER_FAULTS = ("worker-crash", "worker-child-crash")
 REDIS_VARIANTS = ("none", "aof")
+SUPERVISOR_GRACE_S = 1.0  # how long a worker gets to replace killed children before it counts as exited
 
 
 def variants(fault: str, implementation: str) -> list[str | None]:
@@ -89,6 +90,11 @@ def inject(stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
         at = time.time()
         killed = sum(_kill_children(stack, target) for target in targets)
         events.append(Event(t=at, name="fault", detail=f"SIGKILL the worker's {killed} child processes"))
+        time.sleep(SUPERVISOR_GRACE_S)
+        for target in targets:  # some workers exit when a child dies (Dramatiq): restart them, as systemd would
+            if not stack.workers[target].alive():
+                events.append(Event(t=time.time(), name="restart", detail=f"the {target} worker exited: restarted"))
+                stack.workers[target].start()
     elif fault == "redis-restart":
         persistent = variant == "aof"
         detail = "restart Redis " + ("with AOF persistence" if persistent else "without persistence")

@@ -5,8 +5,10 @@ from __future__ import annotations
 from taskbench import capacity, faults, implementations
 from taskbench.results import RunSettings, ScenarioSpec
 
-WORKLOADS = ("sleep", "async_sleep", "blocking_async", "cpu", "memory")
+WORKLOADS = ("sleep", "async_sleep", "blocking_async", "cpu", "memory", "noop")
 SPEC_JOBS = (10, 50, 100)
+NOOP_JOBS = (1000, 10000)  # short jobs: what the queue itself costs, in jobs per second
+QUICK_NOOP_JOBS = (1000,)
 SPEC_DURATION_S = 30.0
 QUICK_DURATION_S = 0.5
 FAULT_OVERHEAD_S = 3.0
@@ -15,11 +17,12 @@ FAULT_OVERHEAD_S = 3.0
 def scenarios(settings: RunSettings, fault_jobs: int) -> list[ScenarioSpec]:
     specs = [
         ScenarioSpec(
-            implementation=impl, workload=workload, jobs=jobs, duration_s=settings.duration_s,
+            implementation=impl, workload=workload, jobs=jobs,
+            duration_s=0.0 if workload == "noop" else settings.duration_s,
             memory_mb=settings.memory_mb if workload == "memory" else 0,
         )
         for workload in settings.workloads
-        for jobs in settings.jobs
+        for jobs in (settings.noop_jobs if workload == "noop" else settings.jobs)
         for impl in settings.implementations
     ]  # fmt: skip
     for fault in settings.faults:

@@ -11,6 +11,8 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import psutil
+
 _PR_SET_PDEATHSIG = 1
 
 
@@ -35,6 +37,13 @@ def _die_with_parent() -> None:
     """
     if _prctl is not None:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _group_of(process: psutil.Process) -> int | None:
+    try:
+        return os.getpgid(process.pid)
+    except ProcessLookupError:
+        return None
 
 
 class ManagedProcess:
@@ -73,11 +82,24 @@ class ManagedProcess:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.popen.pid, sig)
 
+    def _descendants(self) -> list[psutil.Process]:
+        if self.popen is None or self.popen.poll() is not None:
+            return []
+        try:
+            return psutil.Process(self.popen.pid).children(recursive=True)
+        except psutil.Error:
+            return []
+
     def kill(self) -> None:
-        """SIGKILL the whole group (a Celery worker's children too), as a crash would."""
+        """SIGKILL the whole group and every descendant, as a crash would: a Celery worker's pool processes
+        share its group, but RQ's per-job work-horse starts a group of its own and would outlive a killpg."""
         if self._ended:  # once the group is gone its id may be reused: never signal it again
             return
+        strays = [p for p in self._descendants() if self.popen and _group_of(p) != self.popen.pid]
         self._signal_group(signal.SIGKILL)
+        for stray in strays:
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
+                stray.kill()
         if self.popen is not None:
             self.popen.wait()
             self._ended = True
@@ -85,11 +107,15 @@ class ManagedProcess:
     def stop(self, grace_s: float = 10.0) -> None:
         if self.popen is None or self._ended:
             return
+        strays = [p for p in self._descendants() if _group_of(p) != self.popen.pid]
         if self.popen.poll() is None:
             self._signal_group(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(grace_s)
         self.kill()  # stragglers of the group, even when the leader already exited
+        for stray in strays:  # descendants in groups of their own, remembered before the leader went
+            with contextlib.suppress(psutil.Error):
+                stray.kill()
 
     def log_tail(self, lines: int = 15) -> str:
         try:

@@ -39,6 +39,7 @@ class RunSettings(BaseModel):
     implementations: list[str]
     workloads: list[str]
     jobs: list[int]
+    noop_jobs: list[int] = Field(default_factory=lambda: [1000, 10000])  # job counts of the `noop` workload
     duration_s: float
     memory_mb: int
     concurrency: int
