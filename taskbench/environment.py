@@ -19,6 +19,12 @@ PACKAGES = (
     "anyio",
     "celery",
     "kombu",
+    "arq",
+    "taskiq",
+    "taskiq-redis",
+    "dramatiq",
+    "rq",
+    "saq",
     "redis",
     "httpx",
     "psutil",
@@ -31,7 +37,7 @@ def describe(redis_url: str | None) -> dict[str, Any]:
     if redis_url:
         try:
             versions["redis-server"] = str(
-                redis.Redis.from_url(redis_url, socket_timeout=2).info("server")["redis_version"]
+                redis.Redis.from_url(redis_url, socket_timeout=2).info("server")["redis_version"]  # type: ignore[index]
             )
         except redis.RedisError:
             versions["redis-server"] = "unreachable"

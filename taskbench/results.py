@@ -238,18 +238,3 @@ def load_run(path: Path) -> RunResult:
     _check_version(data, path)
     data["schema_version"] = SCHEMA_VERSION  # version 1 differs only in what it stored of the analysis
     return RunResult.model_validate({k: v for k, v in data.items() if k in RunResult.model_fields})
-
-
-def json_schema() -> dict[str, Any]:
-    """The JSON Schema of both files, committed as docs/result-schema.json for tools in other languages."""
-    from taskbench.analysis.models import AnalysedRun  # the comparison file carries the analysis too
-
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "scenario": ScenarioResult.model_json_schema(),
-        "comparison": AnalysedRun.model_json_schema(),
-    }
-
-
-if __name__ == "__main__":
-    print(json.dumps(json_schema(), indent=1))

@@ -96,9 +96,11 @@ def test_a_crash_does_what_the_implementation_promises(
     elif outcome == "redelivered":
         assert not lost, f"lost {lost}; events {result.events}"
         assert all(starts[j] >= 2 for j in running), (running, starts)
-        # never later than the redelivery timeout (from the delivery, just before the crash) and a sweep or two
-        again = min(e.t for e in result.executions if e.event == "start" and e.t > fault_at and starts[e.job_id] > 1)
-        assert result.delivery.redelivery_timeout_s is not None
-        assert again - fault_at <= result.delivery.redelivery_timeout_s + 5.0
+        # never later than the redelivery timeout (from the delivery, just before the crash) plus what the
+        # queue itself adds (a sweep; arq's and SAQ's fixed delays), as the implementation declares it
+        last = max(e.t for e in result.executions if e.event == "start" and e.t > fault_at and starts[e.job_id] > 1)
+        timeout = result.delivery.redelivery_timeout_s
+        assert timeout is not None
+        assert last - fault_at <= REGISTRY[name].redelivery_bound_s(timeout, CONCURRENCY, len(running))
     else:
         assert not lost and all(starts[j] == 1 for j in accepted)

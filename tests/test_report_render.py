@@ -1,4 +1,5 @@
-"""Reports rebuilt from a small recorded run (tests/fixtures/small_run): Markdown, charts, HTML, compare.
+"""Reports rebuilt from a small recorded run (tests/fixtures/small_run, schema 1, migrated on read): the typed
+analysis, Markdown, charts, HTML and compare.
 
 No stack is started: everything renders from the saved JSON, as `taskbench report` does.
 """
@@ -11,19 +12,33 @@ import shutil
 import struct
 import subprocess
 import time
+from collections import Counter
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import pytest
+from matplotlib.figure import Figure
 
-from taskbench.cli import main
-from taskbench.report import charts, html
-from taskbench.report.files import load
-from taskbench.results import Event, ScenarioResult
+from taskbench.analysis import analyse
+from taskbench.analysis.models import AnalysedRun
+from taskbench.report import charts, compare, files, html, markdown
+from taskbench.results import Event, Execution, JobData, ScenarioResult, SchemaError, Submission
 
 FIXTURE = Path(__file__).parent / "fixtures" / "small_run"
 TIMESTAMP = "20261125_061235"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+# What the code before the typed analysis said about this run (git HEAD's taskbench/verdict.py on the fixture;
+# the fixture's own comparison JSON holds the last three, from a version without the headline).
+OLD_CODE_LINES = [
+    "Answer: BackgroundTasks were enough for sleep (tested up to 20 jobs); they failed for cpu from 5 jobs "
+    "(Celery not run).",
+    "sleep: BackgroundTasks did not fail in the tested range (5–20 jobs). Celery did not fail in 5–20 jobs.",
+    "cpu: BackgroundTasks fail from 5 jobs (server unresponsive (async endpoint), server unresponsive "
+    "(sync endpoint)).",
+    "api-crash: fastapi lost 8/8; celery lost 0/8.",
+]
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -40,16 +55,53 @@ def copy_fixture(dest: Path) -> Path:
     return dest
 
 
+def analysed_fixture() -> tuple[AnalysedRun, list[ScenarioResult]]:
+    _, run, scenarios = files.load(FIXTURE)
+    return analyse(run, scenarios), scenarios
+
+
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The fixture run rebuilt once by `taskbench report` for the whole module (rendering takes seconds)."""
+    """The fixture run rebuilt once by `files.rerender` for the whole module (rendering takes seconds)."""
     folder = copy_fixture(tmp_path_factory.mktemp("report") / "run")
-    assert main(["report", str(folder)]) == 0
+    assert files.rerender(folder) == folder / f"comparison_{TIMESTAMP}.md"
     return folder
 
 
+def test_the_fixture_s_verdict_is_the_old_code_s_plus_who_held() -> None:
+    analysed, _ = analysed_fixture()
+    held = [w.held_line for w in analysed.verdict.workloads]
+    assert [line for line in analysed.verdict.lines if line not in held] == OLD_CODE_LINES
+    recorded = json.loads((FIXTURE / f"comparison_{TIMESTAMP}.json").read_text())["verdict"]["lines"]
+    assert recorded == OLD_CODE_LINES[1:]
+    assert held == [
+        "sleep, who held (peaks of the process that ran the jobs): 5 jobs: BackgroundTasks, Celery (least memory "
+        "BackgroundTasks 59 MB; least CPU BackgroundTasks 4.0%); 20 jobs: BackgroundTasks, Celery (least memory "
+        "BackgroundTasks 63 MB; least CPU Celery 7.8%).",
+        "cpu, who held (peaks of the process that ran the jobs): 5 jobs: none.",
+    ]
+
+
+def test_the_typed_summaries_keep_the_recorded_figures() -> None:
+    """The schema-1 fixture stored the old summaries: the typed analysis gives the same figures."""
+    analysed, _ = analysed_fixture()
+    recorded = json.loads((FIXTURE / f"comparison_{TIMESTAMP}.json").read_text())["summaries"]
+    assert [s.label for s in analysed.summaries] == [r["label"] for r in recorded]
+    for s, r in zip(analysed.summaries, recorded, strict=True):
+        assert s.peak_memory_mb == pytest.approx(r["peak_memory_mb"])
+        assert s.peak_cpu_percent == pytest.approx(r["peak_cpu_percent"])
+        assert s.submission.p99 == pytest.approx(r["submission"]["p99"])
+        assert s.probes["sync"].p99 == pytest.approx(r["probes"]["sync"]["p99"])
+        assert s.makespan_ratio == pytest.approx(r["makespan_ratio"])
+        assert (s.executions.lost, s.responsive) == (r["executions"]["lost"], r["responsive"])
+        assert [f.rule for f in s.failures] == [f["rule"] for f in r["failures"]]
+        assert s.job_process == {"api": "api", "worker": "celery-worker"}[r["job_process"]]
+
+
 def test_report_writes_markdown_html_and_valid_charts(rendered: Path) -> None:
-    _, run, scenarios = load(rendered)
+    _, run, scenarios = files.load(rendered)  # reads back the comparison file written as an AnalysedRun
+    analysed = AnalysedRun.model_validate_json((rendered / f"comparison_{TIMESTAMP}.json").read_text())
+    assert [s.label for s in analysed.summaries] == [r.spec.label for r in scenarios]
     comparison = (rendered / f"comparison_{TIMESTAMP}.md").read_text()
     page = (rendered / "report.html").read_text()
     for name in run.scenario_files:
@@ -57,6 +109,7 @@ def test_report_writes_markdown_html_and_valid_charts(rendered: Path) -> None:
         assert "## Charts" in md and "_timeline.png)" in md and "_probes.png)" in md and "_resources.png)" in md
     assert "![Jobs lost per fault](charts/comparison_faults.png)" in comparison
     assert "charts/comparison_sleep.png" in comparison and "charts/comparison_cpu.png" in comparison
+    assert comparison.rstrip().endswith("- api-crash: fastapi lost 8/8; celery lost 0/8.")
 
     pngs = sorted((rendered / "charts").glob("*.png"))
     assert len(pngs) == 3 * len(scenarios) + 3  # three per scenario; sleep, cpu and faults comparisons
@@ -69,82 +122,156 @@ def test_report_writes_markdown_html_and_valid_charts(rendered: Path) -> None:
     assert all((rendered / src).is_file() for src in referenced)
     assert "http://" not in page and "https://" not in page  # self-contained: nothing fetched
     assert page.index("Verdict") < page.index("Results (the spec") < page.index('class="scenario"')
-    for line in run.verdict["lines"]:
+    for line in analysed.verdict.lines:
         assert html.esc(line) in page
 
 
+def test_every_report_states_each_implementation_s_settings_and_how_it_runs(rendered: Path) -> None:
+    comparison = (rendered / f"comparison_{TIMESTAMP}.md").read_text()
+    page = (rendered / "report.html").read_text()
+    celery = (rendered / f"celery_5_jobs_{TIMESTAMP}.md").read_text()
+    for text in (comparison, page):
+        assert "worker_prefetch_multiplier" in text and "anyio default limiter" in text
+        assert "sync def in a prefork child" in text and "sync def in Starlette" in text
+    assert "How `sleep` runs | How `cpu` runs" in comparison
+    assert "Runs as: sync def in a prefork child." in celery and "## Settings of celery" in celery
+
+
+def test_html_tables_come_from_the_data(rendered: Path) -> None:
+    page = (rendered / "report.html").read_text()
+    assert "<th>Server Responsive</th>" in page
+    assert "<td>5</td><td>FASTAPI (cpu)</td><td>5/5</td><td>0</td>" in page
+    assert "|---|" not in page
+
+
+def test_write_run_writes_each_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    analysed, scenarios = analysed_fixture()
+    written: list[str] = []
+    write_text, savefig = Path.write_text, Figure.savefig
+
+    def record_text(self: Path, *args: Any, **kwargs: Any) -> int:
+        written.append(self.name)
+        return write_text(self, *args, **kwargs)
+
+    def record_figure(self: Figure, fname: Path, *args: Any, **kwargs: Any) -> None:
+        written.append(Path(fname).name)
+        savefig(self, fname, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", record_text)
+    monkeypatch.setattr(Figure, "savefig", record_figure)
+    files.write_run(tmp_path, analysed, scenarios)
+    assert [name for name, n in Counter(written).items() if n > 1] == []
+    on_disk = {p.name for p in tmp_path.rglob("*") if p.is_file()}
+    assert set(written) == on_disk
+    assert len(on_disk) == len(scenarios) + 2 + 1 + 3 * len(scenarios) + 3  # .md each, comparison, html, charts
+
+
+def test_write_scenario_data_writes_only_the_json(tmp_path: Path) -> None:
+    _, scenarios = analysed_fixture()
+    name = files.write_scenario_data(tmp_path, "20990101_000000", scenarios[0])
+    assert name == "fastapi_5_jobs_20990101_000000.json"
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+    assert ScenarioResult.model_validate_json((tmp_path / name).read_text()).spec == scenarios[0].spec
+
+
+def test_spec_table_has_one_row_per_implementation_and_job_count() -> None:
+    analysed, _ = analysed_fixture()
+    table = markdown.spec_table(analysed.summaries).splitlines()
+    assert table[0].startswith("| Jobs | Implementation | Completed | Failed | Avg Submission Time |")
+    assert [row.split(" | ")[1] for row in table[2:]] == ["FASTAPI", "CELERY", "FASTAPI", "CELERY", "FASTAPI (cpu)"]
+
+
+def with_more_implementations(analysed: AnalysedRun, names: list[str]) -> AnalysedRun:
+    """The fixture's sleep scenarios copied under other implementation names, as a run of N queues."""
+    copies = [
+        s.model_copy(update={"implementation": name, "label": s.label.replace("celery", name)})
+        for name in names
+        for s in analysed.summaries
+        if s.implementation == "celery" and not s.fault
+    ]
+    infos = [i.model_copy(update={"name": n, "title": n.title()}) for n in names for i in analysed.implementations[1:]]
+    return analysed.model_copy(
+        update={"summaries": [*analysed.summaries, *copies], "implementations": [*analysed.implementations, *infos]}
+    )
+
+
+def test_comparison_charts_draw_one_line_per_implementation_in_its_own_colour() -> None:
+    analysed, _ = analysed_fixture()
+    run = with_more_implementations(analysed, ["ducky", "goose", "heron"])
+    sleep = [s for s in run.summaries if s.workload == "sleep" and not s.fault]
+    fig = charts.workload_chart(run, "sleep", sleep)
+    for ax in fig.axes[:5]:
+        lines = [line for line in ax.get_lines() if line.get_marker() == "o"]  # not the threshold
+        assert len(lines) == 5  # fastapi, celery, ducky, goose, heron
+        assert len({line.get_color() for line in lines}) == 5
+    assert "| DUCKY |" in markdown.spec_table(run.summaries)
+
+
 def test_html_escapes_recorded_text() -> None:
-    _, run, scenarios = load(FIXTURE)
+    analysed, scenarios = analysed_fixture()
     result = scenarios[0].model_copy(deep=True)
     result.events.append(Event(t=result.started_at + 0.1, name="fault", detail="<script>alert(1)</script>"))
-    section = html.scenario_section(result, run.summaries[0], "stem", [])
+    section = html.scenario_section(result, analysed.summaries[0], "stem", [])
     assert "<script>" not in section and "&lt;script&gt;alert(1)&lt;/script&gt;" in section
 
 
 def test_comparison_chart_handles_missing_values_and_single_points() -> None:
-    _, run, _ = load(FIXTURE)
-    cpu = [dict(s) for s in run.summaries if s["workload"] == "cpu"]  # fastapi only, one job count
+    analysed, _ = analysed_fixture()
+    cpu = [s for s in analysed.summaries if s.workload == "cpu"]  # fastapi only, one job count
     assert len(cpu) == 1
-    cpu[0]["makespan_ratio"] = None
-    cpu[0]["peak_memory_mb"] = None
+    cpu = [cpu[0].model_copy(update={"makespan_ratio": None, "peak_memory_mb": None})]
     out = BytesIO()
-    charts.workload_chart(run, "cpu", cpu).savefig(out, format="png")
+    charts.workload_chart(analysed, "cpu", cpu).savefig(out, format="png")
     assert out.getvalue()[:8] == PNG_SIGNATURE
 
 
 def test_timeline_of_ten_thousand_jobs_renders_quickly() -> None:
-    _, _, scenarios = load(FIXTURE)
+    _, scenarios = analysed_fixture()
     base = scenarios[0]
     n = 10_000
     t0 = base.started_at
     jobs = [
-        {"job_id": f"j{i}", "status": "completed" if i % 97 else "failed", "submitted_at": t0 + i * 1e-4,
-         "started_at": t0 + 0.5 + i * 1e-3, "finished_at": t0 + 1.5 + i * 1e-3}
+        JobData(job_id=f"j{i}", implementation="fastapi", kind="sleep", duration=1.0,
+                status="completed" if i % 97 else "failed", submitted_at=t0 + i * 1e-4,
+                started_at=t0 + 0.5 + i * 1e-3, finished_at=t0 + 1.5 + i * 1e-3)
         for i in range(n)
     ]  # fmt: skip
-    submissions = [{"index": i, "sent_at": t0 + i * 1e-4, "latency_s": 0.001, "job_id": f"j{i}"} for i in range(n)]
-    big = ScenarioResult.model_validate(
-        {**base.model_dump(), "jobs": jobs, "submissions": submissions, "executions": [], "ended_at": t0 + 12.0}
-    )
+    submissions = [Submission(index=i, sent_at=t0 + i * 1e-4, latency_s=0.001, job_id=f"j{i}") for i in range(n)]
+    big = base.model_copy(update={"jobs": jobs, "submissions": submissions, "executions": [], "ended_at": t0 + 12.0})
     started = time.perf_counter()
     out = BytesIO()
-    charts.timeline_chart(big, {"executions": {"lost_ids": []}}).savefig(out, format="png", dpi=charts.DPI)
+    charts.timeline_chart(big).savefig(out, format="png", dpi=charts.DPI)
     assert time.perf_counter() - started < 5.0
     assert out.getvalue()[:8] == PNG_SIGNATURE
 
 
-def test_compare_writes_side_by_side_beside_run_b(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_compare_writes_side_by_side_beside_run_b(tmp_path: Path) -> None:
     run_a = copy_fixture(tmp_path / "a" / "run")
     run_b = copy_fixture(tmp_path / "b" / "run")
-    assert main(["compare", str(run_a), str(run_b / f"comparison_{TIMESTAMP}.json")]) == 0
-    written = tmp_path / "b" / f"compare_{TIMESTAMP}_vs_{TIMESTAMP}.md"
+    written = compare.compare(run_a, run_b / f"comparison_{TIMESTAMP}.json", None)
+    assert written == tmp_path / "b" / f"compare_{TIMESTAMP}_vs_{TIMESTAMP}.md"
     text = written.read_text()
-    assert str(written) in capsys.readouterr().out.replace("\n", "")
     assert "## Verdict of A" in text and "## Verdict of B" in text and "## Settings" in text
     assert "### fastapi · sleep · 8 jobs · api-crash" in text
     assert "| Lost | 8 | 8 | same |" in text
+    assert "| Settings of celery | pool: prefork, --concurrency 4;" in text
 
-    as_html = tmp_path / "side_by_side.html"
-    assert main(["compare", str(run_a), str(run_b), "--output", str(as_html)]) == 0
-    assert "<table>" in as_html.read_text()
+    as_html = compare.compare(run_a, run_b, tmp_path / "side_by_side.html")
+    page = as_html.read_text()
+    assert "<table>" in page and "<td>Lost</td><td>8</td><td>8</td><td>same</td>" in page
 
 
-def test_unsupported_schema_version_fails_with_one_clear_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_unsupported_schema_version_fails_with_one_clear_line(tmp_path: Path) -> None:
     old = copy_fixture(tmp_path / "old")
     comparison = old / f"comparison_{TIMESTAMP}.json"
     data = json.loads(comparison.read_text())
     data["schema_version"] = 99
     comparison.write_text(json.dumps(data))
-    capsys.readouterr()
-
-    assert main(["report", str(old)]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "schema_version 99" in err and "Traceback" not in err
-
-    assert main(["compare", str(FIXTURE), str(old)]) == 2
-    assert "schema_version 99" in capsys.readouterr().err
+    with pytest.raises(SchemaError, match="schema_version 99") as raised:
+        files.rerender(old)
+    assert "\n" not in str(raised.value)
+    with pytest.raises(SchemaError, match="schema_version 99"):
+        compare.compare(FIXTURE, old, tmp_path / "out.md")
 
 
 def _browser() -> str | None:
@@ -172,15 +299,18 @@ def test_report_html_shows_verdict_and_every_chart_in_headless_chromium(rendered
 
 
 def test_timeline_shows_attempts_killed_by_a_crash_and_run_again() -> None:
-    result = ScenarioResult.model_validate_json((FIXTURE / "celery_5_jobs_20261125_061235.json").read_text())
+    _, scenarios = analysed_fixture()
+    result = next(r for r in scenarios if r.spec.implementation == "celery").model_copy(deep=True)
     first, second = sorted((s for s in result.submissions if s.job_id), key=lambda s: s.sent_at)[:2]
+    assert first.job_id and second.job_id
     t0 = result.started_at
     result.events = [Event(t=t0 + 1.0, name="fault")]
     result.executions = [
-        {"job_id": first.job_id, "event": "start", "t": t0 + 0.5},  # killed at the fault, run again at 6 s
-        {"job_id": first.job_id, "event": "start", "t": t0 + 6.0},
-        {"job_id": first.job_id, "event": "end", "ok": True, "t": t0 + 6.5},
-        {"job_id": second.job_id, "event": "start", "t": t0 + 0.6},  # ran once
-        {"job_id": second.job_id, "event": "end", "ok": True, "t": t0 + 1.1},
+        Execution(job_id=first.job_id, implementation="celery", event="start", t=t0 + 0.5),  # killed at the fault
+        Execution(job_id=first.job_id, implementation="celery", event="start", t=t0 + 6.0),  # run again at 6 s
+        Execution(job_id=first.job_id, implementation="celery", event="end", ok=True, t=t0 + 6.5),
+        Execution(job_id=second.job_id, implementation="celery", event="start", t=t0 + 0.6),  # ran once
+        Execution(job_id=second.job_id, implementation="celery", event="end", ok=True, t=t0 + 1.1),
     ]
-    assert charts.killed_attempts(result) == [(0, pytest.approx(0.5), pytest.approx(1.0))]
+    ((row, start, stop),) = charts.killed_attempts(result)
+    assert row == 0 and start == pytest.approx(0.5) and stop == pytest.approx(1.0)

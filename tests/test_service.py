@@ -17,7 +17,10 @@ IMPLEMENTATIONS = list(REGISTRY)
 QUEUES = [name for name in IMPLEMENTATIONS if REGISTRY[name].has_worker]
 JOB_ENDPOINTS = {"POST /{}/job", "GET /{}/status/{{job_id}}", "GET /{}/jobs", "DELETE /{}/jobs"}
 SPEC_ENDPOINTS = {
-    *(e.format(name) for name in ("fastapi", "celery") for e in JOB_ENDPOINTS), "GET /", "GET /metrics", "GET /health"
+    *(e.format(name) for name in ("fastapi", "celery") for e in JOB_ENDPOINTS),
+    "GET /",
+    "GET /metrics",
+    "GET /health",
 }
 
 

@@ -1,14 +1,27 @@
-"""Pure logic on constructed data: statistics, failure rules, the verdict."""
+"""Pure logic on constructed data: statistics, failure rules and the verdict of the typed analysis."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from taskbench import failures, verdict
+from taskbench.analysis import failures, verdict
+from taskbench.analysis.models import (
+    Completion,
+    Distribution,
+    Executions,
+    ProbeSummary,
+    ProcessResources,
+    ScenarioSummary,
+    SubmissionSummary,
+    SystemResources,
+)
+from taskbench.analysis.stats import distribution, longest_silence, max_concurrent, percentile
+from taskbench.capacity import Capacity
 from taskbench.results import Probe, Thresholds
-from taskbench.stats import distribution, longest_silence, max_concurrent, percentile
 
 THRESHOLDS = Thresholds()
 
@@ -24,7 +37,8 @@ def test_percentile_interpolates_like_numpy() -> None:
 
 def test_distribution_ignores_missing_values() -> None:
     d = distribution([1.0, None, 3.0])
-    assert d["count"] == 2 and d["avg"] == 2.0 and d["max"] == 3.0
+    assert (d.count, d.avg, d.max) == (2, 2.0, 3.0)
+    assert distribution([]) == Distribution()
 
 
 def test_longest_silence_spans_unanswered_probes() -> None:
@@ -53,53 +67,84 @@ def summary(
     completed: int | None = None,
     failed: int = 0,
     peak_memory_mb: float = 60.0,
+    peak_cpu_percent: float = 10.0,
     makespan_ratio: float = 1.01,
     fault: str | None = None,
+    variant: str | None = None,
     lost: int = 0,
-) -> dict[str, Any]:
+    recovered: int = 0,
+    duplicated: int = 0,
+    interrupted: bool = False,
+) -> ScenarioSummary:
+    """A scenario's summary as `stats.summarize` would make it, with the figures the rules read."""
     completed = jobs if completed is None else completed
-    probe = {"sent": 50, "answered": 50 - probe_timeouts, "timeouts": probe_timeouts, "errors": 0,
-             "p99": probe_p99, "longest_silence_s": 0.1}  # fmt: skip
-    return {
-        "label": f"{implementation} · {workload} · {jobs} jobs",
-        "implementation": implementation,
-        "workload": workload,
-        "jobs": jobs,
-        "fault": fault,
-        "variant": None,
-        "probes": {"async": probe, "sync": probe},
-        "submission": {"attempted": jobs, "timeouts": submit_timeouts, "errors": 0, "max": 0.01},
-        "completion": {
-            "completed": completed,
-            "failed": failed,
-            "pending": jobs - completed - failed,
-            "missing_records": 0,
+    probe = ProbeSummary(sent=50, answered=50 - probe_timeouts, timeouts=probe_timeouts, p99=probe_p99,
+                         longest_silence_s=0.1)  # fmt: skip
+    role = "api" if implementation == "fastapi" else f"{implementation}-worker"
+    return ScenarioSummary(
+        label=f"{implementation} · {workload} · {jobs} jobs",
+        implementation=implementation,
+        workload=workload,
+        jobs=jobs,
+        duration_s=30.0,
+        fault=fault,
+        variant=variant,
+        interrupted=interrupted,
+        submission=SubmissionSummary(attempted=jobs, accepted=jobs, timeouts=submit_timeouts, max=0.01),
+        probes={"async": probe, "sync": probe},
+        completion=Completion(
+            completed=completed, failed=failed, pending=jobs - completed - failed, missing_records=0, timed_out=False
+        ),
+        queue_time=Distribution(),
+        execution_time=Distribution(),
+        total_time=Distribution(),
+        client_total_time=Distribution(),
+        makespan_s=makespan_ratio * 30,
+        ideal_makespan_s=30.0,
+        makespan_ratio=makespan_ratio,
+        capacity=Capacity(concurrency=4, reason="4 worker processes"),
+        max_running=4,
+        resources={
+            role: ProcessResources(
+                samples=10, cpu_peak=peak_cpu_percent, cpu_avg=1.0, rss_peak_mb=peak_memory_mb, rss_avg_mb=50.0
+            )
         },
-        "resources": {"system": {"memory_peak_percent": 10.0}},
-        "job_process": "api" if implementation == "fastapi" else "worker",
-        "peak_memory_mb": peak_memory_mb,
-        "makespan_s": makespan_ratio * 30,
-        "ideal_makespan_s": 30.0,
-        "makespan_ratio": makespan_ratio,
-        "capacity": {"concurrency": 4, "reason": "4 worker processes"},
-        "executions": {
-            "lost": lost,
-            "duplicated": 0,
-            "recovered": 0,
-            "lost_ids": [f"id{i}" for i in range(lost)],
-            "duplicated_ids": [],
-        },
-    }
+        system=SystemResources(
+            samples=10,
+            cpu_peak=50.0,
+            cpu_avg=20.0,
+            memory_peak_percent=10.0,
+            memory_avg_percent=9.0,
+            memory_used_peak_mb=1000.0,
+        ),
+        job_process=role,
+        peak_cpu_percent=peak_cpu_percent,
+        peak_memory_mb=peak_memory_mb,
+        executions=Executions(
+            source="ledger",
+            accepted=jobs,
+            completed_once=jobs - lost - duplicated,
+            duplicated=duplicated,
+            lost=lost,
+            recovered=recovered,
+            lost_ids=[f"id{i}" for i in range(lost)],
+        ),
+        responsive=None,
+    )
 
 
-def rules(s: dict[str, Any]) -> list[str]:
-    return [f["rule"] for f in failures.detect(s, THRESHOLDS)]
+def rules(s: ScenarioSummary) -> list[str]:
+    return [f.rule for f in failures.detect(s, THRESHOLDS)]
+
+
+def annotated(*rows: ScenarioSummary) -> list[ScenarioSummary]:
+    return [failures.annotate(r, THRESHOLDS) for r in rows]
 
 
 def test_healthy_scenario_has_no_failure() -> None:
     s = summary("celery", 10)
     assert rules(s) == []
-    assert failures.annotate(s, THRESHOLDS)["responsive"] is True
+    assert failures.annotate(s, THRESHOLDS).responsive is True
 
 
 @pytest.mark.parametrize(
@@ -113,16 +158,13 @@ def test_healthy_scenario_has_no_failure() -> None:
         ({"completed": 8, "failed": 2}, "jobs failed"),
         ({"makespan_ratio": 3.0}, "makespan far over ideal"),
         ({"fault": "api-crash", "lost": 4}, "jobs not completed"),
+        ({"fault": "worker-crash", "duplicated": 2}, "jobs duplicated"),
     ],
 )
 def test_each_failure_rule_fires_with_evidence(kwargs: dict[str, Any], rule: str) -> None:
     found = failures.detect(summary("fastapi", 10, **kwargs), THRESHOLDS)
-    assert rule in [f["rule"] for f in found]
-    assert all(f["evidence"] for f in found)
-
-
-def annotated(*rows: dict[str, Any]) -> list[dict[str, Any]]:
-    return [failures.annotate(r, THRESHOLDS) for r in rows]
+    assert rule in [f.rule for f in found]
+    assert all(f.evidence for f in found)
 
 
 def test_verdict_picks_the_smallest_failing_job_count() -> None:
@@ -131,51 +173,138 @@ def test_verdict_picks_the_smallest_failing_job_count() -> None:
         summary("fastapi", 50, probe_p99=0.8), summary("celery", 50),
         summary("fastapi", 100, probe_timeouts=5), summary("celery", 100, makespan_ratio=2.0),
     )  # fmt: skip
-    answer = verdict.compute(rows)["workloads"]["sleep"]
-    assert answer["fastapi_fails_at"] == 50
-    assert [f["rule"] for f in answer["fastapi_failures"]] == ["server unresponsive (async endpoint)",
-                                                               "server unresponsive (sync endpoint)"]  # fmt: skip
-    assert answer["celery_at_that_count"] == []
-    assert answer["celery_fails_at"] == 100
-    assert answer["tested_jobs"] == [10, 50, 100]
-    headline = verdict.compute(rows)["lines"][0]
-    assert headline == "Answer: BackgroundTasks failed for sleep from 50 jobs (Celery held there)."
+    result = verdict.compute(rows, ["fastapi", "celery"])
+    (sleep,) = result.workloads
+    fastapi, celery = sleep.implementations
+    assert (fastapi.implementation, fastapi.fails_at) == ("fastapi", 50)
+    assert [f.rule for f in fastapi.failures] == ["server unresponsive (async endpoint)",
+                                                  "server unresponsive (sync endpoint)"]  # fmt: skip
+    assert (celery.implementation, celery.fails_at) == ("celery", 100)
+    assert sleep.tested_jobs == [10, 50, 100]
+    assert [(c.jobs, c.held, list(c.failed)) for c in sleep.by_jobs] == [
+        (10, ["fastapi", "celery"], []),
+        (50, ["celery"], ["fastapi"]),
+        (100, [], ["fastapi", "celery"]),
+    ]
+    assert result.headline == ["Answer: BackgroundTasks failed for sleep from 50 jobs (Celery held there)."]
+    assert result.lines[0] == result.headline[0]
 
 
 def test_verdict_says_when_nothing_failed_and_what_range_was_tested() -> None:
     rows = annotated(summary("fastapi", 10, workload="cpu"), summary("celery", 10, workload="cpu"),
                      summary("fastapi", 40, workload="cpu"), summary("celery", 40, workload="cpu"))  # fmt: skip
     result = verdict.compute(rows)
-    assert result["workloads"]["cpu"]["fastapi_fails_at"] is None
-    assert result["lines"][0] == "Answer: BackgroundTasks were enough for cpu (tested up to 40 jobs)."
-    assert "did not fail in the tested range (10–40 jobs)" in result["lines"][1]
+    assert result.workloads[0].implementations[0].fails_at is None
+    assert result.lines[0] == "Answer: BackgroundTasks were enough for cpu (tested up to 40 jobs)."
+    assert "did not fail in the tested range (10–40 jobs)" in result.lines[1]
 
 
-def test_verdict_counts_lost_jobs_per_fault() -> None:
+def test_verdict_counts_lost_jobs_per_fault_with_the_delivery_promise() -> None:
     rows = annotated(summary("fastapi", 20, fault="api-crash", lost=20), summary("celery", 20, fault="api-crash"))
     result = verdict.compute(rows)
-    assert [(f["implementation"], f["lost"]) for f in result["faults"]] == [("fastapi", 20), ("celery", 0)]
-    assert result["lines"] == ["api-crash: fastapi lost 20/20; celery lost 0/20."]
-
-
-def test_committed_json_schema_matches_the_models() -> None:
-    """Regenerate with `python -m taskbench.results > docs/result-schema.json` after changing results.py."""
-    import json
-    from pathlib import Path
-
-    from taskbench.results import json_schema
-
-    committed = json.loads((Path(__file__).resolve().parents[1] / "docs" / "result-schema.json").read_text())
-    assert committed == json_schema()
+    assert [(f.implementation, f.lost) for f in result.faults] == [("fastapi", 20), ("celery", 0)]
+    assert result.lines == ["api-crash: fastapi lost 20/20; celery lost 0/20."]
+    assert [f.delivery for f in result.faults] == ["default", "default"]
+    assert result.faults[1].promise.startswith("at most once")
 
 
 def test_verdict_claims_nothing_for_an_implementation_not_run() -> None:
-    lines = verdict.compute(annotated(summary("celery", 10), summary("celery", 50)))["lines"]
-    assert lines == ["sleep: BackgroundTasks not tested. Celery did not fail in 10–50 jobs."]
+    lines = verdict.compute(annotated(summary("celery", 10), summary("celery", 50))).lines
+    assert lines[0] == "sleep: BackgroundTasks not tested. Celery did not fail in 10–50 jobs."
 
 
 def test_a_scenario_cut_short_by_ctrl_c_is_no_failure_and_no_verdict() -> None:
-    cut = summary("fastapi", 10, completed=5)
-    cut["interrupted"] = True
+    cut = summary("fastapi", 10, completed=5, interrupted=True)
     assert failures.detect(cut, THRESHOLDS) == []
-    assert verdict.compute(annotated(cut, summary("celery", 10)))["workloads"]["sleep"]["fastapi_tested"] is False
+    result = verdict.compute(annotated(cut, summary("celery", 10)))
+    assert result.workloads[0].implementations[0].tested_jobs == []
+
+
+# The README's kinds of verdict, computed once with the code before the typed analysis (git HEAD of
+# taskbench/verdict.py and taskbench/failures.py on the same figures as dicts): a fastapi+celery run must
+# give the same lines, plus one "who held" line per workload.
+OLD_CODE_LINES = [
+    "Answer: BackgroundTasks were enough for async_sleep (tested up to 100 jobs); they failed for sleep from 100 "
+    "jobs (Celery held there), memory from 10 jobs (Celery held there), cpu from 10 jobs (Celery failed there too).",
+    "sleep: BackgroundTasks fail from 100 jobs (server unresponsive (async endpoint), server unresponsive (sync "
+    "endpoint)); Celery at that count: no failure. Celery did not fail in 10–100 jobs.",
+    "async_sleep: BackgroundTasks did not fail in the tested range (10–100 jobs). Celery did not fail in 10–100 jobs.",
+    "memory: BackgroundTasks fail from 10 jobs (makespan far over ideal); Celery at that count: no failure. Celery "
+    "fails from 100 jobs (resource exhaustion).",
+    "cpu: BackgroundTasks fail from 10 jobs (server unresponsive (async endpoint), server unresponsive (sync "
+    "endpoint)); Celery at that count: jobs failed. Celery fails from 10 jobs (jobs failed).",
+    "api-crash: fastapi lost 20/20; celery lost 0/20.",
+    "worker-crash (default): fastapi lost 0/20; celery lost 4/20.",
+    "worker-crash (acks_late): celery lost 0/20, redelivered 4.",
+    "worker-crash (acks_late+reject_on_worker_lost): celery lost 0/20, duplicated 1, redelivered 4.",
+]
+
+
+def readme_like_run(*extra: ScenarioSummary) -> list[ScenarioSummary]:
+    return annotated(
+        summary("fastapi", 10), summary("celery", 10),
+        summary("fastapi", 50), summary("celery", 50),
+        summary("fastapi", 100, probe_timeouts=3), summary("celery", 100),
+        summary("fastapi", 10, workload="async_sleep"), summary("celery", 10, workload="async_sleep"),
+        summary("fastapi", 100, workload="async_sleep"), summary("celery", 100, workload="async_sleep"),
+        summary("fastapi", 10, workload="memory", makespan_ratio=2.0), summary("celery", 10, workload="memory"),
+        summary("fastapi", 100, workload="memory", makespan_ratio=2.0),
+        summary("celery", 100, workload="memory", peak_memory_mb=5000),
+        summary("fastapi", 10, workload="cpu", probe_p99=0.9),
+        summary("celery", 10, workload="cpu", failed=1, completed=9),
+        *extra,
+        summary("fastapi", 20, fault="api-crash", lost=20), summary("celery", 20, fault="api-crash"),
+        summary("fastapi", 20, fault="worker-crash", variant="default"),
+        summary("celery", 20, fault="worker-crash", variant="default", lost=4),
+        summary("celery", 20, fault="worker-crash", variant="acks_late", recovered=4),
+        summary("celery", 20, fault="worker-crash", variant="acks_late+reject_on_worker_lost", recovered=4,
+                duplicated=1),
+    )  # fmt: skip
+
+
+def test_a_fastapi_and_celery_run_gives_the_old_code_s_verdict_lines() -> None:
+    result = verdict.compute(readme_like_run(), ["fastapi", "celery"])
+    held_lines = [w.held_line for w in result.workloads]
+    assert [line for line in result.lines if line not in held_lines] == OLD_CODE_LINES
+    sleep = result.lines.index(OLD_CODE_LINES[1])
+    assert result.lines[sleep + 1] == held_lines[0]  # each workload's "who held" line follows its sentence
+    assert held_lines[0] == (
+        "sleep, who held (peaks of the process that ran the jobs): 10 jobs: BackgroundTasks, Celery (least memory "
+        "BackgroundTasks 60 MB; least CPU BackgroundTasks 10.0%); 50 jobs: BackgroundTasks, Celery (least memory "
+        "BackgroundTasks 60 MB; least CPU BackgroundTasks 10.0%); 100 jobs: Celery (least memory Celery 60 MB; "
+        "least CPU Celery 10.0%)."
+    )
+
+
+def test_every_other_implementation_gets_its_own_sentence_part() -> None:
+    """Names outside the registry (titled by their name), as a run of a removed implementation would have."""
+    rows = annotated(
+        summary("fastapi", 10), summary("celery", 10, peak_memory_mb=270), summary("ducky", 10, peak_memory_mb=80),
+        summary("fastapi", 100, probe_p99=0.9), summary("celery", 100, peak_memory_mb=270, peak_cpu_percent=30),
+        summary("ducky", 100, makespan_ratio=2.0), summary("goose", 100, peak_memory_mb=90, peak_cpu_percent=5),
+    )  # fmt: skip
+    result = verdict.compute(rows, ["fastapi", "celery", "ducky", "goose"])
+    (sleep,) = result.workloads
+    assert result.headline == [
+        "Answer: BackgroundTasks failed for sleep from 100 jobs (Celery, goose held there; ducky failed there too)."
+    ]
+    assert sleep.sentence == (
+        "sleep: BackgroundTasks fail from 100 jobs (server unresponsive (async endpoint), server unresponsive "
+        "(sync endpoint)); Celery at that count: no failure; ducky at that count: makespan far over ideal; goose at "
+        "that count: no failure. Celery did not fail in 10–100 jobs. ducky fails from 100 jobs (makespan far over "
+        "ideal). goose did not fail in 10–100 jobs."
+    )
+    at_100 = sleep.by_jobs[1]
+    assert (at_100.held, list(at_100.failed)) == (["celery", "goose"], ["fastapi", "ducky"])
+    assert (at_100.cheapest_memory, at_100.cheapest_memory_mb) == ("goose", 90)
+    assert (at_100.cheapest_cpu, at_100.cheapest_cpu_percent) == ("goose", 5)
+    assert sleep.by_jobs[0].cheapest_memory == "fastapi"
+    assert "100 jobs: Celery, goose (least memory goose 90 MB; least CPU goose 5.0%)" in sleep.held_line
+
+
+def test_committed_json_schema_matches_the_models() -> None:
+    """Regenerate with `python -m taskbench.schema > docs/result-schema.json` after changing the models."""
+    from taskbench.schema import json_schema
+
+    committed = json.loads((Path(__file__).resolve().parents[1] / "docs" / "result-schema.json").read_text())
+    assert committed == json_schema()

@@ -12,6 +12,11 @@ from app.implementations.base import ServiceImplementation
 REGISTRY = (
     "fastapi",
     "celery",
+    "arq",
+    "rq",
+    "taskiq",
+    "dramatiq",
+    "saq",
 )
 
 

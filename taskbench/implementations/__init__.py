@@ -6,12 +6,17 @@ report come from here; `app.implementations.REGISTRY` must list the same names (
 
 from __future__ import annotations
 
-from taskbench.implementations import celery, fastapi
+from taskbench.implementations import arq, celery, dramatiq, fastapi, rq, saq, taskiq
 from taskbench.implementations.base import Delivery, Implementation
 
 REGISTRY: dict[str, Implementation] = {
     "fastapi": fastapi.IMPLEMENTATION,
     "celery": celery.IMPLEMENTATION,
+    "arq": arq.IMPLEMENTATION,
+    "rq": rq.IMPLEMENTATION,
+    "taskiq": taskiq.IMPLEMENTATION,
+    "dramatiq": dramatiq.IMPLEMENTATION,
+    "saq": saq.IMPLEMENTATION,
 }
 DEFAULT = ("fastapi", "celery")  # the spec's two
 

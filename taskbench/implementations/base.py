@@ -66,6 +66,11 @@ class Implementation(ABC):
     def how_it_runs(self, workload: str) -> str:
         """How a job of this workload runs here (thread pool, event loop, asyncio.run per job, ...)."""
 
+    def redelivery_bound_s(self, timeout_s: float, concurrency: int, running: int) -> float:
+        """The latest a crashed job may start again after the crash, given the redelivery timeout the harness
+        set, when the queue adds fixed delays of its own: the timeout plus a sweep or two by default."""
+        return timeout_s + 5.0
+
     def delivery(self, name: str | None) -> Delivery:
         return next((d for d in self.deliveries if d.name == name), self.deliveries[0])
 

@@ -1,7 +1,9 @@
-"""PNG charts for a run, drawn from the saved data only, so `taskbench report` can redraw them.
+"""PNG charts for a run, drawn from the saved data and its analysis only, so `taskbench report` can redraw them.
 
-Figures are built with `matplotlib.figure.Figure` (no pyplot): no global state to leak between charts and
-nothing to close, which keeps a run with dozens of charts fast and memory-flat.
+Renderers only: each chart is a `Chart` (title, file name, and a function that draws its figure);
+`taskbench.report.files` draws and saves them one at a time. Figures are built with `matplotlib.figure.Figure`
+(no pyplot): no global state to leak between charts and nothing to close, which keeps a run with dozens of
+charts fast and memory-flat.
 """
 
 from __future__ import annotations
@@ -9,9 +11,8 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from functools import partial
 
 import matplotlib
 
@@ -24,11 +25,16 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from taskbench.results import RunResult, ScenarioResult
+from taskbench.analysis.models import AnalysedRun, ScenarioSummary
+from taskbench.report.content import ChartRef
+from taskbench.report.names import chart_path
+from taskbench.report.palette import FALLBACK, colours
+from taskbench.results import ScenarioResult, Thresholds
 
-IMPLEMENTATION_COLOURS = {"fastapi": "#009688", "celery": "#e4572e"}  # the same everywhere
 ENDPOINT_COLOURS = {"async": "#2b5ea7", "sync": "#b8860b"}
-ROLE_COLOURS = {"api": "#2b5ea7", "worker": "#c05621", "redis": "#7b4fc4"}
+ROLE_COLOURS = {"api": "#2b5ea7", "redis": "#7b4fc4"}  # workers take theirs from WORKER_COLOURS
+WORKER_COLOURS = ("#c05621", "#2e7d32", "#d81b60", "#6d4c41")
+UNPLOTTED_ROLES = ("harness",)  # the harness's own cost is in the resources table
 WAITING_COLOUR = "#c9ced6"
 FAILED_COLOUR = "#c62828"
 LOST_COLOUR = "#a3a3a3"
@@ -36,28 +42,19 @@ FAULT_COLOUR = "#c62828"
 RECOVERED_COLOUR = "#2e7d32"
 BURST_COLOUR = "#fff3c4"
 DPI = 100
-CHARTS_DIR = "charts"
 
 
 @dataclass(frozen=True)
 class Chart:
+    """One chart of the run: `draw()` builds its figure when it is saved (not before: figures are large)."""
+
     title: str
-    path: str  # relative to the run folder, e.g. charts/fastapi_10_jobs_timeline.png
+    name: str  # file name in charts/, e.g. fastapi_10_jobs_20261125_061235_timeline.png
+    draw: Callable[[], Figure]
 
-
-@dataclass
-class ChartFiles:
-    comparison: list[Chart] = field(default_factory=list)
-    scenarios: dict[str, list[Chart]] = field(default_factory=dict)  # scenario stem → its charts
-
-
-def colour(implementation: str) -> str:
-    return IMPLEMENTATION_COLOURS.get(implementation, "#555555")
-
-
-def _save(fig: Figure, folder: Path, name: str, title: str) -> Chart:
-    fig.savefig(folder / CHARTS_DIR / name, dpi=DPI)
-    return Chart(title, f"{CHARTS_DIR}/{name}")
+    @property
+    def ref(self) -> ChartRef:
+        return ChartRef(self.title, chart_path(self.name))
 
 
 def _spans_decades(values: Iterable[float | None], factor: float = 20.0) -> bool:
@@ -104,29 +101,29 @@ class Bar:
 
 def job_bars(result: ScenarioResult, lost_ids: Sequence[str] = ()) -> list[Bar]:
     """One bar per accepted job, from its API record, else from the execution ledger (records can vanish
-    with the process that held them, as FastAPI's do when the API crashes)."""
+    with the process that held them, as BackgroundTasks' do when the API crashes)."""
     t0 = result.started_at
-    records = {j["job_id"]: j for j in result.jobs if j.get("job_id")}
+    records = {j.job_id: j for j in result.jobs if j.job_id}
     ledger_start: dict[str, float] = {}
     ledger_end: dict[str, float] = {}
     for e in result.executions:
-        if e.get("event") == "start":
-            ledger_start.setdefault(e["job_id"], e["t"])
-        elif e.get("event") == "end" and e.get("ok"):
-            ledger_end[e["job_id"]] = e["t"]
+        if e.event == "start":
+            ledger_start.setdefault(e.job_id, e.t)
+        elif e.event == "end" and e.ok:
+            ledger_end[e.job_id] = e.t
     lost = set(lost_ids)
     bars: list[Bar] = []
     for sub in sorted((s for s in result.submissions if s.job_id), key=lambda s: s.sent_at):
         job_id = str(sub.job_id)
-        record = records.get(job_id, {})
-        submitted = record.get("submitted_at") or sub.sent_at
-        started = record.get("started_at") or ledger_start.get(job_id)
-        finished = record.get("finished_at") or ledger_end.get(job_id)
-        status = record.get("status")
+        record = records.get(job_id)
+        submitted = (record.submitted_at if record else None) or sub.sent_at
+        started = (record.started_at if record else None) or ledger_start.get(job_id)
+        finished = (record.finished_at if record else None) or ledger_end.get(job_id)
+        status = record.status if record else None
         if status == "failed":
             state = "failed"
         elif job_id in lost or (finished is None and status != "completed"):
-            state = "lost" if job_id in lost or not record else "unfinished"
+            state = "lost" if job_id in lost or record is None else "unfinished"
         else:
             state = "completed"
         bars.append(
@@ -142,14 +139,14 @@ def job_bars(result: ScenarioResult, lost_ids: Sequence[str] = ()) -> list[Bar]:
 
 
 def killed_attempts(result: ScenarioResult) -> list[tuple[int, float, float]]:
-    """Executions that a crash cut short and Celery ran again: every ledger start but a job's last, up to
+    """Executions that a crash cut short and the queue ran again: every ledger start but a job's last, up to
     the fault (or the next start). The records only keep the last attempt."""
     t0 = result.started_at
     fault_at = next((e.t for e in result.events if e.name == "fault"), None)
     starts: dict[str, list[float]] = {}
     for e in result.executions:
-        if e.get("event") == "start":
-            starts.setdefault(e["job_id"], []).append(e["t"])
+        if e.event == "start":
+            starts.setdefault(e.job_id, []).append(e.t)
     rows = {
         s.job_id: i for i, s in enumerate(sorted((s for s in result.submissions if s.job_id), key=lambda s: s.sent_at))
     }
@@ -168,11 +165,10 @@ def _rects(spans: Sequence[tuple[int, float, float]], height: float) -> list[lis
     return [[(a, r - half), (b, r - half), (b, r + half), (a, r + half)] for r, a, b in spans]
 
 
-def timeline_chart(result: ScenarioResult, summary: dict[str, Any]) -> Figure:
+def timeline_chart(result: ScenarioResult, lost_ids: Sequence[str] = (), colour: str = FALLBACK) -> Figure:
     """Where each job spent its time: a long grey part is queueing, a missing end is a lost job."""
-    bars = job_bars(result, summary.get("executions", {}).get("lost_ids", []))
+    bars = job_bars(result, lost_ids)
     end = result.ended_at - result.started_at
-    impl_colour = colour(result.spec.implementation)
     waiting: list[tuple[int, float, float]] = []
     running: dict[str, list[tuple[int, float, float]]] = {"completed": [], "failed": [], "unfinished": []}
     open_ended: list[tuple[int, float, float]] = []
@@ -191,7 +187,7 @@ def timeline_chart(result: ScenarioResult, summary: dict[str, Any]) -> Figure:
     crisp = n <= 400  # antialiasing turns thousands of sub-pixel bars into mush
     layers = [
         (waiting, WAITING_COLOUR, "waiting (queued)", None),
-        (running["completed"], impl_colour, "running → completed", None),
+        (running["completed"], colour, "running → completed", None),
         (running["failed"], FAILED_COLOUR, "running → failed", None),
         (open_ended, LOST_COLOUR, "started, never finished", "//"),
         (killed_attempts(result), LOST_COLOUR, "attempt killed, run again", "xx"),
@@ -257,19 +253,27 @@ def probes_chart(result: ScenarioResult) -> Figure:
     return fig
 
 
+def role_colours(roles: Iterable[str]) -> dict[str, str]:
+    """The API and Redis in fixed colours, every worker role in the next worker colour."""
+    plotted = [r for r in dict.fromkeys(roles) if r not in UNPLOTTED_ROLES]
+    ordered = [r for r in ROLE_COLOURS if r in plotted] + [r for r in plotted if r not in ROLE_COLOURS]
+    workers = itertools.cycle(WORKER_COLOURS)
+    return {role: ROLE_COLOURS.get(role) or next(workers) for role in ordered}
+
+
 def resources_chart(result: ScenarioResult) -> Figure:
     """CPU and memory of each process over time, to see which process paid for the jobs."""
     t0 = result.started_at
     fig = Figure(figsize=(9, 5), layout="constrained")
     cpu_ax, mem_ax = fig.subplots(2, 1, sharex=True)
-    for role, role_colour in ROLE_COLOURS.items():
+    for role, role_colour in role_colours(r for s in result.samples for r in s.processes).items():
         points = [(s.t - t0, s.processes[role]) for s in result.samples if role in s.processes]
-        if not points:
-            continue
         xs = [t for t, _ in points]
-        style = {"color": role_colour, "linewidth": 1.2, "marker": "o" if len(points) < 30 else None, "markersize": 3}
-        cpu_ax.plot(xs, [p.get("cpu_percent", math.nan) for _, p in points], label=role, **style)
-        mem_ax.plot(xs, [p.get("rss_mb", math.nan) for _, p in points], label=role, **style)
+        marker = "o" if len(points) < 30 else None
+        cpu_ax.plot(xs, [p.cpu_percent for _, p in points], label=role, color=role_colour, linewidth=1.2,
+                    marker=marker, markersize=3)  # fmt: skip
+        mem_ax.plot(xs, [p.rss_mb for _, p in points], label=role, color=role_colour, linewidth=1.2,
+                    marker=marker, markersize=3)  # fmt: skip
     for ax in (cpu_ax, mem_ax):
         _mark_events(ax, result, legend=ax is cpu_ax)
         ax.set_ylim(bottom=0)
@@ -284,61 +288,65 @@ def resources_chart(result: ScenarioResult) -> Figure:
     return fig
 
 
-def render_scenario(folder: Path, stem: str, result: ScenarioResult, summary: dict[str, Any]) -> list[Chart]:
+def scenario_charts(stem: str, result: ScenarioResult, summary: ScenarioSummary, colour: str = FALLBACK) -> list[Chart]:
+    """A scenario's three charts, named after its files (`stem`)."""
+    lost = summary.executions.lost_ids
     return [
-        _save(timeline_chart(result, summary), folder, f"{stem}_timeline.png", "Job timeline"),
-        _save(probes_chart(result), folder, f"{stem}_probes.png", "Probe latency over time"),
-        _save(resources_chart(result), folder, f"{stem}_resources.png", "CPU and memory per process"),
+        Chart("Job timeline", f"{stem}_timeline.png", lambda: timeline_chart(result, lost, colour)),
+        Chart("Probe latency over time", f"{stem}_probes.png", lambda: probes_chart(result)),
+        Chart("CPU and memory per process", f"{stem}_resources.png", lambda: resources_chart(result)),
     ]
 
 
 # --- comparison --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Metric:
-    title: str
-    ylabel: str
-    value: Callable[[dict[str, Any]], float | None]
-    limit: Callable[[RunResult], float | None] = lambda run: None
-
-
 def _ms(value: float | None) -> float | None:
     return None if value is None else value * 1000
 
 
+@dataclass(frozen=True)
+class Metric:
+    title: str
+    ylabel: str
+    value: Callable[[ScenarioSummary], float | None]
+    limit: Callable[[Thresholds], float | None] = lambda thresholds: None
+
+
+def _responsive_ms(thresholds: Thresholds) -> float | None:
+    return thresholds.responsive_p99_s * 1000
+
+
 METRICS = [
-    Metric("Makespan ÷ ideal", "ratio (1 = ideal)", lambda s: s.get("makespan_ratio"),
-           lambda run: run.settings.thresholds.makespan_ratio_limit),
-    Metric("Async probe p99", "latency (ms)", lambda s: _ms(s["probes"]["async"]["p99"]),
-           lambda run: run.settings.thresholds.responsive_p99_s * 1000),
-    Metric("Sync probe p99", "latency (ms)", lambda s: _ms(s["probes"]["sync"]["p99"]),
-           lambda run: run.settings.thresholds.responsive_p99_s * 1000),
-    Metric("Submission p99", "latency (ms)", lambda s: _ms(s["submission"]["p99"])),
-    Metric("Peak memory of the job process", "RSS (MB)", lambda s: s.get("peak_memory_mb"),
-           lambda run: run.settings.thresholds.memory_limit_mb),
-]  # fmt: skip
+    Metric("Makespan ÷ ideal", "ratio (1 = ideal)", lambda s: s.makespan_ratio, lambda t: t.makespan_ratio_limit),
+    Metric("Async probe p99", "latency (ms)", lambda s: _ms(s.probes["async"].p99), _responsive_ms),
+    Metric("Sync probe p99", "latency (ms)", lambda s: _ms(s.probes["sync"].p99), _responsive_ms),
+    Metric("Submission p99", "latency (ms)", lambda s: _ms(s.submission.p99)),
+    Metric("Peak memory of the job process", "RSS (MB)", lambda s: s.peak_memory_mb, lambda t: t.memory_limit_mb),
+]
 
 
-def workload_chart(run: RunResult, workload: str, summaries: list[dict[str, Any]]) -> Figure:
+def workload_chart(run: AnalysedRun, workload: str, summaries: list[ScenarioSummary]) -> Figure:
     """Each figure against job count, one line per implementation: where the lines part is the answer."""
     fig = Figure(figsize=(11, 6.2), layout="constrained")
     axes = fig.subplots(2, 3).ravel()
-    implementations = list(dict.fromkeys(s["implementation"] for s in summaries))
-    counts = sorted({s["jobs"] for s in summaries})
+    palette = colours([i.name for i in run.implementations])
+    implementations = list(dict.fromkeys(s.implementation for s in summaries))
+    counts = sorted({s.jobs for s in summaries})
     for ax, metric in zip(axes, METRICS, strict=False):
         values: list[float | None] = []
         for impl in implementations:
-            rows = sorted((s for s in summaries if s["implementation"] == impl), key=lambda s: s["jobs"])
+            rows = sorted((s for s in summaries if s.implementation == impl), key=lambda s: s.jobs)
             ys = [metric.value(s) for s in rows]
             values += ys
-            xs = [s["jobs"] for s in rows]
-            ax.plot(xs, [math.nan if y is None else y for y in ys], marker="o", color=colour(impl), label=impl)
-            failed = [(x, y) for x, y, s in zip(xs, ys, rows, strict=True) if y is not None and s.get("failures")]
+            xs = [s.jobs for s in rows]
+            ax.plot(xs, [math.nan if y is None else y for y in ys], marker="o", color=palette.get(impl, FALLBACK),
+                    label=run.title(impl))  # fmt: skip
+            failed = [(x, y) for x, y, s in zip(xs, ys, rows, strict=True) if y is not None and s.failures]
             if failed:
                 ax.scatter(*zip(*failed, strict=True), s=110, facecolors="none", edgecolors=FAILED_COLOUR,
                            linewidths=1.5, zorder=3, label="failure detected")  # fmt: skip
-        limit = metric.limit(run)
+        limit = metric.limit(run.settings.thresholds)
         shown = [v for v in values if v is not None]
         if limit is not None and shown and max(shown) >= limit * 0.5:
             ax.axhline(limit, color="#888888", linestyle=":", linewidth=1, label="failure threshold")
@@ -358,65 +366,60 @@ def workload_chart(run: RunResult, workload: str, summaries: list[dict[str, Any]
         ax.grid(alpha=0.3)
     legend_ax = axes[-1]
     legend_ax.axis("off")
-    handles = [Line2D([], [], color=colour(i), marker="o", label=i) for i in implementations]
+    handles = [Line2D([], [], color=palette.get(i, FALLBACK), marker="o", label=run.title(i)) for i in implementations]
     handles += [
         Line2D([], [], marker="o", linestyle="none", markerfacecolor="none", markeredgecolor=FAILED_COLOUR,
                markersize=10, label="failure detected"),
         Line2D([], [], color="#888888", linestyle=":", label="failure threshold"),
     ]  # fmt: skip
     legend_ax.legend(handles=handles, loc="center", fontsize=10, title="Legend")
-    fig.suptitle(f"Workload “{workload}”: FastAPI BackgroundTasks vs Celery by job count", fontsize=12)
+    titles = " vs ".join(run.title(i) for i in implementations)
+    fig.suptitle(f"Workload “{workload}”: {titles} by job count", fontsize=12)
     return fig
 
 
-def faults_chart(summaries: list[dict[str, Any]]) -> Figure:
-    """Jobs lost per fault: the durability question in one picture."""
-    faults = list(dict.fromkeys((s["fault"], s["variant"]) for s in summaries))
-    implementations = list(dict.fromkeys(s["implementation"] for s in summaries))
-    fig = Figure(figsize=(max(6.0, 1.6 * len(faults) + 3), 3.8), layout="constrained")
+def faults_chart(run: AnalysedRun, summaries: list[ScenarioSummary]) -> Figure:
+    """Jobs lost per fault, one bar per implementation: the durability question in one picture."""
+    faults = list(dict.fromkeys((s.fault, s.variant) for s in summaries))
+    implementations = list(dict.fromkeys(s.implementation for s in summaries))
+    palette = colours([i.name for i in run.implementations])
+    fig = Figure(figsize=(max(6.0, (0.8 + 0.4 * len(implementations)) * len(faults) + 3), 3.8), layout="constrained")
     ax = fig.add_subplot()
     width = 0.8 / max(len(implementations), 1)
     for i, impl in enumerate(implementations):
         for x, fault in enumerate(faults):
-            row = next((s for s in summaries if (s["fault"], s["variant"]) == fault and s["implementation"] == impl),
-                       None)  # fmt: skip
+            row = next((s for s in summaries if (s.fault, s.variant) == fault and s.implementation == impl), None)
             if row is None:
                 continue
-            lost = row["executions"]["lost"]
+            lost = row.executions.lost
             pos = x - 0.4 + width * (i + 0.5)
-            ax.bar(pos, lost, width * 0.9, color=colour(impl), label=impl)
-            ax.annotate(f"{lost}/{row['executions']['accepted']}", (pos, lost), ha="center", va="bottom",
+            ax.bar(pos, lost, width * 0.9, color=palette.get(impl, FALLBACK), label=impl)
+            ax.annotate(f"{lost}/{row.executions.accepted}", (pos, lost), ha="center", va="bottom",
                         fontsize=8, xytext=(0, 2), textcoords="offset points")  # fmt: skip
-    ax.set_xticks(range(len(faults)), [f + (f"\n({v})" if v else "") for f, v in faults])
+    ax.set_xticks(range(len(faults)), [f"{f}" + (f"\n({v})" if v else "") for f, v in faults])
     ax.set_ylabel("jobs lost (accepted, never completed)")
     ax.set_title("Jobs lost per fault", fontsize=10)
     ax.margins(y=0.15)
     ax.set_ylim(bottom=0)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(handles=[Patch(color=colour(i), label=i) for i in implementations], fontsize=8)
+    ax.legend(handles=[Patch(color=palette.get(i, FALLBACK), label=run.title(i)) for i in implementations], fontsize=8)
     return fig
 
 
-def render_comparison(folder: Path, run: RunResult) -> list[Chart]:
+def comparison_charts(run: AnalysedRun) -> list[Chart]:
+    """One chart per workload (figures by job count) and one for the faults."""
     charts: list[Chart] = []
-    plain = [s for s in run.summaries if not s["fault"]]
-    for workload in dict.fromkeys(s["workload"] for s in plain):
-        rows = [s for s in plain if s["workload"] == workload]
-        fig = workload_chart(run, workload, rows)
-        charts.append(_save(fig, folder, f"comparison_{workload}.png", f"Workload {workload}: figures by job count"))
-    with_fault = [s for s in run.summaries if s["fault"]]
+    plain = [s for s in run.summaries if not s.fault]
+    for workload in dict.fromkeys(s.workload for s in plain):
+        rows = [s for s in plain if s.workload == workload]
+        charts.append(
+            Chart(
+                f"Workload {workload}: figures by job count",
+                f"comparison_{workload}.png",
+                partial(workload_chart, run, workload, rows),
+            )
+        )
+    with_fault = [s for s in run.summaries if s.fault]
     if with_fault:
-        charts.append(_save(faults_chart(with_fault), folder, "comparison_faults.png", "Jobs lost per fault"))
+        charts.append(Chart("Jobs lost per fault", "comparison_faults.png", lambda: faults_chart(run, with_fault)))
     return charts
-
-
-def render_all(folder: Path, run: RunResult, scenarios: list[ScenarioResult]) -> ChartFiles:
-    """Every chart of the run into `<folder>/charts/`; `run.summaries` must match `scenarios` in order."""
-    from taskbench.report.files import scenario_stem
-
-    (folder / CHARTS_DIR).mkdir(parents=True, exist_ok=True)
-    files = ChartFiles(comparison=render_comparison(folder, run))
-    for result, summary in zip(scenarios, run.summaries, strict=False):
-        stem = scenario_stem(result, run.timestamp)
-        files.scenarios[stem] = render_scenario(folder, stem, result, summary)
-    return files

@@ -1,6 +1,7 @@
 """`taskbench compare RUN_A RUN_B`: two runs side by side, to see what a change to the code or machine did.
 
-Works from the saved summaries only; scenarios are matched by label (implementation · workload · jobs · fault).
+Both runs are analysed by this version (`taskbench.analysis.analyse`); scenarios are matched by label
+(implementation · workload · jobs · fault), for whatever implementations either run has.
 """
 
 from __future__ import annotations
@@ -8,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from taskbench.report import files
-from taskbench.report.fmt import mb, ms, ratio, table
-from taskbench.results import RunResult
+from taskbench.analysis import analyse
+from taskbench.analysis.models import AnalysedRun, ScenarioSummary
+from taskbench.report import files, html, markdown
+from taskbench.report.content import Block, Cell, Heading, Paragraph, Table, bullets
+from taskbench.report.fmt import mb, ms, ratio, yes_no
 
 Value = float | int | bool | None
 NOISE = 0.10  # relative changes below this are not called better or worse: run-to-run noise
@@ -21,30 +23,34 @@ NOISE = 0.10  # relative changes below this are not called better or worse: run-
 @dataclass(frozen=True)
 class KeyFigure:
     name: str
-    value: Callable[[dict[str, Any]], Value]
-    show: Callable[[Any], str]
+    value: Callable[[ScenarioSummary], Value]
+    show: Callable[[Value], str]
     lower_is_better: bool = True
 
 
-def _count(value: Any) -> str:
+def _count(value: Value) -> str:
     return "–" if value is None else str(value)
 
 
-def _yes_no(value: Any) -> str:
-    return "–" if value is None else "✓" if value else "✗"
+def _yes_no(value: Value) -> str:
+    return yes_no(None if value is None else bool(value))
+
+
+def _number(show: Callable[[float | None], str]) -> Callable[[Value], str]:
+    return lambda value: show(None if value is None else float(value))
 
 
 FIGURES = [
-    KeyFigure("Makespan ÷ ideal", lambda s: s.get("makespan_ratio"), ratio),
-    KeyFigure("Async probe p99", lambda s: s["probes"]["async"]["p99"], ms),
-    KeyFigure("Sync probe p99", lambda s: s["probes"]["sync"]["p99"], ms),
-    KeyFigure("Submission p99", lambda s: s["submission"]["p99"], ms),
-    KeyFigure("Peak memory (job process)", lambda s: s.get("peak_memory_mb"), mb),
-    KeyFigure("Completed", lambda s: s["completion"]["completed"], _count, lower_is_better=False),
-    KeyFigure("Failed", lambda s: s["completion"]["failed"], _count),
-    KeyFigure("Lost", lambda s: s["executions"]["lost"], _count),
-    KeyFigure("Responsive", lambda s: s.get("responsive"), _yes_no, lower_is_better=False),
-    KeyFigure("Failures detected", lambda s: len(s.get("failures", [])), _count),
+    KeyFigure("Makespan ÷ ideal", lambda s: s.makespan_ratio, _number(ratio)),
+    KeyFigure("Async probe p99", lambda s: s.probes["async"].p99, _number(ms)),
+    KeyFigure("Sync probe p99", lambda s: s.probes["sync"].p99, _number(ms)),
+    KeyFigure("Submission p99", lambda s: s.submission.p99, _number(ms)),
+    KeyFigure("Peak memory (job process)", lambda s: s.peak_memory_mb, _number(mb)),
+    KeyFigure("Completed", lambda s: s.completion.completed, _count, lower_is_better=False),
+    KeyFigure("Failed", lambda s: s.completion.failed, _count),
+    KeyFigure("Lost", lambda s: s.executions.lost, _count),
+    KeyFigure("Responsive", lambda s: s.responsive, _yes_no, lower_is_better=False),
+    KeyFigure("Failures detected", lambda s: len(s.failures), _count),
 ]
 
 
@@ -71,78 +77,89 @@ def change(figure: KeyFigure, a: Value, b: Value) -> str:
     return text
 
 
-def scenario_table(a: dict[str, Any] | None, b: dict[str, Any] | None) -> str:
-    rows = []
+def scenario_table(a: ScenarioSummary | None, b: ScenarioSummary | None) -> Table:
+    rows: list[list[Cell]] = []
     for figure in FIGURES:
         va = figure.value(a) if a else None
         vb = figure.value(b) if b else None
         rows.append([figure.name, figure.show(va), figure.show(vb), change(figure, va, vb)])
-    return table(["Figure", "A", "B", "Change (B vs A)"], rows)
+    return Table(["Figure", "A", "B", "Change (B vs A)"], rows)
 
 
-def settings_rows(a: RunResult, b: RunResult) -> list[list[str]]:
-    def described(run: RunResult) -> dict[str, str]:
-        s, env = run.settings, run.environment
-        machine = env.get("machine", {})
-        return {
-            "Implementations": ", ".join(s.implementations),
-            "Workloads": ", ".join(s.workloads),
-            "Job counts": ", ".join(map(str, s.jobs)),
-            "Job duration": f"{s.duration_s} s",
-            "Celery concurrency": str(s.concurrency),
-            "Faults": ", ".join(s.faults) or "none",
-            "Redis": s.redis,
-            "Thresholds": ", ".join(f"{k} {v}" for k, v in s.thresholds.model_dump().items()),
-            "Machine": f"{machine.get('platform', '?')}, {machine.get('cpu_count', '?')} cores, "
-            f"{machine.get('memory_gb', 0):.1f} GB; Python {machine.get('python', '?')}",
-            "Versions": ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items()),
-        }
+def _described(run: AnalysedRun, names: list[str]) -> dict[str, str]:
+    s, env = run.settings, run.environment
+    machine = env.get("machine", {})
+    described = {
+        "Implementations": ", ".join(s.implementations),
+        "Workloads": ", ".join(s.workloads),
+        "Job counts": ", ".join(map(str, s.jobs)),
+        "Job duration": f"{s.duration_s} s",
+        "Concurrency": str(s.concurrency),
+        "Faults": ", ".join(s.faults) or "none",
+        "Redis": s.redis,
+        "Thresholds": ", ".join(f"{k} {v}" for k, v in s.thresholds.model_dump().items()),
+        "Machine": f"{machine.get('platform', '?')}, {machine.get('cpu_count', '?')} cores, "
+        f"{machine.get('memory_gb', 0):.1f} GB; Python {machine.get('python', '?')}",
+        "Versions": ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items()),
+    }
+    infos = {i.name: i for i in run.implementations}
+    for name in names:
+        info = infos.get(name)
+        settings = "; ".join(f"{k}: {v}" for k, v in info.settings.items()) if info else ""
+        described[f"Settings of {name}"] = settings or "–"
+    return described
 
-    da, db = described(a), described(b)
-    return [[key, da[key], db[key], "same" if da[key] == db[key] else "differs"] for key in da]
+
+def settings_table(a: AnalysedRun, b: AnalysedRun) -> Table:
+    names = list(dict.fromkeys([*(i.name for i in a.implementations), *(i.name for i in b.implementations)]))
+    da, db = _described(a, names), _described(b, names)
+    rows: list[list[Cell]] = [[key, da[key], db[key], "same" if da[key] == db[key] else "differs"] for key in da]
+    return Table(["Setting", "A", "B", ""], rows)
 
 
-def render(path_a: Path, a: RunResult, path_b: Path, b: RunResult) -> str:
-    by_label_a = {s["label"]: s for s in a.summaries}
-    by_label_b = {s["label"]: s for s in b.summaries}
-    labels = list(dict.fromkeys([*by_label_a, *by_label_b]))
-    parts = [
-        f"# taskbench: run {a.timestamp} (A) vs run {b.timestamp} (B)",
-        f"- A: `{path_a}`\n- B: `{path_b}`",
-        "## Verdict of A",
-        "\n".join(f"- {line}" for line in a.verdict.get("lines", [])) or "- none",
-        "## Verdict of B",
-        "\n".join(f"- {line}" for line in b.verdict.get("lines", [])) or "- none",
-        "## Scenarios",
-        "Matched by label. Lower latency, memory and makespan count as better; changes under "
-        f"{NOISE:.0%} are shown without a judgement (run-to-run noise).",
+def side_by_side(path_a: Path, a: AnalysedRun, path_b: Path, b: AnalysedRun) -> list[Block]:
+    by_label_a = {s.label: s for s in a.summaries}
+    by_label_b = {s.label: s for s in b.summaries}
+    blocks: list[Block] = [
+        Heading(f"taskbench: run {a.timestamp} (A) vs run {b.timestamp} (B)", 1),
+        bullets([f"A: `{path_a}`", f"B: `{path_b}`"]),
+        Heading("Verdict of A"),
+        bullets(a.verdict.lines or ["none"]),
+        Heading("Verdict of B"),
+        bullets(b.verdict.lines or ["none"]),
+        Heading("Scenarios"),
+        Paragraph(
+            "Matched by label. Lower latency, memory and makespan count as better; changes under "
+            f"{NOISE:.0%} are shown without a judgement (run-to-run noise)."
+        ),
     ]
-    for label in labels:
+    for label in dict.fromkeys([*by_label_a, *by_label_b]):
         sa, sb = by_label_a.get(label), by_label_b.get(label)
         where = "" if sa and sb else " (only in A)" if sa else " (only in B)"
-        parts += [f"### {label}{where}", scenario_table(sa, sb)]
-    parts += ["## Settings", table(["Setting", "A", "B", ""], settings_rows(a, b))]
-    return "\n\n".join(parts) + "\n"
+        blocks += [Heading(f"{label}{where}", 3), scenario_table(sa, sb)]
+    return [*blocks, Heading("Settings"), settings_table(a, b)]
 
 
-def default_output(folder_b: Path, a: RunResult, b: RunResult) -> Path:
+def default_output(folder_b: Path, a: AnalysedRun, b: AnalysedRun) -> Path:
     return folder_b.parent / f"compare_{a.timestamp}_vs_{b.timestamp}.md"
 
 
 def compare(run_a: Path, run_b: Path, output: Path | None = None) -> Path:
     """Write the side-by-side Markdown (or HTML when `output` ends in .html); returns its path."""
-    folder_a, a, _ = files.load(run_a)
-    folder_b, b, _ = files.load(run_b)
+    folder_a, a = _analysed(run_a)
+    folder_b, b = _analysed(run_b)
     if output is None:
         output = default_output(folder_b, a, b)
     elif output.is_dir():
         output = output / default_output(folder_b, a, b).name
-    text = render(folder_a, a, folder_b, b)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    blocks = side_by_side(folder_a, a, folder_b, b)
     if output.suffix.lower() in (".html", ".htm"):
-        from taskbench.report import html
-
-        output.write_text(html.page_from_markdown(f"taskbench: {a.timestamp} vs {b.timestamp}", text))
+        text = html.document(f"taskbench: {a.timestamp} vs {b.timestamp}", blocks)
     else:
-        output.write_text(text)
-    return output
+        text = markdown.document(blocks)
+    return files.write_side_by_side(output, text)
+
+
+def _analysed(path: Path) -> tuple[Path, AnalysedRun]:
+    folder, run, scenarios = files.load(path)
+    return folder, analyse(run, scenarios)

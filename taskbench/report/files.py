@@ -1,8 +1,9 @@
-"""Where reports go and how they are rebuilt: everything renders from the run's JSON files.
+"""Every file a run leaves, written here and only here, each once; everything renders from the run's JSON.
 
 A run's folder, `benchmark_results/<timestamp>/`, holds the spec's names:
-`{impl}_{N}_jobs_{timestamp}.md/.json` per scenario, `comparison_{timestamp}.md/.json`, and
-`report.html` with its charts.
+`{impl}_{N}_jobs_{timestamp}.json` per scenario (written as results arrive, `write_scenario_data`), then at the
+end (`write_run`) `{impl}_{N}_jobs_{timestamp}.md`, `comparison_{timestamp}.md/.json`, `charts/*.png` and
+`report.html`. `rerender` repeats the end from the JSON alone, with this version's analysis.
 """
 
 from __future__ import annotations
@@ -10,49 +11,54 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from taskbench import failures, verdict
-from taskbench.report import markdown
+from taskbench.analysis import analyse
+from taskbench.analysis.models import AnalysedRun
+from taskbench.report import charts, html, markdown
+from taskbench.report.content import ChartRef
+from taskbench.report.names import CHARTS_DIR, REPORT_HTML, comparison_stem, scenario_stem
+from taskbench.report.palette import FALLBACK, colours
 from taskbench.results import RunResult, ScenarioResult, SchemaError, load_run, load_scenario
 
 
-def scenario_stem(result: ScenarioResult, timestamp: str) -> str:
-    return f"{result.spec.file_stem}_{timestamp}"
-
-
-def write_scenario(folder: Path, timestamp: str, result: ScenarioResult) -> str:
-    """Write the scenario's JSON and Markdown; returns the JSON file's name."""
+def write_scenario_data(folder: Path, timestamp: str, result: ScenarioResult) -> str:
+    """The scenario's raw data, as soon as it is measured; returns the JSON file's name."""
     folder.mkdir(parents=True, exist_ok=True)
-    stem = scenario_stem(result, timestamp)
-    (folder / f"{stem}.json").write_text(result.model_dump_json())
-    (folder / f"{stem}.md").write_text(markdown.scenario(result, result.summary))  # charts come at the end
-    return f"{stem}.json"
+    name = f"{scenario_stem(result.spec, timestamp)}.json"
+    (folder / name).write_text(result.model_dump_json())
+    return name
 
 
-def finish_run(folder: Path, run: RunResult, scenarios: list[ScenarioResult]) -> Path:
-    """Summaries, verdict, comparison files, charts and HTML for the scenarios written so far."""
-    run.summaries = [r.summary for r in scenarios]
-    run.verdict = verdict.compute(run.summaries)
-    (folder / f"comparison_{run.timestamp}.json").write_text(run.model_dump_json(indent=1))
-    path = folder / f"comparison_{run.timestamp}.md"
-    path.write_text(markdown.comparison(run))  # already readable should charts fail; rewritten with them below
-    render_extras(folder, run, scenarios)
+def write_run(folder: Path, analysed: AnalysedRun, scenarios: list[ScenarioResult]) -> Path:
+    """Every report of the run: per-scenario Markdown, the comparison (.md and .json), the charts and
+    `report.html`. `scenarios` in the order of `analysed.summaries`; returns the comparison .md's path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    timestamp = analysed.timestamp
+    palette = colours([i.name for i in analysed.implementations])
+    comparison_charts = charts.comparison_charts(analysed)
+    scenario_charts: dict[str, list[charts.Chart]] = {}
+    for result, summary in zip(scenarios, analysed.summaries, strict=True):
+        stem = scenario_stem(result.spec, timestamp)
+        colour = palette.get(result.spec.implementation, FALLBACK)
+        scenario_charts[stem] = charts.scenario_charts(stem, result, summary, colour)
+        refs = [c.ref for c in scenario_charts[stem]]
+        (folder / f"{stem}.md").write_text(markdown.scenario(result, summary, refs))
+    (folder / f"{comparison_stem(timestamp)}.json").write_text(analysed.model_dump_json(indent=1))
+    path = folder / f"{comparison_stem(timestamp)}.md"
+    path.write_text(markdown.comparison(analysed, [c.ref for c in comparison_charts]))
+    (folder / CHARTS_DIR).mkdir(exist_ok=True)
+    for chart in [*comparison_charts, *(c for cs in scenario_charts.values() for c in cs)]:
+        chart.draw().savefig(folder / chart.ref.path, dpi=charts.DPI)
+    refs_by_stem: dict[str, list[ChartRef]] = {stem: [c.ref for c in cs] for stem, cs in scenario_charts.items()}
+    page = html.report(analysed, scenarios, [c.ref for c in comparison_charts], refs_by_stem)
+    (folder / REPORT_HTML).write_text(page, encoding="utf-8")
     return path
 
 
-def render_extras(folder: Path, run: RunResult, scenarios: list[ScenarioResult]) -> Path:
-    """Charts, the Markdown files again with the charts embedded, and `report.html`; returns the HTML's path.
-
-    `run.summaries` must already be computed, in the order of `scenarios`."""
-    from taskbench.report import charts, html
-
-    chart_files = charts.render_all(folder, run, scenarios)
-    for result, summary in zip(scenarios, run.summaries, strict=True):
-        stem = scenario_stem(result, run.timestamp)
-        embedded = [(c.title, c.path) for c in chart_files.scenarios.get(stem, [])]
-        (folder / f"{stem}.md").write_text(markdown.scenario(result, summary, embedded))
-    embedded = [(c.title, c.path) for c in chart_files.comparison]
-    (folder / f"comparison_{run.timestamp}.md").write_text(markdown.comparison(run, embedded))
-    return html.write(folder, run, scenarios, chart_files)
+def write_side_by_side(path: Path, text: str) -> Path:
+    """`taskbench compare`'s output."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 def find_comparison(path: Path) -> Path:
@@ -65,6 +71,7 @@ def find_comparison(path: Path) -> Path:
 
 
 def load(path: Path) -> tuple[Path, RunResult, list[ScenarioResult]]:
+    """A run folder (or its comparison JSON): its folder, the run and its scenarios (schema 1 migrated)."""
     comparison = find_comparison(path)
     try:
         run = load_run(comparison)
@@ -76,9 +83,7 @@ def load(path: Path) -> tuple[Path, RunResult, list[ScenarioResult]]:
 
 
 def rerender(path: Path) -> Path:
-    """`taskbench report PATH`: rebuild every Markdown, chart and HTML file from the run's JSON."""
+    """`taskbench report PATH`: rebuild every report from the run's JSON with this version's analysis;
+    returns the comparison .md's path."""
     folder, run, scenarios = load(path)
-    for result in scenarios:
-        result.summary = failures.evaluate(result)  # figures and rules of this version, not the recorded ones
-        write_scenario(folder, run.timestamp, result)
-    return finish_run(folder, run, scenarios)
+    return write_run(folder, analyse(run, scenarios), scenarios)

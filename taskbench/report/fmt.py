@@ -1,4 +1,4 @@
-"""Number formatting shared by the Markdown and HTML reports."""
+"""Number formatting shared by every report."""
 
 from __future__ import annotations
 
@@ -23,7 +23,5 @@ def ratio(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}×"
 
 
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
+def yes_no(value: bool | None) -> str:
+    return "–" if value is None else "✓" if value else "✗"

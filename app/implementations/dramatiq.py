@@ -1,0 +1,259 @@
+"""`/dramatiq/*`: jobs sent to a Dramatiq worker over Redis, records in Redis; and the worker's own definitions.
+
+Sending (`Actor.send`) is a blocking redis-py call (the broker's Lua `dispatch` script: HSET the message into
+`dramatiq:default.msgs`, RPUSH its id onto `dramatiq:default`), so it runs on the implementation's own
+publisher executor. The worker is Dramatiq's own CLI with a broker set-up function, as its docs show
+(`dramatiq some_module:setup_broker`):
+
+    python -m dramatiq app.implementations.dramatiq:setup_worker --processes P --threads T
+
+It forks P worker processes, each with T worker threads; sync actors run on those threads, async actors on
+the process's one event-loop thread (the `AsyncIO` middleware), which the worker thread waits on.
+
+What a worker's death does (dramatiq/brokers/redis.py and brokers/redis/dispatch.lua): a fetch moves message
+ids into `dramatiq:__acks__.<broker id>.default` and a message is acknowledged (removed from it) only after
+the actor returns (`worker.py:ConsumerThread.post_process_message`). Every broker command ZADDs its broker's
+heartbeat; "maintenance", run by a command with probability `maintenance_chance` / 1e6, pushes the unacked
+ids of every broker whose heartbeat is older than `heartbeat_timeout` back onto the queue. A SIGKILLed worker's
+running and prefetched jobs are therefore run again, at least once. If one worker process dies, the dramatiq
+main process stops the others and exits (`cli.py:main`): a supervisor restarts it, and the same sweep
+redelivers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, TypeAlias
+
+import dramatiq
+import redis
+from dramatiq.brokers.redis import DEFAULT_MAINTENANCE_CHANCE, MAINTENANCE_SCALE, RedisBroker
+from dramatiq.middleware import AsyncIO, Middleware
+from fastapi import BackgroundTasks
+from kombu.utils.url import maybe_sanitize_url as redacted
+
+from app import workloads
+from app.execution import execute_async, execute_sync
+from app.heartbeat import Heartbeat
+from app.implementations.base import QueueImplementation
+from app.jobs import JobCall, JobRecord, RedisJobStore, WorkerRecords, redis_options
+from app.settings import MAX_DURATION_S, settings
+
+log = logging.getLogger(__name__)
+
+NAME = "dramatiq"
+NAMESPACE = "dramatiq"  # RedisBroker's default key prefix
+QUEUE_NAME = "default"
+QUEUE_KEY = f"{NAMESPACE}:{QUEUE_NAME}"  # the list of message ids waiting to be fetched
+
+# Timing and delivery settings, stated in `describe()`, the heartbeat and the harness's `settings()`.
+MAX_RETRIES = 0  # Retries middleware default: 20, backoff from 15 s; a retry would look like a duplicate
+TIME_LIMIT_MS = int((MAX_DURATION_S + 60) * 1000)  # TimeLimit middleware default: 600 000 ms, below the longest job
+DEAD_MESSAGE_TTL_MS = 3_600_000  # failed messages' dead-letter copies (default 7 days); purge() drops them too
+# How long a silent broker (no command at all) counts as alive; Dramatiq's default is 60 000 ms. A live worker
+# process beats every dramatiq_worker_timeout at least, from its delay-queue consumer, even when busy.
+HEARTBEAT_TIMEOUT_MS = int(settings.redelivery_timeout_s * 1000)
+# The idle consumer's longest back-off (env `dramatiq_worker_timeout`, default 1000 ms): the harness's worker
+# command sets the same 100 ms (taskbench/implementations/dramatiq.py), each worker's heartbeat shows its own.
+WORKER_TIMEOUT_ENV = "dramatiq_worker_timeout"
+WORKER_TIMEOUT_MS = 100
+
+
+def maintenance_chance(restore_interval_s: float | None, poll_ms: int) -> int:
+    """Dramatiq has no sweep interval, only a chance per broker command (default 1000 in a million). An idle
+    consumer sends a command at least every `poll_ms`; a chance of poll / interval gives it one sweep per
+    `restore_interval_s` on average."""
+    if restore_interval_s is None:
+        return DEFAULT_MAINTENANCE_CHANCE
+    chance = int(MAINTENANCE_SCALE * poll_ms / (restore_interval_s * 1000))
+    return max(DEFAULT_MAINTENANCE_CHANCE, min(MAINTENANCE_SCALE, chance))
+
+
+MAINTENANCE_CHANCE = maintenance_chance(settings.restore_interval_s, WORKER_TIMEOUT_MS)
+
+
+def make_broker() -> RedisBroker:
+    """Dramatiq's default middleware (Retries, TimeLimit, ...) and a client with bounded waits that reconnects
+    once after a Redis restart (the API's own clients do the same: see app.jobs.redis_options)."""
+    options = redis_options(settings.redis_timeout_s, asyncio=False) | {"decode_responses": False}
+    return RedisBroker(
+        client=redis.Redis.from_url(settings.redis_url, **options),
+        namespace=NAMESPACE,
+        heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
+        maintenance_chance=MAINTENANCE_CHANCE,
+        dead_message_ttl=DEAD_MESSAGE_TTL_MS,
+    )
+
+
+JobActor: TypeAlias = "dramatiq.Actor[[dict[str, Any]], None]"
+
+
+def declare_actors(broker: RedisBroker) -> tuple[JobActor, JobActor]:
+    """The sync actor (sync kinds and noop) and the async one (async kinds), on `broker`."""
+    options: dict[str, Any] = {"queue_name": QUEUE_NAME, "max_retries": MAX_RETRIES, "time_limit": TIME_LIMIT_MS}
+    sync_actor = dramatiq.actor(broker=broker, actor_name="taskbench.run_job", **options)(run_job)
+    async_actor = dramatiq.actor(broker=broker, actor_name="taskbench.run_job_async", **options)(run_job_async)
+    return sync_actor, async_actor
+
+
+# --- the worker side ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _WorkerState:
+    records: WorkerRecords | None = None
+    store: RedisJobStore | None = None
+    heartbeat: Heartbeat | None = None
+    threads: int = 0
+    prefetch: int = 0
+    worker_timeout_ms: int = 0
+    active: int = 0
+
+
+_state = _WorkerState()
+_active_lock = threading.Lock()
+
+
+@contextmanager
+def _running() -> Iterator[None]:
+    with _active_lock:
+        _state.active += 1
+    try:
+        yield
+    finally:
+        with _active_lock:
+            _state.active -= 1
+
+
+def run_job(call: dict[str, Any]) -> None:
+    """Sync kinds and noop, on one of the process's worker threads."""
+    job = JobCall.model_validate(call)
+    assert _state.records is not None, "the worker process has not booted"
+    with _running():
+        error = execute_sync(job, _state.records, lambda: workloads.run_sync(job.kind, job.duration, job.memory_mb))
+    if error is not None:
+        raise error  # logged by Dramatiq, then dead-lettered: max_retries=0
+
+
+async def run_job_async(call: dict[str, Any]) -> None:
+    """Async kinds, on the process's event-loop thread (AsyncIO middleware)."""
+    job = JobCall.model_validate(call)
+    assert _state.store is not None, "the worker process has not booted"
+    with _running():
+        error = await execute_async(
+            job, _state.store, lambda: workloads.run_async(job.kind, job.duration, job.memory_mb)
+        )
+    if error is not None:
+        raise error
+
+
+def _describe() -> dict[str, Any]:
+    return {
+        "active": _state.active,
+        "threads": _state.threads,
+        "prefetch": _state.prefetch,
+        "worker_timeout_ms": _state.worker_timeout_ms,
+        "heartbeat_timeout_ms": HEARTBEAT_TIMEOUT_MS,
+        "maintenance_chance": MAINTENANCE_CHANCE,
+        "max_retries": MAX_RETRIES,
+        "time_limit_ms": TIME_LIMIT_MS,
+    }
+
+
+class TaskbenchWorker(Middleware):
+    """Start-up and shutdown of each worker process: calibration, records clients, heartbeat."""
+
+    def after_process_boot(self, broker: dramatiq.Broker) -> None:
+        # Each forked worker process imports this module itself (the dramatiq main process never does), so
+        # each calibrates here, before its worker threads start: P ≤ cores processes at once, one core each.
+        workloads.calibrate()
+        _state.records = WorkerRecords(settings.redis_url, settings.redis_timeout_s)
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        # Created here, used only on the AsyncIO middleware's event-loop thread.
+        _state.store = RedisJobStore(NAME, settings.redis_url, settings.redis_timeout_s)
+        _state.threads = worker.worker_threads
+        _state.prefetch = worker.queue_prefetch
+        _state.worker_timeout_ms = worker.worker_timeout
+        _state.heartbeat = Heartbeat(NAME, f"{socket.gethostname()}:{os.getpid()}", _describe)
+        _state.heartbeat.start()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        if _state.heartbeat is not None:
+            _state.heartbeat.stop()
+
+
+def setup_worker() -> None:
+    """The worker's broker, set up in each worker process by `python -m dramatiq <this module>:setup_worker`."""
+    broker = make_broker()
+    broker.add_middleware(AsyncIO())  # Dramatiq's documented way to run `async def` actors
+    broker.add_middleware(TaskbenchWorker())
+    declare_actors(broker)
+    dramatiq.set_broker(broker)
+
+
+# --- the API side ------------------------------------------------------------------------------------
+
+
+class DramatiqImplementation(QueueImplementation):
+    name = NAME
+    runner = "Dramatiq (actor.send → worker processes × threads over Redis)"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._broker: RedisBroker | None = None
+        self._actors: tuple[JobActor, JobActor] | None = None
+
+    async def startup(self) -> None:
+        await super().startup()
+        self._broker = make_broker()
+        self._actors = declare_actors(self._broker)
+
+    async def shutdown(self) -> None:
+        if self._broker is not None:
+            self._broker.client.close()
+        await super().shutdown()
+
+    @property
+    def broker(self) -> RedisBroker:
+        if self._broker is None:
+            raise RuntimeError(f"{self.name}: the API has not started (lifespan) yet")
+        return self._broker
+
+    async def submit(self, record: JobRecord, background_tasks: BackgroundTasks) -> None:
+        assert self._actors is not None
+        sync_actor, async_actor = self._actors
+        actor = async_actor if workloads.is_async(record.kind) else sync_actor
+        await self.in_publisher(partial(actor.send, JobCall.of(record).model_dump(mode="json")))
+
+    async def queued(self) -> int:
+        return int(await self.store.redis.llen(QUEUE_KEY))  # type: ignore[misc]
+
+    async def purge(self) -> int:
+        pending = await self.queued()
+        await self.in_publisher(partial(self.broker.flush, QUEUE_NAME))  # Lua `purge`: list, .msgs, dead letters
+        return pending
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "runner": self.runner,
+            "broker": redacted(settings.redis_url),
+            "queue": QUEUE_KEY,
+            "acknowledgement": "after the actor returns",
+            "heartbeat_timeout_ms": HEARTBEAT_TIMEOUT_MS,
+            "maintenance_chance": f"{MAINTENANCE_CHANCE} / {MAINTENANCE_SCALE}",
+            "max_retries": MAX_RETRIES,
+            "time_limit_ms": TIME_LIMIT_MS,
+            "dead_message_ttl_ms": DEAD_MESSAGE_TTL_MS,
+            "worker_timeout_ms": f"{WORKER_TIMEOUT_MS} (env {WORKER_TIMEOUT_ENV} on the worker's command line)",
+        }
+
+
+IMPLEMENTATION = DramatiqImplementation()

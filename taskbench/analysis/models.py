@@ -1,0 +1,228 @@
+"""The analysis as types: what `taskbench.analysis.analyse` computes from raw results and every report reads.
+
+One model per figure group, so a renderer reads `summary.submission.p99`, never `summary["submission"]["p99"]`;
+the comparison file (`comparison_{timestamp}.json`) is an `AnalysedRun` dumped as JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from taskbench.capacity import Capacity
+from taskbench.results import DeliveryRecord, Reading, RunResult
+
+Endpoint = Literal["async", "sync"]
+ENDPOINTS: tuple[Endpoint, ...] = ("async", "sync")
+
+
+class Distribution(BaseModel):
+    """Count, mean and percentiles of the values present (missing ones are left out)."""
+
+    count: int = 0
+    avg: float | None = None
+    p50: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    max: float | None = None
+
+
+class ProbeSummary(Distribution):
+    """Latency of one health endpoint's probes, and how many went unanswered."""
+
+    sent: int = 0
+    answered: int = 0
+    timeouts: int = 0
+    errors: int = 0  # unanswered for another reason than a timeout
+    server_errors: int = 0  # answered with a 5xx
+    longest_silence_s: float = 0.0
+    rate_achieved: float = 0.0  # 1.0 = every scheduled probe was sent
+
+    @property
+    def unanswered(self) -> int:
+        return self.timeouts + self.errors
+
+
+class SubmissionSummary(Distribution):
+    """Time to accept each job (the distribution), and what was not accepted."""
+
+    attempted: int = 0
+    accepted: int = 0
+    timeouts: int = 0
+    errors: int = 0
+
+
+class Completion(BaseModel):
+    """What the job records said at the end."""
+
+    completed: int
+    failed: int
+    pending: int  # still queued or running at the deadline
+    missing_records: int  # accepted, but no record came back
+    timed_out: bool
+
+
+class Executions(BaseModel):
+    """Per accepted job: completed once, more than once, or never, from the ledger (else the records)."""
+
+    source: Literal["ledger", "records"]
+    accepted: int
+    completed_once: int
+    duplicated: int
+    lost: int
+    recovered: int  # started again after the fault and completed: redelivered
+    lost_ids: list[str] = Field(default_factory=list)
+    duplicated_ids: list[str] = Field(default_factory=list)
+    recovered_ids: list[str] = Field(default_factory=list)
+    completed_after_fault: int = 0
+    attempts_max: int = 0
+    redelivery_delay_s: float | None = None  # from the fault to the first job started again
+
+
+class ProcessResources(BaseModel):
+    """CPU (100 = one core) and RSS of one sampled process (with its children)."""
+
+    samples: int
+    cpu_peak: float
+    cpu_avg: float
+    rss_peak_mb: float
+    rss_avg_mb: float
+
+
+class SystemResources(BaseModel):
+    """The whole machine: CPU as % of all cores, memory as % of RAM."""
+
+    samples: int
+    cpu_peak: float
+    cpu_avg: float
+    memory_peak_percent: float
+    memory_avg_percent: float
+    memory_used_peak_mb: float
+
+
+class Failure(BaseModel):
+    """A failure rule that fired, with the figures that made it fire."""
+
+    rule: str
+    evidence: str
+
+
+class ScenarioSummary(BaseModel):
+    """Every figure of one scenario, its failures and the facts a report states about it."""
+
+    label: str
+    implementation: str
+    workload: str
+    jobs: int
+    duration_s: float
+    memory_mb: int = 0
+    fault: str | None = None
+    variant: str | None = None
+    interrupted: bool = False
+    how_it_runs: str = ""  # how this workload runs in this implementation ("" when not in the registry)
+    settings: dict[str, str] = Field(default_factory=dict)  # the implementation's timing-relevant settings
+    submission: SubmissionSummary
+    probes: dict[Endpoint, ProbeSummary]
+    completion: Completion
+    queue_time: Distribution
+    execution_time: Distribution
+    total_time: Distribution
+    client_total_time: Distribution  # from the client's send, which a blocked event loop can hold
+    makespan_s: float | None
+    ideal_makespan_s: float
+    makespan_ratio: float | None
+    capacity: Capacity
+    max_running: int
+    resources: dict[str, ProcessResources]  # by sampled role: api, redis, harness, {implementation}-worker
+    system: SystemResources | None = None
+    job_process: str  # the role whose CPU and memory are "the process that ran the jobs"
+    worker_role: str | None = None  # the implementation's worker, when one was sampled
+    peak_cpu_percent: float | None
+    peak_memory_mb: float | None
+    executions: Executions
+    fault_at: float | None = None
+    delivery: DeliveryRecord | None = None
+    harness: Reading | None = None
+    responsive: bool | None  # None: no probe was sent
+    failures: list[Failure] = Field(default_factory=list)
+
+
+class ImplementationOutcome(BaseModel):
+    """One implementation on one workload: the smallest job count at which it failed, and how."""
+
+    implementation: str
+    title: str
+    tested_jobs: list[int]  # empty: not run (or only cut short) on this workload
+    fails_at: int | None = None
+    failures: list[Failure] = Field(default_factory=list)  # at `fails_at`
+
+
+class JobCountOutcome(BaseModel):
+    """One job count of one workload: who held, who failed, and the cheapest of those that held."""
+
+    jobs: int
+    held: list[str]
+    failed: dict[str, list[Failure]]
+    cheapest_memory: str | None = None  # peak memory of the process that ran the jobs
+    cheapest_memory_mb: float | None = None
+    cheapest_cpu: str | None = None  # peak CPU of that process
+    cheapest_cpu_percent: float | None = None
+
+
+class WorkloadVerdict(BaseModel):
+    workload: str
+    tested_jobs: list[int]
+    implementations: list[ImplementationOutcome]
+    by_jobs: list[JobCountOutcome]
+    sentence: str  # where the baseline fails and what every other implementation did
+    held_line: str  # who held at each job count, and the cheapest of them
+
+
+class FaultRow(BaseModel):
+    """One implementation under one fault (and variant): what happened to its accepted jobs."""
+
+    fault: str
+    variant: str | None
+    implementation: str
+    workload: str
+    jobs: int
+    lost: int
+    duplicated: int
+    recovered: int
+    lost_ids: list[str]
+    duplicated_ids: list[str]
+    delivery: str | None  # the delivery setting the worker ran with
+    promise: str  # what the queue promises under it
+
+
+class Verdict(BaseModel):
+    """The computed answer; `lines` is what every report and the CLI print, headline first."""
+
+    baseline: str
+    workloads: list[WorkloadVerdict]
+    faults: list[FaultRow]
+    headline: list[str]
+    lines: list[str]
+
+
+class ImplementationInfo(BaseModel):
+    """How an implementation of the run works: its settings and how each workload of the run runs there."""
+
+    name: str
+    title: str
+    job_process: str
+    settings: dict[str, str] = Field(default_factory=dict)
+    how_it_runs: dict[str, str] = Field(default_factory=dict)  # workload → how
+    in_registry: bool = True
+
+
+class AnalysedRun(RunResult):
+    """A run with its analysis: what `comparison_{timestamp}.json` holds and every report renders."""
+
+    implementations: list[ImplementationInfo]
+    summaries: list[ScenarioSummary]
+    verdict: Verdict
+
+    def title(self, name: str) -> str:
+        return next((i.title for i in self.implementations if i.name == name), name)

@@ -1,0 +1,255 @@
+"""Figures from raw scenario data: percentiles, completion, responsiveness, resources, executions.
+
+Pure functions of a `ScenarioResult`, so `taskbench report` recomputes every figure from saved JSON.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+from taskbench import implementations
+from taskbench.analysis.models import (
+    ENDPOINTS,
+    Completion,
+    Distribution,
+    Executions,
+    ProbeSummary,
+    ProcessResources,
+    ScenarioSummary,
+    SubmissionSummary,
+    SystemResources,
+)
+from taskbench.results import Probe, ScenarioResult
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Linear interpolation between closest ranks (numpy's default), q in [0, 100]."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def _present(values: Iterable[float | None]) -> list[float]:
+    return [v for v in values if v is not None]
+
+
+def distribution(values: Iterable[float | None]) -> Distribution:
+    return Distribution(**_distribution_fields(_present(values)))
+
+
+def _distribution_fields(present: list[float]) -> dict[str, float | int | None]:
+    return {
+        "count": len(present),
+        "avg": sum(present) / len(present) if present else None,
+        "p50": percentile(present, 50),
+        "p95": percentile(present, 95),
+        "p99": percentile(present, 99),
+        "max": max(present) if present else None,
+    }
+
+
+def longest_silence(probes: Sequence[Probe], start: float, end: float) -> float:
+    """The longest stretch in [start, end] during which no probe got an answer."""
+    answers = sorted(p.sent_at + p.latency_s for p in probes if p.latency_s is not None)
+    marks = [start, *(t for t in answers if start <= t <= end), end]
+    return max((b - a for a, b in itertools.pairwise(marks)), default=0.0)
+
+
+def probe_summary(probes: Sequence[Probe], start: float, end: float, interval_s: float) -> ProbeSummary:
+    answered = [p.latency_s for p in probes if p.latency_s is not None]
+    span = max(end - start, 1e-9)
+    return ProbeSummary(
+        **_distribution_fields(answered),
+        sent=len(probes),
+        answered=len(answered),
+        timeouts=sum(p.error == "timeout" for p in probes),
+        errors=sum(p.latency_s is None and p.error != "timeout" for p in probes),
+        server_errors=sum((p.status_code or 0) >= 500 for p in probes),
+        longest_silence_s=longest_silence(probes, start, end),
+        # 1.0 = every scheduled probe was sent: n probes span n - 1 intervals
+        rate_achieved=len(probes) / (span / interval_s + 1),
+    )
+
+
+def submission_summary(result: ScenarioResult) -> SubmissionSummary:
+    subs = result.submissions
+    return SubmissionSummary(
+        **_distribution_fields(_present(s.latency_s for s in subs)),
+        attempted=len(subs),
+        accepted=sum(1 for s in subs if s.job_id),
+        timeouts=sum(s.error == "timeout" for s in subs),
+        errors=sum(1 for s in subs if s.error and s.error != "timeout"),
+    )
+
+
+def max_concurrent(intervals: Iterable[tuple[float, float]]) -> int:
+    events = sorted(e for start, end in intervals for e in ((start, 1), (end, -1)))
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def process_resources(result: ScenarioResult) -> dict[str, ProcessResources]:
+    roles = sorted({role for s in result.samples for role in s.processes})
+    out: dict[str, ProcessResources] = {}
+    for role in roles:
+        readings = [s.processes[role] for s in result.samples if role in s.processes]
+        cpu = [r.cpu_percent for r in readings]
+        rss = [r.rss_mb for r in readings]
+        out[role] = ProcessResources(
+            samples=len(readings),
+            cpu_peak=max(cpu),
+            cpu_avg=sum(cpu) / len(cpu),
+            rss_peak_mb=max(rss),
+            rss_avg_mb=sum(rss) / len(rss),
+        )
+    return out
+
+
+def system_resources(result: ScenarioResult) -> SystemResources | None:
+    readings = [s.system for s in result.samples]
+    if not readings:
+        return None
+    cpu = [r.cpu_percent for r in readings]
+    memory = [r.memory_percent for r in readings]
+    return SystemResources(
+        samples=len(readings),
+        cpu_peak=max(cpu),
+        cpu_avg=sum(cpu) / len(cpu),
+        memory_peak_percent=max(memory),
+        memory_avg_percent=sum(memory) / len(memory),
+        memory_used_peak_mb=max(r.memory_used_mb for r in readings),
+    )
+
+
+def execution_summary(result: ScenarioResult, fault_at: float | None) -> Executions:
+    """Per accepted job: completed once, more than once, or never (lost), from the ledger when there is
+    one, else from the job records."""
+    accepted = [s.job_id for s in result.submissions if s.job_id]
+    if result.executions:
+        ok_ends = [e for e in result.executions if e.event == "end" and e.ok]
+        ends = Counter(e.job_id for e in ok_ends)
+        starts = Counter(e.job_id for e in result.executions if e.event == "start")
+        last_end = {e.job_id: e.t for e in ok_ends}
+        source = "ledger"
+    else:
+        done = [j for j in result.jobs if j.status == "completed"]
+        ends = Counter(j.job_id for j in done)
+        starts = Counter(j.job_id for j in result.jobs if j.started_at)
+        last_end = {j.job_id: j.finished_at or 0.0 for j in done}
+        source = "records"
+    redelivered_at = [
+        e.t
+        for e in result.executions
+        if e.event == "start" and fault_at is not None and e.t > fault_at and starts[e.job_id] > 1
+    ]
+    lost = [job_id for job_id in accepted if ends[job_id] == 0]
+    duplicated = [job_id for job_id in accepted if ends[job_id] > 1]
+    recovered = (
+        [job_id for job_id in accepted if fault_at is not None and starts[job_id] > 1 and ends[job_id] >= 1]
+        if source == "ledger"
+        else []
+    )
+    return Executions(
+        source=source,
+        accepted=len(accepted),
+        completed_once=sum(ends[j] == 1 for j in accepted),
+        duplicated=len(duplicated),
+        lost=len(lost),
+        recovered=len(recovered),
+        lost_ids=lost,
+        duplicated_ids=duplicated,
+        recovered_ids=recovered,
+        completed_after_fault=sum(1 for j in accepted if fault_at is not None and last_end.get(j, 0) > fault_at),
+        attempts_max=max((starts[j] for j in accepted), default=0),
+        # from the fault to the first job started again: the redelivery timeout (which runs from the
+        # delivery, shortly before the fault) plus up to one restore sweep
+        redelivery_delay_s=(min(redelivered_at) - fault_at) if redelivered_at and fault_at is not None else None,
+    )
+
+
+def job_process(implementation: str) -> str:
+    """The sampled role whose CPU and memory are those of the process that ran the jobs."""
+    if implementation in implementations.REGISTRY:
+        return implementations.get(implementation).job_process
+    return f"{implementation}-worker"  # the convention for queues with a worker
+
+
+def summarize(result: ScenarioResult) -> ScenarioSummary:
+    """Every figure of one scenario; `responsive` and `failures` are left for `failures.annotate`."""
+    spec = result.spec
+    subs, jobs = result.submissions, result.jobs
+    statuses = Counter(j.status for j in jobs)
+    sent_at = {s.job_id: s.sent_at for s in subs if s.job_id}
+    accepted = sum(1 for s in subs if s.job_id)
+    finished = [j.finished_at for j in jobs if j.finished_at]
+    first_submit = min((s.sent_at for s in subs), default=result.started_at)
+    makespan = (max(finished) - first_submit) if finished and statuses["completed"] == spec.jobs else None
+    ideal = result.ideal_makespan_s
+    probes_start = min((p.sent_at for p in result.probes), default=result.started_at)
+    probes_end = max((p.sent_at for p in result.probes), default=result.ended_at)
+    interval = result.settings.probe_interval_s
+    fault_at = next((e.t for e in result.events if e.name == "fault"), None)
+    intervals = [(j.started_at, j.finished_at or result.ended_at) for j in jobs if j.started_at]
+    resources = process_resources(result)
+    role = job_process(spec.implementation)
+    worker_role = f"{spec.implementation}-worker"
+    registered = spec.implementation in implementations.REGISTRY
+    implementation = implementations.get(spec.implementation) if registered else None
+    return ScenarioSummary(
+        label=spec.label,
+        implementation=spec.implementation,
+        workload=spec.workload,
+        jobs=spec.jobs,
+        duration_s=spec.duration_s,
+        memory_mb=spec.memory_mb,
+        fault=spec.fault,
+        variant=spec.variant,
+        interrupted=result.interrupted,
+        how_it_runs=implementation.how_it_runs(spec.workload) if implementation else "",
+        settings=implementation.settings(result.settings.concurrency) if implementation else {},
+        submission=submission_summary(result),
+        probes={
+            endpoint: probe_summary(
+                [p for p in result.probes if p.endpoint == endpoint], probes_start, probes_end, interval
+            )
+            for endpoint in ENDPOINTS
+        },
+        completion=Completion(
+            completed=statuses["completed"],
+            failed=statuses["failed"],
+            pending=statuses["queued"] + statuses["running"],
+            missing_records=max(accepted - len(jobs), 0),
+            timed_out=result.timed_out,
+        ),
+        queue_time=distribution(j.queue_time for j in jobs),
+        execution_time=distribution(j.execution_time for j in jobs),
+        total_time=distribution(j.total_time for j in jobs),
+        client_total_time=distribution(
+            j.finished_at - sent_at[j.job_id] for j in jobs if j.finished_at and j.job_id in sent_at
+        ),
+        makespan_s=makespan,
+        ideal_makespan_s=ideal,
+        makespan_ratio=(makespan / ideal) if makespan is not None and ideal > 0 else None,
+        capacity=result.capacity,
+        max_running=max_concurrent(intervals),
+        resources=resources,
+        system=system_resources(result),
+        job_process=role,
+        worker_role=worker_role if worker_role in resources else None,
+        peak_cpu_percent=resources[role].cpu_peak if role in resources else None,
+        peak_memory_mb=resources[role].rss_peak_mb if role in resources else None,
+        executions=execution_summary(result, fault_at),
+        fault_at=fault_at,
+        delivery=result.delivery,
+        harness=result.harness,
+        responsive=None,
+    )

@@ -1,0 +1,226 @@
+"""The computed answer, from annotated summaries only.
+
+Per workload: the smallest job count at which each implementation fails and how, what the others did at
+the baseline's (BackgroundTasks') failing count, who held at each job count and the cheapest of those.
+Per fault: how many jobs each implementation and delivery variant lost, duplicated or had redelivered.
+The headline answers the benchmark's question: when do BackgroundTasks stop being enough?
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from taskbench import implementations
+from taskbench.analysis.models import (
+    Failure,
+    FaultRow,
+    ImplementationOutcome,
+    JobCountOutcome,
+    ScenarioSummary,
+    Verdict,
+    WorkloadVerdict,
+)
+
+BASELINE = "fastapi"  # the question is when BackgroundTasks stop being enough; every other one is compared
+
+
+def _first_failure(rows: list[ScenarioSummary]) -> ScenarioSummary | None:
+    return next((r for r in sorted(rows, key=lambda r: r.jobs) if r.failures), None)
+
+
+def _rules(failures: Sequence[Failure]) -> str:
+    return ", ".join(f.rule for f in failures)
+
+
+def _span(tested: list[int]) -> str:
+    return f"{tested[0]}–{tested[-1]} jobs" if len(tested) > 1 else f"{tested[0]} jobs" if tested else "nothing"
+
+
+def _join(names: list[str]) -> str:
+    return ", ".join(names)
+
+
+def _outcome(name: str, rows: list[ScenarioSummary]) -> ImplementationOutcome:
+    first = _first_failure(rows)
+    return ImplementationOutcome(
+        implementation=name,
+        title=implementations.title(name),
+        tested_jobs=sorted({r.jobs for r in rows}),
+        fails_at=first.jobs if first else None,
+        failures=first.failures if first else [],
+    )
+
+
+def _cheapest(rows: list[ScenarioSummary], value: str) -> tuple[str | None, float | None]:
+    measured = [(getattr(r, value), r.implementation) for r in rows if getattr(r, value) is not None]
+    if not measured:
+        return None, None
+    best = min(measured, key=lambda m: m[0])  # the first of equals: the run's order
+    return best[1], best[0]
+
+
+def _by_jobs(tested: list[int], rows: dict[str, list[ScenarioSummary]]) -> list[JobCountOutcome]:
+    out = []
+    for jobs in tested:
+        at = {name: next(r for r in impl_rows if r.jobs == jobs) for name, impl_rows in rows.items()
+              if any(r.jobs == jobs for r in impl_rows)}  # fmt: skip
+        held = [r for r in at.values() if not r.failures]
+        memory, memory_mb = _cheapest(held, "peak_memory_mb")
+        cpu, cpu_percent = _cheapest(held, "peak_cpu_percent")
+        out.append(
+            JobCountOutcome(
+                jobs=jobs,
+                held=[r.implementation for r in held],
+                failed={name: r.failures for name, r in at.items() if r.failures},
+                cheapest_memory=memory,
+                cheapest_memory_mb=memory_mb,
+                cheapest_cpu=cpu,
+                cheapest_cpu_percent=cpu_percent,
+            )
+        )
+    return out
+
+
+def _held_line(workload: str, by_jobs: list[JobCountOutcome]) -> str:
+    parts = []
+    for count in by_jobs:
+        part = f"{count.jobs} jobs: " + (_join([implementations.title(n) for n in count.held]) or "none")
+        cheapest = []
+        if count.cheapest_memory is not None and count.cheapest_memory_mb is not None:
+            cheapest.append(f"least memory {implementations.title(count.cheapest_memory)} "
+                            f"{count.cheapest_memory_mb:.0f} MB")  # fmt: skip
+        if count.cheapest_cpu is not None and count.cheapest_cpu_percent is not None:
+            cheapest.append(f"least CPU {implementations.title(count.cheapest_cpu)} {count.cheapest_cpu_percent:.1f}%")
+        if count.held and cheapest:
+            part += f" ({'; '.join(cheapest)})"
+        parts.append(part)
+    return f"{workload}, who held (peaks of the process that ran the jobs): {'; '.join(parts)}."
+
+
+def _sentence(workload: str, span: str, baseline: ImplementationOutcome, others: list[ImplementationOutcome],
+              rows: dict[str, list[ScenarioSummary]]) -> str:  # fmt: skip
+    if not baseline.tested_jobs:
+        sentence = f"{workload}: {baseline.title} not tested."
+    elif baseline.fails_at is not None:
+        sentence = f"{workload}: {baseline.title} fail from {baseline.fails_at} jobs ({_rules(baseline.failures)})"
+        for other in others:
+            same = next((r for r in rows[other.implementation] if r.jobs == baseline.fails_at), None)
+            if same is not None:
+                sentence += f"; {other.title} at that count: " + (_rules(same.failures) or "no failure")
+        sentence += "."
+    else:
+        sentence = f"{workload}: {baseline.title} did not fail in the tested range ({span})."
+    for other in others:
+        if other.fails_at is not None:
+            sentence += f" {other.title} fails from {other.fails_at} jobs ({_rules(other.failures)})."
+        elif other.tested_jobs:
+            sentence += f" {other.title} did not fail in {span}."
+    return sentence
+
+
+def _promise(summary: ScenarioSummary) -> tuple[str | None, str]:
+    record = summary.delivery
+    if record is not None and record.promise:
+        return record.name, record.promise
+    if summary.implementation in implementations.REGISTRY:
+        delivery = implementations.get(summary.implementation).delivery(record.name if record else None)
+        return delivery.name, delivery.promise
+    return (record.name if record else None), ""
+
+
+def _fault_rows(summaries: list[ScenarioSummary]) -> list[FaultRow]:
+    rows = []
+    for s in summaries:
+        if not s.fault or s.interrupted:
+            continue
+        execs = s.executions
+        delivery, promise = _promise(s)
+        rows.append(
+            FaultRow(
+                fault=s.fault,
+                variant=s.variant,
+                implementation=s.implementation,
+                workload=s.workload,
+                jobs=s.jobs,
+                lost=execs.lost,
+                duplicated=execs.duplicated,
+                recovered=execs.recovered,
+                lost_ids=execs.lost_ids,
+                duplicated_ids=execs.duplicated_ids,
+                delivery=delivery,
+                promise=promise,
+            )
+        )
+    return rows
+
+
+def _fault_lines(rows: list[FaultRow]) -> list[str]:
+    lines = []
+    for fault in dict.fromkeys((r.fault, r.variant) for r in rows):
+        same = [r for r in rows if (r.fault, r.variant) == fault]
+        name = fault[0] + (f" ({fault[1]})" if fault[1] else "")
+        parts = [
+            f"{r.implementation} lost {r.lost}/{r.jobs}"
+            + (f", duplicated {r.duplicated}" if r.duplicated else "")
+            + (f", redelivered {r.recovered}" if r.recovered else "")
+            for r in same
+        ]
+        lines.append(f"{name}: " + "; ".join(parts) + ".")
+    return lines
+
+
+def _headline(workloads: list[WorkloadVerdict], others: list[str], baseline_title: str) -> list[str]:
+    """One sentence a reader can act on: where BackgroundTasks were enough, and where they were not."""
+    held, broke = [], []
+    for w in workloads:
+        baseline = next(o for o in w.implementations if o.implementation == BASELINE)
+        if baseline.tested_jobs and baseline.fails_at is None:
+            held.append(f"{w.workload} (tested up to {max(w.tested_jobs)} jobs)")
+        elif baseline.fails_at is not None:
+            at = next(c for c in w.by_jobs if c.jobs == baseline.fails_at)
+            there = [n for n in others if n in at.held or n in at.failed]
+            notes = []
+            if at.held:
+                notes.append(f"{_join([implementations.title(n) for n in at.held])} held there")
+            if failed := [n for n in others if n in at.failed]:
+                notes.append(f"{_join([implementations.title(n) for n in failed])} failed there too")
+            if not there:
+                missing = _join([implementations.title(n) for n in others]) or "no other implementation"
+                notes.append(f"{missing} not run")
+            broke.append(f"{w.workload} from {baseline.fails_at} jobs ({'; '.join(notes)})")
+    parts = []
+    if held:
+        parts.append(f"{baseline_title} were enough for {', '.join(held)}")
+    if broke:
+        parts.append(f"{'they' if held else baseline_title} failed for {', '.join(broke)}")
+    return [f"Answer: {'; '.join(parts)}."] if parts else []
+
+
+def compute(summaries: list[ScenarioSummary], run_implementations: Sequence[str] = ()) -> Verdict:
+    """The verdict of annotated `summaries` (see `failures.annotate`); `run_implementations` orders them."""
+    order = list(dict.fromkeys([*run_implementations, *(s.implementation for s in summaries)]))
+    others = [name for name in order if name != BASELINE]
+    # A scenario cut short by Ctrl-C says nothing about where an implementation fails.
+    plain = [s for s in summaries if not s.fault and not s.interrupted]
+    workloads = []
+    for workload in dict.fromkeys(s.workload for s in plain):
+        in_workload = [s for s in plain if s.workload == workload]
+        rows = {name: [s for s in in_workload if s.implementation == name] for name in [BASELINE, *others]}
+        tested = sorted({s.jobs for s in in_workload})
+        baseline = _outcome(BASELINE, rows[BASELINE])
+        outcomes = [_outcome(name, rows[name]) for name in others]
+        by_jobs = _by_jobs(tested, rows)
+        workloads.append(
+            WorkloadVerdict(
+                workload=workload,
+                tested_jobs=tested,
+                implementations=[baseline, *outcomes],
+                by_jobs=by_jobs,
+                sentence=_sentence(workload, _span(tested), baseline, outcomes, rows),
+                held_line=_held_line(workload, by_jobs),
+            )
+        )
+    fault_rows = _fault_rows(summaries)
+    headline = _headline(workloads, others, implementations.title(BASELINE))
+    lines = [*headline, *(line for w in workloads for line in (w.sentence, w.held_line)), *_fault_lines(fault_rows)]
+    return Verdict(baseline=BASELINE, workloads=workloads, faults=fault_rows, headline=headline, lines=lines)

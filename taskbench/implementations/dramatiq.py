@@ -1,0 +1,93 @@
+"""Dramatiq: its own CLI forks worker processes, each running jobs on a pool of threads, over Redis."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from taskbench.capacity import Capacity
+from taskbench.errors import StackError
+from taskbench.implementations.base import ASYNC_WORKLOADS, Delivery, Implementation, cpu_bound, python_module
+
+# The idle consumer's longest back-off between polls of Redis (Dramatiq's default 1000 ms); the service's
+# maintenance chance assumes the same value (app/implementations/dramatiq.py WORKER_TIMEOUT_MS).
+WORKER_TIMEOUT_MS = 100
+
+
+def processes_and_threads(concurrency: int, cpu_count: int) -> tuple[int, int]:
+    """Dramatiq's defaults are one process per CPU and 8 threads each: as many processes as there are cores
+    (the largest that divides --concurrency, so processes × threads is exactly it), threads for the rest."""
+    processes = max(p for p in range(1, max(1, min(concurrency, cpu_count)) + 1) if concurrency % p == 0)
+    return processes, concurrency // processes
+
+
+class DramatiqImplementation(Implementation):
+    name = "dramatiq"
+    title = "Dramatiq"
+    job_process = "dramatiq-worker"
+    deliveries = (
+        Delivery(
+            "default",
+            "at least once: the Redis broker acknowledges a message only after the actor returns "
+            "(worker.py:ConsumerThread.post_process_message); a dead worker process's unacknowledged messages, "
+            "running and prefetched, go back to the queue at the first queue maintenance after its broker "
+            "heartbeat is heartbeat_timeout old (brokers/redis/dispatch.lua; here max(5 s, 2 × job duration "
+            "+ 2 s), default 60 s). A killed worker process makes the dramatiq main process stop the rest and "
+            "exit (cli.py:main): once restarted (by a supervisor; the harness does it) the same sweep "
+            "redelivers",
+            worker_crash="redelivered",
+            child_crash="redelivered",
+        ),
+    )
+
+    def worker_argv(self, concurrency: int) -> list[str]:
+        processes, threads = processes_and_threads(concurrency, os.cpu_count() or 1)
+        return [
+            "env", f"dramatiq_worker_timeout={WORKER_TIMEOUT_MS}",  # Dramatiq reads it at import
+            *python_module("dramatiq", "app.implementations.dramatiq:setup_worker"),
+            "--processes", str(processes), "--threads", str(threads),
+        ]  # fmt: skip
+
+    def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: dict[str, Any]) -> Capacity:
+        workers = self.workers_seen(health)  # one heartbeat per worker process
+        processes = len(workers)
+        threads = sum(int(w.get("threads") or 0) for w in workers)
+        if threads == 0:
+            raise StackError("no Dramatiq worker is seen by the service (GET /health): start one")
+        if workload == "cpu":
+            return cpu_bound(processes, cpu_count, "worker processes (the threads of one share its GIL)")
+        if workload == "blocking_async":
+            reason = f"a blocking call in async def holds its process's one event-loop thread: {processes} processes"
+            return Capacity(concurrency=processes, reason=reason)
+        reason = f"{processes} worker processes × {threads // processes} threads"
+        if workload == "async_sleep":
+            reason += " (each async job holds a worker thread while it waits on the event loop)"
+        return Capacity(concurrency=threads, reason=reason)
+
+    def settings(self, concurrency: int) -> dict[str, str]:
+        processes, threads = processes_and_threads(concurrency, os.cpu_count() or 1)
+        return {
+            "processes × threads": f"--processes {processes} --threads {threads} (Dramatiq's defaults: one process "
+            "per CPU, 8 threads; the processes divide --concurrency)",
+            "prefetch": f"{2 * threads} messages per process (2 × threads, Dramatiq's default); delay queue "
+            f"{1000 * threads}",
+            "idle poll back-off (dramatiq_worker_timeout)": f"5 ms doubling up to {WORKER_TIMEOUT_MS} ms "
+            "(default 1000 ms)",
+            "acknowledgement": "after the actor returns (Redis broker; no switch)",
+            "heartbeat_timeout": "max(5 s, 2 × job duration + 2 s) (default 60 s): how long a silent worker "
+            "process counts as alive",
+            "maintenance_chance": f"{WORKER_TIMEOUT_MS / 1000:.0%} of broker commands (default 0.1 %): an idle "
+            "consumer sweeps for dead workers' messages about once a second",
+            "retries": "max_retries=0 (Retries middleware default: 20, backoff from 15 s)",
+            "time_limit": "3660 s per job (TimeLimit middleware default: 600 s)",
+            "async actors": "AsyncIO middleware: one event-loop thread per process",
+            "results": "none (no Results middleware); failed messages dead-lettered for 1 h (default 7 days)",
+        }
+
+    def how_it_runs(self, workload: str) -> str:
+        if workload in ASYNC_WORKLOADS:
+            return "async def actor on the process's event-loop thread (AsyncIO middleware); a worker thread waits"
+        return "sync def on a worker thread (processes × threads)"
+
+
+IMPLEMENTATION = DramatiqImplementation()

@@ -1,0 +1,106 @@
+"""SAQ: one asyncio worker process over Redis, `concurrency` jobs at once, woken by BLMOVE (no polling)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from taskbench.capacity import Capacity
+from taskbench.errors import StackError
+from taskbench.implementations.base import ASYNC_WORKLOADS, Delivery, Implementation, python_module
+
+MECHANISM = (
+    "the job's id stays in SAQ's active list; a worker's sweep (every 1 s here) finds it once it is older than "
+    "its timeout (the redelivery timeout here), aborts it and waits a hard-coded 5 s for a worker to confirm, "
+    "one stuck job after another, then re-queues it if retries > attempts, else finishes it ABORTED 'swept' "
+    "(saq/queue/redis.py RedisQueue.sweep, saq/job.py Job.stuck and Job.retryable)"
+)
+
+
+def _default_sync_threads(cpu_count: int) -> int:
+    return min(32, cpu_count + 4)  # ThreadPoolExecutor() in saq.Worker.__init__: Python's default size
+
+
+class SaqImplementation(Implementation):
+    name = "saq"
+    title = "SAQ"
+    job_process = "saq-worker"
+    deliveries = (
+        Delivery(
+            "default",
+            f"at most once (retries 1, SAQ's default): a dead worker's job is marked aborted, never run again; "
+            f"{MECHANISM}",
+            worker_crash="lost",
+        ),
+        Delivery(
+            "retries=2",
+            "at least once: a dead worker's k-th job runs again after its timeout + up to 1 s + k × 5 s; "
+            f"{MECHANISM}. "
+            "retries also re-runs a job that raised, so the job function makes its failure final "
+            "(retries = attempts): only the sweep re-runs a job",
+            worker_crash="redelivered",
+        ),
+    )
+    faults = ("api-crash", "worker-crash", "redis-restart")  # --workers 1: no child process to kill
+
+    def worker_argv(self, concurrency: int) -> list[str]:
+        # `concurrency` comes from TASKBENCH_CONCURRENCY (worker_settings): SAQ's CLI has no flag for it.
+        return python_module("saq", "app.implementations.saq.worker_settings", "--workers", "1")
+
+    def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: dict[str, Any]) -> Capacity:
+        workers = self.workers_seen(health)
+        total = sum(int(w.get("concurrency") or 0) for w in workers)
+        if total == 0:
+            raise StackError("no SAQ worker is seen by the service (GET /health): start one")
+        processes = len(workers)
+        if workload == "blocking_async":
+            return Capacity(
+                concurrency=processes, reason=f"a blocking call in async def holds the event loop ({processes} worker)"
+            )
+        if workload == "cpu":
+            return Capacity(
+                concurrency=min(processes, cpu_count),
+                reason=f"sync jobs run in threads of {processes} worker process, sharing one GIL each",
+            )
+        if workload in ASYNC_WORKLOADS or workload == "noop":
+            return Capacity(concurrency=total, reason=f"concurrency {total}: coroutines on one event loop")
+        threads = [int(w.get("sync_threads") or _default_sync_threads(cpu_count)) for w in workers]
+        running = sum(min(int(w.get("concurrency") or 0), t) for w, t in zip(workers, threads, strict=True))
+        return Capacity(
+            concurrency=running,
+            reason=f"concurrency {total}, sync def on the worker's thread pool of {max(threads)} threads",
+        )
+
+    def settings(self, concurrency: int) -> dict[str, str]:
+        return {
+            "worker": "one process (`--workers 1`), asyncio event loop; SAQ's `--workers N` forks N unsupervised "
+            "copies (a dead one is not replaced)",
+            "concurrency": f"{concurrency} (--concurrency; SAQ default 10): jobs at once, each a task on the loop",
+            "sync jobs": "SAQ's own way: sync def on the Worker's ThreadPoolExecutor(), Python's default size "
+            "min(32, cores + 4), not configurable",
+            "dequeue": "BLMOVE queued → active, dequeue_timeout 0: blocks, no polling",
+            "timeout": "per job, stamped by the worker: max(5 s, 2 × job duration + 2 s), the redelivery timeout "
+            f"(SAQ default 10 s), × {concurrency} for cpu and blocking_async, × ⌈{concurrency} / pool threads⌉ "
+            "for sleep and memory (SAQ counts from dequeue, and these jobs wait for the GIL, the loop or a "
+            "thread); SAQ cancels a job past it, and its sweep calls it stuck",
+            "heartbeat": "0, off (SAQ default): nothing in a job touches it",
+            "sweep": "every 1 s, the restore interval (SAQ default 60 s); it aborts stuck jobs one by one, waiting "
+            "a fixed 5 s for each (RedisQueue.sweep abort=5.0, not configurable)",
+            "retries": "per delivery variant (default: 1, SAQ's default); a job's own exception is never retried",
+            "ttl": "-1: SAQ deletes its job record at finish (default 600 s)",
+            "API enqueue": "RedisQueue, max_concurrent_ops 20 (SAQ default)",
+            "worker's Redis client": "retries a lost connection for ~9 s (rides out a Redis restart)",
+        }
+
+    def redelivery_bound_s(self, timeout_s: float, concurrency: int, running: int) -> float:
+        """The job's timeout, a 1 s sweep, then SAQ's fixed 5 s abort wait for each stuck job in turn."""
+        return timeout_s + 1.0 + 5.0 * running + 5.0
+
+    def how_it_runs(self, workload: str) -> str:
+        if workload in ASYNC_WORKLOADS:
+            return "async def on the worker's event loop"
+        if workload == "noop":
+            return "returns at once in async def on the worker's event loop"
+        return "sync def on the SAQ worker's thread pool"
+
+
+IMPLEMENTATION = SaqImplementation()

@@ -1,0 +1,93 @@
+"""taskiq: `taskiq worker` over Redis (taskiq-redis), its worker processes each an event loop plus a thread pool."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from taskbench.capacity import Capacity
+from taskbench.errors import StackError
+from taskbench.implementations.base import Delivery, Implementation, cpu_bound, python_module
+
+
+def split(concurrency: int, cpu_count: int) -> tuple[int, int]:
+    """`--concurrency N` as taskiq's two knobs: worker processes (`--workers`, one per core at most, as
+    taskiq's default of 2 does on a 2-core machine) × async slots each (`--max-async-tasks`), N in all."""
+    workers = max(d for d in range(1, max(1, min(concurrency, cpu_count)) + 1) if concurrency % d == 0)
+    return workers, concurrency // workers
+
+
+class TaskiqImplementation(Implementation):
+    name = "taskiq"
+    title = "taskiq"
+    job_process = "taskiq-worker"
+    deliveries = (
+        Delivery(
+            "default",
+            "at most once: ListQueueBroker pops the job (BRPOP) and never acknowledges it, so the jobs a dying "
+            "worker process was running are lost (taskiq_redis.redis_broker:ListQueueBroker.listen)",
+            worker_crash="lost",
+            child_crash="lost",
+        ),
+        Delivery(
+            "stream",
+            "at least once: RedisStreamBroker acknowledges (XACK) after the job; a dead consumer's unacknowledged "
+            "job is claimed by another worker process (XAUTOCLAIM) once idle for idle_timeout, set to "
+            "the redelivery timeout (taskiq_redis.redis_broker:RedisStreamBroker.listen, "
+            "taskiq.receiver:Receiver.callback). Claimed jobs come back one at a time, under a Redis lock with no "
+            "expiry in 1.0.9: a worker killed while running a claimed job leaves it held, and no job is claimed again",
+            worker_crash="redelivered",
+            child_crash="redelivered",
+        ),
+    )
+
+    def worker_argv(self, concurrency: int) -> list[str]:
+        workers, slots = split(concurrency, os.cpu_count() or 1)
+        return python_module(
+            "taskiq", "worker", "app.implementations.taskiq:worker_broker",
+            "--workers", str(workers), "--max-async-tasks", str(slots), "--max-threadpool-threads", str(slots),
+            "--max-prefetch", "0", "--ack-type", "when_saved", "--log-level", "INFO",
+        )  # fmt: skip
+
+    def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: dict[str, Any]) -> Capacity:
+        workers = self.workers_seen(health)
+        total = sum(int(w.get("slots") or 0) for w in workers)  # each process' --max-async-tasks
+        if total == 0:
+            raise StackError("no taskiq worker process is seen by the service (GET /health): start one")
+        processes = len(workers)
+        if workload == "blocking_async":
+            return Capacity(
+                concurrency=processes,
+                reason=f"a blocking call in async def holds its process' loop ({processes} processes)",
+            )
+        if workload == "cpu":
+            return cpu_bound(processes, cpu_count, "worker processes (threads in one process share its GIL)")
+        unit = "threads" if workload in ("sleep", "memory") else "async slots"
+        return Capacity(concurrency=total, reason=f"{total} {unit} over {processes} worker processes")
+
+    def settings(self, concurrency: int) -> dict[str, str]:
+        workers, slots = split(concurrency, os.cpu_count() or 1)
+        return {
+            "worker processes": f"--workers {workers} (children of `taskiq worker`, one per core at most; restarted "
+            "within ~1 s when one dies)",
+            "async slots": f"--max-async-tasks {slots} per process (default 100): {workers * slots} jobs at once",
+            "thread pool": f"--max-threadpool-threads {slots} per process (default min(32, cores + 4)): sync jobs "
+            "run there, one per slot",
+            "prefetch": "--max-prefetch 0 (default): a process takes a job only when a slot is free",
+            "broker (default delivery)": "ListQueueBroker: LPUSH / BRPOP (blocks, no polling), no acknowledgement",
+            "broker (stream delivery)": "RedisStreamBroker: XREADGROUP COUNT 1 (default 100) blocking 1 s, then "
+            "XAUTOCLAIM of messages idle for max(5 s, 2 × job duration + 2 s) (default 600 s), 1 at a time "
+            "(default 100)",
+            "acknowledgement": "--ack-type when_saved (default; results are not stored, so: after the job)",
+            "result backend": "none (taskiq's default DummyResultBackend stores nothing)",
+            "retries": "none: no retry middleware, retry_on_error=False",
+            "job timeout": "none (taskiq's default)",
+        }
+
+    def how_it_runs(self, workload: str) -> str:
+        if workload in ("async_sleep", "blocking_async", "noop"):
+            return "async def on a taskiq worker process' event loop"
+        return "sync def in a taskiq worker process' thread pool"
+
+
+IMPLEMENTATION = TaskiqImplementation()

@@ -1,0 +1,411 @@
+"""What the reports say, as data: blocks (headings, paragraphs, bullets, tables, figures) built from the
+typed analysis. `markdown` and `html` each render the same blocks, so both show the same columns and words.
+
+Text may use two bits of Markdown, `code` and **bold**; the HTML renderer escapes it and keeps those two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from taskbench.analysis.models import AnalysedRun, ImplementationInfo, ProcessResources, ScenarioSummary
+from taskbench.analysis.verdict import BASELINE
+from taskbench.report.fmt import mb, ms, percent, ratio, seconds, yes_no
+from taskbench.results import RunResult, RunSettings, ScenarioResult
+
+SPEC_WORKLOAD = "sleep"  # the spec's own job: its rows and files carry no workload name
+
+Cell = str | list[str]  # a list: one line each, within one cell
+
+
+@dataclass(frozen=True)
+class ChartRef:
+    title: str
+    path: str  # relative to the run folder, e.g. charts/fastapi_10_jobs_…_timeline.png
+
+
+@dataclass(frozen=True)
+class Heading:
+    text: str
+    level: int = 2
+    anchor: str = ""
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    text: str
+    css_class: str = ""
+
+
+@dataclass(frozen=True)
+class Bullet:
+    text: str
+    children: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Bullets:
+    items: list[Bullet]
+    css_class: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    headers: list[str]
+    rows: list[list[Cell]]
+    css_class: str = ""
+
+
+@dataclass(frozen=True)
+class Figures:
+    charts: Sequence[ChartRef] = field(default_factory=list)
+
+
+Block = Heading | Paragraph | Bullets | Table | Figures
+
+
+def bullets(lines: Sequence[str], css_class: str = "") -> Bullets:
+    return Bullets([Bullet(line) for line in lines], css_class)
+
+
+def fault_name(fault: str, variant: str | None) -> str:
+    return fault + (f" ({variant})" if variant else "")
+
+
+def run_title(run: AnalysedRun) -> str:
+    """ "BackgroundTasks vs Celery vs arq": the implementations the run compared."""
+    return " vs ".join(i.title for i in run.implementations) or "taskbench"
+
+
+# --- tables --------------------------------------------------------------------------------------------------
+
+
+def spec_table(summaries: Sequence[ScenarioSummary]) -> Table:
+    """The spec's table, same columns: one row per implementation per job count (and workload)."""
+    headers = [
+        "Jobs", "Implementation", "Completed", "Failed", "Avg Submission Time",
+        "Avg Total Time", "Peak CPU", "Peak Memory", "Server Responsive",
+    ]  # fmt: skip
+    rows: list[list[Cell]] = [
+        [
+            str(s.jobs),
+            s.implementation.upper() + ("" if s.workload == SPEC_WORKLOAD else f" ({s.workload})"),
+            f"{s.completion.completed}/{s.jobs}",
+            str(s.completion.failed),
+            seconds(s.submission.avg),
+            seconds(s.total_time.avg, 1),
+            percent(s.peak_cpu_percent),
+            mb(s.peak_memory_mb),
+            "✓" if s.responsive else "✗",
+        ]
+        for s in summaries
+        if not s.fault
+    ]
+    return Table(headers, rows)
+
+
+def extended_table(summaries: Sequence[ScenarioSummary]) -> Table:
+    headers = [
+        "Scenario", "Submit p50 / p99 / max", "Async probe p99 / max", "Sync probe p99 / max",
+        "Probes lost", "Queue avg / p95 / max", "Exec avg", "Total avg (from client send)", "Makespan / ideal",
+        "Max running",
+    ]  # fmt: skip
+    rows: list[list[Cell]] = []
+    for s in summaries:
+        sub, pa, ps, q = s.submission, s.probes["async"], s.probes["sync"], s.queue_time
+        rows.append(
+            [
+                s.label,
+                f"{ms(sub.p50)} / {ms(sub.p99)} / {ms(sub.max)}",
+                f"{ms(pa.p99)} / {ms(pa.max)}",
+                f"{ms(ps.p99)} / {ms(ps.max)}",
+                f"{pa.unanswered} / {ps.unanswered}",
+                f"{seconds(q.avg, 2)} / {seconds(q.p95, 2)} / {seconds(q.max, 2)}",
+                seconds(s.execution_time.avg, 2),
+                f"{seconds(s.total_time.avg, 2)} ({seconds(s.client_total_time.avg, 2)})",
+                f"{seconds(s.makespan_s, 2)} / {seconds(s.ideal_makespan_s, 2)} ({ratio(s.makespan_ratio)})",
+                f"{s.max_running} of {s.capacity.concurrency}",
+            ]
+        )
+    return Table(headers, rows)
+
+
+def _cpu_peak_avg(p: ProcessResources | None) -> str:
+    return "– / –" if p is None else f"{percent(p.cpu_peak)} / {percent(p.cpu_avg)}"
+
+
+def resources_table(summaries: Sequence[ScenarioSummary]) -> Table:
+    headers = ["Scenario", "API CPU peak/avg", "API RSS peak", "Worker CPU peak/avg", "Worker RSS peak",
+               "Redis CPU peak", "System CPU peak (all cores)", "System mem peak", "Harness CPU"]  # fmt: skip
+    rows: list[list[Cell]] = []
+    for s in summaries:
+        api, redis, system = s.resources.get("api"), s.resources.get("redis"), s.system
+        worker = s.resources.get(s.worker_role) if s.worker_role else None
+        rows.append(
+            [
+                s.label,
+                _cpu_peak_avg(api),
+                mb(None if api is None else api.rss_peak_mb),
+                _cpu_peak_avg(worker),
+                mb(None if worker is None else worker.rss_peak_mb),
+                percent(None if redis is None else redis.cpu_peak),
+                percent(None if system is None else system.cpu_peak),
+                percent(None if system is None else system.memory_peak_percent),
+                percent(None if s.harness is None else s.harness.cpu_percent),
+            ]
+        )
+    return Table(headers, rows)
+
+
+def faults_table(summaries: Sequence[ScenarioSummary]) -> Table:
+    headers = ["Fault", "Implementation", "Delivery", "Accepted", "Completed once", "Lost", "Duplicated", "Redelivered",
+               "Redelivery delay (timeout)", "Completed after fault", "Lost / duplicated ids"]  # fmt: skip
+    rows: list[list[Cell]] = []
+    for s in (s for s in summaries if s.fault):
+        e = s.executions
+        timeout = s.delivery.redelivery_timeout_s if s.delivery else None
+        delay = "–" if e.redelivery_delay_s is None and timeout is None else (
+            f"{seconds(e.redelivery_delay_s, 1)} ({seconds(timeout, 0)})")  # fmt: skip
+        rows.append(
+            [
+                fault_name(s.fault or "", s.variant),
+                s.implementation,
+                s.delivery.name if s.delivery else "default",
+                str(e.accepted),
+                str(e.completed_once),
+                str(e.lost),
+                str(e.duplicated),
+                str(e.recovered),
+                delay,
+                str(e.completed_after_fault),
+                [*(f"lost {i}" for i in e.lost_ids), *(f"dup {i}" for i in e.duplicated_ids)] or "–",
+            ]
+        )
+    return Table(headers, rows, "faults")
+
+
+def promises_table(run: AnalysedRun) -> Table:
+    """What each implementation's delivery setting promised, for the fault scenarios run."""
+    seen = dict.fromkeys((r.implementation, r.delivery or "default", r.promise) for r in run.verdict.faults)
+    rows: list[list[Cell]] = [[run.title(name), delivery, promise or "–"] for name, delivery, promise in seen]
+    return Table(["Implementation", "Delivery", "What it promises"], rows)
+
+
+def implementations_table(implementations: Sequence[ImplementationInfo], workloads: Sequence[str]) -> Table:
+    """Each implementation's timing-relevant settings, and how each workload runs there."""
+    headers = ["Implementation", "Settings", *(f"How `{w}` runs" for w in workloads)]
+    rows: list[list[Cell]] = []
+    for info in implementations:
+        settings: Cell = [f"{k}: {v}" for k, v in info.settings.items()] or (
+            "–" if info.in_registry else "not in this taskbench's registry")  # fmt: skip
+        rows.append([f"{info.title} (`{info.name}`)", settings, *(info.how_it_runs.get(w, "–") for w in workloads)])
+    return Table(headers, rows)
+
+
+def scenario_settings_table(summary: ScenarioSummary) -> Table:
+    rows: list[list[Cell]] = [[k, v] for k, v in summary.settings.items()]
+    return Table(["Setting", "Value"], rows)
+
+
+def submission_table(summary: ScenarioSummary) -> Table:
+    sub = summary.submission
+    return Table(
+        ["Accepted", "Timeouts", "Errors", "Avg", "p50", "p95", "p99", "Max"],
+        [
+            [f"{sub.accepted}/{sub.attempted}", str(sub.timeouts), str(sub.errors),
+             *(ms(v) for v in (sub.avg, sub.p50, sub.p95, sub.p99, sub.max))]
+        ],
+    )  # fmt: skip
+
+
+def probes_table(summary: ScenarioSummary) -> Table:
+    rows: list[list[Cell]] = [
+        [endpoint, f"{p.answered}/{p.sent}", ms(p.avg), ms(p.p50), ms(p.p99), ms(p.max), str(p.timeouts),
+         str(p.errors), seconds(p.longest_silence_s, 2)]
+        for endpoint, p in summary.probes.items()
+    ]  # fmt: skip
+    return Table(["Endpoint", "Answered", "Avg", "p50", "p99", "Max", "Timeouts", "Errors", "Longest silence"], rows)
+
+
+def completion_table(summary: ScenarioSummary) -> Table:
+    s, done, q = summary, summary.completion, summary.queue_time
+    headers = ["Completed", "Failed", "Pending", "Queue avg", "Queue p95", "Queue max", "Exec avg", "Total avg",
+               "Makespan", "Ideal", "Ratio", "Max running"]  # fmt: skip
+    row: list[Cell] = [
+        str(done.completed), str(done.failed), str(done.pending), seconds(q.avg, 2), seconds(q.p95, 2),
+        seconds(q.max, 2), seconds(s.execution_time.avg, 2), seconds(s.total_time.avg, 2), seconds(s.makespan_s, 2),
+        seconds(s.ideal_makespan_s, 2), ratio(s.makespan_ratio), str(s.max_running),
+    ]  # fmt: skip
+    return Table(headers, [row])
+
+
+def executions_table(summary: ScenarioSummary) -> Table:
+    e = summary.executions
+    values = (e.accepted, e.completed_once, e.lost, e.duplicated, e.recovered, e.attempts_max)
+    return Table(
+        ["Accepted", "Completed once", "Lost", "Duplicated", "Redelivered", "Max attempts"], [[str(v) for v in values]]
+    )
+
+
+def key_figures(summary: ScenarioSummary) -> Table:
+    """The figures the verdict is made of, for one scenario, in one row."""
+    s = summary
+    headers = ["Completed", "Failed", "Lost", "Makespan ÷ ideal", "Submission p99", "Async probe p99",
+               "Sync probe p99", f"Peak memory ({s.job_process})", "Responsive"]  # fmt: skip
+    row: list[Cell] = [
+        f"{s.completion.completed}/{s.jobs}", str(s.completion.failed), str(s.executions.lost), ratio(s.makespan_ratio),
+        ms(s.submission.p99), ms(s.probes["async"].p99), ms(s.probes["sync"].p99), mb(s.peak_memory_mb),
+        yes_no(s.responsive),
+    ]  # fmt: skip
+    return Table(headers, [row])
+
+
+# --- texts ---------------------------------------------------------------------------------------------------
+
+
+def thresholds_text(settings: RunSettings) -> str:
+    t = settings.thresholds
+    return (
+        f"Responsive: no probe unanswered within {t.probe_timeout_s} s and probe p99 ≤ {t.responsive_p99_s} s, "
+        f"on `/health` (async endpoint) and `/health/sync` (sync endpoint, needs a threadpool thread), probed every "
+        f"{settings.probe_interval_s * 1000:.0f} ms. Submission timeout: {t.submit_timeout_s} s. Resource exhaustion: "
+        f"the process running the jobs over {t.memory_limit_mb:.0f} MB RSS, or system memory over "
+        f"{t.system_memory_limit_percent:.0f} %. "
+        f"Makespan far over ideal: more than {t.makespan_ratio_limit}× ceil(N / concurrency) × duration. "
+        f"Peak CPU and Peak Memory are those of the process that ran the jobs. "
+        f"Process CPU is % of one core (200 % = two cores busy); system CPU is % of all cores."
+    )
+
+
+def run_facts(run: RunResult) -> list[str]:
+    """The run's settings, service and machine, one line each."""
+    s, env = run.settings, run.environment
+    versions = ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items())
+    machine = env.get("machine", {})
+    return [
+        f"Implementations: {', '.join(s.implementations)}; workloads: {', '.join(s.workloads)}; "
+        f"job counts: {', '.join(map(str, s.jobs))}; job duration {s.duration_s} s"
+        + (" (quick profile)" if s.quick else ""),
+        f"Concurrency (--concurrency): {s.concurrency}; faults: {', '.join(s.faults) or 'none'} "
+        "(redelivery timeout for faults: see each scenario)",
+        f"Service: {s.url or 'started by taskbench'}; Redis: {s.redis}",
+        f"Machine: {machine.get('platform', '?')}, {machine.get('cpu_count', '?')} cores, "
+        f"{machine.get('memory_gb', 0):.1f} GB RAM; Python {machine.get('python', '?')}",
+        f"Versions: {versions}",
+    ]
+
+
+def verdict_lines(run: AnalysedRun) -> list[str]:
+    return run.verdict.lines or ["No scenario completed."]
+
+
+def when_baseline_fails(run: AnalysedRun) -> list[Block]:
+    """Every failure of the baseline's scenarios with its evidence, then the other implementations'."""
+    baseline = [s for s in run.summaries if s.implementation == BASELINE]
+    blocks: list[Block] = []
+    if baseline:
+        blocks.append(
+            Bullets(
+                [
+                    Bullet(f"**{s.label}**:", tuple(f"{f.rule}: {f.evidence}" for f in s.failures))
+                    if s.failures
+                    else Bullet(f"**{s.label}**: no failure detected.")
+                    for s in baseline
+                ]
+            )
+        )
+    else:
+        blocks.append(Paragraph(f"No {run.title(BASELINE)} scenario was run."))
+    for info in run.implementations:
+        failing = [s for s in run.summaries if s.implementation == info.name != BASELINE and s.failures]
+        if failing:
+            blocks.append(Paragraph(f"{info.title}'s failures, for the same scenarios:"))
+            blocks.append(bullets([f"**{s.label}** — {f.rule}: {f.evidence}" for s in failing for f in s.failures]))
+    return blocks
+
+
+# --- documents -----------------------------------------------------------------------------------------------
+
+
+def comparison(run: AnalysedRun, charts: Sequence[ChartRef] = ()) -> list[Block]:
+    """`comparison_{timestamp}.md`: the spec's table, the figures behind it, and last the verdict."""
+    summaries = run.summaries
+    blocks: list[Block] = [Heading(f"{run_title(run)} — comparison ({run.timestamp})", 1)]
+    if run.interrupted:
+        blocks.append(Paragraph("> **Interrupted**: this run was stopped early; the results below are partial."))
+    blocks += [
+        Heading("Results (the spec's table)"),
+        spec_table(summaries),
+        Heading("Extended figures"),
+        extended_table(summaries),
+        Heading("Resources", 3),
+        resources_table(summaries),
+    ]
+    if any(s.fault for s in summaries):
+        blocks += [Heading("Faults"), faults_table(summaries), promises_table(run)]
+    if charts:
+        blocks += [Heading("Charts"), Figures(charts)]
+    blocks += [
+        Heading(f"When {run.title(BASELINE)} fail"),
+        *when_baseline_fails(run),
+        Heading("How to read this"),
+        Paragraph(thresholds_text(run.settings)),
+        Heading("Settings"),
+        bullets(run_facts(run)),
+        implementations_table(run.implementations, run.settings.workloads),
+        Heading("Verdict"),  # last, computed from everything above (report.html shows it first)
+        bullets(verdict_lines(run)),
+    ]
+    return blocks
+
+
+def scenario_intro(result: ScenarioResult, summary: ScenarioSummary) -> str:
+    spec = result.spec
+    fault = f", fault **{fault_name(spec.fault, spec.variant)}**" if spec.fault else ""
+    runs = f" Runs as: {summary.how_it_runs}." if summary.how_it_runs else ""
+    return (
+        f"{spec.jobs} × `{spec.workload}` jobs of {spec.duration_s} s on **{spec.implementation}**{fault}.{runs} "
+        f"Capacity: {summary.capacity.concurrency} at once ({summary.capacity.reason}). "
+        f"Deadline {result.deadline_s:.1f} s" + (" — **passed before all jobs finished**." if result.timed_out else ".")
+    )
+
+
+def failure_bullets(summary: ScenarioSummary) -> list[str]:
+    return [f"**{f.rule}**: {f.evidence}" for f in summary.failures]
+
+
+def event_lines(result: ScenarioResult) -> list[str]:
+    return [
+        f"{e.name} at +{e.t - result.started_at:.2f} s" + (f": {e.detail}" if e.detail else "") for e in result.events
+    ]
+
+
+def scenario(result: ScenarioResult, summary: ScenarioSummary, charts: Sequence[ChartRef] = ()) -> list[Block]:
+    """`{implementation}_{N}_jobs_{timestamp}.md`: every figure of one scenario."""
+    s = summary
+    source = " (execution ledger)" if s.executions.source == "ledger" else " (job records)"
+    blocks: list[Block] = [
+        Heading(result.spec.label, 1),
+        Paragraph(scenario_intro(result, summary)),
+        Heading("Failures detected"),
+        bullets(failure_bullets(s) or ["none detected"]),
+        Heading("Submission"),
+        submission_table(s),
+        Heading("Responsiveness"),
+        probes_table(s),
+        Heading("Completion"),
+        completion_table(s),
+        Heading("Resources"),
+        resources_table([s]),
+        Heading("Executions" + source),
+        executions_table(s),
+        Heading("Timeline"),
+        bullets(event_lines(result) or ["no events"]),
+    ]
+    if charts:
+        blocks += [Heading("Charts"), Figures(charts)]
+    if s.settings:
+        blocks += [Heading(f"Settings of {s.implementation}"), scenario_settings_table(s)]
+    blocks += [Heading("How to read this"), Paragraph(thresholds_text(result.settings))]
+    return blocks
