@@ -42,7 +42,7 @@ def scenarios(settings: RunSettings, fault_jobs: int) -> list[ScenarioSpec]:
 def expected_capacity(spec: ScenarioSpec, concurrency: int, cpu_count: int) -> capacity.Capacity:
     """The capacity model before the stack is up: the service's /health refines it at run time."""
     impl = implementations.get(spec.implementation)
-    health = {impl.name: {"workers": [{"concurrency": concurrency}]}}
+    health = {impl.name: {"workers": impl.nominal_workers(concurrency, cpu_count)}}
     return impl.capacity(spec.workload, spec.jobs, concurrency, cpu_count, health)
 
 

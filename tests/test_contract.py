@@ -30,3 +30,18 @@ def test_every_implementation_states_its_settings_deliveries_and_how_workloads_r
 def test_celery_still_has_the_private_hook_the_api_relies_on() -> None:
     """app.implementations.celery.never_join_results_here calls it; if Celery drops it, fail loudly here."""
     assert callable(celery._state._set_task_join_will_block)  # type: ignore[attr-defined]
+
+
+def test_the_plan_estimates_every_implementation_workload_and_fault_before_the_stack_is_up() -> None:
+    from taskbench import faults, plan
+    from taskbench.results import RunSettings
+
+    settings = RunSettings(
+        implementations=list(harness_side.REGISTRY), workloads=list(plan.WORKLOADS), jobs=[10], noop_jobs=[100],
+        duration_s=0.5, memory_mb=1, concurrency=4, faults=list(faults.FAULTS),
+    )  # fmt: skip
+    specs = plan.scenarios(settings, fault_jobs=5)
+    assert {s.implementation for s in specs} == set(harness_side.REGISTRY)
+    for spec in specs:
+        assert plan.expected_capacity(spec, 4, 2).concurrency >= 1, spec.label
+        assert plan.estimate_s(spec, 4, 2) > 0, spec.label

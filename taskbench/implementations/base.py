@@ -66,6 +66,11 @@ class Implementation(ABC):
     def how_it_runs(self, workload: str) -> str:
         """How a job of this workload runs here (thread pool, event loop, asyncio.run per job, ...)."""
 
+    def nominal_workers(self, concurrency: int, cpu_count: int) -> list[dict[str, Any]]:
+        """The heartbeats a healthy worker sends at this concurrency: the capacity model before the stack
+        is up (the plan's estimate); at run time the real heartbeats from /health replace them."""
+        return [{"concurrency": concurrency}]
+
     def redelivery_bound_s(self, timeout_s: float, concurrency: int, running: int) -> float:
         """The latest a crashed job may start again after the crash, given the redelivery timeout the harness
         set, when the queue adds fixed delays of its own: the timeout plus a sweep or two by default."""

@@ -48,6 +48,10 @@ class DramatiqImplementation(Implementation):
             "--processes", str(processes), "--threads", str(threads),
         ]  # fmt: skip
 
+    def nominal_workers(self, concurrency: int, cpu_count: int) -> list[dict[str, Any]]:
+        processes, threads = processes_and_threads(concurrency, cpu_count)
+        return [{"concurrency": concurrency, "threads": threads} for _ in range(processes)]
+
     def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: dict[str, Any]) -> Capacity:
         workers = self.workers_seen(health)  # one heartbeat per worker process
         processes = len(workers)

@@ -36,6 +36,9 @@ class RQImplementation(Implementation):
             "--logging-level", "INFO",
         )  # fmt: skip
 
+    def nominal_workers(self, concurrency: int, cpu_count: int) -> list[dict[str, Any]]:
+        return [{"concurrency": concurrency, "pool": "nominal"} for _ in range(concurrency)]
+
     def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: dict[str, Any]) -> Capacity:
         workers = self.workers_seen(health)
         if not workers:

@@ -49,6 +49,10 @@ class TaskiqImplementation(Implementation):
             "--max-prefetch", "0", "--ack-type", "when_saved", "--log-level", "INFO",
         )  # fmt: skip
 
+    def nominal_workers(self, concurrency: int, cpu_count: int) -> list[dict[str, Any]]:
+        workers, slots = split(concurrency, cpu_count)
+        return [{"concurrency": concurrency, "slots": slots} for _ in range(workers)]
+
     def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: dict[str, Any]) -> Capacity:
         workers = self.workers_seen(health)
         total = sum(int(w.get("slots") or 0) for w in workers)  # each process' --max-async-tasks
