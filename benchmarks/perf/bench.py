@@ -26,6 +26,7 @@ from taskbench.stack import Stack
 REPO = Path(__file__).resolve().parents[2]
 IMPLEMENTATIONS = ("celery", "fastapi")
 ZERO_JOB = {"duration": 0, "kind": "sleep"}
+NOOP_JOB = {"duration": 0, "kind": "noop"}
 CONCURRENCY = 4
 console = Console()
 
@@ -93,6 +94,15 @@ def publish_plain(stack: Stack, count: int, prefix: str) -> dict[str, float]:
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
+def feed_directly(stack: Stack, name: str, count: int, prefix: str) -> dict[str, float]:
+    """Run benchmarks.perf.direct in a fresh process: queue NAME fed by its own enqueue API, no HTTP."""
+    argv = [sys.executable, "-m", "benchmarks.perf.direct", name, str(count), prefix]
+    done = subprocess.run(argv, env=stack.env(name), capture_output=True, text=True, timeout=300, check=False, cwd=REPO)
+    if done.returncode != 0:
+        raise RuntimeError(f"direct feed of {name} failed: {done.stderr[-2000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
 def publisher_main(count: int, prefix: str) -> None:
     """The subprocess side: import the app only now, after the environment points at the stack's Redis."""
     from app.tasks import run_job
@@ -107,11 +117,13 @@ def publisher_main(count: int, prefix: str) -> None:
     print(json.dumps({"t0": t0, "elapsed_s": elapsed, "rate": count / elapsed}))
 
 
-async def burst(client: ServiceClient, implementation: str, count: int) -> dict[str, Any]:
+async def burst(
+    client: ServiceClient, implementation: str, count: int, body: dict[str, Any] = ZERO_JOB
+) -> dict[str, Any]:
     """`count` concurrent submissions (the client's 100 connections); accepted/s over the whole burst."""
     t0 = time.time()
     started = time.perf_counter()
-    subs = await asyncio.gather(*(client.submit(implementation, i, ZERO_JOB) for i in range(count)))
+    subs = await asyncio.gather(*(client.submit(implementation, i, body) for i in range(count)))
     elapsed = time.perf_counter() - started
     latencies = [s.latency_s for s in subs if s.latency_s is not None]
     accepted = [s.job_id for s in subs if s.job_id]

@@ -12,16 +12,19 @@ import psutil
 
 from benchmarks.perf.bench import (
     IMPLEMENTATIONS,
+    NOOP_JOB,
     ZERO_JOB,
     Bench,
     Figure,
     burst,
+    feed_directly,
     median,
     ms,
     peak_rss_mb,
     publish_plain,
     scenario,
 )
+from taskbench import implementations
 from taskbench.analysis import analyse, summarise
 from taskbench.analysis.stats import percentile
 from taskbench.ledger import LedgerTail
@@ -210,6 +213,41 @@ async def section_6(bench: Bench) -> None:
     bench.add(Figure(6, "harness peak RSS", peak_rss_mb(), "MB", detail={"after_each": peaks}))
 
 
+async def section_7(bench: Bench) -> None:
+    """Per queue: noop jobs per second through the service ÷ the same queue fed straight by its own enqueue
+    API from a separate process, same worker, same run, end times from the ledger."""
+    count = 500 if bench.quick else 2000
+    queues = [name for name, impl in implementations.REGISTRY.items() if impl.has_worker]
+    for name in queues:
+        rates: dict[str, list[float]] = {"direct": [], "service": []}
+        cpu: list[float] = []
+        for r in range(bench.rounds(2)):
+            await bench.client.reset([name])
+            tail = LedgerTail(bench.stack.ledger_path)
+            prefix = f"direct7-{name}-{r}-{os.getpid()}"
+            fed = await asyncio.to_thread(feed_directly, bench.stack, name, count, prefix)
+            last = await tail.wait_for({f"{prefix}-{i}" for i in range(count)}, 300)
+            if last is not None:
+                rates["direct"].append(count / (last - fed["t0"]))
+            await bench.client.reset([name])
+            tail = LedgerTail(bench.stack.ledger_path)
+            psutil.cpu_percent(None)
+            outcome = await burst(bench.client, name, count, NOOP_JOB)
+            last = await tail.wait_for(set(outcome["job_ids"]), 300)
+            cpu.append(psutil.cpu_percent(None))
+            if last is not None and outcome["accepted"] == count:
+                rates["service"].append(count / (last - outcome["t0"]))
+        direct, service = median(rates["direct"]), median(rates["service"])
+        share = service / direct if service and direct else None
+        machine = median(cpu) or 0.0
+        detail = {"rounds": rates, "system_cpu_percent": machine, "jobs": count}
+        # where the machine is CPU-bound, the service's HTTP and records compete with the worker for 2 cores
+        goal = 0.8 if machine < 90 else None
+        name_ = f"{name} noop jobs/s via the API ÷ fed directly" + ("" if goal else " (CPU-bound: no goal)")
+        bench.add(Figure(7, name_, share, "×", ">=" if goal else "", goal, detail))
+    await bench.client.reset(queues)
+
+
 SECTIONS: dict[int, Callable[[Bench], Awaitable[None]]] = {
     1: section_1,
     2: section_2,
@@ -217,4 +255,5 @@ SECTIONS: dict[int, Callable[[Bench], Awaitable[None]]] = {
     4: section_4_5,
     5: section_4_5,
     6: section_6,
+    7: section_7,
 }

@@ -130,6 +130,8 @@ class ScenarioSummary(BaseModel):
     total_time: Distribution
     client_total_time: Distribution  # from the client's send, which a blocked event loop can hold
     makespan_s: float | None
+    throughput_jobs_per_s: float | None = None  # completed ÷ (last finish − first send): end to end
+    submission_rate_per_s: float | None = None  # accepted ÷ (last answer − first send): what the API took in
     ideal_makespan_s: float
     makespan_ratio: float | None
     capacity: Capacity

@@ -183,6 +183,14 @@ def job_process(implementation: str) -> str:
     return f"{implementation}-worker"  # the convention for queues with a worker
 
 
+def submission_rate(result: ScenarioResult) -> float | None:
+    answered = [s for s in result.submissions if s.job_id and s.latency_s is not None]
+    if not answered:
+        return None
+    span = max(s.sent_at + (s.latency_s or 0.0) for s in answered) - min(s.sent_at for s in result.submissions)
+    return len(answered) / span if span > 0 else None
+
+
 def summarize(result: ScenarioResult) -> ScenarioSummary:
     """Every figure of one scenario; `responsive` and `failures` are left for `failures.annotate`."""
     spec = result.spec
@@ -237,6 +245,10 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
             j.finished_at - sent_at[j.job_id] for j in jobs if j.finished_at and j.job_id in sent_at
         ),
         makespan_s=makespan,
+        throughput_jobs_per_s=(statuses["completed"] / (max(finished) - first_submit))
+        if finished and max(finished) > first_submit
+        else None,
+        submission_rate_per_s=submission_rate(result),
         ideal_makespan_s=ideal,
         makespan_ratio=(makespan / ideal) if makespan is not None and ideal > 0 else None,
         capacity=result.capacity,

@@ -131,6 +131,30 @@ def extended_table(summaries: Sequence[ScenarioSummary]) -> Table:
     return Table(headers, rows)
 
 
+def short_jobs_table(summaries: Sequence[ScenarioSummary]) -> Table:
+    """The `noop` workload: what each runner itself costs, in jobs per second."""
+    headers = ["Scenario", "Jobs/s end to end", "Submissions/s", "Queue p50 / p99", "Job process CPU peak / avg",
+               "Job process RSS peak", "API CPU avg", "Harness CPU"]  # fmt: skip
+    rows: list[list[Cell]] = []
+    for s in summaries:
+        if s.workload != "noop" or s.fault:
+            continue
+        job, api = s.resources.get(s.job_process), s.resources.get("api")
+        rows.append(
+            [
+                s.label,
+                "–" if s.throughput_jobs_per_s is None else f"{s.throughput_jobs_per_s:.0f}",
+                "–" if s.submission_rate_per_s is None else f"{s.submission_rate_per_s:.0f}",
+                f"{ms(s.queue_time.p50)} / {ms(s.queue_time.p99)}",
+                _cpu_peak_avg(job),
+                mb(None if job is None else job.rss_peak_mb),
+                percent(None if api is None else api.cpu_avg),
+                percent(None if s.harness is None else s.harness.cpu_percent),
+            ]
+        )
+    return Table(headers, rows)
+
+
 def _cpu_peak_avg(p: ProcessResources | None) -> str:
     return "– / –" if p is None else f"{percent(p.cpu_peak)} / {percent(p.cpu_avg)}"
 
@@ -342,6 +366,8 @@ def comparison(run: AnalysedRun, charts: Sequence[ChartRef] = ()) -> list[Block]
         Heading("Resources", 3),
         resources_table(summaries),
     ]
+    if any(s.workload == "noop" and not s.fault for s in summaries):
+        blocks += [Heading("Short jobs (noop): what each runner costs", 3), short_jobs_table(summaries)]
     if any(s.fault for s in summaries):
         blocks += [Heading("Faults"), faults_table(summaries), promises_table(run)]
     if charts:

@@ -199,6 +199,8 @@ def report(
         Heading("Resources", 3),
         content.resources_table(summaries),
     ]
+    if any(s.workload == "noop" and not s.fault for s in summaries):
+        parts += [Heading("Short jobs (noop): what each runner costs", 3), content.short_jobs_table(summaries)]
     if any(s.fault for s in summaries):
         parts += [Heading("Faults"), content.faults_table(summaries), content.promises_table(run)]
     if comparison_charts:
