@@ -213,6 +213,11 @@ async def section_6(bench: Bench) -> None:
     bench.add(Figure(6, "harness peak RSS", peak_rss_mb(), "MB", detail={"after_each": peaks}))
 
 
+# Above this share of the whole machine (all cores) during the API burst, the API, the harness and the worker
+# compete for the cores: the ratio then measures the machine, and is reported without a goal.
+CPU_BOUND_PERCENT = 80.0
+
+
 async def section_7(bench: Bench) -> None:
     """Per queue: noop jobs per second through the service ÷ the same queue fed straight by its own enqueue
     API from a separate process, same worker, same run, end times from the ledger."""
@@ -242,7 +247,7 @@ async def section_7(bench: Bench) -> None:
         machine = median(cpu) or 0.0
         detail = {"rounds": rates, "system_cpu_percent": machine, "jobs": count}
         # where the machine is CPU-bound, the service's HTTP and records compete with the worker for 2 cores
-        goal = 0.8 if machine < 90 else None
+        goal = 0.8 if machine < CPU_BOUND_PERCENT else None
         name_ = f"{name} noop jobs/s via the API ÷ fed directly" + ("" if goal else " (CPU-bound: no goal)")
         bench.add(Figure(7, name_, share, "×", ">=" if goal else "", goal, detail))
     await bench.client.reset(queues)
