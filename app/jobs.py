@@ -17,12 +17,13 @@ from typing import Any, Protocol
 
 import redis
 import redis.asyncio as aredis
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from app import settings as config
+from app import user_job
 from app.workloads import Kind
 
 
@@ -41,6 +42,19 @@ class JobRequest(BaseModel):
     duration: float = Field(config.DEFAULT_DURATION_S, ge=0, le=config.MAX_DURATION_S, description="seconds")
     kind: Kind = Kind.sleep
     memory_mb: int = Field(config.DEFAULT_MEMORY_MB, ge=0, le=config.MAX_MEMORY_MB, description="held by `memory` jobs")
+    job: int = Field(0, ge=0, description="`job` kind: which of the functions the service was started with")
+    args: dict[str, Any] = Field(default_factory=dict, description="`job` kind: keyword arguments (JSON)")
+
+    @model_validator(mode="after")
+    def _job_is_one_the_service_has(self) -> JobRequest:
+        if self.kind is Kind.job and self.job >= len(user_job.paths()):
+            raise ValueError(
+                f"job {self.job}: this service was started with {len(user_job.paths())} job function(s) "
+                "(taskbench run --job package.module:function)"
+            )
+        if self.kind is not Kind.job and (self.args or self.job):
+            raise ValueError("`job` and `args` go with kind 'job' only")
+        return self
 
 
 class JobRecord(BaseModel):
@@ -49,6 +63,8 @@ class JobRecord(BaseModel):
     kind: Kind
     duration: float
     memory_mb: int = 0
+    job: int | None = None  # `job` kind: the index of the user's function
+    args: dict[str, Any] | None = Field(default=None, exclude=True)  # travels to the runner, never stored
     status: Status = Status.queued
     submitted_at: float  # stamped by the API when it accepts the job (epoch seconds)
     started_at: float | None = None  # stamped by the code that runs the job
@@ -84,6 +100,8 @@ class JobCall(BaseModel):
     kind: Kind
     duration: float
     memory_mb: int = 0
+    job: int = 0
+    args: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
     def of(cls, record: JobRecord) -> JobCall:
@@ -93,6 +111,8 @@ class JobCall(BaseModel):
             kind=record.kind,
             duration=record.duration,
             memory_mb=record.memory_mb,
+            job=record.job or 0,
+            args=record.args or {},
         )
 
 
@@ -109,6 +129,8 @@ def new_record(implementation: str, request: JobRequest) -> JobRecord:
         kind=request.kind,
         duration=request.duration,
         memory_mb=request.memory_mb if request.kind is Kind.memory else 0,
+        job=request.job if request.kind is Kind.job else None,
+        args=request.args if request.kind is Kind.job else None,
         submitted_at=time.time(),
     )
 

@@ -26,7 +26,11 @@ CONCURRENCY = "TASKBENCH_CONCURRENCY"
 DELIVERY = "TASKBENCH_DELIVERY"
 REDELIVERY_TIMEOUT = "TASKBENCH_REDELIVERY_TIMEOUT"
 RESTORE_INTERVAL = "TASKBENCH_RESTORE_INTERVAL"
-ENV_VARS = (REDIS_URL, LEDGER, REDIS_TIMEOUT, CONCURRENCY, DELIVERY, REDELIVERY_TIMEOUT, RESTORE_INTERVAL)
+JOBS = "TASKBENCH_JOBS"  # the user's job functions, package.module:function, comma-separated
+JOB_TIMEOUT = "TASKBENCH_JOB_TIMEOUT"
+ENV_VARS = (
+    REDIS_URL, LEDGER, REDIS_TIMEOUT, CONCURRENCY, DELIVERY, REDELIVERY_TIMEOUT, RESTORE_INTERVAL, JOBS, JOB_TIMEOUT,
+)  # fmt: skip
 # Celery's own variables, honoured as Celery users expect; the harness sets them too.
 CELERY_ENV_VARS = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
 
@@ -48,6 +52,9 @@ class Settings:
     # Where job code appends one line per execution start/end (the execution ledger); off when empty.
     ledger_path: str = ""
     redis_timeout_s: float = 2.0
+    # The user's own job functions, fixed when the stack starts (app.user_job); a request picks one by index.
+    jobs: tuple[str, ...] = ()
+    job_timeout_s: float = 60.0
 
 
 def load() -> Settings:
@@ -67,6 +74,8 @@ def load() -> Settings:
         restore_interval_s=float(restore) if restore else None,
         ledger_path=os.environ.get(LEDGER, ""),
         redis_timeout_s=float(os.environ.get(REDIS_TIMEOUT, "2")),
+        jobs=tuple(path for path in os.environ.get(JOBS, "").split(",") if path),
+        job_timeout_s=float(os.environ.get(JOB_TIMEOUT, "60")),
     )
 
 

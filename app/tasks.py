@@ -28,9 +28,14 @@ def _records() -> WorkerRecords:
 
 
 @celery_app.task(name="taskbench.run_job")
-def run_job(job_id: str, kind: str, duration: float, memory_mb: int = 0) -> dict[str, Any]:
-    call = JobCall(job_id=job_id, implementation="celery", kind=kind, duration=duration, memory_mb=memory_mb)
-    error = execute_sync(call, _records(), lambda: workloads.run_sync(call.kind, duration, memory_mb))
+def run_job(
+    job_id: str, kind: str, duration: float, memory_mb: int = 0, job: int = 0, args: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    call = JobCall(
+        job_id=job_id, implementation="celery", kind=kind, duration=duration, memory_mb=memory_mb, job=job,
+        args=args or {},
+    )  # fmt: skip
+    error = execute_sync(call, _records(), lambda: workloads.run_sync(call))
     if error is not None:
         raise error
     return {"job_id": job_id}

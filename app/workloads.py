@@ -7,7 +7,12 @@ import asyncio
 import time
 from collections.abc import Callable, Coroutine
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from app import user_job
+
+if TYPE_CHECKING:
+    from app.jobs import JobCall
 
 
 class Kind(str, Enum):
@@ -17,6 +22,7 @@ class Kind(str, Enum):
     cpu = "cpu"  # pure-Python computation holding the GIL
     memory = "memory"  # holds memory_mb for the duration
     noop = "noop"  # returns at once, in the runner's own style (sync or async): what the queue itself costs
+    job = "job"  # the user's own function (app.user_job), chosen by the harness when it started the stack
 
 
 def sleep(duration: float, memory_mb: int = 0) -> None:
@@ -95,27 +101,36 @@ SYNC_BODIES: dict[Kind, SyncBody] = {Kind.sleep: sleep, Kind.cpu: cpu, Kind.memo
 ASYNC_BODIES: dict[Kind, AsyncBody] = {Kind.async_sleep: async_sleep, Kind.blocking_async: blocking_async}
 
 
-def is_async(kind: Kind) -> bool:
+def is_async(kind: Kind, job: int = 0) -> bool:
+    """Whether this kind (for `job`, the user's function number `job`) is an `async def`."""
+    if kind is Kind.job:
+        return user_job.is_async(job)
     return kind in ASYNC_BODIES
 
 
-def run_sync(kind: Kind, duration: float, memory_mb: int) -> None:
+def run_sync(call: JobCall) -> None:
     """Run any kind from synchronous code: async kinds with `asyncio.run`, as Celery's docs advise for
     coroutines in a prefork worker (one event loop per job)."""
+    kind, duration, memory_mb = call.kind, call.duration, call.memory_mb
     if kind is Kind.noop:
         return
-    if kind in ASYNC_BODIES:
+    if kind is Kind.job:
+        user_job.run_sync(call.job, call.args)
+    elif kind in ASYNC_BODIES:
         asyncio.run(ASYNC_BODIES[kind](duration, memory_mb))
     else:
         SYNC_BODIES[kind](duration, memory_mb)
 
 
-async def run_async(kind: Kind, duration: float, memory_mb: int) -> None:
+async def run_async(call: JobCall) -> None:
     """Run any kind from an event loop: async kinds natively, sync kinds in the loop's default thread
     pool (`asyncio.to_thread`), the way async queues document for blocking functions."""
+    kind, duration, memory_mb = call.kind, call.duration, call.memory_mb
     if kind is Kind.noop:
         return
-    if kind in ASYNC_BODIES:
+    if kind is Kind.job:
+        await user_job.run_async(call.job, call.args)
+    elif kind in ASYNC_BODIES:
         await ASYNC_BODIES[kind](duration, memory_mb)
     else:
         await asyncio.to_thread(SYNC_BODIES[kind], duration, memory_mb)

@@ -14,7 +14,7 @@ from typing import NoReturn
 from kombu.utils.url import maybe_sanitize_url as _redact  # hides a password in a URL
 from rich.console import Console
 
-from taskbench import faults, implementations, plan
+from taskbench import faults, implementations, job_check, plan
 from taskbench.analysis.models import AnalysedRun
 from taskbench.errors import StackError, UsageError
 from taskbench.report import files, markdown
@@ -106,12 +106,39 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--implementations", type=_implementations, default=DEFAULT_IMPLEMENTATIONS, help=IMPL_HELP)
     run.add_argument(
         "--workloads",
-        type=_csv(plan.WORKLOADS),
-        default=["sleep"],
-        help=f"sleep (default), all, or a list of: {', '.join(plan.WORKLOADS)}",
+        type=_csv(plan.WORKLOADS, allow_none=True),
+        default=None,
+        help=f"sleep (default; none with --job), all, or a list of: {', '.join(plan.WORKLOADS)}",
     )
     run.add_argument(
         "--faults", type=_csv(faults.FAULTS, allow_none=True), default=[], help="none (default), all, or a list"
+    )
+    run.add_argument(
+        "--job",
+        action="append",
+        default=[],
+        metavar="PACKAGE.MODULE:FUNCTION",
+        help="your own job function, run as a workload by every implementation (repeatable)",
+    )
+    run.add_argument(
+        "--job-args",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="keyword arguments of --job: one object, or a list of objects to cycle through (one per --job, or one "
+        "for all)",
+    )
+    run.add_argument(
+        "--job-args-from",
+        action="append",
+        default=[],
+        metavar="PACKAGE.MODULE:FACTORY",
+        help="a callable returning the keyword arguments of job number i (one per --job, or one for all)",
+    )
+    run.add_argument(
+        "--job-timeout",
+        type=_bounded(float, 0.01, 86_400),
+        help="seconds after which a --job run counts as failed (default: 10 × its trial call, at least 5 s)",
     )
     run.add_argument("--fault-jobs", type=_bounded(int, 1, 10_000), default=20, help="jobs in each fault scenario")
     run.add_argument("--memory-mb", type=_bounded(int, 1, 2048), default=50, help="held by each `memory` job")
@@ -181,9 +208,13 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         args.duration if args.duration is not None else (plan.QUICK_DURATION_S if args.quick else plan.SPEC_DURATION_S)
     )
     thresholds = Thresholds(memory_limit_mb=args.memory_limit_mb, responsive_p99_s=args.responsive_p99)
+    user_jobs = _check_jobs(args)  # before anything starts: a job that cannot run is exit 2, here
+    if args.url and user_jobs:
+        raise UsageError("--job needs a stack that taskbench started itself (it fixes the function): drop --url")
+    workloads = args.workloads if args.workloads is not None else ([] if user_jobs else ["sleep"])
     settings = RunSettings(
         implementations=args.implementations,
-        workloads=args.workloads,
+        workloads=workloads,
         jobs=args.jobs,
         noop_jobs=args.noop_jobs or list(plan.QUICK_NOOP_JOBS if args.quick else plan.NOOP_JOBS),
         duration_s=duration,
@@ -194,6 +225,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         redis="embedded" if not args.redis_url else _redact(args.redis_url),
         thresholds=thresholds,
         quick=args.quick,
+        user_jobs=[job.profile for job in user_jobs],
+        job_timeout_s=(args.job_timeout or job_check.default_timeout_s(user_jobs)) if user_jobs else None,
     )
     options = RunOptions(
         settings=settings,
@@ -201,10 +234,29 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         fault_jobs=args.fault_jobs,
         timeout_s=args.timeout,
         redis_url=args.redis_url,
+        job_args={job.profile.path: job.args for job in user_jobs},
     )
     folder, result = run(options, console)
     _print_answer(folder, result, console)
     return 0
+
+
+def _check_jobs(args: argparse.Namespace) -> list[job_check.UserJob]:
+    paths: list[str] = list(dict.fromkeys(args.job))
+    if not paths:
+        if args.job_args or args.job_args_from or args.job_timeout:
+            raise UsageError("--job-args, --job-args-from and --job-timeout go with --job package.module:function")
+        return []
+    sources: list[tuple[str | None, str | None]] = [(a, None) for a in args.job_args]
+    sources += [(None, f) for f in args.job_args_from]
+    if len(sources) > 1 and len(sources) != len(paths):
+        raise UsageError(f"{len(sources)} --job-args/--job-args-from for {len(paths)} --job: give one each, or one")
+    pairs = sources * len(paths) if len(sources) == 1 else sources or [(None, None)] * len(paths)
+    checked = []
+    for index, (path, (args_json, args_from)) in enumerate(zip(paths, pairs, strict=True)):
+        arguments, source = job_check.job_args(args_json, args_from)
+        checked.append(job_check.check(path, index, arguments, source))
+    return checked
 
 
 def _print_answer(folder: Path, result: AnalysedRun, console: Console) -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from typing import Any
 
+import aiohttp
 import httpx
 import psutil
 
@@ -16,96 +18,130 @@ from taskbench.errors import StackError
 from taskbench.results import JobData, Submission
 
 IDLE_TIMEOUT_S = 120.0
-SHARD_CONNECTIONS = 10  # connections per submission pool; see ServiceClient
-# Below uvicorn's keep-alive timeout (5 s, httpx's default expiry too): otherwise a request sent on an idle
-# connection just as the server closes it fails with ReadError (seen: 1 in 1000 bursts after a pause).
+CONTROL_TIMEOUT_S = 30.0  # per network operation (connect, each read) of every call but a submission
+# Below uvicorn's keep-alive timeout (5 s): otherwise a request sent on an idle connection just as the server
+# closes it fails (seen with httpx, ReadError: 1 in 1000 bursts after a pause). aiohttp checks the expiry when
+# it takes a connection from its pool and retries only idempotent requests on a dead one, never a POST.
 KEEPALIVE_EXPIRY_S = 2.0
 
 
-class _Shard:
-    """A small httpx pool for submissions, with a gate so requests queue here, not in httpcore."""
+class ServiceError(httpx.HTTPError):
+    """A call other than a submission failed: no connection, a timeout, or an HTTP error status.
 
-    def __init__(self, base_url: str, connections: int) -> None:
-        self.gate = asyncio.Semaphore(connections)
-        limits = httpx.Limits(
-            max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=KEEPALIVE_EXPIRY_S
-        )
-        self.http = httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(30.0), limits=limits)
+    A subclass of `httpx.HTTPError` only so that callers written for the httpx client (the scenario's poll
+    loop, which rides out an API that is down for a moment during a fault) still catch it; once they catch
+    ServiceError itself, its base can become Exception.
+    """
+
+
+def _timeout(seconds: float) -> aiohttp.ClientTimeout:
+    """`seconds` per network operation (connecting, then each read), as httpx's timeout was. The wait for a
+    free connection in the pool is not included (`connect` stays None), nor is there a total."""
+    return aiohttp.ClientTimeout(total=None, connect=None, sock_connect=seconds, sock_read=seconds)
+
+
+def _session(base_url: str, connections: int) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=connections, limit_per_host=0, keepalive_timeout=KEEPALIVE_EXPIRY_S)
+    return aiohttp.ClientSession(base_url=base_url, connector=connector, timeout=_timeout(CONTROL_TIMEOUT_S))
 
 
 class ServiceClient:
-    """Submissions go over `max_connections` connections split into pools of SHARD_CONNECTIONS.
+    """Submissions go over a pool of `max_connections` keep-alive connections; every other call over a
+    second pool of the same size, so a poll of the job counts never queues behind a burst.
 
-    httpcore's pool does O(connections²) work, plus O(queued × connections), on every request event
-    (`_assign_requests_to_connections`); with one pool of 100 connections and a 1000-job burst queued
-    in it, the harness spent ~7 ms of CPU per submission and became the bottleneck it measures.
+    aiohttp, not httpx: during a 1000-job burst httpx (its httpcore pool, even split into pools of 10 to
+    avoid that pool's O(connections²) bookkeeping) cost the harness ~1.4 ms of CPU per submission, more
+    than the API server spent accepting it, so the burst measured the harness; aiohttp costs a fraction of
+    that (benchmarks/README.md, "Load generator (issue 13)"). Sessions are made on first use, in the loop
+    that uses them.
     """
 
     def __init__(self, base_url: str, max_connections: int = 100, submit_timeout_s: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")
+        self.max_connections = max_connections
         self.submit_timeout_s = submit_timeout_s
-        self.http = httpx.AsyncClient(
-            base_url=self.base_url,
-            timeout=httpx.Timeout(30.0),
-            limits=httpx.Limits(
-                max_connections=max_connections,
-                max_keepalive_connections=max_connections,
-                keepalive_expiry=KEEPALIVE_EXPIRY_S,
-            ),
-        )
-        shards = max(1, -(-max_connections // SHARD_CONNECTIONS))
-        self._shards = [_Shard(self.base_url, -(-max_connections // shards)) for _ in range(shards)]
+        self._submit_timeout = _timeout(submit_timeout_s)
+        self._http: aiohttp.ClientSession | None = None
+        self._submissions: aiohttp.ClientSession | None = None
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        """The session for everything but submissions (base URL set: `client.http.get("/health")`)."""
+        if self._http is None:
+            self._http = _session(self.base_url, self.max_connections)
+        return self._http
+
+    def _submission_session(self) -> aiohttp.ClientSession:
+        if self._submissions is None:
+            self._submissions = _session(self.base_url, self.max_connections)
+        return self._submissions
 
     async def aclose(self) -> None:
-        await self.http.aclose()
-        for shard in self._shards:
-            await shard.http.aclose()
+        for session in (self._http, self._submissions):
+            if session is not None:
+                await session.close()
+        self._http = self._submissions = None
+
+    async def _call(
+        self, method: str, path: str, *, timeout_s: float | None = None, params: dict[str, Any] | None = None
+    ) -> tuple[int, bytes]:
+        """Status and body of one call; ServiceError when it could not be made or took too long."""
+        timeout = _timeout(timeout_s) if timeout_s is not None else None
+        try:
+            async with self.http.request(method, path, params=params, timeout=timeout) as response:
+                return response.status, await response.read()
+        except asyncio.TimeoutError as exc:
+            raise ServiceError(f"{method} {path}: timeout") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise ServiceError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+
+    async def _ok(self, method: str, path: str, **kwargs: Any) -> bytes:
+        """The body of a call that must succeed (no 4xx or 5xx status), else ServiceError."""
+        status, body = await self._call(method, path, **kwargs)
+        if status >= 400:
+            raise ServiceError(f"{method} {path}: HTTP {status}: {body[:200].decode(errors='replace')}")
+        return body
 
     async def health(self) -> dict[str, Any]:
-        response = await self.http.get("/health", timeout=5.0)
-        return dict(response.json())
+        _, body = await self._call("GET", "/health", timeout_s=5.0)
+        return dict(json.loads(body))
 
     async def submit(self, implementation: str, index: int, body: dict[str, Any]) -> Submission:
         sent_at = time.time()
         started = time.perf_counter()
-        shard = self._shards[index % len(self._shards)]
         try:
-            # The wait for a connection counts in the latency but not in the timeout: a request queued in
-            # httpcore's pool also waited on its connection with no deadline (a 10 000-job burst had no
-            # timeouts), so the timeout stays what it was: per network operation, once on the wire.
-            async with shard.gate:
-                response = await shard.http.post(f"/{implementation}/job", json=body, timeout=self.submit_timeout_s)
-        except httpx.TimeoutException:
+            # The wait for a free connection counts in the latency but not in the timeout: the timeout is
+            # per network operation, once on the wire, as it was with httpx (a 10 000-job burst had none).
+            session = self._submission_session()
+            async with session.post(f"/{implementation}/job", json=body, timeout=self._submit_timeout) as response:
+                status, content = response.status, await response.read()
+        except asyncio.TimeoutError:
             return Submission(index=index, sent_at=sent_at, latency_s=None, error="timeout")
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             return Submission(index=index, sent_at=sent_at, latency_s=None, error=f"{type(exc).__name__}: {exc}")
         latency = time.perf_counter() - started
-        job_id = response.json().get("job_id") if response.status_code == 202 else None
-        error = None if job_id else f"HTTP {response.status_code}: {response.text[:200]}"
+        job_id = json.loads(content).get("job_id") if status == 202 else None
+        error = None if job_id else f"HTTP {status}: {content.decode(errors='replace')[:200]}"
         return Submission(
             index=index,
             sent_at=sent_at,
             latency_s=latency,
-            status_code=response.status_code,
+            status_code=status,
             job_id=job_id,
             error=error,
         )
 
     async def counts(self, implementation: str) -> dict[str, int]:
         """Counts by status and in all; one cheap call, polled while a scenario waits."""
-        response = await self.http.get(f"/{implementation}/jobs", params={"limit": 0})
-        response.raise_for_status()
-        data = response.json()
+        data = json.loads(await self._ok("GET", f"/{implementation}/jobs", params={"limit": 0}))
         return {**data["counts"], "count": data["count"]}
 
     async def jobs(self, implementation: str) -> list[JobData]:
-        response = await self.http.get(f"/{implementation}/jobs", timeout=120.0)
-        response.raise_for_status()
-        return [JobData.model_validate(job) for job in response.json()["jobs"]]
+        data = json.loads(await self._ok("GET", f"/{implementation}/jobs", timeout_s=120.0))
+        return [JobData.model_validate(job) for job in data["jobs"]]
 
     async def clear(self, implementation: str) -> None:
-        response = await self.http.delete(f"/{implementation}/jobs")
-        response.raise_for_status()
+        await self._ok("DELETE", f"/{implementation}/jobs")
 
     async def local_pids(self) -> dict[str, int]:
         """The API server and the first worker of each implementation that `/health` reports, where they run

@@ -25,6 +25,15 @@ def scenarios(settings: RunSettings, fault_jobs: int) -> list[ScenarioSpec]:
         for jobs in (settings.noop_jobs if workload == "noop" else settings.jobs)
         for impl in settings.implementations
     ]  # fmt: skip
+    specs += [
+        ScenarioSpec(
+            implementation=impl, workload=job.path, jobs=jobs, duration_s=job.duration_s,
+            job_index=job.index, behaves_like=job.behaves_like,
+        )
+        for job in settings.user_jobs
+        for jobs in settings.jobs
+        for impl in settings.implementations
+    ]  # fmt: skip
     for fault in settings.faults:
         for impl in settings.implementations:
             if not faults.applies(fault, impl):
@@ -43,7 +52,7 @@ def expected_capacity(spec: ScenarioSpec, concurrency: int, cpu_count: int) -> c
     """The capacity model before the stack is up: the service's /health refines it at run time."""
     impl = implementations.get(spec.implementation)
     health = {impl.name: {"workers": impl.nominal_workers(concurrency, cpu_count)}}
-    return impl.capacity(spec.workload, spec.jobs, concurrency, cpu_count, health)
+    return impl.capacity(spec.model_workload, spec.jobs, concurrency, cpu_count, health)
 
 
 def estimate_s(spec: ScenarioSpec, concurrency: int, cpu_count: int) -> float:

@@ -13,6 +13,7 @@ not know with a clear message.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,6 +36,29 @@ class Thresholds(BaseModel):
     makespan_ratio_limit: float = 1.5
 
 
+class JobProfile(BaseModel):
+    """The user's job (`--job`) as the harness checked it once, in its own process, before the run."""
+
+    path: str  # package.module:function
+    index: int  # its number in the stack's TASKBENCH_JOBS
+    is_async: bool
+    import_s: float
+    duration_s: float  # one call with the first arguments, wall clock
+    cpu_s: float  # CPU time of that call in the harness process
+    return_type: str
+    behaves_like: str  # the built-in workload whose capacity model fits it: sleep, async_sleep or cpu
+    args: str  # where its arguments come from
+
+    @property
+    def description(self) -> str:
+        kind = "an async" if self.is_async else "a sync"
+        return (
+            f"{self.path}: {kind} function that took {self.duration_s:.3f} s once ({self.cpu_s:.3f} s of CPU; "
+            f"imported in {self.import_s:.3f} s), returns {self.return_type}; capacity as for `{self.behaves_like}`; "
+            f"arguments {self.args}"
+        )
+
+
 class RunSettings(BaseModel):
     implementations: list[str]
     workloads: list[str]
@@ -50,6 +74,8 @@ class RunSettings(BaseModel):
     sample_interval_s: float = 0.25
     thresholds: Thresholds = Field(default_factory=Thresholds)
     quick: bool = False
+    user_jobs: list[JobProfile] = Field(default_factory=list)  # --job, checked before the run
+    job_timeout_s: float | None = None
 
 
 class ScenarioSpec(BaseModel):
@@ -60,6 +86,13 @@ class ScenarioSpec(BaseModel):
     memory_mb: int = 0
     fault: str | None = None  # api-crash, worker-crash, redis-restart
     variant: str | None = None  # delivery settings for worker-crash, persistence for redis-restart
+    job_index: int | None = None  # a user's job (`workload` is then its path): its number in the stack
+    behaves_like: str | None = None  # a user's job: the built-in workload whose capacity model fits it
+
+    @property
+    def model_workload(self) -> str:
+        """The workload the capacity model and "how it runs" go by."""
+        return self.behaves_like or self.workload
 
     @property
     def label(self) -> str:
@@ -76,7 +109,7 @@ class ScenarioSpec(BaseModel):
             stem += f"_{self.workload}"
         if self.fault:
             stem += f"_{self.fault}" + (f"_{self.variant}" if self.variant else "")
-        return f"{stem}_{self.jobs}_jobs".replace("+", "_")
+        return re.sub(r"[^A-Za-z0-9_.=-]", "_", f"{stem}_{self.jobs}_jobs")
 
 
 class JobData(BaseModel):

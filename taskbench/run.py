@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -30,6 +30,7 @@ from taskbench.analysis import analyse
 from taskbench.analysis.models import AnalysedRun
 from taskbench.client import ServiceClient
 from taskbench.errors import StackError
+from taskbench.job_check import JobArgs
 from taskbench.report import files
 from taskbench.results import RunResult, RunSettings, ScenarioResult, ScenarioSpec
 from taskbench.scenario import ScenarioContext, run_scenario
@@ -43,6 +44,7 @@ class RunOptions:
     fault_jobs: int
     timeout_s: float | None = None
     redis_url: str | None = None
+    job_args: dict[str, JobArgs] = field(default_factory=dict)  # a user job's path → arguments of job i
 
 
 def timestamp() -> str:
@@ -64,6 +66,9 @@ def run(options: RunOptions, console: Console) -> tuple[Path, AnalysedRun]:
                 concurrency=options.settings.concurrency,
                 redis_url=options.redis_url,
                 implementations=tuple(options.settings.implementations),
+                jobs=tuple(job.path for job in options.settings.user_jobs),
+                job_timeout_s=options.settings.job_timeout_s or 60.0,
+                job_dir=Path.cwd(),
             )
             with console.status("starting Redis, the API server and the workers…"):
                 stack = Stack(config)
@@ -110,7 +115,14 @@ async def _run_all(
 ) -> tuple[Path, AnalysedRun]:
     settings = options.settings
     client = ServiceClient(url, submit_timeout_s=settings.thresholds.submit_timeout_s)
-    ctx = ScenarioContext(client=client, settings=settings, environment=env, stack=stack, timeout_s=options.timeout_s)
+    ctx = ScenarioContext(
+        client=client,
+        settings=settings,
+        environment=env,
+        stack=stack,
+        timeout_s=options.timeout_s,
+        job_args=options.job_args,
+    )
     loop = asyncio.get_running_loop()
 
     def interrupt() -> None:

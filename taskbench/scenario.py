@@ -15,6 +15,7 @@ import psutil
 
 from taskbench import capacity, faults, implementations
 from taskbench.client import ServiceClient
+from taskbench.job_check import JobArgs
 from taskbench.ledger import LedgerTail
 from taskbench.probes import Prober
 from taskbench.results import DeliveryRecord, Event, Reading, RunSettings, ScenarioResult, ScenarioSpec
@@ -35,6 +36,16 @@ class ScenarioContext:
     timeout_s: float | None = None  # overrides the deadline derived from the ideal makespan
     cpu_count: int = field(default_factory=lambda: os.cpu_count() or 1)
     stop: asyncio.Event = field(default_factory=asyncio.Event)  # set by Ctrl-C: finish early, keep the data
+    job_args: dict[str, JobArgs] = field(default_factory=dict)  # a user job's path → arguments of job i
+
+
+def request_body(ctx: ScenarioContext, spec: ScenarioSpec, i: int) -> dict[str, Any]:
+    """What job number i asks for: a built-in kind, or the user's function by its number and arguments."""
+    body: dict[str, Any] = {"duration": spec.duration_s, "kind": spec.workload, "memory_mb": spec.memory_mb}
+    if spec.job_index is not None:
+        arguments = ctx.job_args.get(spec.workload)
+        body |= {"kind": "job", "job": spec.job_index, "args": arguments(i) if arguments else {}}
+    return body
 
 
 def deadline_for(spec: ScenarioSpec, ideal_s: float, timeout_s: float | None) -> float:
@@ -95,7 +106,7 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
         stack.apply(faults.state_for(spec))  # on this thread: see faults.inject
     await ctx.client.reset([spec.implementation])
     expected = await ctx.client.capacity(
-        spec.implementation, spec.workload, spec.jobs, settings.concurrency, ctx.cpu_count
+        spec.implementation, spec.model_workload, spec.jobs, settings.concurrency, ctx.cpu_count
     )
     ideal = capacity.ideal_makespan_s(spec.jobs, expected.concurrency, spec.duration_s)
     deadline_s = deadline_for(spec, ideal, ctx.timeout_s)
@@ -116,10 +127,11 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
     prober.start()
     try:
         await asyncio.sleep(0.3)  # a baseline before the burst
-        body = {"duration": spec.duration_s, "kind": spec.workload, "memory_mb": spec.memory_mb}
         events.append(Event(t=time.time(), name="burst_start", detail=f"{spec.jobs} submissions"))
         submissions = list(
-            await asyncio.gather(*(ctx.client.submit(spec.implementation, i, body) for i in range(spec.jobs)))
+            await asyncio.gather(
+                *(ctx.client.submit(spec.implementation, i, request_body(ctx, spec, i)) for i in range(spec.jobs))
+            )
         )
         events.append(Event(t=time.time(), name="burst_end"))
         if spec.fault and stack is not None and not ctx.stop.is_set():

@@ -16,6 +16,8 @@ CONCURRENCY = "TASKBENCH_CONCURRENCY"
 DELIVERY = "TASKBENCH_DELIVERY"
 REDELIVERY_TIMEOUT = "TASKBENCH_REDELIVERY_TIMEOUT"
 RESTORE_INTERVAL = "TASKBENCH_RESTORE_INTERVAL"
+JOBS = "TASKBENCH_JOBS"
+JOB_TIMEOUT = "TASKBENCH_JOB_TIMEOUT"
 CELERY_VARS = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
 
 
@@ -27,6 +29,9 @@ class ServiceEnv(BaseModel):
     redelivery_timeout_s: float = 3600.0
     restore_interval_s: float = 1.0  # how often an abandoned job is looked for, where the queue lets us say
     redis_timeout_s: float = 2.0
+    jobs: list[str] = []  # the user's job functions, package.module:function
+    job_timeout_s: float = 60.0
+    job_dir: str = ""  # the user's working directory, where the API and workers import the jobs from
 
     def variables(self) -> dict[str, str]:
         return {
@@ -37,9 +42,14 @@ class ServiceEnv(BaseModel):
             DELIVERY: self.delivery,
             REDELIVERY_TIMEOUT: str(self.redelivery_timeout_s),
             RESTORE_INTERVAL: str(self.restore_interval_s),
+            JOBS: ",".join(self.jobs),
+            JOB_TIMEOUT: str(self.job_timeout_s),
             **dict.fromkeys(CELERY_VARS, self.redis_url),
         }
 
     def environ(self) -> dict[str, str]:
         """The harness's environment plus the contract, unbuffered so logs arrive as they happen."""
-        return {**os.environ, **self.variables(), "PYTHONUNBUFFERED": "1"}
+        environ = {**os.environ, **self.variables(), "PYTHONUNBUFFERED": "1"}
+        if self.job_dir:  # first, as `python -m` puts the working directory first for the user's own app
+            environ["PYTHONPATH"] = os.pathsep.join(filter(None, [self.job_dir, os.environ.get("PYTHONPATH", "")]))
+        return environ

@@ -50,6 +50,9 @@ class StackConfig:
     redis_url: str | None = None  # None: a private redis-server
     implementations: tuple[str, ...] = implementations.DEFAULT
     state: StackState = StackState()
+    jobs: tuple[str, ...] = ()  # the user's job functions (--job): fixed here, for the API and every worker
+    job_timeout_s: float = 60.0
+    job_dir: Path | None = None  # where the API and workers import them from (the user's working directory)
 
 
 class Stack:
@@ -121,6 +124,9 @@ class Stack:
             concurrency=self.config.concurrency,
             delivery=delivery,
             redelivery_timeout_s=self.state.redelivery_timeout_s,
+            jobs=list(self.config.jobs),
+            job_timeout_s=self.config.job_timeout_s,
+            job_dir=str(self.config.job_dir or ""),
         ).environ()
 
     def _log(self, name: str) -> Path:

@@ -188,9 +188,7 @@ async def run_job(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
     call = JobCall.model_validate(payload)
     _state.active += 1
     try:
-        error = await execute_async(
-            call, _state.records, lambda: workloads.run_async(call.kind, call.duration, call.memory_mb)
-        )
+        error = await execute_async(call, _state.records, lambda: workloads.run_async(call))
     finally:
         _state.active -= 1
     if error is not None:

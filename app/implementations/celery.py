@@ -49,6 +49,7 @@ class CeleryImplementation(QueueImplementation):
         publish = partial(
             run_job.apply_async,
             args=(record.job_id, record.kind.value, record.duration, record.memory_mb),
+            kwargs={"job": record.job or 0, "args": record.args or {}} if record.job is not None else None,
             task_id=record.job_id,
             retry=True,
             retry_policy=PUBLISH_RETRY,

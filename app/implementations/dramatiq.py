@@ -137,7 +137,7 @@ def run_job(call: dict[str, Any]) -> None:
     job = JobCall.model_validate(call)
     assert _state.records is not None, "the worker process has not booted"
     with _running():
-        error = execute_sync(job, _state.records, lambda: workloads.run_sync(job.kind, job.duration, job.memory_mb))
+        error = execute_sync(job, _state.records, lambda: workloads.run_sync(job))
     if error is not None:
         raise error  # logged by Dramatiq, then dead-lettered: max_retries=0
 
@@ -147,9 +147,7 @@ async def run_job_async(call: dict[str, Any]) -> None:
     job = JobCall.model_validate(call)
     assert _state.store is not None, "the worker process has not booted"
     with _running():
-        error = await execute_async(
-            job, _state.store, lambda: workloads.run_async(job.kind, job.duration, job.memory_mb)
-        )
+        error = await execute_async(job, _state.store, lambda: workloads.run_async(job))
     if error is not None:
         raise error
 
@@ -230,7 +228,7 @@ class DramatiqImplementation(QueueImplementation):
     async def submit(self, record: JobRecord, background_tasks: BackgroundTasks) -> None:
         assert self._actors is not None
         sync_actor, async_actor = self._actors
-        actor = async_actor if workloads.is_async(record.kind) else sync_actor
+        actor = async_actor if workloads.is_async(record.kind, record.job or 0) else sync_actor
         await self.in_publisher(partial(actor.send, JobCall.of(record).model_dump(mode="json")))
 
     async def queued(self) -> int:

@@ -52,13 +52,13 @@ class BackgroundTasksImplementation(ServiceImplementation):
 
     def _run_sync(self, call: JobCall) -> None:
         try:
-            execute_sync(call, self._records, lambda: workloads.run_sync(call.kind, call.duration, call.memory_mb))
+            execute_sync(call, self._records, lambda: workloads.run_sync(call))
         finally:  # whatever happened, the job ends: /health must not report it in flight forever
             self._count(-1)
 
     async def _run_async(self, call: JobCall) -> None:
         try:
-            body = lambda: workloads.run_async(call.kind, call.duration, call.memory_mb)  # noqa: E731
+            body = lambda: workloads.run_async(call)  # noqa: E731
             await execute_async(call, self._store, body)
         finally:
             self._count(-1)
@@ -66,7 +66,7 @@ class BackgroundTasksImplementation(ServiceImplementation):
     async def submit(self, record: JobRecord, background_tasks: BackgroundTasks) -> None:
         self._count(+1)
         call = JobCall.of(record)
-        runner = self._run_async if workloads.is_async(call.kind) else self._run_sync
+        runner = self._run_async if workloads.is_async(call.kind, call.job) else self._run_sync
         background_tasks.add_task(runner, call)
 
     async def purge(self) -> int:

@@ -141,7 +141,7 @@ def run_job(call: dict[str, Any]) -> None:
     runs plain functions only)."""
     job = JobCall.model_validate(call)
     records = _records or WorkerRecords(settings.redis_url, settings.redis_timeout_s)  # a worker not ours
-    error = execute_sync(job, records, lambda: workloads.run_sync(job.kind, job.duration, job.memory_mb))
+    error = execute_sync(job, records, lambda: workloads.run_sync(job))
     if error is not None:
         raise error  # RQ moves the job to its FailedJobRegistry; no retry
 

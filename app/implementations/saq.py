@@ -71,6 +71,11 @@ TTL_S = -1  # SAQ deletes a job's own record as it finishes (default 600 s); tas
 WORKER_REDIS_RETRIES = 12  # backoff 0.1 s doubling, capped at 1 s: about 9 s, a Redis restart
 
 
+def runs_sync(kind: Kind, job: int) -> bool:
+    """Sync kinds (and a user's sync function) go to SAQ's thread pool, the rest run on the loop."""
+    return kind in SYNC_KINDS or (kind is Kind.job and not workloads.is_async(kind, job))
+
+
 def job_timeout_s(kind: Kind, duration: float) -> int:
     """A job's `timeout`: when SAQ cancels it, and when the sweep calls it stuck if its worker died.
 
@@ -143,7 +148,7 @@ class SaqImplementation(QueueImplementation):
 
     async def submit(self, record: JobRecord, background_tasks: BackgroundTasks) -> None:
         job = Job(
-            function=SYNC_FUNCTION if record.kind in SYNC_KINDS else ASYNC_FUNCTION,
+            function=SYNC_FUNCTION if runs_sync(record.kind, record.job or 0) else ASYNC_FUNCTION,
             kwargs=JobCall.of(record).model_dump(mode="json"),
             key=record.job_id,
             # The worker stamps its own timeout and retries as it starts the job; these cover the moment
@@ -258,7 +263,7 @@ def run_sync(ctx: dict[str, Any], **payload: Any) -> None:
     records = _state.records
     try:
         call = JobCall.model_validate(payload)
-        error = execute_sync(call, records, lambda: workloads.run_sync(call.kind, call.duration, call.memory_mb))
+        error = execute_sync(call, records, lambda: workloads.run_sync(call))
     except Exception as exc:  # a payload that is not a JobCall: failed too, never re-run
         error = exc
     if error is not None:
@@ -271,7 +276,7 @@ async def run_async(ctx: dict[str, Any], **payload: Any) -> None:
     store = _state.store
     try:
         call = JobCall.model_validate(payload)
-        error = await execute_async(call, store, lambda: workloads.run_async(call.kind, call.duration, call.memory_mb))
+        error = await execute_async(call, store, lambda: workloads.run_async(call))
     except Exception as exc:
         error = exc
     if error is not None:

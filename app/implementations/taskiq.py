@@ -128,7 +128,7 @@ def run_job(call: dict[str, Any]) -> None:
     job = JobCall.model_validate(call)
     assert _worker.records is not None, "the worker start-up hook has not run"
     with _worker.running():
-        error = execute_sync(job, _worker.records, lambda: workloads.run_sync(job.kind, job.duration, job.memory_mb))
+        error = execute_sync(job, _worker.records, lambda: workloads.run_sync(job))
     if error is not None:
         raise error
 
@@ -138,9 +138,7 @@ async def run_job_async(call: dict[str, Any]) -> None:
     job = JobCall.model_validate(call)
     assert _worker.store is not None, "the worker start-up hook has not run"
     with _worker.running():
-        error = await execute_async(
-            job, _worker.store, lambda: workloads.run_async(job.kind, job.duration, job.memory_mb)
-        )
+        error = await execute_async(job, _worker.store, lambda: workloads.run_async(job))
     if error is not None:
         raise error
 
@@ -281,7 +279,9 @@ class TaskiqImplementation(QueueImplementation):
     async def submit(self, record: JobRecord, background_tasks: BackgroundTasks) -> None:
         delivery = await self._current_delivery()
         task = self._tasks[delivery][
-            ASYNC_TASK if workloads.is_async(record.kind) or record.kind is workloads.Kind.noop else SYNC_TASK
+            ASYNC_TASK
+            if workloads.is_async(record.kind, record.job or 0) or record.kind is workloads.Kind.noop
+            else SYNC_TASK
         ]
         kicker = task.kicker().with_task_id(record.job_id)
         try:

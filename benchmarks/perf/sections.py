@@ -40,11 +40,17 @@ from taskbench.stack import Stack
 async def section_1(bench: Bench) -> None:
     """Submission cost against the cheapest async endpoint, interleaved request by request."""
     http = bench.client.http
+
+    async def request(method: str, path: str, body: dict[str, Any] | None = None) -> None:
+        async with http.request(method, path, json=body) as response:
+            await response.read()
+            response.raise_for_status()
+
     per_round = 150 if bench.quick else 300
-    calls: dict[str, Callable[[], Awaitable[Any]]] = {
-        "health": lambda: http.get("/health"),
-        "celery": lambda: http.post("/celery/job", json=ZERO_JOB),
-        "fastapi": lambda: http.post("/fastapi/job", json=ZERO_JOB),
+    calls: dict[str, Callable[[], Awaitable[None]]] = {
+        "health": lambda: request("GET", "/health"),
+        "celery": lambda: request("POST", "/celery/job", ZERO_JOB),
+        "fastapi": lambda: request("POST", "/fastapi/job", ZERO_JOB),
     }
     rounds: list[dict[str, dict[str, float]]] = []
     for _ in range(bench.rounds(3)):
@@ -53,9 +59,8 @@ async def section_1(bench: Bench) -> None:
         for i in range(per_round + 20):
             for name, call in calls.items():
                 started = time.perf_counter()
-                response = await call()
+                await call()
                 elapsed = time.perf_counter() - started
-                response.raise_for_status()
                 if i >= 20:  # warm-up
                     times[name].append(elapsed)
         rounds.append(
@@ -77,8 +82,12 @@ async def section_2(bench: Bench) -> None:
     for r in range(bench.rounds(3)):
         for implementation in IMPLEMENTATIONS:
             await bench.client.reset(list(IMPLEMENTATIONS))
+            before = _cpu_seconds(bench.stack)
             outcome = await burst(bench.client, implementation, count)
+            after = _cpu_seconds(bench.stack)
             outcome.pop("job_ids")
+            outcome["harness_cpu_s"] = after[0] - before[0]
+            outcome["api_cpu_s"] = after[1] - before[1]
             results[implementation].append(outcome)
         await bench.client.reset(list(IMPLEMENTATIONS))
         results["plain"].append(await asyncio.to_thread(publish_plain, bench.stack, count, f"plain2-{r}"))
@@ -97,11 +106,35 @@ async def section_2(bench: Bench) -> None:
             "plain_apply_async_per_s": plain_rate,
         }
         bench.add(Figure(2, f"{implementation} burst errors+timeouts", errors, "", "==", 0, detail))
+        _add_load_generator_figures(bench, implementation, runs, count)
         if implementation == "celery" and plain_rate:
             share = detail["accepted_per_s"] / plain_rate
             bench.add(Figure(2, "celery burst accepted/s ÷ plain apply_async/s", share, "×", ">=", 0.5, detail))
         else:
             bench.add(Figure(2, f"{implementation} burst accepted/s", detail["accepted_per_s"], "/s", detail=detail))
+
+
+def _cpu_seconds(stack: Stack) -> tuple[float, float]:
+    """CPU time (user + system) used so far by this process (the harness, every thread) and by the API."""
+    assert stack.api is not None and stack.api.pid is not None
+    harness, api = psutil.Process().cpu_times(), psutil.Process(stack.api.pid).cpu_times()
+    return harness.user + harness.system, api.user + api.system
+
+
+def _add_load_generator_figures(bench: Bench, implementation: str, runs: list[dict[str, Any]], count: int) -> None:
+    """Issue 13: the load generator stays out of the way. Over the same burst, the harness's CPU per submitted
+    job ÷ the API server's (≤ 0.5), and the harness's CPU per job in µs (≤ 250)."""
+    ratio = median(o["harness_cpu_s"] / o["api_cpu_s"] if o["api_cpu_s"] > 0 else None for o in runs)
+    harness_us = median(1e6 * o["harness_cpu_s"] / count for o in runs)
+    detail = {
+        "harness_us_per_job": harness_us,
+        "api_us_per_job": median(1e6 * o["api_cpu_s"] / count for o in runs),
+        "burst_s": median(o["elapsed_s"] for o in runs),
+        "harness_percent_of_a_core": median(100 * o["harness_cpu_s"] / o["elapsed_s"] for o in runs),
+        "api_percent_of_a_core": median(100 * o["api_cpu_s"] / o["elapsed_s"] for o in runs),
+    }
+    bench.add(Figure(2, f"{implementation} burst harness CPU/job ÷ API CPU/job", ratio, "×", "<=", 0.5, detail))
+    bench.add(Figure(2, f"{implementation} burst harness CPU per job", harness_us, "µs", "<=", 250, detail))
 
 
 async def section_3(bench: Bench) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from taskbench import implementations
 from taskbench.analysis import failures, stats, verdict
-from taskbench.analysis.models import AnalysedRun, ImplementationInfo, ScenarioSummary
+from taskbench.analysis.models import AnalysedRun, ImplementationInfo, ScenarioSummary, Verdict
 from taskbench.results import RunResult, ScenarioResult
 
 
@@ -29,7 +29,10 @@ def implementation_info(name: str, run: RunResult) -> ImplementationInfo:
         title=implementation.title,
         job_process=implementation.job_process,
         settings=implementation.settings(run.settings.concurrency),
-        how_it_runs={workload: implementation.how_it_runs(workload) for workload in run.settings.workloads},
+        how_it_runs={
+            **{workload: implementation.how_it_runs(workload) for workload in run.settings.workloads},
+            **{job.path: implementation.how_it_runs(job.behaves_like) for job in run.settings.user_jobs},
+        },
     )
 
 
@@ -41,8 +44,16 @@ def analyse(run: RunResult, scenarios: list[ScenarioResult]) -> AnalysedRun:
         **run.model_dump(),
         implementations=[implementation_info(name, run) for name in names],
         summaries=summaries,
-        verdict=verdict.compute(summaries, names),
+        verdict=_with_jobs(verdict.compute(summaries, names), run),
     )
+
+
+def _with_jobs(result: Verdict, run: RunResult) -> Verdict:
+    """A user's job is named as the workload; the verdict also says what it is and what it took once."""
+    if not run.settings.user_jobs:
+        return result
+    described = [f"Your job {job.description}." for job in run.settings.user_jobs]
+    return result.model_copy(update={"lines": [*result.headline, *described, *result.lines[len(result.headline) :]]})
 
 
 __all__ = ["analyse", "summarise"]

@@ -222,7 +222,7 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
         fault=spec.fault,
         variant=spec.variant,
         interrupted=result.interrupted,
-        how_it_runs=implementation.how_it_runs(spec.workload) if implementation else "",
+        how_it_runs=implementation.how_it_runs(spec.model_workload) if implementation else "",
         settings=implementation.settings(result.settings.concurrency) if implementation else {},
         submission=submission_summary(result),
         probes={

@@ -216,6 +216,11 @@ def promises_table(run: AnalysedRun) -> Table:
     return Table(["Implementation", "Delivery", "What it promises"], rows)
 
 
+def workloads_run(run: AnalysedRun) -> list[str]:
+    """The built-in workloads, then the user's jobs by their path."""
+    return [*run.settings.workloads, *(job.path for job in run.settings.user_jobs)]
+
+
 def implementations_table(implementations: Sequence[ImplementationInfo], workloads: Sequence[str]) -> Table:
     """Each implementation's timing-relevant settings, and how each workload runs there."""
     headers = ["Implementation", "Settings", *(f"How `{w}` runs" for w in workloads)]
@@ -379,7 +384,9 @@ def comparison(run: AnalysedRun, charts: Sequence[ChartRef] = ()) -> list[Block]
         Paragraph(thresholds_text(run.settings)),
         Heading("Settings"),
         bullets(run_facts(run)),
-        implementations_table(run.implementations, run.settings.workloads),
+        implementations_table(
+            run.implementations, [*run.settings.workloads, *(j.path for j in run.settings.user_jobs)]
+        ),
         Heading("Verdict"),  # last, computed from everything above (report.html shows it first)
         bullets(verdict_lines(run)),
     ]

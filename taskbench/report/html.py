@@ -191,7 +191,9 @@ def report(
         content.bullets(content.verdict_lines(run)),
         Heading("Settings and machine"),
         content.bullets(content.run_facts(run)),
-        content.implementations_table(run.implementations, run.settings.workloads),
+        content.implementations_table(
+            run.implementations, [*run.settings.workloads, *(j.path for j in run.settings.user_jobs)]
+        ),
         Heading("Results (the spec's table)"),
         content.spec_table(summaries),
         Heading("Extended figures"),

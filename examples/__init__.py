@@ -1,0 +1,1 @@
+"""Example job functions for `taskbench run --job`: see examples/jobs.py and the README."""

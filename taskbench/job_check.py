@@ -1,0 +1,116 @@
+"""`--job`: the user's own function, checked once in the harness's own process before anything starts.
+
+Import it (timed) from the working directory, as the user's app would; build the arguments of job 0 (from
+`--job-args` or `--job-args-from`); check that every argument list is JSON (the brokers carry JSON); call it
+once (timed, wall clock and CPU) to learn whether it is sync or async, what it returns and how long it takes.
+Any of these failing is one line naming the cause and the fix (exit 2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from taskbench.errors import UsageError
+from taskbench.results import JobProfile
+
+CPU_BOUND_SHARE = 0.5  # a call that keeps a core busy this share of its wall time is judged as `cpu`
+JOB_ARGS_CHECKED = 100  # factory arguments checked for JSON before the run (the rest are checked as sent)
+JobArgs = Callable[[int], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class UserJob:
+    profile: JobProfile
+    args: JobArgs  # the keyword arguments of job number i
+
+
+def _import(path: str, what: str) -> tuple[Callable[..., Any], float]:
+    module_name, sep, attribute = path.partition(":")
+    if not sep or not module_name or not attribute.isidentifier():
+        raise UsageError(f"{what} {path!r}: write it as package.module:function")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # the user's working directory, as `python -m` and uvicorn see it
+    started = time.perf_counter()
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise UsageError(
+            f"{what} {path!r}: cannot import {module_name!r} ({type(exc).__name__}: {exc}); run taskbench from the "
+            "directory your app imports from, or set PYTHONPATH"
+        ) from exc
+    target = getattr(module, attribute, None)
+    if not callable(target):
+        raise UsageError(f"{what} {path!r}: {module_name} has no callable {attribute!r}")
+    return target, time.perf_counter() - started
+
+
+def _json_object(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise UsageError(f"{where}: arguments must be a JSON object of keyword arguments, got {type(value).__name__}")
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{where}: arguments are not JSON-serialisable ({exc}); brokers carry JSON only") from exc
+    return value
+
+
+def job_args(args_json: str | None, args_from: str | None) -> tuple[JobArgs, str]:
+    """The arguments of job number i, and where they come from (for the report)."""
+    if args_json is not None and args_from is not None:
+        raise UsageError("give --job-args or --job-args-from, not both")
+    if args_from is not None:
+        factory, _ = _import(args_from, "--job-args-from")
+        for i in range(JOB_ARGS_CHECKED):
+            try:
+                value = factory(i)
+            except Exception as exc:
+                raise UsageError(f"--job-args-from {args_from}: calling it with {i} raised {exc!r}") from exc
+            _json_object(value, f"--job-args-from {args_from}({i})")
+        return (lambda i: _json_object(factory(i), f"--job-args-from {args_from}({i})")), f"from {args_from}(i)"
+    if args_json is None:
+        return (lambda i: {}), "none"
+    try:
+        parsed = json.loads(args_json)
+    except ValueError as exc:
+        raise UsageError(f"--job-args: not JSON ({exc}); give an object or a list of objects") from exc
+    cycle = parsed if isinstance(parsed, list) else [parsed]
+    if not cycle:
+        raise UsageError("--job-args: an empty list; give an object or a list of objects")
+    checked = [_json_object(value, f"--job-args item {n}") for n, value in enumerate(cycle)]
+    return (lambda i: checked[i % len(checked)]), f"--job-args ({len(checked)} cycled)"
+
+
+def check(path: str, index: int, args: JobArgs, args_source: str) -> UserJob:
+    target, import_s = _import(path, "--job")
+    kwargs = args(0)
+    is_async = inspect.iscoroutinefunction(target)
+    cpu_before, started = time.process_time(), time.perf_counter()
+    try:
+        result = asyncio.run(target(**kwargs)) if is_async else target(**kwargs)
+    except Exception as exc:
+        raise UsageError(
+            f"--job {path}: the trial call with {json.dumps(kwargs)} raised {type(exc).__name__}: {exc}; "
+            "fix the job or its arguments (--job-args / --job-args-from)"
+        ) from exc
+    duration_s, cpu_s = time.perf_counter() - started, time.process_time() - cpu_before
+    cpu_bound = duration_s > 0 and cpu_s / duration_s >= CPU_BOUND_SHARE
+    behaves_like = "cpu" if cpu_bound and not is_async else ("async_sleep" if is_async else "sleep")
+    profile = JobProfile(
+        path=path, index=index, is_async=is_async, import_s=import_s, duration_s=duration_s, cpu_s=cpu_s,
+        return_type=type(result).__name__, behaves_like=behaves_like, args=args_source,
+    )  # fmt: skip
+    return UserJob(profile=profile, args=args)
+
+
+def default_timeout_s(jobs: list[UserJob]) -> float:
+    """A multiple of what the slowest function took once: long enough for contention, short for a hang."""
+    return max(5.0, 10 * max((j.profile.duration_s for j in jobs), default=0.0))
