@@ -75,6 +75,16 @@ def _bounded(kind: type[float] | type[int], low: float, high: float) -> Callable
 
 
 _implementations = _csv(tuple(implementations.REGISTRY))
+
+
+def _as_json_source(text: str) -> tuple[str | None, str | None]:
+    return (text, None)
+
+
+def _as_factory_source(text: str) -> tuple[str | None, str | None]:
+    return (None, text)
+
+
 DEFAULT_IMPLEMENTATIONS = list(implementations.DEFAULT)
 IMPL_HELP = f"{','.join(implementations.DEFAULT)} (default), all, or a list of: {', '.join(implementations.REGISTRY)}"
 
@@ -123,14 +133,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--job-args",
         action="append",
+        dest="job_sources",
+        type=_as_json_source,
         default=[],
         metavar="JSON",
-        help="keyword arguments of --job: one object, or a list of objects to cycle through (one per --job, or one "
-        "for all)",
+        help="keyword arguments of --job: one object, or a list of objects to cycle through (one per --job in "
+        "command-line order, or one for all)",
     )
     run.add_argument(
         "--job-args-from",
         action="append",
+        dest="job_sources",
+        type=_as_factory_source,
         default=[],
         metavar="PACKAGE.MODULE:FACTORY",
         help="a callable returning the keyword arguments of job number i (one per --job, or one for all)",
@@ -244,11 +258,10 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 def _check_jobs(args: argparse.Namespace) -> list[job_check.UserJob]:
     paths: list[str] = list(dict.fromkeys(args.job))
     if not paths:
-        if args.job_args or args.job_args_from or args.job_timeout:
+        if args.job_sources or args.job_timeout:
             raise UsageError("--job-args, --job-args-from and --job-timeout go with --job package.module:function")
         return []
-    sources: list[tuple[str | None, str | None]] = [(a, None) for a in args.job_args]
-    sources += [(None, f) for f in args.job_args_from]
+    sources: list[tuple[str | None, str | None]] = args.job_sources  # in command-line order
     if len(sources) > 1 and len(sources) != len(paths):
         raise UsageError(f"{len(sources)} --job-args/--job-args-from for {len(paths)} --job: give one each, or one")
     pairs = sources * len(paths) if len(sources) == 1 else sources or [(None, None)] * len(paths)

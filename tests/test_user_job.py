@@ -157,6 +157,35 @@ def test_the_trial_call_profiles_the_job(user_dir: Path, monkeypatch: pytest.Mon
         (["--job", f"{MODULE}:record", "--job-args", "[1, 2]"], "must be a JSON object"),
         (["--job", f"{MODULE}:record", "--job-args-from", f"{MODULE}:not_json_args"], "not JSON-serialisable"),
         (["--job-args", "{}"], "go with --job"),
+        # arguments pair with --job in command-line order, whichever of the two flags gives them
+        (
+            [
+                "--job",
+                f"{MODULE}:record",
+                "--job-args-from",
+                f"{MODULE}:not_json_args",
+                "--job",
+                f"{MODULE}:odd_fails",
+                "--job-args",
+                '{"n": 0}',
+            ],
+            "not JSON-serialisable",
+        ),
+        (
+            [
+                "--job",
+                f"{MODULE}:record",
+                "--job",
+                f"{MODULE}:odd_fails",
+                "--job-args",
+                "{}",
+                "--job-args",
+                "{}",
+                "--job-args",
+                "{}",
+            ],
+            "3 --job-args/--job-args-from for 2 --job",
+        ),
     ],
 )
 def test_a_job_that_cannot_run_is_one_line_and_exit_2_before_anything_starts(
