@@ -152,7 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--job-timeout",
         type=_bounded(float, 0.01, 86_400),
-        help="seconds after which a --job run counts as failed (default: 10 × its trial call, at least 5 s)",
+        help="seconds after which a --job run counts as failed (default: 10 × its trial call, 120 × its CPU time "
+        "for a GIL shared by 40 threads, at least 5 s)",
     )
     run.add_argument("--fault-jobs", type=_bounded(int, 1, 10_000), default=20, help="jobs in each fault scenario")
     run.add_argument("--memory-mb", type=_bounded(int, 1, 2048), default=50, help="held by each `memory` job")

@@ -2,7 +2,8 @@
 
 Import it (timed) from the working directory, as the user's app would; build the arguments of job 0 (from
 `--job-args` or `--job-args-from`); check that every argument list is JSON (the brokers carry JSON); call it
-once (timed, wall clock and CPU) to learn whether it is sync or async, what it returns and how long it takes.
+with the first arguments (timed, wall clock and CPU; up to three calls, jobs 0-2) to learn whether it is sync or
+async, what it returns and how long it takes.
 Any of these failing is one line naming the cause and the fix (exit 2).
 """
 
@@ -89,28 +90,51 @@ def job_args(args_json: str | None, args_from: str | None) -> tuple[JobArgs, str
     return (lambda i: checked[i % len(checked)]), f"--job-args ({len(checked)} cycled)"
 
 
-def check(path: str, index: int, args: JobArgs, args_source: str) -> UserJob:
-    target, import_s = _import(path, "--job")
-    kwargs = args(0)
-    is_async = inspect.iscoroutinefunction(target)
-    cpu_before, started = time.process_time(), time.perf_counter()
+TRIAL_CALLS = 3  # job 0, 1, 2: arguments differ (a factory may make every third image larger) …
+TRIAL_BUDGET_S = 2.0  # … but no more calls once this much time has gone into them
+
+
+def _call(target: Callable[..., Any], kwargs: dict[str, Any], is_async: bool, path: str) -> Any:
     try:
-        result = asyncio.run(target(**kwargs)) if is_async else target(**kwargs)
+        return asyncio.run(target(**kwargs)) if is_async else target(**kwargs)
     except Exception as exc:
         raise UsageError(
             f"--job {path}: the trial call with {json.dumps(kwargs)} raised {type(exc).__name__}: {exc}; "
             "fix the job or its arguments (--job-args / --job-args-from)"
         ) from exc
-    duration_s, cpu_s = time.perf_counter() - started, time.process_time() - cpu_before
+
+
+def check(path: str, index: int, args: JobArgs, args_source: str) -> UserJob:
+    """The job's profile from up to TRIAL_CALLS calls with the first arguments: the mean of their wall clock
+    and CPU time is the duration the capacity model's ideal makespan uses."""
+    target, import_s = _import(path, "--job")
+    is_async = inspect.iscoroutinefunction(target)
+    cpu_before, started = time.process_time(), time.perf_counter()
+    result = _call(target, args(0), is_async, path)
+    calls = 1
+    while calls < TRIAL_CALLS and time.perf_counter() - started < TRIAL_BUDGET_S:
+        _call(target, args(calls), is_async, path)
+        calls += 1
+    duration_s = (time.perf_counter() - started) / calls
+    cpu_s = (time.process_time() - cpu_before) / calls
     cpu_bound = duration_s > 0 and cpu_s / duration_s >= CPU_BOUND_SHARE
     behaves_like = "cpu" if cpu_bound and not is_async else ("async_sleep" if is_async else "sleep")
     profile = JobProfile(
         path=path, index=index, is_async=is_async, import_s=import_s, duration_s=duration_s, cpu_s=cpu_s,
-        return_type=type(result).__name__, behaves_like=behaves_like, args=args_source,
+        return_type=type(result).__name__, behaves_like=behaves_like, args=args_source, trial_calls=calls,
     )  # fmt: skip
     return UserJob(profile=profile, args=args)
 
 
+CONTENDED_THREADS = 40  # Starlette's threadpool: a CPU-bound job there shares one GIL with up to 39 others
+
+
 def default_timeout_s(jobs: list[UserJob]) -> float:
-    """A multiple of what the slowest function took once: long enough for contention, short for a hang."""
-    return max(5.0, 10 * max((j.profile.duration_s for j in jobs), default=0.0))
+    """Long enough for contention, short for a hang: ten times what the slowest function took once, and for
+    CPU it burns, three times its turn on a GIL shared by a full threadpool (a 74 ms thumbnail took 5.6 s
+    under `BackgroundTasks` at 100 jobs, and a 5 s bound failed it)."""
+    return max(
+        5.0,
+        10 * max((j.profile.duration_s for j in jobs), default=0.0),
+        3 * CONTENDED_THREADS * max((j.profile.cpu_s for j in jobs), default=0.0),
+    )

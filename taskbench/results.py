@@ -34,6 +34,7 @@ class Thresholds(BaseModel):
     memory_limit_mb: float = 1024.0
     system_memory_limit_percent: float = 90.0
     makespan_ratio_limit: float = 1.5
+    makespan_slack_s: float = 1.0  # and more than this over the ideal: start-up and polling are not "far over"
 
 
 class JobProfile(BaseModel):
@@ -43,17 +44,20 @@ class JobProfile(BaseModel):
     index: int  # its number in the stack's TASKBENCH_JOBS
     is_async: bool
     import_s: float
-    duration_s: float  # one call with the first arguments, wall clock
-    cpu_s: float  # CPU time of that call in the harness process
+    duration_s: float  # mean wall clock of the trial calls (jobs 0, 1, … with their own arguments)
+    cpu_s: float  # mean CPU time of those calls in the harness process
     return_type: str
     behaves_like: str  # the built-in workload whose capacity model fits it: sleep, async_sleep or cpu
     args: str  # where its arguments come from
+    trial_calls: int = 1
 
     @property
     def description(self) -> str:
         kind = "an async" if self.is_async else "a sync"
         return (
-            f"{self.path}: {kind} function that took {self.duration_s:.3f} s once ({self.cpu_s:.3f} s of CPU; "
+            f"{self.path}: {kind} function that took {self.duration_s:.3f} s "
+            + ("once" if self.trial_calls == 1 else f"on average over {self.trial_calls} trial calls")
+            + f" ({self.cpu_s:.3f} s of CPU; "
             f"imported in {self.import_s:.3f} s), returns {self.return_type}; capacity as for `{self.behaves_like}`; "
             f"arguments {self.args}"
         )

@@ -1,7 +1,10 @@
 """CPU and memory of every process of the stack, by PID, on a thread of its own.
 
-`cpu_percent(None)` compares with the previous reading of the same `psutil.Process`, so the objects are
-kept between samples (and a restarted process gets a fresh one). 100 % is one full core.
+A role's CPU is the change of its cumulative CPU seconds between two samples over the wall time between
+them (100 % is one full core). A worker's count includes its children, alive (their own times) or already
+reaped (the parent's `children_*` times), so the work of short-lived children is counted even when they
+live and die between two scans: RQ forks one per job. (`psutil.cpu_percent` on each child would miss
+those, and reads a child first seen an instant ago over that instant: RQ once showed 1556 %.)
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ class Sampler:
         self.interval_s = interval_s
         self.samples: list[Sample] = []
         self._known: dict[int, psutil.Process] = {}
+        self._previous: dict[str, tuple[int, float, float]] = {}  # role → (pid, at, cumulative CPU s)
         self._children: dict[int, tuple[float, list[int]]] = {}  # pid → (scanned at, child pids)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="taskbench-sampler", daemon=True)
@@ -47,7 +51,6 @@ class Sampler:
         process = self._known.get(pid)
         if process is None:
             process = self._known[pid] = psutil.Process(pid)
-            process.cpu_percent(None)
         return process
 
     def _tree(self, pid: int) -> list[psutil.Process]:
@@ -61,19 +64,34 @@ class Sampler:
             self._children[pid] = (now, children)
         return [root, *(self._process(child) for child in children)]
 
+    def _cpu_percent(self, role: str, pid: int, cpu_s: float) -> float:
+        """Percent of one core since the previous sample of this role (0 for its first, or a new PID)."""
+        now = time.monotonic()
+        previous = self._previous.get(role)
+        self._previous[role] = (pid, now, cpu_s)
+        if previous is None or previous[0] != pid or now <= previous[1]:
+            return 0.0
+        # A child reaped by someone else takes its seconds away: never below 0, never above the machine.
+        percent = 100 * (cpu_s - previous[2]) / (now - previous[1])
+        return min(max(percent, 0.0), 100.0 * (psutil.cpu_count() or 1))
+
     def _read(self) -> Sample:
         processes: dict[str, Reading] = {}
         roles = {**self.pids(), "harness": os.getpid()}
         for role, pid in roles.items():
-            cpu = rss = 0.0
+            cpu_s = rss = 0.0
+            tree = role.endswith("-worker")
             try:
-                for process in self._tree(pid) if role.endswith("-worker") else [self._process(pid)]:
+                for process in self._tree(pid) if tree else [self._process(pid)]:
                     with process.oneshot():
-                        cpu += process.cpu_percent(None)
+                        times = process.cpu_times()
+                        cpu_s += times.user + times.system
+                        if tree:
+                            cpu_s += times.children_user + times.children_system
                         rss += process.memory_info().rss / _MB
             except psutil.Error:
                 continue  # gone (a fault, or the end of the run): no reading rather than a wrong one
-            processes[role] = Reading(cpu_percent=cpu, rss_mb=rss)
+            processes[role] = Reading(cpu_percent=self._cpu_percent(role, pid, cpu_s), rss_mb=rss)
         memory = psutil.virtual_memory()
         system = SystemReading(
             cpu_percent=psutil.cpu_percent(None),

@@ -132,7 +132,9 @@ class ScenarioSummary(BaseModel):
     makespan_s: float | None
     throughput_jobs_per_s: float | None = None  # completed ÷ (last finish − first send): end to end
     submission_rate_per_s: float | None = None  # accepted ÷ (last answer − first send): what the API took in
-    ideal_makespan_s: float
+    submission_span_s: float | None = None  # first send → last accepted answer
+    model_makespan_s: float | None = None  # the capacity model's ceil(N / concurrency) × duration
+    ideal_makespan_s: float  # max(the model's, submission span + one job)
     makespan_ratio: float | None
     capacity: Capacity
     max_running: int

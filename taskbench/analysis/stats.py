@@ -183,12 +183,18 @@ def job_process(implementation: str) -> str:
     return f"{implementation}-worker"  # the convention for queues with a worker
 
 
-def submission_rate(result: ScenarioResult) -> float | None:
+def submission_span(result: ScenarioResult) -> float | None:
+    """First send to last accepted answer: the jobs reach the service over this span, not at once."""
     answered = [s for s in result.submissions if s.job_id and s.latency_s is not None]
     if not answered:
         return None
-    span = max(s.sent_at + (s.latency_s or 0.0) for s in answered) - min(s.sent_at for s in result.submissions)
-    return len(answered) / span if span > 0 else None
+    return max(s.sent_at + (s.latency_s or 0.0) for s in answered) - min(s.sent_at for s in result.submissions)
+
+
+def submission_rate(result: ScenarioResult) -> float | None:
+    span = submission_span(result)
+    accepted = sum(1 for s in result.submissions if s.job_id and s.latency_s is not None)
+    return accepted / span if span else None
 
 
 def summarize(result: ScenarioResult) -> ScenarioSummary:
@@ -201,7 +207,10 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
     finished = [j.finished_at for j in jobs if j.finished_at]
     first_submit = min((s.sent_at for s in subs), default=result.started_at)
     makespan = (max(finished) - first_submit) if finished and statuses["completed"] == spec.jobs else None
-    ideal = result.ideal_makespan_s
+    span = submission_span(result)
+    # The capacity model's waves, and no less than the burst's own arrival plus one job: a burst of short
+    # jobs cannot finish before its last job has even been accepted.
+    ideal = max(result.ideal_makespan_s, (span or 0.0) + spec.duration_s)
     probes_start = min((p.sent_at for p in result.probes), default=result.started_at)
     probes_end = max((p.sent_at for p in result.probes), default=result.ended_at)
     interval = result.settings.probe_interval_s
@@ -249,6 +258,8 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
         if finished and max(finished) > first_submit
         else None,
         submission_rate_per_s=submission_rate(result),
+        submission_span_s=span,
+        model_makespan_s=result.ideal_makespan_s,
         ideal_makespan_s=ideal,
         makespan_ratio=(makespan / ideal) if makespan is not None and ideal > 0 else None,
         capacity=result.capacity,

@@ -301,7 +301,9 @@ def thresholds_text(settings: RunSettings) -> str:
         f"{settings.probe_interval_s * 1000:.0f} ms. Submission timeout: {t.submit_timeout_s} s. Resource exhaustion: "
         f"the process running the jobs over {t.memory_limit_mb:.0f} MB RSS, or system memory over "
         f"{t.system_memory_limit_percent:.0f} %. "
-        f"Makespan far over ideal: more than {t.makespan_ratio_limit}× ceil(N / concurrency) × duration. "
+        f"Makespan far over ideal: more than {t.makespan_ratio_limit}× the ideal and {t.makespan_slack_s} s over "
+        "it, where the ideal is ceil(N / concurrency) × duration, and no less than the submission span plus one "
+        "job (the last job cannot finish before it arrives). "
         f"Peak CPU and Peak Memory are those of the process that ran the jobs. "
         f"Process CPU is % of one core (200 % = two cores busy); system CPU is % of all cores."
     )
