@@ -162,7 +162,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--url", help="measure an already-running service (the spec's manual flow)")
     run.add_argument("--redis-url", default=_env_redis_url(), help="use this Redis instead of a private one")
     run.add_argument("--memory-limit-mb", type=_bounded(float, 1, 1e7), default=Thresholds().memory_limit_mb)
-    run.add_argument("--responsive-p99", type=_bounded(float, 0.001, 60), default=Thresholds().responsive_p99_s)
+    run.add_argument(
+        "--responsive-p99",
+        type=_bounded(float, 0.001, 60),
+        help="probe p99 limit in seconds (default: half a job, within 0.25-0.5 s; --quick: 0.25)",
+    )
+    run.add_argument(
+        "--repeat",
+        type=_bounded(int, 1, 20),
+        help=f"runs of every scenario, interleaved; figures are medians with their spread "
+        f"(default {plan.SPEC_REPEAT}; --quick: {plan.QUICK_REPEAT})",
+    )
 
     report = sub.add_parser("report", help="rebuild a run's Markdown, charts and HTML from its JSON")
     report.add_argument("path", type=Path, help="a run folder or its comparison_*.json")
@@ -222,7 +232,10 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     duration = (
         args.duration if args.duration is not None else (plan.QUICK_DURATION_S if args.quick else plan.SPEC_DURATION_S)
     )
-    thresholds = Thresholds(memory_limit_mb=args.memory_limit_mb, responsive_p99_s=args.responsive_p99)
+    thresholds = Thresholds(
+        memory_limit_mb=args.memory_limit_mb,
+        responsive_p99_s=args.responsive_p99 or plan.responsive_limit_s(duration),
+    )
     user_jobs = _check_jobs(args)  # before anything starts: a job that cannot run is exit 2, here
     if args.url and user_jobs:
         raise UsageError("--job needs a stack that taskbench started itself (it fixes the function): drop --url")
@@ -240,6 +253,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         redis="embedded" if not args.redis_url else _redact(args.redis_url),
         thresholds=thresholds,
         quick=args.quick,
+        repeat=args.repeat or (plan.QUICK_REPEAT if args.quick else plan.SPEC_REPEAT),
         user_jobs=[job.profile for job in user_jobs],
         job_timeout_s=(args.job_timeout or job_check.default_timeout_s(user_jobs)) if user_jobs else None,
     )

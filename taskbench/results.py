@@ -35,6 +35,8 @@ class Thresholds(BaseModel):
     system_memory_limit_percent: float = 90.0
     makespan_ratio_limit: float = 1.5
     makespan_slack_s: float = 1.0  # and more than this over the ideal: start-up and polling are not "far over"
+    # A figure within this share of its limit (or a rule that fired in some repeats only) is "borderline".
+    borderline_margin: float = 0.2
 
 
 class JobProfile(BaseModel):
@@ -80,6 +82,7 @@ class RunSettings(BaseModel):
     quick: bool = False
     user_jobs: list[JobProfile] = Field(default_factory=list)  # --job, checked before the run
     job_timeout_s: float | None = None
+    repeat: int = 1  # every scenario runs this many times, interleaved (the whole plan, then again)
 
 
 class ScenarioSpec(BaseModel):
@@ -92,6 +95,7 @@ class ScenarioSpec(BaseModel):
     variant: str | None = None  # delivery settings for worker-crash, persistence for redis-restart
     job_index: int | None = None  # a user's job (`workload` is then its path): its number in the stack
     behaves_like: str | None = None  # a user's job: the built-in workload whose capacity model fits it
+    repeat: int = 0  # which run of this scenario (0: the first; see RunSettings.repeat)
 
     @property
     def model_workload(self) -> str:
@@ -113,7 +117,13 @@ class ScenarioSpec(BaseModel):
             stem += f"_{self.workload}"
         if self.fault:
             stem += f"_{self.fault}" + (f"_{self.variant}" if self.variant else "")
-        return re.sub(r"[^A-Za-z0-9_.=-]", "_", f"{stem}_{self.jobs}_jobs")
+        stem += f"_{self.jobs}_jobs" + (f"_rep{self.repeat + 1}" if self.repeat else "")
+        return re.sub(r"[^A-Za-z0-9_.=-]", "_", stem)
+
+    @property
+    def group(self) -> ScenarioSpec:
+        """The scenario whatever its repeat: the repeats of one group are summarised together."""
+        return self.model_copy(update={"repeat": 0})
 
 
 class JobData(BaseModel):
@@ -219,6 +229,12 @@ class ScenarioResult(BaseModel):
     events: list[Event] = Field(default_factory=list)
     harness: Reading | None = None  # the harness's own CPU (over the scenario) and memory
     delivery: DeliveryRecord | None = None  # when taskbench set the worker's delivery settings
+
+    @property
+    def run_label(self) -> str:
+        """The scenario's label, and which of its runs this is when it ran more than once."""
+        runs = self.settings.repeat
+        return self.spec.label + (f" · run {self.spec.repeat + 1} of {runs}" if runs > 1 else "")
 
 
 class RunResult(BaseModel):

@@ -99,7 +99,13 @@ def _print_plan(console: Console, specs: list[ScenarioSpec], settings: RunSettin
     cpus = environment.describe(None)["machine"]["cpu_count"] or 1
     total = sum(plan.estimate_s(s, settings.concurrency, cpus) for s in specs)
     for spec in specs:
-        console.print(f"  • {spec.label} (~{plan.estimate_s(spec, settings.concurrency, cpus):.0f} s)")
+        if not spec.repeat:
+            console.print(f"  • {spec.label} (~{plan.estimate_s(spec, settings.concurrency, cpus):.0f} s)")
+    if settings.repeat > 1:
+        console.print(
+            f"each scenario runs {settings.repeat} times, interleaved (the list above, then again): figures are "
+            "medians with their spread, and a rule that fires in some runs only is borderline (--repeat)"
+        )
     console.print(f"estimated time: ~{total / 60:.1f} min")
 
 
@@ -147,7 +153,8 @@ async def _run_all(
             for spec, estimate in zip(specs, estimates, strict=True):
                 if ctx.stop.is_set():
                     break
-                current = progress.add_task(spec.label, total=spec.jobs)
+                run_of = f" (run {spec.repeat + 1} of {settings.repeat})" if settings.repeat > 1 else ""
+                current = progress.add_task(spec.label + run_of, total=spec.jobs)
 
                 def on_progress(done: int, total: int, task: TaskID = current) -> None:
                     progress.update(task, completed=done, total=total)

@@ -69,10 +69,22 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def test_the_fixture_s_verdict_is_the_old_code_s_plus_who_held() -> None:
+# The old rules failed BackgroundTasks on `cpu` for probe p99s of 0.53 and 0.58 s against a 0.5 s limit: a
+# coin toss (issue 13). Today a figure within 20 % of its limit is borderline, and only that line differs.
+BORDERLINE_LINES = [
+    "Answer: BackgroundTasks were enough for sleep (tested up to 20 jobs); they are borderline for cpu at 5 jobs "
+    "(no failure up to 5 jobs).",
+    OLD_CODE_LINES[1],
+    "cpu: BackgroundTasks are borderline at 5 jobs (server unresponsive (async endpoint) within 20% of its limit, "
+    "server unresponsive (sync endpoint) within 20% of its limit), and did not fail in 5 jobs.",
+    OLD_CODE_LINES[-1],
+]
+
+
+def test_the_fixture_s_verdict_is_the_old_code_s_with_the_near_miss_borderline() -> None:
     analysed, _ = analysed_fixture()
     held = [w.held_line for w in analysed.verdict.workloads]
-    assert [line for line in analysed.verdict.lines if line not in held] == OLD_CODE_LINES
+    assert [line for line in analysed.verdict.lines if line not in held] == BORDERLINE_LINES
     recorded = json.loads((FIXTURE / f"comparison_{TIMESTAMP}.json").read_text())["verdict"]["lines"]
     assert recorded == OLD_CODE_LINES[1:]
     assert held == [
@@ -93,9 +105,10 @@ def test_the_typed_summaries_keep_the_recorded_figures() -> None:
         assert s.peak_cpu_percent == pytest.approx(r["peak_cpu_percent"])
         assert s.submission.p99 == pytest.approx(r["submission"]["p99"])
         assert s.probes["sync"].p99 == pytest.approx(r["probes"]["sync"]["p99"])
-        assert s.makespan_ratio == pytest.approx(r["makespan_ratio"])
+        # the ideal now also allows for the burst's arrival; the capacity model's is kept beside it
+        assert (s.makespan_s, s.model_makespan_s) == pytest.approx((r["makespan_s"], r["ideal_makespan_s"]))
         assert (s.executions.lost, s.responsive) == (r["executions"]["lost"], r["responsive"])
-        assert [f.rule for f in s.failures] == [f["rule"] for f in r["failures"]]
+        assert [f.rule for f in [*s.failures, *s.borderline]] == [f["rule"] for f in r["failures"]]
         assert s.job_process == {"api": "api", "worker": "celery-worker"}[r["job_process"]]
 
 

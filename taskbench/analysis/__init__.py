@@ -1,8 +1,8 @@
 """From raw results to the typed analysis every report renders: `analyse` is the one entry point.
 
-    ScenarioResult ─► stats.summarize ─► failures.annotate ─┐
-                                                            ├─► verdict.compute ─► AnalysedRun
-    RunResult ──────────────────────────────────────────────┘
+    ScenarioResult ─► stats.summarize ─► repeats.merge (runs of one scenario; failures.judge) ─┐
+                                                                                              ├─► verdict.compute
+    RunResult ────────────────────────────────────────────────────────────────────────────────┘   ─► AnalysedRun
 
 Pure: the same files give the same analysis, so `taskbench report` recomputes it with this version's rules.
 """
@@ -10,14 +10,22 @@ Pure: the same files give the same analysis, so `taskbench report` recomputes it
 from __future__ import annotations
 
 from taskbench import implementations
-from taskbench.analysis import failures, stats, verdict
+from taskbench.analysis import failures, repeats, stats, verdict
 from taskbench.analysis.models import AnalysedRun, ImplementationInfo, ScenarioSummary, Verdict
 from taskbench.results import RunResult, ScenarioResult
 
 
 def summarise(result: ScenarioResult) -> ScenarioSummary:
-    """One scenario's figures and failures, against the thresholds it ran with."""
+    """One run of a scenario: its figures and failures, against the thresholds it ran with."""
     return failures.annotate(stats.summarize(result), result.settings.thresholds)
+
+
+def merge_repeats(scenarios: list[ScenarioResult]) -> list[ScenarioSummary]:
+    """One summary per scenario, its runs (`--repeat`) merged, in the order of their first run."""
+    groups: dict[str, list[ScenarioResult]] = {}
+    for result in scenarios:
+        groups.setdefault(result.spec.group.model_dump_json(), []).append(result)
+    return [repeats.merge([stats.summarize(r) for r in runs], runs[0].settings.thresholds) for runs in groups.values()]
 
 
 def implementation_info(name: str, run: RunResult) -> ImplementationInfo:
@@ -37,13 +45,14 @@ def implementation_info(name: str, run: RunResult) -> ImplementationInfo:
 
 
 def analyse(run: RunResult, scenarios: list[ScenarioResult]) -> AnalysedRun:
-    """The run with every scenario's summary (in the order of `scenarios`) and the verdict."""
-    summaries = [summarise(result) for result in scenarios]
+    """The run with every scenario's summary (repeats merged), every run's own, and the verdict."""
+    summaries = merge_repeats(scenarios)
     names = list(dict.fromkeys([*run.settings.implementations, *(s.implementation for s in summaries)]))
     return AnalysedRun(
         **run.model_dump(),
         implementations=[implementation_info(name, run) for name in names],
         summaries=summaries,
+        scenario_summaries=[summarise(result) for result in scenarios],
         verdict=_with_jobs(verdict.compute(summaries, names), run),
     )
 

@@ -1,9 +1,37 @@
-"""The failure rules: each names what failed and the evidence, against thresholds the report states."""
+"""The failure rules: each names what failed and the evidence, against thresholds the report states.
+
+`checks` evaluates every rule whether it fired or not, with the figure it compares and its limit, so that
+the repeats of a scenario can say which rules fired in some runs only, or came near their limit
+(`taskbench.analysis.repeats`).
+"""
 
 from __future__ import annotations
 
-from taskbench.analysis.models import Failure, ProbeSummary, ScenarioSummary
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from taskbench.analysis.models import Failure, ProbeSummary, ScenarioSummary, Status
 from taskbench.results import Thresholds
+
+
+@dataclass(frozen=True)
+class Check:
+    """One rule on one run: fired or not, and its figure against its limit where it has one."""
+
+    rule: str
+    fired: bool
+    evidence: str
+    figure: float | None = None
+    limit: float | None = None
+
+    def near(self, margin: float) -> bool:
+        """The figure within `margin` (a share) of its limit, on either side."""
+        if self.figure is None or self.limit is None or self.limit <= 0:
+            return False
+        return abs(self.figure - self.limit) <= margin * self.limit
+
+    def failure(self, runs: str = "") -> Failure:
+        return Failure(rule=self.rule, evidence=self.evidence, figure=self.figure, limit=self.limit, runs=runs)
 
 
 def _fmt_s(value: float | None) -> str:
@@ -14,89 +42,126 @@ def is_responsive(probes: ProbeSummary, thresholds: Thresholds) -> bool:
     return probes.unanswered == 0 and probes.p99 is not None and probes.p99 <= thresholds.responsive_p99_s
 
 
-def detect(summary: ScenarioSummary, thresholds: Thresholds) -> list[Failure]:
-    """Every failure found in one scenario's summary."""
+def checks(summary: ScenarioSummary, thresholds: Thresholds) -> list[Check]:
+    """Every rule that applies to one run's summary, fired or not."""
     if summary.interrupted:  # stopped early by Ctrl-C: unfinished jobs are not the service's fault
         return []
-    found: list[Failure] = []
+    found: list[Check] = []
     for endpoint, probes in summary.probes.items():
-        if probes.sent and not is_responsive(probes, thresholds):
+        if probes.sent:
             found.append(
-                Failure(
+                Check(
                     rule=f"server unresponsive ({endpoint} endpoint)",
+                    fired=not is_responsive(probes, thresholds),
                     evidence=(
                         f"probe p99 {_fmt_s(probes.p99)} (limit {thresholds.responsive_p99_s} s), "
                         f"{probes.timeouts} of {probes.sent} probes timed out, {probes.errors} errors, "
                         f"longest silence {probes.longest_silence_s:.2f} s"
                     ),
+                    # unanswered probes fail the rule whatever the p99: then there is no figure to be near
+                    figure=probes.p99 if not probes.unanswered else None,
+                    limit=thresholds.responsive_p99_s,
                 )
             )
     sub = summary.submission
-    if sub.timeouts or sub.errors:
-        found.append(
-            Failure(
-                rule="submission timeouts",
-                evidence=(
-                    f"{sub.timeouts} of {sub.attempted} submissions timed out "
-                    f"(limit {thresholds.submit_timeout_s} s), {sub.errors} were refused or failed; "
-                    f"max accept time {_fmt_s(sub.max)}"
-                ),
-            )
+    found.append(
+        Check(
+            rule="submission timeouts",
+            fired=bool(sub.timeouts or sub.errors),
+            evidence=(
+                f"{sub.timeouts} of {sub.attempted} submissions timed out "
+                f"(limit {thresholds.submit_timeout_s} s), {sub.errors} were refused or failed; "
+                f"max accept time {_fmt_s(sub.max)}"
+            ),
         )
+    )
     peak = summary.peak_memory_mb
     system_peak = summary.system.memory_peak_percent if summary.system else 0.0
-    if (peak is not None and peak > thresholds.memory_limit_mb) or system_peak > thresholds.system_memory_limit_percent:
-        found.append(
-            Failure(
-                rule="resource exhaustion",
-                evidence=(
-                    f"{summary.job_process} peaked at {peak or 0:.0f} MB "
-                    f"(limit {thresholds.memory_limit_mb:.0f} MB); "
-                    f"system memory peaked at {system_peak:.1f} % "
-                    f"(limit {thresholds.system_memory_limit_percent:.0f} %)"
-                ),
-            )
+    found.append(
+        Check(
+            rule="resource exhaustion",
+            fired=(peak is not None and peak > thresholds.memory_limit_mb)
+            or system_peak > thresholds.system_memory_limit_percent,
+            evidence=(
+                f"{summary.job_process} peaked at {peak or 0:.0f} MB "
+                f"(limit {thresholds.memory_limit_mb:.0f} MB); "
+                f"system memory peaked at {system_peak:.1f} % "
+                f"(limit {thresholds.system_memory_limit_percent:.0f} %)"
+            ),
+            figure=peak,
+            limit=thresholds.memory_limit_mb,
         )
+    )
     done, execs = summary.completion, summary.executions
-    if done.pending or done.missing_records or (summary.fault and execs.lost):
-        lost = execs.lost if summary.fault else done.pending + done.missing_records
+    lost = execs.lost if summary.fault else done.pending + done.missing_records
+    found.append(
+        Check(
+            rule="jobs not completed",
+            fired=bool(done.pending or done.missing_records or (summary.fault and execs.lost)),
+            evidence=(
+                f"{lost} of {summary.jobs} jobs never completed "
+                f"({done.pending} still queued or running, {done.missing_records} records gone)"
+            ),
+        )
+    )
+    found.append(Check(rule="jobs failed", fired=bool(done.failed), evidence=f"{done.failed} jobs ended with an error"))
+    if summary.fault:
         found.append(
-            Failure(
-                rule="jobs not completed",
-                evidence=(
-                    f"{lost} of {summary.jobs} jobs never completed "
-                    f"({done.pending} still queued or running, {done.missing_records} records gone)"
-                ),
+            Check(
+                rule="jobs duplicated",
+                fired=bool(execs.duplicated),
+                evidence=f"{execs.duplicated} jobs completed more than once",
             )
         )
-    if done.failed:
-        found.append(Failure(rule="jobs failed", evidence=f"{done.failed} jobs ended with an error"))
-    if summary.fault and execs.duplicated:
-        found.append(Failure(rule="jobs duplicated", evidence=f"{execs.duplicated} jobs completed more than once"))
-    ratio, makespan = summary.makespan_ratio, summary.makespan_s
-    ideal = summary.ideal_makespan_s
-    if (
-        ratio is not None
-        and makespan is not None
-        and not summary.fault
-        and ratio > thresholds.makespan_ratio_limit
-        and makespan - ideal > thresholds.makespan_slack_s
-    ):
+    ratio, makespan, ideal = summary.makespan_ratio, summary.makespan_s, summary.ideal_makespan_s
+    if ratio is not None and makespan is not None and not summary.fault:
+        over_slack = makespan - ideal > thresholds.makespan_slack_s
         found.append(
-            Failure(
+            Check(
                 rule="makespan far over ideal",
+                fired=ratio > thresholds.makespan_ratio_limit and over_slack,
                 evidence=(
                     f"makespan {makespan:.2f} s is {ratio:.2f}× the ideal {ideal:.2f} s (limit "
                     f"{thresholds.makespan_ratio_limit}× and {thresholds.makespan_slack_s} s over; ideal assumes "
                     f"{summary.capacity.reason}, and the burst's own arrival)"
                 ),
+                figure=ratio if over_slack else None,  # within the slack the ratio is not what decides
+                limit=thresholds.makespan_ratio_limit,
             )
         )
     return found
 
 
+def detect(summary: ScenarioSummary, thresholds: Thresholds) -> list[Failure]:
+    """Every failure found in one run's summary."""
+    return [check.failure() for check in checks(summary, thresholds) if check.fired]
+
+
+def judge(runs: Sequence[list[Check]], margin: float) -> tuple[list[Failure], list[Failure], Status]:
+    """The failures (fired in every run, clear of the margin) and the borderline rules (fired in some runs
+    only, or near the limit in any) of one scenario's runs, and its status."""
+    failed: list[Failure] = []
+    borderline: list[Failure] = []
+    total = len(runs)
+    for rule in dict.fromkeys(check.rule for run in runs for check in run):
+        same = [check for run in runs for check in run if check.rule == rule]
+        fired = [check for check in same if check.fired]
+        runs_text = f"in {len(fired)} of {total} runs" if total > 1 else ""
+        example = fired[len(fired) // 2] if fired else max(same, key=lambda c: c.figure or 0.0)
+        if fired and len(fired) == len(same) and not any(check.near(margin) for check in same):
+            failed.append(example.failure(runs_text))
+        elif fired or any(check.near(margin) for check in same):
+            near = "" if fired and len(fired) < len(same) else f"within {margin:.0%} of its limit"
+            borderline.append(example.failure(", ".join(p for p in (runs_text, near) if p)))
+    status: Status = "failed" if failed else "borderline" if borderline else "held"
+    return failed, borderline, status
+
+
 def annotate(summary: ScenarioSummary, thresholds: Thresholds) -> ScenarioSummary:
-    """The summary with its failures and the spec's "Server Responsive" column filled in."""
+    """One run's summary with its failures, borderline rules and the spec's "Server Responsive" column."""
     probes = [p for p in summary.probes.values() if p.sent]
     responsive = all(is_responsive(p, thresholds) for p in probes) if probes else None
-    return summary.model_copy(update={"responsive": responsive, "failures": detect(summary, thresholds)})
+    failed, borderline, status = judge([checks(summary, thresholds)], thresholds.borderline_margin)
+    return summary.model_copy(
+        update={"responsive": responsive, "failures": failed, "borderline": borderline, "status": status}
+    )

@@ -101,11 +101,24 @@ class SystemResources(BaseModel):
     memory_used_peak_mb: float
 
 
+Status = Literal["held", "borderline", "failed"]
+
+
 class Failure(BaseModel):
-    """A failure rule that fired, with the figures that made it fire."""
+    """A failure rule that fired (or, in `ScenarioSummary.borderline`, nearly did), with its figures."""
 
     rule: str
     evidence: str
+    figure: float | None = None  # the measured figure the rule compares, where it has one …
+    limit: float | None = None  # … and its limit
+    runs: str = ""  # with repeats: "in 2 of 3 runs"
+
+
+class Spread(BaseModel):
+    """One figure over the repeats of a scenario: the summary shows the median."""
+
+    min: float
+    max: float
 
 
 class ScenarioSummary(BaseModel):
@@ -149,7 +162,12 @@ class ScenarioSummary(BaseModel):
     delivery: DeliveryRecord | None = None
     harness: Reading | None = None
     responsive: bool | None  # None: no probe was sent
-    failures: list[Failure] = Field(default_factory=list)
+    failures: list[Failure] = Field(default_factory=list)  # rules that fired in every run, clear of the margin
+    # With repeats, every number above is the median over the runs (lists and ids: from the median run).
+    repeats: int = 1
+    spread: dict[str, Spread] = Field(default_factory=dict)  # dotted path of a figure → min–max over the runs
+    borderline: list[Failure] = Field(default_factory=list)  # fired in some runs only, or near the limit
+    status: Status = "held"
 
 
 class ImplementationOutcome(BaseModel):
@@ -160,6 +178,8 @@ class ImplementationOutcome(BaseModel):
     tested_jobs: list[int]  # empty: not run (or only cut short) on this workload
     fails_at: int | None = None
     failures: list[Failure] = Field(default_factory=list)  # at `fails_at`
+    borderline_at: list[int] = Field(default_factory=list)  # job counts (below `fails_at`) judged borderline
+    borderline: list[Failure] = Field(default_factory=list)  # at the first of those
 
 
 class JobCountOutcome(BaseModel):
@@ -168,6 +188,7 @@ class JobCountOutcome(BaseModel):
     jobs: int
     held: list[str]
     failed: dict[str, list[Failure]]
+    borderline: dict[str, list[Failure]] = Field(default_factory=dict)
     cheapest_memory: str | None = None  # peak memory of the process that ran the jobs
     cheapest_memory_mb: float | None = None
     cheapest_cpu: str | None = None  # peak CPU of that process
@@ -225,7 +246,8 @@ class AnalysedRun(RunResult):
     """A run with its analysis: what `comparison_{timestamp}.json` holds and every report renders."""
 
     implementations: list[ImplementationInfo]
-    summaries: list[ScenarioSummary]
+    summaries: list[ScenarioSummary]  # one per scenario, its repeats merged
+    scenario_summaries: list[ScenarioSummary] = Field(default_factory=list)  # one per run of a scenario (file)
     verdict: Verdict
 
     def title(self, name: str) -> str:

@@ -1,7 +1,8 @@
 """The computed answer, from annotated summaries only.
 
-Per workload: the smallest job count at which each implementation fails and how, what the others did at
-the baseline's (BackgroundTasks') failing count, who held at each job count and the cheapest of those.
+Per workload: the smallest job count at which each implementation fails and how, where it was borderline
+(a rule that fired in some runs only, or a figure near its limit), what the others did at the baseline's
+(BackgroundTasks') deciding count, who held at each job count and the cheapest of those.
 Per fault: how many jobs each implementation and delivery variant lost, duplicated or had redelivered.
 The headline answers the benchmark's question: when do BackgroundTasks stop being enough?
 """
@@ -25,7 +26,7 @@ BASELINE = "fastapi"  # the question is when BackgroundTasks stop being enough; 
 
 
 def _first_failure(rows: list[ScenarioSummary]) -> ScenarioSummary | None:
-    return next((r for r in sorted(rows, key=lambda r: r.jobs) if r.failures), None)
+    return next((r for r in sorted(rows, key=lambda r: r.jobs) if r.status == "failed"), None)
 
 
 def _rules(failures: Sequence[Failure]) -> str:
@@ -42,12 +43,17 @@ def _join(names: list[str]) -> str:
 
 def _outcome(name: str, rows: list[ScenarioSummary]) -> ImplementationOutcome:
     first = _first_failure(rows)
+    borderline = sorted(
+        (r for r in rows if r.status == "borderline" and (first is None or r.jobs < first.jobs)), key=lambda r: r.jobs
+    )
     return ImplementationOutcome(
         implementation=name,
         title=implementations.title(name),
         tested_jobs=sorted({r.jobs for r in rows}),
         fails_at=first.jobs if first else None,
         failures=first.failures if first else [],
+        borderline_at=[r.jobs for r in borderline],
+        borderline=borderline[0].borderline if borderline else [],
     )
 
 
@@ -64,14 +70,15 @@ def _by_jobs(tested: list[int], rows: dict[str, list[ScenarioSummary]]) -> list[
     for jobs in tested:
         at = {name: next(r for r in impl_rows if r.jobs == jobs) for name, impl_rows in rows.items()
               if any(r.jobs == jobs for r in impl_rows)}  # fmt: skip
-        held = [r for r in at.values() if not r.failures]
+        held = [r for r in at.values() if r.status == "held"]
         memory, memory_mb = _cheapest(held, "peak_memory_mb")
         cpu, cpu_percent = _cheapest(held, "peak_cpu_percent")
         out.append(
             JobCountOutcome(
                 jobs=jobs,
                 held=[r.implementation for r in held],
-                failed={name: r.failures for name, r in at.items() if r.failures},
+                failed={name: r.failures for name, r in at.items() if r.status == "failed"},
+                borderline={name: r.borderline for name, r in at.items() if r.status == "borderline"},
                 cheapest_memory=memory,
                 cheapest_memory_mb=memory_mb,
                 cheapest_cpu=cpu,
@@ -97,24 +104,55 @@ def _held_line(workload: str, by_jobs: list[JobCountOutcome]) -> str:
     return f"{workload}, who held (peaks of the process that ran the jobs): {'; '.join(parts)}."
 
 
+def _counts(jobs: list[int]) -> str:
+    return (", ".join(map(str, jobs[:-1])) + " and " if len(jobs) > 1 else "") + f"{jobs[-1]} jobs"
+
+
+def _borderline(outcome: ImplementationOutcome, verb: str) -> str:
+    """ "are borderline at 50 jobs (server unresponsive (sync endpoint) in 2 of 3 runs)", or ""."""
+    if not outcome.borderline_at:
+        return ""
+    rules = ", ".join(f.rule + (f" {f.runs}" if f.runs else "") for f in outcome.borderline)
+    return f"{verb} borderline at {_counts(outcome.borderline_at)} ({rules})"
+
+
+def _at_count(summary: ScenarioSummary) -> str:
+    if summary.status == "failed":
+        return _rules(summary.failures)
+    if summary.status == "borderline":
+        return f"borderline ({_rules(summary.borderline)})"
+    return "no failure"
+
+
+def _outcome_text(outcome: ImplementationOutcome, span: str, plural: bool) -> str:
+    """ "are borderline at 50 jobs (…) and fail from 100 jobs (…)", "did not fail in 10–100 jobs", …"""
+    borderline = _borderline(outcome, "are" if plural else "is")
+    if outcome.fails_at is not None:
+        fails = f"fail{'' if plural else 's'} from {outcome.fails_at} jobs ({_rules(outcome.failures)})"
+        return f"{borderline} and {fails}" if borderline else fails
+    if borderline:
+        return f"{borderline}, and did not fail in {span}"
+    return f"did not fail in {span}"
+
+
 def _sentence(workload: str, span: str, baseline: ImplementationOutcome, others: list[ImplementationOutcome],
               rows: dict[str, list[ScenarioSummary]]) -> str:  # fmt: skip
     if not baseline.tested_jobs:
         sentence = f"{workload}: {baseline.title} not tested."
-    elif baseline.fails_at is not None:
-        sentence = f"{workload}: {baseline.title} fail from {baseline.fails_at} jobs ({_rules(baseline.failures)})"
+    elif baseline.fails_at is not None or baseline.borderline_at:
+        sentence = f"{workload}: {baseline.title} {_outcome_text(baseline, span, plural=True)}"
+        decisive = baseline.borderline_at[0] if baseline.borderline_at else baseline.fails_at
+        where = f"at {decisive} jobs" if baseline.borderline_at else "at that count"
         for other in others:
-            same = next((r for r in rows[other.implementation] if r.jobs == baseline.fails_at), None)
+            same = next((r for r in rows[other.implementation] if r.jobs == decisive), None)
             if same is not None:
-                sentence += f"; {other.title} at that count: " + (_rules(same.failures) or "no failure")
+                sentence += f"; {other.title} {where}: {_at_count(same)}"
         sentence += "."
     else:
         sentence = f"{workload}: {baseline.title} did not fail in the tested range ({span})."
     for other in others:
-        if other.fails_at is not None:
-            sentence += f" {other.title} fails from {other.fails_at} jobs ({_rules(other.failures)})."
-        elif other.tested_jobs:
-            sentence += f" {other.title} did not fail in {span}."
+        if other.tested_jobs:
+            sentence += f" {other.title} {_outcome_text(other, span, plural=False)}."
     return sentence
 
 
@@ -169,30 +207,46 @@ def _fault_lines(rows: list[FaultRow]) -> list[str]:
     return lines
 
 
+def _there(at: JobCountOutcome, others: list[str]) -> str:
+    """What the other implementations did at the baseline's failing count."""
+    notes = []
+    if at.held:
+        notes.append(f"{_join([implementations.title(n) for n in at.held])} held there")
+    if borderline := [n for n in others if n in at.borderline]:
+        notes.append(f"{_join([implementations.title(n) for n in borderline])} borderline there")
+    if failed := [n for n in others if n in at.failed]:
+        notes.append(f"{_join([implementations.title(n) for n in failed])} failed there too")
+    if not (at.held or borderline or failed):
+        notes.append(f"{_join([implementations.title(n) for n in others]) or 'no other implementation'} not run")
+    return "; ".join(notes)
+
+
 def _headline(workloads: list[WorkloadVerdict], others: list[str], baseline_title: str) -> list[str]:
-    """One sentence a reader can act on: where BackgroundTasks were enough, and where they were not."""
-    held, broke = [], []
+    """One sentence a reader can act on: where BackgroundTasks were enough, where borderline, where not."""
+    held: list[str] = []
+    failed: list[str] = []
+    not_held: list[str] = []
     for w in workloads:
         baseline = next(o for o in w.implementations if o.implementation == BASELINE)
-        if baseline.tested_jobs and baseline.fails_at is None:
+        if not baseline.tested_jobs:
+            continue
+        if baseline.fails_at is None and not baseline.borderline_at:
             held.append(f"{w.workload} (tested up to {max(w.tested_jobs)} jobs)")
-        elif baseline.fails_at is not None:
-            at = next(c for c in w.by_jobs if c.jobs == baseline.fails_at)
-            there = [n for n in others if n in at.held or n in at.failed]
-            notes = []
-            if at.held:
-                notes.append(f"{_join([implementations.title(n) for n in at.held])} held there")
-            if failed := [n for n in others if n in at.failed]:
-                notes.append(f"{_join([implementations.title(n) for n in failed])} failed there too")
-            if not there:
-                missing = _join([implementations.title(n) for n in others]) or "no other implementation"
-                notes.append(f"{missing} not run")
-            broke.append(f"{w.workload} from {baseline.fails_at} jobs ({'; '.join(notes)})")
-    parts = []
-    if held:
-        parts.append(f"{baseline_title} were enough for {', '.join(held)}")
-    if broke:
-        parts.append(f"{'they' if held else baseline_title} failed for {', '.join(broke)}")
+            continue
+        counts = _counts(baseline.borderline_at) if baseline.borderline_at else ""
+        if baseline.fails_at is None:
+            not_held.append(f"are borderline for {w.workload} at {counts} (no failure up to {max(w.tested_jobs)} jobs)")
+            continue
+        there = _there(next(c for c in w.by_jobs if c.jobs == baseline.fails_at), others)
+        if counts:
+            not_held.append(f"are borderline for {w.workload} at {counts} and fail from {baseline.fails_at} jobs "
+                            f"({there})")  # fmt: skip
+        else:
+            failed.append(f"{w.workload} from {baseline.fails_at} jobs ({there})")
+    parts = [f"were enough for {', '.join(held)}"] if held else []
+    parts += [f"failed for {', '.join(failed)}"] if failed else []
+    parts += not_held
+    parts = [f"{baseline_title if i == 0 else 'they'} {part}" for i, part in enumerate(parts)]
     return [f"Answer: {'; '.join(parts)}."] if parts else []
 
 

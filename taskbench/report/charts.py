@@ -37,6 +37,7 @@ WORKER_COLOURS = ("#c05621", "#2e7d32", "#d81b60", "#6d4c41")
 UNPLOTTED_ROLES = ("harness",)  # the harness's own cost is in the resources table
 WAITING_COLOUR = "#c9ced6"
 FAILED_COLOUR = "#c62828"
+BORDERLINE_COLOUR = "#ef8f00"
 LOST_COLOUR = "#a3a3a3"
 FAULT_COLOUR = "#c62828"
 RECOVERED_COLOUR = "#2e7d32"
@@ -206,7 +207,7 @@ def timeline_chart(result: ScenarioResult, lost_ids: Sequence[str] = (), colour:
     ax.set_xlabel("seconds since scenario start")
     ax.set_ylabel("job (in submission order)")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title(f"Job timeline — {result.spec.label}", fontsize=10)
+    ax.set_title(f"Job timeline — {result.run_label}", fontsize=10)
     if not bars:
         ax.text(0.5, 0.5, "no job was accepted", transform=ax.transAxes, ha="center", va="center")
     _legend(ax)
@@ -246,7 +247,7 @@ def probes_chart(result: ScenarioResult) -> Figure:
         ax.set_ylim(bottom=0)
     ax.set_xlabel("seconds since scenario start (probe sent)")
     ax.set_ylabel("latency (ms)")
-    ax.set_title(f"Probe latency — {result.spec.label}", fontsize=10)
+    ax.set_title(f"Probe latency — {result.run_label}", fontsize=10)
     if not result.probes:
         ax.text(0.5, 0.5, "no probes recorded", transform=ax.transAxes, ha="center", va="center")
     _legend(ax)
@@ -281,7 +282,7 @@ def resources_chart(result: ScenarioResult) -> Figure:
     cpu_ax.set_ylabel("CPU (% of one core)")
     mem_ax.set_ylabel("RSS (MB)")
     mem_ax.set_xlabel("seconds since scenario start")
-    cpu_ax.set_title(f"CPU and memory per process — {result.spec.label}", fontsize=10)
+    cpu_ax.set_title(f"CPU and memory per process — {result.run_label}", fontsize=10)
     if not result.samples:
         cpu_ax.text(0.5, 0.5, "no resource samples", transform=cpu_ax.transAxes, ha="center", va="center")
     _legend(cpu_ax)
@@ -311,6 +312,15 @@ class Metric:
     ylabel: str
     value: Callable[[ScenarioSummary], float | None]
     limit: Callable[[Thresholds], float | None] = lambda thresholds: None
+    path: str = ""  # the figure's key in `ScenarioSummary.spread`, for its range over repeats
+    scale: float = 1.0  # from the summary's unit to the chart's
+
+    def error(self, summary: ScenarioSummary, value: float | None) -> tuple[float, float]:
+        """Distance from the median down to the smallest run and up to the largest (0, 0 without repeats)."""
+        over = summary.spread.get(self.path)
+        if over is None or value is None:
+            return 0.0, 0.0
+        return max(value - over.min * self.scale, 0.0), max(over.max * self.scale - value, 0.0)
 
 
 def _responsive_ms(thresholds: Thresholds) -> float | None:
@@ -318,12 +328,16 @@ def _responsive_ms(thresholds: Thresholds) -> float | None:
 
 
 METRICS = [
-    Metric("Makespan ÷ ideal", "ratio (1 = ideal)", lambda s: s.makespan_ratio, lambda t: t.makespan_ratio_limit),
-    Metric("Async probe p99", "latency (ms)", lambda s: _ms(s.probes["async"].p99), _responsive_ms),
-    Metric("Sync probe p99", "latency (ms)", lambda s: _ms(s.probes["sync"].p99), _responsive_ms),
-    Metric("Submission p99", "latency (ms)", lambda s: _ms(s.submission.p99)),
-    Metric("Peak memory of the job process", "RSS (MB)", lambda s: s.peak_memory_mb, lambda t: t.memory_limit_mb),
-]
+    Metric("Makespan ÷ ideal", "ratio (1 = ideal)", lambda s: s.makespan_ratio, lambda t: t.makespan_ratio_limit,
+           "makespan_ratio"),
+    Metric("Async probe p99", "latency (ms)", lambda s: _ms(s.probes["async"].p99), _responsive_ms,
+           "probes.async.p99", 1000),
+    Metric("Sync probe p99", "latency (ms)", lambda s: _ms(s.probes["sync"].p99), _responsive_ms,
+           "probes.sync.p99", 1000),
+    Metric("Submission p99", "latency (ms)", lambda s: _ms(s.submission.p99), path="submission.p99", scale=1000),
+    Metric("Peak memory of the job process", "RSS (MB)", lambda s: s.peak_memory_mb, lambda t: t.memory_limit_mb,
+           "peak_memory_mb"),
+]  # fmt: skip
 
 
 def workload_chart(run: AnalysedRun, workload: str, summaries: list[ScenarioSummary]) -> Figure:
@@ -340,12 +354,14 @@ def workload_chart(run: AnalysedRun, workload: str, summaries: list[ScenarioSumm
             ys = [metric.value(s) for s in rows]
             values += ys
             xs = [s.jobs for s in rows]
-            ax.plot(xs, [math.nan if y is None else y for y in ys], marker="o", color=palette.get(impl, FALLBACK),
-                    label=run.title(impl))  # fmt: skip
-            failed = [(x, y) for x, y, s in zip(xs, ys, rows, strict=True) if y is not None and s.failures]
-            if failed:
-                ax.scatter(*zip(*failed, strict=True), s=110, facecolors="none", edgecolors=FAILED_COLOUR,
-                           linewidths=1.5, zorder=3, label="failure detected")  # fmt: skip
+            errors = [metric.error(s, y) for s, y in zip(rows, ys, strict=True)]
+            ax.errorbar(xs, [math.nan if y is None else y for y in ys], yerr=list(zip(*errors, strict=True)),
+                        marker="o", color=palette.get(impl, FALLBACK), label=run.title(impl), capsize=3)  # fmt: skip
+            for status, colour in (("failed", FAILED_COLOUR), ("borderline", BORDERLINE_COLOUR)):
+                marked = [(x, y) for x, y, s in zip(xs, ys, rows, strict=True) if y is not None and s.status == status]
+                if marked:
+                    ax.scatter(*zip(*marked, strict=True), s=110, facecolors="none", edgecolors=colour,
+                               linewidths=1.5, zorder=3)  # fmt: skip
         limit = metric.limit(run.settings.thresholds)
         shown = [v for v in values if v is not None]
         if limit is not None and shown and max(shown) >= limit * 0.5:
@@ -369,7 +385,10 @@ def workload_chart(run: AnalysedRun, workload: str, summaries: list[ScenarioSumm
     handles = [Line2D([], [], color=palette.get(i, FALLBACK), marker="o", label=run.title(i)) for i in implementations]
     handles += [
         Line2D([], [], marker="o", linestyle="none", markerfacecolor="none", markeredgecolor=FAILED_COLOUR,
-               markersize=10, label="failure detected"),
+               markersize=10, label="failed (every run)"),
+        Line2D([], [], marker="o", linestyle="none", markerfacecolor="none", markeredgecolor=BORDERLINE_COLOUR,
+               markersize=10, label="borderline"),
+        Line2D([], [], color="#555555", marker="_", markersize=10, label="range over repeats (bars)"),
         Line2D([], [], color="#888888", linestyle=":", label="failure threshold"),
     ]  # fmt: skip
     legend_ax.legend(handles=handles, loc="center", fontsize=10, title="Legend")

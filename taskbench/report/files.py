@@ -30,13 +30,13 @@ def write_scenario_data(folder: Path, timestamp: str, result: ScenarioResult) ->
 
 def write_run(folder: Path, analysed: AnalysedRun, scenarios: list[ScenarioResult]) -> Path:
     """Every report of the run: per-scenario Markdown, the comparison (.md and .json), the charts and
-    `report.html`. `scenarios` in the order of `analysed.summaries`; returns the comparison .md's path."""
+    `report.html`. `scenarios` in the order of `analysed.scenario_summaries`; returns the comparison .md's path."""
     folder.mkdir(parents=True, exist_ok=True)
     timestamp = analysed.timestamp
     palette = colours([i.name for i in analysed.implementations])
     comparison_charts = charts.comparison_charts(analysed)
     scenario_charts: dict[str, list[charts.Chart]] = {}
-    for result, summary in zip(scenarios, analysed.summaries, strict=True):
+    for result, summary in zip(scenarios, analysed.scenario_summaries, strict=True):
         stem = scenario_stem(result.spec, timestamp)
         colour = palette.get(result.spec.implementation, FALLBACK)
         scenario_charts[stem] = charts.scenario_charts(stem, result, summary, colour)

@@ -155,7 +155,7 @@ def scenario_section(
     return "".join(
         [
             f'<section class="scenario" id="{anchor(stem)}">',
-            f'<h3 class="impl" style="border-left-color: {esc(colour)}">{esc(result.spec.label)}</h3>',
+            f'<h3 class="impl" style="border-left-color: {esc(colour)}">{esc(result.run_label)}</h3>',
             f"<p>{inline(content.scenario_intro(result, summary))}</p>",
             "<h4>Failures detected</h4>",
             bullets(content.bullets(failures, "failures")) if failures else "<p>None detected.</p>",
@@ -179,7 +179,8 @@ def report(
 ) -> str:
     """`report.html`: verdict first, then settings, tables, charts, and every scenario.
 
-    `scenarios` in the order of `run.summaries`; `scenario_charts` by scenario stem."""
+    `scenarios` in the order of `run.scenario_summaries` (one per run of a scenario); `scenario_charts` by
+    scenario stem."""
     by_stem = scenario_charts or {}
     summaries = run.summaries
     stems = [scenario_stem(r.spec, run.timestamp) for r in scenarios]
@@ -215,7 +216,7 @@ def report(
         Heading("Scenarios"),
     ]
     toc = [
-        f'<li><a href="#{anchor(stem)}">{esc(r.spec.label)}</a></li>' for r, stem in zip(scenarios, stems, strict=True)
+        f'<li><a href="#{anchor(stem)}">{esc(r.run_label)}</a></li>' for r, stem in zip(scenarios, stems, strict=True)
     ]
     body = [
         block(parts[0]),
@@ -226,7 +227,7 @@ def report(
         blocks(parts[3:]),
         "<nav><ul>" + "".join(toc) + "</ul></nav>",
     ]
-    for result, summary, stem in zip(scenarios, summaries, stems, strict=True):
+    for result, summary, stem in zip(scenarios, run.scenario_summaries, stems, strict=True):
         colour = palette.get(result.spec.implementation, FALLBACK)
         body.append(scenario_section(result, summary, stem, by_stem.get(stem, []), colour))
     return page(f"taskbench {run.timestamp}: {title}", "\n".join(p for p in body if p), script=True)
