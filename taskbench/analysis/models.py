@@ -80,6 +80,15 @@ class Executions(BaseModel):
     redelivery_delay_s: float | None = None  # from the fault to the first job started again
 
 
+class FifoSummary(BaseModel):
+    """How first-in-first-out the jobs ran: start order against the service's acceptance order."""
+
+    started: int  # jobs that started at all
+    max_overtaken: int  # the most later-accepted jobs that started before one earlier job
+    overtaken_jobs: int  # jobs that at least one later-accepted job started before
+    kendall_tau: float | None  # rank correlation of the two orders: 1 = strictly first in, first out
+
+
 class ProcessResources(BaseModel):
     """CPU (100 = one core) and RSS of one sampled process (with its children)."""
 
@@ -151,6 +160,7 @@ class ScenarioSummary(BaseModel):
     makespan_ratio: float | None
     capacity: Capacity
     max_running: int
+    fifo: FifoSummary | None = None
     resources: dict[str, ProcessResources]  # by sampled role: api, redis, harness, {implementation}-worker
     system: SystemResources | None = None
     job_process: str  # the role whose CPU and memory are "the process that ran the jobs"

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from taskbench import implementations
+from taskbench.analysis import order
 from taskbench.analysis.models import (
     ENDPOINTS,
     Completion,
@@ -264,6 +265,7 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
         makespan_ratio=(makespan / ideal) if makespan is not None and ideal > 0 else None,
         capacity=result.capacity,
         max_running=max_concurrent(intervals),
+        fifo=order.fifo(result),
         resources=resources,
         system=system_resources(result),
         job_process=role,

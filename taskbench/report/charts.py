@@ -25,6 +25,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from taskbench.analysis import order
 from taskbench.analysis.models import AnalysedRun, ScenarioSummary
 from taskbench.report.content import ChartRef
 from taskbench.report.names import chart_path
@@ -113,11 +114,11 @@ def job_bars(result: ScenarioResult, lost_ids: Sequence[str] = ()) -> list[Bar]:
         elif e.event == "end" and e.ok:
             ledger_end[e.job_id] = e.t
     lost = set(lost_ids)
+    accepted = order.accepted_at(result)
     bars: list[Bar] = []
-    for sub in sorted((s for s in result.submissions if s.job_id), key=lambda s: s.sent_at):
-        job_id = str(sub.job_id)
+    for job_id in order.acceptance_order(result):
         record = records.get(job_id)
-        submitted = (record.submitted_at if record else None) or sub.sent_at
+        submitted = (record.submitted_at if record else None) or accepted[job_id]
         started = (record.started_at if record else None) or ledger_start.get(job_id)
         finished = (record.finished_at if record else None) or ledger_end.get(job_id)
         status = record.status if record else None
@@ -148,9 +149,7 @@ def killed_attempts(result: ScenarioResult) -> list[tuple[int, float, float]]:
     for e in result.executions:
         if e.event == "start":
             starts.setdefault(e.job_id, []).append(e.t)
-    rows = {
-        s.job_id: i for i, s in enumerate(sorted((s for s in result.submissions if s.job_id), key=lambda s: s.sent_at))
-    }
+    rows = {job_id: i for i, job_id in enumerate(order.acceptance_order(result))}
     spans = []
     for job_id, times in starts.items():
         times.sort()
@@ -203,9 +202,9 @@ def timeline_chart(result: ScenarioResult, lost_ids: Sequence[str] = (), colour:
                    s=18 if n <= 400 else 4, zorder=3, label="lost / never finished")  # fmt: skip
     _mark_events(ax, result)
     ax.set_xlim(0, max(end, 1e-3) * 1.02)
-    ax.set_ylim(n - 0.5, -0.5)  # first submitted at the top
+    ax.set_ylim(n - 0.5, -0.5)  # first accepted at the top
     ax.set_xlabel("seconds since scenario start")
-    ax.set_ylabel("job (in submission order)")
+    ax.set_ylabel("job (in the order the service accepted them)")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(f"Job timeline — {result.run_label}", fontsize=10)
     if not bars:

@@ -123,7 +123,7 @@ def extended_table(summaries: Sequence[ScenarioSummary]) -> Table:
     headers = [
         "Scenario", "Submit p50 / p99 / max", "Async probe p99 / max", "Sync probe p99 / max",
         "Probes lost", "Queue avg / p95 / max", "Exec avg", "Total avg (from client send)", "Makespan / ideal",
-        "Max running",
+        "Max running", "FIFO: τ / most overtaken",
     ]  # fmt: skip
     rows: list[list[Cell]] = []
     for s in summaries:
@@ -141,9 +141,19 @@ def extended_table(summaries: Sequence[ScenarioSummary]) -> Table:
                 f"{spread(s, 'makespan_s', s.makespan_s, lambda v: seconds(v, 2))} / {seconds(s.ideal_makespan_s, 2)} "
                 f"({ratio(s.makespan_ratio)})",
                 f"{s.max_running} of {s.capacity.concurrency}",
+                fifo_cell(s),
             ]
         )
     return Table(headers, rows)
+
+
+def fifo_cell(summary: ScenarioSummary) -> str:
+    """Kendall's τ of start order against acceptance order (1 = first in, first out), and the most
+    later-accepted jobs that started before one earlier job."""
+    f = summary.fifo
+    if f is None or f.kendall_tau is None:
+        return "–"
+    return f"{f.kendall_tau:.2f} / {f.max_overtaken}"
 
 
 def short_jobs_table(summaries: Sequence[ScenarioSummary]) -> Table:
