@@ -20,6 +20,7 @@ class Capacity(BaseModel):
 
     concurrency: int
     reason: str
+    cores_bound: bool = False  # CPU-bound work capped by the machine's cores: more concurrency does not help
 
 
 def ideal_makespan_s(jobs: int, concurrency: int, duration_s: float) -> float:

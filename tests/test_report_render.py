@@ -84,7 +84,8 @@ BORDERLINE_LINES = [
 def test_the_fixture_s_verdict_is_the_old_code_s_with_the_near_miss_borderline() -> None:
     analysed, _ = analysed_fixture()
     held = [w.held_line for w in analysed.verdict.workloads]
-    assert [line for line in analysed.verdict.lines if line not in held] == BORDERLINE_LINES
+    costs = [t.sentence for t in analysed.verdict.tradeoffs]
+    assert [line for line in analysed.verdict.lines if line not in held + costs] == BORDERLINE_LINES
     recorded = json.loads((FIXTURE / f"comparison_{TIMESTAMP}.json").read_text())["verdict"]["lines"]
     assert recorded == OLD_CODE_LINES[1:]
     assert held == [
@@ -93,6 +94,24 @@ def test_the_fixture_s_verdict_is_the_old_code_s_with_the_near_miss_borderline()
         "BackgroundTasks 63 MB; least CPU Celery 7.8%).",
         "cpu, who held (peaks of the process that ran the jobs): 5 jobs: none.",
     ]
+
+
+def test_the_trade_off_says_how_much_slower_and_what_matching_would_take() -> None:
+    """The fixture's Celery (4 prefork processes) held at 5 × 0.5 s jobs but drained them in 2.1× the time
+    BackgroundTasks' 40 threads took: matching needs 5 at once, and memory grows with the processes."""
+    analysed, _ = analysed_fixture()
+    (five, twenty) = [t for t in analysed.verdict.tradeoffs if t.workload == "sleep"]
+    assert (five.jobs, five.fastest, twenty.jobs) == (5, "fastapi", 20)
+    fastapi, celery = five.rows
+    assert (fastapi.status, fastapi.slower, fastapi.needs_concurrency) == ("held", 1.0, None)
+    assert celery.status == "held" and celery.slower == pytest.approx(2.1, abs=0.05)
+    assert celery.needs_concurrency == 5  # ceil(4 × 2.1) = 9, capped at the 5 jobs there are
+    assert celery.peak_memory_mb is not None and celery.needs_memory_mb == pytest.approx(celery.peak_memory_mb * 6 / 5)
+    assert "Celery held, 2.1× slower than BackgroundTasks" in five.sentence
+    assert "draining as fast needs ≈ 5 at once (4 now)" in five.sentence
+    (row,) = [r for r in analysed.verdict.decisions if r.workload == "sleep"]
+    assert [(c.implementation, c.status, c.cheapest) for c in row.cells] == [
+        ("fastapi", "held", True), ("celery", "held", False)]  # fmt: skip
 
 
 def test_the_typed_summaries_keep_the_recorded_figures() -> None:

@@ -231,6 +231,44 @@ class FaultRow(BaseModel):
     promise: str  # what the queue promises under it
 
 
+class TradeOffRow(BaseModel):
+    """One implementation at one workload and job count: what it cost, and what matching the fastest would."""
+
+    implementation: str
+    title: str
+    status: Status
+    makespan_s: float | None
+    total_p95_s: float | None
+    peak_memory_mb: float | None
+    peak_cpu_percent: float | None
+    concurrency: int  # jobs at once, from the capacity model
+    cores_bound: bool = False
+    slower: float | None = None  # makespan ÷ the fastest's
+    needs_concurrency: int | None = None  # to drain as fast as the fastest (held and slower only)
+    needs_memory_mb: float | None = None  # at that concurrency: extrapolated, or the same process's
+
+
+class TradeOff(BaseModel):
+    workload: str
+    jobs: int
+    fastest: str
+    rows: list[TradeOffRow]
+    sentence: str
+
+
+class DecisionCell(BaseModel):
+    implementation: str
+    status: Status
+    text: str  # after the status: "from 50 jobs: …" with the deciding figure
+    memory_mb: float | None = None
+    cheapest: bool = False  # the least memory of those that held throughout
+
+
+class DecisionRow(BaseModel):
+    workload: str
+    cells: list[DecisionCell]
+
+
 class Verdict(BaseModel):
     """The computed answer; `lines` is what every report and the CLI print, headline first."""
 
@@ -239,6 +277,8 @@ class Verdict(BaseModel):
     faults: list[FaultRow]
     headline: list[str]
     lines: list[str]
+    tradeoffs: list[TradeOff] = Field(default_factory=list)
+    decisions: list[DecisionRow] = Field(default_factory=list)
 
 
 class ImplementationInfo(BaseModel):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from taskbench import implementations
+from taskbench.analysis import tradeoff
 from taskbench.analysis.models import (
     Failure,
     FaultRow,
@@ -276,5 +277,17 @@ def compute(summaries: list[ScenarioSummary], run_implementations: Sequence[str]
         )
     fault_rows = _fault_rows(summaries)
     headline = _headline(workloads, others, implementations.title(BASELINE))
-    lines = [*headline, *(line for w in workloads for line in (w.sentence, w.held_line)), *_fault_lines(fault_rows)]
-    return Verdict(baseline=BASELINE, workloads=workloads, faults=fault_rows, headline=headline, lines=lines)
+    costs = tradeoff.tradeoffs(plain, [BASELINE, *others])
+    lines = [*headline]
+    for w in workloads:
+        lines += [w.sentence, w.held_line, *(t.sentence for t in costs if t.workload == w.workload)]
+    lines += _fault_lines(fault_rows)
+    return Verdict(
+        baseline=BASELINE,
+        workloads=workloads,
+        faults=fault_rows,
+        headline=headline,
+        lines=lines,
+        tradeoffs=costs,
+        decisions=tradeoff.decisions(workloads, plain),
+    )

@@ -41,6 +41,9 @@ class Implementation(ABC):
     job_process: ClassVar[str]  # the sampled process whose CPU and memory the jobs use
     deliveries: ClassVar[tuple[Delivery, ...]]  # the first is the default; worker faults run each
     faults: ClassVar[tuple[str, ...]] = ALL_FAULTS
+    # Each unit of --concurrency is a process of its own (a prefork pool, RQ's worker pool): memory grows with
+    # concurrency, and the verdict extrapolates it linearly. Threads and coroutines share their process.
+    memory_per_slot: ClassVar[bool] = False
 
     @property
     def worker_role(self) -> str:
@@ -89,4 +92,6 @@ def python_module(*argv: str) -> list[str]:
 
 
 def cpu_bound(total: int, cpu_count: int, unit: str) -> Capacity:
-    return Capacity(concurrency=min(total, cpu_count), reason=f"{total} {unit} on {cpu_count} cores")
+    return Capacity(
+        concurrency=min(total, cpu_count), reason=f"{total} {unit} on {cpu_count} cores", cores_bound=total >= cpu_count
+    )

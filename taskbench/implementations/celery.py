@@ -14,6 +14,7 @@ class CeleryImplementation(Implementation):
     name = "celery"
     title = "Celery"
     job_process = "celery-worker"
+    memory_per_slot = True  # prefork: one process per unit of --concurrency
     deliveries = (
         Delivery(
             "default",

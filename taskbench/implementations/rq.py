@@ -14,6 +14,7 @@ class RQImplementation(Implementation):
     name = "rq"
     title = "RQ"
     job_process = "rq-worker"
+    memory_per_slot = True  # worker-pool: one worker process per unit of --concurrency (and a work horse per job)
     deliveries = (
         Delivery(
             "default",

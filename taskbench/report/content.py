@@ -119,6 +119,25 @@ def spec_table(summaries: Sequence[ScenarioSummary]) -> Table:
     return Table(headers, rows)
 
 
+def decision_table(run: AnalysedRun) -> Table:
+    """Workloads × implementations: held / borderline / failed with the deciding figure, the cheapest of
+    those that held marked; every word computed from the run."""
+    names = [i.name for i in run.implementations]
+    rows: list[list[Cell]] = []
+    for row in run.verdict.decisions:
+        cells = {c.implementation: c for c in row.cells}
+        row_cells: list[Cell] = [f"`{row.workload}`"]
+        for name in names:
+            cell = cells.get(name)
+            if cell is None:
+                row_cells.append("–")
+                continue
+            mark = " ★ cheapest" if cell.cheapest else ""
+            row_cells.append(f"**{cell.status}** {cell.text}{mark}")
+        rows.append(row_cells)
+    return Table(["Workload", *(run.title(n) for n in names)], rows, "decisions")
+
+
 def extended_table(summaries: Sequence[ScenarioSummary]) -> Table:
     headers = [
         "Scenario", "Submit p50 / p99 / max", "Async probe p99 / max", "Sync probe p99 / max",
@@ -406,6 +425,14 @@ def comparison(run: AnalysedRun, charts: Sequence[ChartRef] = ()) -> list[Block]
     blocks: list[Block] = [Heading(f"{run_title(run)} — comparison ({run.timestamp})", 1)]
     if run.interrupted:
         blocks.append(Paragraph("> **Interrupted**: this run was stopped early; the results below are partial."))
+    if run.verdict.decisions:
+        blocks += [
+            Heading("Decision"),
+            Paragraph("Each workload run, each implementation: held, borderline or failed, with the deciding "
+                      "figure; ★ marks the least memory among those that held. Computed from the run, as is the "
+                      "verdict below."),
+            decision_table(run),
+        ]  # fmt: skip
     blocks += [
         Heading("Results (the spec's table)"),
         spec_table(summaries),

@@ -186,10 +186,12 @@ def report(
     stems = [scenario_stem(r.spec, run.timestamp) for r in scenarios]
     palette = colours([i.name for i in run.implementations])
     title = content.run_title(run)
+    decision: list[Block] = [Heading("Decision"), content.decision_table(run)] if run.verdict.decisions else []
     parts: list[Block] = [
         Heading(f"{title} — {run.timestamp}", 1),
         Heading("Verdict", 2, "verdict"),
         content.bullets(content.verdict_lines(run)),
+        *decision,
         Heading("Settings and machine"),
         content.bullets(content.run_facts(run)),
         content.implementations_table(

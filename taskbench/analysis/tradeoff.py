@@ -1,0 +1,149 @@
+"""What each choice costs, beside where it fails: the trade-off lines and the decision table of the verdict.
+
+"Celery held" alone misleads when Celery needed 8× as long to drain the burst: a team would not learn that
+matching today's latency takes about eight times the concurrency, and what that costs. For each workload
+and job count, each implementation's makespan, p95 total time and the peaks of the process that ran the
+jobs; where one held and was slower than the fastest, by how much, the concurrency that would drain as
+fast (the capacity model: waves of `concurrency` jobs) and the memory that would take (measured, or
+extrapolated linearly where each unit of concurrency is a process). Every word is computed from the run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from taskbench import implementations
+from taskbench.analysis.models import (
+    DecisionCell,
+    DecisionRow,
+    Failure,
+    ScenarioSummary,
+    TradeOff,
+    TradeOffRow,
+    WorkloadVerdict,
+)
+
+SLOWER_FROM = 1.2  # a makespan this many times the fastest's is "slower"; below, it is noise on a shared box
+
+
+def _memory_per_slot(name: str) -> bool:
+    return name in implementations.REGISTRY and implementations.get(name).memory_per_slot
+
+
+def _row(s: ScenarioSummary, fastest: float | None) -> TradeOffRow:
+    slower = s.makespan_s / fastest if s.makespan_s and fastest else None
+    needs = needs_memory = None
+    if slower is not None and slower >= SLOWER_FROM and s.status != "failed" and not s.capacity.cores_bound:
+        needs = min(math.ceil(s.capacity.concurrency * slower), s.jobs)
+        if s.peak_memory_mb is not None:
+            needs_memory = s.peak_memory_mb
+            if _memory_per_slot(s.implementation):  # a main process and one per slot
+                needs_memory *= (needs + 1) / (s.capacity.concurrency + 1)
+    return TradeOffRow(
+        implementation=s.implementation,
+        title=implementations.title(s.implementation),
+        status=s.status,
+        makespan_s=s.makespan_s,
+        total_p95_s=s.total_time.p95,
+        peak_memory_mb=s.peak_memory_mb,
+        peak_cpu_percent=s.peak_cpu_percent,
+        concurrency=s.capacity.concurrency,
+        cores_bound=s.capacity.cores_bound,
+        slower=slower,
+        needs_concurrency=needs,
+        needs_memory_mb=needs_memory,
+    )
+
+
+def _figures(r: TradeOffRow) -> str:
+    parts = [f"{r.makespan_s:.1f} s" if r.makespan_s is not None else "did not drain",
+             f"p95 {r.total_p95_s:.1f} s" if r.total_p95_s is not None else "",
+             f"{r.peak_memory_mb:.0f} MB" if r.peak_memory_mb is not None else "",
+             f"{r.peak_cpu_percent:.0f}% CPU" if r.peak_cpu_percent is not None else ""]  # fmt: skip
+    return ", ".join(p for p in parts if p)
+
+
+def _clause(r: TradeOffRow, fastest: TradeOffRow) -> str:
+    text = f"{r.title} {r.status}"
+    if r is fastest or r.slower is None or r.slower < SLOWER_FROM:
+        return f"{text} ({_figures(r)})"
+    text += f", {r.slower:.1f}× slower than {fastest.title} ({_figures(r)})"
+    if r.cores_bound:
+        return text + ": CPU-bound on this machine's cores, more concurrency would not drain it faster"
+    if r.needs_concurrency is not None:
+        text += f": draining as fast needs ≈ {r.needs_concurrency} at once ({r.concurrency} now)"
+        if r.needs_memory_mb is not None and r.peak_memory_mb is not None:
+            if _memory_per_slot(r.implementation):
+                text += (f", ≈ {r.needs_memory_mb:.0f} MB (extrapolated from {r.peak_memory_mb:.0f} MB for a main "
+                         f"process and {r.concurrency})")  # fmt: skip
+            else:
+                text += f" in the same process ({r.peak_memory_mb:.0f} MB measured)"
+    return text
+
+
+def tradeoffs(summaries: Sequence[ScenarioSummary], order: Sequence[str]) -> list[TradeOff]:
+    """One trade-off per workload and job count run by more than one implementation."""
+    plain = [s for s in summaries if not s.fault and not s.interrupted]
+    out = []
+    for workload in dict.fromkeys(s.workload for s in plain):
+        for jobs in sorted({s.jobs for s in plain if s.workload == workload}):
+            here = [s for s in plain if (s.workload, s.jobs) == (workload, jobs)]
+            at = [s for name in order for s in here if s.implementation == name]
+            if len(at) < 2:
+                continue
+            drained = [s.makespan_s for s in at if s.makespan_s]
+            fastest_s = min(drained) if drained else None
+            rows = [_row(s, fastest_s) for s in at]
+            fastest = next((r for r in rows if r.makespan_s == fastest_s), rows[0])
+            sentence = f"{workload}, {jobs} jobs: " + "; ".join(_clause(r, fastest) for r in rows) + "."
+            out.append(TradeOff(workload=workload, jobs=jobs, fastest=fastest.implementation, rows=rows,
+                                sentence=sentence))  # fmt: skip
+    return out
+
+
+def _deciding(failures: Sequence[Failure]) -> str:
+    """The first rule with its figure against its limit where it has one."""
+    if not failures:
+        return ""
+    f = failures[0]
+    if f.figure is not None and f.limit is not None:
+        return f"{f.rule}: {f.figure:.3g} (limit {f.limit:g})" + (f", {f.runs}" if f.runs else "")
+    return f"{f.rule}: {f.evidence.split(';')[0]}" + (f", {f.runs}" if f.runs else "")
+
+
+def decisions(workloads: Sequence[WorkloadVerdict], summaries: Sequence[ScenarioSummary]) -> list[DecisionRow]:
+    """Rows: workloads; cells: each implementation held / borderline / failed with the deciding figure; the
+    cheapest (least peak memory at the largest job count) of those that held throughout is marked."""
+    rows = []
+    for w in workloads:
+        largest = max(w.tested_jobs) if w.tested_jobs else 0
+        at_largest = {s.implementation: s for s in summaries if (s.workload, s.jobs) == (w.workload, largest)}
+        cells = []
+        for o in w.implementations:
+            if not o.tested_jobs:
+                continue
+            s = at_largest.get(o.implementation)
+            if o.fails_at is not None:
+                text = f"from {o.fails_at} jobs: {_deciding(o.failures)}"
+                cell = DecisionCell(implementation=o.implementation, status="failed", text=text)
+            elif o.borderline_at:
+                text = f"at {o.borderline_at[0]} jobs: {_deciding(o.borderline)}"
+                cell = DecisionCell(implementation=o.implementation, status="borderline", text=text)
+            else:
+                figures = (
+                    ""
+                    if s is None
+                    else f": drains {largest} in {s.makespan_s or 0:.1f} s, "
+                    + (f"{s.peak_memory_mb:.0f} MB" if s.peak_memory_mb is not None else "memory not sampled")
+                )
+                memory = None if s is None else s.peak_memory_mb
+                text = f"to {largest} jobs{figures}"
+                cell = DecisionCell(implementation=o.implementation, status="held", text=text, memory_mb=memory)
+            cells.append(cell)
+        held = [c for c in cells if c.status == "held" and c.memory_mb is not None]
+        if held:
+            cheapest = min(held, key=lambda c: c.memory_mb or 0.0)
+            cells = [c.model_copy(update={"cheapest": True}) if c is cheapest else c for c in cells]
+        rows.append(DecisionRow(workload=w.workload, cells=cells))
+    return rows
