@@ -146,7 +146,7 @@ def judge(runs: Sequence[list[Check]], margin: float) -> tuple[list[Failure], li
     for rule in dict.fromkeys(check.rule for run in runs for check in run):
         same = [check for run in runs for check in run if check.rule == rule]
         fired = [check for check in same if check.fired]
-        runs_text = f"in {len(fired)} of {total} runs" if total > 1 else ""
+        runs_text = f"in {len(fired)} of {total} runs" if total > 1 and fired else ""
         example = fired[len(fired) // 2] if fired else max(same, key=lambda c: c.figure or 0.0)
         if fired and len(fired) == len(same) and not any(check.near(margin) for check in same):
             failed.append(example.failure(runs_text))
