@@ -25,6 +25,7 @@ from taskbench.stack import Stack, StackConfig
 
 MAX_JOBS = 100_000
 MAX_DURATION_S = 3600.0
+MAX_CONCURRENCY = 256
 
 
 class Parser(argparse.ArgumentParser):
@@ -59,6 +60,16 @@ def _job_counts(text: str) -> list[int]:
     if not counts or any(not 1 <= c <= MAX_JOBS for c in counts):
         raise argparse.ArgumentTypeError(f"{text!r}: each job count must be between 1 and {MAX_JOBS}")
     return counts
+
+
+def _concurrencies(text: str) -> list[int]:
+    try:
+        values = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give whole numbers separated by commas, e.g. 4,16,40") from None
+    if not values or any(not 1 <= v <= MAX_CONCURRENCY for v in values) or len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"{text!r}: each concurrency between 1 and {MAX_CONCURRENCY}, each once")
+    return values
 
 
 def _bounded(kind: type[float] | type[int], low: float, high: float) -> Callable[[str], float]:
@@ -96,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="start Redis, the API server and a Celery worker; Ctrl-C stops all")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=_bounded(int, 1, 65535), default=8000)
-    serve.add_argument("--concurrency", type=_bounded(int, 1, 256), default=4, help="each queue's worker concurrency")
+    serve.add_argument(
+        "--concurrency", type=_bounded(int, 1, MAX_CONCURRENCY), default=4, help="each queue's worker concurrency"
+    )
     serve.add_argument(
         "--implementations", type=_implementations, default=list(implementations.DEFAULT), help=IMPL_HELP
     )
@@ -111,7 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--duration", type=_bounded(float, 0, MAX_DURATION_S), help="seconds per job (default 30)")
     run.add_argument(
-        "--concurrency", type=_bounded(int, 1, 256), default=4, help="each queue's worker concurrency (see README)"
+        "--concurrency",
+        type=_concurrencies,
+        default=[4],
+        help="each queue's worker concurrency (see README); a list (4,16,40) sweeps it: every worker-based "
+        "scenario at each value, and the verdict names the smallest that drains as fast as BackgroundTasks",
     )
     run.add_argument("--implementations", type=_implementations, default=DEFAULT_IMPLEMENTATIONS, help=IMPL_HELP)
     run.add_argument(
@@ -227,6 +244,8 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    if args.url and len(args.concurrency) > 1:
+        raise UsageError("a --concurrency sweep restarts the workers: drop --url, or give one --concurrency")
     if args.url and args.faults:
         raise UsageError("--faults needs a stack that taskbench started itself: drop --url or --faults")
     duration = (
@@ -247,7 +266,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         noop_jobs=args.noop_jobs or list(plan.QUICK_NOOP_JOBS if args.quick else plan.NOOP_JOBS),
         duration_s=duration,
         memory_mb=args.memory_mb,
-        concurrency=args.concurrency,
+        concurrency=args.concurrency[0],
+        concurrency_sweep=args.concurrency if len(args.concurrency) > 1 else [],
         faults=args.faults,
         url=args.url,
         redis="embedded" if not args.redis_url else _redact(args.redis_url),

@@ -30,8 +30,23 @@ def responsive_limit_s(duration_s: float) -> float:
 def scenarios(settings: RunSettings, fault_jobs: int) -> list[ScenarioSpec]:
     """Every scenario, `settings.repeat` times, interleaved: the whole list, then again (A B A B, never
     A A B B), so that drift on a shared machine does not favour one implementation."""
-    once = _scenarios_once(settings, fault_jobs)
+    once = _swept(_scenarios_once(settings, fault_jobs), settings.concurrency_sweep)
     return [spec.model_copy(update={"repeat": repeat}) for repeat in range(settings.repeat) for spec in once]
+
+
+def _swept(specs: list[ScenarioSpec], values: list[int]) -> list[ScenarioSpec]:
+    """With `--concurrency 4,16,40`, every scenario of an implementation with a worker once per value, the
+    values in order (one worker restart each); the others (BackgroundTasks) once, with the first."""
+    if not values:
+        return specs
+    swept = []
+    for value in values:
+        for spec in specs:
+            if implementations.get(spec.implementation).has_worker and not spec.fault:
+                swept.append(spec.model_copy(update={"concurrency": value}))
+            elif value == values[0]:
+                swept.append(spec)
+    return swept
 
 
 def _scenarios_once(settings: RunSettings, fault_jobs: int) -> list[ScenarioSpec]:
@@ -70,12 +85,14 @@ def _scenarios_once(settings: RunSettings, fault_jobs: int) -> list[ScenarioSpec
 
 def expected_capacity(spec: ScenarioSpec, concurrency: int, cpu_count: int) -> capacity.Capacity:
     """The capacity model before the stack is up: the service's /health refines it at run time."""
+    concurrency = spec.concurrency or concurrency
     impl = implementations.get(spec.implementation)
     health = {impl.name: {"workers": impl.nominal_workers(concurrency, cpu_count)}}
     return impl.capacity(spec.model_workload, spec.jobs, concurrency, cpu_count, health)
 
 
 def estimate_s(spec: ScenarioSpec, concurrency: int, cpu_count: int) -> float:
+    concurrency = spec.concurrency or concurrency
     running = expected_capacity(spec, concurrency, cpu_count).concurrency
     estimate = capacity.estimate_s(spec.jobs, running, spec.duration_s)
     if spec.fault:

@@ -83,6 +83,7 @@ class RunSettings(BaseModel):
     user_jobs: list[JobProfile] = Field(default_factory=list)  # --job, checked before the run
     job_timeout_s: float | None = None
     repeat: int = 1  # every scenario runs this many times, interleaved (the whole plan, then again)
+    concurrency_sweep: list[int] = Field(default_factory=list)  # --concurrency 4,16,40: each worker's values
 
 
 class ScenarioSpec(BaseModel):
@@ -96,6 +97,7 @@ class ScenarioSpec(BaseModel):
     job_index: int | None = None  # a user's job (`workload` is then its path): its number in the stack
     behaves_like: str | None = None  # a user's job: the built-in workload whose capacity model fits it
     repeat: int = 0  # which run of this scenario (0: the first; see RunSettings.repeat)
+    concurrency: int | None = None  # the workers' --concurrency when it is swept (RunSettings.concurrency_sweep)
 
     @property
     def model_workload(self) -> str:
@@ -105,6 +107,8 @@ class ScenarioSpec(BaseModel):
     @property
     def label(self) -> str:
         parts = [self.implementation, self.workload, f"{self.jobs} jobs"]
+        if self.concurrency is not None:
+            parts.append(f"concurrency {self.concurrency}")
         if self.fault:
             parts.append(self.fault + (f" ({self.variant})" if self.variant else ""))
         return " · ".join(parts)
@@ -117,7 +121,8 @@ class ScenarioSpec(BaseModel):
             stem += f"_{self.workload}"
         if self.fault:
             stem += f"_{self.fault}" + (f"_{self.variant}" if self.variant else "")
-        stem += f"_{self.jobs}_jobs" + (f"_rep{self.repeat + 1}" if self.repeat else "")
+        stem += f"_{self.jobs}_jobs" + (f"_c{self.concurrency}" if self.concurrency is not None else "")
+        stem += f"_rep{self.repeat + 1}" if self.repeat else ""
         return re.sub(r"[^A-Za-z0-9_.=-]", "_", stem)
 
     @property

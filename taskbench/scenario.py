@@ -106,7 +106,7 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
         stack.apply(faults.state_for(spec))  # on this thread: see faults.inject
     await ctx.client.reset([spec.implementation])
     expected = await ctx.client.capacity(
-        spec.implementation, spec.model_workload, spec.jobs, settings.concurrency, ctx.cpu_count
+        spec.implementation, spec.model_workload, spec.jobs, spec.concurrency or settings.concurrency, ctx.cpu_count
     )
     ideal = capacity.ideal_makespan_s(spec.jobs, expected.concurrency, spec.duration_s)
     deadline_s = deadline_for(spec, ideal, ctx.timeout_s)

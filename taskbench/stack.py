@@ -36,6 +36,7 @@ class StackState:
     deliveries: Mapping[str, str] = field(default_factory=dict)  # implementation → delivery name
     redelivery_timeout_s: float = 3600.0
     redis_persistent: bool = False
+    concurrency: int | None = None  # the workers' --concurrency (None: the config's); --concurrency 4,16,40
 
     def delivery(self, implementation: str) -> str:
         return self.deliveries.get(implementation, "default")
@@ -121,7 +122,7 @@ class Stack:
         return ServiceEnv(
             redis_url=self.redis_url,
             ledger_path=str(self.ledger_path),
-            concurrency=self.config.concurrency,
+            concurrency=self.worker_concurrency if implementation else self.config.concurrency,
             delivery=delivery,
             redelivery_timeout_s=self.state.redelivery_timeout_s,
             jobs=list(self.config.jobs),
@@ -186,7 +187,7 @@ class Stack:
 
     def start_worker(self, name: str) -> None:
         impl = implementations.get(name)
-        argv = impl.worker_argv(self.config.concurrency)
+        argv = impl.worker_argv(self.worker_concurrency)
         assert argv is not None, f"{name} has no worker"
         what = f"the {impl.title} worker"
         log = self._log(impl.worker_role)
@@ -216,19 +217,25 @@ class Stack:
         """Bring the stack to `state`: restart the workers whose settings change, set Redis' persistence."""
         previous, self.state = self.state, state
         for name, worker in self.workers.items():
-            changed = (previous.delivery(name), previous.redelivery_timeout_s) != (
+            changed = (previous.delivery(name), previous.redelivery_timeout_s, previous.concurrency) != (
                 state.delivery(name),
                 state.redelivery_timeout_s,
+                state.concurrency,
             )
             if changed or not worker.alive():
                 self.restart_worker(name)
         if self.embedded_redis and previous.redis_persistent != state.redis_persistent:
             self._set_persistence(state.redis_persistent)
 
+    @property
+    def worker_concurrency(self) -> int:
+        return self.state.concurrency or self.config.concurrency
+
     def restart_worker(self, name: str) -> None:
         worker = self.workers[name]
         worker.stop()
         worker.process.env = self.env(name)
+        worker.process.argv = implementations.get(name).worker_argv(self.worker_concurrency) or worker.process.argv
         worker.start()
 
     def restart_api(self) -> None:

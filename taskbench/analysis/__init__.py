@@ -48,12 +48,13 @@ def analyse(run: RunResult, scenarios: list[ScenarioResult]) -> AnalysedRun:
     """The run with every scenario's summary (repeats merged), every run's own, and the verdict."""
     summaries = merge_repeats(scenarios)
     names = list(dict.fromkeys([*run.settings.implementations, *(s.implementation for s in summaries)]))
+    base = run.settings.concurrency if run.settings.concurrency_sweep else None
     return AnalysedRun(
         **run.model_dump(),
         implementations=[implementation_info(name, run) for name in names],
         summaries=summaries,
         scenario_summaries=[summarise(result) for result in scenarios],
-        verdict=_with_jobs(verdict.compute(summaries, names), run),
+        verdict=_with_jobs(verdict.compute(summaries, names, base), run),
     )
 
 

@@ -141,6 +141,7 @@ class ScenarioSummary(BaseModel):
     memory_mb: int = 0
     fault: str | None = None
     variant: str | None = None
+    concurrency: int | None = None  # the workers' --concurrency when the run swept it
     interrupted: bool = False
     how_it_runs: str = ""  # how this workload runs in this implementation ("" when not in the registry)
     settings: dict[str, str] = Field(default_factory=dict)  # the implementation's timing-relevant settings
@@ -269,6 +270,25 @@ class DecisionRow(BaseModel):
     cells: list[DecisionCell]
 
 
+class SweepPoint(BaseModel):
+    concurrency: int
+    makespan_s: float | None
+    peak_memory_mb: float | None
+    responsive: bool | None
+    status: Status
+
+
+class SweepResult(BaseModel):
+    """One worker-based implementation over the swept concurrency values, at one workload and job count."""
+
+    workload: str
+    jobs: int
+    implementation: str
+    points: list[SweepPoint]
+    baseline_makespan_s: float | None  # BackgroundTasks' at the same workload and job count
+    smallest: int | None  # the smallest concurrency that drained as fast (× 1.2) and stayed responsive
+
+
 class Verdict(BaseModel):
     """The computed answer; `lines` is what every report and the CLI print, headline first."""
 
@@ -279,6 +299,7 @@ class Verdict(BaseModel):
     lines: list[str]
     tradeoffs: list[TradeOff] = Field(default_factory=list)
     decisions: list[DecisionRow] = Field(default_factory=list)
+    sweeps: list[SweepResult] = Field(default_factory=list)
 
 
 class ImplementationInfo(BaseModel):

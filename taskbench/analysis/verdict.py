@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from taskbench import implementations
-from taskbench.analysis import tradeoff
+from taskbench.analysis import sweep, tradeoff
 from taskbench.analysis.models import (
     Failure,
     FaultRow,
@@ -251,12 +251,17 @@ def _headline(workloads: list[WorkloadVerdict], others: list[str], baseline_titl
     return [f"Answer: {'; '.join(parts)}."] if parts else []
 
 
-def compute(summaries: list[ScenarioSummary], run_implementations: Sequence[str] = ()) -> Verdict:
-    """The verdict of annotated `summaries` (see `failures.annotate`); `run_implementations` orders them."""
+def compute(
+    summaries: list[ScenarioSummary], run_implementations: Sequence[str] = (), base_concurrency: int | None = None
+) -> Verdict:
+    """The verdict of annotated `summaries` (see `failures.annotate`); `run_implementations` orders them. With
+    a concurrency sweep, the verdict proper is at `base_concurrency` (the first value) and the sweep adds its
+    own lines."""
     order = list(dict.fromkeys([*run_implementations, *(s.implementation for s in summaries)]))
     others = [name for name in order if name != BASELINE]
+    swept, sweep_lines = sweep.sweeps(summaries)
     # A scenario cut short by Ctrl-C says nothing about where an implementation fails.
-    plain = [s for s in summaries if not s.fault and not s.interrupted]
+    plain = [s for s in summaries if not s.fault and not s.interrupted and s.concurrency in (None, base_concurrency)]
     workloads = []
     for workload in dict.fromkeys(s.workload for s in plain):
         in_workload = [s for s in plain if s.workload == workload]
@@ -281,6 +286,7 @@ def compute(summaries: list[ScenarioSummary], run_implementations: Sequence[str]
     lines = [*headline]
     for w in workloads:
         lines += [w.sentence, w.held_line, *(t.sentence for t in costs if t.workload == w.workload)]
+        lines += [line for line in sweep_lines if line.startswith(f"{w.workload}, ")]
     lines += _fault_lines(fault_rows)
     return Verdict(
         baseline=BASELINE,
@@ -290,4 +296,5 @@ def compute(summaries: list[ScenarioSummary], run_implementations: Sequence[str]
         lines=lines,
         tradeoffs=costs,
         decisions=tradeoff.decisions(workloads, plain),
+        sweeps=swept,
     )

@@ -424,10 +424,46 @@ def faults_chart(run: AnalysedRun, summaries: list[ScenarioSummary]) -> Figure:
     return fig
 
 
+def sweep_chart(run: AnalysedRun, workload: str, jobs: int) -> Figure:
+    """Makespan and memory against concurrency, one line per worker-based implementation; BackgroundTasks'
+    makespan as the line to reach."""
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    time_ax, memory_ax = fig.subplots(1, 2)
+    palette = colours([i.name for i in run.implementations])
+    results = [r for r in run.verdict.sweeps if (r.workload, r.jobs) == (workload, jobs)]
+    for r in results:
+        xs = [p.concurrency for p in r.points]
+        colour = palette.get(r.implementation, FALLBACK)
+        time_ax.plot(xs, [math.nan if p.makespan_s is None else p.makespan_s for p in r.points], marker="o",
+                     color=colour, label=run.title(r.implementation))  # fmt: skip
+        memory_ax.plot(xs, [math.nan if p.peak_memory_mb is None else p.peak_memory_mb for p in r.points],
+                       marker="o", color=colour, label=run.title(r.implementation))  # fmt: skip
+        if r.smallest is not None:
+            time_ax.axvline(r.smallest, color=colour, linestyle=":", linewidth=1)
+    target = next((r.baseline_makespan_s for r in results if r.baseline_makespan_s), None)
+    if target:
+        time_ax.axhline(target, color=palette.get("fastapi", FALLBACK), linestyle="--", linewidth=1,
+                        label=f"{run.title('fastapi')} ({target:.1f} s)")  # fmt: skip
+    for ax, title, ylabel in ((time_ax, "Time to drain the burst", "makespan (s)"),
+                              (memory_ax, "Peak memory of the job process", "RSS (MB)")):  # fmt: skip
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("--concurrency")
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Workload “{workload}”, {jobs} jobs: concurrency sweep", fontsize=12)
+    return fig
+
+
 def comparison_charts(run: AnalysedRun) -> list[Chart]:
-    """One chart per workload (figures by job count) and one for the faults."""
+    """One chart per workload (figures by job count), one per swept workload and job count, one for faults."""
     charts: list[Chart] = []
-    plain = [s for s in run.summaries if not s.fault]
+    for workload, jobs in dict.fromkeys((r.workload, r.jobs) for r in run.verdict.sweeps):
+        title = f"Workload {workload}, {jobs} jobs: makespan and memory against concurrency"
+        draw = partial(sweep_chart, run, workload, jobs)
+        charts.append(Chart(title, f"comparison_{workload}_{jobs}_sweep.png", draw))
+    plain = [s for s in run.summaries if not s.fault and s.concurrency in (None, run.settings.concurrency)]
     for workload in dict.fromkeys(s.workload for s in plain):
         rows = [s for s in plain if s.workload == workload]
         charts.append(

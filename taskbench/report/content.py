@@ -103,7 +103,9 @@ def spec_table(summaries: Sequence[ScenarioSummary]) -> Table:
     rows: list[list[Cell]] = [
         [
             str(s.jobs),
-            s.implementation.upper() + ("" if s.workload == SPEC_WORKLOAD else f" ({s.workload})"),
+            s.implementation.upper()
+            + ("" if s.workload == SPEC_WORKLOAD else f" ({s.workload})")
+            + ("" if s.concurrency is None else f" at concurrency {s.concurrency}"),
             f"{s.completion.completed}/{s.jobs}",
             str(s.completion.failed),
             spread(s, "submission.avg", s.submission.avg, seconds),
