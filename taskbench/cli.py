@@ -313,6 +313,12 @@ def _print_answer(folder: Path, result: AnalysedRun, console: Console) -> None:
     console.print("\n[bold]Verdict[/]")
     for line in result.verdict.lines:
         console.print(f"  • {line}", markup=False)
+    heavy = [s.label for s in result.summaries if s.cpu_shares is not None and s.cpu_shares.harness_over_limit]
+    if heavy:
+        console.print(
+            f"\n[yellow]warning[/]: the harness used more than a tenth of the machine in {', '.join(heavy)}: "
+            "it competed with the service it measured (Resources, in the report)"
+        )
     console.print(f"\nreports: {folder}")
     html = folder / "report.html"
     if html.exists():

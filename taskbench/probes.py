@@ -4,8 +4,10 @@ They run on a thread with an event loop of their own, so a burst of submissions 
 delay them; each probe is fired on schedule without waiting for the previous one, so a stalled server
 shows as a row of unanswered probes rather than as a slower probe rate.
 
-Each probe is a bare HTTP/1.1 GET on a kept-alive asyncio stream rather than an httpx request: httpx
-cost ~0.85 ms of CPU per request, which at 20 probes/s was most of the harness's own 5 % budget.
+Each probe is a bare HTTP/1.1 GET on a kept-alive asyncio stream rather than a client library's request:
+httpx cost ~0.85 ms of CPU per request, which at 20 probes/s was most of the harness's own 5 % budget, and
+aiohttp, which the submissions use, still costs about twice as much per probe as this GET
+(`python -m benchmarks.perf --section 9`; benchmarks/README.md, "Load generator (issue 13)").
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ def check_run(folder: Path, jobs: list[int], embedded: bool) -> None:
     sections = [line for line in report.splitlines() if line.startswith("## ")]
     assert sections[0] == "## Results (the spec's table)" and sections[-1] == "## Verdict"
     assert "## When BackgroundTasks fail" in sections
+    assert "Harness / service CPU avg (of the machine)" in report
     run = load_run(comparison)
     assert len(run.scenario_files) == 2 * len(jobs)
     for implementation in ("fastapi", "celery"):
@@ -47,6 +48,9 @@ def check_run(folder: Path, jobs: list[int], embedded: bool) -> None:
             assert roles >= (expected | {"redis"} if embedded else expected)
             assert result.environment["versions"]["celery"] and result.settings.jobs == jobs
             assert summary.max_running <= result.capacity.concurrency
+            shares = summary.cpu_shares  # the harness's share of the machine beside the service's (issue 13)
+            assert shares is not None and shares.cores == result.environment["machine"]["cpu_count"]
+            assert "api" in shares.service_roles and shares.service_percent >= 0 <= shares.harness_percent
     assert json.loads(comparison.read_text())["verdict"]["lines"]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 import json
 import resource
 import statistics
@@ -12,14 +13,15 @@ import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import psutil
 from rich.console import Console
 from rich.table import Table
 
 from taskbench.analysis.stats import percentile
 from taskbench.client import ServiceClient
-from taskbench.results import RunSettings, ScenarioResult, ScenarioSpec
+from taskbench.results import RunSettings, ScenarioResult, ScenarioSpec, Submission
 from taskbench.scenario import ScenarioContext, run_scenario
 from taskbench.stack import Stack
 
@@ -42,6 +44,7 @@ class Figure:
     goal_op: str = ""  # "<=", ">=", "==" or "" (reported, no goal)
     goal: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    note: str = ""  # printed beside the value: what else was measured with it (e.g. CPU of harness and service)
 
     @property
     def met(self) -> bool | None:
@@ -70,7 +73,8 @@ class Bench:
     def add(self, figure: Figure) -> None:
         self.figures.append(figure)
         _, name, value, goal, met = row(figure)
-        console.print(f"  {name}: [bold]{value}[/] (goal {goal}) {met}")
+        note = f"  [dim]{figure.note}[/]" if figure.note else ""
+        console.print(f"  {name}: [bold]{value}[/] (goal {goal}) {met}{note}")
 
     def rounds(self, full: int, quick: int = 1) -> int:
         return quick if self.quick else full
@@ -108,18 +112,26 @@ def publisher_main(count: int, prefix: str) -> None:
     from app.tasks import run_job
 
     run_job.apply_async(args=(f"{prefix}-warm", "sleep", 0.0, 0), task_id=f"{prefix}-warm", retry=False)
+    latencies = []
     t0 = time.time()
     started = time.perf_counter()
     for i in range(count):
         job_id = f"{prefix}-{i}"
+        call = time.perf_counter()
         run_job.apply_async(args=(job_id, "sleep", 0.0, 0), task_id=job_id, retry=False)
+        latencies.append(time.perf_counter() - call)
     elapsed = time.perf_counter() - started
-    print(json.dumps({"t0": t0, "elapsed_s": elapsed, "rate": count / elapsed}))
+    p50 = percentile(latencies, 50)
+    print(json.dumps({"t0": t0, "elapsed_s": elapsed, "rate": count / elapsed, "p50_s": p50}))
 
 
-async def burst(
-    client: ServiceClient, implementation: str, count: int, body: dict[str, Any] = ZERO_JOB
-) -> dict[str, Any]:
+class Submitter(Protocol):
+    """What a burst needs of a client: the harness's `ServiceClient`, or the httpx one it replaced."""
+
+    async def submit(self, implementation: str, index: int, body: dict[str, Any]) -> Submission: ...
+
+
+async def burst(client: Submitter, implementation: str, count: int, body: dict[str, Any] = ZERO_JOB) -> dict[str, Any]:
     """`count` concurrent submissions (the client's 100 connections); accepted/s over the whole burst."""
     t0 = time.time()
     started = time.perf_counter()
@@ -139,6 +151,55 @@ async def burst(
         "job_ids": accepted,
         "first_error": next((s.error for s in subs if s.error), None),
     }
+
+
+def cpu_seconds(stack: Stack) -> dict[str, float]:
+    """CPU time (user + system) used so far by this process (`harness`, every thread) and by each process of
+    the stack by role (a worker with its live children): take it before and after, and subtract."""
+    out = {"harness": _cpu(psutil.Process())}
+    for role, pid in stack.pids().items():
+        try:
+            root = psutil.Process(pid)
+            tree = [root, *root.children(recursive=True)] if role.endswith("-worker") else [root]
+            out[role] = sum(_cpu(process) for process in tree)
+        except psutil.Error:
+            continue
+    return out
+
+
+def _cpu(process: psutil.Process) -> float:
+    try:
+        times = process.cpu_times()
+    except psutil.Error:
+        return 0.0  # a child that ended between listing and reading
+    return float(times.user + times.system)
+
+
+def cpu_used(before: dict[str, float], after: dict[str, float], implementation: str) -> dict[str, float]:
+    """Seconds of CPU between two `cpu_seconds` readings: the harness, the API, and the service (the API, this
+    implementation's worker and Redis)."""
+    used = {role: after[role] - before[role] for role in after.keys() & before.keys()}
+    service = sum(used.get(role, 0.0) for role in ("api", "redis", f"{implementation}-worker"))
+    return {"harness": used.get("harness", 0.0), "api": used.get("api", 0.0), "service": service}
+
+
+def cpu_note(used: dict[str, float], elapsed_s: float) -> str:
+    """`harness 45 % · service 120 % of a core`: what each used during a measured span."""
+    harness, service = (100 * used[role] / elapsed_s for role in ("harness", "service"))
+    return f"CPU during it: harness {harness:.0f} % · service {service:.0f} % of a core"
+
+
+def ideal_with_arrivals(arrivals: list[float], slots: int, duration_s: float, since: float) -> float:
+    """The shortest makespan (from `since`, the first send) that `slots` runners could reach for jobs of
+    `duration_s` that reached the service at `arrivals`, first come first served: the ideal with the measured
+    submission span in it, since no job can start before the API has it."""
+    free = [since] * max(slots, 1)
+    end = since
+    for arrival in sorted(arrivals):
+        start = max(arrival, heapq.heappop(free))
+        heapq.heappush(free, start + duration_s)
+        end = max(end, start + duration_s)
+    return end - since
 
 
 def settings_for(implementation: str, jobs: int, duration_s: float) -> RunSettings:
@@ -185,15 +246,15 @@ def fmt(value: float | None) -> str:
 
 def row(figure: Figure) -> tuple[str, str, str, str, str]:
     goal = f"{figure.goal_op} {fmt(figure.goal)}" if figure.goal_op else "—"
-    met = {True: "[green]met[/]", False: "[red]missed[/]", None: ""}[figure.met]
+    met = {True: "[green]PASS[/]", False: "[red]FAIL[/]", None: ""}[figure.met]
     value = f"{fmt(figure.value)} {figure.unit}".strip()
     return str(figure.section), figure.name, value, goal, met
 
 
 def print_table(figures: list[Figure], elapsed_s: float) -> None:
     table = Table(title=f"taskbench performance ({elapsed_s:.0f} s)")
-    for column in ("§", "figure", "value", "goal", ""):
+    for column in ("§", "figure", "value", "goal", "", "beside it"):
         table.add_column(column)
     for figure in figures:
-        table.add_row(*row(figure))
+        table.add_row(*row(figure), figure.note)
     console.print(table)

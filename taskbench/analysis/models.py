@@ -113,6 +113,22 @@ class SystemResources(BaseModel):
 Status = Literal["held", "borderline", "failed"]
 
 
+HARNESS_SHARE_LIMIT_PERCENT = 10.0  # of the whole machine: above it the harness competes with what it measures
+
+
+class CpuShares(BaseModel):
+    """The harness's and the service's average CPU over one scenario, each as % of the whole machine (100 = every
+    core busy), from the same samples: a load generator that takes a large share of a small machine takes it
+    from the service it measures, so a harness above `harness_limit_percent` is flagged."""
+
+    cores: int
+    harness_percent: float
+    service_percent: float  # the API, this implementation's worker (with its children) and Redis
+    service_roles: list[str]
+    harness_limit_percent: float = HARNESS_SHARE_LIMIT_PERCENT
+    harness_over_limit: bool
+
+
 class Failure(BaseModel):
     """A failure rule that fired (or, in `ScenarioSummary.borderline`, nearly did), with its figures."""
 
@@ -164,6 +180,7 @@ class ScenarioSummary(BaseModel):
     fifo: FifoSummary | None = None
     resources: dict[str, ProcessResources]  # by sampled role: api, redis, harness, {implementation}-worker
     system: SystemResources | None = None
+    cpu_shares: CpuShares | None = None  # None: no samples, or the machine's core count was not recorded
     job_process: str  # the role whose CPU and memory are "the process that ran the jobs"
     worker_role: str | None = None  # the implementation's worker, when one was sampled
     peak_cpu_percent: float | None

@@ -14,7 +14,9 @@ from taskbench import implementations
 from taskbench.analysis import order
 from taskbench.analysis.models import (
     ENDPOINTS,
+    HARNESS_SHARE_LIMIT_PERCENT,
     Completion,
+    CpuShares,
     Distribution,
     Executions,
     ProbeSummary,
@@ -128,6 +130,26 @@ def system_resources(result: ScenarioResult) -> SystemResources | None:
         memory_peak_percent=max(memory),
         memory_avg_percent=sum(memory) / len(memory),
         memory_used_peak_mb=max(r.memory_used_mb for r in readings),
+    )
+
+
+SERVICE_ROLES = ("api", "redis")  # with the scenario's own worker: the service under test, not its idle neighbours
+
+
+def cpu_shares(result: ScenarioResult, resources: dict[str, ProcessResources], worker_role: str) -> CpuShares | None:
+    """The harness's and the service's average CPU as % of the machine (its cores, as recorded in the run's
+    environment). Both from the sampler's readings, so they cover the same instants in the same way."""
+    cores = result.environment.get("machine", {}).get("cpu_count")
+    if not cores or "harness" not in resources:
+        return None
+    roles = [role for role in (*SERVICE_ROLES, worker_role) if role in resources]
+    harness = resources["harness"].cpu_avg / cores
+    return CpuShares(
+        cores=int(cores),
+        harness_percent=harness,
+        service_percent=sum(resources[role].cpu_avg for role in roles) / cores,
+        service_roles=roles,
+        harness_over_limit=harness > HARNESS_SHARE_LIMIT_PERCENT,
     )
 
 
@@ -269,6 +291,7 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
         fifo=order.fifo(result),
         resources=resources,
         system=system_resources(result),
+        cpu_shares=cpu_shares(result, resources, worker_role),
         job_process=role,
         worker_role=worker_role if worker_role in resources else None,
         peak_cpu_percent=resources[role].cpu_peak if role in resources else None,

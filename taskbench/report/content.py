@@ -207,7 +207,8 @@ def _cpu_peak_avg(p: ProcessResources | None) -> str:
 
 def resources_table(summaries: Sequence[ScenarioSummary]) -> Table:
     headers = ["Scenario", "API CPU peak/avg", "API RSS peak", "Worker CPU peak/avg", "Worker RSS peak",
-               "Redis CPU peak", "System CPU peak (all cores)", "System mem peak", "Harness CPU"]  # fmt: skip
+               "Redis CPU peak", "System CPU peak (all cores)", "System mem peak",
+               "Harness / service CPU avg (of the machine)"]  # fmt: skip
     rows: list[list[Cell]] = []
     for s in summaries:
         api, redis, system = s.resources.get("api"), s.resources.get("redis"), s.system
@@ -222,10 +223,52 @@ def resources_table(summaries: Sequence[ScenarioSummary]) -> Table:
                 percent(None if redis is None else redis.cpu_peak),
                 percent(None if system is None else system.cpu_peak),
                 percent(None if system is None else system.memory_peak_percent),
-                percent(None if s.harness is None else s.harness.cpu_percent),
+                _shares(s),
             ]
         )
     return Table(headers, rows)
+
+
+def _shares(s: ScenarioSummary) -> str:
+    c = s.cpu_shares
+    if c is None:
+        return "–"
+    return f"{percent(c.harness_percent)} / {percent(c.service_percent)}" + (" ⚠" if c.harness_over_limit else "")
+
+
+def resources_notes(summaries: Sequence[ScenarioSummary]) -> list[Block]:
+    """What the harness / service column means, then the harness warning when there is one."""
+    shares = [s.cpu_shares for s in summaries if s.cpu_shares is not None]
+    if not shares:
+        return []
+    c = shares[0]
+    roles = ", ".join(sorted({role for share in shares for role in share.service_roles}))
+    note = Paragraph(
+        f"Harness / service CPU: each one's average over the scenario as % of the whole machine ({c.cores} cores); "
+        f"the service is {roles} (the scenario's own worker only). ⚠ marks a harness above "
+        f"{c.harness_limit_percent:.0f} % of the machine."
+    )
+    return [note, *harness_warning(summaries)]
+
+
+def harness_warning(summaries: Sequence[ScenarioSummary]) -> list[Block]:
+    """A warning naming every scenario whose harness took more than its limit of the machine: it competed for
+    the cores with the service it measured."""
+    heavy = [(s.label, s.cpu_shares) for s in summaries if s.cpu_shares is not None and s.cpu_shares.harness_over_limit]
+    if not heavy:
+        return []
+    limit = heavy[0][1].harness_limit_percent
+    where = "; ".join(
+        f"{label} ({percent(c.harness_percent)} against the service's {percent(c.service_percent)})"
+        for label, c in heavy
+    )
+    return [
+        Paragraph(
+            f"> **Warning: the harness used more than {limit:.0f} % of the machine** in {where}: it competed for the "
+            "cores with the service it measured, so read the submission and responsiveness figures there as upper "
+            "bounds."
+        )
+    ]
 
 
 def faults_table(summaries: Sequence[ScenarioSummary]) -> Table:
@@ -442,6 +485,7 @@ def comparison(run: AnalysedRun, charts: Sequence[ChartRef] = ()) -> list[Block]
         extended_table(summaries),
         Heading("Resources", 3),
         resources_table(summaries),
+        *resources_notes(summaries),
     ]
     if any(s.workload == "noop" and not s.fault for s in summaries):
         blocks += [Heading("Short jobs (noop): what each runner costs", 3), short_jobs_table(summaries)]
@@ -503,6 +547,7 @@ def scenario(result: ScenarioResult, summary: ScenarioSummary, charts: Sequence[
         completion_table(s),
         Heading("Resources"),
         resources_table([s]),
+        *resources_notes([s]),
         Heading("Executions" + source),
         executions_table(s),
         Heading("Timeline"),

@@ -157,6 +157,7 @@ def scenario_section(
             f'<section class="scenario" id="{anchor(stem)}">',
             f'<h3 class="impl" style="border-left-color: {esc(colour)}">{esc(result.run_label)}</h3>',
             f"<p>{inline(content.scenario_intro(result, summary))}</p>",
+            blocks(content.harness_warning([summary])),
             "<h4>Failures detected</h4>",
             bullets(content.bullets(failures, "failures")) if failures else "<p>None detected.</p>",
             "<h4>Key figures</h4>",
@@ -203,6 +204,7 @@ def report(
         content.extended_table(summaries),
         Heading("Resources", 3),
         content.resources_table(summaries),
+        *content.resources_notes(summaries),
     ]
     if any(s.workload == "noop" and not s.fault for s in summaries):
         parts += [Heading("Short jobs (noop): what each runner costs", 3), content.short_jobs_table(summaries)]
