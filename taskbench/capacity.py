@@ -20,7 +20,12 @@ class Capacity(BaseModel):
 
     concurrency: int
     reason: str
-    cores_bound: bool = False  # CPU-bound work capped by the machine's cores: more concurrency does not help
+    cpu_cores: int | None = None  # CPU-bound work: the machine's cores, which cap it (more slots do not help)
+
+    @property
+    def cores_bound(self) -> bool:
+        """CPU-bound and already using every core: more concurrency would not drain it faster."""
+        return self.cpu_cores is not None and self.concurrency >= self.cpu_cores
 
 
 def ideal_makespan_s(jobs: int, concurrency: int, duration_s: float) -> float:

@@ -261,6 +261,7 @@ class TradeOffRow(BaseModel):
     peak_cpu_percent: float | None
     concurrency: int  # jobs at once, from the capacity model
     cores_bound: bool = False
+    cpu_cores: int | None = None  # CPU-bound: the machine's cores cap what more concurrency can do
     slower: float | None = None  # makespan ÷ the fastest's
     needs_concurrency: int | None = None  # to drain as fast as the fastest (held and slower only)
     needs_memory_mb: float | None = None  # at that concurrency: extrapolated, or the same process's

@@ -36,6 +36,8 @@ def _row(s: ScenarioSummary, fastest: float | None) -> TradeOffRow:
     needs = needs_memory = None
     if slower is not None and slower >= SLOWER_FROM and s.status != "failed" and not s.capacity.cores_bound:
         needs = min(math.ceil(s.capacity.concurrency * slower), s.jobs)
+        if s.capacity.cpu_cores is not None:  # CPU-bound: only processes on free cores add speed
+            needs = min(needs, s.capacity.cpu_cores)
         if s.peak_memory_mb is not None:
             needs_memory = s.peak_memory_mb
             if _memory_per_slot(s.implementation):  # a main process and one per slot
@@ -50,6 +52,7 @@ def _row(s: ScenarioSummary, fastest: float | None) -> TradeOffRow:
         peak_cpu_percent=s.peak_cpu_percent,
         concurrency=s.capacity.concurrency,
         cores_bound=s.capacity.cores_bound,
+        cpu_cores=s.capacity.cpu_cores,
         slower=slower,
         needs_concurrency=needs,
         needs_memory_mb=needs_memory,
@@ -71,6 +74,10 @@ def _clause(r: TradeOffRow, fastest: TradeOffRow) -> str:
     text += f", {r.slower:.1f}× slower than {fastest.title} ({_figures(r)})"
     if r.cores_bound:
         return text + ": CPU-bound on this machine's cores, more concurrency would not drain it faster"
+    if r.needs_concurrency is not None and r.cpu_cores is not None:
+        text += (f": CPU-bound, so only worker processes on free cores help: up to {r.needs_concurrency} on this "
+                 f"machine's {r.cpu_cores} cores ({r.concurrency} now)")  # fmt: skip
+        return text
     if r.needs_concurrency is not None:
         text += f": draining as fast needs ≈ {r.needs_concurrency} at once ({r.concurrency} now)"
         if r.needs_memory_mb is not None and r.peak_memory_mb is not None:

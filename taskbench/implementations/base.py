@@ -93,5 +93,5 @@ def python_module(*argv: str) -> list[str]:
 
 def cpu_bound(total: int, cpu_count: int, unit: str) -> Capacity:
     return Capacity(
-        concurrency=min(total, cpu_count), reason=f"{total} {unit} on {cpu_count} cores", cores_bound=total >= cpu_count
+        concurrency=min(total, cpu_count), reason=f"{total} {unit} on {cpu_count} cores", cpu_cores=cpu_count
     )

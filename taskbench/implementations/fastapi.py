@@ -30,7 +30,7 @@ class BackgroundTasksImplementation(Implementation):
         if workload == "blocking_async":
             return Capacity(concurrency=1, reason="a blocking call in async def holds the one event loop")
         if workload == "cpu":
-            return Capacity(concurrency=1, reason="threads share one GIL")
+            return Capacity(concurrency=1, reason="threads share one GIL", cpu_cores=cpu_count)
         tokens = int(health.get("api", {}).get("threadpool_tokens", FASTAPI_THREADS))
         return Capacity(concurrency=tokens, reason=f"Starlette's threadpool: {tokens} threads")
 

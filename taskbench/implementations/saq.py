@@ -60,6 +60,7 @@ class SaqImplementation(Implementation):
             return Capacity(
                 concurrency=min(processes, cpu_count),
                 reason=f"sync jobs run in threads of {processes} worker process, sharing one GIL each",
+                cpu_cores=cpu_count,
             )
         if workload in ASYNC_WORKLOADS or workload == "noop":
             return Capacity(concurrency=total, reason=f"concurrency {total}: coroutines on one event loop")
