@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import signal
 import sys
@@ -102,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--redis-url", default=_env_redis_url(), help="use this Redis instead of a private one")
     serve.add_argument("--workdir", type=Path, default=Path(".taskbench"), help="logs and the private Redis' files")
+    serve.add_argument(
+        "--flower", action="store_true", help="also start Flower (Celery's monitoring UI) on 127.0.0.1, a free port"
+    )
 
     run = sub.add_parser("run", help="run the benchmark and write reports into benchmark_results/")
     run.add_argument("--quick", action="store_true", help=f"{plan.QUICK_DURATION_S} s jobs: an answer in minutes")
@@ -181,7 +185,12 @@ def _raise_interrupt(*_: object) -> NoReturn:
     raise KeyboardInterrupt
 
 
+FLOWER_HINT = "--flower needs Flower: pip install -e '.[monitoring]'"
+
+
 def cmd_serve(args: argparse.Namespace, console: Console) -> int:
+    if args.flower and importlib.util.find_spec("flower") is None:
+        raise UsageError(FLOWER_HINT)
     workdir = args.workdir / f"serve-{time.strftime('%Y%m%d_%H%M%S')}"
     config = StackConfig(
         workdir=workdir,
@@ -190,6 +199,7 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
         concurrency=args.concurrency,
         redis_url=args.redis_url,
         implementations=tuple(args.implementations),
+        flower=args.flower,
     )
     signal.signal(signal.SIGTERM, _raise_interrupt)  # stop the stack on SIGTERM as on Ctrl-C
     stack = Stack(config)
@@ -200,6 +210,8 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
         console.print(f"Redis      {_redact(stack.redis_url)}" + ("  (private)" if stack.embedded_redis else ""))
         for name, worker in stack.workers.items():
             console.print(f"Worker     {name}: {' '.join(worker.process.argv[2:])}")
+        if stack.flower is not None:
+            console.print(f"Flower     {stack.flower_url}  (API: {stack.flower_url}/api/workers)")
         for name, log in stack.logs().items():
             console.print(f"log        {name}: {log}")
         console.print("Ctrl-C stops everything.")

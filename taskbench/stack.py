@@ -53,6 +53,7 @@ class StackConfig:
     jobs: tuple[str, ...] = ()  # the user's job functions (--job): fixed here, for the API and every worker
     job_timeout_s: float = 60.0
     job_dir: Path | None = None  # where the API and workers import them from (the user's working directory)
+    flower: bool = False  # `serve --flower`: Celery's monitoring UI beside the stack
 
 
 class Stack:
@@ -63,6 +64,8 @@ class Stack:
         self.redis: Service | None = None
         self.api: Service | None = None
         self.workers: dict[str, Service] = {}
+        self.flower: Service | None = None
+        self.flower_port = free_port() if config.flower else 0
         self.redis_url = config.redis_url or ""
         self.ledger_path = config.workdir / "ledger.jsonl"
         self._exit = contextlib.ExitStack()
@@ -75,8 +78,12 @@ class Stack:
     def embedded_redis(self) -> bool:
         return self.config.redis_url is None
 
+    @property
+    def flower_url(self) -> str:
+        return f"http://127.0.0.1:{self.flower_port}"  # loopback whatever --host says: its API has no login
+
     def services(self) -> list[Service]:
-        return [s for s in (self.redis, self.api, *self.workers.values()) if s is not None]
+        return [s for s in (self.redis, self.api, *self.workers.values(), self.flower) if s is not None]
 
     def logs(self) -> dict[str, str]:
         return {s.name: str(s.log_path) for s in self.services()}
@@ -107,6 +114,8 @@ class Stack:
         for name in self.config.implementations:
             if implementations.get(name).has_worker:
                 self.start_worker(name)
+        if self.config.flower:
+            self.start_flower()
 
     def stop(self) -> None:
         self._exit.close()
@@ -192,6 +201,22 @@ class Stack:
         log = self._log(impl.worker_role)
         service = Service(impl.worker_role, argv, self.env(name), log, lambda s: self._worker_seen(name, s), what)
         self.workers[name] = self._own(service)
+
+    def start_flower(self) -> None:
+        """`celery -A app.celery_app flower` on the Celery workers' broker. Its API is open without a login
+        (FLOWER_UNAUTHENTICATED_API), like the rest of the stack, which binds loopback only."""
+        argv = implementations.base.python_module(
+            "celery", "-A", "app.celery_app", "flower", "--address=127.0.0.1", f"--port={self.flower_port}",
+        )  # fmt: skip
+        env = {**self.env("celery"), "FLOWER_UNAUTHENTICATED_API": "true"}
+        service = Service("flower", argv, env, self._log("flower"), lambda _: self._flower_answers(), "Flower")
+        self.flower = self._own(service)
+
+    def _flower_answers(self) -> bool:
+        try:
+            return httpx.get(f"{self.flower_url}/healthcheck", timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def _api_answers(self) -> bool:
         try:
