@@ -16,6 +16,7 @@ import psutil
 from taskbench.results import Reading, Sample, SystemReading
 
 _MB = 1024 * 1024
+TREES = ("rabbitmq",)  # roles whose service is a script: the Erlang VM is its child
 CHILDREN_RESCAN_S = 1.0  # psutil's children() reads every process's /proc stat: ~1.7 ms on a quiet box
 
 
@@ -67,7 +68,7 @@ class Sampler:
         for role, pid in roles.items():
             cpu = rss = 0.0
             try:
-                for process in self._tree(pid) if role.endswith("-worker") else [self._process(pid)]:
+                for process in self._tree(pid) if role.endswith("-worker") or role in TREES else [self._process(pid)]:
                     with process.oneshot():
                         cpu += process.cpu_percent(None)
                         rss += process.memory_info().rss / _MB

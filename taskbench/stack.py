@@ -1,4 +1,5 @@
-"""The stack: Redis (unless a URL is given), the API server and each implementation's worker, as services.
+"""The stack: Redis (unless a URL is given), RabbitMQ with `--broker amqp` (unless a URL is given), the API server
+and each implementation's worker, as services.
 
 Every process started here has this object as its owner; leaving the `with` block (also on Ctrl-C)
 stops all of them, in the reverse order of their start. What a scenario needs of the stack (delivery
@@ -8,6 +9,7 @@ settings, Redis persistence) is explicit `StackState`, applied with `apply()` be
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -18,8 +20,9 @@ from typing import Any
 import httpx
 import psutil
 import redis
+from kombu.utils.url import maybe_sanitize_url as redacted
 
-from taskbench import implementations
+from taskbench import implementations, rabbitmq_server
 from taskbench.errors import StackError
 from taskbench.redis_server import find_redis_server, free_port, redis_command
 from taskbench.service_env import ServiceEnv
@@ -48,6 +51,8 @@ class StackConfig:
     port: int = 0  # 0: a free port
     concurrency: int = 4
     redis_url: str | None = None  # None: a private redis-server
+    broker: str = "redis"  # where Celery's and Dramatiq's jobs wait: redis, or amqp (RabbitMQ)
+    broker_url: str | None = None  # with amqp; None: a private rabbitmq-server
     implementations: tuple[str, ...] = implementations.DEFAULT
     state: StackState = StackState()
     jobs: tuple[str, ...] = ()  # the user's job functions (--job): fixed here, for the API and every worker
@@ -62,6 +67,9 @@ class Stack:
         self.state = config.state
         self.port = config.port or free_port(config.host)
         self.redis: Service | None = None
+        self.epmd: Service | None = None
+        self.rabbitmq: Service | None = None
+        self.amqp_url = (config.broker_url or "") if config.broker == "amqp" else ""  # set once a private one runs
         self.api: Service | None = None
         self.workers: dict[str, Service] = {}
         self.flower: Service | None = None
@@ -82,8 +90,13 @@ class Stack:
     def flower_url(self) -> str:
         return f"http://127.0.0.1:{self.flower_port}"  # loopback whatever --host says: its API has no login
 
+    @property
+    def embedded_rabbitmq(self) -> bool:
+        return self.config.broker == "amqp" and self.config.broker_url is None
+
     def services(self) -> list[Service]:
-        return [s for s in (self.redis, self.api, *self.workers.values(), self.flower) if s is not None]
+        started = (self.redis, self.epmd, self.rabbitmq, self.api, *self.workers.values(), self.flower)
+        return [s for s in started if s is not None]
 
     def logs(self) -> dict[str, str]:
         return {s.name: str(s.log_path) for s in self.services()}
@@ -110,6 +123,10 @@ class Stack:
         if self.embedded_redis:
             self.start_redis()
         self.check_redis()
+        if self.embedded_rabbitmq:
+            self.start_rabbitmq()
+        if self.config.broker == "amqp":
+            self.check_amqp()
         self.start_api()
         for name in self.config.implementations:
             if implementations.get(name).has_worker:
@@ -129,6 +146,7 @@ class Stack:
         delivery = self.state.delivery(implementation) if implementation else "default"
         return ServiceEnv(
             redis_url=self.redis_url,
+            broker_url=self.amqp_url,
             ledger_path=str(self.ledger_path),
             concurrency=self.config.concurrency,
             delivery=delivery,
@@ -180,6 +198,27 @@ class Stack:
             if not info.get("aof_rewrite_in_progress") and not info.get("aof_rewrite_scheduled"):
                 break
             time.sleep(0.1)
+
+    # --- RabbitMQ (--broker amqp) ----------------------------------------------------------------------
+
+    def start_rabbitmq(self) -> None:
+        """A private node with its own epmd, both services of the stack (see taskbench.rabbitmq_server)."""
+        server, epmd = rabbitmq_server.find_rabbitmq_server(), rabbitmq_server.find_epmd()
+        node = rabbitmq_server.RabbitNode.create(self.config.workdir / "rabbitmq")
+        self.amqp_url = node.url
+        env = {**os.environ, **node.environ()}  # its scripts need PATH to find erl
+        argv, log = node.epmd_argv(epmd), self._log("epmd")
+        self.epmd = self._own(Service("epmd", argv, env, log, lambda _: node.epmd_listens(), "epmd"))
+        service = Service("rabbitmq", [server], env, self._log("rabbitmq"), self._amqp_answers, "rabbitmq-server")
+        self.rabbitmq = self._own(service)
+
+    def _amqp_answers(self, _: Service) -> bool:
+        return rabbitmq_server.amqp_problem(self.amqp_url) is None
+
+    def check_amqp(self) -> None:
+        problem = rabbitmq_server.amqp_problem(self.amqp_url, timeout_s=3.0)
+        if problem:
+            raise StackError(f"RabbitMQ does not answer at {redacted(self.amqp_url)} ({problem})")
 
     # --- API and workers -------------------------------------------------------------------------------
 

@@ -196,6 +196,7 @@ class FaultRow(BaseModel):
     duplicated_ids: list[str]
     delivery: str | None  # the delivery setting the worker ran with
     promise: str  # what the queue promises under it
+    broker: str = "redis"  # where its jobs waited (amqp: RabbitMQ, --broker amqp)
 
 
 class Verdict(BaseModel):

@@ -223,7 +223,9 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
         variant=spec.variant,
         interrupted=result.interrupted,
         how_it_runs=implementation.how_it_runs(spec.model_workload) if implementation else "",
-        settings=implementation.settings(result.settings.concurrency) if implementation else {},
+        settings=implementation.settings_on(result.settings.concurrency, result.settings.broker)
+        if implementation
+        else {},
         submission=submission_summary(result),
         probes={
             endpoint: probe_summary(
