@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from kombu.utils.url import maybe_sanitize_url as _redacted  # hides a password in a URL
 
 from app import implementations, metrics, workloads
-from app.implementations.base import BrokerUnavailable, job_router
+from app.implementations.base import BROKER_UNREACHABLE, BrokerUnavailable, job_router
 from app.implementations.fastapi import IMPLEMENTATION as BACKGROUND_TASKS
 from app.limits import BodySizeLimit
 from app.settings import MAX_BODY_BYTES, MAX_DURATION_S, settings
@@ -59,7 +59,8 @@ async def redis_unavailable(_: Request, exc: redis.RedisError) -> JSONResponse:
 @app.exception_handler(BrokerUnavailable)
 async def broker_unavailable(request: Request, exc: BrokerUnavailable) -> JSONResponse:
     name = request.url.path.strip("/").split("/")[0]
-    message = f"the {name} broker at {_redacted(settings.broker_url)} is unavailable: {exc}"
+    url = next((impl.broker_url for impl in IMPLEMENTATIONS if impl.name == name), settings.broker_url)
+    message = f"the {name} broker at {_redacted(url)} is unavailable: {exc}"
     return JSONResponse({"detail": message}, status_code=503)
 
 
@@ -107,7 +108,11 @@ async def health() -> JSONResponse:
             body[impl.name] = {"status": "unknown", "workers": []}
         return JSONResponse(body, status_code=503)
     body["redis"] = {"status": "ok", "latency_ms": latency_ms}
+    body["broker"] = {"kind": settings.broker, "url": _redacted(settings.broker_url)}  # Celery's and Dramatiq's
     body |= {impl.name: answer for impl, answer in zip(IMPLEMENTATIONS, answers, strict=True)}
+    if any(answer["status"] == BROKER_UNREACHABLE for answer in answers):
+        body["status"] = "unavailable"
+        return JSONResponse(body, status_code=503)
     return JSONResponse(body)
 
 

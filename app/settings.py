@@ -20,6 +20,9 @@ DEFAULT_MEMORY_MB = 50
 
 # The contract: every variable the service reads, and nothing else.
 REDIS_URL = "TASKBENCH_REDIS_URL"
+# The broker of the queues that can use another one (Celery, Dramatiq): a Redis URL (the default, REDIS_URL)
+# or amqp://… for RabbitMQ. Records, the ledger, heartbeats and every other queue stay on Redis.
+BROKER_URL = "TASKBENCH_BROKER_URL"
 LEDGER = "TASKBENCH_LEDGER"
 REDIS_TIMEOUT = "TASKBENCH_REDIS_TIMEOUT"
 CONCURRENCY = "TASKBENCH_CONCURRENCY"
@@ -29,14 +32,23 @@ RESTORE_INTERVAL = "TASKBENCH_RESTORE_INTERVAL"
 JOBS = "TASKBENCH_JOBS"  # the user's job functions, package.module:function, comma-separated
 JOB_TIMEOUT = "TASKBENCH_JOB_TIMEOUT"
 ENV_VARS = (
-    REDIS_URL, LEDGER, REDIS_TIMEOUT, CONCURRENCY, DELIVERY, REDELIVERY_TIMEOUT, RESTORE_INTERVAL, JOBS, JOB_TIMEOUT,
+    REDIS_URL, BROKER_URL, LEDGER, REDIS_TIMEOUT, CONCURRENCY, DELIVERY, REDELIVERY_TIMEOUT, RESTORE_INTERVAL, JOBS,
+    JOB_TIMEOUT,
 )  # fmt: skip
 # Celery's own variables, honoured as Celery users expect; the harness sets them too.
 CELERY_ENV_VARS = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
 
 
+AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
+
+
+def is_amqp(url: str) -> bool:
+    return url.split("://", 1)[0].lower() in AMQP_SCHEMES
+
+
 @dataclass(frozen=True)
 class Settings:
+    # The broker of Celery and Dramatiq (Redis or RabbitMQ); `redis_url` holds everything else.
     broker_url: str
     result_backend: str
     redis_url: str
@@ -56,18 +68,26 @@ class Settings:
     jobs: tuple[str, ...] = ()
     job_timeout_s: float = 60.0
 
+    @property
+    def broker(self) -> str:
+        """`amqp` (RabbitMQ) or `redis`: what Celery and Dramatiq run on."""
+        return "amqp" if is_amqp(self.broker_url) else "redis"
+
 
 def load() -> Settings:
-    """Celery's usual variables win, then TASKBENCH_REDIS_URL, then the loopback default."""
-    redis_url = os.environ.get(REDIS_URL, DEFAULT_REDIS_URL)
-    broker = os.environ.get("CELERY_BROKER_URL", redis_url)
-    backend = os.environ.get("CELERY_RESULT_BACKEND", broker)
+    """The broker: TASKBENCH_BROKER_URL, else Celery's usual variable, else Redis. Records and results always
+    live in a Redis: TASKBENCH_REDIS_URL, else CELERY_RESULT_BACKEND, else the broker when it is a Redis, else
+    the loopback default."""
+    env = os.environ
+    broker = env.get(BROKER_URL) or env.get("CELERY_BROKER_URL") or env.get(REDIS_URL) or DEFAULT_REDIS_URL
+    a_redis = (env.get(REDIS_URL) or DEFAULT_REDIS_URL) if is_amqp(broker) else broker
+    backend = env.get("CELERY_RESULT_BACKEND") or a_redis
     restore = os.environ.get(RESTORE_INTERVAL)
     return Settings(
         broker_url=broker,
         result_backend=backend,
         # Job records live beside the results, so any API process that reaches the backend reads them.
-        redis_url=os.environ.get(REDIS_URL, backend),
+        redis_url=env.get(REDIS_URL) or backend,
         concurrency=int(os.environ.get(CONCURRENCY, "4")),
         delivery=os.environ.get(DELIVERY, "default"),
         redelivery_timeout_s=float(os.environ.get(REDELIVERY_TIMEOUT, "3600")),

@@ -13,7 +13,7 @@ from celery.worker import state as worker_state
 from kombu.transport import redis as kombu_redis
 
 from app import workloads
-from app.celery_app import ACKS_LATE, REJECT_ON_WORKER_LOST, celery_app
+from app.celery_app import ACKS_LATE, AMQP, REJECT_ON_WORKER_LOST, celery_app
 from app.execution import execute_sync
 from app.heartbeat import Heartbeat
 from app.jobs import JobCall, WorkerRecords
@@ -53,10 +53,11 @@ def _describe() -> dict[str, Any]:
         **_worker,
         "active": len(worker_state.active_requests),
         "reserved": len(worker_state.reserved_requests),
+        "broker": settings.broker,
         "acks_late": ACKS_LATE,
         "reject_on_worker_lost": REJECT_ON_WORKER_LOST,
-        "visibility_timeout": settings.redelivery_timeout_s,
-        "restore_interval": settings.restore_interval_s,
+        "visibility_timeout": None if AMQP else settings.redelivery_timeout_s,
+        "restore_interval": None if AMQP else settings.restore_interval_s,
     }
 
 
@@ -96,7 +97,7 @@ def _start_heartbeat(**_: Any) -> None:
     global _heartbeat
     _heartbeat = Heartbeat("celery", _worker.get("hostname", "celery"), _describe)
     _heartbeat.start()
-    if not kombu_sweeps_on_its_own():
+    if not AMQP and not kombu_sweeps_on_its_own():  # RabbitMQ requeues by itself
         threading.Thread(target=restore_unacked, name="taskbench-unacked-sweep", daemon=True).start()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import signal
 import sys
@@ -14,9 +15,10 @@ from typing import NoReturn
 from kombu.utils.url import maybe_sanitize_url as _redact  # hides a password in a URL
 from rich.console import Console
 
-from taskbench import faults, implementations, job_check, plan
+from taskbench import faults, implementations, job_check, plan, rabbitmq_server
 from taskbench.analysis.models import AnalysedRun
 from taskbench.errors import StackError, UsageError
+from taskbench.implementations.base import BROKERS
 from taskbench.report import files, markdown
 from taskbench.report.compare import compare
 from taskbench.results import RunSettings, SchemaError, Thresholds
@@ -100,6 +102,22 @@ DEFAULT_IMPLEMENTATIONS = list(implementations.DEFAULT)
 IMPL_HELP = f"{','.join(implementations.DEFAULT)} (default), all, or a list of: {', '.join(implementations.REGISTRY)}"
 
 
+AMQP_QUEUES = ", ".join(name for name, impl in implementations.REGISTRY.items() if "amqp" in impl.brokers)
+BROKER_HELP = (
+    f"where the jobs of {AMQP_QUEUES} wait: redis (default) or amqp (RabbitMQ: a private rabbitmq-server, or "
+    "--broker-url); the other queues, job records, the ledger and worker heartbeats stay on Redis"
+)
+
+
+def _add_broker(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--broker", choices=BROKERS, help=BROKER_HELP)
+    parser.add_argument(
+        "--broker-url",
+        metavar="amqp://USER:PASSWORD@HOST:PORT/VHOST",
+        help="with --broker amqp: use this RabbitMQ instead of a private one",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="taskbench", description="When do FastAPI's BackgroundTasks stop being enough?")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -115,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--redis-url", default=_env_redis_url(), help="use this Redis instead of a private one")
     serve.add_argument("--workdir", type=Path, default=Path(".taskbench"), help="logs and the private Redis' files")
+    _add_broker(serve)
+    serve.add_argument(
+        "--flower", action="store_true", help="also start Flower (Celery's monitoring UI) on 127.0.0.1, a free port"
+    )
 
     run = sub.add_parser("run", help="run the benchmark and write reports into benchmark_results/")
     run.add_argument("--quick", action="store_true", help=f"{plan.QUICK_DURATION_S} s jobs: an answer in minutes")
@@ -178,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output", type=Path, default=Path("benchmark_results"))
     run.add_argument("--url", help="measure an already-running service (the spec's manual flow)")
     run.add_argument("--redis-url", default=_env_redis_url(), help="use this Redis instead of a private one")
+    _add_broker(run)
     run.add_argument("--memory-limit-mb", type=_bounded(float, 1, 1e7), default=Thresholds().memory_limit_mb)
     run.add_argument(
         "--responsive-p99",
@@ -205,11 +228,39 @@ def _env_redis_url() -> str | None:
     return os.environ.get("TASKBENCH_REDIS_URL") or os.environ.get("CELERY_BROKER_URL")
 
 
+def _broker(args: argparse.Namespace) -> tuple[str, str | None]:
+    """--broker and --broker-url, checked before anything starts: a RabbitMQ that cannot be had is exit 2."""
+    url: str | None = args.broker_url
+    broker: str = args.broker or ("amqp" if url else "redis")
+    if url and broker != "amqp":
+        raise UsageError("--broker-url names a RabbitMQ and goes with --broker amqp (a Redis is --redis-url)")
+    if url and not rabbitmq_server.is_amqp(url):
+        raise UsageError(f"--broker-url {_redact(url)}: give an amqp:// URL (a Redis is --redis-url)")
+    if broker == "amqp" and getattr(args, "url", None):
+        raise UsageError("--broker needs a stack that taskbench started itself: drop --url or --broker")
+    if broker == "amqp" and url:
+        problem = rabbitmq_server.amqp_problem(url, timeout_s=3.0)
+        if problem:
+            raise UsageError(
+                f"RabbitMQ does not answer at --broker-url {_redact(url)} ({problem}): start it or fix the URL"
+            )
+    elif broker == "amqp":
+        rabbitmq_server.find_rabbitmq_server()  # or one line saying what to install
+        rabbitmq_server.find_epmd()
+    return broker, url
+
+
 def _raise_interrupt(*_: object) -> NoReturn:
     raise KeyboardInterrupt
 
 
+FLOWER_HINT = "--flower needs Flower: pip install -e '.[monitoring]'"
+
+
 def cmd_serve(args: argparse.Namespace, console: Console) -> int:
+    if args.flower and importlib.util.find_spec("flower") is None:
+        raise UsageError(FLOWER_HINT)
+    broker, broker_url = _broker(args)
     workdir = args.workdir / f"serve-{time.strftime('%Y%m%d_%H%M%S')}"
     config = StackConfig(
         workdir=workdir,
@@ -217,7 +268,10 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
         port=args.port,
         concurrency=args.concurrency,
         redis_url=args.redis_url,
+        broker=broker,
+        broker_url=broker_url,
         implementations=tuple(args.implementations),
+        flower=args.flower,
     )
     signal.signal(signal.SIGTERM, _raise_interrupt)  # stop the stack on SIGTERM as on Ctrl-C
     stack = Stack(config)
@@ -226,8 +280,15 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
             stack.start()
         console.print(f"API        {stack.url}  (docs: {stack.url}/docs)")
         console.print(f"Redis      {_redact(stack.redis_url)}" + ("  (private)" if stack.embedded_redis else ""))
+        if stack.amqp_url:
+            private = " (private)" if stack.embedded_rabbitmq else ""
+            console.print(
+                f"RabbitMQ   {_redact(stack.amqp_url)}{private}: the broker of {AMQP_QUEUES}; the rest on Redis"
+            )
         for name, worker in stack.workers.items():
             console.print(f"Worker     {name}: {' '.join(worker.process.argv[2:])}")
+        if stack.flower is not None:
+            console.print(f"Flower     {stack.flower_url}  (API: {stack.flower_url}/api/workers)")
         for name, log in stack.logs().items():
             console.print(f"log        {name}: {log}")
         console.print("Ctrl-C stops everything.")
@@ -256,6 +317,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         responsive_p99_s=args.responsive_p99 or plan.responsive_limit_s(duration),
     )
     user_jobs = _check_jobs(args)  # before anything starts: a job that cannot run is exit 2, here
+    broker, broker_url = _broker(args)
     if args.url and user_jobs:
         raise UsageError("--job needs a stack that taskbench started itself (it fixes the function): drop --url")
     workloads = args.workloads if args.workloads is not None else ([] if user_jobs else ["sleep"])
@@ -271,6 +333,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         faults=args.faults,
         url=args.url,
         redis="embedded" if not args.redis_url else _redact(args.redis_url),
+        broker=broker,
+        amqp=None if broker != "amqp" else _redact(broker_url) if broker_url else "embedded",
         thresholds=thresholds,
         quick=args.quick,
         repeat=args.repeat or (plan.QUICK_REPEAT if args.quick else plan.SPEC_REPEAT),
@@ -283,6 +347,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         fault_jobs=args.fault_jobs,
         timeout_s=args.timeout,
         redis_url=args.redis_url,
+        broker_url=broker_url,
         job_args={job.profile.path: job.args for job in user_jobs},
     )
     folder, result = run(options, console)

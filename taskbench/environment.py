@@ -10,6 +10,8 @@ from typing import Any
 import psutil
 import redis
 
+from taskbench.rabbitmq_server import server_version
+
 PACKAGES = (
     "fastapi",
     "starlette",
@@ -19,10 +21,12 @@ PACKAGES = (
     "anyio",
     "celery",
     "kombu",
+    "amqp",
     "arq",
     "taskiq",
     "taskiq-redis",
     "dramatiq",
+    "pika",
     "rq",
     "saq",
     "redis",
@@ -31,7 +35,7 @@ PACKAGES = (
 )
 
 
-def describe(redis_url: str | None) -> dict[str, Any]:
+def describe(redis_url: str | None, amqp_url: str | None = None) -> dict[str, Any]:
     versions: dict[str, str] = {"taskbench": _version("taskbench")}
     versions |= {name: _version(name) for name in PACKAGES}
     if redis_url:
@@ -41,6 +45,8 @@ def describe(redis_url: str | None) -> dict[str, Any]:
             )
         except redis.RedisError:
             versions["redis-server"] = "unreachable"
+    if amqp_url:  # --broker amqp
+        versions["rabbitmq-server"] = server_version(amqp_url)
     return {
         "versions": versions,
         "machine": {

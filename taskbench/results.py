@@ -76,6 +76,10 @@ class RunSettings(BaseModel):
     faults: list[str] = Field(default_factory=list)
     url: str | None = None  # an already-running service (the spec's manual flow)
     redis: str = "embedded"  # "embedded" or the redacted URL used
+    # Where Celery's and Dramatiq's jobs wait (--broker): redis, or amqp (RabbitMQ: "embedded" or the redacted URL
+    # in `amqp`); every other queue, the records, ledger and heartbeats stay on Redis.
+    broker: Literal["redis", "amqp"] = "redis"
+    amqp: str | None = None
     probe_interval_s: float = 0.1
     sample_interval_s: float = 0.25
     thresholds: Thresholds = Field(default_factory=Thresholds)
@@ -169,7 +173,8 @@ class DeliveryRecord(BaseModel):
 
     name: str
     promise: str = ""
-    redelivery_timeout_s: float | None = None
+    redelivery_timeout_s: float | None = None  # None where none applies (RabbitMQ requeues on disconnect)
+    broker: str = "redis"  # where this implementation's jobs waited
 
 
 class Submission(BaseModel):

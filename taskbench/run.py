@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from kombu.utils.url import maybe_sanitize_url as redacted
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -44,6 +45,7 @@ class RunOptions:
     fault_jobs: int
     timeout_s: float | None = None
     redis_url: str | None = None
+    broker_url: str | None = None  # --broker amqp: this RabbitMQ; None: a private one
     job_args: dict[str, JobArgs] = field(default_factory=dict)  # a user job's path → arguments of job i
 
 
@@ -65,6 +67,8 @@ def run(options: RunOptions, console: Console) -> tuple[Path, AnalysedRun]:
                 workdir=folder / "stack",
                 concurrency=options.settings.concurrency,
                 redis_url=options.redis_url,
+                broker=options.settings.broker,
+                broker_url=options.broker_url,
                 implementations=tuple(options.settings.implementations),
                 jobs=tuple(job.path for job in options.settings.user_jobs),
                 job_timeout_s=options.settings.job_timeout_s or 60.0,
@@ -73,11 +77,14 @@ def run(options: RunOptions, console: Console) -> tuple[Path, AnalysedRun]:
             with console.status("starting Redis, the API server and the workers…"):
                 stack = Stack(config)
                 stack.__enter__()
-            console.print(f"stack up: API {stack.url}, Redis {stack.redis_url}, logs in {config.workdir / 'logs'}")
+            rabbitmq = f", RabbitMQ {redacted(stack.amqp_url)}" if stack.amqp_url else ""
+            console.print(
+                f"stack up: API {stack.url}, Redis {stack.redis_url}{rabbitmq}, logs in {config.workdir / 'logs'}"
+            )
         url = options.settings.url or (stack.url if stack else "")
         if stack is None:
             _check_server(url)
-        env = environment.describe(stack.redis_url if stack else None)
+        env = environment.describe(stack.redis_url if stack else None, stack.amqp_url if stack else None)
         return asyncio.run(_run_all(options, specs, url, stack, env, folder, stamp, console))
     finally:
         if stack is not None:

@@ -19,6 +19,7 @@ import psutil
 from taskbench.results import Reading, Sample, SystemReading
 
 _MB = 1024 * 1024
+TREES = ("rabbitmq",)  # roles whose service is a script: the Erlang VM is its child
 CHILDREN_RESCAN_S = 1.0  # psutil's children() reads every process's /proc stat: ~1.7 ms on a quiet box
 
 
@@ -80,7 +81,7 @@ class Sampler:
         roles = {**self.pids(), "harness": os.getpid()}
         for role, pid in roles.items():
             cpu_s = rss = 0.0
-            tree = role.endswith("-worker")
+            tree = role.endswith("-worker") or role in TREES
             try:
                 for process in self._tree(pid) if tree else [self._process(pid)]:
                     with process.oneshot():

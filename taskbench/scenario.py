@@ -178,7 +178,8 @@ def _delivery(spec: ScenarioSpec, stack: Stack | None) -> DeliveryRecord | None:
     """The delivery setting this scenario's worker ran with, and what it promises, when taskbench set it."""
     if stack is None:
         return None
-    delivery = implementations.get(spec.implementation).delivery(stack.state.delivery(spec.implementation))
-    return DeliveryRecord(
-        name=delivery.name, promise=delivery.promise, redelivery_timeout_s=stack.state.redelivery_timeout_s
-    )
+    impl = implementations.get(spec.implementation)
+    broker = impl.broker_for(stack.config.broker)
+    delivery = impl.delivery(stack.state.delivery(spec.implementation), broker)
+    timeout = stack.state.redelivery_timeout_s if broker == "redis" else None  # RabbitMQ: on disconnect
+    return DeliveryRecord(name=delivery.name, promise=delivery.promise, redelivery_timeout_s=timeout, broker=broker)

@@ -10,6 +10,7 @@ import os
 from pydantic import BaseModel
 
 REDIS_URL = "TASKBENCH_REDIS_URL"
+BROKER_URL = "TASKBENCH_BROKER_URL"
 LEDGER = "TASKBENCH_LEDGER"
 REDIS_TIMEOUT = "TASKBENCH_REDIS_TIMEOUT"
 CONCURRENCY = "TASKBENCH_CONCURRENCY"
@@ -18,11 +19,11 @@ REDELIVERY_TIMEOUT = "TASKBENCH_REDELIVERY_TIMEOUT"
 RESTORE_INTERVAL = "TASKBENCH_RESTORE_INTERVAL"
 JOBS = "TASKBENCH_JOBS"
 JOB_TIMEOUT = "TASKBENCH_JOB_TIMEOUT"
-CELERY_VARS = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
 
 
 class ServiceEnv(BaseModel):
     redis_url: str
+    broker_url: str = ""  # Celery's and Dramatiq's broker (amqp://… for RabbitMQ); empty: Redis
     ledger_path: str
     concurrency: int = 4
     delivery: str = "default"
@@ -36,6 +37,7 @@ class ServiceEnv(BaseModel):
     def variables(self) -> dict[str, str]:
         return {
             REDIS_URL: self.redis_url,
+            BROKER_URL: self.broker_url or self.redis_url,
             LEDGER: self.ledger_path,
             REDIS_TIMEOUT: str(self.redis_timeout_s),
             CONCURRENCY: str(self.concurrency),
@@ -44,7 +46,8 @@ class ServiceEnv(BaseModel):
             RESTORE_INTERVAL: str(self.restore_interval_s),
             JOBS: ",".join(self.jobs),
             JOB_TIMEOUT: str(self.job_timeout_s),
-            **dict.fromkeys(CELERY_VARS, self.redis_url),
+            "CELERY_BROKER_URL": self.broker_url or self.redis_url,
+            "CELERY_RESULT_BACKEND": self.redis_url,  # results and records stay in Redis on either broker
         }
 
     def environ(self) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""The stack: Redis (unless a URL is given), the API server and each implementation's worker, as services.
+"""The stack: Redis (unless a URL is given), RabbitMQ with `--broker amqp` (unless a URL is given), the API server
+and each implementation's worker, as services.
 
 Every process started here has this object as its owner; leaving the `with` block (also on Ctrl-C)
 stops all of them, in the reverse order of their start. What a scenario needs of the stack (delivery
@@ -8,6 +9,7 @@ settings, Redis persistence) is explicit `StackState`, applied with `apply()` be
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -18,8 +20,9 @@ from typing import Any
 import httpx
 import psutil
 import redis
+from kombu.utils.url import maybe_sanitize_url as redacted
 
-from taskbench import implementations
+from taskbench import implementations, rabbitmq_server
 from taskbench.errors import StackError
 from taskbench.redis_server import find_redis_server, free_port, redis_command
 from taskbench.service_env import ServiceEnv
@@ -49,11 +52,14 @@ class StackConfig:
     port: int = 0  # 0: a free port
     concurrency: int = 4
     redis_url: str | None = None  # None: a private redis-server
+    broker: str = "redis"  # where Celery's and Dramatiq's jobs wait: redis, or amqp (RabbitMQ)
+    broker_url: str | None = None  # with amqp; None: a private rabbitmq-server
     implementations: tuple[str, ...] = implementations.DEFAULT
     state: StackState = StackState()
     jobs: tuple[str, ...] = ()  # the user's job functions (--job): fixed here, for the API and every worker
     job_timeout_s: float = 60.0
     job_dir: Path | None = None  # where the API and workers import them from (the user's working directory)
+    flower: bool = False  # `serve --flower`: Celery's monitoring UI beside the stack
 
 
 class Stack:
@@ -62,8 +68,13 @@ class Stack:
         self.state = config.state
         self.port = config.port or free_port(config.host)
         self.redis: Service | None = None
+        self.epmd: Service | None = None
+        self.rabbitmq: Service | None = None
+        self.amqp_url = (config.broker_url or "") if config.broker == "amqp" else ""  # set once a private one runs
         self.api: Service | None = None
         self.workers: dict[str, Service] = {}
+        self.flower: Service | None = None
+        self.flower_port = free_port() if config.flower else 0
         self.redis_url = config.redis_url or ""
         self.ledger_path = config.workdir / "ledger.jsonl"
         self._exit = contextlib.ExitStack()
@@ -76,8 +87,17 @@ class Stack:
     def embedded_redis(self) -> bool:
         return self.config.redis_url is None
 
+    @property
+    def flower_url(self) -> str:
+        return f"http://127.0.0.1:{self.flower_port}"  # loopback whatever --host says: its API has no login
+
+    @property
+    def embedded_rabbitmq(self) -> bool:
+        return self.config.broker == "amqp" and self.config.broker_url is None
+
     def services(self) -> list[Service]:
-        return [s for s in (self.redis, self.api, *self.workers.values()) if s is not None]
+        started = (self.redis, self.epmd, self.rabbitmq, self.api, *self.workers.values(), self.flower)
+        return [s for s in started if s is not None]
 
     def logs(self) -> dict[str, str]:
         return {s.name: str(s.log_path) for s in self.services()}
@@ -104,10 +124,16 @@ class Stack:
         if self.embedded_redis:
             self.start_redis()
         self.check_redis()
+        if self.embedded_rabbitmq:
+            self.start_rabbitmq()
+        if self.config.broker == "amqp":
+            self.check_amqp()
         self.start_api()
         for name in self.config.implementations:
             if implementations.get(name).has_worker:
                 self.start_worker(name)
+        if self.config.flower:
+            self.start_flower()
 
     def stop(self) -> None:
         self._exit.close()
@@ -121,6 +147,7 @@ class Stack:
         delivery = self.state.delivery(implementation) if implementation else "default"
         return ServiceEnv(
             redis_url=self.redis_url,
+            broker_url=self.amqp_url,
             ledger_path=str(self.ledger_path),
             concurrency=self.worker_concurrency if implementation else self.config.concurrency,
             delivery=delivery,
@@ -173,6 +200,27 @@ class Stack:
                 break
             time.sleep(0.1)
 
+    # --- RabbitMQ (--broker amqp) ----------------------------------------------------------------------
+
+    def start_rabbitmq(self) -> None:
+        """A private node with its own epmd, both services of the stack (see taskbench.rabbitmq_server)."""
+        server, epmd = rabbitmq_server.find_rabbitmq_server(), rabbitmq_server.find_epmd()
+        node = rabbitmq_server.RabbitNode.create(self.config.workdir / "rabbitmq")
+        self.amqp_url = node.url
+        env = {**os.environ, **node.environ()}  # its scripts need PATH to find erl
+        argv, log = node.epmd_argv(epmd), self._log("epmd")
+        self.epmd = self._own(Service("epmd", argv, env, log, lambda _: node.epmd_listens(), "epmd"))
+        service = Service("rabbitmq", [server], env, self._log("rabbitmq"), self._amqp_answers, "rabbitmq-server")
+        self.rabbitmq = self._own(service)
+
+    def _amqp_answers(self, _: Service) -> bool:
+        return rabbitmq_server.amqp_problem(self.amqp_url) is None
+
+    def check_amqp(self) -> None:
+        problem = rabbitmq_server.amqp_problem(self.amqp_url, timeout_s=3.0)
+        if problem:
+            raise StackError(f"RabbitMQ does not answer at {redacted(self.amqp_url)} ({problem})")
+
     # --- API and workers -------------------------------------------------------------------------------
 
     def start_api(self) -> None:
@@ -193,6 +241,22 @@ class Stack:
         log = self._log(impl.worker_role)
         service = Service(impl.worker_role, argv, self.env(name), log, lambda s: self._worker_seen(name, s), what)
         self.workers[name] = self._own(service)
+
+    def start_flower(self) -> None:
+        """`celery -A app.celery_app flower` on the Celery workers' broker. Its API is open without a login
+        (FLOWER_UNAUTHENTICATED_API), like the rest of the stack, which binds loopback only."""
+        argv = implementations.base.python_module(
+            "celery", "-A", "app.celery_app", "flower", "--address=127.0.0.1", f"--port={self.flower_port}",
+        )  # fmt: skip
+        env = {**self.env("celery"), "FLOWER_UNAUTHENTICATED_API": "true"}
+        service = Service("flower", argv, env, self._log("flower"), lambda _: self._flower_answers(), "Flower")
+        self.flower = self._own(service)
+
+    def _flower_answers(self) -> bool:
+        try:
+            return httpx.get(f"{self.flower_url}/healthcheck", timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def _api_answers(self) -> bool:
         try:

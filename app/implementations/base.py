@@ -25,6 +25,7 @@ from app.settings import settings
 T = TypeVar("T")
 
 PUBLISH_TIMEOUT_S = 5.0
+BROKER_UNREACHABLE = "broker unreachable"
 
 
 class BrokerUnavailable(Exception):
@@ -59,6 +60,11 @@ class ServiceImplementation(ABC):
 
     def describe(self) -> dict[str, Any]:
         return {"runner": self.runner}
+
+    @property
+    def broker_url(self) -> str:
+        """Where its jobs wait: Redis, unless the queue can run on another broker and was told to."""
+        return settings.redis_url
 
     @abstractmethod
     async def health(self) -> dict[str, Any]: ...
@@ -153,4 +159,8 @@ class QueueImplementation(ServiceImplementation):
     async def health(self) -> dict[str, Any]:
         beats: dict[str, str] = await self.store.redis.hgetall(WORKERS_KEY.format(self.name))  # type: ignore[misc]
         workers = live_workers(beats, time.time())
-        return {"status": "ok" if workers else "no workers", "queued": await self.queued(), "workers": workers}
+        try:
+            queued = await self.queued()
+        except BrokerUnavailable as exc:  # a broker other than Redis (RabbitMQ): /health says which, with a 503
+            return {"status": BROKER_UNREACHABLE, "error": str(exc), "workers": workers}
+        return {"status": "ok" if workers else "no workers", "queued": queued, "workers": workers}

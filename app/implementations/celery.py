@@ -1,20 +1,23 @@
-"""`/celery/*`: jobs published to a Celery worker over Redis, records in Redis.
+"""`/celery/*`: jobs published to a Celery worker over Redis or RabbitMQ (`--broker amqp`), records in Redis.
 
 Publishing (`apply_async`) is a blocking socket call of ~0.5 ms; it runs on a small executor of its
-own so it neither stalls the event loop nor competes for Starlette's threadpool.
+own so it neither stalls the event loop nor competes for Starlette's threadpool. So does counting the
+queue on RabbitMQ (a passive `queue.declare`, which answers with the number of messages ready).
 """
 
 from __future__ import annotations
 
+import contextlib
 from functools import partial
 from typing import Any
 
+from amqp.exceptions import AMQPError, NotFound
 from celery import _state as celery_state
 from fastapi import BackgroundTasks
 from kombu.exceptions import KombuError
 from kombu.utils.url import maybe_sanitize_url as redacted
 
-from app.celery_app import ACKS_LATE, REJECT_ON_WORKER_LOST, celery_app
+from app.celery_app import ACKS_LATE, AMQP, REJECT_ON_WORKER_LOST, celery_app
 from app.implementations.base import BrokerUnavailable, QueueImplementation
 from app.jobs import JobRecord
 from app.settings import settings
@@ -37,9 +40,30 @@ def never_join_results_here() -> None:
     celery_state._set_task_join_will_block(True)  # type: ignore[attr-defined]
 
 
+def amqp_queued() -> int:
+    """Messages ready in Celery's queue on RabbitMQ (not those a worker holds unacknowledged), from a passive
+    declare on a pooled connection; a queue nobody declared yet holds none. A connection that failed is dropped,
+    so the next call connects afresh (RabbitMQ restarted, or back)."""
+    pooled: Any = celery_app.pool.acquire(block=True)  # kombu's stubs do not know the pooled Connection
+    with pooled as connection:
+        try:
+            connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
+            channel = connection.channel()
+            try:
+                return int(channel.queue_declare(queue=celery_app.conf.task_default_queue, passive=True).message_count)
+            except NotFound:
+                return 0
+            finally:
+                with contextlib.suppress(AMQPError, OSError):
+                    channel.close()
+        except (AMQPError, KombuError, OSError):
+            connection.collect()
+            raise
+
+
 class CeleryImplementation(QueueImplementation):
     name = "celery"
-    runner = "Celery (apply_async → prefork worker over Redis)"
+    runner = f"Celery (apply_async → prefork worker over {'RabbitMQ' if AMQP else 'Redis'})"
 
     async def startup(self) -> None:
         await super().startup()
@@ -59,19 +83,26 @@ class CeleryImplementation(QueueImplementation):
     async def _publish(self, func: Any) -> Any:
         try:
             return await self.in_publisher(func)
-        except KombuError as exc:  # what kombu raises for a broker it cannot reach
+        except (KombuError, AMQPError) as exc:  # what kombu and py-amqp raise for a broker they cannot reach
             raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
     async def purge(self) -> int:
         return int(await self._publish(celery_app.control.purge) or 0)
 
     async def queued(self) -> int:
+        if AMQP:
+            return int(await self._publish(amqp_queued))
         return int(await self.store.redis.llen("celery"))  # type: ignore[misc]
+
+    @property
+    def broker_url(self) -> str:
+        return settings.broker_url
 
     def describe(self) -> dict[str, Any]:
         return {
             "runner": self.runner,
             "broker": redacted(settings.broker_url),
+            "broker_kind": settings.broker,
             "backend": redacted(settings.result_backend),
             "acks_late": ACKS_LATE,
             "reject_on_worker_lost": REJECT_ON_WORKER_LOST,

@@ -1,4 +1,5 @@
-"""`/dramatiq/*`: jobs sent to a Dramatiq worker over Redis, records in Redis; and the worker's own definitions.
+"""`/dramatiq/*`: jobs sent to a Dramatiq worker over Redis or RabbitMQ (`--broker amqp`), records in Redis; and the
+worker's own definitions.
 
 Sending (`Actor.send`) is a blocking redis-py call (the broker's Lua `dispatch` script: HSET the message into
 `dramatiq:default.msgs`, RPUSH its id onto `dramatiq:default`), so it runs on the implementation's own
@@ -18,6 +19,11 @@ ids of every broker whose heartbeat is older than `heartbeat_timeout` back onto 
 running and prefetched jobs are therefore run again, at least once. If one worker process dies, the dramatiq
 main process stops the others and exits (`cli.py:main`): a supervisor restarts it, and the same sweep
 redelivers.
+
+On RabbitMQ (`RabbitmqBroker`, brokers/rabbitmq.py) a consumer acknowledges after the actor returns too, but
+there is no heartbeat sweep: RabbitMQ requeues a consumer's unacknowledged messages as soon as its connection
+closes, which a killed process's does at once. The broker's connections are per thread (pika's
+BlockingConnection is not thread-safe), so the API's publisher threads each hold their own.
 """
 
 from __future__ import annotations
@@ -26,15 +32,19 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import dramatiq
+import pika.exceptions
 import redis
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import DEFAULT_MAINTENANCE_CHANCE, MAINTENANCE_SCALE, RedisBroker
+from dramatiq.errors import ConnectionClosed, ConnectionFailed
 from dramatiq.middleware import AsyncIO, Middleware
 from fastapi import BackgroundTasks
 from kombu.utils.url import maybe_sanitize_url as redacted
@@ -42,11 +52,12 @@ from kombu.utils.url import maybe_sanitize_url as redacted
 from app import workloads
 from app.execution import execute_async, execute_sync
 from app.heartbeat import Heartbeat
-from app.implementations.base import QueueImplementation
+from app.implementations.base import BrokerUnavailable, QueueImplementation
 from app.jobs import JobCall, JobRecord, RedisJobStore, WorkerRecords, redis_options
 from app.settings import MAX_DURATION_S, settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 NAME = "dramatiq"
 NAMESPACE = "dramatiq"  # RedisBroker's default key prefix
@@ -77,11 +88,29 @@ def maintenance_chance(restore_interval_s: float | None, poll_ms: int) -> int:
 
 
 MAINTENANCE_CHANCE = maintenance_chance(settings.restore_interval_s, WORKER_TIMEOUT_MS)
+AMQP = settings.broker == "amqp"
+# RabbitMQ: wait for the broker's confirm of every send (Dramatiq's default: off), so a message RabbitMQ did not
+# take is an error at the API, not a silent loss; Dramatiq's docs: needed to redeclare a vanished queue too.
+CONFIRM_DELIVERY = True
+
+Broker: TypeAlias = "RedisBroker | RabbitmqBroker"
 
 
-def make_broker() -> RedisBroker:
-    """Dramatiq's default middleware (Retries, TimeLimit, ...) and a client with bounded waits that reconnects
-    once after a Redis restart (the API's own clients do the same: see app.jobs.redis_options)."""
+def pika_url(url: str) -> str:
+    """The URL as pika reads it, for the virtual host kombu reads in it: Celery's `amqp://…//` means vhost "/"
+    to kombu (the path after its first slash) but "" to pika (the first path segment)."""
+    parts = urlsplit(url)
+    vhost = unquote(parts.path[1:]) if parts.path else "/"
+    return urlunsplit(
+        parts._replace(scheme="amqps" if parts.scheme == "amqps" else "amqp", path="/" + quote(vhost, safe=""))
+    )
+
+
+def make_broker() -> Broker:
+    """Dramatiq's default middleware (Retries, TimeLimit, ...). On Redis, a client with bounded waits that
+    reconnects once after a Redis restart (the API's own clients do the same: see app.jobs.redis_options)."""
+    if AMQP:
+        return RabbitmqBroker(url=pika_url(settings.broker_url), confirm_delivery=CONFIRM_DELIVERY)
     options = redis_options(settings.redis_timeout_s, asyncio=False) | {"decode_responses": False}
     return RedisBroker(
         client=redis.Redis.from_url(settings.redis_url, **options),
@@ -95,7 +124,7 @@ def make_broker() -> RedisBroker:
 JobActor: TypeAlias = "dramatiq.Actor[[dict[str, Any]], None]"
 
 
-def declare_actors(broker: RedisBroker) -> tuple[JobActor, JobActor]:
+def declare_actors(broker: Broker) -> tuple[JobActor, JobActor]:
     """The sync actor (sync kinds and noop) and the async one (async kinds), on `broker`."""
     options: dict[str, Any] = {"queue_name": QUEUE_NAME, "max_retries": MAX_RETRIES, "time_limit": TIME_LIMIT_MS}
     sync_actor = dramatiq.actor(broker=broker, actor_name="taskbench.run_job", **options)(run_job)
@@ -200,13 +229,26 @@ def setup_worker() -> None:
 # --- the API side ------------------------------------------------------------------------------------
 
 
+def amqp_ready(broker: RabbitmqBroker) -> int:
+    """Messages ready in the queue (not those a consumer holds), from a passive declare on this thread's channel;
+    a queue nobody declared yet holds none (and RabbitMQ closes the channel for asking: open another)."""
+    try:
+        return int(broker.channel.queue_declare(queue=QUEUE_NAME, passive=True).method.message_count)
+    except pika.exceptions.ChannelClosedByBroker:
+        del broker.channel
+        return 0
+    except pika.exceptions.AMQPConnectionError:
+        del broker.connection  # the next call opens a new one
+        raise
+
+
 class DramatiqImplementation(QueueImplementation):
     name = NAME
-    runner = "Dramatiq (actor.send → worker processes × threads over Redis)"
+    runner = f"Dramatiq (actor.send → worker processes × threads over {'RabbitMQ' if AMQP else 'Redis'})"
 
     def __init__(self) -> None:
         super().__init__()
-        self._broker: RedisBroker | None = None
+        self._broker: Broker | None = None
         self._actors: tuple[JobActor, JobActor] | None = None
 
     async def startup(self) -> None:
@@ -215,12 +257,14 @@ class DramatiqImplementation(QueueImplementation):
         self._actors = declare_actors(self._broker)
 
     async def shutdown(self) -> None:
-        if self._broker is not None:
+        if isinstance(self._broker, RedisBroker):
             self._broker.client.close()
+        elif self._broker is not None:  # closes what the publisher threads opened
+            self._broker.close()
         await super().shutdown()
 
     @property
-    def broker(self) -> RedisBroker:
+    def broker(self) -> Broker:
         if self._broker is None:
             raise RuntimeError(f"{self.name}: the API has not started (lifespan) yet")
         return self._broker
@@ -229,24 +273,46 @@ class DramatiqImplementation(QueueImplementation):
         assert self._actors is not None
         sync_actor, async_actor = self._actors
         actor = async_actor if workloads.is_async(record.kind, record.job or 0) else sync_actor
-        await self.in_publisher(partial(actor.send, JobCall.of(record).model_dump(mode="json")))
+        await self._on_broker(partial(actor.send, JobCall.of(record).model_dump(mode="json")))
+
+    async def _on_broker(self, func: Callable[[], T]) -> T:
+        """A blocking broker call on the publisher; RabbitMQ's errors become a 503 like Redis's."""
+        try:
+            return await self.in_publisher(func)
+        except (ConnectionClosed, ConnectionFailed, pika.exceptions.AMQPError) as exc:
+            raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
     async def queued(self) -> int:
+        if isinstance(self.broker, RabbitmqBroker):
+            return await self._on_broker(partial(amqp_ready, self.broker))
         return int(await self.store.redis.llen(QUEUE_KEY))  # type: ignore[misc]
 
     async def purge(self) -> int:
         pending = await self.queued()
-        await self.in_publisher(partial(self.broker.flush, QUEUE_NAME))  # Lua `purge`: list, .msgs, dead letters
+        # Redis: the Lua `purge` (list, .msgs, dead letters); RabbitMQ: queue.purge of the queue, .DQ and .XQ
+        await self._on_broker(partial(self.broker.flush, QUEUE_NAME))
         return pending
 
+    @property
+    def broker_url(self) -> str:
+        return settings.broker_url
+
     def describe(self) -> dict[str, Any]:
+        on_broker: dict[str, Any] = (
+            {"queue": QUEUE_NAME, "confirm_delivery": CONFIRM_DELIVERY}
+            if AMQP
+            else {
+                "queue": QUEUE_KEY,
+                "heartbeat_timeout_ms": HEARTBEAT_TIMEOUT_MS,
+                "maintenance_chance": f"{MAINTENANCE_CHANCE} / {MAINTENANCE_SCALE}",
+            }
+        )
         return {
             "runner": self.runner,
-            "broker": redacted(settings.redis_url),
-            "queue": QUEUE_KEY,
+            "broker": redacted(settings.broker_url),
+            "broker_kind": settings.broker,
+            **on_broker,
             "acknowledgement": "after the actor returns",
-            "heartbeat_timeout_ms": HEARTBEAT_TIMEOUT_MS,
-            "maintenance_chance": f"{MAINTENANCE_CHANCE} / {MAINTENANCE_SCALE}",
             "max_retries": MAX_RETRIES,
             "time_limit_ms": TIME_LIMIT_MS,
             "dead_message_ttl_ms": DEAD_MESSAGE_TTL_MS,

@@ -247,6 +247,7 @@ class FaultRow(BaseModel):
     duplicated_ids: list[str]
     delivery: str | None  # the delivery setting the worker ran with
     promise: str  # what the queue promises under it
+    broker: str = "redis"  # where its jobs waited (amqp: RabbitMQ, --broker amqp)
 
 
 class TradeOffRow(BaseModel):

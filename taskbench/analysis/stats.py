@@ -255,7 +255,9 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
         variant=spec.variant,
         interrupted=result.interrupted,
         how_it_runs=implementation.how_it_runs(spec.model_workload) if implementation else "",
-        settings=implementation.settings(spec.concurrency or result.settings.concurrency) if implementation else {},
+        settings=implementation.settings_on(spec.concurrency or result.settings.concurrency, result.settings.broker)
+        if implementation
+        else {},
         concurrency=spec.concurrency,
         submission=submission_summary(result),
         probes={

@@ -188,6 +188,7 @@ def _fault_rows(summaries: list[ScenarioSummary]) -> list[FaultRow]:
                 duplicated_ids=execs.duplicated_ids,
                 delivery=delivery,
                 promise=promise,
+                broker=s.delivery.broker if s.delivery else "redis",
             )
         )
     return rows
@@ -199,7 +200,7 @@ def _fault_lines(rows: list[FaultRow]) -> list[str]:
         same = [r for r in rows if (r.fault, r.variant) == fault]
         name = fault[0] + (f" ({fault[1]})" if fault[1] else "")
         parts = [
-            f"{r.implementation} lost {r.lost}/{r.jobs}"
+            f"{r.implementation}{' on RabbitMQ' if r.broker == 'amqp' else ''} lost {r.lost}/{r.jobs}"
             + (f", duplicated {r.duplicated}" if r.duplicated else "")
             + (f", redelivered {r.recovered}" if r.recovered else "")
             for r in same

@@ -17,6 +17,12 @@ from taskbench.capacity import Capacity
 
 ASYNC_WORKLOADS = ("async_sleep", "blocking_async")
 ALL_FAULTS = ("api-crash", "worker-crash", "worker-child-crash", "redis-restart")
+# Where jobs wait (--broker): Redis for every queue, or RabbitMQ (AMQP) for the queues that speak it. Records,
+# the ledger and heartbeats stay in Redis either way.
+BROKERS = ("redis", "amqp")
+# On RabbitMQ a dead consumer's unacknowledged messages are requeued as soon as its connection drops, so a
+# crashed job starts again once a worker consumes: the harness restarts the only one, which takes seconds.
+AMQP_REDELIVERY_BOUND_S = 20.0
 
 
 # What happens to the jobs a worker was running when it is SIGKILLed: gone for good, run again (after the
@@ -44,6 +50,8 @@ class Implementation(ABC):
     # Each unit of --concurrency is a process of its own (a prefork pool, RQ's worker pool): memory grows with
     # concurrency, and the verdict extrapolates it linearly. Threads and coroutines share their process.
     memory_per_slot: ClassVar[bool] = False
+    brokers: ClassVar[tuple[str, ...]] = ("redis",)  # what its jobs can wait in
+    amqp_deliveries: ClassVar[tuple[Delivery, ...]] = ()  # on RabbitMQ: the same names, what they promise there
 
     @property
     def worker_role(self) -> str:
@@ -74,13 +82,35 @@ class Implementation(ABC):
         is up (the plan's estimate); at run time the real heartbeats from /health replace them."""
         return [{"concurrency": concurrency}]
 
+    def settings_on(self, concurrency: int, broker: str) -> dict[str, str]:
+        """What the reports print: `settings`, with those of the broker the jobs really waited in."""
+        return self.settings(concurrency) | self.broker_settings(self.broker_for(broker))
+
+    def broker_settings(self, broker: str) -> dict[str, str]:
+        """The settings that change with the broker, over those of `settings` (same keys replace them)."""
+        return {"broker": "Redis"} if self.has_worker else {}
+
     def redelivery_bound_s(self, timeout_s: float, concurrency: int, running: int) -> float:
         """The latest a crashed job may start again after the crash, given the redelivery timeout the harness
         set, when the queue adds fixed delays of its own: the timeout plus a sweep or two by default."""
         return timeout_s + 5.0
 
-    def delivery(self, name: str | None) -> Delivery:
-        return next((d for d in self.deliveries if d.name == name), self.deliveries[0])
+    def broker_for(self, broker: str) -> str:
+        """The broker its jobs really wait in when the run asks for `broker`: Redis where it knows no other."""
+        return broker if broker in self.brokers else "redis"
+
+    def deliveries_on(self, broker: str) -> tuple[Delivery, ...]:
+        return self.amqp_deliveries if self.broker_for(broker) == "amqp" else self.deliveries
+
+    def redelivery_bound_on(self, broker: str, timeout_s: float, concurrency: int, running: int) -> float:
+        """`redelivery_bound_s` on that broker: on RabbitMQ no timeout applies, only the worker's restart."""
+        if self.broker_for(broker) == "amqp":
+            return AMQP_REDELIVERY_BOUND_S
+        return self.redelivery_bound_s(timeout_s, concurrency, running)
+
+    def delivery(self, name: str | None, broker: str = "redis") -> Delivery:
+        deliveries = self.deliveries_on(broker)
+        return next((d for d in deliveries if d.name == name), deliveries[0])
 
     def workers_seen(self, health: dict[str, Any]) -> list[dict[str, Any]]:
         return list(health.get(self.name, {}).get("workers", []))

@@ -1,4 +1,5 @@
-"""Dramatiq: its own CLI forks worker processes, each running jobs on a pool of threads, over Redis."""
+"""Dramatiq: its own CLI forks worker processes, each running jobs on a pool of threads, over Redis (or RabbitMQ
+with `--broker amqp`)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,19 @@ class DramatiqImplementation(Implementation):
             "+ 2 s), default 60 s). A killed worker process makes the dramatiq main process stop the rest and "
             "exit (cli.py:main): once restarted (by a supervisor; the harness does it) the same sweep "
             "redelivers",
+            worker_crash="redelivered",
+            child_crash="redelivered",
+        ),
+    )
+
+    brokers = ("redis", "amqp")
+    amqp_deliveries = (
+        Delivery(
+            "default",
+            "at least once: RabbitmqBroker acknowledges a message only after the actor returns; RabbitMQ requeues "
+            "a worker process's unacknowledged messages, running and prefetched, as soon as its connection drops "
+            "(no heartbeat timeout). A killed worker process makes the dramatiq main process stop the rest and "
+            "exit (cli.py:main): once restarted (by a supervisor; the harness does it) it takes them again",
             worker_crash="redelivered",
             child_crash="redelivered",
         ),
@@ -86,6 +100,22 @@ class DramatiqImplementation(Implementation):
             "time_limit": "3660 s per job (TimeLimit middleware default: 600 s)",
             "async actors": "AsyncIO middleware: one event-loop thread per process",
             "results": "none (no Results middleware); failed messages dead-lettered for 1 h (default 7 days)",
+        }
+
+    def broker_settings(self, broker: str) -> dict[str, str]:
+        if broker != "amqp":
+            return {"broker": "Redis (RedisBroker)"}
+        return {
+            "broker": "RabbitMQ (RabbitmqBroker, pika); records in Redis",
+            "confirm_delivery": "on (Dramatiq's default: off): every send waits for RabbitMQ's confirm",
+            "acknowledgement": "after the actor returns (RabbitmqBroker; no switch)",
+            "heartbeat_timeout": "none on RabbitMQ: a dead process's unacknowledged messages are requeued as soon "
+            "as its connection drops",
+            "maintenance_chance": "none (Redis only)",
+            "idle poll back-off (dramatiq_worker_timeout)": f"none: RabbitMQ pushes messages to the consumer "
+            f"({WORKER_TIMEOUT_MS} ms only bounds each wait)",
+            "results": "none (no Results middleware); failed messages dead-lettered to `default.XQ` for 7 days "
+            "(Dramatiq's RabbitMQ default)",
         }
 
     def how_it_runs(self, workload: str) -> str:

@@ -13,8 +13,8 @@ from pathlib import Path
 from taskbench.analysis import analyse
 from taskbench.analysis.models import AnalysedRun, ScenarioSummary
 from taskbench.report import files, html, markdown
-from taskbench.report.content import Block, Cell, Heading, Paragraph, Table, bullets
-from taskbench.report.fmt import mb, ms, ratio, yes_no
+from taskbench.report.content import Block, Cell, Heading, Paragraph, Table, broker_text, bullets
+from taskbench.report.fmt import mb, ms, ratio, seconds, yes_no
 
 Value = float | int | bool | None
 NOISE = 0.10  # relative changes below this are not called better or worse: run-to-run noise
@@ -49,6 +49,12 @@ FIGURES = [
     KeyFigure("Completed", lambda s: s.completion.completed, _count, lower_is_better=False),
     KeyFigure("Failed", lambda s: s.completion.failed, _count),
     KeyFigure("Lost", lambda s: s.executions.lost, _count),
+    KeyFigure("Redelivered", lambda s: s.executions.recovered, _count, lower_is_better=False),
+    KeyFigure(
+        "Redelivery delay (fault → first start again)",
+        lambda s: s.executions.redelivery_delay_s,
+        _number(lambda v: seconds(v, 1)),
+    ),
     KeyFigure("Responsive", lambda s: s.responsive, _yes_no, lower_is_better=False),
     KeyFigure("Failures detected", lambda s: len(s.failures), _count),
 ]
@@ -97,6 +103,7 @@ def _described(run: AnalysedRun, names: list[str]) -> dict[str, str]:
         "Concurrency": str(s.concurrency),
         "Faults": ", ".join(s.faults) or "none",
         "Redis": s.redis,
+        "Broker": broker_text(s),
         "Thresholds": ", ".join(f"{k} {v}" for k, v in s.thresholds.model_dump().items()),
         "Machine": f"{machine.get('platform', '?')}, {machine.get('cpu_count', '?')} cores, "
         f"{machine.get('memory_gb', 0):.1f} GB; Python {machine.get('python', '?')}",

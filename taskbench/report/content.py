@@ -272,18 +272,24 @@ def harness_warning(summaries: Sequence[ScenarioSummary]) -> list[Block]:
 
 
 def faults_table(summaries: Sequence[ScenarioSummary]) -> Table:
-    headers = ["Fault", "Implementation", "Delivery", "Accepted", "Completed once", "Lost", "Duplicated", "Redelivered",
-               "Redelivery delay (timeout)", "Completed after fault", "Lost / duplicated ids"]  # fmt: skip
+    headers = ["Fault", "Implementation", "Broker", "Delivery", "Accepted", "Completed once", "Lost", "Duplicated",
+               "Redelivered", "Redelivery delay (timeout)", "Completed after fault",
+               "Lost / duplicated ids"]  # fmt: skip
     rows: list[list[Cell]] = []
     for s in (s for s in summaries if s.fault):
         e = s.executions
         timeout = s.delivery.redelivery_timeout_s if s.delivery else None
-        delay = "–" if e.redelivery_delay_s is None and timeout is None else (
-            f"{seconds(e.redelivery_delay_s, 1)} ({seconds(timeout, 0)})")  # fmt: skip
+        broker = s.delivery.broker if s.delivery else "redis"
+        if broker == "amqp":  # no timeout: requeued when the worker's connection drops
+            delay = f"{seconds(e.redelivery_delay_s, 1)} (on disconnect)" if e.redelivery_delay_s is not None else "–"
+        else:
+            delay = "–" if e.redelivery_delay_s is None and timeout is None else (
+                f"{seconds(e.redelivery_delay_s, 1)} ({seconds(timeout, 0)})")  # fmt: skip
         rows.append(
             [
                 fault_name(s.fault or "", s.variant),
                 s.implementation,
+                "RabbitMQ" if broker == "amqp" else "Redis",
                 s.delivery.name if s.delivery else "default",
                 str(e.accepted),
                 str(e.completed_once),
@@ -405,6 +411,12 @@ def thresholds_text(settings: RunSettings) -> str:
     )
 
 
+def broker_text(settings: RunSettings) -> str:
+    if settings.broker != "amqp":
+        return "broker: Redis for every queue"
+    return f"broker (--broker amqp): RabbitMQ ({settings.amqp}) for Celery and Dramatiq, Redis for the other queues"
+
+
 def run_facts(run: RunResult) -> list[str]:
     """The run's settings, service and machine, one line each."""
     s, env = run.settings, run.environment
@@ -416,7 +428,7 @@ def run_facts(run: RunResult) -> list[str]:
         + (" (quick profile)" if s.quick else ""),
         f"Concurrency (--concurrency): {s.concurrency}; faults: {', '.join(s.faults) or 'none'} "
         "(redelivery timeout for faults: see each scenario)",
-        f"Service: {s.url or 'started by taskbench'}; Redis: {s.redis}",
+        f"Service: {s.url or 'started by taskbench'}; Redis: {s.redis}; " + broker_text(s),
         f"Machine: {machine.get('platform', '?')}, {machine.get('cpu_count', '?')} cores, "
         f"{machine.get('memory_gb', 0):.1f} GB RAM; Python {machine.get('python', '?')}",
         f"Versions: {versions}",

@@ -1,0 +1,131 @@
+"""A private RabbitMQ for the embedded stack (`--broker amqp` without `--broker-url`), beside the machine's own.
+
+It gets its own node name, data and log directories, config file (no plugins, so no management port), Erlang
+cookie (HOME), loopback AMQP and distribution ports, and its own `epmd` on a free port started in the
+foreground (`-start_epmd false`), so it never meets a RabbitMQ or epmd already running and leaves no daemon
+behind. Readiness is an AMQP handshake with the default `guest` user, which RabbitMQ allows from loopback.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import socket
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from amqp.exceptions import AMQPError
+from kombu import Connection
+from kombu.exceptions import KombuError
+
+from taskbench.errors import UsageError
+from taskbench.redis_server import free_port
+
+INSTALL_HINT = (
+    "--broker amqp needs RabbitMQ: no rabbitmq-server on PATH; install it (apt install rabbitmq-server / brew install "
+    "rabbitmq) or give --broker-url amqp://USER:PASSWORD@HOST:5672/VHOST"
+)
+EPMD_HINT = "--broker amqp found rabbitmq-server but no epmd (Erlang) on PATH: install erlang, or give --broker-url"
+DEBIAN_WRAPPER = "rabbitmq-script-wrapper"  # switches to the `rabbitmq` user and /var/lib/rabbitmq
+AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")  # as app.settings reads them
+
+
+def is_amqp(url: str) -> bool:
+    return url.split("://", 1)[0].lower() in AMQP_SCHEMES
+
+
+def find_rabbitmq_server() -> str:
+    """The server script on PATH; Debian's wrapper is replaced by the script it wraps, beside it."""
+    found = shutil.which("rabbitmq-server")
+    if not found:
+        raise UsageError(INSTALL_HINT)
+    real = Path(found).resolve()
+    wrapped = real.parent / "rabbitmq-server"
+    return str(wrapped if real.name == DEBIAN_WRAPPER and wrapped.is_file() else found)
+
+
+def find_epmd() -> str:
+    found = shutil.which("epmd")
+    if not found:
+        raise UsageError(EPMD_HINT)
+    return found
+
+
+@dataclass(frozen=True)
+class RabbitNode:
+    """One private node: its ports, directory and the files and environment that confine it there."""
+
+    home: Path
+    port: int
+    dist_port: int
+    epmd_port: int
+    name: str
+
+    @classmethod
+    def create(cls, home: Path) -> RabbitNode:
+        node = cls(home, free_port(), free_port(), free_port(), f"taskbench-{uuid.uuid4().hex[:8]}@localhost")
+        node.write_files()
+        return node
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"  # vhost "/", spelled so kombu and pika agree
+
+    def write_files(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "rabbitmq.conf").write_text(f"listeners.tcp.1 = 127.0.0.1:{self.port}\n")
+        (self.home / "enabled_plugins").write_text("[].\n")
+        (self.home / "rabbitmq-env.conf").write_text("")  # not the machine's /etc/rabbitmq/rabbitmq-env.conf
+
+    def environ(self) -> dict[str, str]:
+        home = str(self.home)
+        return {
+            "HOME": home,  # its own Erlang cookie
+            "ERL_EPMD_PORT": str(self.epmd_port),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "RABBITMQ_CONF_ENV_FILE": f"{home}/rabbitmq-env.conf",
+            "RABBITMQ_CONFIG_FILE": f"{home}/rabbitmq.conf",
+            "RABBITMQ_ADVANCED_CONFIG_FILE": f"{home}/advanced.config",
+            "RABBITMQ_ENABLED_PLUGINS_FILE": f"{home}/enabled_plugins",
+            "RABBITMQ_NODENAME": self.name,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": f"{home}/mnesia",
+            "RABBITMQ_PLUGINS_EXPAND_DIR": f"{home}/plugins-expand",
+            "RABBITMQ_PID_FILE": f"{home}/rabbitmq.pid",
+            "RABBITMQ_LOG_BASE": f"{home}/log",
+            "RABBITMQ_LOGS": "-",  # to standard output: the service's log file
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-start_epmd false",  # ours, below, not a detached daemon
+        }
+
+    def epmd_argv(self, binary: str) -> list[str]:
+        return [binary, "-address", "127.0.0.1", "-port", str(self.epmd_port)]
+
+    def epmd_listens(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.epmd_port), timeout=0.5).close()
+            return True
+        except OSError:
+            return False
+
+
+def amqp_problem(url: str, timeout_s: float = 1.0) -> str | None:
+    """What stops an AMQP handshake at `url` (RabbitMQ listens only once it has booted), or None; never a hang."""
+    try:
+        with Connection(url, connect_timeout=timeout_s) as connection:
+            connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=math.ceil(timeout_s))
+            return None
+    except (KombuError, AMQPError, OSError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def server_version(url: str) -> str:
+    try:
+        with Connection(url, connect_timeout=2) as connection:
+            connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
+            properties = connection.connection.server_properties
+            return f"{properties.get('product', 'RabbitMQ')} {properties.get('version', '?')}"
+    except (KombuError, AMQPError, OSError):
+        return "unreachable"
