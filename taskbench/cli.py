@@ -21,8 +21,9 @@ from taskbench.report import files, markdown
 from taskbench.report.compare import compare
 from taskbench.results import RunSettings, SchemaError, Thresholds
 from taskbench.run import RunOptions, run
-from taskbench.stack import Stack, StackConfig
+from taskbench.stack import Stack, StackConfig, StackState
 
+MIDDLEWARES = ("none", "base-http")  # app.middleware.MIDDLEWARES, named here: the harness never imports app
 MAX_JOBS = 100_000
 MAX_DURATION_S = 3600.0
 
@@ -102,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--redis-url", default=_env_redis_url(), help="use this Redis instead of a private one")
     serve.add_argument("--workdir", type=Path, default=Path(".taskbench"), help="logs and the private Redis' files")
+    serve.add_argument(
+        "--middleware", choices=MIDDLEWARES, default="none", help="base-http: the API behind a BaseHTTPMiddleware"
+    )
 
     run = sub.add_parser("run", help="run the benchmark and write reports into benchmark_results/")
     run.add_argument("--quick", action="store_true", help=f"{plan.QUICK_DURATION_S} s jobs: an answer in minutes")
@@ -155,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds after which a --job run counts as failed (default: 10 × its trial call, at least 5 s)",
     )
     run.add_argument("--fault-jobs", type=_bounded(int, 1, 10_000), default=20, help="jobs in each fault scenario")
+    run.add_argument(
+        "--middleware",
+        type=_csv(MIDDLEWARES, all_word=None),
+        default=["none"],
+        help="none (default), base-http (a do-nothing BaseHTTPMiddleware), or none,base-http: each scenario under both",
+    )
     run.add_argument("--memory-mb", type=_bounded(int, 1, 2048), default=50, help="held by each `memory` job")
     run.add_argument("--timeout", type=_bounded(float, 1, 86_400), help="deadline per scenario, seconds")
     run.add_argument("--output", type=Path, default=Path("benchmark_results"))
@@ -190,6 +200,7 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
         concurrency=args.concurrency,
         redis_url=args.redis_url,
         implementations=tuple(args.implementations),
+        state=StackState(middleware=args.middleware),
     )
     signal.signal(signal.SIGTERM, _raise_interrupt)  # stop the stack on SIGTERM as on Ctrl-C
     stack = Stack(config)
@@ -218,6 +229,8 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     if args.url and args.faults:
         raise UsageError("--faults needs a stack that taskbench started itself: drop --url or --faults")
+    if args.url and args.middleware != ["none"]:
+        raise UsageError("--middleware needs a stack that taskbench started itself: drop --url or --middleware")
     duration = (
         args.duration if args.duration is not None else (plan.QUICK_DURATION_S if args.quick else plan.SPEC_DURATION_S)
     )
@@ -241,6 +254,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         quick=args.quick,
         user_jobs=[job.profile for job in user_jobs],
         job_timeout_s=(args.job_timeout or job_check.default_timeout_s(user_jobs)) if user_jobs else None,
+        middleware=args.middleware,
     )
     options = RunOptions(
         settings=settings,

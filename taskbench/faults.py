@@ -59,6 +59,7 @@ def state_for(spec: ScenarioSpec) -> StackState:
         deliveries=deliveries,
         redelivery_timeout_s=redelivery_timeout_for(spec.duration_s),
         redis_persistent=spec.fault == "redis-restart" and spec.variant == "aof",
+        middleware=spec.middleware,
     )
 
 

@@ -15,6 +15,15 @@ FAULT_OVERHEAD_S = 3.0
 
 
 def scenarios(settings: RunSettings, fault_jobs: int) -> list[ScenarioSpec]:
+    """Every scenario, once under each API middleware (grouped, so the API restarts once per middleware)."""
+    return [
+        spec.model_copy(update={"middleware": middleware})
+        for middleware in settings.middleware
+        for spec in _scenarios(settings, fault_jobs)
+    ]
+
+
+def _scenarios(settings: RunSettings, fault_jobs: int) -> list[ScenarioSpec]:
     specs = [
         ScenarioSpec(
             implementation=impl, workload=workload, jobs=jobs,

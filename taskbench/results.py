@@ -76,6 +76,8 @@ class RunSettings(BaseModel):
     quick: bool = False
     user_jobs: list[JobProfile] = Field(default_factory=list)  # --job, checked before the run
     job_timeout_s: float | None = None
+    # The API's middleware, one set of scenarios each: "none", "base-http" (a do-nothing BaseHTTPMiddleware)
+    middleware: list[str] = Field(default_factory=lambda: ["none"])
 
 
 class ScenarioSpec(BaseModel):
@@ -88,6 +90,7 @@ class ScenarioSpec(BaseModel):
     variant: str | None = None  # delivery settings for worker-crash, persistence for redis-restart
     job_index: int | None = None  # a user's job (`workload` is then its path): its number in the stack
     behaves_like: str | None = None  # a user's job: the built-in workload whose capacity model fits it
+    middleware: str = "none"  # the API's middleware while this scenario ran ("base-http": BaseHTTPMiddleware)
 
     @property
     def model_workload(self) -> str:
@@ -99,12 +102,14 @@ class ScenarioSpec(BaseModel):
         parts = [self.implementation, self.workload, f"{self.jobs} jobs"]
         if self.fault:
             parts.append(self.fault + (f" ({self.variant})" if self.variant else ""))
+        if self.middleware != "none":
+            parts.append(self.middleware)
         return " · ".join(parts)
 
     @property
     def file_stem(self) -> str:
         """The spec's names (`fastapi_10_jobs`) for its own workload; others say which workload or fault."""
-        stem = self.implementation
+        stem = self.implementation + ("" if self.middleware == "none" else f"_{self.middleware}")
         if self.workload != "sleep":
             stem += f"_{self.workload}"
         if self.fault:

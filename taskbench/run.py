@@ -34,7 +34,7 @@ from taskbench.job_check import JobArgs
 from taskbench.report import files
 from taskbench.results import RunResult, RunSettings, ScenarioResult, ScenarioSpec
 from taskbench.scenario import ScenarioContext, run_scenario
-from taskbench.stack import Stack, StackConfig
+from taskbench.stack import Stack, StackConfig, StackState
 
 
 @dataclass
@@ -69,6 +69,7 @@ def run(options: RunOptions, console: Console) -> tuple[Path, AnalysedRun]:
                 jobs=tuple(job.path for job in options.settings.user_jobs),
                 job_timeout_s=options.settings.job_timeout_s or 60.0,
                 job_dir=Path.cwd(),
+                state=StackState(middleware=options.settings.middleware[0]),
             )
             with console.status("starting Redis, the API server and the workers…"):
                 stack = Stack(config)

@@ -18,6 +18,7 @@ REDELIVERY_TIMEOUT = "TASKBENCH_REDELIVERY_TIMEOUT"
 RESTORE_INTERVAL = "TASKBENCH_RESTORE_INTERVAL"
 JOBS = "TASKBENCH_JOBS"
 JOB_TIMEOUT = "TASKBENCH_JOB_TIMEOUT"
+MIDDLEWARE = "TASKBENCH_MIDDLEWARE"
 CELERY_VARS = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
 
 
@@ -32,6 +33,7 @@ class ServiceEnv(BaseModel):
     jobs: list[str] = []  # the user's job functions, package.module:function
     job_timeout_s: float = 60.0
     job_dir: str = ""  # the user's working directory, where the API and workers import the jobs from
+    middleware: str = "none"  # "base-http": the API runs behind a do-nothing BaseHTTPMiddleware
 
     def variables(self) -> dict[str, str]:
         return {
@@ -44,6 +46,7 @@ class ServiceEnv(BaseModel):
             RESTORE_INTERVAL: str(self.restore_interval_s),
             JOBS: ",".join(self.jobs),
             JOB_TIMEOUT: str(self.job_timeout_s),
+            MIDDLEWARE: self.middleware,
             **dict.fromkeys(CELERY_VARS, self.redis_url),
         }
 

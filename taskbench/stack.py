@@ -31,11 +31,12 @@ AOF_REWRITE_WAIT_S = 30.0
 @dataclass(frozen=True)
 class StackState:
     """What a scenario needs of the stack: each worker's delivery variant, how long a queue waits before it
-    treats an unacknowledged job as abandoned, and whether Redis persists (AOF)."""
+    treats an unacknowledged job as abandoned, whether Redis persists (AOF), and the API's middleware."""
 
     deliveries: Mapping[str, str] = field(default_factory=dict)  # implementation → delivery name
     redelivery_timeout_s: float = 3600.0
     redis_persistent: bool = False
+    middleware: str = "none"  # "base-http": the API behind a do-nothing BaseHTTPMiddleware
 
     def delivery(self, implementation: str) -> str:
         return self.deliveries.get(implementation, "default")
@@ -127,6 +128,7 @@ class Stack:
             jobs=list(self.config.jobs),
             job_timeout_s=self.config.job_timeout_s,
             job_dir=str(self.config.job_dir or ""),
+            middleware=self.state.middleware,
         ).environ()
 
     def _log(self, name: str) -> Path:
@@ -213,8 +215,13 @@ class Stack:
         return any(w.get("pid") in family for w in implementations.get(name).workers_seen(health))
 
     def apply(self, state: StackState) -> None:
-        """Bring the stack to `state`: restart the workers whose settings change, set Redis' persistence."""
+        """Bring the stack to `state`: restart the API or the workers whose settings change, set Redis'
+        persistence."""
         previous, self.state = self.state, state
+        if self.api is not None and (previous.middleware != state.middleware or not self.api.alive()):
+            self.api.stop()
+            self.api.process.env = self.env()
+            self.api.start()
         for name, worker in self.workers.items():
             changed = (previous.delivery(name), previous.redelivery_timeout_s) != (
                 state.delivery(name),

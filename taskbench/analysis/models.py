@@ -119,6 +119,7 @@ class ScenarioSummary(BaseModel):
     memory_mb: int = 0
     fault: str | None = None
     variant: str | None = None
+    middleware: str = "none"  # the API's middleware during the scenario ("base-http": BaseHTTPMiddleware)
     interrupted: bool = False
     how_it_runs: str = ""  # how this workload runs in this implementation ("" when not in the registry)
     settings: dict[str, str] = Field(default_factory=dict)  # the implementation's timing-relevant settings
@@ -148,6 +149,17 @@ class ScenarioSummary(BaseModel):
     harness: Reading | None = None
     responsive: bool | None  # None: no probe was sent
     failures: list[Failure] = Field(default_factory=list)
+
+    @property
+    def workload_key(self) -> str:
+        """The workload, and the middleware when there was one: the verdict judges each such group apart."""
+        return self.workload + ("" if self.middleware == "none" else f" [{self.middleware}]")
+
+    @property
+    def fault_label(self) -> str:
+        """The fault, its variant and the middleware, as the reports name it."""
+        label = (self.fault or "") + (f" ({self.variant})" if self.variant else "")
+        return label + ("" if self.middleware == "none" else f" [{self.middleware}]")
 
 
 class ImplementationOutcome(BaseModel):
@@ -188,6 +200,7 @@ class FaultRow(BaseModel):
     variant: str | None
     implementation: str
     workload: str
+    middleware: str = "none"
     jobs: int
     lost: int
     duplicated: int

@@ -221,6 +221,7 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
         memory_mb=spec.memory_mb,
         fault=spec.fault,
         variant=spec.variant,
+        middleware=spec.middleware,
         interrupted=result.interrupted,
         how_it_runs=implementation.how_it_runs(spec.model_workload) if implementation else "",
         settings=implementation.settings(result.settings.concurrency) if implementation else {},

@@ -90,7 +90,9 @@ def spec_table(summaries: Sequence[ScenarioSummary]) -> Table:
     rows: list[list[Cell]] = [
         [
             str(s.jobs),
-            s.implementation.upper() + ("" if s.workload == SPEC_WORKLOAD else f" ({s.workload})"),
+            s.implementation.upper()
+            + ("" if s.workload == SPEC_WORKLOAD else f" ({s.workload})")
+            + ("" if s.middleware == "none" else f" [{s.middleware}]"),
             f"{s.completion.completed}/{s.jobs}",
             str(s.completion.failed),
             seconds(s.submission.avg),
@@ -155,6 +157,47 @@ def short_jobs_table(summaries: Sequence[ScenarioSummary]) -> Table:
     return Table(headers, rows)
 
 
+MIDDLEWARE_TITLES = {"none": "no middleware", "base-http": "a do-nothing BaseHTTPMiddleware"}
+
+
+def middleware_table(summaries: Sequence[ScenarioSummary]) -> Table:
+    """The same scenario without and with each middleware, side by side: what it does to submission latency,
+    job start delay (queue time) and completed jobs."""
+    middlewares = list(dict.fromkeys(s.middleware for s in summaries))
+    headers = ["Scenario"] + [
+        f"{column} [{m}]" for m in middlewares for column in ("Submit p50 / p99", "Queue p50 / p99", "Completed")
+    ]
+    by_key: dict[tuple[str, str, int, str | None, str | None], dict[str, ScenarioSummary]] = {}
+    for s in summaries:
+        by_key.setdefault((s.implementation, s.workload, s.jobs, s.fault, s.variant), {})[s.middleware] = s
+    rows: list[list[Cell]] = []
+    for (implementation, workload, jobs, fault, variant), seen in by_key.items():
+        label = f"{implementation} · {workload} · {jobs} jobs" + (f" · {fault_name(fault, variant)}" if fault else "")
+        row: list[Cell] = [label]
+        for m in middlewares:
+            x = seen.get(m)
+            row += (
+                ["–", "–", "–"]
+                if x is None
+                else [
+                    f"{ms(x.submission.p50)} / {ms(x.submission.p99)}",
+                    f"{ms(x.queue_time.p50)} / {ms(x.queue_time.p99)}",
+                    f"{x.completion.completed}/{x.jobs}",
+                ]
+            )
+        rows.append(row)
+    return Table(headers, rows)
+
+
+def middleware_text(middlewares: Sequence[str], versions: dict[str, str]) -> str:
+    """Which middleware each scenario ran behind, with the Starlette version that implements it."""
+    shown = "; ".join(f"`{m}` = {MIDDLEWARE_TITLES.get(m, m)}" for m in middlewares)
+    return (
+        f"API middleware (--middleware): {shown} (Starlette {versions.get('starlette', '?')}, "
+        f"FastAPI {versions.get('fastapi', '?')}); scenarios behind one are marked [name]"
+    )
+
+
 def _cpu_peak_avg(p: ProcessResources | None) -> str:
     return "– / –" if p is None else f"{percent(p.cpu_peak)} / {percent(p.cpu_avg)}"
 
@@ -193,7 +236,7 @@ def faults_table(summaries: Sequence[ScenarioSummary]) -> Table:
             f"{seconds(e.redelivery_delay_s, 1)} ({seconds(timeout, 0)})")  # fmt: skip
         rows.append(
             [
-                fault_name(s.fault or "", s.variant),
+                s.fault_label,
                 s.implementation,
                 s.delivery.name if s.delivery else "default",
                 str(e.accepted),
@@ -319,6 +362,7 @@ def run_facts(run: RunResult) -> list[str]:
         f"Concurrency (--concurrency): {s.concurrency}; faults: {', '.join(s.faults) or 'none'} "
         "(redelivery timeout for faults: see each scenario)",
         f"Service: {s.url or 'started by taskbench'}; Redis: {s.redis}",
+        middleware_text(s.middleware, env.get("versions", {})),
         f"Machine: {machine.get('platform', '?')}, {machine.get('cpu_count', '?')} cores, "
         f"{machine.get('memory_gb', 0):.1f} GB RAM; Python {machine.get('python', '?')}",
         f"Versions: {versions}",
@@ -373,6 +417,16 @@ def comparison(run: AnalysedRun, charts: Sequence[ChartRef] = ()) -> list[Block]
     ]
     if any(s.workload == "noop" and not s.fault for s in summaries):
         blocks += [Heading("Short jobs (noop): what each runner costs", 3), short_jobs_table(summaries)]
+    if len({s.middleware for s in summaries}) > 1:
+        blocks += [
+            Heading("Without and with the middleware", 3),
+            Paragraph(
+                middleware_text(
+                    list(dict.fromkeys(s.middleware for s in summaries)), run.environment.get("versions", {})
+                )
+            ),
+            middleware_table(summaries),
+        ]
     if any(s.fault for s in summaries):
         blocks += [Heading("Faults"), faults_table(summaries), promises_table(run)]
     if charts:
@@ -397,8 +451,16 @@ def scenario_intro(result: ScenarioResult, summary: ScenarioSummary) -> str:
     spec = result.spec
     fault = f", fault **{fault_name(spec.fault, spec.variant)}**" if spec.fault else ""
     runs = f" Runs as: {summary.how_it_runs}." if summary.how_it_runs else ""
+    versions = result.environment.get("versions", {})
+    behind = (
+        f" The API ran behind {MIDDLEWARE_TITLES.get(spec.middleware, spec.middleware)} "
+        f"(Starlette {versions.get('starlette', '?')})."
+        if spec.middleware != "none"
+        else ""
+    )
     return (
-        f"{spec.jobs} × `{spec.workload}` jobs of {spec.duration_s} s on **{spec.implementation}**{fault}.{runs} "
+        f"{spec.jobs} × `{spec.workload}` jobs of {spec.duration_s} s on **{spec.implementation}**{fault}.{runs}"
+        f"{behind} "
         f"Capacity: {summary.capacity.concurrency} at once ({summary.capacity.reason}). "
         f"Deadline {result.deadline_s:.1f} s" + (" — **passed before all jobs finished**." if result.timed_out else ".")
     )
