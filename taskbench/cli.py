@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import signal
 import sys
@@ -19,7 +20,7 @@ from taskbench.analysis.models import AnalysedRun
 from taskbench.errors import StackError, UsageError
 from taskbench.report import files, markdown
 from taskbench.report.compare import compare
-from taskbench.results import RunSettings, SchemaError, Thresholds
+from taskbench.results import POOLS, RunSettings, SchemaError, Thresholds, WorkerOptions
 from taskbench.run import RunOptions, run
 from taskbench.stack import Stack, StackConfig, StackState
 
@@ -90,6 +91,33 @@ DEFAULT_IMPLEMENTATIONS = list(implementations.DEFAULT)
 IMPL_HELP = f"{','.join(implementations.DEFAULT)} (default), all, or a list of: {', '.join(implementations.REGISTRY)}"
 
 
+def _worker_flags(parser: argparse.ArgumentParser) -> None:
+    """Celery's worker pool and settings: the same flags for `serve` and `run`."""
+    parser.add_argument("--pool", choices=POOLS, default="prefork", help="Celery's worker pool (default prefork)")
+    parser.add_argument(
+        "--prefetch", type=_bounded(int, 1, 1000), default=1, help="Celery's worker_prefetch_multiplier (default 1)"
+    )
+    parser.add_argument(
+        "--max-tasks-per-child",
+        type=_bounded(int, 1, 1_000_000),
+        help="Celery prefork: replace a child after this many jobs (default: never)",
+    )
+
+
+def worker_options(args: argparse.Namespace) -> WorkerOptions:
+    """The worker flags, checked against each other and the implementations they apply to."""
+    options = WorkerOptions(pool=args.pool, prefetch=args.prefetch, max_tasks_per_child=args.max_tasks_per_child)
+    if options.max_tasks_per_child is not None and options.pool != "prefork":
+        raise UsageError(f"--max-tasks-per-child replaces prefork children; --pool {options.pool} has none")
+    if not options.is_default and "celery" not in args.implementations:
+        raise UsageError(
+            "--pool, --prefetch and --max-tasks-per-child set Celery's worker: add celery to --implementations"
+        )
+    if options.pool == "gevent" and importlib.util.find_spec("gevent") is None:
+        raise UsageError("--pool gevent needs the gevent package: pip install 'taskbench[gevent]'")
+    return options
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="taskbench", description="When do FastAPI's BackgroundTasks stop being enough?")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -106,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--middleware", choices=MIDDLEWARES, default="none", help="base-http: the API behind a BaseHTTPMiddleware"
     )
+    _worker_flags(serve)
 
     run = sub.add_parser("run", help="run the benchmark and write reports into benchmark_results/")
     run.add_argument("--quick", action="store_true", help=f"{plan.QUICK_DURATION_S} s jobs: an answer in minutes")
@@ -165,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=["none"],
         help="none (default), base-http (a do-nothing BaseHTTPMiddleware), or none,base-http: each scenario under both",
     )
+    _worker_flags(run)
     run.add_argument("--memory-mb", type=_bounded(int, 1, 2048), default=50, help="held by each `memory` job")
     run.add_argument("--timeout", type=_bounded(float, 1, 86_400), help="deadline per scenario, seconds")
     run.add_argument("--output", type=Path, default=Path("benchmark_results"))
@@ -201,6 +231,7 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
         redis_url=args.redis_url,
         implementations=tuple(args.implementations),
         state=StackState(middleware=args.middleware),
+        worker=worker_options(args),
     )
     signal.signal(signal.SIGTERM, _raise_interrupt)  # stop the stack on SIGTERM as on Ctrl-C
     stack = Stack(config)
@@ -231,6 +262,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         raise UsageError("--faults needs a stack that taskbench started itself: drop --url or --faults")
     if args.url and args.middleware != ["none"]:
         raise UsageError("--middleware needs a stack that taskbench started itself: drop --url or --middleware")
+    worker = worker_options(args)
+    if args.url and not worker.is_default:
+        raise UsageError("--pool, --prefetch and --max-tasks-per-child need a stack that taskbench started: drop --url")
     duration = (
         args.duration if args.duration is not None else (plan.QUICK_DURATION_S if args.quick else plan.SPEC_DURATION_S)
     )
@@ -255,6 +289,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         user_jobs=[job.profile for job in user_jobs],
         job_timeout_s=(args.job_timeout or job_check.default_timeout_s(user_jobs)) if user_jobs else None,
         middleware=args.middleware,
+        worker=worker,
     )
     options = RunOptions(
         settings=settings,

@@ -21,7 +21,7 @@ import time
 import psutil
 
 from taskbench import implementations
-from taskbench.results import Event, ScenarioSpec
+from taskbench.results import Event, ScenarioSpec, WorkerOptions
 from taskbench.stack import Stack, StackState
 
 FAULTS = ("api-crash", "worker-crash", "worker-child-crash", "redis-restart")
@@ -42,8 +42,8 @@ def variants(fault: str, implementation: str) -> list[str | None]:
     return [None]
 
 
-def applies(fault: str, implementation: str) -> bool:
-    return fault in implementations.get(implementation).faults
+def applies(fault: str, implementation: str, options: WorkerOptions | None = None) -> bool:
+    return implementations.get(implementation).applies(fault, options or WorkerOptions())
 
 
 def redelivery_timeout_for(duration_s: float) -> float:

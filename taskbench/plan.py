@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from taskbench import capacity, faults, implementations
-from taskbench.results import RunSettings, ScenarioSpec
+from taskbench.results import RunSettings, ScenarioSpec, WorkerOptions
 
 WORKLOADS = ("sleep", "async_sleep", "blocking_async", "cpu", "memory", "noop")
 SPEC_JOBS = (10, 50, 100)
@@ -45,7 +45,7 @@ def _scenarios(settings: RunSettings, fault_jobs: int) -> list[ScenarioSpec]:
     ]  # fmt: skip
     for fault in settings.faults:
         for impl in settings.implementations:
-            if not faults.applies(fault, impl):
+            if not faults.applies(fault, impl, settings.worker):
                 continue
             for variant in faults.variants(fault, impl):
                 specs.append(
@@ -57,15 +57,18 @@ def _scenarios(settings: RunSettings, fault_jobs: int) -> list[ScenarioSpec]:
     return specs
 
 
-def expected_capacity(spec: ScenarioSpec, concurrency: int, cpu_count: int) -> capacity.Capacity:
+def expected_capacity(
+    spec: ScenarioSpec, concurrency: int, cpu_count: int, worker: WorkerOptions | None = None
+) -> capacity.Capacity:
     """The capacity model before the stack is up: the service's /health refines it at run time."""
     impl = implementations.get(spec.implementation)
-    health = {impl.name: {"workers": impl.nominal_workers(concurrency, cpu_count)}}
+    pool = {"pool": worker.pool} if worker else {}
+    health = {impl.name: {"workers": [w | pool for w in impl.nominal_workers(concurrency, cpu_count)]}}
     return impl.capacity(spec.model_workload, spec.jobs, concurrency, cpu_count, health)
 
 
-def estimate_s(spec: ScenarioSpec, concurrency: int, cpu_count: int) -> float:
-    running = expected_capacity(spec, concurrency, cpu_count).concurrency
+def estimate_s(spec: ScenarioSpec, concurrency: int, cpu_count: int, worker: WorkerOptions | None = None) -> float:
+    running = expected_capacity(spec, concurrency, cpu_count, worker).concurrency
     estimate = capacity.estimate_s(spec.jobs, running, spec.duration_s)
     if spec.fault:
         estimate += spec.duration_s / 2 + FAULT_OVERHEAD_S

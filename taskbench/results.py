@@ -59,6 +59,22 @@ class JobProfile(BaseModel):
         )
 
 
+POOLS = ("prefork", "threads", "gevent", "solo")
+
+
+class WorkerOptions(BaseModel):
+    """Celery's worker pool and its settings (--pool, --prefetch, --max-tasks-per-child). The defaults are what
+    taskbench always ran: the spec's prefork pool with prefetch 1, children never replaced."""
+
+    pool: Literal["prefork", "threads", "gevent", "solo"] = "prefork"
+    prefetch: int = 1  # worker_prefetch_multiplier
+    max_tasks_per_child: int | None = None  # prefork only: a child is replaced after this many jobs
+
+    @property
+    def is_default(self) -> bool:
+        return self == WorkerOptions()
+
+
 class RunSettings(BaseModel):
     implementations: list[str]
     workloads: list[str]
@@ -78,6 +94,7 @@ class RunSettings(BaseModel):
     job_timeout_s: float | None = None
     # The API's middleware, one set of scenarios each: "none", "base-http" (a do-nothing BaseHTTPMiddleware)
     middleware: list[str] = Field(default_factory=lambda: ["none"])
+    worker: WorkerOptions = Field(default_factory=WorkerOptions)  # Celery's pool, prefetch, max tasks per child
 
 
 class ScenarioSpec(BaseModel):

@@ -70,6 +70,7 @@ def run(options: RunOptions, console: Console) -> tuple[Path, AnalysedRun]:
                 job_timeout_s=options.settings.job_timeout_s or 60.0,
                 job_dir=Path.cwd(),
                 state=StackState(middleware=options.settings.middleware[0]),
+                worker=options.settings.worker,
             )
             with console.status("starting Redis, the API server and the workers…"):
                 stack = Stack(config)
@@ -98,9 +99,10 @@ def _check_server(url: str) -> None:
 
 def _print_plan(console: Console, specs: list[ScenarioSpec], settings: RunSettings) -> None:
     cpus = environment.describe(None)["machine"]["cpu_count"] or 1
-    total = sum(plan.estimate_s(s, settings.concurrency, cpus) for s in specs)
-    for spec in specs:
-        console.print(f"  • {spec.label} (~{plan.estimate_s(spec, settings.concurrency, cpus):.0f} s)")
+    estimates = [plan.estimate_s(s, settings.concurrency, cpus, settings.worker) for s in specs]
+    for spec, estimate in zip(specs, estimates, strict=True):
+        console.print(f"  • {spec.label} (~{estimate:.0f} s)")
+    total = sum(estimates)
     console.print(f"estimated time: ~{total / 60:.1f} min")
 
 
@@ -137,7 +139,7 @@ async def _run_all(
     results: list[ScenarioResult] = []
     run_result = RunResult(timestamp=stamp, settings=settings, environment=env, scenario_files=[])
     cpus = int(env["machine"]["cpu_count"] or 1)  # type: ignore[index]
-    estimates = [plan.estimate_s(s, settings.concurrency, cpus) for s in specs]
+    estimates = [plan.estimate_s(s, settings.concurrency, cpus, settings.worker) for s in specs]
     columns = (
         TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(), TextColumn("ETA"),
         TimeRemainingColumn(),

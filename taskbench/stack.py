@@ -22,6 +22,7 @@ import redis
 from taskbench import implementations
 from taskbench.errors import StackError
 from taskbench.redis_server import find_redis_server, free_port, redis_command
+from taskbench.results import WorkerOptions
 from taskbench.service_env import ServiceEnv
 from taskbench.services import Service
 
@@ -54,6 +55,7 @@ class StackConfig:
     jobs: tuple[str, ...] = ()  # the user's job functions (--job): fixed here, for the API and every worker
     job_timeout_s: float = 60.0
     job_dir: Path | None = None  # where the API and workers import them from (the user's working directory)
+    worker: WorkerOptions = field(default_factory=WorkerOptions)  # Celery's --pool, --prefetch, --max-tasks-per-child
 
 
 class Stack:
@@ -188,7 +190,7 @@ class Stack:
 
     def start_worker(self, name: str) -> None:
         impl = implementations.get(name)
-        argv = impl.worker_argv(self.config.concurrency)
+        argv = impl.worker_command(self.config.concurrency, self.config.worker)
         assert argv is not None, f"{name} has no worker"
         what = f"the {impl.title} worker"
         log = self._log(impl.worker_role)

@@ -1,15 +1,26 @@
-"""Production topologies (issue 12): the API behind a BaseHTTPMiddleware, on real processes, short jobs."""
+"""Production topologies (issue 12): the API behind a BaseHTTPMiddleware, Celery's worker pools and their
+settings, on real processes with short jobs."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from taskbench import plan
-from taskbench.analysis import analyse
+from taskbench.analysis import analyse, summarise
+from taskbench.analysis.models import ScenarioSummary
+from taskbench.client import ServiceClient
+from taskbench.implementations import celery
 from taskbench.report import content, files
-from taskbench.results import RunSettings, load_scenario
+from taskbench.results import RunSettings, ScenarioResult, ScenarioSpec, WorkerOptions, load_scenario
+from taskbench.scenario import ScenarioContext, run_scenario
+from taskbench.stack import Stack, StackConfig
 
 
 def _settings(**changes: object) -> RunSettings:
@@ -63,3 +74,115 @@ def test_middleware_needs_a_stack_taskbench_started() -> None:
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "--middleware" in out.stderr
+
+
+# --- Celery's pools -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def celery_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Redis, the API and one Celery worker; each test restarts the worker with the options it measures."""
+    config = StackConfig(workdir=tmp_path_factory.mktemp("pools"), concurrency=2, implementations=("celery",))
+    with Stack(config) as stack:
+        yield stack
+
+
+def with_worker(stack: Stack, options: WorkerOptions) -> Stack:
+    """A new worker with these options (its command line changes: `restart_worker` keeps the old one)."""
+    stack.config = replace(stack.config, worker=options)
+    stack.workers["celery"].stop()
+    stack.start_worker("celery")
+    return stack
+
+
+def run_one(stack: Stack, spec: ScenarioSpec, options: WorkerOptions) -> tuple[ScenarioResult, ScenarioSummary]:
+    settings = _settings(implementations=[spec.implementation], workloads=[spec.workload], jobs=[spec.jobs],
+                         duration_s=spec.duration_s, faults=[], worker=options)  # fmt: skip
+
+    async def go() -> ScenarioResult:
+        client = ServiceClient(stack.url)
+        try:
+            ctx = ScenarioContext(client=client, settings=settings, environment={}, stack=stack)
+            return await run_scenario(ctx, spec, lambda done, total: None)
+        finally:
+            await client.aclose()
+
+    result = asyncio.run(go())
+    assert not result.timed_out, result.events
+    return result, summarise(result)
+
+
+@pytest.mark.parametrize(("pool", "slots"), [("prefork", 2), ("threads", 2), ("gevent", 2), ("solo", 1)])
+def test_each_celery_pool_runs_every_job_once_in_the_slots_it_has(celery_stack: Stack, pool: str, slots: int) -> None:
+    options = WorkerOptions.model_validate({"pool": pool})
+    stack = with_worker(celery_stack, options)
+    main_pid = stack.workers["celery"].pid
+    for workload in ("sleep", "async_sleep"):
+        spec = ScenarioSpec(implementation="celery", workload=workload, jobs=4, duration_s=0.3)
+        result, summary = run_one(stack, spec, options)
+        ends = [e for e in result.executions if e.event == "end"]
+        assert len(ends) == 4 and summary.executions.duplicated == 0, (pool, workload)
+        if pool == "gevent" and workload == "async_sleep":
+            # asyncio.run per job, as a Celery user writes it: greenlets share one thread, so a job that starts
+            # while another's loop runs fails (celery #7465). A finding, kept visible, not worked around.
+            failed = [e.error for e in ends if not e.ok]
+            assert failed and all("cannot be called from a running event loop" in (f or "") for f in failed)
+            assert summary.completion.completed + summary.completion.failed == 4
+            continue
+        assert summary.completion.completed == 4 and summary.executions.completed_once == 4, (pool, workload)
+        assert result.capacity.concurrency == slots and pool in result.capacity.reason
+        assert 1 <= summary.max_running <= slots
+        if pool != "solo":
+            assert summary.max_running == slots, (pool, workload)  # they really run side by side
+        pids = {e.pid for e in result.executions}
+        # prefork runs jobs in child processes; the other pools in the worker's own process
+        assert (main_pid not in pids) if pool == "prefork" else (pids == {main_pid}), (pool, pids)
+    assert summary.settings["pool"].startswith(pool)
+
+    async def cpu_capacity() -> int:
+        client = ServiceClient(stack.url)
+        try:
+            return (await client.capacity("celery", "cpu", 4, 2, 2)).concurrency
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(cpu_capacity()) == (2 if pool == "prefork" else 1)  # threads and greenlets share one GIL
+
+
+def test_max_tasks_per_child_replaces_each_child_after_its_jobs(celery_stack: Stack) -> None:
+    options = WorkerOptions(pool="prefork", max_tasks_per_child=1)
+    stack = with_worker(celery_stack, options)
+    spec = ScenarioSpec(implementation="celery", workload="sleep", jobs=4, duration_s=0.2)
+    result, summary = run_one(stack, spec, options)
+    assert summary.completion.completed == 4 and summary.executions.completed_once == 4
+    pids = [e.pid for e in result.executions if e.event == "start"]
+    assert len(set(pids)) == 4, pids  # one job per child: four children ran them
+    assert "1 jobs, then the child is replaced" in summary.settings["max_tasks_per_child"]
+    assert stack.workers["celery"].pid not in pids
+
+
+def test_worker_options_reach_the_command_line_and_the_report_settings() -> None:
+    options = WorkerOptions(pool="threads", prefetch=4)
+    argv = celery.IMPLEMENTATION.worker_command(8, options)
+    assert argv[argv.index("--pool") + 1] == "threads" and argv[argv.index("--prefetch-multiplier") + 1] == "4"
+    assert "--max-tasks-per-child" not in argv
+    shown = celery.IMPLEMENTATION.worker_settings(8, options)
+    assert shown["pool"].startswith("threads: 8 threads") and shown["worker_prefetch_multiplier"].startswith("4")
+    specs = plan.scenarios(_settings(faults=["worker-child-crash", "worker-crash"], worker=options), fault_jobs=3)
+    assert not [s for s in specs if s.fault == "worker-child-crash" and s.implementation == "celery"]  # no children
+    assert RunSettings.model_validate({**_settings().model_dump(), "worker": None} | {"worker": {}}).worker.is_default
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--pool", "threads", "--max-tasks-per-child", "5"], "--max-tasks-per-child replaces prefork children"),
+        (["--pool", "solo", "--implementations", "fastapi"], "add celery to --implementations"),
+        (["--prefetch", "0"], "out of range"),
+        (["--pool", "eventlet"], "invalid choice"),
+    ],
+)
+def test_worker_flag_mistakes_are_one_line_and_exit_2(args: list[str], message: str) -> None:
+    out = subprocess.run([sys.executable, "-m", "taskbench.cli", "run", *args], capture_output=True, text=True,
+                         timeout=30)  # fmt: skip
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and message in out.stderr, out.stderr

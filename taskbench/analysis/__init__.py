@@ -28,7 +28,7 @@ def implementation_info(name: str, run: RunResult) -> ImplementationInfo:
         name=name,
         title=implementation.title,
         job_process=implementation.job_process,
-        settings=implementation.settings(run.settings.concurrency),
+        settings=implementation.worker_settings(run.settings.concurrency, run.settings.worker),
         how_it_runs={
             **{workload: implementation.how_it_runs(workload) for workload in run.settings.workloads},
             **{job.path: implementation.how_it_runs(job.behaves_like) for job in run.settings.user_jobs},

@@ -224,7 +224,9 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
         middleware=spec.middleware,
         interrupted=result.interrupted,
         how_it_runs=implementation.how_it_runs(spec.model_workload) if implementation else "",
-        settings=implementation.settings(result.settings.concurrency) if implementation else {},
+        settings=implementation.worker_settings(result.settings.concurrency, result.settings.worker)
+        if implementation
+        else {},
         submission=submission_summary(result),
         probes={
             endpoint: probe_summary(

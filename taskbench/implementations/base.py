@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from taskbench.capacity import Capacity
+from taskbench.results import WorkerOptions
 
 ASYNC_WORKLOADS = ("async_sleep", "blocking_async")
 ALL_FAULTS = ("api-crash", "worker-crash", "worker-child-crash", "redis-restart")
@@ -53,6 +54,18 @@ class Implementation(ABC):
     def worker_argv(self, concurrency: int) -> list[str] | None:
         """The worker's command line; None when the jobs run inside the API process."""
         return None
+
+    def worker_command(self, concurrency: int, options: WorkerOptions) -> list[str] | None:
+        """The command line with the run's worker options (`--pool` and co.), for the queues that take them."""
+        return self.worker_argv(concurrency)
+
+    def worker_settings(self, concurrency: int, options: WorkerOptions) -> dict[str, str]:
+        """`settings`, as the run's worker options make them: what every report prints."""
+        return self.settings(concurrency)
+
+    def applies(self, fault: str, options: WorkerOptions) -> bool:
+        """Whether a fault means something here with these worker options (no pool children, no child crash)."""
+        return fault in self.faults
 
     @abstractmethod
     def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: dict[str, Any]) -> Capacity:
