@@ -92,7 +92,13 @@ IMPL_HELP = f"{','.join(implementations.DEFAULT)} (default), all, or a list of: 
 
 
 def _worker_flags(parser: argparse.ArgumentParser) -> None:
-    """Celery's worker pool and settings: the same flags for `serve` and `run`."""
+    """The API's processes, Celery's worker pool and settings: the same flags for `serve` and `run`."""
+    parser.add_argument(
+        "--api-workers",
+        type=_bounded(int, 1, 64),
+        default=1,
+        help="uvicorn --workers N: N API processes, each with its own thread pool and BackgroundTasks records",
+    )
     parser.add_argument("--pool", choices=POOLS, default="prefork", help="Celery's worker pool (default prefork)")
     parser.add_argument(
         "--prefetch", type=_bounded(int, 1, 1000), default=1, help="Celery's worker_prefetch_multiplier (default 1)"
@@ -106,10 +112,15 @@ def _worker_flags(parser: argparse.ArgumentParser) -> None:
 
 def worker_options(args: argparse.Namespace) -> WorkerOptions:
     """The worker flags, checked against each other and the implementations they apply to."""
-    options = WorkerOptions(pool=args.pool, prefetch=args.prefetch, max_tasks_per_child=args.max_tasks_per_child)
+    options = WorkerOptions(
+        api_workers=args.api_workers,
+        pool=args.pool,
+        prefetch=args.prefetch,
+        max_tasks_per_child=args.max_tasks_per_child,
+    )
     if options.max_tasks_per_child is not None and options.pool != "prefork":
         raise UsageError(f"--max-tasks-per-child replaces prefork children; --pool {options.pool} has none")
-    if not options.is_default and "celery" not in args.implementations:
+    if not options.celery_is_default and "celery" not in args.implementations:
         raise UsageError(
             "--pool, --prefetch and --max-tasks-per-child set Celery's worker: add celery to --implementations"
         )
@@ -238,7 +249,8 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
     try:
         with console.status("starting Redis, the API server and the workers…"):
             stack.start()
-        console.print(f"API        {stack.url}  (docs: {stack.url}/docs)")
+        processes = f"  ({args.api_workers} uvicorn processes)" if args.api_workers > 1 else ""
+        console.print(f"API        {stack.url}  (docs: {stack.url}/docs){processes}")
         console.print(f"Redis      {_redact(stack.redis_url)}" + ("  (private)" if stack.embedded_redis else ""))
         for name, worker in stack.workers.items():
             console.print(f"Worker     {name}: {' '.join(worker.process.argv[2:])}")
@@ -264,7 +276,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         raise UsageError("--middleware needs a stack that taskbench started itself: drop --url or --middleware")
     worker = worker_options(args)
     if args.url and not worker.is_default:
-        raise UsageError("--pool, --prefetch and --max-tasks-per-child need a stack that taskbench started: drop --url")
+        raise UsageError("--api-workers, --pool, --prefetch, --max-tasks-per-child set up the stack: drop --url")
     duration = (
         args.duration if args.duration is not None else (plan.QUICK_DURATION_S if args.quick else plan.SPEC_DURATION_S)
     )

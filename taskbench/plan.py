@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from taskbench import capacity, faults, implementations
 from taskbench.results import RunSettings, ScenarioSpec, WorkerOptions
 
@@ -63,7 +65,11 @@ def expected_capacity(
     """The capacity model before the stack is up: the service's /health refines it at run time."""
     impl = implementations.get(spec.implementation)
     pool = {"pool": worker.pool} if worker else {}
-    health = {impl.name: {"workers": [w | pool for w in impl.nominal_workers(concurrency, cpu_count)]}}
+    api_processes: list[dict[str, Any]] = [{}] * (
+        worker.api_workers if worker else 1
+    )  # what each API process' heartbeat would say
+    workers = [w | pool for w in impl.nominal_workers(concurrency, cpu_count)]
+    health = {impl.name: {"workers": workers, "processes": api_processes}}
     return impl.capacity(spec.model_workload, spec.jobs, concurrency, cpu_count, health)
 
 

@@ -63,9 +63,11 @@ POOLS = ("prefork", "threads", "gevent", "solo")
 
 
 class WorkerOptions(BaseModel):
-    """Celery's worker pool and its settings (--pool, --prefetch, --max-tasks-per-child). The defaults are what
-    taskbench always ran: the spec's prefork pool with prefetch 1, children never replaced."""
+    """How the processes are laid out: the API's uvicorn worker processes, and Celery's worker pool and its
+    settings (--api-workers, --pool, --prefetch, --max-tasks-per-child). The defaults are what taskbench always
+    ran: one API process; the spec's prefork pool with prefetch 1, children never replaced."""
 
+    api_workers: int = 1  # uvicorn --workers: each process has its own thread pool and in-memory records
     pool: Literal["prefork", "threads", "gevent", "solo"] = "prefork"
     prefetch: int = 1  # worker_prefetch_multiplier
     max_tasks_per_child: int | None = None  # prefork only: a child is replaced after this many jobs
@@ -73,6 +75,11 @@ class WorkerOptions(BaseModel):
     @property
     def is_default(self) -> bool:
         return self == WorkerOptions()
+
+    @property
+    def celery_is_default(self) -> bool:
+        """Celery's own options untouched (the API's are not Celery's)."""
+        return self.model_copy(update={"api_workers": 1}) == WorkerOptions()
 
 
 class RunSettings(BaseModel):
@@ -182,6 +189,18 @@ class Submission(BaseModel):
     status_code: int | None = None
     job_id: str | None = None
     error: str | None = None  # "timeout" or the exception
+    submitted_at: float | None = None  # the API's own stamp, from its 202 answer
+
+
+class StatusPoll(BaseModel):
+    """One `GET /{impl}/status/{id}` on a new connection, as a user's client polls: with several API processes
+    a BackgroundTasks record lives in one of them, and the others answer 404."""
+
+    job_id: str
+    sent_at: float
+    status_code: int | None  # None: no answer
+    latency_s: float | None = None
+    error: str | None = None
 
 
 class Probe(BaseModel):
@@ -237,6 +256,10 @@ class ScenarioResult(BaseModel):
     events: list[Event] = Field(default_factory=list)
     harness: Reading | None = None  # the harness's own CPU (over the scenario) and memory
     delivery: DeliveryRecord | None = None  # when taskbench set the worker's delivery settings
+    status_polls: list[StatusPoll] = Field(default_factory=list)  # each job's status once, after the burst
+    # "api": GET /{impl}/jobs; "ledger": rebuilt from the ledger and the 202 answers, because several API
+    # processes each keep their own BackgroundTasks records and no single answer holds them all
+    records_from: Literal["api", "ledger"] = "api"
 
 
 class RunResult(BaseModel):

@@ -20,12 +20,19 @@ CHILDREN_RESCAN_S = 1.0  # psutil's children() reads every process's /proc stat:
 
 
 class Sampler:
-    def __init__(self, pids: Callable[[], dict[str, int]], interval_s: float) -> None:
+    """`split` roles (the API under --api-workers) are read as a tree, like a worker, and each child process is
+    also reported on its own, as `{role}#1`, `{role}#2`, … by pid order."""
+
+    def __init__(
+        self, pids: Callable[[], dict[str, int]], interval_s: float, split: frozenset[str] = frozenset()
+    ) -> None:
         self.pids = pids
         self.interval_s = interval_s
+        self.split = split
         self.samples: list[Sample] = []
         self._known: dict[int, psutil.Process] = {}
         self._children: dict[int, tuple[float, list[int]]] = {}  # pid → (scanned at, child pids)
+        self._spawned: dict[int, bool] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="taskbench-sampler", daemon=True)
         psutil.cpu_percent(None)
@@ -61,19 +68,36 @@ class Sampler:
             self._children[pid] = (now, children)
         return [root, *(self._process(child) for child in children)]
 
+    def _is_spawned(self, pid: int) -> bool:
+        """A uvicorn worker process (multiprocessing's spawn_main), not multiprocessing's resource tracker."""
+        if pid not in self._spawned:
+            self._spawned[pid] = "spawn_main" in " ".join(self._process(pid).cmdline())
+        return self._spawned[pid]
+
+    @staticmethod
+    def _reading(process: psutil.Process) -> Reading:
+        with process.oneshot():
+            return Reading(cpu_percent=process.cpu_percent(None), rss_mb=process.memory_info().rss / _MB)
+
     def _read(self) -> Sample:
         processes: dict[str, Reading] = {}
         roles = {**self.pids(), "harness": os.getpid()}
         for role, pid in roles.items():
-            cpu = rss = 0.0
+            tree = role.endswith("-worker") or role in self.split
             try:
-                for process in self._tree(pid) if role.endswith("-worker") else [self._process(pid)]:
-                    with process.oneshot():
-                        cpu += process.cpu_percent(None)
-                        rss += process.memory_info().rss / _MB
+                readings = [self._reading(p) for p in (self._tree(pid) if tree else [self._process(pid)])]
             except psutil.Error:
                 continue  # gone (a fault, or the end of the run): no reading rather than a wrong one
-            processes[role] = Reading(cpu_percent=cpu, rss_mb=rss)
+            processes[role] = Reading(
+                cpu_percent=sum(r.cpu_percent for r in readings), rss_mb=sum(r.rss_mb for r in readings)
+            )
+            if role in self.split:  # readings[0] is the supervisor; the children it spawned serve and run the jobs
+                children = sorted(
+                    (child, reading)
+                    for child, reading in zip(self._children[pid][1], readings[1:], strict=True)
+                    if self._is_spawned(child)
+                )
+                processes |= {f"{role}#{i}": reading for i, (_, reading) in enumerate(children, 1)}
         memory = psutil.virtual_memory()
         system = SystemReading(
             cpu_percent=psutil.cpu_percent(None),

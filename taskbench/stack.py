@@ -85,7 +85,8 @@ class Stack:
         return {s.name: str(s.log_path) for s in self.services()}
 
     def pids(self) -> dict[str, int]:
-        """Sampled roles: `api`, `redis` and `{implementation}-worker` (with its children)."""
+        """Sampled roles: `api` (with its worker processes under --api-workers), `redis` and
+        `{implementation}-worker` (with its children)."""
         return {s.name: s.pid for s in self.services() if s.pid and s.alive()}
 
     # --- lifecycle -------------------------------------------------------------------------------------
@@ -185,6 +186,8 @@ class Stack:
             "--log-level", "warning", "--no-access-log",
             "--timeout-graceful-shutdown", "3",
         ]  # fmt: skip
+        if self.config.worker.api_workers > 1:
+            argv += ["--workers", str(self.config.worker.api_workers)]
         service = Service("api", argv, self.env(), self._log("api"), lambda _: self._api_answers(), "the API server")
         self.api = self._own(service)
 
@@ -198,9 +201,15 @@ class Stack:
         self.workers[name] = self._own(service)
 
     def _api_answers(self) -> bool:
+        """Ready once it answers, and under --api-workers N once all N processes beat (each calibrates first)."""
         try:
-            return httpx.get(f"{self.url}/health/sync", timeout=1.0).status_code == 200
-        except httpx.HTTPError:
+            if httpx.get(f"{self.url}/health/sync", timeout=1.0).status_code != 200:
+                return False
+            if self.config.worker.api_workers == 1:
+                return True
+            processes = httpx.get(f"{self.url}/health", timeout=1.0).json().get("fastapi", {}).get("processes", [])
+            return len(processes) >= self.config.worker.api_workers
+        except (httpx.HTTPError, ValueError):
             return False
 
     def _worker_seen(self, name: str, service: Service) -> bool:

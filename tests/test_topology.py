@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import psutil
 import pytest
 
 from taskbench import plan
@@ -167,7 +168,9 @@ def test_worker_options_reach_the_command_line_and_the_report_settings() -> None
     assert argv[argv.index("--pool") + 1] == "threads" and argv[argv.index("--prefetch-multiplier") + 1] == "4"
     assert "--max-tasks-per-child" not in argv
     shown = celery.IMPLEMENTATION.worker_settings(8, options)
-    assert shown["pool"].startswith("threads: 8 threads") and shown["worker_prefetch_multiplier"].startswith("4")
+    assert shown["pool"].startswith("threads, --concurrency 8: 8 threads") and shown[
+        "worker_prefetch_multiplier"
+    ].startswith("4")
     specs = plan.scenarios(_settings(faults=["worker-child-crash", "worker-crash"], worker=options), fault_jobs=3)
     assert not [s for s in specs if s.fault == "worker-child-crash" and s.implementation == "celery"]  # no children
     assert RunSettings.model_validate({**_settings().model_dump(), "worker": None} | {"worker": {}}).worker.is_default
@@ -186,3 +189,62 @@ def test_worker_flag_mistakes_are_one_line_and_exit_2(args: list[str], message: 
     out = subprocess.run([sys.executable, "-m", "taskbench.cli", "run", *args], capture_output=True, text=True,
                          timeout=30)  # fmt: skip
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and message in out.stderr, out.stderr
+
+
+# --- several API processes ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_api_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    config = StackConfig(workdir=tmp_path_factory.mktemp("api2"), concurrency=2, implementations=("fastapi", "celery"),
+                         worker=WorkerOptions(api_workers=2))  # fmt: skip
+    with Stack(config) as stack:
+        yield stack
+
+
+def test_busy_counts_background_tasks_in_flight_in_every_api_process(two_api_processes: Stack) -> None:
+    """Each process publishes its jobs in flight: whichever process answers /health, the sum is the server's."""
+    import httpx
+
+    from tests.conftest import wait_for
+
+    stack = two_api_processes
+
+    async def busy() -> int:
+        client = ServiceClient(stack.url)
+        try:
+            return await client.busy(["fastapi"])
+        finally:
+            await client.aclose()
+
+    for _ in range(6):  # a new connection each: the kernel hands them to either process
+        with httpx.Client(base_url=stack.url, timeout=10) as http:
+            assert http.post("/fastapi/job", json={"duration": 1.5}).status_code == 202
+    wait_for(lambda: asyncio.run(busy()) == 6, timeout_s=1.4, interval_s=0.1)
+    wait_for(lambda: asyncio.run(busy()) == 0, timeout_s=10, interval_s=0.1)
+
+
+def test_fastapi_on_two_api_processes_counts_from_the_ledger_and_polls_each_status(two_api_processes: Stack) -> None:
+    stack = two_api_processes
+    options = WorkerOptions(api_workers=2)
+    spec = ScenarioSpec(implementation="fastapi", workload="sleep", jobs=12, duration_s=0.3)
+    result, summary = run_one(stack, spec, options)
+    assert result.capacity.concurrency == 80 and "2 processes" in result.capacity.reason  # 2 thread pools of 40
+    assert result.records_from == "ledger" and len(result.jobs) == 12
+    assert summary.completion.completed == 12 and summary.executions.completed_once == 12
+    assert all(j.status == "completed" and j.queue_time is not None and j.queue_time >= 0 for j in result.jobs)
+    supervisor = stack.api.pid if stack.api else None
+    api_pids = {j.pid for j in result.jobs}
+    assert supervisor not in api_pids and all(psutil.Process(pid).ppid() == supervisor for pid in api_pids if pid)
+    polls = summary.status_polls
+    assert polls is not None and polls.sent == polls.answered == 12 and polls.other == 0
+    assert {p.status_code for p in result.status_polls} <= {200, 404}
+    roles = set().union(*(s.processes for s in result.samples))
+    assert {"api", "api#1", "api#2"} <= roles and "api#3" not in roles  # not multiprocessing's resource tracker
+    last = result.samples[-1].processes
+    assert last["api"].rss_mb > last["api#1"].rss_mb + last["api#2"].rss_mb  # the total adds the supervisor
+    assert summary.settings["runner"].endswith("(2 uvicorn processes (--workers 2))")
+    celery_spec = ScenarioSpec(implementation="celery", workload="sleep", jobs=4, duration_s=0.2)
+    celery_result, celery_summary = run_one(stack, celery_spec, options)  # the queues are not affected
+    assert celery_result.records_from == "api" and celery_summary.completion.completed == 4
+    assert not celery_result.status_polls

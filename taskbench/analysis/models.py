@@ -80,6 +80,20 @@ class Executions(BaseModel):
     redelivery_delay_s: float | None = None  # from the fault to the first job started again
 
 
+class StatusPollSummary(BaseModel):
+    """Each job's status asked once on a new connection: with several API processes, how often the answer came
+    from a process that does not hold the record (404), as a user's client sees it."""
+
+    sent: int
+    answered: int
+    not_found: int  # 404: the record is in another process' memory
+    other: int  # any other status or no answer
+
+    @property
+    def not_found_share(self) -> float | None:
+        return self.not_found / self.answered if self.answered else None
+
+
 class ProcessResources(BaseModel):
     """CPU (100 = one core) and RSS of one sampled process (with its children)."""
 
@@ -147,6 +161,9 @@ class ScenarioSummary(BaseModel):
     fault_at: float | None = None
     delivery: DeliveryRecord | None = None
     harness: Reading | None = None
+    api_processes: int = 1  # uvicorn worker processes (--api-workers)
+    status_polls: StatusPollSummary | None = None  # when several API processes each held their own records
+    records_from: str = "api"  # "ledger": rebuilt from the ledger, no single API process holding them all
     responsive: bool | None  # None: no probe was sent
     failures: list[Failure] = Field(default_factory=list)
 

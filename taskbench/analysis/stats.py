@@ -19,6 +19,7 @@ from taskbench.analysis.models import (
     ProbeSummary,
     ProcessResources,
     ScenarioSummary,
+    StatusPollSummary,
     SubmissionSummary,
     SystemResources,
 )
@@ -176,6 +177,18 @@ def execution_summary(result: ScenarioResult, fault_at: float | None) -> Executi
     )
 
 
+def status_poll_summary(result: ScenarioResult) -> StatusPollSummary | None:
+    polls = result.status_polls
+    if not polls:
+        return None
+    answered = [p for p in polls if p.status_code is not None]
+    not_found = sum(p.status_code == 404 for p in answered)
+    return StatusPollSummary(
+        sent=len(polls), answered=len(answered), not_found=not_found, other=len(polls) - not_found - sum(
+            p.status_code == 200 for p in answered)
+    )  # fmt: skip
+
+
 def job_process(implementation: str) -> str:
     """The sampled role whose CPU and memory are those of the process that ran the jobs."""
     if implementation in implementations.REGISTRY:
@@ -212,6 +225,7 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
     worker_role = f"{spec.implementation}-worker"
     registered = spec.implementation in implementations.REGISTRY
     implementation = implementations.get(spec.implementation) if registered else None
+    worker = result.settings.worker
     return ScenarioSummary(
         label=spec.label,
         implementation=spec.implementation,
@@ -223,10 +237,10 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
         variant=spec.variant,
         middleware=spec.middleware,
         interrupted=result.interrupted,
-        how_it_runs=implementation.how_it_runs(spec.model_workload) if implementation else "",
-        settings=implementation.worker_settings(result.settings.concurrency, result.settings.worker)
+        how_it_runs=implementation.how_it_runs_with(spec.model_workload, result.settings.worker)
         if implementation
-        else {},
+        else "",
+        settings=implementation.worker_settings(result.settings.concurrency, worker) if implementation else {},
         submission=submission_summary(result),
         probes={
             endpoint: probe_summary(
@@ -266,5 +280,8 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
         fault_at=fault_at,
         delivery=result.delivery,
         harness=result.harness,
+        api_processes=result.settings.worker.api_workers,
+        status_polls=status_poll_summary(result),
+        records_from=result.records_from,
         responsive=None,
     )

@@ -42,6 +42,9 @@ class Implementation(ABC):
     job_process: ClassVar[str]  # the sampled process whose CPU and memory the jobs use
     deliveries: ClassVar[tuple[Delivery, ...]]  # the first is the default; worker faults run each
     faults: ClassVar[tuple[str, ...]] = ALL_FAULTS
+    # Records in the memory of the API process that took the job (BackgroundTasks): under --api-workers N no
+    # single answer holds them all, so the harness rebuilds them from the ledger (taskbench.records).
+    records_in_api_process: ClassVar[bool] = False
 
     @property
     def worker_role(self) -> str:
@@ -62,6 +65,10 @@ class Implementation(ABC):
     def worker_settings(self, concurrency: int, options: WorkerOptions) -> dict[str, str]:
         """`settings`, as the run's worker options make them: what every report prints."""
         return self.settings(concurrency)
+
+    def how_it_runs_with(self, workload: str, options: WorkerOptions) -> str:
+        """`how_it_runs`, as the run's worker options make it (Celery's pool)."""
+        return self.how_it_runs(workload)
 
     def applies(self, fault: str, options: WorkerOptions) -> bool:
         """Whether a fault means something here with these worker options (no pool children, no child crash)."""

@@ -13,9 +13,9 @@ from taskbench.results import WorkerOptions
 
 # What each pool is, in Celery's words and ours: every report prints it.
 POOLS = {
-    "prefork": "prefork: --concurrency N child processes (billiard), one job each",
-    "threads": "threads: N threads in the worker process, sharing one GIL",
-    "gevent": "gevent: N greenlets in the worker process (monkey-patched I/O), sharing one GIL",
+    "prefork": "prefork, --concurrency N",  # child processes, one job each (the spec)
+    "threads": "threads, --concurrency N: N threads in the worker process, sharing one GIL",
+    "gevent": "gevent, --concurrency N: N greenlets in the worker process (monkey-patched I/O), sharing one GIL",
     "solo": "solo: one job at a time, in the worker's main process",
 }
 
@@ -91,7 +91,7 @@ class CeleryImplementation(Implementation):
         return self.worker_settings(concurrency, WorkerOptions())
 
     def worker_settings(self, concurrency: int, options: WorkerOptions) -> dict[str, str]:
-        pool = POOLS[options.pool].replace("N", str(concurrency))
+        pool = POOLS[options.pool].replace(" N", f" {concurrency}")
         if options.pool == "solo":
             pool += f" (--concurrency {concurrency} is ignored)"
         prefetch = f"{options.prefetch}" + (" (the spec)" if options.prefetch == 1 else " (Celery's default: 4)")
@@ -117,8 +117,17 @@ class CeleryImplementation(Implementation):
 
     def how_it_runs(self, workload: str) -> str:
         if workload in ASYNC_WORKLOADS:
-            return "asyncio.run per job in a pool slot (prefork child by default)"
-        return "sync def in a pool slot (prefork child by default)"
+            return "asyncio.run per job in a prefork child"
+        return "sync def in a prefork child"
+
+    def how_it_runs_with(self, workload: str, options: WorkerOptions) -> str:
+        where = {
+            "prefork": "a prefork child",
+            "threads": "a thread of the worker process",
+            "gevent": "a greenlet of the worker process",
+            "solo": "the worker's main process, one at a time",
+        }[options.pool]
+        return self.how_it_runs(workload).replace("a prefork child", where)
 
 
 IMPLEMENTATION = CeleryImplementation()

@@ -157,6 +157,49 @@ def short_jobs_table(summaries: Sequence[ScenarioSummary]) -> Table:
     return Table(headers, rows)
 
 
+def api_processes_table(summaries: Sequence[ScenarioSummary]) -> Table:
+    """Under --api-workers: CPU and memory of each API process and of all together, and what a user's status
+    poll got (BackgroundTasks keep a record in the one process that took the job)."""
+    headers = ["Scenario", "API processes", "Each process: CPU peak / avg, RSS peak", "All together: CPU peak / avg, "
+               "RSS peak", "Status polls answered 404 (record in another process)", "Records"]  # fmt: skip
+    rows: list[list[Cell]] = []
+    for s in summaries:
+        each = sorted((role for role in s.resources if role.startswith("api#")), key=lambda r: int(r.split("#")[1]))
+        if s.api_processes <= 1 and not each:
+            continue
+        total = s.resources.get("api")
+        polls = s.status_polls
+        share = polls.not_found_share if polls else None
+        polled = (
+            "–"
+            if polls is None
+            else f"{polls.not_found}/{polls.answered} ({percent(None if share is None else 100 * share)})"
+        )
+        rows.append(
+            [
+                s.label,
+                str(s.api_processes),
+                [f"{role}: {_cpu_peak_avg(s.resources[role])}, {mb(s.resources[role].rss_peak_mb)}" for role in each]
+                or "–",
+                f"{_cpu_peak_avg(total)}, {mb(None if total is None else total.rss_peak_mb)}",
+                polled,
+                "rebuilt from the ledger" if s.records_from == "ledger" else "from the API",
+            ]
+        )
+    return Table(headers, rows)
+
+
+def topology_text(settings: RunSettings) -> str:
+    """The processes' layout and settings (--api-workers, --pool, --prefetch, --max-tasks-per-child)."""
+    w = settings.worker
+    api = f"{w.api_workers} uvicorn worker processes (--workers {w.api_workers})" if w.api_workers > 1 else "1 process"
+    children = w.max_tasks_per_child if w.max_tasks_per_child is not None else "never"
+    return (
+        f"Topology: API {api} (--api-workers); Celery worker --pool {w.pool}, --prefetch {w.prefetch}, "
+        f"--max-tasks-per-child {children}"
+    )
+
+
 MIDDLEWARE_TITLES = {"none": "no middleware", "base-http": "a do-nothing BaseHTTPMiddleware"}
 
 
@@ -363,6 +406,7 @@ def run_facts(run: RunResult) -> list[str]:
         "(redelivery timeout for faults: see each scenario)",
         f"Service: {s.url or 'started by taskbench'}; Redis: {s.redis}",
         middleware_text(s.middleware, env.get("versions", {})),
+        topology_text(s),
         f"Machine: {machine.get('platform', '?')}, {machine.get('cpu_count', '?')} cores, "
         f"{machine.get('memory_gb', 0):.1f} GB RAM; Python {machine.get('python', '?')}",
         f"Versions: {versions}",
@@ -415,6 +459,8 @@ def comparison(run: AnalysedRun, charts: Sequence[ChartRef] = ()) -> list[Block]
         Heading("Resources", 3),
         resources_table(summaries),
     ]
+    if any(s.api_processes > 1 for s in summaries):
+        blocks += [Heading("Several API processes (--api-workers)", 3), api_processes_table(summaries)]
     if any(s.workload == "noop" and not s.fault for s in summaries):
         blocks += [Heading("Short jobs (noop): what each runner costs", 3), short_jobs_table(summaries)]
     if len({s.middleware for s in summaries}) > 1:
@@ -480,6 +526,7 @@ def scenario(result: ScenarioResult, summary: ScenarioSummary, charts: Sequence[
     """`{implementation}_{N}_jobs_{timestamp}.md`: every figure of one scenario."""
     s = summary
     source = " (execution ledger)" if s.executions.source == "ledger" else " (job records)"
+    api_blocks: list[Block] = [Heading("API processes"), api_processes_table([s])] if s.api_processes > 1 else []
     blocks: list[Block] = [
         Heading(result.spec.label, 1),
         Paragraph(scenario_intro(result, summary)),
@@ -493,6 +540,7 @@ def scenario(result: ScenarioResult, summary: ScenarioSummary, charts: Sequence[
         completion_table(s),
         Heading("Resources"),
         resources_table([s]),
+        *api_blocks,
         Heading("Executions" + source),
         executions_table(s),
         Heading("Timeline"),
