@@ -99,6 +99,12 @@ def _worker_flags(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="uvicorn --workers N: N API processes, each with its own thread pool and BackgroundTasks records",
     )
+    parser.add_argument(
+        "--graceful-timeout",
+        type=_bounded(int, 0, 3600),
+        help="uvicorn --timeout-graceful-shutdown: seconds a SIGTERMed API waits for background tasks (default: "
+        "uvicorn's, no limit)",
+    )
     parser.add_argument("--pool", choices=POOLS, default="prefork", help="Celery's worker pool (default prefork)")
     parser.add_argument(
         "--prefetch", type=_bounded(int, 1, 1000), default=1, help="Celery's worker_prefetch_multiplier (default 1)"
@@ -117,6 +123,7 @@ def worker_options(args: argparse.Namespace) -> WorkerOptions:
         pool=args.pool,
         prefetch=args.prefetch,
         max_tasks_per_child=args.max_tasks_per_child,
+        graceful_timeout_s=args.graceful_timeout,
     )
     if options.max_tasks_per_child is not None and options.pool != "prefork":
         raise UsageError(f"--max-tasks-per-child replaces prefork children; --pool {options.pool} has none")
@@ -276,7 +283,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         raise UsageError("--middleware needs a stack that taskbench started itself: drop --url or --middleware")
     worker = worker_options(args)
     if args.url and not worker.is_default:
-        raise UsageError("--api-workers, --pool, --prefetch, --max-tasks-per-child set up the stack: drop --url")
+        raise UsageError("--api-workers, --graceful-timeout and Celery's worker flags set up the stack: drop --url")
     duration = (
         args.duration if args.duration is not None else (plan.QUICK_DURATION_S if args.quick else plan.SPEC_DURATION_S)
     )

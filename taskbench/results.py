@@ -71,6 +71,9 @@ class WorkerOptions(BaseModel):
     pool: Literal["prefork", "threads", "gevent", "solo"] = "prefork"
     prefetch: int = 1  # worker_prefetch_multiplier
     max_tasks_per_child: int | None = None  # prefork only: a child is replaced after this many jobs
+    # uvicorn --timeout-graceful-shutdown: how long a SIGTERMed API waits for requests and background tasks
+    # before it cancels them; None is uvicorn's default, no limit (then the deploy's SIGKILL after 30 s decides)
+    graceful_timeout_s: int | None = None  # whole seconds, as uvicorn takes it
 
     @property
     def is_default(self) -> bool:
@@ -79,7 +82,7 @@ class WorkerOptions(BaseModel):
     @property
     def celery_is_default(self) -> bool:
         """Celery's own options untouched (the API's are not Celery's)."""
-        return self.model_copy(update={"api_workers": 1}) == WorkerOptions()
+        return self.model_copy(update={"api_workers": 1, "graceful_timeout_s": None}) == WorkerOptions()
 
 
 class RunSettings(BaseModel):

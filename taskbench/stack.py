@@ -27,6 +27,7 @@ from taskbench.service_env import ServiceEnv
 from taskbench.services import Service
 
 AOF_REWRITE_WAIT_S = 30.0
+DEPLOY_GRACE_S = 30.0  # Kubernetes' default terminationGracePeriodSeconds: SIGTERM, then SIGKILL after this
 
 
 @dataclass(frozen=True)
@@ -184,8 +185,9 @@ class Stack:
             *implementations.base.python_module("uvicorn", "app.main:app"),
             "--host", self.config.host, "--port", str(self.port),
             "--log-level", "warning", "--no-access-log",
-            "--timeout-graceful-shutdown", "3",
         ]  # fmt: skip
+        if self.config.worker.graceful_timeout_s is not None:
+            argv += ["--timeout-graceful-shutdown", str(self.config.worker.graceful_timeout_s)]
         if self.config.worker.api_workers > 1:
             argv += ["--workers", str(self.config.worker.api_workers)]
         service = Service("api", argv, self.env(), self._log("api"), lambda _: self._api_answers(), "the API server")
@@ -253,3 +255,15 @@ class Stack:
         assert self.api is not None
         self.api.kill()
         self.api.start()
+
+    def deploy_api(self) -> float:
+        """A deploy: SIGTERM (uvicorn's graceful shutdown), SIGKILL if it is still there after the grace period
+        an orchestrator gives (the graceful timeout + 5 s, else Kubernetes' default 30 s), then start again.
+        Returns how long the old server took to go."""
+        assert self.api is not None
+        graceful = self.config.worker.graceful_timeout_s
+        started = time.monotonic()
+        self.api.process.stop(grace_s=graceful + 5 if graceful is not None else DEPLOY_GRACE_S)
+        stopped = time.monotonic() - started
+        self.api.start()
+        return stopped

@@ -197,7 +197,7 @@ def test_worker_flag_mistakes_are_one_line_and_exit_2(args: list[str], message: 
 @pytest.fixture(scope="module")
 def two_api_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     config = StackConfig(workdir=tmp_path_factory.mktemp("api2"), concurrency=2, implementations=("fastapi", "celery"),
-                         worker=WorkerOptions(api_workers=2))  # fmt: skip
+                         worker=WorkerOptions(api_workers=2, graceful_timeout_s=0))  # fmt: skip
     with Stack(config) as stack:
         yield stack
 
@@ -248,3 +248,33 @@ def test_fastapi_on_two_api_processes_counts_from_the_ledger_and_polls_each_stat
     celery_result, celery_summary = run_one(stack, celery_spec, options)  # the queues are not affected
     assert celery_result.records_from == "api" and celery_summary.completion.completed == 4
     assert not celery_result.status_polls
+
+
+# --- api-deploy -------------------------------------------------------------------------------------------------
+
+
+def test_api_deploy_cuts_background_tasks_and_no_celery_job(two_api_processes: Stack) -> None:
+    """SIGTERM with --timeout-graceful-shutdown 0: uvicorn cancels what runs and exits (re-raising the signal,
+    so anyio's threads go with it): every running BackgroundTasks job is cut off, in both API processes;
+    Celery's are in the broker."""
+    deploy_stack, options = two_api_processes, WorkerOptions(api_workers=2, graceful_timeout_s=0)
+    spec = ScenarioSpec(implementation="fastapi", workload="sleep", jobs=6, duration_s=0.9, fault="api-deploy")
+    result, fastapi = run_one(deploy_stack, spec, options)
+    assert "SIGTERM the API server (a deploy; --timeout-graceful-shutdown 0)" in [e.detail for e in result.events]
+    assert fastapi.executions.source == "ledger" and fastapi.executions.accepted == 6
+    assert fastapi.executions.lost == fastapi.executions.cut_off == 6  # all were running: started, never ended
+    assert "jobs not completed" in [f.rule for f in fastapi.failures]
+    spec = spec.model_copy(update={"implementation": "celery"})
+    result, celery_summary = run_one(deploy_stack, spec, options)
+    assert celery_summary.executions.lost == 0 and celery_summary.executions.completed_once == 6
+    assert celery_summary.executions.completed_after_fault >= 1
+    row = content.faults_table([fastapi, celery_summary]).rows
+    assert row[0][5] == "6 (6 / 0)" and row[1][5] == "0"
+
+
+def test_api_deploy_with_uvicorn_s_default_waits_for_every_background_task(celery_stack: Stack) -> None:
+    """No --timeout-graceful-shutdown (uvicorn's default): the deploy waits until the background tasks are done."""
+    spec = ScenarioSpec(implementation="fastapi", workload="sleep", jobs=4, duration_s=0.6, fault="api-deploy")
+    result, summary = run_one(celery_stack, spec, WorkerOptions())
+    assert "SIGTERM the API server (a deploy; no limit (uvicorn's default))" in [e.detail for e in result.events]
+    assert summary.executions.lost == 0 and summary.executions.completed_once == 4

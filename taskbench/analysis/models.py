@@ -72,6 +72,8 @@ class Executions(BaseModel):
     duplicated: int
     lost: int
     recovered: int  # started again after the fault and completed: redelivered
+    cut_off: int = 0  # lost, of which started and never ended (the process went mid-job)
+    never_started: int = 0  # lost, of which accepted and never started
     lost_ids: list[str] = Field(default_factory=list)
     duplicated_ids: list[str] = Field(default_factory=list)
     recovered_ids: list[str] = Field(default_factory=list)

@@ -140,12 +140,14 @@ def execution_summary(result: ScenarioResult, fault_at: float | None) -> Executi
         ends = Counter(e.job_id for e in ok_ends)
         starts = Counter(e.job_id for e in result.executions if e.event == "start")
         last_end = {e.job_id: e.t for e in ok_ends}
+        any_end = Counter(e.job_id for e in result.executions if e.event == "end")
         source = "ledger"
     else:
         done = [j for j in result.jobs if j.status == "completed"]
         ends = Counter(j.job_id for j in done)
         starts = Counter(j.job_id for j in result.jobs if j.started_at)
         last_end = {j.job_id: j.finished_at or 0.0 for j in done}
+        any_end = Counter(j.job_id for j in result.jobs if j.finished_at)
         source = "records"
     redelivered_at = [
         e.t
@@ -165,6 +167,8 @@ def execution_summary(result: ScenarioResult, fault_at: float | None) -> Executi
         completed_once=sum(ends[j] == 1 for j in accepted),
         duplicated=len(duplicated),
         lost=len(lost),
+        cut_off=sum(1 for job_id in lost if starts[job_id] and not any_end[job_id]),
+        never_started=sum(1 for job_id in lost if not starts[job_id]),
         recovered=len(recovered),
         lost_ids=lost,
         duplicated_ids=duplicated,

@@ -17,7 +17,7 @@ from taskbench.capacity import Capacity
 from taskbench.results import WorkerOptions
 
 ASYNC_WORKLOADS = ("async_sleep", "blocking_async")
-ALL_FAULTS = ("api-crash", "worker-crash", "worker-child-crash", "redis-restart")
+ALL_FAULTS = ("api-crash", "api-deploy", "worker-crash", "worker-child-crash", "redis-restart")
 
 
 # What happens to the jobs a worker was running when it is SIGKILLed: gone for good, run again (after the

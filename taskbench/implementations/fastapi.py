@@ -33,7 +33,7 @@ class BackgroundTasksImplementation(Implementation):
             child_crash="unaffected",
         ),
     )
-    faults = ("api-crash", "worker-crash", "worker-child-crash", "redis-restart")
+    faults = ("api-crash", "api-deploy", "worker-crash", "worker-child-crash", "redis-restart")
     records_in_api_process = True
 
     def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: dict[str, Any]) -> Capacity:
@@ -61,6 +61,10 @@ class BackgroundTasksImplementation(Implementation):
             "runner": f"BackgroundTasks in the API process ({processes})",
             "thread pool": f"anyio default limiter, {FASTAPI_THREADS} threads per process (shared with sync endpoints)",
             "--concurrency": "not used: BackgroundTasks have no knob",
+            "graceful shutdown": "no limit (uvicorn's default): a SIGTERMed API waits for every background task"
+            if options.graceful_timeout_s is None
+            else f"--timeout-graceful-shutdown {options.graceful_timeout_s:g}: then running background tasks are "
+            "cancelled",
         }
         if n > 1:
             settings["job records"] = (

@@ -193,9 +193,11 @@ def topology_text(settings: RunSettings) -> str:
     """The processes' layout and settings (--api-workers, --pool, --prefetch, --max-tasks-per-child)."""
     w = settings.worker
     api = f"{w.api_workers} uvicorn worker processes (--workers {w.api_workers})" if w.api_workers > 1 else "1 process"
+    graceful = "no limit (uvicorn's default)" if w.graceful_timeout_s is None else f"{w.graceful_timeout_s:g} s"
     children = w.max_tasks_per_child if w.max_tasks_per_child is not None else "never"
     return (
-        f"Topology: API {api} (--api-workers); Celery worker --pool {w.pool}, --prefetch {w.prefetch}, "
+        f"Topology: API {api} (--api-workers), graceful shutdown {graceful} (--graceful-timeout); "
+        f"Celery worker --pool {w.pool}, --prefetch {w.prefetch}, "
         f"--max-tasks-per-child {children}"
     )
 
@@ -269,7 +271,8 @@ def resources_table(summaries: Sequence[ScenarioSummary]) -> Table:
 
 
 def faults_table(summaries: Sequence[ScenarioSummary]) -> Table:
-    headers = ["Fault", "Implementation", "Delivery", "Accepted", "Completed once", "Lost", "Duplicated", "Redelivered",
+    headers = ["Fault", "Implementation", "Delivery", "Accepted", "Completed once", "Lost (cut off / never started)",
+               "Duplicated", "Redelivered",
                "Redelivery delay (timeout)", "Completed after fault", "Lost / duplicated ids"]  # fmt: skip
     rows: list[list[Cell]] = []
     for s in (s for s in summaries if s.fault):
@@ -284,7 +287,7 @@ def faults_table(summaries: Sequence[ScenarioSummary]) -> Table:
                 s.delivery.name if s.delivery else "default",
                 str(e.accepted),
                 str(e.completed_once),
-                str(e.lost),
+                f"{e.lost} ({e.cut_off} / {e.never_started})" if e.lost else "0",
                 str(e.duplicated),
                 str(e.recovered),
                 delay,
