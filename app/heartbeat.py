@@ -30,10 +30,17 @@ WORKER_STALE_S = 5.0
 class Heartbeat:
     """A daemon thread in the worker's main process; `describe()` adds what changes from beat to beat."""
 
-    def __init__(self, implementation: str, worker_id: str, describe: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        implementation: str,
+        worker_id: str,
+        describe: Callable[[], dict[str, Any]],
+        interval_s: float = HEARTBEAT_INTERVAL_S,
+    ) -> None:
         self.key = WORKERS_KEY.format(implementation)
         self.worker_id = worker_id
         self.describe = describe
+        self.interval_s = interval_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -53,7 +60,7 @@ class Heartbeat:
                 client.hset(self.key, self.worker_id, json.dumps(beat))
             except redis.RedisError as exc:
                 log.debug("heartbeat skipped: %s", exc)
-            self._stop.wait(HEARTBEAT_INTERVAL_S)
+            self._stop.wait(self.interval_s)
 
     def stop(self) -> None:
         self._stop.set()

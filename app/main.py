@@ -20,6 +20,7 @@ from app import implementations, metrics, workloads
 from app.implementations.base import BROKER_UNREACHABLE, BrokerUnavailable, job_router
 from app.implementations.fastapi import IMPLEMENTATION as BACKGROUND_TASKS
 from app.limits import BodySizeLimit
+from app.middleware import MIDDLEWARES, PassThrough
 from app.settings import MAX_BODY_BYTES, MAX_DURATION_S, settings
 
 IMPLEMENTATIONS = implementations.load_all()
@@ -46,6 +47,10 @@ app = FastAPI(
     lifespan=lifespan,
 )
 app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+if settings.middleware not in MIDDLEWARES:
+    raise ValueError(f"TASKBENCH_MIDDLEWARE={settings.middleware!r}: choose from {', '.join(MIDDLEWARES)}")
+if settings.middleware == "base-http":
+    app.add_middleware(PassThrough)  # the outermost, as a logging or auth middleware usually is
 for _impl in IMPLEMENTATIONS:
     app.include_router(job_router(_impl))
 
@@ -69,6 +74,7 @@ async def info() -> dict[str, Any]:
     return {
         "name": "taskbench service",
         "pid": os.getpid(),
+        "middleware": settings.middleware,
         "implementations": {impl.name: impl.describe() for impl in IMPLEMENTATIONS},
         "limits": {"max_duration_s": MAX_DURATION_S, "max_body_bytes": MAX_BODY_BYTES},
         "endpoints": sorted(

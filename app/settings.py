@@ -31,9 +31,10 @@ REDELIVERY_TIMEOUT = "TASKBENCH_REDELIVERY_TIMEOUT"
 RESTORE_INTERVAL = "TASKBENCH_RESTORE_INTERVAL"
 JOBS = "TASKBENCH_JOBS"  # the user's job functions, package.module:function, comma-separated
 JOB_TIMEOUT = "TASKBENCH_JOB_TIMEOUT"
+MIDDLEWARE = "TASKBENCH_MIDDLEWARE"  # "none" or "base-http": a do-nothing BaseHTTPMiddleware in front of the app
 ENV_VARS = (
     REDIS_URL, BROKER_URL, LEDGER, REDIS_TIMEOUT, CONCURRENCY, DELIVERY, REDELIVERY_TIMEOUT, RESTORE_INTERVAL, JOBS,
-    JOB_TIMEOUT,
+    JOB_TIMEOUT, MIDDLEWARE,
 )  # fmt: skip
 # Celery's own variables, honoured as Celery users expect; the harness sets them too.
 CELERY_ENV_VARS = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
@@ -67,6 +68,8 @@ class Settings:
     # The user's own job functions, fixed when the stack starts (app.user_job); a request picks one by index.
     jobs: tuple[str, ...] = ()
     job_timeout_s: float = 60.0
+    # "base-http": the app runs behind a do-nothing BaseHTTPMiddleware, as users add for logging or auth.
+    middleware: str = "none"
 
     @property
     def broker(self) -> str:
@@ -96,6 +99,7 @@ def load() -> Settings:
         redis_timeout_s=float(os.environ.get(REDIS_TIMEOUT, "2")),
         jobs=tuple(path for path in os.environ.get(JOBS, "").split(",") if path),
         job_timeout_s=float(os.environ.get(JOB_TIMEOUT, "60")),
+        middleware=os.environ.get(MIDDLEWARE, "none"),
     )
 
 

@@ -66,9 +66,24 @@ def _calibrate(**_: Any) -> None:
     workloads.calibrate()  # in the main process, before the pool forks: every child inherits it
 
 
+POOL_NAMES = {"prefork": "prefork", "thread": "threads", "gevent": "gevent", "solo": "solo", "eventlet": "eventlet"}
+
+
+def pool_name(pool_cls: Any) -> str:
+    """`celery.concurrency.thread.TaskPool` → "threads": the pool as `--pool` names it."""
+    module = str(getattr(pool_cls, "__module__", pool_cls)).rsplit(".", 1)[-1]
+    return POOL_NAMES.get(module, module)
+
+
 @celeryd_after_setup.connect
 def _remember_worker(sender: str, instance: Any, **_: Any) -> None:
-    _worker.update(hostname=sender, concurrency=instance.concurrency)
+    _worker.update(
+        hostname=sender,
+        concurrency=instance.concurrency,
+        pool=pool_name(instance.pool_cls),
+        prefetch_multiplier=instance.prefetch_multiplier,
+        max_tasks_per_child=instance.max_tasks_per_child,
+    )
 
 
 def kombu_sweeps_on_its_own() -> bool:

@@ -21,10 +21,11 @@ from taskbench.errors import StackError, UsageError
 from taskbench.implementations.base import BROKERS
 from taskbench.report import files, markdown
 from taskbench.report.compare import compare
-from taskbench.results import RunSettings, SchemaError, Thresholds
+from taskbench.results import POOLS, RunSettings, SchemaError, Thresholds, WorkerOptions
 from taskbench.run import RunOptions, run
-from taskbench.stack import Stack, StackConfig
+from taskbench.stack import Stack, StackConfig, StackState
 
+MIDDLEWARES = ("none", "base-http")  # app.middleware.MIDDLEWARES, named here: the harness never imports app
 MAX_JOBS = 100_000
 MAX_DURATION_S = 3600.0
 MAX_CONCURRENCY = 256
@@ -118,6 +119,51 @@ def _add_broker(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _worker_flags(parser: argparse.ArgumentParser) -> None:
+    """The API's processes, Celery's worker pool and settings: the same flags for `serve` and `run`."""
+    parser.add_argument(
+        "--api-workers",
+        type=_bounded(int, 1, 64),
+        default=1,
+        help="uvicorn --workers N: N API processes, each with its own thread pool and BackgroundTasks records",
+    )
+    parser.add_argument(
+        "--graceful-timeout",
+        type=_bounded(int, 0, 3600),
+        help="uvicorn --timeout-graceful-shutdown: seconds a SIGTERMed API waits for background tasks (default: "
+        "uvicorn's, no limit)",
+    )
+    parser.add_argument("--pool", choices=POOLS, default="prefork", help="Celery's worker pool (default prefork)")
+    parser.add_argument(
+        "--prefetch", type=_bounded(int, 1, 1000), default=1, help="Celery's worker_prefetch_multiplier (default 1)"
+    )
+    parser.add_argument(
+        "--max-tasks-per-child",
+        type=_bounded(int, 1, 1_000_000),
+        help="Celery prefork: replace a child after this many jobs (default: never)",
+    )
+
+
+def worker_options(args: argparse.Namespace) -> WorkerOptions:
+    """The worker flags, checked against each other and the implementations they apply to."""
+    options = WorkerOptions(
+        api_workers=args.api_workers,
+        pool=args.pool,
+        prefetch=args.prefetch,
+        max_tasks_per_child=args.max_tasks_per_child,
+        graceful_timeout_s=args.graceful_timeout,
+    )
+    if options.max_tasks_per_child is not None and options.pool != "prefork":
+        raise UsageError(f"--max-tasks-per-child replaces prefork children; --pool {options.pool} has none")
+    if not options.celery_is_default and "celery" not in args.implementations:
+        raise UsageError(
+            "--pool, --prefetch and --max-tasks-per-child set Celery's worker: add celery to --implementations"
+        )
+    if options.pool == "gevent" and importlib.util.find_spec("gevent") is None:
+        raise UsageError("--pool gevent needs the gevent package: pip install 'taskbench[gevent]'")
+    return options
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="taskbench", description="When do FastAPI's BackgroundTasks stop being enough?")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -137,6 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--flower", action="store_true", help="also start Flower (Celery's monitoring UI) on 127.0.0.1, a free port"
     )
+    serve.add_argument(
+        "--middleware", choices=MIDDLEWARES, default="none", help="base-http: the API behind a BaseHTTPMiddleware"
+    )
+    _worker_flags(serve)
 
     run = sub.add_parser("run", help="run the benchmark and write reports into benchmark_results/")
     run.add_argument("--quick", action="store_true", help=f"{plan.QUICK_DURATION_S} s jobs: an answer in minutes")
@@ -195,6 +245,13 @@ def build_parser() -> argparse.ArgumentParser:
         "for a GIL shared by 40 threads, at least 5 s)",
     )
     run.add_argument("--fault-jobs", type=_bounded(int, 1, 10_000), default=20, help="jobs in each fault scenario")
+    run.add_argument(
+        "--middleware",
+        type=_csv(MIDDLEWARES, all_word=None),
+        default=["none"],
+        help="none (default), base-http (a do-nothing BaseHTTPMiddleware), or none,base-http: each scenario under both",
+    )
+    _worker_flags(run)
     run.add_argument("--memory-mb", type=_bounded(int, 1, 2048), default=50, help="held by each `memory` job")
     run.add_argument("--timeout", type=_bounded(float, 1, 86_400), help="deadline per scenario, seconds")
     run.add_argument("--output", type=Path, default=Path("benchmark_results"))
@@ -272,13 +329,16 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
         broker_url=broker_url,
         implementations=tuple(args.implementations),
         flower=args.flower,
+        state=StackState(middleware=args.middleware),
+        worker=worker_options(args),
     )
     signal.signal(signal.SIGTERM, _raise_interrupt)  # stop the stack on SIGTERM as on Ctrl-C
     stack = Stack(config)
     try:
         with console.status("starting Redis, the API server and the workers…"):
             stack.start()
-        console.print(f"API        {stack.url}  (docs: {stack.url}/docs)")
+        processes = f"  ({args.api_workers} uvicorn processes)" if args.api_workers > 1 else ""
+        console.print(f"API        {stack.url}  (docs: {stack.url}/docs){processes}")
         console.print(f"Redis      {_redact(stack.redis_url)}" + ("  (private)" if stack.embedded_redis else ""))
         if stack.amqp_url:
             private = " (private)" if stack.embedded_rabbitmq else ""
@@ -309,6 +369,11 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         raise UsageError("a --concurrency sweep restarts the workers: drop --url, or give one --concurrency")
     if args.url and args.faults:
         raise UsageError("--faults needs a stack that taskbench started itself: drop --url or --faults")
+    if args.url and args.middleware != ["none"]:
+        raise UsageError("--middleware needs a stack that taskbench started itself: drop --url or --middleware")
+    worker = worker_options(args)
+    if args.url and not worker.is_default:
+        raise UsageError("--api-workers, --graceful-timeout and Celery's worker flags set up the stack: drop --url")
     duration = (
         args.duration if args.duration is not None else (plan.QUICK_DURATION_S if args.quick else plan.SPEC_DURATION_S)
     )
@@ -340,6 +405,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         repeat=args.repeat or (plan.QUICK_REPEAT if args.quick else plan.SPEC_REPEAT),
         user_jobs=[job.profile for job in user_jobs],
         job_timeout_s=(args.job_timeout or job_check.default_timeout_s(user_jobs)) if user_jobs else None,
+        middleware=args.middleware,
+        worker=worker,
     )
     options = RunOptions(
         settings=settings,

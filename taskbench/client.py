@@ -15,7 +15,7 @@ import psutil
 from taskbench import implementations
 from taskbench.capacity import Capacity
 from taskbench.errors import StackError
-from taskbench.results import JobData, Submission
+from taskbench.results import JobData, StatusPoll, Submission
 
 IDLE_TIMEOUT_S = 120.0
 CONTROL_TIMEOUT_S = 30.0  # per network operation (connect, each read) of every call but a submission
@@ -120,7 +120,8 @@ class ServiceClient:
         except (aiohttp.ClientError, OSError) as exc:
             return Submission(index=index, sent_at=sent_at, latency_s=None, error=f"{type(exc).__name__}: {exc}")
         latency = time.perf_counter() - started
-        job_id = json.loads(content).get("job_id") if status == 202 else None
+        answer = json.loads(content) if status == 202 else {}
+        job_id = answer.get("job_id")
         error = None if job_id else f"HTTP {status}: {content.decode(errors='replace')[:200]}"
         return Submission(
             index=index,
@@ -129,7 +130,30 @@ class ServiceClient:
             status_code=status,
             job_id=job_id,
             error=error,
+            submitted_at=answer.get("submitted_at"),
         )
+
+    async def poll_statuses(self, implementation: str, job_ids: list[str], in_flight: int = 20) -> list[StatusPoll]:
+        """Each job's status once, each on a new connection, as users' clients poll (a browser, another
+        service): under several API processes the kernel hands each connection to one of them."""
+        connector = aiohttp.TCPConnector(limit=in_flight, force_close=True)
+        async with aiohttp.ClientSession(
+            base_url=self.base_url, connector=connector, timeout=_timeout(CONTROL_TIMEOUT_S)
+        ) as session:
+
+            async def poll(job_id: str) -> StatusPoll:
+                sent_at, started = time.time(), time.perf_counter()
+                try:
+                    async with session.get(f"/{implementation}/status/{job_id}") as response:
+                        await response.read()
+                        code = response.status
+                except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+                    return StatusPoll(job_id=job_id, sent_at=sent_at, status_code=None, error=type(exc).__name__)
+                return StatusPoll(
+                    job_id=job_id, sent_at=sent_at, status_code=code, latency_s=time.perf_counter() - started
+                )
+
+            return list(await asyncio.gather(*(poll(job_id) for job_id in job_ids)))
 
     async def counts(self, implementation: str) -> dict[str, int]:
         """Counts by status and in all; one cheap call, polled while a scenario waits."""
@@ -161,7 +185,10 @@ class ServiceClient:
         """BackgroundTasks jobs accepted and not finished, plus every queue's jobs queued or held by a
         worker (of `names`, or of all implementations)."""
         health = await self.health()
-        busy = int(health["api"]["fastapi_jobs_in_flight"])
+        busy = int(health["api"]["fastapi_jobs_in_flight"])  # this process' own, exact
+        pid = health["api"].get("pid")  # every other API process of the server (--api-workers), from its heartbeat
+        others = [p for p in health.get("fastapi", {}).get("processes", []) if p.get("pid") != pid]
+        busy += sum(int(p.get("in_flight", 0)) for p in others)
         for name in names if names is not None else list(implementations.REGISTRY):
             queue = health.get(name, {})
             busy += int(queue.get("queued", 0))

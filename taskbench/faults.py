@@ -1,6 +1,9 @@
 """Crash and restart injections, and the stack state each one needs.
 
 - api-crash: SIGKILL the API server while jobs are queued and running, then start it again.
+- api-deploy: SIGTERM the API server (a rolling deploy): uvicorn's graceful shutdown waits for requests and
+  background tasks up to --graceful-timeout, then cancels them; SIGKILL if still there after an orchestrator's
+  grace period; then start it again.
 - worker-crash: SIGKILL the implementation's worker, main process and children, then start it again; run
   under each of the implementation's delivery settings. For BackgroundTasks, every worker of the stack
   dies: its jobs do not care, which is the finding.
@@ -21,10 +24,10 @@ import time
 import psutil
 
 from taskbench import implementations
-from taskbench.results import Event, ScenarioSpec
+from taskbench.results import Event, ScenarioSpec, WorkerOptions
 from taskbench.stack import Stack, StackState
 
-FAULTS = ("api-crash", "worker-crash", "worker-child-crash", "redis-restart")
+FAULTS = ("api-crash", "api-deploy", "worker-crash", "worker-child-crash", "redis-restart")
 WORKER_FAULTS = ("worker-crash", "worker-child-crash")
 REDIS_VARIANTS = ("none", "aof")
 # How long a worker is watched after its children die: Dramatiq's main process notices within 0.1–1.1 s
@@ -42,8 +45,8 @@ def variants(fault: str, implementation: str) -> list[str | None]:
     return [None]
 
 
-def applies(fault: str, implementation: str) -> bool:
-    return fault in implementations.get(implementation).faults
+def applies(fault: str, implementation: str, options: WorkerOptions | None = None) -> bool:
+    return implementations.get(implementation).applies(fault, options or WorkerOptions())
 
 
 def redelivery_timeout_for(duration_s: float) -> float:
@@ -60,6 +63,7 @@ def state_for(spec: ScenarioSpec) -> StackState:
         redelivery_timeout_s=redelivery_timeout_for(spec.duration_s),
         redis_persistent=spec.fault == "redis-restart" and spec.variant == "aof",
         concurrency=spec.concurrency,
+        middleware=spec.middleware,
     )
 
 
@@ -82,6 +86,12 @@ def inject(stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
     if fault == "api-crash":
         events.append(Event(t=time.time(), name="fault", detail="SIGKILL the API server"))
         stack.restart_api()
+    elif fault == "api-deploy":
+        graceful = stack.config.worker.graceful_timeout_s
+        limit = "no limit (uvicorn's default)" if graceful is None else f"--timeout-graceful-shutdown {graceful:g}"
+        events.append(Event(t=time.time(), name="fault", detail=f"SIGTERM the API server (a deploy; {limit})"))
+        took = stack.deploy_api()
+        events.append(Event(t=time.time(), name="restart", detail=f"the old API server took {took:.2f} s to go"))
     elif fault == "worker-crash":
         what = ", ".join(implementations.title(t) for t in targets) or "no"
         events.append(Event(t=time.time(), name="fault", detail=f"SIGKILL the {what} worker ({variant})"))

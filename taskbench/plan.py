@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from taskbench import capacity, faults, implementations
-from taskbench.results import RunSettings, ScenarioSpec
+from taskbench.results import RunSettings, ScenarioSpec, WorkerOptions
 
 WORKLOADS = ("sleep", "async_sleep", "blocking_async", "cpu", "memory", "noop")
 SPEC_JOBS = (10, 50, 100)
@@ -28,10 +30,12 @@ def responsive_limit_s(duration_s: float) -> float:
 
 
 def scenarios(settings: RunSettings, fault_jobs: int) -> list[ScenarioSpec]:
-    """Every scenario, `settings.repeat` times, interleaved: the whole list, then again (A B A B, never
-    A A B B), so that drift on a shared machine does not favour one implementation."""
+    """Every scenario, once under each API middleware (grouped, so the API restarts once per middleware), and
+    `settings.repeat` times, interleaved: the whole list, then again (A B A B, never A A B B), so that drift on
+    a shared machine does not favour one implementation."""
     once = _swept(_scenarios_once(settings, fault_jobs), settings.concurrency_sweep)
-    return [spec.model_copy(update={"repeat": repeat}) for repeat in range(settings.repeat) for spec in once]
+    each = [spec.model_copy(update={"middleware": middleware}) for middleware in settings.middleware for spec in once]
+    return [spec.model_copy(update={"repeat": repeat}) for repeat in range(settings.repeat) for spec in each]
 
 
 def _swept(specs: list[ScenarioSpec], values: list[int]) -> list[ScenarioSpec]:
@@ -71,7 +75,7 @@ def _scenarios_once(settings: RunSettings, fault_jobs: int) -> list[ScenarioSpec
     ]  # fmt: skip
     for fault in settings.faults:
         for impl in settings.implementations:
-            if not faults.applies(fault, impl):
+            if not faults.applies(fault, impl, settings.worker):
                 continue
             for variant in faults.variants(fault, impl):
                 specs.append(
@@ -83,17 +87,23 @@ def _scenarios_once(settings: RunSettings, fault_jobs: int) -> list[ScenarioSpec
     return specs
 
 
-def expected_capacity(spec: ScenarioSpec, concurrency: int, cpu_count: int) -> capacity.Capacity:
+def expected_capacity(
+    spec: ScenarioSpec, concurrency: int, cpu_count: int, worker: WorkerOptions | None = None
+) -> capacity.Capacity:
     """The capacity model before the stack is up: the service's /health refines it at run time."""
     concurrency = spec.concurrency or concurrency
     impl = implementations.get(spec.implementation)
-    health = {impl.name: {"workers": impl.nominal_workers(concurrency, cpu_count)}}
+    pool = {"pool": worker.pool} if worker else {}
+    api_processes: list[dict[str, Any]] = [{}] * (
+        worker.api_workers if worker else 1
+    )  # what each API process' heartbeat would say
+    workers = [w | pool for w in impl.nominal_workers(concurrency, cpu_count)]
+    health = {impl.name: {"workers": workers, "processes": api_processes}}
     return impl.capacity(spec.model_workload, spec.jobs, concurrency, cpu_count, health)
 
 
-def estimate_s(spec: ScenarioSpec, concurrency: int, cpu_count: int) -> float:
-    concurrency = spec.concurrency or concurrency
-    running = expected_capacity(spec, concurrency, cpu_count).concurrency
+def estimate_s(spec: ScenarioSpec, concurrency: int, cpu_count: int, worker: WorkerOptions | None = None) -> float:
+    running = expected_capacity(spec, concurrency, cpu_count, worker).concurrency
     estimate = capacity.estimate_s(spec.jobs, running, spec.duration_s)
     if spec.fault:
         estimate += spec.duration_s / 2 + FAULT_OVERHEAD_S

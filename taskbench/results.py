@@ -65,6 +65,32 @@ class JobProfile(BaseModel):
         )
 
 
+POOLS = ("prefork", "threads", "gevent", "solo")
+
+
+class WorkerOptions(BaseModel):
+    """How the processes are laid out: the API's uvicorn worker processes, and Celery's worker pool and its
+    settings (--api-workers, --pool, --prefetch, --max-tasks-per-child). The defaults are what taskbench always
+    ran: one API process; the spec's prefork pool with prefetch 1, children never replaced."""
+
+    api_workers: int = 1  # uvicorn --workers: each process has its own thread pool and in-memory records
+    pool: Literal["prefork", "threads", "gevent", "solo"] = "prefork"
+    prefetch: int = 1  # worker_prefetch_multiplier
+    max_tasks_per_child: int | None = None  # prefork only: a child is replaced after this many jobs
+    # uvicorn --timeout-graceful-shutdown: how long a SIGTERMed API waits for requests and background tasks
+    # before it cancels them; None is uvicorn's default, no limit (then the deploy's SIGKILL after 30 s decides)
+    graceful_timeout_s: int | None = None  # whole seconds, as uvicorn takes it
+
+    @property
+    def is_default(self) -> bool:
+        return self == WorkerOptions()
+
+    @property
+    def celery_is_default(self) -> bool:
+        """Celery's own options untouched (the API's are not Celery's)."""
+        return self.model_copy(update={"api_workers": 1, "graceful_timeout_s": None}) == WorkerOptions()
+
+
 class RunSettings(BaseModel):
     implementations: list[str]
     workloads: list[str]
@@ -88,6 +114,9 @@ class RunSettings(BaseModel):
     job_timeout_s: float | None = None
     repeat: int = 1  # every scenario runs this many times, interleaved (the whole plan, then again)
     concurrency_sweep: list[int] = Field(default_factory=list)  # --concurrency 4,16,40: each worker's values
+    # The API's middleware, one set of scenarios each: "none", "base-http" (a do-nothing BaseHTTPMiddleware)
+    middleware: list[str] = Field(default_factory=lambda: ["none"])
+    worker: WorkerOptions = Field(default_factory=WorkerOptions)  # Celery's pool, prefetch, max tasks per child
 
 
 class ScenarioSpec(BaseModel):
@@ -102,6 +131,7 @@ class ScenarioSpec(BaseModel):
     behaves_like: str | None = None  # a user's job: the built-in workload whose capacity model fits it
     repeat: int = 0  # which run of this scenario (0: the first; see RunSettings.repeat)
     concurrency: int | None = None  # the workers' --concurrency when it is swept (RunSettings.concurrency_sweep)
+    middleware: str = "none"  # the API's middleware while this scenario ran ("base-http": BaseHTTPMiddleware)
 
     @property
     def model_workload(self) -> str:
@@ -115,12 +145,14 @@ class ScenarioSpec(BaseModel):
             parts.append(f"concurrency {self.concurrency}")
         if self.fault:
             parts.append(self.fault + (f" ({self.variant})" if self.variant else ""))
+        if self.middleware != "none":
+            parts.append(self.middleware)
         return " · ".join(parts)
 
     @property
     def file_stem(self) -> str:
         """The spec's names (`fastapi_10_jobs`) for its own workload; others say which workload or fault."""
-        stem = self.implementation
+        stem = self.implementation + ("" if self.middleware == "none" else f"_{self.middleware}")
         if self.workload != "sleep":
             stem += f"_{self.workload}"
         if self.fault:
@@ -184,6 +216,18 @@ class Submission(BaseModel):
     status_code: int | None = None
     job_id: str | None = None
     error: str | None = None  # "timeout" or the exception
+    submitted_at: float | None = None  # the API's own stamp, from its 202 answer
+
+
+class StatusPoll(BaseModel):
+    """One `GET /{impl}/status/{id}` on a new connection, as a user's client polls: with several API processes
+    a BackgroundTasks record lives in one of them, and the others answer 404."""
+
+    job_id: str
+    sent_at: float
+    status_code: int | None  # None: no answer
+    latency_s: float | None = None
+    error: str | None = None
 
 
 class Probe(BaseModel):
@@ -239,6 +283,10 @@ class ScenarioResult(BaseModel):
     events: list[Event] = Field(default_factory=list)
     harness: Reading | None = None  # the harness's own CPU (over the scenario) and memory
     delivery: DeliveryRecord | None = None  # when taskbench set the worker's delivery settings
+    status_polls: list[StatusPoll] = Field(default_factory=list)  # each job's status once, after the burst
+    # "api": GET /{impl}/jobs; "ledger": rebuilt from the ledger and the 202 answers, because several API
+    # processes each keep their own BackgroundTasks records and no single answer holds them all
+    records_from: Literal["api", "ledger"] = "api"
 
     @property
     def run_label(self) -> str:

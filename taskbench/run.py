@@ -35,7 +35,7 @@ from taskbench.job_check import JobArgs
 from taskbench.report import files
 from taskbench.results import RunResult, RunSettings, ScenarioResult, ScenarioSpec
 from taskbench.scenario import ScenarioContext, run_scenario
-from taskbench.stack import Stack, StackConfig
+from taskbench.stack import Stack, StackConfig, StackState
 
 
 @dataclass
@@ -73,6 +73,8 @@ def run(options: RunOptions, console: Console) -> tuple[Path, AnalysedRun]:
                 jobs=tuple(job.path for job in options.settings.user_jobs),
                 job_timeout_s=options.settings.job_timeout_s or 60.0,
                 job_dir=Path.cwd(),
+                state=StackState(middleware=options.settings.middleware[0]),
+                worker=options.settings.worker,
             )
             with console.status("starting Redis, the API server and the workers…"):
                 stack = Stack(config)
@@ -104,15 +106,16 @@ def _check_server(url: str) -> None:
 
 def _print_plan(console: Console, specs: list[ScenarioSpec], settings: RunSettings) -> None:
     cpus = environment.describe(None)["machine"]["cpu_count"] or 1
-    total = sum(plan.estimate_s(s, settings.concurrency, cpus) for s in specs)
-    for spec in specs:
+    estimates = [plan.estimate_s(s, settings.concurrency, cpus, settings.worker) for s in specs]
+    for spec, estimate in zip(specs, estimates, strict=True):
         if not spec.repeat:
-            console.print(f"  • {spec.label} (~{plan.estimate_s(spec, settings.concurrency, cpus):.0f} s)")
+            console.print(f"  • {spec.label} (~{estimate:.0f} s)")
     if settings.repeat > 1:
         console.print(
             f"each scenario runs {settings.repeat} times, interleaved (the list above, then again): figures are "
             "medians with their spread, and a rule that fires in some runs only is borderline (--repeat)"
         )
+    total = sum(estimates)
     console.print(f"estimated time: ~{total / 60:.1f} min")
 
 
@@ -149,7 +152,7 @@ async def _run_all(
     results: list[ScenarioResult] = []
     run_result = RunResult(timestamp=stamp, settings=settings, environment=env, scenario_files=[])
     cpus = int(env["machine"]["cpu_count"] or 1)  # type: ignore[index]
-    estimates = [plan.estimate_s(s, settings.concurrency, cpus) for s in specs]
+    estimates = [plan.estimate_s(s, settings.concurrency, cpus, settings.worker) for s in specs]
     columns = (
         TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(), TextColumn("ETA"),
         TimeRemainingColumn(),

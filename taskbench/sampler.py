@@ -24,11 +24,18 @@ CHILDREN_RESCAN_S = 1.0  # psutil's children() reads every process's /proc stat:
 
 
 class Sampler:
-    def __init__(self, pids: Callable[[], dict[str, int]], interval_s: float) -> None:
+    """`split` roles (the API under --api-workers) are read as a tree, like a worker, and each child process is
+    also reported on its own, as `{role}#1`, `{role}#2`, … by pid order."""
+
+    def __init__(
+        self, pids: Callable[[], dict[str, int]], interval_s: float, split: frozenset[str] = frozenset()
+    ) -> None:
         self.pids = pids
         self.interval_s = interval_s
+        self.split = split
         self.samples: list[Sample] = []
         self._known: dict[int, psutil.Process] = {}
+        self._spawned: dict[int, bool] = {}
         self._previous: dict[str, tuple[int, float, float]] = {}  # role → (pid, at, cumulative CPU s)
         self._children: dict[int, tuple[float, list[int]]] = {}  # pid → (scanned at, child pids)
         self._stop = threading.Event()
@@ -76,23 +83,44 @@ class Sampler:
         percent = 100 * (cpu_s - previous[2]) / (now - previous[1])
         return min(max(percent, 0.0), 100.0 * (psutil.cpu_count() or 1))
 
+    def _is_spawned(self, pid: int) -> bool:
+        """A uvicorn worker process (multiprocessing's spawn_main), not multiprocessing's resource tracker."""
+        if pid not in self._spawned:
+            try:
+                self._spawned[pid] = "spawn_main" in " ".join(self._process(pid).cmdline())
+            except psutil.Error:
+                return False  # gone between the scan and now: not counted on its own this time
+        return self._spawned[pid]
+
+    @staticmethod
+    def _usage(process: psutil.Process, with_reaped_children: bool) -> tuple[float, float]:
+        """Cumulative CPU seconds (with those of reaped children, for a tree) and RSS in MB."""
+        with process.oneshot():
+            times = process.cpu_times()
+            cpu_s = times.user + times.system
+            if with_reaped_children:
+                cpu_s += times.children_user + times.children_system
+            return cpu_s, process.memory_info().rss / _MB
+
     def _read(self) -> Sample:
         processes: dict[str, Reading] = {}
         roles = {**self.pids(), "harness": os.getpid()}
         for role, pid in roles.items():
-            cpu_s = rss = 0.0
-            tree = role.endswith("-worker") or role in TREES
+            tree = role.endswith("-worker") or role in TREES or role in self.split
             try:
-                for process in self._tree(pid) if tree else [self._process(pid)]:
-                    with process.oneshot():
-                        times = process.cpu_times()
-                        cpu_s += times.user + times.system
-                        if tree:
-                            cpu_s += times.children_user + times.children_system
-                        rss += process.memory_info().rss / _MB
+                members = self._tree(pid) if tree else [self._process(pid)]
+                usage = [self._usage(process, tree) for process in members]
             except psutil.Error:
                 continue  # gone (a fault, or the end of the run): no reading rather than a wrong one
-            processes[role] = Reading(cpu_percent=self._cpu_percent(role, pid, cpu_s), rss_mb=rss)
+            cpu_s = sum(u[0] for u in usage)
+            processes[role] = Reading(cpu_percent=self._cpu_percent(role, pid, cpu_s), rss_mb=sum(u[1] for u in usage))
+            if role in self.split:  # members[0] is the supervisor; the children it spawned serve and run the jobs
+                children = sorted(
+                    (m.pid, u) for m, u in zip(members[1:], usage[1:], strict=True) if self._is_spawned(m.pid)
+                )
+                for i, (child, (child_cpu_s, child_rss)) in enumerate(children, 1):
+                    name = f"{role}#{i}"
+                    processes[name] = Reading(cpu_percent=self._cpu_percent(name, child, child_cpu_s), rss_mb=child_rss)
         memory = psutil.virtual_memory()
         system = SystemReading(
             cpu_percent=psutil.cpu_percent(None),

@@ -13,12 +13,22 @@ from typing import Any
 import httpx
 import psutil
 
-from taskbench import capacity, faults, implementations
+from taskbench import capacity, faults, implementations, records
 from taskbench.client import ServiceClient
 from taskbench.job_check import JobArgs
 from taskbench.ledger import LedgerTail
 from taskbench.probes import Prober
-from taskbench.results import DeliveryRecord, Event, Reading, RunSettings, ScenarioResult, ScenarioSpec
+from taskbench.results import (
+    DeliveryRecord,
+    Event,
+    Execution,
+    Reading,
+    RunSettings,
+    ScenarioResult,
+    ScenarioSpec,
+    StatusPoll,
+    Submission,
+)
 from taskbench.sampler import Sampler
 from taskbench.stack import Stack
 
@@ -55,18 +65,55 @@ def deadline_for(spec: ScenarioSpec, ideal_s: float, timeout_s: float | None) ->
     return capacity.deadline_s(spec.jobs, ideal_s, allowance)
 
 
+@dataclass
+class Watch:
+    """What the wait for the jobs reads: the ledger's lines so far (kept for the result) and, when several API
+    processes each hold their own records, the accepted job ids it waits for in the ledger instead."""
+
+    ledger: LedgerTail
+    executions: list[Execution] = field(default_factory=list)
+    accepted_ids: set[str] | None = None  # set: records per API process, so completion comes from the ledger
+
+    def read(self) -> list[Execution]:
+        self.executions += self.ledger.read()
+        return self.executions
+
+
 async def _wait_until_done(
-    ctx: ScenarioContext, spec: ScenarioSpec, accepted: int, deadline: float, events: list[Event], progress: Progress
+    ctx: ScenarioContext,
+    spec: ScenarioSpec,
+    accepted: int,
+    deadline: float,
+    events: list[Event],
+    progress: Progress,
+    watch: Watch,
 ) -> bool:
     """Poll job counts until nothing is queued or running; True if the deadline passed first."""
     while time.time() < deadline and not ctx.stop.is_set():
         try:
-            if await _finished(ctx, spec, accepted, events, progress):
+            if watch.accepted_ids is not None:
+                if await _finished_in_ledger(ctx, spec, events, progress, watch, watch.accepted_ids):
+                    return False
+            elif await _finished(ctx, spec, accepted, events, progress):
                 return False
         except (httpx.HTTPError, KeyError, ValueError):  # the API may be down for a moment during a fault
             pass
         await asyncio.sleep(POLL_INTERVAL_S)
     return True
+
+
+async def _finished_in_ledger(
+    ctx: ScenarioContext, spec: ScenarioSpec, events: list[Event], progress: Progress, watch: Watch, ids: set[str]
+) -> bool:
+    """Every accepted job ended (the ledger, written by the job code in whichever process ran it); or, after a
+    fault, no process of the live server has a job in flight (their heartbeats: a dead server's do not count)."""
+    watch.read()
+    ended = ids & watch.ledger.ends.keys()
+    progress(len(ended), spec.jobs)
+    if ended == ids:
+        return True
+    recovered = any(e.name == "recovered" for e in events)
+    return spec.fault is not None and recovered and not await ctx.client.busy([spec.implementation])
 
 
 async def _finished(
@@ -110,14 +157,16 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
     )
     ideal = capacity.ideal_makespan_s(spec.jobs, expected.concurrency, spec.duration_s)
     deadline_s = deadline_for(spec, ideal, ctx.timeout_s)
-    ledger = LedgerTail(stack.ledger_path if stack is not None else None)
+    watch = Watch(LedgerTail(stack.ledger_path if stack is not None else None))
+    api_processes = settings.worker.api_workers if stack is not None else 1
+    split_records = implementations.get(spec.implementation).records_in_api_process and api_processes > 1
 
     if stack is not None:
         pids = stack.pids
     else:
         local = await ctx.client.local_pids()
         pids = local.copy
-    sampler = Sampler(pids, settings.sample_interval_s)
+    sampler = Sampler(pids, settings.sample_interval_s, frozenset({"api"}) if api_processes > 1 else frozenset())
     prober = Prober(ctx.client.base_url, settings.probe_interval_s, settings.thresholds.probe_timeout_s)
     harness = psutil.Process()
     cpu_before = harness.cpu_times()
@@ -134,20 +183,30 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
             )
         )
         events.append(Event(t=time.time(), name="burst_end"))
+        # With a fault, the records must be asked for before it strikes; else once every figure is measured, so
+        # the polls load neither the jobs, the probes nor the samples.
+        status_polls = await _poll_statuses(ctx, spec, submissions, events) if split_records and spec.fault else []
         if spec.fault and stack is not None and not ctx.stop.is_set():
             await asyncio.sleep(max(0.2, spec.duration_s / 2))  # jobs running, others still queued
             faults.inject(stack, spec, events)
         accepted = sum(1 for s in submissions if s.job_id)
-        timed_out = await _wait_until_done(ctx, spec, accepted, started_at + deadline_s, events, progress)
+        if split_records:
+            watch.accepted_ids = {s.job_id for s in submissions if s.job_id}
+        timed_out = await _wait_until_done(ctx, spec, accepted, started_at + deadline_s, events, progress, watch)
         if timed_out:
             events.append(Event(t=time.time(), name="deadline", detail=f"{deadline_s:.1f} s passed"))
-        jobs = await ctx.client.jobs(spec.implementation)
+        if split_records:  # no one process holds every record: rebuild them all from the ledger
+            jobs = records.rebuild(spec, submissions, watch.read())
+        else:
+            jobs = await ctx.client.jobs(spec.implementation)
     finally:
         probes = prober.stop()
         samples = sampler.stop()
     ended_at = time.time()
     cpu_after = harness.cpu_times()
     harness_cpu_s = cpu_after.user + cpu_after.system - cpu_before.user - cpu_before.system
+    if split_records and not spec.fault:
+        status_polls = await _poll_statuses(ctx, spec, submissions, events)
     result = ScenarioResult(
         spec=spec,
         settings=settings,
@@ -161,17 +220,30 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
         interrupted=ctx.stop.is_set(),
         submissions=submissions,
         jobs=jobs,
-        executions=[e for e in ledger.read() if e.implementation == spec.implementation],
+        executions=[e for e in watch.read() if e.implementation == spec.implementation],
         probes=probes,
         samples=samples,
         events=events,
         delivery=_delivery(spec, stack),
+        status_polls=status_polls,
+        records_from="ledger" if split_records else "api",
         harness=Reading(
             cpu_percent=100 * harness_cpu_s / max(ended_at - started_at, 1e-9),
             rss_mb=harness.memory_info().rss / 2**20,
         ),
     )
     return result
+
+
+async def _poll_statuses(
+    ctx: ScenarioContext, spec: ScenarioSpec, submissions: list[Submission], events: list[Event]
+) -> list[StatusPoll]:
+    """Each accepted job's status once, on a new connection each, as its user's client would ask for it."""
+    ids = [s.job_id for s in submissions if s.job_id]
+    polls = await ctx.client.poll_statuses(spec.implementation, ids)
+    missing = sum(p.status_code == 404 for p in polls)
+    events.append(Event(t=time.time(), name="status_polls", detail=f"{missing} of {len(polls)} answered 404"))
+    return polls
 
 
 def _delivery(spec: ScenarioSpec, stack: Stack | None) -> DeliveryRecord | None:

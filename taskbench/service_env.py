@@ -19,6 +19,7 @@ REDELIVERY_TIMEOUT = "TASKBENCH_REDELIVERY_TIMEOUT"
 RESTORE_INTERVAL = "TASKBENCH_RESTORE_INTERVAL"
 JOBS = "TASKBENCH_JOBS"
 JOB_TIMEOUT = "TASKBENCH_JOB_TIMEOUT"
+MIDDLEWARE = "TASKBENCH_MIDDLEWARE"
 
 
 class ServiceEnv(BaseModel):
@@ -33,6 +34,7 @@ class ServiceEnv(BaseModel):
     jobs: list[str] = []  # the user's job functions, package.module:function
     job_timeout_s: float = 60.0
     job_dir: str = ""  # the user's working directory, where the API and workers import the jobs from
+    middleware: str = "none"  # "base-http": the API runs behind a do-nothing BaseHTTPMiddleware
 
     def variables(self) -> dict[str, str]:
         return {
@@ -48,6 +50,7 @@ class ServiceEnv(BaseModel):
             JOB_TIMEOUT: str(self.job_timeout_s),
             "CELERY_BROKER_URL": self.broker_url or self.redis_url,
             "CELERY_RESULT_BACKEND": self.redis_url,  # results and records stay in Redis on either broker
+            MIDDLEWARE: self.middleware,
         }
 
     def environ(self) -> dict[str, str]:

@@ -25,21 +25,24 @@ from kombu.utils.url import maybe_sanitize_url as redacted
 from taskbench import implementations, rabbitmq_server
 from taskbench.errors import StackError
 from taskbench.redis_server import find_redis_server, free_port, redis_command
+from taskbench.results import WorkerOptions
 from taskbench.service_env import ServiceEnv
 from taskbench.services import Service
 
 AOF_REWRITE_WAIT_S = 30.0
+DEPLOY_GRACE_S = 30.0  # Kubernetes' default terminationGracePeriodSeconds: SIGTERM, then SIGKILL after this
 
 
 @dataclass(frozen=True)
 class StackState:
     """What a scenario needs of the stack: each worker's delivery variant, how long a queue waits before it
-    treats an unacknowledged job as abandoned, and whether Redis persists (AOF)."""
+    treats an unacknowledged job as abandoned, whether Redis persists (AOF), and the API's middleware."""
 
     deliveries: Mapping[str, str] = field(default_factory=dict)  # implementation → delivery name
     redelivery_timeout_s: float = 3600.0
     redis_persistent: bool = False
     concurrency: int | None = None  # the workers' --concurrency (None: the config's); --concurrency 4,16,40
+    middleware: str = "none"  # "base-http": the API behind a do-nothing BaseHTTPMiddleware
 
     def delivery(self, implementation: str) -> str:
         return self.deliveries.get(implementation, "default")
@@ -60,6 +63,7 @@ class StackConfig:
     job_timeout_s: float = 60.0
     job_dir: Path | None = None  # where the API and workers import them from (the user's working directory)
     flower: bool = False  # `serve --flower`: Celery's monitoring UI beside the stack
+    worker: WorkerOptions = field(default_factory=WorkerOptions)  # Celery's --pool, --prefetch, --max-tasks-per-child
 
 
 class Stack:
@@ -103,7 +107,8 @@ class Stack:
         return {s.name: str(s.log_path) for s in self.services()}
 
     def pids(self) -> dict[str, int]:
-        """Sampled roles: `api`, `redis` and `{implementation}-worker` (with its children)."""
+        """Sampled roles: `api` (with its worker processes under --api-workers), `redis` and
+        `{implementation}-worker` (with its children)."""
         return {s.name: s.pid for s in self.services() if s.pid and s.alive()}
 
     # --- lifecycle -------------------------------------------------------------------------------------
@@ -155,6 +160,7 @@ class Stack:
             jobs=list(self.config.jobs),
             job_timeout_s=self.config.job_timeout_s,
             job_dir=str(self.config.job_dir or ""),
+            middleware=self.state.middleware,
         ).environ()
 
     def _log(self, name: str) -> Path:
@@ -228,14 +234,17 @@ class Stack:
             *implementations.base.python_module("uvicorn", "app.main:app"),
             "--host", self.config.host, "--port", str(self.port),
             "--log-level", "warning", "--no-access-log",
-            "--timeout-graceful-shutdown", "3",
         ]  # fmt: skip
+        if self.config.worker.graceful_timeout_s is not None:
+            argv += ["--timeout-graceful-shutdown", str(self.config.worker.graceful_timeout_s)]
+        if self.config.worker.api_workers > 1:
+            argv += ["--workers", str(self.config.worker.api_workers)]
         service = Service("api", argv, self.env(), self._log("api"), lambda _: self._api_answers(), "the API server")
         self.api = self._own(service)
 
     def start_worker(self, name: str) -> None:
         impl = implementations.get(name)
-        argv = impl.worker_argv(self.worker_concurrency)
+        argv = impl.worker_command(self.worker_concurrency, self.config.worker)
         assert argv is not None, f"{name} has no worker"
         what = f"the {impl.title} worker"
         log = self._log(impl.worker_role)
@@ -259,9 +268,15 @@ class Stack:
             return False
 
     def _api_answers(self) -> bool:
+        """Ready once it answers, and under --api-workers N once all N processes beat (each calibrates first)."""
         try:
-            return httpx.get(f"{self.url}/health/sync", timeout=1.0).status_code == 200
-        except httpx.HTTPError:
+            if httpx.get(f"{self.url}/health/sync", timeout=1.0).status_code != 200:
+                return False
+            if self.config.worker.api_workers == 1:
+                return True
+            processes = httpx.get(f"{self.url}/health", timeout=1.0).json().get("fastapi", {}).get("processes", [])
+            return len(processes) >= self.config.worker.api_workers
+        except (httpx.HTTPError, ValueError):
             return False
 
     def _worker_seen(self, name: str, service: Service) -> bool:
@@ -278,8 +293,13 @@ class Stack:
         return any(w.get("pid") in family for w in implementations.get(name).workers_seen(health))
 
     def apply(self, state: StackState) -> None:
-        """Bring the stack to `state`: restart the workers whose settings change, set Redis' persistence."""
+        """Bring the stack to `state`: restart the API or the workers whose settings change, set Redis'
+        persistence."""
         previous, self.state = self.state, state
+        if self.api is not None and (previous.middleware != state.middleware or not self.api.alive()):
+            self.api.stop()
+            self.api.process.env = self.env()
+            self.api.start()
         for name, worker in self.workers.items():
             changed = (previous.delivery(name), previous.redelivery_timeout_s, previous.concurrency) != (
                 state.delivery(name),
@@ -299,10 +319,24 @@ class Stack:
         worker = self.workers[name]
         worker.stop()
         worker.process.env = self.env(name)
-        worker.process.argv = implementations.get(name).worker_argv(self.worker_concurrency) or worker.process.argv
+        worker.process.argv = (
+            implementations.get(name).worker_command(self.worker_concurrency, self.config.worker) or worker.process.argv
+        )
         worker.start()
 
     def restart_api(self) -> None:
         assert self.api is not None
         self.api.kill()
         self.api.start()
+
+    def deploy_api(self) -> float:
+        """A deploy: SIGTERM (uvicorn's graceful shutdown), SIGKILL if it is still there after the grace period
+        an orchestrator gives (the graceful timeout + 5 s, else Kubernetes' default 30 s), then start again.
+        Returns how long the old server took to go."""
+        assert self.api is not None
+        graceful = self.config.worker.graceful_timeout_s
+        started = time.monotonic()
+        self.api.process.stop(grace_s=graceful + 5 if graceful is not None else DEPLOY_GRACE_S)
+        stopped = time.monotonic() - started
+        self.api.start()
+        return stopped

@@ -45,3 +45,10 @@ def test_the_plan_estimates_every_implementation_workload_and_fault_before_the_s
     for spec in specs:
         assert plan.expected_capacity(spec, 4, 2).concurrency >= 1, spec.label
         assert plan.estimate_s(spec, 4, 2) > 0, spec.label
+
+
+def test_harness_offers_the_middlewares_the_service_knows() -> None:
+    from app.middleware import MIDDLEWARES
+    from taskbench.cli import MIDDLEWARES as OFFERED
+
+    assert OFFERED == MIDDLEWARES

@@ -2,20 +2,38 @@
 
 Written the way a FastAPI user writes it: sync job functions go to Starlette's threadpool (anyio's
 default limiter, 40 threads shared with sync endpoints), async ones run on the event loop itself.
+
+Under `uvicorn --workers N` every process has its own thread pool and its own records; each publishes its
+jobs in flight to Redis (a heartbeat, as the queues' workers do), so `/health` can say what the whole server
+still runs, whichever process answers. The records themselves stay in memory, as a user's would.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import threading
+import time
 from typing import Any
 
 import anyio.to_thread
+import redis.asyncio as aredis
 from fastapi import BackgroundTasks
 
 from app import workloads
 from app.execution import execute_async, execute_sync
+from app.heartbeat import WORKERS_KEY, Heartbeat, live_workers
 from app.implementations.base import ServiceImplementation
 from app.jobs import JobCall, JobRecord, MemoryJobStore
+from app.settings import settings
+
+API_BEAT_S = 0.5  # in-flight counts of the other API processes are at most this old
+
+
+def server_id() -> int:
+    """The uvicorn server this process belongs to: its supervisor's pid under `--workers` (uvicorn spawns them
+    with multiprocessing), else its own. Beats of a server that was killed and restarted do not count."""
+    return os.getppid() if multiprocessing.parent_process() is not None else os.getpid()
 
 
 class _Records:
@@ -36,6 +54,33 @@ class BackgroundTasksImplementation(ServiceImplementation):
         self._store = MemoryJobStore()
         self._records = _Records(self._store)
         self._lock = threading.Lock()
+        self._heartbeat: Heartbeat | None = None
+        self._redis: aredis.Redis | None = None
+        self.server = 0
+        self._tokens = 40
+
+    async def startup(self) -> None:
+        self.server = server_id()
+        self._tokens = int(anyio.to_thread.current_default_thread_limiter().total_tokens)  # read on the loop
+        self._redis = aredis.Redis.from_url(
+            settings.redis_url,
+            socket_connect_timeout=settings.redis_timeout_s,
+            socket_timeout=settings.redis_timeout_s,
+            decode_responses=True,
+        )
+        self._heartbeat = Heartbeat("fastapi", f"api-{os.getpid()}", self._beat, interval_s=API_BEAT_S)
+        self._heartbeat.start()
+
+    async def shutdown(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    def _beat(self) -> dict[str, Any]:
+        """On the heartbeat's thread: plain attributes only (anyio's limiter is read on the event loop)."""
+        tokens = self._tokens
+        return {"in_flight": self.in_flight, "concurrency": tokens, "threadpool_tokens": tokens, "server": self.server}
 
     @property
     def store(self) -> MemoryJobStore:
@@ -77,7 +122,17 @@ class BackgroundTasksImplementation(ServiceImplementation):
         return {"runner": self.runner, "threadpool_tokens": tokens}
 
     async def health(self) -> dict[str, Any]:
-        return {"status": "ok", "in_flight": self.in_flight}
+        """This process' jobs in flight, and every live process of the same server (its own included)."""
+        assert self._redis is not None
+        beats: dict[str, str] = await self._redis.hgetall(WORKERS_KEY.format(self.name))  # type: ignore[misc]
+        processes = [w for w in live_workers(beats, time.time()) if w.get("server") == self.server]
+        return {
+            "status": "ok",
+            "in_flight": self.in_flight,
+            "pid": os.getpid(),
+            "server": self.server,
+            "processes": processes,
+        }
 
 
 IMPLEMENTATION = BackgroundTasksImplementation()

@@ -32,14 +32,15 @@ def implementation_info(name: str, run: RunResult) -> ImplementationInfo:
     if name not in implementations.REGISTRY:
         return ImplementationInfo(name=name, title=name, job_process=stats.job_process(name), in_registry=False)
     implementation = implementations.get(name)
+    worker = run.settings.worker
     return ImplementationInfo(
         name=name,
         title=implementation.title,
         job_process=implementation.job_process,
-        settings=implementation.settings_on(run.settings.concurrency, run.settings.broker),
+        settings=implementation.settings_on(run.settings.concurrency, run.settings.broker, worker),
         how_it_runs={
-            **{workload: implementation.how_it_runs(workload) for workload in run.settings.workloads},
-            **{job.path: implementation.how_it_runs(job.behaves_like) for job in run.settings.user_jobs},
+            **{w: implementation.how_it_runs_with(w, worker) for w in run.settings.workloads},
+            **{j.path: implementation.how_it_runs_with(j.behaves_like, worker) for j in run.settings.user_jobs},
         },
     )
 

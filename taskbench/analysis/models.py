@@ -72,6 +72,8 @@ class Executions(BaseModel):
     duplicated: int
     lost: int
     recovered: int  # started again after the fault and completed: redelivered
+    cut_off: int = 0  # lost, of which started and never ended (the process went mid-job)
+    never_started: int = 0  # lost, of which accepted and never started
     lost_ids: list[str] = Field(default_factory=list)
     duplicated_ids: list[str] = Field(default_factory=list)
     recovered_ids: list[str] = Field(default_factory=list)
@@ -87,6 +89,20 @@ class FifoSummary(BaseModel):
     max_overtaken: int  # the most later-accepted jobs that started before one earlier job
     overtaken_jobs: int  # jobs that at least one later-accepted job started before
     kendall_tau: float | None  # rank correlation of the two orders: 1 = strictly first in, first out
+
+
+class StatusPollSummary(BaseModel):
+    """Each job's status asked once on a new connection: with several API processes, how often the answer came
+    from a process that does not hold the record (404), as a user's client sees it."""
+
+    sent: int
+    answered: int
+    not_found: int  # 404: the record is in another process' memory
+    other: int  # any other status or no answer
+
+    @property
+    def not_found_share(self) -> float | None:
+        return self.not_found / self.answered if self.answered else None
 
 
 class ProcessResources(BaseModel):
@@ -158,6 +174,7 @@ class ScenarioSummary(BaseModel):
     fault: str | None = None
     variant: str | None = None
     concurrency: int | None = None  # the workers' --concurrency when the run swept it
+    middleware: str = "none"  # the API's middleware during the scenario ("base-http": BaseHTTPMiddleware)
     interrupted: bool = False
     how_it_runs: str = ""  # how this workload runs in this implementation ("" when not in the registry)
     settings: dict[str, str] = Field(default_factory=dict)  # the implementation's timing-relevant settings
@@ -189,6 +206,9 @@ class ScenarioSummary(BaseModel):
     fault_at: float | None = None
     delivery: DeliveryRecord | None = None
     harness: Reading | None = None
+    api_processes: int = 1  # uvicorn worker processes (--api-workers)
+    status_polls: StatusPollSummary | None = None  # when several API processes each held their own records
+    records_from: str = "api"  # "ledger": rebuilt from the ledger, no single API process holding them all
     responsive: bool | None  # None: no probe was sent
     failures: list[Failure] = Field(default_factory=list)  # rules that fired in every run, clear of the margin
     # With repeats, every number above is the median over the runs (lists and ids: from the median run).
@@ -196,6 +216,17 @@ class ScenarioSummary(BaseModel):
     spread: dict[str, Spread] = Field(default_factory=dict)  # dotted path of a figure → min–max over the runs
     borderline: list[Failure] = Field(default_factory=list)  # fired in some runs only, or near the limit
     status: Status = "held"
+
+    @property
+    def workload_key(self) -> str:
+        """The workload, and the middleware when there was one: the verdict judges each such group apart."""
+        return self.workload + ("" if self.middleware == "none" else f" [{self.middleware}]")
+
+    @property
+    def fault_label(self) -> str:
+        """The fault, its variant and the middleware, as the reports name it."""
+        label = (self.fault or "") + (f" ({self.variant})" if self.variant else "")
+        return label + ("" if self.middleware == "none" else f" [{self.middleware}]")
 
 
 class ImplementationOutcome(BaseModel):
@@ -239,6 +270,7 @@ class FaultRow(BaseModel):
     variant: str | None
     implementation: str
     workload: str
+    middleware: str = "none"
     jobs: int
     lost: int
     duplicated: int

@@ -22,6 +22,7 @@ from taskbench.analysis.models import (
     ProbeSummary,
     ProcessResources,
     ScenarioSummary,
+    StatusPollSummary,
     SubmissionSummary,
     SystemResources,
 )
@@ -162,12 +163,14 @@ def execution_summary(result: ScenarioResult, fault_at: float | None) -> Executi
         ends = Counter(e.job_id for e in ok_ends)
         starts = Counter(e.job_id for e in result.executions if e.event == "start")
         last_end = {e.job_id: e.t for e in ok_ends}
+        any_end = Counter(e.job_id for e in result.executions if e.event == "end")
         source = "ledger"
     else:
         done = [j for j in result.jobs if j.status == "completed"]
         ends = Counter(j.job_id for j in done)
         starts = Counter(j.job_id for j in result.jobs if j.started_at)
         last_end = {j.job_id: j.finished_at or 0.0 for j in done}
+        any_end = Counter(j.job_id for j in result.jobs if j.finished_at)
         source = "records"
     redelivered_at = [
         e.t
@@ -187,6 +190,8 @@ def execution_summary(result: ScenarioResult, fault_at: float | None) -> Executi
         completed_once=sum(ends[j] == 1 for j in accepted),
         duplicated=len(duplicated),
         lost=len(lost),
+        cut_off=sum(1 for job_id in lost if starts[job_id] and not any_end[job_id]),
+        never_started=sum(1 for job_id in lost if not starts[job_id]),
         recovered=len(recovered),
         lost_ids=lost,
         duplicated_ids=duplicated,
@@ -197,6 +202,18 @@ def execution_summary(result: ScenarioResult, fault_at: float | None) -> Executi
         # delivery, shortly before the fault) plus up to one restore sweep
         redelivery_delay_s=(min(redelivered_at) - fault_at) if redelivered_at and fault_at is not None else None,
     )
+
+
+def status_poll_summary(result: ScenarioResult) -> StatusPollSummary | None:
+    polls = result.status_polls
+    if not polls:
+        return None
+    answered = [p for p in polls if p.status_code is not None]
+    not_found = sum(p.status_code == 404 for p in answered)
+    return StatusPollSummary(
+        sent=len(polls), answered=len(answered), not_found=not_found, other=len(polls) - not_found - sum(
+            p.status_code == 200 for p in answered)
+    )  # fmt: skip
 
 
 def job_process(implementation: str) -> str:
@@ -244,6 +261,7 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
     worker_role = f"{spec.implementation}-worker"
     registered = spec.implementation in implementations.REGISTRY
     implementation = implementations.get(spec.implementation) if registered else None
+    worker = result.settings.worker
     return ScenarioSummary(
         label=spec.label,
         implementation=spec.implementation,
@@ -253,9 +271,14 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
         memory_mb=spec.memory_mb,
         fault=spec.fault,
         variant=spec.variant,
+        middleware=spec.middleware,
         interrupted=result.interrupted,
-        how_it_runs=implementation.how_it_runs(spec.model_workload) if implementation else "",
-        settings=implementation.settings_on(spec.concurrency or result.settings.concurrency, result.settings.broker)
+        how_it_runs=implementation.how_it_runs_with(spec.model_workload, result.settings.worker)
+        if implementation
+        else "",
+        settings=implementation.settings_on(
+            spec.concurrency or result.settings.concurrency, result.settings.broker, worker
+        )
         if implementation
         else {},
         concurrency=spec.concurrency,
@@ -302,5 +325,8 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
         fault_at=fault_at,
         delivery=result.delivery,
         harness=result.harness,
+        api_processes=result.settings.worker.api_workers,
+        status_polls=status_poll_summary(result),
+        records_from=result.records_from,
         responsive=None,
     )

@@ -51,14 +51,14 @@ def sweeps(summaries: Sequence[ScenarioSummary]) -> tuple[list[SweepResult], lis
     swept = [s for s in plain if s.concurrency is not None]
     results: list[SweepResult] = []
     lines: list[str] = []
-    for workload, jobs in dict.fromkeys((s.workload, s.jobs) for s in swept):
+    for workload, jobs in dict.fromkeys((s.workload_key, s.jobs) for s in swept):
         key = (BASELINE, workload, jobs)
-        baseline = next((s for s in plain if (s.implementation, s.workload, s.jobs) == key), None)
+        baseline = next((s for s in plain if (s.implementation, s.workload_key, s.jobs) == key), None)
         target = baseline.makespan_s if baseline is not None else None
         here = []
-        for name in dict.fromkeys(s.implementation for s in swept if (s.workload, s.jobs) == (workload, jobs)):
+        for name in dict.fromkeys(s.implementation for s in swept if (s.workload_key, s.jobs) == (workload, jobs)):
             points = sorted(
-                (_point(s) for s in swept if (s.implementation, s.workload, s.jobs) == (name, workload, jobs)),
+                (_point(s) for s in swept if (s.implementation, s.workload_key, s.jobs) == (name, workload, jobs)),
                 key=lambda p: p.concurrency,
             )
             smallest = next((p.concurrency for p in points if target and _matches(p, target)), None)

@@ -93,9 +93,9 @@ def tradeoffs(summaries: Sequence[ScenarioSummary], order: Sequence[str]) -> lis
     """One trade-off per workload and job count run by more than one implementation."""
     plain = [s for s in summaries if not s.fault and not s.interrupted]
     out = []
-    for workload in dict.fromkeys(s.workload for s in plain):
-        for jobs in sorted({s.jobs for s in plain if s.workload == workload}):
-            here = [s for s in plain if (s.workload, s.jobs) == (workload, jobs)]
+    for workload in dict.fromkeys(s.workload_key for s in plain):  # each middleware apart
+        for jobs in sorted({s.jobs for s in plain if s.workload_key == workload}):
+            here = [s for s in plain if (s.workload_key, s.jobs) == (workload, jobs)]
             at = [s for name in order for s in here if s.implementation == name]
             if len(at) < 2:
                 continue
@@ -125,7 +125,7 @@ def decisions(workloads: Sequence[WorkloadVerdict], summaries: Sequence[Scenario
     rows = []
     for w in workloads:
         largest = max(w.tested_jobs) if w.tested_jobs else 0
-        at_largest = {s.implementation: s for s in summaries if (s.workload, s.jobs) == (w.workload, largest)}
+        at_largest = {s.implementation: s for s in summaries if (s.workload_key, s.jobs) == (w.workload, largest)}
         cells = []
         for o in w.implementations:
             if not o.tested_jobs:

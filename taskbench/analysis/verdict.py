@@ -180,6 +180,7 @@ def _fault_rows(summaries: list[ScenarioSummary]) -> list[FaultRow]:
                 variant=s.variant,
                 implementation=s.implementation,
                 workload=s.workload,
+                middleware=s.middleware,
                 jobs=s.jobs,
                 lost=execs.lost,
                 duplicated=execs.duplicated,
@@ -196,9 +197,9 @@ def _fault_rows(summaries: list[ScenarioSummary]) -> list[FaultRow]:
 
 def _fault_lines(rows: list[FaultRow]) -> list[str]:
     lines = []
-    for fault in dict.fromkeys((r.fault, r.variant) for r in rows):
-        same = [r for r in rows if (r.fault, r.variant) == fault]
-        name = fault[0] + (f" ({fault[1]})" if fault[1] else "")
+    for fault in dict.fromkeys((r.fault, r.variant, r.middleware) for r in rows):
+        same = [r for r in rows if (r.fault, r.variant, r.middleware) == fault]
+        name = fault[0] + (f" ({fault[1]})" if fault[1] else "") + ("" if fault[2] == "none" else f" [{fault[2]}]")
         parts = [
             f"{r.implementation}{' on RabbitMQ' if r.broker == 'amqp' else ''} lost {r.lost}/{r.jobs}"
             + (f", duplicated {r.duplicated}" if r.duplicated else "")
@@ -264,8 +265,8 @@ def compute(
     # A scenario cut short by Ctrl-C says nothing about where an implementation fails.
     plain = [s for s in summaries if not s.fault and not s.interrupted and s.concurrency in (None, base_concurrency)]
     workloads = []
-    for workload in dict.fromkeys(s.workload for s in plain):
-        in_workload = [s for s in plain if s.workload == workload]
+    for workload in dict.fromkeys(s.workload_key for s in plain):  # each middleware judged apart
+        in_workload = [s for s in plain if s.workload_key == workload]
         rows = {name: [s for s in in_workload if s.implementation == name] for name in [BASELINE, *others]}
         tested = sorted({s.jobs for s in in_workload})
         baseline = _outcome(BASELINE, rows[BASELINE])

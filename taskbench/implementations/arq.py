@@ -31,7 +31,7 @@ class ArqImplementation(Implementation):
             worker_crash="lost",
         ),
     )
-    faults = ("api-crash", "worker-crash", "redis-restart")  # one process: no child to kill
+    faults = ("api-crash", "api-deploy", "worker-crash", "redis-restart")  # one process: no child to kill
 
     def worker_argv(self, concurrency: int) -> list[str]:
         # max_jobs comes from TASKBENCH_CONCURRENCY (WorkerSettings): arq's CLI has no flag for it.

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from taskbench.capacity import Capacity
+from taskbench.results import WorkerOptions
 
 ASYNC_WORKLOADS = ("async_sleep", "blocking_async")
-ALL_FAULTS = ("api-crash", "worker-crash", "worker-child-crash", "redis-restart")
+ALL_FAULTS = ("api-crash", "api-deploy", "worker-crash", "worker-child-crash", "redis-restart")
 # Where jobs wait (--broker): Redis for every queue, or RabbitMQ (AMQP) for the queues that speak it. Records,
 # the ledger and heartbeats stay in Redis either way.
 BROKERS = ("redis", "amqp")
@@ -52,6 +53,9 @@ class Implementation(ABC):
     memory_per_slot: ClassVar[bool] = False
     brokers: ClassVar[tuple[str, ...]] = ("redis",)  # what its jobs can wait in
     amqp_deliveries: ClassVar[tuple[Delivery, ...]] = ()  # on RabbitMQ: the same names, what they promise there
+    # Records in the memory of the API process that took the job (BackgroundTasks): under --api-workers N no
+    # single answer holds them all, so the harness rebuilds them from the ledger (taskbench.records).
+    records_in_api_process: ClassVar[bool] = False
 
     @property
     def worker_role(self) -> str:
@@ -64,6 +68,22 @@ class Implementation(ABC):
     def worker_argv(self, concurrency: int) -> list[str] | None:
         """The worker's command line; None when the jobs run inside the API process."""
         return None
+
+    def worker_command(self, concurrency: int, options: WorkerOptions) -> list[str] | None:
+        """The command line with the run's worker options (`--pool` and co.), for the queues that take them."""
+        return self.worker_argv(concurrency)
+
+    def worker_settings(self, concurrency: int, options: WorkerOptions) -> dict[str, str]:
+        """`settings`, as the run's worker options make them: what every report prints."""
+        return self.settings(concurrency)
+
+    def how_it_runs_with(self, workload: str, options: WorkerOptions) -> str:
+        """`how_it_runs`, as the run's worker options make it (Celery's pool)."""
+        return self.how_it_runs(workload)
+
+    def applies(self, fault: str, options: WorkerOptions) -> bool:
+        """Whether a fault means something here with these worker options (no pool children, no child crash)."""
+        return fault in self.faults
 
     @abstractmethod
     def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: dict[str, Any]) -> Capacity:
@@ -82,9 +102,10 @@ class Implementation(ABC):
         is up (the plan's estimate); at run time the real heartbeats from /health replace them."""
         return [{"concurrency": concurrency}]
 
-    def settings_on(self, concurrency: int, broker: str) -> dict[str, str]:
-        """What the reports print: `settings`, with those of the broker the jobs really waited in."""
-        return self.settings(concurrency) | self.broker_settings(self.broker_for(broker))
+    def settings_on(self, concurrency: int, broker: str, options: WorkerOptions) -> dict[str, str]:
+        """What the reports print: `settings` as the worker options make them, with those of the broker the jobs
+        really waited in."""
+        return self.worker_settings(concurrency, options) | self.broker_settings(self.broker_for(broker))
 
     def broker_settings(self, broker: str) -> dict[str, str]:
         """The settings that change with the broker, over those of `settings` (same keys replace them)."""

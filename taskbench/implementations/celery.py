@@ -1,4 +1,5 @@
-"""Celery: a prefork worker over Redis (or RabbitMQ with `--broker amqp`), prefetch 1, as the spec configures it."""
+"""Celery: a worker over Redis (or RabbitMQ with `--broker amqp`), prefetch 1 and the prefork pool as the spec
+configures it; `--pool`, `--prefetch` and `--max-tasks-per-child` change them."""
 
 from __future__ import annotations
 
@@ -7,7 +8,16 @@ from typing import Any
 
 from taskbench.capacity import Capacity
 from taskbench.errors import StackError
-from taskbench.implementations.base import Delivery, Implementation, cpu_bound, python_module
+from taskbench.implementations.base import ASYNC_WORKLOADS, Delivery, Implementation, cpu_bound, python_module
+from taskbench.results import WorkerOptions
+
+# What each pool is, in Celery's words and ours: every report prints it.
+POOLS = {
+    "prefork": "prefork, --concurrency N",  # child processes, one job each (the spec)
+    "threads": "threads, --concurrency N: N threads in the worker process, sharing one GIL",
+    "gevent": "gevent, --concurrency N: N greenlets in the worker process (monkey-patched I/O), sharing one GIL",
+    "solo": "solo: one job at a time, in the worker's main process",
+}
 
 
 class CeleryImplementation(Implementation):
@@ -69,19 +79,62 @@ class CeleryImplementation(Implementation):
             "--without-gossip", "--without-mingle", "-n", f"taskbench-{uuid.uuid4().hex[:6]}@%h",
         )  # fmt: skip
 
+    def worker_command(self, concurrency: int, options: WorkerOptions) -> list[str]:
+        """On the command line, not in the config: Celery monkey-patches for gevent only when `--pool`/`-P` is
+        in its argv (celery/__main__.py, maybe_patch_concurrency)."""
+        argv = [*self.worker_argv(concurrency), "--pool", options.pool, "--prefetch-multiplier", str(options.prefetch)]
+        if options.max_tasks_per_child is not None:
+            argv += ["--max-tasks-per-child", str(options.max_tasks_per_child)]
+        return argv
+
+    def applies(self, fault: str, options: WorkerOptions) -> bool:
+        """Only the prefork pool has child processes to kill."""
+        return fault in self.faults and (fault != "worker-child-crash" or options.pool == "prefork")
+
     def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: dict[str, Any]) -> Capacity:
+        """Per worker, from its heartbeat: the pool decides what its concurrency means."""
         workers = self.workers_seen(health)
-        total = sum(int(w.get("concurrency") or 0) for w in workers)
-        if total == 0:
+        if not workers:
             raise StackError("no Celery worker is seen by the service (GET /health): start one")
+        slots, processes, pools = 0, 0, set()
+        for worker in workers:
+            pool, size = str(worker.get("pool") or "prefork"), int(worker.get("concurrency") or 0)
+            pools.add(pool)
+            if pool == "solo":
+                slots, processes = slots + 1, processes + 1
+            elif pool == "prefork":
+                slots, processes = slots + size, processes + size
+            else:  # threads, gevent: one process, one GIL
+                slots, processes = slots + size, processes + 1
+        if slots == 0:
+            raise StackError("no Celery worker is seen by the service (GET /health): start one")
+        pool_names = "/".join(sorted(pools))
         if workload == "cpu":
-            return cpu_bound(total, cpu_count, "worker processes")
-        return Capacity(concurrency=total, reason=f"{total} worker processes ({len(workers)} worker)")
+            return cpu_bound(processes, cpu_count, f"processes running jobs ({pool_names} pool: one GIL each)")
+        return Capacity(concurrency=slots, reason=f"{slots} job slots ({len(workers)} worker, {pool_names} pool)")
 
     def settings(self, concurrency: int) -> dict[str, str]:
+        return self.worker_settings(concurrency, WorkerOptions())
+
+    def worker_settings(self, concurrency: int, options: WorkerOptions) -> dict[str, str]:
+        pool = POOLS[options.pool].replace(" N", f" {concurrency}")
+        if options.pool == "solo":
+            pool += f" (--concurrency {concurrency} is ignored)"
+        prefetch = f"{options.prefetch}" + (" (the spec)" if options.prefetch == 1 else " (Celery's default: 4)")
+        children = (
+            "never replaced (default)"
+            if options.max_tasks_per_child is None
+            else f"{options.max_tasks_per_child} jobs, then the child is replaced"
+        )
+        if options.pool == "gevent":
+            pool += (
+                "; async jobs (asyncio.run per job) fail with RuntimeError when two overlap: the greenlets share one "
+                "thread's running loop (measured; celery #7465)"
+            )
         return {
-            "pool": f"prefork, --concurrency {concurrency}",
-            "worker_prefetch_multiplier": "1 (the spec)",
+            "pool": pool,
+            "worker_prefetch_multiplier": prefetch,
+            "max_tasks_per_child": children if options.pool == "prefork" else "– (no child processes)",
             "acknowledgement": "per delivery variant (default: on receipt)",
             "visibility_timeout": "max(5 s, 2 × job duration + 2 s) (production default 3600 s)",
             "unacked restore sweep": "every 1 s (kombu default: 100 s)",
@@ -106,9 +159,18 @@ class CeleryImplementation(Implementation):
         }
 
     def how_it_runs(self, workload: str) -> str:
-        if workload in ("async_sleep", "blocking_async"):
+        if workload in ASYNC_WORKLOADS:
             return "asyncio.run per job in a prefork child"
         return "sync def in a prefork child"
+
+    def how_it_runs_with(self, workload: str, options: WorkerOptions) -> str:
+        where = {
+            "prefork": "a prefork child",
+            "threads": "a thread of the worker process",
+            "gevent": "a greenlet of the worker process",
+            "solo": "the worker's main process, one at a time",
+        }[options.pool]
+        return self.how_it_runs(workload).replace("a prefork child", where)
 
 
 IMPLEMENTATION = CeleryImplementation()

@@ -1,4 +1,5 @@
-"""BackgroundTasks: jobs run inside the API process, after the response is sent."""
+"""BackgroundTasks: jobs run inside the API process, after the response is sent; under `--api-workers N`
+inside whichever of the N uvicorn processes took the request, each with its own thread pool."""
 
 from __future__ import annotations
 
@@ -6,14 +7,24 @@ from typing import Any
 
 from taskbench.capacity import Capacity
 from taskbench.implementations.base import Delivery, Implementation
+from taskbench.results import WorkerOptions
 
 FASTAPI_THREADS = 40  # anyio's default limiter; the run reads the real value from /health
+
+
+def api_processes(health: dict[str, Any]) -> list[dict[str, Any]]:
+    """The live processes of the API server that answered (their heartbeats), at least the one that answered."""
+    processes = list(health.get("fastapi", {}).get("processes", []))
+    if processes:
+        return processes
+    tokens = int(health.get("api", {}).get("threadpool_tokens", FASTAPI_THREADS))
+    return [{"threadpool_tokens": tokens, "in_flight": 0}]
 
 
 class BackgroundTasksImplementation(Implementation):
     name = "fastapi"
     title = "BackgroundTasks"
-    job_process = "api"
+    job_process = "api"  # under --api-workers N: all N processes together (each one is reported too)
     deliveries = (
         Delivery(
             "default",
@@ -22,24 +33,46 @@ class BackgroundTasksImplementation(Implementation):
             child_crash="unaffected",
         ),
     )
-    faults = ("api-crash", "worker-crash", "worker-child-crash", "redis-restart")
+    faults = ("api-crash", "api-deploy", "worker-crash", "worker-child-crash", "redis-restart")
+    records_in_api_process = True
 
     def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: dict[str, Any]) -> Capacity:
+        processes = api_processes(health)
+        n = len(processes)
+        where = f" in each of {n} API processes" if n > 1 else ""
         if workload == "async_sleep":
-            return Capacity(concurrency=max(jobs, 1), reason="async jobs all run at once on the event loop")
+            return Capacity(concurrency=max(jobs, 1), reason="async jobs all run at once on the event loop" + where)
         if workload == "blocking_async":
-            return Capacity(concurrency=1, reason="a blocking call in async def holds the one event loop")
+            return Capacity(concurrency=n, reason="a blocking call in async def holds the one event loop" + where)
         if workload == "cpu":
-            return Capacity(concurrency=1, reason="threads share one GIL", cpu_cores=cpu_count)
-        tokens = int(health.get("api", {}).get("threadpool_tokens", FASTAPI_THREADS))
-        return Capacity(concurrency=tokens, reason=f"Starlette's threadpool: {tokens} threads")
+            running = min(n, cpu_count)
+            return Capacity(
+                concurrency=running, reason=f"threads share one GIL{where}, on {cpu_count} cores", cpu_cores=cpu_count
+            )
+        tokens = sum(int(p.get("threadpool_tokens", FASTAPI_THREADS)) for p in processes)
+        return Capacity(concurrency=tokens, reason=f"Starlette's threadpool: {tokens} threads" + (
+            f" ({n} processes × {tokens // n})" if n > 1 else ""))  # fmt: skip
 
     def settings(self, concurrency: int) -> dict[str, str]:
-        return {
-            "runner": "BackgroundTasks in the API process (1 uvicorn process)",
-            "thread pool": f"anyio default limiter, {FASTAPI_THREADS} threads (shared with sync endpoints)",
+        return self.worker_settings(concurrency, WorkerOptions())
+
+    def worker_settings(self, concurrency: int, options: WorkerOptions) -> dict[str, str]:
+        n = options.api_workers
+        processes = f"{n} uvicorn processes (--workers {n})" if n > 1 else "1 uvicorn process"
+        settings = {
+            "runner": f"BackgroundTasks in the API process ({processes})",
+            "thread pool": f"anyio default limiter, {FASTAPI_THREADS} threads per process (shared with sync endpoints)",
             "--concurrency": "not used: BackgroundTasks have no knob",
+            "graceful shutdown": "no limit (uvicorn's default): a SIGTERMed API waits for every background task"
+            if options.graceful_timeout_s is None
+            else f"--timeout-graceful-shutdown {options.graceful_timeout_s:g}: then running background tasks are "
+            "cancelled",
         }
+        if n > 1:
+            settings["job records"] = (
+                "in the memory of the process that took the job: a status request answered by another says 404"
+            )
+        return settings
 
     def how_it_runs(self, workload: str) -> str:
         if workload in ("async_sleep", "blocking_async"):

@@ -40,7 +40,7 @@ class SaqImplementation(Implementation):
             worker_crash="redelivered",
         ),
     )
-    faults = ("api-crash", "worker-crash", "redis-restart")  # --workers 1: no child process to kill
+    faults = ("api-crash", "api-deploy", "worker-crash", "redis-restart")  # --workers 1: no child process to kill
 
     def worker_argv(self, concurrency: int) -> list[str]:
         # `concurrency` comes from TASKBENCH_CONCURRENCY (worker_settings): SAQ's CLI has no flag for it.

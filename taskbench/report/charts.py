@@ -398,7 +398,7 @@ def workload_chart(run: AnalysedRun, workload: str, summaries: list[ScenarioSumm
 
 def faults_chart(run: AnalysedRun, summaries: list[ScenarioSummary]) -> Figure:
     """Jobs lost per fault, one bar per implementation: the durability question in one picture."""
-    faults = list(dict.fromkeys((s.fault, s.variant) for s in summaries))
+    faults = list(dict.fromkeys(s.fault_label for s in summaries))
     implementations = list(dict.fromkeys(s.implementation for s in summaries))
     palette = colours([i.name for i in run.implementations])
     fig = Figure(figsize=(max(6.0, (0.8 + 0.4 * len(implementations)) * len(faults) + 3), 3.8), layout="constrained")
@@ -406,7 +406,7 @@ def faults_chart(run: AnalysedRun, summaries: list[ScenarioSummary]) -> Figure:
     width = 0.8 / max(len(implementations), 1)
     for i, impl in enumerate(implementations):
         for x, fault in enumerate(faults):
-            row = next((s for s in summaries if (s.fault, s.variant) == fault and s.implementation == impl), None)
+            row = next((s for s in summaries if s.fault_label == fault and s.implementation == impl), None)
             if row is None:
                 continue
             lost = row.executions.lost
@@ -414,7 +414,7 @@ def faults_chart(run: AnalysedRun, summaries: list[ScenarioSummary]) -> Figure:
             ax.bar(pos, lost, width * 0.9, color=palette.get(impl, FALLBACK), label=impl)
             ax.annotate(f"{lost}/{row.executions.accepted}", (pos, lost), ha="center", va="bottom",
                         fontsize=8, xytext=(0, 2), textcoords="offset points")  # fmt: skip
-    ax.set_xticks(range(len(faults)), [f"{f}" + (f"\n({v})" if v else "") for f, v in faults])
+    ax.set_xticks(range(len(faults)), [f.replace(" (", "\n(").replace(" [", "\n[") for f in faults])
     ax.set_ylabel("jobs lost (accepted, never completed)")
     ax.set_title("Jobs lost per fault", fontsize=10)
     ax.margins(y=0.15)
@@ -464,12 +464,12 @@ def comparison_charts(run: AnalysedRun) -> list[Chart]:
         draw = partial(sweep_chart, run, workload, jobs)
         charts.append(Chart(title, f"comparison_{workload}_{jobs}_sweep.png", draw))
     plain = [s for s in run.summaries if not s.fault and s.concurrency in (None, run.settings.concurrency)]
-    for workload in dict.fromkeys(s.workload for s in plain):
-        rows = [s for s in plain if s.workload == workload]
+    for workload in dict.fromkeys(s.workload_key for s in plain):
+        rows = [s for s in plain if s.workload_key == workload]
         charts.append(
             Chart(
                 f"Workload {workload}: figures by job count",
-                f"comparison_{workload}.png",
+                f"comparison_{workload.replace(' [', '_').rstrip(']')}.png",
                 partial(workload_chart, run, workload, rows),
             )
         )

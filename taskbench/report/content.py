@@ -105,7 +105,8 @@ def spec_table(summaries: Sequence[ScenarioSummary]) -> Table:
             str(s.jobs),
             s.implementation.upper()
             + ("" if s.workload == SPEC_WORKLOAD else f" ({s.workload})")
-            + ("" if s.concurrency is None else f" at concurrency {s.concurrency}"),
+            + ("" if s.concurrency is None else f" at concurrency {s.concurrency}")
+            + ("" if s.middleware == "none" else f" [{s.middleware}]"),
             f"{s.completion.completed}/{s.jobs}",
             str(s.completion.failed),
             spread(s, "submission.avg", s.submission.avg, seconds),
@@ -201,6 +202,92 @@ def short_jobs_table(summaries: Sequence[ScenarioSummary]) -> Table:
     return Table(headers, rows)
 
 
+def api_processes_table(summaries: Sequence[ScenarioSummary]) -> Table:
+    """Under --api-workers: CPU and memory of each API process and of all together, and what a user's status
+    poll got (BackgroundTasks keep a record in the one process that took the job)."""
+    headers = ["Scenario", "API processes", "Each process: CPU peak / avg, RSS peak", "All together: CPU peak / avg, "
+               "RSS peak", "Status polls answered 404 (record in another process)", "Records"]  # fmt: skip
+    rows: list[list[Cell]] = []
+    for s in summaries:
+        each = sorted((role for role in s.resources if role.startswith("api#")), key=lambda r: int(r.split("#")[1]))
+        if s.api_processes <= 1 and not each:
+            continue
+        total = s.resources.get("api")
+        polls = s.status_polls
+        share = polls.not_found_share if polls else None
+        polled = (
+            "–"
+            if polls is None
+            else f"{polls.not_found}/{polls.answered} ({percent(None if share is None else 100 * share)})"
+        )
+        rows.append(
+            [
+                s.label,
+                str(s.api_processes),
+                [f"{role}: {_cpu_peak_avg(s.resources[role])}, {mb(s.resources[role].rss_peak_mb)}" for role in each]
+                or "–",
+                f"{_cpu_peak_avg(total)}, {mb(None if total is None else total.rss_peak_mb)}",
+                polled,
+                "rebuilt from the ledger" if s.records_from == "ledger" else "from the API",
+            ]
+        )
+    return Table(headers, rows)
+
+
+def topology_text(settings: RunSettings) -> str:
+    """The processes' layout and settings (--api-workers, --pool, --prefetch, --max-tasks-per-child)."""
+    w = settings.worker
+    api = f"{w.api_workers} uvicorn worker processes (--workers {w.api_workers})" if w.api_workers > 1 else "1 process"
+    graceful = "no limit (uvicorn's default)" if w.graceful_timeout_s is None else f"{w.graceful_timeout_s:g} s"
+    children = w.max_tasks_per_child if w.max_tasks_per_child is not None else "never"
+    return (
+        f"Topology: API {api} (--api-workers), graceful shutdown {graceful} (--graceful-timeout); "
+        f"Celery worker --pool {w.pool}, --prefetch {w.prefetch}, "
+        f"--max-tasks-per-child {children}"
+    )
+
+
+MIDDLEWARE_TITLES = {"none": "no middleware", "base-http": "a do-nothing BaseHTTPMiddleware"}
+
+
+def middleware_table(summaries: Sequence[ScenarioSummary]) -> Table:
+    """The same scenario without and with each middleware, side by side: what it does to submission latency,
+    job start delay (queue time) and completed jobs."""
+    middlewares = list(dict.fromkeys(s.middleware for s in summaries))
+    headers = ["Scenario"] + [
+        f"{column} [{m}]" for m in middlewares for column in ("Submit p50 / p99", "Queue p50 / p99", "Completed")
+    ]
+    by_key: dict[tuple[str, str, int, str | None, str | None], dict[str, ScenarioSummary]] = {}
+    for s in summaries:
+        by_key.setdefault((s.implementation, s.workload, s.jobs, s.fault, s.variant), {})[s.middleware] = s
+    rows: list[list[Cell]] = []
+    for (implementation, workload, jobs, fault, variant), seen in by_key.items():
+        label = f"{implementation} · {workload} · {jobs} jobs" + (f" · {fault_name(fault, variant)}" if fault else "")
+        row: list[Cell] = [label]
+        for m in middlewares:
+            x = seen.get(m)
+            row += (
+                ["–", "–", "–"]
+                if x is None
+                else [
+                    f"{ms(x.submission.p50)} / {ms(x.submission.p99)}",
+                    f"{ms(x.queue_time.p50)} / {ms(x.queue_time.p99)}",
+                    f"{x.completion.completed}/{x.jobs}",
+                ]
+            )
+        rows.append(row)
+    return Table(headers, rows)
+
+
+def middleware_text(middlewares: Sequence[str], versions: dict[str, str]) -> str:
+    """Which middleware each scenario ran behind, with the Starlette version that implements it."""
+    shown = "; ".join(f"`{m}` = {MIDDLEWARE_TITLES.get(m, m)}" for m in middlewares)
+    return (
+        f"API middleware (--middleware): {shown} (Starlette {versions.get('starlette', '?')}, "
+        f"FastAPI {versions.get('fastapi', '?')}); scenarios behind one are marked [name]"
+    )
+
+
 def _cpu_peak_avg(p: ProcessResources | None) -> str:
     return "– / –" if p is None else f"{percent(p.cpu_peak)} / {percent(p.cpu_avg)}"
 
@@ -272,9 +359,9 @@ def harness_warning(summaries: Sequence[ScenarioSummary]) -> list[Block]:
 
 
 def faults_table(summaries: Sequence[ScenarioSummary]) -> Table:
-    headers = ["Fault", "Implementation", "Broker", "Delivery", "Accepted", "Completed once", "Lost", "Duplicated",
-               "Redelivered", "Redelivery delay (timeout)", "Completed after fault",
-               "Lost / duplicated ids"]  # fmt: skip
+    headers = ["Fault", "Implementation", "Broker", "Delivery", "Accepted", "Completed once",
+               "Lost (cut off / never started)", "Duplicated", "Redelivered", "Redelivery delay (timeout)",
+               "Completed after fault", "Lost / duplicated ids"]  # fmt: skip
     rows: list[list[Cell]] = []
     for s in (s for s in summaries if s.fault):
         e = s.executions
@@ -287,13 +374,13 @@ def faults_table(summaries: Sequence[ScenarioSummary]) -> Table:
                 f"{seconds(e.redelivery_delay_s, 1)} ({seconds(timeout, 0)})")  # fmt: skip
         rows.append(
             [
-                fault_name(s.fault or "", s.variant),
+                s.fault_label,
                 s.implementation,
                 "RabbitMQ" if broker == "amqp" else "Redis",
                 s.delivery.name if s.delivery else "default",
                 str(e.accepted),
                 str(e.completed_once),
-                str(e.lost),
+                f"{e.lost} ({e.cut_off} / {e.never_started})" if e.lost else "0",
                 str(e.duplicated),
                 str(e.recovered),
                 delay,
@@ -429,6 +516,8 @@ def run_facts(run: RunResult) -> list[str]:
         f"Concurrency (--concurrency): {s.concurrency}; faults: {', '.join(s.faults) or 'none'} "
         "(redelivery timeout for faults: see each scenario)",
         f"Service: {s.url or 'started by taskbench'}; Redis: {s.redis}; " + broker_text(s),
+        middleware_text(s.middleware, env.get("versions", {})),
+        topology_text(s),
         f"Machine: {machine.get('platform', '?')}, {machine.get('cpu_count', '?')} cores, "
         f"{machine.get('memory_gb', 0):.1f} GB RAM; Python {machine.get('python', '?')}",
         f"Versions: {versions}",
@@ -499,8 +588,20 @@ def comparison(run: AnalysedRun, charts: Sequence[ChartRef] = ()) -> list[Block]
         resources_table(summaries),
         *resources_notes(summaries),
     ]
+    if any(s.api_processes > 1 for s in summaries):
+        blocks += [Heading("Several API processes (--api-workers)", 3), api_processes_table(summaries)]
     if any(s.workload == "noop" and not s.fault for s in summaries):
         blocks += [Heading("Short jobs (noop): what each runner costs", 3), short_jobs_table(summaries)]
+    if len({s.middleware for s in summaries}) > 1:
+        blocks += [
+            Heading("Without and with the middleware", 3),
+            Paragraph(
+                middleware_text(
+                    list(dict.fromkeys(s.middleware for s in summaries)), run.environment.get("versions", {})
+                )
+            ),
+            middleware_table(summaries),
+        ]
     if any(s.fault for s in summaries):
         blocks += [Heading("Faults"), faults_table(summaries), promises_table(run)]
     if charts:
@@ -525,8 +626,16 @@ def scenario_intro(result: ScenarioResult, summary: ScenarioSummary) -> str:
     spec = result.spec
     fault = f", fault **{fault_name(spec.fault, spec.variant)}**" if spec.fault else ""
     runs = f" Runs as: {summary.how_it_runs}." if summary.how_it_runs else ""
+    versions = result.environment.get("versions", {})
+    behind = (
+        f" The API ran behind {MIDDLEWARE_TITLES.get(spec.middleware, spec.middleware)} "
+        f"(Starlette {versions.get('starlette', '?')})."
+        if spec.middleware != "none"
+        else ""
+    )
     return (
-        f"{spec.jobs} × `{spec.workload}` jobs of {spec.duration_s} s on **{spec.implementation}**{fault}.{runs} "
+        f"{spec.jobs} × `{spec.workload}` jobs of {spec.duration_s} s on **{spec.implementation}**{fault}.{runs}"
+        f"{behind} "
         f"Capacity: {summary.capacity.concurrency} at once ({summary.capacity.reason}). "
         f"Deadline {result.deadline_s:.1f} s" + (" — **passed before all jobs finished**." if result.timed_out else ".")
     )
@@ -546,6 +655,7 @@ def scenario(result: ScenarioResult, summary: ScenarioSummary, charts: Sequence[
     """`{implementation}_{N}_jobs_{timestamp}.md`: every figure of one scenario."""
     s = summary
     source = " (execution ledger)" if s.executions.source == "ledger" else " (job records)"
+    api_blocks: list[Block] = [Heading("API processes"), api_processes_table([s])] if s.api_processes > 1 else []
     blocks: list[Block] = [
         Heading(result.run_label, 1),
         Paragraph(scenario_intro(result, summary)),
@@ -560,6 +670,7 @@ def scenario(result: ScenarioResult, summary: ScenarioSummary, charts: Sequence[
         Heading("Resources"),
         resources_table([s]),
         *resources_notes([s]),
+        *api_blocks,
         Heading("Executions" + source),
         executions_table(s),
         Heading("Timeline"),

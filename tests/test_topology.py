@@ -1,0 +1,281 @@
+"""Production topologies (issue 12): the API behind a BaseHTTPMiddleware, Celery's worker pools and their
+settings, on real processes with short jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import psutil
+import pytest
+
+from taskbench import plan
+from taskbench.analysis import analyse, summarise
+from taskbench.analysis.models import ScenarioSummary
+from taskbench.client import ServiceClient
+from taskbench.implementations import celery
+from taskbench.report import content, files
+from taskbench.results import RunSettings, ScenarioResult, ScenarioSpec, WorkerOptions, load_scenario
+from taskbench.scenario import ScenarioContext, run_scenario
+from taskbench.stack import Stack, StackConfig
+
+
+def _settings(**changes: object) -> RunSettings:
+    base = RunSettings(implementations=["fastapi", "celery"], workloads=["sleep"], jobs=[2], duration_s=0.1,
+                       memory_mb=1, concurrency=2, faults=["api-crash"])  # fmt: skip
+    return base.model_copy(update=changes)
+
+
+def test_every_scenario_runs_under_each_middleware_grouped_and_labelled() -> None:
+    specs = plan.scenarios(_settings(middleware=["none", "base-http"]), fault_jobs=3)
+    middlewares = [s.middleware for s in specs]
+    assert middlewares == sorted(middlewares, key=["none", "base-http"].index)  # one API restart, not one each
+    plain = [s for s in specs if s.middleware == "none"]
+    behind = [s for s in specs if s.middleware == "base-http"]
+    assert [s.model_copy(update={"middleware": "none"}) for s in behind] == plain
+    assert all(s.label.endswith("· base-http") for s in behind)
+    assert all(s.file_stem.startswith(f"{s.implementation}_base-http") for s in behind)
+    assert len({s.file_stem for s in specs}) == len(specs)
+
+
+def test_cli_runs_each_scenario_with_and_without_base_http_middleware(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "taskbench.cli", "run", "--implementations", "fastapi", "--jobs", "4",
+         "--duration", "0.3", "--middleware", "none,base-http", "--output", str(tmp_path)],
+        capture_output=True, text=True, timeout=180, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    _, run, scenarios = files.load(folder)
+    assert run.settings.middleware == ["none", "base-http"]
+    assert [s.spec.middleware for s in scenarios] == ["none", "base-http"]
+    behind = load_scenario(next(folder.glob("fastapi_base-http_4_jobs_*.json")))
+    assert behind.spec.middleware == "base-http"
+    analysed = analyse(run, scenarios)
+    for summary in analysed.summaries:  # BackgroundTasks jobs behind the middleware complete, once each
+        assert summary.completion.completed == 4 and summary.executions.completed_once == 4, summary.label
+    report = next(folder.glob("comparison_*.md")).read_text()
+    starlette = run.environment["versions"]["starlette"]
+    assert "Without and with the middleware" in report
+    assert f"Starlette {starlette}" in report and "BaseHTTPMiddleware" in report
+    assert "FASTAPI [base-http]" in report
+    assert content.middleware_table(analysed.summaries).rows[0][3] == "4/4"
+    assert "sleep [base-http]" in " ".join(analysed.verdict.lines)  # judged apart in the verdict
+    scenario_md = next(folder.glob("fastapi_base-http_4_jobs_*.md")).read_text()
+    assert "behind a do-nothing BaseHTTPMiddleware" in scenario_md
+
+
+def test_middleware_needs_a_stack_taskbench_started() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "taskbench.cli", "run", "--url", "http://127.0.0.1:9", "--middleware", "base-http"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "--middleware" in out.stderr
+
+
+# --- Celery's pools -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def celery_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Redis, the API and one Celery worker; each test restarts the worker with the options it measures."""
+    config = StackConfig(workdir=tmp_path_factory.mktemp("pools"), concurrency=2, implementations=("celery",))
+    with Stack(config) as stack:
+        yield stack
+
+
+def with_worker(stack: Stack, options: WorkerOptions) -> Stack:
+    """A new worker with these options (its command line changes: `restart_worker` keeps the old one)."""
+    stack.config = replace(stack.config, worker=options)
+    stack.workers["celery"].stop()
+    stack.start_worker("celery")
+    return stack
+
+
+def run_one(stack: Stack, spec: ScenarioSpec, options: WorkerOptions) -> tuple[ScenarioResult, ScenarioSummary]:
+    settings = _settings(implementations=[spec.implementation], workloads=[spec.workload], jobs=[spec.jobs],
+                         duration_s=spec.duration_s, faults=[], worker=options)  # fmt: skip
+
+    async def go() -> ScenarioResult:
+        client = ServiceClient(stack.url)
+        try:
+            ctx = ScenarioContext(client=client, settings=settings, environment={}, stack=stack)
+            return await run_scenario(ctx, spec, lambda done, total: None)
+        finally:
+            await client.aclose()
+
+    result = asyncio.run(go())
+    assert not result.timed_out, result.events
+    return result, summarise(result)
+
+
+@pytest.mark.parametrize(("pool", "slots"), [("prefork", 2), ("threads", 2), ("gevent", 2), ("solo", 1)])
+def test_each_celery_pool_runs_every_job_once_in_the_slots_it_has(celery_stack: Stack, pool: str, slots: int) -> None:
+    options = WorkerOptions.model_validate({"pool": pool})
+    stack = with_worker(celery_stack, options)
+    main_pid = stack.workers["celery"].pid
+    for workload in ("sleep", "async_sleep") if pool in ("gevent", "threads") else ("sleep",):
+        spec = ScenarioSpec(implementation="celery", workload=workload, jobs=4, duration_s=0.3)
+        result, summary = run_one(stack, spec, options)
+        ends = [e for e in result.executions if e.event == "end"]
+        assert len(ends) == 4 and summary.executions.duplicated == 0, (pool, workload)
+        if pool == "gevent" and workload == "async_sleep":
+            # asyncio.run per job, as a Celery user writes it: greenlets share one thread, so a job that starts
+            # while another's loop runs fails (celery #7465). A finding, kept visible, not worked around.
+            failed = [e.error for e in ends if not e.ok]
+            assert failed and all("cannot be called from a running event loop" in (f or "") for f in failed)
+            assert summary.completion.completed + summary.completion.failed == 4
+            continue
+        assert summary.completion.completed == 4 and summary.executions.completed_once == 4, (pool, workload)
+        assert result.capacity.concurrency == slots and pool in result.capacity.reason
+        assert 1 <= summary.max_running <= slots
+        if pool != "solo":
+            assert summary.max_running == slots, (pool, workload)  # they really run side by side
+        pids = {e.pid for e in result.executions}
+        # prefork runs jobs in child processes; the other pools in the worker's own process
+        assert (main_pid not in pids) if pool == "prefork" else (pids == {main_pid}), (pool, pids)
+    assert summary.settings["pool"].startswith(pool)
+
+    async def cpu_capacity() -> int:
+        client = ServiceClient(stack.url)
+        try:
+            return (await client.capacity("celery", "cpu", 4, 2, 2)).concurrency
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(cpu_capacity()) == (2 if pool == "prefork" else 1)  # threads and greenlets share one GIL
+
+
+def test_max_tasks_per_child_replaces_each_child_after_its_jobs(celery_stack: Stack) -> None:
+    options = WorkerOptions(pool="prefork", max_tasks_per_child=1)
+    stack = with_worker(celery_stack, options)
+    spec = ScenarioSpec(implementation="celery", workload="sleep", jobs=4, duration_s=0.2)
+    result, summary = run_one(stack, spec, options)
+    assert summary.completion.completed == 4 and summary.executions.completed_once == 4
+    pids = [e.pid for e in result.executions if e.event == "start"]
+    assert len(set(pids)) == 4, pids  # one job per child: four children ran them
+    assert "1 jobs, then the child is replaced" in summary.settings["max_tasks_per_child"]
+    assert stack.workers["celery"].pid not in pids
+
+
+def test_worker_options_reach_the_command_line_and_the_report_settings() -> None:
+    options = WorkerOptions(pool="threads", prefetch=4)
+    argv = celery.IMPLEMENTATION.worker_command(8, options)
+    assert argv[argv.index("--pool") + 1] == "threads" and argv[argv.index("--prefetch-multiplier") + 1] == "4"
+    assert "--max-tasks-per-child" not in argv
+    shown = celery.IMPLEMENTATION.worker_settings(8, options)
+    assert shown["pool"].startswith("threads, --concurrency 8: 8 threads") and shown[
+        "worker_prefetch_multiplier"
+    ].startswith("4")
+    specs = plan.scenarios(_settings(faults=["worker-child-crash", "worker-crash"], worker=options), fault_jobs=3)
+    assert not [s for s in specs if s.fault == "worker-child-crash" and s.implementation == "celery"]  # no children
+    assert RunSettings.model_validate({**_settings().model_dump(), "worker": None} | {"worker": {}}).worker.is_default
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--pool", "threads", "--max-tasks-per-child", "5"], "--max-tasks-per-child replaces prefork children"),
+        (["--pool", "solo", "--implementations", "fastapi"], "add celery to --implementations"),
+        (["--prefetch", "0"], "out of range"),
+        (["--pool", "eventlet"], "invalid choice"),
+    ],
+)
+def test_worker_flag_mistakes_are_one_line_and_exit_2(args: list[str], message: str) -> None:
+    out = subprocess.run([sys.executable, "-m", "taskbench.cli", "run", *args], capture_output=True, text=True,
+                         timeout=30)  # fmt: skip
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and message in out.stderr, out.stderr
+
+
+# --- several API processes ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_api_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    config = StackConfig(workdir=tmp_path_factory.mktemp("api2"), concurrency=2, implementations=("fastapi", "celery"),
+                         worker=WorkerOptions(api_workers=2, graceful_timeout_s=0))  # fmt: skip
+    with Stack(config) as stack:
+        yield stack
+
+
+def test_busy_counts_background_tasks_in_flight_in_every_api_process(two_api_processes: Stack) -> None:
+    """Each process publishes its jobs in flight: whichever process answers /health, the sum is the server's."""
+    import httpx
+
+    from tests.conftest import wait_for
+
+    stack = two_api_processes
+
+    async def busy() -> int:
+        client = ServiceClient(stack.url)
+        try:
+            return await client.busy(["fastapi"])
+        finally:
+            await client.aclose()
+
+    for _ in range(6):  # a new connection each: the kernel hands them to either process
+        with httpx.Client(base_url=stack.url, timeout=10) as http:
+            assert http.post("/fastapi/job", json={"duration": 1.5}).status_code == 202
+    wait_for(lambda: asyncio.run(busy()) == 6, timeout_s=1.4, interval_s=0.1)
+    wait_for(lambda: asyncio.run(busy()) == 0, timeout_s=10, interval_s=0.1)
+
+
+def test_fastapi_on_two_api_processes_counts_from_the_ledger_and_polls_each_status(two_api_processes: Stack) -> None:
+    stack = two_api_processes
+    options = WorkerOptions(api_workers=2)
+    spec = ScenarioSpec(implementation="fastapi", workload="sleep", jobs=12, duration_s=0.3)
+    result, summary = run_one(stack, spec, options)
+    assert result.capacity.concurrency == 80 and "2 processes" in result.capacity.reason  # 2 thread pools of 40
+    assert result.records_from == "ledger" and len(result.jobs) == 12
+    assert summary.completion.completed == 12 and summary.executions.completed_once == 12
+    assert all(j.status == "completed" and j.queue_time is not None and j.queue_time >= 0 for j in result.jobs)
+    supervisor = stack.api.pid if stack.api else None
+    api_pids = {j.pid for j in result.jobs}
+    assert supervisor not in api_pids and all(psutil.Process(pid).ppid() == supervisor for pid in api_pids if pid)
+    polls = summary.status_polls
+    assert polls is not None and polls.sent == polls.answered == 12 and polls.other == 0
+    assert {p.status_code for p in result.status_polls} <= {200, 404}
+    roles = set().union(*(s.processes for s in result.samples))
+    assert {"api", "api#1", "api#2"} <= roles and "api#3" not in roles  # not multiprocessing's resource tracker
+    last = result.samples[-1].processes
+    assert last["api"].rss_mb > last["api#1"].rss_mb + last["api#2"].rss_mb  # the total adds the supervisor
+    assert summary.settings["runner"].endswith("(2 uvicorn processes (--workers 2))")
+    celery_spec = ScenarioSpec(implementation="celery", workload="sleep", jobs=4, duration_s=0.2)
+    celery_result, celery_summary = run_one(stack, celery_spec, options)  # the queues are not affected
+    assert celery_result.records_from == "api" and celery_summary.completion.completed == 4
+    assert not celery_result.status_polls
+
+
+# --- api-deploy -------------------------------------------------------------------------------------------------
+
+
+def test_api_deploy_cuts_background_tasks_and_no_celery_job(two_api_processes: Stack) -> None:
+    """SIGTERM with --timeout-graceful-shutdown 0: uvicorn cancels what runs and exits (re-raising the signal,
+    so anyio's threads go with it): every running BackgroundTasks job is cut off, in both API processes;
+    Celery's are in the broker."""
+    deploy_stack, options = two_api_processes, WorkerOptions(api_workers=2, graceful_timeout_s=0)
+    spec = ScenarioSpec(implementation="fastapi", workload="sleep", jobs=6, duration_s=0.9, fault="api-deploy")
+    result, fastapi = run_one(deploy_stack, spec, options)
+    assert "SIGTERM the API server (a deploy; --timeout-graceful-shutdown 0)" in [e.detail for e in result.events]
+    assert fastapi.executions.source == "ledger" and fastapi.executions.accepted == 6
+    assert fastapi.executions.lost == fastapi.executions.cut_off == 6  # all were running: started, never ended
+    assert "jobs not completed" in [f.rule for f in fastapi.failures]
+    spec = spec.model_copy(update={"implementation": "celery"})
+    result, celery_summary = run_one(deploy_stack, spec, options)
+    assert celery_summary.executions.lost == 0 and celery_summary.executions.completed_once == 6
+    assert celery_summary.executions.completed_after_fault >= 1
+    table = content.faults_table([fastapi, celery_summary])
+    lost = table.headers.index("Lost (cut off / never started)")
+    assert table.rows[0][lost] == "6 (6 / 0)" and table.rows[1][lost] == "0"
+
+
+def test_api_deploy_with_uvicorn_s_default_waits_for_every_background_task(celery_stack: Stack) -> None:
+    """No --timeout-graceful-shutdown (uvicorn's default): the deploy waits until the background tasks are done."""
+    spec = ScenarioSpec(implementation="fastapi", workload="sleep", jobs=4, duration_s=0.6, fault="api-deploy")
+    result, summary = run_one(celery_stack, spec, WorkerOptions())
+    assert "SIGTERM the API server (a deploy; no limit (uvicorn's default))" in [e.detail for e in result.events]
+    assert summary.executions.lost == 0 and summary.executions.completed_once == 4
