@@ -442,6 +442,9 @@ def _check_jobs(args: argparse.Namespace) -> list[job_check.UserJob]:
 def _print_answer(folder: Path, result: AnalysedRun, console: Console) -> None:
     console.print()
     console.print(markdown.spec_table(result.summaries), markup=False, soft_wrap=True)
+    if result.verdict.decisions:
+        console.print("\n[bold]Decision[/]")
+        console.print(markdown.decision_table(result), markup=False, soft_wrap=True)
     console.print("\n[bold]Verdict[/]")
     for line in result.verdict.lines:
         console.print(f"  • {line}", markup=False)

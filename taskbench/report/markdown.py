@@ -50,6 +50,11 @@ def spec_table(summaries: list[ScenarioSummary]) -> str:
     return table(content.spec_table(summaries))
 
 
+def decision_table(run: AnalysedRun) -> str:
+    """The decision table, as the top of the comparison shows it (the CLI prints it too)."""
+    return table(content.decision_table(run))
+
+
 def comparison(run: AnalysedRun, charts: Sequence[ChartRef] = ()) -> str:
     return document(content.comparison(run, charts))
 
