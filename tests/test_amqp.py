@@ -102,7 +102,7 @@ def test_jobs_go_through_rabbitmq_and_complete(stack: Stack, http: httpx.Client,
 @pytest.mark.parametrize("name", list(QUEUES))
 def test_queued_counts_and_purge_read_rabbitmq(stack: Stack, http: httpx.Client, name: str) -> None:
     worker = stack.workers[name]
-    worker.stop()  # nobody consumes: the jobs wait in RabbitMQ
+    worker.kill()  # nobody consumes: the jobs wait in RabbitMQ
     try:
         _submit(http, name, 3, 0.2)
         wait_for(lambda: http.get("/health").json()[name]["queued"] == 3)
@@ -160,6 +160,8 @@ def test_rabbitmq_down_is_a_503_with_a_message(stack: Stack, http: httpx.Client)
     """Last in this module: it stops the private RabbitMQ (the stack's teardown stops the rest)."""
     if stack.rabbitmq is None:
         pytest.skip("TASKBENCH_TEST_AMQP_URL names a RabbitMQ this test cannot stop")
+    for worker in stack.workers.values():  # not needed here, and quick to end now rather than retrying later
+        worker.kill()
     stack.rabbitmq.stop()
     for name in QUEUES:
         started = time.monotonic()
