@@ -197,7 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _env_redis_url() -> str | None:
-    return os.environ.get("TASKBENCH_REDIS_URL") or os.environ.get("CELERY_BROKER_URL")
+    """A Redis named in the environment; CELERY_BROKER_URL only when it is one (not RabbitMQ's amqp://)."""
+    celery_broker = os.environ.get("CELERY_BROKER_URL")
+    if celery_broker and rabbitmq_server.is_amqp(celery_broker):
+        celery_broker = None
+    return os.environ.get("TASKBENCH_REDIS_URL") or celery_broker
 
 
 def _broker(args: argparse.Namespace) -> tuple[str, str | None]:
