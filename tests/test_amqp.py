@@ -209,3 +209,15 @@ def test_service_settings_keep_records_in_redis_when_the_broker_is_rabbitmq(monk
     monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:7/0")
     assert settings.load().broker == "redis" and settings.load().redis_url == "redis://127.0.0.1:7/0"
     assert pika_url("amqp://u:p@h:1//") == "amqp://u:p@h:1/%2F"  # Celery's spelling of vhost "/", for pika
+
+
+def test_every_queue_on_rabbitmq_declares_each_delivery_there_and_its_settings() -> None:
+    """The fault plan names deliveries once for both brokers: each must say what it promises on RabbitMQ too."""
+    on_amqp = {name: impl for name, impl in REGISTRY.items() if "amqp" in impl.brokers}
+    assert set(on_amqp) == set(QUEUES)
+    for impl in on_amqp.values():
+        assert [d.name for d in impl.amqp_deliveries] == [d.name for d in impl.deliveries]
+        assert impl.settings_on(4, "amqp")["broker"].startswith("RabbitMQ")
+    for name, impl in REGISTRY.items():  # the others stay on Redis whatever the run asks
+        if name not in on_amqp:
+            assert impl.broker_for("amqp") == "redis" and impl.deliveries_on("amqp") == impl.deliveries
