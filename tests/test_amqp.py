@@ -22,10 +22,12 @@ from kombu import Connection
 from taskbench import cli, faults
 from taskbench.errors import UsageError
 from taskbench.implementations import REGISTRY
+from taskbench.implementations.base import python_module
 from taskbench.ledger import LedgerTail
 from taskbench.rabbitmq_server import find_epmd, find_rabbitmq_server
 from taskbench.redis_server import free_port
 from taskbench.results import Event, ScenarioSpec
+from taskbench.services import Service
 from taskbench.stack import Stack, StackConfig, StackState
 from tests.conftest import wait_for
 
@@ -156,23 +158,48 @@ def test_a_killed_worker_s_jobs_are_redelivered_on_disconnect(
     assert all(s.status_code == 200 for s in [http.get(f"/{name}/status/{i}") for i in ids])
 
 
-def test_rabbitmq_down_is_a_503_with_a_message(stack: Stack, http: httpx.Client) -> None:
-    """Last in this module: it stops the private RabbitMQ (the stack's teardown stops the rest)."""
-    if stack.rabbitmq is None:
-        pytest.skip("TASKBENCH_TEST_AMQP_URL names a RabbitMQ this test cannot stop")
-    for worker in stack.workers.values():  # not needed here, and quick to end now rather than retrying later
-        worker.kill()
-    stack.rabbitmq.stop()
-    for name in QUEUES:
-        started = time.monotonic()
-        answer = http.post(f"/{name}/job", json={"duration": 0.1})
-        assert answer.status_code == 503, answer.text
-        assert f"the {name} broker at amqp://" in answer.json()["detail"]
-        assert time.monotonic() - started < 10
-    health = http.get("/health")
-    assert health.status_code == 503
-    assert {health.json()[name]["status"] for name in QUEUES} == {"broker unreachable"}
-    assert http.post("/fastapi/job", json={"duration": 0.1}).status_code == 202  # BackgroundTasks need no broker
+def _api_with_unreachable_rabbitmq(stack: Stack, workdir: Path) -> tuple[Service, str]:
+    """A second API server on the stack's Redis whose RabbitMQ is a port nobody listens on; and its URL."""
+    port, url = free_port(), f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F"
+    env = {**stack.env(), "TASKBENCH_BROKER_URL": url, "CELERY_BROKER_URL": url}
+    argv = python_module("uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port))
+    api = Service("api-2", argv, env, workdir / "api-2.log", lambda _: _answers(port), "a second API server")
+    return api.start(), f"http://127.0.0.1:{port}"
+
+
+def _answers(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/health/sync", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_rabbitmq_down_is_a_503_with_a_message(stack: Stack, http: httpx.Client, tmp_path: Path) -> None:
+    """Last in this module: it stops the private RabbitMQ, connections open (the stack's teardown stops the rest);
+    a RabbitMQ it did not start stays up, and a second API server is given one that is not there."""
+    api: Service | None = None
+    if stack.rabbitmq is not None:
+        for worker in stack.workers.values():  # not needed here, and quick to end now rather than retrying later
+            worker.kill()
+        stack.rabbitmq.stop()
+    else:
+        api, url = _api_with_unreachable_rabbitmq(stack, tmp_path)
+        http = httpx.Client(base_url=url, timeout=10)
+    try:
+        for name in QUEUES:
+            started = time.monotonic()
+            answer = http.post(f"/{name}/job", json={"duration": 0.1})
+            assert answer.status_code == 503, answer.text
+            assert f"the {name} broker at amqp://" in answer.json()["detail"]
+            assert time.monotonic() - started < 10
+        health = http.get("/health")
+        assert health.status_code == 503
+        assert {health.json()[name]["status"] for name in QUEUES} == {"broker unreachable"}
+        assert http.post("/fastapi/job", json={"duration": 0.1}).status_code == 202  # BackgroundTasks need no broker
+    finally:
+        if api is not None:
+            http.close()
+            api.stop()
 
 
 def test_broker_amqp_without_rabbitmq_is_one_line_and_exit_2(
