@@ -214,6 +214,10 @@ def _broker(args: argparse.Namespace) -> tuple[str, str | None]:
         raise UsageError(f"--broker-url {_redact(url)}: give an amqp:// URL (a Redis is --redis-url)")
     if broker == "amqp" and getattr(args, "url", None):
         raise UsageError("--broker needs a stack that taskbench started itself: drop --url or --broker")
+    if broker == "amqp" and not any("amqp" in implementations.get(name).brokers for name in args.implementations):
+        raise UsageError(
+            f"--broker amqp: none of {', '.join(args.implementations)} runs on RabbitMQ; add {AMQP_QUEUES}"
+        )
     if broker == "amqp" and url:
         problem = rabbitmq_server.amqp_problem(url, timeout_s=3.0)
         if problem:

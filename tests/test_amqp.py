@@ -222,6 +222,8 @@ def test_unreachable_broker_url_is_one_line_and_exit_2(capsys: pytest.CaptureFix
     assert time.monotonic() - started < 10
     assert cli.main(["run", "--broker", "redis", "--broker-url", url]) == 2
     assert "--broker amqp" in capsys.readouterr().err
+    assert cli.main(["run", "--broker", "amqp", "--implementations", "fastapi,arq"]) == 2
+    assert "runs on RabbitMQ" in capsys.readouterr().err
 
 
 def test_service_settings_keep_records_in_redis_when_the_broker_is_rabbitmq(monkeypatch: pytest.MonkeyPatch) -> None:
