@@ -282,7 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _env_redis_url() -> str | None:
-    return os.environ.get("TASKBENCH_REDIS_URL") or os.environ.get("CELERY_BROKER_URL")
+    """A Redis named in the environment; CELERY_BROKER_URL only when it is one (not RabbitMQ's amqp://)."""
+    celery_broker = os.environ.get("CELERY_BROKER_URL")
+    if celery_broker and rabbitmq_server.is_amqp(celery_broker):
+        celery_broker = None
+    return os.environ.get("TASKBENCH_REDIS_URL") or celery_broker
 
 
 def _broker(args: argparse.Namespace) -> tuple[str, str | None]:
@@ -295,6 +299,10 @@ def _broker(args: argparse.Namespace) -> tuple[str, str | None]:
         raise UsageError(f"--broker-url {_redact(url)}: give an amqp:// URL (a Redis is --redis-url)")
     if broker == "amqp" and getattr(args, "url", None):
         raise UsageError("--broker needs a stack that taskbench started itself: drop --url or --broker")
+    if broker == "amqp" and not any("amqp" in implementations.get(name).brokers for name in args.implementations):
+        raise UsageError(
+            f"--broker amqp: none of {', '.join(args.implementations)} runs on RabbitMQ; add {AMQP_QUEUES}"
+        )
     if broker == "amqp" and url:
         problem = rabbitmq_server.amqp_problem(url, timeout_s=3.0)
         if problem:

@@ -22,10 +22,12 @@ from kombu import Connection
 from taskbench import cli, faults
 from taskbench.errors import UsageError
 from taskbench.implementations import REGISTRY
+from taskbench.implementations.base import python_module
 from taskbench.ledger import LedgerTail
 from taskbench.rabbitmq_server import find_epmd, find_rabbitmq_server
 from taskbench.redis_server import free_port
 from taskbench.results import Event, ScenarioSpec
+from taskbench.services import Service
 from taskbench.stack import Stack, StackConfig, StackState
 from tests.conftest import wait_for
 
@@ -102,7 +104,7 @@ def test_jobs_go_through_rabbitmq_and_complete(stack: Stack, http: httpx.Client,
 @pytest.mark.parametrize("name", list(QUEUES))
 def test_queued_counts_and_purge_read_rabbitmq(stack: Stack, http: httpx.Client, name: str) -> None:
     worker = stack.workers[name]
-    worker.stop()  # nobody consumes: the jobs wait in RabbitMQ
+    worker.kill()  # nobody consumes: the jobs wait in RabbitMQ
     try:
         _submit(http, name, 3, 0.2)
         wait_for(lambda: http.get("/health").json()[name]["queued"] == 3)
@@ -156,21 +158,48 @@ def test_a_killed_worker_s_jobs_are_redelivered_on_disconnect(
     assert all(s.status_code == 200 for s in [http.get(f"/{name}/status/{i}") for i in ids])
 
 
-def test_rabbitmq_down_is_a_503_with_a_message(stack: Stack, http: httpx.Client) -> None:
-    """Last in this module: it stops the private RabbitMQ (the stack's teardown stops the rest)."""
-    if stack.rabbitmq is None:
-        pytest.skip("TASKBENCH_TEST_AMQP_URL names a RabbitMQ this test cannot stop")
-    stack.rabbitmq.stop()
-    for name in QUEUES:
-        started = time.monotonic()
-        answer = http.post(f"/{name}/job", json={"duration": 0.1})
-        assert answer.status_code == 503, answer.text
-        assert f"the {name} broker at amqp://" in answer.json()["detail"]
-        assert time.monotonic() - started < 10
-    health = http.get("/health")
-    assert health.status_code == 503
-    assert {health.json()[name]["status"] for name in QUEUES} == {"broker unreachable"}
-    assert http.post("/fastapi/job", json={"duration": 0.1}).status_code == 202  # BackgroundTasks need no broker
+def _api_with_unreachable_rabbitmq(stack: Stack, workdir: Path) -> tuple[Service, str]:
+    """A second API server on the stack's Redis whose RabbitMQ is a port nobody listens on; and its URL."""
+    port, url = free_port(), f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F"
+    env = {**stack.env(), "TASKBENCH_BROKER_URL": url, "CELERY_BROKER_URL": url}
+    argv = python_module("uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port))
+    api = Service("api-2", argv, env, workdir / "api-2.log", lambda _: _answers(port), "a second API server")
+    return api.start(), f"http://127.0.0.1:{port}"
+
+
+def _answers(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/health/sync", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_rabbitmq_down_is_a_503_with_a_message(stack: Stack, http: httpx.Client, tmp_path: Path) -> None:
+    """Last in this module: it stops the private RabbitMQ, connections open (the stack's teardown stops the rest);
+    a RabbitMQ it did not start stays up, and a second API server is given one that is not there."""
+    api: Service | None = None
+    if stack.rabbitmq is not None:
+        for worker in stack.workers.values():  # not needed here, and quick to end now rather than retrying later
+            worker.kill()
+        stack.rabbitmq.stop()
+    else:
+        api, url = _api_with_unreachable_rabbitmq(stack, tmp_path)
+        http = httpx.Client(base_url=url, timeout=10)
+    try:
+        for name in QUEUES:
+            started = time.monotonic()
+            answer = http.post(f"/{name}/job", json={"duration": 0.1})
+            assert answer.status_code == 503, answer.text
+            assert f"the {name} broker at amqp://" in answer.json()["detail"]
+            assert time.monotonic() - started < 10
+        health = http.get("/health")
+        assert health.status_code == 503
+        assert {health.json()[name]["status"] for name in QUEUES} == {"broker unreachable"}
+        assert http.post("/fastapi/job", json={"duration": 0.1}).status_code == 202  # BackgroundTasks need no broker
+    finally:
+        if api is not None:
+            http.close()
+            api.stop()
 
 
 def test_broker_amqp_without_rabbitmq_is_one_line_and_exit_2(
@@ -193,6 +222,8 @@ def test_unreachable_broker_url_is_one_line_and_exit_2(capsys: pytest.CaptureFix
     assert time.monotonic() - started < 10
     assert cli.main(["run", "--broker", "redis", "--broker-url", url]) == 2
     assert "--broker amqp" in capsys.readouterr().err
+    assert cli.main(["run", "--broker", "amqp", "--implementations", "fastapi,arq"]) == 2
+    assert "runs on RabbitMQ" in capsys.readouterr().err
 
 
 def test_service_settings_keep_records_in_redis_when_the_broker_is_rabbitmq(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -207,3 +238,15 @@ def test_service_settings_keep_records_in_redis_when_the_broker_is_rabbitmq(monk
     monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:7/0")
     assert settings.load().broker == "redis" and settings.load().redis_url == "redis://127.0.0.1:7/0"
     assert pika_url("amqp://u:p@h:1//") == "amqp://u:p@h:1/%2F"  # Celery's spelling of vhost "/", for pika
+
+
+def test_every_queue_on_rabbitmq_declares_each_delivery_there_and_its_settings() -> None:
+    """The fault plan names deliveries once for both brokers: each must say what it promises on RabbitMQ too."""
+    on_amqp = {name: impl for name, impl in REGISTRY.items() if "amqp" in impl.brokers}
+    assert set(on_amqp) == set(QUEUES)
+    for impl in on_amqp.values():
+        assert [d.name for d in impl.amqp_deliveries] == [d.name for d in impl.deliveries]
+        assert impl.settings_on(4, "amqp")["broker"].startswith("RabbitMQ")
+    for name, impl in REGISTRY.items():  # the others stay on Redis whatever the run asks
+        if name not in on_amqp:
+            assert impl.broker_for("amqp") == "redis" and impl.deliveries_on("amqp") == impl.deliveries

@@ -42,6 +42,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import dramatiq
 import pika.exceptions
 import redis
+from dramatiq.brokers.rabbitmq import DEAD_MESSAGE_TTL as RABBITMQ_DEAD_MESSAGE_TTL
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import DEFAULT_MAINTENANCE_CHANCE, MAINTENANCE_SCALE, RedisBroker
 from dramatiq.errors import ConnectionClosed, ConnectionFailed
@@ -187,8 +188,9 @@ def _describe() -> dict[str, Any]:
         "threads": _state.threads,
         "prefetch": _state.prefetch,
         "worker_timeout_ms": _state.worker_timeout_ms,
-        "heartbeat_timeout_ms": HEARTBEAT_TIMEOUT_MS,
-        "maintenance_chance": MAINTENANCE_CHANCE,
+        "broker": settings.broker,
+        "heartbeat_timeout_ms": None if AMQP else HEARTBEAT_TIMEOUT_MS,  # Redis only
+        "maintenance_chance": None if AMQP else MAINTENANCE_CHANCE,
         "max_retries": MAX_RETRIES,
         "time_limit_ms": TIME_LIMIT_MS,
     }
@@ -299,12 +301,17 @@ class DramatiqImplementation(QueueImplementation):
 
     def describe(self) -> dict[str, Any]:
         on_broker: dict[str, Any] = (
-            {"queue": QUEUE_NAME, "confirm_delivery": CONFIRM_DELIVERY}
+            {
+                "queue": QUEUE_NAME,
+                "confirm_delivery": CONFIRM_DELIVERY,
+                "dead_message_ttl_ms": RABBITMQ_DEAD_MESSAGE_TTL,
+            }
             if AMQP
             else {
                 "queue": QUEUE_KEY,
                 "heartbeat_timeout_ms": HEARTBEAT_TIMEOUT_MS,
                 "maintenance_chance": f"{MAINTENANCE_CHANCE} / {MAINTENANCE_SCALE}",
+                "dead_message_ttl_ms": DEAD_MESSAGE_TTL_MS,
             }
         )
         return {
@@ -315,7 +322,6 @@ class DramatiqImplementation(QueueImplementation):
             "acknowledgement": "after the actor returns",
             "max_retries": MAX_RETRIES,
             "time_limit_ms": TIME_LIMIT_MS,
-            "dead_message_ttl_ms": DEAD_MESSAGE_TTL_MS,
             "worker_timeout_ms": f"{WORKER_TIMEOUT_MS} (env {WORKER_TIMEOUT_ENV} on the worker's command line)",
         }
 

@@ -367,8 +367,8 @@ def faults_table(summaries: Sequence[ScenarioSummary]) -> Table:
         e = s.executions
         timeout = s.delivery.redelivery_timeout_s if s.delivery else None
         broker = s.delivery.broker if s.delivery else "redis"
-        if broker == "amqp":  # no timeout: requeued when the worker's connection drops
-            delay = f"{seconds(e.redelivery_delay_s, 1)} (on disconnect)" if e.redelivery_delay_s is not None else "–"
+        if broker == "amqp":  # no timeout: requeued when the connection drops (or at once, on a reject)
+            delay = f"{seconds(e.redelivery_delay_s, 1)} (no timeout)" if e.redelivery_delay_s is not None else "–"
         else:
             delay = "–" if e.redelivery_delay_s is None and timeout is None else (
                 f"{seconds(e.redelivery_delay_s, 1)} ({seconds(timeout, 0)})")  # fmt: skip
