@@ -236,6 +236,8 @@ def test_fastapi_on_two_api_processes_counts_from_the_ledger_and_polls_each_stat
     supervisor = stack.api.pid if stack.api else None
     api_pids = {j.pid for j in result.jobs}
     assert supervisor not in api_pids and all(psutil.Process(pid).ppid() == supervisor for pid in api_pids if pid)
+    assert set(summary.max_running_by_pid) == api_pids and sum(summary.max_running_by_pid.values()) >= 1
+    assert max(summary.max_running_by_pid.values()) <= summary.max_running <= sum(summary.max_running_by_pid.values())
     polls = summary.status_polls
     assert polls is not None and polls.sent == polls.answered == 12 and polls.other == 0
     assert {p.status_code for p in result.status_polls} <= {200, 404}

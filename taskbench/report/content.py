@@ -161,7 +161,8 @@ def api_processes_table(summaries: Sequence[ScenarioSummary]) -> Table:
     """Under --api-workers: CPU and memory of each API process and of all together, and what a user's status
     poll got (BackgroundTasks keep a record in the one process that took the job)."""
     headers = ["Scenario", "API processes", "Each process: CPU peak / avg, RSS peak", "All together: CPU peak / avg, "
-               "RSS peak", "Status polls answered 404 (record in another process)", "Records"]  # fmt: skip
+               "RSS peak", "Max running, each process (in all)", "Status polls answered 404 (record in another "
+               "process)", "Records"]  # fmt: skip
     rows: list[list[Cell]] = []
     for s in summaries:
         each = sorted((role for role in s.resources if role.startswith("api#")), key=lambda r: int(r.split("#")[1]))
@@ -182,6 +183,9 @@ def api_processes_table(summaries: Sequence[ScenarioSummary]) -> Table:
                 [f"{role}: {_cpu_peak_avg(s.resources[role])}, {mb(s.resources[role].rss_peak_mb)}" for role in each]
                 or "–",
                 f"{_cpu_peak_avg(total)}, {mb(None if total is None else total.rss_peak_mb)}",
+                " + ".join(map(str, s.max_running_by_pid.values())) + f" ({s.max_running} of {s.capacity.concurrency})"
+                if s.max_running_by_pid
+                else "–",
                 polled,
                 "rebuilt from the ledger" if s.records_from == "ledger" else "from the API",
             ]
