@@ -63,6 +63,7 @@ def test_cli_runs_each_scenario_with_and_without_base_http_middleware(tmp_path: 
     assert "Without and with the middleware" in report
     assert f"Starlette {starlette}" in report and "BaseHTTPMiddleware" in report
     assert "FASTAPI [base-http]" in report
+    assert f"Behind BaseHTTPMiddleware on Starlette {starlette}, " in report  # the finding, either way
     assert content.middleware_table(analysed.summaries).rows[0][3] == "4/4"
     assert "sleep [base-http]" in " ".join(analysed.verdict.lines)  # judged apart in the verdict
     scenario_md = next(folder.glob("fastapi_base-http_4_jobs_*.md")).read_text()

@@ -247,6 +247,27 @@ def middleware_text(middlewares: Sequence[str], versions: dict[str, str]) -> str
     )
 
 
+def middleware_finding(summaries: Sequence[ScenarioSummary], versions: dict[str, str]) -> str | None:
+    """Whether BaseHTTPMiddleware held BackgroundTasks' responses until their jobs ended (starlette #919), from the
+    submissions: a 202 that took as long as the job would have waited for it."""
+    behind = [s for s in summaries if s.middleware == "base-http" and s.implementation == BASELINE
+              and s.duration_s > 0 and s.submission.max is not None]  # fmt: skip
+    if not behind:
+        return None
+    starlette = f"Starlette {versions.get('starlette', '?')}"
+    held = [s for s in behind if (s.submission.max or 0) >= s.duration_s]
+    if held:
+        return f"Behind BaseHTTPMiddleware on {starlette}, responses waited for the background job: " + "; ".join(
+            f"{s.label}: slowest submission {seconds(s.submission.max, 2)} for {s.duration_s:g} s jobs" for s in held
+        )
+    slowest = max(behind, key=lambda s: s.submission.max or 0)
+    return (
+        f"Behind BaseHTTPMiddleware on {starlette}, no response waited for its background job (starlette #919 does "
+        f"not show here): the slowest BackgroundTasks submission took {seconds(slowest.submission.max, 3)}, "
+        f"shorter than the {slowest.duration_s:g} s job ({slowest.label})."
+    )
+
+
 def _cpu_peak_avg(p: ProcessResources | None) -> str:
     return "– / –" if p is None else f"{percent(p.cpu_peak)} / {percent(p.cpu_avg)}"
 
@@ -480,6 +501,9 @@ def comparison(run: AnalysedRun, charts: Sequence[ChartRef] = ()) -> list[Block]
             ),
             middleware_table(summaries),
         ]
+        finding = middleware_finding(summaries, run.environment.get("versions", {}))
+        if finding:
+            blocks.append(Paragraph(finding))
     if any(s.fault for s in summaries):
         blocks += [Heading("Faults"), faults_table(summaries), promises_table(run)]
     if charts:
