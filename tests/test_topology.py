@@ -91,6 +91,8 @@ def celery_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 def with_worker(stack: Stack, options: WorkerOptions) -> Stack:
     """A new worker with these options (its command line changes: `restart_worker` keeps the old one)."""
+    if stack.config.worker == options:
+        return stack
     stack.config = replace(stack.config, worker=options)
     stack.workers["celery"].stop()
     stack.start_worker("celery")
