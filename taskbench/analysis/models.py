@@ -207,6 +207,7 @@ class ScenarioSummary(BaseModel):
     delivery: DeliveryRecord | None = None
     harness: Reading | None = None
     api_processes: int = 1  # uvicorn worker processes (--api-workers)
+    max_running_by_pid: dict[int, int] = Field(default_factory=dict)  # several API processes: most at once, by pid
     status_polls: StatusPollSummary | None = None  # when several API processes each held their own records
     records_from: str = "api"  # "ledger": rebuilt from the ledger, no single API process holding them all
     responsive: bool | None  # None: no probe was sent

@@ -204,6 +204,15 @@ def execution_summary(result: ScenarioResult, fault_at: float | None) -> Executi
     )
 
 
+def max_running_by_pid(result: ScenarioResult) -> dict[int, int]:
+    """The most jobs seen running at once in each process that ran them (several API processes)."""
+    by_pid: dict[int, list[tuple[float, float]]] = {}
+    for j in result.jobs:
+        if j.started_at and j.pid:
+            by_pid.setdefault(j.pid, []).append((j.started_at, j.finished_at or result.ended_at))
+    return {pid: max_concurrent(intervals) for pid, intervals in sorted(by_pid.items())}
+
+
 def status_poll_summary(result: ScenarioResult) -> StatusPollSummary | None:
     polls = result.status_polls
     if not polls:
@@ -326,6 +335,7 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
         delivery=result.delivery,
         harness=result.harness,
         api_processes=result.settings.worker.api_workers,
+        max_running_by_pid=max_running_by_pid(result) if result.records_from == "ledger" else {},
         status_polls=status_poll_summary(result),
         records_from=result.records_from,
         responsive=None,

@@ -13,7 +13,7 @@ from pathlib import Path
 from taskbench.analysis import analyse
 from taskbench.analysis.models import AnalysedRun, ScenarioSummary
 from taskbench.report import files, html, markdown
-from taskbench.report.content import Block, Cell, Heading, Paragraph, Table, broker_text, bullets
+from taskbench.report.content import Block, Cell, Heading, Paragraph, Table, broker_text, bullets, topology_text
 from taskbench.report.fmt import mb, ms, ratio, seconds, yes_no
 
 Value = float | int | bool | None
@@ -102,6 +102,8 @@ def _described(run: AnalysedRun, names: list[str]) -> dict[str, str]:
         "Job duration": f"{s.duration_s} s",
         "Concurrency": str(s.concurrency),
         "Faults": ", ".join(s.faults) or "none",
+        "Topology": topology_text(s).removeprefix("Topology: "),
+        "API middleware": ", ".join(s.middleware),
         "Redis": s.redis,
         "Broker": broker_text(s),
         "Thresholds": ", ".join(f"{k} {v}" for k, v in s.thresholds.model_dump().items()),

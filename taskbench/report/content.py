@@ -206,7 +206,8 @@ def api_processes_table(summaries: Sequence[ScenarioSummary]) -> Table:
     """Under --api-workers: CPU and memory of each API process and of all together, and what a user's status
     poll got (BackgroundTasks keep a record in the one process that took the job)."""
     headers = ["Scenario", "API processes", "Each process: CPU peak / avg, RSS peak", "All together: CPU peak / avg, "
-               "RSS peak", "Status polls answered 404 (record in another process)", "Records"]  # fmt: skip
+               "RSS peak", "Max running, each process (in all)", "Status polls answered 404 (record in another "
+               "process)", "Records"]  # fmt: skip
     rows: list[list[Cell]] = []
     for s in summaries:
         each = sorted((role for role in s.resources if role.startswith("api#")), key=lambda r: int(r.split("#")[1]))
@@ -227,6 +228,9 @@ def api_processes_table(summaries: Sequence[ScenarioSummary]) -> Table:
                 [f"{role}: {_cpu_peak_avg(s.resources[role])}, {mb(s.resources[role].rss_peak_mb)}" for role in each]
                 or "–",
                 f"{_cpu_peak_avg(total)}, {mb(None if total is None else total.rss_peak_mb)}",
+                " + ".join(map(str, s.max_running_by_pid.values())) + f" ({s.max_running} of {s.capacity.concurrency})"
+                if s.max_running_by_pid
+                else "–",
                 polled,
                 "rebuilt from the ledger" if s.records_from == "ledger" else "from the API",
             ]
@@ -285,6 +289,27 @@ def middleware_text(middlewares: Sequence[str], versions: dict[str, str]) -> str
     return (
         f"API middleware (--middleware): {shown} (Starlette {versions.get('starlette', '?')}, "
         f"FastAPI {versions.get('fastapi', '?')}); scenarios behind one are marked [name]"
+    )
+
+
+def middleware_finding(summaries: Sequence[ScenarioSummary], versions: dict[str, str]) -> str | None:
+    """Whether BaseHTTPMiddleware held BackgroundTasks' responses until their jobs ended (starlette #919), from the
+    submissions: a 202 that took as long as the job would have waited for it."""
+    behind = [s for s in summaries if s.middleware == "base-http" and s.implementation == BASELINE
+              and s.duration_s > 0 and s.submission.max is not None]  # fmt: skip
+    if not behind:
+        return None
+    starlette = f"Starlette {versions.get('starlette', '?')}"
+    held = [s for s in behind if (s.submission.max or 0) >= s.duration_s]
+    if held:
+        return f"Behind BaseHTTPMiddleware on {starlette}, responses waited for the background job: " + "; ".join(
+            f"{s.label}: slowest submission {seconds(s.submission.max, 2)} for {s.duration_s:g} s jobs" for s in held
+        )
+    slowest = max(behind, key=lambda s: s.submission.max or 0)
+    return (
+        f"Behind BaseHTTPMiddleware on {starlette}, no response waited for its background job (starlette #919 does "
+        f"not show here): the slowest BackgroundTasks submission took {seconds(slowest.submission.max, 3)}, "
+        f"shorter than the {slowest.duration_s:g} s job ({slowest.label})."
     )
 
 
@@ -602,6 +627,9 @@ def comparison(run: AnalysedRun, charts: Sequence[ChartRef] = ()) -> list[Block]
             ),
             middleware_table(summaries),
         ]
+        finding = middleware_finding(summaries, run.environment.get("versions", {}))
+        if finding:
+            blocks.append(Paragraph(finding))
     if any(s.fault for s in summaries):
         blocks += [Heading("Faults"), faults_table(summaries), promises_table(run)]
     if charts:
