@@ -25,6 +25,7 @@ from taskbench.analysis.models import (
 )
 
 SLOWER_FROM = 1.2  # a makespan this many times the fastest's is "slower"; below, it is noise on a shared box
+SLOWER_BY_S = 1.0  # … and this much longer: 0.1 s against 0.05 s is start-up, not a cost worth a sentence
 
 
 def _memory_per_slot(name: str) -> bool:
@@ -34,7 +35,9 @@ def _memory_per_slot(name: str) -> bool:
 def _row(s: ScenarioSummary, fastest: float | None) -> TradeOffRow:
     slower = s.makespan_s / fastest if s.makespan_s and fastest else None
     needs = needs_memory = None
-    if slower is not None and slower >= SLOWER_FROM and s.status != "failed" and not s.capacity.cores_bound:
+    if slower is not None and (slower < SLOWER_FROM or (s.makespan_s or 0.0) - (fastest or 0.0) < SLOWER_BY_S):
+        slower = None  # as fast, within noise
+    if slower is not None and s.status != "failed" and not s.capacity.cores_bound:
         needs = min(math.ceil(s.capacity.concurrency * slower), s.jobs)
         if s.capacity.cpu_cores is not None:  # CPU-bound: only processes on free cores add speed
             needs = min(needs, s.capacity.cpu_cores)
@@ -69,7 +72,7 @@ def _figures(r: TradeOffRow) -> str:
 
 def _clause(r: TradeOffRow, fastest: TradeOffRow) -> str:
     text = f"{r.title} {r.status}"
-    if r is fastest or r.slower is None or r.slower < SLOWER_FROM:
+    if r is fastest or r.slower is None:
         return f"{text} ({_figures(r)})"
     text += f", {r.slower:.1f}× slower than {fastest.title} ({_figures(r)})"
     if r.cores_bound:
