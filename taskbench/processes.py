@@ -54,6 +54,7 @@ class ManagedProcess:
         self.log_path = log_path
         self.popen: subprocess.Popen[bytes] | None = None
         self._ended = False
+        self._strays: list[psutil.Process] = []
 
     @property
     def pid(self) -> int | None:
@@ -104,10 +105,18 @@ class ManagedProcess:
             self.popen.wait()
             self._ended = True
 
+    def terminate(self) -> None:
+        """SIGTERM the group without waiting: `stop` then waits for what is left (and kills the descendants in
+        groups of their own, remembered here before the leader goes)."""
+        if self.popen is not None and not self._ended and self.popen.poll() is None:
+            self._strays = [p for p in self._descendants() if _group_of(p) != self.popen.pid]
+            self._signal_group(signal.SIGTERM)
+
     def stop(self, grace_s: float = 10.0) -> None:
         if self.popen is None or self._ended:
             return
-        strays = [p for p in self._descendants() if _group_of(p) != self.popen.pid]
+        strays = [*self._strays, *(p for p in self._descendants() if _group_of(p) != self.popen.pid)]
+        self._strays = []
         if self.popen.poll() is None:
             self._signal_group(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
