@@ -309,3 +309,9 @@ def test_committed_json_schema_matches_the_models() -> None:
 
     committed = json.loads((Path(__file__).resolve().parents[1] / "docs" / "result-schema.json").read_text())
     assert committed == json_schema()
+
+
+def test_a_run_of_background_tasks_alone_names_no_missing_implementation() -> None:
+    rows = annotated(summary("fastapi", 10), summary("fastapi", 50, probe_p99=0.9))
+    result = verdict.compute(rows, ["fastapi"])
+    assert result.headline == ["Answer: BackgroundTasks failed for sleep from 50 jobs."]

@@ -219,8 +219,8 @@ def _there(at: JobCountOutcome, others: list[str]) -> str:
         notes.append(f"{_join([implementations.title(n) for n in borderline])} borderline there")
     if failed := [n for n in others if n in at.failed]:
         notes.append(f"{_join([implementations.title(n) for n in failed])} failed there too")
-    if not (at.held or borderline or failed):
-        notes.append(f"{_join([implementations.title(n) for n in others]) or 'no other implementation'} not run")
+    if others and not (at.held or borderline or failed):
+        notes.append(f"{_join([implementations.title(n) for n in others])} not run")
     return "; ".join(notes)
 
 
@@ -241,11 +241,12 @@ def _headline(workloads: list[WorkloadVerdict], others: list[str], baseline_titl
             not_held.append(f"are borderline for {w.workload} at {counts} (no failure up to {max(w.tested_jobs)} jobs)")
             continue
         there = _there(next(c for c in w.by_jobs if c.jobs == baseline.fails_at), others)
+        there = f" ({there})" if there else ""
+        fails = f"{baseline.fails_at} jobs{there}"
         if counts:
-            not_held.append(f"are borderline for {w.workload} at {counts} and fail from {baseline.fails_at} jobs "
-                            f"({there})")  # fmt: skip
+            not_held.append(f"are borderline for {w.workload} at {counts} and fail from {fails}")
         else:
-            failed.append(f"{w.workload} from {baseline.fails_at} jobs ({there})")
+            failed.append(f"{w.workload} from {fails}")
     parts = [f"were enough for {', '.join(held)}"] if held else []
     parts += [f"failed for {', '.join(failed)}"] if failed else []
     parts += not_held
