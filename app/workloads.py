@@ -7,12 +7,9 @@ import asyncio
 import time
 from collections.abc import Callable, Coroutine
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from app import user_job
-
-if TYPE_CHECKING:
-    from app.jobs import JobCall
 
 
 class Kind(str, Enum):
@@ -23,6 +20,16 @@ class Kind(str, Enum):
     memory = "memory"  # holds memory_mb for the duration
     noop = "noop"  # returns at once, in the runner's own style (sync or async): what the queue itself costs
     job = "job"  # the user's own function (app.user_job), chosen by the harness when it started the stack
+
+
+class Call(Protocol):
+    """What a body needs of a job (`app.jobs.JobCall` is one): stated here, so the bodies depend on no store."""
+
+    kind: Kind
+    duration: float
+    memory_mb: int
+    job: int
+    args: dict[str, Any]
 
 
 def sleep(duration: float, memory_mb: int = 0) -> None:
@@ -108,7 +115,7 @@ def is_async(kind: Kind, job: int = 0) -> bool:
     return kind in ASYNC_BODIES
 
 
-def run_sync(call: JobCall) -> None:
+def run_sync(call: Call) -> None:
     """Run any kind from synchronous code: async kinds with `asyncio.run`, as Celery's docs advise for
     coroutines in a prefork worker (one event loop per job)."""
     kind, duration, memory_mb = call.kind, call.duration, call.memory_mb
@@ -122,7 +129,7 @@ def run_sync(call: JobCall) -> None:
         SYNC_BODIES[kind](duration, memory_mb)
 
 
-async def run_async(call: JobCall) -> None:
+async def run_async(call: Call) -> None:
     """Run any kind from an event loop: async kinds natively, sync kinds in the loop's default thread
     pool (`asyncio.to_thread`), the way async queues document for blocking functions."""
     kind, duration, memory_mb = call.kind, call.duration, call.memory_mb
