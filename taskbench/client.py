@@ -15,6 +15,7 @@ import psutil
 from taskbench import implementations
 from taskbench.capacity import Capacity
 from taskbench.errors import StackError
+from taskbench.health import Health
 from taskbench.results import JobData, StatusPoll, Submission
 
 IDLE_TIMEOUT_S = 120.0
@@ -102,9 +103,9 @@ class ServiceClient:
             raise ServiceError(f"{method} {path}: HTTP {status}: {body[:200].decode(errors='replace')}")
         return body
 
-    async def health(self) -> dict[str, Any]:
+    async def health(self) -> Health:
         _, body = await self._call("GET", "/health", timeout_s=5.0)
-        return dict(json.loads(body))
+        return Health.of(json.loads(body))
 
     async def submit(self, implementation: str, index: int, body: dict[str, Any]) -> Submission:
         sent_at = time.time()
@@ -171,11 +172,13 @@ class ServiceClient:
         """The API server and the first worker of each implementation that `/health` reports, where they run
         on this machine: a service started by hand still gets its processes sampled."""
         health = await self.health()
-        candidates = [("api", health["api"]["pid"], "uvicorn")]
+        candidates = [("api", health.api.pid, "uvicorn")]
         for name, impl in implementations.REGISTRY.items():
-            candidates += [(impl.worker_role, w["pid"], name) for w in impl.workers_seen(health)]
+            candidates += [(impl.worker_role, w.pid, name) for w in impl.workers_seen(health)]
         pids: dict[str, int] = {}
         for role, pid, program in candidates:
+            if pid is None:
+                continue
             with contextlib.suppress(psutil.Error):
                 if role not in pids and program in " ".join(psutil.Process(pid).cmdline()):
                     pids[role] = pid
@@ -185,14 +188,12 @@ class ServiceClient:
         """BackgroundTasks jobs accepted and not finished, plus every queue's jobs queued or held by a
         worker (of `names`, or of all implementations)."""
         health = await self.health()
-        busy = int(health["api"]["fastapi_jobs_in_flight"])  # this process' own, exact
-        pid = health["api"].get("pid")  # every other API process of the server (--api-workers), from its heartbeat
-        others = [p for p in health.get("fastapi", {}).get("processes", []) if p.get("pid") != pid]
-        busy += sum(int(p.get("in_flight", 0)) for p in others)
+        busy = health.api.fastapi_jobs_in_flight  # this process' own, exact
+        # every other API process of the server (--api-workers), from its heartbeat
+        busy += sum(p.in_flight for p in health.section("fastapi").processes if p.pid != health.api.pid)
         for name in names if names is not None else list(implementations.REGISTRY):
-            queue = health.get(name, {})
-            busy += int(queue.get("queued", 0))
-            busy += sum(int(w.get("active", 0)) + int(w.get("reserved", 0)) for w in queue.get("workers", []))
+            queue = health.section(name)
+            busy += queue.queued + sum(w.active + w.reserved for w in queue.workers)
         return busy
 
     async def reset(self, names: list[str]) -> None:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from taskbench import capacity, faults, implementations
+from taskbench.health import Beat, Health, Section
 from taskbench.results import RunSettings, ScenarioSpec, WorkerOptions
 
 WORKLOADS = ("sleep", "async_sleep", "blocking_async", "cpu", "memory", "noop")
@@ -94,11 +93,9 @@ def expected_capacity(
     concurrency = spec.concurrency or concurrency
     impl = implementations.get(spec.implementation)
     pool = {"pool": worker.pool} if worker else {}
-    api_processes: list[dict[str, Any]] = [{}] * (
-        worker.api_workers if worker else 1
-    )  # what each API process' heartbeat would say
-    workers = [w | pool for w in impl.nominal_workers(concurrency, cpu_count)]
-    health = {impl.name: {"workers": workers, "processes": api_processes}}
+    workers = [w.model_copy(update=pool) for w in impl.nominal_workers(concurrency, cpu_count)]
+    api_processes = [Beat()] * (worker.api_workers if worker else 1)  # what each API process' heartbeat says
+    health = Health(sections={impl.name: Section(workers=workers, processes=api_processes)})
     return impl.capacity(spec.model_workload, spec.jobs, concurrency, cpu_count, health)
 
 

@@ -24,6 +24,7 @@ from kombu.utils.url import maybe_sanitize_url as redacted
 
 from taskbench import implementations, rabbitmq_server
 from taskbench.errors import StackError
+from taskbench.health import Health
 from taskbench.redis_server import find_redis_server, free_port, redis_command
 from taskbench.results import WorkerOptions
 from taskbench.service_env import ServiceEnv
@@ -287,7 +288,7 @@ class Stack:
     def _worker_seen(self, name: str, service: Service) -> bool:
         """Ready once /health shows a heartbeat from the worker's process or one of its children."""
         try:
-            health = httpx.get(f"{self.url}/health", timeout=1.0).json()
+            health = Health.of(httpx.get(f"{self.url}/health", timeout=1.0).json())
         except (httpx.HTTPError, ValueError):
             return False
         try:
@@ -295,7 +296,7 @@ class Stack:
             family = {root.pid, *(child.pid for child in root.children(recursive=True))}
         except psutil.Error:
             return False
-        return any(w.get("pid") in family for w in implementations.get(name).workers_seen(health))
+        return any(w.pid in family for w in implementations.get(name).workers_seen(health))
 
     def apply(self, state: StackState) -> None:
         """Bring the stack to `state`: restart the API or the workers whose settings change, set Redis'

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from taskbench.capacity import Capacity
 from taskbench.errors import StackError
+from taskbench.health import Health
 from taskbench.implementations.base import ASYNC_WORKLOADS, Delivery, Implementation, cpu_bound, python_module
 
 MECHANISM = (
@@ -37,9 +36,9 @@ class ArqImplementation(Implementation):
         # max_jobs comes from TASKBENCH_CONCURRENCY (WorkerSettings): arq's CLI has no flag for it.
         return python_module("arq", "app.implementations.arq.WorkerSettings")
 
-    def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: dict[str, Any]) -> Capacity:
+    def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: Health) -> Capacity:
         workers = self.workers_seen(health)
-        total = sum(int(w.get("concurrency") or 0) for w in workers)
+        total = sum(w.concurrency for w in workers)
         if total == 0:
             raise StackError("no arq worker is seen by the service (GET /health): start one")
         processes = len(workers)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from taskbench.capacity import Capacity
+from taskbench.health import Beat, Health
 from taskbench.results import WorkerOptions
 
 ASYNC_WORKLOADS = ("async_sleep", "blocking_async")
@@ -86,7 +87,7 @@ class Implementation(ABC):
         return fault in self.faults
 
     @abstractmethod
-    def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: dict[str, Any]) -> Capacity:
+    def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: Health) -> Capacity:
         """How many jobs run at once for this workload; `health` is what the service's /health says."""
 
     @abstractmethod
@@ -97,10 +98,10 @@ class Implementation(ABC):
     def how_it_runs(self, workload: str) -> str:
         """How a job of this workload runs here (thread pool, event loop, asyncio.run per job, ...)."""
 
-    def nominal_workers(self, concurrency: int, cpu_count: int) -> list[dict[str, Any]]:
+    def nominal_workers(self, concurrency: int, cpu_count: int) -> list[Beat]:
         """The heartbeats a healthy worker sends at this concurrency: the capacity model before the stack
         is up (the plan's estimate); at run time the real heartbeats from /health replace them."""
-        return [{"concurrency": concurrency}]
+        return [Beat(concurrency=concurrency)]
 
     def settings_on(self, concurrency: int, broker: str, options: WorkerOptions) -> dict[str, str]:
         """What the reports print: `settings` as the worker options make them, with those of the broker the jobs
@@ -133,8 +134,8 @@ class Implementation(ABC):
         deliveries = self.deliveries_on(broker)
         return next((d for d in deliveries if d.name == name), deliveries[0])
 
-    def workers_seen(self, health: dict[str, Any]) -> list[dict[str, Any]]:
-        return list(health.get(self.name, {}).get("workers", []))
+    def workers_seen(self, health: Health) -> list[Beat]:
+        return health.section(self.name).workers
 
 
 def python_module(*argv: str) -> list[str]:

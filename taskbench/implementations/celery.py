@@ -4,10 +4,10 @@ configures it; `--pool`, `--prefetch` and `--max-tasks-per-child` change them.""
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from taskbench.capacity import Capacity
 from taskbench.errors import StackError
+from taskbench.health import Health
 from taskbench.implementations.base import ASYNC_WORKLOADS, Delivery, Implementation, cpu_bound, python_module
 from taskbench.results import WorkerOptions
 
@@ -91,14 +91,14 @@ class CeleryImplementation(Implementation):
         """Only the prefork pool has child processes to kill."""
         return fault in self.faults and (fault != "worker-child-crash" or options.pool == "prefork")
 
-    def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: dict[str, Any]) -> Capacity:
+    def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: Health) -> Capacity:
         """Per worker, from its heartbeat: the pool decides what its concurrency means."""
         workers = self.workers_seen(health)
         if not workers:
             raise StackError("no Celery worker is seen by the service (GET /health): start one")
         slots, processes, pools = 0, 0, set()
         for worker in workers:
-            pool, size = str(worker.get("pool") or "prefork"), int(worker.get("concurrency") or 0)
+            pool, size = worker.pool or "prefork", worker.concurrency
             pools.add(pool)
             if pool == "solo":
                 slots, processes = slots + 1, processes + 1

@@ -4,10 +4,10 @@ with `--broker amqp`)."""
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from taskbench.capacity import Capacity
 from taskbench.errors import StackError
+from taskbench.health import Beat, Health
 from taskbench.implementations.base import ASYNC_WORKLOADS, Delivery, Implementation, cpu_bound, python_module
 
 # The idle consumer's longest back-off between polls of Redis (Dramatiq's default 1000 ms); the service's
@@ -62,14 +62,14 @@ class DramatiqImplementation(Implementation):
             "--processes", str(processes), "--threads", str(threads),
         ]  # fmt: skip
 
-    def nominal_workers(self, concurrency: int, cpu_count: int) -> list[dict[str, Any]]:
+    def nominal_workers(self, concurrency: int, cpu_count: int) -> list[Beat]:
         processes, threads = processes_and_threads(concurrency, cpu_count)
-        return [{"concurrency": concurrency, "threads": threads} for _ in range(processes)]
+        return [Beat(concurrency=concurrency, threads=threads) for _ in range(processes)]
 
-    def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: dict[str, Any]) -> Capacity:
+    def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: Health) -> Capacity:
         workers = self.workers_seen(health)  # one heartbeat per worker process
         processes = len(workers)
-        threads = sum(int(w.get("threads") or 0) for w in workers)
+        threads = sum(w.threads for w in workers)
         if threads == 0:
             raise StackError("no Dramatiq worker is seen by the service (GET /health): start one")
         if workload == "cpu":

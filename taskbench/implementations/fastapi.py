@@ -3,22 +3,15 @@ inside whichever of the N uvicorn processes took the request, each with its own 
 
 from __future__ import annotations
 
-from typing import Any
-
 from taskbench.capacity import Capacity
+from taskbench.health import DEFAULT_THREADPOOL_TOKENS, Beat, Health
 from taskbench.implementations.base import Delivery, Implementation
 from taskbench.results import WorkerOptions
 
-FASTAPI_THREADS = 40  # anyio's default limiter; the run reads the real value from /health
 
-
-def api_processes(health: dict[str, Any]) -> list[dict[str, Any]]:
+def api_processes(health: Health) -> list[Beat]:
     """The live processes of the API server that answered (their heartbeats), at least the one that answered."""
-    processes = list(health.get("fastapi", {}).get("processes", []))
-    if processes:
-        return processes
-    tokens = int(health.get("api", {}).get("threadpool_tokens", FASTAPI_THREADS))
-    return [{"threadpool_tokens": tokens, "in_flight": 0}]
+    return health.section("fastapi").processes or [Beat(threadpool_tokens=health.api.threadpool_tokens)]
 
 
 class BackgroundTasksImplementation(Implementation):
@@ -36,7 +29,7 @@ class BackgroundTasksImplementation(Implementation):
     faults = ("api-crash", "api-deploy", "worker-crash", "worker-child-crash", "redis-restart")
     records_in_api_process = True
 
-    def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: dict[str, Any]) -> Capacity:
+    def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: Health) -> Capacity:
         processes = api_processes(health)
         n = len(processes)
         where = f" in each of {n} API processes" if n > 1 else ""
@@ -49,7 +42,7 @@ class BackgroundTasksImplementation(Implementation):
             return Capacity(
                 concurrency=running, reason=f"threads share one GIL{where}, on {cpu_count} cores", cpu_cores=cpu_count
             )
-        tokens = sum(int(p.get("threadpool_tokens", FASTAPI_THREADS)) for p in processes)
+        tokens = sum(p.threadpool_tokens for p in processes)
         return Capacity(concurrency=tokens, reason=f"Starlette's threadpool: {tokens} threads" + (
             f" ({n} processes × {tokens // n})" if n > 1 else ""))  # fmt: skip
 
@@ -61,7 +54,8 @@ class BackgroundTasksImplementation(Implementation):
         processes = f"{n} uvicorn processes (--workers {n})" if n > 1 else "1 uvicorn process"
         settings = {
             "runner": f"BackgroundTasks in the API process ({processes})",
-            "thread pool": f"anyio default limiter, {FASTAPI_THREADS} threads per process (shared with sync endpoints)",
+            "thread pool": f"anyio default limiter, {DEFAULT_THREADPOOL_TOKENS} threads per process "
+            "(shared with sync endpoints)",
             "--concurrency": "not used: BackgroundTasks have no knob",
             "graceful shutdown": "no limit (uvicorn's default): a SIGTERMed API waits for every background task"
             if options.graceful_timeout_s is None

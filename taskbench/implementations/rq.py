@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
 
 from taskbench.capacity import Capacity
 from taskbench.errors import StackError
+from taskbench.health import Beat, Health
 from taskbench.implementations.base import ALL_FAULTS, Delivery, Implementation, cpu_bound, python_module
 
 
@@ -37,17 +37,17 @@ class RQImplementation(Implementation):
             "--logging-level", "INFO",
         )  # fmt: skip
 
-    def nominal_workers(self, concurrency: int, cpu_count: int) -> list[dict[str, Any]]:
-        return [{"concurrency": concurrency, "pool": "nominal"} for _ in range(concurrency)]
+    def nominal_workers(self, concurrency: int, cpu_count: int) -> list[Beat]:
+        return [Beat(concurrency=concurrency, pool="nominal") for _ in range(concurrency)]
 
-    def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: dict[str, Any]) -> Capacity:
+    def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: Health) -> Capacity:
         workers = self.workers_seen(health)
         if not workers:
             raise StackError("no RQ worker is seen by the service (GET /health): start one")
         # Each worker process beats on its own and runs one job at a time; a pool's size caps its live
         # workers (a crashed worker's last beat lingers for a few seconds beside its replacement's).
-        live = Counter(w.get("pool") for w in workers)
-        size = {w.get("pool"): int(w.get("concurrency") or 0) for w in workers}
+        live = Counter(w.pool for w in workers)
+        size = {w.pool: w.concurrency for w in workers}
         total = sum(min(count, size[pool] or count) for pool, count in live.items())
         if workload == "cpu":
             return cpu_bound(total, cpu_count, "work horses")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from taskbench.capacity import Capacity
 from taskbench.errors import StackError
+from taskbench.health import Health
 from taskbench.implementations.base import ASYNC_WORKLOADS, Delivery, Implementation, python_module
 
 MECHANISM = (
@@ -46,9 +45,9 @@ class SaqImplementation(Implementation):
         # `concurrency` comes from TASKBENCH_CONCURRENCY (worker_settings): SAQ's CLI has no flag for it.
         return python_module("saq", "app.implementations.saq.worker_settings", "--workers", "1")
 
-    def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: dict[str, Any]) -> Capacity:
+    def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: Health) -> Capacity:
         workers = self.workers_seen(health)
-        total = sum(int(w.get("concurrency") or 0) for w in workers)
+        total = sum(w.concurrency for w in workers)
         if total == 0:
             raise StackError("no SAQ worker is seen by the service (GET /health): start one")
         processes = len(workers)
@@ -64,8 +63,8 @@ class SaqImplementation(Implementation):
             )
         if workload in ASYNC_WORKLOADS or workload == "noop":
             return Capacity(concurrency=total, reason=f"concurrency {total}: coroutines on one event loop")
-        threads = [int(w.get("sync_threads") or _default_sync_threads(cpu_count)) for w in workers]
-        running = sum(min(int(w.get("concurrency") or 0), t) for w, t in zip(workers, threads, strict=True))
+        threads = [w.sync_threads or _default_sync_threads(cpu_count) for w in workers]
+        running = sum(min(w.concurrency, t) for w, t in zip(workers, threads, strict=True))
         return Capacity(
             concurrency=running,
             reason=f"concurrency {total}, sync def on the worker's thread pool of {max(threads)} threads",

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from taskbench.capacity import Capacity
 from taskbench.errors import StackError
+from taskbench.health import Beat, Health
 from taskbench.implementations.base import Delivery, Implementation, cpu_bound, python_module
 
 
@@ -49,13 +49,13 @@ class TaskiqImplementation(Implementation):
             "--max-prefetch", "0", "--ack-type", "when_saved", "--log-level", "INFO",
         )  # fmt: skip
 
-    def nominal_workers(self, concurrency: int, cpu_count: int) -> list[dict[str, Any]]:
+    def nominal_workers(self, concurrency: int, cpu_count: int) -> list[Beat]:
         workers, slots = split(concurrency, cpu_count)
-        return [{"concurrency": concurrency, "slots": slots} for _ in range(workers)]
+        return [Beat(concurrency=concurrency, slots=slots) for _ in range(workers)]
 
-    def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: dict[str, Any]) -> Capacity:
+    def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: Health) -> Capacity:
         workers = self.workers_seen(health)
-        total = sum(int(w.get("slots") or 0) for w in workers)  # each process' --max-async-tasks
+        total = sum(w.slots for w in workers)  # each process' --max-async-tasks
         if total == 0:
             raise StackError("no taskiq worker process is seen by the service (GET /health): start one")
         processes = len(workers)
