@@ -55,24 +55,27 @@ def _csv(
     return parse
 
 
-def _job_counts(text: str) -> list[int]:
-    try:
-        counts = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: give whole numbers separated by commas, e.g. 10,50,100") from None
-    if not counts or any(not 1 <= c <= MAX_JOBS for c in counts):
-        raise argparse.ArgumentTypeError(f"{text!r}: each job count must be between 1 and {MAX_JOBS}")
-    return counts
+def _whole_numbers(what: str, high: int, example: str, once: bool = False) -> Callable[[str], list[int]]:
+    """A comma-separated list of whole numbers, each in [1, high] (and each once, if `once`)."""
+
+    def parse(text: str) -> list[int]:
+        try:
+            values = [int(t) for t in text.split(",") if t.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: give whole numbers separated by commas, e.g. {example}"
+            ) from None
+        if not values or any(not 1 <= v <= high for v in values) or (once and len(set(values)) != len(values)):
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: each {what} must be between 1 and {high}" + (", each once" if once else "")
+            )
+        return values
+
+    return parse
 
 
-def _concurrencies(text: str) -> list[int]:
-    try:
-        values = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: give whole numbers separated by commas, e.g. 4,16,40") from None
-    if not values or any(not 1 <= v <= MAX_CONCURRENCY for v in values) or len(set(values)) != len(values):
-        raise argparse.ArgumentTypeError(f"{text!r}: each concurrency between 1 and {MAX_CONCURRENCY}, each once")
-    return values
+_job_counts = _whole_numbers("job count", MAX_JOBS, "10,50,100")
+_concurrencies = _whole_numbers("concurrency", MAX_CONCURRENCY, "4,16,40", once=True)
 
 
 def _bounded(kind: type[float] | type[int], low: float, high: float) -> Callable[[str], float]:
