@@ -37,6 +37,7 @@ class Sampler:
         self._known: dict[int, psutil.Process] = {}
         self._spawned: dict[int, bool] = {}
         self._previous: dict[str, tuple[int, float, float]] = {}  # role → (pid, at, cumulative CPU s)
+        self._machine_percent = 100.0 * (psutil.cpu_count() or 1)  # every core busy
         self._children: dict[int, tuple[float, list[int]]] = {}  # pid → (scanned at, child pids)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="taskbench-sampler", daemon=True)
@@ -81,7 +82,7 @@ class Sampler:
             return 0.0
         # A child reaped by someone else takes its seconds away: never below 0, never above the machine.
         percent = 100 * (cpu_s - previous[2]) / (now - previous[1])
-        return min(max(percent, 0.0), 100.0 * (psutil.cpu_count() or 1))
+        return min(max(percent, 0.0), self._machine_percent)
 
     def _is_spawned(self, pid: int) -> bool:
         """A uvicorn worker process (multiprocessing's spawn_main), not multiprocessing's resource tracker."""

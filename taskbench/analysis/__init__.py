@@ -20,12 +20,13 @@ def summarise(result: ScenarioResult) -> ScenarioSummary:
     return failures.annotate(stats.summarize(result), result.settings.thresholds)
 
 
-def merge_repeats(scenarios: list[ScenarioResult]) -> list[ScenarioSummary]:
-    """One summary per scenario, its runs (`--repeat`) merged, in the order of their first run."""
-    groups: dict[str, list[ScenarioResult]] = {}
-    for result in scenarios:
-        groups.setdefault(result.spec.group.model_dump_json(), []).append(result)
-    return [repeats.merge([stats.summarize(r) for r in runs], runs[0].settings.thresholds) for runs in groups.values()]
+def merge_repeats(scenarios: list[ScenarioResult], figures: list[ScenarioSummary]) -> list[ScenarioSummary]:
+    """One summary per scenario, its runs (`--repeat`) merged, in the order of their first run; `figures` are
+    `stats.summarize` of each of `scenarios`, computed once by the caller."""
+    groups: dict[str, list[tuple[ScenarioResult, ScenarioSummary]]] = {}
+    for result, summary in zip(scenarios, figures, strict=True):
+        groups.setdefault(result.spec.group.model_dump_json(), []).append((result, summary))
+    return [repeats.merge([s for _, s in runs], runs[0][0].settings.thresholds) for runs in groups.values()]
 
 
 def implementation_info(name: str, run: RunResult) -> ImplementationInfo:
@@ -47,14 +48,17 @@ def implementation_info(name: str, run: RunResult) -> ImplementationInfo:
 
 def analyse(run: RunResult, scenarios: list[ScenarioResult]) -> AnalysedRun:
     """The run with every scenario's summary (repeats merged), every run's own, and the verdict."""
-    summaries = merge_repeats(scenarios)
+    figures = [stats.summarize(result) for result in scenarios]  # each run once: merged and annotated below
+    summaries = merge_repeats(scenarios, figures)
     names = list(dict.fromkeys([*run.settings.implementations, *(s.implementation for s in summaries)]))
     base = run.settings.concurrency if run.settings.concurrency_sweep else None
     return AnalysedRun(
         **run.model_dump(),
         implementations=[implementation_info(name, run) for name in names],
         summaries=summaries,
-        scenario_summaries=[summarise(result) for result in scenarios],
+        scenario_summaries=[
+            failures.annotate(s, r.settings.thresholds) for r, s in zip(scenarios, figures, strict=True)
+        ],
         verdict=_with_jobs(verdict.compute(summaries, names, base), run),
     )
 
