@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskbench.errors import UsageError
+from taskbench.health import DEFAULT_THREADPOOL_TOKENS
 from taskbench.results import JobProfile
 
 CPU_BOUND_SHARE = 0.5  # a call that keeps a core busy this share of its wall time is judged as `cpu`
@@ -126,7 +127,7 @@ def check(path: str, index: int, args: JobArgs, args_source: str) -> UserJob:
     return UserJob(profile=profile, args=args)
 
 
-CONTENDED_THREADS = 40  # Starlette's threadpool: a CPU-bound job there shares one GIL with up to 39 others
+CONTENDED_THREADS = DEFAULT_THREADPOOL_TOKENS  # Starlette's pool: a CPU-bound job shares one GIL with 39 others
 
 
 def default_timeout_s(jobs: list[UserJob]) -> float:
