@@ -14,6 +14,7 @@ import psutil
 
 from taskbench import implementations
 from taskbench.capacity import Capacity
+from taskbench.curl_http import CurlError, CurlHttp
 from taskbench.errors import StackError
 from taskbench.health import Health
 from taskbench.results import JobData, StatusPoll, Submission
@@ -21,8 +22,8 @@ from taskbench.results import JobData, StatusPoll, Submission
 IDLE_TIMEOUT_S = 120.0
 CONTROL_TIMEOUT_S = 30.0  # per network operation (connect, each read) of every call but a submission
 # Below uvicorn's keep-alive timeout (5 s): otherwise a request sent on an idle connection just as the server
-# closes it fails (seen with httpx, ReadError: 1 in 1000 bursts after a pause). aiohttp checks the expiry when
-# it takes a connection from its pool and retries only idempotent requests on a dead one, never a POST.
+# closes it fails (seen with httpx, ReadError: 1 in 1000 bursts after a pause). aiohttp and libcurl both
+# check the expiry when they take a connection from their pool.
 KEEPALIVE_EXPIRY_S = 2.0
 
 
@@ -50,20 +51,18 @@ class ServiceClient:
     """Submissions go over a pool of `max_connections` keep-alive connections; every other call over a
     second pool of the same size, so a poll of the job counts never queues behind a burst.
 
-    aiohttp, not httpx: during a 1000-job burst httpx (its httpcore pool, even split into pools of 10 to
-    avoid that pool's O(connections²) bookkeeping) cost the harness ~1.4 ms of CPU per submission, more
-    than the API server spent accepting it, so the burst measured the harness; aiohttp costs a fraction of
-    that (benchmarks/README.md, "Load generator (issue 13)"). Sessions are made on first use, in the loop
-    that uses them.
+    Submissions go through libcurl (`taskbench.curl_http`), the rest through aiohttp. During a 1000-job
+    burst httpx cost the harness ~1.4 ms of CPU per submission, more than the API server spent accepting
+    it, so the burst measured the harness; aiohttp cost ~0.4 ms, libcurl less again (benchmarks/README.md,
+    "Load generator (issue 13)"). Both pools are made on first use, in the loop that uses them.
     """
 
     def __init__(self, base_url: str, max_connections: int = 100, submit_timeout_s: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.max_connections = max_connections
         self.submit_timeout_s = submit_timeout_s
-        self._submit_timeout = _timeout(submit_timeout_s)
         self._http: aiohttp.ClientSession | None = None
-        self._submissions: aiohttp.ClientSession | None = None
+        self._submissions: CurlHttp | None = None
 
     @property
     def http(self) -> aiohttp.ClientSession:
@@ -72,16 +71,12 @@ class ServiceClient:
             self._http = _session(self.base_url, self.max_connections)
         return self._http
 
-    def _submission_session(self) -> aiohttp.ClientSession:
-        if self._submissions is None:
-            self._submissions = _session(self.base_url, self.max_connections)
-        return self._submissions
-
     async def aclose(self) -> None:
-        for session in (self._http, self._submissions):
-            if session is not None:
-                await session.close()
-        self._http = self._submissions = None
+        if self._http is not None:
+            await self._http.close()
+        if self._submissions is not None:
+            self._submissions.close()
+        self._http, self._submissions = None, None
 
     async def _call(
         self, method: str, path: str, *, timeout_s: float | None = None, params: dict[str, Any] | None = None
@@ -110,16 +105,14 @@ class ServiceClient:
     async def submit(self, implementation: str, index: int, body: dict[str, Any]) -> Submission:
         sent_at = time.time()
         started = time.perf_counter()
+        if self._submissions is None:
+            self._submissions = CurlHttp(self.max_connections, self.submit_timeout_s, KEEPALIVE_EXPIRY_S)
+        url = f"{self.base_url}/{implementation}/job"
         try:
-            # The wait for a free connection counts in the latency but not in the timeout: the timeout is
-            # per network operation, once on the wire, as it was with httpx (a 10 000-job burst had none).
-            session = self._submission_session()
-            async with session.post(f"/{implementation}/job", json=body, timeout=self._submit_timeout) as response:
-                status, content = response.status, await response.read()
-        except asyncio.TimeoutError:
-            return Submission(index=index, sent_at=sent_at, latency_s=None, error="timeout")
-        except (aiohttp.ClientError, OSError) as exc:
-            return Submission(index=index, sent_at=sent_at, latency_s=None, error=f"{type(exc).__name__}: {exc}")
+            status, content = await self._submissions.post(url, json.dumps(body).encode())
+        except CurlError as exc:
+            failure = "timeout" if exc.timed_out else str(exc)
+            return Submission(index=index, sent_at=sent_at, latency_s=None, error=failure)
         latency = time.perf_counter() - started
         answer = json.loads(content) if status == 202 else {}
         job_id = answer.get("job_id")

@@ -17,6 +17,7 @@ import threading
 import time
 from urllib.parse import urlsplit
 
+from taskbench import event_loop
 from taskbench.results import Probe
 
 ENDPOINTS = {"async": "/health", "sync": "/health/sync"}
@@ -40,7 +41,7 @@ class Prober:
         return sorted(self.probes, key=lambda p: p.sent_at)
 
     def _run(self) -> None:
-        asyncio.run(self._loop())
+        event_loop.run(self._loop())
 
     async def _loop(self) -> None:
         http = _Http(self.base_url)

@@ -1,7 +1,8 @@
 """The HTTP clients the harness does not use, kept to measure the ones it does against them in the same run.
 
 - `HttpxSubmitter`: the harness's submission client before issue 13 (httpx, 100 connections split into pools of
-  10 behind semaphores; `git show 5597431^:taskbench/client.py`), the "before" of the load-generator figures.
+  10 behind semaphores; `git show 5597431^:taskbench/client.py`), the first "before" of the load-generator figures.
+- `AiohttpSubmitter`: the one that replaced it, before libcurl (`git show 554b7ac:taskbench/client.py`).
 - `AiohttpProbeGet`: a probe's `GET` through an aiohttp session, the candidate for replacing the probes'
   hand-written HTTP/1.1 client (`taskbench.probes._Http`) if it costs as little CPU per probe.
 """
@@ -9,13 +10,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import aiohttp
 import httpx
 
 from taskbench.client import KEEPALIVE_EXPIRY_S
+from taskbench.curl_http import CurlHttp
+from taskbench.probes import _Http
 from taskbench.results import Submission
 
 SHARD_CONNECTIONS = 10
@@ -62,6 +67,38 @@ class HttpxSubmitter:
             await http.aclose()
 
 
+class AiohttpSubmitter:
+    """`submit` as the harness did it with aiohttp: 100 keep-alive connections, the wait for one not timed."""
+
+    def __init__(self, base_url: str, max_connections: int = 100, submit_timeout_s: float = 10.0) -> None:
+        connector = aiohttp.TCPConnector(limit=max_connections, limit_per_host=0, keepalive_timeout=KEEPALIVE_EXPIRY_S)
+        self._session = aiohttp.ClientSession(base_url=base_url, connector=connector)
+        self._timeout = aiohttp.ClientTimeout(sock_connect=submit_timeout_s, sock_read=submit_timeout_s)
+
+    async def submit(self, implementation: str, index: int, body: dict[str, Any]) -> Submission:
+        sent_at = time.time()
+        started = time.perf_counter()
+        try:
+            async with self._session.post(f"/{implementation}/job", json=body, timeout=self._timeout) as response:
+                status, content = response.status, await response.read()
+        except asyncio.TimeoutError:
+            return Submission(index=index, sent_at=sent_at, latency_s=None, error="timeout")
+        except (aiohttp.ClientError, OSError) as exc:
+            return Submission(index=index, sent_at=sent_at, latency_s=None, error=f"{type(exc).__name__}: {exc}")
+        job_id = json.loads(content).get("job_id") if status == 202 else None
+        return Submission(
+            index=index,
+            sent_at=sent_at,
+            latency_s=time.perf_counter() - started,
+            status_code=status,
+            job_id=job_id,
+            error=None if job_id else f"HTTP {status}",
+        )
+
+    async def aclose(self) -> None:
+        await self._session.close()
+
+
 class AiohttpProbeGet:
     """A probe's GET (status code, body read and dropped) on an aiohttp session with the harness's settings."""
 
@@ -76,3 +113,47 @@ class AiohttpProbeGet:
 
     async def aclose(self) -> None:
         await self._session.close()
+
+
+class CurlProbeGet:
+    """A probe's GET through the harness's libcurl client (`taskbench.curl_http`), as the prober makes it."""
+
+    def __init__(self, base_url: str) -> None:
+        self._base_url = base_url
+        self._http: CurlHttp | None = None
+
+    async def get(self, path: str) -> int:
+        if self._http is None:
+            self._http = CurlHttp(connections=8, timeout_s=2.0, keepalive_s=KEEPALIVE_EXPIRY_S)
+        status, _ = await self._http.get(self._base_url + path)
+        return status
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            self._http.close()
+
+
+class HandWrittenProbeGet:
+    """The probes' hand-written HTTP/1.1 GET (`taskbench.probes._Http`)."""
+
+    def __init__(self, base_url: str) -> None:
+        self._http = _Http(base_url)
+
+    async def get(self, path: str) -> int:
+        return await self._http.get(path)
+
+    async def aclose(self) -> None:
+        self._http.close()
+
+
+class ProbeGet(Protocol):
+    async def get(self, path: str) -> int: ...
+
+    async def aclose(self) -> None: ...
+
+
+PROBE_CLIENTS: dict[str, Callable[[str], ProbeGet]] = {
+    "libcurl": CurlProbeGet,
+    "hand-written": HandWrittenProbeGet,
+    "aiohttp": AiohttpProbeGet,
+}

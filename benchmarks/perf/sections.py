@@ -29,12 +29,12 @@ from benchmarks.perf.bench import (
     publish_plain,
     scenario,
 )
-from benchmarks.perf.clients import AiohttpProbeGet, HttpxSubmitter
-from taskbench import implementations
+from benchmarks.perf.clients import PROBE_CLIENTS, AiohttpSubmitter, HttpxSubmitter
+from taskbench import event_loop, implementations
 from taskbench.analysis import analyse, summarise
 from taskbench.analysis.stats import percentile
 from taskbench.ledger import LedgerTail
-from taskbench.probes import ENDPOINTS, Prober, _Http
+from taskbench.probes import ENDPOINTS, Prober
 from taskbench.report import files
 from taskbench.results import RunResult, ScenarioResult
 from taskbench.sampler import Sampler
@@ -334,10 +334,10 @@ async def section_7(bench: Bench) -> None:
 
 async def section_8(bench: Bench) -> None:
     """The load generator (issue 13): harness CPU per submission against the API's over 1000-job bursts, with
-    the harness's aiohttp client and with the httpx client it replaced, interleaved round by round."""
+    the harness's libcurl client and with the aiohttp and httpx clients it replaced, interleaved round by round."""
     count = 1000
-    before_client = HttpxSubmitter(bench.stack.url)
-    clients: dict[str, Submitter] = {"aiohttp": bench.client, "httpx": before_client}
+    aiohttp_client, httpx_client = AiohttpSubmitter(bench.stack.url), HttpxSubmitter(bench.stack.url)
+    clients: dict[str, Submitter] = {"libcurl": bench.client, "aiohttp": aiohttp_client, "httpx": httpx_client}
     used: dict[tuple[str, str], list[dict[str, Any]]] = {(c, i): [] for c in clients for i in IMPLEMENTATIONS}
     try:
         for client in clients.values():  # connections open and code warm before anything is timed
@@ -352,7 +352,8 @@ async def section_8(bench: Bench) -> None:
                     if outcome["accepted"] == count:
                         used[(name, implementation)].append({"cpu_s": spent, "elapsed_s": outcome["elapsed_s"]})
     finally:
-        await before_client.aclose()
+        await aiohttp_client.aclose()
+        await httpx_client.aclose()
     await bench.client.reset(list(IMPLEMENTATIONS))
     for implementation in IMPLEMENTATIONS:
         for name in clients:
@@ -363,7 +364,7 @@ async def section_8(bench: Bench) -> None:
             ratio = median(c["harness"] / c["api"] if c["api"] > 0 else None for c in cpu)
             detail: dict[str, Any] = {"rounds": runs, "jobs": count}
             note = cpu_note(_median_cpu(runs), median(u["elapsed_s"] for u in runs) or 1.0)
-            goal = name == "aiohttp"  # the harness's client; httpx is the "before"
+            goal = name == "libcurl"  # the harness's client; aiohttp and httpx are the "before"
             label = f"{implementation} burst, {name}:"
             bench.add(Figure(8, f"{label} harness CPU per submission", harness_us, "µs", "<=" if goal else "", 250))
             bench.add(Figure(8, f"{label} API CPU per submission", api_us, "µs", detail=detail))
@@ -372,26 +373,27 @@ async def section_8(bench: Bench) -> None:
 
 
 async def section_9(bench: Bench) -> None:
-    """Probe client CPU per probe: the probes' hand-written HTTP/1.1 GET against aiohttp's, each on a thread
-    and event loop of its own as the prober runs, two probes at a time, interleaved round by round."""
+    """Probe client CPU per probe: the probes' libcurl GET against the hand-written HTTP/1.1 GET it replaced and
+    against aiohttp's, each on a thread and event loop of its own as the prober runs, two probes at a time,
+    interleaved round by round."""
     pairs = 500 if bench.quick else 1000
-    costs: dict[str, list[float]] = {"hand-written": [], "aiohttp": []}
+    costs: dict[str, list[float]] = {"libcurl": [], "hand-written": [], "aiohttp": []}
     for _ in range(bench.rounds(4, 2)):
         for name in costs:
             costs[name].append(await asyncio.to_thread(_probe_cost_us, bench.stack.url, name, pairs))
-    hand, aio = median(costs["hand-written"]), median(costs["aiohttp"])
     detail = {"rounds_us": costs, "probes_per_round": 2 * pairs}
-    bench.add(Figure(9, "probe CPU per request, hand-written HTTP/1.1", hand, "µs", detail=detail))
-    bench.add(Figure(9, "probe CPU per request, aiohttp", aio, "µs", detail=detail))
-    ratios = [a / h for a, h in zip(costs["aiohttp"], costs["hand-written"], strict=True)]
-    bench.add(Figure(9, "probe CPU per request, aiohttp ÷ hand-written", median(ratios), "×", detail=detail))
+    for name, rounds in costs.items():
+        bench.add(Figure(9, f"probe CPU per request, {name}", median(rounds), "µs", detail=detail))
+    for before in ("hand-written", "aiohttp"):
+        ratios = [c / b for c, b in zip(costs["libcurl"], costs[before], strict=True)]
+        bench.add(Figure(9, f"probe CPU per request, libcurl ÷ {before}", median(ratios), "×", detail=detail))
 
 
 def _probe_cost_us(url: str, client: str, pairs: int) -> float:
     """CPU (this process, all threads) per probe over `pairs` rounds of the two health probes sent together."""
 
     async def run() -> float:
-        http: AiohttpProbeGet | _Http = AiohttpProbeGet(url) if client == "aiohttp" else _Http(url)
+        http = PROBE_CLIENTS[client](url)
 
         async def tick() -> None:
             await asyncio.gather(*(asyncio.wait_for(http.get(path), 2.0) for path in ENDPOINTS.values()))
@@ -404,12 +406,9 @@ def _probe_cost_us(url: str, client: str, pairs: int) -> float:
                 await tick()
             return 1e6 * (time.process_time() - started) / (2 * pairs)
         finally:
-            if isinstance(http, AiohttpProbeGet):
-                await http.aclose()
-            else:
-                http.close()
+            await http.aclose()
 
-    return asyncio.run(run())
+    return event_loop.run(run())
 
 
 SECTIONS: dict[int, Callable[[Bench], Awaitable[None]]] = {
