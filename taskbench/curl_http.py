@@ -9,6 +9,11 @@ to the loop (the multi "socket interface", as Tornado's curl client does). Figur
 A pool runs at most `connections` transfers at once and queues the rest itself, first come first served,
 so libcurl's timeout starts once a request has a connection: the wait for a free one is not a timeout,
 as it was not with aiohttp, whatever the size of the burst.
+
+Unlike aiohttp, libcurl sends a request again, on a new connection, when a kept-alive one turns out to be
+closed before any byte of the answer came (pycurl offers no CURLOPT_FORBID_RETRY_ON_REUSE). Connections
+idle for longer than `keepalive_s`, below uvicorn's 5 s, are not reused, so the server closing one is rare;
+and where the API server was killed holding the request, the new connection is refused until it is back.
 """
 
 from __future__ import annotations

@@ -5,9 +5,9 @@ delay them; each probe is fired on schedule without waiting for the previous one
 shows as a row of unanswered probes rather than as a slower probe rate.
 
 Each probe is a bare HTTP/1.1 GET on a kept-alive asyncio stream rather than a client library's request:
-httpx cost ~0.85 ms of CPU per request, which at 20 probes/s was most of the harness's own 5 % budget, and
-aiohttp, which the submissions use, still costs about twice as much per probe as this GET
-(`python -m benchmarks.perf --section 9`; benchmarks/README.md, "Load generator (issue 13)").
+httpx cost ~0.85 ms of CPU per request, which at 20 probes/s was most of the harness's own 5 % budget;
+libcurl, which the submissions use, costs ~1.6× as much per probe as this GET, and aiohttp ~2×
+(`python benchmarks/perf.py --section 9`; benchmarks/README.md, "Load generator (issue 13)").
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import threading
 import time
 from urllib.parse import urlsplit
 
-from taskbench import event_loop
 from taskbench.results import Probe
 
 ENDPOINTS = {"async": "/health", "sync": "/health/sync"}
@@ -41,7 +40,7 @@ class Prober:
         return sorted(self.probes, key=lambda p: p.sent_at)
 
     def _run(self) -> None:
-        event_loop.run(self._loop())
+        asyncio.run(self._loop())
 
     async def _loop(self) -> None:
         http = _Http(self.base_url)

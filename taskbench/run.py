@@ -26,7 +26,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from taskbench import environment, event_loop, plan
+from taskbench import environment, plan
 from taskbench.analysis import analyse
 from taskbench.analysis.models import AnalysedRun
 from taskbench.client import ServiceClient
@@ -87,7 +87,7 @@ def run(options: RunOptions, console: Console) -> tuple[Path, AnalysedRun]:
         if stack is None:
             _check_server(url)
         env = environment.describe(stack.redis_url if stack else None, stack.amqp_url if stack else None)
-        return event_loop.run(_run_all(options, specs, url, stack, env, folder, stamp, console))
+        return asyncio.run(_run_all(options, specs, url, stack, env, folder, stamp, console))
     finally:
         if stack is not None:
             with console.status("stopping the stack…"):

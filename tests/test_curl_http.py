@@ -1,4 +1,4 @@
-"""The harness's libcurl client against a real HTTP server on loopback, on the harness's own event loop."""
+"""The harness's libcurl client against a real HTTP server on loopback."""
 
 from __future__ import annotations
 
@@ -6,13 +6,12 @@ import asyncio
 import json
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
 from aiohttp import web
 
-from taskbench import event_loop
 from taskbench.curl_http import CurlError, CurlHttp
 
 
@@ -57,13 +56,6 @@ async def serving() -> AsyncIterator[Server]:
         await runner.cleanup()
 
 
-def run(test: Callable[[], Awaitable[None]]) -> None:
-    async def main() -> None:
-        await test()
-
-    event_loop.run(main())
-
-
 def test_a_post_and_a_get_come_back_with_status_and_body_over_kept_alive_connections() -> None:
     async def test() -> None:
         async with serving() as server:
@@ -78,7 +70,7 @@ def test_a_post_and_a_get_come_back_with_status_and_body_over_kept_alive_connect
         assert (status, body) == (200, b"done")
         assert len(server.connections) == 1  # one after the other: the same connection each time
 
-    run(test)
+    asyncio.run(test())
 
 
 def test_a_burst_waits_for_a_free_connection_and_the_wait_is_not_a_timeout() -> None:
@@ -95,7 +87,7 @@ def test_a_burst_waits_for_a_free_connection_and_the_wait_is_not_a_timeout() -> 
         assert server.most_in_flight == 2
         assert elapsed >= 4 * 0.25  # four rounds of two: the last waited ~0.75 s, more than the 0.6 s timeout
 
-    run(test)
+    asyncio.run(test())
 
 
 def test_a_timeout_and_a_refused_connection_are_told_apart() -> None:
@@ -117,7 +109,7 @@ def test_a_timeout_and_a_refused_connection_are_told_apart() -> None:
         assert refused.value.refused and not refused.value.timed_out
         assert status == 200
 
-    run(test)
+    asyncio.run(test())
 
 
 def test_a_cancelled_request_gives_its_connection_to_the_next_and_close_ends_the_waiting() -> None:
@@ -142,4 +134,4 @@ def test_a_cancelled_request_gives_its_connection_to_the_next_and_close_ends_the
         assert status == 200 and elapsed < 1.0
         assert stalled.cancelled() and queued.cancelled()
 
-    run(test)
+    asyncio.run(test())

@@ -13,6 +13,7 @@ one ordinary process reaches without HTTP, records or an event loop in between.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 import tempfile
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from benchmarks.perf.bench import CONCURRENCY, REPO, Bench, Figure, console, print_table, publisher_main
 from benchmarks.perf.sections import SECTIONS
-from taskbench import environment, event_loop, faults, implementations
+from taskbench import environment, faults, implementations
 from taskbench.client import ServiceClient
 from taskbench.results import ScenarioSpec
 from taskbench.stack import Stack, StackConfig
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             # The worker as every scenario wants it (redelivery timeout for short jobs), restarted once now.
             stack.apply(faults.state_for(ScenarioSpec(implementation="celery", workload="sleep", jobs=1, duration_s=0)))
             env = environment.describe(stack.redis_url)
-            figures = event_loop.run(run_sections(stack, sections, args.quick, workdir))
+            figures = asyncio.run(run_sections(stack, sections, args.quick, workdir))
         finally:
             stack.stop()
     elapsed = time.perf_counter() - started

@@ -30,7 +30,7 @@ from benchmarks.perf.bench import (
     scenario,
 )
 from benchmarks.perf.clients import PROBE_CLIENTS, AiohttpSubmitter, HttpxSubmitter
-from taskbench import event_loop, implementations
+from taskbench import implementations
 from taskbench.analysis import analyse, summarise
 from taskbench.analysis.stats import percentile
 from taskbench.ledger import LedgerTail
@@ -408,7 +408,7 @@ def _probe_cost_us(url: str, client: str, pairs: int) -> float:
         finally:
             await http.aclose()
 
-    return event_loop.run(run())
+    return asyncio.run(run())
 
 
 SECTIONS: dict[int, Callable[[Bench], Awaitable[None]]] = {
