@@ -505,7 +505,9 @@ def thresholds_text(settings: RunSettings) -> str:
     return (
         f"Responsive: no probe unanswered within {t.probe_timeout_s} s and probe p99 ≤ {t.responsive_p99_s} s, "
         f"on `/health` (async endpoint) and `/health/sync` (sync endpoint, needs a threadpool thread), probed every "
-        f"{settings.probe_interval_s * 1000:.0f} ms. Submission timeout: {t.submit_timeout_s} s. Resource exhaustion: "
+        f"{settings.probe_interval_s * 1000:.0f} ms. Submission timeout: {t.submit_timeout_s} s "
+        "from when the request has a connection (the wait for a free one counts as latency, not as timeout). "
+        "Resource exhaustion: "
         f"the process running the jobs over {t.memory_limit_mb:.0f} MB RSS, or system memory over "
         f"{t.system_memory_limit_percent:.0f} %. "
         f"Makespan far over ideal: more than {t.makespan_ratio_limit}× the ideal and {t.makespan_slack_s} s over "
