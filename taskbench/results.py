@@ -241,6 +241,7 @@ class Probe(BaseModel):
 class Reading(BaseModel):
     cpu_percent: float  # 100 = one full core
     rss_mb: float
+    pss_mb: float | None = None  # the roles the sampler reads PSS for (taskbench.sampler); runs before: none
 
 
 class SystemReading(BaseModel):

@@ -5,6 +5,14 @@ them (100 % is one full core). A worker's count includes its children, alive (th
 reaped (the parent's `children_*` times), so the work of short-lived children is counted even when they
 live and die between two scans: RQ forks one per job. (`psutil.cpu_percent` on each child would miss
 those, and reads a child first seen an instant ago over that instant: RQ once showed 1556 %.)
+
+Memory is RSS, and for the roles in `pss_roles` (the process that runs the scenario's jobs) PSS too: RSS
+counts a page shared by a forked pool's processes once in each, so a Celery prefork worker's summed RSS
+was twice its PSS here, and an RQ pool's more than three times. PSS splits each shared page among its
+sharers, so a tree's PSS adds up to the memory it really holds. Reading it costs ~1.5 ms a process
+(`/proc/<pid>/smaps_rollup`), too much four times a second for every process, so each process's shared
+part (RSS − PSS) is measured at most once a second and taken from its RSS at every sample: what a job
+allocates is private and shows at once, what is shared moves slowly.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from taskbench.results import Reading, Sample, SystemReading
 _MB = 1024 * 1024
 TREES = ("rabbitmq",)  # roles whose service is a script: the Erlang VM is its child
 CHILDREN_RESCAN_S = 1.0  # psutil's children() reads every process's /proc stat: ~1.7 ms on a quiet box
+SHARED_REMEASURE_S = 1.0  # how old a process's measured RSS − PSS may be
 
 
 class Sampler:
@@ -28,11 +37,17 @@ class Sampler:
     also reported on its own, as `{role}#1`, `{role}#2`, … by pid order."""
 
     def __init__(
-        self, pids: Callable[[], dict[str, int]], interval_s: float, split: frozenset[str] = frozenset()
+        self,
+        pids: Callable[[], dict[str, int]],
+        interval_s: float,
+        split: frozenset[str] = frozenset(),
+        pss_roles: frozenset[str] = frozenset(),
     ) -> None:
         self.pids = pids
         self.interval_s = interval_s
         self.split = split
+        self.pss_roles = pss_roles
+        self._shared: dict[int, tuple[float, float]] = {}  # pid → (measured at, RSS − PSS in MB)
         self.samples: list[Sample] = []
         self._known: dict[int, psutil.Process] = {}
         self._spawned: dict[int, bool] = {}
@@ -103,6 +118,21 @@ class Sampler:
                 cpu_s += times.children_user + times.children_system
             return cpu_s, process.memory_info().rss / _MB
 
+    def _pss_mb(self, process: psutil.Process, rss_mb: float) -> float:
+        """PSS now: this RSS less the pages it shares with other processes beyond its share of them."""
+        now = time.monotonic()
+        measured = self._shared.get(process.pid)
+        if measured is None or now - measured[0] > SHARED_REMEASURE_S:
+            full = process.memory_full_info()
+            measured = self._shared[process.pid] = (now, max(full.rss - full.pss, 0) / _MB)
+        return max(rss_mb - measured[1], 0.0)
+
+    def _tree_pss_mb(self, members: list[psutil.Process], usage: list[tuple[float, float]]) -> float | None:
+        try:
+            return sum(self._pss_mb(process, rss_mb) for process, (_, rss_mb) in zip(members, usage, strict=True))
+        except psutil.Error:
+            return None  # a member gone meanwhile, or not ours to read (a service started by another user)
+
     def _read(self) -> Sample:
         processes: dict[str, Reading] = {}
         roles = {**self.pids(), "harness": os.getpid()}
@@ -114,7 +144,10 @@ class Sampler:
             except psutil.Error:
                 continue  # gone (a fault, or the end of the run): no reading rather than a wrong one
             cpu_s = sum(u[0] for u in usage)
-            processes[role] = Reading(cpu_percent=self._cpu_percent(role, pid, cpu_s), rss_mb=sum(u[1] for u in usage))
+            pss_mb = self._tree_pss_mb(members, usage) if role in self.pss_roles else None
+            processes[role] = Reading(
+                cpu_percent=self._cpu_percent(role, pid, cpu_s), rss_mb=sum(u[1] for u in usage), pss_mb=pss_mb
+            )
             if role in self.split:  # members[0] is the supervisor; the children it spawned serve and run the jobs
                 children = sorted(
                     (m.pid, u) for m, u in zip(members[1:], usage[1:], strict=True) if self._is_spawned(m.pid)

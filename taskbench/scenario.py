@@ -166,7 +166,12 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
     else:
         local = await ctx.client.local_pids()
         pids = local.copy
-    sampler = Sampler(pids, settings.sample_interval_s, frozenset({"api"}) if api_processes > 1 else frozenset())
+    sampler = Sampler(
+        pids,
+        settings.sample_interval_s,
+        split=frozenset({"api"}) if api_processes > 1 else frozenset(),
+        pss_roles=frozenset({implementations.get(spec.implementation).job_process}),
+    )
     prober = Prober(ctx.client.base_url, settings.probe_interval_s, settings.thresholds.probe_timeout_s)
     harness = psutil.Process()
     cpu_before = harness.cpu_times()

@@ -1,4 +1,5 @@
-"""The sampler counts the CPU of a worker's short-lived children (RQ forks one per job)."""
+"""The sampler counts the CPU of a worker's short-lived children (RQ forks one per job), and the memory of a
+forked pool once."""
 
 from __future__ import annotations
 
@@ -42,3 +43,54 @@ def test_cpu_of_children_that_come_and_go_between_samples_is_counted() -> None:
     assert readings and children_cpu_s > 0.3
     assert max(p for _, p in readings) <= 100 * (psutil.cpu_count() or 1)
     assert counted_s >= 0.5 * children_cpu_s, (counted_s, children_cpu_s)
+
+
+# A parent that fills 120 MB and forks 3 children that keep it, shared and untouched; once all are up, the
+# first child fills 60 MB of its own, and the parent says so on stdout (then everyone sleeps).
+FORKED_POOL = """
+import os, sys, time
+shared = bytearray(120 * 1024 * 1024)
+for i in range(0, len(shared), 4096):
+    shared[i] = 1
+children = []
+for n in range(3):
+    pid = os.fork()
+    if pid == 0:
+        if n == 0:
+            time.sleep(1.5)
+            private = bytearray(60 * 1024 * 1024)
+            for i in range(0, len(private), 4096):
+                private[i] = 1
+        time.sleep(60)
+        os._exit(0)
+    children.append(pid)
+print("up", flush=True)
+time.sleep(1.5)
+print("allocated", flush=True)
+time.sleep(60)
+"""
+
+
+def test_pss_counts_a_forked_pools_shared_pages_once_and_a_new_private_allocation_at_once() -> None:
+    pool = subprocess.Popen([sys.executable, "-c", FORKED_POOL], stdout=subprocess.PIPE, text=True)
+    try:
+        assert pool.stdout is not None and pool.stdout.readline().strip() == "up"
+        sampler = Sampler(lambda: {"pool-worker": pool.pid}, interval_s=0.1, pss_roles=frozenset({"pool-worker"}))
+        sampler.start()
+        time.sleep(0.5)
+        before = [s.processes["pool-worker"] for s in sampler.samples if "pool-worker" in s.processes]
+        assert pool.stdout.readline().strip() == "allocated"
+        time.sleep(0.5)
+        samples = sampler.stop()
+    finally:
+        for child in psutil.Process(pool.pid).children():
+            child.kill()
+        pool.kill()
+        pool.wait()
+    shared = before[-1]
+    assert shared.pss_mb is not None
+    assert shared.rss_mb > 4 * 120  # every process counts the 120 MB in its RSS
+    assert 120 < shared.pss_mb < 120 + 4 * 40  # PSS counts them once, plus each interpreter's own
+    after = samples[-1].processes["pool-worker"]
+    assert after.pss_mb is not None and after.pss_mb - shared.pss_mb > 50  # the child's 60 MB, private
+    assert samples[-1].processes["harness"].pss_mb is None  # a role not asked for: RSS only, no smaps read

@@ -106,13 +106,21 @@ class StatusPollSummary(BaseModel):
 
 
 class ProcessResources(BaseModel):
-    """CPU (100 = one core) and RSS of one sampled process (with its children)."""
+    """CPU (100 = one core), RSS and, for the process that ran the jobs, PSS of one sampled process (with its
+    children)."""
 
     samples: int
     cpu_peak: float
     cpu_avg: float
     rss_peak_mb: float
     rss_avg_mb: float
+    pss_peak_mb: float | None = None
+    pss_avg_mb: float | None = None
+
+    @property
+    def memory_peak_mb(self) -> float:
+        """PSS where it was read (a forked pool's shared pages once), else RSS (runs saved before it was)."""
+        return self.pss_peak_mb if self.pss_peak_mb is not None else self.rss_peak_mb
 
 
 class SystemResources(BaseModel):
@@ -201,7 +209,8 @@ class ScenarioSummary(BaseModel):
     job_process: str  # the role whose CPU and memory are "the process that ran the jobs"
     worker_role: str | None = None  # the implementation's worker, when one was sampled
     peak_cpu_percent: float | None
-    peak_memory_mb: float | None
+    peak_memory_mb: float | None  # PSS of the job process where read (see ProcessResources.memory_peak_mb)
+    peak_memory_pss: bool = False  # False: RSS, in a run saved before PSS was read
     executions: Executions
     fault_at: float | None = None
     delivery: DeliveryRecord | None = None

@@ -108,12 +108,15 @@ def process_resources(result: ScenarioResult) -> dict[str, ProcessResources]:
         readings = [s.processes[role] for s in result.samples if role in s.processes]
         cpu = [r.cpu_percent for r in readings]
         rss = [r.rss_mb for r in readings]
+        pss = [r.pss_mb for r in readings if r.pss_mb is not None]
         out[role] = ProcessResources(
             samples=len(readings),
             cpu_peak=max(cpu),
             cpu_avg=sum(cpu) / len(cpu),
             rss_peak_mb=max(rss),
             rss_avg_mb=sum(rss) / len(rss),
+            pss_peak_mb=max(pss) if pss else None,
+            pss_avg_mb=sum(pss) / len(pss) if pss else None,
         )
     return out
 
@@ -329,7 +332,8 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
         job_process=role,
         worker_role=worker_role if worker_role in resources else None,
         peak_cpu_percent=resources[role].cpu_peak if role in resources else None,
-        peak_memory_mb=resources[role].rss_peak_mb if role in resources else None,
+        peak_memory_mb=resources[role].memory_peak_mb if role in resources else None,
+        peak_memory_pss=role in resources and resources[role].pss_peak_mb is not None,
         executions=execution_summary(result, fault_at),
         fault_at=fault_at,
         delivery=result.delivery,

@@ -334,7 +334,7 @@ METRICS = [
     Metric("Sync probe p99", "latency (ms)", lambda s: _ms(s.probes["sync"].p99), _responsive_ms,
            "probes.sync.p99", 1000),
     Metric("Submission p99", "latency (ms)", lambda s: _ms(s.submission.p99), path="submission.p99", scale=1000),
-    Metric("Peak memory of the job process", "RSS (MB)", lambda s: s.peak_memory_mb, lambda t: t.memory_limit_mb,
+    Metric("Peak memory of the job process", "PSS (MB)", lambda s: s.peak_memory_mb, lambda t: t.memory_limit_mb,
            "peak_memory_mb"),
 ]  # fmt: skip
 
@@ -445,7 +445,7 @@ def sweep_chart(run: AnalysedRun, workload: str, jobs: int) -> Figure:
         time_ax.axhline(target, color=palette.get("fastapi", FALLBACK), linestyle="--", linewidth=1,
                         label=f"{run.title('fastapi')} ({target:.1f} s)")  # fmt: skip
     for ax, title, ylabel in ((time_ax, "Time to drain the burst", "makespan (s)"),
-                              (memory_ax, "Peak memory of the job process", "RSS (MB)")):  # fmt: skip
+                              (memory_ax, "Peak memory of the job process", "PSS (MB)")):  # fmt: skip
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("--concurrency")
         ax.set_ylabel(ylabel)

@@ -508,7 +508,7 @@ def thresholds_text(settings: RunSettings) -> str:
         f"{settings.probe_interval_s * 1000:.0f} ms. Submission timeout: {t.submit_timeout_s} s "
         "from when the request has a connection (the wait for a free one counts as latency, not as timeout). "
         "Resource exhaustion: "
-        f"the process running the jobs over {t.memory_limit_mb:.0f} MB RSS, or system memory over "
+        f"the process running the jobs over {t.memory_limit_mb:.0f} MB (PSS), or system memory over "
         f"{t.system_memory_limit_percent:.0f} %. "
         f"Makespan far over ideal: more than {t.makespan_ratio_limit}× the ideal and {t.makespan_slack_s} s over "
         "it, where the ideal is ceil(N / concurrency) × duration, and no less than the submission span plus one "
@@ -520,7 +520,10 @@ def thresholds_text(settings: RunSettings) -> str:
         "so the p99 limit is at most half a job (within 0.25-0.5 s) and such a wait is never judged on the "
         "limit's edge; the makespan slack keeps start-up and polling of very short jobs from reading as "
         '"far over". '
-        f"Peak CPU and Peak Memory are those of the process that ran the jobs. "
+        "Peak CPU and Peak Memory are those of the process that ran the jobs, with its children for a worker. "
+        "Peak Memory is its PSS (RSS in runs saved before taskbench read PSS): RSS with each page that several "
+        "processes share split among them, so a forked pool's shared code and data count once, as in the "
+        "memory the machine really gives it; the resource tables show RSS, which counts them in every process. "
         f"Process CPU is % of one core (200 % = two cores busy); system CPU is % of all cores."
     )
 
