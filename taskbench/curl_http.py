@@ -1,10 +1,10 @@
 """HTTP/1.1 requests through libcurl (pycurl), driven by the running asyncio event loop.
 
 Why libcurl: the harness must stay out of the way of the service it measures (issue 13). During a 1000-job
-burst aiohttp cost the harness ~400 µs of CPU per submission, most of it Python in aiohttp and asyncio's
-streams; libcurl parses and writes HTTP in C, and this module only relays libcurl's socket and timer requests
-to the loop (the multi "socket interface", as Tornado's curl client does). Figures: benchmarks/README.md,
-"Load generator (issue 13)".
+burst aiohttp cost the harness 210–400 µs of CPU per submission (an idle machine to a loaded one), most of
+it Python in aiohttp and asyncio's streams; libcurl parses and writes HTTP in C, and this module only relays
+libcurl's socket and timer requests to the loop (the multi "socket interface", as Tornado's curl client
+does): 0.55–0.65× aiohttp's CPU in the same run. Figures: benchmarks/README.md, "Load generator (issue 13)".
 
 A pool runs at most `connections` transfers at once and queues the rest itself, first come first served,
 so libcurl's timeout starts once a request has a connection: the wait for a free one is not a timeout,
