@@ -37,10 +37,6 @@ class CurlError(Exception):
     def timed_out(self) -> bool:
         return self.code == pycurl.E_OPERATION_TIMEDOUT
 
-    @property
-    def refused(self) -> bool:
-        return self.code == pycurl.E_COULDNT_CONNECT
-
 
 @dataclass
 class _Transfer:

@@ -210,7 +210,6 @@ class ScenarioSummary(BaseModel):
     worker_role: str | None = None  # the implementation's worker, when one was sampled
     peak_cpu_percent: float | None
     peak_memory_mb: float | None  # PSS of the job process where read (see ProcessResources.memory_peak_mb)
-    peak_memory_pss: bool = False  # False: RSS, in a run saved before PSS was read
     executions: Executions
     fault_at: float | None = None
     delivery: DeliveryRecord | None = None

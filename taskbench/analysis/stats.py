@@ -333,7 +333,6 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
         worker_role=worker_role if worker_role in resources else None,
         peak_cpu_percent=resources[role].cpu_peak if role in resources else None,
         peak_memory_mb=resources[role].memory_peak_mb if role in resources else None,
-        peak_memory_pss=role in resources and resources[role].pss_peak_mb is not None,
         executions=execution_summary(result, fault_at),
         fault_at=fault_at,
         delivery=result.delivery,
