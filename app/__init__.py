@@ -1,1 +1,3 @@
-"""The service under test: one FastAPI app, jobs run by BackgroundTasks or by a Celery worker."""
+"""The spec's three-terminal commands, from the repository's root: `uvicorn app.main:app` and
+`celery -A app.celery_app worker`. A thin alias of `taskbench_service`, never installed, so that a user's own
+package named `app` is never shadowed by taskbench's."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import signal
 import sys
@@ -13,9 +12,10 @@ from pathlib import Path
 from typing import NoReturn
 
 from kombu.utils.url import maybe_sanitize_url as _redact  # hides a password in a URL
+from packaging.version import InvalidVersion, Version
 from rich.console import Console
 
-from taskbench import faults, implementations, job_check, plan, rabbitmq_server
+from taskbench import environment, faults, implementations, job_check, plan, rabbitmq_server, venvs
 from taskbench.analysis.models import AnalysedRun
 from taskbench.errors import StackError, UsageError
 from taskbench.implementations.base import BROKERS
@@ -24,8 +24,10 @@ from taskbench.report.compare import compare
 from taskbench.results import POOLS, RunSettings, SchemaError, Thresholds, WorkerOptions
 from taskbench.run import RunOptions, run
 from taskbench.stack import Stack, StackConfig, StackState
+from taskbench_wire.urls import is_amqp
 
-MIDDLEWARES = ("none", "base-http")  # app.middleware.MIDDLEWARES, named here: the harness never imports app
+# taskbench_service.middleware.MIDDLEWARES, named here: the harness never imports the service
+MIDDLEWARES = ("none", "base-http")
 MAX_JOBS = 100_000
 MAX_DURATION_S = 3600.0
 MAX_CONCURRENCY = 256
@@ -91,7 +93,24 @@ def _bounded(kind: type[float] | type[int], low: float, high: float) -> Callable
     return parse
 
 
-_implementations = _csv(tuple(implementations.REGISTRY))
+def _implementations(text: str) -> list[str]:
+    """`all`, or registry names, each optionally at a release of its queue: `celery@5.5.3,celery`."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if items == ["all"]:
+        return list(implementations.REGISTRY)
+    choices = f"choose from {', '.join(implementations.REGISTRY)} or all, each optionally NAME@VERSION"
+    if not items:
+        raise argparse.ArgumentTypeError(f"{text!r}: {choices}")
+    for item in items:
+        name, sep, version = item.partition(implementations.RELEASE_SEPARATOR)
+        if name not in implementations.REGISTRY:
+            raise argparse.ArgumentTypeError(f"{item!r}: {choices}")
+        if sep:
+            try:
+                Version(version)
+            except InvalidVersion:
+                raise argparse.ArgumentTypeError(f"{item!r}: {version!r} is not a release, e.g. celery@5.5.3") from None
+    return list(dict.fromkeys(items))
 
 
 def _as_json_source(text: str) -> tuple[str | None, str | None]:
@@ -103,7 +122,23 @@ def _as_factory_source(text: str) -> tuple[str | None, str | None]:
 
 
 DEFAULT_IMPLEMENTATIONS = list(implementations.DEFAULT)
-IMPL_HELP = f"{','.join(implementations.DEFAULT)} (default), all, or a list of: {', '.join(implementations.REGISTRY)}"
+IMPL_HELP = (
+    f"{','.join(implementations.DEFAULT)} (default), all, or a list of: {', '.join(implementations.REGISTRY)}; "
+    "NAME@VERSION runs that release of its queue beside the others (celery@5.5.3,celery)"
+)
+WITH_HELP = (
+    "PKG==VERSION: measure that release (repeatable); it applies to every implementation's environment that "
+    "installs PKG (celery==5.5.3: Celery's only; redis==5.3.1: every one)"
+)
+
+
+def _add_environment_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--with", dest="with_packages", action="append", default=[], metavar="PKG==VERSION", help=WITH_HELP
+    )
+    parser.add_argument(
+        "--rebuild-envs", action="store_true", help="build every implementation's environment again (newest releases)"
+    )
 
 
 AMQP_QUEUES = ", ".join(name for name, impl in implementations.REGISTRY.items() if "amqp" in impl.brokers)
@@ -158,12 +193,11 @@ def worker_options(args: argparse.Namespace) -> WorkerOptions:
     )
     if options.max_tasks_per_child is not None and options.pool != "prefork":
         raise UsageError(f"--max-tasks-per-child replaces prefork children; --pool {options.pool} has none")
-    if not options.celery_is_default and "celery" not in args.implementations:
+    names = {implementations.plugin_name(label) for label in args.implementations}
+    if not options.celery_is_default and "celery" not in names:
         raise UsageError(
             "--pool, --prefetch and --max-tasks-per-child set Celery's worker: add celery to --implementations"
         )
-    if options.pool == "gevent" and importlib.util.find_spec("gevent") is None:
-        raise UsageError("--pool gevent needs the gevent package: pip install 'taskbench[gevent]'")
     return options
 
 
@@ -190,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--middleware", choices=MIDDLEWARES, default="none", help="base-http: the API behind a BaseHTTPMiddleware"
     )
     _worker_flags(serve)
+    _add_environment_flags(serve)
 
     run = sub.add_parser("run", help="run the benchmark and write reports into benchmark_results/")
     run.add_argument("--quick", action="store_true", help=f"{plan.QUICK_DURATION_S} s jobs: an answer in minutes")
@@ -274,6 +309,16 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default {plan.SPEC_REPEAT}; --quick: {plan.QUICK_REPEAT})",
     )
 
+    _add_environment_flags(run)
+
+    env = sub.add_parser("env", help="list each implementation's environment (built if missing) and the cache")
+    env.add_argument("--implementations", type=_implementations, default=list(implementations.REGISTRY), help=IMPL_HELP)
+    env.add_argument(
+        "--with", dest="with_packages", action="append", default=[], metavar="PKG==VERSION", help=WITH_HELP
+    )
+    env.add_argument("--rebuild", action="store_true", help="build them again: the newest releases the index serves")
+    env.add_argument("--pool", choices=POOLS, default="prefork", help="Celery's pool (gevent adds gevent)")
+
     report = sub.add_parser("report", help="rebuild a run's Markdown, charts and HTML from its JSON")
     report.add_argument("path", type=Path, help="a run folder or its comparison_*.json")
 
@@ -287,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _env_redis_url() -> str | None:
     """A Redis named in the environment; CELERY_BROKER_URL only when it is one (not RabbitMQ's amqp://)."""
     celery_broker = os.environ.get("CELERY_BROKER_URL")
-    if celery_broker and rabbitmq_server.is_amqp(celery_broker):
+    if celery_broker and is_amqp(celery_broker):
         celery_broker = None
     return os.environ.get("TASKBENCH_REDIS_URL") or celery_broker
 
@@ -298,13 +343,22 @@ def _broker(args: argparse.Namespace) -> tuple[str, str | None]:
     broker: str = args.broker or ("amqp" if url else "redis")
     if url and broker != "amqp":
         raise UsageError("--broker-url names a RabbitMQ and goes with --broker amqp (a Redis is --redis-url)")
-    if url and not rabbitmq_server.is_amqp(url):
+    if url and not is_amqp(url):
         raise UsageError(f"--broker-url {_redact(url)}: give an amqp:// URL (a Redis is --redis-url)")
     if broker == "amqp" and getattr(args, "url", None):
         raise UsageError("--broker needs a stack that taskbench started itself: drop --url or --broker")
     if broker == "amqp" and not any("amqp" in implementations.get(name).brokers for name in args.implementations):
         raise UsageError(
             f"--broker amqp: none of {', '.join(args.implementations)} runs on RabbitMQ; add {AMQP_QUEUES}"
+        )
+    labels = [implementations.plugin_name(label) for label in args.implementations]
+    twice = sorted(
+        {name for name in labels if labels.count(name) > 1 and "amqp" in implementations.REGISTRY[name].brokers}
+    )
+    if broker == "amqp" and twice:
+        raise UsageError(
+            f"--broker amqp runs one release of {', '.join(twice)} at a time (both would share one RabbitMQ queue): "
+            "compare releases on Redis, or in two runs"
         )
     if broker == "amqp" and url:
         problem = rabbitmq_server.amqp_problem(url, timeout_s=3.0)
@@ -322,13 +376,16 @@ def _raise_interrupt(*_: object) -> NoReturn:
     raise KeyboardInterrupt
 
 
-FLOWER_HINT = "--flower needs Flower: pip install -e '.[monitoring]'"
-
-
 def cmd_serve(args: argparse.Namespace, console: Console) -> int:
-    if args.flower and importlib.util.find_spec("flower") is None:
-        raise UsageError(FLOWER_HINT)
+    names = {implementations.plugin_name(label) for label in args.implementations}
+    if args.flower and "celery" not in names:
+        raise UsageError("--flower watches Celery's workers: add celery to --implementations")
     broker, broker_url = _broker(args)
+    options = worker_options(args)
+    with console.status("preparing each implementation's environment…"):
+        envs = environment.prepare(
+            args.implementations, args.with_packages, options, rebuild=args.rebuild_envs, say=console.print
+        )
     workdir = args.workdir / f"serve-{time.strftime('%Y%m%d_%H%M%S')}"
     config = StackConfig(
         workdir=workdir,
@@ -341,15 +398,18 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
         implementations=tuple(args.implementations),
         flower=args.flower,
         state=StackState(middleware=args.middleware),
-        worker=worker_options(args),
+        worker=options,
+        environments=envs,
     )
     signal.signal(signal.SIGTERM, _raise_interrupt)  # stop the stack on SIGTERM as on Ctrl-C
     stack = Stack(config)
     try:
-        with console.status("starting Redis, the API server and the workers…"):
+        with console.status("starting Redis, the API servers and the workers…"):
             stack.start()
         processes = f"  ({args.api_workers} uvicorn processes)" if args.api_workers > 1 else ""
-        console.print(f"API        {stack.url}  (docs: {stack.url}/docs){processes}")
+        for label, url in stack.urls().items():
+            name = implementations.plugin_name(label)
+            console.print(f"API        {label}: {url}/{name}/job  (docs: {url}/docs){processes}")
         console.print(f"Redis      {_redact(stack.redis_url)}" + ("  (private)" if stack.embedded_redis else ""))
         if stack.amqp_url:
             private = " (private)" if stack.embedded_rabbitmq else ""
@@ -358,6 +418,8 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
             )
         for name, worker in stack.workers.items():
             console.print(f"Worker     {name}: {' '.join(worker.process.argv[2:])}")
+        for label, env in envs.items():
+            console.print(f"Env        {label}: {env.path}")
         if stack.flower is not None:
             console.print(f"Flower     {stack.flower_url}  (API: {stack.flower_url}/api/workers)")
         for name, log in stack.logs().items():
@@ -418,6 +480,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         job_timeout_s=(args.job_timeout or job_check.default_timeout_s(user_jobs)) if user_jobs else None,
         middleware=args.middleware,
         worker=worker,
+        with_packages=args.with_packages,
     )
     options = RunOptions(
         settings=settings,
@@ -427,6 +490,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         redis_url=args.redis_url,
         broker_url=broker_url,
         job_args={job.profile.path: job.args for job in user_jobs},
+        rebuild_envs=args.rebuild_envs,
     )
     folder, result = run(options, console)
     _print_answer(folder, result, console)
@@ -471,6 +535,33 @@ def _print_answer(folder: Path, result: AnalysedRun, console: Console) -> None:
         console.print(f"open {html} in a browser")
 
 
+def cmd_env(args: argparse.Namespace, console: Console) -> int:
+    """Each implementation's environment (built now if missing), with its queue's release, then the whole cache."""
+    started = time.monotonic()
+    envs = environment.prepare(
+        args.implementations, args.with_packages, WorkerOptions(pool=args.pool), rebuild=args.rebuild, say=console.print
+    )
+    console.print(f"environments in {venvs.cache_dir()} (ready in {time.monotonic() - started:.1f} s):")
+    for label, env in envs.items():
+        impl = implementations.get(label)
+        queue = env.version(impl.queue_package) or "?"
+        built = time.strftime("%Y-%m-%d %H:%M", time.localtime(env.built_at))
+        console.print(
+            f"  {label:<16} {impl.queue_package} {queue:<10} fastapi {env.version('fastapi')}, redis "
+            f"{env.version('redis')}; {len(env.packages)} packages, built {built} in {env.build_s:.1f} s",
+            markup=False,
+        )
+    in_use = {env.path for env in envs.values()}
+    others = [env for env in venvs.cached() if env.path not in in_use]
+    if others:
+        console.print(f"also cached ({len(others)}; delete the folders to free the space):")
+        for env in others:
+            console.print(f"  {env.label:<16} {env.path}", markup=False)
+    total = sum(env.size_mb() for env in envs.values())
+    console.print(f"{total:.0f} MB on disk for these {len(envs)} (files hard-linked from uv's cache count in each)")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
     path = files.rerender(args.path)
     console.print(f"rebuilt {path.parent}")
@@ -483,7 +574,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-COMMANDS = {"serve": cmd_serve, "run": cmd_run, "report": cmd_report, "compare": cmd_compare}
+COMMANDS = {"serve": cmd_serve, "run": cmd_run, "env": cmd_env, "report": cmd_report, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:

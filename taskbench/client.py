@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -42,9 +43,9 @@ def _timeout(seconds: float) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=None, connect=None, sock_connect=seconds, sock_read=seconds)
 
 
-def _session(base_url: str, connections: int) -> aiohttp.ClientSession:
+def _session(connections: int) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(limit=connections, limit_per_host=0, keepalive_timeout=KEEPALIVE_EXPIRY_S)
-    return aiohttp.ClientSession(base_url=base_url, connector=connector, timeout=_timeout(CONTROL_TIMEOUT_S))
+    return aiohttp.ClientSession(connector=connector, timeout=_timeout(CONTROL_TIMEOUT_S))
 
 
 class ServiceClient:
@@ -57,18 +58,38 @@ class ServiceClient:
     "Load generator (issue 13)"). Both pools are made on first use, in the loop that uses them.
     """
 
-    def __init__(self, base_url: str, max_connections: int = 100, submit_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        max_connections: int = 100,
+        submit_timeout_s: float = 10.0,
+        urls: Mapping[str, str] | None = None,
+    ) -> None:
+        """`urls`: the API of each implementation by label (each runs in an environment of its own); a label
+        not in it, and every label of a service started by hand (--url), is served at `base_url`."""
         self.base_url = base_url.rstrip("/")
+        self.urls = {label: url.rstrip("/") for label, url in (urls or {}).items()}
         self.max_connections = max_connections
         self.submit_timeout_s = submit_timeout_s
         self._http: aiohttp.ClientSession | None = None
         self._submissions: CurlHttp | None = None
 
+    def url_for(self, label: str) -> str:
+        return self.urls.get(label, self.base_url)
+
+    def labels(self) -> list[str]:
+        """The implementations this client reaches: those of the stack, or every registered one (--url)."""
+        return list(self.urls) or list(implementations.REGISTRY)
+
+    def _path(self, label: str, rest: str) -> str:
+        """`celery@5.5.3`, "/jobs" → its API's URL + `/celery/jobs`: routes name the queue, not the release."""
+        return f"{self.url_for(label)}/{implementations.plugin_name(label)}{rest}"
+
     @property
     def http(self) -> aiohttp.ClientSession:
-        """The session for everything but submissions (base URL set: `client.http.get("/health")`)."""
+        """The session for everything but submissions."""
         if self._http is None:
-            self._http = _session(self.base_url, self.max_connections)
+            self._http = _session(self.max_connections)
         return self._http
 
     async def aclose(self) -> None:
@@ -98,8 +119,10 @@ class ServiceClient:
             raise ServiceError(f"{method} {path}: HTTP {status}: {body[:200].decode(errors='replace')}")
         return body
 
-    async def health(self) -> Health:
-        _, body = await self._call("GET", "/health", timeout_s=5.0)
+    async def health(self, label: str | None = None) -> Health:
+        """`/health` of `label`'s API (of `base_url` for None)."""
+        url = self.url_for(label) if label is not None else self.base_url
+        _, body = await self._call("GET", f"{url}/health", timeout_s=5.0)
         return Health.of(json.loads(body))
 
     async def submit(self, implementation: str, index: int, body: dict[str, Any]) -> Submission:
@@ -107,7 +130,7 @@ class ServiceClient:
         started = time.perf_counter()
         if self._submissions is None:
             self._submissions = CurlHttp(self.max_connections, self.submit_timeout_s, KEEPALIVE_EXPIRY_S)
-        url = f"{self.base_url}/{implementation}/job"
+        url = self._path(implementation, "/job")
         try:
             status, content = await self._submissions.post(url, json.dumps(body).encode())
         except CurlError as exc:
@@ -131,14 +154,12 @@ class ServiceClient:
         """Each job's status once, each on a new connection, as users' clients poll (a browser, another
         service): under several API processes the kernel hands each connection to one of them."""
         connector = aiohttp.TCPConnector(limit=in_flight, force_close=True)
-        async with aiohttp.ClientSession(
-            base_url=self.base_url, connector=connector, timeout=_timeout(CONTROL_TIMEOUT_S)
-        ) as session:
+        async with aiohttp.ClientSession(connector=connector, timeout=_timeout(CONTROL_TIMEOUT_S)) as session:
 
             async def poll(job_id: str) -> StatusPoll:
                 sent_at, started = time.time(), time.perf_counter()
                 try:
-                    async with session.get(f"/{implementation}/status/{job_id}") as response:
+                    async with session.get(self._path(implementation, f"/status/{job_id}")) as response:
                         await response.read()
                         code = response.status
                 except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
@@ -151,15 +172,15 @@ class ServiceClient:
 
     async def counts(self, implementation: str) -> dict[str, int]:
         """Counts by status and in all; one cheap call, polled while a scenario waits."""
-        data = json.loads(await self._ok("GET", f"/{implementation}/jobs", params={"limit": 0}))
+        data = json.loads(await self._ok("GET", self._path(implementation, "/jobs"), params={"limit": 0}))
         return {**data["counts"], "count": data["count"]}
 
     async def jobs(self, implementation: str) -> list[JobData]:
-        data = json.loads(await self._ok("GET", f"/{implementation}/jobs", timeout_s=120.0))
+        data = json.loads(await self._ok("GET", self._path(implementation, "/jobs"), timeout_s=120.0))
         return [JobData.model_validate(job) for job in data["jobs"]]
 
     async def clear(self, implementation: str) -> None:
-        await self._ok("DELETE", f"/{implementation}/jobs")
+        await self._ok("DELETE", self._path(implementation, "/jobs"))
 
     async def local_pids(self) -> dict[str, int]:
         """The API server and the first worker of each implementation that `/health` reports, where they run
@@ -179,13 +200,18 @@ class ServiceClient:
 
     async def busy(self, names: list[str] | None = None) -> int:
         """BackgroundTasks jobs accepted and not finished, plus every queue's jobs queued or held by a
-        worker (of `names`, or of all implementations)."""
-        health = await self.health()
-        busy = health.api.fastapi_jobs_in_flight  # this process' own, exact
-        # every other API process of the server (--api-workers), from its heartbeat
-        busy += sum(p.in_flight for p in health.section("fastapi").processes if p.pid != health.api.pid)
-        for name in names if names is not None else list(implementations.REGISTRY):
-            queue = health.section(name)
+        worker (of `names`, or of all implementations), each from its own API's `/health`."""
+        labels = names if names is not None else self.labels()
+        healths: dict[str, Health] = {}
+        busy = 0
+        for label in labels:
+            url = self.url_for(label)
+            if url not in healths:
+                healths[url] = health = await self.health(label)
+                busy += health.api.fastapi_jobs_in_flight  # this process' own, exact
+                # every other API process of the server (--api-workers), from its heartbeat
+                busy += sum(p.in_flight for p in health.section("fastapi").processes if p.pid != health.api.pid)
+            queue = healths[url].section(implementations.plugin_name(label))
             busy += queue.queued + sum(w.active + w.reserved for w in queue.workers)
         return busy
 
@@ -205,5 +231,5 @@ class ServiceClient:
         self, implementation: str, workload: str, jobs: int, concurrency: int, cpu_count: int
     ) -> Capacity:
         """The concurrency the implementation really has for this workload, given what /health reports."""
-        health = await self.health()
+        health = await self.health(implementation)
         return implementations.get(implementation).capacity(workload, jobs, concurrency, cpu_count, health)

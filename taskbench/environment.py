@@ -1,43 +1,113 @@
-"""Versions and machine, recorded in every result so a figure can be traced to where it was measured."""
+"""Where each implementation runs and what it ran on: its environment, built before any service starts, and the
+versions and machine recorded in every result so a figure can be traced to where it was measured."""
 
 from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import Any
 
 import psutil
 import redis
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
+from taskbench import implementations, venvs
+from taskbench.errors import UsageError
 from taskbench.rabbitmq_server import server_version
+from taskbench.results import WorkerOptions
 
-PACKAGES = (
-    "fastapi",
-    "starlette",
-    "uvicorn",
-    "uvloop",
-    "httptools",
-    "anyio",
-    "celery",
-    "kombu",
-    "amqp",
-    "arq",
-    "taskiq",
-    "taskiq-redis",
-    "dramatiq",
-    "pika",
-    "rq",
-    "saq",
-    "redis",
-    "httpx",
-    "psutil",
-)
+# The harness's own packages, recorded beside each environment's.
+HARNESS_PACKAGES = ("taskbench", "pycurl", "aiohttp", "httpx", "uv")
+# What the reports name of an implementation's environment: the service's packages and its queue's.
+SERVICE_PACKAGES = ("fastapi", "starlette", "uvicorn", "uvloop", "httptools", "anyio", "pydantic", "redis")
 
 
-def describe(redis_url: str | None, amqp_url: str | None = None) -> dict[str, Any]:
-    versions: dict[str, str] = {"taskbench": _version("taskbench")}
-    versions |= {name: _version(name) for name in PACKAGES}
+def parse_with(spec: str) -> Requirement:
+    """`--with PKG==VERSION` (any requirement specifier), checked for form here and against the index later."""
+    try:
+        requirement = Requirement(spec)
+    except InvalidRequirement as exc:
+        raise UsageError(f"--with {spec!r}: not a requirement ({exc}); give PKG==VERSION, e.g. celery==5.5.3") from exc
+    if requirement.url or requirement.marker:
+        raise UsageError(f"--with {spec!r}: give a package and a version, e.g. celery==5.5.3")
+    return requirement
+
+
+def requirements_for(label: str, options: WorkerOptions) -> tuple[str, ...]:
+    """The service's packages and the implementation's; `name@VERSION` pins its queue's package to VERSION."""
+    impl = implementations.get(label)
+    version = implementations.release(label)
+    packages = [*venvs.SERVICE_PACKAGES, *impl.requirements(options)]
+    if version is not None:
+        queue = canonicalize_name(impl.queue_package)
+        pinned = False
+        for i, spec in enumerate(packages):
+            requirement = Requirement(spec)
+            if canonicalize_name(requirement.name) == queue:
+                extras = f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else ""
+                packages[i], pinned = f"{requirement.name}{extras}=={version}", True
+        if not pinned:
+            packages.append(f"{impl.queue_package}=={version}")
+    return tuple(packages)
+
+
+def prepare(
+    labels: Sequence[str],
+    with_specs: Sequence[str] = (),
+    options: WorkerOptions | None = None,
+    rebuild: bool = False,
+    say: Callable[[str], None] = print,
+) -> dict[str, venvs.Env]:
+    """Every label's environment, built or taken from the cache, before any service starts. `--with` pins apply
+    wherever the resolver needs the package; one the index lacks, or no environment uses, is a usage error."""
+    options = options or WorkerOptions()
+    pins = [parse_with(spec) for spec in with_specs]
+    for pin in pins:
+        venvs.check_requirement(str(pin))
+    constraints = tuple(str(pin) for pin in pins)
+    envs = {
+        label: venvs.ensure(
+            venvs.EnvRequest(label, requirements_for(label, options), constraints), rebuild=rebuild, say=say
+        )
+        for label in labels
+    }
+    for pin in pins:
+        if not any(env.version(pin.name) for env in envs.values()):
+            raise UsageError(
+                f"--with {pin}: no environment of {', '.join(labels)} installs {pin.name}; "
+                "name a package one of their queues uses"
+            )
+    return envs
+
+
+def describe(
+    redis_url: str | None, amqp_url: str | None = None, envs: dict[str, venvs.Env] | None = None
+) -> dict[str, Any]:
+    """`versions`: the harness's packages, then each implementation's service and queue packages from its own
+    environment (`celery`, and `celery (celery@5.5.3)` for a second release); `environments`: every package of
+    every environment (its `uv pip freeze`), with what it was asked to install."""
+    versions: dict[str, str] = {name: _version(name) for name in HARNESS_PACKAGES}
+    environments: dict[str, Any] = {}
+    for label, env in (envs or {}).items():
+        impl = implementations.get(label)
+        names = [*SERVICE_PACKAGES, *(Requirement(p).name for p in impl.requirements(WorkerOptions()))]
+        for name in dict.fromkeys(names):
+            key = name if implementations.release(label) is None else f"{name} ({label})"
+            version = env.version(name)
+            if version is not None and versions.get(key, version) == version:
+                versions[key] = version
+            elif version is not None:
+                versions[f"{name} ({label})"] = version
+        environments[label] = {
+            "python": platform.python_version(),
+            "requirements": list(env.requirements),
+            "constraints": list(env.constraints),
+            "packages": env.packages,
+            "built_at": env.built_at,
+        }
     if redis_url:
         try:
             versions["redis-server"] = str(
@@ -49,6 +119,7 @@ def describe(redis_url: str | None, amqp_url: str | None = None) -> dict[str, An
         versions["rabbitmq-server"] = server_version(amqp_url)
     return {
         "versions": versions,
+        "environments": environments,
         "machine": {
             "platform": platform.platform(),
             "python": platform.python_version(),

@@ -1,4 +1,4 @@
-"""Reading the execution ledger (written by `app.ledger`): whole lines only, from a remembered offset.
+"""Reading the execution ledger (written by `taskbench_service.ledger`): whole lines only, from a remembered offset.
 
 The scenario reads what one scenario added; `benchmarks/perf` tails it for completion times as the job
 code stamped them, so no polling interval leaks into a throughput figure.

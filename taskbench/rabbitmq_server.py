@@ -28,11 +28,6 @@ INSTALL_HINT = (
 )
 EPMD_HINT = "--broker amqp found rabbitmq-server but no epmd (Erlang) on PATH: install erlang, or give --broker-url"
 DEBIAN_WRAPPER = "rabbitmq-script-wrapper"  # switches to the `rabbitmq` user and /var/lib/rabbitmq
-AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")  # as app.settings reads them
-
-
-def is_amqp(url: str) -> bool:
-    return url.split("://", 1)[0].lower() in AMQP_SCHEMES
 
 
 def find_rabbitmq_server() -> str:

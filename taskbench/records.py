@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from taskbench import implementations
 from taskbench.results import Execution, JobData, ScenarioSpec, Submission
 
 
@@ -19,7 +20,7 @@ def rebuild(spec: ScenarioSpec, submissions: Sequence[Submission], executions: S
     starts: dict[str, Execution] = {}
     ends: dict[str, Execution] = {}
     for e in sorted(executions, key=lambda e: e.t):
-        if e.implementation == spec.implementation:
+        if e.implementation == implementations.plugin_name(spec.implementation):
             (starts if e.event == "start" else ends)[e.job_id] = e
     kind = "job" if spec.job_index is not None else spec.workload
     records = []

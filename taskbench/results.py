@@ -117,6 +117,8 @@ class RunSettings(BaseModel):
     # The API's middleware, one set of scenarios each: "none", "base-http" (a do-nothing BaseHTTPMiddleware)
     middleware: list[str] = Field(default_factory=lambda: ["none"])
     worker: WorkerOptions = Field(default_factory=WorkerOptions)  # Celery's pool, prefetch, max tasks per child
+    # --with PKG==VERSION: releases pinned in every implementation's environment that installs the package
+    with_packages: list[str] = Field(default_factory=list)
 
 
 class ScenarioSpec(BaseModel):
@@ -168,7 +170,7 @@ class ScenarioSpec(BaseModel):
 
 
 class JobData(BaseModel):
-    """A job record as the service's API returned it (app.jobs.JobRecord)."""
+    """A job record as the service's API returned it (taskbench_service.jobs.JobRecord)."""
 
     job_id: str
     implementation: str
@@ -189,7 +191,7 @@ class JobData(BaseModel):
 
 
 class Execution(BaseModel):
-    """One line of the execution ledger (app.ledger), written by the code that ran the job."""
+    """One line of the execution ledger (taskbench_service.ledger), written by the code that ran the job."""
 
     job_id: str
     implementation: str

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from kombu.utils.url import maybe_sanitize_url as redacted
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -26,7 +25,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from taskbench import environment, plan
+from taskbench import environment, plan, venvs
 from taskbench.analysis import analyse
 from taskbench.analysis.models import AnalysedRun
 from taskbench.client import ServiceClient
@@ -36,6 +35,7 @@ from taskbench.report import files
 from taskbench.results import RunResult, RunSettings, ScenarioResult, ScenarioSpec
 from taskbench.scenario import ScenarioContext, run_scenario
 from taskbench.stack import Stack, StackConfig, StackState
+from taskbench_wire.urls import redacted
 
 
 @dataclass
@@ -47,6 +47,7 @@ class RunOptions:
     redis_url: str | None = None
     broker_url: str | None = None  # --broker amqp: this RabbitMQ; None: a private one
     job_args: dict[str, JobArgs] = field(default_factory=dict)  # a user job's path → arguments of job i
+    rebuild_envs: bool = False  # --rebuild-envs: build every implementation's environment again
 
 
 def timestamp() -> str:
@@ -61,8 +62,17 @@ def run(options: RunOptions, console: Console) -> tuple[Path, AnalysedRun]:
     console.print(f"[bold]taskbench[/]: {len(specs)} scenarios → {folder}")
     _print_plan(console, specs, options.settings)
     stack: Stack | None = None
+    envs: dict[str, venvs.Env] = {}
     try:
         if options.settings.url is None:
+            with console.status("preparing each implementation's environment…"):
+                envs = environment.prepare(
+                    options.settings.implementations,
+                    options.settings.with_packages,
+                    options.settings.worker,
+                    rebuild=options.rebuild_envs,
+                    say=console.print,
+                )
             config = StackConfig(
                 workdir=folder / "stack",
                 concurrency=options.settings.concurrency,
@@ -75,18 +85,20 @@ def run(options: RunOptions, console: Console) -> tuple[Path, AnalysedRun]:
                 job_dir=Path.cwd(),
                 state=StackState(middleware=options.settings.middleware[0]),
                 worker=options.settings.worker,
+                environments=envs,
             )
-            with console.status("starting Redis, the API server and the workers…"):
+            with console.status("starting Redis, the API servers and the workers…"):
                 stack = Stack(config)
                 stack.__enter__()
             rabbitmq = f", RabbitMQ {redacted(stack.amqp_url)}" if stack.amqp_url else ""
+            apis = ", ".join(f"{label} {url}" for label, url in stack.urls().items())
             console.print(
-                f"stack up: API {stack.url}, Redis {stack.redis_url}{rabbitmq}, logs in {config.workdir / 'logs'}"
+                f"stack up: APIs {apis}; Redis {redacted(stack.redis_url)}{rabbitmq}; logs in {config.workdir / 'logs'}"
             )
         url = options.settings.url or (stack.url if stack else "")
         if stack is None:
             _check_server(url)
-        env = environment.describe(stack.redis_url if stack else None, stack.amqp_url if stack else None)
+        env = environment.describe(stack.redis_url if stack else None, stack.amqp_url if stack else None, envs)
         return asyncio.run(_run_all(options, specs, url, stack, env, folder, stamp, console))
     finally:
         if stack is not None:
@@ -130,7 +142,8 @@ async def _run_all(
     console: Console,
 ) -> tuple[Path, AnalysedRun]:
     settings = options.settings
-    client = ServiceClient(url, submit_timeout_s=settings.thresholds.submit_timeout_s)
+    urls = stack.urls() if stack is not None else None
+    client = ServiceClient(url, submit_timeout_s=settings.thresholds.submit_timeout_s, urls=urls)
     ctx = ScenarioContext(
         client=client,
         settings=settings,

@@ -126,7 +126,7 @@ async def _finished(
         return idle and counts["count"] >= accepted
     # A fault can wipe records (the API's memory, Redis without persistence) while their jobs still run
     # elsewhere: fewer records is a finding, so ask the service whether anything still runs.
-    if idle and not await ctx.client.busy():
+    if idle and not await ctx.client.busy([spec.implementation]):
         return True
     recovered_at = next((e.t for e in events if e.name == "recovered"), None)
     return recovered_at is not None and await _only_orphans_left(ctx, spec, recovered_at)
@@ -140,7 +140,7 @@ async def _only_orphans_left(ctx: ScenarioContext, spec: ScenarioSpec, fault_ove
     """
     if time.time() < fault_over + faults.redelivery_timeout_for(spec.duration_s) + 3:
         return False
-    if await ctx.client.busy():
+    if await ctx.client.busy([spec.implementation]):
         return False
     unfinished = [j for j in await ctx.client.jobs(spec.implementation) if j.status in ("queued", "running")]
     return all(j.status == "running" and j.pid and not psutil.pid_exists(j.pid) for j in unfinished)
@@ -150,6 +150,7 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
     settings = ctx.settings
     stack = ctx.stack
     if stack is not None:
+        stack.select(spec.implementation)
         stack.apply(faults.state_for(spec))  # on this thread: see faults.inject
     await ctx.client.reset([spec.implementation])
     expected = await ctx.client.capacity(
@@ -170,9 +171,11 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
         pids,
         settings.sample_interval_s,
         split=frozenset({"api"}) if api_processes > 1 else frozenset(),
-        pss_roles=frozenset({implementations.get(spec.implementation).job_process}),
+        pss_roles=frozenset({implementations.job_process(spec.implementation)}),
     )
-    prober = Prober(ctx.client.base_url, settings.probe_interval_s, settings.thresholds.probe_timeout_s)
+    prober = Prober(
+        ctx.client.url_for(spec.implementation), settings.probe_interval_s, settings.thresholds.probe_timeout_s
+    )
     harness = psutil.Process()
     cpu_before = harness.cpu_times()
     events: list[Event] = []
@@ -225,7 +228,7 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
         interrupted=ctx.stop.is_set(),
         submissions=submissions,
         jobs=jobs,
-        executions=[e for e in watch.read() if e.implementation == spec.implementation],
+        executions=[e for e in watch.read() if e.implementation == implementations.plugin_name(spec.implementation)],
         probes=probes,
         samples=samples,
         events=events,

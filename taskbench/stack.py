@@ -1,5 +1,11 @@
-"""The stack: Redis (unless a URL is given), RabbitMQ with `--broker amqp` (unless a URL is given), the API server
-and each implementation's worker, as services.
+"""The stack: Redis (unless a URL is given), RabbitMQ with `--broker amqp` (unless a URL is given), and for each
+implementation its API server and its worker, in the implementation's own environment (`taskbench.venvs`), as
+services.
+
+Each implementation has an API process of its own because each has an environment of its own: the newest
+releases of the queues cannot share one. A scenario `select`s the implementation it measures; its API is then
+"the API" (`url`, `api`, the sampled role `api`, the API faults). Two releases of one queue (`celery@5.5.3`
+beside `celery`) get Redis databases of their own, so neither worker takes the other's jobs.
 
 Every process started here has this object as its owner; leaving the `with` block (also on Ctrl-C)
 stops all of them, in the reverse order of their start. What a scenario needs of the stack (delivery
@@ -16,19 +22,21 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import psutil
 import redis
-from kombu.utils.url import maybe_sanitize_url as redacted
 
-from taskbench import implementations, rabbitmq_server
+from taskbench import environment, implementations, rabbitmq_server, venvs
 from taskbench.errors import StackError
 from taskbench.health import Health
+from taskbench.implementations.base import PYTHON
 from taskbench.redis_server import find_redis_server, free_port, redis_command
 from taskbench.results import WorkerOptions
-from taskbench.service_env import ServiceEnv
 from taskbench.services import Service
+from taskbench_wire.env import ServiceEnv
+from taskbench_wire.urls import redacted
 
 AOF_REWRITE_WAIT_S = 30.0
 DEPLOY_GRACE_S = 30.0  # Kubernetes' default terminationGracePeriodSeconds: SIGTERM, then SIGKILL after this
@@ -65,28 +73,75 @@ class StackConfig:
     job_dir: Path | None = None  # where the API and workers import them from (the user's working directory)
     flower: bool = False  # `serve --flower`: Celery's monitoring UI beside the stack
     worker: WorkerOptions = field(default_factory=WorkerOptions)  # Celery's --pool, --prefetch, --max-tasks-per-child
+    # Each implementation's environment, by label (taskbench.environment.prepare); missing ones are built at start.
+    environments: Mapping[str, venvs.Env] = field(default_factory=dict)
 
 
 class Stack:
     def __init__(self, config: StackConfig) -> None:
         self.config = config
         self.state = config.state
-        self.port = config.port or free_port(config.host)
+        labels = config.implementations
+        self.focus = labels[0]  # the implementation the current scenario measures: see select()
+        self.ports = {
+            label: config.port if config.port and i == 0 else free_port(config.host) for i, label in enumerate(labels)
+        }
         self.redis: Service | None = None
         self.epmd: Service | None = None
         self.rabbitmq: Service | None = None
         self.amqp_url = (config.broker_url or "") if config.broker == "amqp" else ""  # set once a private one runs
-        self.api: Service | None = None
+        self.environments: dict[str, venvs.Env] = dict(config.environments)
+        self.apis: dict[str, Service] = {}
+        self._middleware: dict[str, str] = {}  # label → the middleware its API runs behind now
         self.workers: dict[str, Service] = {}
         self.flower: Service | None = None
         self.flower_port = free_port() if config.flower else 0
         self.redis_url = config.redis_url or ""
-        self.ledger_path = config.workdir / "ledger.jsonl"
         self._exit = contextlib.ExitStack()
 
     @property
     def url(self) -> str:
-        return f"http://{self.config.host}:{self.port}"
+        """The API of the implementation under test."""
+        return self.url_for(self.focus)
+
+    def url_for(self, label: str) -> str:
+        return f"http://{self.config.host}:{self.ports[label]}"
+
+    def urls(self) -> dict[str, str]:
+        return {label: self.url_for(label) for label in self.config.implementations}
+
+    @property
+    def port(self) -> int:
+        return self.ports[self.focus]
+
+    @property
+    def api(self) -> Service | None:
+        return self.apis.get(self.focus)
+
+    def select(self, label: str) -> None:
+        """Make `label` the implementation under test: its API is `url`, `api` and the sampled role `api`."""
+        if label not in self.ports:
+            raise StackError(f"{label} is not in this stack ({', '.join(self.ports)})")
+        self.focus = label
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.ledger_path_for(self.focus)
+
+    def ledger_path_for(self, label: str) -> Path:
+        """A ledger per implementation: two releases of one queue write the same implementation name."""
+        return self.config.workdir / "ledger" / f"{label}.jsonl"
+
+    def redis_url_for(self, label: str) -> str:
+        """The run's Redis, in a database of its own for a second release of a queue already in the stack."""
+        name = implementations.plugin_name(label)
+        labels = list(self.config.implementations)
+        offset = [implementations.plugin_name(other) for other in labels[: labels.index(label)]].count(name)
+        if offset == 0 or not self.redis_url:
+            return self.redis_url
+        parts = urlsplit(self.redis_url)
+        base = int(parts.path.strip("/") or 0)
+        return urlunsplit(parts._replace(path=f"/{base + offset}"))
 
     @property
     def embedded_redis(self) -> bool:
@@ -101,16 +156,22 @@ class Stack:
         return self.config.broker == "amqp" and self.config.broker_url is None
 
     def services(self) -> list[Service]:
-        started = (self.redis, self.epmd, self.rabbitmq, self.api, *self.workers.values(), self.flower)
+        started = (self.redis, self.epmd, self.rabbitmq, *self.apis.values(), *self.workers.values(), self.flower)
         return [s for s in started if s is not None]
 
     def logs(self) -> dict[str, str]:
         return {s.name: str(s.log_path) for s in self.services()}
 
     def pids(self) -> dict[str, int]:
-        """Sampled roles: `api` (with its worker processes under --api-workers), `redis` and
-        `{implementation}-worker` (with its children)."""
-        return {s.name: s.pid for s in self.services() if s.pid and s.alive()}
+        """Sampled roles: `api` (the API of the implementation under test, with its worker processes under
+        --api-workers), `redis` and `{implementation}-worker` (with its children). The other implementations'
+        APIs are idle and not sampled; their workers are, as every worker polls its queue all run long."""
+        other_apis = {service.name for label, service in self.apis.items() if label != self.focus}
+        pids = {s.name: s.pid for s in self.services() if s.pid and s.alive() and s.name not in other_apis}
+        api = self.api
+        if api is not None and api.name in pids:
+            pids["api"] = pids.pop(api.name)
+        return pids
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
@@ -127,6 +188,10 @@ class Stack:
 
     def start(self) -> None:
         self.config.workdir.mkdir(parents=True, exist_ok=True)
+        (self.config.workdir / "ledger").mkdir(exist_ok=True)
+        missing = [label for label in self.config.implementations if label not in self.environments]
+        if missing:
+            self.environments |= environment.prepare(missing, options=self.config.worker)
         if self.embedded_redis:
             self.start_redis()
         self.check_redis()
@@ -134,17 +199,21 @@ class Stack:
             self.start_rabbitmq()
         if self.config.broker == "amqp":
             self.check_amqp()
-        self.start_api()
-        for name in self.config.implementations:
-            if implementations.get(name).has_worker:
-                self.start_worker(name)
+        # Every process first, then each one's readiness: their start-ups (imports, CPU calibration) overlap.
+        services = [self._api_service(label) for label in self.config.implementations]
+        services += [self._worker_service(label) for label in self.config.implementations if self._has_worker(label)]
+        for service in services:
+            service.process.start()
+            self._exit.callback(service.stop)
+        for service in services:
+            service.wait_ready()
         if self.config.flower:
             self.start_flower()
 
     def stop(self) -> None:
-        """Ask the API, the workers and Flower to shut down all at once (each takes seconds to finish
+        """Ask the APIs, the workers and Flower to shut down all at once (each takes seconds to finish
         gracefully: overlapped, not one after the other), then stop every service in reverse order."""
-        for service in (self.flower, self.api, *self.workers.values()):
+        for service in (self.flower, *self.apis.values(), *self.workers.values()):
             if service is not None:
                 service.process.terminate()
         self._exit.close()
@@ -154,20 +223,34 @@ class Stack:
         self._exit.enter_context(service)
         return service
 
-    def env(self, implementation: str | None = None) -> dict[str, str]:
-        delivery = self.state.delivery(implementation) if implementation else "default"
+    def env(self, label: str) -> dict[str, str]:
+        """What the API and the worker of `label` read (taskbench_wire.env): the same for both, so the API's
+        view of the queue (delivery, timeouts) is the worker's."""
+        redis_url = self.redis_url_for(label)
         return ServiceEnv(
-            redis_url=self.redis_url,
-            broker_url=self.amqp_url,
-            ledger_path=str(self.ledger_path),
-            concurrency=self.worker_concurrency if implementation else self.config.concurrency,
-            delivery=delivery,
+            redis_url=redis_url,
+            broker_url=self.amqp_url or redis_url,
+            ledger_path=str(self.ledger_path_for(label)),
+            concurrency=self.worker_concurrency,
+            delivery=self.state.delivery(label),
             redelivery_timeout_s=self.state.redelivery_timeout_s,
             jobs=list(self.config.jobs),
             job_timeout_s=self.config.job_timeout_s,
             job_dir=str(self.config.job_dir or ""),
             middleware=self.state.middleware,
+            implementations=[implementations.plugin_name(label)],
         ).environ()
+
+    def python(self, label: str) -> str:
+        return self.environments[label].python
+
+    def _argv(self, label: str, argv: list[str]) -> list[str]:
+        """A command line with the interpreter of `label`'s environment for `PYTHON`."""
+        python = self.python(label)
+        return [python if arg == PYTHON else arg for arg in argv]
+
+    def _has_worker(self, label: str) -> bool:
+        return implementations.get(label).has_worker
 
     def _log(self, name: str) -> Path:
         return self.config.workdir / "logs" / f"{name}.log"
@@ -235,35 +318,43 @@ class Stack:
 
     # --- API and workers -------------------------------------------------------------------------------
 
-    def start_api(self) -> None:
+    def _api_service(self, label: str) -> Service:
         argv = [
-            *implementations.base.python_module("uvicorn", "app.main:app"),
-            "--host", self.config.host, "--port", str(self.port),
+            self.python(label), "-m", "uvicorn", "taskbench_service.main:app",
+            "--host", self.config.host, "--port", str(self.ports[label]),
             "--log-level", "warning", "--no-access-log",
         ]  # fmt: skip
         if self.config.worker.graceful_timeout_s is not None:
             argv += ["--timeout-graceful-shutdown", str(self.config.worker.graceful_timeout_s)]
         if self.config.worker.api_workers > 1:
             argv += ["--workers", str(self.config.worker.api_workers)]
-        service = Service("api", argv, self.env(), self._log("api"), lambda _: self._api_answers(), "the API server")
-        self.api = self._own(service)
+        what = f"the API server of {implementations.title(label)}"
+        name = f"{label}-api"
+        service = Service(name, argv, self.env(label), self._log(name), lambda _: self._api_answers(label), what)
+        self.apis[label] = service
+        self._middleware[label] = self.state.middleware
+        return service
 
-    def start_worker(self, name: str) -> None:
-        impl = implementations.get(name)
-        argv = impl.worker_command(self.worker_concurrency, self.config.worker)
-        assert argv is not None, f"{name} has no worker"
-        what = f"the {impl.title} worker"
-        log = self._log(impl.worker_role)
-        service = Service(impl.worker_role, argv, self.env(name), log, lambda s: self._worker_seen(name, s), what)
-        self.workers[name] = self._own(service)
+    def _worker_service(self, label: str) -> Service:
+        argv = implementations.get(label).worker_command(self.worker_concurrency, self.config.worker)
+        assert argv is not None, f"{label} has no worker"
+        role = implementations.worker_role(label)
+        what = f"the {implementations.title(label)} worker"
+        check = lambda s: self._worker_seen(label, s)  # noqa: E731
+        service = Service(role, self._argv(label, argv), self.env(label), self._log(role), check, what)
+        self.workers[label] = service
+        return service
 
     def start_flower(self) -> None:
-        """`celery -A app.celery_app flower` on the Celery workers' broker. Its API is open without a login
-        (FLOWER_UNAUTHENTICATED_API), like the rest of the stack, which binds loopback only."""
-        argv = implementations.base.python_module(
-            "celery", "-A", "app.celery_app", "flower", "--address=127.0.0.1", f"--port={self.flower_port}",
-        )  # fmt: skip
-        env = {**self.env("celery"), "FLOWER_UNAUTHENTICATED_API": "true"}
+        """`celery -A taskbench_service.celery_app flower` on the Celery workers' broker, in their environment. Its
+        API is open without a login (FLOWER_UNAUTHENTICATED_API), like the rest of the stack, which binds loopback
+        only."""
+        label = next(label for label in self.config.implementations if implementations.plugin_name(label) == "celery")
+        argv = [
+            self.python(label), "-m", "celery", "-A", "taskbench_service.celery_app", "flower", "--address=127.0.0.1",
+            f"--port={self.flower_port}",
+        ]  # fmt: skip
+        env = {**self.env(label), "FLOWER_UNAUTHENTICATED_API": "true"}
         service = Service("flower", argv, env, self._log("flower"), lambda _: self._flower_answers(), "Flower")
         self.flower = self._own(service)
 
@@ -273,22 +364,23 @@ class Stack:
         except httpx.HTTPError:
             return False
 
-    def _api_answers(self) -> bool:
+    def _api_answers(self, label: str) -> bool:
         """Ready once it answers, and under --api-workers N once all N processes beat (each calibrates first)."""
+        url = self.url_for(label)
         try:
-            if httpx.get(f"{self.url}/health/sync", timeout=1.0).status_code != 200:
+            if httpx.get(f"{url}/health/sync", timeout=1.0).status_code != 200:
                 return False
-            if self.config.worker.api_workers == 1:
+            if self.config.worker.api_workers == 1 or implementations.plugin_name(label) != "fastapi":
                 return True
-            processes = httpx.get(f"{self.url}/health", timeout=1.0).json().get("fastapi", {}).get("processes", [])
+            processes = httpx.get(f"{url}/health", timeout=1.0).json().get("fastapi", {}).get("processes", [])
             return len(processes) >= self.config.worker.api_workers
         except (httpx.HTTPError, ValueError):
             return False
 
     def _worker_seen(self, name: str, service: Service) -> bool:
-        """Ready once /health shows a heartbeat from the worker's process or one of its children."""
+        """Ready once its API's /health shows a heartbeat from the worker's process or one of its children."""
         try:
-            health = Health.of(httpx.get(f"{self.url}/health", timeout=1.0).json())
+            health = Health.of(httpx.get(f"{self.url_for(name)}/health", timeout=1.0).json())
         except (httpx.HTTPError, ValueError):
             return False
         try:
@@ -302,10 +394,12 @@ class Stack:
         """Bring the stack to `state`: restart the API or the workers whose settings change, set Redis'
         persistence."""
         previous, self.state = self.state, state
-        if self.api is not None and (previous.middleware != state.middleware or not self.api.alive()):
-            self.api.stop()
-            self.api.process.env = self.env()
-            self.api.start()
+        api = self.api
+        if api is not None and (self._middleware.get(self.focus) != state.middleware or not api.alive()):
+            api.stop()
+            api.process.env = self.env(self.focus)
+            api.start()
+            self._middleware[self.focus] = state.middleware
         for name, worker in self.workers.items():
             changed = (previous.delivery(name), previous.redelivery_timeout_s, previous.concurrency) != (
                 state.delivery(name),
@@ -325,9 +419,8 @@ class Stack:
         worker = self.workers[name]
         worker.stop()
         worker.process.env = self.env(name)
-        worker.process.argv = (
-            implementations.get(name).worker_command(self.worker_concurrency, self.config.worker) or worker.process.argv
-        )
+        argv = implementations.get(name).worker_command(self.worker_concurrency, self.config.worker)
+        worker.process.argv = self._argv(name, argv) if argv else worker.process.argv
         worker.start()
 
     def restart_api(self) -> None:

@@ -22,9 +22,28 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield running
 
 
+class RoutedClient(httpx.Client):
+    """A client of the whole stack: `/{implementation}/…` goes to that implementation's API (each runs in an
+    environment of its own), every other path (`/`, `/health`) to the API of the one under test."""
+
+    def __init__(self, stack: Stack) -> None:
+        super().__init__(timeout=10)
+        self.stack = stack
+
+    def request(self, method: str, url: httpx.URL | str, **kwargs: Any) -> httpx.Response:  # type: ignore[override]
+        path = str(url)
+        first = path.strip("/").split("/")[0]
+        base = self.stack.url_for(first) if first in self.stack.ports else self.stack.url
+        return super().request(method, base + path, **kwargs)
+
+
+def routed_client(stack: Stack) -> RoutedClient:
+    return RoutedClient(stack)
+
+
 @pytest.fixture
 def http(stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.url, timeout=10) as client:
+    with routed_client(stack) as client:
         yield client
 
 

@@ -29,7 +29,7 @@ from taskbench.redis_server import free_port
 from taskbench.results import Event, ScenarioSpec, WorkerOptions
 from taskbench.services import Service
 from taskbench.stack import Stack, StackConfig, StackState
-from tests.conftest import wait_for
+from tests.conftest import routed_client, wait_for
 
 QUEUES = {"celery": "celery", "dramatiq": "default"}  # each one's queue on RabbitMQ
 JOB_S = 1.0
@@ -62,7 +62,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         broker_url=_amqp_url_or_none(),
     )
     with Stack(config) as running:
-        with httpx.Client(base_url=running.url, timeout=10) as http:
+        with routed_client(running) as http:
             for name in QUEUES:
                 http.delete(f"/{name}/jobs").raise_for_status()  # a shared RabbitMQ may hold old messages
         yield running
@@ -70,7 +70,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture
 def http(stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.url, timeout=10) as client:
+    with routed_client(stack) as client:
         yield client
 
 
@@ -162,7 +162,7 @@ def _api_with_unreachable_rabbitmq(stack: Stack, workdir: Path) -> tuple[Service
     """A second API server on the stack's Redis whose RabbitMQ is a port nobody listens on; and its URL."""
     port, url = free_port(), f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F"
     env = {**stack.env(), "TASKBENCH_BROKER_URL": url, "CELERY_BROKER_URL": url}
-    argv = python_module("uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port))
+    argv = python_module("uvicorn", "taskbench_service.main:app", "--host", "127.0.0.1", "--port", str(port))
     api = Service("api-2", argv, env, workdir / "api-2.log", lambda _: _answers(port), "a second API server")
     return api.start(), f"http://127.0.0.1:{port}"
 
@@ -227,8 +227,8 @@ def test_unreachable_broker_url_is_one_line_and_exit_2(capsys: pytest.CaptureFix
 
 
 def test_service_settings_keep_records_in_redis_when_the_broker_is_rabbitmq(monkeypatch: pytest.MonkeyPatch) -> None:
-    from app import settings
-    from app.implementations.dramatiq import pika_url
+    from taskbench_service import settings
+    from taskbench_service.implementations.dramatiq import pika_url
 
     for name in (*settings.ENV_VARS, *settings.CELERY_ENV_VARS):
         monkeypatch.delenv(name, raising=False)

@@ -1,35 +1,68 @@
-"""The contracts between harness and service: environment variables, the registries, Celery's private hook."""
+"""The contracts between harness and service: environment variables, the registries, each implementation's
+environment, Celery's private hook."""
 
 from __future__ import annotations
 
-import celery._state
+import os
+import subprocess
 
-from app import implementations as service_side
-from app import settings
+import pytest
+
+from taskbench import environment
 from taskbench import implementations as harness_side
-from taskbench.service_env import ServiceEnv
+from taskbench_service import settings
+from taskbench_wire import env as contract
 
 
-def test_harness_sets_exactly_the_variables_the_service_reads() -> None:
-    written = set(ServiceEnv(redis_url="redis://127.0.0.1:1/0", ledger_path="/tmp/ledger").variables())
-    assert written == {*settings.ENV_VARS, *settings.CELERY_ENV_VARS}
+def test_harness_sets_exactly_the_variables_the_service_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    written = contract.ServiceEnv(
+        redis_url="redis://127.0.0.1:1/3", ledger_path="/tmp/ledger", concurrency=7, delivery="acks_late",
+        redelivery_timeout_s=9.0, restore_interval_s=0.5, redis_timeout_s=1.5, jobs=["a.b:c"], job_timeout_s=4.0,
+        middleware="base-http", implementations=["celery"],
+    ).variables()  # fmt: skip
+    assert set(written) == {*contract.ENV_VARS, *contract.CELERY_ENV_VARS}
+    for name, value in written.items():
+        monkeypatch.setenv(name, value)
+    read = settings.load()
+    assert (read.redis_url, read.broker_url, read.ledger_path, read.concurrency, read.delivery) == (
+        "redis://127.0.0.1:1/3", "redis://127.0.0.1:1/3", "/tmp/ledger", 7, "acks_late",
+    )  # fmt: skip
+    assert (read.redelivery_timeout_s, read.restore_interval_s, read.redis_timeout_s) == (9.0, 0.5, 1.5)
+    assert (read.jobs, read.job_timeout_s, read.middleware, read.implementations) == (
+        ("a.b:c",), 4.0, "base-http", ("celery",),
+    )  # fmt: skip
 
 
-def test_both_registries_name_the_same_implementations() -> None:
-    assert list(service_side.REGISTRY) == list(harness_side.REGISTRY)
-    for name in service_side.REGISTRY:
-        assert service_side.load(name).name == harness_side.get(name).name == name
+def _in_env(label: str, code: str) -> str:
+    """Run `code` with the interpreter of `label`'s environment, as the stack runs its API and worker."""
+    env = environment.prepare([label])[label]
+    run_env = {**os.environ, contract.IMPLEMENTATIONS: harness_side.plugin_name(label)}
+    out = subprocess.run([env.python, "-c", code], capture_output=True, text=True, timeout=120, env=run_env)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+@pytest.mark.parametrize("name", list(harness_side.REGISTRY))
+def test_each_environment_serves_its_implementation_alone(name: str) -> None:
+    """Both registries name the same implementations, and each one's environment imports its service module."""
+    code = (
+        "from taskbench_service import implementations as s, main\n"
+        f"assert list(s.REGISTRY) == {list(harness_side.REGISTRY)!r}\n"
+        "print(','.join(i.name for i in main.IMPLEMENTATIONS))"
+    )
+    assert _in_env(name, code) == name
 
 
 def test_every_implementation_states_its_settings_deliveries_and_how_workloads_run() -> None:
     for impl in harness_side.REGISTRY.values():
-        assert impl.settings(4) and impl.deliveries and impl.title
+        assert impl.settings(4) and impl.deliveries and impl.title and impl.queue_package
         assert all(impl.how_it_runs(w) for w in ("sleep", "async_sleep", "blocking_async", "cpu", "memory"))
 
 
 def test_celery_still_has_the_private_hook_the_api_relies_on() -> None:
-    """app.implementations.celery.never_join_results_here calls it; if Celery drops it, fail loudly here."""
-    assert callable(celery._state._set_task_join_will_block)  # type: ignore[attr-defined]
+    """taskbench_service.implementations.celery.never_join_results_here calls it; if Celery drops it, fail loudly
+    here (in Celery's own environment, at the release users install)."""
+    assert _in_env("celery", "import celery._state as s; print(callable(s._set_task_join_will_block))") == "True"
 
 
 def test_the_plan_estimates_every_implementation_workload_and_fault_before_the_stack_is_up() -> None:
@@ -48,7 +81,7 @@ def test_the_plan_estimates_every_implementation_workload_and_fault_before_the_s
 
 
 def test_harness_offers_the_middlewares_the_service_knows() -> None:
-    from app.middleware import MIDDLEWARES
     from taskbench.cli import MIDDLEWARES as OFFERED
+    from taskbench_service.middleware import MIDDLEWARES
 
     assert OFFERED == MIDDLEWARES

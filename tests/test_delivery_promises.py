@@ -64,7 +64,7 @@ def crash(stack: Stack, name: str, fault: str, variant: str) -> ScenarioResult:
                            memory_mb=0, concurrency=CONCURRENCY)  # fmt: skip
 
     async def go() -> ScenarioResult:
-        client = ServiceClient(stack.url)
+        client = ServiceClient(stack.url, urls=stack.urls())
         try:
             ctx = ScenarioContext(client=client, settings=settings, environment={}, stack=stack)
             return await run_scenario(ctx, spec, lambda done, total: None)

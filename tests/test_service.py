@@ -11,7 +11,7 @@ import pytest
 
 from taskbench.implementations import REGISTRY
 from taskbench.stack import Stack
-from tests.conftest import wait_for
+from tests.conftest import routed_client, wait_for
 
 IMPLEMENTATIONS = list(REGISTRY)
 QUEUES = [name for name in IMPLEMENTATIONS if REGISTRY[name].has_worker]
@@ -24,17 +24,24 @@ SPEC_ENDPOINTS = {
 }
 
 
-def test_root_lists_every_endpoint_of_the_spec(http: httpx.Client) -> None:
-    info = http.get("/").json()
-    assert set(info["endpoints"]) >= SPEC_ENDPOINTS
-    assert info["implementations"]["fastapi"]["threadpool_tokens"] == 40
+def test_root_lists_every_endpoint_of_the_spec(stack: Stack) -> None:
+    endpoints: set[str] = set()
+    for name in ("fastapi", "celery"):
+        info = httpx.get(f"{stack.url_for(name)}/").json()
+        endpoints |= set(info["endpoints"])
+        if name == "fastapi":
+            assert info["implementations"]["fastapi"]["threadpool_tokens"] == 40
+    assert endpoints >= SPEC_ENDPOINTS
 
 
-def test_service_offers_exactly_the_harness_registry_with_the_same_endpoints(http: httpx.Client) -> None:
-    info = http.get("/").json()
-    assert list(info["implementations"]) == IMPLEMENTATIONS
+def test_each_api_offers_its_implementation_alone_with_the_same_endpoints(stack: Stack) -> None:
+    """One API per environment: each serves its own implementation's endpoints, and the app's own."""
     for name in IMPLEMENTATIONS:
-        assert {e.format(name) for e in JOB_ENDPOINTS} <= set(info["endpoints"]), name
+        info = httpx.get(f"{stack.url_for(name)}/").json()
+        assert list(info["implementations"]) == [name]
+        own = {e.format(name) for e in JOB_ENDPOINTS}
+        assert own <= set(info["endpoints"]) and {"GET /", "GET /metrics", "GET /health"} <= set(info["endpoints"])
+        assert not any(e.startswith(("POST /", "DELETE /")) for e in set(info["endpoints"]) - own), name
 
 
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
@@ -117,11 +124,11 @@ def test_unknown_job_is_404(http: httpx.Client, implementation: str) -> None:
 def test_metrics_and_health(http: httpx.Client, stack: Stack) -> None:
     metrics = http.get("/metrics").json()
     assert metrics["system"]["memory_total_mb"] > 0 and metrics["process"]["rss_mb"] > 0
-    health = http.get("/health")
-    assert health.status_code == 200
-    body = health.json()
-    assert body["redis"]["status"] == "ok"
     for name in QUEUES:
+        health = httpx.get(f"{stack.url_for(name)}/health")
+        assert health.status_code == 200
+        body = health.json()
+        assert body["redis"]["status"] == "ok"
         worker = stack.workers[name]
         family = {worker.pid, *(c.pid for c in psutil.Process(worker.pid).children(recursive=True))}
         assert body[name]["workers"] and {w["pid"] for w in body[name]["workers"]} <= family, name
@@ -135,7 +142,7 @@ def test_redis_down_is_503_for_every_queue_while_fastapi_works(tmp_path: Any) ->
 
     with (
         Stack(StackConfig(workdir=tmp_path, concurrency=1, implementations=tuple(IMPLEMENTATIONS))) as stack,
-        httpx.Client(base_url=stack.url, timeout=10) as http,
+        routed_client(stack) as http,
     ):
         for implementation in IMPLEMENTATIONS:
             default = http.post(f"/{implementation}/job")
@@ -163,5 +170,7 @@ def test_stack_stop_leaves_no_process(tmp_path: Any) -> None:
             c.pid for w in stack.workers.values() for c in psutil.Process(w.pid).children(recursive=True)
         ]
         pids = [*stack.pids().values(), *worker_children]
-        assert len(pids) >= 2 + len(QUEUES) + 2  # api, redis, every worker, Celery's 2 children
+        apis = [api.pid for api in stack.apis.values()]
+        pids += [pid for pid in apis if pid not in pids]
+        assert len(pids) >= len(IMPLEMENTATIONS) + 1 + len(QUEUES) + 2  # each API, redis, every worker, Celery's 2
     wait_for(lambda: not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in pids))

@@ -104,7 +104,7 @@ def run_one(stack: Stack, spec: ScenarioSpec, options: WorkerOptions) -> tuple[S
                          duration_s=spec.duration_s, faults=[], worker=options)  # fmt: skip
 
     async def go() -> ScenarioResult:
-        client = ServiceClient(stack.url)
+        client = ServiceClient(stack.url, urls=stack.urls())
         try:
             ctx = ScenarioContext(client=client, settings=settings, environment={}, stack=stack)
             return await run_scenario(ctx, spec, lambda done, total: None)
@@ -144,7 +144,7 @@ def test_each_celery_pool_runs_every_job_once_in_the_slots_it_has(celery_stack: 
     assert summary.settings["pool"].startswith(pool)
 
     async def cpu_capacity() -> int:
-        client = ServiceClient(stack.url)
+        client = ServiceClient(stack.url, urls=stack.urls())
         try:
             return (await client.capacity("celery", "cpu", 4, 2, 2)).concurrency
         finally:
@@ -209,19 +209,19 @@ def test_busy_counts_background_tasks_in_flight_in_every_api_process(two_api_pro
     """Each process publishes its jobs in flight: whichever process answers /health, the sum is the server's."""
     import httpx
 
-    from tests.conftest import wait_for
+    from tests.conftest import routed_client, wait_for
 
     stack = two_api_processes
 
     async def busy() -> int:
-        client = ServiceClient(stack.url)
+        client = ServiceClient(stack.url, urls=stack.urls())
         try:
             return await client.busy(["fastapi"])
         finally:
             await client.aclose()
 
     for _ in range(6):  # a new connection each: the kernel hands them to either process
-        with httpx.Client(base_url=stack.url, timeout=10) as http:
+        with routed_client(stack) as http:
             assert http.post("/fastapi/job", json={"duration": 2.5}).status_code == 202
     wait_for(lambda: asyncio.run(busy()) == 6, timeout_s=2.0, interval_s=0.1)  # beats every 0.5 s
     wait_for(lambda: asyncio.run(busy()) == 0, timeout_s=10, interval_s=0.1)

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import routed_client
 from taskbench import job_check
 from taskbench.cli import main
 from taskbench.client import ServiceClient
@@ -74,7 +75,7 @@ def run_job(stack: Stack, implementation: str, index: int, jobs: int, out: Path)
                            memory_mb=0, concurrency=2)  # fmt: skip
 
     async def go() -> ScenarioResult:
-        client = ServiceClient(stack.url)
+        client = ServiceClient(stack.url, urls=stack.urls())
         try:
             ctx = ScenarioContext(client=client, settings=settings, environment={}, stack=stack,
                                   job_args={path: lambda i: {"n": i, "out": str(out)}})  # fmt: skip
@@ -122,7 +123,7 @@ def test_a_job_that_hangs_is_failed_after_the_job_timeout(stack: Stack, implemen
 
 
 def test_the_api_runs_only_the_functions_the_stack_was_started_with(stack: Stack) -> None:
-    with httpx.Client(base_url=stack.url, timeout=10) as http:
+    with routed_client(stack) as http:
         unknown = http.post("/celery/job", json={"kind": "job", "job": len(JOBS), "args": {}})
         assert unknown.status_code == 422 and "started with 4 job function" in unknown.text
         stray = http.post("/fastapi/job", json={"kind": "sleep", "args": {"n": 1}})

@@ -109,7 +109,7 @@ def feed_directly(stack: Stack, name: str, count: int, prefix: str) -> dict[str,
 
 def publisher_main(count: int, prefix: str) -> None:
     """The subprocess side: import the app only now, after the environment points at the stack's Redis."""
-    from app.tasks import run_job
+    from taskbench_service.tasks import run_job
 
     run_job.apply_async(args=(f"{prefix}-warm", "sleep", 0.0, 0), task_id=f"{prefix}-warm", retry=False)
     latencies = []

@@ -15,9 +15,9 @@ import time
 
 from fastapi import BackgroundTasks
 
-from app import implementations
-from app.jobs import JobRequest, new_record
-from app.workloads import Kind
+from taskbench_service import implementations
+from taskbench_service.jobs import JobRequest, new_record
+from taskbench_service.workloads import Kind
 
 
 async def feed(name: str, count: int, prefix: str) -> dict[str, float]:

@@ -1,7 +1,11 @@
 """The registry: every implementation taskbench can measure, one line each.
 
 `--implementations`, its help and error message, the plan, the failure rules, the verdict and every
-report come from here; `app.implementations.REGISTRY` must list the same names (a test checks).
+report come from here; `taskbench_service.implementations.REGISTRY` must list the same names (a test checks).
+
+A run names an implementation by a *label*: its registry name (`celery`), or the name and a release of its
+queue (`celery@5.5.3`), so that two releases run side by side as two implementations, each in an environment
+of its own. Everything keyed by implementation (results, roles, tables) is keyed by the label.
 """
 
 from __future__ import annotations
@@ -19,15 +23,55 @@ REGISTRY: dict[str, Implementation] = {
     "saq": saq.IMPLEMENTATION,
 }
 DEFAULT = ("fastapi", "celery")  # the spec's two
+RELEASE_SEPARATOR = "@"
 
 
-def get(name: str) -> Implementation:
-    return REGISTRY[name]
+def plugin_name(label: str) -> str:
+    """`celery@5.5.3` → `celery`: the registry name, which the service's routes and records use."""
+    return label.split(RELEASE_SEPARATOR, 1)[0]
 
 
-def title(name: str) -> str:
+def release(label: str) -> str | None:
+    """`celery@5.5.3` → `5.5.3`; None for the release the package index serves by default."""
+    _, sep, version = label.partition(RELEASE_SEPARATOR)
+    return version if sep else None
+
+
+def known(label: str) -> bool:
+    return plugin_name(label) in REGISTRY
+
+
+def get(label: str) -> Implementation:
+    return REGISTRY[plugin_name(label)]
+
+
+def title(label: str) -> str:
     """A report's name for an implementation, also for runs that name one this version no longer has."""
-    return REGISTRY[name].title if name in REGISTRY else name
+    if not known(label):
+        return label
+    version = release(label)
+    return get(label).title + (f" {version}" if version else "")
 
 
-__all__ = ["DEFAULT", "REGISTRY", "Delivery", "Implementation", "get", "title"]
+def worker_role(label: str) -> str:
+    return f"{label}-worker"
+
+
+def job_process(label: str) -> str:
+    """The sampled role whose CPU and memory the jobs use: the label's worker, or the API."""
+    return worker_role(label) if known(label) and get(label).has_worker else "api"
+
+
+__all__ = [
+    "DEFAULT",
+    "REGISTRY",
+    "Delivery",
+    "Implementation",
+    "get",
+    "job_process",
+    "known",
+    "plugin_name",
+    "release",
+    "title",
+    "worker_role",
+]

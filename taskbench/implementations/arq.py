@@ -17,7 +17,8 @@ MECHANISM = (
 class ArqImplementation(Implementation):
     name = "arq"
     title = "arq"
-    job_process = "arq-worker"
+    packages = ("arq>=0.26",)
+    queue_package = "arq"
     deliveries = (
         Delivery(
             "default",
@@ -34,7 +35,7 @@ class ArqImplementation(Implementation):
 
     def worker_argv(self, concurrency: int) -> list[str]:
         # max_jobs comes from TASKBENCH_CONCURRENCY (WorkerSettings): arq's CLI has no flag for it.
-        return python_module("arq", "app.implementations.arq.WorkerSettings")
+        return python_module("arq", "taskbench_service.implementations.arq.WorkerSettings")
 
     def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: Health) -> Capacity:
         workers = self.workers_seen(health)

@@ -8,7 +8,6 @@ settings that change its timing, which every report prints. `taskbench.implement
 
 from __future__ import annotations
 
-import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar, Literal
@@ -46,7 +45,6 @@ class Delivery:
 class Implementation(ABC):
     name: ClassVar[str]
     title: ClassVar[str]  # how reports name it: "BackgroundTasks", "Celery"
-    job_process: ClassVar[str]  # the sampled process whose CPU and memory the jobs use
     deliveries: ClassVar[tuple[Delivery, ...]]  # the first is the default; worker faults run each
     faults: ClassVar[tuple[str, ...]] = ALL_FAULTS
     # Each unit of --concurrency is a process of its own (a prefork pool, RQ's worker pool): memory grows with
@@ -57,17 +55,31 @@ class Implementation(ABC):
     # Records in the memory of the API process that took the job (BackgroundTasks): under --api-workers N no
     # single answer holds them all, so the harness rebuilds them from the ledger (taskbench.records).
     records_in_api_process: ClassVar[bool] = False
+    # Its environment (taskbench.venvs): the queue's packages, installed beside the service's at the newest
+    # release the package index serves; `queue_package` is the one `name@VERSION` pins.
+    packages: ClassVar[tuple[str, ...]] = ()
+    queue_package: ClassVar[str]
 
     @property
     def worker_role(self) -> str:
         return f"{self.name}-worker"
 
     @property
+    def job_process(self) -> str:
+        """The sampled process whose CPU and memory the jobs use: its worker, or the API."""
+        return self.worker_role if self.has_worker else "api"
+
+    def requirements(self, options: WorkerOptions) -> tuple[str, ...]:
+        """What its environment installs for this run: `packages`, and what the run's options add."""
+        return self.packages
+
+    @property
     def has_worker(self) -> bool:
         return self.worker_argv(1) is not None
 
     def worker_argv(self, concurrency: int) -> list[str] | None:
-        """The worker's command line; None when the jobs run inside the API process."""
+        """The worker's command line (`PYTHON` stands for its environment's interpreter); None when the jobs run
+        inside the API process."""
         return None
 
     def worker_command(self, concurrency: int, options: WorkerOptions) -> list[str] | None:
@@ -138,9 +150,12 @@ class Implementation(ABC):
         return health.section(self.name).workers
 
 
+PYTHON = "{python}"  # in a command line: the interpreter of the implementation's environment (Stack fills it in)
+
+
 def python_module(*argv: str) -> list[str]:
-    """A console script run with this interpreter, so the worker uses the harness's environment."""
-    return [sys.executable, "-m", *argv]
+    """A module run with the interpreter of the implementation's environment."""
+    return [PYTHON, "-m", *argv]
 
 
 def cpu_bound(total: int, cpu_count: int, unit: str) -> Capacity:

@@ -23,7 +23,9 @@ POOLS = {
 class CeleryImplementation(Implementation):
     name = "celery"
     title = "Celery"
-    job_process = "celery-worker"
+    # flower: `serve --flower`, Celery's monitoring UI (never imported by the worker or the API)
+    packages = ("celery[redis]>=5.5", "flower>=2.0")
+    queue_package = "celery"
     memory_per_slot = True  # prefork: one process per unit of --concurrency
     deliveries = (
         Delivery(
@@ -75,7 +77,8 @@ class CeleryImplementation(Implementation):
 
     def worker_argv(self, concurrency: int) -> list[str]:
         return python_module(
-            "celery", "-A", "app.celery_app", "worker", "--loglevel", "info", "--concurrency", str(concurrency),
+            "celery", "-A", "taskbench_service.celery_app", "worker", "--loglevel", "info",
+            "--concurrency", str(concurrency),
             "--without-gossip", "--without-mingle", "-n", f"taskbench-{uuid.uuid4().hex[:6]}@%h",
         )  # fmt: skip
 
@@ -86,6 +89,10 @@ class CeleryImplementation(Implementation):
         if options.max_tasks_per_child is not None:
             argv += ["--max-tasks-per-child", str(options.max_tasks_per_child)]
         return argv
+
+    def requirements(self, options: WorkerOptions) -> tuple[str, ...]:
+        """gevent only for `--pool gevent`: installed, it is not imported unless the pool asks for it."""
+        return self.packages + (("gevent>=24.2",) if options.pool == "gevent" else ())
 
     def applies(self, fault: str, options: WorkerOptions) -> bool:
         """Only the prefork pool has child processes to kill."""
@@ -137,7 +144,8 @@ class CeleryImplementation(Implementation):
             "max_tasks_per_child": children if options.pool == "prefork" else "– (no child processes)",
             "acknowledgement": "per delivery variant (default: on receipt)",
             "visibility_timeout": "max(5 s, 2 × job duration + 2 s) (production default 3600 s)",
-            "unacked restore sweep": "every 1 s (kombu default: 100 s)",
+            "unacked restore sweep": "every 1 s (kombu ≥ 5.7's unacked_restore_interval; its default 100 s; "
+            "older kombu: every 100 s, hard-coded)",
             "gossip / mingle": "off",
         }
 

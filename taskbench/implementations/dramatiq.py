@@ -25,7 +25,9 @@ def processes_and_threads(concurrency: int, cpu_count: int) -> tuple[int, int]:
 class DramatiqImplementation(Implementation):
     name = "dramatiq"
     title = "Dramatiq"
-    job_process = "dramatiq-worker"
+    # pika: its RabbitmqBroker (--broker amqp)
+    packages = ("dramatiq[redis,rabbitmq]>=1.17",)
+    queue_package = "dramatiq"
     deliveries = (
         Delivery(
             "default",
@@ -58,7 +60,7 @@ class DramatiqImplementation(Implementation):
         processes, threads = processes_and_threads(concurrency, os.cpu_count() or 1)
         return [
             "env", f"dramatiq_worker_timeout={WORKER_TIMEOUT_MS}",  # Dramatiq reads it at import
-            *python_module("dramatiq", "app.implementations.dramatiq:setup_worker"),
+            *python_module("dramatiq", "taskbench_service.implementations.dramatiq:setup_worker"),
             "--processes", str(processes), "--threads", str(threads),
         ]  # fmt: skip
 

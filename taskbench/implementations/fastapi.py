@@ -17,7 +17,6 @@ def api_processes(health: Health) -> list[Beat]:
 class BackgroundTasksImplementation(Implementation):
     name = "fastapi"
     title = "BackgroundTasks"
-    job_process = "api"  # under --api-workers N: all N processes together (each one is reported too)
     deliveries = (
         Delivery(
             "default",
@@ -28,6 +27,8 @@ class BackgroundTasksImplementation(Implementation):
     )
     faults = ("api-crash", "api-deploy", "worker-crash", "worker-child-crash", "redis-restart")
     records_in_api_process = True
+    packages = ()  # FastAPI and Starlette come with the service
+    queue_package = "fastapi"
 
     def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: Health) -> Capacity:
         processes = api_processes(health)

@@ -13,7 +13,8 @@ from taskbench.implementations.base import ALL_FAULTS, Delivery, Implementation,
 class RQImplementation(Implementation):
     name = "rq"
     title = "RQ"
-    job_process = "rq-worker"
+    packages = ("rq>=2.0",)
+    queue_package = "rq"
     memory_per_slot = True  # worker-pool: one worker process per unit of --concurrency (and a work horse per job)
     deliveries = (
         Delivery(
@@ -33,7 +34,8 @@ class RQImplementation(Implementation):
     def worker_argv(self, concurrency: int) -> list[str]:
         return python_module(
             "rq.cli", "worker-pool", "--num-workers", str(concurrency),
-            "--config", "app.rq_worker", "--worker-class", "app.implementations.rq.TaskbenchWorker",
+            "--config", "taskbench_service.rq_worker",
+            "--worker-class", "taskbench_service.implementations.rq.TaskbenchWorker",
             "--logging-level", "INFO",
         )  # fmt: skip
 

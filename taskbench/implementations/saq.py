@@ -22,7 +22,8 @@ def _default_sync_threads(cpu_count: int) -> int:
 class SaqImplementation(Implementation):
     name = "saq"
     title = "SAQ"
-    job_process = "saq-worker"
+    packages = ("saq[redis]>=0.24",)
+    queue_package = "saq"
     deliveries = (
         Delivery(
             "default",
@@ -43,7 +44,7 @@ class SaqImplementation(Implementation):
 
     def worker_argv(self, concurrency: int) -> list[str]:
         # `concurrency` comes from TASKBENCH_CONCURRENCY (worker_settings): SAQ's CLI has no flag for it.
-        return python_module("saq", "app.implementations.saq.worker_settings", "--workers", "1")
+        return python_module("saq", "taskbench_service.implementations.saq.worker_settings", "--workers", "1")
 
     def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: Health) -> Capacity:
         workers = self.workers_seen(health)

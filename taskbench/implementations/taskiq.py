@@ -20,7 +20,8 @@ def split(concurrency: int, cpu_count: int) -> tuple[int, int]:
 class TaskiqImplementation(Implementation):
     name = "taskiq"
     title = "taskiq"
-    job_process = "taskiq-worker"
+    packages = ("taskiq>=0.11", "taskiq-redis>=1.0")
+    queue_package = "taskiq"
     deliveries = (
         Delivery(
             "default",
@@ -44,7 +45,7 @@ class TaskiqImplementation(Implementation):
     def worker_argv(self, concurrency: int) -> list[str]:
         workers, slots = split(concurrency, os.cpu_count() or 1)
         return python_module(
-            "taskiq", "worker", "app.implementations.taskiq:worker_broker",
+            "taskiq", "worker", "taskbench_service.implementations.taskiq:worker_broker",
             "--workers", str(workers), "--max-async-tasks", str(slots), "--max-threadpool-threads", str(slots),
             "--max-prefetch", "0", "--ack-type", "when_saved", "--log-level", "INFO",
         )  # fmt: skip

@@ -16,8 +16,8 @@ from typing import Any
 
 import redis
 
-from app import ledger
-from app.jobs import JobCall, JobStore, SyncRecords, finished_fields, running_fields
+from taskbench_service import ledger
+from taskbench_service.jobs import JobCall, JobStore, SyncRecords, finished_fields, running_fields
 
 log = logging.getLogger(__name__)
 

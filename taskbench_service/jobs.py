@@ -22,9 +22,9 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from app import settings as config
-from app import user_job
-from app.workloads import Kind
+from taskbench_service import settings as config
+from taskbench_service import user_job
+from taskbench_service.workloads import Kind
 
 
 class Status(str, Enum):

@@ -6,7 +6,7 @@ path of `run_job`, with the JSON form of `JobCall` as its only argument.
 
 Worker side: `TaskbenchWorker` is RQ's `Worker` (fetch, fork a work horse, run the job in it, wait), plus
 taskbench's heartbeat and the timing settings from the environment, which `worker-pool` gives no way to
-pass. `app.rq_worker` is the settings module (`-c`) that gives the pool its Redis URL and calibrates the
+pass. `taskbench_service.rq_worker` is the settings module (`-c`) that gives the pool its Redis URL and calibrates the
 CPU workload in the pool's main process, before it forks its workers.
 
 What a crash does (rq 3.0 source): a running job is an entry in the queue's StartedJobRegistry whose score
@@ -33,17 +33,17 @@ from fastapi import BackgroundTasks
 from rq import Queue, Worker
 from rq.job import Job
 
-from app import workloads
-from app.execution import execute_sync
-from app.heartbeat import Heartbeat
-from app.implementations.base import QueueImplementation
-from app.jobs import JobCall, JobRecord, WorkerRecords, redis_options
-from app.settings import MAX_DURATION_S, settings
+from taskbench_service import workloads
+from taskbench_service.execution import execute_sync
+from taskbench_service.heartbeat import Heartbeat
+from taskbench_service.implementations.base import QueueImplementation
+from taskbench_service.jobs import JobCall, JobRecord, WorkerRecords, redis_options
+from taskbench_service.settings import MAX_DURATION_S, settings
 
 log = logging.getLogger(__name__)
 
 QUEUE = "taskbench"  # Redis key rq:queue:taskbench
-JOB_FUNCTION = "app.implementations.rq.run_job"  # by path: the API never imports the job's code
+JOB_FUNCTION = "taskbench_service.implementations.rq.run_job"  # by path: the API never imports the job's code
 # RQ's default job timeout (180 s) would kill jobs the API accepts (up to MAX_DURATION_S); in RQ the
 # timeout kills a job that runs too long, it does not decide redelivery, so it only has to be longer.
 JOB_TIMEOUT_S = int(MAX_DURATION_S) + 60
@@ -181,7 +181,7 @@ class TaskbenchWorker(Worker):
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
         global _records
         super().bootstrap(*args, **kwargs)
-        workloads.calibrate()  # a no-op when the pool's main process did it (app.rq_worker)
+        workloads.calibrate()  # a no-op when the pool's main process did it (taskbench_service.rq_worker)
         _records = WorkerRecords(settings.redis_url, settings.redis_timeout_s)
         self._heartbeat = Heartbeat("rq", self.name, self._describe)
         self._heartbeat.start()

@@ -3,7 +3,7 @@
 SAQ is asyncio from end to end: the API awaits `RedisQueue.enqueue` (one Lua script: SET the job, ZADD it to
 `saq:taskbench:incomplete`, RPUSH its id to `saq:taskbench:queued`), and one worker process runs up to
 `concurrency` jobs at once, each a task on its event loop that waits in BLMOVE (queued → active: no polling).
-The worker runs as `python -m saq app.implementations.saq.worker_settings --workers 1`.
+The worker runs as `python -m saq taskbench_service.implementations.saq.worker_settings --workers 1`.
 
 How SAQ runs a sync function (saq/worker.py `ensure_coroutine_function`): on the Worker's own
 `ThreadPoolExecutor()`, created in `Worker.__init__` with Python's default size, min(32, cores + 4), which no
@@ -40,13 +40,13 @@ from saq.job import Job, Status
 from saq.queue.redis import RedisQueue
 from saq.worker import Worker
 
-from app import workloads
-from app.execution import execute_async, execute_sync
-from app.heartbeat import WORKERS_KEY, Heartbeat, live_workers
-from app.implementations.base import BrokerUnavailable, QueueImplementation
-from app.jobs import JobCall, JobRecord, RedisJobStore, WorkerRecords, redis_options
-from app.settings import settings
-from app.workloads import Kind
+from taskbench_service import workloads
+from taskbench_service.execution import execute_async, execute_sync
+from taskbench_service.heartbeat import WORKERS_KEY, Heartbeat, live_workers
+from taskbench_service.implementations.base import BrokerUnavailable, QueueImplementation
+from taskbench_service.jobs import JobCall, JobRecord, RedisJobStore, WorkerRecords, redis_options
+from taskbench_service.settings import settings
+from taskbench_service.workloads import Kind
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ class SaqImplementation(QueueImplementation):
 IMPLEMENTATION = SaqImplementation()
 
 
-# --- the worker: `python -m saq app.implementations.saq.worker_settings --workers 1` ----------------------
+# --- the worker: `python -m saq taskbench_service.implementations.saq.worker_settings --workers 1` -------------
 
 
 class _WorkerQueue(RedisQueue):

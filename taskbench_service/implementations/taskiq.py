@@ -14,7 +14,7 @@ The harness tells only the worker which variant it runs, so the API kicks to the
 worker heartbeat (read by `/health`, which the harness polls before every scenario); counts and purges
 cover both. A taskiq user configures one broker object shared by both sides; this only stands in for that.
 
-The worker side lives here too: `taskiq worker app.implementations.taskiq:worker_broker` calls the factory
+The worker side lives here too: `taskiq worker taskbench_service.implementations.taskiq:worker_broker` calls the factory
 in each worker process (taskiq forks its `--workers` children before importing the broker), which builds
 the broker, registers the two tasks and the start-up hook (calibrate, record clients, heartbeat).
 """
@@ -33,17 +33,24 @@ from typing import Any
 
 import redis
 from fastapi import BackgroundTasks
-from kombu.utils.url import maybe_sanitize_url as redacted
 from taskiq import AsyncBroker, AsyncTaskiqDecoratedTask, TaskiqEvents, TaskiqState
 from taskiq.exceptions import SendTaskError
 from taskiq_redis import ListQueueBroker, RedisStreamBroker
 
-from app import workloads
-from app.execution import execute_async, execute_sync
-from app.heartbeat import Heartbeat, live_workers
-from app.implementations.base import BrokerUnavailable, QueueImplementation
-from app.jobs import MAX_REDIS_CONNECTIONS, JobCall, JobRecord, RedisJobStore, WorkerRecords, redis_options
-from app.settings import settings
+from taskbench_service import workloads
+from taskbench_service.execution import execute_async, execute_sync
+from taskbench_service.heartbeat import Heartbeat, live_workers
+from taskbench_service.implementations.base import BrokerUnavailable, QueueImplementation
+from taskbench_service.jobs import (
+    MAX_REDIS_CONNECTIONS,
+    JobCall,
+    JobRecord,
+    RedisJobStore,
+    WorkerRecords,
+    redis_options,
+)
+from taskbench_service.settings import settings
+from taskbench_wire.urls import redacted
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +198,8 @@ async def _on_shutdown(_: TaskiqState) -> None:
 
 
 def worker_broker() -> AsyncBroker:
-    """`taskiq worker app.implementations.taskiq:worker_broker`: taskiq calls this in each worker process."""
+    """`taskiq worker taskbench_service.implementations.taskiq:worker_broker`: taskiq calls this in each worker
+    process."""
     broker = make_broker(settings.delivery, worker=True)
     register_tasks(broker)
     broker.add_event_handler(TaskiqEvents.WORKER_STARTUP, _on_startup)

@@ -20,12 +20,12 @@ import anyio.to_thread
 import redis.asyncio as aredis
 from fastapi import BackgroundTasks
 
-from app import workloads
-from app.execution import execute_async, execute_sync
-from app.heartbeat import WORKERS_KEY, Heartbeat, live_workers
-from app.implementations.base import ServiceImplementation
-from app.jobs import JobCall, JobRecord, MemoryJobStore
-from app.settings import settings
+from taskbench_service import workloads
+from taskbench_service.execution import execute_async, execute_sync
+from taskbench_service.heartbeat import WORKERS_KEY, Heartbeat, live_workers
+from taskbench_service.implementations.base import ServiceImplementation
+from taskbench_service.jobs import JobCall, JobRecord, MemoryJobStore
+from taskbench_service.settings import settings
 
 API_BEAT_S = 0.5  # in-flight counts of the other API processes are at most this old
 

@@ -13,7 +13,7 @@ import logging
 import os
 import time
 
-from app import settings as config
+from taskbench_service import settings as config
 
 log = logging.getLogger(__name__)
 

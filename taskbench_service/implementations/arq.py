@@ -3,7 +3,7 @@
 arq is asyncio from end to end: the API awaits `ArqRedis.enqueue_job` (a WATCH/MULTI on the job key, then
 SET + ZADD to the `arq:queue` sorted set), and one worker process runs up to `max_jobs` jobs at once on its
 event loop, polling the sorted set every `poll_delay`. The worker runs as
-`python -m arq app.implementations.arq.WorkerSettings`.
+`python -m arq taskbench_service.implementations.arq.WorkerSettings`.
 
 What a worker's death does (arq/worker.py): `Worker.start_jobs` marks a job taken with an `arq:in-progress:`
 key whose TTL is `job_timeout + 10 s` and is never renewed, and the job stays in the sorted set until
@@ -33,12 +33,12 @@ from fastapi import BackgroundTasks
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 
-from app import workloads
-from app.execution import execute_async
-from app.heartbeat import WORKERS_KEY, Heartbeat, live_workers
-from app.implementations.base import BrokerUnavailable, QueueImplementation
-from app.jobs import MAX_REDIS_CONNECTIONS, JobCall, JobRecord, RedisJobStore, redis_options
-from app.settings import settings
+from taskbench_service import workloads
+from taskbench_service.execution import execute_async
+from taskbench_service.heartbeat import WORKERS_KEY, Heartbeat, live_workers
+from taskbench_service.implementations.base import BrokerUnavailable, QueueImplementation
+from taskbench_service.jobs import MAX_REDIS_CONNECTIONS, JobCall, JobRecord, RedisJobStore, redis_options
+from taskbench_service.settings import settings
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ class ArqImplementation(QueueImplementation):
 IMPLEMENTATION = ArqImplementation()
 
 
-# --- the worker: `python -m arq app.implementations.arq.WorkerSettings` ---------------------------------
+# --- the worker: `python -m arq taskbench_service.implementations.arq.WorkerSettings` ---------------------------------
 
 
 @dataclass

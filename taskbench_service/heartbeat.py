@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from app.settings import settings
+from taskbench_service.settings import settings
 
 log = logging.getLogger(__name__)
 

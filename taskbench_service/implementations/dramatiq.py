@@ -6,7 +6,7 @@ Sending (`Actor.send`) is a blocking redis-py call (the broker's Lua `dispatch` 
 publisher executor. The worker is Dramatiq's own CLI with a broker set-up function, as its docs show
 (`dramatiq some_module:setup_broker`):
 
-    python -m dramatiq app.implementations.dramatiq:setup_worker --processes P --threads T
+    python -m dramatiq taskbench_service.implementations.dramatiq:setup_worker --processes P --threads T
 
 It forks P worker processes, each with T worker threads; sync actors run on those threads, async actors on
 the process's one event-loop thread (the `AsyncIO` middleware), which the worker thread waits on.
@@ -48,14 +48,14 @@ from dramatiq.brokers.redis import DEFAULT_MAINTENANCE_CHANCE, MAINTENANCE_SCALE
 from dramatiq.errors import ConnectionClosed, ConnectionFailed
 from dramatiq.middleware import AsyncIO, Middleware
 from fastapi import BackgroundTasks
-from kombu.utils.url import maybe_sanitize_url as redacted
 
-from app import workloads
-from app.execution import execute_async, execute_sync
-from app.heartbeat import Heartbeat
-from app.implementations.base import BrokerUnavailable, QueueImplementation
-from app.jobs import JobCall, JobRecord, RedisJobStore, WorkerRecords, redis_options
-from app.settings import MAX_DURATION_S, settings
+from taskbench_service import workloads
+from taskbench_service.execution import execute_async, execute_sync
+from taskbench_service.heartbeat import Heartbeat
+from taskbench_service.implementations.base import BrokerUnavailable, QueueImplementation
+from taskbench_service.jobs import JobCall, JobRecord, RedisJobStore, WorkerRecords, redis_options
+from taskbench_service.settings import MAX_DURATION_S, settings
+from taskbench_wire.urls import redacted
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -109,7 +109,8 @@ def pika_url(url: str) -> str:
 
 def make_broker() -> Broker:
     """Dramatiq's default middleware (Retries, TimeLimit, ...). On Redis, a client with bounded waits that
-    reconnects once after a Redis restart (the API's own clients do the same: see app.jobs.redis_options)."""
+    reconnects once after a Redis restart (the API's own clients do the same: see
+    taskbench_service.jobs.redis_options)."""
     if AMQP:
         return RabbitmqBroker(url=pika_url(settings.broker_url), confirm_delivery=CONFIRM_DELIVERY)
     options = redis_options(settings.redis_timeout_s, asyncio=False) | {"decode_responses": False}

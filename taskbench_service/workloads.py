@@ -9,7 +9,7 @@ from collections.abc import Callable, Coroutine
 from enum import Enum
 from typing import Any, Protocol
 
-from app import user_job
+from taskbench_service import user_job
 
 
 class Kind(str, Enum):
@@ -19,11 +19,12 @@ class Kind(str, Enum):
     cpu = "cpu"  # pure-Python computation holding the GIL
     memory = "memory"  # holds memory_mb for the duration
     noop = "noop"  # returns at once, in the runner's own style (sync or async): what the queue itself costs
-    job = "job"  # the user's own function (app.user_job), chosen by the harness when it started the stack
+    job = "job"  # the user's own function (taskbench_service.user_job), chosen by the harness when it started the stack
 
 
 class Call(Protocol):
-    """What a body needs of a job (`app.jobs.JobCall` is one): stated here, so the bodies depend on no store."""
+    """What a body needs of a job (`taskbench_service.jobs.JobCall` is one): stated here, so the bodies depend on
+    no store."""
 
     kind: Kind
     duration: float

@@ -1,6 +1,7 @@
-"""The environment contract, harness side: what the stack passes to the API server and every worker.
+"""The environment contract: what the stack passes to the API server and every worker of an implementation.
 
-`app.settings` reads exactly these names (tests/test_contract.py checks that both sides agree).
+The harness writes `ServiceEnv`; `taskbench_service.settings` reads exactly `ENV_VARS` (tests/test_contract.py
+checks that both sides agree).
 """
 
 from __future__ import annotations
@@ -19,7 +20,16 @@ REDELIVERY_TIMEOUT = "TASKBENCH_REDELIVERY_TIMEOUT"
 RESTORE_INTERVAL = "TASKBENCH_RESTORE_INTERVAL"
 JOBS = "TASKBENCH_JOBS"
 JOB_TIMEOUT = "TASKBENCH_JOB_TIMEOUT"
-MIDDLEWARE = "TASKBENCH_MIDDLEWARE"
+MIDDLEWARE = "TASKBENCH_MIDDLEWARE"  # "none" or "base-http": a do-nothing BaseHTTPMiddleware in front of the app
+# The implementations this process serves (comma-separated service module names); unset: every one whose queue
+# is installed. Each implementation's environment holds one queue, so its API serves that one alone.
+IMPLEMENTATIONS = "TASKBENCH_IMPLEMENTATIONS"
+ENV_VARS = (
+    REDIS_URL, BROKER_URL, LEDGER, REDIS_TIMEOUT, CONCURRENCY, DELIVERY, REDELIVERY_TIMEOUT, RESTORE_INTERVAL, JOBS,
+    JOB_TIMEOUT, MIDDLEWARE, IMPLEMENTATIONS,
+)  # fmt: skip
+# Celery's own variables, honoured as Celery users expect; the harness sets them too.
+CELERY_ENV_VARS = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
 
 
 class ServiceEnv(BaseModel):
@@ -35,6 +45,7 @@ class ServiceEnv(BaseModel):
     job_timeout_s: float = 60.0
     job_dir: str = ""  # the user's working directory, where the API and workers import the jobs from
     middleware: str = "none"  # "base-http": the API runs behind a do-nothing BaseHTTPMiddleware
+    implementations: list[str] = []  # what the process serves; empty: every one whose queue is installed
 
     def variables(self) -> dict[str, str]:
         return {
@@ -51,6 +62,7 @@ class ServiceEnv(BaseModel):
             "CELERY_BROKER_URL": self.broker_url or self.redis_url,
             "CELERY_RESULT_BACKEND": self.redis_url,  # results and records stay in Redis on either broker
             MIDDLEWARE: self.middleware,
+            IMPLEMENTATIONS: ",".join(self.implementations),
         }
 
     def environ(self) -> dict[str, str]:

@@ -15,13 +15,13 @@ from amqp.exceptions import AMQPError, NotFound
 from celery import _state as celery_state
 from fastapi import BackgroundTasks
 from kombu.exceptions import KombuError
-from kombu.utils.url import maybe_sanitize_url as redacted
 
-from app.celery_app import ACKS_LATE, AMQP, REJECT_ON_WORKER_LOST, celery_app
-from app.implementations.base import BrokerUnavailable, QueueImplementation
-from app.jobs import JobRecord
-from app.settings import settings
-from app.tasks import run_job
+from taskbench_service.celery_app import ACKS_LATE, AMQP, REJECT_ON_WORKER_LOST, celery_app
+from taskbench_service.implementations.base import BrokerUnavailable, QueueImplementation
+from taskbench_service.jobs import JobRecord
+from taskbench_service.settings import settings
+from taskbench_service.tasks import run_job
+from taskbench_wire.urls import redacted
 
 # A pooled connection may be stale after a Redis restart: retry briefly, always within the timeout.
 PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}

@@ -3,7 +3,7 @@
 An implementation is one module in this package that defines a `ServiceImplementation` named
 `IMPLEMENTATION`: how a job is handed to its runner (`enqueue`), where records live (`store`), how the
 queue is purged and what `/health` reports of it. `job_router` gives every implementation the same four
-endpoints and the same record shape; `app.implementations.REGISTRY` lists the modules.
+endpoints and the same record shape; `taskbench_service.implementations.REGISTRY` lists the modules.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Annotated, Any, TypeVar
 import redis
 from fastapi import APIRouter, BackgroundTasks, Body, HTTPException, Query
 
-from app.heartbeat import WORKERS_KEY, live_workers
-from app.jobs import JobList, JobRecord, JobRequest, JobStore, RedisJobStore, finished_fields, new_record
-from app.settings import settings
+from taskbench_service.heartbeat import WORKERS_KEY, live_workers
+from taskbench_service.jobs import JobList, JobRecord, JobRequest, JobStore, RedisJobStore, finished_fields, new_record
+from taskbench_service.settings import settings
 
 T = TypeVar("T")
 

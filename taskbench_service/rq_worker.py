@@ -1,4 +1,4 @@
-"""RQ's settings module for the taskbench worker: `python -m rq.cli worker-pool -c app.rq_worker ...`.
+"""RQ's settings module for the taskbench worker: `python -m rq.cli worker-pool -c taskbench_service.rq_worker ...`.
 
 RQ's CLI takes its Redis URL and queues from a settings module (`-c`, its documented way; there is no
 option for the URL but `--url`, which the harness's command line cannot know). `worker-pool` imports it in
@@ -9,9 +9,9 @@ workers the pool starts again after a crash, while others may be busy). Only RQ'
 
 from __future__ import annotations
 
-from app import workloads
-from app.implementations.rq import QUEUE
-from app.settings import settings
+from taskbench_service import workloads
+from taskbench_service.implementations.rq import QUEUE
+from taskbench_service.settings import settings
 
 REDIS_URL = settings.redis_url
 QUEUES = [QUEUE]

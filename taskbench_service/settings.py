@@ -1,13 +1,29 @@
 """Everything the service reads from its environment, in one place: the environment contract.
 
-The harness writes these variables from `taskbench.service_env`; a test checks that both sides name the
-same ones. A user running the spec's three terminals by hand gets the loopback defaults.
+The variables are named in `taskbench_wire.env`, which the harness writes from; a test checks that this
+module reads each one. A user running the spec's three terminals by hand gets the loopback defaults.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+
+from taskbench_wire.env import (
+    BROKER_URL,
+    CONCURRENCY,
+    DELIVERY,
+    IMPLEMENTATIONS,
+    JOB_TIMEOUT,
+    JOBS,
+    LEDGER,
+    MIDDLEWARE,
+    REDELIVERY_TIMEOUT,
+    REDIS_TIMEOUT,
+    REDIS_URL,
+    RESTORE_INTERVAL,
+)
+from taskbench_wire.urls import is_amqp
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -17,34 +33,6 @@ MAX_MEMORY_MB = 2048
 MAX_BODY_BYTES = 16 * 1024
 DEFAULT_DURATION_S = 30.0  # the spec's job: time.sleep(30)
 DEFAULT_MEMORY_MB = 50
-
-# The contract: every variable the service reads, and nothing else.
-REDIS_URL = "TASKBENCH_REDIS_URL"
-# The broker of the queues that can use another one (Celery, Dramatiq): a Redis URL (the default, REDIS_URL)
-# or amqp://… for RabbitMQ. Records, the ledger, heartbeats and every other queue stay on Redis.
-BROKER_URL = "TASKBENCH_BROKER_URL"
-LEDGER = "TASKBENCH_LEDGER"
-REDIS_TIMEOUT = "TASKBENCH_REDIS_TIMEOUT"
-CONCURRENCY = "TASKBENCH_CONCURRENCY"
-DELIVERY = "TASKBENCH_DELIVERY"
-REDELIVERY_TIMEOUT = "TASKBENCH_REDELIVERY_TIMEOUT"
-RESTORE_INTERVAL = "TASKBENCH_RESTORE_INTERVAL"
-JOBS = "TASKBENCH_JOBS"  # the user's job functions, package.module:function, comma-separated
-JOB_TIMEOUT = "TASKBENCH_JOB_TIMEOUT"
-MIDDLEWARE = "TASKBENCH_MIDDLEWARE"  # "none" or "base-http": a do-nothing BaseHTTPMiddleware in front of the app
-ENV_VARS = (
-    REDIS_URL, BROKER_URL, LEDGER, REDIS_TIMEOUT, CONCURRENCY, DELIVERY, REDELIVERY_TIMEOUT, RESTORE_INTERVAL, JOBS,
-    JOB_TIMEOUT, MIDDLEWARE,
-)  # fmt: skip
-# Celery's own variables, honoured as Celery users expect; the harness sets them too.
-CELERY_ENV_VARS = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
-
-
-AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
-
-
-def is_amqp(url: str) -> bool:
-    return url.split("://", 1)[0].lower() in AMQP_SCHEMES
 
 
 @dataclass(frozen=True)
@@ -65,11 +53,14 @@ class Settings:
     # Where job code appends one line per execution start/end (the execution ledger); off when empty.
     ledger_path: str = ""
     redis_timeout_s: float = 2.0
-    # The user's own job functions, fixed when the stack starts (app.user_job); a request picks one by index.
+    # The user's own job functions, fixed when the stack starts (taskbench_service.user_job); a request picks one
+    # by index.
     jobs: tuple[str, ...] = ()
     job_timeout_s: float = 60.0
     # "base-http": the app runs behind a do-nothing BaseHTTPMiddleware, as users add for logging or auth.
     middleware: str = "none"
+    # The implementations this process serves; empty: every one whose queue is installed here.
+    implementations: tuple[str, ...] = ()
 
     @property
     def broker(self) -> str:
@@ -100,6 +91,7 @@ def load() -> Settings:
         jobs=tuple(path for path in os.environ.get(JOBS, "").split(",") if path),
         job_timeout_s=float(os.environ.get(JOB_TIMEOUT, "60")),
         middleware=os.environ.get(MIDDLEWARE, "none"),
+        implementations=tuple(name for name in os.environ.get(IMPLEMENTATIONS, "").split(",") if name),
     )
 
 

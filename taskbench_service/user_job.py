@@ -20,7 +20,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-from app.settings import settings
+from taskbench_service.settings import settings
 
 
 class JobTimeout(Exception):

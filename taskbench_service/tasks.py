@@ -1,25 +1,21 @@
 """The Celery side: the task around the shared workloads, and a heartbeat so /health can see workers
-without a broadcast on every call."""
+without a broadcast on every call. Abandoned (unacknowledged) jobs are restored by kombu's own sweep, every
+`unacked_restore_interval` (kombu ≥ 5.7; see celery_app)."""
 
 from __future__ import annotations
 
-import logging
-import threading
 from functools import cache
 from typing import Any
 
 from celery.signals import celeryd_after_setup, worker_init, worker_ready, worker_shutdown
 from celery.worker import state as worker_state
-from kombu.transport import redis as kombu_redis
 
-from app import workloads
-from app.celery_app import ACKS_LATE, AMQP, REJECT_ON_WORKER_LOST, celery_app
-from app.execution import execute_sync
-from app.heartbeat import Heartbeat
-from app.jobs import JobCall, WorkerRecords
-from app.settings import settings
-
-log = logging.getLogger(__name__)
+from taskbench_service import workloads
+from taskbench_service.celery_app import ACKS_LATE, AMQP, REJECT_ON_WORKER_LOST, celery_app
+from taskbench_service.execution import execute_sync
+from taskbench_service.heartbeat import Heartbeat
+from taskbench_service.jobs import JobCall, WorkerRecords
+from taskbench_service.settings import settings
 
 
 @cache
@@ -45,7 +41,6 @@ def run_job(
 
 _worker: dict[str, Any] = {}
 _heartbeat: Heartbeat | None = None
-_stop_sweep = threading.Event()
 
 
 def _describe() -> dict[str, Any]:
@@ -86,38 +81,14 @@ def _remember_worker(sender: str, instance: Any, **_: Any) -> None:
     )
 
 
-def kombu_sweeps_on_its_own() -> bool:
-    """kombu ≥ 5.7 takes `unacked_restore_interval`; 5.6 sweeps every 10 × 10 s, hard-coded."""
-    return "unacked_restore_interval" in getattr(kombu_redis.Channel, "from_transport_options", ())
-
-
-def restore_unacked() -> None:
-    """What kombu's periodic pass does (`QoS.restore_visible`), on a connection of our own, every
-    `restore_interval_s`: messages unacknowledged for longer than the visibility timeout go back to the
-    queue. The sweep is mutex-guarded in Redis, so it is safe beside kombu's own."""
-    interval = settings.restore_interval_s
-    if interval is None:
-        return
-    while not _stop_sweep.wait(interval):
-        try:
-            with celery_app.connection_for_write() as connection:
-                channel: Any = connection.default_channel
-                channel.qos.restore_visible(num=channel.unacked_restore_limit, interval=1)
-        except Exception as exc:  # a Redis restart: try again at the next pass
-            log.debug("unacked sweep skipped: %s", exc)
-
-
 @worker_ready.connect
 def _start_heartbeat(**_: Any) -> None:
     global _heartbeat
     _heartbeat = Heartbeat("celery", _worker.get("hostname", "celery"), _describe)
     _heartbeat.start()
-    if not AMQP and not kombu_sweeps_on_its_own():  # RabbitMQ requeues by itself
-        threading.Thread(target=restore_unacked, name="taskbench-unacked-sweep", daemon=True).start()
 
 
 @worker_shutdown.connect
 def _stop_heartbeat(**_: Any) -> None:
-    _stop_sweep.set()
     if _heartbeat is not None:
         _heartbeat.stop()
