@@ -84,34 +84,40 @@ def prepare(
 
 
 def describe(
-    redis_url: str | None, amqp_url: str | None = None, envs: dict[str, venvs.Env] | None = None
+    redis_url: str | None,
+    amqp_url: str | None = None,
+    envs: dict[str, venvs.Env] | None = None,
+    served: dict[str, dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     """`versions`: the harness's packages, then each implementation's service and queue packages from its own
-    environment (`celery`, and `celery (celery@5.5.3)` for a second release); `environments`: every package of
-    every environment (its `uv pip freeze`), with what it was asked to install."""
+    environment (`celery`, and `celery (celery@5.5.3)` where a second release or environment differs);
+    `environments`: every package of every environment (its `uv pip freeze`), with what it was asked to install.
+    `served`: for a service started by hand (--url), what its `/` says is installed, by implementation."""
     versions: dict[str, str] = {name: _version(name) for name in HARNESS_PACKAGES}
     environments: dict[str, Any] = {}
-    for label, env in (envs or {}).items():
+    packages = {label: env.packages for label, env in (envs or {}).items()} | (served or {})
+    for label, installed in packages.items():
         impl = implementations.get(label)
         names = [*SERVICE_PACKAGES, *(Requirement(p).name for p in impl.requirements(WorkerOptions()))]
-        for name in dict.fromkeys(names):
-            key = name if implementations.release(label) is None else f"{name} ({label})"
-            version = env.version(name)
-            if version is not None and versions.get(key, version) == version:
-                versions[key] = version
-            elif version is not None:
-                versions[f"{name} ({label})"] = version
+        for name in dict.fromkeys(canonicalize_name(n) for n in names):
+            version = installed.get(name)
+            if version is None:
+                continue
+            same = implementations.release(label) is None and versions.get(name, version) == version
+            versions[name if same else f"{name} ({label})"] = version
+        env = (envs or {}).get(label)
         environments[label] = {
             "python": platform.python_version(),
-            "requirements": list(env.requirements),
-            "constraints": list(env.constraints),
-            "packages": env.packages,
-            "built_at": env.built_at,
+            "requirements": list(env.requirements) if env else [],
+            "constraints": list(env.constraints) if env else [],
+            "packages": installed,
+            "built_at": env.built_at if env else None,
+            "where": env.path if env else "the service started by hand (--url)",
         }
     if redis_url:
         try:
             versions["redis-server"] = str(
-                redis.Redis.from_url(redis_url, socket_timeout=2).info("server")["redis_version"]  # type: ignore[index]
+                redis.Redis.from_url(redis_url, socket_timeout=2).info("server")["redis_version"]
             )
         except redis.RedisError:
             versions["redis-server"] = "unreachable"

@@ -96,9 +96,10 @@ def run(options: RunOptions, console: Console) -> tuple[Path, AnalysedRun]:
                 f"stack up: APIs {apis}; Redis {redacted(stack.redis_url)}{rabbitmq}; logs in {config.workdir / 'logs'}"
             )
         url = options.settings.url or (stack.url if stack else "")
+        served = None
         if stack is None:
-            _check_server(url)
-        env = environment.describe(stack.redis_url if stack else None, stack.amqp_url if stack else None, envs)
+            served = _check_server(url, options.settings.implementations)
+        env = environment.describe(stack.redis_url if stack else None, stack.amqp_url if stack else None, envs, served)
         return asyncio.run(_run_all(options, specs, url, stack, env, folder, stamp, console))
     finally:
         if stack is not None:
@@ -106,13 +107,18 @@ def run(options: RunOptions, console: Console) -> tuple[Path, AnalysedRun]:
                 stack.stop()
 
 
-def _check_server(url: str) -> None:
+def _check_server(url: str, labels: list[str]) -> dict[str, dict[str, str]]:
+    """A service started by hand answers; what it has installed, recorded for each implementation it serves."""
     try:
         httpx.get(f"{url}/health/sync", timeout=5).raise_for_status()
-    except httpx.HTTPError as exc:
+        info = httpx.get(f"{url}/", timeout=5).json()
+        installed = {str(k): str(v) for k, v in info.get("packages", {}).items()}
+        return {label: installed for label in labels}
+    except (httpx.HTTPError, ValueError) as exc:
         raise StackError(
-            f"ERROR: Server is not running at {url} ({exc}); start it with `uvicorn app.main:app` "
-            "and a worker with `celery -A app.celery_app worker`, or drop --url to let taskbench start them"
+            f"ERROR: Server is not running at {url} ({exc}); start it with `uvicorn taskbench_service.main:app` "
+            "and a worker with `celery -A taskbench_service.celery_app worker` (from taskbench's repository: "
+            "`app.main:app`, `app.celery_app`), or drop --url to let taskbench start them"
         ) from exc
 
 

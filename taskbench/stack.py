@@ -244,7 +244,7 @@ class Stack:
     def python(self, label: str) -> str:
         return self.environments[label].python
 
-    def _argv(self, label: str, argv: list[str]) -> list[str]:
+    def command(self, label: str, argv: list[str]) -> list[str]:
         """A command line with the interpreter of `label`'s environment for `PYTHON`."""
         python = self.python(label)
         return [python if arg == PYTHON else arg for arg in argv]
@@ -290,7 +290,7 @@ class Stack:
         client.config_set("appendonly", "yes" if persistent else "no")
         deadline = time.monotonic() + AOF_REWRITE_WAIT_S
         while persistent and time.monotonic() < deadline:
-            info: dict[str, Any] = client.info("persistence")  # type: ignore[assignment]
+            info: dict[str, Any] = client.info("persistence")
             if not info.get("aof_rewrite_in_progress") and not info.get("aof_rewrite_scheduled"):
                 break
             time.sleep(0.1)
@@ -341,7 +341,7 @@ class Stack:
         role = implementations.worker_role(label)
         what = f"the {implementations.title(label)} worker"
         check = lambda s: self._worker_seen(label, s)  # noqa: E731
-        service = Service(role, self._argv(label, argv), self.env(label), self._log(role), check, what)
+        service = Service(role, self.command(label, argv), self.env(label), self._log(role), check, what)
         self.workers[label] = service
         return service
 
@@ -416,11 +416,18 @@ class Stack:
         return self.state.concurrency or self.config.concurrency
 
     def restart_worker(self, name: str) -> None:
+        """Start the worker again with the stack's state and worker options; a pool that needs another package
+        (gevent) gets the environment that has it."""
         worker = self.workers[name]
         worker.stop()
+        current = self.environments[name]
+        wanted = environment.requirements_for(name, self.config.worker)
+        if set(wanted) != set(current.requirements):
+            request = venvs.EnvRequest(name, wanted, current.constraints)
+            self.environments[name] = venvs.ensure(request)
         worker.process.env = self.env(name)
         argv = implementations.get(name).worker_command(self.worker_concurrency, self.config.worker)
-        worker.process.argv = self._argv(name, argv) if argv else worker.process.argv
+        worker.process.argv = self.command(name, argv) if argv else worker.process.argv
         worker.start()
 
     def restart_api(self) -> None:

@@ -11,9 +11,9 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import redis
 import redis.asyncio as aredis
@@ -273,12 +273,12 @@ class RedisJobStore:
     async def add(self, record: JobRecord) -> None:
         fields = _encode(record.model_dump(exclude={"queue_time", "execution_time", "total_time"}))
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hset(JOB_KEY.format(record.job_id), mapping=fields)
+            pipe.hset(JOB_KEY.format(record.job_id), mapping=cast("Mapping[Any, Any]", fields))
             pipe.zadd(self.index_key, {record.job_id: record.submitted_at})
             await pipe.execute()
 
     async def get(self, job_id: str) -> JobRecord | None:
-        raw: dict[str, str] = await self.redis.hgetall(JOB_KEY.format(job_id))  # type: ignore[misc]
+        raw = cast("dict[str, str]", await self.redis.hgetall(JOB_KEY.format(job_id)))  # decode_responses
         return _decode(raw) if raw else None
 
     async def update(self, job_id: str, fields: dict[str, Any]) -> None:
@@ -293,7 +293,7 @@ class RedisJobStore:
 
     async def list(self, limit: int | None) -> JobList:
         """Counts over every record; whole records only for the first `limit` (all when None)."""
-        ids: list[str] = await self.redis.zrange(self.index_key, 0, -1)
+        ids = cast("list[str]", await self.redis.zrange(self.index_key, 0, -1))  # decode_responses
         wanted = ids if limit is None else ids[:limit]
         async with self.redis.pipeline(transaction=False) as pipe:
             for job_id in wanted:
@@ -306,7 +306,7 @@ class RedisJobStore:
         return JobList(count=len(statuses), counts=count_by_status(statuses), jobs=jobs)
 
     async def clear(self) -> int:
-        ids: list[str] = await self.redis.zrange(self.index_key, 0, -1)
+        ids = cast("list[str]", await self.redis.zrange(self.index_key, 0, -1))  # decode_responses
         async with self.redis.pipeline(transaction=False) as pipe:
             for start in range(0, len(ids), 1000):
                 pipe.delete(*(JOB_KEY.format(i) for i in ids[start : start + 1000]))

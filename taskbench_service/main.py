@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import cache
+from importlib import metadata
 from typing import Any
 
 import anyio.to_thread
@@ -69,6 +72,14 @@ async def broker_unavailable(request: Request, exc: BrokerUnavailable) -> JSONRe
     return JSONResponse({"detail": message}, status_code=503)
 
 
+@cache
+def installed_packages() -> dict[str, str]:
+    """Every distribution this process can import, with its version: what a report of a service started by
+    hand records (a stack taskbench started records its environments itself)."""
+    names = {dist.metadata["Name"]: dist.version for dist in metadata.distributions() if dist.metadata["Name"]}
+    return {re.sub(r"[-_.]+", "-", name).lower(): version for name, version in sorted(names.items())}
+
+
 @app.get("/")
 async def info() -> dict[str, Any]:
     return {
@@ -77,6 +88,7 @@ async def info() -> dict[str, Any]:
         "middleware": settings.middleware,
         "implementations": {impl.name: impl.describe() for impl in IMPLEMENTATIONS},
         "limits": {"max_duration_s": MAX_DURATION_S, "max_body_bytes": MAX_BODY_BYTES},
+        "packages": installed_packages(),
         "endpoints": sorted(
             f"{method.upper()} {path}" for path, ops in app.openapi()["paths"].items() for method in ops
         ),

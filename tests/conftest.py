@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,8 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
+from taskbench import environment, implementations
 from taskbench.implementations import REGISTRY
 from taskbench.stack import Stack, StackConfig
+from taskbench_wire.env import IMPLEMENTATIONS
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +34,7 @@ class RoutedClient(httpx.Client):
         super().__init__(timeout=10)
         self.stack = stack
 
-    def request(self, method: str, url: httpx.URL | str, **kwargs: Any) -> httpx.Response:  # type: ignore[override]
+    def request(self, method: str, url: httpx.URL | str, **kwargs: Any) -> httpx.Response:
         path = str(url)
         first = path.strip("/").split("/")[0]
         base = self.stack.url_for(first) if first in self.stack.ports else self.stack.url
@@ -56,6 +60,15 @@ def wait_for(check: Callable[[], Any], timeout_s: float = 15.0, interval_s: floa
             return value
         time.sleep(interval_s)
     raise AssertionError(f"condition not met within {timeout_s} s")
+
+
+def run_in_env(label: str, code: str) -> str:
+    """Run `code` with the interpreter of `label`'s environment, as the stack runs its API and worker; its output."""
+    env = environment.prepare([label])[label]
+    run_env = {**os.environ, IMPLEMENTATIONS: implementations.plugin_name(label)}
+    out = subprocess.run([env.python, "-c", code], capture_output=True, text=True, timeout=120, env=run_env)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
 
 
 def workdir(tmp_path: Path) -> Path:

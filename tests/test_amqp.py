@@ -29,7 +29,7 @@ from taskbench.redis_server import free_port
 from taskbench.results import Event, ScenarioSpec, WorkerOptions
 from taskbench.services import Service
 from taskbench.stack import Stack, StackConfig, StackState
-from tests.conftest import routed_client, wait_for
+from tests.conftest import routed_client, run_in_env, wait_for
 
 QUEUES = {"celery": "celery", "dramatiq": "default"}  # each one's queue on RabbitMQ
 JOB_S = 1.0
@@ -161,8 +161,8 @@ def test_a_killed_worker_s_jobs_are_redelivered_on_disconnect(
 def _api_with_unreachable_rabbitmq(stack: Stack, workdir: Path) -> tuple[Service, str]:
     """A second API server on the stack's Redis whose RabbitMQ is a port nobody listens on; and its URL."""
     port, url = free_port(), f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F"
-    env = {**stack.env(), "TASKBENCH_BROKER_URL": url, "CELERY_BROKER_URL": url}
-    argv = python_module("uvicorn", "taskbench_service.main:app", "--host", "127.0.0.1", "--port", str(port))
+    env = {**stack.env("celery"), "TASKBENCH_BROKER_URL": url, "CELERY_BROKER_URL": url}
+    argv = stack.command("celery", python_module("uvicorn", "taskbench_service.main:app", "--port", str(port)))
     api = Service("api-2", argv, env, workdir / "api-2.log", lambda _: _answers(port), "a second API server")
     return api.start(), f"http://127.0.0.1:{port}"
 
@@ -228,16 +228,17 @@ def test_unreachable_broker_url_is_one_line_and_exit_2(capsys: pytest.CaptureFix
 
 def test_service_settings_keep_records_in_redis_when_the_broker_is_rabbitmq(monkeypatch: pytest.MonkeyPatch) -> None:
     from taskbench_service import settings
-    from taskbench_service.implementations.dramatiq import pika_url
+    from taskbench_wire.env import CELERY_ENV_VARS, ENV_VARS
 
-    for name in (*settings.ENV_VARS, *settings.CELERY_ENV_VARS):
+    for name in (*ENV_VARS, *CELERY_ENV_VARS):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
     loaded = settings.load()
     assert loaded.broker == "amqp" and loaded.redis_url == loaded.result_backend == settings.DEFAULT_REDIS_URL
     monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:7/0")
     assert settings.load().broker == "redis" and settings.load().redis_url == "redis://127.0.0.1:7/0"
-    assert pika_url("amqp://u:p@h:1//") == "amqp://u:p@h:1/%2F"  # Celery's spelling of vhost "/", for pika
+    pika = "from taskbench_service.implementations.dramatiq import pika_url; print(pika_url('amqp://u:p@h:1//'))"
+    assert run_in_env("dramatiq", pika) == "amqp://u:p@h:1/%2F"  # Celery's spelling of vhost "/", for pika
 
 
 def test_every_queue_on_rabbitmq_declares_each_delivery_there_and_its_settings() -> None:

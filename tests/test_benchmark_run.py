@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from taskbench import environment
 from taskbench.analysis import summarise
+from taskbench.redis_server import find_redis_server, free_port, redis_command
 from taskbench.results import load_run, load_scenario
-from taskbench.stack import Stack
+from taskbench_wire.env import IMPLEMENTATIONS
+from tests.conftest import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,15 +74,57 @@ def test_taskbench_run_writes_the_spec_reports(tmp_path: Path) -> None:
     check_run(_run_folder(tmp_path), [3, 6], embedded=True)
 
 
-def test_spec_entry_point_measures_a_stack_started_by_hand(stack: Stack, tmp_path: Path) -> None:
-    """`python tests/benchmark.py` against a running server (here: the session's stack)."""
-    out = subprocess.run(
-        [sys.executable, str(REPO / "tests" / "benchmark.py"), "--url", stack.url, "--jobs", "4", "--duration", "0.2",
-         "--output", str(tmp_path)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+@contextlib.contextmanager
+def started_by_hand(tmp_path: Path) -> Iterator[str]:
+    """The spec's terminals 1 and 2, from the repository's root: `uvicorn app.main:app` and `celery -A
+    app.celery_app worker`, with an interpreter that has FastAPI and Celery (Celery's environment), on a private
+    Redis. Yields the API's URL."""
+    python = environment.prepare(["celery"])["celery"].python
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    redis_port, api_port = free_port(), free_port()
+    env = {**os.environ, "TASKBENCH_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "PYTHONUNBUFFERED": "1"}
+    env.pop(IMPLEMENTATIONS, None)
+    commands = [
+        redis_command(find_redis_server(), redis_port, tmp_path, persistent=False),
+        [python, "-m", "uvicorn", "app.main:app", "--port", str(api_port)],
+        [python, "-m", "celery", "-A", "app.celery_app", "worker", "--loglevel=info", "--concurrency=2"],
+    ]
+    log = (tmp_path / "by-hand.log").open("ab")
+    processes = [
+        subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        for argv in commands
+    ]
+    url = f"http://127.0.0.1:{api_port}"
+    try:
+        wait_for(lambda: _celery_worker_seen(url), timeout_s=60, interval_s=0.2)
+        yield url
+    finally:
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        log.close()
+
+
+def _celery_worker_seen(url: str) -> bool:
+    try:
+        return bool(httpx.get(f"{url}/health", timeout=1).json()["celery"]["workers"])
+    except (httpx.HTTPError, KeyError, ValueError):
+        return False
+
+
+def test_spec_entry_point_measures_a_stack_started_by_hand(tmp_path: Path) -> None:
+    """`python tests/benchmark.py` against the spec's three terminals, started by hand from the repository."""
+    with started_by_hand(tmp_path / "stack") as url:
+        info = httpx.get(f"{url}/").json()
+        assert list(info["implementations"]) == ["fastapi", "celery"]  # all this environment has of the queues
+        out = subprocess.run(
+            [sys.executable, str(REPO / "tests" / "benchmark.py"), "--url", url, "--jobs", "4", "--duration", "0.2",
+             "--output", str(tmp_path / "out")],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
-    check_run(_run_folder(tmp_path), [4], embedded=False)
+    check_run(_run_folder(tmp_path / "out"), [4], embedded=False)
 
 
 @pytest.mark.parametrize(

@@ -3,15 +3,12 @@ environment, Celery's private hook."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-
 import pytest
 
-from taskbench import environment
 from taskbench import implementations as harness_side
 from taskbench_service import settings
 from taskbench_wire import env as contract
+from tests.conftest import run_in_env
 
 
 def test_harness_sets_exactly_the_variables_the_service_reads(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -33,15 +30,6 @@ def test_harness_sets_exactly_the_variables_the_service_reads(monkeypatch: pytes
     )  # fmt: skip
 
 
-def _in_env(label: str, code: str) -> str:
-    """Run `code` with the interpreter of `label`'s environment, as the stack runs its API and worker."""
-    env = environment.prepare([label])[label]
-    run_env = {**os.environ, contract.IMPLEMENTATIONS: harness_side.plugin_name(label)}
-    out = subprocess.run([env.python, "-c", code], capture_output=True, text=True, timeout=120, env=run_env)
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip()
-
-
 @pytest.mark.parametrize("name", list(harness_side.REGISTRY))
 def test_each_environment_serves_its_implementation_alone(name: str) -> None:
     """Both registries name the same implementations, and each one's environment imports its service module."""
@@ -50,7 +38,7 @@ def test_each_environment_serves_its_implementation_alone(name: str) -> None:
         f"assert list(s.REGISTRY) == {list(harness_side.REGISTRY)!r}\n"
         "print(','.join(i.name for i in main.IMPLEMENTATIONS))"
     )
-    assert _in_env(name, code) == name
+    assert run_in_env(name, code) == name
 
 
 def test_every_implementation_states_its_settings_deliveries_and_how_workloads_run() -> None:
@@ -62,7 +50,7 @@ def test_every_implementation_states_its_settings_deliveries_and_how_workloads_r
 def test_celery_still_has_the_private_hook_the_api_relies_on() -> None:
     """taskbench_service.implementations.celery.never_join_results_here calls it; if Celery drops it, fail loudly
     here (in Celery's own environment, at the release users install)."""
-    assert _in_env("celery", "import celery._state as s; print(callable(s._set_task_join_will_block))") == "True"
+    assert run_in_env("celery", "import celery._state as s; print(callable(s._set_task_join_will_block))") == "True"
 
 
 def test_the_plan_estimates_every_implementation_workload_and_fault_before_the_stack_is_up() -> None:

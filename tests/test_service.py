@@ -170,7 +170,6 @@ def test_stack_stop_leaves_no_process(tmp_path: Any) -> None:
             c.pid for w in stack.workers.values() for c in psutil.Process(w.pid).children(recursive=True)
         ]
         pids = [*stack.pids().values(), *worker_children]
-        apis = [api.pid for api in stack.apis.values()]
-        pids += [pid for pid in apis if pid not in pids]
+        pids += [api.pid for api in stack.apis.values() if api.pid and api.pid not in pids]
         assert len(pids) >= len(IMPLEMENTATIONS) + 1 + len(QUEUES) + 2  # each API, redis, every worker, Celery's 2
     wait_for(lambda: not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in pids))

@@ -94,8 +94,7 @@ def with_worker(stack: Stack, options: WorkerOptions) -> Stack:
     if stack.config.worker == options:
         return stack
     stack.config = replace(stack.config, worker=options)
-    stack.workers["celery"].stop()
-    stack.start_worker("celery")
+    stack.restart_worker("celery")
     return stack
 
 
@@ -207,7 +206,6 @@ def two_api_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stac
 
 def test_busy_counts_background_tasks_in_flight_in_every_api_process(two_api_processes: Stack) -> None:
     """Each process publishes its jobs in flight: whichever process answers /health, the sum is the server's."""
-    import httpx
 
     from tests.conftest import routed_client, wait_for
 

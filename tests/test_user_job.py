@@ -8,10 +8,8 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.conftest import routed_client
 from taskbench import job_check
 from taskbench.cli import main
 from taskbench.client import ServiceClient
@@ -19,6 +17,7 @@ from taskbench.implementations import REGISTRY
 from taskbench.results import RunSettings, ScenarioResult, ScenarioSpec
 from taskbench.scenario import ScenarioContext, run_scenario
 from taskbench.stack import Stack, StackConfig
+from tests.conftest import routed_client
 
 MODULE = "tb_user_jobs_for_tests"
 SOURCE = """

@@ -130,7 +130,7 @@ class ArqImplementation(QueueImplementation):
     async def purge(self) -> int:
         keys = [QUEUE]
         args = [job_key_prefix, in_progress_key_prefix, retry_key_prefix]
-        return int(await self.store.redis.eval(_PURGE, len(keys), *keys, *args))  # type: ignore[misc]
+        return int(await self.store.redis.eval(_PURGE, len(keys), *keys, *args))
 
     async def _queue_and_workers(self) -> tuple[int, list[dict[str, Any]]]:
         """One round trip: the sorted set's size and the heartbeats; running jobs stay in the set."""

@@ -13,7 +13,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
 import redis
 from fastapi import APIRouter, BackgroundTasks, Body, HTTPException, Query
@@ -157,7 +157,9 @@ class QueueImplementation(ServiceImplementation):
         """Jobs waiting in the broker, not yet taken by a worker."""
 
     async def health(self) -> dict[str, Any]:
-        beats: dict[str, str] = await self.store.redis.hgetall(WORKERS_KEY.format(self.name))  # type: ignore[misc]
+        beats = cast(
+            "dict[str, str]", await self.store.redis.hgetall(WORKERS_KEY.format(self.name))
+        )  # decode_responses
         workers = live_workers(beats, time.time())
         try:
             queued = await self.queued()

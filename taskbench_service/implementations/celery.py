@@ -37,7 +37,7 @@ def never_join_results_here() -> None:
     still stores every result. The function is private to Celery: tests/test_service.py fails loudly if
     a Celery release drops it.
     """
-    celery_state._set_task_join_will_block(True)  # type: ignore[attr-defined]
+    celery_state._set_task_join_will_block(True)
 
 
 def amqp_queued() -> int:
@@ -92,7 +92,7 @@ class CeleryImplementation(QueueImplementation):
     async def queued(self) -> int:
         if AMQP:
             return int(await self._publish(amqp_queued))
-        return int(await self.store.redis.llen("celery"))  # type: ignore[misc]
+        return int(await self.store.redis.llen("celery"))
 
     @property
     def broker_url(self) -> str:

@@ -288,7 +288,7 @@ class DramatiqImplementation(QueueImplementation):
     async def queued(self) -> int:
         if isinstance(self.broker, RabbitmqBroker):
             return await self._on_broker(partial(amqp_ready, self.broker))
-        return int(await self.store.redis.llen(QUEUE_KEY))  # type: ignore[misc]
+        return int(await self.store.redis.llen(QUEUE_KEY))
 
     async def purge(self) -> int:
         pending = await self.queued()

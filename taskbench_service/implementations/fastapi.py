@@ -14,7 +14,7 @@ import multiprocessing
 import os
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 import anyio.to_thread
 import redis.asyncio as aredis
@@ -124,7 +124,7 @@ class BackgroundTasksImplementation(ServiceImplementation):
     async def health(self) -> dict[str, Any]:
         """This process' jobs in flight, and every live process of the same server (its own included)."""
         assert self._redis is not None
-        beats: dict[str, str] = await self._redis.hgetall(WORKERS_KEY.format(self.name))  # type: ignore[misc]
+        beats = cast("dict[str, str]", await self._redis.hgetall(WORKERS_KEY.format(self.name)))  # decode_responses
         processes = [w for w in live_workers(beats, time.time()) if w.get("server") == self.server]
         return {
             "status": "ok",

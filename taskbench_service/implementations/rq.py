@@ -115,7 +115,7 @@ class RQImplementation(QueueImplementation):
         return int(await self.in_publisher(self.queue.empty) or 0)
 
     async def queued(self) -> int:
-        return int(await self.store.redis.llen(self.queue.key))  # type: ignore[misc]
+        return int(await self.store.redis.llen(self.queue.key))
 
     def describe(self) -> dict[str, Any]:
         return {

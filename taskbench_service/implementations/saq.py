@@ -29,7 +29,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 import redis.asyncio as aredis
@@ -161,10 +161,12 @@ class SaqImplementation(QueueImplementation):
             raise BrokerUnavailable(f"saq refused job {record.job_id}: a job with this key exists")
 
     async def purge(self) -> int:
-        beats: dict[str, str] = await self.store.redis.hgetall(WORKERS_KEY.format(self.name))  # type: ignore[misc]
+        beats = cast(
+            "dict[str, str]", await self.store.redis.hgetall(WORKERS_KEY.format(self.name))
+        )  # decode_responses
         live = [w["saq_worker_id"] for w in live_workers(beats, time.time()) if "saq_worker_id" in w]
         keys = [self.queue.namespace(key) for key in ("queued", "incomplete", "active")]
-        return int(await self.store.redis.eval(_PURGE, len(keys), *keys, *live))  # type: ignore[misc]
+        return int(await self.store.redis.eval(_PURGE, len(keys), *keys, *live))
 
     async def _queue_and_workers(self) -> tuple[int, list[dict[str, Any]]]:
         """One round trip. Pending: the `queued` list, plus ids in `active` that no live worker runs (a dead

@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import Any, cast
 
 import redis
 from fastapi import BackgroundTasks
@@ -280,7 +280,9 @@ class TaskiqImplementation(QueueImplementation):
 
     async def _current_delivery(self) -> str:
         if self._delivery is None:
-            beats: dict[str, str] = await self.store.redis.hgetall(f"taskbench:workers:{NAME}")  # type: ignore[misc]
+            beats = cast(
+                "dict[str, str]", await self.store.redis.hgetall(f"taskbench:workers:{NAME}")
+            )  # decode_responses
             self._follow(live_workers(beats, time.time()))
         return self._delivery or "default"
 
