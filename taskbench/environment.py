@@ -30,7 +30,10 @@ def parse_with(spec: str) -> Requirement:
     try:
         requirement = Requirement(spec)
     except InvalidRequirement as exc:
-        raise UsageError(f"--with {spec!r}: not a requirement ({exc}); give PKG==VERSION, e.g. celery==5.5.3") from exc
+        reason = str(exc).splitlines()[0]
+        raise UsageError(
+            f"--with {spec!r}: not a requirement ({reason}); give PKG==VERSION, e.g. celery==5.5.3"
+        ) from exc
     if requirement.url or requirement.marker:
         raise UsageError(f"--with {spec!r}: give a package and a version, e.g. celery==5.5.3")
     return requirement

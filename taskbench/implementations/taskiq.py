@@ -32,13 +32,14 @@ class TaskiqImplementation(Implementation):
         ),
         Delivery(
             "stream",
-            "at least once: RedisStreamBroker acknowledges (XACK) after the job; a dead consumer's unacknowledged "
-            "job is claimed by another worker process (XAUTOCLAIM) once idle for idle_timeout, set to "
-            "the redelivery timeout (taskiq_redis.redis_broker:RedisStreamBroker.listen, "
-            "taskiq.receiver:Receiver.callback). Claimed jobs come back one at a time, under a Redis lock with no "
-            "expiry in 1.0.9: a worker killed while running a claimed job leaves it held, and no job is claimed again",
-            worker_crash="redelivered",
-            child_crash="redelivered",
+            "at least once only while jobs keep arriving: RedisStreamBroker acknowledges (XACK) after the job, and a "
+            "dead consumer's unacknowledged job may be claimed by another worker process (XAUTOCLAIM, once idle for "
+            "idle_timeout, set to the redelivery timeout), but taskiq-redis 1.2 claims only after an XREADGROUP that "
+            "returned new messages (taskiq_redis.redis_broker:RedisStreamBroker.listen, `if not fetched: continue`; "
+            "1.0 claimed after every read). A crash after the last job of a burst leaves its jobs pending and never "
+            "run again until another job arrives",
+            worker_crash="lost",
+            child_crash="lost",
         ),
     )
 
