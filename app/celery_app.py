@@ -1,5 +1,5 @@
 """`celery -A app.celery_app worker`, as the spec runs it: taskbench's Celery app under its old name."""
 
-from taskbench_service.celery_app import celery_app
+from taskbench_service.implementations.celery import celery_app
 
 __all__ = ["celery_app"]

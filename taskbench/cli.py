@@ -21,7 +21,7 @@ from taskbench.errors import StackError, UsageError
 from taskbench.implementations.base import BROKERS
 from taskbench.report import files, markdown
 from taskbench.report.compare import compare
-from taskbench.results import POOLS, RunSettings, SchemaError, Thresholds, WorkerOptions
+from taskbench.results import ApiOptions, PluginOptions, RunSettings, SchemaError, Thresholds
 from taskbench.run import RunOptions, run
 from taskbench.stack import Stack, StackConfig, StackState
 from taskbench_wire.urls import is_amqp
@@ -157,8 +157,8 @@ def _add_broker(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _worker_flags(parser: argparse.ArgumentParser) -> None:
-    """The API's processes, Celery's worker pool and settings: the same flags for `serve` and `run`."""
+def _worker_flags(parser: argparse.ArgumentParser, command: str) -> None:
+    """The API's processes (every implementation's), then each implementation's own flags (Celery's pool)."""
     parser.add_argument(
         "--api-workers",
         type=_bounded(int, 1, 64),
@@ -171,34 +171,25 @@ def _worker_flags(parser: argparse.ArgumentParser) -> None:
         help="uvicorn --timeout-graceful-shutdown: seconds a SIGTERMed API waits for background tasks (default: "
         "uvicorn's, no limit)",
     )
-    parser.add_argument("--pool", choices=POOLS, default="prefork", help="Celery's worker pool (default prefork)")
-    parser.add_argument(
-        "--prefetch", type=_bounded(int, 1, 1000), default=1, help="Celery's worker_prefetch_multiplier (default 1)"
-    )
-    parser.add_argument(
-        "--max-tasks-per-child",
-        type=_bounded(int, 1, 1_000_000),
-        help="Celery prefork: replace a child after this many jobs (default: never)",
-    )
+    for impl in implementations.REGISTRY.values():
+        impl.add_arguments(parser, command)
 
 
-def worker_options(args: argparse.Namespace) -> WorkerOptions:
-    """The worker flags, checked against each other and the implementations they apply to."""
-    options = WorkerOptions(
-        api_workers=args.api_workers,
-        pool=args.pool,
-        prefetch=args.prefetch,
-        max_tasks_per_child=args.max_tasks_per_child,
-        graceful_timeout_s=args.graceful_timeout,
-    )
-    if options.max_tasks_per_child is not None and options.pool != "prefork":
-        raise UsageError(f"--max-tasks-per-child replaces prefork children; --pool {options.pool} has none")
+def api_options(args: argparse.Namespace) -> ApiOptions:
+    return ApiOptions(api_workers=args.api_workers, graceful_timeout_s=args.graceful_timeout)
+
+
+def plugin_options(args: argparse.Namespace) -> dict[str, PluginOptions]:
+    """Each implementation's own options that differ from its defaults; one given for an implementation the
+    run leaves out is a mistake (it would change nothing)."""
     names = {implementations.plugin_name(label) for label in args.implementations}
-    if not options.celery_is_default and "celery" not in names:
-        raise UsageError(
-            "--pool, --prefetch and --max-tasks-per-child set Celery's worker: add celery to --implementations"
-        )
-    return options
+    given = {name: impl.options_from(args) for name, impl in implementations.REGISTRY.items()}
+    given = {name: options for name, options in given.items() if options}
+    for name, options in given.items():
+        if name not in names:
+            flags = ", ".join(f"--{key.replace('_', '-')}" for key in options)
+            raise UsageError(f"{flags} set {implementations.title(name)}'s worker: add {name} to --implementations")
+    return given
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -218,12 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workdir", type=Path, default=Path(".taskbench"), help="logs and the private Redis' files")
     _add_broker(serve)
     serve.add_argument(
-        "--flower", action="store_true", help="also start Flower (Celery's monitoring UI) on 127.0.0.1, a free port"
-    )
-    serve.add_argument(
         "--middleware", choices=MIDDLEWARES, default="none", help="base-http: the API behind a BaseHTTPMiddleware"
     )
-    _worker_flags(serve)
+    _worker_flags(serve, "serve")
     _add_environment_flags(serve)
 
     run = sub.add_parser("run", help="run the benchmark and write reports into benchmark_results/")
@@ -289,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=["none"],
         help="none (default), base-http (a do-nothing BaseHTTPMiddleware), or none,base-http: each scenario under both",
     )
-    _worker_flags(run)
+    _worker_flags(run, "run")
     run.add_argument("--memory-mb", type=_bounded(int, 1, 2048), default=50, help="held by each `memory` job")
     run.add_argument("--timeout", type=_bounded(float, 1, 86_400), help="deadline per scenario, seconds")
     run.add_argument("--output", type=Path, default=Path("benchmark_results"))
@@ -317,7 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--with", dest="with_packages", action="append", default=[], metavar="PKG==VERSION", help=WITH_HELP
     )
     env.add_argument("--rebuild", action="store_true", help="build them again: the newest releases the index serves")
-    env.add_argument("--pool", choices=POOLS, default="prefork", help="Celery's pool (gevent adds gevent)")
+    for impl in implementations.REGISTRY.values():
+        impl.add_arguments(env, "env")
 
     report = sub.add_parser("report", help="rebuild a run's Markdown, charts and HTML from its JSON")
     report.add_argument("path", type=Path, help="a run folder or its comparison_*.json")
@@ -377,11 +366,8 @@ def _raise_interrupt(*_: object) -> NoReturn:
 
 
 def cmd_serve(args: argparse.Namespace, console: Console) -> int:
-    names = {implementations.plugin_name(label) for label in args.implementations}
-    if args.flower and "celery" not in names:
-        raise UsageError("--flower watches Celery's workers: add celery to --implementations")
     broker, broker_url = _broker(args)
-    options = worker_options(args)
+    options = plugin_options(args)
     with console.status("preparing each implementation's environment…"):
         envs = environment.prepare(
             args.implementations, args.with_packages, options, rebuild=args.rebuild_envs, say=console.print
@@ -396,9 +382,9 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
         broker=broker,
         broker_url=broker_url,
         implementations=tuple(args.implementations),
-        flower=args.flower,
         state=StackState(middleware=args.middleware),
-        worker=options,
+        api=api_options(args),
+        options=options,
         environments=envs,
     )
     signal.signal(signal.SIGTERM, _raise_interrupt)  # stop the stack on SIGTERM as on Ctrl-C
@@ -420,8 +406,8 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
             console.print(f"Worker     {name}: {' '.join(worker.process.argv[2:])}")
         for label, env in envs.items():
             console.print(f"Env        {label}: {env.path}")
-        if stack.flower is not None:
-            console.print(f"Flower     {stack.flower_url}  (API: {stack.flower_url}/api/workers)")
+        for name, companion in stack.companions.items():
+            console.print(f"{name:<10} {stack.companion_urls[name]}  ({companion.what})")
         for name, log in stack.logs().items():
             console.print(f"log        {name}: {log}")
         console.print("Ctrl-C stops everything.")
@@ -444,9 +430,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         raise UsageError("--faults needs a stack that taskbench started itself: drop --url or --faults")
     if args.url and args.middleware != ["none"]:
         raise UsageError("--middleware needs a stack that taskbench started itself: drop --url or --middleware")
-    worker = worker_options(args)
-    if args.url and not worker.is_default:
-        raise UsageError("--api-workers, --graceful-timeout and Celery's worker flags set up the stack: drop --url")
+    api, options = api_options(args), plugin_options(args)
+    if args.url and (not api.is_default or options):
+        raise UsageError("--api-workers, --graceful-timeout and each queue's worker flags set up the stack: drop --url")
     duration = (
         args.duration if args.duration is not None else (plan.QUICK_DURATION_S if args.quick else plan.SPEC_DURATION_S)
     )
@@ -479,10 +465,11 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         user_jobs=[job.profile for job in user_jobs],
         job_timeout_s=(args.job_timeout or job_check.default_timeout_s(user_jobs)) if user_jobs else None,
         middleware=args.middleware,
-        worker=worker,
+        api=api,
+        options=options,
         with_packages=args.with_packages,
     )
-    options = RunOptions(
+    run_options = RunOptions(
         settings=settings,
         output=args.output,
         fault_jobs=args.fault_jobs,
@@ -492,7 +479,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         job_args={job.profile.path: job.args for job in user_jobs},
         rebuild_envs=args.rebuild_envs,
     )
-    folder, result = run(options, console)
+    folder, result = run(run_options, console)
     _print_answer(folder, result, console)
     return 0
 
@@ -539,7 +526,7 @@ def cmd_env(args: argparse.Namespace, console: Console) -> int:
     """Each implementation's environment (built now if missing), with its queue's release, then the whole cache."""
     started = time.monotonic()
     envs = environment.prepare(
-        args.implementations, args.with_packages, WorkerOptions(pool=args.pool), rebuild=args.rebuild, say=console.print
+        args.implementations, args.with_packages, plugin_options(args), rebuild=args.rebuild, say=console.print
     )
     console.print(f"environments in {venvs.cache_dir()} (ready in {time.monotonic() - started:.1f} s):")
     for label, env in envs.items():

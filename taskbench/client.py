@@ -210,7 +210,8 @@ class ServiceClient:
                 healths[url] = health = await self.health(label)
                 busy += health.api.fastapi_jobs_in_flight  # this process' own, exact
                 # every other API process of the server (--api-workers), from its heartbeat
-                busy += sum(p.in_flight for p in health.section("fastapi").processes if p.pid != health.api.pid)
+                others = (p for s in health.sections.values() for p in s.processes if p.pid != health.api.pid)
+                busy += sum(p.in_flight for p in others)
             queue = healths[url].section(implementations.plugin_name(label))
             busy += queue.queued + sum(w.active + w.reserved for w in queue.workers)
         return busy

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from typing import Any
 
@@ -17,12 +17,15 @@ from packaging.utils import canonicalize_name
 from taskbench import implementations, venvs
 from taskbench.errors import UsageError
 from taskbench.rabbitmq_server import server_version
-from taskbench.results import WorkerOptions
+from taskbench.results import PluginOptions
 
 # The harness's own packages, recorded beside each environment's.
 HARNESS_PACKAGES = ("taskbench", "pycurl", "aiohttp", "httpx", "uv")
 # What the reports name of an implementation's environment: the service's packages and its queue's.
-SERVICE_PACKAGES = ("fastapi", "starlette", "uvicorn", "uvloop", "httptools", "anyio", "pydantic", "redis")
+SERVICE_PACKAGES = (
+    *(Requirement(spec).name for spec in venvs.SERVICE_PACKAGES),
+    *("starlette", "uvloop", "httptools", "anyio"),  # what FastAPI and uvicorn[standard] bring
+)
 
 
 def parse_with(spec: str) -> Requirement:
@@ -39,7 +42,7 @@ def parse_with(spec: str) -> Requirement:
     return requirement
 
 
-def requirements_for(label: str, options: WorkerOptions) -> tuple[str, ...]:
+def requirements_for(label: str, options: PluginOptions) -> tuple[str, ...]:
     """The service's packages and the implementation's; `name@VERSION` pins its queue's package to VERSION."""
     impl = implementations.get(label)
     version = implementations.release(label)
@@ -60,23 +63,22 @@ def requirements_for(label: str, options: WorkerOptions) -> tuple[str, ...]:
 def prepare(
     labels: Sequence[str],
     with_specs: Sequence[str] = (),
-    options: WorkerOptions | None = None,
+    options: Mapping[str, PluginOptions] | None = None,
     rebuild: bool = False,
     say: Callable[[str], None] = print,
 ) -> dict[str, venvs.Env]:
     """Every label's environment, built or taken from the cache, before any service starts. `--with` pins apply
-    wherever the resolver needs the package; one the index lacks, or no environment uses, is a usage error."""
-    options = options or WorkerOptions()
+    wherever the resolver needs the package; one the index lacks, or no environment uses, is a usage error.
+    `options`: each implementation's own, by registry name (Celery's pool decides whether gevent is installed)."""
+    options = options or {}
     pins = [parse_with(spec) for spec in with_specs]
     for pin in pins:
         venvs.check_requirement(str(pin))
     constraints = tuple(str(pin) for pin in pins)
-    envs = {
-        label: venvs.ensure(
-            venvs.EnvRequest(label, requirements_for(label, options), constraints), rebuild=rebuild, say=say
-        )
-        for label in labels
-    }
+    envs = {}
+    for label in labels:
+        wanted = requirements_for(label, options.get(implementations.plugin_name(label), {}))
+        envs[label] = venvs.ensure(venvs.EnvRequest(label, wanted, constraints), rebuild=rebuild, say=say)
     for pin in pins:
         if not any(env.version(pin.name) for env in envs.values()):
             raise UsageError(
@@ -101,7 +103,7 @@ def describe(
     packages = {label: env.packages for label, env in (envs or {}).items()} | (served or {})
     for label, installed in packages.items():
         impl = implementations.get(label)
-        names = [*SERVICE_PACKAGES, *(Requirement(p).name for p in impl.requirements(WorkerOptions()))]
+        names = [*SERVICE_PACKAGES, *(Requirement(p).name for p in impl.requirements({}))]
         for name in dict.fromkeys(canonicalize_name(n) for n in names):
             version = installed.get(name)
             if version is None:

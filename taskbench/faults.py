@@ -24,7 +24,7 @@ import time
 import psutil
 
 from taskbench import implementations
-from taskbench.results import Event, ScenarioSpec, WorkerOptions
+from taskbench.results import Event, PluginOptions, ScenarioSpec
 from taskbench.stack import Stack, StackState
 
 FAULTS = ("api-crash", "api-deploy", "worker-crash", "worker-child-crash", "redis-restart")
@@ -45,8 +45,8 @@ def variants(fault: str, implementation: str) -> list[str | None]:
     return [None]
 
 
-def applies(fault: str, implementation: str, options: WorkerOptions | None = None) -> bool:
-    return implementations.get(implementation).applies(fault, options or WorkerOptions())
+def applies(fault: str, implementation: str, options: PluginOptions | None = None) -> bool:
+    return implementations.get(implementation).applies(fault, options or {})
 
 
 def redelivery_timeout_for(duration_s: float) -> float:
@@ -87,7 +87,7 @@ def inject(stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
         events.append(Event(t=time.time(), name="fault", detail="SIGKILL the API server"))
         stack.restart_api()
     elif fault == "api-deploy":
-        graceful = stack.config.worker.graceful_timeout_s
+        graceful = stack.config.api.graceful_timeout_s
         limit = "no limit (uvicorn's default)" if graceful is None else f"--timeout-graceful-shutdown {graceful:g}"
         events.append(Event(t=time.time(), name="fault", detail=f"SIGTERM the API server (a deploy; {limit})"))
         took = stack.deploy_api()

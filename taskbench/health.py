@@ -7,38 +7,46 @@ Unknown fields are ignored; a missing or null one takes the value of a default s
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 DEFAULT_THREADPOOL_TOKENS = 40  # anyio's default limiter; the run reads the real value from /health
 
 
-class Beat(BaseModel):
-    """One heartbeat: a worker process of a queue, or (for BackgroundTasks) one API process."""
+def _none_is_zero(value: Any) -> Any:
+    return 0 if value is None else value
 
-    model_config = ConfigDict(extra="ignore")
+
+def _as_text(value: Any) -> Any:
+    return None if value is None else str(value)
+
+
+Count = Annotated[int, BeforeValidator(_none_is_zero)]  # a count a heartbeat may send as null
+Text = Annotated[str | None, BeforeValidator(_as_text)]
+
+
+class Beat(BaseModel):
+    """One heartbeat: a worker process of a queue, or (for BackgroundTasks) one API process. The fields every
+    implementation's heartbeat shares; an implementation whose capacity model needs more declares a subclass
+    (`Implementation.beat_model`) and reads its heartbeats as that. Other fields are kept, for it to read."""
+
+    model_config = ConfigDict(extra="allow")
 
     pid: int | None = None
-    concurrency: int = 0  # the worker's --concurrency (Celery, arq, SAQ: its slots)
-    threads: int = 0  # Dramatiq: worker threads of this process
-    slots: int = 0  # taskiq: this process' --max-async-tasks
-    sync_threads: int | None = None  # SAQ: the thread pool sync jobs run in
-    pool: str | None = None  # Celery: prefork, threads, gevent, solo; RQ: the pid of the worker pool it is in
-    active: int = 0  # jobs running now
-    reserved: int = 0  # jobs taken from the broker, not yet running
+    concurrency: Count = 0  # the worker's --concurrency (its slots, where the queue has one knob)
+    active: Count = 0  # jobs running now
+    reserved: Count = 0  # jobs taken from the broker, not yet running
     threadpool_tokens: int = DEFAULT_THREADPOOL_TOKENS  # an API process' Starlette threadpool
-    in_flight: int = 0  # an API process' BackgroundTasks accepted and not finished
+    in_flight: Count = 0  # an API process' BackgroundTasks accepted and not finished
 
-    @field_validator("concurrency", "threads", "slots", "active", "reserved", "in_flight", mode="before")
-    @classmethod
-    def _none_is_zero(cls, value: Any) -> Any:
-        return 0 if value is None else value
 
-    @field_validator("pool", mode="before")
-    @classmethod
-    def _pool_as_text(cls, value: Any) -> Any:
-        return None if value is None else str(value)
+B = TypeVar("B", bound=Beat)
+
+
+def as_beats(model: type[B], beats: list[Beat]) -> list[B]:
+    """Heartbeats read as an implementation's own `Beat` subclass (its fields typed)."""
+    return [b if isinstance(b, model) else model.model_validate(b.model_dump()) for b in beats]
 
 
 class Section(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from taskbench import capacity, faults, implementations
 from taskbench.health import Beat, Health, Section
-from taskbench.results import RunSettings, ScenarioSpec, WorkerOptions
+from taskbench.results import RunSettings, ScenarioSpec
 
 WORKLOADS = ("sleep", "async_sleep", "blocking_async", "cpu", "memory", "noop")
 SPEC_JOBS = (10, 50, 100)
@@ -74,7 +74,7 @@ def _scenarios_once(settings: RunSettings, fault_jobs: int) -> list[ScenarioSpec
     ]  # fmt: skip
     for fault in settings.faults:
         for impl in settings.implementations:
-            if not faults.applies(fault, impl, settings.worker):
+            if not faults.applies(fault, impl, settings.options_of(impl)):
                 continue
             for variant in faults.variants(fault, impl):
                 specs.append(
@@ -87,20 +87,20 @@ def _scenarios_once(settings: RunSettings, fault_jobs: int) -> list[ScenarioSpec
 
 
 def expected_capacity(
-    spec: ScenarioSpec, concurrency: int, cpu_count: int, worker: WorkerOptions | None = None
+    spec: ScenarioSpec, concurrency: int, cpu_count: int, settings: RunSettings | None = None
 ) -> capacity.Capacity:
     """The capacity model before the stack is up: the service's /health refines it at run time."""
     concurrency = spec.concurrency or concurrency
     impl = implementations.get(spec.implementation)
-    pool = {"pool": worker.pool} if worker else {}
-    workers = [w.model_copy(update=pool) for w in impl.nominal_workers(concurrency, cpu_count)]
-    api_processes = [Beat()] * (worker.api_workers if worker else 1)  # what each API process' heartbeat says
+    options = settings.options_of(spec.implementation) if settings else {}
+    workers = impl.nominal_workers(concurrency, cpu_count, options)
+    api_processes = [Beat()] * (settings.api.api_workers if settings else 1)  # each API process' heartbeat
     health = Health(sections={impl.name: Section(workers=workers, processes=api_processes)})
     return impl.capacity(spec.model_workload, spec.jobs, concurrency, cpu_count, health)
 
 
-def estimate_s(spec: ScenarioSpec, concurrency: int, cpu_count: int, worker: WorkerOptions | None = None) -> float:
-    running = expected_capacity(spec, concurrency, cpu_count, worker).concurrency
+def estimate_s(spec: ScenarioSpec, concurrency: int, cpu_count: int, settings: RunSettings | None = None) -> float:
+    running = expected_capacity(spec, concurrency, cpu_count, settings).concurrency
     estimate = capacity.estimate_s(spec.jobs, running, spec.duration_s)
     if spec.fault:
         estimate += spec.duration_s / 2 + FAULT_OVERHEAD_S

@@ -1,12 +1,13 @@
 """What a run collects and leaves on disk: raw data, versioned, so reports can be rebuilt from it alone.
 
-Schema (version 2), one JSON file per scenario plus one comparison file per run:
+Schema (version 3), one JSON file per scenario plus one comparison file per run:
 - `ScenarioResult`: the scenario's spec, the run's settings, its capacity and ideal makespan, every
   submission, job record, ledger event, probe, resource sample and injected event. No figure computed
   from them: that is `taskbench.analysis`.
 - `RunResult`: settings, environment and the scenario file names; the comparison file adds the analysis
   (summaries and verdict) for readers in other languages.
-Readers check `schema_version`, migrate version 1 on read (`migrate_v1`), and refuse versions they do
+Readers check `schema_version`, migrate older versions on read (`migrate_v1`; version 2's Celery options in
+`RunSettings.worker` move to `options["celery"]`, see `RunSettings._migrate_v2`), and refuse versions they do
 not know with a clear message.
 """
 
@@ -17,12 +18,12 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from taskbench.capacity import Capacity
 
-SCHEMA_VERSION = 2
-SUPPORTED_SCHEMA_VERSIONS = frozenset({1, 2})
+SCHEMA_VERSION = 3
+SUPPORTED_SCHEMA_VERSIONS = frozenset({1, 2, 3})
 
 
 class Thresholds(BaseModel):
@@ -65,30 +66,25 @@ class JobProfile(BaseModel):
         )
 
 
-POOLS = ("prefork", "threads", "gevent", "solo")
-
-
-class WorkerOptions(BaseModel):
-    """How the processes are laid out: the API's uvicorn worker processes, and Celery's worker pool and its
-    settings (--api-workers, --pool, --prefetch, --max-tasks-per-child). The defaults are what taskbench always
-    ran: one API process; the spec's prefork pool with prefetch 1, children never replaced."""
+class ApiOptions(BaseModel):
+    """How the API runs, for every implementation (--api-workers, --graceful-timeout). The defaults are what
+    taskbench always ran: one uvicorn process, uvicorn's own graceful shutdown."""
 
     api_workers: int = 1  # uvicorn --workers: each process has its own thread pool and in-memory records
-    pool: Literal["prefork", "threads", "gevent", "solo"] = "prefork"
-    prefetch: int = 1  # worker_prefetch_multiplier
-    max_tasks_per_child: int | None = None  # prefork only: a child is replaced after this many jobs
     # uvicorn --timeout-graceful-shutdown: how long a SIGTERMed API waits for requests and background tasks
     # before it cancels them; None is uvicorn's default, no limit (then the deploy's SIGKILL after 30 s decides)
     graceful_timeout_s: int | None = None  # whole seconds, as uvicorn takes it
 
     @property
     def is_default(self) -> bool:
-        return self == WorkerOptions()
+        return self == ApiOptions()
 
-    @property
-    def celery_is_default(self) -> bool:
-        """Celery's own options untouched (the API's are not Celery's)."""
-        return self.model_copy(update={"api_workers": 1, "graceful_timeout_s": None}) == WorkerOptions()
+
+# An implementation's own options (Celery's pool, prefetch, ...), as recorded: scalars by name. Each
+# implementation reads them into its own typed model (`Implementation.Options`).
+OptionValue = str | int | float | bool | None
+PluginOptions = dict[str, OptionValue]
+CELERY_V2_OPTIONS = ("pool", "prefetch", "max_tasks_per_child")  # schema 2 kept them in `worker`
 
 
 class RunSettings(BaseModel):
@@ -116,9 +112,31 @@ class RunSettings(BaseModel):
     concurrency_sweep: list[int] = Field(default_factory=list)  # --concurrency 4,16,40: each worker's values
     # The API's middleware, one set of scenarios each: "none", "base-http" (a do-nothing BaseHTTPMiddleware)
     middleware: list[str] = Field(default_factory=lambda: ["none"])
-    worker: WorkerOptions = Field(default_factory=WorkerOptions)  # Celery's pool, prefetch, max tasks per child
+    api: ApiOptions = Field(default_factory=ApiOptions)  # --api-workers, --graceful-timeout
+    # Each implementation's own options by registry name (Celery: pool, prefetch, max_tasks_per_child), only
+    # those given; the implementation's `Options` model holds their defaults.
+    options: dict[str, PluginOptions] = Field(default_factory=dict)
     # --with PKG==VERSION: releases pinned in every implementation's environment that installs the package
     with_packages: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _migrate_v2(cls, data: Any) -> Any:
+        """Schema 2 held the API's options and Celery's in one `worker` object."""
+        if isinstance(data, dict) and isinstance(data.get("worker"), dict):
+            data = dict(data)
+            worker = data.pop("worker")
+            data.setdefault("api", {k: v for k, v in worker.items() if k in ApiOptions.model_fields})
+            celery = {k: worker[k] for k in CELERY_V2_OPTIONS if k in worker}
+            if celery:
+                data.setdefault("options", {}).setdefault("celery", celery)
+        elif isinstance(data, dict) and "worker" in data:
+            data = {k: v for k, v in data.items() if k != "worker"}
+        return data
+
+    def options_of(self, label: str) -> PluginOptions:
+        """The options given to `label`'s implementation (`celery@5.5.3` takes Celery's)."""
+        return self.options.get(label.split("@", 1)[0], {})
 
 
 class ScenarioSpec(BaseModel):

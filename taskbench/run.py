@@ -69,7 +69,7 @@ def run(options: RunOptions, console: Console) -> tuple[Path, AnalysedRun]:
                 envs = environment.prepare(
                     options.settings.implementations,
                     options.settings.with_packages,
-                    options.settings.worker,
+                    options.settings.options,
                     rebuild=options.rebuild_envs,
                     say=console.print,
                 )
@@ -84,7 +84,8 @@ def run(options: RunOptions, console: Console) -> tuple[Path, AnalysedRun]:
                 job_timeout_s=options.settings.job_timeout_s or 60.0,
                 job_dir=Path.cwd(),
                 state=StackState(middleware=options.settings.middleware[0]),
-                worker=options.settings.worker,
+                api=options.settings.api,
+                options=options.settings.options,
                 environments=envs,
             )
             with console.status("starting Redis, the API servers and the workers…"):
@@ -117,14 +118,14 @@ def _check_server(url: str, labels: list[str]) -> dict[str, dict[str, str]]:
     except (httpx.HTTPError, ValueError) as exc:
         raise StackError(
             f"ERROR: Server is not running at {url} ({exc}); start it with `uvicorn taskbench_service.main:app` "
-            "and a worker with `celery -A taskbench_service.celery_app worker` (from taskbench's repository: "
-            "`app.main:app`, `app.celery_app`), or drop --url to let taskbench start them"
+            "and a worker with `celery -A taskbench_service.implementations.celery:celery_app worker` (from "
+            "taskbench's repository: `app.main:app`, `app.celery_app`), or drop --url to let taskbench start them"
         ) from exc
 
 
 def _print_plan(console: Console, specs: list[ScenarioSpec], settings: RunSettings) -> None:
     cpus = environment.describe(None)["machine"]["cpu_count"] or 1
-    estimates = [plan.estimate_s(s, settings.concurrency, cpus, settings.worker) for s in specs]
+    estimates = [plan.estimate_s(s, settings.concurrency, cpus, settings) for s in specs]
     for spec, estimate in zip(specs, estimates, strict=True):
         if not spec.repeat:
             console.print(f"  • {spec.label} (~{estimate:.0f} s)")
@@ -171,7 +172,7 @@ async def _run_all(
     results: list[ScenarioResult] = []
     run_result = RunResult(timestamp=stamp, settings=settings, environment=env, scenario_files=[])
     cpus = int(env["machine"]["cpu_count"] or 1)  # type: ignore[index]
-    estimates = [plan.estimate_s(s, settings.concurrency, cpus, settings.worker) for s in specs]
+    estimates = [plan.estimate_s(s, settings.concurrency, cpus, settings) for s in specs]
     columns = (
         TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(), TextColumn("ETA"),
         TimeRemainingColumn(),

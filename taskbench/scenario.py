@@ -159,7 +159,7 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
     ideal = capacity.ideal_makespan_s(spec.jobs, expected.concurrency, spec.duration_s)
     deadline_s = deadline_for(spec, ideal, ctx.timeout_s)
     watch = Watch(LedgerTail(stack.ledger_path if stack is not None else None))
-    api_processes = settings.worker.api_workers if stack is not None else 1
+    api_processes = settings.api.api_workers if stack is not None else 1
     split_records = implementations.get(spec.implementation).records_in_api_process and api_processes > 1
 
     if stack is not None:

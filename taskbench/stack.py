@@ -33,7 +33,7 @@ from taskbench.errors import StackError
 from taskbench.health import Health
 from taskbench.implementations.base import PYTHON
 from taskbench.redis_server import find_redis_server, free_port, redis_command
-from taskbench.results import WorkerOptions
+from taskbench.results import ApiOptions, PluginOptions
 from taskbench.services import Service
 from taskbench_wire.env import ServiceEnv
 from taskbench_wire.urls import redacted
@@ -71,8 +71,8 @@ class StackConfig:
     jobs: tuple[str, ...] = ()  # the user's job functions (--job): fixed here, for the API and every worker
     job_timeout_s: float = 60.0
     job_dir: Path | None = None  # where the API and workers import them from (the user's working directory)
-    flower: bool = False  # `serve --flower`: Celery's monitoring UI beside the stack
-    worker: WorkerOptions = field(default_factory=WorkerOptions)  # Celery's --pool, --prefetch, --max-tasks-per-child
+    api: ApiOptions = field(default_factory=ApiOptions)  # --api-workers, --graceful-timeout
+    options: Mapping[str, PluginOptions] = field(default_factory=dict)  # each implementation's own, by registry name
     # Each implementation's environment, by label (taskbench.environment.prepare); missing ones are built at start.
     environments: Mapping[str, venvs.Env] = field(default_factory=dict)
 
@@ -94,8 +94,8 @@ class Stack:
         self.apis: dict[str, Service] = {}
         self._middleware: dict[str, str] = {}  # label → the middleware its API runs behind now
         self.workers: dict[str, Service] = {}
-        self.flower: Service | None = None
-        self.flower_port = free_port() if config.flower else 0
+        self.companions: dict[str, Service] = {}  # by name: an implementation's processes beside its worker
+        self.companion_urls: dict[str, str] = {}
         self.redis_url = config.redis_url or ""
         self._exit = contextlib.ExitStack()
 
@@ -148,16 +148,12 @@ class Stack:
         return self.config.redis_url is None
 
     @property
-    def flower_url(self) -> str:
-        return f"http://127.0.0.1:{self.flower_port}"  # loopback whatever --host says: its API has no login
-
-    @property
     def embedded_rabbitmq(self) -> bool:
         return self.config.broker == "amqp" and self.config.broker_url is None
 
     def services(self) -> list[Service]:
-        started = (self.redis, self.epmd, self.rabbitmq, *self.apis.values(), *self.workers.values(), self.flower)
-        return [s for s in started if s is not None]
+        started = (self.redis, self.epmd, self.rabbitmq, *self.apis.values(), *self.workers.values())
+        return [s for s in (*started, *self.companions.values()) if s is not None]
 
     def logs(self) -> dict[str, str]:
         return {s.name: str(s.log_path) for s in self.services()}
@@ -191,7 +187,7 @@ class Stack:
         (self.config.workdir / "ledger").mkdir(exist_ok=True)
         missing = [label for label in self.config.implementations if label not in self.environments]
         if missing:
-            self.environments |= environment.prepare(missing, options=self.config.worker)
+            self.environments |= environment.prepare(missing, options=self.config.options)
         if self.embedded_redis:
             self.start_redis()
         self.check_redis()
@@ -207,15 +203,14 @@ class Stack:
             self._exit.callback(service.stop)
         for service in services:
             service.wait_ready()
-        if self.config.flower:
-            self.start_flower()
+        for label in self.config.implementations:
+            self.start_companions(label)
 
     def stop(self) -> None:
         """Ask the APIs, the workers and Flower to shut down all at once (each takes seconds to finish
         gracefully: overlapped, not one after the other), then stop every service in reverse order."""
-        for service in (self.flower, *self.apis.values(), *self.workers.values()):
-            if service is not None:
-                service.process.terminate()
+        for service in (*self.companions.values(), *self.apis.values(), *self.workers.values()):
+            service.process.terminate()
         self._exit.close()
 
     def _own(self, service: Service) -> Service:
@@ -324,10 +319,10 @@ class Stack:
             "--host", self.config.host, "--port", str(self.ports[label]),
             "--log-level", "warning", "--no-access-log",
         ]  # fmt: skip
-        if self.config.worker.graceful_timeout_s is not None:
-            argv += ["--timeout-graceful-shutdown", str(self.config.worker.graceful_timeout_s)]
-        if self.config.worker.api_workers > 1:
-            argv += ["--workers", str(self.config.worker.api_workers)]
+        if self.config.api.graceful_timeout_s is not None:
+            argv += ["--timeout-graceful-shutdown", str(self.config.api.graceful_timeout_s)]
+        if self.config.api.api_workers > 1:
+            argv += ["--workers", str(self.config.api.api_workers)]
         what = f"the API server of {implementations.title(label)}"
         name = f"{label}-api"
         service = Service(name, argv, self.env(label), self._log(name), lambda _: self._api_answers(label), what)
@@ -336,7 +331,7 @@ class Stack:
         return service
 
     def _worker_service(self, label: str) -> Service:
-        argv = implementations.get(label).worker_command(self.worker_concurrency, self.config.worker)
+        argv = implementations.get(label).worker_argv(self.worker_concurrency, self.options_of(label))
         assert argv is not None, f"{label} has no worker"
         role = implementations.worker_role(label)
         what = f"the {implementations.title(label)} worker"
@@ -345,22 +340,26 @@ class Stack:
         self.workers[label] = service
         return service
 
-    def start_flower(self) -> None:
-        """`celery -A taskbench_service.celery_app flower` on the Celery workers' broker, in their environment. Its
-        API is open without a login (FLOWER_UNAUTHENTICATED_API), like the rest of the stack, which binds loopback
-        only."""
-        label = next(label for label in self.config.implementations if implementations.plugin_name(label) == "celery")
-        argv = [
-            self.python(label), "-m", "celery", "-A", "taskbench_service.celery_app", "flower", "--address=127.0.0.1",
-            f"--port={self.flower_port}",
-        ]  # fmt: skip
-        env = {**self.env(label), "FLOWER_UNAUTHENTICATED_API": "true"}
-        service = Service("flower", argv, env, self._log("flower"), lambda _: self._flower_answers(), "Flower")
-        self.flower = self._own(service)
+    def options_of(self, label: str) -> PluginOptions:
+        return self.config.options.get(implementations.plugin_name(label), {})
 
-    def _flower_answers(self) -> bool:
+    def start_companions(self, label: str) -> None:
+        """What the implementation runs beside its worker (Celery's Flower with `serve --flower`), in its
+        environment, on loopback whatever --host says (Flower's API has no login)."""
+        for companion in implementations.get(label).companions(self.options_of(label)):
+            name = companion.name if companion.name not in self.companions else f"{companion.name}-{label}"
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            argv = companion.command(self.python(label), port)
+            env = {**self.env(label), **companion.env}
+            check = lambda _, u=url + companion.ready_path: self._answers_200(u)  # noqa: E731
+            self.companions[name] = self._own(Service(name, argv, env, self._log(name), check, companion.what))
+            self.companion_urls[name] = url
+
+    @staticmethod
+    def _answers_200(url: str) -> bool:
         try:
-            return httpx.get(f"{self.flower_url}/healthcheck", timeout=1.0).status_code == 200
+            return httpx.get(url, timeout=1.0).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -370,10 +369,11 @@ class Stack:
         try:
             if httpx.get(f"{url}/health/sync", timeout=1.0).status_code != 200:
                 return False
-            if self.config.worker.api_workers == 1 or implementations.plugin_name(label) != "fastapi":
+            if self.config.api.api_workers == 1 or not implementations.get(label).records_in_api_process:
                 return True
-            processes = httpx.get(f"{url}/health", timeout=1.0).json().get("fastapi", {}).get("processes", [])
-            return len(processes) >= self.config.worker.api_workers
+            name = implementations.plugin_name(label)
+            processes = httpx.get(f"{url}/health", timeout=1.0).json().get(name, {}).get("processes", [])
+            return len(processes) >= self.config.api.api_workers
         except (httpx.HTTPError, ValueError):
             return False
 
@@ -421,12 +421,12 @@ class Stack:
         worker = self.workers[name]
         worker.stop()
         current = self.environments[name]
-        wanted = environment.requirements_for(name, self.config.worker)
+        wanted = environment.requirements_for(name, self.options_of(name))
         if set(wanted) != set(current.requirements):
             request = venvs.EnvRequest(name, wanted, current.constraints)
             self.environments[name] = venvs.ensure(request)
         worker.process.env = self.env(name)
-        argv = implementations.get(name).worker_command(self.worker_concurrency, self.config.worker)
+        argv = implementations.get(name).worker_argv(self.worker_concurrency, self.options_of(name))
         worker.process.argv = self.command(name, argv) if argv else worker.process.argv
         worker.start()
 
@@ -440,7 +440,7 @@ class Stack:
         an orchestrator gives (the graceful timeout + 5 s, else Kubernetes' default 30 s), then start again.
         Returns how long the old server took to go."""
         assert self.api is not None
-        graceful = self.config.worker.graceful_timeout_s
+        graceful = self.config.api.graceful_timeout_s
         started = time.monotonic()
         self.api.process.stop(grace_s=graceful + 5 if graceful is not None else DEPLOY_GRACE_S)
         stopped = time.monotonic() - started

@@ -26,7 +26,7 @@ from taskbench.implementations.base import python_module
 from taskbench.ledger import LedgerTail
 from taskbench.rabbitmq_server import find_epmd, find_rabbitmq_server
 from taskbench.redis_server import free_port
-from taskbench.results import Event, ScenarioSpec, WorkerOptions
+from taskbench.results import ApiOptions, Event, ScenarioSpec
 from taskbench.services import Service
 from taskbench.stack import Stack, StackConfig, StackState
 from tests.conftest import routed_client, run_in_env, wait_for
@@ -247,7 +247,7 @@ def test_every_queue_on_rabbitmq_declares_each_delivery_there_and_its_settings()
     assert set(on_amqp) == set(QUEUES)
     for impl in on_amqp.values():
         assert [d.name for d in impl.amqp_deliveries] == [d.name for d in impl.deliveries]
-        assert impl.settings_on(4, "amqp", WorkerOptions())["broker"].startswith("RabbitMQ")
+        assert impl.settings_on(4, "amqp", {}, ApiOptions())["broker"].startswith("RabbitMQ")
     for name, impl in REGISTRY.items():  # the others stay on Redis whatever the run asks
         if name not in on_amqp:
             assert impl.broker_for("amqp") == "redis" and impl.deliveries_on("amqp") == impl.deliveries

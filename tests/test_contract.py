@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from taskbench import implementations as harness_side
+from taskbench.results import ApiOptions
 from taskbench_service import settings
 from taskbench_wire import env as contract
 from tests.conftest import run_in_env
@@ -43,8 +44,8 @@ def test_each_environment_serves_its_implementation_alone(name: str) -> None:
 
 def test_every_implementation_states_its_settings_deliveries_and_how_workloads_run() -> None:
     for impl in harness_side.REGISTRY.values():
-        assert impl.settings(4) and impl.deliveries and impl.title and impl.queue_package
-        assert all(impl.how_it_runs(w) for w in ("sleep", "async_sleep", "blocking_async", "cpu", "memory"))
+        assert impl.settings(4, {}, ApiOptions()) and impl.deliveries and impl.title and impl.queue_package
+        assert all(impl.how_it_runs(w, {}) for w in ("sleep", "async_sleep", "blocking_async", "cpu", "memory"))
 
 
 def test_celery_still_has_the_private_hook_the_api_relies_on() -> None:

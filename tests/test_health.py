@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from taskbench.health import DEFAULT_THREADPOOL_TOKENS, Health
+from taskbench.health import DEFAULT_THREADPOOL_TOKENS, Health, as_beats
+from taskbench.implementations.celery import CeleryBeat
+from taskbench.implementations.rq import RqBeat
 
 
 def test_heartbeats_of_every_shape_parse() -> None:
@@ -15,9 +17,9 @@ def test_heartbeats_of_every_shape_parse() -> None:
             "fastapi": {"processes": [{"pid": 8, "in_flight": 5, "server": 1}]},
         }
     )
-    (rq,) = health.section("rq").workers
+    (rq,) = as_beats(RqBeat, health.section("rq").workers)
     assert (rq.pool, rq.concurrency, rq.active, health.section("rq").queued) == ("10", 2, 1, 3)  # RQ: a pool's pid
-    (celery,) = health.section("celery").workers
+    (celery,) = as_beats(CeleryBeat, health.section("celery").workers)
     assert (celery.pool, celery.concurrency, celery.reserved) == ("threads", 0, 4)
     (api,) = health.section("fastapi").processes
     assert (api.in_flight, api.threadpool_tokens) == (5, DEFAULT_THREADPOOL_TOKENS)

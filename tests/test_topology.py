@@ -19,7 +19,7 @@ from taskbench.analysis.models import ScenarioSummary
 from taskbench.client import ServiceClient
 from taskbench.implementations import celery
 from taskbench.report import content, files
-from taskbench.results import RunSettings, ScenarioResult, ScenarioSpec, WorkerOptions, load_scenario
+from taskbench.results import ApiOptions, PluginOptions, RunSettings, ScenarioResult, ScenarioSpec, load_scenario
 from taskbench.scenario import ScenarioContext, run_scenario
 from taskbench.stack import Stack, StackConfig
 
@@ -89,18 +89,21 @@ def celery_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield stack
 
 
-def with_worker(stack: Stack, options: WorkerOptions) -> Stack:
-    """A new worker with these options (its command line changes: `restart_worker` keeps the old one)."""
-    if stack.config.worker == options:
+def with_worker(stack: Stack, options: PluginOptions) -> Stack:
+    """Celery's worker again with these options of its own (its command line, and for gevent its environment)."""
+    if stack.options_of("celery") == options:
         return stack
-    stack.config = replace(stack.config, worker=options)
+    stack.config = replace(stack.config, options={"celery": options})
     stack.restart_worker("celery")
     return stack
 
 
-def run_one(stack: Stack, spec: ScenarioSpec, options: WorkerOptions) -> tuple[ScenarioResult, ScenarioSummary]:
+def run_one(
+    stack: Stack, spec: ScenarioSpec, options: PluginOptions, api: ApiOptions | None = None
+) -> tuple[ScenarioResult, ScenarioSummary]:
     settings = _settings(implementations=[spec.implementation], workloads=[spec.workload], jobs=[spec.jobs],
-                         duration_s=spec.duration_s, faults=[], worker=options)  # fmt: skip
+                         duration_s=spec.duration_s, faults=[], options={"celery": options},
+                         api=api or ApiOptions())  # fmt: skip
 
     async def go() -> ScenarioResult:
         client = ServiceClient(stack.url, urls=stack.urls())
@@ -117,7 +120,7 @@ def run_one(stack: Stack, spec: ScenarioSpec, options: WorkerOptions) -> tuple[S
 
 @pytest.mark.parametrize(("pool", "slots"), [("prefork", 2), ("threads", 2), ("gevent", 2), ("solo", 1)])
 def test_each_celery_pool_runs_every_job_once_in_the_slots_it_has(celery_stack: Stack, pool: str, slots: int) -> None:
-    options = WorkerOptions.model_validate({"pool": pool})
+    options: PluginOptions = {"pool": pool}
     stack = with_worker(celery_stack, options)
     main_pid = stack.workers["celery"].pid
     for workload in ("sleep", "async_sleep") if pool in ("gevent", "threads") else ("sleep",):
@@ -153,7 +156,7 @@ def test_each_celery_pool_runs_every_job_once_in_the_slots_it_has(celery_stack: 
 
 
 def test_max_tasks_per_child_replaces_each_child_after_its_jobs(celery_stack: Stack) -> None:
-    options = WorkerOptions(pool="prefork", max_tasks_per_child=1)
+    options: PluginOptions = {"pool": "prefork", "max_tasks_per_child": 1}
     stack = with_worker(celery_stack, options)
     spec = ScenarioSpec(implementation="celery", workload="sleep", jobs=4, duration_s=0.2)
     result, summary = run_one(stack, spec, options)
@@ -165,17 +168,21 @@ def test_max_tasks_per_child_replaces_each_child_after_its_jobs(celery_stack: St
 
 
 def test_worker_options_reach_the_command_line_and_the_report_settings() -> None:
-    options = WorkerOptions(pool="threads", prefetch=4)
-    argv = celery.IMPLEMENTATION.worker_command(8, options)
+    options: PluginOptions = {"pool": "threads", "prefetch": 4}
+    argv = celery.IMPLEMENTATION.worker_argv(8, options)
     assert argv[argv.index("--pool") + 1] == "threads" and argv[argv.index("--prefetch-multiplier") + 1] == "4"
     assert "--max-tasks-per-child" not in argv
-    shown = celery.IMPLEMENTATION.worker_settings(8, options)
+    shown = celery.IMPLEMENTATION.settings(8, options, ApiOptions())
     assert shown["pool"].startswith("threads, --concurrency 8: 8 threads") and shown[
         "worker_prefetch_multiplier"
     ].startswith("4")
-    specs = plan.scenarios(_settings(faults=["worker-child-crash", "worker-crash"], worker=options), fault_jobs=3)
+    specs = plan.scenarios(
+        _settings(faults=["worker-child-crash", "worker-crash"], options={"celery": options}), fault_jobs=3
+    )
     assert not [s for s in specs if s.fault == "worker-child-crash" and s.implementation == "celery"]  # no children
-    assert RunSettings.model_validate({**_settings().model_dump(), "worker": None} | {"worker": {}}).worker.is_default
+    # schema 2 kept the API's options and Celery's in one `worker`: read as `api` and `options["celery"]`
+    old = RunSettings.model_validate({**_settings().model_dump(), "worker": {"pool": "threads", "api_workers": 2}})
+    assert old.api.api_workers == 2 and old.options == {"celery": {"pool": "threads"}}
 
 
 @pytest.mark.parametrize(
@@ -199,7 +206,7 @@ def test_worker_flag_mistakes_are_one_line_and_exit_2(args: list[str], message: 
 @pytest.fixture(scope="module")
 def two_api_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     config = StackConfig(workdir=tmp_path_factory.mktemp("api2"), concurrency=2, implementations=("fastapi", "celery"),
-                         worker=WorkerOptions(api_workers=2, graceful_timeout_s=0))  # fmt: skip
+                         api=ApiOptions(api_workers=2, graceful_timeout_s=0))  # fmt: skip
     with Stack(config) as stack:
         yield stack
 
@@ -227,9 +234,9 @@ def test_busy_counts_background_tasks_in_flight_in_every_api_process(two_api_pro
 
 def test_fastapi_on_two_api_processes_counts_from_the_ledger_and_polls_each_status(two_api_processes: Stack) -> None:
     stack = two_api_processes
-    options = WorkerOptions(api_workers=2)
+    api = ApiOptions(api_workers=2)
     spec = ScenarioSpec(implementation="fastapi", workload="sleep", jobs=12, duration_s=0.3)
-    result, summary = run_one(stack, spec, options)
+    result, summary = run_one(stack, spec, {}, api)
     assert result.capacity.concurrency == 80 and "2 processes" in result.capacity.reason  # 2 thread pools of 40
     assert result.records_from == "ledger" and len(result.jobs) == 12
     assert summary.completion.completed == 12 and summary.executions.completed_once == 12
@@ -248,7 +255,7 @@ def test_fastapi_on_two_api_processes_counts_from_the_ledger_and_polls_each_stat
     assert last["api"].rss_mb > last["api#1"].rss_mb + last["api#2"].rss_mb  # the total adds the supervisor
     assert summary.settings["runner"].endswith("(2 uvicorn processes (--workers 2))")
     celery_spec = ScenarioSpec(implementation="celery", workload="sleep", jobs=4, duration_s=0.2)
-    celery_result, celery_summary = run_one(stack, celery_spec, options)  # the queues are not affected
+    celery_result, celery_summary = run_one(stack, celery_spec, {}, api)  # the queues are not affected
     assert celery_result.records_from == "api" and celery_summary.completion.completed == 4
     assert not celery_result.status_polls
 
@@ -260,15 +267,15 @@ def test_api_deploy_cuts_background_tasks_and_no_celery_job(two_api_processes: S
     """SIGTERM with --timeout-graceful-shutdown 0: uvicorn cancels what runs and exits (re-raising the signal,
     so anyio's threads go with it): every running BackgroundTasks job is cut off, in both API processes;
     Celery's are in the broker."""
-    deploy_stack, options = two_api_processes, WorkerOptions(api_workers=2, graceful_timeout_s=0)
+    deploy_stack, api = two_api_processes, ApiOptions(api_workers=2, graceful_timeout_s=0)
     spec = ScenarioSpec(implementation="fastapi", workload="sleep", jobs=6, duration_s=0.9, fault="api-deploy")
-    result, fastapi = run_one(deploy_stack, spec, options)
+    result, fastapi = run_one(deploy_stack, spec, {}, api)
     assert "SIGTERM the API server (a deploy; --timeout-graceful-shutdown 0)" in [e.detail for e in result.events]
     assert fastapi.executions.source == "ledger" and fastapi.executions.accepted == 6
     assert fastapi.executions.lost == fastapi.executions.cut_off == 6  # all were running: started, never ended
     assert "jobs not completed" in [f.rule for f in fastapi.failures]
     spec = spec.model_copy(update={"implementation": "celery"})
-    result, celery_summary = run_one(deploy_stack, spec, options)
+    result, celery_summary = run_one(deploy_stack, spec, {}, api)
     assert celery_summary.executions.lost == 0 and celery_summary.executions.completed_once == 6
     assert celery_summary.executions.completed_after_fault >= 1
     table = content.faults_table([fastapi, celery_summary])
@@ -279,6 +286,6 @@ def test_api_deploy_cuts_background_tasks_and_no_celery_job(two_api_processes: S
 def test_api_deploy_with_uvicorn_s_default_waits_for_every_background_task(celery_stack: Stack) -> None:
     """No --timeout-graceful-shutdown (uvicorn's default): the deploy waits until the background tasks are done."""
     spec = ScenarioSpec(implementation="fastapi", workload="sleep", jobs=4, duration_s=0.6, fault="api-deploy")
-    result, summary = run_one(celery_stack, spec, WorkerOptions())
+    result, summary = run_one(celery_stack, spec, {})
     assert "SIGTERM the API server (a deploy; no limit (uvicorn's default))" in [e.detail for e in result.events]
     assert summary.executions.lost == 0 and summary.executions.completed_once == 4

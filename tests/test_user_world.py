@@ -13,7 +13,7 @@ from packaging.version import Version
 
 from taskbench import environment, implementations
 from taskbench.errors import UsageError
-from taskbench.results import WorkerOptions, load_run, load_scenario
+from taskbench.results import load_run, load_scenario
 
 USER_APP = '''"""The user's own FastAPI app, in FastAPI's "Bigger Applications" layout."""
 from pathlib import Path
@@ -130,7 +130,7 @@ def test_with_what_cannot_be_installed_is_one_line_and_exit_2(tmp_path: Path, sp
 
 
 def test_requirements_pin_the_queue_of_a_release_label() -> None:
-    assert "celery[redis]==5.5.3" in environment.requirements_for("celery@5.5.3", WorkerOptions())
-    assert "taskiq==0.12.1" in environment.requirements_for("taskiq@0.12.1", WorkerOptions())
+    assert "celery[redis]==5.5.3" in environment.requirements_for("celery@5.5.3", {})
+    assert "taskiq==0.12.1" in environment.requirements_for("taskiq@0.12.1", {})
     with pytest.raises(UsageError):
         environment.parse_with("celery>=5 ; python_version < '3'")

@@ -5,8 +5,9 @@ measured side by side in the same run: the machine is small and shared, so absol
 
     python -m benchmarks.perf [--section N ...] [--quick] [--output benchmarks/results.json]
 
-The "plain Celery" baselines run in a subprocess of this script (`--publish`), which imports
-`taskbench_service.tasks` with the stack's Redis in its environment and calls `apply_async` in a loop: that is what
+The "plain Celery" baselines run in a subprocess of this script (`--publish`, in Celery's environment), which
+imports `taskbench_service.implementations.celery` with the stack's Redis in its environment and calls
+`apply_async` in a loop: that is what
 one ordinary process reaches without HTTP, records or an event loop in between.
 """
 

@@ -8,7 +8,6 @@ import json
 import resource
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -89,9 +88,10 @@ def median(values: Iterable[float | None]) -> float | None:
 
 
 def publish_plain(stack: Stack, count: int, prefix: str) -> dict[str, float]:
-    """Run `--publish` in a fresh process: the plain-Celery baseline, with its own interpreter and GIL."""
+    """Run `--publish` in a fresh process of Celery's environment: the plain-Celery baseline, with its own
+    interpreter and GIL."""
     env = stack.env("celery")
-    argv = [sys.executable, "-m", "benchmarks.perf", "--publish", str(count), "--prefix", prefix]
+    argv = [stack.python("celery"), "-m", "benchmarks.perf", "--publish", str(count), "--prefix", prefix]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False, cwd=REPO)
     if done.returncode != 0:
         raise RuntimeError(f"plain publisher failed: {done.stderr[-2000:]}")
@@ -99,8 +99,8 @@ def publish_plain(stack: Stack, count: int, prefix: str) -> dict[str, float]:
 
 
 def feed_directly(stack: Stack, name: str, count: int, prefix: str) -> dict[str, float]:
-    """Run benchmarks.perf.direct in a fresh process: queue NAME fed by its own enqueue API, no HTTP."""
-    argv = [sys.executable, "-m", "benchmarks.perf.direct", name, str(count), prefix]
+    """Run benchmarks.perf.direct in a fresh process of NAME's environment: fed by its own enqueue API, no HTTP."""
+    argv = [stack.python(name), "-m", "benchmarks.perf.direct", name, str(count), prefix]
     done = subprocess.run(argv, env=stack.env(name), capture_output=True, text=True, timeout=300, check=False, cwd=REPO)
     if done.returncode != 0:
         raise RuntimeError(f"direct feed of {name} failed: {done.stderr[-2000:]}")
@@ -109,7 +109,7 @@ def feed_directly(stack: Stack, name: str, count: int, prefix: str) -> dict[str,
 
 def publisher_main(count: int, prefix: str) -> None:
     """The subprocess side: import the app only now, after the environment points at the stack's Redis."""
-    from taskbench_service.tasks import run_job
+    from taskbench_service.implementations.celery import run_job
 
     run_job.apply_async(args=(f"{prefix}-warm", "sleep", 0.0, 0), task_id=f"{prefix}-warm", retry=False)
     latencies = []

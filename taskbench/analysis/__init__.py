@@ -30,18 +30,18 @@ def merge_repeats(scenarios: list[ScenarioResult], figures: list[ScenarioSummary
 
 
 def implementation_info(name: str, run: RunResult) -> ImplementationInfo:
-    if name not in implementations.REGISTRY:
+    if not implementations.known(name):
         return ImplementationInfo(name=name, title=name, job_process=stats.job_process(name), in_registry=False)
     implementation = implementations.get(name)
-    worker = run.settings.worker
+    options = run.settings.options_of(name)
     return ImplementationInfo(
         name=name,
-        title=implementation.title,
-        job_process=implementation.job_process,
-        settings=implementation.settings_on(run.settings.concurrency, run.settings.broker, worker),
+        title=implementations.title(name),
+        job_process=implementations.job_process(name),
+        settings=implementation.settings_on(run.settings.concurrency, run.settings.broker, options, run.settings.api),
         how_it_runs={
-            **{w: implementation.how_it_runs_with(w, worker) for w in run.settings.workloads},
-            **{j.path: implementation.how_it_runs_with(j.behaves_like, worker) for j in run.settings.user_jobs},
+            **{w: implementation.how_it_runs(w, options) for w in run.settings.workloads},
+            **{j.path: implementation.how_it_runs(j.behaves_like, options) for j in run.settings.user_jobs},
         },
     )
 

@@ -230,8 +230,8 @@ def status_poll_summary(result: ScenarioResult) -> StatusPollSummary | None:
 
 def job_process(implementation: str) -> str:
     """The sampled role whose CPU and memory are those of the process that ran the jobs."""
-    if implementation in implementations.REGISTRY:
-        return implementations.get(implementation).job_process
+    if implementations.known(implementation):
+        return implementations.job_process(implementation)
     return f"{implementation}-worker"  # the convention for queues with a worker
 
 
@@ -271,9 +271,9 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
     resources = process_resources(result)
     role = job_process(spec.implementation)
     worker_role = f"{spec.implementation}-worker"
-    registered = spec.implementation in implementations.REGISTRY
+    registered = implementations.known(spec.implementation)
     implementation = implementations.get(spec.implementation) if registered else None
-    worker = result.settings.worker
+    options = result.settings.options_of(spec.implementation)
     return ScenarioSummary(
         label=spec.label,
         implementation=spec.implementation,
@@ -285,11 +285,9 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
         variant=spec.variant,
         middleware=spec.middleware,
         interrupted=result.interrupted,
-        how_it_runs=implementation.how_it_runs_with(spec.model_workload, result.settings.worker)
-        if implementation
-        else "",
+        how_it_runs=implementation.how_it_runs(spec.model_workload, options) if implementation else "",
         settings=implementation.settings_on(
-            spec.concurrency or result.settings.concurrency, result.settings.broker, worker
+            spec.concurrency or result.settings.concurrency, result.settings.broker, options, result.settings.api
         )
         if implementation
         else {},
@@ -337,7 +335,7 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
         fault_at=fault_at,
         delivery=result.delivery,
         harness=result.harness,
-        api_processes=result.settings.worker.api_workers,
+        api_processes=result.settings.api.api_workers,
         max_running_by_pid=max_running_by_pid(result) if result.records_from == "ledger" else {},
         status_polls=status_poll_summary(result),
         records_from=result.records_from,

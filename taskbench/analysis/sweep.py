@@ -9,7 +9,7 @@ from taskbench import implementations
 from taskbench.analysis.models import ScenarioSummary, SweepPoint, SweepResult
 from taskbench.analysis.tradeoff import SLOWER_FROM
 
-BASELINE = "fastapi"
+BASELINE = implementations.BASELINE
 
 
 def _point(s: ScenarioSummary) -> SweepPoint:

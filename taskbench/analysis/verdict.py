@@ -23,7 +23,7 @@ from taskbench.analysis.models import (
     WorkloadVerdict,
 )
 
-BASELINE = "fastapi"  # the question is when BackgroundTasks stop being enough; every other one is compared
+BASELINE = implementations.BASELINE
 
 
 def _first_failure(rows: list[ScenarioSummary]) -> ScenarioSummary | None:

@@ -23,6 +23,8 @@ REGISTRY: dict[str, Implementation] = {
     "saq": saq.IMPLEMENTATION,
 }
 DEFAULT = ("fastapi", "celery")  # the spec's two
+# The question is when BackgroundTasks stop being enough: every other implementation is compared with it.
+BASELINE = "fastapi"
 RELEASE_SEPARATOR = "@"
 
 
@@ -63,6 +65,7 @@ def job_process(label: str) -> str:
 
 
 __all__ = [
+    "BASELINE",
     "DEFAULT",
     "REGISTRY",
     "Delivery",

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from taskbench.capacity import Capacity
-from taskbench.errors import StackError
-from taskbench.health import Health
+from taskbench.health import Beat, Health
 from taskbench.implementations.base import ASYNC_WORKLOADS, Delivery, Implementation, cpu_bound, python_module
+from taskbench.results import ApiOptions, PluginOptions
 
 MECHANISM = (
     "the job stays in arq's queue under an in-progress key that expires job_timeout + 10 s after it started "
@@ -33,15 +33,12 @@ class ArqImplementation(Implementation):
     )
     faults = ("api-crash", "api-deploy", "worker-crash", "redis-restart")  # one process: no child to kill
 
-    def worker_argv(self, concurrency: int) -> list[str]:
+    def worker_argv(self, concurrency: int, options: PluginOptions) -> list[str]:
         # max_jobs comes from TASKBENCH_CONCURRENCY (WorkerSettings): arq's CLI has no flag for it.
         return python_module("arq", "taskbench_service.implementations.arq.WorkerSettings")
 
-    def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: Health) -> Capacity:
-        workers = self.workers_seen(health)
+    def model(self, workload: str, jobs: int, cpu_count: int, workers: list[Beat], health: Health) -> Capacity:
         total = sum(w.concurrency for w in workers)
-        if total == 0:
-            raise StackError("no arq worker is seen by the service (GET /health): start one")
         processes = len(workers)
         if workload == "blocking_async":
             return Capacity(
@@ -53,7 +50,7 @@ class ArqImplementation(Implementation):
             return Capacity(concurrency=total, reason=f"max_jobs {total} coroutines on one event loop")
         return Capacity(concurrency=total, reason=f"max_jobs {total}, each in the loop's thread pool of {total}")
 
-    def settings(self, concurrency: int) -> dict[str, str]:
+    def settings(self, concurrency: int, options: PluginOptions, api: ApiOptions) -> dict[str, str]:
         return {
             "worker": "one process, asyncio event loop (arq's only model; scale by running more workers)",
             "max_jobs": f"{concurrency} (--concurrency; arq default 10)",
@@ -79,7 +76,7 @@ class ArqImplementation(Implementation):
         """job_timeout (max_jobs × timeout) + arq's fixed 10 s on the in-progress key, then one poll."""
         return concurrency * timeout_s + 10.0 + 5.0
 
-    def how_it_runs(self, workload: str) -> str:
+    def how_it_runs(self, workload: str, options: PluginOptions) -> str:
         if workload in ASYNC_WORKLOADS:
             return "async def on the worker's event loop"
         if workload == "noop":

@@ -1,20 +1,27 @@
 """The harness side of the implementation contract.
 
 An implementation is one module in this package defining an `Implementation` named `IMPLEMENTATION`:
-the worker it needs (if any), how many jobs it runs at once for a workload and why (its capacity model),
-its delivery settings (what a worker's death does to a running job), which faults apply to it, and the
-settings that change its timing, which every report prints. `taskbench.implementations.REGISTRY` lists them.
+the packages of its environment, the worker it needs (if any), its own options and their command-line flags,
+the fields of its workers' heartbeats, how many jobs it runs at once for a workload and why (its capacity
+model), its delivery settings (what a worker's death does to a running job), which faults apply to it, the
+settings that change its timing, which every report prints, and any process it runs beside its worker
+(Celery's Flower). Nothing outside its module names it; `taskbench.implementations.REGISTRY` lists them.
 """
 
 from __future__ import annotations
 
+import argparse
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
+from pydantic import BaseModel
+
 from taskbench.capacity import Capacity
+from taskbench.errors import StackError
 from taskbench.health import Beat, Health
-from taskbench.results import WorkerOptions
+from taskbench.results import ApiOptions, OptionValue, PluginOptions
 
 ASYNC_WORKLOADS = ("async_sleep", "blocking_async")
 ALL_FAULTS = ("api-crash", "api-deploy", "worker-crash", "worker-child-crash", "redis-restart")
@@ -42,6 +49,25 @@ class Delivery:
     child_crash: Outcome | None = None  # only its child processes are; None: it has none
 
 
+class NoOptions(BaseModel):
+    """An implementation with no options of its own (its queue's knobs follow --concurrency)."""
+
+
+@dataclass(frozen=True)
+class Companion:
+    """A process an implementation runs beside its worker, in its environment, on a loopback port the stack
+    picks (Celery's Flower): `argv` with `PYTHON` and `PORT` for the interpreter and the port."""
+
+    name: str
+    what: str  # for messages and `serve`'s listing: "Flower (Celery's monitoring UI)"
+    argv: tuple[str, ...]
+    ready_path: str  # answers 200 on http://127.0.0.1:PORT once it is ready
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def command(self, python: str, port: int) -> list[str]:
+        return [python if a == PYTHON else a.replace(PORT, str(port)) for a in self.argv]
+
+
 class Implementation(ABC):
     name: ClassVar[str]
     title: ClassVar[str]  # how reports name it: "BackgroundTasks", "Celery"
@@ -59,6 +85,9 @@ class Implementation(ABC):
     # release the package index serves; `queue_package` is the one `name@VERSION` pins.
     packages: ClassVar[tuple[str, ...]] = ()
     queue_package: ClassVar[str]
+    # Its own options (a typed model; recorded as `RunSettings.options[name]`) and its heartbeats' fields.
+    Options: ClassVar[type[BaseModel]] = NoOptions
+    beat_model: ClassVar[type[Beat]] = Beat
 
     @property
     def worker_role(self) -> str:
@@ -69,60 +98,88 @@ class Implementation(ABC):
         """The sampled process whose CPU and memory the jobs use: its worker, or the API."""
         return self.worker_role if self.has_worker else "api"
 
-    def requirements(self, options: WorkerOptions) -> tuple[str, ...]:
-        """What its environment installs for this run: `packages`, and what the run's options add."""
-        return self.packages
-
     @property
     def has_worker(self) -> bool:
-        return self.worker_argv(1) is not None
+        return self.worker_argv(1, {}) is not None
 
-    def worker_argv(self, concurrency: int) -> list[str] | None:
+    # --- its options ------------------------------------------------------------------------------------
+
+    def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None:  # noqa: B027 — optional
+        """Its command-line flags for `command` (run, serve, env), in a group of its own."""
+
+    def options_from(self, args: argparse.Namespace) -> PluginOptions:
+        """The options the flags gave, those that differ from the defaults (UsageError when they conflict)."""
+        return {}
+
+    def options(self, given: Mapping[str, OptionValue] | None = None) -> BaseModel:
+        """The typed options: what was given, over the defaults."""
+        return self.Options.model_validate(dict(given or {}))
+
+    def option_flags(self, given: Mapping[str, OptionValue]) -> str:
+        """The options as flags, for the reports' topology line (those unset or off left out)."""
+        shown = {k: v for k, v in self.options(given).model_dump().items() if v is not None and v is not False}
+        return ", ".join(f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in shown.items())
+
+    # --- its processes ----------------------------------------------------------------------------------
+
+    def requirements(self, options: PluginOptions) -> tuple[str, ...]:
+        """What its environment installs for this run: `packages`, and what the options add."""
+        return self.packages
+
+    def worker_argv(self, concurrency: int, options: PluginOptions) -> list[str] | None:
         """The worker's command line (`PYTHON` stands for its environment's interpreter); None when the jobs run
         inside the API process."""
         return None
 
-    def worker_command(self, concurrency: int, options: WorkerOptions) -> list[str] | None:
-        """The command line with the run's worker options (`--pool` and co.), for the queues that take them."""
-        return self.worker_argv(concurrency)
+    def companions(self, options: PluginOptions) -> list[Companion]:
+        """Processes it runs beside its worker with these options."""
+        return []
 
-    def worker_settings(self, concurrency: int, options: WorkerOptions) -> dict[str, str]:
-        """`settings`, as the run's worker options make them: what every report prints."""
-        return self.settings(concurrency)
-
-    def how_it_runs_with(self, workload: str, options: WorkerOptions) -> str:
-        """`how_it_runs`, as the run's worker options make it (Celery's pool)."""
-        return self.how_it_runs(workload)
-
-    def applies(self, fault: str, options: WorkerOptions) -> bool:
-        """Whether a fault means something here with these worker options (no pool children, no child crash)."""
+    def applies(self, fault: str, options: PluginOptions) -> bool:
+        """Whether a fault means something here with these options (no pool children, no child crash)."""
         return fault in self.faults
 
-    @abstractmethod
-    def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: Health) -> Capacity:
-        """How many jobs run at once for this workload; `health` is what the service's /health says."""
+    # --- what the reports say ---------------------------------------------------------------------------
 
     @abstractmethod
-    def settings(self, concurrency: int) -> dict[str, str]:
+    def settings(self, concurrency: int, options: PluginOptions, api: ApiOptions) -> dict[str, str]:
         """Every setting that changes timing (prefetch, polling, acknowledgement), for the reports."""
 
     @abstractmethod
-    def how_it_runs(self, workload: str) -> str:
+    def how_it_runs(self, workload: str, options: PluginOptions) -> str:
         """How a job of this workload runs here (thread pool, event loop, asyncio.run per job, ...)."""
 
-    def nominal_workers(self, concurrency: int, cpu_count: int) -> list[Beat]:
-        """The heartbeats a healthy worker sends at this concurrency: the capacity model before the stack
-        is up (the plan's estimate); at run time the real heartbeats from /health replace them."""
-        return [Beat(concurrency=concurrency)]
-
-    def settings_on(self, concurrency: int, broker: str, options: WorkerOptions) -> dict[str, str]:
-        """What the reports print: `settings` as the worker options make them, with those of the broker the jobs
-        really waited in."""
-        return self.worker_settings(concurrency, options) | self.broker_settings(self.broker_for(broker))
+    def settings_on(self, concurrency: int, broker: str, options: PluginOptions, api: ApiOptions) -> dict[str, str]:
+        """What the reports print: `settings`, with those of the broker the jobs really waited in."""
+        return self.settings(concurrency, options, api) | self.broker_settings(self.broker_for(broker))
 
     def broker_settings(self, broker: str) -> dict[str, str]:
         """The settings that change with the broker, over those of `settings` (same keys replace them)."""
         return {"broker": "Redis"} if self.has_worker else {}
+
+    # --- its capacity -----------------------------------------------------------------------------------
+
+    def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: Health) -> Capacity:
+        """How many jobs run at once for this workload; `health` is what the service's /health says. A queue
+        whose worker the service does not see runs nothing: that is a stack error, not a capacity of 0."""
+        workers = self.workers_seen(health)
+        if self.has_worker and not workers:
+            raise StackError(f"no {self.title} worker is seen by the service (GET /health): start one")
+        return self.model(workload, jobs, cpu_count, workers, health)
+
+    @abstractmethod
+    def model(self, workload: str, jobs: int, cpu_count: int, workers: list[Beat], health: Health) -> Capacity:
+        """The capacity model, from the workers' heartbeats (as `beat_model`)."""
+
+    def nominal_workers(self, concurrency: int, cpu_count: int, options: PluginOptions) -> list[Beat]:
+        """The heartbeats a healthy worker sends at this concurrency: the capacity model before the stack
+        is up (the plan's estimate); at run time the real heartbeats from /health replace them."""
+        return [self.beat_model(concurrency=concurrency)]
+
+    def workers_seen(self, health: Health) -> list[Beat]:
+        return [self.beat_model.model_validate(beat.model_dump()) for beat in health.section(self.name).workers]
+
+    # --- its deliveries ---------------------------------------------------------------------------------
 
     def redelivery_bound_s(self, timeout_s: float, concurrency: int, running: int) -> float:
         """The latest a crashed job may start again after the crash, given the redelivery timeout the harness
@@ -146,11 +203,9 @@ class Implementation(ABC):
         deliveries = self.deliveries_on(broker)
         return next((d for d in deliveries if d.name == name), deliveries[0])
 
-    def workers_seen(self, health: Health) -> list[Beat]:
-        return health.section(self.name).workers
-
 
 PYTHON = "{python}"  # in a command line: the interpreter of the implementation's environment (Stack fills it in)
+PORT = "{port}"  # in a companion's command line: the port the stack gave it
 
 
 def python_module(*argv: str) -> list[str]:

@@ -1,15 +1,31 @@
 """Celery: a worker over Redis (or RabbitMQ with `--broker amqp`), prefetch 1 and the prefork pool as the spec
-configures it; `--pool`, `--prefetch` and `--max-tasks-per-child` change them."""
+configures it; its own options `--pool`, `--prefetch` and `--max-tasks-per-child` change them, and `serve
+--flower` runs Flower, its monitoring UI, beside it."""
 
 from __future__ import annotations
 
+import argparse
 import uuid
+from collections.abc import Callable
+from typing import Literal
+
+from pydantic import BaseModel
 
 from taskbench.capacity import Capacity
-from taskbench.errors import StackError
-from taskbench.health import Health
-from taskbench.implementations.base import ASYNC_WORKLOADS, Delivery, Implementation, cpu_bound, python_module
-from taskbench.results import WorkerOptions
+from taskbench.errors import UsageError
+from taskbench.health import Beat, Health, Text, as_beats
+from taskbench.implementations.base import (
+    ASYNC_WORKLOADS,
+    PORT,
+    Companion,
+    Delivery,
+    Implementation,
+    cpu_bound,
+    python_module,
+)
+from taskbench.results import ApiOptions, PluginOptions
+
+APP = "taskbench_service.implementations.celery:celery_app"  # `celery -A`: the service's Celery app
 
 # What each pool is, in Celery's words and ours: every report prints it.
 POOLS = {
@@ -20,9 +36,38 @@ POOLS = {
 }
 
 
+class CeleryOptions(BaseModel):
+    """Celery's worker (--pool, --prefetch, --max-tasks-per-child; `serve --flower`). The defaults are the spec's:
+    the prefork pool with prefetch 1, children never replaced."""
+
+    pool: Literal["prefork", "threads", "gevent", "solo"] = "prefork"
+    prefetch: int = 1  # worker_prefetch_multiplier
+    max_tasks_per_child: int | None = None  # prefork only: a child is replaced after this many jobs
+    flower: bool = False  # `serve --flower`: Flower beside the worker (never in `run`)
+
+
+class CeleryBeat(Beat):
+    pool: Text = None  # prefork, threads, gevent, solo: what its concurrency means
+
+
+def _bounded(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is out of range [{low}, {high}]")
+        return value
+
+    return parse
+
+
 class CeleryImplementation(Implementation):
     name = "celery"
     title = "Celery"
+    Options = CeleryOptions
+    beat_model = CeleryBeat
     # flower: `serve --flower`, Celery's monitoring UI (never imported by the worker or the API)
     packages = ("celery[redis]>=5.5", "flower>=2.0")
     queue_package = "celery"
@@ -75,36 +120,75 @@ class CeleryImplementation(Implementation):
         ),
     )
 
-    def worker_argv(self, concurrency: int) -> list[str]:
-        return python_module(
-            "celery", "-A", "taskbench_service.celery_app", "worker", "--loglevel", "info",
-            "--concurrency", str(concurrency),
-            "--without-gossip", "--without-mingle", "-n", f"taskbench-{uuid.uuid4().hex[:6]}@%h",
-        )  # fmt: skip
+    def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None:
+        group = parser.add_argument_group("Celery's worker")
+        pools = list(POOLS)
+        group.add_argument("--pool", choices=pools, default="prefork", help="Celery's worker pool (default prefork)")
+        if command == "env":
+            return
+        group.add_argument(
+            "--prefetch", type=_bounded(1, 1000), default=1, help="Celery's worker_prefetch_multiplier (default 1)"
+        )
+        group.add_argument(
+            "--max-tasks-per-child",
+            type=_bounded(1, 1_000_000),
+            help="Celery prefork: replace a child after this many jobs (default: never)",
+        )
+        if command == "serve":
+            group.add_argument(
+                "--flower", action="store_true", help="also start Flower (Celery's monitoring UI) on 127.0.0.1"
+            )
 
-    def worker_command(self, concurrency: int, options: WorkerOptions) -> list[str]:
-        """On the command line, not in the config: Celery monkey-patches for gevent only when `--pool`/`-P` is
-        in its argv (celery/__main__.py, maybe_patch_concurrency)."""
-        argv = [*self.worker_argv(concurrency), "--pool", options.pool, "--prefetch-multiplier", str(options.prefetch)]
-        if options.max_tasks_per_child is not None:
-            argv += ["--max-tasks-per-child", str(options.max_tasks_per_child)]
+    def options_from(self, args: argparse.Namespace) -> PluginOptions:
+        options = CeleryOptions(
+            pool=args.pool,
+            prefetch=getattr(args, "prefetch", 1),
+            max_tasks_per_child=getattr(args, "max_tasks_per_child", None),
+            flower=getattr(args, "flower", False),
+        )
+        if options.max_tasks_per_child is not None and options.pool != "prefork":
+            raise UsageError(f"--max-tasks-per-child replaces prefork children; --pool {options.pool} has none")
+        return options.model_dump(exclude_defaults=True)
+
+    def worker_argv(self, concurrency: int, options: PluginOptions) -> list[str]:
+        """The pool on the command line, not in the config: Celery monkey-patches for gevent only when
+        `--pool`/`-P` is in its argv (celery/__main__.py, maybe_patch_concurrency)."""
+        opts = CeleryOptions.model_validate(options)
+        argv = python_module(
+            "celery", "-A", APP, "worker", "--loglevel", "info", "--concurrency", str(concurrency),
+            "--without-gossip", "--without-mingle", "-n", f"taskbench-{uuid.uuid4().hex[:6]}@%h",
+            "--pool", opts.pool, "--prefetch-multiplier", str(opts.prefetch),
+        )  # fmt: skip
+        if opts.max_tasks_per_child is not None:
+            argv += ["--max-tasks-per-child", str(opts.max_tasks_per_child)]
         return argv
 
-    def requirements(self, options: WorkerOptions) -> tuple[str, ...]:
+    def companions(self, options: PluginOptions) -> list[Companion]:
+        """Flower, on the workers' broker. Its API is open without a login (FLOWER_UNAUTHENTICATED_API), like
+        the rest of the stack, which binds loopback only."""
+        if not CeleryOptions.model_validate(options).flower:
+            return []
+        argv = python_module("celery", "-A", APP, "flower", "--address=127.0.0.1", f"--port={PORT}")
+        env = {"FLOWER_UNAUTHENTICATED_API": "true"}
+        return [Companion("flower", "Flower (Celery's monitoring UI)", tuple(argv), "/healthcheck", env)]
+
+    def requirements(self, options: PluginOptions) -> tuple[str, ...]:
         """gevent only for `--pool gevent`: installed, it is not imported unless the pool asks for it."""
-        return self.packages + (("gevent>=24.2",) if options.pool == "gevent" else ())
+        gevent = CeleryOptions.model_validate(options).pool == "gevent"
+        return self.packages + (("gevent>=24.2",) if gevent else ())
 
-    def applies(self, fault: str, options: WorkerOptions) -> bool:
+    def applies(self, fault: str, options: PluginOptions) -> bool:
         """Only the prefork pool has child processes to kill."""
-        return fault in self.faults and (fault != "worker-child-crash" or options.pool == "prefork")
+        pool = CeleryOptions.model_validate(options).pool
+        return fault in self.faults and (fault != "worker-child-crash" or pool == "prefork")
 
-    def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: Health) -> Capacity:
+    def nominal_workers(self, concurrency: int, cpu_count: int, options: PluginOptions) -> list[Beat]:
+        return [CeleryBeat(concurrency=concurrency, pool=CeleryOptions.model_validate(options).pool)]
+
+    def model(self, workload: str, jobs: int, cpu_count: int, workers: list[Beat], health: Health) -> Capacity:
         """Per worker, from its heartbeat: the pool decides what its concurrency means."""
-        workers = self.workers_seen(health)
-        if not workers:
-            raise StackError("no Celery worker is seen by the service (GET /health): start one")
         slots, processes, pools = 0, 0, set()
-        for worker in workers:
+        for worker in as_beats(CeleryBeat, workers):
             pool, size = worker.pool or "prefork", worker.concurrency
             pools.add(pool)
             if pool == "solo":
@@ -113,27 +197,23 @@ class CeleryImplementation(Implementation):
                 slots, processes = slots + size, processes + size
             else:  # threads, gevent: one process, one GIL
                 slots, processes = slots + size, processes + 1
-        if slots == 0:
-            raise StackError("no Celery worker is seen by the service (GET /health): start one")
         pool_names = "/".join(sorted(pools))
         if workload == "cpu":
             return cpu_bound(processes, cpu_count, f"processes running jobs ({pool_names} pool: one GIL each)")
         return Capacity(concurrency=slots, reason=f"{slots} job slots ({len(workers)} worker, {pool_names} pool)")
 
-    def settings(self, concurrency: int) -> dict[str, str]:
-        return self.worker_settings(concurrency, WorkerOptions())
-
-    def worker_settings(self, concurrency: int, options: WorkerOptions) -> dict[str, str]:
-        pool = POOLS[options.pool].replace(" N", f" {concurrency}")
-        if options.pool == "solo":
+    def settings(self, concurrency: int, options: PluginOptions, api: ApiOptions) -> dict[str, str]:
+        opts = CeleryOptions.model_validate(options)
+        pool = POOLS[opts.pool].replace(" N", f" {concurrency}")
+        if opts.pool == "solo":
             pool += f" (--concurrency {concurrency} is ignored)"
-        prefetch = f"{options.prefetch}" + (" (the spec)" if options.prefetch == 1 else " (Celery's default: 4)")
+        prefetch = f"{opts.prefetch}" + (" (the spec)" if opts.prefetch == 1 else " (Celery's default: 4)")
         children = (
             "never replaced (default)"
-            if options.max_tasks_per_child is None
-            else f"{options.max_tasks_per_child} jobs, then the child is replaced"
+            if opts.max_tasks_per_child is None
+            else f"{opts.max_tasks_per_child} jobs, then the child is replaced"
         )
-        if options.pool == "gevent":
+        if opts.pool == "gevent":
             pool += (
                 "; async jobs (asyncio.run per job) fail with RuntimeError when two overlap: the greenlets share one "
                 "thread's running loop (measured; celery #7465)"
@@ -141,7 +221,7 @@ class CeleryImplementation(Implementation):
         return {
             "pool": pool,
             "worker_prefetch_multiplier": prefetch,
-            "max_tasks_per_child": children if options.pool == "prefork" else "– (no child processes)",
+            "max_tasks_per_child": children if opts.pool == "prefork" else "– (no child processes)",
             "acknowledgement": "per delivery variant (default: on receipt)",
             "visibility_timeout": "max(5 s, 2 × job duration + 2 s) (production default 3600 s)",
             "unacked restore sweep": "every 1 s (kombu ≥ 5.7's unacked_restore_interval; its default 100 s; "
@@ -166,19 +246,17 @@ class CeleryImplementation(Implementation):
             "has its channel closed and is delivered again",
         }
 
-    def how_it_runs(self, workload: str) -> str:
-        if workload in ASYNC_WORKLOADS:
-            return "asyncio.run per job in a prefork child"
-        return "sync def in a prefork child"
-
-    def how_it_runs_with(self, workload: str, options: WorkerOptions) -> str:
-        where = {
-            "prefork": "a prefork child",
-            "threads": "a thread of the worker process",
-            "gevent": "a greenlet of the worker process",
-            "solo": "the worker's main process, one at a time",
-        }[options.pool]
-        return self.how_it_runs(workload).replace("a prefork child", where)
+    def how_it_runs(self, workload: str, options: PluginOptions) -> str:
+        what = "asyncio.run per job in " if workload in ASYNC_WORKLOADS else "sync def in "
+        return (
+            what
+            + {
+                "prefork": "a prefork child",
+                "threads": "a thread of the worker process",
+                "gevent": "a greenlet of the worker process",
+                "solo": "the worker's main process, one at a time",
+            }[CeleryOptions.model_validate(options).pool]
+        )
 
 
 IMPLEMENTATION = CeleryImplementation()

@@ -6,12 +6,17 @@ from __future__ import annotations
 import os
 
 from taskbench.capacity import Capacity
-from taskbench.errors import StackError
-from taskbench.health import Beat, Health
+from taskbench.health import Beat, Count, Health, as_beats
 from taskbench.implementations.base import ASYNC_WORKLOADS, Delivery, Implementation, cpu_bound, python_module
+from taskbench.results import ApiOptions, PluginOptions
+
+
+class DramatiqBeat(Beat):
+    threads: Count = 0  # worker threads of this process
+
 
 # The idle consumer's longest back-off between polls of Redis (Dramatiq's default 1000 ms); the service's
-# maintenance chance assumes the same value (app/implementations/dramatiq.py WORKER_TIMEOUT_MS).
+# maintenance chance assumes the same value (taskbench_service/implementations/dramatiq.py WORKER_TIMEOUT_MS).
 WORKER_TIMEOUT_MS = 100
 
 
@@ -28,6 +33,7 @@ class DramatiqImplementation(Implementation):
     # pika: its RabbitmqBroker (--broker amqp)
     packages = ("dramatiq[redis,rabbitmq]>=1.17",)
     queue_package = "dramatiq"
+    beat_model = DramatiqBeat
     deliveries = (
         Delivery(
             "default",
@@ -56,7 +62,7 @@ class DramatiqImplementation(Implementation):
         ),
     )
 
-    def worker_argv(self, concurrency: int) -> list[str]:
+    def worker_argv(self, concurrency: int, options: PluginOptions) -> list[str]:
         processes, threads = processes_and_threads(concurrency, os.cpu_count() or 1)
         return [
             "env", f"dramatiq_worker_timeout={WORKER_TIMEOUT_MS}",  # Dramatiq reads it at import
@@ -64,16 +70,13 @@ class DramatiqImplementation(Implementation):
             "--processes", str(processes), "--threads", str(threads),
         ]  # fmt: skip
 
-    def nominal_workers(self, concurrency: int, cpu_count: int) -> list[Beat]:
+    def nominal_workers(self, concurrency: int, cpu_count: int, options: PluginOptions) -> list[Beat]:
         processes, threads = processes_and_threads(concurrency, cpu_count)
-        return [Beat(concurrency=concurrency, threads=threads) for _ in range(processes)]
+        return [DramatiqBeat(concurrency=concurrency, threads=threads) for _ in range(processes)]
 
-    def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: Health) -> Capacity:
-        workers = self.workers_seen(health)  # one heartbeat per worker process
-        processes = len(workers)
-        threads = sum(w.threads for w in workers)
-        if threads == 0:
-            raise StackError("no Dramatiq worker is seen by the service (GET /health): start one")
+    def model(self, workload: str, jobs: int, cpu_count: int, workers: list[Beat], health: Health) -> Capacity:
+        processes = len(workers)  # one heartbeat per worker process
+        threads = sum(w.threads for w in as_beats(DramatiqBeat, workers))
         if workload == "cpu":
             return cpu_bound(processes, cpu_count, "worker processes (the threads of one share its GIL)")
         if workload == "blocking_async":
@@ -84,7 +87,7 @@ class DramatiqImplementation(Implementation):
             reason += " (each async job holds a worker thread while it waits on the event loop)"
         return Capacity(concurrency=threads, reason=reason)
 
-    def settings(self, concurrency: int) -> dict[str, str]:
+    def settings(self, concurrency: int, options: PluginOptions, api: ApiOptions) -> dict[str, str]:
         processes, threads = processes_and_threads(concurrency, os.cpu_count() or 1)
         return {
             "processes × threads": f"--processes {processes} --threads {threads} (Dramatiq's defaults: one process "
@@ -120,7 +123,7 @@ class DramatiqImplementation(Implementation):
             "(Dramatiq's RabbitMQ default)",
         }
 
-    def how_it_runs(self, workload: str) -> str:
+    def how_it_runs(self, workload: str, options: PluginOptions) -> str:
         if workload in ASYNC_WORKLOADS:
             return "async def actor on the process's event-loop thread (AsyncIO middleware); a worker thread waits"
         return "sync def on a worker thread (processes × threads)"

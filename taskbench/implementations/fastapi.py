@@ -6,7 +6,7 @@ from __future__ import annotations
 from taskbench.capacity import Capacity
 from taskbench.health import DEFAULT_THREADPOOL_TOKENS, Beat, Health
 from taskbench.implementations.base import Delivery, Implementation
-from taskbench.results import WorkerOptions
+from taskbench.results import ApiOptions, PluginOptions
 
 
 def api_processes(health: Health) -> list[Beat]:
@@ -30,7 +30,7 @@ class BackgroundTasksImplementation(Implementation):
     packages = ()  # FastAPI and Starlette come with the service
     queue_package = "fastapi"
 
-    def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: Health) -> Capacity:
+    def model(self, workload: str, jobs: int, cpu_count: int, workers: list[Beat], health: Health) -> Capacity:
         processes = api_processes(health)
         n = len(processes)
         where = f" in each of {n} API processes" if n > 1 else ""
@@ -47,11 +47,8 @@ class BackgroundTasksImplementation(Implementation):
         return Capacity(concurrency=tokens, reason=f"Starlette's threadpool: {tokens} threads" + (
             f" ({n} processes × {tokens // n})" if n > 1 else ""))  # fmt: skip
 
-    def settings(self, concurrency: int) -> dict[str, str]:
-        return self.worker_settings(concurrency, WorkerOptions())
-
-    def worker_settings(self, concurrency: int, options: WorkerOptions) -> dict[str, str]:
-        n = options.api_workers
+    def settings(self, concurrency: int, options: PluginOptions, api: ApiOptions) -> dict[str, str]:
+        n = api.api_workers
         processes = f"{n} uvicorn processes (--workers {n})" if n > 1 else "1 uvicorn process"
         settings = {
             "runner": f"BackgroundTasks in the API process ({processes})",
@@ -59,9 +56,8 @@ class BackgroundTasksImplementation(Implementation):
             "(shared with sync endpoints)",
             "--concurrency": "not used: BackgroundTasks have no knob",
             "graceful shutdown": "no limit (uvicorn's default): a SIGTERMed API waits for every background task"
-            if options.graceful_timeout_s is None
-            else f"--timeout-graceful-shutdown {options.graceful_timeout_s:g}: then running background tasks are "
-            "cancelled",
+            if api.graceful_timeout_s is None
+            else f"--timeout-graceful-shutdown {api.graceful_timeout_s:g}: then running background tasks are cancelled",
         }
         if n > 1:
             settings["job records"] = (
@@ -69,7 +65,7 @@ class BackgroundTasksImplementation(Implementation):
             )
         return settings
 
-    def how_it_runs(self, workload: str) -> str:
+    def how_it_runs(self, workload: str, options: PluginOptions) -> str:
         if workload in ("async_sleep", "blocking_async"):
             return "async def on the API's event loop"
         return "sync def in Starlette's threadpool"

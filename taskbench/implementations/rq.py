@@ -5,9 +5,13 @@ from __future__ import annotations
 from collections import Counter
 
 from taskbench.capacity import Capacity
-from taskbench.errors import StackError
-from taskbench.health import Beat, Health
+from taskbench.health import Beat, Health, Text, as_beats
 from taskbench.implementations.base import ALL_FAULTS, Delivery, Implementation, cpu_bound, python_module
+from taskbench.results import ApiOptions, PluginOptions
+
+
+class RqBeat(Beat):
+    pool: Text = None  # the pid of the worker-pool process this worker is in
 
 
 class RQImplementation(Implementation):
@@ -15,6 +19,7 @@ class RQImplementation(Implementation):
     title = "RQ"
     packages = ("rq>=2.0",)
     queue_package = "rq"
+    beat_model = RqBeat
     memory_per_slot = True  # worker-pool: one worker process per unit of --concurrency (and a work horse per job)
     deliveries = (
         Delivery(
@@ -31,25 +36,23 @@ class RQImplementation(Implementation):
     # worker-child-crash kills the pool's worker processes and their work horses; the pool starts new ones.
     faults = ALL_FAULTS
 
-    def worker_argv(self, concurrency: int) -> list[str]:
+    def worker_argv(self, concurrency: int, options: PluginOptions) -> list[str]:
         return python_module(
             "rq.cli", "worker-pool", "--num-workers", str(concurrency),
-            "--config", "taskbench_service.rq_worker",
+            "--config", "taskbench_service.implementations.rq",
             "--worker-class", "taskbench_service.implementations.rq.TaskbenchWorker",
             "--logging-level", "INFO",
         )  # fmt: skip
 
-    def nominal_workers(self, concurrency: int, cpu_count: int) -> list[Beat]:
-        return [Beat(concurrency=concurrency, pool="nominal") for _ in range(concurrency)]
+    def nominal_workers(self, concurrency: int, cpu_count: int, options: PluginOptions) -> list[Beat]:
+        return [RqBeat(concurrency=concurrency, pool="nominal") for _ in range(concurrency)]
 
-    def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: Health) -> Capacity:
-        workers = self.workers_seen(health)
-        if not workers:
-            raise StackError("no RQ worker is seen by the service (GET /health): start one")
+    def model(self, workload: str, jobs: int, cpu_count: int, workers: list[Beat], health: Health) -> Capacity:
         # Each worker process beats on its own and runs one job at a time; a pool's size caps its live
         # workers (a crashed worker's last beat lingers for a few seconds beside its replacement's).
-        live = Counter(w.pool for w in workers)
-        size = {w.pool: w.concurrency for w in workers}
+        beats = as_beats(RqBeat, workers)
+        live = Counter(w.pool for w in beats)
+        size = {w.pool: w.concurrency for w in beats}
         total = sum(min(count, size[pool] or count) for pool, count in live.items())
         if workload == "cpu":
             return cpu_bound(total, cpu_count, "work horses")
@@ -58,7 +61,7 @@ class RQImplementation(Implementation):
             return Capacity(concurrency=total, reason=reason)
         return Capacity(concurrency=total, reason=f"{total} worker processes, one job each at a time")
 
-    def settings(self, concurrency: int) -> dict[str, str]:
+    def settings(self, concurrency: int, options: PluginOptions, api: ApiOptions) -> dict[str, str]:
         return {
             "pool": f"rq worker-pool -n {concurrency}: {concurrency} worker processes, one job at a time each",
             "worker class": "rq.Worker, RQ's default and what its docs recommend in production: forks a work horse "
@@ -77,7 +80,7 @@ class RQImplementation(Implementation):
             "logging": "INFO (4 lines per job, and 2 per maintenance pass)",
         }
 
-    def how_it_runs(self, workload: str) -> str:
+    def how_it_runs(self, workload: str, options: PluginOptions) -> str:
         if workload in ("async_sleep", "blocking_async"):
             return "asyncio.run per job in a forked work horse"
         return "sync def in a forked work horse (one fork per job)"

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from taskbench.capacity import Capacity
-from taskbench.errors import StackError
-from taskbench.health import Health
+from taskbench.health import Beat, Health, as_beats
 from taskbench.implementations.base import ASYNC_WORKLOADS, Delivery, Implementation, python_module
+from taskbench.results import ApiOptions, PluginOptions
+
+
+class SaqBeat(Beat):
+    sync_threads: int | None = None  # the thread pool sync jobs run in
+
 
 MECHANISM = (
     "the job's id stays in SAQ's active list; a worker's sweep (every 1 s here) finds it once it is older than "
@@ -24,6 +29,7 @@ class SaqImplementation(Implementation):
     title = "SAQ"
     packages = ("saq[redis]>=0.24",)
     queue_package = "saq"
+    beat_model = SaqBeat
     deliveries = (
         Delivery(
             "default",
@@ -42,15 +48,12 @@ class SaqImplementation(Implementation):
     )
     faults = ("api-crash", "api-deploy", "worker-crash", "redis-restart")  # --workers 1: no child process to kill
 
-    def worker_argv(self, concurrency: int) -> list[str]:
+    def worker_argv(self, concurrency: int, options: PluginOptions) -> list[str]:
         # `concurrency` comes from TASKBENCH_CONCURRENCY (worker_settings): SAQ's CLI has no flag for it.
         return python_module("saq", "taskbench_service.implementations.saq.worker_settings", "--workers", "1")
 
-    def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: Health) -> Capacity:
-        workers = self.workers_seen(health)
+    def model(self, workload: str, jobs: int, cpu_count: int, workers: list[Beat], health: Health) -> Capacity:
         total = sum(w.concurrency for w in workers)
-        if total == 0:
-            raise StackError("no SAQ worker is seen by the service (GET /health): start one")
         processes = len(workers)
         if workload == "blocking_async":
             return Capacity(
@@ -64,14 +67,14 @@ class SaqImplementation(Implementation):
             )
         if workload in ASYNC_WORKLOADS or workload == "noop":
             return Capacity(concurrency=total, reason=f"concurrency {total}: coroutines on one event loop")
-        threads = [w.sync_threads or _default_sync_threads(cpu_count) for w in workers]
+        threads = [w.sync_threads or _default_sync_threads(cpu_count) for w in as_beats(SaqBeat, workers)]
         running = sum(min(w.concurrency, t) for w, t in zip(workers, threads, strict=True))
         return Capacity(
             concurrency=running,
             reason=f"concurrency {total}, sync def on the worker's thread pool of {max(threads)} threads",
         )
 
-    def settings(self, concurrency: int) -> dict[str, str]:
+    def settings(self, concurrency: int, options: PluginOptions, api: ApiOptions) -> dict[str, str]:
         return {
             "worker": "one process (`--workers 1`), asyncio event loop; SAQ's `--workers N` forks N unsupervised "
             "copies (a dead one is not replaced)",
@@ -96,7 +99,7 @@ class SaqImplementation(Implementation):
         """The job's timeout, a 1 s sweep, then SAQ's fixed 5 s abort wait for each stuck job in turn."""
         return timeout_s + 1.0 + 5.0 * running + 5.0
 
-    def how_it_runs(self, workload: str) -> str:
+    def how_it_runs(self, workload: str, options: PluginOptions) -> str:
         if workload in ASYNC_WORKLOADS:
             return "async def on the worker's event loop"
         if workload == "noop":

@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 
 from taskbench.capacity import Capacity
-from taskbench.errors import StackError
-from taskbench.health import Beat, Health
+from taskbench.health import Beat, Count, Health, as_beats
 from taskbench.implementations.base import Delivery, Implementation, cpu_bound, python_module
+from taskbench.results import ApiOptions, PluginOptions
+
+
+class TaskiqBeat(Beat):
+    slots: Count = 0  # this process' --max-async-tasks
 
 
 def split(concurrency: int, cpu_count: int) -> tuple[int, int]:
@@ -22,6 +26,7 @@ class TaskiqImplementation(Implementation):
     title = "taskiq"
     packages = ("taskiq>=0.11", "taskiq-redis>=1.0")
     queue_package = "taskiq"
+    beat_model = TaskiqBeat
     deliveries = (
         Delivery(
             "default",
@@ -43,7 +48,7 @@ class TaskiqImplementation(Implementation):
         ),
     )
 
-    def worker_argv(self, concurrency: int) -> list[str]:
+    def worker_argv(self, concurrency: int, options: PluginOptions) -> list[str]:
         workers, slots = split(concurrency, os.cpu_count() or 1)
         return python_module(
             "taskiq", "worker", "taskbench_service.implementations.taskiq:worker_broker",
@@ -51,15 +56,12 @@ class TaskiqImplementation(Implementation):
             "--max-prefetch", "0", "--ack-type", "when_saved", "--log-level", "INFO",
         )  # fmt: skip
 
-    def nominal_workers(self, concurrency: int, cpu_count: int) -> list[Beat]:
+    def nominal_workers(self, concurrency: int, cpu_count: int, options: PluginOptions) -> list[Beat]:
         workers, slots = split(concurrency, cpu_count)
-        return [Beat(concurrency=concurrency, slots=slots) for _ in range(workers)]
+        return [TaskiqBeat(concurrency=concurrency, slots=slots) for _ in range(workers)]
 
-    def capacity(self, workload: str, jobs: int, concurrency: int, cpu_count: int, health: Health) -> Capacity:
-        workers = self.workers_seen(health)
-        total = sum(w.slots for w in workers)  # each process' --max-async-tasks
-        if total == 0:
-            raise StackError("no taskiq worker process is seen by the service (GET /health): start one")
+    def model(self, workload: str, jobs: int, cpu_count: int, workers: list[Beat], health: Health) -> Capacity:
+        total = sum(w.slots for w in as_beats(TaskiqBeat, workers))  # each process' --max-async-tasks
         processes = len(workers)
         if workload == "blocking_async":
             return Capacity(
@@ -71,7 +73,7 @@ class TaskiqImplementation(Implementation):
         unit = "threads" if workload in ("sleep", "memory") else "async slots"
         return Capacity(concurrency=total, reason=f"{total} {unit} over {processes} worker processes")
 
-    def settings(self, concurrency: int) -> dict[str, str]:
+    def settings(self, concurrency: int, options: PluginOptions, api: ApiOptions) -> dict[str, str]:
         workers, slots = split(concurrency, os.cpu_count() or 1)
         return {
             "worker processes": f"--workers {workers} (children of `taskiq worker`, one per core at most; restarted "
@@ -90,7 +92,7 @@ class TaskiqImplementation(Implementation):
             "job timeout": "none (taskiq's default)",
         }
 
-    def how_it_runs(self, workload: str) -> str:
+    def how_it_runs(self, workload: str, options: PluginOptions) -> str:
         if workload in ("async_sleep", "blocking_async", "noop"):
             return "async def on a taskiq worker process' event loop"
         return "sync def in a taskiq worker process' thread pool"

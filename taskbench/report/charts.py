@@ -25,6 +25,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from taskbench import implementations
 from taskbench.analysis import order
 from taskbench.analysis.models import AnalysedRun, ScenarioSummary
 from taskbench.report.content import ChartRef
@@ -442,7 +443,7 @@ def sweep_chart(run: AnalysedRun, workload: str, jobs: int) -> Figure:
             time_ax.axvline(r.smallest, color=colour, linestyle=":", linewidth=1)
     target = next((r.baseline_makespan_s for r in results if r.baseline_makespan_s), None)
     if target:
-        time_ax.axhline(target, color=palette.get("fastapi", FALLBACK), linestyle="--", linewidth=1,
+        time_ax.axhline(target, color=palette.get(implementations.BASELINE, FALLBACK), linestyle="--", linewidth=1,
                         label=f"{run.title('fastapi')} ({target:.1f} s)")  # fmt: skip
     for ax, title, ylabel in ((time_ax, "Time to drain the burst", "makespan (s)"),
                               (memory_ax, "Peak memory of the job process", "PSS (MB)")):  # fmt: skip

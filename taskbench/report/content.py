@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from taskbench import implementations
 from taskbench.analysis.models import AnalysedRun, Failure, ImplementationInfo, ProcessResources, ScenarioSummary
 from taskbench.analysis.verdict import BASELINE
 from taskbench.report.fmt import mb, ms, percent, ratio, seconds, yes_no
@@ -239,15 +240,17 @@ def api_processes_table(summaries: Sequence[ScenarioSummary]) -> Table:
 
 
 def topology_text(settings: RunSettings) -> str:
-    """The processes' layout and settings (--api-workers, --pool, --prefetch, --max-tasks-per-child)."""
-    w = settings.worker
-    api = f"{w.api_workers} uvicorn worker processes (--workers {w.api_workers})" if w.api_workers > 1 else "1 process"
-    graceful = "no limit (uvicorn's default)" if w.graceful_timeout_s is None else f"{w.graceful_timeout_s:g} s"
-    children = w.max_tasks_per_child if w.max_tasks_per_child is not None else "never"
-    return (
-        f"Topology: API {api} (--api-workers), graceful shutdown {graceful} (--graceful-timeout); "
-        f"Celery worker --pool {w.pool}, --prefetch {w.prefetch}, "
-        f"--max-tasks-per-child {children}"
+    """The processes' layout (--api-workers, --graceful-timeout) and each implementation's own options."""
+    a = settings.api
+    api = f"{a.api_workers} uvicorn worker processes (--workers {a.api_workers})" if a.api_workers > 1 else "1 process"
+    graceful = "no limit (uvicorn's default)" if a.graceful_timeout_s is None else f"{a.graceful_timeout_s:g} s"
+    own = [
+        f"{implementations.title(name)} {implementations.get(name).option_flags(settings.options_of(name))}"
+        for name in dict.fromkeys(implementations.plugin_name(label) for label in settings.implementations)
+        if implementations.known(name) and implementations.get(name).Options.model_fields
+    ]
+    return f"Topology: API {api} each (--api-workers), graceful shutdown {graceful} (--graceful-timeout)" + (
+        "; " + "; ".join(own) if own else ""
     )
 
 

@@ -1,4 +1,10 @@
-"""`/celery/*`: jobs published to a Celery worker over Redis or RabbitMQ (`--broker amqp`), records in Redis.
+"""Celery: `/celery/*` publishes jobs to a Celery worker over Redis or RabbitMQ (`--broker amqp`), records in
+Redis. One module for both sides of Celery: the app (configured as the spec shows, delivery settings explicit
+so the report can state them), the task and the worker's start-up hooks, and the API's implementation.
+
+The worker: `celery -A taskbench_service.implementations.celery:celery_app worker` (the spec's `celery -A
+app.celery_app worker` from taskbench's repository is the same app). Abandoned (unacknowledged) jobs are
+restored by kombu's own sweep, every `unacked_restore_interval` (kombu ≥ 5.7).
 
 Publishing (`apply_async`) is a blocking socket call of ~0.5 ms; it runs on a small executor of its
 own so it neither stalls the event loop nor competes for Starlette's threadpool. So does counting the
@@ -8,20 +14,152 @@ queue on RabbitMQ (a passive `queue.declare`, which answers with the number of m
 from __future__ import annotations
 
 import contextlib
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 from amqp.exceptions import AMQPError, NotFound
+from celery import Celery
 from celery import _state as celery_state
+from celery.signals import celeryd_after_setup, worker_init, worker_ready, worker_shutdown
+from celery.worker import state as worker_state
 from fastapi import BackgroundTasks
 from kombu.exceptions import KombuError
 
-from taskbench_service.celery_app import ACKS_LATE, AMQP, REJECT_ON_WORKER_LOST, celery_app
+from taskbench_service import workloads
+from taskbench_service.execution import execute_sync
+from taskbench_service.heartbeat import Heartbeat
 from taskbench_service.implementations.base import BrokerUnavailable, QueueImplementation
-from taskbench_service.jobs import JobRecord
+from taskbench_service.jobs import JobCall, JobRecord, WorkerRecords
 from taskbench_service.settings import settings
-from taskbench_service.tasks import run_job
 from taskbench_wire.urls import redacted
+
+# --- the app ----------------------------------------------------------------------------------------------
+
+# Delivery variants by name (TASKBENCH_DELIVERY): what the worker-crash faults switch.
+DELIVERIES = {
+    "default": (False, False),
+    "acks_late": (True, False),
+    "acks_late+reject_on_worker_lost": (True, True),
+}
+ACKS_LATE, REJECT_ON_WORKER_LOST = DELIVERIES.get(settings.delivery, DELIVERIES["default"])
+
+celery_app = Celery("taskbench", broker=settings.broker_url, backend=settings.result_backend, include=[__name__])
+
+AMQP = settings.broker == "amqp"
+
+# Redis: redelivery waits for the visibility timeout; it must be the same in both places (Celery docs).
+_redis_options: dict[str, float] = {"visibility_timeout": settings.redelivery_timeout_s}
+if settings.restore_interval_s is not None:
+    # kombu ≥ 5.7 restores unacked messages every interval × throttle seconds (100 s by default); older
+    # kombu ignores these and app.tasks sweeps on its own (see restore_unacked there).
+    _redis_options |= {"unacked_restore_interval": settings.restore_interval_s, "unacked_restore_throttle": 1}
+# RabbitMQ: no visibility timeout (a dead consumer's unacknowledged messages are requeued when its connection
+# drops); publisher confirms, without which a publish to a broker at its memory or disk alarm is dropped
+# silently (Celery docs, broker_transport_options; celery#5410).
+_broker_options: dict[str, float | bool] = {"confirm_publish": True} if AMQP else dict(_redis_options)
+
+celery_app.conf.update(
+    task_serializer="json",
+    accept_content=["json"],
+    result_serializer="json",
+    timezone="UTC",
+    enable_utc=True,
+    task_track_started=True,
+    worker_prefetch_multiplier=1,  # Process one task at a time
+    task_acks_late=ACKS_LATE,
+    task_reject_on_worker_lost=REJECT_ON_WORKER_LOST,
+    broker_transport_options=_broker_options,
+    result_backend_transport_options=_redis_options,  # results are in Redis on either broker
+    result_expires=3600,
+    broker_connection_retry_on_startup=True,
+    # RabbitMQ requeues a late-acknowledged job as soon as the worker's connection drops: running it on would
+    # run it twice. Celery 6's default, recommended since 5.1 (its warning CANCEL_TASKS_BY_DEFAULT); on Redis
+    # nothing is requeued on a dropped connection, so the worker keeps running it.
+    worker_cancel_long_running_tasks_on_connection_loss=AMQP,
+    worker_hijack_root_logger=False,
+)
+
+
+# --- the task and the worker's start-up -------------------------------------------------------------
+
+
+@cache
+def _records() -> WorkerRecords:
+    return WorkerRecords(settings.redis_url, settings.redis_timeout_s)
+
+
+@celery_app.task(name="taskbench.run_job")
+def run_job(
+    job_id: str, kind: str, duration: float, memory_mb: int = 0, job: int = 0, args: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    call = JobCall(
+        job_id=job_id, implementation="celery", kind=kind, duration=duration, memory_mb=memory_mb, job=job,
+        args=args or {},
+    )  # fmt: skip
+    error = execute_sync(call, _records(), lambda: workloads.run_sync(call))
+    if error is not None:
+        raise error
+    return {"job_id": job_id}
+
+
+# --- worker start-up, heartbeat and the unacked sweep ----------------------------------------------
+
+_worker: dict[str, Any] = {}
+_heartbeat: Heartbeat | None = None
+
+
+def _describe() -> dict[str, Any]:
+    return {
+        **_worker,
+        "active": len(worker_state.active_requests),
+        "reserved": len(worker_state.reserved_requests),
+        "broker": settings.broker,
+        "acks_late": ACKS_LATE,
+        "reject_on_worker_lost": REJECT_ON_WORKER_LOST,
+        "visibility_timeout": None if AMQP else settings.redelivery_timeout_s,
+        "restore_interval": None if AMQP else settings.restore_interval_s,
+    }
+
+
+@worker_init.connect
+def _calibrate(**_: Any) -> None:
+    workloads.calibrate()  # in the main process, before the pool forks: every child inherits it
+
+
+POOL_NAMES = {"prefork": "prefork", "thread": "threads", "gevent": "gevent", "solo": "solo", "eventlet": "eventlet"}
+
+
+def pool_name(pool_cls: Any) -> str:
+    """`celery.concurrency.thread.TaskPool` → "threads": the pool as `--pool` names it."""
+    module = str(getattr(pool_cls, "__module__", pool_cls)).rsplit(".", 1)[-1]
+    return POOL_NAMES.get(module, module)
+
+
+@celeryd_after_setup.connect
+def _remember_worker(sender: str, instance: Any, **_: Any) -> None:
+    _worker.update(
+        hostname=sender,
+        concurrency=instance.concurrency,
+        pool=pool_name(instance.pool_cls),
+        prefetch_multiplier=instance.prefetch_multiplier,
+        max_tasks_per_child=instance.max_tasks_per_child,
+    )
+
+
+@worker_ready.connect
+def _start_heartbeat(**_: Any) -> None:
+    global _heartbeat
+    _heartbeat = Heartbeat("celery", _worker.get("hostname", "celery"), _describe)
+    _heartbeat.start()
+
+
+@worker_shutdown.connect
+def _stop_heartbeat(**_: Any) -> None:
+    if _heartbeat is not None:
+        _heartbeat.stop()
+
+
+# --- the API side ---------------------------------------------------------------------------------------
 
 # A pooled connection may be stale after a Redis restart: retry briefly, always within the timeout.
 PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}

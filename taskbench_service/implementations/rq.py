@@ -6,8 +6,11 @@ path of `run_job`, with the JSON form of `JobCall` as its only argument.
 
 Worker side: `TaskbenchWorker` is RQ's `Worker` (fetch, fork a work horse, run the job in it, wait), plus
 taskbench's heartbeat and the timing settings from the environment, which `worker-pool` gives no way to
-pass. `taskbench_service.rq_worker` is the settings module (`-c`) that gives the pool its Redis URL and calibrates the
-CPU workload in the pool's main process, before it forks its workers.
+pass. This module is also the pool's settings module (`--config`): RQ's CLI reads its Redis URL and queues
+here (`REDIS_URL`, `QUEUES`), and imports it in the pool's main process before it forks its workers, the one
+start-up hook RQ runs there, so the CPU workload is calibrated then, once, on an idle process, and every worker
+and work horse inherits the figure (also the workers the pool starts again after a crash, while others may be
+busy). Nothing else runs at import: in the API process, calibration happens in its lifespan.
 
 What a crash does (rq 3.0 source): a running job is an entry in the queue's StartedJobRegistry whose score
 is its execution heartbeat (`BaseWorker.get_heartbeat_ttl`: min(job timeout, job_monitoring_interval) +
@@ -43,6 +46,12 @@ from taskbench_service.settings import MAX_DURATION_S, settings
 log = logging.getLogger(__name__)
 
 QUEUE = "taskbench"  # Redis key rq:queue:taskbench
+
+# RQ's settings (`rq worker-pool --config taskbench_service.implementations.rq`)
+REDIS_URL = settings.redis_url
+QUEUES = [QUEUE]
+if "worker-pool" in sys.argv:  # imported by RQ's CLI in the pool's main process, before it forks
+    workloads.calibrate()
 JOB_FUNCTION = "taskbench_service.implementations.rq.run_job"  # by path: the API never imports the job's code
 # RQ's default job timeout (180 s) would kill jobs the API accepts (up to MAX_DURATION_S); in RQ the
 # timeout kills a job that runs too long, it does not decide redelivery, so it only has to be longer.
@@ -181,7 +190,7 @@ class TaskbenchWorker(Worker):
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
         global _records
         super().bootstrap(*args, **kwargs)
-        workloads.calibrate()  # a no-op when the pool's main process did it (taskbench_service.rq_worker)
+        workloads.calibrate()  # a no-op when the pool's main process did it (see QUEUES above)
         _records = WorkerRecords(settings.redis_url, settings.redis_timeout_s)
         self._heartbeat = Heartbeat("rq", self.name, self._describe)
         self._heartbeat.start()
