@@ -537,6 +537,7 @@ def cmd_env(args: argparse.Namespace, console: Console) -> int:
             f"  {label:<16} {impl.queue_package} {queue:<10} fastapi {env.version('fastapi')}, redis "
             f"{env.version('redis')}; {len(env.packages)} packages, built {built} in {env.build_s:.1f} s",
             markup=False,
+            soft_wrap=True,
         )
     in_use = {env.path for env in envs.values()}
     others = [env for env in venvs.cached() if env.path not in in_use]
@@ -544,8 +545,7 @@ def cmd_env(args: argparse.Namespace, console: Console) -> int:
         console.print(f"also cached ({len(others)}; delete the folders to free the space):")
         for env in others:
             console.print(f"  {env.label:<16} {env.path}", markup=False)
-    total = sum(env.size_mb() for env in envs.values())
-    console.print(f"{total:.0f} MB on disk for these {len(envs)} (files hard-linked from uv's cache count in each)")
+    console.print(f"{venvs.disk_mb(list(envs.values())):.0f} MB on disk for these {len(envs)}, each file once")
     return 0
 
 

@@ -82,9 +82,19 @@ class Env:
     def version(self, package: str) -> str | None:
         return self.packages.get(_normalise(package))
 
-    def size_mb(self) -> float:
-        total = sum(f.stat().st_size for f in Path(self.path).rglob("*") if f.is_file() and not f.is_symlink())
-        return total / 2**20
+
+def disk_mb(envs: Sequence[Env]) -> float:
+    """What the environments take on disk, each file once (uv hard-links files from its cache)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for env in envs:
+        for root, _, files in os.walk(env.path):
+            for name in files:
+                info = os.lstat(os.path.join(root, name))
+                if (info.st_dev, info.st_ino) not in seen:
+                    seen.add((info.st_dev, info.st_ino))
+                    total += info.st_size
+    return total / 2**20
 
 
 def cache_dir() -> Path:

@@ -57,7 +57,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     config = StackConfig(
         workdir=tmp_path_factory.mktemp("amqp"),
         concurrency=2,
-        implementations=("celery", "dramatiq"),
+        implementations=("fastapi", "celery", "dramatiq"),
         broker="amqp",
         broker_url=_amqp_url_or_none(),
     )
@@ -89,6 +89,7 @@ def _in_rabbitmq(stack: Stack, queue: str) -> int:
 
 @pytest.mark.parametrize("name", list(QUEUES))
 def test_jobs_go_through_rabbitmq_and_complete(stack: Stack, http: httpx.Client, name: str) -> None:
+    stack.select(name)  # `/` and `/health` of its API
     health = http.get("/health").json()
     assert health["broker"]["kind"] == "amqp"
     assert http.get("/").json()["implementations"][name]["broker_kind"] == "amqp"
@@ -103,6 +104,7 @@ def test_jobs_go_through_rabbitmq_and_complete(stack: Stack, http: httpx.Client,
 
 @pytest.mark.parametrize("name", list(QUEUES))
 def test_queued_counts_and_purge_read_rabbitmq(stack: Stack, http: httpx.Client, name: str) -> None:
+    stack.select(name)
     worker = stack.workers[name]
     worker.kill()  # nobody consumes: the jobs wait in RabbitMQ
     try:
@@ -125,6 +127,7 @@ def test_a_killed_worker_s_jobs_are_redelivered_on_disconnect(
 ) -> None:
     """Under a visibility timeout (heartbeat timeout) of 60 s that Redis would wait for, RabbitMQ requeues the
     running jobs as soon as the worker's connection drops: they start again once the restarted worker is up."""
+    stack.select(name)
     impl = REGISTRY[name]
     assert impl.delivery(variant, "amqp").worker_crash == "redelivered"
     stack.apply(StackState(deliveries={name: variant}, redelivery_timeout_s=REDIS_VISIBILITY_S))
@@ -158,12 +161,13 @@ def test_a_killed_worker_s_jobs_are_redelivered_on_disconnect(
     assert all(s.status_code == 200 for s in [http.get(f"/{name}/status/{i}") for i in ids])
 
 
-def _api_with_unreachable_rabbitmq(stack: Stack, workdir: Path) -> tuple[Service, str]:
-    """A second API server on the stack's Redis whose RabbitMQ is a port nobody listens on; and its URL."""
+def _api_with_unreachable_rabbitmq(stack: Stack, workdir: Path, name: str) -> tuple[Service, str]:
+    """A second API server of `name` on the stack's Redis whose RabbitMQ is a port nobody listens on; its URL."""
     port, url = free_port(), f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F"
-    env = {**stack.env("celery"), "TASKBENCH_BROKER_URL": url, "CELERY_BROKER_URL": url}
-    argv = stack.command("celery", python_module("uvicorn", "taskbench_service.main:app", "--port", str(port)))
-    api = Service("api-2", argv, env, workdir / "api-2.log", lambda _: _answers(port), "a second API server")
+    env = {**stack.env(name), "TASKBENCH_BROKER_URL": url, "CELERY_BROKER_URL": url}
+    argv = stack.command(name, python_module("uvicorn", "taskbench_service.main:app", "--port", str(port)))
+    log = workdir / f"{name}-api-2.log"
+    api = Service(f"{name}-api-2", argv, env, log, lambda _: _answers(port), "a second API server")
     return api.start(), f"http://127.0.0.1:{port}"
 
 
@@ -174,31 +178,33 @@ def _answers(port: int) -> bool:
         return False
 
 
-def test_rabbitmq_down_is_a_503_with_a_message(stack: Stack, http: httpx.Client, tmp_path: Path) -> None:
+def test_rabbitmq_down_is_a_503_with_a_message(stack: Stack, tmp_path: Path) -> None:
     """Last in this module: it stops the private RabbitMQ, connections open (the stack's teardown stops the rest);
-    a RabbitMQ it did not start stays up, and a second API server is given one that is not there."""
-    api: Service | None = None
+    a RabbitMQ it did not start stays up, and second API servers are given one that is not there."""
+    apis: list[Service] = []
+    urls: dict[str, str] = {}
     if stack.rabbitmq is not None:
         for worker in stack.workers.values():  # not needed here, and quick to end now rather than retrying later
             worker.kill()
         stack.rabbitmq.stop()
+        urls = {name: stack.url_for(name) for name in QUEUES}
     else:
-        api, url = _api_with_unreachable_rabbitmq(stack, tmp_path)
-        http = httpx.Client(base_url=url, timeout=10)
-    try:
         for name in QUEUES:
+            api, urls[name] = _api_with_unreachable_rabbitmq(stack, tmp_path, name)
+            apis.append(api)
+    try:
+        for name, url in urls.items():
             started = time.monotonic()
-            answer = http.post(f"/{name}/job", json={"duration": 0.1})
+            answer = httpx.post(f"{url}/{name}/job", json={"duration": 0.1}, timeout=10)
             assert answer.status_code == 503, answer.text
             assert f"the {name} broker at amqp://" in answer.json()["detail"]
             assert time.monotonic() - started < 10
-        health = http.get("/health")
-        assert health.status_code == 503
-        assert {health.json()[name]["status"] for name in QUEUES} == {"broker unreachable"}
-        assert http.post("/fastapi/job", json={"duration": 0.1}).status_code == 202  # BackgroundTasks need no broker
+            health = httpx.get(f"{url}/health", timeout=10)
+            assert health.status_code == 503 and health.json()[name]["status"] == "broker unreachable"
+        fastapi = httpx.post(f"{stack.url_for('fastapi')}/fastapi/job", json={"duration": 0.1}, timeout=10)
+        assert fastapi.status_code == 202  # BackgroundTasks need no broker
     finally:
-        if api is not None:
-            http.close()
+        for api in apis:
             api.stop()
 
 

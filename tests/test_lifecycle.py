@@ -4,6 +4,7 @@ and an interrupted run keeps what it measured."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -35,7 +36,9 @@ def test_serve_starts_the_stack_and_sigterm_stops_all_of_it(tmp_path: Path) -> N
     )  # fmt: skip
     try:
         wait_for(lambda: "Ctrl-C stops everything" in log.read_text(), timeout_s=60, interval_s=0.2)
-        health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).json()  # ready once it printed
+        celery_api = re.search(r"celery: (http://127\.0\.0\.1:\d+)/celery/job", log.read_text())
+        assert celery_api, log.read_text()  # the first API (BackgroundTasks') on --port, Celery's on a free port
+        health = httpx.get(f"{celery_api.group(1)}/health", timeout=5).json()  # ready once it printed
         assert health["celery"]["workers"] and health["redis"]["status"] == "ok"
         children = _descendants(serve.pid)
         names = " ".join(" ".join(p.cmdline()) for p in children)
@@ -58,7 +61,9 @@ def test_ctrl_c_during_a_run_keeps_partial_results_and_stops_every_process(tmp_p
     )  # fmt: skip
     try:
         # the first scenario (4 × 30 s fastapi jobs) is under way once its jobs show in the ledger
-        ledger = wait_for(lambda: next(tmp_path.glob("*/stack/ledger.jsonl"), None), timeout_s=60, interval_s=0.2)
+        ledger = wait_for(
+            lambda: next(tmp_path.glob("*/stack/ledger/fastapi.jsonl"), None), timeout_s=60, interval_s=0.2
+        )
         wait_for(lambda: ledger.read_text().count('"start"') >= 4, timeout_s=30, interval_s=0.1)
         children = _descendants(run.pid)
         assert len(children) >= 3

@@ -31,7 +31,9 @@ def test_serve_with_flower_shows_the_celery_worker_and_stops_it_all(tmp_path: Pa
         assert found, log.read_text()
         flower = found.group(1)
         assert httpx.get(f"{flower}/healthcheck", timeout=5).status_code == 200
-        worker = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).json()["celery"]["workers"][0]
+        celery_api = re.search(r"celery: (http://127\.0\.0\.1:\d+)/celery/job", log.read_text())
+        assert celery_api, log.read_text()
+        worker = httpx.get(f"{celery_api.group(1)}/health", timeout=5).json()["celery"]["workers"][0]
 
         def flower_sees_the_worker() -> bool:
             answer = httpx.get(f"{flower}/api/workers", params={"refresh": "true"}, timeout=10)

@@ -83,8 +83,9 @@ def test_middleware_needs_a_stack_taskbench_started() -> None:
 
 @pytest.fixture(scope="module")
 def celery_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """Redis, the API and one Celery worker; each test restarts the worker with the options it measures."""
-    config = StackConfig(workdir=tmp_path_factory.mktemp("pools"), concurrency=2, implementations=("celery",))
+    """Redis, BackgroundTasks' API, Celery's API and worker; each test restarts the worker with the options it
+    measures."""
+    config = StackConfig(workdir=tmp_path_factory.mktemp("pools"), concurrency=2, implementations=("fastapi", "celery"))
     with Stack(config) as stack:
         yield stack
 
@@ -181,7 +182,8 @@ def test_worker_options_reach_the_command_line_and_the_report_settings() -> None
     )
     assert not [s for s in specs if s.fault == "worker-child-crash" and s.implementation == "celery"]  # no children
     # schema 2 kept the API's options and Celery's in one `worker`: read as `api` and `options["celery"]`
-    old = RunSettings.model_validate({**_settings().model_dump(), "worker": {"pool": "threads", "api_workers": 2}})
+    saved = _settings().model_dump(exclude={"api", "options"}) | {"worker": {"pool": "threads", "api_workers": 2}}
+    old = RunSettings.model_validate(saved)
     assert old.api.api_workers == 2 and old.options == {"celery": {"pool": "threads"}}
 
 
