@@ -18,6 +18,7 @@ from taskbench import implementations, venvs
 from taskbench.errors import UsageError
 from taskbench.rabbitmq_server import server_version
 from taskbench.results import PluginOptions
+from taskbench.sampler import memory_measure
 
 # The harness's own packages, recorded beside each environment's.
 HARNESS_PACKAGES = ("taskbench", "pycurl", "aiohttp", "httpx", "uv")
@@ -137,6 +138,7 @@ def describe(
             "cpu_count": os.cpu_count(),
             "memory_gb": psutil.virtual_memory().total / 2**30,
             "hostname": platform.node(),
+            "job_memory": memory_measure(),  # what the job process's memory is: pss, uss or rss (taskbench.sampler)
         },
     }
 

@@ -21,6 +21,8 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from functools import cache
+from typing import Literal
 
 import psutil
 
@@ -30,6 +32,18 @@ _MB = 1024 * 1024
 TREES = ("rabbitmq",)  # roles whose service is a script: the Erlang VM is its child
 CHILDREN_RESCAN_S = 1.0  # psutil's children() reads every process's /proc stat: ~1.7 ms on a quiet box
 SHARED_REMEASURE_S = 1.0  # how old a process's measured RSS − PSS may be
+
+
+MemoryMeasure = Literal["pss", "uss", "rss"]
+
+
+@cache
+def memory_measure() -> MemoryMeasure:
+    """What this platform reads of a process's own memory: PSS on Linux (`/proc/<pid>/smaps_rollup`), USS where
+    psutil has no PSS but USS (macOS, Windows: a forked pool's shared pages count in none of its processes), else
+    RSS. Recorded with every run (`environment.machine.job_memory`), and every report names it."""
+    fields = getattr(psutil.Process().memory_full_info(), "_fields", ())
+    return "pss" if "pss" in fields else "uss" if "uss" in fields else "rss"
 
 
 class Sampler:
@@ -123,8 +137,9 @@ class Sampler:
         now = time.monotonic()
         measured = self._shared.get(process.pid)
         if measured is None or now - measured[0] > SHARED_REMEASURE_S:
-            full = process.memory_full_info()
-            measured = self._shared[process.pid] = (now, max(full.rss - full.pss, 0) / _MB)
+            measure = memory_measure()
+            full = process.memory_full_info() if measure != "rss" else process.memory_info()
+            measured = self._shared[process.pid] = (now, max(full.rss - getattr(full, measure), 0) / _MB)
         return max(rss_mb - measured[1], 0.0)
 
     def _tree_pss_mb(self, members: list[psutil.Process], usage: list[tuple[float, float]]) -> float | None:

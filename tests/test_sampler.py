@@ -3,11 +3,13 @@ forked pool once."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 
 import psutil
+import pytest
 
 from taskbench.sampler import Sampler
 
@@ -94,3 +96,32 @@ def test_pss_counts_a_forked_pools_shared_pages_once_and_a_new_private_allocatio
     after = samples[-1].processes["pool-worker"]
     assert after.pss_mb is not None and after.pss_mb - shared.pss_mb > 50  # the child's 60 MB, private
     assert samples[-1].processes["harness"].pss_mb is None  # a role not asked for: RSS only, no smaps read
+
+
+def test_where_the_platform_has_no_pss_the_sampler_reads_uss_and_the_run_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """macOS and Windows: psutil's memory_full_info has USS and no PSS (it used to raise AttributeError here)."""
+    from collections import namedtuple
+
+    from taskbench import environment, sampler
+
+    pfullmem = namedtuple("pfullmem", "rss vms pfaults pageins uss")  # psutil's fields on macOS
+    real = psutil.Process.memory_full_info
+
+    def without_pss(self: psutil.Process) -> object:
+        full = real(self)
+        return pfullmem(full.rss, full.vms, 0, 0, full.uss)
+
+    monkeypatch.setattr(psutil.Process, "memory_full_info", without_pss)
+    sampler.memory_measure.cache_clear()
+    try:
+        assert sampler.memory_measure() == "uss"
+        assert environment.describe(None)["machine"]["job_memory"] == "uss"
+        watch = Sampler(lambda: {"me": os.getpid()}, interval_s=0.05, pss_roles=frozenset({"me"}))
+        watch.start()
+        time.sleep(0.3)
+        readings = [s.processes["me"] for s in watch.stop() if "me" in s.processes]
+        assert readings and all(r.pss_mb is not None and 0 < r.pss_mb <= r.rss_mb for r in readings)
+    finally:
+        sampler.memory_measure.cache_clear()

@@ -28,7 +28,7 @@ from matplotlib.ticker import MaxNLocator
 from taskbench import implementations
 from taskbench.analysis import order
 from taskbench.analysis.models import AnalysedRun, ScenarioSummary
-from taskbench.report.content import ChartRef
+from taskbench.report.content import ChartRef, job_memory
 from taskbench.report.names import chart_path
 from taskbench.report.palette import FALLBACK, colours
 from taskbench.results import ScenarioResult, Thresholds
@@ -378,7 +378,7 @@ def workload_chart(run: AnalysedRun, workload: str, summaries: list[ScenarioSumm
         ax.minorticks_off()
         ax.set_title(metric.title, fontsize=10)
         ax.set_xlabel("jobs submitted at once")
-        ax.set_ylabel(metric.ylabel)
+        ax.set_ylabel(metric.ylabel.replace("PSS", job_memory(run)))
         ax.grid(alpha=0.3)
     legend_ax = axes[-1]
     legend_ax.axis("off")
@@ -444,9 +444,9 @@ def sweep_chart(run: AnalysedRun, workload: str, jobs: int) -> Figure:
     target = next((r.baseline_makespan_s for r in results if r.baseline_makespan_s), None)
     if target:
         time_ax.axhline(target, color=palette.get(implementations.BASELINE, FALLBACK), linestyle="--", linewidth=1,
-                        label=f"{run.title('fastapi')} ({target:.1f} s)")  # fmt: skip
+                        label=f"{run.title(implementations.BASELINE)} ({target:.1f} s)")  # fmt: skip
     for ax, title, ylabel in ((time_ax, "Time to drain the burst", "makespan (s)"),
-                              (memory_ax, "Peak memory of the job process", "PSS (MB)")):  # fmt: skip
+                              (memory_ax, "Peak memory of the job process", f"{job_memory(run)} (MB)")):  # fmt: skip
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("--concurrency")
         ax.set_ylabel(ylabel)

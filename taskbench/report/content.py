@@ -503,7 +503,25 @@ def key_figures(summary: ScenarioSummary) -> Table:
 # --- texts ---------------------------------------------------------------------------------------------------
 
 
-def thresholds_text(settings: RunSettings) -> str:
+# What Peak Memory is, by what the platform could read (taskbench.sampler.memory_measure).
+MEMORY_DEFINITIONS = {
+    "PSS": "Peak Memory is its PSS (RSS in runs saved before taskbench read PSS): RSS with each page that several "
+    "processes share split among them, so a forked pool's shared code and data count once, as in the memory the "
+    "machine really gives it.",
+    "USS": "Peak Memory is its USS (this platform has no PSS): the pages no other process shares, so a forked "
+    "pool's shared code and data count in none of its processes: a lower bound of what it holds.",
+    "RSS": "Peak Memory is its RSS (this platform reads neither PSS nor USS): a page shared by a forked pool's "
+    "processes counts in each of them, so a pool's figure is too high.",
+}
+
+
+def job_memory(run: RunResult | ScenarioResult) -> str:
+    """PSS, USS or RSS: what the run read as the job process's memory (PSS for runs saved before it was said)."""
+    machine = run.environment.get("machine", {})
+    return str(machine.get("job_memory", "pss")).upper() if isinstance(machine, dict) else "PSS"
+
+
+def thresholds_text(settings: RunSettings, measure: str = "PSS") -> str:
     t = settings.thresholds
     return (
         f"Responsive: no probe unanswered within {t.probe_timeout_s} s and probe p99 ≤ {t.responsive_p99_s} s, "
@@ -511,7 +529,7 @@ def thresholds_text(settings: RunSettings) -> str:
         f"{settings.probe_interval_s * 1000:.0f} ms. Submission timeout: {t.submit_timeout_s} s "
         "from when the request has a connection (the wait for a free one counts as latency, not as timeout). "
         "Resource exhaustion: "
-        f"the process running the jobs over {t.memory_limit_mb:.0f} MB (PSS), or system memory over "
+        f"the process running the jobs over {t.memory_limit_mb:.0f} MB ({measure}), or system memory over "
         f"{t.system_memory_limit_percent:.0f} %. "
         f"Makespan far over ideal: more than {t.makespan_ratio_limit}× the ideal and {t.makespan_slack_s} s over "
         "it, where the ideal is ceil(N / concurrency) × duration, and no less than the submission span plus one "
@@ -524,10 +542,9 @@ def thresholds_text(settings: RunSettings) -> str:
         "limit's edge; the makespan slack keeps start-up and polling of very short jobs from reading as "
         '"far over". '
         "Peak CPU and Peak Memory are those of the process that ran the jobs, with its children for a worker. "
-        "Peak Memory is its PSS (RSS in runs saved before taskbench read PSS): RSS with each page that several "
-        "processes share split among them, so a forked pool's shared code and data count once, as in the "
-        "memory the machine really gives it; the resource tables show RSS, which counts them in every process. "
-        f"Process CPU is % of one core (200 % = two cores busy); system CPU is % of all cores."
+        + MEMORY_DEFINITIONS[measure]
+        + " The resource tables show RSS, which counts a page shared by several processes in every one of them. "
+        "Process CPU is % of one core (200 % = two cores busy); system CPU is % of all cores."
     )
 
 
@@ -646,7 +663,7 @@ def comparison(run: AnalysedRun, charts: Sequence[ChartRef] = ()) -> list[Block]
         Heading(f"When {run.title(BASELINE)} fail"),
         *when_baseline_fails(run),
         Heading("How to read this"),
-        Paragraph(thresholds_text(run.settings)),
+        Paragraph(thresholds_text(run.settings, job_memory(run))),
         Heading("Settings"),
         bullets(run_facts(run)),
         implementations_table(
@@ -716,5 +733,5 @@ def scenario(result: ScenarioResult, summary: ScenarioSummary, charts: Sequence[
         blocks += [Heading("Charts"), Figures(charts)]
     if s.settings:
         blocks += [Heading(f"Settings of {s.implementation}"), scenario_settings_table(s)]
-    blocks += [Heading("How to read this"), Paragraph(thresholds_text(result.settings))]
+    blocks += [Heading("How to read this"), Paragraph(thresholds_text(result.settings, job_memory(result)))]
     return blocks

@@ -216,7 +216,7 @@ def report(
         Heading(f"When {run.title(BASELINE)} fail"),
         *content.when_baseline_fails(run),
         Heading("How to read this"),
-        Paragraph(content.thresholds_text(run.settings)),
+        Paragraph(content.thresholds_text(run.settings, content.job_memory(run))),
         Heading("Scenarios"),
     ]
     toc = [
