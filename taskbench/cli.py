@@ -24,10 +24,9 @@ from taskbench.report.compare import compare
 from taskbench.results import ApiOptions, PluginOptions, RunSettings, SchemaError, Thresholds
 from taskbench.run import RunOptions, run
 from taskbench.stack import Stack, StackConfig, StackState
+from taskbench_wire.enums import MIDDLEWARES
 from taskbench_wire.urls import is_amqp
 
-# taskbench_service.middleware.MIDDLEWARES, named here: the harness never imports the service
-MIDDLEWARES = ("none", "base-http")
 MAX_JOBS = 100_000
 MAX_DURATION_S = 3600.0
 MAX_CONCURRENCY = 256

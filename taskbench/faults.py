@@ -26,9 +26,9 @@ import psutil
 from taskbench import implementations
 from taskbench.results import Event, PluginOptions, ScenarioSpec
 from taskbench.stack import Stack, StackState
+from taskbench_wire import enums
 
-FAULTS = ("api-crash", "api-deploy", "worker-crash", "worker-child-crash", "redis-restart")
-WORKER_FAULTS = ("worker-crash", "worker-child-crash")
+FAULTS, WORKER_FAULTS = enums.FAULTS, enums.WORKER_FAULTS
 REDIS_VARIANTS = ("none", "aof")
 # How long a worker is watched after its children die: Dramatiq's main process notices within 0.1–1.1 s
 # (it checks in 1 s steps) and exits; a worker that lives on replaces its children itself.

@@ -5,8 +5,9 @@ from __future__ import annotations
 from taskbench import capacity, faults, implementations
 from taskbench.health import Beat, Health, Section
 from taskbench.results import RunSettings, ScenarioSpec
+from taskbench_wire import enums
 
-WORKLOADS = ("sleep", "async_sleep", "blocking_async", "cpu", "memory", "noop")
+WORKLOADS = enums.BUILT_IN_WORKLOADS
 SPEC_JOBS = (10, 50, 100)
 NOOP_JOBS = (1000, 10000)  # short jobs: what the queue itself costs, in jobs per second
 QUICK_NOOP_JOBS = (1000,)

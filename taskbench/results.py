@@ -20,7 +20,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from taskbench.capacity import Capacity
+from taskbench.capacity import Capacity, ideal_makespan_s
+from taskbench_wire.enums import JobStatus
 
 SCHEMA_VERSION = 3
 SUPPORTED_SCHEMA_VERSIONS = frozenset({1, 2, 3})
@@ -195,7 +196,7 @@ class JobData(BaseModel):
     kind: str
     duration: float
     memory_mb: int = 0
-    status: str
+    status: JobStatus
     submitted_at: float
     started_at: float | None = None
     finished_at: float | None = None
@@ -345,7 +346,7 @@ def migrate_v1_scenario(data: dict[str, Any]) -> dict[str, Any]:
     data = {k: v for k, v in data.items() if k != "summary"}
     spec, capacity = data["spec"], data["capacity"]
     concurrency = max(int(capacity["concurrency"]), 1)
-    data["ideal_makespan_s"] = -(-int(spec["jobs"]) // concurrency) * float(spec["duration_s"])
+    data["ideal_makespan_s"] = ideal_makespan_s(int(spec["jobs"]), concurrency, float(spec["duration_s"]))
     old = data.get("delivery") or {}
     data["delivery"] = (
         {"name": old.get("name", "default"), "redelivery_timeout_s": old.get("visibility_timeout_s")} if old else None

@@ -25,13 +25,9 @@ from redis.retry import Retry
 from taskbench_service import settings as config
 from taskbench_service import user_job
 from taskbench_service.workloads import Kind
+from taskbench_wire.enums import JobStatus
 
-
-class Status(str, Enum):
-    queued = "queued"
-    running = "running"
-    completed = "completed"
-    failed = "failed"
+Status = JobStatus  # the service's name for it
 
 
 class JobRequest(BaseModel):

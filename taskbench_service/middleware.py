@@ -8,7 +8,9 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from starlette.requests import Request
 from starlette.responses import Response
 
-MIDDLEWARES = ("none", "base-http")
+from taskbench_wire.enums import Middleware
+
+MIDDLEWARES = tuple(m.value for m in Middleware)
 
 
 class PassThrough(BaseHTTPMiddleware):

@@ -6,20 +6,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Coroutine
-from enum import Enum
 from typing import Any, Protocol
 
 from taskbench_service import user_job
+from taskbench_wire.enums import Workload
 
-
-class Kind(str, Enum):
-    sleep = "sleep"  # blocking sleep in a sync function: the spec's job, standing for blocking I/O
-    async_sleep = "async_sleep"  # await asyncio.sleep: well-behaved async I/O
-    blocking_async = "blocking_async"  # time.sleep inside async def: the mistake that stalls the event loop
-    cpu = "cpu"  # pure-Python computation holding the GIL
-    memory = "memory"  # holds memory_mb for the duration
-    noop = "noop"  # returns at once, in the runner's own style (sync or async): what the queue itself costs
-    job = "job"  # the user's own function (taskbench_service.user_job), chosen by the harness when it started the stack
+Kind = Workload  # the service's name for it
 
 
 class Call(Protocol):

@@ -253,7 +253,7 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
     """Every figure of one scenario; `responsive` and `failures` are left for `failures.annotate`."""
     spec = result.spec
     subs, jobs = result.submissions, result.jobs
-    statuses = Counter(j.status for j in jobs)
+    statuses = Counter(j.status.value for j in jobs)
     sent_at = {s.job_id: s.sent_at for s in subs if s.job_id}
     accepted = sum(1 for s in subs if s.job_id)
     finished = [j.finished_at for j in jobs if j.finished_at]

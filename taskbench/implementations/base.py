@@ -22,9 +22,10 @@ from taskbench.capacity import Capacity
 from taskbench.errors import StackError
 from taskbench.health import Beat, Health
 from taskbench.results import ApiOptions, OptionValue, PluginOptions
+from taskbench_wire import enums
 
-ASYNC_WORKLOADS = ("async_sleep", "blocking_async")
-ALL_FAULTS = ("api-crash", "api-deploy", "worker-crash", "worker-child-crash", "redis-restart")
+ASYNC_WORKLOADS = enums.ASYNC_WORKLOADS
+ALL_FAULTS = enums.FAULTS
 # Where jobs wait (--broker): Redis for every queue, or RabbitMQ (AMQP) for the queues that speak it. Records,
 # the ledger and heartbeats stay in Redis either way.
 BROKERS = ("redis", "amqp")

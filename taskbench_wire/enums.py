@@ -1,0 +1,48 @@
+"""The names both sides use, defined once: the workloads a job can be, a job's status, the faults the harness
+injects and the middlewares the API can run behind. `str` enums, so they are their values in JSON and compare
+equal to them."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Workload(str, Enum):
+    sleep = "sleep"  # blocking sleep in a sync function: the spec's job, standing for blocking I/O
+    async_sleep = "async_sleep"  # await asyncio.sleep: well-behaved async I/O
+    blocking_async = "blocking_async"  # time.sleep inside async def: the mistake that stalls the event loop
+    cpu = "cpu"  # pure-Python computation holding the GIL
+    memory = "memory"  # holds memory_mb for the duration
+    noop = "noop"  # returns at once, in the runner's own style (sync or async): what the queue itself costs
+    job = "job"  # the user's own function (taskbench_service.user_job), chosen by the harness when it started the stack
+
+
+BUILT_IN_WORKLOADS = tuple(w.value for w in Workload if w is not Workload.job)  # what `--workloads` offers
+ASYNC_WORKLOADS = (Workload.async_sleep.value, Workload.blocking_async.value)
+
+
+class JobStatus(str, Enum):
+    queued = "queued"
+    running = "running"
+    completed = "completed"
+    failed = "failed"
+
+
+class Fault(str, Enum):
+    api_crash = "api-crash"  # SIGKILL the API server, start it again
+    api_deploy = "api-deploy"  # SIGTERM it as an orchestrator does (graceful shutdown), start it again
+    worker_crash = "worker-crash"  # SIGKILL the worker and every descendant, start it again
+    worker_child_crash = "worker-child-crash"  # SIGKILL only its child processes (as an OOM kill would)
+    redis_restart = "redis-restart"  # restart Redis, without and with AOF persistence
+
+
+FAULTS = tuple(f.value for f in Fault)
+WORKER_FAULTS = (Fault.worker_crash.value, Fault.worker_child_crash.value)
+
+
+class Middleware(str, Enum):
+    none = "none"
+    base_http = "base-http"  # a do-nothing BaseHTTPMiddleware in front of the app, as users add for logging or auth
+
+
+MIDDLEWARES = tuple(m.value for m in Middleware)
