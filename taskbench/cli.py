@@ -21,7 +21,7 @@ from taskbench.errors import StackError, UsageError
 from taskbench.implementations.base import BROKERS
 from taskbench.report import files, markdown
 from taskbench.report.compare import compare
-from taskbench.results import ApiOptions, PluginOptions, RunSettings, SchemaError, Thresholds
+from taskbench.results import ApiOptions, PluginOptions, RunSettings, Thresholds
 from taskbench.run import RunOptions, run
 from taskbench.stack import Stack, StackConfig, StackState
 from taskbench_wire.enums import MIDDLEWARES
@@ -568,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(stderr=False)
     try:
         return COMMANDS[args.command](args, console)
-    except (UsageError, SchemaError) as exc:
+    except UsageError as exc:  # and what derives from it: SchemaError, EnvironmentBuildError
         print(f"taskbench: {exc}", file=sys.stderr)
         return 2
     except StackError as exc:

@@ -102,15 +102,14 @@ def describe(
     versions: dict[str, str] = {name: _version(name) for name in HARNESS_PACKAGES}
     environments: dict[str, Any] = {}
     packages = {label: env.packages for label, env in (envs or {}).items()} | (served or {})
-    for label, installed in packages.items():
+    # the releases the index serves first, so that a pinned release (`celery@5.5.3`) is the one named apart
+    for label, installed in sorted(packages.items(), key=lambda item: implementations.release(item[0]) is not None):
         impl = implementations.get(label)
         names = [*SERVICE_PACKAGES, *(Requirement(p).name for p in impl.requirements({}))]
         for name in dict.fromkeys(canonicalize_name(n) for n in names):
             version = installed.get(name)
-            if version is None:
-                continue
-            same = implementations.release(label) is None and versions.get(name, version) == version
-            versions[name if same else f"{name} ({label})"] = version
+            if version is not None:
+                versions[name if versions.get(name, version) == version else f"{name} ({label})"] = version
         env = (envs or {}).get(label)
         environments[label] = {
             "python": platform.python_version(),

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from taskbench.capacity import Capacity, ideal_makespan_s
+from taskbench.errors import SchemaError
 from taskbench_wire.enums import JobStatus
 
 SCHEMA_VERSION = 3
@@ -324,10 +325,6 @@ class RunResult(BaseModel):
     environment: dict[str, Any]
     scenario_files: list[str]
     interrupted: bool = False
-
-
-class SchemaError(Exception):
-    pass
 
 
 def _check_version(data: dict[str, Any], path: Path) -> None:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from taskbench.errors import UsageError
+from taskbench.errors import EnvironmentBuildError
 
 # What the service itself needs in every environment; the queue's packages come from its plugin.
 SERVICE_PACKAGES = ("fastapi>=0.110", "uvicorn[standard]>=0.29", "redis>=5.0", "pydantic>=2.6", "psutil>=5.9")
@@ -39,10 +39,6 @@ MARKER = "taskbench-env.json"  # written last: an environment without it is inco
 LAYER_PTH = "zz_taskbench_layer.pth"  # processed after the environment's own .pth files
 BUILD_TIMEOUT_S = 600.0
 FORMAT = 1  # bump when the layout changes: every cached environment is built again
-
-
-class EnvironmentError_(UsageError):
-    """An environment could not be built (offline and not cached, or a resolver conflict): one line, exit 2."""
 
 
 @dataclass(frozen=True)
@@ -113,7 +109,7 @@ def uv_binary() -> str:
     except (ImportError, FileNotFoundError):
         found = shutil.which("uv")
     if found is None:
-        raise EnvironmentError_("uv is not installed: `pip install uv` (taskbench builds its environments with it)")
+        raise EnvironmentBuildError("uv is not installed: `pip install uv` (taskbench builds its environments with it)")
     return found
 
 
@@ -127,7 +123,13 @@ def ensure(request: EnvRequest, rebuild: bool = False, say: Callable[[str], None
         if env is not None and not rebuild and time.time() - env.built_at < MAX_AGE_DAYS * 86400:
             return env
         say(f"building the {request.label} environment in {path} …")
-        return _build(request, path)
+        try:
+            return _build(request, path)
+        except EnvironmentBuildError as exc:
+            if env is None or rebuild:
+                raise
+            say(f"kept the {request.label} environment of {time.ctime(env.built_at)}: {exc}")
+            return env  # offline, say: the cached one, stale, rather than none
 
 
 def load(path: Path) -> Env | None:
@@ -147,29 +149,35 @@ def cached() -> list[Env]:
 
 
 def _build(request: EnvRequest, path: Path) -> Env:
+    """Built beside the cached one and moved into its place once complete, so a failed build (offline, a
+    conflict) leaves the old one as it was."""
     started = time.monotonic()
-    shutil.rmtree(path, ignore_errors=True)
-    uv = uv_binary()
-    _uv(request.label, [uv, "venv", "--quiet", "--python", sys.executable, str(path)])
-    python = _python_of(path)
-    path.joinpath("requirements.txt").write_text("\n".join(request.requirements) + "\n")
-    install = [uv, "pip", "install", "--quiet", "--python", str(python), "-r", str(path / "requirements.txt")]
-    if request.constraints:
-        path.joinpath("constraints.txt").write_text("\n".join(request.constraints) + "\n")
-        install += ["-c", str(path / "constraints.txt")]
+    building = path.with_name(path.name + ".building")
+    shutil.rmtree(building, ignore_errors=True)
+    uv, what = uv_binary(), f"the {request.label} environment could not be built"
     try:
-        _uv(request.label, install)
-    except EnvironmentError_:
-        shutil.rmtree(path, ignore_errors=True)
+        _uv(what, [uv, "venv", "--quiet", "--python", sys.executable, str(building)])
+        building.joinpath("requirements.txt").write_text("\n".join(request.requirements) + "\n")
+        install = [uv, "pip", "install", "--quiet", "--python", str(_python_of(building))]
+        install += ["-r", str(building / "requirements.txt")]
+        if request.constraints:
+            building.joinpath("constraints.txt").write_text("\n".join(request.constraints) + "\n")
+            install += ["-c", str(building / "constraints.txt")]
+        _uv(what, install)
+        _layer(_python_of(building))
+        packages = freeze(_python_of(building))
+    except EnvironmentBuildError:
+        shutil.rmtree(building, ignore_errors=True)
         raise
-    _layer(python)
+    shutil.rmtree(path, ignore_errors=True)
+    building.rename(path)  # the environment runs its modules with `python -m`: no script needs its old path
     env = Env(
         label=request.label,
         path=str(path),
-        python=str(python),
+        python=str(_python_of(path)),
         requirements=request.requirements,
         constraints=request.constraints,
-        packages=freeze(python),
+        packages=packages,
         built_at=time.time(),
         build_s=time.monotonic() - started,
     )
@@ -216,9 +224,9 @@ def _uv(what: str, argv: Sequence[str], stdin: str | None = None) -> str:
             env={**os.environ, "UV_NO_PROGRESS": "1"},
         )  # fmt: skip
     except subprocess.TimeoutExpired as exc:
-        raise EnvironmentError_(f"{what}: uv took more than {BUILD_TIMEOUT_S:.0f} s") from exc
+        raise EnvironmentBuildError(f"{what}: uv took more than {BUILD_TIMEOUT_S:.0f} s") from exc
     if out.returncode != 0:
-        raise EnvironmentError_(f"{what}: {reason(out.stderr)}")
+        raise EnvironmentBuildError(f"{what}: {reason(out.stderr)}")
     return out.stdout
 
 

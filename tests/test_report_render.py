@@ -23,8 +23,9 @@ from matplotlib.figure import Figure
 
 from taskbench.analysis import analyse
 from taskbench.analysis.models import AnalysedRun
+from taskbench.errors import SchemaError
 from taskbench.report import charts, compare, files, html, markdown
-from taskbench.results import Event, Execution, JobData, ScenarioResult, SchemaError, Submission
+from taskbench.results import Event, Execution, JobData, ScenarioResult, Submission
 
 FIXTURE = Path(__file__).parent / "fixtures" / "small_run"
 TIMESTAMP = "20261125_061235"

@@ -4,6 +4,7 @@ package index serves today, one environment per implementation, other releases s
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -134,3 +135,23 @@ def test_requirements_pin_the_queue_of_a_release_label() -> None:
     assert "taskiq==0.12.1" in environment.requirements_for("taskiq@0.12.1", {})
     with pytest.raises(UsageError):
         environment.parse_with("celery>=5 ; python_version < '3'")
+
+
+def test_an_environment_that_cannot_be_built_is_one_line_and_a_stale_one_is_kept(tmp_path: Path) -> None:
+    """Offline (uv told so, with an empty cache of its own): no environment yet is a usage error naming it; one
+    built earlier but older than a week is kept, with a line saying so."""
+    offline = {**os.environ, "TASKBENCH_ENV_DIR": str(tmp_path / "envs"), "UV_OFFLINE": "1",
+               "UV_CACHE_DIR": str(tmp_path / "empty-cache")}  # fmt: skip
+    argv = [sys.executable, "-m", "taskbench.cli", "env", "--implementations", "arq"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=offline)
+    assert out.returncode == 2, out.stdout + out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "the arq environment could not be built" in lines[0], out.stderr
+    online = {k: v for k, v in offline.items() if k not in ("UV_OFFLINE", "UV_CACHE_DIR")}
+    assert subprocess.run(argv, capture_output=True, text=True, timeout=300, env=online).returncode == 0
+    (marker,) = (tmp_path / "envs").glob("arq-*/taskbench-env.json")
+    record = json.loads(marker.read_text())
+    marker.write_text(json.dumps(record | {"built_at": record["built_at"] - 30 * 86400}))
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=offline)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "kept the arq environment" in out.stdout and "arq " in out.stdout

@@ -13,11 +13,12 @@ from pathlib import Path
 
 from taskbench.analysis import analyse
 from taskbench.analysis.models import AnalysedRun
+from taskbench.errors import SchemaError
 from taskbench.report import charts, html, markdown
 from taskbench.report.content import ChartRef
 from taskbench.report.names import CHARTS_DIR, REPORT_HTML, comparison_stem, scenario_stem
 from taskbench.report.palette import FALLBACK, colours
-from taskbench.results import RunResult, ScenarioResult, SchemaError, load_run, load_scenario
+from taskbench.results import RunResult, ScenarioResult, load_run, load_scenario
 
 
 def write_scenario_data(folder: Path, timestamp: str, result: ScenarioResult) -> str:
