@@ -17,6 +17,7 @@ from rich.console import Console
 
 from taskbench import environment, faults, implementations, job_check, plan, rabbitmq_server, venvs
 from taskbench.analysis.models import AnalysedRun
+from taskbench.argtypes import bounded
 from taskbench.errors import StackError, UsageError
 from taskbench.implementations.base import BROKERS
 from taskbench.report import files, markdown
@@ -77,19 +78,6 @@ def _whole_numbers(what: str, high: int, example: str, once: bool = False) -> Ca
 
 _job_counts = _whole_numbers("job count", MAX_JOBS, "10,50,100")
 _concurrencies = _whole_numbers("concurrency", MAX_CONCURRENCY, "4,16,40", once=True)
-
-
-def _bounded(kind: type[float] | type[int], low: float, high: float) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{text} is out of range [{low:g}, {high:g}]")
-        return value
-
-    return parse
 
 
 def _implementations(text: str) -> list[str]:
@@ -160,13 +148,13 @@ def _worker_flags(parser: argparse.ArgumentParser, command: str) -> None:
     """The API's processes (every implementation's), then each implementation's own flags (Celery's pool)."""
     parser.add_argument(
         "--api-workers",
-        type=_bounded(int, 1, 64),
+        type=bounded(int, 1, 64),
         default=1,
         help="uvicorn --workers N: N API processes, each with its own thread pool and BackgroundTasks records",
     )
     parser.add_argument(
         "--graceful-timeout",
-        type=_bounded(int, 0, 3600),
+        type=bounded(int, 0, 3600),
         help="uvicorn --timeout-graceful-shutdown: seconds a SIGTERMed API waits for background tasks (default: "
         "uvicorn's, no limit)",
     )
@@ -197,9 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="start Redis, the API server and a Celery worker; Ctrl-C stops all")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=_bounded(int, 1, 65535), default=8000)
+    serve.add_argument("--port", type=bounded(int, 1, 65535), default=8000)
     serve.add_argument(
-        "--concurrency", type=_bounded(int, 1, MAX_CONCURRENCY), default=4, help="each queue's worker concurrency"
+        "--concurrency", type=bounded(int, 1, MAX_CONCURRENCY), default=4, help="each queue's worker concurrency"
     )
     serve.add_argument(
         "--implementations", type=_implementations, default=list(implementations.DEFAULT), help=IMPL_HELP
@@ -219,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--noop-jobs", type=_job_counts, help="job counts of the noop workload (default 1000,10000; --quick: 1000)"
     )
-    run.add_argument("--duration", type=_bounded(float, 0, MAX_DURATION_S), help="seconds per job (default 30)")
+    run.add_argument("--duration", type=bounded(float, 0, MAX_DURATION_S), help="seconds per job (default 30)")
     run.add_argument(
         "--concurrency",
         type=_concurrencies,
@@ -265,11 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--job-timeout",
-        type=_bounded(float, 0.01, 86_400),
+        type=bounded(float, 0.01, 86_400),
         help="seconds after which a --job run counts as failed (default: 10 × its trial call, 120 × its CPU time "
         "for a GIL shared by 40 threads, at least 5 s)",
     )
-    run.add_argument("--fault-jobs", type=_bounded(int, 1, 10_000), default=20, help="jobs in each fault scenario")
+    run.add_argument("--fault-jobs", type=bounded(int, 1, 10_000), default=20, help="jobs in each fault scenario")
     run.add_argument(
         "--middleware",
         type=_csv(MIDDLEWARES, all_word=None),
@@ -277,21 +265,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="none (default), base-http (a do-nothing BaseHTTPMiddleware), or none,base-http: each scenario under both",
     )
     _worker_flags(run, "run")
-    run.add_argument("--memory-mb", type=_bounded(int, 1, 2048), default=50, help="held by each `memory` job")
-    run.add_argument("--timeout", type=_bounded(float, 1, 86_400), help="deadline per scenario, seconds")
+    run.add_argument("--memory-mb", type=bounded(int, 1, 2048), default=50, help="held by each `memory` job")
+    run.add_argument("--timeout", type=bounded(float, 1, 86_400), help="deadline per scenario, seconds")
     run.add_argument("--output", type=Path, default=Path("benchmark_results"))
     run.add_argument("--url", help="measure an already-running service (the spec's manual flow)")
     run.add_argument("--redis-url", default=_env_redis_url(), help="use this Redis instead of a private one")
     _add_broker(run)
-    run.add_argument("--memory-limit-mb", type=_bounded(float, 1, 1e7), default=Thresholds().memory_limit_mb)
+    run.add_argument("--memory-limit-mb", type=bounded(float, 1, 1e7), default=Thresholds().memory_limit_mb)
     run.add_argument(
         "--responsive-p99",
-        type=_bounded(float, 0.001, 60),
+        type=bounded(float, 0.001, 60),
         help="probe p99 limit in seconds (default: half a job, within 0.25-0.5 s; --quick: 0.25)",
     )
     run.add_argument(
         "--repeat",
-        type=_bounded(int, 1, 20),
+        type=bounded(int, 1, 20),
         help=f"runs of every scenario, interleaved; figures are medians with their spread "
         f"(default {plan.SPEC_REPEAT}; --quick: {plan.QUICK_REPEAT})",
     )

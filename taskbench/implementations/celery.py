@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import argparse
 import uuid
-from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel
 
+from taskbench.argtypes import bounded
 from taskbench.capacity import Capacity
 from taskbench.errors import UsageError
 from taskbench.health import Beat, Health, Text, as_beats
@@ -48,19 +48,6 @@ class CeleryOptions(BaseModel):
 
 class CeleryBeat(Beat):
     pool: Text = None  # prefork, threads, gevent, solo: what its concurrency means
-
-
-def _bounded(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{text} is out of range [{low}, {high}]")
-        return value
-
-    return parse
 
 
 class CeleryImplementation(Implementation):
@@ -127,11 +114,11 @@ class CeleryImplementation(Implementation):
         if command == "env":
             return
         group.add_argument(
-            "--prefetch", type=_bounded(1, 1000), default=1, help="Celery's worker_prefetch_multiplier (default 1)"
+            "--prefetch", type=bounded(int, 1, 1000), default=1, help="Celery's worker_prefetch_multiplier (default 1)"
         )
         group.add_argument(
             "--max-tasks-per-child",
-            type=_bounded(1, 1_000_000),
+            type=bounded(int, 1, 1_000_000),
             help="Celery prefork: replace a child after this many jobs (default: never)",
         )
         if command == "serve":
