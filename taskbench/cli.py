@@ -468,6 +468,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     )
     folder, result = run(run_options, console)
     _print_answer(folder, result, console)
+    if result.stopped_by is not None:  # cut short by a signal: the shell's convention, 128 + its number
+        console.print(f"[yellow]interrupted[/]: partial results in {folder}")
+        return 128 + result.stopped_by
     return 0
 
 

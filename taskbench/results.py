@@ -325,6 +325,7 @@ class RunResult(BaseModel):
     environment: dict[str, Any]
     scenario_files: list[str]
     interrupted: bool = False
+    stopped_by: int | None = None  # the signal that cut the run short: 2 (Ctrl-C) or 15 (SIGTERM)
 
 
 def _check_version(data: dict[str, Any], path: Path) -> None:

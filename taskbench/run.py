@@ -160,17 +160,20 @@ async def _run_all(
         job_args=options.job_args,
     )
     loop = asyncio.get_running_loop()
+    results: list[ScenarioResult] = []
+    run_result = RunResult(timestamp=stamp, settings=settings, environment=env, scenario_files=[])
 
-    def interrupt() -> None:
+    def interrupt(signum: int) -> None:
         if ctx.stop.is_set():  # a second Ctrl-C: stop now
             raise KeyboardInterrupt
-        console.print("[yellow]Ctrl-C: finishing this scenario early and writing what was measured…[/]")
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        console.print(f"[yellow]{name}: finishing this scenario early and writing what was measured…[/]")
+        run_result.stopped_by = signum
         ctx.stop.set()
 
     with contextlib.suppress(NotImplementedError):
-        loop.add_signal_handler(signal.SIGINT, interrupt)
-    results: list[ScenarioResult] = []
-    run_result = RunResult(timestamp=stamp, settings=settings, environment=env, scenario_files=[])
+        for signum in (signal.SIGINT, signal.SIGTERM):  # SIGTERM (a CI's timeout, `kill`) as Ctrl-C
+            loop.add_signal_handler(signum, interrupt, signum)
     cpus = int(env["machine"]["cpu_count"] or 1)  # type: ignore[index]
     estimates = [plan.estimate_s(s, settings.concurrency, cpus, settings) for s in specs]
     columns = (
@@ -202,7 +205,8 @@ async def _run_all(
     finally:
         await client.aclose()
         with contextlib.suppress(NotImplementedError):
-            loop.remove_signal_handler(signal.SIGINT)
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
     run_result.interrupted = ctx.stop.is_set()
     analysed = analyse(run_result, results)
     files.write_run(folder, analysed, results)

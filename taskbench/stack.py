@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,7 +30,7 @@ import httpx
 import psutil
 import redis
 
-from taskbench import environment, implementations, rabbitmq_server, venvs
+from taskbench import environment, implementations, rabbitmq_server, venvs, watchdog
 from taskbench.errors import StackError
 from taskbench.health import Health
 from taskbench.implementations.base import PYTHON
@@ -98,6 +100,12 @@ class Stack:
         self.companion_urls: dict[str, str] = {}
         self.redis_url = config.redis_url or ""
         self._exit = contextlib.ExitStack()
+        self.id = uuid.uuid4().hex  # every process of the stack carries it (see taskbench.watchdog)
+        self._watchdog: subprocess.Popen[bytes] | None = None
+
+    def tag(self, env: Mapping[str, str]) -> dict[str, str]:
+        """`env` with this stack's id, which every process it starts (and their children) inherits."""
+        return {**env, watchdog.TAG: self.id}
 
     @property
     def url(self) -> str:
@@ -183,6 +191,7 @@ class Stack:
         self.stop()
 
     def start(self) -> None:
+        self._watchdog = watchdog.start(self.id)  # first: whatever happens next, nothing outlives the harness
         self.config.workdir.mkdir(parents=True, exist_ok=True)
         (self.config.workdir / "ledger").mkdir(exist_ok=True)
         missing = [label for label in self.config.implementations if label not in self.environments]
@@ -211,7 +220,12 @@ class Stack:
         gracefully: overlapped, not one after the other), then stop every service in reverse order."""
         for service in (*self.companions.values(), *self.apis.values(), *self.workers.values()):
             service.process.terminate()
-        self._exit.close()
+        try:
+            self._exit.close()
+        finally:
+            if self._watchdog is not None:  # nothing of the stack is left: it checks, and exits
+                self._watchdog.communicate(timeout=30)
+                self._watchdog = None
 
     def _own(self, service: Service) -> Service:
         """Start `service` and make the stack responsible for stopping it."""
@@ -234,7 +248,7 @@ class Stack:
             job_dir=str(self.config.job_dir or ""),
             middleware=self.state.middleware,
             implementations=[implementations.plugin_name(label)],
-        ).environ()
+        ).environ() | {watchdog.TAG: self.id}
 
     def python(self, label: str) -> str:
         return self.environments[label].python
@@ -256,7 +270,9 @@ class Stack:
         port = port or free_port()
         self.redis_url = f"redis://127.0.0.1:{port}/0"
         argv = redis_command(find_redis_server(), port, self.config.workdir, self.state.redis_persistent)
-        service = Service("redis", argv, {}, self._log("redis"), lambda _: self._redis_answers(), "redis-server")
+        service = Service(
+            "redis", argv, self.tag({}), self._log("redis"), lambda _: self._redis_answers(), "redis-server"
+        )
         self.redis = self._own(service)
 
     def restart_redis(self, persistent: bool) -> None:
@@ -297,7 +313,7 @@ class Stack:
         server, epmd = rabbitmq_server.find_rabbitmq_server(), rabbitmq_server.find_epmd()
         node = rabbitmq_server.RabbitNode.create(self.config.workdir / "rabbitmq")
         self.amqp_url = node.url
-        env = {**os.environ, **node.environ()}  # its scripts need PATH to find erl
+        env = self.tag({**os.environ, **node.environ()})  # its scripts need PATH to find erl
         argv, log = node.epmd_argv(epmd), self._log("epmd")
         self.epmd = self._own(Service("epmd", argv, env, log, lambda _: node.epmd_listens(), "epmd"))
         service = Service("rabbitmq", [server], env, self._log("rabbitmq"), self._amqp_answers, "rabbitmq-server")

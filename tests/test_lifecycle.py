@@ -4,6 +4,7 @@ and an interrupted run keeps what it measured."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -13,7 +14,9 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 
+from taskbench import watchdog
 from taskbench.redis_server import free_port
 from tests.conftest import wait_for
 
@@ -69,7 +72,7 @@ def test_ctrl_c_during_a_run_keeps_partial_results_and_stops_every_process(tmp_p
         assert len(children) >= 3
         started = time.monotonic()
         run.send_signal(signal.SIGINT)
-        assert run.wait(60) == 0, run.stdout.read() if run.stdout else ""
+        assert run.wait(60) == 130, run.stdout.read() if run.stdout else ""  # 128 + SIGINT, as shells report it
         assert time.monotonic() - started < 45  # the 30 s jobs were not waited for
         wait_for(lambda: _all_gone(children), timeout_s=20)
     finally:
@@ -81,3 +84,49 @@ def test_ctrl_c_during_a_run_keeps_partial_results_and_stops_every_process(tmp_p
     assert len(saved["scenario_files"]) == 1  # the celery scenario never started
     (scenario,) = [json.loads((comparison.parent / name).read_text()) for name in saved["scenario_files"]]
     assert scenario["interrupted"] is True and len(scenario["submissions"]) == 4 and scenario["probes"]
+
+
+def _amqp_flags() -> list[str]:
+    """`--broker amqp` where a rabbitmq-server can be had (CI installs one: there it must be)."""
+    from taskbench.errors import UsageError
+    from taskbench.rabbitmq_server import find_epmd, find_rabbitmq_server
+
+    try:
+        find_rabbitmq_server()
+        find_epmd()
+    except UsageError:
+        if os.environ.get("CI") == "true":
+            raise
+        return []
+    return ["--broker", "amqp"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_a_run_stopped_by_a_signal_leaves_no_process_of_its_stack(tmp_path: Path, sig: signal.Signals) -> None:
+    """Every implementation (and RabbitMQ): SIGTERM finishes like Ctrl-C (partial results, exit 143); after
+    SIGKILL, which the harness cannot catch, its watchdog clears the stack: nothing carrying its id is left."""
+    run = subprocess.Popen(
+        [sys.executable, "-m", "taskbench.cli", "run", "--implementations", "all", *_amqp_flags(), "--jobs", "6",
+         "--duration", "30", "--concurrency", "2", "--repeat", "1", "--output", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        pattern = "*/stack/ledger/fastapi.jsonl"
+        ledger = wait_for(lambda: next(tmp_path.glob(pattern), None), timeout_s=120, interval_s=0.2)
+        wait_for(lambda: ledger.read_text().count('"start"') >= 6, timeout_s=30, interval_s=0.1)
+        stack_id = next(p.environ()[watchdog.TAG] for p in _descendants(run.pid) if watchdog.TAG in p.environ())
+        assert len(watchdog.tagged(stack_id)) >= 14  # Redis, 7 APIs, 6 workers and their children (and RabbitMQ)
+        run.send_signal(sig)
+        code = run.wait(90)
+        wait_for(lambda: not watchdog.tagged(stack_id), timeout_s=30, interval_s=0.2)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    if sig == signal.SIGTERM:
+        assert code == 143, run.stdout.read() if run.stdout else ""
+        (comparison,) = tmp_path.glob("*/comparison_*.json")
+        saved = json.loads(comparison.read_text())
+        assert saved["interrupted"] is True and saved["stopped_by"] == signal.SIGTERM
+        assert [s["status"] for s in saved["summaries"]] == ["interrupted"]  # cut short: never "held"
+    else:
+        assert code == -signal.SIGKILL

@@ -162,6 +162,8 @@ def annotate(summary: ScenarioSummary, thresholds: Thresholds) -> ScenarioSummar
     probes = [p for p in summary.probes.values() if p.sent]
     responsive = all(is_responsive(p, thresholds) for p in probes) if probes else None
     failed, borderline, status = judge([checks(summary, thresholds)], thresholds.borderline_margin)
+    if summary.interrupted:  # its rules were not judged: it did not hold either
+        status = "interrupted"
     return summary.model_copy(
         update={"responsive": responsive, "failures": failed, "borderline": borderline, "status": status}
     )

@@ -134,7 +134,7 @@ class SystemResources(BaseModel):
     memory_used_peak_mb: float
 
 
-Status = Literal["held", "borderline", "failed"]
+Status = Literal["held", "borderline", "failed", "interrupted"]  # interrupted: cut by Ctrl-C or SIGTERM
 
 
 HARNESS_SHARE_LIMIT_PERCENT = 10.0  # of the whole machine: above it the harness competes with what it measures

@@ -60,6 +60,8 @@ def merge(runs: Sequence[ScenarioSummary], thresholds: Thresholds) -> ScenarioSu
     failed, borderline, status = failures.judge(
         [failures.checks(s, thresholds) for s in runs], thresholds.borderline_margin
     )
+    if any(s.interrupted for s in runs):  # a run cut short was not judged: the scenario did not hold either
+        status = "interrupted"
     responsive = [failures.annotate(s, thresholds).responsive for s in runs]
     return ScenarioSummary.model_validate(
         {

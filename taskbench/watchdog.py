@@ -1,0 +1,73 @@
+"""The stack's watchdog: a process of its own that outlives the harness and, once the harness is gone however
+it went (Ctrl-C, SIGTERM, a crash, SIGKILL), kills every process of the stack.
+
+Parent-death signals reach direct children only, and a killed harness runs no `finally`: RabbitMQ's Erlang VM,
+RQ's pool workers and Dramatiq's processes were left running (and polling a Redis port a later run could get).
+Every process the stack starts carries `TASKBENCH_STACK=<id>` in its environment, which its children inherit,
+whatever process group or session they move to; the watchdog reads the harness's end of a pipe, and at its
+end of file (the kernel closes it when the harness exits) kills every process that carries the id. After a
+clean stop nothing carries it any more, and the watchdog exits.
+
+    python -m taskbench.watchdog STACK_ID    (stdin: the pipe; started by taskbench.stack)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+
+import psutil
+
+TAG = "TASKBENCH_STACK"
+
+
+def tagged(stack_id: str) -> list[psutil.Process]:
+    """Every process whose environment carries this stack's id (the watchdog's own excepted)."""
+    found = []
+    for process in psutil.process_iter():
+        if process.pid == os.getpid():
+            continue
+        with contextlib.suppress(psutil.Error, OSError):
+            if process.environ().get(TAG) == stack_id:
+                found.append(process)
+    return found
+
+
+def kill_stack(stack_id: str) -> int:
+    """SIGKILL every process of the stack, until none is left (a dying pool may fork once more)."""
+    killed = 0
+    for _ in range(5):
+        victims = tagged(stack_id)
+        if not victims:
+            break
+        for victim in victims:
+            with contextlib.suppress(psutil.Error):
+                victim.kill()
+                killed += 1
+        psutil.wait_procs(victims, timeout=5)
+    return killed
+
+
+def start(stack_id: str) -> subprocess.Popen[bytes]:
+    """The watchdog of a stack, in a session of its own (a Ctrl-C to the terminal does not reach it); the
+    returned process's stdin is the pipe: close it, or exit, and the watchdog clears the stack."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "taskbench.watchdog", stack_id],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def main() -> None:
+    stack_id = sys.argv[1]
+    while sys.stdin.buffer.read(4096):  # nothing is written: this waits for the harness to go
+        pass
+    kill_stack(stack_id)
+
+
+if __name__ == "__main__":
+    main()
