@@ -3,12 +3,13 @@
 It gets its own node name, data and log directories, config file (no plugins, so no management port), Erlang
 cookie (HOME), loopback AMQP and distribution ports, and its own `epmd` on a free port started in the
 foreground (`-start_epmd false`), so it never meets a RabbitMQ or epmd already running and leaves no daemon
-behind. Readiness is an AMQP handshake with the default `guest` user, which RabbitMQ allows from loopback.
+behind. Readiness is an AMQP handshake as its one user, whose password is generated per stack (no `guest`).
 """
 
 from __future__ import annotations
 
 import math
+import secrets
 import shutil
 import socket
 import uuid
@@ -27,6 +28,7 @@ INSTALL_HINT = (
     "rabbitmq) or give --broker-url amqp://USER:PASSWORD@HOST:5672/VHOST"
 )
 EPMD_HINT = "--broker amqp found rabbitmq-server but no epmd (Erlang) on PATH: install erlang, or give --broker-url"
+USER = "taskbench"
 DEBIAN_WRAPPER = "rabbitmq-script-wrapper"  # switches to the `rabbitmq` user and /var/lib/rabbitmq
 
 
@@ -56,20 +58,28 @@ class RabbitNode:
     dist_port: int
     epmd_port: int
     name: str
+    password: str  # of its one user, USER: generated per stack, so no other local process gets in
 
     @classmethod
     def create(cls, home: Path) -> RabbitNode:
-        node = cls(home, free_port(), free_port(), free_port(), f"taskbench-{uuid.uuid4().hex[:8]}@localhost")
+        name = f"taskbench-{uuid.uuid4().hex[:8]}@localhost"
+        node = cls(home, free_port(), free_port(), free_port(), name, secrets.token_urlsafe(24))
         node.write_files()
         return node
 
     @property
     def url(self) -> str:
-        return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"  # vhost "/", spelled so kombu and pika agree
+        return f"amqp://{USER}:{self.password}@127.0.0.1:{self.port}/%2F"  # vhost "/", as kombu and pika agree
 
     def write_files(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        (self.home / "rabbitmq.conf").write_text(f"listeners.tcp.1 = 127.0.0.1:{self.port}\n")
+        config = self.home / "rabbitmq.conf"
+        config.touch(mode=0o600)
+        config.chmod(0o600)  # it holds the password
+        # One user of its own instead of `guest` (which a fresh node creates, and any local process knows).
+        config.write_text(
+            f"listeners.tcp.1 = 127.0.0.1:{self.port}\ndefault_user = {USER}\ndefault_pass = {self.password}\n"
+        )
         (self.home / "enabled_plugins").write_text("[].\n")
         (self.home / "rabbitmq-env.conf").write_text("")  # not the machine's /etc/rabbitmq/rabbitmq-env.conf
 
@@ -92,7 +102,11 @@ class RabbitNode:
             "RABBITMQ_PID_FILE": f"{home}/rabbitmq.pid",
             "RABBITMQ_LOG_BASE": f"{home}/log",
             "RABBITMQ_LOGS": "-",  # to standard output: the service's log file
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-start_epmd false",  # ours, below, not a detached daemon
+            # our epmd, not a detached daemon; Erlang distribution on loopback only (it listens on every address
+            # otherwise: RABBITMQ_NODE_IP_ADDRESS binds AMQP alone)
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-start_epmd false -kernel inet_dist_use_interface {127,0,0,1}",
+            # its CLI tools (rabbitmqctl, used by the node's own scripts) talk to it on loopback too
+            "RABBITMQ_CTL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
         }
 
     def epmd_argv(self, binary: str) -> list[str]:

@@ -34,10 +34,22 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def redis_command(binary: str, port: int, data_dir: Path, persistent: bool) -> list[str]:
-    """Loopback only, no password needed; persistence (AOF, fsync always) only when a fault asks for it."""
+def write_password_config(data_dir: Path, password: str) -> Path:
+    """A config file only its owner reads, holding the password: on the command line `ps` would show it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "redis.conf"
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(f"requirepass {password}\n")
+    return path
+
+
+def redis_command(binary: str, port: int, data_dir: Path, persistent: bool, config: Path | None = None) -> list[str]:
+    """Loopback only, with the password of `config` (write_password_config) when given; persistence (AOF, fsync
+    always) only when a fault asks for it."""
     return [
         binary,
+        *([str(config)] if config is not None else []),
         "--bind",
         "127.0.0.1",
         "--port",

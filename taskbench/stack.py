@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import subprocess
 import time
 import uuid
@@ -34,7 +35,7 @@ from taskbench import environment, implementations, rabbitmq_server, venvs, watc
 from taskbench.errors import StackError
 from taskbench.health import Health
 from taskbench.implementations.base import PYTHON
-from taskbench.redis_server import find_redis_server, free_port, redis_command
+from taskbench.redis_server import find_redis_server, free_port, redis_command, write_password_config
 from taskbench.results import ApiOptions, PluginOptions
 from taskbench.services import Service
 from taskbench_wire.env import ServiceEnv
@@ -101,6 +102,7 @@ class Stack:
         self.redis_url = config.redis_url or ""
         self._exit = contextlib.ExitStack()
         self.id = uuid.uuid4().hex  # every process of the stack carries it (see taskbench.watchdog)
+        self._redis_password = secrets.token_urlsafe(24)  # a private Redis answers no one without it
         self._watchdog: subprocess.Popen[bytes] | None = None
 
     def tag(self, env: Mapping[str, str]) -> dict[str, str]:
@@ -267,9 +269,11 @@ class Stack:
     # --- Redis -----------------------------------------------------------------------------------------
 
     def start_redis(self, port: int | None = None) -> None:
+        """A private Redis: loopback, a password of this stack's (in the URL every service gets, never printed)."""
         port = port or free_port()
-        self.redis_url = f"redis://127.0.0.1:{port}/0"
-        argv = redis_command(find_redis_server(), port, self.config.workdir, self.state.redis_persistent)
+        self.redis_url = f"redis://:{self._redis_password}@127.0.0.1:{port}/0"
+        config = write_password_config(self.config.workdir, self._redis_password)
+        argv = redis_command(find_redis_server(), port, self.config.workdir, self.state.redis_persistent, config)
         service = Service(
             "redis", argv, self.tag({}), self._log("redis"), lambda _: self._redis_answers(), "redis-server"
         )
@@ -280,7 +284,7 @@ class Stack:
         assert self.redis is not None, "only a private Redis can be restarted"
         self.redis.stop()
         self.state = replace(self.state, redis_persistent=persistent)
-        port = int(self.redis_url.rsplit(":", 1)[1].split("/")[0])
+        port = int(urlsplit(self.redis_url).port or 6379)
         self.start_redis(port)
         for worker in self.workers.values():  # workers reconnect on their own; wait until each is back
             if worker.alive():

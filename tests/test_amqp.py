@@ -13,18 +13,20 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
+import psutil
 import pytest
 import redis
 from kombu import Connection
 
-from taskbench import cli, faults
+from taskbench import cli, faults, watchdog
 from taskbench.errors import UsageError
 from taskbench.implementations import REGISTRY
 from taskbench.implementations.base import python_module
 from taskbench.ledger import LedgerTail
-from taskbench.rabbitmq_server import find_epmd, find_rabbitmq_server
+from taskbench.rabbitmq_server import amqp_problem, find_epmd, find_rabbitmq_server
 from taskbench.redis_server import free_port
 from taskbench.results import ApiOptions, Event, ScenarioSpec
 from taskbench.services import Service
@@ -176,6 +178,27 @@ def _answers(port: int) -> bool:
         return httpx.get(f"http://127.0.0.1:{port}/health/sync", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_every_port_of_the_stack_is_on_loopback_and_refuses_a_client_without_its_credentials(stack: Stack) -> None:
+    """Every process of the stack (Redis, RabbitMQ with its Erlang distribution and epmd, the APIs, the workers)
+    listens on loopback only; the private Redis and RabbitMQ answer only with the stack's own credentials."""
+    listening = [
+        connection
+        for process in watchdog.tagged(stack.id)
+        for connection in process.net_connections(kind="inet")
+        if connection.status == psutil.CONN_LISTEN
+    ]
+    assert len(listening) >= 4  # Redis, 3 APIs (and RabbitMQ's AMQP, distribution and epmd ports)
+    assert {c.laddr.ip for c in listening} <= {"127.0.0.1", "::1"}, listening
+    redis_port = urlsplit(stack.redis_url).port or 6379
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(port=redis_port, socket_connect_timeout=2).ping()
+    assert redis.Redis.from_url(stack.redis_url).ping()
+    if stack.rabbitmq is not None:
+        port = urlsplit(stack.amqp_url).port
+        assert amqp_problem(f"amqp://guest:guest@127.0.0.1:{port}/%2F", timeout_s=3) is not None
+        assert amqp_problem(stack.amqp_url, timeout_s=3) is None
 
 
 def test_rabbitmq_down_is_a_503_with_a_message(stack: Stack, tmp_path: Path) -> None:
