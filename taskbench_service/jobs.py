@@ -6,6 +6,7 @@ loses them). Every queue's live in Redis beside its queue, so any API process an
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -33,7 +34,7 @@ Status = JobStatus  # the service's name for it
 class JobRequest(BaseModel):
     """The optional body of `POST /{impl}/job`; no body at all is the spec's 30 s sleep."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # JSON has no NaN: a finite number or a 422
 
     duration: float = Field(config.DEFAULT_DURATION_S, ge=0, le=config.MAX_DURATION_S, description="seconds")
     kind: Kind = Kind.sleep
@@ -50,6 +51,10 @@ class JobRequest(BaseModel):
             )
         if self.kind is not Kind.job and (self.args or self.job):
             raise ValueError("`job` and `args` go with kind 'job' only")
+        try:
+            json.dumps(self.args, allow_nan=False)  # what the brokers carry
+        except ValueError:
+            raise ValueError("`args` must be JSON: no NaN or Infinity") from None
         return self
 
 

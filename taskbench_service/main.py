@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import re
 import time
@@ -16,6 +17,8 @@ import anyio.to_thread
 import redis
 import redis.asyncio as aredis
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from taskbench_service import implementations, metrics, workloads
@@ -56,6 +59,23 @@ if settings.middleware == "base-http":
     app.add_middleware(PassThrough)  # the outermost, as a logging or auth middleware usually is
 for _impl in IMPLEMENTATIONS:
     app.include_router(job_router(_impl))
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and ±Infinity as text: JSON has neither, and an answer that holds one cannot be sent."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+@app.exception_handler(RequestValidationError)
+async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's own 422, safe for a body that held NaN or Infinity (its handler answered 500 for those)."""
+    return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, status_code=422)
 
 
 @app.exception_handler(redis.RedisError)

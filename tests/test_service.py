@@ -106,6 +106,22 @@ def test_invalid_job_is_422_naming_the_field(
     assert any(field in error["loc"] for error in response.json()["detail"])
 
 
+@pytest.mark.parametrize("implementation", ["fastapi", "celery"])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b'{"duration": NaN}', "duration"),
+        (b'{"duration": Infinity}', "duration"),
+        (b'{"duration": -Infinity}', "duration"),
+        (b'{"kind": "job", "args": {"x": NaN}}', "args"),
+    ],
+)
+def test_non_finite_numbers_are_422_not_500(http: httpx.Client, implementation: str, body: bytes, field: str) -> None:
+    response = http.post(f"/{implementation}/job", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert field in response.text
+
+
 def test_oversized_body_is_413_with_or_without_content_length(http: httpx.Client) -> None:
     response = http.post("/fastapi/job", content=b'{"duration": 1, "pad": "' + b"x" * 100_000 + b'"}')
     assert response.status_code == 413
