@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
+from urllib.parse import urlsplit
 
-from kombu.utils.url import maybe_sanitize_url as _redact  # hides a password in a URL
 from packaging.version import InvalidVersion, Version
 from rich.console import Console
 
@@ -23,10 +23,11 @@ from taskbench.implementations.base import BROKERS
 from taskbench.report import files, markdown
 from taskbench.report.compare import compare
 from taskbench.results import ApiOptions, PluginOptions, RunSettings, Thresholds
-from taskbench.run import RunOptions, run
+from taskbench.run import RunOptions, claim_folder, run
 from taskbench.stack import Stack, StackConfig, StackState
 from taskbench_wire.enums import MIDDLEWARES
 from taskbench_wire.urls import is_amqp
+from taskbench_wire.urls import redacted as _redact
 
 MAX_JOBS = 100_000
 MAX_DURATION_S = 3600.0
@@ -192,7 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--implementations", type=_implementations, default=list(implementations.DEFAULT), help=IMPL_HELP
     )
-    serve.add_argument("--redis-url", default=_env_redis_url(), help="use this Redis instead of a private one")
+    serve.add_argument(
+        "--redis-url", type=_redis_url, default=_env_redis_url(), help="use this Redis instead of a private one"
+    )
     serve.add_argument("--workdir", type=Path, default=Path(".taskbench"), help="logs and the private Redis' files")
     _add_broker(serve)
     serve.add_argument(
@@ -269,7 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=bounded(float, 1, 86_400), help="deadline per scenario, seconds")
     run.add_argument("--output", type=Path, default=Path("benchmark_results"))
     run.add_argument("--url", help="measure an already-running service (the spec's manual flow)")
-    run.add_argument("--redis-url", default=_env_redis_url(), help="use this Redis instead of a private one")
+    run.add_argument(
+        "--redis-url", type=_redis_url, default=_env_redis_url(), help="use this Redis instead of a private one"
+    )
     _add_broker(run)
     run.add_argument("--memory-limit-mb", type=bounded(float, 1, 1e7), default=Thresholds().memory_limit_mb)
     run.add_argument(
@@ -303,6 +308,13 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("run_b", type=Path)
     compare.add_argument("--output", type=Path, help="where to write the comparison (default: beside RUN_B)")
     return parser
+
+
+def _redis_url(text: str) -> str:
+    """--redis-url: a URL redis-py can use, checked before anything starts."""
+    if urlsplit(text).scheme not in ("redis", "rediss", "unix") or "://" not in text:
+        raise argparse.ArgumentTypeError(f"{_redact(text)!r} is not a Redis URL: give redis://[:PASSWORD@]HOST:PORT/DB")
+    return text
 
 
 def _env_redis_url() -> str | None:
@@ -359,7 +371,7 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
         envs = environment.prepare(
             args.implementations, args.with_packages, options, rebuild=args.rebuild_envs, say=console.print
         )
-    workdir = args.workdir / f"serve-{time.strftime('%Y%m%d_%H%M%S')}"
+    workdir = claim_folder(args.workdir, f"serve-{time.strftime('%Y%m%d_%H%M%S')}", "--workdir")
     config = StackConfig(
         workdir=workdir,
         host=args.host,

@@ -29,7 +29,7 @@ from taskbench import environment, plan, venvs
 from taskbench.analysis import analyse
 from taskbench.analysis.models import AnalysedRun
 from taskbench.client import ServiceClient
-from taskbench.errors import StackError
+from taskbench.errors import StackError, UsageError
 from taskbench.job_check import JobArgs
 from taskbench.report import files
 from taskbench.results import RunResult, RunSettings, ScenarioResult, ScenarioSpec
@@ -54,10 +54,41 @@ def timestamp() -> str:
     return time.strftime("%Y%m%d_%H%M%S")
 
 
+def claim_folder(parent: Path, name: str, flag: str) -> Path:
+    """A folder of this run's own, created here and never shared: two runs started in the same second get
+    `name` and `name-2`. One that cannot be created is a usage error naming the flag."""
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1, 100):
+            folder = parent / (name if attempt == 1 else f"{name}-{attempt}")
+            try:
+                folder.mkdir()
+                return folder
+            except FileExistsError:
+                continue
+    except OSError as exc:
+        raise UsageError(
+            f"{flag} {parent}: cannot create a folder there ({exc.strerror}); pass one you can write to"
+        ) from exc
+    raise UsageError(f"{flag} {parent}: 99 runs started in the same second already have folders there")
+
+
+def _drop_if_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        folder.rmdir()  # only when nothing was written: a failed start's logs stay
+
+
 def run(options: RunOptions, console: Console) -> tuple[Path, AnalysedRun]:
     """Run every scenario; return the run's folder and its results."""
     stamp = timestamp()
-    folder = options.output / stamp
+    folder = claim_folder(options.output, stamp, "--output")
+    try:
+        return _run(options, console, stamp, folder)
+    finally:
+        _drop_if_empty(folder)
+
+
+def _run(options: RunOptions, console: Console, stamp: str, folder: Path) -> tuple[Path, AnalysedRun]:
     specs = plan.scenarios(options.settings, options.fault_jobs)
     console.print(f"[bold]taskbench[/]: {len(specs)} scenarios → {folder}")
     _print_plan(console, specs, options.settings)

@@ -137,6 +137,9 @@ def test_spec_entry_point_measures_a_stack_started_by_hand(tmp_path: Path) -> No
         (["run", "--url", "http://127.0.0.1:9", "--faults", "all"], "--faults needs"),
         (["report", "/nonexistent-run"], "no comparison_"),
         (["serve", "--port", "70000"], "out of range"),
+        (["run", "--redis-url", "notaurl"], "is not a Redis URL"),
+        (["run", "--output", "/proc/taskbench-nope", "--jobs", "1"], "--output /proc/taskbench-nope: cannot create"),
+        (["serve", "--workdir", "/proc/taskbench-nope"], "--workdir /proc/taskbench-nope: cannot create"),
     ],
 )
 def test_cli_mistake_is_one_line_and_exit_2(args: list[str], message: str) -> None:
@@ -144,3 +147,10 @@ def test_cli_mistake_is_one_line_and_exit_2(args: list[str], message: str) -> No
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], out.stderr
+
+
+def test_runs_started_in_the_same_second_never_share_a_folder(tmp_path: Path) -> None:
+    from taskbench.run import claim_folder
+
+    first, second = (claim_folder(tmp_path, "20261204_120000", "--output") for _ in range(2))
+    assert first != second and first.is_dir() and second.is_dir() and second.name == "20261204_120000-2"
