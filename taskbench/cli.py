@@ -499,7 +499,7 @@ def _check_jobs(args: argparse.Namespace) -> list[job_check.UserJob]:
     checked = []
     for index, (path, (args_json, args_from)) in enumerate(zip(paths, pairs, strict=True)):
         arguments, source = job_check.job_args(args_json, args_from)
-        checked.append(job_check.check(path, index, arguments, source))
+        checked.append(job_check.check(path, index, arguments, source, args.job_timeout))
     return checked
 
 

@@ -1,19 +1,18 @@
-"""`--job`: the user's own function, checked once in the harness's own process before anything starts.
+"""`--job`: the user's own function, checked once before anything starts.
 
-Import it (timed) from the working directory, as the user's app would; build the arguments of job 0 (from
-`--job-args` or `--job-args-from`); check that every argument list is JSON (the brokers carry JSON); call it
-with the first arguments (timed, wall clock and CPU; up to three calls, jobs 0-2) to learn whether it is sync or
-async, what it returns and how long it takes.
+Build the arguments of jobs 0-2 (from `--job-args` or `--job-args-from`); check that every argument list is
+JSON (the brokers carry JSON); in a process of its own (taskbench.job_trial), with a time limit, import it
+(timed) from the working directory, as the user's app would, and call it with the first arguments (timed, wall
+clock and CPU; up to three calls) to learn whether it is sync or async, what it returns and how long it takes.
 Any of these failing is one line naming the cause and the fix (exit 2).
 """
 
 from __future__ import annotations
 
-import asyncio
 import importlib
-import inspect
 import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -35,10 +34,15 @@ class UserJob:
     args: JobArgs  # the keyword arguments of job number i
 
 
-def _import(path: str, what: str) -> tuple[Callable[..., Any], float]:
+def _check_path(path: str, what: str) -> None:
     module_name, sep, attribute = path.partition(":")
     if not sep or not module_name or not attribute.isidentifier():
         raise UsageError(f"{what} {path!r}: write it as package.module:function")
+
+
+def _import(path: str, what: str) -> tuple[Callable[..., Any], float]:
+    _check_path(path, what)
+    module_name, _, attribute = path.partition(":")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # the user's working directory, as `python -m` and uvicorn see it
     started = time.perf_counter()
@@ -93,36 +97,46 @@ def job_args(args_json: str | None, args_from: str | None) -> tuple[JobArgs, str
 
 TRIAL_CALLS = 3  # job 0, 1, 2: arguments differ (a factory may make every third image larger) …
 TRIAL_BUDGET_S = 2.0  # … but no more calls once this much time has gone into them
+TRIAL_TIMEOUT_S = 120.0  # without --job-timeout: how long the trial calls may take in all before it is a hang
 
 
-def _call(target: Callable[..., Any], kwargs: dict[str, Any], is_async: bool, path: str) -> Any:
+def _trial(path: str, kwargs: list[dict[str, Any]], timeout_s: float) -> dict[str, Any]:
+    """The trial calls in a process of their own (taskbench.job_trial), within `timeout_s`."""
+    request = json.dumps({"path": path, "kwargs": kwargs, "budget_s": TRIAL_BUDGET_S})
+    argv = [sys.executable, "-m", "taskbench.job_trial"]
+    # the import path the harness has, the working directory first, as `python -m` and uvicorn see it
+    path_entries = [os.getcwd(), *(entry for entry in sys.path if entry)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(path_entries))}
     try:
-        return asyncio.run(target(**kwargs)) if is_async else target(**kwargs)
-    except Exception as exc:
+        done = subprocess.run(argv, input=request, capture_output=True, text=True, timeout=timeout_s, env=env)
+    except subprocess.TimeoutExpired:
         raise UsageError(
-            f"--job {path}: the trial call with {json.dumps(kwargs)} raised {type(exc).__name__}: {exc}; "
-            "fix the job or its arguments (--job-args / --job-args-from)"
-        ) from exc
+            f"--job {path}: the trial call did not return within {timeout_s:g} s (--job-timeout); is it stuck?"
+        ) from None
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        how = f"signal {-done.returncode}" if done.returncode < 0 else f"exit code {done.returncode}"
+        raise UsageError(f"--job {path}: the trial call ended its process ({how}); a job must return, not exit")
+    answer: dict[str, Any] = json.loads(lines[-1])
+    if "error" in answer:
+        raise UsageError(
+            f"--job {path}: {answer['error']}; fix the job or its arguments (--job-args / --job-args-from)"
+        )
+    return answer
 
 
-def check(path: str, index: int, args: JobArgs, args_source: str) -> UserJob:
+def check(path: str, index: int, args: JobArgs, args_source: str, timeout_s: float | None = None) -> UserJob:
     """The job's profile from up to TRIAL_CALLS calls with the first arguments: the mean of their wall clock
-    and CPU time is the duration the capacity model's ideal makespan uses."""
-    target, import_s = _import(path, "--job")
-    is_async = inspect.iscoroutinefunction(target)
-    cpu_before, started = time.process_time(), time.perf_counter()
-    result = _call(target, args(0), is_async, path)
-    calls = 1
-    while calls < TRIAL_CALLS and time.perf_counter() - started < TRIAL_BUDGET_S:
-        _call(target, args(calls), is_async, path)
-        calls += 1
-    duration_s = (time.perf_counter() - started) / calls
-    cpu_s = (time.process_time() - cpu_before) / calls
+    and CPU time is the duration the capacity model's ideal makespan uses. The harness never imports it."""
+    _check_path(path, "--job")
+    answer = _trial(path, [args(i) for i in range(TRIAL_CALLS)], timeout_s or TRIAL_TIMEOUT_S)
+    duration_s, cpu_s, is_async = float(answer["duration_s"]), float(answer["cpu_s"]), bool(answer["is_async"])
     cpu_bound = duration_s > 0 and cpu_s / duration_s >= CPU_BOUND_SHARE
     behaves_like = "cpu" if cpu_bound and not is_async else ("async_sleep" if is_async else "sleep")
     profile = JobProfile(
-        path=path, index=index, is_async=is_async, import_s=import_s, duration_s=duration_s, cpu_s=cpu_s,
-        return_type=type(result).__name__, behaves_like=behaves_like, args=args_source, trial_calls=calls,
+        path=path, index=index, is_async=is_async, import_s=float(answer["import_s"]), duration_s=duration_s,
+        cpu_s=cpu_s, return_type=str(answer["return_type"]), behaves_like=behaves_like, args=args_source,
+        trial_calls=int(answer["calls"]),
     )  # fmt: skip
     return UserJob(profile=profile, args=args)
 

@@ -45,6 +45,18 @@ def hangs_after_first(n, out=""):
 
 def not_json_args(i):
     return {"n": i, "when": object()}
+
+def hangs(n=0, out=""):
+    time.sleep(3600)
+
+def exits(n=0, out=""):
+    raise SystemExit(3)
+
+def exits_at_once(n=0, out=""):
+    os._exit(5)
+
+def kills_itself(n=0, out=""):
+    os.kill(os.getpid(), 9)
 """
 JOBS = ("record", "record_async", "odd_fails", "hangs_after_first")
 
@@ -132,7 +144,7 @@ def test_the_api_runs_only_the_functions_the_stack_was_started_with(stack: Stack
 
 
 def test_the_trial_call_profiles_the_job(user_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.syspath_prepend(str(user_dir))
+    monkeypatch.syspath_prepend(str(user_dir))  # the trial's process gets the harness's import path
     arguments, source = job_check.job_args(json.dumps([{"n": 0, "out": str(tmp_path / "x")}]), None)
     sync = job_check.check(f"{MODULE}:record", 0, arguments, source).profile
     assert not sync.is_async and sync.duration_s >= 0.05 and sync.return_type == "int"
@@ -158,6 +170,11 @@ def test_the_trial_call_profiles_the_job(user_dir: Path, monkeypatch: pytest.Mon
         (["--job", f"{MODULE}:record", "--job-args", "[1, 2]"], "must be a JSON object"),
         (["--job", f"{MODULE}:record", "--job-args-from", f"{MODULE}:not_json_args"], "not JSON-serialisable"),
         (["--job-args", "{}"], "go with --job"),
+        # the trial call runs in a process of its own, within --job-timeout: the harness outlives any of these
+        (["--job", f"{MODULE}:hangs", "--job-timeout", "2"], "did not return within 2 s"),
+        (["--job", f"{MODULE}:exits"], "ended its process (exit code 3)"),
+        (["--job", f"{MODULE}:exits_at_once"], "ended its process (exit code 5)"),
+        (["--job", f"{MODULE}:kills_itself"], "ended its process (signal 9)"),
         # arguments pair with --job in command-line order, whichever of the two flags gives them
         (
             [
