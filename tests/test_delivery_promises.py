@@ -93,6 +93,9 @@ def test_a_crash_does_what_the_implementation_promises(
     lost = [j for j in accepted if done[j] == 0]
     if outcome == "lost":
         assert set(running) <= set(lost), (running, lost)
+    elif outcome == "either":  # lost or redelivered by timing: never run more than once more, the rest once
+        assert all(starts[j] <= 2 for j in running) and all(done[j] <= 1 for j in accepted), (starts, done)
+        assert all(done[j] == 1 for j in accepted if j not in running), (running, done)
     elif outcome == "redelivered":
         assert not lost, f"lost {lost}; events {result.events}"
         assert all(starts[j] >= 2 for j in running), (running, starts)

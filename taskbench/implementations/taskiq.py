@@ -42,9 +42,9 @@ class TaskiqImplementation(Implementation):
             "idle_timeout, set to the redelivery timeout), but taskiq-redis 1.2 claims only after an XREADGROUP that "
             "returned new messages (taskiq_redis.redis_broker:RedisStreamBroker.listen, `if not fetched: continue`; "
             "1.0 claimed after every read). A crash after the last job of a burst leaves its jobs pending and never "
-            "run again until another job arrives",
-            worker_crash="lost",
-            child_crash="lost",
+            "run again until another job arrives after the idle timeout: lost, or redelivered, by timing",
+            worker_crash="either",
+            child_crash="either",
         ),
     )
 
