@@ -77,6 +77,13 @@ class ManagedProcess:
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
 
+    def ended_how(self) -> str:
+        """ "signal 9", "exit code 1": how the process ended (or "running")."""
+        code = self.popen.poll() if self.popen is not None else None
+        if code is None:
+            return "running"
+        return f"signal {-code}" if code < 0 else f"exit code {code}"
+
     def _signal_group(self, sig: signal.Signals) -> None:
         if self.popen is None:
             return

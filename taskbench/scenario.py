@@ -88,8 +88,11 @@ async def _wait_until_done(
     progress: Progress,
     watch: Watch,
 ) -> bool:
-    """Poll job counts until nothing is queued or running; True if the deadline passed first."""
+    """Poll job counts until nothing is queued or running, or a process of the implementation died outside a
+    fault (nothing more will finish); True if the deadline passed first."""
     while time.time() < deadline and not ctx.stop.is_set():
+        if ctx.stack is not None and not spec.fault and ctx.stack.dead_parts(spec.implementation):
+            return False
         try:
             if watch.accepted_ids is not None:
                 if await _finished_in_ledger(ctx, spec, events, progress, watch, watch.accepted_ids):
@@ -203,10 +206,18 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
         timed_out = await _wait_until_done(ctx, spec, accepted, started_at + deadline_s, events, progress, watch)
         if timed_out:
             events.append(Event(t=time.time(), name="deadline", detail=f"{deadline_s:.1f} s passed"))
+        # A process of the implementation that died outside a fault (a job's os._exit, the OOM killer) is a
+        # finding of this scenario; the stack starts it again before the next one (Stack.apply).
+        for part in stack.dead_parts(spec.implementation) if stack is not None else []:
+            events.append(Event(t=time.time(), name="died", detail=part))
         if split_records:  # no one process holds every record: rebuild them all from the ledger
             jobs = records.rebuild(spec, submissions, watch.read())
         else:
-            jobs = await ctx.client.jobs(spec.implementation)
+            try:
+                jobs = await ctx.client.jobs(spec.implementation)
+            except httpx.HTTPError as exc:  # its API is gone, and the records in its memory or Redis with it
+                events.append(Event(t=time.time(), name="records_lost", detail=str(exc)))
+                jobs = []
     finally:
         probes = prober.stop()
         samples = sampler.stop()

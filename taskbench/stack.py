@@ -360,6 +360,12 @@ class Stack:
         self.workers[label] = service
         return service
 
+    def dead_parts(self, label: str) -> list[str]:
+        """The processes of `label` (its API, its worker) that are not running, and how each ended: a scenario
+        states them as a finding, and `apply` starts them again before the next one."""
+        parts = [self.apis.get(label), self.workers.get(label)]
+        return [f"{part.what} exited ({part.process.ended_how()})" for part in parts if part and not part.alive()]
+
     def options_of(self, label: str) -> PluginOptions:
         return self.config.options.get(implementations.plugin_name(label), {})
 

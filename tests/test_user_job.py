@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,6 +59,14 @@ def exits_at_once(n=0, out=""):
 
 def kills_itself(n=0, out=""):
     os.kill(os.getpid(), 9)
+
+def exits_on_3(n=0):
+    time.sleep(0.2)
+    if n == 3:
+        os._exit(1)
+
+def numbered(i):
+    return {"n": i}
 """
 JOBS = ("record", "record_async", "odd_fails", "hangs_after_first")
 
@@ -214,3 +224,24 @@ def test_a_job_that_cannot_run_is_one_line_and_exit_2_before_anything_starts(
     err = capsys.readouterr().err
     assert says in err and err.count("\n") == 1, err
     assert not (user_dir / "results").exists()
+
+
+def test_a_process_that_dies_mid_scenario_is_a_finding_and_the_run_goes_on(user_dir: Path, tmp_path: Path) -> None:
+    """Job 3 ends the process that runs it (os._exit): BackgroundTasks' API, a Celery pool child. Each scenario
+    states it, the stack starts the API again for the next one, and the run ends with its reports."""
+    out = subprocess.run(
+        [sys.executable, "-m", "taskbench.cli", "run", "--job", f"{MODULE}:exits_on_3", "--job-args-from",
+         f"{MODULE}:numbered", "--jobs", "6,8", "--implementations", "fastapi,celery", "--concurrency", "2",
+         "--repeat", "1", "--output", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, cwd=user_dir,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr
+    (comparison,) = tmp_path.glob("*/comparison_*.json")
+    summaries = {(s["implementation"], s["jobs"]): s for s in json.loads(comparison.read_text())["summaries"]}
+    for jobs in (6, 8):
+        fastapi = summaries[("fastapi", jobs)]
+        assert fastapi["status"] == "failed" and fastapi["died"], fastapi["died"]
+        assert "exit code 1" in fastapi["died"][0]
+        assert any(f["rule"] == "a process died" for f in fastapi["failures"])
+        assert fastapi["submission"]["count"] >= 4  # the API answered again: the stack restarted it
+        assert not summaries[("celery", jobs)]["died"]  # a pool child is the worker's to replace

@@ -105,6 +105,8 @@ def checks(summary: ScenarioSummary, thresholds: Thresholds) -> list[Check]:
         )
     )
     found.append(Check(rule="jobs failed", fired=bool(done.failed), evidence=f"{done.failed} jobs ended with an error"))
+    if summary.died:
+        found.append(Check(rule="a process died", fired=True, evidence="; ".join(summary.died)))
     if summary.fault:
         found.append(
             Check(

@@ -184,6 +184,7 @@ class ScenarioSummary(BaseModel):
     concurrency: int | None = None  # the workers' --concurrency when the run swept it
     middleware: str = "none"  # the API's middleware during the scenario ("base-http": BaseHTTPMiddleware)
     interrupted: bool = False
+    died: list[str] = Field(default_factory=list)  # processes of the implementation that died outside a fault
     how_it_runs: str = ""  # how this workload runs in this implementation ("" when not in the registry)
     settings: dict[str, str] = Field(default_factory=dict)  # the implementation's timing-relevant settings
     submission: SubmissionSummary

@@ -285,6 +285,7 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
         variant=spec.variant,
         middleware=spec.middleware,
         interrupted=result.interrupted,
+        died=[e.detail for e in result.events if e.name == "died"],
         how_it_runs=implementation.how_it_runs(spec.model_workload, options) if implementation else "",
         settings=implementation.settings_on(
             spec.concurrency or result.settings.concurrency, result.settings.broker, options, result.settings.api
