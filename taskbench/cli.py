@@ -410,16 +410,38 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
         for name, log in stack.logs().items():
             console.print(f"log        {name}: {log}")
         console.print("Ctrl-C stops everything.")
-        while True:
-            time.sleep(0.5)
-            for service in stack.services():
-                if not service.alive():
-                    raise StackError(f"{service.what} exited; see {service.log_path}:\n{service.log_tail()}")
+        supervise(stack, console)
     except KeyboardInterrupt:
         console.print("stopping…")
         return 0
     finally:
         stack.stop()
+
+
+SERVE_RESTARTS = 5  # how many times `serve` starts one service again before it gives up
+
+
+def supervise(stack: Stack, console: Console) -> NoReturn:
+    """Start again whatever exits, up to SERVE_RESTARTS times each: the others keep serving meanwhile (a queue's
+    API answers 503 while its Redis is down; `/fastapi/*` keeps working)."""
+    restarts: dict[str, int] = {}
+    while True:
+        time.sleep(0.5)
+        for service in stack.services():
+            if service.alive():
+                continue
+            how = service.process.ended_how()
+            count = restarts[service.name] = restarts.get(service.name, 0) + 1
+            if count > SERVE_RESTARTS:
+                raise StackError(
+                    f"{service.what} exited ({how}) {count} times; see {service.log_path}:\n{service.log_tail()}"
+                )
+            console.print(f"[yellow]{service.what} exited ({how}): starting it again ({count} of {SERVE_RESTARTS})[/]")
+            try:
+                service.process.kill()  # what is left of its process group (a pool's children)
+                service.start()
+            except StackError as exc:  # not ready yet (its Redis still down): tried again on the next pass
+                console.print(f"[yellow]{exc}[/]".split("\n")[0])
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:

@@ -46,6 +46,17 @@ def test_serve_starts_the_stack_and_sigterm_stops_all_of_it(tmp_path: Path) -> N
         children = _descendants(serve.pid)
         names = " ".join(" ".join(p.cmdline()) for p in children)
         assert "redis-server" in names and "uvicorn" in names and "celery" in names
+        # serve supervises: a worker that dies is started again, and the API sees it again
+        (worker,) = [p for p in children if "worker" in p.cmdline() and p.ppid() == serve.pid]
+        worker.kill()
+        wait_for(lambda: "exited (signal 9): starting it again" in log.read_text(), timeout_s=30, interval_s=0.2)
+
+        def a_new_worker_beats() -> bool:
+            workers = httpx.get(f"{celery_api.group(1)}/health", timeout=5).json()["celery"]["workers"]
+            return any(w["pid"] != worker.pid for w in workers)
+
+        wait_for(a_new_worker_beats, timeout_s=60, interval_s=0.5)
+        children = _descendants(serve.pid)
         serve.send_signal(signal.SIGTERM)
         assert serve.wait(30) == 0
         output = log.read_text()
