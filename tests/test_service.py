@@ -189,3 +189,22 @@ def test_stack_stop_leaves_no_process(tmp_path: Any) -> None:
         pids += [api.pid for api in stack.apis.values() if api.pid and api.pid not in pids]
         assert len(pids) >= len(IMPLEMENTATIONS) + 1 + len(QUEUES) + 2  # each API, redis, every worker, Celery's 2
     wait_for(lambda: not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in pids))
+
+
+def test_delete_drops_the_jobs_a_celery_worker_holds_prefetched(stack: Stack, http: httpx.Client) -> None:
+    """Two run (concurrency 2), two wait prefetched in the worker, two in Redis: DELETE purges the queue and
+    revokes the prefetched ones, so no job starts after its record was cleared."""
+    from taskbench.ledger import LedgerTail
+
+    http.delete("/celery/jobs")
+    ledger = LedgerTail(stack.ledger_path_for("celery"))
+    ledger.read()  # what earlier tests left
+    for _ in range(6):
+        assert http.post("/celery/job", json={"duration": 1.5}).status_code == 202
+    wait_for(lambda: http.get("/celery/jobs", params={"limit": 0}).json()["counts"]["running"] == 2)
+    time.sleep(0.3)  # the worker has taken its prefetch
+    ledger.read()
+    answer = http.delete("/celery/jobs").json()
+    assert answer["purged"] >= 2, answer
+    time.sleep(3.5)  # the two running end; nothing else may start
+    assert [e.job_id for e in ledger.read() if e.event == "start"] == []

@@ -127,7 +127,7 @@ class ArqImplementation(QueueImplementation):
         if job is None:  # arq's answer when a job with this id already exists
             raise BrokerUnavailable(f"arq refused job {record.job_id}: a job with this id exists")
 
-    async def purge(self) -> int:
+    async def purge(self, queued_ids: list[str]) -> int:
         keys = [QUEUE]
         args = [job_key_prefix, in_progress_key_prefix, retry_key_prefix]
         return int(await self.store.redis.eval(_PURGE, len(keys), *keys, *args))

@@ -21,6 +21,7 @@ from fastapi import APIRouter, BackgroundTasks, Body, HTTPException, Query
 from taskbench_service.heartbeat import WORKERS_KEY, live_workers
 from taskbench_service.jobs import JobList, JobRecord, JobRequest, JobStore, RedisJobStore, finished_fields, new_record
 from taskbench_service.settings import settings
+from taskbench_wire.enums import JobStatus
 
 T = TypeVar("T")
 
@@ -49,8 +50,9 @@ class ServiceImplementation(ABC):
         """Hand the job to its runner; the record is already stored."""
 
     @abstractmethod
-    async def purge(self) -> int:
-        """Drop jobs still waiting in the queue (they would run in the next scenario); returns how many."""
+    async def purge(self, queued_ids: list[str]) -> int:
+        """Drop jobs still waiting (they would run in the next scenario), in the queue and wherever a worker holds
+        them unstarted; `queued_ids`: the records still queued when DELETE came. Returns how many."""
 
     async def startup(self) -> None:  # noqa: B027 (optional hook)
         """Pools, clients and executors: created when the API starts, never at import."""
@@ -103,9 +105,11 @@ def job_router(impl: ServiceImplementation) -> APIRouter:
 
     @router.delete("/jobs")
     async def clear() -> dict[str, int]:
-        """Clear the records and purge jobs still waiting in the queue, which would otherwise run later."""
+        """Clear the records and purge jobs still waiting, in the queue or prefetched by a worker, which would
+        otherwise run later."""
+        queued = [job.job_id for job in (await impl.store.list(None)).jobs if job.status is JobStatus.queued]
         cleared = await impl.store.clear()  # fails fast with 503 when Redis is down
-        return {"cleared": cleared, "purged": await impl.purge()}
+        return {"cleared": cleared, "purged": await impl.purge(queued)}
 
     return router
 

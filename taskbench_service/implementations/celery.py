@@ -161,6 +161,14 @@ def _stop_heartbeat(**_: Any) -> None:
 
 # --- the API side ---------------------------------------------------------------------------------------
 
+
+def _reserved_ids(queued: set[str]) -> set[str]:
+    """Of `queued`, the jobs some worker holds prefetched (asked of the workers: a broadcast, at DELETE only)."""
+    answers = celery_app.control.inspect(timeout=1.0).reserved() or {}
+    held = {request.get("id") for requests in answers.values() for request in requests}
+    return queued & {job_id for job_id in held if isinstance(job_id, str)}
+
+
 # A pooled connection may be stale after a Redis restart: retry briefly, always within the timeout.
 PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 
@@ -224,8 +232,14 @@ class CeleryImplementation(QueueImplementation):
         except (KombuError, AMQPError) as exc:  # what kombu and py-amqp raise for a broker they cannot reach
             raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
-    async def purge(self) -> int:
-        return int(await self._publish(celery_app.control.purge) or 0)
+    async def purge(self, queued_ids: list[str]) -> int:
+        """The broker's queue, and the jobs a worker has prefetched (reserved, not started): those are revoked,
+        so the worker drops them instead of running them after their records are gone."""
+        purged = int(await self._publish(celery_app.control.purge) or 0)
+        reserved = await self.in_publisher(partial(_reserved_ids, set(queued_ids))) if queued_ids else set()
+        if reserved:
+            await self._publish(partial(celery_app.control.revoke, sorted(reserved)))
+        return purged + len(reserved)
 
     async def queued(self) -> int:
         if AMQP:

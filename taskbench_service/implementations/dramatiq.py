@@ -290,7 +290,7 @@ class DramatiqImplementation(QueueImplementation):
             return await self._on_broker(partial(amqp_ready, self.broker))
         return int(await self.store.redis.llen(QUEUE_KEY))
 
-    async def purge(self) -> int:
+    async def purge(self, queued_ids: list[str]) -> int:
         pending = await self.queued()
         # Redis: the Lua `purge` (list, .msgs, dead letters); RabbitMQ: queue.purge of the queue, .DQ and .XQ
         await self._on_broker(partial(self.broker.flush, QUEUE_NAME))

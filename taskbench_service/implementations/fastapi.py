@@ -114,7 +114,7 @@ class BackgroundTasksImplementation(ServiceImplementation):
         runner = self._run_async if workloads.is_async(call.kind, call.job) else self._run_sync
         background_tasks.add_task(runner, call)
 
-    async def purge(self) -> int:
+    async def purge(self, queued_ids: list[str]) -> int:
         return 0  # nothing waits outside the records: a running background task cannot be recalled
 
     def describe(self) -> dict[str, Any]:

@@ -120,7 +120,7 @@ class RQImplementation(QueueImplementation):
         )
         await self.in_publisher(publish)
 
-    async def purge(self) -> int:
+    async def purge(self, queued_ids: list[str]) -> int:
         return int(await self.in_publisher(self.queue.empty) or 0)
 
     async def queued(self) -> int:

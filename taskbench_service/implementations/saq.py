@@ -160,7 +160,7 @@ class SaqImplementation(QueueImplementation):
         if await self.bounded(self.queue.enqueue(job)) is None:  # SAQ's answer for a key it already has
             raise BrokerUnavailable(f"saq refused job {record.job_id}: a job with this key exists")
 
-    async def purge(self) -> int:
+    async def purge(self, queued_ids: list[str]) -> int:
         beats = cast(
             "dict[str, str]", await self.store.redis.hgetall(WORKERS_KEY.format(self.name))
         )  # decode_responses

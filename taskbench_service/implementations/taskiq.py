@@ -304,7 +304,7 @@ class TaskiqImplementation(QueueImplementation):
     async def queued(self) -> int:
         return int(await self._queued(keys=[LIST_KEY, STREAM_KEY], args=[GROUP]))
 
-    async def purge(self) -> int:
+    async def purge(self, queued_ids: list[str]) -> int:
         return int(await self._purge(keys=[LIST_KEY, STREAM_KEY], args=[GROUP]))
 
     async def health(self) -> dict[str, Any]:
