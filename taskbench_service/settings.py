@@ -30,6 +30,9 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 # Bounds on what a client controls.
 MAX_DURATION_S = 3600.0
 MAX_MEMORY_MB = 2048
+# What the `memory` jobs accepted by one API process and not finished may hold in all (BackgroundTasks run them
+# there; a queue's run in its workers, --concurrency at a time): past it, a memory job is a 503.
+MAX_MEMORY_IN_FLIGHT_MB = 8192
 MAX_BODY_BYTES = 16 * 1024
 DEFAULT_DURATION_S = 30.0  # the spec's job: time.sleep(30)
 DEFAULT_MEMORY_MB = 50

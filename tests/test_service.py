@@ -208,3 +208,24 @@ def test_delete_drops_the_jobs_a_celery_worker_holds_prefetched(stack: Stack, ht
     assert answer["purged"] >= 2, answer
     time.sleep(3.5)  # the two running end; nothing else may start
     assert [e.job_id for e in ledger.read() if e.event == "start"] == []
+
+
+def test_the_memory_that_jobs_accepted_by_one_api_process_may_hold_is_bounded() -> None:
+    """BackgroundTasks run `memory` jobs in the API process: past 8 GB accepted and not finished, one more is a
+    503 with the reason (a queue runs them in its workers, --concurrency at a time). Pure logic: no job runs."""
+    from fastapi import HTTPException
+
+    from taskbench_service.implementations.fastapi import BackgroundTasksImplementation
+    from taskbench_service.jobs import JobRequest, new_record
+
+    impl = BackgroundTasksImplementation()
+    big = new_record("fastapi", JobRequest.model_validate({"kind": "memory", "memory_mb": 2048, "duration": 1}))
+    for _ in range(4):
+        impl.admit(big)
+        impl._count(+1, 2048)
+    with pytest.raises(HTTPException) as refused:
+        impl.admit(big)
+    assert refused.value.status_code == 503 and "8192 MB" in str(refused.value.detail)
+    impl.admit(new_record("fastapi", JobRequest()))  # a sleep holds nothing
+    impl._count(-1, 2048)  # one ended
+    impl.admit(big)

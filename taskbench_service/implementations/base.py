@@ -60,6 +60,9 @@ class ServiceImplementation(ABC):
     async def shutdown(self) -> None:  # noqa: B027 (optional hook)
         """Close what `startup` opened."""
 
+    def admit(self, record: JobRecord) -> None:  # noqa: B027 — an optional hook
+        """Refuse a job this implementation cannot take now (HTTPException); by default every one is taken."""
+
     def describe(self) -> dict[str, Any]:
         return {"runner": self.runner}
 
@@ -81,6 +84,7 @@ def job_router(impl: ServiceImplementation) -> APIRouter:
         background_tasks: BackgroundTasks, request: Annotated[JobRequest | None, Body()] = None
     ) -> JobRecord:
         record = new_record(impl.name, request or JobRequest())
+        impl.admit(record)  # a bound of its own (memory held in the API process) answers 503 before anything
         await impl.store.add(record)  # first, so the runner always finds the record it stamps
         try:
             await impl.submit(record, background_tasks)

@@ -18,14 +18,15 @@ from typing import Any, cast
 
 import anyio.to_thread
 import redis.asyncio as aredis
-from fastapi import BackgroundTasks
+from fastapi import BackgroundTasks, HTTPException
 
 from taskbench_service import workloads
 from taskbench_service.execution import execute_async, execute_sync
 from taskbench_service.heartbeat import WORKERS_KEY, Heartbeat, live_workers
 from taskbench_service.implementations.base import ServiceImplementation
 from taskbench_service.jobs import JobCall, JobRecord, MemoryJobStore
-from taskbench_service.settings import settings
+from taskbench_service.settings import MAX_MEMORY_IN_FLIGHT_MB, settings
+from taskbench_service.workloads import Kind
 
 API_BEAT_S = 0.5  # in-flight counts of the other API processes are at most this old
 
@@ -58,6 +59,7 @@ class BackgroundTasksImplementation(ServiceImplementation):
         self._redis: aredis.Redis | None = None
         self.server = 0
         self._tokens = 40
+        self._memory_mb = 0  # held by the memory jobs accepted and not finished (admit)
 
     async def startup(self) -> None:
         self.server = server_id()
@@ -91,25 +93,39 @@ class BackgroundTasksImplementation(ServiceImplementation):
         """Accepted and not finished: queued for a thread or the loop, or running."""
         return self._store.in_flight
 
-    def _count(self, step: int) -> None:
+    def _count(self, step: int, memory_mb: int) -> None:
         with self._lock:
             self._store.in_flight += step
+            self._memory_mb += step * memory_mb
+
+    def admit(self, record: JobRecord) -> None:
+        """Memory jobs run here, in the API process: what the accepted ones may hold at once is bounded."""
+        held = self._memory_mb
+        if record.kind is Kind.memory and held + record.memory_mb > MAX_MEMORY_IN_FLIGHT_MB:
+            raise HTTPException(
+                503,
+                f"memory jobs accepted here and not finished already hold {held} MB; {record.memory_mb} MB more "
+                f"would pass the bound of {MAX_MEMORY_IN_FLIGHT_MB} MB per API process: try again later",
+            )
+
+    def _memory(self, call: JobCall) -> int:
+        return call.memory_mb if call.kind is Kind.memory else 0
 
     def _run_sync(self, call: JobCall) -> None:
         try:
             execute_sync(call, self._records, lambda: workloads.run_sync(call))
         finally:  # whatever happened, the job ends: /health must not report it in flight forever
-            self._count(-1)
+            self._count(-1, self._memory(call))
 
     async def _run_async(self, call: JobCall) -> None:
         try:
             body = lambda: workloads.run_async(call)  # noqa: E731
             await execute_async(call, self._store, body)
         finally:
-            self._count(-1)
+            self._count(-1, self._memory(call))
 
     async def submit(self, record: JobRecord, background_tasks: BackgroundTasks) -> None:
-        self._count(+1)
+        self._count(+1, record.memory_mb if record.kind is Kind.memory else 0)
         call = JobCall.of(record)
         runner = self._run_async if workloads.is_async(call.kind, call.job) else self._run_sync
         background_tasks.add_task(runner, call)
