@@ -131,7 +131,10 @@ def check(path: str, index: int, args: JobArgs, args_source: str, timeout_s: flo
     _check_path(path, "--job")
     answer = _trial(path, [args(i) for i in range(TRIAL_CALLS)], timeout_s or TRIAL_TIMEOUT_S)
     duration_s, cpu_s, is_async = float(answer["duration_s"]), float(answer["cpu_s"]), bool(answer["is_async"])
-    cpu_bound = duration_s > 0 and cpu_s / duration_s >= CPU_BOUND_SHARE
+    # It keeps a core busy, or it never waited for anything (a busy machine stretches a computation's wall time,
+    # never its voluntary context switches)
+    never_blocked = int(answer.get("blocked", 1)) == 0 and cpu_s >= 0.001
+    cpu_bound = duration_s > 0 and (cpu_s / duration_s >= CPU_BOUND_SHARE or never_blocked)
     behaves_like = "cpu" if cpu_bound and not is_async else ("async_sleep" if is_async else "sleep")
     profile = JobProfile(
         path=path, index=index, is_async=is_async, import_s=float(answer["import_s"]), duration_s=duration_s,

@@ -11,6 +11,7 @@ import asyncio
 import importlib
 import inspect
 import json
+import resource
 import sys
 import time
 import traceback
@@ -33,6 +34,7 @@ def trial(path: str, kwargs: list[dict[str, Any]], budget_s: float) -> dict[str,
         return {"error": f"{module_name} has no callable {attribute!r}"}
     import_s = time.perf_counter() - started
     is_async = inspect.iscoroutinefunction(target)
+    blocked_before = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
     cpu_before, started = time.process_time(), time.perf_counter()
     result: Any = None
     calls = 0
@@ -50,6 +52,9 @@ def trial(path: str, kwargs: list[dict[str, Any]], budget_s: float) -> dict[str,
         "import_s": import_s,
         "duration_s": (time.perf_counter() - started) / calls,
         "cpu_s": (time.process_time() - cpu_before) / calls,
+        # voluntary context switches: a job that waits (sleep, I/O) gives up the CPU; one that computes never
+        # does, however long a busy machine makes it wait for a core
+        "blocked": resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw - blocked_before,
         "return_type": type(result).__name__,
         "calls": calls,
     }

@@ -112,12 +112,21 @@ def _amqp_flags() -> list[str]:
     return ["--broker", "amqp"]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
-def test_a_run_stopped_by_a_signal_leaves_no_process_of_its_stack(tmp_path: Path, sig: signal.Signals) -> None:
-    """Every implementation (and RabbitMQ): SIGTERM finishes like Ctrl-C (partial results, exit 143); after
-    SIGKILL, which the harness cannot catch, its watchdog clears the stack: nothing carrying its id is left."""
+# SIGKILL with every implementation and RabbitMQ (what the watchdog must clear); SIGTERM with the spec's two (what
+# it must finish like Ctrl-C), to keep the suite short.
+SIGNALLED = [(signal.SIGTERM, "fastapi,celery", 4), (signal.SIGKILL, "all", 14)]
+
+
+@pytest.mark.parametrize(("sig", "implementations", "at_least"), SIGNALLED, ids=["SIGTERM", "SIGKILL"])
+def test_a_run_stopped_by_a_signal_leaves_no_process_of_its_stack(
+    tmp_path: Path, sig: signal.Signals, implementations: str, at_least: int
+) -> None:
+    """SIGTERM finishes like Ctrl-C (partial results, exit 143); after SIGKILL, which the harness cannot catch,
+    its watchdog clears the stack: nothing carrying its id is left (Redis, the APIs, the workers and their
+    children, RabbitMQ's Erlang VM and epmd)."""
+    amqp = _amqp_flags() if sig == signal.SIGKILL else []
     run = subprocess.Popen(
-        [sys.executable, "-m", "taskbench.cli", "run", "--implementations", "all", *_amqp_flags(), "--jobs", "6",
+        [sys.executable, "-m", "taskbench.cli", "run", "--implementations", implementations, *amqp, "--jobs", "6",
          "--duration", "30", "--concurrency", "2", "--repeat", "1", "--output", str(tmp_path)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
@@ -126,7 +135,7 @@ def test_a_run_stopped_by_a_signal_leaves_no_process_of_its_stack(tmp_path: Path
         ledger = wait_for(lambda: next(tmp_path.glob(pattern), None), timeout_s=120, interval_s=0.2)
         wait_for(lambda: ledger.read_text().count('"start"') >= 6, timeout_s=30, interval_s=0.1)
         stack_id = next(p.environ()[watchdog.TAG] for p in _descendants(run.pid) if watchdog.TAG in p.environ())
-        assert len(watchdog.tagged(stack_id)) >= 14  # Redis, 7 APIs, 6 workers and their children (and RabbitMQ)
+        assert len(watchdog.tagged(stack_id)) >= at_least  # Redis, the APIs, the workers and their children
         run.send_signal(sig)
         code = run.wait(90)
         wait_for(lambda: not watchdog.tagged(stack_id), timeout_s=30, interval_s=0.2)
