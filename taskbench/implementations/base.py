@@ -96,11 +96,6 @@ class Implementation(ABC):
         return f"{self.name}-worker"
 
     @property
-    def job_process(self) -> str:
-        """The sampled process whose CPU and memory the jobs use: its worker, or the API."""
-        return self.worker_role if self.has_worker else "api"
-
-    @property
     def has_worker(self) -> bool:
         return self.worker_argv(1, {}) is not None
 
