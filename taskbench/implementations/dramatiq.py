@@ -123,6 +123,12 @@ class DramatiqImplementation(Implementation):
             "(Dramatiq's RabbitMQ default)",
         }
 
+    def redelivery_bound_s(self, timeout_s: float, concurrency: int, running: int) -> float:
+        """The heartbeat timeout, a maintenance pass (about once a second), and the worker's start: its main
+        process exits when a child dies and only a running consumer redelivers; on a busy 2-core machine that
+        start (interpreter, imports, calibration) took up to 10 s (15.7 s after the crash in all, measured)."""
+        return timeout_s + 15.0
+
     def how_it_runs(self, workload: str, options: PluginOptions) -> str:
         if workload in ASYNC_WORKLOADS:
             return "async def actor on the process's event-loop thread (AsyncIO middleware); a worker thread waits"
