@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from filelock import FileLock
+from packaging.utils import canonicalize_name
 
 from taskbench.errors import EnvironmentBuildError
 
@@ -76,7 +77,7 @@ class Env:
     build_s: float
 
     def version(self, package: str) -> str | None:
-        return self.packages.get(_normalise(package))
+        return self.packages.get(canonicalize_name(package))
 
 
 def disk_mb(envs: Sequence[Env]) -> float:
@@ -208,7 +209,7 @@ def freeze(python: Path | str) -> dict[str, str]:
     for line in out.splitlines():
         name, sep, version = line.partition("==")
         if sep:
-            packages[_normalise(name)] = version.strip()
+            packages[canonicalize_name(name)] = version.strip()
     return packages
 
 
@@ -237,7 +238,3 @@ def reason(stderr: str) -> str:
     chosen = because or lines[-2:] or ["uv failed without a message"]
     text = " ".join(chosen).removeprefix("cause: ")
     return text if len(text) <= 400 else text[:397] + "…"
-
-
-def _normalise(name: str) -> str:
-    return name.strip().lower().replace("_", "-").replace(".", "-")
