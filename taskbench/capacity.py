@@ -28,8 +28,11 @@ class Capacity(BaseModel):
         return self.cpu_cores is not None and self.concurrency >= self.cpu_cores
 
 
-def ideal_makespan_s(jobs: int, concurrency: int, duration_s: float) -> float:
-    return math.ceil(jobs / max(concurrency, 1)) * duration_s
+def ideal_makespan_s(jobs: int, concurrency: int, duration_s: float, arrival_s: float = 0.0) -> float:
+    """A burst: its waves. Jobs arriving over `arrival_s` (a sustained-load step): the waves, or the last
+    arrival and its job, whichever is longer."""
+    waves = math.ceil(jobs / max(concurrency, 1)) * duration_s
+    return max(waves, arrival_s + duration_s) if arrival_s else waves
 
 
 def deadline_s(jobs: int, ideal_s: float, fault_allowance_s: float = 0.0) -> float:

@@ -22,7 +22,7 @@ from taskbench.errors import StackError, UsageError
 from taskbench.implementations.base import BROKERS
 from taskbench.report import files, markdown
 from taskbench.report.compare import compare
-from taskbench.results import ApiOptions, PluginOptions, RunSettings, Thresholds
+from taskbench.results import ApiOptions, LoadOptions, PluginOptions, RunSettings, Thresholds
 from taskbench.run import RunOptions, claim_folder, run
 from taskbench.stack import Stack, StackConfig, StackState
 from taskbench_wire.enums import MIDDLEWARES
@@ -78,6 +78,40 @@ def _whole_numbers(what: str, high: int, example: str, once: bool = False) -> Ca
 
 
 _job_counts = _whole_numbers("job count", MAX_JOBS, "10,50,100")
+MAX_RATE = 10_000.0  # jobs per second: far past what one machine's harness offers (benchmarks/ says how far)
+LOAD_FOR_S = LoadOptions().for_s
+MIN_FOR_S = 2.0  # a step shorter than this has no steady part after its warm-up
+MAX_FOR_S = 24 * 3600.0
+
+
+def _rates(text: str) -> list[float]:
+    """`auto`, or positive rates (jobs per second) separated by commas; an empty list stands for auto."""
+    if text.strip() == "auto":
+        return []
+    try:
+        values = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give jobs per second separated by commas (4,16), or auto"
+        ) from None
+    if not values or any(not 0 < v <= MAX_RATE or v != v for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: each rate must be above 0 and at most {MAX_RATE:g} jobs/s")
+    return list(dict.fromkeys(values))
+
+
+def _seconds(text: str) -> float:
+    """Seconds, or with a unit: 90s, 30m, 1h."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    number, unit = (text[:-1], units[text[-1]]) if text and text[-1] in units else (text, 1.0)
+    try:
+        value = float(number) * unit
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give seconds (20), or with a unit: 90s, 30m, 1h") from None
+    if not 0 < value <= MAX_FOR_S:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be above 0 and at most {MAX_FOR_S / 3600:g} h")
+    return value
+
+
 _concurrencies = _whole_numbers("concurrency", MAX_CONCURRENCY, "4,16,40", once=True)
 
 
@@ -289,6 +323,31 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default {plan.SPEC_REPEAT}; --quick: {plan.QUICK_REPEAT})",
     )
 
+    load = run.add_argument_group(
+        "sustained load", "open-loop steps at a fixed offered rate instead of bursts (README: Sustained load)"
+    )
+    load.add_argument(
+        "--rate",
+        type=_rates,
+        help="jobs per second, one step each (4,16), or auto: search each implementation's highest sustained rate",
+    )
+    load.add_argument(
+        "--for", dest="for_s", type=_seconds, help=f"each step's length: 20, 90s, 30m (default {LOAD_FOR_S:g} s)"
+    )
+    load.add_argument("--arrivals", choices=("uniform", "poisson"), default="uniform", help="the schedule's shape")
+    load.add_argument(
+        "--target-rate",
+        type=bounded(float, 0.01, MAX_RATE),
+        help="the smallest worker concurrency that sustains this rate, per implementation (a capacity plan)",
+    )
+    load.add_argument(
+        "--target-p95",
+        dest="queue_p95",
+        type=_seconds,
+        default=LoadOptions().queue_p95_s,
+        help="a sustained step's queue time p95, from each job's due time (default %(default)s s)",
+    )
+
     _add_environment_flags(run)
 
     env = sub.add_parser("env", help="list each implementation's environment (built if missing) and the cache")
@@ -444,6 +503,33 @@ def supervise(stack: Stack, console: Console) -> NoReturn:
                 console.print(f"[yellow]{exc}[/]".split("\n")[0])
 
 
+def _load(args: argparse.Namespace) -> LoadOptions | None:
+    """--rate, --for, --arrivals, --target-rate and --target-p95 as the run's LoadOptions; None for bursts."""
+    if args.rate is None and args.target_rate is None:
+        if args.for_s is not None:
+            raise UsageError("--for is the length of a --rate step: give --rate (or --target-rate) too")
+        return None
+    if args.rate is not None and args.target_rate is not None:
+        raise UsageError("--rate and --target-rate: give one (--target-rate searches the concurrency at that rate)")
+    if args.faults:
+        raise UsageError("--faults run on bursts: drop --faults, or --rate/--target-rate")
+    for_s = args.for_s if args.for_s is not None else LOAD_FOR_S
+    if for_s < MIN_FOR_S:
+        raise UsageError(f"--for {for_s:g}: a step needs at least {MIN_FOR_S:g} s (a warm-up, then its steady part)")
+    if args.target_rate is not None and len(args.concurrency) > 1:
+        raise UsageError("--target-rate searches the concurrency itself: give one --concurrency (its first guess)")
+    if args.url and (args.target_rate is not None):
+        raise UsageError("--target-rate restarts the workers at each concurrency: drop --url")
+    return LoadOptions(
+        rates=args.rate or [],
+        auto=args.rate == [],
+        for_s=for_s,
+        arrivals=args.arrivals,
+        queue_p95_s=args.queue_p95,
+        target_rate=args.target_rate,
+    )
+
+
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     if args.url and len(args.concurrency) > 1:
         raise UsageError("a --concurrency sweep restarts the workers: drop --url, or give one --concurrency")
@@ -466,6 +552,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     if args.url and user_jobs:
         raise UsageError("--job needs a stack that taskbench started itself (it fixes the function): drop --url")
     workloads = args.workloads if args.workloads is not None else ([] if user_jobs else ["sleep"])
+    load = _load(args)
     settings = RunSettings(
         implementations=args.implementations,
         workloads=workloads,
@@ -489,6 +576,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         api=api,
         options=options,
         with_packages=args.with_packages,
+        load=load,
     )
     run_options = RunOptions(
         settings=settings,

@@ -17,8 +17,9 @@ from taskbench import implementations
 from taskbench.capacity import Capacity
 from taskbench.curl_http import CurlError, CurlHttp
 from taskbench.errors import StackError
-from taskbench.health import Health
-from taskbench.results import JobData, StatusPoll, Submission
+from taskbench.results import StatusPoll, Submission
+from taskbench_wire.health import Health
+from taskbench_wire.records import JobList, JobRecord
 
 IDLE_TIMEOUT_S = 120.0
 CONTROL_TIMEOUT_S = 30.0  # per network operation (connect, each read) of every call but a submission
@@ -170,14 +171,15 @@ class ServiceClient:
 
             return list(await asyncio.gather(*(poll(job_id) for job_id in job_ids)))
 
-    async def counts(self, implementation: str) -> dict[str, int]:
-        """Counts by status and in all; one cheap call, polled while a scenario waits."""
-        data = json.loads(await self._ok("GET", self._path(implementation, "/jobs"), params={"limit": 0}))
-        return {**data["counts"], "count": data["count"]}
+    async def counts(self, implementation: str) -> JobList:
+        """Counts by status and in all (no records); one cheap call, polled while a scenario waits."""
+        return JobList.model_validate_json(
+            await self._ok("GET", self._path(implementation, "/jobs"), params={"limit": 0})
+        )
 
-    async def jobs(self, implementation: str) -> list[JobData]:
-        data = json.loads(await self._ok("GET", self._path(implementation, "/jobs"), timeout_s=120.0))
-        return [JobData.model_validate(job) for job in data["jobs"]]
+    async def jobs(self, implementation: str) -> list[JobRecord]:
+        body = await self._ok("GET", self._path(implementation, "/jobs"), timeout_s=120.0)
+        return JobList.model_validate_json(body).jobs
 
     async def clear(self, implementation: str) -> None:
         await self._ok("DELETE", self._path(implementation, "/jobs"))

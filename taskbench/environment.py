@@ -7,7 +7,6 @@ import os
 import platform
 from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
-from typing import Any
 
 import psutil
 import redis
@@ -17,7 +16,7 @@ from packaging.utils import canonicalize_name
 from taskbench import implementations, venvs
 from taskbench.errors import UsageError
 from taskbench.rabbitmq_server import server_version
-from taskbench.results import PluginOptions
+from taskbench.results import EnvironmentFreeze, Machine, PluginOptions, RunEnvironment
 from taskbench.sampler import memory_measure
 
 # The harness's own packages, recorded beside each environment's.
@@ -94,13 +93,13 @@ def describe(
     amqp_url: str | None = None,
     envs: dict[str, venvs.Env] | None = None,
     served: dict[str, dict[str, str]] | None = None,
-) -> dict[str, Any]:
+) -> RunEnvironment:
     """`versions`: the harness's packages, then each implementation's service and queue packages from its own
     environment (`celery`, and `celery (celery@5.5.3)` where a second release or environment differs);
     `environments`: every package of every environment (its `uv pip freeze`), with what it was asked to install.
     `served`: for a service started by hand (--url), what its `/` says is installed, by implementation."""
     versions: dict[str, str] = {name: _version(name) for name in HARNESS_PACKAGES}
-    environments: dict[str, Any] = {}
+    environments: dict[str, EnvironmentFreeze] = {}
     packages = {label: env.packages for label, env in (envs or {}).items()} | (served or {})
     # the releases the index serves first, so that a pinned release (`celery@5.5.3`) is the one named apart
     for label, installed in sorted(packages.items(), key=lambda item: implementations.release(item[0]) is not None):
@@ -111,14 +110,14 @@ def describe(
             if version is not None:
                 versions[name if versions.get(name, version) == version else f"{name} ({label})"] = version
         env = (envs or {}).get(label)
-        environments[label] = {
-            "python": platform.python_version(),
-            "requirements": list(env.requirements) if env else [],
-            "constraints": list(env.constraints) if env else [],
-            "packages": installed,
-            "built_at": env.built_at if env else None,
-            "where": env.path if env else "the service started by hand (--url)",
-        }
+        environments[label] = EnvironmentFreeze(
+            python=platform.python_version(),
+            requirements=list(env.requirements) if env else [],
+            constraints=list(env.constraints) if env else [],
+            packages=installed,
+            built_at=env.built_at if env else None,
+            where=str(env.path) if env else "the service started by hand (--url)",
+        )
     if redis_url:
         try:
             versions["redis-server"] = str(
@@ -128,18 +127,18 @@ def describe(
             versions["redis-server"] = "unreachable"
     if amqp_url:  # --broker amqp
         versions["rabbitmq-server"] = server_version(amqp_url)
-    return {
-        "versions": versions,
-        "environments": environments,
-        "machine": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "cpu_count": os.cpu_count(),
-            "memory_gb": psutil.virtual_memory().total / 2**30,
-            "hostname": platform.node(),
-            "job_memory": memory_measure(),  # what the job process's memory is: pss, uss or rss (taskbench.sampler)
-        },
-    }
+    return RunEnvironment(versions=versions, environments=environments, machine=this_machine())
+
+
+def this_machine() -> Machine:
+    return Machine(
+        platform=platform.platform(),
+        python=platform.python_version(),
+        cpu_count=os.cpu_count(),
+        memory_gb=psutil.virtual_memory().total / 2**30,
+        hostname=platform.node(),
+        job_memory=memory_measure(),  # what the job process's memory is: pss, uss or rss (taskbench.sampler)
+    )
 
 
 def _version(package: str) -> str:

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskbench.errors import UsageError
-from taskbench.health import DEFAULT_THREADPOOL_TOKENS
 from taskbench.results import JobProfile
+from taskbench_wire.health import DEFAULT_THREADPOOL_TOKENS
 
 CPU_BOUND_SHARE = 0.5  # a call that keeps a core busy this share of its wall time is judged as `cpu`
 JOB_ARGS_CHECKED = 100  # factory arguments checked for JSON before the run (the rest are checked as sent)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from taskbench import capacity, faults, implementations
-from taskbench.health import Beat, Health, Section
-from taskbench.results import RunSettings, ScenarioSpec
+from taskbench import arrivals, capacity, faults, implementations
+from taskbench.results import LoadOptions, RunSettings, ScenarioSpec
 from taskbench_wire import enums
+from taskbench_wire.health import Beat, Health, Section
 
 WORKLOADS = enums.BUILT_IN_WORKLOADS
 SPEC_JOBS = (10, 50, 100)
@@ -54,6 +54,8 @@ def _swept(specs: list[ScenarioSpec], values: list[int]) -> list[ScenarioSpec]:
 
 
 def _scenarios_once(settings: RunSettings, fault_jobs: int) -> list[ScenarioSpec]:
+    if settings.load is not None:
+        return _rate_steps(settings, settings.load)
     specs = [
         ScenarioSpec(
             implementation=impl, workload=workload, jobs=jobs,
@@ -87,6 +89,34 @@ def _scenarios_once(settings: RunSettings, fault_jobs: int) -> list[ScenarioSpec
     return specs
 
 
+def _rate_steps(settings: RunSettings, load: LoadOptions) -> list[ScenarioSpec]:
+    """Sustained load: every implementation and workload at each rate, the rates in order. Under --rate auto
+    or --target-rate, the first step of each search (`taskbench.search` chooses the next from its verdicts)."""
+    rates = [load.target_rate] if load.target_rate else [load.start_rate] if load.auto else load.rates
+    workloads = [
+        (w, 0.0 if w == "noop" else settings.duration_s, None, None, settings.memory_mb if w == "memory" else 0)
+        for w in settings.workloads
+    ] + [(j.path, j.duration_s, j.index, j.behaves_like, 0) for j in settings.user_jobs]
+    return [
+        rate_step(
+            ScenarioSpec(
+                implementation=impl, workload=workload, jobs=0, duration_s=duration, memory_mb=memory_mb,
+                job_index=index, behaves_like=like, arrivals=load.arrivals, for_s=load.for_s,
+            ),
+            rate, load,
+        )
+        for rate in rates
+        for workload, duration, index, like, memory_mb in workloads
+        for impl in settings.implementations
+    ]  # fmt: skip
+
+
+def rate_step(spec: ScenarioSpec, rate: float, load: LoadOptions) -> ScenarioSpec:
+    """`spec` at `rate`: its job count is what the schedule holds (Poisson: drawn with the run's seed)."""
+    jobs = len(arrivals.schedule(rate, load.for_s, load.arrivals, load.seed))
+    return spec.model_copy(update={"rate": rate, "for_s": load.for_s, "arrivals": load.arrivals, "jobs": jobs})
+
+
 def expected_capacity(
     spec: ScenarioSpec, concurrency: int, cpu_count: int, settings: RunSettings | None = None
 ) -> capacity.Capacity:
@@ -103,6 +133,8 @@ def expected_capacity(
 def estimate_s(spec: ScenarioSpec, concurrency: int, cpu_count: int, settings: RunSettings | None = None) -> float:
     running = expected_capacity(spec, concurrency, cpu_count, settings).concurrency
     estimate = capacity.estimate_s(spec.jobs, running, spec.duration_s)
+    if spec.for_s is not None:  # a sustained-load step: its length and a drain, more when it saturates
+        estimate = max(estimate, spec.for_s + spec.duration_s + capacity.SCENARIO_OVERHEAD_S)
     if spec.fault:
         estimate += spec.duration_s / 2 + FAULT_OVERHEAD_S
         if spec.fault in faults.WORKER_FAULTS and implementations.get(spec.implementation).has_worker:

@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from taskbench import implementations
-from taskbench.results import Execution, JobData, ScenarioSpec, Submission
+from taskbench.results import Execution, ScenarioSpec, Submission
+from taskbench_wire.records import JobRecord
 
 
-def rebuild(spec: ScenarioSpec, submissions: Sequence[Submission], executions: Sequence[Execution]) -> list[JobData]:
+def rebuild(spec: ScenarioSpec, submissions: Sequence[Submission], executions: Sequence[Execution]) -> list[JobRecord]:
     """One record per accepted job, as the API would have kept it: the last attempt's start and end."""
     starts: dict[str, Execution] = {}
     ends: dict[str, Execution] = {}
@@ -35,13 +36,10 @@ def rebuild(spec: ScenarioSpec, submissions: Sequence[Submission], executions: S
         finished = end.t if end else None
         status = "queued" if start is None else "running" if end is None else "completed" if end.ok else "failed"
         records.append(
-            JobData(
+            JobRecord(
                 job_id=submission.job_id, implementation=spec.implementation, kind=kind, duration=spec.duration_s,
                 memory_mb=spec.memory_mb, status=status, submitted_at=submitted, started_at=started,
                 finished_at=finished, error=end.error if end else None, pid=start.pid if start else None,
-                queue_time=None if started is None else started - submitted,
-                execution_time=None if started is None or finished is None else finished - started,
-                total_time=None if finished is None else finished - submitted,
             )
         )  # fmt: skip
     return records

@@ -1,14 +1,15 @@
 """What a run collects and leaves on disk: raw data, versioned, so reports can be rebuilt from it alone.
 
-Schema (version 3), one JSON file per scenario plus one comparison file per run:
+Schema (version 4), one JSON file per scenario plus one comparison file per run:
 - `ScenarioResult`: the scenario's spec, the run's settings, its capacity and ideal makespan, every
   submission, job record, ledger event, probe, resource sample and injected event. No figure computed
   from them: that is `taskbench.analysis`.
 - `RunResult`: settings, environment and the scenario file names; the comparison file adds the analysis
   (summaries and verdict) for readers in other languages.
 Readers check `schema_version`, migrate older versions on read (`migrate_v1`; version 2's Celery options in
-`RunSettings.worker` move to `options["celery"]`, see `RunSettings._migrate_v2`), and refuse versions they do
-not know with a clear message.
+`RunSettings.worker` move to `options["celery"]`, see `RunSettings._migrate_v2`; version 4 added sustained load,
+`RunSettings.load`, `ScenarioSpec.rate`, `Submission.due_at` and `ScenarioResult.depth`, all optional), and
+refuse versions they do not know with a clear message.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from pydantic import BaseModel, Field, model_validator
 
 from taskbench.capacity import Capacity, ideal_makespan_s
 from taskbench.errors import SchemaError
-from taskbench_wire.enums import JobStatus
+from taskbench_wire.records import JobRecord
 
-SCHEMA_VERSION = 3
-SUPPORTED_SCHEMA_VERSIONS = frozenset({1, 2, 3})
+SCHEMA_VERSION = 4
+SUPPORTED_SCHEMA_VERSIONS = frozenset({1, 2, 3, 4})
 
 
 class Thresholds(BaseModel):
@@ -82,6 +83,24 @@ class ApiOptions(BaseModel):
         return self == ApiOptions()
 
 
+class LoadOptions(BaseModel):
+    """Sustained load (--rate): open-loop steps of a fixed offered rate instead of bursts, and the rules that
+    call a step sustained (taskbench.analysis.rates)."""
+
+    rates: list[float] = Field(default_factory=list)  # jobs per second, one step each
+    auto: bool = False  # --rate auto: search each implementation's highest sustained rate
+    for_s: float = 20.0  # each step's length (--for)
+    arrivals: Literal["uniform", "poisson"] = "uniform"
+    seed: int = 0  # of the Poisson arrivals, so a run can be repeated
+    queue_p95_s: float = 2.0  # a sustained step's queue time p95 (from the due time) stays under this
+    throughput_margin: float = 0.1  # completions within this share of the offered rate
+    warmup_share: float = 0.2  # the first part of a step, left out of the steady-state figures
+    search_resolution: float = 0.1  # --rate auto stops when the bracket is this narrow (a share of its low end)
+    search_steps: int = 8  # and after this many steps whatever the bracket
+    target_rate: float | None = None  # --target-rate: the smallest concurrency that sustains it
+    start_rate: float = 1.0  # --rate auto's first step
+
+
 # An implementation's own options (Celery's pool, prefetch, ...), as recorded: scalars by name. Each
 # implementation reads them into its own typed model (`Implementation.Options`).
 OptionValue = str | int | float | bool | None
@@ -120,6 +139,7 @@ class RunSettings(BaseModel):
     options: dict[str, PluginOptions] = Field(default_factory=dict)
     # --with PKG==VERSION: releases pinned in every implementation's environment that installs the package
     with_packages: list[str] = Field(default_factory=list)
+    load: LoadOptions | None = None  # --rate / --target-rate: sustained load instead of bursts
 
     @model_validator(mode="before")
     @classmethod
@@ -154,6 +174,9 @@ class ScenarioSpec(BaseModel):
     repeat: int = 0  # which run of this scenario (0: the first; see RunSettings.repeat)
     concurrency: int | None = None  # the workers' --concurrency when it is swept (RunSettings.concurrency_sweep)
     middleware: str = "none"  # the API's middleware while this scenario ran ("base-http": BaseHTTPMiddleware)
+    rate: float | None = None  # sustained load: jobs per second offered, open loop, for `for_s` (`jobs` in all)
+    for_s: float | None = None
+    arrivals: Literal["uniform", "poisson"] = "uniform"
 
     @property
     def model_workload(self) -> str:
@@ -162,7 +185,8 @@ class ScenarioSpec(BaseModel):
 
     @property
     def label(self) -> str:
-        parts = [self.implementation, self.workload, f"{self.jobs} jobs"]
+        amount = f"{self.rate:g}/s for {self.for_s:g} s" if self.rate is not None else f"{self.jobs} jobs"
+        parts = [self.implementation, self.workload, amount]
         if self.concurrency is not None:
             parts.append(f"concurrency {self.concurrency}")
         if self.fault:
@@ -179,7 +203,8 @@ class ScenarioSpec(BaseModel):
             stem += f"_{self.workload}"
         if self.fault:
             stem += f"_{self.fault}" + (f"_{self.variant}" if self.variant else "")
-        stem += f"_{self.jobs}_jobs" + (f"_c{self.concurrency}" if self.concurrency is not None else "")
+        stem += f"_{self.rate:g}_per_s" if self.rate is not None else f"_{self.jobs}_jobs"
+        stem += f"_c{self.concurrency}" if self.concurrency is not None else ""
         stem += f"_rep{self.repeat + 1}" if self.repeat else ""
         return re.sub(r"[^A-Za-z0-9_.=-]", "_", stem)
 
@@ -187,27 +212,6 @@ class ScenarioSpec(BaseModel):
     def group(self) -> ScenarioSpec:
         """The scenario whatever its repeat: the repeats of one group are summarised together."""
         return self.model_copy(update={"repeat": 0})
-
-
-class JobData(BaseModel):
-    """A job record as the service's API returned it (taskbench_service.jobs.JobRecord)."""
-
-    job_id: str
-    implementation: str
-    kind: str
-    duration: float
-    memory_mb: int = 0
-    status: JobStatus
-    submitted_at: float
-    started_at: float | None = None
-    finished_at: float | None = None
-    error: str | None = None
-    pid: int | None = None
-    thread: str | None = None
-    host: str | None = None
-    queue_time: float | None = None
-    execution_time: float | None = None
-    total_time: float | None = None
 
 
 class Execution(BaseModel):
@@ -239,6 +243,7 @@ class Submission(BaseModel):
     job_id: str | None = None
     error: str | None = None  # "timeout" or the exception
     submitted_at: float | None = None  # the API's own stamp, from its 202 answer
+    due_at: float | None = None  # sustained load: when the schedule said to send it (latencies count from here)
 
 
 class StatusPoll(BaseModel):
@@ -286,11 +291,48 @@ class Event(BaseModel):
     detail: str = ""
 
 
+class Machine(BaseModel):
+    platform: str = "?"
+    python: str = "?"
+    cpu_count: int | None = None
+    memory_gb: float | None = None
+    hostname: str = "?"
+    job_memory: str = "pss"  # what the job process's memory was read as: pss, uss or rss (pss before it was said)
+
+
+class EnvironmentFreeze(BaseModel):
+    """One implementation's environment: what it was asked to install and what it holds (`uv pip freeze`)."""
+
+    python: str
+    requirements: list[str] = Field(default_factory=list)
+    constraints: list[str] = Field(default_factory=list)
+    packages: dict[str, str] = Field(default_factory=dict)
+    built_at: float | None = None
+    where: str = ""
+
+
+class RunEnvironment(BaseModel):
+    """Where a run ran: the packages that matter (`versions`), each implementation's environment, the machine."""
+
+    versions: dict[str, str] = Field(default_factory=dict)
+    environments: dict[str, EnvironmentFreeze] = Field(default_factory=dict)
+    machine: Machine = Field(default_factory=Machine)
+
+
+class DepthSample(BaseModel):
+    """The implementation's job counts at one instant of a sustained-load step (GET /{name}/jobs?limit=0)."""
+
+    t: float
+    queued: int
+    running: int
+    finished: int
+
+
 class ScenarioResult(BaseModel):
     schema_version: int = SCHEMA_VERSION
     spec: ScenarioSpec
     settings: RunSettings
-    environment: dict[str, Any] = Field(default_factory=dict)
+    environment: RunEnvironment = Field(default_factory=RunEnvironment)
     capacity: Capacity
     ideal_makespan_s: float
     started_at: float
@@ -299,7 +341,7 @@ class ScenarioResult(BaseModel):
     timed_out: bool
     interrupted: bool = False
     submissions: list[Submission]
-    jobs: list[JobData]  # job records as the API returned them
+    jobs: list[JobRecord]  # job records as the API returned them
     executions: list[Execution] = Field(default_factory=list)  # the ledger's lines
     probes: list[Probe]
     samples: list[Sample]
@@ -307,6 +349,7 @@ class ScenarioResult(BaseModel):
     harness: Reading | None = None  # the harness's own CPU (over the scenario) and memory
     delivery: DeliveryRecord | None = None  # when taskbench set the worker's delivery settings
     status_polls: list[StatusPoll] = Field(default_factory=list)  # each job's status once, after the burst
+    depth: list[DepthSample] = Field(default_factory=list)  # sustained load: queued and running over time
     # "api": GET /{impl}/jobs; "ledger": rebuilt from the ledger and the 202 answers, because several API
     # processes each keep their own BackgroundTasks records and no single answer holds them all
     records_from: Literal["api", "ledger"] = "api"
@@ -322,7 +365,7 @@ class RunResult(BaseModel):
     schema_version: int = SCHEMA_VERSION
     timestamp: str
     settings: RunSettings
-    environment: dict[str, Any]
+    environment: RunEnvironment
     scenario_files: list[str]
     interrupted: bool = False
     stopped_by: int | None = None  # the signal that cut the run short: 2 (Ctrl-C) or 15 (SIGTERM)

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,14 +26,14 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from taskbench import environment, plan, venvs
+from taskbench import analysis, environment, implementations, plan, search, venvs
 from taskbench.analysis import analyse
 from taskbench.analysis.models import AnalysedRun
 from taskbench.client import ServiceClient
 from taskbench.errors import StackError, UsageError
 from taskbench.job_check import JobArgs
 from taskbench.report import files
-from taskbench.results import RunResult, RunSettings, ScenarioResult, ScenarioSpec
+from taskbench.results import LoadOptions, RunEnvironment, RunResult, RunSettings, ScenarioResult, ScenarioSpec
 from taskbench.scenario import ScenarioContext, run_scenario
 from taskbench.stack import Stack, StackConfig, StackState
 from taskbench_wire.urls import redacted
@@ -155,7 +156,7 @@ def _check_server(url: str, labels: list[str]) -> dict[str, dict[str, str]]:
 
 
 def _print_plan(console: Console, specs: list[ScenarioSpec], settings: RunSettings) -> None:
-    cpus = environment.describe(None)["machine"]["cpu_count"] or 1
+    cpus = environment.this_machine().cpu_count or 1
     estimates = [plan.estimate_s(s, settings.concurrency, cpus, settings) for s in specs]
     for spec, estimate in zip(specs, estimates, strict=True):
         if not spec.repeat:
@@ -169,12 +170,47 @@ def _print_plan(console: Console, specs: list[ScenarioSpec], settings: RunSettin
     console.print(f"estimated time: ~{total / 60:.1f} min")
 
 
+CAPACITY_OVERHEAD_S = 0.05  # per job, beside its duration, in Little's law's first guess: the queue's own time
+
+
+async def _search(
+    first: ScenarioSpec,
+    load: LoadOptions,
+    ctx: ScenarioContext,
+    run_one: Callable[[ScenarioSpec], Awaitable[ScenarioResult]],
+    console: Console,
+) -> None:
+    """--rate auto: step the rate up, then bisect (taskbench.search). --target-rate: the same over the worker's
+    concurrency at the target rate; BackgroundTasks, which has no worker, runs the target rate once."""
+    steps: list[search.Step] = []
+    has_worker = implementations.get(first.implementation).has_worker
+    if load.target_rate is not None:
+        guess = search.littles_law_concurrency(load.target_rate, first.duration_s + CAPACITY_OVERHEAD_S)
+        start = first.concurrency or guess
+    while not ctx.stop.is_set():
+        if load.target_rate is None:
+            rate = search.next_rate(steps, load.start_rate, load.search_resolution, load.search_steps)
+            if rate is None:
+                break
+            spec, value = plan.rate_step(first, rate, load), rate
+        else:
+            concurrency = search.next_concurrency(steps, start, load.search_steps) if has_worker else None
+            if (has_worker and concurrency is None) or (not has_worker and steps):
+                break
+            spec = first.model_copy(update={"concurrency": concurrency}) if has_worker else first
+            value = float(concurrency or 0)
+        step = analysis.summarise(await run_one(spec)).rate
+        verdict = step.verdict if step else "inconclusive"
+        steps.append((value, verdict))
+        console.print(f"  {spec.label}: {verdict}" + (f" ({'; '.join(step.reasons)})" if step and step.reasons else ""))
+
+
 async def _run_all(
     options: RunOptions,
     specs: list[ScenarioSpec],
     url: str,
     stack: Stack | None,
-    env: dict[str, object],
+    env: RunEnvironment,
     folder: Path,
     stamp: str,
     console: Console,
@@ -205,7 +241,7 @@ async def _run_all(
     with contextlib.suppress(NotImplementedError):
         for signum in (signal.SIGINT, signal.SIGTERM):  # SIGTERM (a CI's timeout, `kill`) as Ctrl-C
             loop.add_signal_handler(signum, interrupt, signum)
-    cpus = int(env["machine"]["cpu_count"] or 1)  # type: ignore[index]
+    cpus = env.machine.cpu_count or 1
     estimates = [plan.estimate_s(s, settings.concurrency, cpus, settings) for s in specs]
     columns = (
         TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(), TextColumn("ETA"),
@@ -214,9 +250,8 @@ async def _run_all(
     try:
         with Progress(*columns, console=console) as progress:
             overall = progress.add_task("all scenarios", total=sum(estimates))
-            for spec, estimate in zip(specs, estimates, strict=True):
-                if ctx.stop.is_set():
-                    break
+
+            async def run_one(spec: ScenarioSpec) -> ScenarioResult:
                 run_of = f" (run {spec.repeat + 1} of {settings.repeat})" if settings.repeat > 1 else ""
                 current = progress.add_task(spec.label + run_of, total=spec.jobs)
 
@@ -227,6 +262,15 @@ async def _run_all(
                 results.append(result)
                 run_result.scenario_files.append(files.write_scenario_data(folder, stamp, result))
                 progress.update(current, completed=spec.jobs, visible=False)
+                return result
+
+            for spec, estimate in zip(specs, estimates, strict=True):
+                if ctx.stop.is_set():
+                    break
+                if settings.load is not None and (settings.load.auto or settings.load.target_rate):
+                    await _search(spec, settings.load, ctx, run_one, console)
+                else:
+                    await run_one(spec)
                 progress.update(overall, advance=estimate)
     except BaseException:
         run_result.interrupted = True  # keep what was measured, then let the error through

@@ -4,6 +4,7 @@ and every record collected."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -13,16 +14,18 @@ from typing import Any
 import httpx
 import psutil
 
-from taskbench import capacity, faults, implementations, records
-from taskbench.client import ServiceClient
+from taskbench import arrivals, capacity, faults, implementations, records
+from taskbench.client import ServiceClient, ServiceError
 from taskbench.job_check import JobArgs
 from taskbench.ledger import LedgerTail
 from taskbench.probes import Prober
 from taskbench.results import (
     DeliveryRecord,
+    DepthSample,
     Event,
     Execution,
     Reading,
+    RunEnvironment,
     RunSettings,
     ScenarioResult,
     ScenarioSpec,
@@ -31,8 +34,10 @@ from taskbench.results import (
 )
 from taskbench.sampler import Sampler
 from taskbench.stack import Stack
+from taskbench_wire.enums import JobStatus
 
 POLL_INTERVAL_S = 0.25
+DEPTH_INTERVAL_S = 0.5  # sustained load: how often the job counts are read for the queue-depth chart
 
 Progress = Callable[[int, int], None]  # (jobs finished, jobs in all)
 
@@ -41,7 +46,7 @@ Progress = Callable[[int, int], None]  # (jobs finished, jobs in all)
 class ScenarioContext:
     client: ServiceClient
     settings: RunSettings
-    environment: dict[str, Any]
+    environment: RunEnvironment
     stack: Stack | None = None  # None: a service started by someone else (--url)
     timeout_s: float | None = None  # overrides the deadline derived from the ideal makespan
     cpu_count: int = field(default_factory=lambda: os.cpu_count() or 1)
@@ -123,10 +128,10 @@ async def _finished(
     ctx: ScenarioContext, spec: ScenarioSpec, accepted: int, events: list[Event], progress: Progress
 ) -> bool:
     counts = await ctx.client.counts(spec.implementation)
-    progress(counts["completed"] + counts["failed"], spec.jobs)
-    idle = counts["queued"] + counts["running"] == 0
+    progress(counts.finished, spec.jobs)
+    idle = counts.pending == 0
     if spec.fault is None:
-        return idle and counts["count"] >= accepted
+        return idle and counts.count >= accepted
     # A fault can wipe records (the API's memory, Redis without persistence) while their jobs still run
     # elsewhere: fewer records is a finding, so ask the service whether anything still runs.
     if idle and not await ctx.client.busy([spec.implementation]):
@@ -159,7 +164,7 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
     expected = await ctx.client.capacity(
         spec.implementation, spec.model_workload, spec.jobs, spec.concurrency or settings.concurrency, ctx.cpu_count
     )
-    ideal = capacity.ideal_makespan_s(spec.jobs, expected.concurrency, spec.duration_s)
+    ideal = capacity.ideal_makespan_s(spec.jobs, expected.concurrency, spec.duration_s, spec.for_s or 0.0)
     deadline_s = deadline_for(spec, ideal, ctx.timeout_s)
     watch = Watch(LedgerTail(stack.ledger_path if stack is not None else None))
     api_processes = settings.api.api_workers if stack is not None else 1
@@ -185,15 +190,11 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
     started_at = time.time()
     sampler.start()
     prober.start()
+    depth: list[DepthSample] = []
+    counting = asyncio.create_task(_count_over_time(ctx, spec, depth)) if spec.rate is not None else None
     try:
         await asyncio.sleep(0.3)  # a baseline before the burst
-        events.append(Event(t=time.time(), name="burst_start", detail=f"{spec.jobs} submissions"))
-        submissions = list(
-            await asyncio.gather(
-                *(ctx.client.submit(spec.implementation, i, request_body(ctx, spec, i)) for i in range(spec.jobs))
-            )
-        )
-        events.append(Event(t=time.time(), name="burst_end"))
+        submissions = await (_sustain(ctx, spec, events) if spec.rate is not None else _burst(ctx, spec, events))
         # With a fault, the records must be asked for before it strikes; else once every figure is measured, so
         # the polls load neither the jobs, the probes nor the samples.
         status_polls = await _poll_statuses(ctx, spec, submissions, events) if split_records and spec.fault else []
@@ -219,6 +220,8 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
                 events.append(Event(t=time.time(), name="records_lost", detail=str(exc)))
                 jobs = []
     finally:
+        if counting is not None:
+            counting.cancel()
         probes = prober.stop()
         samples = sampler.stop()
     ended_at = time.time()
@@ -245,6 +248,7 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
         events=events,
         delivery=_delivery(spec, stack),
         status_polls=status_polls,
+        depth=depth,
         records_from="ledger" if split_records else "api",
         harness=Reading(
             cpu_percent=100 * harness_cpu_s / max(ended_at - started_at, 1e-9),
@@ -252,6 +256,49 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
         ),
     )
     return result
+
+
+async def _burst(ctx: ScenarioContext, spec: ScenarioSpec, events: list[Event]) -> list[Submission]:
+    """Every job at once."""
+    events.append(Event(t=time.time(), name="burst_start", detail=f"{spec.jobs} submissions"))
+    submissions = await asyncio.gather(
+        *(ctx.client.submit(spec.implementation, i, request_body(ctx, spec, i)) for i in range(spec.jobs))
+    )
+    events.append(Event(t=time.time(), name="burst_end"))
+    return list(submissions)
+
+
+async def _sustain(ctx: ScenarioContext, spec: ScenarioSpec, events: list[Event]) -> list[Submission]:
+    """One sustained-load step: `spec.rate` jobs per second for `spec.for_s` seconds, open loop."""
+    assert spec.rate is not None and spec.for_s is not None
+    seed = ctx.settings.load.seed if ctx.settings.load else 0  # the plan counted the jobs with the same
+    due = arrivals.schedule(spec.rate, spec.for_s, spec.arrivals, seed)
+    start = time.time() + 0.05
+    detail = f"{spec.rate:g}/s for {spec.for_s:g} s: {len(due)} submissions, {spec.arrivals} arrivals"
+    events.append(Event(t=start, name="rate_start", detail=detail))
+
+    async def send(i: int, due_at: float) -> Submission:
+        return await ctx.client.submit(spec.implementation, i, request_body(ctx, spec, i))
+
+    submissions = await arrivals.fire(due, start, send, ctx.stop)
+    events.append(Event(t=time.time(), name="rate_end", detail=f"{len(submissions)} sent"))
+    return submissions
+
+
+async def _count_over_time(ctx: ScenarioContext, spec: ScenarioSpec, depth: list[DepthSample]) -> None:
+    """Queued, running and finished jobs every DEPTH_INTERVAL_S, from the step's start until its jobs drain."""
+    while True:
+        with contextlib.suppress(ServiceError, ValueError):  # the API busy or restarting: a gap in the chart
+            counts = await ctx.client.counts(spec.implementation)
+            depth.append(
+                DepthSample(
+                    t=time.time(),
+                    queued=counts.counts.get(JobStatus.queued, 0),
+                    running=counts.counts.get(JobStatus.running, 0),
+                    finished=counts.finished,
+                )
+            )
+        await asyncio.sleep(DEPTH_INTERVAL_S)
 
 
 async def _poll_statuses(

@@ -33,12 +33,12 @@ import redis
 
 from taskbench import environment, implementations, rabbitmq_server, venvs, watchdog
 from taskbench.errors import StackError
-from taskbench.health import Health
 from taskbench.implementations.base import PYTHON
 from taskbench.redis_server import find_redis_server, free_port, redis_command, write_password_config
 from taskbench.results import ApiOptions, PluginOptions
 from taskbench.services import Service
 from taskbench_wire.env import ServiceEnv
+from taskbench_wire.health import Health
 from taskbench_wire.urls import redacted
 
 AOF_REWRITE_WAIT_S = 30.0

@@ -19,6 +19,7 @@ from typing import Any
 import redis
 
 from taskbench_service.settings import settings
+from taskbench_wire.health import Beat
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,6 @@ class Heartbeat:
             self._client().hdel(self.key, self.worker_id)
 
 
-def live_workers(beats: dict[str, str], now: float) -> list[dict[str, Any]]:
-    workers = [json.loads(beat) for beat in beats.values()]
-    return [w for w in workers if now - w["t"] < WORKER_STALE_S]
+def live_workers(beats: dict[str, str], now: float) -> list[Beat]:
+    workers = [Beat.model_validate_json(beat) for beat in beats.values()]
+    return [w for w in workers if now - w.t < WORKER_STALE_S]

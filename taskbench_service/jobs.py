@@ -18,7 +18,7 @@ from typing import Any, Protocol, cast
 
 import redis
 import redis.asyncio as aredis
-from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -27,6 +27,7 @@ from taskbench_service import settings as config
 from taskbench_service import user_job
 from taskbench_service.workloads import Kind
 from taskbench_wire.enums import JobStatus
+from taskbench_wire.records import JobList, JobRecord
 
 Status = JobStatus  # the service's name for it
 
@@ -58,41 +59,6 @@ class JobRequest(BaseModel):
         return self
 
 
-class JobRecord(BaseModel):
-    job_id: str
-    implementation: str
-    kind: Kind
-    duration: float
-    memory_mb: int = 0
-    job: int | None = None  # `job` kind: the index of the user's function
-    args: dict[str, Any] | None = Field(default=None, exclude=True)  # travels to the runner, never stored
-    status: Status = Status.queued
-    submitted_at: float  # stamped by the API when it accepts the job (epoch seconds)
-    started_at: float | None = None  # stamped by the code that runs the job
-    finished_at: float | None = None
-    error: str | None = None
-    pid: int | None = None
-    thread: str | None = None
-    host: str | None = None
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def queue_time(self) -> float | None:
-        return None if self.started_at is None else self.started_at - self.submitted_at
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def execution_time(self) -> float | None:
-        if self.started_at is None or self.finished_at is None:
-            return None
-        return self.finished_at - self.started_at
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def total_time(self) -> float | None:
-        return None if self.finished_at is None else self.finished_at - self.submitted_at
-
-
 class JobCall(BaseModel):
     """What travels through a broker to the worker: plain JSON, the same for every queue."""
 
@@ -115,12 +81,6 @@ class JobCall(BaseModel):
             job=record.job or 0,
             args=record.args or {},
         )
-
-
-class JobList(BaseModel):
-    count: int
-    counts: dict[str, int]
-    jobs: list[JobRecord]
 
 
 def new_record(implementation: str, request: JobRequest) -> JobRecord:
@@ -156,9 +116,9 @@ def finished_fields(error: BaseException | None) -> dict[str, Any]:
     return fields
 
 
-def count_by_status(statuses: Iterable[str]) -> dict[str, int]:
+def count_by_status(statuses: Iterable[str]) -> dict[JobStatus, int]:
     counts = Counter(statuses)
-    return {status.value: counts.get(status.value, 0) for status in Status}
+    return {status: counts.get(status.value, 0) for status in Status}
 
 
 class JobStore(Protocol):

@@ -22,11 +22,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from taskbench_service import implementations, metrics, workloads
-from taskbench_service.implementations.base import BROKER_UNREACHABLE, BrokerUnavailable, job_router
+from taskbench_service.implementations.base import BrokerUnavailable, job_router
 from taskbench_service.implementations.fastapi import IMPLEMENTATION as BACKGROUND_TASKS
 from taskbench_service.limits import BodySizeLimit
 from taskbench_service.middleware import MIDDLEWARES, PassThrough
 from taskbench_service.settings import MAX_BODY_BYTES, MAX_DURATION_S, settings
+from taskbench_wire.health import BROKER_UNREACHABLE, Api, Section
 from taskbench_wire.urls import redacted as _redacted  # hides a password in a URL
 
 IMPLEMENTATIONS = implementations.load_all(settings.implementations)
@@ -120,35 +121,34 @@ async def system_metrics() -> dict[str, Any]:
     return metrics.snapshot()
 
 
-def _api_component() -> dict[str, Any]:
-    return {"status": "ok", "pid": os.getpid(), "fastapi_jobs_in_flight": BACKGROUND_TASKS.in_flight}
+def _api() -> Api:
+    return Api(pid=os.getpid(), fastapi_jobs_in_flight=BACKGROUND_TASKS.in_flight)
 
 
 @app.get("/health")
 async def health() -> JSONResponse:
-    """Cheap by design (a Redis ping and one read per queue, no broadcast): the harness probes it at 10 Hz."""
-    limiter = anyio.to_thread.current_default_thread_limiter()
-    api = {
-        **_api_component(),
-        "threadpool_tokens": limiter.total_tokens,
-        "threadpool_borrowed": limiter.borrowed_tokens,
-    }
-    body: dict[str, Any] = {"status": "ok", "api": api}
+    """Cheap by design (a Redis ping and one read per queue, no broadcast): the harness probes it at 10 Hz.
+    Its shape (`api`, then a `Section` per implementation under its name) is `taskbench_wire.health`."""
+    limiter = anyio.to_thread.current_default_thread_limiter()  # on the loop: a sync endpoint cannot read it
+    api = _api().model_copy(
+        update={"threadpool_tokens": int(limiter.total_tokens), "threadpool_borrowed": limiter.borrowed_tokens}
+    )
+    body: dict[str, Any] = {"status": "ok", "api": api.model_dump()}
     started = time.perf_counter()
     try:
         await _redis["health"].ping()
         latency_ms = (time.perf_counter() - started) * 1000
-        answers = await asyncio.gather(*(impl.health() for impl in IMPLEMENTATIONS))
+        sections = await asyncio.gather(*(impl.health() for impl in IMPLEMENTATIONS))
     except redis.RedisError as exc:
         body["status"] = "unavailable"
         body["redis"] = {"status": "unreachable", "url": _redacted(settings.redis_url), "error": str(exc)}
         for impl in IMPLEMENTATIONS:
-            body[impl.name] = {"status": "unknown", "workers": []}
+            body[impl.name] = Section(status="unknown").model_dump()
         return JSONResponse(body, status_code=503)
     body["redis"] = {"status": "ok", "latency_ms": latency_ms}
     body["broker"] = {"kind": settings.broker, "url": _redacted(settings.broker_url)}  # Celery's and Dramatiq's
-    body |= {impl.name: answer for impl, answer in zip(IMPLEMENTATIONS, answers, strict=True)}
-    if any(answer["status"] == BROKER_UNREACHABLE for answer in answers):
+    body |= {impl.name: section.model_dump() for impl, section in zip(IMPLEMENTATIONS, sections, strict=True)}
+    if any(section.status == BROKER_UNREACHABLE for section in sections):
         body["status"] = "unavailable"
         return JSONResponse(body, status_code=503)
     return JSONResponse(body)
@@ -157,4 +157,4 @@ async def health() -> JSONResponse:
 @app.get("/health/sync")
 def health_sync() -> dict[str, Any]:
     """The same liveness answer from a sync endpoint: it needs a threadpool thread, so it shows starvation."""
-    return {"status": "ok", "api": _api_component()}
+    return {"status": "ok", "api": _api().model_dump()}

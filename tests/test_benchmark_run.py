@@ -55,10 +55,10 @@ def check_run(folder: Path, jobs: list[int], embedded: bool) -> None:
             # started by hand: the API and the worker are still found through /health when they run here
             expected = {"api", "celery-worker", "harness"}
             assert roles >= (expected | {"redis"} if embedded else expected)
-            assert result.environment["versions"]["celery"] and result.settings.jobs == jobs
+            assert result.environment.versions["celery"] and result.settings.jobs == jobs
             assert summary.max_running <= result.capacity.concurrency
             shares = summary.cpu_shares  # the harness's share of the machine beside the service's (issue 13)
-            assert shares is not None and shares.cores == result.environment["machine"]["cpu_count"]
+            assert shares is not None and shares.cores == result.environment.machine.cpu_count
             assert "api" in shares.service_roles and shares.service_percent >= 0 <= shares.harness_percent
     assert json.loads(comparison.read_text())["verdict"]["lines"]
 

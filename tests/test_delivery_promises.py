@@ -12,7 +12,7 @@ import pytest
 
 from taskbench.client import ServiceClient
 from taskbench.implementations import REGISTRY
-from taskbench.results import RunSettings, ScenarioResult, ScenarioSpec
+from taskbench.results import RunEnvironment, RunSettings, ScenarioResult, ScenarioSpec
 from taskbench.scenario import ScenarioContext, run_scenario
 from taskbench.stack import Stack, StackConfig
 
@@ -66,7 +66,7 @@ def crash(stack: Stack, name: str, fault: str, variant: str) -> ScenarioResult:
     async def go() -> ScenarioResult:
         client = ServiceClient(stack.url, urls=stack.urls())
         try:
-            ctx = ScenarioContext(client=client, settings=settings, environment={}, stack=stack)
+            ctx = ScenarioContext(client=client, settings=settings, environment=RunEnvironment(), stack=stack)
             return await run_scenario(ctx, spec, lambda done, total: None)
         finally:
             await client.aclose()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from taskbench.health import DEFAULT_THREADPOOL_TOKENS, Health, as_beats
 from taskbench.implementations.celery import CeleryBeat
 from taskbench.implementations.rq import RqBeat
+from taskbench_wire.health import DEFAULT_THREADPOOL_TOKENS, Health, as_beats
 
 
 def test_heartbeats_of_every_shape_parse() -> None:

@@ -8,7 +8,8 @@ import pytest
 
 from taskbench.analysis import order
 from taskbench.report import charts
-from taskbench.results import Execution, JobData, ScenarioResult, Submission, load_scenario
+from taskbench.results import Execution, ScenarioResult, Submission, load_scenario
+from taskbench_wire.records import JobRecord
 
 FIXTURE = Path(__file__).parent / "fixtures" / "small_run" / "fastapi_5_jobs_20261125_061235.json"
 
@@ -18,7 +19,7 @@ def hand_made(sent: list[str], accepted: list[str], started: list[str]) -> Scena
     base = load_scenario(FIXTURE)
     t0 = base.started_at
     submissions = [Submission(index=i, sent_at=t0 + i * 0.001, latency_s=0.05, job_id=j) for i, j in enumerate(sent)]
-    jobs = [JobData(job_id=j, implementation="celery", kind="sleep", duration=0.5, status="completed",
+    jobs = [JobRecord(job_id=j, implementation="celery", kind="sleep", duration=0.5, status="completed",
                     submitted_at=t0 + 0.01 * (accepted.index(j) + 1)) for j in sent]  # fmt: skip
     ledger = [
         Execution(job_id=j, implementation="celery", event="start", t=t0 + 1 + 0.1 * i) for i, j in enumerate(started)

@@ -25,7 +25,8 @@ from taskbench.analysis import analyse
 from taskbench.analysis.models import AnalysedRun
 from taskbench.errors import SchemaError
 from taskbench.report import charts, compare, files, html, markdown
-from taskbench.results import Event, Execution, JobData, ScenarioResult, Submission
+from taskbench.results import Event, Execution, ScenarioResult, Submission
+from taskbench_wire.records import JobRecord
 
 FIXTURE = Path(__file__).parent / "fixtures" / "small_run"
 TIMESTAMP = "20261125_061235"
@@ -268,7 +269,7 @@ def test_timeline_of_ten_thousand_jobs_renders_quickly() -> None:
     n = 10_000
     t0 = base.started_at
     jobs = [
-        JobData(job_id=f"j{i}", implementation="fastapi", kind="sleep", duration=1.0,
+        JobRecord(job_id=f"j{i}", implementation="fastapi", kind="sleep", duration=1.0,
                 status="completed" if i % 97 else "failed", submitted_at=t0 + i * 1e-4,
                 started_at=t0 + 0.5 + i * 1e-3, finished_at=t0 + 1.5 + i * 1e-3)
         for i in range(n)

@@ -120,7 +120,7 @@ def test_where_the_platform_has_no_pss_the_sampler_reads_uss_and_the_run_says_so
     sampler.memory_measure.cache_clear()
     try:
         assert sampler.memory_measure() == "uss"
-        assert environment.describe(None)["machine"]["job_memory"] == "uss"
+        assert environment.this_machine().job_memory == "uss"
         watch = Sampler(lambda: {"me": os.getpid()}, interval_s=0.05, pss_roles=frozenset({"me"}))
         watch.start()
         time.sleep(0.3)

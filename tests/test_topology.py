@@ -19,7 +19,15 @@ from taskbench.analysis.models import ScenarioSummary
 from taskbench.client import ServiceClient
 from taskbench.implementations import celery
 from taskbench.report import content, files
-from taskbench.results import ApiOptions, PluginOptions, RunSettings, ScenarioResult, ScenarioSpec, load_scenario
+from taskbench.results import (
+    ApiOptions,
+    PluginOptions,
+    RunEnvironment,
+    RunSettings,
+    ScenarioResult,
+    ScenarioSpec,
+    load_scenario,
+)
 from taskbench.scenario import ScenarioContext, run_scenario
 from taskbench.stack import Stack, StackConfig
 
@@ -59,7 +67,7 @@ def test_cli_runs_each_scenario_with_and_without_base_http_middleware(tmp_path: 
     for summary in analysed.summaries:  # BackgroundTasks jobs behind the middleware complete, once each
         assert summary.completion.completed == 4 and summary.executions.completed_once == 4, summary.label
     report = next(folder.glob("comparison_*.md")).read_text()
-    starlette = run.environment["versions"]["starlette"]
+    starlette = run.environment.versions["starlette"]
     assert "Without and with the middleware" in report
     assert f"Starlette {starlette}" in report and "BaseHTTPMiddleware" in report
     assert "FASTAPI [base-http]" in report
@@ -109,7 +117,7 @@ def run_one(
     async def go() -> ScenarioResult:
         client = ServiceClient(stack.url, urls=stack.urls())
         try:
-            ctx = ScenarioContext(client=client, settings=settings, environment={}, stack=stack)
+            ctx = ScenarioContext(client=client, settings=settings, environment=RunEnvironment(), stack=stack)
             return await run_scenario(ctx, spec, lambda done, total: None)
         finally:
             await client.aclose()

@@ -16,7 +16,7 @@ from taskbench import job_check
 from taskbench.cli import main
 from taskbench.client import ServiceClient
 from taskbench.implementations import REGISTRY
-from taskbench.results import RunSettings, ScenarioResult, ScenarioSpec
+from taskbench.results import RunEnvironment, RunSettings, ScenarioResult, ScenarioSpec
 from taskbench.scenario import ScenarioContext, run_scenario
 from taskbench.stack import Stack, StackConfig
 from tests.conftest import routed_client
@@ -98,7 +98,7 @@ def run_job(stack: Stack, implementation: str, index: int, jobs: int, out: Path)
     async def go() -> ScenarioResult:
         client = ServiceClient(stack.url, urls=stack.urls())
         try:
-            ctx = ScenarioContext(client=client, settings=settings, environment={}, stack=stack,
+            ctx = ScenarioContext(client=client, settings=settings, environment=RunEnvironment(), stack=stack,
                                   job_args={path: lambda i: {"n": i, "out": str(out)}})  # fmt: skip
             return await run_scenario(ctx, spec, lambda done, total: None)
         finally:

@@ -71,7 +71,7 @@ def test_a_project_with_its_own_app_package_runs_its_job_through_every_implement
     assert not (project / "app" / "IMPORTED").exists(), "taskbench started the user's app instead of its own"
     comparison = _comparison(project / "out")
     run = load_run(comparison)
-    envs = run.environment["environments"]
+    envs = run.environment.environments
     assert set(envs) == set(implementations.REGISTRY)
     ran_by = {line.split()[1] for line in log.read_text().splitlines()}
     for name in implementations.REGISTRY:
@@ -79,12 +79,12 @@ def test_a_project_with_its_own_app_package_runs_its_job_through_every_implement
         result = load_scenario(comparison.parent / path)
         assert [j.status for j in result.jobs] == ["completed"] * 2, name
         assert result.spec.workload == "shopjobs:notify" and all(j.kind == "job" for j in result.jobs), name
-        assert str(Path(envs[name]["where"]) / "bin" / "python") in ran_by, name  # its own environment ran it
+        assert str(Path(envs[name].where) / "bin" / "python") in ran_by, name  # its own environment ran it
     # the releases the package index serves today, each in its own environment
-    assert Version(envs["celery"]["packages"]["celery"]) >= Version("5.7")
-    assert Version(envs["celery"]["packages"]["kombu"]) >= Version("5.7")
-    assert Version(envs["taskiq"]["packages"]["taskiq-redis"]) >= Version("1.2")
-    assert "celery" not in envs["arq"]["packages"] and "arq" not in envs["celery"]["packages"]
+    assert Version(envs["celery"].packages["celery"]) >= Version("5.7")
+    assert Version(envs["celery"].packages["kombu"]) >= Version("5.7")
+    assert Version(envs["taskiq"].packages["taskiq-redis"]) >= Version("1.2")
+    assert "celery" not in envs["arq"].packages and "arq" not in envs["celery"].packages
 
 
 def test_two_releases_of_one_queue_run_side_by_side(tmp_path: Path) -> None:
@@ -96,10 +96,10 @@ def test_two_releases_of_one_queue_run_side_by_side(tmp_path: Path) -> None:
     assert "Celery 5.5.3" in out.stdout and "| CELERY@5.5.3 |" in out.stdout.upper()
     comparison = _comparison(tmp_path / "out")
     run = load_run(comparison)
-    envs = run.environment["environments"]
-    assert envs["celery@5.5.3"]["packages"]["celery"] == "5.5.3"
-    assert Version(envs["celery"]["packages"]["celery"]) >= Version("5.7")
-    assert run.environment["versions"]["celery (celery@5.5.3)"] == "5.5.3"
+    envs = run.environment.environments
+    assert envs["celery@5.5.3"].packages["celery"] == "5.5.3"
+    assert Version(envs["celery"].packages["celery"]) >= Version("5.7")
+    assert run.environment.versions["celery (celery@5.5.3)"] == "5.5.3"
     for stem in ("celery_5.5.3_3_jobs", "celery_3_jobs"):
         (path,) = [f for f in run.scenario_files if Path(f).name.startswith(stem)]
         result = load_scenario(comparison.parent / path)

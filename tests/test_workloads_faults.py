@@ -11,7 +11,7 @@ import pytest
 from taskbench.analysis import summarise
 from taskbench.analysis.models import ScenarioSummary
 from taskbench.client import ServiceClient
-from taskbench.results import RunSettings, ScenarioSpec, Thresholds
+from taskbench.results import RunEnvironment, RunSettings, ScenarioSpec, Thresholds
 from taskbench.scenario import ScenarioContext, run_scenario
 from taskbench.stack import Stack, StackConfig
 
@@ -35,7 +35,7 @@ def scenario(stack: Stack, implementation: str, workload: str, jobs: int, durati
     async def go() -> ScenarioSummary:
         client = ServiceClient(stack.url, urls=stack.urls())
         try:
-            ctx = ScenarioContext(client=client, settings=settings, environment={}, stack=stack)
+            ctx = ScenarioContext(client=client, settings=settings, environment=RunEnvironment(), stack=stack)
             result = await run_scenario(ctx, spec, lambda done, total: None)
         finally:
             await client.aclose()

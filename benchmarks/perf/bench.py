@@ -20,7 +20,7 @@ from rich.table import Table
 
 from taskbench.analysis.stats import percentile
 from taskbench.client import ServiceClient
-from taskbench.results import RunSettings, ScenarioResult, ScenarioSpec, Submission
+from taskbench.results import RunEnvironment, RunSettings, ScenarioResult, ScenarioSpec, Submission
 from taskbench.scenario import ScenarioContext, run_scenario
 from taskbench.stack import Stack
 
@@ -218,7 +218,7 @@ async def scenario(bench: Bench, implementation: str, jobs: int, duration_s: flo
     ctx = ScenarioContext(
         client=bench.client,
         settings=settings_for(implementation, jobs, duration_s),
-        environment={},
+        environment=RunEnvironment(),
         stack=bench.stack,
         timeout_s=max(120.0, jobs / 20),  # 0 s jobs make the derived deadline 10 s, whatever N is
     )

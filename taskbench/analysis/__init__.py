@@ -59,8 +59,12 @@ def analyse(run: RunResult, scenarios: list[ScenarioResult]) -> AnalysedRun:
         scenario_summaries=[
             failures.annotate(s, r.settings.thresholds) for r, s in zip(scenarios, figures, strict=True)
         ],
-        verdict=_with_jobs(verdict.compute(summaries, names, base), run),
+        verdict=_with_jobs(verdict.compute(summaries, names, base, _target_rate(run)), run),
     )
+
+
+def _target_rate(run: RunResult) -> float | None:
+    return run.settings.load.target_rate if run.settings.load else None
 
 
 def _with_jobs(result: Verdict, run: RunResult) -> Verdict:

@@ -115,6 +115,14 @@ def checks(summary: ScenarioSummary, thresholds: Thresholds) -> list[Check]:
                 evidence=f"{execs.duplicated} jobs completed more than once",
             )
         )
+    if summary.rate is not None and summary.rate.verdict != "inconclusive":  # inconclusive: the harness's limit
+        found.append(
+            Check(
+                rule="rate not sustained",
+                fired=summary.rate.verdict == "saturated",
+                evidence="; ".join(summary.rate.reasons) or f"sustained {summary.rate.offered_per_s:g}/s",
+            )
+        )
     ratio, makespan, ideal = summary.makespan_ratio, summary.makespan_s, summary.ideal_makespan_s
     if ratio is not None and makespan is not None and not summary.fault:
         over_slack = makespan - ideal > thresholds.makespan_slack_s

@@ -170,6 +170,55 @@ class Spread(BaseModel):
     max: float
 
 
+class Latency(BaseModel):
+    """Percentiles of one latency over a sustained-load step, counted from each job's due time (HDR histogram,
+    3 significant digits), in seconds."""
+
+    count: int = 0
+    mean: float | None = None
+    p50: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+    p999: float | None = None
+    max: float | None = None
+
+
+RateVerdict = Literal["sustained", "saturated", "inconclusive"]
+
+
+class RateStep(BaseModel):
+    """One step of sustained load: what was offered, what the harness managed to send, what the service kept
+    up with, and whether it sustained the rate (taskbench.analysis.rates says how that is decided)."""
+
+    offered_per_s: float
+    for_s: float
+    arrivals: str
+    due: int  # submissions the schedule had
+    sent: int
+    accepted: int
+    send_rate_per_s: float | None  # achieved: sent over the span from the first send to the last
+    schedule_lag_p99_s: float | None  # how late the harness sent (its own delay, not the service's)
+    schedule_lag_max_s: float | None
+    steady_from_s: float  # the steady part of the step, seconds from its start (the warm-up before it is left out)
+    steady_to_s: float
+    throughput_per_s: float | None  # completions in the steady part ÷ its length
+    expected_per_s: float | None  # arrivals the steady part should have completed (shifted by a job's duration)
+    depth_slope_per_s: float | None  # queued + running, least-squares trend over the steady part (jobs/s)
+    depth_max: int = 0
+    mean_running: float | None = None  # running jobs, averaged over the steady part (Little's law's L, measured)
+    submission: Latency  # due → the API's answer
+    queue: Latency  # due → a runner started the job
+    queue_p95_s: float | None = None  # of the jobs due in the steady part: what the rule compares to its limit
+    execution: Latency  # started → finished (not from due: the job itself)
+    total: Latency  # due → finished
+    latency_drift_s_per_min: float | None = None  # total latency's trend over the step (a soak's drift)
+    memory_trend_mb_per_h: dict[str, float] = Field(default_factory=dict)  # by role, least squares over the step
+    queue_p95_limit_s: float
+    throughput_margin: float
+    verdict: RateVerdict
+    reasons: list[str] = Field(default_factory=list)  # why not sustained, or why inconclusive
+
+
 class ScenarioSummary(BaseModel):
     """Every figure of one scenario, its failures and the facts a report states about it."""
 
@@ -218,6 +267,7 @@ class ScenarioSummary(BaseModel):
     api_processes: int = 1  # uvicorn worker processes (--api-workers)
     max_running_by_pid: dict[int, int] = Field(default_factory=dict)  # several API processes: most at once, by pid
     status_polls: StatusPollSummary | None = None  # when several API processes each held their own records
+    rate: RateStep | None = None  # a sustained-load step (--rate): its figures and whether it was sustained
     records_from: str = "api"  # "ledger": rebuilt from the ledger, no single API process holding them all
     responsive: bool | None  # None: no probe was sent
     failures: list[Failure] = Field(default_factory=list)  # rules that fired in every run, clear of the margin
@@ -350,6 +400,36 @@ class SweepResult(BaseModel):
     smallest: int | None  # the smallest concurrency that drained as fast (× 1.2) and stayed responsive
 
 
+class RateLimit(BaseModel):
+    """Sustained load, one implementation and workload (and concurrency): the highest rate it sustained and the
+    lowest it did not, which bracket its saturation point."""
+
+    implementation: str
+    workload: str
+    concurrency: int | None = None
+    sustained_per_s: float | None  # the highest sustained rate (None: none was)
+    saturated_per_s: float | None  # the lowest saturated rate above it (None: none was)
+    inconclusive_per_s: list[float] = Field(default_factory=list)  # rates the harness could not offer
+    margin: float | None = None  # (saturated − sustained) ÷ sustained: how tight the bracket is
+    capacity_per_s: float | None = None  # the capacity model's ceiling: jobs at once ÷ job duration
+    memory_mb: float | None = None  # the job process's peak at the highest sustained rate
+
+
+class CapacityPlan(BaseModel):
+    """--target-rate: the smallest concurrency that sustained the target rate, and Little's law as a check."""
+
+    implementation: str
+    workload: str
+    target_per_s: float
+    concurrency: int | None  # None: none tried sustained it (or BackgroundTasks, which has no worker)
+    tried: dict[int, str] = Field(default_factory=dict)  # concurrency → verdict
+    memory_mb: float | None = None  # the job process's peak at that concurrency
+    littles_running: float | None = None  # L = rate × mean execution time: jobs running at once, predicted
+    measured_running: float | None = None  # the same, measured (depth samples over the steady part)
+    queue_p95_s: float | None = None  # from the due time, at that concurrency
+    sentence: str
+
+
 class Verdict(BaseModel):
     """The computed answer; `lines` is what every report and the CLI print, headline first."""
 
@@ -361,6 +441,8 @@ class Verdict(BaseModel):
     tradeoffs: list[TradeOff] = Field(default_factory=list)
     decisions: list[DecisionRow] = Field(default_factory=list)
     sweeps: list[SweepResult] = Field(default_factory=list)
+    rate_limits: list[RateLimit] = Field(default_factory=list)  # sustained load (--rate)
+    capacity_plans: list[CapacityPlan] = Field(default_factory=list)  # --target-rate
 
 
 class ImplementationInfo(BaseModel):

@@ -2,15 +2,18 @@
 rules judged over all runs (`failures.judge`: fired in every run → failed; in some, or near the limit →
 borderline).
 
-Medians are taken figure by figure over the runs' summaries as data, so a figure added to
-`ScenarioSummary` is covered without a line here; lists (ids) and words come from the median run.
+Medians are taken figure by figure through the summaries' typed fields (models, mappings, numbers), so a
+figure added to `ScenarioSummary` is covered without a line here; lists (ids) and words come from the median
+run. `spread` names each figure that varied by its path (`probes.async.p99`), as the reports look it up.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
-from typing import Any
+from typing import TypeVar, cast
+
+from pydantic import BaseModel
 
 from taskbench.analysis import failures
 from taskbench.analysis.models import ScenarioSummary, Spread
@@ -19,27 +22,36 @@ from taskbench.results import Thresholds
 JUDGED = {"failures", "borderline", "status", "spread", "repeats", "responsive"}  # set here, not by median
 
 
+Figure = TypeVar("Figure")
+
+
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _merge(dumps: list[dict[str, Any]], like: dict[str, Any], path: str, spread: dict[str, Spread]) -> dict[str, Any]:
-    """`like` (the median run, as data) with every number replaced by its median over `dumps`."""
-    merged: dict[str, Any] = {}
-    for key, value in like.items():
-        here = f"{path}{key}"
-        values = [d.get(key) for d in dumps]
-        if isinstance(value, dict) and all(isinstance(v, dict) for v in values):
-            merged[key] = _merge([v for v in values if isinstance(v, dict)], value, f"{here}.", spread)
-        elif values and all(_is_number(v) for v in values):
-            numbers: list[float] = [float(v) for v in values if v is not None]
-            middle = statistics.median(numbers)
-            merged[key] = round(middle) if all(isinstance(v, int) for v in values) else middle
-            if min(numbers) != max(numbers):
-                spread[here] = Spread(min=min(numbers), max=max(numbers))
-        else:  # words, lists, or a figure missing in some run: the median run's
-            merged[key] = value
-    return merged
+def _median(values: list[Figure], like: Figure, name: str, spread: dict[str, Spread]) -> Figure:
+    """`like` (the median run's value of figure `name`) with every number in it replaced by its median over
+    `values` (that figure in every run): through a model's fields and a mapping's keys, down to the numbers."""
+    if isinstance(like, BaseModel) and all(isinstance(v, type(like)) for v in values):
+        update = {
+            field: _median([getattr(v, field) for v in values], getattr(like, field), f"{name}{field}.", spread)
+            for field in type(like).model_fields
+            if field not in JUDGED
+        }
+        return like.model_copy(update=update)
+    if isinstance(like, dict):
+        mappings = [v for v in values if isinstance(v, dict) and v.keys() == like.keys()]
+        if len(mappings) == len(values):
+            merged = {k: _median([m[k] for m in mappings], item, f"{name}{k}.", spread) for k, item in like.items()}
+            return cast(Figure, merged)
+    if _is_number(like) and all(_is_number(v) for v in values):
+        numbers = [float(cast(float, v)) for v in values]
+        middle = statistics.median(numbers)
+        figure = name.removesuffix(".")
+        if min(numbers) != max(numbers):
+            spread[figure] = Spread(min=min(numbers), max=max(numbers))
+        return cast(Figure, round(middle) if all(isinstance(v, int) for v in values) else middle)
+    return like  # words, lists, or a figure missing in some run: the median run's
 
 
 def _median_run(runs: Sequence[ScenarioSummary]) -> ScenarioSummary:
@@ -52,21 +64,16 @@ def merge(runs: Sequence[ScenarioSummary], thresholds: Thresholds) -> ScenarioSu
     """One scenario's runs (summaries not yet annotated) as one annotated summary."""
     if len(runs) == 1:
         return failures.annotate(runs[0], thresholds)
-    like = _median_run(runs)
     spread: dict[str, Spread] = {}
-    skip = {key: value for key, value in like.model_dump().items() if key in JUDGED}
-    dumps = [{k: v for k, v in s.model_dump().items() if k not in JUDGED} for s in runs]
-    merged = _merge(dumps, dumps[runs.index(like)], "", spread)
+    merged = _median(list(runs), _median_run(runs), "", spread)
     failed, borderline, status = failures.judge(
         [failures.checks(s, thresholds) for s in runs], thresholds.borderline_margin
     )
     if any(s.interrupted for s in runs):  # a run cut short was not judged: the scenario did not hold either
         status = "interrupted"
     responsive = [failures.annotate(s, thresholds).responsive for s in runs]
-    return ScenarioSummary.model_validate(
-        {
-            **merged,
-            **skip,
+    return merged.model_copy(
+        update={
             "repeats": len(runs),
             "spread": spread,
             "failures": failed,

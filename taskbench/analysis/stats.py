@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from taskbench import implementations
-from taskbench.analysis import order
+from taskbench.analysis import order, rates
 from taskbench.analysis.models import (
     ENDPOINTS,
     HARNESS_SHARE_LIMIT_PERCENT,
@@ -26,7 +26,7 @@ from taskbench.analysis.models import (
     SubmissionSummary,
     SystemResources,
 )
-from taskbench.results import Probe, ScenarioResult
+from taskbench.results import LoadOptions, Probe, ScenarioResult
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -143,7 +143,7 @@ SERVICE_ROLES = ("api", "redis")  # with the scenario's own worker: the service 
 def cpu_shares(result: ScenarioResult, resources: dict[str, ProcessResources], worker_role: str) -> CpuShares | None:
     """The harness's and the service's average CPU as % of the machine (its cores, as recorded in the run's
     environment). Both from the sampler's readings, so they cover the same instants in the same way."""
-    cores = result.environment.get("machine", {}).get("cpu_count")
+    cores = result.environment.machine.cpu_count
     if not cores or "harness" not in resources:
         return None
     roles = [role for role in (*SERVICE_ROLES, worker_role) if role in resources]
@@ -274,7 +274,14 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
     registered = implementations.known(spec.implementation)
     implementation = implementations.get(spec.implementation) if registered else None
     options = result.settings.options_of(spec.implementation)
+    probes = {
+        endpoint: probe_summary(
+            [p for p in result.probes if p.endpoint == endpoint], probes_start, probes_end, interval
+        )
+        for endpoint in ENDPOINTS
+    }
     return ScenarioSummary(
+        rate=rates.summarise(result, probes, result.settings.load or LoadOptions()),
         label=spec.label,
         implementation=spec.implementation,
         workload=spec.workload,
@@ -294,12 +301,7 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
         else {},
         concurrency=spec.concurrency,
         submission=submission_summary(result),
-        probes={
-            endpoint: probe_summary(
-                [p for p in result.probes if p.endpoint == endpoint], probes_start, probes_end, interval
-            )
-            for endpoint in ENDPOINTS
-        },
+        probes=probes,
         completion=Completion(
             completed=statuses["completed"],
             failed=statuses["failed"],

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from taskbench import implementations
-from taskbench.analysis import sweep, tradeoff
+from taskbench.analysis import sustained, sweep, tradeoff
 from taskbench.analysis.models import (
     Failure,
     FaultRow,
@@ -255,13 +255,18 @@ def _headline(workloads: list[WorkloadVerdict], others: list[str], baseline_titl
 
 
 def compute(
-    summaries: list[ScenarioSummary], run_implementations: Sequence[str] = (), base_concurrency: int | None = None
+    summaries: list[ScenarioSummary],
+    run_implementations: Sequence[str] = (),
+    base_concurrency: int | None = None,
+    target_rate: float | None = None,
 ) -> Verdict:
     """The verdict of annotated `summaries` (see `failures.annotate`); `run_implementations` orders them. With
     a concurrency sweep, the verdict proper is at `base_concurrency` (the first value) and the sweep adds its
     own lines."""
     order = list(dict.fromkeys([*run_implementations, *(s.implementation for s in summaries)]))
     others = [name for name in order if name != BASELINE]
+    if any(s.rate is not None for s in summaries):
+        return sustained.verdict(summaries, order, target_rate)
     swept, sweep_lines = sweep.sweeps(summaries)
     # A scenario cut short by Ctrl-C says nothing about where an implementation fails.
     plain = [s for s in summaries if not s.fault and not s.interrupted and s.concurrency in (None, base_concurrency)]

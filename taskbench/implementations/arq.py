@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from taskbench.capacity import Capacity
-from taskbench.health import Beat, Health
 from taskbench.implementations.base import ASYNC_WORKLOADS, Delivery, Implementation, cpu_bound, python_module
 from taskbench.results import ApiOptions, PluginOptions
+from taskbench_wire.health import Beat, Health
 
 MECHANISM = (
     "the job stays in arq's queue under an in-progress key that expires job_timeout + 10 s after it started "

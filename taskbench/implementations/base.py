@@ -20,9 +20,9 @@ from pydantic import BaseModel
 
 from taskbench.capacity import Capacity
 from taskbench.errors import StackError
-from taskbench.health import Beat, Health
 from taskbench.results import ApiOptions, OptionValue, PluginOptions
 from taskbench_wire import enums
+from taskbench_wire.health import Beat, Health
 
 ASYNC_WORKLOADS = enums.ASYNC_WORKLOADS
 ALL_FAULTS = enums.FAULTS

@@ -13,7 +13,6 @@ from pydantic import BaseModel
 from taskbench.argtypes import bounded
 from taskbench.capacity import Capacity
 from taskbench.errors import UsageError
-from taskbench.health import Beat, Health, Text, as_beats
 from taskbench.implementations.base import (
     ASYNC_WORKLOADS,
     PORT,
@@ -24,6 +23,7 @@ from taskbench.implementations.base import (
     python_module,
 )
 from taskbench.results import ApiOptions, PluginOptions
+from taskbench_wire.health import Beat, Health, Text, as_beats
 
 APP = "taskbench_service.implementations.celery:celery_app"  # `celery -A`: the service's Celery app
 

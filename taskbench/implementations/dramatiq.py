@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 
 from taskbench.capacity import Capacity
-from taskbench.health import Beat, Count, Health, as_beats
 from taskbench.implementations.base import ASYNC_WORKLOADS, Delivery, Implementation, cpu_bound, python_module
 from taskbench.results import ApiOptions, PluginOptions
+from taskbench_wire.health import Beat, Count, Health, as_beats
 
 
 class DramatiqBeat(Beat):

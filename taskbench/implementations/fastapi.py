@@ -4,9 +4,9 @@ inside whichever of the N uvicorn processes took the request, each with its own 
 from __future__ import annotations
 
 from taskbench.capacity import Capacity
-from taskbench.health import DEFAULT_THREADPOOL_TOKENS, Beat, Health
 from taskbench.implementations.base import Delivery, Implementation
 from taskbench.results import ApiOptions, PluginOptions
+from taskbench_wire.health import DEFAULT_THREADPOOL_TOKENS, Beat, Health
 
 
 def api_processes(health: Health) -> list[Beat]:

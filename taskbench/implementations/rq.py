@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import Counter
 
 from taskbench.capacity import Capacity
-from taskbench.health import Beat, Health, Text, as_beats
 from taskbench.implementations.base import ALL_FAULTS, Delivery, Implementation, cpu_bound, python_module
 from taskbench.results import ApiOptions, PluginOptions
+from taskbench_wire.health import Beat, Health, Text, as_beats
 
 
 class RqBeat(Beat):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from taskbench.capacity import Capacity
-from taskbench.health import Beat, Health, as_beats
 from taskbench.implementations.base import ASYNC_WORKLOADS, Delivery, Implementation, python_module
 from taskbench.results import ApiOptions, PluginOptions
+from taskbench_wire.health import Beat, Health, as_beats
 
 
 class SaqBeat(Beat):

@@ -289,14 +289,39 @@ def resources_chart(result: ScenarioResult) -> Figure:
     return fig
 
 
+def depth_chart(result: ScenarioResult) -> Figure:
+    """A sustained-load step: jobs queued and running over time, the offered rate's span shaded."""
+    fig = Figure(figsize=(10, 3.2), layout="constrained")
+    ax = fig.subplots()
+    t0 = result.started_at
+    xs = [d.t - t0 for d in result.depth]
+    ax.stackplot(xs, [d.running for d in result.depth], [d.queued for d in result.depth],
+                 labels=["running", "queued"], colors=["#2e7d32", WAITING_COLOUR])  # fmt: skip
+    start = next((e.t for e in result.events if e.name == "rate_start"), None)
+    if start is not None and result.spec.for_s:
+        ax.axvspan(start - t0, start - t0 + result.spec.for_s, color=BURST_COLOUR, alpha=0.5, zorder=0,
+                   label=f"offered {result.spec.rate:g}/s")  # fmt: skip
+    if not result.depth:
+        ax.text(0.5, 0.5, "no job counts sampled", transform=ax.transAxes, ha="center", va="center")
+    ax.set_xlabel("seconds since the scenario started")
+    ax.set_ylabel("jobs")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    _legend(ax)
+    return fig
+
+
 def scenario_charts(stem: str, result: ScenarioResult, summary: ScenarioSummary, colour: str = FALLBACK) -> list[Chart]:
-    """A scenario's three charts, named after its files (`stem`)."""
+    """A scenario's charts, named after its files (`stem`); a sustained-load step adds its queue depth."""
     lost = summary.executions.lost_ids
-    return [
+    found = [
         Chart("Job timeline", f"{stem}_timeline.png", lambda: timeline_chart(result, lost, colour)),
         Chart("Probe latency over time", f"{stem}_probes.png", lambda: probes_chart(result)),
         Chart("CPU and memory per process", f"{stem}_resources.png", lambda: resources_chart(result)),
     ]
+    if result.spec.rate is not None:
+        found.append(Chart("Queue depth over time", f"{stem}_depth.png", lambda: depth_chart(result)))
+    return found
 
 
 # --- comparison --------------------------------------------------------------------------------------------
@@ -457,9 +482,57 @@ def sweep_chart(run: AnalysedRun, workload: str, jobs: int) -> Figure:
     return fig
 
 
+def knee_chart(run: AnalysedRun, workload: str) -> Figure:
+    """Sustained load: completions per second and total latency (p50, p99, from the due time) against the
+    offered rate, one line per implementation; where throughput leaves the diagonal, the queue saturated."""
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    rate_ax, latency_ax = fig.subplots(1, 2)
+    palette = colours([i.name for i in run.implementations])
+    steps = [s for s in run.summaries if s.rate and s.workload_key == workload and not s.interrupted]
+    for (name, concurrency), group in itertools.groupby(
+        sorted(steps, key=lambda s: (s.implementation, s.concurrency or 0, s.rate.offered_per_s if s.rate else 0)),
+        key=lambda s: (s.implementation, s.concurrency),
+    ):
+        rows = [s.rate for s in group if s.rate]
+        label = run.title(name) + ("" if concurrency is None else f" (concurrency {concurrency})")
+        colour = palette.get(name, FALLBACK)
+        xs = [r.offered_per_s for r in rows]
+        rate_ax.plot(xs, [math.nan if r.throughput_per_s is None else r.throughput_per_s for r in rows],
+                     marker="o", color=colour, label=label)  # fmt: skip
+        for r in rows:
+            if r.verdict != "sustained":
+                rate_ax.plot([r.offered_per_s], [r.throughput_per_s or 0], marker="x", color=FAILED_COLOUR)
+        latency_ax.plot(xs, [math.nan if r.total.p99 is None else r.total.p99 for r in rows], marker="o",
+                        color=colour, label=f"{label} p99")  # fmt: skip
+        latency_ax.plot(xs, [math.nan if r.total.p50 is None else r.total.p50 for r in rows], marker=".",
+                        linestyle=":", color=colour, label=f"{label} p50")  # fmt: skip
+    top = max((s.rate.offered_per_s for s in steps if s.rate), default=1.0)
+    rate_ax.plot([0, top], [0, top], linestyle="--", color=LOST_COLOUR, linewidth=1, label="offered")
+    rate_ax.set_title("Completions per second (steady part); × not sustained", fontsize=10)
+    rate_ax.set_ylabel("jobs/s")
+    latency_ax.set_title("Total time from the due time", fontsize=10)
+    latency_ax.set_ylabel("seconds")
+    if _spans_decades(s.rate.total.p99 for s in steps if s.rate):
+        latency_ax.set_yscale("log")
+    for ax in (rate_ax, latency_ax):
+        ax.set_xlabel("offered rate (jobs/s)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    rate_ax.set_ylim(bottom=0)
+    fig.suptitle(f"Workload “{workload}”: sustained load", fontsize=12)
+    return fig
+
+
 def comparison_charts(run: AnalysedRun) -> list[Chart]:
-    """One chart per workload (figures by job count), one per swept workload and job count, one for faults."""
+    """One chart per workload (figures by job count), one per swept workload and job count, one for faults;
+    under sustained load, one knee chart per workload instead."""
     charts: list[Chart] = []
+    if any(s.rate for s in run.summaries):
+        for workload in dict.fromkeys(s.workload_key for s in run.summaries if s.rate):
+            stem = workload.replace(" [", "_").rstrip("]")
+            title = f"Workload {workload}: throughput and latency against the offered rate"
+            charts.append(Chart(title, f"comparison_{stem}_knee.png", partial(knee_chart, run, workload)))
+        return charts
     for workload, jobs in dict.fromkeys((r.workload, r.jobs) for r in run.verdict.sweeps):
         title = f"Workload {workload}, {jobs} jobs: makespan and memory against concurrency"
         draw = partial(sweep_chart, run, workload, jobs)

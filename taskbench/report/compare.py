@@ -94,7 +94,7 @@ def scenario_table(a: ScenarioSummary | None, b: ScenarioSummary | None) -> Tabl
 
 def _described(run: AnalysedRun, names: list[str]) -> dict[str, str]:
     s, env = run.settings, run.environment
-    machine = env.get("machine", {})
+    machine = env.machine
     described = {
         "Implementations": ", ".join(s.implementations),
         "Workloads": ", ".join(s.workloads),
@@ -107,9 +107,9 @@ def _described(run: AnalysedRun, names: list[str]) -> dict[str, str]:
         "Redis": s.redis,
         "Broker": broker_text(s),
         "Thresholds": ", ".join(f"{k} {v}" for k, v in s.thresholds.model_dump().items()),
-        "Machine": f"{machine.get('platform', '?')}, {machine.get('cpu_count', '?')} cores, "
-        f"{machine.get('memory_gb', 0):.1f} GB; Python {machine.get('python', '?')}",
-        "Versions": ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items()),
+        "Machine": f"{machine.platform}, {machine.cpu_count or '?'} cores, "
+        f"{machine.memory_gb or 0:.1f} GB; Python {machine.python}",
+        "Versions": ", ".join(f"{k} {v}" for k, v in env.versions.items()),
     }
     infos = {i.name: i for i in run.implementations}
     for name in names:

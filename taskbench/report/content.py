@@ -142,6 +142,94 @@ def decision_table(run: AnalysedRun) -> Table:
     return Table(["Workload", *(run.title(n) for n in names)], rows, "decisions")
 
 
+SOAK_S = 60.0  # steps at least this long show each process's memory trend (shorter ones: warm-up, not a leak)
+
+
+def _rate_figure(value: float | None, unit: str = "/s") -> str:
+    return "–" if value is None else f"{value:.1f}{unit}"
+
+
+def rate_table(summaries: Sequence[ScenarioSummary]) -> Table:
+    """Sustained load: each step's offered and achieved rate, latency from the due time, and its verdict."""
+    steps = [s for s in summaries if s.rate is not None]
+    soak = any(s.rate and s.rate.for_s >= SOAK_S for s in steps)
+    headers = [
+        "Implementation", "Workload", "Offered", "Sent (lag p99)", "Completed (steady)", "Backlog trend",
+        "Queue p95", "Total p50 / p99 / p99.9 / max", "Running: λ×exec / measured", "Verdict",
+    ]  # fmt: skip
+    if soak:
+        headers.insert(-1, "Memory trend (job process)")
+    rows: list[list[Cell]] = []
+    for s in steps:
+        r = s.rate
+        assert r is not None
+        name = s.implementation + ("" if s.concurrency is None else f" at concurrency {s.concurrency}")
+        littles = None if r.execution.mean is None else r.offered_per_s * r.execution.mean
+        t = r.total
+        row: list[Cell] = [
+            name, s.workload_key, f"{r.offered_per_s:g}/s × {r.for_s:g} s ({r.arrivals})",
+            f"{_rate_figure(r.send_rate_per_s)} ({ms(r.schedule_lag_p99_s)})",
+            _rate_figure(r.throughput_per_s), _rate_figure(r.depth_slope_per_s, " jobs/s"),
+            seconds(r.queue_p95_s, 2),
+            " / ".join(seconds(v, 2) for v in (t.p50, t.p99, t.p999, t.max)),
+            f"{_rate_figure(littles, '')} / {_rate_figure(r.mean_running, '')}",
+            f"**{r.verdict}**" + (f": {'; '.join(r.reasons)}" if r.reasons else ""),
+        ]  # fmt: skip
+        if soak:
+            trend = r.memory_trend_mb_per_h.get(s.job_process)
+            row.insert(-1, "–" if trend is None or r.for_s < SOAK_S else f"{trend:+.0f} MB/h")
+        rows.append(row)
+    return Table(headers, rows, "rates")
+
+
+def rate_notes(run: AnalysedRun) -> list[Block]:
+    load = run.settings.load
+    if load is None:
+        return []
+    text = (
+        f"Open-loop steps: each submission is sent at its due time ({load.arrivals} arrivals) whether or not "
+        "earlier ones have answered, and every latency counts from that due time, so a stall cannot hide "
+        "(coordinated omission corrected, as wrk2 and k6 do; percentiles from an HDR histogram). A step is "
+        f"**sustained** when, after its first {load.warmup_share:.0%}, completions keep within "
+        f"{load.throughput_margin:.0%} of the arrivals, the backlog (queued + running, least-squares trend) does not "
+        f"grow by more than {load.throughput_margin:.0%} of the rate, the queue time p95 stays under "
+        f"{load.queue_p95_s:g} s and the API stays responsive; **inconclusive** when the harness itself sent late "
+        "(lag p99 over 0.1 s): then the limit is taskbench's, not the queue's. λ×exec is Little's law: the rate "
+        "times the mean execution time is how many jobs run at once when the rate is sustained."
+    )
+    blocks: list[Block] = [Paragraph(text)]
+    if run.verdict.rate_limits:
+        rows: list[list[Cell]] = [
+            [
+                run.title(x.implementation) + ("" if x.concurrency is None else f" at concurrency {x.concurrency}"),
+                x.workload,
+                _rate_figure(x.sustained_per_s),
+                _rate_figure(x.saturated_per_s),
+                "–" if x.margin is None else f"{x.margin:.0%}",
+                _rate_figure(x.capacity_per_s),
+                mb(x.memory_mb),
+            ]
+            for x in run.verdict.rate_limits
+        ]
+        headers = ["Implementation", "Workload", "Sustains up to", "Saturated at", "Bracket", "Model", "Memory"]
+        blocks.append(Table(headers, rows, "rate-limits"))
+    if run.verdict.capacity_plans:
+        plan_rows: list[list[Cell]] = [
+            [
+                run.title(c.implementation), c.workload, f"{c.target_per_s:g}/s",
+                "–" if c.concurrency is None else str(c.concurrency),
+                ", ".join(f"{k}: {v}" for k, v in c.tried.items()) or "–",
+                mb(c.memory_mb), seconds(c.queue_p95_s, 2),
+                f"{_rate_figure(c.littles_running, '')} / {_rate_figure(c.measured_running, '')}",
+            ]
+            for c in run.verdict.capacity_plans
+        ]  # fmt: skip
+        headers = ["Implementation", "Workload", "Target", "Smallest concurrency", "Tried", "Memory", "Queue p95",
+                   "Running: Little / measured"]  # fmt: skip
+        blocks += [Heading("Capacity plan (--target-rate)", 3), Table(headers, plan_rows, "capacity-plan")]
+    return blocks
+
+
 def extended_table(summaries: Sequence[ScenarioSummary]) -> Table:
     headers = [
         "Scenario", "Submit p50 / p99 / max", "Async probe p99 / max", "Sync probe p99 / max",
@@ -517,8 +605,7 @@ MEMORY_DEFINITIONS = {
 
 def job_memory(run: RunResult | ScenarioResult) -> str:
     """PSS, USS or RSS: what the run read as the job process's memory (PSS for runs saved before it was said)."""
-    machine = run.environment.get("machine", {})
-    return str(machine.get("job_memory", "pss")).upper() if isinstance(machine, dict) else "PSS"
+    return run.environment.machine.job_memory.upper()
 
 
 def thresholds_text(settings: RunSettings, measure: str = "PSS") -> str:
@@ -557,8 +644,8 @@ def broker_text(settings: RunSettings) -> str:
 def run_facts(run: RunResult) -> list[str]:
     """The run's settings, service and machine, one line each."""
     s, env = run.settings, run.environment
-    versions = ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items())
-    machine = env.get("machine", {})
+    versions = ", ".join(f"{k} {v}" for k, v in env.versions.items())
+    machine = env.machine
     return [
         f"Implementations: {', '.join(s.implementations)}; workloads: {', '.join(s.workloads)}; "
         f"job counts: {', '.join(map(str, s.jobs))}; job duration {s.duration_s} s"
@@ -566,10 +653,10 @@ def run_facts(run: RunResult) -> list[str]:
         f"Concurrency (--concurrency): {s.concurrency}; faults: {', '.join(s.faults) or 'none'} "
         "(redelivery timeout for faults: see each scenario)",
         f"Service: {s.url or 'started by taskbench'}; Redis: {s.redis}; " + broker_text(s),
-        middleware_text(s.middleware, env.get("versions", {})),
+        middleware_text(s.middleware, env.versions),
         topology_text(s),
-        f"Machine: {machine.get('platform', '?')}, {machine.get('cpu_count', '?')} cores, "
-        f"{machine.get('memory_gb', 0):.1f} GB RAM; Python {machine.get('python', '?')}",
+        f"Machine: {machine.platform}, {machine.cpu_count or '?'} cores, "
+        f"{machine.memory_gb or 0:.1f} GB RAM; Python {machine.python}",
         f"Versions: {versions}",
     ]
 
@@ -629,6 +716,8 @@ def comparison(run: AnalysedRun, charts: Sequence[ChartRef] = ()) -> list[Block]
                       "verdict below."),
             decision_table(run),
         ]  # fmt: skip
+    if any(s.rate for s in summaries):
+        blocks += [Heading("Sustained load"), *rate_notes(run), rate_table(summaries)]
     blocks += [
         Heading("Results (the spec's table)"),
         spec_table(summaries),
@@ -645,14 +734,10 @@ def comparison(run: AnalysedRun, charts: Sequence[ChartRef] = ()) -> list[Block]
     if len({s.middleware for s in summaries}) > 1:
         blocks += [
             Heading("Without and with the middleware", 3),
-            Paragraph(
-                middleware_text(
-                    list(dict.fromkeys(s.middleware for s in summaries)), run.environment.get("versions", {})
-                )
-            ),
+            Paragraph(middleware_text(list(dict.fromkeys(s.middleware for s in summaries)), run.environment.versions)),
             middleware_table(summaries),
         ]
-        finding = middleware_finding(summaries, run.environment.get("versions", {}))
+        finding = middleware_finding(summaries, run.environment.versions)
         if finding:
             blocks.append(Paragraph(finding))
     if any(s.fault for s in summaries):
@@ -679,7 +764,7 @@ def scenario_intro(result: ScenarioResult, summary: ScenarioSummary) -> str:
     spec = result.spec
     fault = f", fault **{fault_name(spec.fault, spec.variant)}**" if spec.fault else ""
     runs = f" Runs as: {summary.how_it_runs}." if summary.how_it_runs else ""
-    versions = result.environment.get("versions", {})
+    versions = result.environment.versions
     behind = (
         f" The API ran behind {MIDDLEWARE_TITLES.get(spec.middleware, spec.middleware)} "
         f"(Starlette {versions.get('starlette', '?')})."
@@ -709,11 +794,13 @@ def scenario(result: ScenarioResult, summary: ScenarioSummary, charts: Sequence[
     s = summary
     source = " (execution ledger)" if s.executions.source == "ledger" else " (job records)"
     api_blocks: list[Block] = [Heading("API processes"), api_processes_table([s])] if s.api_processes > 1 else []
+    rate_blocks: list[Block] = [Heading("Sustained load"), rate_table([s])] if s.rate else []
     blocks: list[Block] = [
         Heading(result.run_label, 1),
         Paragraph(scenario_intro(result, summary)),
         Heading("Failures detected"),
         bullets(failure_bullets(s) or ["none detected"]),
+        *rate_blocks,
         Heading("Submission"),
         submission_table(s),
         Heading("Responsiveness"),

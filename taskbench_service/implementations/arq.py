@@ -39,6 +39,7 @@ from taskbench_service.heartbeat import WORKERS_KEY, Heartbeat, live_workers
 from taskbench_service.implementations.base import BrokerUnavailable, QueueImplementation
 from taskbench_service.jobs import MAX_REDIS_CONNECTIONS, JobCall, JobRecord, RedisJobStore, redis_options
 from taskbench_service.settings import settings
+from taskbench_wire.health import NO_WORKERS, SECTION_OK, Beat, Section
 
 log = logging.getLogger(__name__)
 
@@ -132,22 +133,22 @@ class ArqImplementation(QueueImplementation):
         args = [job_key_prefix, in_progress_key_prefix, retry_key_prefix]
         return int(await self.store.redis.eval(_PURGE, len(keys), *keys, *args))
 
-    async def _queue_and_workers(self) -> tuple[int, list[dict[str, Any]]]:
+    async def _queue_and_workers(self) -> tuple[int, list[Beat]]:
         """One round trip: the sorted set's size and the heartbeats; running jobs stay in the set."""
         async with self.store.redis.pipeline(transaction=False) as pipe:
             pipe.zcard(QUEUE)
             pipe.hgetall(WORKERS_KEY.format(self.name))
             in_set, beats = await pipe.execute()
         workers = live_workers(beats, time.time())
-        running = sum(int(w.get("active", 0)) for w in workers)
+        running = sum(w.active for w in workers)
         return max(int(in_set) - running, 0), workers
 
     async def queued(self) -> int:
         return (await self._queue_and_workers())[0]
 
-    async def health(self) -> dict[str, Any]:
+    async def health(self) -> Section:
         queued, workers = await self._queue_and_workers()
-        return {"status": "ok" if workers else "no workers", "queued": queued, "workers": workers}
+        return Section(status=SECTION_OK if workers else NO_WORKERS, queued=queued, workers=workers)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -22,11 +22,11 @@ from taskbench_service.heartbeat import WORKERS_KEY, live_workers
 from taskbench_service.jobs import JobList, JobRecord, JobRequest, JobStore, RedisJobStore, finished_fields, new_record
 from taskbench_service.settings import settings
 from taskbench_wire.enums import JobStatus
+from taskbench_wire.health import BROKER_UNREACHABLE, NO_WORKERS, SECTION_OK, Section
 
 T = TypeVar("T")
 
 PUBLISH_TIMEOUT_S = 5.0
-BROKER_UNREACHABLE = "broker unreachable"
 
 
 class BrokerUnavailable(Exception):
@@ -72,7 +72,7 @@ class ServiceImplementation(ABC):
         return settings.redis_url
 
     @abstractmethod
-    async def health(self) -> dict[str, Any]: ...
+    async def health(self) -> Section: ...
 
 
 def job_router(impl: ServiceImplementation) -> APIRouter:
@@ -164,7 +164,7 @@ class QueueImplementation(ServiceImplementation):
     async def queued(self) -> int:
         """Jobs waiting in the broker, not yet taken by a worker."""
 
-    async def health(self) -> dict[str, Any]:
+    async def health(self) -> Section:
         beats = cast(
             "dict[str, str]", await self.store.redis.hgetall(WORKERS_KEY.format(self.name))
         )  # decode_responses
@@ -172,5 +172,5 @@ class QueueImplementation(ServiceImplementation):
         try:
             queued = await self.queued()
         except BrokerUnavailable as exc:  # a broker other than Redis (RabbitMQ): /health says which, with a 503
-            return {"status": BROKER_UNREACHABLE, "error": str(exc), "workers": workers}
-        return {"status": "ok" if workers else "no workers", "queued": queued, "workers": workers}
+            return Section(status=BROKER_UNREACHABLE, error=str(exc), workers=workers)
+        return Section(status=SECTION_OK if workers else NO_WORKERS, queued=queued, workers=workers)

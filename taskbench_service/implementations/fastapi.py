@@ -27,6 +27,7 @@ from taskbench_service.implementations.base import ServiceImplementation
 from taskbench_service.jobs import JobCall, JobRecord, MemoryJobStore
 from taskbench_service.settings import MAX_MEMORY_IN_FLIGHT_MB, settings
 from taskbench_service.workloads import Kind
+from taskbench_wire.health import Section
 
 API_BEAT_S = 0.5  # in-flight counts of the other API processes are at most this old
 
@@ -137,18 +138,12 @@ class BackgroundTasksImplementation(ServiceImplementation):
         tokens = int(anyio.to_thread.current_default_thread_limiter().total_tokens)
         return {"runner": self.runner, "threadpool_tokens": tokens}
 
-    async def health(self) -> dict[str, Any]:
+    async def health(self) -> Section:
         """This process' jobs in flight, and every live process of the same server (its own included)."""
         assert self._redis is not None
         beats = cast("dict[str, str]", await self._redis.hgetall(WORKERS_KEY.format(self.name)))  # decode_responses
-        processes = [w for w in live_workers(beats, time.time()) if w.get("server") == self.server]
-        return {
-            "status": "ok",
-            "in_flight": self.in_flight,
-            "pid": os.getpid(),
-            "server": self.server,
-            "processes": processes,
-        }
+        processes = [w for w in live_workers(beats, time.time()) if w.extra("server") == self.server]
+        return Section(in_flight=self.in_flight, processes=processes)
 
 
 IMPLEMENTATION = BackgroundTasksImplementation()

@@ -47,6 +47,7 @@ from taskbench_service.implementations.base import BrokerUnavailable, QueueImple
 from taskbench_service.jobs import JobCall, JobRecord, RedisJobStore, WorkerRecords, redis_options
 from taskbench_service.settings import settings
 from taskbench_service.workloads import Kind
+from taskbench_wire.health import NO_WORKERS, SECTION_OK, Beat, Section
 
 log = logging.getLogger(__name__)
 
@@ -164,11 +165,11 @@ class SaqImplementation(QueueImplementation):
         beats = cast(
             "dict[str, str]", await self.store.redis.hgetall(WORKERS_KEY.format(self.name))
         )  # decode_responses
-        live = [w["saq_worker_id"] for w in live_workers(beats, time.time()) if "saq_worker_id" in w]
+        live = [w.extra("saq_worker_id") for w in live_workers(beats, time.time()) if w.extra("saq_worker_id")]
         keys = [self.queue.namespace(key) for key in ("queued", "incomplete", "active")]
         return int(await self.store.redis.eval(_PURGE, len(keys), *keys, *live))
 
-    async def _queue_and_workers(self) -> tuple[int, list[dict[str, Any]]]:
+    async def _queue_and_workers(self) -> tuple[int, list[Beat]]:
         """One round trip. Pending: the `queued` list, plus ids in `active` that no live worker runs (a dead
         worker's jobs, which the sweep will take: see the module's docstring)."""
         async with self.store.redis.pipeline(transaction=False) as pipe:
@@ -177,15 +178,15 @@ class SaqImplementation(QueueImplementation):
             pipe.hgetall(WORKERS_KEY.format(self.name))
             queued, active, beats = await pipe.execute()
         workers = live_workers(beats, time.time())
-        running = sum(int(w.get("active", 0)) for w in workers)
+        running = sum(w.active for w in workers)
         return int(queued) + max(int(active) - running, 0), workers
 
     async def queued(self) -> int:
         return (await self._queue_and_workers())[0]
 
-    async def health(self) -> dict[str, Any]:
+    async def health(self) -> Section:
         queued, workers = await self._queue_and_workers()
-        return {"status": "ok" if workers else "no workers", "queued": queued, "workers": workers}
+        return Section(status=SECTION_OK if workers else NO_WORKERS, queued=queued, workers=workers)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -50,6 +50,7 @@ from taskbench_service.jobs import (
     redis_options,
 )
 from taskbench_service.settings import settings
+from taskbench_wire.health import Beat, Section
 from taskbench_wire.urls import redacted
 
 log = logging.getLogger(__name__)
@@ -272,10 +273,9 @@ class TaskiqImplementation(QueueImplementation):
                 await broker.shutdown()
         await super().shutdown()
 
-    def _follow(self, workers: list[dict[str, Any]]) -> None:
+    def _follow(self, workers: list[Beat]) -> None:
         if workers:
-            newest = max(workers, key=lambda w: float(w.get("t", 0)))
-            delivery = newest.get("delivery")
+            delivery = max(workers, key=lambda w: w.t).extra("delivery")
             self._delivery = delivery if delivery in DELIVERIES else "default"
 
     async def _current_delivery(self) -> str:
@@ -307,9 +307,9 @@ class TaskiqImplementation(QueueImplementation):
     async def purge(self, queued_ids: list[str]) -> int:
         return int(await self._purge(keys=[LIST_KEY, STREAM_KEY], args=[GROUP]))
 
-    async def health(self) -> dict[str, Any]:
+    async def health(self) -> Section:
         health = await super().health()
-        self._follow(health["workers"])
+        self._follow(health.workers)
         return health
 
     def describe(self) -> dict[str, Any]:

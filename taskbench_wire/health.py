@@ -1,8 +1,9 @@
-"""The service's `/health`, as the harness reads it: typed, so the capacity models, the idle check and the
-readiness checks read fields mypy can check, not string keys.
+"""`/health` and the heartbeats it is made of, as both sides see them: the service builds its answer from these
+models and the harness reads it back into them, so the capacity models, the idle check and the readiness checks
+read fields mypy can check, not string keys.
 
-Unknown fields are ignored; a missing or null one takes the value of a default service (a heartbeat without
-`concurrency` counts 0 slots).
+Unknown fields of a section or of the API are ignored; a missing or null one takes the value of a default service
+(a heartbeat without `concurrency` counts 0 slots).
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ class Beat(BaseModel):
     reserved: Count = 0  # jobs taken from the broker, not yet running
     threadpool_tokens: int = DEFAULT_THREADPOOL_TOKENS  # an API process' Starlette threadpool
     in_flight: Count = 0  # an API process' BackgroundTasks accepted and not finished
+    t: float = 0.0  # when it beat (epoch seconds): older than the service's WORKER_STALE_S is a worker gone
+
+    def extra(self, name: str) -> Any:
+        """A field only some queue's heartbeat has (the harness reads those through `beat_model`)."""
+        return (self.model_extra or {}).get(name)
 
 
 B = TypeVar("B", bound=Beat)
@@ -49,14 +55,22 @@ def as_beats(model: type[B], beats: list[Beat]) -> list[B]:
     return [b if isinstance(b, model) else model.model_validate(b.model_dump()) for b in beats]
 
 
+SECTION_OK = "ok"
+NO_WORKERS = "no workers"
+BROKER_UNREACHABLE = "broker unreachable"  # a broker other than Redis (RabbitMQ) did not answer: a 503
+
+
 class Section(BaseModel):
     """What `/health` says of one implementation."""
 
     model_config = ConfigDict(extra="ignore")
 
+    status: str = SECTION_OK  # SECTION_OK, NO_WORKERS, BROKER_UNREACHABLE, or "unknown" while Redis is down
+    error: str | None = None
     queued: int = 0
     workers: list[Beat] = Field(default_factory=list)
     processes: list[Beat] = Field(default_factory=list)  # BackgroundTasks: the API processes' heartbeats
+    in_flight: int = 0  # BackgroundTasks: this API process' jobs accepted and not finished
 
 
 class Api(BaseModel):
@@ -64,8 +78,10 @@ class Api(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
+    status: str = "ok"
     pid: int | None = None
     threadpool_tokens: int = DEFAULT_THREADPOOL_TOKENS
+    threadpool_borrowed: int = 0
     fastapi_jobs_in_flight: int = 0
 
 
