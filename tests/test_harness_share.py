@@ -8,7 +8,7 @@ import pytest
 from taskbench.analysis import analyse, summarise
 from taskbench.report import html, markdown
 from taskbench.report.files import load
-from taskbench.results import ScenarioResult
+from taskbench.results import RunEnvironment, ScenarioResult
 from tests.test_report_render import FIXTURE
 
 WARNING = "Warning: the harness used more than 10 % of the machine"
@@ -89,7 +89,7 @@ def test_the_reports_show_both_shares_and_warn_about_the_heavy_scenario_only() -
 
 
 def test_no_core_count_no_share() -> None:
-    result = recorded()[0].model_copy(update={"environment": {}})
+    result = recorded()[0].model_copy(update={"environment": RunEnvironment()})
     summary = summarise(result)
     assert summary.cpu_shares is None
     text = markdown.scenario(result, summary)

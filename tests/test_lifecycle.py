@@ -150,3 +150,51 @@ def test_a_run_stopped_by_a_signal_leaves_no_process_of_its_stack(
         assert [s["status"] for s in saved["summaries"]] == ["interrupted"]  # cut short: never "held"
     else:
         assert code == -signal.SIGKILL
+
+
+def test_serve_outlives_an_outage_of_an_external_redis(tmp_path: Path) -> None:
+    """Issue 19: with `--redis-url`, Redis going away for a while is the user's outage, not the end of `serve`:
+    the queue's API answers 503 with the reason while BackgroundTasks keep taking jobs, a worker that exits is
+    started again, and once Redis is back the queue takes jobs again."""
+    from taskbench.redis_server import find_redis_server, redis_command
+
+    redis_port, port = free_port(), free_port()
+    command = redis_command(find_redis_server(), redis_port, tmp_path / "redis", persistent=False)
+    (tmp_path / "redis").mkdir()
+    redis = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "serve.out"
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "taskbench.cli", "serve", "--port", str(port), "--concurrency", "1",
+         "--implementations", "fastapi,arq", "--redis-url", f"redis://127.0.0.1:{redis_port}/0",
+         "--workdir", str(tmp_path / "work")],
+        stdout=log.open("w"), stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: "Ctrl-C stops everything" in log.read_text(), timeout_s=90, interval_s=0.2)
+        arq_api = re.search(r"arq: (http://127\.0\.0\.1:\d+)/arq/job", log.read_text())
+        assert arq_api, log.read_text()
+        fastapi_api, arq = f"http://127.0.0.1:{port}", arq_api.group(1)
+        assert httpx.post(f"{arq}/arq/job", json={"duration": 0}, timeout=10).status_code == 202
+        redis.kill()
+        redis.wait(10)
+        down = httpx.post(f"{arq}/arq/job", json={"duration": 0}, timeout=30)
+        assert down.status_code == 503 and "redis" in down.text.lower(), down.text
+        assert httpx.get(f"{arq}/health", timeout=30).status_code == 503
+        assert httpx.post(f"{fastapi_api}/fastapi/job", json={"duration": 0}, timeout=10).status_code == 202
+        time.sleep(3)  # the arq worker gives up on its Redis meanwhile
+        redis = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def arq_takes_jobs_again() -> bool:
+            return httpx.post(f"{arq}/arq/job", json={"duration": 0}, timeout=10).status_code == 202
+
+        wait_for(arq_takes_jobs_again, timeout_s=60, interval_s=0.5)
+        wait_for(lambda: httpx.get(f"{arq}/health", timeout=10).json()["arq"]["workers"], timeout_s=60, interval_s=0.5)
+        assert serve.poll() is None, log.read_text()
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        try:
+            serve.wait(30)
+        finally:
+            if serve.poll() is None:
+                serve.kill()
+            redis.kill()

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -13,11 +17,13 @@ import psutil
 from benchmarks.perf.bench import (
     IMPLEMENTATIONS,
     NOOP_JOB,
+    REPO,
     ZERO_JOB,
     Bench,
     Figure,
     Submitter,
     burst,
+    console,
     cpu_note,
     cpu_seconds,
     cpu_used,
@@ -30,13 +36,14 @@ from benchmarks.perf.bench import (
     scenario,
 )
 from benchmarks.perf.clients import PROBE_CLIENTS, AiohttpSubmitter, HttpxSubmitter
-from taskbench import implementations
-from taskbench.analysis import analyse, summarise
+from taskbench import arrivals, implementations
+from taskbench.analysis import analyse, rates, summarise
 from taskbench.analysis.stats import percentile
+from taskbench.client import ServiceClient
 from taskbench.ledger import LedgerTail
 from taskbench.probes import ENDPOINTS, Prober
 from taskbench.report import files
-from taskbench.results import RunResult, ScenarioResult
+from taskbench.results import RunResult, ScenarioResult, Submission
 from taskbench.sampler import Sampler
 from taskbench.stack import Stack
 
@@ -411,6 +418,88 @@ def _probe_cost_us(url: str, client: str, pairs: int) -> float:
     return asyncio.run(run())
 
 
+OFFER_FOR_S = 3.0  # each rate's step in § 10
+OFFER_RATES = (100, 200, 400, 800, 1600, 3200, 6400)
+
+
+async def _offer(client: ServiceClient, rate: float, for_s: float) -> dict[str, Any]:
+    """One open-loop step against the sink: what the harness managed, and its CPU per submission."""
+    me = psutil.Process()
+    before = me.cpu_times()
+    due = arrivals.schedule(rate, for_s)
+
+    async def send(i: int, due_at: float) -> Submission:
+        return await client.submit("sink", i, ZERO_JOB)
+
+    subs = await arrivals.fire(due, time.time() + 0.05, send, asyncio.Event())
+    after = me.cpu_times()
+    lag = rates.latency(s.sent_at - (s.due_at or s.sent_at) for s in subs)
+    sent = sorted(s.sent_at for s in subs)
+    cpu_s = after.user + after.system - before.user - before.system
+    return {
+        "rate": rate,
+        "sent": len(subs),
+        "accepted": sum(1 for s in subs if s.job_id),
+        "send_rate": (len(sent) - 1) / (sent[-1] - sent[0]) if len(sent) > 1 else None,
+        "lag_p99_s": lag.p99,
+        "cpu_us_per_submission": 1e6 * cpu_s / max(len(subs), 1),
+        "harness_cpu_percent": 100 * cpu_s / for_s,
+    }
+
+
+async def section_10(bench: Bench) -> None:
+    """Sustained load (issue 20): the highest rate the harness's open-loop sender holds on this machine (schedule
+    lag p99 ≤ 0.1 s and ≥ 95 % of the rate sent, every submission answered), and its CPU per submission there,
+    against a sink server that answers at once (`benchmarks.perf.sink`), so no service's cost is in it."""
+    with tempfile.TemporaryDirectory() as folder:
+        port_file = Path(folder) / "port"
+        sink = subprocess.Popen([sys.executable, "-m", "benchmarks.perf.sink", str(port_file)], cwd=REPO)
+        try:
+            while not port_file.exists() or not port_file.read_text():
+                await asyncio.sleep(0.05)
+            client = ServiceClient(f"http://127.0.0.1:{port_file.read_text()}", max_connections=200)
+            steps: list[dict[str, Any]] = []
+            try:
+                await _offer(client, 50, 1.0)  # connections open, code warm
+                for rate in OFFER_RATES[: 4 if bench.quick else None]:
+                    step = await _offer(client, rate, OFFER_FOR_S)
+                    step["held"] = (
+                        (step["lag_p99_s"] or 0) <= rates.MAX_LAG_S
+                        and (step["send_rate"] or 0) >= rates.SEND_RATE_SHARE * rate
+                        and step["accepted"] == step["sent"]
+                    )
+                    steps.append(step)
+                    lag_ms, cpu_us = 1000 * (step["lag_p99_s"] or 0), step["cpu_us_per_submission"]
+                    console.print(
+                        f"    {rate}/s: sent {step['send_rate'] or 0:.0f}/s, lag p99 {lag_ms:.1f} ms, {cpu_us:.0f} µs "
+                        f"CPU each, harness {step['harness_cpu_percent']:.0f} % of a core"
+                    )
+                    if not step["held"]:
+                        break
+            finally:
+                await client.aclose()
+        finally:
+            sink.kill()
+            sink.wait()
+    held = [s for s in steps if s["held"]]
+    best = max(held, key=lambda s: s["rate"], default=None)
+    detail = {"steps": steps, "for_s": OFFER_FOR_S}
+    note = "" if best is None else f"{best['harness_cpu_percent']:.0f} % of a core at it"
+    bench.add(
+        Figure(
+            10,
+            "highest rate the harness holds (open loop)",
+            best["rate"] if best else None,
+            "/s",
+            detail=detail,
+            note=note,
+        )
+    )
+    bench.add(
+        Figure(10, "harness CPU per submission at that rate", best["cpu_us_per_submission"] if best else None, "µs")
+    )
+
+
 SECTIONS: dict[int, Callable[[Bench], Awaitable[None]]] = {
     1: section_1,
     2: section_2,
@@ -421,4 +510,5 @@ SECTIONS: dict[int, Callable[[Bench], Awaitable[None]]] = {
     7: section_7,
     8: section_8,
     9: section_9,
+    10: section_10,
 }
