@@ -15,13 +15,13 @@ from urllib.parse import urlsplit
 from packaging.version import InvalidVersion, Version
 from rich.console import Console
 
-from taskbench import environment, faults, implementations, job_check, plan, rabbitmq_server, venvs
+from taskbench import __version__, environment, faults, implementations, job_check, plan, rabbitmq_server, venvs
 from taskbench.analysis.models import AnalysedRun
 from taskbench.argtypes import bounded
 from taskbench.errors import StackError, UsageError
 from taskbench.implementations.base import BROKERS
-from taskbench.report import files, markdown
-from taskbench.report.compare import compare
+from taskbench.report import digest, files, markdown
+from taskbench.report.compare import DEFAULT_GATED, GATED_FIGURES, compare
 from taskbench.results import ApiOptions, LoadOptions, PluginOptions, RunSettings, Thresholds
 from taskbench.run import RunOptions, claim_folder, run
 from taskbench.stack import Stack, StackConfig, StackState
@@ -218,9 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="taskbench", description="When do FastAPI's BackgroundTasks stop being enough?")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
+    parser.add_argument("--version", action="version", version=f"taskbench {__version__}")
     serve = sub.add_parser("serve", help="start Redis, the API server and a Celery worker; Ctrl-C stops all")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=bounded(int, 1, 65535), default=8000)
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="the first API's address (0.0.0.0: see Troubleshooting before you do)"
+    )
+    serve.add_argument("--port", type=bounded(int, 1, 65535), default=8000, help="the first API's port")
     serve.add_argument(
         "--concurrency", type=bounded(int, 1, MAX_CONCURRENCY), default=4, help="each queue's worker concurrency"
     )
@@ -249,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--concurrency",
         type=_concurrencies,
         default=[4],
-        help="each queue's worker concurrency (see README); a list (4,16,40) sweeps it: every worker-based "
+        help="each queue's worker concurrency (docs/queues.md); a list (4,16,40) sweeps it: every worker-based "
         "scenario at each value, and the verdict names the smallest that drains as fast as BackgroundTasks",
     )
     run.add_argument("--implementations", type=_implementations, default=DEFAULT_IMPLEMENTATIONS, help=IMPL_HELP)
@@ -324,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     load = run.add_argument_group(
-        "sustained load", "open-loop steps at a fixed offered rate instead of bursts (README: Sustained load)"
+        "sustained load", "open-loop steps at a fixed offered rate instead of bursts (docs/running.md: Sustained load)"
     )
     load.add_argument(
         "--rate",
@@ -348,7 +351,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="a sustained step's queue time p95, from each job's due time (default %(default)s s)",
     )
 
+    gate = run.add_argument_group("in CI", "exit codes: 0 done, 2 a usage mistake, 3 the gate failed, 1 the stack")
+    gate.add_argument(
+        "--fail-on",
+        choices=("failed", "borderline"),
+        help=f"exit {GATE_FAILED} when a scenario failed (or, with borderline, came near a limit or failed)",
+    )
+    gate.add_argument(
+        "--json",
+        dest="json_out",
+        metavar="PATH",
+        help="the run's digest as JSON to PATH (- : stdout, the rest to stderr)",
+    )
+
     _add_environment_flags(run)
+    _defaults_from_environment(run)
 
     env = sub.add_parser("env", help="list each implementation's environment (built if missing) and the cache")
     env.add_argument("--implementations", type=_implementations, default=list(implementations.REGISTRY), help=IMPL_HELP)
@@ -366,7 +383,58 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("run_a", type=Path)
     compare.add_argument("run_b", type=Path)
     compare.add_argument("--output", type=Path, help="where to write the comparison (default: beside RUN_B)")
+    compare.add_argument(
+        "--fail-above",
+        type=_percent,
+        metavar="PCT",
+        help=f"exit {GATE_FAILED} when a figure of a scenario in both runs got worse by more than this (10%%)",
+    )
+    compare.add_argument(
+        "--figures",
+        type=_csv(tuple(GATED_FIGURES), all_word="all"),
+        default=list(DEFAULT_GATED),
+        help=f"the figures --fail-above watches: {', '.join(GATED_FIGURES)} or all (default %(default)s)",
+    )
+    compare.add_argument(
+        "--allow-different",
+        action="store_true",
+        help="compare runs whose figures were measured differently (job duration, memory measure, broker)",
+    )
     return parser
+
+
+ENVIRONMENT_PREFIX = "TASKBENCH_RUN_"  # TASKBENCH_RUN_FAIL_ON=failed is --fail-on failed (flags win)
+
+
+def _defaults_from_environment(command: argparse.ArgumentParser) -> None:
+    """Every `run` option also from `TASKBENCH_RUN_<OPTION>` (a flag given wins), as CI systems pass settings;
+    a prefix of its own, so the service's TASKBENCH_* variables never reach the harness's flags."""
+    for action in command._actions:
+        name = ENVIRONMENT_PREFIX + action.dest.upper()
+        value = os.environ.get(name)
+        if value is None or not action.option_strings or isinstance(action, argparse._HelpAction):
+            continue
+        if isinstance(action, argparse._StoreTrueAction):
+            action.default = value.strip().lower() in ("1", "true", "yes", "on")
+            continue
+        try:
+            parsed = action.type(value) if callable(action.type) else value
+        except (argparse.ArgumentTypeError, ValueError) as exc:
+            raise UsageError(f"{name}={value!r}: {exc}") from None
+        if action.choices is not None and parsed not in action.choices:
+            raise UsageError(f"{name}={value!r}: choose from {', '.join(map(str, action.choices))}")
+        action.default = [parsed] if isinstance(action, argparse._AppendAction) else parsed
+
+
+def _percent(text: str) -> float:
+    """10% or 10: a share of the first run's figure."""
+    try:
+        value = float(text.strip().rstrip("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a percentage, e.g. 10%") from None
+    if not 0 <= value <= 10_000:
+        raise argparse.ArgumentTypeError(f"{text!r}: between 0% and 10000%")
+    return value / 100
 
 
 def _redis_url(text: str) -> str:
@@ -590,10 +658,27 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     )
     folder, result = run(run_options, console)
     _print_answer(folder, result, console)
+    code = _exit_code(result, args.fail_on, console)
+    if args.json_out:
+        text = digest.of(result, folder, code).model_dump_json(indent=2)
+        if args.json_out == "-":
+            sys.stdout.write(text + "\n")
+        else:
+            Path(args.json_out).write_text(text + "\n")
+    return code
+
+
+def _exit_code(result: AnalysedRun, fail_on: str | None, console: Console) -> int:
     if result.stopped_by is not None:  # cut short by a signal: the shell's convention, 128 + its number
-        console.print(f"[yellow]interrupted[/]: partial results in {folder}")
+        console.print("[yellow]interrupted[/]: partial results only")
         return 128 + result.stopped_by
-    return 0
+    if result.interrupted:
+        return 130
+    gated = {"failed": ("failed",), "borderline": ("failed", "borderline")}.get(fail_on or "", ())
+    caught = [s for s in result.summaries if s.status in gated]
+    for s in caught:
+        console.print(f"[red]--fail-on {fail_on}[/]: {s.label} {s.status}", markup=True)
+    return GATE_FAILED if caught else 0
 
 
 def _check_jobs(args: argparse.Namespace) -> list[job_check.UserJob]:
@@ -668,17 +753,25 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
-    path = compare(args.run_a, args.run_b, args.output)
+    path, worse = compare(args.run_a, args.run_b, args.output, args.figures, args.fail_above, args.allow_different)
     console.print(f"wrote {path}")
-    return 0
+    for line in worse:
+        console.print(f"worse: {line}", markup=False)
+    return GATE_FAILED if worse and args.fail_above is not None else 0
 
+
+GATE_FAILED = 3  # --fail-on, compare --fail-above: the run worked, and its answer is the one CI should stop on
 
 COMMANDS = {"serve": cmd_serve, "run": cmd_run, "env": cmd_env, "report": cmd_report, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    console = Console(stderr=False)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:  # a TASKBENCH_RUN_* variable that does not parse
+        print(f"taskbench: {exc}", file=sys.stderr)
+        return 2
+    console = Console(stderr=getattr(args, "json_out", None) == "-")  # stdout holds the JSON alone
     try:
         return COMMANDS[args.command](args, console)
     except UsageError as exc:  # and what derives from it: SchemaError, EnvironmentBuildError

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from taskbench import arrivals, capacity, faults, implementations
 from taskbench.results import LoadOptions, RunSettings, ScenarioSpec
 from taskbench_wire import enums
@@ -92,23 +94,39 @@ def _scenarios_once(settings: RunSettings, fault_jobs: int) -> list[ScenarioSpec
 def _rate_steps(settings: RunSettings, load: LoadOptions) -> list[ScenarioSpec]:
     """Sustained load: every implementation and workload at each rate, the rates in order. Under --rate auto
     or --target-rate, the first step of each search (`taskbench.search` chooses the next from its verdicts)."""
-    rates = [load.target_rate] if load.target_rate else [load.start_rate] if load.auto else load.rates
     workloads = [
         (w, 0.0 if w == "noop" else settings.duration_s, None, None, settings.memory_mb if w == "memory" else 0)
         for w in settings.workloads
     ] + [(j.path, j.duration_s, j.index, j.behaves_like, 0) for j in settings.user_jobs]
-    return [
-        rate_step(
-            ScenarioSpec(
-                implementation=impl, workload=workload, jobs=0, duration_s=duration, memory_mb=memory_mb,
-                job_index=index, behaves_like=like, arrivals=load.arrivals, for_s=load.for_s,
-            ),
-            rate, load,
+    specs = [
+        ScenarioSpec(
+            implementation=impl, workload=workload, jobs=0, duration_s=duration, memory_mb=memory_mb,
+            job_index=index, behaves_like=like, arrivals=load.arrivals, for_s=load.for_s,
         )
-        for rate in rates
         for workload, duration, index, like, memory_mb in workloads
         for impl in settings.implementations
     ]  # fmt: skip
+    if load.target_rate:
+        return [rate_step(spec, load.target_rate, load) for spec in specs]
+    if load.auto:
+        return [rate_step(spec, search_start(spec, settings, load), load) for spec in specs]
+    return [rate_step(spec, rate, load) for rate in load.rates for spec in specs]
+
+
+SEARCH_STEPS_EXPECTED = 6  # a search's usual length: two or three steps up, three or four to bisect
+NOOP_START_RATE = 50.0  # jobs/s: --rate auto's first step for 0 s jobs, which the capacity model cannot size
+
+
+def search_start(spec: ScenarioSpec, settings: RunSettings, load: LoadOptions) -> float:
+    """--rate auto's first rate: the one given, else a quarter of what the capacity model says the
+    implementation can run (jobs at once ÷ job duration), to one significant digit: the search doubles from there
+    and needs few steps to pass the saturation point."""
+    if load.start_rate is not None:
+        return load.start_rate
+    if spec.duration_s <= 0:
+        return NOOP_START_RATE
+    slots = expected_capacity(spec, settings.concurrency, os.cpu_count() or 1, settings).concurrency
+    return float(f"{max(slots / spec.duration_s / 4, 0.1):.1g}")
 
 
 def rate_step(spec: ScenarioSpec, rate: float, load: LoadOptions) -> ScenarioSpec:
@@ -135,6 +153,9 @@ def estimate_s(spec: ScenarioSpec, concurrency: int, cpu_count: int, settings: R
     estimate = capacity.estimate_s(spec.jobs, running, spec.duration_s)
     if spec.for_s is not None:  # a sustained-load step: its length and a drain, more when it saturates
         estimate = max(estimate, spec.for_s + spec.duration_s + capacity.SCENARIO_OVERHEAD_S)
+        load = settings.load if settings else None
+        if load is not None and (load.auto or load.target_rate):
+            estimate *= SEARCH_STEPS_EXPECTED  # a search: its steps, each a scenario like this one
     if spec.fault:
         estimate += spec.duration_s / 2 + FAULT_OVERHEAD_S
         if spec.fault in faults.WORKER_FAULTS and implementations.get(spec.implementation).has_worker:

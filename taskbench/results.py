@@ -96,9 +96,9 @@ class LoadOptions(BaseModel):
     throughput_margin: float = 0.1  # completions within this share of the offered rate
     warmup_share: float = 0.2  # the first part of a step, left out of the steady-state figures
     search_resolution: float = 0.1  # --rate auto stops when the bracket is this narrow (a share of its low end)
-    search_steps: int = 8  # and after this many steps whatever the bracket
+    search_steps: int = 10  # and after this many steps whatever the bracket
     target_rate: float | None = None  # --target-rate: the smallest concurrency that sustains it
-    start_rate: float = 1.0  # --rate auto's first step
+    start_rate: float | None = None  # --rate auto's first step (None: a quarter of the capacity model's rate)
 
 
 # An implementation's own options (Celery's pool, prefetch, ...), as recorded: scalars by name. Each

@@ -158,9 +158,17 @@ def _check_server(url: str, labels: list[str]) -> dict[str, dict[str, str]]:
 def _print_plan(console: Console, specs: list[ScenarioSpec], settings: RunSettings) -> None:
     cpus = environment.this_machine().cpu_count or 1
     estimates = [plan.estimate_s(s, settings.concurrency, cpus, settings) for s in specs]
+    load = settings.load
     for spec, estimate in zip(specs, estimates, strict=True):
-        if not spec.repeat:
-            console.print(f"  • {spec.label} (~{estimate:.0f} s)")
+        if spec.repeat:
+            continue
+        if load is not None and load.auto:
+            what = f"{spec.implementation} · {spec.workload}: --rate auto from {spec.rate:g}/s, {spec.for_s:g} s a step"
+        elif load is not None and load.target_rate:
+            what = f"{spec.label}: the smallest concurrency that sustains it"
+        else:
+            what = spec.label
+        console.print(f"  • {what} (~{estimate:.0f} s)")
     if settings.repeat > 1:
         console.print(
             f"each scenario runs {settings.repeat} times, interleaved (the list above, then again): figures are "
@@ -189,7 +197,7 @@ async def _search(
         start = first.concurrency or guess
     while not ctx.stop.is_set():
         if load.target_rate is None:
-            rate = search.next_rate(steps, load.start_rate, load.search_resolution, load.search_steps)
+            rate = search.next_rate(steps, first.rate or 1.0, load.search_resolution, load.search_steps)
             if rate is None:
                 break
             spec, value = plan.rate_step(first, rate, load), rate

@@ -6,6 +6,7 @@ No stack is started: everything renders from the saved JSON, as `taskbench repor
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -155,9 +156,9 @@ def test_report_writes_markdown_html_and_valid_charts(rendered: Path) -> None:
         width, height = png_size(png)
         assert 500 <= width <= 2000 and 200 <= height <= 1500, f"{png.name}: {width}×{height}"
 
-    referenced = re.findall(r'<img src="([^"]+)"', page)
-    assert len(referenced) == len(pngs)
-    assert all((rendered / src).is_file() for src in referenced)
+    inlined = re.findall(r'<img src="data:image/png;base64,([^"]+)"', page)
+    assert len(inlined) == len(pngs)  # every chart inside the page, none by path
+    assert {base64.b64decode(data)[:8] for data in inlined} == {PNG_SIGNATURE}
     assert "http://" not in page and "https://" not in page  # self-contained: nothing fetched
     assert page.index("Verdict") < page.index("Results (the spec") < page.index('class="scenario"')
     for line in analysed.verdict.lines:
@@ -201,7 +202,8 @@ def test_write_run_writes_each_file_once(tmp_path: Path, monkeypatch: pytest.Mon
     assert [name for name, n in Counter(written).items() if n > 1] == []
     on_disk = {p.name for p in tmp_path.rglob("*") if p.is_file()}
     assert set(written) == on_disk
-    assert len(on_disk) == len(scenarios) + 2 + 1 + 3 * len(scenarios) + 3  # .md each, comparison, html, charts
+    # .md each, comparison (.md, .json), html, csv, charts
+    assert len(on_disk) == len(scenarios) + 2 + 1 + 1 + 3 * len(scenarios) + 3
 
 
 def test_write_scenario_data_writes_only_the_json(tmp_path: Path) -> None:
@@ -286,7 +288,7 @@ def test_timeline_of_ten_thousand_jobs_renders_quickly() -> None:
 def test_compare_writes_side_by_side_beside_run_b(tmp_path: Path) -> None:
     run_a = copy_fixture(tmp_path / "a" / "run")
     run_b = copy_fixture(tmp_path / "b" / "run")
-    written = compare.compare(run_a, run_b / f"comparison_{TIMESTAMP}.json", None)
+    written, _ = compare.compare(run_a, run_b / f"comparison_{TIMESTAMP}.json", None)
     assert written == tmp_path / "b" / f"compare_{TIMESTAMP}_vs_{TIMESTAMP}.md"
     text = written.read_text()
     assert "## Verdict of A" in text and "## Verdict of B" in text and "## Settings" in text
@@ -294,7 +296,7 @@ def test_compare_writes_side_by_side_beside_run_b(tmp_path: Path) -> None:
     assert "| Lost | 8 | 8 | same |" in text
     assert "| Settings of celery | pool: prefork, --concurrency 4;" in text
 
-    as_html = compare.compare(run_a, run_b, tmp_path / "side_by_side.html")
+    as_html, _ = compare.compare(run_a, run_b, tmp_path / "side_by_side.html")
     page = as_html.read_text()
     assert "<table>" in page and "<td>Lost</td><td>8</td><td>8</td><td>same</td>" in page
 
@@ -325,11 +327,14 @@ def test_report_html_shows_verdict_and_every_chart_in_headless_chromium(rendered
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message + " (CI=true: .ci/run installs Debian's chromium)")
         pytest.skip(message)
+    alone = tmp_path / "alone"  # report.html copied alone, as it is mailed or attached to a CI job
+    alone.mkdir()
+    shutil.copy(rendered / "report.html", alone / "report.html")
     command = [
         browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
         f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom",
-        (rendered / "report.html").as_uri(),
+        (alone / "report.html").as_uri(),
     ]  # fmt: skip
     dom = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True).stdout
     root = re.search(r"<html[^>]*>", dom)
@@ -356,3 +361,63 @@ def test_timeline_shows_attempts_killed_by_a_crash_and_run_again() -> None:
     ]
     ((row, start, stop),) = charts.killed_attempts(result)
     assert row == 0 and start == pytest.approx(0.5) and stop == pytest.approx(1.0)
+
+
+def _scale_memory(folder: Path, factor: float) -> None:
+    """Every memory reading of every scenario of a copied run × factor: a run whose memory grew."""
+    for path in folder.glob("*_jobs_*.json"):
+        data = json.loads(path.read_text())
+        for sample in data["samples"]:
+            for reading in sample["processes"].values():
+                reading["rss_mb"] *= factor
+                if reading.get("pss_mb") is not None:
+                    reading["pss_mb"] *= factor
+        path.write_text(json.dumps(data))
+
+
+def test_compare_gates_on_a_figure_that_got_worse(tmp_path: Path) -> None:
+    """Issue 21: `compare A B --fail-above 10%` exits 3 when a watched figure got worse past the limit, 0 when
+    none did, and says which."""
+    from taskbench.cli import GATE_FAILED, main
+
+    run_a = copy_fixture(tmp_path / "a" / "run")
+    run_b = copy_fixture(tmp_path / "b" / "run")
+    assert main(["compare", str(run_a), str(run_b), "--fail-above", "10%"]) == 0
+    _scale_memory(run_b, 3.0)
+    out = tmp_path / "gate.md"
+    assert (
+        main(["compare", str(run_a), str(run_b), "--fail-above", "10%", "--figures", "memory", "--output", str(out)])
+        == GATED
+    )
+    assert "Gate: figures worse by more than 10%" in out.read_text() and "Peak memory" in out.read_text()
+    assert main(["compare", str(run_a), str(run_b), "--fail-above", "500%", "--figures", "memory"]) == 0
+    assert GATE_FAILED == GATED
+
+
+GATED = 3  # the documented exit code of a gate that failed
+
+
+def test_compare_refuses_runs_measured_differently(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from taskbench.cli import main
+
+    run_a = copy_fixture(tmp_path / "a" / "run")
+    run_b = copy_fixture(tmp_path / "b" / "run")
+    comparison = run_b / f"comparison_{TIMESTAMP}.json"
+    data = json.loads(comparison.read_text())
+    data["settings"]["duration_s"] = 30.0
+    comparison.write_text(json.dumps(data))
+    assert main(["compare", str(run_a), str(run_b)]) == 2
+    error = capsys.readouterr().err
+    assert "measured differently" in error and "job duration: 0.5 in A, 30.0 in B" in error
+    assert main(["compare", str(run_a), str(run_b), "--allow-different"]) == 0
+
+
+def test_report_html_stands_alone_and_the_csv_holds_the_spec_table(rendered: Path, tmp_path: Path) -> None:
+    """Issue 21: report.html carries its charts inside (copied alone it shows them all); results_*.csv holds
+    one row per scenario with its status."""
+    page = (rendered / "report.html").read_text()
+    assert 'src="charts/' not in page and page.count('src="data:image/png;base64,') >= 10
+    (csv_file,) = rendered.glob("results_*.csv")
+    lines = csv_file.read_text().splitlines()
+    assert lines[0].startswith("label,implementation,workload,jobs,rate_per_s,status")
+    assert len(lines) == 1 + len(json.loads(next(rendered.glob("comparison_*.json")).read_text())["summaries"])

@@ -105,3 +105,19 @@ def test_load_mistakes_are_one_line_and_exit_2(tmp_path: Path, args: list[str], 
     last = out.stderr.strip().splitlines()[-1]
     assert says in last and "Traceback" not in out.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_fail_on_gates_ci_and_json_goes_to_stdout(tmp_path: Path) -> None:
+    """Issue 21: BackgroundTasks running CPU-bound jobs in the API process fail (the API stops answering):
+    `--fail-on failed` exits 3, and `--json -` puts the digest alone on stdout (the rest goes to stderr)."""
+    out = _taskbench(
+        tmp_path, "run", "--implementations", "fastapi", "--workloads", "cpu", "--jobs", "8", "--duration", "0.5",
+        "--repeat", "1", "--fail-on", "failed", "--json", "-", "--output", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert out.returncode == 3, out.stdout[-2000:] + out.stderr[-2000:]
+    digest = json.loads(out.stdout)
+    (scenario,) = digest["scenarios"]
+    assert digest["exit_code"] == 3 and scenario["status"] == "failed" and scenario["failed_rules"]
+    assert "--fail-on failed" in out.stderr
+    (csv_file,) = _folder(tmp_path / "out").glob("results_*.csv")
+    assert "fastapi" in csv_file.read_text()

@@ -6,12 +6,13 @@ Both runs are analysed by this version (`taskbench.analysis.analyse`); scenarios
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from taskbench.analysis import analyse
 from taskbench.analysis.models import AnalysedRun, ScenarioSummary
+from taskbench.errors import UsageError
 from taskbench.report import files, html, markdown
 from taskbench.report.content import Block, Cell, Heading, Paragraph, Table, broker_text, bullets, topology_text
 from taskbench.report.fmt import mb, ms, ratio, seconds, yes_no
@@ -26,6 +27,7 @@ class KeyFigure:
     value: Callable[[ScenarioSummary], Value]
     show: Callable[[Value], str]
     lower_is_better: bool = True
+    key: str = ""  # what `compare --figures` calls it; only keyed figures can gate
 
 
 def _count(value: Value) -> str:
@@ -41,14 +43,14 @@ def _number(show: Callable[[float | None], str]) -> Callable[[Value], str]:
 
 
 FIGURES = [
-    KeyFigure("Makespan ÷ ideal", lambda s: s.makespan_ratio, _number(ratio)),
-    KeyFigure("Async probe p99", lambda s: s.probes["async"].p99, _number(ms)),
-    KeyFigure("Sync probe p99", lambda s: s.probes["sync"].p99, _number(ms)),
-    KeyFigure("Submission p99", lambda s: s.submission.p99, _number(ms)),
-    KeyFigure("Peak memory (job process)", lambda s: s.peak_memory_mb, _number(mb)),
-    KeyFigure("Completed", lambda s: s.completion.completed, _count, lower_is_better=False),
+    KeyFigure("Makespan ÷ ideal", lambda s: s.makespan_ratio, _number(ratio), key="makespan"),
+    KeyFigure("Async probe p99", lambda s: s.probes["async"].p99, _number(ms), key="async-p99"),
+    KeyFigure("Sync probe p99", lambda s: s.probes["sync"].p99, _number(ms), key="sync-p99"),
+    KeyFigure("Submission p99", lambda s: s.submission.p99, _number(ms), key="submission-p99"),
+    KeyFigure("Peak memory (job process)", lambda s: s.peak_memory_mb, _number(mb), key="memory"),
+    KeyFigure("Completed", lambda s: s.completion.completed, _count, lower_is_better=False, key="completed"),
     KeyFigure("Failed", lambda s: s.completion.failed, _count),
-    KeyFigure("Lost", lambda s: s.executions.lost, _count),
+    KeyFigure("Lost", lambda s: s.executions.lost, _count, key="lost"),
     KeyFigure("Redelivered", lambda s: s.executions.recovered, _count, lower_is_better=False),
     KeyFigure(
         "Redelivery delay (fault → first start again)",
@@ -58,6 +60,57 @@ FIGURES = [
     KeyFigure("Responsive", lambda s: s.responsive, _yes_no, lower_is_better=False),
     KeyFigure("Failures detected", lambda s: len(s.failures), _count),
 ]
+
+
+FIGURES.append(
+    KeyFigure("Total time p95", lambda s: s.total_time.p95, _number(lambda v: seconds(v, 2)), key="total-p95")
+)
+GATED_FIGURES = {f.key: f for f in FIGURES if f.key}
+DEFAULT_GATED = ("makespan", "submission-p99", "memory", "completed")
+
+
+def worsened(figure: KeyFigure, a: Value, b: Value) -> float | None:
+    """How much worse B is than A, as a share of A (0.25: 25 % worse); None when not worse or not comparable."""
+    if a is None or b is None or isinstance(a, bool) or isinstance(b, bool) or a == 0:
+        return None
+    share = (b - a) / abs(a) * (1 if figure.lower_is_better else -1)
+    return share if share > 0 else None
+
+
+def regressions(a: AnalysedRun, b: AnalysedRun, keys: Sequence[str], limit: float) -> list[str]:
+    """Each figure of a scenario in both runs that got worse by more than `limit` (a share), in words."""
+    found = []
+    by_label_a = {s.label: s for s in a.summaries}
+    for sb in b.summaries:
+        sa = by_label_a.get(sb.label)
+        if sa is None:
+            continue
+        for key in keys:
+            figure = GATED_FIGURES[key]
+            va, vb = figure.value(sa), figure.value(sb)
+            share = worsened(figure, va, vb)
+            if share is not None and share > limit:
+                found.append(
+                    f"{sb.label}: {figure.name} {figure.show(va)} → {figure.show(vb)} "
+                    f"({share:.0%} worse, limit {limit:.0%})"
+                )
+    return found
+
+
+def measured_differently(a: AnalysedRun, b: AnalysedRun) -> list[str]:
+    """What makes the two runs' figures mean different things: then a change says nothing about the code."""
+    differences = []
+    pairs = {
+        "job duration": (a.settings.duration_s, b.settings.duration_s),
+        "memory measure": (a.environment.machine.job_memory, b.environment.machine.job_memory),
+        "broker": (a.settings.broker, b.settings.broker),
+        "sustained load": (a.settings.load is not None, b.settings.load is not None),
+        "API processes": (a.settings.api.api_workers, b.settings.api.api_workers),
+    }
+    for what, (va, vb) in pairs.items():
+        if va != vb:
+            differences.append(f"{what}: {va} in A, {vb} in B")
+    return differences
 
 
 def change(figure: KeyFigure, a: Value, b: Value) -> str:
@@ -153,20 +206,42 @@ def default_output(folder_b: Path, a: AnalysedRun, b: AnalysedRun) -> Path:
     return folder_b.parent / f"compare_{a.timestamp}_vs_{b.timestamp}.md"
 
 
-def compare(run_a: Path, run_b: Path, output: Path | None = None) -> Path:
-    """Write the side-by-side Markdown (or HTML when `output` ends in .html); returns its path."""
+def compare(
+    run_a: Path,
+    run_b: Path,
+    output: Path | None = None,
+    gated: Sequence[str] = DEFAULT_GATED,
+    limit: float | None = None,
+    allow_different: bool = False,
+) -> tuple[Path, list[str]]:
+    """Write the side-by-side Markdown (or HTML when `output` ends in .html); its path, and the figures of `gated`
+    that got worse by more than `limit` (none when no limit). Runs measured differently are refused (UsageError)
+    unless `allow_different`: their changes would not be the code's."""
     folder_a, a = _analysed(run_a)
     folder_b, b = _analysed(run_b)
+    differences = measured_differently(a, b)
+    if differences and not allow_different:
+        raise UsageError(
+            "these runs were measured differently, so their figures do not compare ("
+            + "; ".join(differences)
+            + "); add --allow-different to put them side by side anyway"
+        )
     if output is None:
         output = default_output(folder_b, a, b)
     elif output.is_dir():
         output = output / default_output(folder_b, a, b).name
     blocks = side_by_side(folder_a, a, folder_b, b)
+    if differences:
+        blocks.insert(2, Paragraph("> **Measured differently** (--allow-different): " + "; ".join(differences) + "."))
+    worse = regressions(a, b, gated, limit) if limit is not None else []
+    if limit is not None:
+        blocks.insert(2, Heading(f"Gate: figures worse by more than {limit:.0%}"))
+        blocks.insert(3, bullets(worse or ["none"]))
     if output.suffix.lower() in (".html", ".htm"):
         text = html.document(f"taskbench: {a.timestamp} vs {b.timestamp}", blocks)
     else:
         text = markdown.document(blocks)
-    return files.write_side_by_side(output, text)
+    return files.write_side_by_side(output, text), worse
 
 
 def _analysed(path: Path) -> tuple[Path, AnalysedRun]:

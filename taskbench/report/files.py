@@ -3,18 +3,21 @@
 A run's folder, `benchmark_results/<timestamp>/`, holds the spec's names:
 `{impl}_{N}_jobs_{timestamp}.json` per scenario (written as results arrive, `write_scenario_data`), then at the
 end (`write_run`) `{impl}_{N}_jobs_{timestamp}.md`, `comparison_{timestamp}.md/.json`, `charts/*.png` and
-`report.html`. `rerender` repeats the end from the JSON alone, with this version's analysis.
+`report.html` (self-contained: its charts inlined), `results_{timestamp}.csv` (the spec's table as numbers).
+`rerender` repeats the end from the JSON alone, with this version's analysis.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 from pathlib import Path
 
 from taskbench.analysis import analyse
 from taskbench.analysis.models import AnalysedRun
 from taskbench.errors import SchemaError
-from taskbench.report import charts, html, markdown
+from taskbench.report import charts, digest, html, markdown
 from taskbench.report.content import ChartRef
 from taskbench.report.names import CHARTS_DIR, REPORT_HTML, comparison_stem, scenario_stem
 from taskbench.report.palette import FALLBACK, colours
@@ -51,8 +54,24 @@ def write_run(folder: Path, analysed: AnalysedRun, scenarios: list[ScenarioResul
         chart.draw().savefig(folder / chart.ref.path, dpi=charts.DPI)
     refs_by_stem: dict[str, list[ChartRef]] = {stem: [c.ref for c in cs] for stem, cs in scenario_charts.items()}
     page = html.report(analysed, scenarios, [c.ref for c in comparison_charts], refs_by_stem)
-    (folder / REPORT_HTML).write_text(page, encoding="utf-8")
+    (folder / REPORT_HTML).write_text(_inline_charts(page, folder), encoding="utf-8")
+    (folder / f"results_{timestamp}.csv").write_text(digest.csv_table(analysed))
     return path
+
+
+IMAGE = re.compile(r'src="(charts/[^"]+\.png)"')
+
+
+def _inline_charts(page: str, folder: Path) -> str:
+    """Each chart as a data: URI, so that report.html copied alone (mailed, attached to a CI job) shows them."""
+
+    def data_uri(match: re.Match[str]) -> str:
+        path = folder / match.group(1)
+        if not path.is_file():
+            return match.group(0)
+        return f'src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}"'
+
+    return IMAGE.sub(data_uri, page)
 
 
 def write_side_by_side(path: Path, text: str) -> Path:

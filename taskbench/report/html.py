@@ -56,7 +56,7 @@ window.addEventListener("load", function () {
   if (broken.length) {
     var note = document.getElementById("broken-images");
     note.hidden = false;
-    note.textContent = broken.length + " chart(s) could not be loaded: keep report.html next to its charts/ folder.";
+    note.textContent = broken.length + " chart(s) could not be loaded.";
   }
 });
 """

@@ -1,0 +1,58 @@
+"""The README and docs/ stay navigable: no heading twice in a page, every relative link and anchor resolves,
+the README fits a screen or so, and docs/cli.md is what the parser says today."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from taskbench import cli_docs
+
+REPO = Path(__file__).resolve().parents[1]
+PAGES = [REPO / "README.md", REPO / "DESIGN.md", *sorted((REPO / "docs").glob("*.md"))]
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+FENCE = re.compile(r"^```.*?^```", re.S | re.M)
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[`*_]", "", heading.strip().lower())
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def headings(page: Path) -> list[str]:
+    text = FENCE.sub("", page.read_text())
+    return [line.lstrip("#").strip() for line in text.splitlines() if re.match(r"^#{1,6} ", line)]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_no_heading_twice(page: Path) -> None:
+    twice = [h for h, n in Counter(headings(page)).items() if n > 1]
+    assert twice == [], f"{page.name}: {twice}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_relative_link_resolves(page: Path) -> None:
+    broken = []
+    for target in LINK.findall(FENCE.sub("", page.read_text())):
+        if re.match(r"^[a-z]+:", target):  # http:, https:, mailto:
+            continue
+        path, _, anchor = target.partition("#")
+        where = (page.parent / path).resolve() if path else page
+        missing_anchor = where.exists() and anchor and where.suffix == ".md"
+        if not where.exists() or (missing_anchor and anchor not in {slug(h) for h in headings(where)}):
+            broken.append(target)
+    assert broken == [], f"{page.name}: {broken}"
+
+
+def test_the_readme_fits_a_screen_or_so() -> None:
+    assert len((REPO / "README.md").read_text().splitlines()) <= 210
+
+
+def test_the_cli_reference_is_generated_from_the_parser() -> None:
+    """Regenerate with `python -m taskbench.cli_docs > docs/cli.md` after changing a flag."""
+    assert (REPO / "docs" / "cli.md").read_text() == cli_docs.render()
