@@ -8,7 +8,8 @@ Schema (version 4), one JSON file per scenario plus one comparison file per run:
   (summaries and verdict) for readers in other languages.
 Readers check `schema_version`, migrate older versions on read (`migrate_v1`; version 2's Celery options in
 `RunSettings.worker` move to `options["celery"]`, see `RunSettings._migrate_v2`; version 4 added sustained load,
-`RunSettings.load`, `ScenarioSpec.rate`, `Submission.due_at` and `ScenarioResult.depth`, all optional), and
+`RunSettings.load`, `ScenarioSpec.rate`, `Submission.due_at` and `ScenarioResult.depth`, and provenance:
+`described` implementations, the taskbench version and git revision; all optional), and
 refuse versions they do not know with a clear message.
 """
 
@@ -319,6 +320,16 @@ class RunEnvironment(BaseModel):
     machine: Machine = Field(default_factory=Machine)
 
 
+class Described(BaseModel):
+    """An implementation as it ran: recorded with the run, so that a later version's registry cannot change
+    what its reports say it did."""
+
+    title: str
+    job_process: str
+    settings: dict[str, str] = Field(default_factory=dict)  # every setting that changes timing
+    how_it_runs: dict[str, str] = Field(default_factory=dict)  # workload → how it runs there
+
+
 class DepthSample(BaseModel):
     """The implementation's job counts at one instant of a sustained-load step (GET /{name}/jobs?limit=0)."""
 
@@ -350,6 +361,7 @@ class ScenarioResult(BaseModel):
     delivery: DeliveryRecord | None = None  # when taskbench set the worker's delivery settings
     status_polls: list[StatusPoll] = Field(default_factory=list)  # each job's status once, after the burst
     depth: list[DepthSample] = Field(default_factory=list)  # sustained load: queued and running over time
+    described: Described | None = None  # its implementation as it ran (at this scenario's concurrency)
     # "api": GET /{impl}/jobs; "ledger": rebuilt from the ledger and the 202 answers, because several API
     # processes each keep their own BackgroundTasks records and no single answer holds them all
     records_from: Literal["api", "ledger"] = "api"
@@ -363,6 +375,9 @@ class ScenarioResult(BaseModel):
 
 class RunResult(BaseModel):
     schema_version: int = SCHEMA_VERSION
+    taskbench: str | None = None  # the version that measured the run (None: recorded before it was kept)
+    git_revision: str | None = None  # its commit, when it ran from a checkout
+    described: dict[str, Described] = Field(default_factory=dict)  # each implementation as it ran, by label
     timestamp: str
     settings: RunSettings
     environment: RunEnvironment

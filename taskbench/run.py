@@ -26,7 +26,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from taskbench import analysis, environment, implementations, plan, search, venvs
+from taskbench import analysis, environment, implementations, plan, provenance, search, venvs
 from taskbench.analysis import analyse
 from taskbench.analysis.models import AnalysedRun
 from taskbench.client import ServiceClient
@@ -236,7 +236,19 @@ async def _run_all(
     )
     loop = asyncio.get_running_loop()
     results: list[ScenarioResult] = []
-    run_result = RunResult(timestamp=stamp, settings=settings, environment=env, scenario_files=[])
+    run_result = RunResult(
+        timestamp=stamp,
+        settings=settings,
+        environment=env,
+        scenario_files=[],
+        taskbench=provenance.version(),
+        git_revision=provenance.git_revision(),
+        described={
+            label: provenance.describe(label, settings)
+            for label in settings.implementations
+            if implementations.known(label)
+        },
+    )
 
     def interrupt(signum: int) -> None:
         if ctx.stop.is_set():  # a second Ctrl-C: stop now

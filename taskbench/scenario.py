@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import psutil
 
-from taskbench import arrivals, capacity, faults, implementations, records
+from taskbench import arrivals, capacity, faults, implementations, provenance, records
 from taskbench.client import ServiceClient, ServiceError
 from taskbench.job_check import JobArgs
 from taskbench.ledger import LedgerTail
@@ -249,6 +249,9 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
         delivery=_delivery(spec, stack),
         status_polls=status_polls,
         depth=depth,
+        described=provenance.describe(spec.implementation, settings, spec.concurrency)
+        if implementations.known(spec.implementation)
+        else None,
         records_from="ledger" if split_records else "api",
         harness=Reading(
             cpu_percent=100 * harness_cpu_s / max(ended_at - started_at, 1e-9),

@@ -30,6 +30,11 @@ def merge_repeats(scenarios: list[ScenarioResult], figures: list[ScenarioSummary
 
 
 def implementation_info(name: str, run: RunResult) -> ImplementationInfo:
+    """As the run recorded it; a run recorded before that was kept is described by this version's registry, and
+    says so (`recorded` False)."""
+    recorded = run.described.get(name)
+    if recorded is not None:
+        return ImplementationInfo(name=name, **recorded.model_dump())
     if not implementations.known(name):
         return ImplementationInfo(name=name, title=name, job_process=stats.job_process(name), in_registry=False)
     implementation = implementations.get(name)
@@ -43,6 +48,7 @@ def implementation_info(name: str, run: RunResult) -> ImplementationInfo:
             **{w: implementation.how_it_runs(w, options) for w in run.settings.workloads},
             **{j.path: implementation.how_it_runs(j.behaves_like, options) for j in run.settings.user_jobs},
         },
+        recorded=False,
     )
 
 

@@ -454,6 +454,7 @@ class ImplementationInfo(BaseModel):
     settings: dict[str, str] = Field(default_factory=dict)
     how_it_runs: dict[str, str] = Field(default_factory=dict)  # workload → how
     in_registry: bool = True
+    recorded: bool = True  # False: the run did not record it; described by the taskbench that rendered the report
 
 
 class AnalysedRun(RunResult):

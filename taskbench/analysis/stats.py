@@ -280,6 +280,14 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
         )
         for endpoint in ENDPOINTS
     }
+    if result.described is not None:  # as it ran; a run recorded before that was kept: this version's registry
+        how, settings = result.described.how_it_runs.get(spec.workload, ""), result.described.settings
+    elif implementation is not None:
+        how = implementation.how_it_runs(spec.model_workload, options)
+        concurrency = spec.concurrency or result.settings.concurrency
+        settings = implementation.settings_on(concurrency, result.settings.broker, options, result.settings.api)
+    else:
+        how, settings = "", {}
     return ScenarioSummary(
         rate=rates.summarise(result, probes, result.settings.load or LoadOptions()),
         label=spec.label,
@@ -293,12 +301,8 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
         middleware=spec.middleware,
         interrupted=result.interrupted,
         died=[e.detail for e in result.events if e.name == "died"],
-        how_it_runs=implementation.how_it_runs(spec.model_workload, options) if implementation else "",
-        settings=implementation.settings_on(
-            spec.concurrency or result.settings.concurrency, result.settings.broker, options, result.settings.api
-        )
-        if implementation
-        else {},
+        how_it_runs=how,
+        settings=settings,
         concurrency=spec.concurrency,
         submission=submission_summary(result),
         probes=probes,

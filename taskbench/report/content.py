@@ -526,8 +526,12 @@ def implementations_table(implementations: Sequence[ImplementationInfo], workloa
     for info in implementations:
         settings: Cell = [f"{k}: {v}" for k, v in info.settings.items()] or (
             "–" if info.in_registry else "not in this taskbench's registry")  # fmt: skip
-        rows.append([f"{info.title} (`{info.name}`)", settings, *(info.how_it_runs.get(w, "–") for w in workloads)])
+        name = f"{info.title} (`{info.name}`)" + ("" if info.recorded else NOT_RECORDED)
+        rows.append([name, settings, *(info.how_it_runs.get(w, "–") for w in workloads)])
     return Table(headers, rows)
+
+
+NOT_RECORDED = " — not recorded by the run: described by the taskbench that rendered this report"
 
 
 def scenario_settings_table(summary: ScenarioSummary) -> Table:
@@ -658,6 +662,9 @@ def run_facts(run: RunResult) -> list[str]:
         f"Machine: {machine.platform}, {machine.cpu_count or '?'} cores, "
         f"{machine.memory_gb or 0:.1f} GB RAM; Python {machine.python}",
         f"Versions: {versions}",
+        "Measured by "
+        + (f"taskbench {run.taskbench}" if run.taskbench else "a taskbench that did not record its version")
+        + (f" ({run.git_revision})" if run.git_revision else ""),
     ]
 
 
