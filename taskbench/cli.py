@@ -20,7 +20,7 @@ from taskbench.analysis.models import AnalysedRun
 from taskbench.argtypes import bounded
 from taskbench.errors import StackError, UsageError
 from taskbench.implementations.base import BROKERS
-from taskbench.report import digest, files, markdown
+from taskbench.report import content, digest, files, terminal
 from taskbench.report.compare import DEFAULT_GATED, GATED_FIGURES, compare
 from taskbench.results import ApiOptions, LoadOptions, PluginOptions, RunSettings, Thresholds
 from taskbench.run import RunOptions, claim_folder, run
@@ -700,10 +700,11 @@ def _check_jobs(args: argparse.Namespace) -> list[job_check.UserJob]:
 
 def _print_answer(folder: Path, result: AnalysedRun, console: Console) -> None:
     console.print()
-    console.print(markdown.spec_table(result.summaries), markup=False, soft_wrap=True)
+    terminal.show(console, content.spec_table(result.summaries), "Results (the spec's table)")
+    if any(s.rate for s in result.summaries):
+        terminal.show(console, content.rate_table(result.summaries), "Sustained load")
     if result.verdict.decisions:
-        console.print("\n[bold]Decision[/]")
-        console.print(markdown.decision_table(result), markup=False, soft_wrap=True)
+        terminal.show(console, content.decision_table(result), "Decision")
     console.print("\n[bold]Verdict[/]")
     for line in result.verdict.lines:
         console.print(f"  • {line}", markup=False)

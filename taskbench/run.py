@@ -16,17 +16,8 @@ from pathlib import Path
 
 import httpx
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    TaskID,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
-from taskbench import analysis, environment, implementations, plan, provenance, search, venvs
+from taskbench import analysis, environment, implementations, plan, progress, provenance, search, venvs
 from taskbench.analysis import analyse
 from taskbench.analysis.models import AnalysedRun
 from taskbench.client import ServiceClient
@@ -181,6 +172,13 @@ def _print_plan(console: Console, specs: list[ScenarioSpec], settings: RunSettin
 CAPACITY_OVERHEAD_S = 0.05  # per job, beside its duration, in Little's law's first guess: the queue's own time
 
 
+def _outcome(result: ScenarioResult) -> str:
+    """A scenario's status in a few words, for a log line."""
+    summary = analysis.summarise(result)
+    rules = "; ".join(f.rule for f in summary.failures)
+    return summary.status + (f" ({rules})" if rules else "")
+
+
 async def _search(
     first: ScenarioSpec,
     load: LoadOptions,
@@ -263,25 +261,16 @@ async def _run_all(
             loop.add_signal_handler(signum, interrupt, signum)
     cpus = env.machine.cpu_count or 1
     estimates = [plan.estimate_s(s, settings.concurrency, cpus, settings) for s in specs]
-    columns = (
-        TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(), TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )  # fmt: skip
     try:
-        with Progress(*columns, console=console) as progress:
-            overall = progress.add_task("all scenarios", total=sum(estimates))
+        with progress.shown(console, sum(estimates)) as shown:
 
             async def run_one(spec: ScenarioSpec) -> ScenarioResult:
                 run_of = f" (run {spec.repeat + 1} of {settings.repeat})" if settings.repeat > 1 else ""
-                current = progress.add_task(spec.label + run_of, total=spec.jobs)
-
-                def on_progress(done: int, total: int, task: TaskID = current) -> None:
-                    progress.update(task, completed=done, total=total)
-
+                on_progress = shown.scenario(spec.label + run_of, spec.jobs)
                 result = await run_scenario(ctx, spec, on_progress)
                 results.append(result)
                 run_result.scenario_files.append(files.write_scenario_data(folder, stamp, result))
-                progress.update(current, completed=spec.jobs, visible=False)
+                shown.scenario_done(spec.label + run_of, _outcome(result))
                 return result
 
             for spec, estimate in zip(specs, estimates, strict=True):
@@ -291,7 +280,7 @@ async def _run_all(
                     await _search(spec, settings.load, ctx, run_one, console)
                 else:
                     await run_one(spec)
-                progress.update(overall, advance=estimate)
+                shown.advance(estimate)
     except BaseException:
         run_result.interrupted = True  # keep what was measured, then let the error through
         if results:

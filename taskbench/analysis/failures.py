@@ -23,6 +23,8 @@ class Check:
     evidence: str
     figure: float | None = None
     limit: float | None = None
+    figure_name: str = ""
+    unit: str = ""
 
     def near(self, margin: float) -> bool:
         """The figure within `margin` (a share) of its limit, on either side."""
@@ -31,7 +33,10 @@ class Check:
         return abs(self.figure - self.limit) <= margin * self.limit
 
     def failure(self, runs: str = "") -> Failure:
-        return Failure(rule=self.rule, evidence=self.evidence, figure=self.figure, limit=self.limit, runs=runs)
+        return Failure(
+            rule=self.rule, evidence=self.evidence, figure=self.figure, limit=self.limit,
+            figure_name=self.figure_name, unit=self.unit, runs=runs,
+        )  # fmt: skip
 
 
 def _fmt_s(value: float | None) -> str:
@@ -61,6 +66,8 @@ def checks(summary: ScenarioSummary, thresholds: Thresholds) -> list[Check]:
                     # unanswered probes fail the rule whatever the p99: then there is no figure to be near
                     figure=probes.p99 if not probes.unanswered else None,
                     limit=thresholds.responsive_p99_s,
+                    figure_name="probe p99",
+                    unit=" s",
                 )
             )
     sub = summary.submission
@@ -90,6 +97,8 @@ def checks(summary: ScenarioSummary, thresholds: Thresholds) -> list[Check]:
             ),
             figure=peak,
             limit=thresholds.memory_limit_mb,
+            figure_name=f"{summary.job_process} peak memory",
+            unit=" MB",
         )
     )
     done, execs = summary.completion, summary.executions
@@ -137,6 +146,8 @@ def checks(summary: ScenarioSummary, thresholds: Thresholds) -> list[Check]:
                 ),
                 figure=ratio if over_slack else None,  # within the slack the ratio is not what decides
                 limit=thresholds.makespan_ratio_limit,
+                figure_name="makespan ÷ ideal",
+                unit="×",
             )
         )
     return found

@@ -160,6 +160,8 @@ class Failure(BaseModel):
     evidence: str
     figure: float | None = None  # the measured figure the rule compares, where it has one …
     limit: float | None = None  # … and its limit
+    figure_name: str = ""  # what the figure is ("probe p99"), and its unit
+    unit: str = ""
     runs: str = ""  # with repeats: "in 2 of 3 runs"
 
 

@@ -118,7 +118,8 @@ def _deciding(failures: Sequence[Failure]) -> str:
         return ""
     f = failures[0]
     if f.figure is not None and f.limit is not None:
-        return f"{f.rule}: {f.figure:.3g} (limit {f.limit:g})" + (f", {f.runs}" if f.runs else "")
+        name = f"{f.figure_name} " if f.figure_name else ""
+        return f"{f.rule}: {name}{f.figure:.3g}{f.unit} (limit {f.limit:g}{f.unit})" + (f", {f.runs}" if f.runs else "")
     return f"{f.rule}: {f.evidence.split(';')[0]}" + (f", {f.runs}" if f.runs else "")
 
 
