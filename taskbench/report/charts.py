@@ -267,20 +267,26 @@ def resources_chart(result: ScenarioResult) -> Figure:
     t0 = result.started_at
     fig = Figure(figsize=(9, 5), layout="constrained")
     cpu_ax, mem_ax = fig.subplots(2, 1, sharex=True)
+    # One memory definition per chart: the job process's own measure (PSS, or USS) where it was read, which is the
+    # one the tables report; RSS for every process only in runs that read no other.
+    proportional = any(r.pss_mb is not None for s in result.samples for r in s.processes.values())
     for role, role_colour in role_colours(r for s in result.samples for r in s.processes).items():
         points = [(s.t - t0, s.processes[role]) for s in result.samples if role in s.processes]
         xs = [t for t, _ in points]
         marker = "o" if len(points) < 30 else None
         cpu_ax.plot(xs, [p.cpu_percent for _, p in points], label=role, color=role_colour, linewidth=1.2,
                     marker=marker, markersize=3)  # fmt: skip
-        mem_ax.plot(xs, [p.rss_mb for _, p in points], label=role, color=role_colour, linewidth=1.2,
-                    marker=marker, markersize=3)  # fmt: skip
+        memory = [p.pss_mb if proportional else p.rss_mb for _, p in points]
+        if any(m is not None for m in memory):
+            mem_ax.plot(xs, [math.nan if m is None else m for m in memory], label=role, color=role_colour,
+                        linewidth=1.2, marker=marker, markersize=3)  # fmt: skip
     for ax in (cpu_ax, mem_ax):
         _mark_events(ax, result, legend=ax is cpu_ax)
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
     cpu_ax.set_ylabel("CPU (% of one core)")
-    mem_ax.set_ylabel("RSS (MB)")
+    measure = result.environment.machine.job_memory.upper() if proportional else "RSS"
+    mem_ax.set_ylabel(f"{measure} (MB)" + (", the job process" if proportional else ""))
     mem_ax.set_xlabel("seconds since scenario start")
     cpu_ax.set_title(f"CPU and memory per process — {result.run_label}", fontsize=10)
     if not result.samples:
@@ -339,6 +345,16 @@ class Metric:
     limit: Callable[[Thresholds], float | None] = lambda thresholds: None
     path: str = ""  # the figure's key in `ScenarioSummary.spread`, for its range over repeats
     scale: float = 1.0  # from the summary's unit to the chart's
+    rule: str = ""  # the failure rule this figure decides: only its own failures are ringed on its panel
+    samples: Callable[[ScenarioSummary], int] | None = None  # how many values a percentile was read from
+
+    def status(self, summary: ScenarioSummary) -> str | None:
+        """ "failed" or "borderline" when this figure's own rule was, else None."""
+        if any(f.rule == self.rule for f in summary.failures):
+            return "failed"
+        if any(f.rule == self.rule for f in summary.borderline):
+            return "borderline"
+        return None
 
     def error(self, summary: ScenarioSummary, value: float | None) -> tuple[float, float]:
         """Distance from the median down to the smallest run and up to the largest (0, 0 without repeats)."""
@@ -354,14 +370,15 @@ def _responsive_ms(thresholds: Thresholds) -> float | None:
 
 METRICS = [
     Metric("Makespan ÷ ideal", "ratio (1 = ideal)", lambda s: s.makespan_ratio, lambda t: t.makespan_ratio_limit,
-           "makespan_ratio"),
+           "makespan_ratio", rule="makespan far over ideal"),
     Metric("Async probe p99", "latency (ms)", lambda s: _ms(s.probes["async"].p99), _responsive_ms,
-           "probes.async.p99", 1000),
+           "probes.async.p99", 1000, "server unresponsive (async endpoint)", lambda s: s.probes["async"].count),
     Metric("Sync probe p99", "latency (ms)", lambda s: _ms(s.probes["sync"].p99), _responsive_ms,
-           "probes.sync.p99", 1000),
-    Metric("Submission p99", "latency (ms)", lambda s: _ms(s.submission.p99), path="submission.p99", scale=1000),
+           "probes.sync.p99", 1000, "server unresponsive (sync endpoint)", lambda s: s.probes["sync"].count),
+    Metric("Submission p99", "latency (ms)", lambda s: _ms(s.submission.p99), path="submission.p99", scale=1000,
+           rule="submission timeouts", samples=lambda s: s.submission.count),
     Metric("Peak memory of the job process", "PSS (MB)", lambda s: s.peak_memory_mb, lambda t: t.memory_limit_mb,
-           "peak_memory_mb"),
+           "peak_memory_mb", rule="resource exhaustion"),
 ]  # fmt: skip
 
 
@@ -374,6 +391,7 @@ def workload_chart(run: AnalysedRun, workload: str, summaries: list[ScenarioSumm
     counts = sorted({s.jobs for s in summaries})
     for ax, metric in zip(axes, METRICS, strict=False):
         values: list[float | None] = []
+        tops: list[float] = []  # each point with its range over repeats: the axis shows the whole bar
         for impl in implementations:
             rows = sorted((s for s in summaries if s.implementation == impl), key=lambda s: s.jobs)
             ys = [metric.value(s) for s in rows]
@@ -382,8 +400,11 @@ def workload_chart(run: AnalysedRun, workload: str, summaries: list[ScenarioSumm
             errors = [metric.error(s, y) for s, y in zip(rows, ys, strict=True)]
             ax.errorbar(xs, [math.nan if y is None else y for y in ys], yerr=list(zip(*errors, strict=True)),
                         marker="o", color=palette.get(impl, FALLBACK), label=run.title(impl), capsize=3)  # fmt: skip
+            tops += [y + up for y, (_, up) in zip(ys, errors, strict=True) if y is not None]
             for status, colour in (("failed", FAILED_COLOUR), ("borderline", BORDERLINE_COLOUR)):
-                marked = [(x, y) for x, y, s in zip(xs, ys, rows, strict=True) if y is not None and s.status == status]
+                marked = [
+                    (x, y) for x, y, s in zip(xs, ys, rows, strict=True) if y is not None and metric.status(s) == status
+                ]
                 if marked:
                     ax.scatter(*zip(*marked, strict=True), s=110, facecolors="none", edgecolors=colour,
                                linewidths=1.5, zorder=3)  # fmt: skip
@@ -396,12 +417,15 @@ def workload_chart(run: AnalysedRun, workload: str, summaries: list[ScenarioSumm
         if _spans_decades(shown):
             ax.set_yscale("log")
         elif shown:
-            ax.set_ylim(bottom=0, top=max(shown) * 1.15 or 1)
+            ax.set_ylim(bottom=0, top=max([*shown, *tops]) * 1.15 or 1)
         if _spans_decades(counts, 10):
             ax.set_xscale("log")
         ax.set_xticks(counts, [str(c) for c in counts])
         ax.minorticks_off()
-        ax.set_title(metric.title, fontsize=10)
+        counted = [metric.samples(s) for s in summaries] if metric.samples else []
+        low, high = min(counted, default=0), max(counted, default=0)
+        n = "" if not counted else f" (of {low} values)" if low == high else f" (of {low}–{high} values)"
+        ax.set_title(metric.title + n, fontsize=10)
         ax.set_xlabel("jobs submitted at once")
         ax.set_ylabel(metric.ylabel.replace("PSS", job_memory(run)))
         ax.grid(alpha=0.3)
@@ -410,7 +434,7 @@ def workload_chart(run: AnalysedRun, workload: str, summaries: list[ScenarioSumm
     handles = [Line2D([], [], color=palette.get(i, FALLBACK), marker="o", label=run.title(i)) for i in implementations]
     handles += [
         Line2D([], [], marker="o", linestyle="none", markerfacecolor="none", markeredgecolor=FAILED_COLOUR,
-               markersize=10, label="failed (every run)"),
+               markersize=10, label="this figure's rule failed"),
         Line2D([], [], marker="o", linestyle="none", markerfacecolor="none", markeredgecolor=BORDERLINE_COLOUR,
                markersize=10, label="borderline"),
         Line2D([], [], color="#555555", marker="_", markersize=10, label="range over repeats (bars)"),

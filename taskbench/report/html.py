@@ -172,6 +172,18 @@ def scenario_section(
     )
 
 
+def _median_runs(scenarios: Sequence[ScenarioResult], summaries: Sequence[ScenarioSummary]) -> set[int]:
+    """The index of each scenario's run in the middle by mean total time, as `analysis.repeats` picks it."""
+    groups: dict[str, list[tuple[int, float]]] = {}
+    for i, (result, summary) in enumerate(zip(scenarios, summaries, strict=True)):
+        groups.setdefault(result.spec.group.model_dump_json(), []).append((i, summary.total_time.avg or 0.0))
+    picked = set()
+    for runs in groups.values():
+        ordered = sorted(runs, key=lambda item: item[1])
+        picked.add(ordered[(len(ordered) - 1) // 2][0])
+    return picked
+
+
 def report(
     run: AnalysedRun,
     scenarios: Sequence[ScenarioResult],
@@ -187,51 +199,67 @@ def report(
     stems = [scenario_stem(r.spec, run.timestamp) for r in scenarios]
     palette = colours([i.name for i in run.implementations])
     title = content.run_title(run)
+    answer = run.verdict.headline[0] if run.verdict.headline else (run.verdict.lines or ["No verdict."])[0]
+    first_chart = list(comparison_charts[:1])
     decision: list[Block] = [Heading("Decision"), content.decision_table(run)] if run.verdict.decisions else []
-    parts: list[Block] = [
-        Heading(f"{title} — {run.timestamp}", 1),
-        Heading("Verdict", 2, "verdict"),
-        content.bullets(content.verdict_lines(run)),
-        *decision,
-        Heading("Settings and machine"),
-        content.bullets(content.run_facts(run)),
-        content.implementations_table(
-            run.implementations, [*run.settings.workloads, *(j.path for j in run.settings.user_jobs)]
+    details: list[tuple[str, list[Block]]] = [
+        ("Verdict, in full", [content.bullets(content.verdict_lines(run))]),
+        (
+            "Settings and machine",
+            [
+                content.bullets(content.run_facts(run)),
+                content.implementations_table(
+                    run.implementations, [*run.settings.workloads, *(j.path for j in run.settings.user_jobs)]
+                ),
+            ],
         ),
-        Heading("Results (the spec's table)"),
-        content.spec_table(summaries),
-        Heading("Extended figures"),
-        content.extended_table(summaries),
-        Heading("Resources", 3),
-        content.resources_table(summaries),
-        *content.resources_notes(summaries),
     ]
+    if any(s.rate for s in summaries):
+        details.append(("Sustained load", [*content.rate_notes(run), content.rate_table(summaries)]))
+    details.append(("Results (the spec's table)", [content.spec_table(summaries)]))
+    details.append(
+        (
+            "Extended figures and resources",
+            [
+                content.extended_table(summaries),
+                content.resources_table(summaries),
+                *content.resources_notes(summaries),
+            ],
+        )
+    )
     if any(s.workload == "noop" and not s.fault for s in summaries):
-        parts += [Heading("Short jobs (noop): what each runner costs", 3), content.short_jobs_table(summaries)]
+        details.append(("Short jobs (noop): what each runner costs", [content.short_jobs_table(summaries)]))
     if any(s.fault for s in summaries):
-        parts += [Heading("Faults"), content.faults_table(summaries), content.promises_table(run)]
+        details.append(("Faults", [content.faults_table(summaries), content.promises_table(run)]))
     if comparison_charts:
-        parts += [Heading("Charts"), content.Figures(comparison_charts)]
-    parts += [
-        Heading(f"When {run.title(BASELINE)} fail"),
-        *content.when_baseline_fails(run),
-        Heading("How to read this"),
-        Paragraph(content.thresholds_text(run.settings, content.job_memory(run))),
-        Heading("Scenarios"),
-    ]
-    toc = [
-        f'<li><a href="#{anchor(stem)}">{esc(r.run_label)}</a></li>' for r, stem in zip(scenarios, stems, strict=True)
-    ]
+        details.append(("Charts", [content.Figures(comparison_charts[1:])] if len(comparison_charts) > 1 else []))
+    details.append((f"When {run.title(BASELINE)} fail", content.when_baseline_fails(run)))
+    details.append(("How to read this", [Paragraph(content.thresholds_text(run.settings, content.job_memory(run)))]))
+    median = _median_runs(scenarios, run.scenario_summaries)
+    every = zip(scenarios, run.scenario_summaries, stems, strict=True)
+    shown = [(r, s, stem) for i, (r, s, stem) in enumerate(every) if i in median]
+    toc = [f'<li><a href="#{anchor(stem)}">{esc(r.run_label)}</a></li>' for r, _, stem in shown]
     body = [
-        block(parts[0]),
+        block(Heading(f"{title} — {run.timestamp}", 1)),
         '<p id="broken-images" class="banner" hidden></p>',
         '<p class="banner">This run was interrupted: the results below are partial.</p>' if run.interrupted else "",
-        block(parts[1]),
-        f'<div class="verdict">{block(parts[2])}</div>',
-        blocks(parts[3:]),
+        block(Heading("Answer", 2, "verdict")),
+        f'<div class="verdict"><p>{inline(answer)}</p></div>',
+        figures(first_chart),
+        blocks(decision),
+        *(f"<details><summary>{esc(name)}</summary>{blocks(items)}</details>" for name, items in details if items),
+        block(Heading("Scenarios")),
+        '<p class="muted">With repeats, the run in the middle of each scenario (by mean total time) is shown; '
+        "every run has its own Markdown and JSON.</p>"
+        if run.settings.repeat > 1
+        else "",
         "<nav><ul>" + "".join(toc) + "</ul></nav>",
     ]
-    for result, summary, stem in zip(scenarios, run.scenario_summaries, stems, strict=True):
+    for result, summary, stem in shown:
         colour = palette.get(result.spec.implementation, FALLBACK)
-        body.append(scenario_section(result, summary, stem, by_stem.get(stem, []), colour))
+        body.append(
+            f"<details><summary>{esc(result.run_label)} — {esc(summary.status)}</summary>"
+            + scenario_section(result, summary, stem, by_stem.get(stem, []), colour)
+            + "</details>"
+        )
     return page(f"taskbench {run.timestamp}: {title}", "\n".join(p for p in body if p), script=True)
