@@ -378,6 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="rebuild a run's Markdown, charts and HTML from its JSON")
     report.add_argument("path", type=Path, help="a run folder or its comparison_*.json")
+    report.add_argument(
+        "--page", type=Path, help="instead, write a docs page (PAGE.md, and PAGE.json it renders from) of this run"
+    )
 
     compare = sub.add_parser("compare", help="put two runs side by side")
     compare.add_argument("run_a", type=Path)
@@ -748,6 +751,9 @@ def cmd_env(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    if args.page is not None:
+        console.print(f"wrote {files.write_page(args.path, args.page)}")
+        return 0
     path = files.rerender(args.path)
     console.print(f"rebuilt {path.parent}")
     return 0

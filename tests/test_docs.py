@@ -56,3 +56,11 @@ def test_the_readme_fits_a_screen_or_so() -> None:
 def test_the_cli_reference_is_generated_from_the_parser() -> None:
     """Regenerate with `python -m taskbench.cli_docs > docs/cli.md` after changing a flag."""
     assert (REPO / "docs" / "cli.md").read_text() == cli_docs.render()
+
+
+@pytest.mark.parametrize("page", sorted((REPO / "docs" / "results").glob("*.md")), ids=lambda p: p.name)
+def test_measured_pages_are_what_their_recorded_runs_render_to(page: Path) -> None:
+    """docs/results/*.md are generated (`taskbench report RUN --page docs/results/NAME.md`), never edited."""
+    from taskbench.report.files import render_page
+
+    assert page.read_text() == render_page(page.with_suffix(".json"))

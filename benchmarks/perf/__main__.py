@@ -31,7 +31,7 @@ from taskbench.stack import Stack, StackConfig
 
 
 async def run_sections(stack: Stack, sections: list[int], quick: bool, workdir: Path) -> list[Figure]:
-    client = ServiceClient(stack.url)
+    client = ServiceClient(stack.url, urls=stack.urls())  # each implementation's own API
     bench = Bench(stack=stack, client=client, quick=quick, workdir=workdir)
     try:
         done: set[Callable[[Bench], Awaitable[None]]] = set()
@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="taskbench-perf-") as tmp:
         workdir = Path(tmp)
-        # Section 7 measures every queue; the others the spec's two, with no other worker idling beside them.
-        names = tuple(implementations.REGISTRY) if 7 in sections else implementations.DEFAULT
+        # Sections 7 and 11 measure every queue; the others the spec's two, with no other worker idling beside them.
+        names = tuple(implementations.REGISTRY) if {7, 11} & set(sections) else implementations.DEFAULT
         with console.status("starting Redis, the API server and the workers…"):
             stack = Stack(StackConfig(workdir=workdir / "stack", concurrency=CONCURRENCY, implementations=names))
             stack.__enter__()
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
         "sections": sections,
         "elapsed_s": elapsed,
-        "environment": env,
+        "environment": env.model_dump(),
         "figures": [f.as_dict() for f in figures],
     }
     args.output.write_text(json.dumps(output, indent=1, default=str))

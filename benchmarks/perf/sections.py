@@ -42,6 +42,7 @@ from taskbench.analysis.stats import percentile
 from taskbench.client import ServiceClient
 from taskbench.ledger import LedgerTail
 from taskbench.probes import ENDPOINTS, Prober
+from taskbench.redis_server import free_port
 from taskbench.report import files
 from taskbench.results import RunResult, ScenarioResult, Submission
 from taskbench.sampler import Sampler
@@ -418,6 +419,61 @@ def _probe_cost_us(url: str, client: str, pairs: int) -> float:
     return asyncio.run(run())
 
 
+BARE_JOBS = 1000
+
+
+async def _api_cpu_per_job(client: ServiceClient, name: str, pid: int, count: int) -> float | None:
+    """CPU seconds the process `pid` spent per accepted job over a burst of `count` noop submissions."""
+    process = psutil.Process(pid)
+    before = sum(process.cpu_times()[:2])
+    outcome = await burst(client, name, count, NOOP_JOB)
+    spent = sum(process.cpu_times()[:2]) - before
+    return spent / outcome["accepted"] if outcome["accepted"] == count else None
+
+
+async def section_11(bench: Bench) -> None:
+    """Cheap to measure (issue 20): per queue, the API's CPU per accepted job ÷ that of a bare FastAPI endpoint
+    that only calls the same queue's enqueue (`benchmarks.perf.bare_app`, in the queue's environment), same
+    run, bursts interleaved round by round."""
+    count = 300 if bench.quick else BARE_JOBS
+    for name in [n for n, impl in implementations.REGISTRY.items() if impl.has_worker]:
+        port = free_port()
+        env = bench.stack.env(name) | {"TASKBENCH_BARE": name}
+        argv = [bench.stack.python(name), "-m", "uvicorn", "benchmarks.perf.bare_app:app", "--host", "127.0.0.1",
+                "--port", str(port), "--log-level", "warning", "--no-access-log"]  # fmt: skip
+        bare = subprocess.Popen(argv, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        client = ServiceClient(f"http://127.0.0.1:{port}")
+        ratios, service_us, bare_us = [], [], []
+        try:
+            for _ in range(100):
+                try:
+                    await client.submit(name, 0, NOOP_JOB)
+                    break
+                except Exception:
+                    await asyncio.sleep(0.1)
+            await burst(client, name, 100, NOOP_JOB)  # warm both
+            await burst(bench.client, name, 100, NOOP_JOB)
+            for _ in range(bench.rounds(3, 2)):
+                await bench.client.reset([name])
+                bench.stack.select(name)
+                api = await _api_cpu_per_job(bench.client, name, bench.stack.pids()["api"], count)
+                await bench.client.reset([name])
+                plain = await _api_cpu_per_job(client, name, bare.pid, count)
+                if api and plain:
+                    ratios.append(api / plain)
+                    service_us.append(api * 1e6)
+                    bare_us.append(plain * 1e6)
+        finally:
+            await client.aclose()
+            bare.terminate()
+            bare.wait(10)
+        detail = {"service_us": service_us, "bare_us": bare_us, "jobs": count}
+        note = f"service {median(service_us) or 0:.0f} µs, bare {median(bare_us) or 0:.0f} µs of API CPU per job"
+        bench.add(Figure(11, f"{name}: API CPU per job ÷ a bare enqueue endpoint", median(ratios), "×", "<=", 1.3,
+                         detail, note))  # fmt: skip
+    await bench.client.reset([n for n, impl in implementations.REGISTRY.items() if impl.has_worker])
+
+
 OFFER_FOR_S = 3.0  # each rate's step in § 10
 OFFER_RATES = (100, 200, 400, 800, 1600, 3200, 6400)
 
@@ -511,4 +567,5 @@ SECTIONS: dict[int, Callable[[Bench], Awaitable[None]]] = {
     8: section_8,
     9: section_9,
     10: section_10,
+    11: section_11,
 }
