@@ -4,11 +4,14 @@ not as a later version of the registry would describe it."""
 
 from __future__ import annotations
 
+import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 from taskbench import __version__, implementations
 from taskbench.results import Described, RunSettings
+from taskbench_wire.urls import redacted
 
 SOURCE = Path(__file__).resolve().parents[1]
 
@@ -40,3 +43,9 @@ def describe(label: str, settings: RunSettings, concurrency: int | None = None) 
 
 def version() -> str:
     return __version__
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """The command as typed, every URL in it redacted (a password in --redis-url must not reach a report)."""
+    words = ["taskbench", *(sys.argv[1:] if argv is None else argv)]
+    return shlex.join(redacted(w) if "://" in w else w for w in words)

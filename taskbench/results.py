@@ -377,6 +377,7 @@ class RunResult(BaseModel):
     schema_version: int = SCHEMA_VERSION
     taskbench: str | None = None  # the version that measured the run (None: recorded before it was kept)
     git_revision: str | None = None  # its commit, when it ran from a checkout
+    command: str | None = None  # the command line that made the run, URLs redacted
     described: dict[str, Described] = Field(default_factory=dict)  # each implementation as it ran, by label
     timestamp: str
     settings: RunSettings

@@ -241,6 +241,7 @@ async def _run_all(
         scenario_files=[],
         taskbench=provenance.version(),
         git_revision=provenance.git_revision(),
+        command=provenance.command_line(),
         described={
             label: provenance.describe(label, settings)
             for label in settings.implementations

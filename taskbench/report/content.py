@@ -662,6 +662,7 @@ def run_facts(run: RunResult) -> list[str]:
         f"Machine: {machine.platform}, {machine.cpu_count or '?'} cores, "
         f"{machine.memory_gb or 0:.1f} GB RAM; Python {machine.python}",
         f"Versions: {versions}",
+        f"Command: `{run.command}`" if run.command else "Command: not recorded (a run made before it was kept)",
         "Measured by "
         + (f"taskbench {run.taskbench}" if run.taskbench else "a taskbench that did not record its version")
         + (f" ({run.git_revision})" if run.git_revision else ""),
