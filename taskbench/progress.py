@@ -49,6 +49,7 @@ class LiveBar:
     def scenario_done(self, label: str, outcome: str) -> None:
         if self.current is not None:
             self.progress.update(self.current, visible=False)
+        self.progress.console.print(f"  {label}: {outcome}", markup=False, highlight=False)
 
     def advance(self, estimate_s: float) -> None:
         self.progress.update(self.overall, advance=estimate_s)

@@ -19,7 +19,7 @@ from rich.console import Console
 
 from taskbench import analysis, environment, implementations, plan, progress, provenance, search, venvs
 from taskbench.analysis import analyse
-from taskbench.analysis.models import AnalysedRun
+from taskbench.analysis.models import AnalysedRun, ScenarioSummary
 from taskbench.client import ServiceClient
 from taskbench.errors import StackError, UsageError
 from taskbench.job_check import JobArgs
@@ -172,43 +172,35 @@ def _print_plan(console: Console, specs: list[ScenarioSpec], settings: RunSettin
 CAPACITY_OVERHEAD_S = 0.05  # per job, beside its duration, in Little's law's first guess: the queue's own time
 
 
-def _outcome(result: ScenarioResult) -> str:
+def _outcome(summary: ScenarioSummary) -> str:
     """A scenario's status in a few words, for a log line."""
-    summary = analysis.summarise(result)
     rules = "; ".join(f.rule for f in summary.failures)
     return summary.status + (f" ({rules})" if rules else "")
 
 
-async def _search(
-    first: ScenarioSpec,
-    load: LoadOptions,
-    ctx: ScenarioContext,
-    run_one: Callable[[ScenarioSpec], Awaitable[ScenarioResult]],
-    console: Console,
-) -> None:
+RunOne = Callable[[ScenarioSpec], Awaitable[ScenarioSummary]]
+
+
+async def _search(first: ScenarioSpec, load: LoadOptions, ctx: ScenarioContext, run_one: RunOne) -> None:
     """--rate auto: step the rate up, then bisect (taskbench.search). --target-rate: the same over the worker's
     concurrency at the target rate; BackgroundTasks, which has no worker, runs the target rate once."""
     steps: list[search.Step] = []
-    has_worker = implementations.get(first.implementation).has_worker
-    if load.target_rate is not None:
-        guess = search.littles_law_concurrency(load.target_rate, first.duration_s + CAPACITY_OVERHEAD_S)
-        start = first.concurrency or guess
+    if load.target_rate is not None and not implementations.get(first.implementation).has_worker:
+        await run_one(first)
+        return
+    guess = search.littles_law_concurrency(load.target_rate or 0.0, first.duration_s + CAPACITY_OVERHEAD_S)
     while not ctx.stop.is_set():
         if load.target_rate is None:
             rate = search.next_rate(steps, first.rate or 1.0, load.search_resolution, load.search_steps)
-            if rate is None:
-                break
-            spec, value = plan.rate_step(first, rate, load), rate
+            spec = None if rate is None else plan.rate_step(first, rate, load)
         else:
-            concurrency = search.next_concurrency(steps, start, load.search_steps) if has_worker else None
-            if (has_worker and concurrency is None) or (not has_worker and steps):
-                break
-            spec = first.model_copy(update={"concurrency": concurrency}) if has_worker else first
-            value = float(concurrency or 0)
-        step = analysis.summarise(await run_one(spec)).rate
-        verdict = step.verdict if step else "inconclusive"
-        steps.append((value, verdict))
-        console.print(f"  {spec.label}: {verdict}" + (f" ({'; '.join(step.reasons)})" if step and step.reasons else ""))
+            concurrency = search.next_concurrency(steps, first.concurrency or guess, load.search_steps)
+            spec = None if concurrency is None else first.model_copy(update={"concurrency": concurrency})
+        if spec is None:
+            return
+        step = (await run_one(spec)).rate
+        value = float(spec.rate or 0.0) if load.target_rate is None else float(spec.concurrency or 0)
+        steps.append((value, step.verdict if step else "inconclusive"))
 
 
 async def _run_all(
@@ -265,20 +257,21 @@ async def _run_all(
     try:
         with progress.shown(console, sum(estimates)) as shown:
 
-            async def run_one(spec: ScenarioSpec) -> ScenarioResult:
+            async def run_one(spec: ScenarioSpec) -> ScenarioSummary:
                 run_of = f" (run {spec.repeat + 1} of {settings.repeat})" if settings.repeat > 1 else ""
                 on_progress = shown.scenario(spec.label + run_of, spec.jobs)
                 result = await run_scenario(ctx, spec, on_progress)
                 results.append(result)
                 run_result.scenario_files.append(files.write_scenario_data(folder, stamp, result))
-                shown.scenario_done(spec.label + run_of, _outcome(result))
-                return result
+                summary = analysis.summarise(result)
+                shown.scenario_done(spec.label + run_of, _outcome(summary))
+                return summary
 
             for spec, estimate in zip(specs, estimates, strict=True):
                 if ctx.stop.is_set():
                     break
                 if settings.load is not None and (settings.load.auto or settings.load.target_rate):
-                    await _search(spec, settings.load, ctx, run_one, console)
+                    await _search(spec, settings.load, ctx, run_one)
                 else:
                     await run_one(spec)
                 shown.advance(estimate)
