@@ -6,7 +6,7 @@ A step is **sustained** when, over its steady part (the step after its warm-up s
 - the backlog does not grow: the least-squares slope of queued + running jobs, sampled every 0.5 s, is at most
   margin × rate and adds less than one job over the steady part;
 - queue time stays bounded: its p95, counted from each job's due time, is at most `queue_p95_s`;
-- the API stays responsive (the probes' rule of every scenario).
+- the API takes every submission and stays responsive (the probes' rule of every scenario).
 It is **saturated** when any of these fails, and **inconclusive** when the harness could not offer the rate
 (it sent late: schedule lag p99 over `MAX_LAG_S`, or fewer than the schedule had) or the step was cut short:
 then the figures are taskbench's, not the queue's.
@@ -112,6 +112,9 @@ def summarise(result: ScenarioResult, probes: Mapping[Endpoint, ProbeSummary], l
         inconclusive.append(f"the harness sent late: schedule lag p99 {lags.p99:.3f} s (limit {MAX_LAG_S} s)")
     if spec.arrivals == "uniform" and send_rate is not None and send_rate < SEND_RATE_SHARE * spec.rate:
         inconclusive.append(f"the harness sent {send_rate:.1f}/s of the {spec.rate:g}/s offered")
+    refused = sum(1 for s in subs if not s.job_id)
+    if refused:
+        reasons.append(f"{refused} of {len(subs)} submissions were refused or timed out")
     if finished_in < (1 - load.throughput_margin) * due_in - 1:
         reasons.append(
             f"completions fell behind: {finished_in} in the steady {window:.1f} s against {due_in} due "

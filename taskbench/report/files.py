@@ -114,9 +114,9 @@ def write_page(run: Path, page: Path) -> Path:
     Beside it, `NAME.json` keeps the analysed run it renders from (`render_page` renders it again: a test
     checks that every committed page is what its JSON renders to)."""
     _, recorded, scenarios = load(run)
-    analysed = analyse(recorded, scenarios)
+    analysed = analyse(recorded, scenarios).model_copy(update={"scenario_summaries": []})  # the page shows none
     page.parent.mkdir(parents=True, exist_ok=True)
-    page.with_suffix(".json").write_text(analysed.model_dump_json(indent=1) + "\n")
+    page.with_suffix(".json").write_text(analysed.model_dump_json() + "\n")
     page.write_text(render_page(page.with_suffix(".json")))
     return page
 

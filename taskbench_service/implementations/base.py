@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any, TypeVar, cast
 
 import redis
-from fastapi import APIRouter, BackgroundTasks, Body, HTTPException, Query
+from fastapi import APIRouter, BackgroundTasks, Body, HTTPException, Query, Response
 
 from taskbench_service.heartbeat import WORKERS_KEY, live_workers
 from taskbench_service.jobs import JobList, JobRecord, JobRequest, JobStore, RedisJobStore, finished_fields, new_record
@@ -82,7 +82,7 @@ def job_router(impl: ServiceImplementation) -> APIRouter:
     @router.post("/job", status_code=202, response_model=JobRecord)
     async def submit(
         background_tasks: BackgroundTasks, request: Annotated[JobRequest | None, Body()] = None
-    ) -> JobRecord:
+    ) -> Response:
         record = new_record(impl.name, request or JobRequest())
         impl.admit(record)  # a bound of its own (memory held in the API process) answers 503 before anything
         await impl.store.add(record)  # first, so the runner always finds the record it stamps
@@ -94,7 +94,9 @@ def job_router(impl: ServiceImplementation) -> APIRouter:
             else:
                 await impl.store.remove(record.job_id)
             raise
-        return record
+        # The record as JSON straight away: the model is already valid, and FastAPI's response_model would
+        # validate and serialise it again on every submission (it still documents the answer's shape).
+        return Response(record.model_dump_json(), status_code=202, media_type="application/json")
 
     @router.get("/status/{job_id}", response_model=JobRecord)
     async def status(job_id: str) -> JobRecord:
