@@ -6,6 +6,7 @@ loses them). Every queue's live in Redis beside its queue, so any API process an
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import threading
@@ -227,16 +228,46 @@ class RedisJobStore:
         )
         self.redis = aredis.Redis(connection_pool=pool)
         self._update = self.redis.register_script(_UPDATE_IF_EXISTS)
+        self._pending: list[tuple[JobRecord, asyncio.Future[None]]] = []  # records waiting for the next write
+        self._writes: set[asyncio.Task[None]] = set()  # writes under way (kept referenced until done)
 
     async def aclose(self) -> None:
         await self.redis.aclose()
 
     async def add(self, record: JobRecord) -> None:
-        fields = _encode(record.model_dump(exclude={"queue_time", "execution_time", "total_time"}))
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hset(JOB_KEY.format(record.job_id), mapping=cast("Mapping[Any, Any]", fields))
-            pipe.zadd(self.index_key, {record.job_id: record.submitted_at})
-            await pipe.execute()
+        """Store the record before its job is handed over. Submissions that arrive together share one pipeline
+        (a group commit: the first schedules the write for when the event loop next runs, the others join it),
+        so a burst costs one round trip per batch, not per job; each request still waits for its own record."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((record, future))
+        if len(self._pending) == 1:
+            asyncio.get_running_loop().call_soon(self._write_batch)
+        await future
+
+    def _write_batch(self) -> None:
+        batch, self._pending = self._pending, []
+        task = asyncio.ensure_future(self._write(batch))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _write(self, batch: list[tuple[JobRecord, asyncio.Future[None]]]) -> None:
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for record, _ in batch:
+                    fields = _encode(record.model_dump(exclude={"queue_time", "execution_time", "total_time"}))
+                    pipe.hset(JOB_KEY.format(record.job_id), mapping=cast("Mapping[Any, Any]", fields))
+                pipe.zadd(self.index_key, {record.job_id: record.submitted_at for record, _ in batch})
+                await pipe.execute()
+        except BaseException as exc:  # every request of the batch answers with it (a 503 when Redis is down)
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for _, future in batch:
+            if not future.done():
+                future.set_result(None)
 
     async def get(self, job_id: str) -> JobRecord | None:
         raw = cast("dict[str, str]", await self.redis.hgetall(JOB_KEY.format(job_id)))  # decode_responses

@@ -428,7 +428,10 @@ async def _api_cpu_per_job(client: ServiceClient, name: str, pid: int, count: in
     before = sum(process.cpu_times()[:2])
     outcome = await burst(client, name, count, NOOP_JOB)
     spent = sum(process.cpu_times()[:2]) - before
-    return spent / outcome["accepted"] if outcome["accepted"] == count else None
+    if outcome["accepted"] != count:
+        console.print(f"    {name}: {outcome['accepted']} of {count} accepted ({outcome['first_error']})")
+        return None
+    return spent / count
 
 
 async def section_11(bench: Bench) -> None:
@@ -441,16 +444,18 @@ async def section_11(bench: Bench) -> None:
         env = bench.stack.env(name) | {"TASKBENCH_BARE": name}
         argv = [bench.stack.python(name), "-m", "uvicorn", "benchmarks.perf.bare_app:app", "--host", "127.0.0.1",
                 "--port", str(port), "--log-level", "warning", "--no-access-log"]  # fmt: skip
-        bare = subprocess.Popen(argv, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        log = bench.workdir / f"bare-{name}.log"
+        with log.open("w") as output:
+            bare = subprocess.Popen(argv, env=env, cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
         client = ServiceClient(f"http://127.0.0.1:{port}")
         ratios, service_us, bare_us = [], [], []
         try:
-            for _ in range(100):
-                try:
-                    await client.submit(name, 0, NOOP_JOB)
+            for _ in range(300):  # until it listens and takes a job
+                if (await client.submit(name, 0, NOOP_JOB)).job_id:
                     break
-                except Exception:
-                    await asyncio.sleep(0.1)
+                await asyncio.sleep(0.1)
+            else:
+                raise RuntimeError(f"the bare {name} endpoint did not start: see {log.name}")
             await burst(client, name, 100, NOOP_JOB)  # warm both
             await burst(bench.client, name, 100, NOOP_JOB)
             for _ in range(bench.rounds(3, 2)):
