@@ -214,6 +214,10 @@ class RateStep(BaseModel):
     execution: Latency  # started → finished (not from due: the job itself)
     total: Latency  # due → finished
     latency_drift_s_per_min: float | None = None  # total latency's trend over the step (a soak's drift)
+    # CPU per accepted job (ms), the sampler's readings integrated over the step: what the API spent on each
+    # submission beside what the worker spent running it (the queue's side)
+    api_cpu_ms_per_job: float | None = None
+    worker_cpu_ms_per_job: float | None = None
     memory_trend_mb_per_h: dict[str, float] = Field(default_factory=dict)  # by role, least squares over the step
     queue_p95_limit_s: float
     throughput_margin: float

@@ -17,6 +17,7 @@ percentiles read from an HDR histogram.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -112,7 +113,8 @@ def summarise(result: ScenarioResult, probes: Mapping[Endpoint, ProbeSummary], l
         inconclusive.append(f"the harness sent late: schedule lag p99 {lags.p99:.3f} s (limit {MAX_LAG_S} s)")
     if spec.arrivals == "uniform" and send_rate is not None and send_rate < SEND_RATE_SHARE * spec.rate:
         inconclusive.append(f"the harness sent {send_rate:.1f}/s of the {spec.rate:g}/s offered")
-    refused = sum(1 for s in subs if not s.job_id)
+    accepted = sum(1 for s in subs if s.job_id)
+    refused = len(subs) - accepted
     if refused:
         reasons.append(f"{refused} of {len(subs)} submissions were refused or timed out")
     if finished_in < (1 - load.throughput_margin) * due_in - 1:
@@ -136,7 +138,7 @@ def summarise(result: ScenarioResult, probes: Mapping[Endpoint, ProbeSummary], l
         arrivals=spec.arrivals,
         due=spec.jobs,
         sent=len(subs),
-        accepted=sum(1 for s in subs if s.job_id),
+        accepted=accepted,
         send_rate_per_s=send_rate,
         schedule_lag_p99_s=lags.p99,
         schedule_lag_max_s=lags.max,
@@ -154,6 +156,8 @@ def summarise(result: ScenarioResult, probes: Mapping[Endpoint, ProbeSummary], l
         total=latency(j.finished_at - due_at[j.job_id] for j in jobs if j.finished_at is not None),
         latency_drift_s_per_min=None if drift is None else drift * 60,
         memory_trend_mb_per_h=_memory_trends(result, start),
+        api_cpu_ms_per_job=_cpu_ms_per_job(result, "api", accepted),
+        worker_cpu_ms_per_job=_cpu_ms_per_job(result, f"{spec.implementation}-worker", accepted),
         queue_p95_limit_s=load.queue_p95_s,
         throughput_margin=load.throughput_margin,
         verdict=verdict,
@@ -166,6 +170,15 @@ def _p95(values: Iterable[float]) -> float | None:
     if not ordered:
         return None
     return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+
+
+def _cpu_ms_per_job(result: ScenarioResult, role: str, jobs: int) -> float | None:
+    """The role's CPU over the scenario (each sample's % of a core × the time since the previous one), per job."""
+    points = [(s.t, s.processes[role].cpu_percent) for s in result.samples if role in s.processes]
+    if len(points) < 2 or not jobs:
+        return None
+    seconds = sum(percent / 100 * (t - before) for (before, _), (t, percent) in itertools.pairwise(points))
+    return 1000 * seconds / jobs
 
 
 def _memory_trends(result: ScenarioResult, start: float) -> dict[str, float]:

@@ -155,7 +155,8 @@ def rate_table(summaries: Sequence[ScenarioSummary]) -> Table:
     soak = any(s.rate and s.rate.for_s >= SOAK_S for s in steps)
     headers = [
         "Implementation", "Workload", "Offered", "Sent (lag p99)", "Completed (steady)", "Backlog trend",
-        "Queue p95", "Total p50 / p99 / p99.9 / max", "Running: λ×exec / measured", "Verdict",
+        "Queue p95", "Total p50 / p99 / p99.9 / max", "Running: λ×exec / measured", "CPU per job: API (probes included) / worker",
+        "Verdict",
     ]  # fmt: skip
     if soak:
         headers.insert(-1, "Memory trend (job process)")
@@ -173,6 +174,7 @@ def rate_table(summaries: Sequence[ScenarioSummary]) -> Table:
             seconds(r.queue_p95_s, 2),
             " / ".join(seconds(v, 2) for v in (t.p50, t.p99, t.p999, t.max)),
             f"{_rate_figure(littles, '')} / {_rate_figure(r.mean_running, '')}",
+            f"{_rate_figure(r.api_cpu_ms_per_job, ' ms')} / {_rate_figure(r.worker_cpu_ms_per_job, ' ms')}",
             f"**{r.verdict}**" + (f": {'; '.join(r.reasons)}" if r.reasons else ""),
         ]  # fmt: skip
         if soak:
