@@ -167,7 +167,7 @@ async def section_3(bench: Bench) -> None:
     cpu: dict[str, list[dict[str, Any]]] = {"celery": [], "fastapi": []}
     for r in range(bench.rounds(3)):
         await bench.client.reset(list(IMPLEMENTATIONS))
-        tail = LedgerTail(bench.stack.ledger_path)
+        tail = LedgerTail(bench.stack.ledger_path_for("celery"))  # each implementation writes a ledger of its own
         prefix = f"plain3-{r}-{os.getpid()}"
         published = await asyncio.to_thread(publish_plain, bench.stack, count, prefix)
         last = await tail.wait_for({f"{prefix}-{i}" for i in range(count)}, 300)
@@ -175,7 +175,8 @@ async def section_3(bench: Bench) -> None:
             rates["plain"].append(count / (last - published["t0"]))
         for implementation in IMPLEMENTATIONS:
             await bench.client.reset(list(IMPLEMENTATIONS))
-            tail = LedgerTail(bench.stack.ledger_path)
+            bench.stack.select(implementation)  # its API is the one sampled as "api"
+            tail = LedgerTail(bench.stack.ledger_path_for(implementation))
             before = cpu_seconds(bench.stack)
             outcome = await burst(bench.client, implementation, count)
             last = await tail.wait_for(set(outcome["job_ids"]), 300)
@@ -315,14 +316,14 @@ async def section_7(bench: Bench) -> None:
         cpu: list[float] = []
         for r in range(bench.rounds(2)):
             await bench.client.reset([name])
-            tail = LedgerTail(bench.stack.ledger_path)
+            tail = LedgerTail(bench.stack.ledger_path_for(name))  # each implementation writes a ledger of its own
             prefix = f"direct7-{name}-{r}-{os.getpid()}"
             fed = await asyncio.to_thread(feed_directly, bench.stack, name, count, prefix)
             last = await tail.wait_for({f"{prefix}-{i}" for i in range(count)}, 300)
             if last is not None:
                 rates["direct"].append(count / (last - fed["t0"]))
             await bench.client.reset([name])
-            tail = LedgerTail(bench.stack.ledger_path)
+            tail = LedgerTail(bench.stack.ledger_path_for(name))
             psutil.cpu_percent(None)
             outcome = await burst(bench.client, name, count, NOOP_JOB)
             last = await tail.wait_for(set(outcome["job_ids"]), 300)
