@@ -155,8 +155,8 @@ def rate_table(summaries: Sequence[ScenarioSummary]) -> Table:
     soak = any(s.rate and s.rate.for_s >= SOAK_S for s in steps)
     headers = [
         "Implementation", "Workload", "Offered", "Sent (lag p99)", "Completed (steady)", "Backlog trend",
-        "Queue p95", "Total p50 / p99 / p99.9 / max", "Running: λ×exec / measured", "CPU per job: API (probes included) / worker",
-        "Verdict",
+        "Queue p95", "Total p50 / p99 / p99.9 / max", "Running: λ×exec / measured",
+        "CPU per job: API (probes included) / worker", "Verdict",
     ]  # fmt: skip
     if soak:
         headers.insert(-1, "Memory trend (job process)")
