@@ -189,3 +189,20 @@ def test_concurrency_search_finds_the_smallest_that_sustains() -> None:
         steps.append((c, "sustained" if c >= needed else "saturated"))
     assert min(int(c) for c, v in steps if v == "sustained") == needed
     assert search.next_concurrency([(4.0, "inconclusive")], 4, 10) is None
+
+
+def test_the_capacity_plan_names_the_smallest_concurrency_and_checks_littles_law() -> None:
+    """--target-rate 6 with 0.5 s jobs: 2 slots run 4/s (saturated), 3 and 5 run 6/s and 10/s (sustained)."""
+    from taskbench.analysis import summarise, sustained
+
+    steps = []
+    for slots in (5, 2, 3):
+        result = _step(6, slots / 0.5)
+        steps.append(
+            summarise(result.model_copy(update={"spec": result.spec.model_copy(update={"concurrency": slots})}))
+        )
+    verdict = sustained.verdict(steps, ["celery"], target=6)
+    (plan,) = verdict.capacity_plans
+    assert plan.concurrency == 3 and plan.tried == {2: "saturated", 3: "sustained", 5: "sustained"}
+    assert plan.littles_running == pytest.approx(3.0, rel=0.05)  # 6/s × 0.5 s
+    assert verdict.decisions[0].cells[0].status == "held" and "concurrency 3 sustains 6/s" in verdict.lines[0]

@@ -427,6 +427,7 @@ class CapacityPlan(BaseModel):
     implementation: str
     workload: str
     target_per_s: float
+    sustained: bool  # some step sustained the target rate
     concurrency: int | None  # None: none tried sustained it (or BackgroundTasks, which has no worker)
     tried: dict[int, str] = Field(default_factory=dict)  # concurrency → verdict
     memory_mb: float | None = None  # the job process's peak at that concurrency

@@ -106,6 +106,7 @@ def plans(summaries: Sequence[ScenarioSummary], target: float) -> list[CapacityP
                 implementation=name,
                 workload=workload,
                 target_per_s=target,
+                sustained=best is not None,
                 concurrency=(best.concurrency if has_worker else None) if best else None,
                 tried={c: v for c, v in sorted(tried.items())} if has_worker else {},
                 memory_mb=best.peak_memory_mb if best else None,
@@ -134,27 +135,40 @@ def decisions(found: Sequence[RateLimit], order: Sequence[str]) -> list[Decision
     return rows
 
 
+def plan_decisions(found: Sequence[CapacityPlan], order: Sequence[str]) -> list[DecisionRow]:
+    """--target-rate: each implementation's cell is its plan, held when some concurrency sustained the rate."""
+    rows = []
+    for workload in dict.fromkeys(plan.workload for plan in found):
+        cells = []
+        for name in order:
+            plan = next((x for x in found if x.implementation == name and x.workload == workload), None)
+            if plan is None:
+                continue
+            held = plan.sustained
+            text = plan.sentence.split(": ", 1)[-1]
+            cells.append(DecisionCell(implementation=name, status="held" if held else "failed", text=text,
+                                      memory_mb=plan.memory_mb))  # fmt: skip
+        rows.append(DecisionRow(workload=workload, cells=cells))
+    return rows
+
+
 def verdict(summaries: Sequence[ScenarioSummary], order: Sequence[str], target: float | None) -> Verdict:
+    """--rate: each implementation's bracket, highest sustained first. --target-rate: the capacity plan alone
+    (the steps at each concurrency are the search's, not limits worth a line each)."""
     found = limits(summaries)
+    if target is not None:
+        capacity = plans(summaries, target)
+        lines = [p.sentence + "." for p in capacity]
+        return Verdict(
+            baseline=BASELINE, workloads=[], faults=[], headline=lines[:1], lines=lines,
+            decisions=plan_decisions(capacity, order), rate_limits=found, capacity_plans=capacity,
+        )  # fmt: skip
     ranked = sorted(found, key=lambda x: -(x.sustained_per_s or 0.0))
     lines = []
     for workload in dict.fromkeys(x.workload for x in found):
-        here = [x for x in ranked if x.workload == workload]
-        lines.append(
-            f"{workload}, sustained load: "
-            + "; ".join(f"{_title(x.implementation)} {limit_text(x)}" for x in here)
-            + "."
-        )
-    capacity = plans(summaries, target) if target is not None else []
-    lines += [p.sentence + "." for p in capacity]
-    headline = lines[:1]
+        each = "; ".join(f"{_title(x.implementation)} {limit_text(x)}" for x in ranked if x.workload == workload)
+        lines.append(f"{workload}, sustained load: {each}.")
     return Verdict(
-        baseline=BASELINE,
-        workloads=[],
-        faults=[],
-        headline=headline,
-        lines=lines,
-        decisions=decisions(found, order),
-        rate_limits=found,
-        capacity_plans=capacity,
-    )
+        baseline=BASELINE, workloads=[], faults=[], headline=lines[:1], lines=lines,
+        decisions=decisions(found, order), rate_limits=found,
+    )  # fmt: skip
