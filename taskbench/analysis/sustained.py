@@ -156,19 +156,18 @@ def verdict(summaries: Sequence[ScenarioSummary], order: Sequence[str], target: 
     """--rate: each implementation's bracket, highest sustained first. --target-rate: the capacity plan alone
     (the steps at each concurrency are the search's, not limits worth a line each)."""
     found = limits(summaries)
-    if target is not None:
-        capacity = plans(summaries, target)
+    capacity = plans(summaries, target) if target is not None else []
+    if capacity:
         lines = [p.sentence + "." for p in capacity]
-        return Verdict(
-            baseline=BASELINE, workloads=[], faults=[], headline=lines[:1], lines=lines,
-            decisions=plan_decisions(capacity, order), rate_limits=found, capacity_plans=capacity,
-        )  # fmt: skip
-    ranked = sorted(found, key=lambda x: -(x.sustained_per_s or 0.0))
-    lines = []
-    for workload in dict.fromkeys(x.workload for x in found):
-        each = "; ".join(f"{_title(x.implementation)} {limit_text(x)}" for x in ranked if x.workload == workload)
-        lines.append(f"{workload}, sustained load: {each}.")
+        cells = plan_decisions(capacity, order)
+    else:
+        ranked = sorted(found, key=lambda x: -(x.sustained_per_s or 0.0))
+        lines = []
+        for workload in dict.fromkeys(x.workload for x in found):
+            each = "; ".join(f"{_title(x.implementation)} {limit_text(x)}" for x in ranked if x.workload == workload)
+            lines.append(f"{workload}, sustained load: {each}.")
+        cells = decisions(found, order)
     return Verdict(
         baseline=BASELINE, workloads=[], faults=[], headline=lines[:1], lines=lines,
-        decisions=decisions(found, order), rate_limits=found,
+        decisions=cells, rate_limits=found, capacity_plans=capacity,
     )  # fmt: skip
