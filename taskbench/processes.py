@@ -47,11 +47,21 @@ def _group_of(process: psutil.Process) -> int | None:
 
 
 class ManagedProcess:
-    def __init__(self, name: str, argv: list[str], env: Mapping[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        env: Mapping[str, str],
+        log_path: Path,
+        stop_signal: signal.Signals = signal.SIGTERM,
+        user: tuple[int, int] | None = None,
+    ) -> None:
         self.name = name
         self.argv = argv
         self.env = dict(env)
         self.log_path = log_path
+        self.stop_signal = stop_signal  # what asks it to shut down gracefully (PostgreSQL: SIGINT, a fast shutdown)
+        self.user = user  # (uid, gid) to run as, when the harness is root and the server refuses root (PostgreSQL)
         self.popen: subprocess.Popen[bytes] | None = None
         self._ended = False
         self._strays: list[psutil.Process] = []
@@ -71,7 +81,10 @@ class ManagedProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # own group: Ctrl-C reaches the harness only, which stops us in order
-                preexec_fn=_die_with_parent,
+                preexec_fn=_die_with_parent,  # runs after the switch to `user`, which would clear it
+                user=self.user[0] if self.user else None,
+                group=self.user[1] if self.user else None,
+                extra_groups=[] if self.user else None,
             )
 
     def alive(self) -> bool:
@@ -117,7 +130,7 @@ class ManagedProcess:
         groups of their own, remembered here before the leader goes)."""
         if self.popen is not None and not self._ended and self.popen.poll() is None:
             self._strays = [p for p in self._descendants() if _group_of(p) != self.popen.pid]
-            self._signal_group(signal.SIGTERM)
+            self._signal_group(self.stop_signal)
 
     def stop(self, grace_s: float = 10.0) -> None:
         if self.popen is None or self._ended:
@@ -125,7 +138,7 @@ class ManagedProcess:
         strays = [*self._strays, *(p for p in self._descendants() if _group_of(p) != self.popen.pid)]
         self._strays = []
         if self.popen.poll() is None:
-            self._signal_group(signal.SIGTERM)
+            self._signal_group(self.stop_signal)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(grace_s)
         self.kill()  # stragglers of the group, even when the leader already exited

@@ -6,6 +6,7 @@ stops it, whatever happened in between.
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -26,11 +27,13 @@ class Service:
         log_path: Path,
         ready: Callable[[Service], bool],
         what: str,
+        stop_signal: signal.Signals = signal.SIGTERM,
+        user: tuple[int, int] | None = None,
     ) -> None:
         self.name = name
         self.what = what  # for messages: "the API server", "the Celery worker"
         self.ready = ready
-        self.process = ManagedProcess(name, argv, env, log_path)
+        self.process = ManagedProcess(name, argv, env, log_path, stop_signal, user)
 
     @property
     def pid(self) -> int | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import signal
 import subprocess
 import time
 import uuid
@@ -31,7 +32,7 @@ import httpx
 import psutil
 import redis
 
-from taskbench import environment, implementations, rabbitmq_server, venvs, watchdog
+from taskbench import environment, implementations, postgres_server, rabbitmq_server, venvs, watchdog
 from taskbench.errors import StackError
 from taskbench.implementations.base import PYTHON
 from taskbench.redis_server import find_redis_server, free_port, redis_command, write_password_config
@@ -69,6 +70,7 @@ class StackConfig:
     redis_url: str | None = None  # None: a private redis-server
     broker: str = "redis"  # where Celery's and Dramatiq's jobs wait: redis, or amqp (RabbitMQ)
     broker_url: str | None = None  # with amqp; None: a private rabbitmq-server
+    postgres_url: str | None = None  # for the PostgreSQL queues; None: a private PostgreSQL when one is needed
     implementations: tuple[str, ...] = implementations.DEFAULT
     state: StackState = StackState()
     jobs: tuple[str, ...] = ()  # the user's job functions (--job): fixed here, for the API and every worker
@@ -93,6 +95,9 @@ class Stack:
         self.epmd: Service | None = None
         self.rabbitmq: Service | None = None
         self.amqp_url = (config.broker_url or "") if config.broker == "amqp" else ""  # set once a private one runs
+        self.postgres: Service | None = None
+        self.postgres_url = config.postgres_url or ""  # set once a private one runs
+        self._postgres_cluster: postgres_server.PostgresCluster | None = None
         self.environments: dict[str, venvs.Env] = dict(config.environments)
         self.apis: dict[str, Service] = {}
         self._middleware: dict[str, str] = {}  # label → the middleware its API runs behind now
@@ -161,8 +166,16 @@ class Stack:
     def embedded_rabbitmq(self) -> bool:
         return self.config.broker == "amqp" and self.config.broker_url is None
 
+    @property
+    def needs_postgres(self) -> bool:
+        return any(implementations.get(label).needs_postgres for label in self.config.implementations)
+
+    @property
+    def embedded_postgres(self) -> bool:
+        return self.needs_postgres and self.config.postgres_url is None
+
     def services(self) -> list[Service]:
-        started = (self.redis, self.epmd, self.rabbitmq, *self.apis.values(), *self.workers.values())
+        started = (self.redis, self.epmd, self.rabbitmq, self.postgres, *self.apis.values(), *self.workers.values())
         return [s for s in (*started, *self.companions.values()) if s is not None]
 
     def logs(self) -> dict[str, str]:
@@ -206,6 +219,12 @@ class Stack:
             self.start_rabbitmq()
         if self.config.broker == "amqp":
             self.check_amqp()
+        if self.embedded_postgres:
+            self.start_postgres()
+        if self.needs_postgres:
+            self.check_postgres()
+        for label in self.config.implementations:
+            self.set_up(label)
         # Every process first, then each one's readiness: their start-ups (imports, CPU calibration) overlap.
         services = [self._api_service(label) for label in self.config.implementations]
         services += [self._worker_service(label) for label in self.config.implementations if self._has_worker(label)]
@@ -241,6 +260,7 @@ class Stack:
         return ServiceEnv(
             redis_url=redis_url,
             broker_url=self.amqp_url or redis_url,
+            postgres_url=self.postgres_url if implementations.get(label).needs_postgres else "",
             ledger_path=str(self.ledger_path_for(label)),
             concurrency=self.worker_concurrency,
             delivery=self.state.delivery(label),
@@ -330,6 +350,52 @@ class Stack:
         problem = rabbitmq_server.amqp_problem(self.amqp_url, timeout_s=3.0)
         if problem:
             raise StackError(f"RabbitMQ does not answer at {redacted(self.amqp_url)} ({problem})")
+
+    # --- PostgreSQL (the PostgreSQL queues) ------------------------------------------------------------
+
+    def start_postgres(self, port: int | None = None) -> None:
+        """A private cluster (see taskbench.postgres_server): loopback, a password of this stack's, removed when
+        the stack stops; on a restart, the same cluster on the same port."""
+        if self._postgres_cluster is None:
+            self._postgres_cluster = postgres_server.PostgresCluster.create(port or free_port(), self.config.workdir)
+            self._exit.callback(self._postgres_cluster.remove)  # after the server has stopped
+        cluster = self._postgres_cluster
+        self.postgres_url = cluster.url
+        # SIGINT: PostgreSQL's fast shutdown (SIGTERM's smart shutdown would wait for every client to leave).
+        argv, log, ready = cluster.argv(), self._log("postgres"), self._postgres_answers
+        service = Service("postgres", argv, self.tag({}), log, ready, "PostgreSQL", signal.SIGINT, cluster.user)
+        self.postgres = self._own(service)
+        cluster.create_database()
+
+    def _postgres_answers(self, _: Service) -> bool:
+        assert self._postgres_cluster is not None
+        return postgres_server.problem(self._postgres_cluster.admin_url) is None
+
+    def check_postgres(self) -> None:
+        problem = postgres_server.problem(self.postgres_url, timeout_s=3.0)
+        if problem:
+            raise StackError(f"PostgreSQL does not answer at {redacted(self.postgres_url)} ({problem})")
+
+    def restart_postgres(self) -> None:
+        """Stop the private PostgreSQL (a fast shutdown: clients are cut off, as `pg_ctl restart` does) and start
+        it again on its port."""
+        assert self.postgres is not None, "only a private PostgreSQL can be restarted"
+        self.postgres.stop()
+        self.start_postgres()
+        for label, worker in self.workers.items():  # workers reconnect on their own; wait until each is back
+            if worker.alive() and implementations.get(label).needs_postgres:
+                worker.wait_ready()
+
+    def set_up(self, label: str) -> None:
+        """Run the implementation's one-time set-up (a PostgreSQL queue's schema) in its environment."""
+        argv = implementations.get(label).setup_argv()
+        if argv is None:
+            return
+        done = subprocess.run(
+            self.command(label, argv), env=self.env(label), capture_output=True, text=True, timeout=120
+        )
+        if done.returncode != 0:
+            raise StackError(f"setting up {implementations.title(label)} failed: {done.stderr.strip()[-2000:]}")
 
     # --- API and workers -------------------------------------------------------------------------------
 

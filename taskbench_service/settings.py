@@ -18,6 +18,7 @@ from taskbench_wire.env import (
     JOBS,
     LEDGER,
     MIDDLEWARE,
+    POSTGRES_URL,
     REDELIVERY_TIMEOUT,
     REDIS_TIMEOUT,
     REDIS_URL,
@@ -44,6 +45,8 @@ class Settings:
     broker_url: str
     result_backend: str
     redis_url: str
+    # The PostgreSQL queues' database (postgresql://user:password@host:port/db); records stay in Redis.
+    postgres_url: str = ""
     # Worker processes (or the queue's own concurrency knob) for the workers of every queue.
     concurrency: int = 4
     # A delivery variant by name; each implementation says what its names mean (see taskbench.faults).
@@ -85,6 +88,7 @@ def load() -> Settings:
         result_backend=backend,
         # Job records live beside the results, so any API process that reaches the backend reads them.
         redis_url=env.get(REDIS_URL) or backend,
+        postgres_url=env.get(POSTGRES_URL, ""),
         concurrency=int(os.environ.get(CONCURRENCY, "4")),
         delivery=os.environ.get(DELIVERY, "default"),
         redelivery_timeout_s=float(os.environ.get(REDELIVERY_TIMEOUT, "3600")),

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 REDIS_URL = "TASKBENCH_REDIS_URL"
 BROKER_URL = "TASKBENCH_BROKER_URL"
+POSTGRES_URL = "TASKBENCH_POSTGRES_URL"  # where the PostgreSQL queues (procrastinate, pgqueuer) keep their jobs
 LEDGER = "TASKBENCH_LEDGER"
 REDIS_TIMEOUT = "TASKBENCH_REDIS_TIMEOUT"
 CONCURRENCY = "TASKBENCH_CONCURRENCY"
@@ -25,7 +26,7 @@ MIDDLEWARE = "TASKBENCH_MIDDLEWARE"  # "none" or "base-http": a do-nothing BaseH
 # is installed. Each implementation's environment holds one queue, so its API serves that one alone.
 IMPLEMENTATIONS = "TASKBENCH_IMPLEMENTATIONS"
 ENV_VARS = (
-    REDIS_URL, BROKER_URL, LEDGER, REDIS_TIMEOUT, CONCURRENCY, DELIVERY, REDELIVERY_TIMEOUT, RESTORE_INTERVAL, JOBS,
+    REDIS_URL, BROKER_URL, POSTGRES_URL, LEDGER, REDIS_TIMEOUT, CONCURRENCY, DELIVERY, REDELIVERY_TIMEOUT, RESTORE_INTERVAL, JOBS,
     JOB_TIMEOUT, MIDDLEWARE, IMPLEMENTATIONS,
 )  # fmt: skip
 # Celery's own variables, honoured as Celery users expect; the harness sets them too.
@@ -35,6 +36,7 @@ CELERY_ENV_VARS = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
 class ServiceEnv(BaseModel):
     redis_url: str
     broker_url: str = ""  # Celery's and Dramatiq's broker (amqp://… for RabbitMQ); empty: Redis
+    postgres_url: str = ""  # the PostgreSQL queues' database; empty for the others
     ledger_path: str
     concurrency: int = 4
     delivery: str = "default"
@@ -51,6 +53,7 @@ class ServiceEnv(BaseModel):
         return {
             REDIS_URL: self.redis_url,
             BROKER_URL: self.broker_url or self.redis_url,
+            POSTGRES_URL: self.postgres_url,
             LEDGER: self.ledger_path,
             REDIS_TIMEOUT: str(self.redis_timeout_s),
             CONCURRENCY: str(self.concurrency),

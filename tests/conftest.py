@@ -17,6 +17,12 @@ from taskbench.implementations import REGISTRY
 from taskbench.stack import Stack, StackConfig
 from taskbench_wire.env import IMPLEMENTATIONS
 
+# While developing one implementation: `TASKBENCH_TEST_ONLY=fastapi,huey pytest ...` runs every test over those
+# alone (the registry is pruned before the test modules read it). CI never sets it.
+if only := os.environ.get("TASKBENCH_TEST_ONLY"):
+    for _name in [name for name in REGISTRY if name not in only.split(",")]:
+        del REGISTRY[_name]
+
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:

@@ -79,6 +79,9 @@ class Implementation(ABC):
     # concurrency, and the verdict extrapolates it linearly. Threads and coroutines share their process.
     memory_per_slot: ClassVar[bool] = False
     brokers: ClassVar[tuple[str, ...]] = ("redis",)  # what its jobs can wait in
+    # Its jobs wait in PostgreSQL (procrastinate, pgqueuer): the stack starts a private server, or uses
+    # --postgres-url, and passes it as TASKBENCH_POSTGRES_URL; records, ledger and heartbeats stay in Redis.
+    needs_postgres: ClassVar[bool] = False
     amqp_deliveries: ClassVar[tuple[Delivery, ...]] = ()  # on RabbitMQ: the same names, what they promise there
     # Records in the memory of the API process that took the job (BackgroundTasks): under --api-workers N no
     # single answer holds them all, so the harness rebuilds them from the ledger (taskbench.records).
@@ -128,6 +131,11 @@ class Implementation(ABC):
         inside the API process."""
         return None
 
+    def setup_argv(self) -> list[str] | None:
+        """A command run once in its environment before its API and worker start, with their environment (a
+        PostgreSQL queue installs its schema there); None: nothing to set up. It must be idempotent."""
+        return None
+
     def companions(self, options: PluginOptions) -> list[Companion]:
         """Processes it runs beside its worker with these options."""
         return []
@@ -152,7 +160,9 @@ class Implementation(ABC):
 
     def broker_settings(self, broker: str) -> dict[str, str]:
         """The settings that change with the broker, over those of `settings` (same keys replace them)."""
-        return {"broker": "Redis"} if self.has_worker else {}
+        if not self.has_worker:
+            return {}
+        return {"broker": "PostgreSQL"} if self.needs_postgres else {"broker": "Redis"}
 
     # --- its capacity -----------------------------------------------------------------------------------
 

@@ -1,0 +1,172 @@
+"""A private PostgreSQL for the stack's PostgreSQL queues (procrastinate, pgqueuer), started like its Redis.
+
+The server comes from `PATH` (`postgres` and `initdb` side by side), else the distribution's server package
+(Debian's `/usr/lib/postgresql/<major>/bin`, the newest), else Homebrew's. A cluster of its own is created in
+a fresh directory with `initdb`: one role, `taskbench`, with a password generated per stack (scram-sha-256,
+given to initdb in a file, never on a command line), TCP on 127.0.0.1 only and no Unix socket, so it answers
+no one but the processes of the stack. Its settings are PostgreSQL's defaults (fsync on, `max_connections`
+100): the production a team runs, not a tuned benchmark server. A PostgreSQL already running on the machine is
+never touched: another port, another directory.
+
+PostgreSQL refuses to run as root: when the harness is root (CI, containers), the cluster belongs to the
+`postgres` system user where it exists (else `nobody`), and lives under the system's temporary directory,
+which that user can reach (a test's working directory may not be).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import secrets
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+
+from taskbench.errors import StackError, UsageError
+
+INSTALL_HINT = (
+    "no PostgreSQL server found (initdb and postgres) for the PostgreSQL queues: install one "
+    "(apt install postgresql / brew install postgresql), or pass --postgres-url postgresql://USER:PASSWORD@HOST:PORT/DB"
+)
+USER = "taskbench"
+DATABASE = "taskbench"
+SEARCH = (
+    "/usr/lib/postgresql/*/bin",  # Debian, Ubuntu
+    "/usr/pgsql-*/bin",  # Red Hat, Fedora (PGDG)
+    "/opt/homebrew/opt/postgresql*/bin",  # Homebrew
+    "/usr/local/opt/postgresql*/bin",
+)
+
+
+def _major(path: str) -> tuple[int, ...]:
+    digits = "".join(c if c.isdigit() else " " for c in path).split()
+    return tuple(int(d) for d in digits)
+
+
+def find_bin_dir() -> Path:
+    """The directory holding `postgres` and `initdb`; UsageError with what to install when there is none."""
+    on_path = shutil.which("postgres")
+    if on_path and shutil.which("initdb"):
+        return Path(os.path.realpath(on_path)).parent
+    for pattern in SEARCH:
+        for found in sorted(glob.glob(pattern), key=_major, reverse=True):
+            if (Path(found) / "postgres").is_file() and (Path(found) / "initdb").is_file():
+                return Path(found)
+    raise UsageError(INSTALL_HINT)
+
+
+def available() -> bool:
+    try:
+        find_bin_dir()
+    except UsageError:
+        return False
+    return True
+
+
+def _run_as() -> tuple[int, int] | None:
+    """(uid, gid) to run the server as when this process is root; None: as this process."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        return entry.pw_uid, entry.pw_gid
+    raise StackError("running as root, and no `postgres` or `nobody` user to run PostgreSQL as (it refuses root)")
+
+
+@dataclass(frozen=True)
+class PostgresCluster:
+    bin_dir: Path
+    data_dir: Path
+    port: int
+    password: str
+    user: tuple[int, int] | None  # who runs it (see _run_as)
+
+    @classmethod
+    def create(cls, port: int, workdir: Path) -> PostgresCluster:
+        """initdb a new cluster: in `workdir`, or under the temporary directory when it must belong to another
+        user. Raises StackError with initdb's words when it fails."""
+        bin_dir, user = find_bin_dir(), _run_as()
+        if user is None:
+            workdir.mkdir(parents=True, exist_ok=True)
+            home = Path(tempfile.mkdtemp(prefix="postgres-", dir=workdir))
+        else:
+            home = Path(tempfile.mkdtemp(prefix="taskbench-postgres-"))
+            os.chown(home, *user)
+        cluster = cls(bin_dir, home / "data", port, secrets.token_urlsafe(24), user)
+        password_file = home / "password"
+        password_file.touch(mode=0o600)
+        password_file.write_text(cluster.password + "\n")
+        if user is not None:
+            os.chown(password_file, *user)
+        argv = [
+            str(bin_dir / "initdb"), "-D", str(cluster.data_dir), "--username", USER, "--pwfile", str(password_file),
+            "--auth", "scram-sha-256", "--encoding", "UTF8", "--locale", "C", "--no-instructions",
+        ]  # fmt: skip
+        done = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            user=user[0] if user else None,
+            group=user[1] if user else None,
+            extra_groups=[] if user else None,
+            cwd=home,
+        )
+        password_file.unlink()
+        if done.returncode != 0:
+            cluster.remove()
+            raise StackError(f"initdb failed: {done.stderr.strip() or done.stdout.strip()}")
+        return cluster
+
+    def argv(self) -> list[str]:
+        """The server, loopback TCP only (no Unix socket): the stack's processes reach it, nothing else does."""
+        return [
+            str(self.bin_dir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port),
+            "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
+        ]  # fmt: skip
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{USER}:{quote(self.password, safe='')}@127.0.0.1:{self.port}/{DATABASE}"
+
+    @property
+    def admin_url(self) -> str:
+        """The database initdb creates, to create the stack's own from."""
+        return self.url.rsplit("/", 1)[0] + "/postgres"
+
+    def create_database(self) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True, connect_timeout=5) as conn:
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone():
+                conn.execute(f'CREATE DATABASE "{DATABASE}"')
+
+    def remove(self) -> None:
+        shutil.rmtree(self.data_dir.parent, ignore_errors=True)
+
+
+def problem(url: str, timeout_s: float = 1.0) -> str | None:
+    """Why PostgreSQL does not answer at `url` (one line, no password), or None when it does."""
+    try:
+        with psycopg.connect(url, connect_timeout=max(1, round(timeout_s))) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return None
+
+
+def server_version(url: str) -> str:
+    with psycopg.connect(url, connect_timeout=5) as conn:
+        return str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
+
+
+def max_connections(url: str) -> int:
+    with psycopg.connect(url, connect_timeout=5) as conn:
+        return int(conn.execute("SHOW max_connections").fetchone()[0])  # type: ignore[index]
