@@ -15,7 +15,17 @@ from urllib.parse import urlsplit
 from packaging.version import InvalidVersion, Version
 from rich.console import Console
 
-from taskbench import __version__, environment, faults, implementations, job_check, plan, rabbitmq_server, venvs
+from taskbench import (
+    __version__,
+    environment,
+    faults,
+    implementations,
+    job_check,
+    plan,
+    postgres_server,
+    rabbitmq_server,
+    venvs,
+)
 from taskbench.analysis.models import AnalysedRun
 from taskbench.argtypes import bounded
 from taskbench.errors import StackError, UsageError
@@ -26,6 +36,7 @@ from taskbench.results import ApiOptions, LoadOptions, PluginOptions, RunSetting
 from taskbench.run import RunOptions, claim_folder, run
 from taskbench.stack import Stack, StackConfig, StackState
 from taskbench_wire.enums import MIDDLEWARES
+from taskbench_wire.env import POSTGRES_URL
 from taskbench_wire.urls import is_amqp
 from taskbench_wire.urls import redacted as _redact
 
@@ -115,11 +126,15 @@ def _seconds(text: str) -> float:
 _concurrencies = _whole_numbers("concurrency", MAX_CONCURRENCY, "4,16,40", once=True)
 
 
+class EveryImplementation(list[str]):
+    """`--implementations all`: every one this machine can run (see `_postgres`)."""
+
+
 def _implementations(text: str) -> list[str]:
     """`all`, or registry names, each optionally at a release of its queue: `celery@5.5.3,celery`."""
     items = [t.strip() for t in text.split(",") if t.strip()]
     if items == ["all"]:
-        return list(implementations.REGISTRY)
+        return EveryImplementation(implementations.REGISTRY)
     choices = f"choose from {', '.join(implementations.REGISTRY)} or all, each optionally NAME@VERSION"
     if not items:
         raise argparse.ArgumentTypeError(f"{text!r}: {choices}")
@@ -233,6 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--redis-url", type=_redis_url, default=_env_redis_url(), help="use this Redis instead of a private one"
     )
+    serve.add_argument(
+        "--postgres-url",
+        default=os.environ.get(POSTGRES_URL),
+        help="the PostgreSQL queues' database instead of a private PostgreSQL (postgresql://USER:PASSWORD@HOST:PORT/DB)",
+    )
     serve.add_argument("--workdir", type=Path, default=Path(".taskbench"), help="logs and the private Redis' files")
     _add_broker(serve)
     serve.add_argument(
@@ -311,6 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--url", help="measure an already-running service (the spec's manual flow)")
     run.add_argument(
         "--redis-url", type=_redis_url, default=_env_redis_url(), help="use this Redis instead of a private one"
+    )
+    run.add_argument(
+        "--postgres-url",
+        default=os.environ.get(POSTGRES_URL),
+        help="the PostgreSQL queues' database instead of a private PostgreSQL (postgresql://USER:PASSWORD@HOST:PORT/DB)",
     )
     _add_broker(run)
     run.add_argument("--memory-limit-mb", type=bounded(float, 1, 1e7), default=Thresholds().memory_limit_mb)
@@ -447,6 +472,13 @@ def _redis_url(text: str) -> str:
     return text
 
 
+def _postgres_setting(labels: list[str], url: str | None) -> str | None:
+    """What the run records of PostgreSQL: None where no queue needed it, else `embedded` or the redacted URL."""
+    if not any(implementations.get(label).needs_postgres for label in labels):
+        return None
+    return _redact(url) if url else "embedded"
+
+
 def _env_redis_url() -> str | None:
     """A Redis named in the environment; CELERY_BROKER_URL only when it is one (not RabbitMQ's amqp://)."""
     celery_broker = os.environ.get("CELERY_BROKER_URL")
@@ -490,12 +522,38 @@ def _broker(args: argparse.Namespace) -> tuple[str, str | None]:
     return broker, url
 
 
+def _postgres(args: argparse.Namespace, console: Console) -> str | None:
+    """--postgres-url, checked before anything starts; None: a private PostgreSQL where one is needed. With no
+    server to start, asking for a PostgreSQL queue is exit 2, and `all` runs the others (saying so)."""
+    url: str | None = args.postgres_url
+    wanted = [label for label in args.implementations if implementations.get(label).needs_postgres]
+    if url and urlsplit(url).scheme not in ("postgresql", "postgres"):
+        raise UsageError(f"--postgres-url {_redact(url)}: give a postgresql://USER:PASSWORD@HOST:PORT/DB URL")
+    if url and not wanted:
+        queues = ", ".join(n for n, i in implementations.REGISTRY.items() if i.needs_postgres)
+        raise UsageError(f"--postgres-url: none of {', '.join(args.implementations)} keeps jobs there; add {queues}")
+    if not wanted or getattr(args, "url", None):
+        return url
+    if url:
+        problem = postgres_server.problem(url, timeout_s=3.0)
+        if problem:
+            raise UsageError(f"PostgreSQL does not answer at --postgres-url {_redact(url)} ({problem}): fix the URL")
+        return url
+    if not postgres_server.available():
+        if not isinstance(args.implementations, EveryImplementation):
+            raise UsageError(postgres_server.INSTALL_HINT)
+        args.implementations = [label for label in args.implementations if label not in wanted]
+        console.print(f"[yellow]{', '.join(wanted)} left out[/]: {postgres_server.INSTALL_HINT}")
+    return None
+
+
 def _raise_interrupt(*_: object) -> NoReturn:
     raise KeyboardInterrupt
 
 
 def cmd_serve(args: argparse.Namespace, console: Console) -> int:
     broker, broker_url = _broker(args)
+    postgres_url = _postgres(args, console)
     options = plugin_options(args)
     with console.status("preparing each implementation's environment…"):
         envs = environment.prepare(
@@ -510,6 +568,7 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
         redis_url=args.redis_url,
         broker=broker,
         broker_url=broker_url,
+        postgres_url=postgres_url,
         implementations=tuple(args.implementations),
         state=StackState(middleware=args.middleware),
         api=api_options(args),
@@ -606,6 +665,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         raise UsageError("a --concurrency sweep restarts the workers: drop --url, or give one --concurrency")
     if args.url and args.faults:
         raise UsageError("--faults needs a stack that taskbench started itself: drop --url or --faults")
+    for fault, flag in (("redis-restart", "--redis-url"), ("postgres-restart", "--postgres-url")):
+        if fault in args.faults and getattr(args, flag[2:].replace("-", "_")):
+            raise UsageError(f"--faults {fault} restarts the private server taskbench starts: drop {flag} or the fault")
     if args.url and args.middleware != ["none"]:
         raise UsageError("--middleware needs a stack that taskbench started itself: drop --url or --middleware")
     api, options = api_options(args), plugin_options(args)
@@ -620,6 +682,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     )
     user_jobs = _check_jobs(args)  # before anything starts: a job that cannot run is exit 2, here
     broker, broker_url = _broker(args)
+    postgres_url = _postgres(args, console)
     if args.url and user_jobs:
         raise UsageError("--job needs a stack that taskbench started itself (it fixes the function): drop --url")
     workloads = args.workloads if args.workloads is not None else ([] if user_jobs else ["sleep"])
@@ -638,6 +701,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         redis="embedded" if not args.redis_url else _redact(args.redis_url),
         broker=broker,
         amqp=None if broker != "amqp" else _redact(broker_url) if broker_url else "embedded",
+        postgres=_postgres_setting(args.implementations, postgres_url),
         thresholds=thresholds,
         quick=args.quick,
         repeat=args.repeat or (plan.QUICK_REPEAT if args.quick else plan.SPEC_REPEAT),
@@ -656,6 +720,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         timeout_s=args.timeout,
         redis_url=args.redis_url,
         broker_url=broker_url,
+        postgres_url=postgres_url,
         job_args={job.profile.path: job.args for job in user_jobs},
         rebuild_envs=args.rebuild_envs,
     )

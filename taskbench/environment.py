@@ -13,7 +13,7 @@ import redis
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from taskbench import implementations, venvs
+from taskbench import implementations, postgres_server, venvs
 from taskbench.errors import UsageError
 from taskbench.rabbitmq_server import server_version
 from taskbench.results import EnvironmentFreeze, Machine, PluginOptions, RunEnvironment
@@ -91,6 +91,7 @@ def prepare(
 def describe(
     redis_url: str | None,
     amqp_url: str | None = None,
+    postgres_url: str | None = None,
     envs: dict[str, venvs.Env] | None = None,
     served: dict[str, dict[str, str]] | None = None,
 ) -> RunEnvironment:
@@ -127,6 +128,8 @@ def describe(
             versions["redis-server"] = "unreachable"
     if amqp_url:  # --broker amqp
         versions["rabbitmq-server"] = server_version(amqp_url)
+    if postgres_url:  # the PostgreSQL queues
+        versions |= postgres_server.describe(postgres_url)
     return RunEnvironment(versions=versions, environments=environments, machine=this_machine())
 
 

@@ -11,6 +11,8 @@
   process lives on and starts new ones. For Celery, `task_reject_on_worker_lost` decides here whether the
   running jobs are requeued or acknowledged as failed.
 - redis-restart: stop and start the private Redis, with AOF persistence (`aof`) or without (`none`).
+- postgres-restart: stop the private PostgreSQL with a fast shutdown (every client cut off, as `pg_ctl restart`
+  does; committed jobs are on disk) and start it again: the PostgreSQL queues only.
 
 To add a fault: a name in FAULTS, its variants in `variants`, its stack state in `state_for` and its
 injection in `inject`; an implementation lists the faults that apply to it.
@@ -115,6 +117,9 @@ def inject(stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
         detail = "restart Redis " + ("with AOF persistence" if persistent else "without persistence")
         events.append(Event(t=time.time(), name="fault", detail=detail))
         stack.restart_redis(persistent)
+    elif fault == "postgres-restart":
+        events.append(Event(t=time.time(), name="fault", detail="restart PostgreSQL (fast shutdown)"))
+        stack.restart_postgres()
     else:
         raise ValueError(f"unknown fault {fault!r}")
     events.append(Event(t=time.time(), name="recovered", detail=f"{fault}: the stack answers again"))

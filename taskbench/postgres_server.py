@@ -162,11 +162,16 @@ def problem(url: str, timeout_s: float = 1.0) -> str | None:
     return None
 
 
-def server_version(url: str) -> str:
-    with psycopg.connect(url, connect_timeout=5) as conn:
-        return str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
-
-
-def max_connections(url: str) -> int:
-    with psycopg.connect(url, connect_timeout=5) as conn:
-        return int(conn.execute("SHOW max_connections").fetchone()[0])  # type: ignore[index]
+def describe(url: str) -> dict[str, str]:
+    """What a run records of the server: its version and its connection limit (`max_connections`, the limit
+    the PostgreSQL queues' connections count against)."""
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            version = conn.execute("SHOW server_version").fetchone()
+            limit = conn.execute("SHOW max_connections").fetchone()
+    except psycopg.Error:
+        return {"postgresql": "unreachable"}
+    return {
+        "postgresql": str(version[0] if version else "?"),
+        "postgresql max_connections": str(limit[0] if limit else "?"),
+    }

@@ -124,6 +124,7 @@ class RunSettings(BaseModel):
     # in `amqp`); every other queue, the records, ledger and heartbeats stay on Redis.
     broker: Literal["redis", "amqp"] = "redis"
     amqp: str | None = None
+    postgres: str | None = None  # the PostgreSQL queues' server: "embedded", the redacted URL, or None (not needed)
     probe_interval_s: float = 0.1
     sample_interval_s: float = 0.25
     thresholds: Thresholds = Field(default_factory=Thresholds)
@@ -270,6 +271,7 @@ class Reading(BaseModel):
     cpu_percent: float  # 100 = one full core
     rss_mb: float
     pss_mb: float | None = None  # the roles the sampler reads PSS for (taskbench.sampler); runs before: none
+    connections: int | None = None  # TCP connections it holds to PostgreSQL (the PostgreSQL queues' API and worker)
 
 
 class SystemReading(BaseModel):

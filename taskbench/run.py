@@ -38,6 +38,7 @@ class RunOptions:
     timeout_s: float | None = None
     redis_url: str | None = None
     broker_url: str | None = None  # --broker amqp: this RabbitMQ; None: a private one
+    postgres_url: str | None = None  # --postgres-url; None: a private PostgreSQL where a queue needs one
     job_args: dict[str, JobArgs] = field(default_factory=dict)  # a user job's path → arguments of job i
     rebuild_envs: bool = False  # --rebuild-envs: build every implementation's environment again
 
@@ -102,6 +103,7 @@ def _run(options: RunOptions, console: Console, stamp: str, folder: Path) -> tup
                 redis_url=options.redis_url,
                 broker=options.settings.broker,
                 broker_url=options.broker_url,
+                postgres_url=options.postgres_url,
                 implementations=tuple(options.settings.implementations),
                 jobs=tuple(job.path for job in options.settings.user_jobs),
                 job_timeout_s=options.settings.job_timeout_s or 60.0,
@@ -115,6 +117,7 @@ def _run(options: RunOptions, console: Console, stamp: str, folder: Path) -> tup
                 stack = Stack(config)
                 stack.__enter__()
             rabbitmq = f", RabbitMQ {redacted(stack.amqp_url)}" if stack.amqp_url else ""
+            rabbitmq += f", PostgreSQL {redacted(stack.postgres_url)}" if stack.postgres_url else ""
             apis = ", ".join(f"{label} {url}" for label, url in stack.urls().items())
             console.print(
                 f"stack up: APIs {apis}; Redis {redacted(stack.redis_url)}{rabbitmq}; logs in {config.workdir / 'logs'}"
@@ -123,7 +126,13 @@ def _run(options: RunOptions, console: Console, stamp: str, folder: Path) -> tup
         served = None
         if stack is None:
             served = _check_server(url, options.settings.implementations)
-        env = environment.describe(stack.redis_url if stack else None, stack.amqp_url if stack else None, envs, served)
+        env = environment.describe(
+            stack.redis_url if stack else None,
+            stack.amqp_url if stack else None,
+            stack.postgres_url if stack else None,
+            envs,
+            served,
+        )
         return asyncio.run(_run_all(options, specs, url, stack, env, folder, stamp, console))
     finally:
         if stack is not None:

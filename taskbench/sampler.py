@@ -29,7 +29,9 @@ import psutil
 from taskbench.results import Reading, Sample, SystemReading
 
 _MB = 1024 * 1024
-TREES = ("rabbitmq",)  # roles whose service is a script: the Erlang VM is its child
+# Roles read with their descendants: RabbitMQ's service is a script (the Erlang VM is its child); PostgreSQL
+# serves each connection in a process of its own.
+TREES = ("rabbitmq", "postgres")
 CHILDREN_RESCAN_S = 1.0  # psutil's children() reads every process's /proc stat: ~1.7 ms on a quiet box
 SHARED_REMEASURE_S = 1.0  # how old a process's measured RSS − PSS may be
 
@@ -56,11 +58,14 @@ class Sampler:
         interval_s: float,
         split: frozenset[str] = frozenset(),
         pss_roles: frozenset[str] = frozenset(),
+        connection_ports: frozenset[int] = frozenset(),
     ) -> None:
         self.pids = pids
         self.interval_s = interval_s
         self.split = split
         self.pss_roles = pss_roles
+        self.connection_ports = connection_ports  # PostgreSQL's: the API's and workers' connections to it are counted
+        self._connections: dict[str, tuple[float, int]] = {}  # role → (counted at, connections)
         self._shared: dict[int, tuple[float, float]] = {}  # pid → (measured at, RSS − PSS in MB)
         self.samples: list[Sample] = []
         self._known: dict[int, psutil.Process] = {}
@@ -148,6 +153,26 @@ class Sampler:
         except psutil.Error:
             return None  # a member gone meanwhile, or not ours to read (a service started by another user)
 
+    def _connections_to(self, role: str, members: list[psutil.Process]) -> int | None:
+        """TCP connections the process tree holds to the servers on `connection_ports`: counted at most once a
+        second (psutil reads every descriptor of the process), the last count in between."""
+        if not self.connection_ports or not (role == "api" or role.endswith("-worker")):
+            return None
+        now = time.monotonic()
+        counted = self._connections.get(role)
+        if counted is None or now - counted[0] > SHARED_REMEASURE_S:
+            try:
+                held = sum(
+                    1
+                    for process in members
+                    for c in process.net_connections(kind="tcp")
+                    if c.raddr and c.raddr.port in self.connection_ports
+                )
+            except psutil.Error:
+                return counted[1] if counted else None
+            counted = self._connections[role] = (now, held)
+        return counted[1]
+
     def _read(self) -> Sample:
         processes: dict[str, Reading] = {}
         roles = {**self.pids(), "harness": os.getpid()}
@@ -161,7 +186,10 @@ class Sampler:
             cpu_s = sum(u[0] for u in usage)
             pss_mb = self._tree_pss_mb(members, usage) if role in self.pss_roles else None
             processes[role] = Reading(
-                cpu_percent=self._cpu_percent(role, pid, cpu_s), rss_mb=sum(u[1] for u in usage), pss_mb=pss_mb
+                cpu_percent=self._cpu_percent(role, pid, cpu_s),
+                rss_mb=sum(u[1] for u in usage),
+                pss_mb=pss_mb,
+                connections=self._connections_to(role, members),
             )
             if role in self.split:  # members[0] is the supervisor; the children it spawned serve and run the jobs
                 children = sorted(

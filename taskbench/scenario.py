@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import psutil
@@ -170,8 +171,11 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
     api_processes = settings.api.api_workers if stack is not None else 1
     split_records = implementations.get(spec.implementation).records_in_api_process and api_processes > 1
 
+    connection_ports: frozenset[int] = frozenset()
     if stack is not None:
         pids = stack.pids
+        if implementations.get(spec.implementation).needs_postgres and stack.postgres_url:
+            connection_ports = frozenset({urlsplit(stack.postgres_url).port or 5432})
     else:
         local = await ctx.client.local_pids()
         pids = local.copy
@@ -180,6 +184,7 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
         settings.sample_interval_s,
         split=frozenset({"api"}) if api_processes > 1 else frozenset(),
         pss_roles=frozenset({implementations.job_process(spec.implementation)}),
+        connection_ports=connection_ports,
     )
     prober = Prober(
         ctx.client.url_for(spec.implementation), settings.probe_interval_s, settings.thresholds.probe_timeout_s

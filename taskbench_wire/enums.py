@@ -34,6 +34,7 @@ class Fault(str, Enum):
     worker_crash = "worker-crash"  # SIGKILL the worker and every descendant, start it again
     worker_child_crash = "worker-child-crash"  # SIGKILL only its child processes (as an OOM kill would)
     redis_restart = "redis-restart"  # restart Redis, without and with AOF persistence
+    postgres_restart = "postgres-restart"  # restart PostgreSQL (a fast shutdown): the PostgreSQL queues' jobs
 
 
 FAULTS = tuple(f.value for f in Fault)

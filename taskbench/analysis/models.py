@@ -116,6 +116,7 @@ class ProcessResources(BaseModel):
     rss_avg_mb: float
     pss_peak_mb: float | None = None
     pss_avg_mb: float | None = None
+    connections_peak: int | None = None  # to PostgreSQL, where it was read (the PostgreSQL queues)
 
     @property
     def memory_peak_mb(self) -> float:

@@ -109,6 +109,7 @@ def process_resources(result: ScenarioResult) -> dict[str, ProcessResources]:
         cpu = [r.cpu_percent for r in readings]
         rss = [r.rss_mb for r in readings]
         pss = [r.pss_mb for r in readings if r.pss_mb is not None]
+        connections = [r.connections for r in readings if r.connections is not None]
         out[role] = ProcessResources(
             samples=len(readings),
             cpu_peak=max(cpu),
@@ -117,6 +118,7 @@ def process_resources(result: ScenarioResult) -> dict[str, ProcessResources]:
             rss_avg_mb=sum(rss) / len(rss),
             pss_peak_mb=max(pss) if pss else None,
             pss_avg_mb=sum(pss) / len(pss) if pss else None,
+            connections_peak=max(connections) if connections else None,
         )
     return out
 
@@ -146,7 +148,8 @@ def cpu_shares(result: ScenarioResult, resources: dict[str, ProcessResources], w
     cores = result.environment.machine.cpu_count
     if not cores or "harness" not in resources:
         return None
-    roles = [role for role in (*SERVICE_ROLES, worker_role) if role in resources]
+    store = ("postgres",) if result.delivery and result.delivery.broker == "postgres" else ()  # where its jobs wait
+    roles = [role for role in (*SERVICE_ROLES, *store, worker_role) if role in resources]
     harness = resources["harness"].cpu_avg / cores
     return CpuShares(
         cores=int(cores),

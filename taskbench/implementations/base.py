@@ -141,7 +141,10 @@ class Implementation(ABC):
         return []
 
     def applies(self, fault: str, options: PluginOptions) -> bool:
-        """Whether a fault means something here with these options (no pool children, no child crash)."""
+        """Whether a fault means something here with these options (no pool children, no child crash); a
+        PostgreSQL restart only where the jobs wait in PostgreSQL."""
+        if fault == enums.Fault.postgres_restart:
+            return self.needs_postgres
         return fault in self.faults
 
     # --- what the reports say ---------------------------------------------------------------------------
@@ -194,7 +197,10 @@ class Implementation(ABC):
         return timeout_s + 5.0
 
     def broker_for(self, broker: str) -> str:
-        """The broker its jobs really wait in when the run asks for `broker`: Redis where it knows no other."""
+        """The broker its jobs really wait in when the run asks for `broker`: Redis where it knows no other,
+        PostgreSQL for the PostgreSQL queues."""
+        if self.needs_postgres:
+            return "postgres"
         return broker if broker in self.brokers else "redis"
 
     def deliveries_on(self, broker: str) -> tuple[Delivery, ...]:

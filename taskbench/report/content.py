@@ -66,6 +66,9 @@ class Figures:
 Block = Heading | Paragraph | Bullets | Table | Figures
 
 
+BROKER_NAMES = {"redis": "Redis", "amqp": "RabbitMQ", "postgres": "PostgreSQL"}
+
+
 def bullets(lines: Sequence[str], css_class: str = "") -> Bullets:
     return Bullets([Bullet(line) for line in lines], css_class)
 
@@ -453,7 +456,22 @@ def resources_notes(summaries: Sequence[ScenarioSummary]) -> list[Block]:
         f"the service is {roles} (the scenario's own worker only). ⚠ marks a harness above "
         f"{c.harness_limit_percent:.0f} % of the machine."
     )
-    return [note, *harness_warning(summaries)]
+    return [note, *connections_note(summaries), *harness_warning(summaries)]
+
+
+def connections_note(summaries: Sequence[ScenarioSummary]) -> list[Block]:
+    """The PostgreSQL queues' connections: a cost teams meet at the server's `max_connections` (100 by default)."""
+    held = []
+    for s in summaries:
+        api, worker = s.resources.get("api"), s.resources.get(s.worker_role) if s.worker_role else None
+        counts = [
+            f"{what} {r.connections_peak}" for what, r in (("API", api), ("worker", worker)) if r and r.connections_peak
+        ]
+        if counts:
+            held.append(f"{s.label}: {', '.join(counts)}")
+    if not held:
+        return []
+    return [Paragraph("PostgreSQL connections held (peak, TCP connections of each process tree): " + "; ".join(held))]
 
 
 def harness_warning(summaries: Sequence[ScenarioSummary]) -> list[Block]:
@@ -494,7 +512,7 @@ def faults_table(summaries: Sequence[ScenarioSummary]) -> Table:
             [
                 s.fault_label,
                 s.implementation,
-                "RabbitMQ" if broker == "amqp" else "Redis",
+                BROKER_NAMES.get(broker, broker),
                 s.delivery.name if s.delivery else "default",
                 str(e.accepted),
                 str(e.completed_once),
