@@ -1,8 +1,8 @@
 """A private PostgreSQL for the stack's PostgreSQL queues (procrastinate, pgqueuer), started like its Redis.
 
-The server comes from `PATH` (`postgres` and `initdb` side by side), else the distribution's server package
-(Debian's `/usr/lib/postgresql/<major>/bin`, the newest), else Homebrew's. A cluster of its own is created in
-a fresh directory with `initdb`: one role, `taskbench`, with a password generated per stack (scram-sha-256,
+The server comes from `TASKBENCH_POSTGRES_BIN` when set, else `PATH` (`postgres` and `initdb` side by side),
+else the distribution's server package (Debian's `/usr/lib/postgresql/<major>/bin`, the newest), else Homebrew's.
+A cluster of its own is created in a fresh directory with `initdb`: one role, `taskbench`, with a password generated per stack (scram-sha-256,
 given to initdb in a file, never on a command line), TCP on 127.0.0.1 only and no Unix socket, so it answers
 no one but the processes of the stack. Its settings are PostgreSQL's defaults (fsync on, `max_connections`
 100): the production a team runs, not a tuned benchmark server. A PostgreSQL already running on the machine is
@@ -34,6 +34,7 @@ INSTALL_HINT = (
     "no PostgreSQL server found (initdb and postgres) for the PostgreSQL queues: install one "
     "(apt install postgresql / brew install postgresql), or pass --postgres-url postgresql://USER:PASSWORD@HOST:PORT/DB"
 )
+BIN_VARIABLE = "TASKBENCH_POSTGRES_BIN"
 USER = "taskbench"
 DATABASE = "taskbench"
 SEARCH = (
@@ -50,7 +51,13 @@ def _major(path: str) -> tuple[int, ...]:
 
 
 def find_bin_dir() -> Path:
-    """The directory holding `postgres` and `initdb`; UsageError with what to install when there is none."""
+    """The directory holding `postgres` and `initdb` (TASKBENCH_POSTGRES_BIN names one: a release of your
+    choice); UsageError with what to install when there is none."""
+    chosen = os.environ.get(BIN_VARIABLE)
+    if chosen:
+        if (Path(chosen) / "postgres").is_file() and (Path(chosen) / "initdb").is_file():
+            return Path(chosen)
+        raise UsageError(f"{BIN_VARIABLE}={chosen}: no postgres and initdb there; " + INSTALL_HINT.split(": ", 1)[1])
     on_path = shutil.which("postgres")
     if on_path and shutil.which("initdb"):
         return Path(os.path.realpath(on_path)).parent
