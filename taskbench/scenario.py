@@ -327,5 +327,5 @@ def _delivery(spec: ScenarioSpec, stack: Stack | None) -> DeliveryRecord | None:
     impl = implementations.get(spec.implementation)
     broker = impl.broker_for(stack.config.broker)
     delivery = impl.delivery(stack.state.delivery(spec.implementation), broker)
-    timeout = stack.state.redelivery_timeout_s if broker == "redis" else None  # RabbitMQ: on disconnect
+    timeout = None if broker == "amqp" else stack.state.redelivery_timeout_s  # RabbitMQ: on disconnect
     return DeliveryRecord(name=delivery.name, promise=delivery.promise, redelivery_timeout_s=timeout, broker=broker)
