@@ -43,6 +43,7 @@ from taskbench_wire.health import Health
 from taskbench_wire.urls import redacted
 
 AOF_REWRITE_WAIT_S = 30.0
+WORKER_SETTLE_S = 2.0  # after a Redis restart, before the workers are checked (Stack.restart_redis)
 DEPLOY_GRACE_S = 30.0  # Kubernetes' default terminationGracePeriodSeconds: SIGTERM, then SIGKILL after this
 
 
@@ -306,9 +307,17 @@ class Stack:
         self.state = replace(self.state, redis_persistent=persistent)
         port = int(urlsplit(self.redis_url).port or 6379)
         self.start_redis(port)
+        # A worker that cannot live with the new Redis (one whose Lua functions and consumer group are gone without
+        # persistence) exits within a retry or two: a finding this scenario reports (dead_parts), and `apply`
+        # starts it again before the next one, rather than a stack error now or in the next scenario.
+        time.sleep(WORKER_SETTLE_S)
         for worker in self.workers.values():  # workers reconnect on their own; wait until each is back
             if worker.alive():
-                worker.wait_ready()
+                try:
+                    worker.wait_ready()
+                except StackError:
+                    if worker.alive():
+                        raise
 
     def _redis_answers(self) -> bool:
         try:
