@@ -2,15 +2,16 @@
 
 The server comes from `TASKBENCH_POSTGRES_BIN` when set, else `PATH` (`postgres` and `initdb` side by side),
 else the distribution's server package (Debian's `/usr/lib/postgresql/<major>/bin`, the newest), else Homebrew's.
-A cluster of its own is created in a fresh directory with `initdb`: one role, `taskbench`, with a password generated per stack (scram-sha-256,
-given to initdb in a file, never on a command line), TCP on 127.0.0.1 only and no Unix socket, so it answers
-no one but the processes of the stack. Its settings are PostgreSQL's defaults (fsync on, `max_connections`
-100): the production a team runs, not a tuned benchmark server. A PostgreSQL already running on the machine is
-never touched: another port, another directory.
+A cluster of its own is created in a fresh directory with `initdb`: one role, `taskbench`, with a password
+generated per stack (scram-sha-256, given to initdb in a file, never on a command line), TCP on 127.0.0.1 only
+and no Unix socket, so it answers no one but the processes of the stack. Its settings are PostgreSQL's defaults
+(fsync on, `max_connections` 100): the production a team runs, not a tuned benchmark server. A PostgreSQL
+already running on the machine is never touched: another port, another directory.
 
-PostgreSQL refuses to run as root: when the harness is root (CI, containers), the cluster belongs to the
-`postgres` system user where it exists (else `nobody`), and lives under the system's temporary directory,
-which that user can reach (a test's working directory may not be).
+The cluster lives under the system's temporary directory (`taskbench.watchdog.private_dir`: removed with the
+stack, or by its watchdog when the harness was killed), which the server's user can reach: PostgreSQL refuses to
+run as root, so when the harness is root (CI, containers) the cluster belongs to the `postgres` system user where
+it exists (else `nobody`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import pwd
 import secrets
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -29,6 +29,7 @@ from urllib.parse import quote
 import psycopg
 
 from taskbench.errors import StackError, UsageError
+from taskbench.watchdog import private_dir
 
 INSTALL_HINT = (
     "no PostgreSQL server found (initdb and postgres) for the PostgreSQL queues: install one "
@@ -98,15 +99,12 @@ class PostgresCluster:
     user: tuple[int, int] | None  # who runs it (see _run_as)
 
     @classmethod
-    def create(cls, port: int, workdir: Path) -> PostgresCluster:
-        """initdb a new cluster: in `workdir`, or under the temporary directory when it must belong to another
-        user. Raises StackError with initdb's words when it fails."""
+    def create(cls, port: int, stack_id: str) -> PostgresCluster:
+        """initdb a new cluster in a private directory of the stack's. Raises StackError with initdb's words when
+        it fails."""
         bin_dir, user = find_bin_dir(), _run_as()
-        if user is None:
-            workdir.mkdir(parents=True, exist_ok=True)
-            home = Path(tempfile.mkdtemp(prefix="postgres-", dir=workdir))
-        else:
-            home = Path(tempfile.mkdtemp(prefix="taskbench-postgres-"))
+        home = private_dir(stack_id)
+        if user is not None:
             os.chown(home, *user)
         cluster = cls(bin_dir, home / "data", port, secrets.token_urlsafe(24), user)
         password_file = home / "password"

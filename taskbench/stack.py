@@ -366,7 +366,7 @@ class Stack:
         """A private cluster (see taskbench.postgres_server): loopback, a password of this stack's, removed when
         the stack stops; on a restart, the same cluster on the same port."""
         if self._postgres_cluster is None:
-            self._postgres_cluster = postgres_server.PostgresCluster.create(port or free_port(), self.config.workdir)
+            self._postgres_cluster = postgres_server.PostgresCluster.create(port or free_port(), self.id)
             self._exit.callback(self._postgres_cluster.remove)  # after the server has stopped
         cluster = self._postgres_cluster
         self.postgres_url = cluster.url

@@ -5,8 +5,9 @@ Parent-death signals reach direct children only, and a killed harness runs no `f
 RQ's pool workers and Dramatiq's processes were left running (and polling a Redis port a later run could get).
 Every process the stack starts carries `TASKBENCH_STACK=<id>` in its environment, which its children inherit,
 whatever process group or session they move to; the watchdog reads the harness's end of a pipe, and at its
-end of file (the kernel closes it when the harness exits) kills every process that carries the id. After a
-clean stop nothing carries it any more, and the watchdog exits.
+end of file (the kernel closes it when the harness exits) kills every process that carries the id, then removes
+the stack's private directories outside its run folder (a private PostgreSQL's cluster). After a clean stop
+nothing carries the id any more, and the watchdog exits.
 
     python -m taskbench.watchdog STACK_ID    (stdin: the pipe; started by taskbench.stack)
 """
@@ -15,12 +16,31 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
 
 import psutil
 
 TAG = "TASKBENCH_STACK"
+# A stack's directories under the system's temporary directory are named `{prefix}{stack id}-…`: what the
+# stack does not remove (it was killed), the watchdog does.
+PRIVATE_DIR_PREFIX = "taskbench-postgres-"
+CHILDREN_EXIT_S = 5.0  # PostgreSQL's own processes (which rewrite their environment) exit once their server has
+
+
+def private_dir(stack_id: str) -> Path:
+    """A new directory of the stack's under the temporary directory, which the watchdog removes if the stack
+    cannot."""
+    return Path(tempfile.mkdtemp(prefix=f"{PRIVATE_DIR_PREFIX}{stack_id}-"))
+
+
+def remove_private_dirs(stack_id: str) -> None:
+    for path in Path(tempfile.gettempdir()).glob(f"{PRIVATE_DIR_PREFIX}{stack_id}-*"):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def tagged(stack_id: str) -> list[psutil.Process]:
@@ -66,7 +86,9 @@ def main() -> None:
     stack_id = sys.argv[1]
     while sys.stdin.buffer.read(4096):  # nothing is written: this waits for the harness to go
         pass
-    kill_stack(stack_id)
+    if kill_stack(stack_id):
+        time.sleep(CHILDREN_EXIT_S if any(Path(tempfile.gettempdir()).glob(f"{PRIVATE_DIR_PREFIX}{stack_id}-*")) else 0)
+    remove_private_dirs(stack_id)
 
 
 if __name__ == "__main__":

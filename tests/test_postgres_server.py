@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_a_private_cluster_answers_on_loopback_only_with_its_password(tmp_path: Path) -> None:
-    cluster = postgres_server.PostgresCluster.create(free_port(), tmp_path)
+    cluster = postgres_server.PostgresCluster.create(free_port(), "test")
     ready = lambda _: postgres_server.problem(cluster.admin_url) is None  # noqa: E731
     server = Service(
         "postgres", cluster.argv(), {}, tmp_path / "pg.log", ready, "PostgreSQL", signal.SIGINT, cluster.user
