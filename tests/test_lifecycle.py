@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -139,6 +140,8 @@ def test_a_run_stopped_by_a_signal_leaves_no_process_of_its_stack(
         run.send_signal(sig)
         code = run.wait(90)
         wait_for(lambda: not watchdog.tagged(stack_id), timeout_s=30, interval_s=0.2)
+        private = f"{watchdog.PRIVATE_DIR_PREFIX}{stack_id}-*"  # the private PostgreSQL's cluster
+        wait_for(lambda: not list(Path(tempfile.gettempdir()).glob(private)), timeout_s=30, interval_s=0.2)
     finally:
         if run.poll() is None:
             run.kill()

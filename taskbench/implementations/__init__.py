@@ -10,7 +10,19 @@ of its own. Everything keyed by implementation (results, roles, tables) is keyed
 
 from __future__ import annotations
 
-from taskbench.implementations import arq, celery, dramatiq, fastapi, rq, saq, taskiq
+from taskbench.implementations import (
+    arq,
+    celery,
+    dramatiq,
+    fastapi,
+    huey,
+    pgqueuer,
+    procrastinate,
+    rq,
+    saq,
+    streaq,
+    taskiq,
+)
 from taskbench.implementations.base import Delivery, Implementation
 
 REGISTRY: dict[str, Implementation] = {
@@ -21,6 +33,10 @@ REGISTRY: dict[str, Implementation] = {
     "taskiq": taskiq.IMPLEMENTATION,
     "dramatiq": dramatiq.IMPLEMENTATION,
     "saq": saq.IMPLEMENTATION,
+    "streaq": streaq.IMPLEMENTATION,
+    "huey": huey.IMPLEMENTATION,
+    "pgqueuer": pgqueuer.IMPLEMENTATION,
+    "procrastinate": procrastinate.IMPLEMENTATION,
 }
 DEFAULT = ("fastapi", "celery")  # the spec's two
 # The question is when BackgroundTasks stop being enough: every other implementation is compared with it.

@@ -20,6 +20,10 @@ REGISTRY = (
     "taskiq",
     "dramatiq",
     "saq",
+    "streaq",
+    "huey",
+    "pgqueuer",
+    "procrastinate",
 )
 log = logging.getLogger(__name__)
 

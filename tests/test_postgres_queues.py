@@ -1,0 +1,71 @@
+"""The PostgreSQL queues on a private PostgreSQL: the connections each process holds are measured, and a restart
+of PostgreSQL is a fault the stack recovers from (every queue takes and runs jobs again afterwards)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+
+from taskbench import implementations
+from taskbench.client import ServiceClient
+from taskbench.results import RunEnvironment, RunSettings, ScenarioResult, ScenarioSpec
+from taskbench.scenario import ScenarioContext, run_scenario
+from taskbench.stack import Stack, StackConfig, StackState
+
+QUEUES = tuple(name for name, impl in implementations.REGISTRY.items() if impl.needs_postgres)
+JOBS, DURATION_S, CONCURRENCY = 4, 1.0, 2
+
+pytestmark = pytest.mark.skipif(not QUEUES, reason="no PostgreSQL queue in the registry (TASKBENCH_TEST_ONLY)")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    config = StackConfig(workdir=tmp_path_factory.mktemp("pg"), concurrency=CONCURRENCY, implementations=QUEUES)
+    with Stack(config) as running:
+        yield running
+
+
+def scenario(stack: Stack, name: str, fault: str | None) -> ScenarioResult:
+    spec = ScenarioSpec(implementation=name, workload="sleep", jobs=JOBS, duration_s=DURATION_S, fault=fault)
+    settings = RunSettings(implementations=[name], workloads=["sleep"], jobs=[JOBS], duration_s=DURATION_S,
+                           memory_mb=0, concurrency=CONCURRENCY)  # fmt: skip
+    stack.select(name)
+    stack.apply(StackState(redelivery_timeout_s=5.0))
+
+    async def go() -> ScenarioResult:
+        client = ServiceClient(stack.url, urls=stack.urls())
+        try:
+            ctx = ScenarioContext(client=client, settings=settings, environment=RunEnvironment(), stack=stack)
+            return await run_scenario(ctx, spec, lambda done, total: None)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("name", QUEUES)
+def test_the_connections_each_process_holds_are_measured(stack: Stack, name: str) -> None:
+    result = scenario(stack, name, None)
+    done = Counter(e.job_id for e in result.executions if e.event == "end" and e.ok)
+    assert len(done) == JOBS and set(done.values()) == {1}
+    for role in ("api", implementations.worker_role(name)):
+        held = [s.processes[role].connections for s in result.samples if role in s.processes]
+        assert held and max(c or 0 for c in held) >= 1, (role, held)  # each talks to PostgreSQL over TCP
+    assert "redis" in result.samples[-1].processes and "postgres" in result.samples[-1].processes
+
+
+@pytest.mark.parametrize("name", QUEUES)
+def test_a_postgres_restart_is_a_fault_the_stack_recovers_from(stack: Stack, name: str) -> None:
+    port = stack.postgres_url.rsplit(":", 1)[1]
+    result = scenario(stack, name, "postgres-restart")
+    names = [e.name for e in result.events]
+    assert "fault" in names and "recovered" in names
+    assert stack.postgres_url.rsplit(":", 1)[1] == port  # the same server, on the same port
+    # Whatever the restart did to the jobs in flight (each queue's finding), the queue works afterwards.
+    after = scenario(stack, name, None)
+    done = {e.job_id for e in after.executions if e.event == "end" and e.ok}
+    accepted = {s.job_id for s in after.submissions if s.job_id}
+    assert len(accepted) == JOBS and accepted <= done, after.events
