@@ -26,6 +26,7 @@ from typing import Literal
 
 import psutil
 
+from taskbench import connections
 from taskbench.results import Reading, Sample, SystemReading
 
 _MB = 1024 * 1024
@@ -34,6 +35,9 @@ _MB = 1024 * 1024
 TREES = ("rabbitmq", "postgres")
 CHILDREN_RESCAN_S = 1.0  # psutil's children() reads every process's /proc stat: ~1.7 ms on a quiet box
 SHARED_REMEASURE_S = 1.0  # how old a process's measured RSS − PSS may be
+# How old a role's count of connections to PostgreSQL may be (taskbench.connections: one read of the TCP table
+# for every role).
+CONNECTIONS_RECOUNT_S = 1.0
 
 
 MemoryMeasure = Literal["pss", "uss", "rss"]
@@ -59,13 +63,18 @@ class Sampler:
         split: frozenset[str] = frozenset(),
         pss_roles: frozenset[str] = frozenset(),
         connection_ports: frozenset[int] = frozenset(),
+        remote: Callable[[], dict[str, Reading]] | None = None,
     ) -> None:
         self.pids = pids
         self.interval_s = interval_s
         self.split = split
         self.pss_roles = pss_roles
         self.connection_ports = connection_ports  # PostgreSQL's: the API's and workers' connections to it are counted
+        # Readings of processes on other hosts (taskbench.telemetry.RemoteSamples): merged into every sample
+        self.remote = remote
         self._connections: dict[str, tuple[float, int]] = {}  # role → (counted at, connections)
+        self._counted_at = -CONNECTIONS_RECOUNT_S
+        self._remote: set[int] | None = None
         self._shared: dict[int, tuple[float, float]] = {}  # pid → (measured at, RSS − PSS in MB)
         self.samples: list[Sample] = []
         self._known: dict[int, psutil.Process] = {}
@@ -89,6 +98,10 @@ class Sampler:
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
             self.samples.append(self._read())
+
+    def read(self) -> Sample:
+        """One sample now (what a joined worker's sampler publishes: taskbench.remote_worker)."""
+        return self._read()
 
     def _process(self, pid: int) -> psutil.Process:
         process = self._known.get(pid)
@@ -153,29 +166,33 @@ class Sampler:
         except psutil.Error:
             return None  # a member gone meanwhile, or not ours to read (a service started by another user)
 
-    def _connections_to(self, role: str, members: list[psutil.Process]) -> int | None:
-        """TCP connections the process tree holds to the servers on `connection_ports`: counted at most once a
-        second (psutil reads every descriptor of the process), the last count in between."""
+    def _connections_to(self, role: str, members: list[psutil.Process], remote: set[int] | None) -> int | None:
+        """TCP connections the process tree holds to the servers on `connection_ports`, counted every
+        CONNECTIONS_RECOUNT_S (`remote`: the sockets to them, read once for every role), the last count between."""
         if not self.connection_ports or not (role == "api" or role.endswith("-worker")):
             return None
-        now = time.monotonic()
         counted = self._connections.get(role)
-        if counted is None or now - counted[0] > SHARED_REMEASURE_S:
+        if counted is None or counted[0] != self._counted_at:
             try:
-                held = sum(
-                    1
-                    for process in members
-                    for c in process.net_connections(kind="tcp")
-                    if c.raddr and c.raddr.port in self.connection_ports
+                counted = self._connections[role] = (
+                    self._counted_at,
+                    connections.held(members, self.connection_ports, remote),
                 )
             except psutil.Error:
                 return counted[1] if counted else None
-            counted = self._connections[role] = (now, held)
         return counted[1]
+
+    def _remote_sockets(self) -> set[int] | None:
+        """The sockets to the servers on `connection_ports`, read again every CONNECTIONS_RECOUNT_S."""
+        now = time.monotonic()
+        if self.connection_ports and now - self._counted_at > CONNECTIONS_RECOUNT_S:
+            self._counted_at, self._remote = now, connections.sockets_to(self.connection_ports)
+        return self._remote
 
     def _read(self) -> Sample:
         processes: dict[str, Reading] = {}
         roles = {**self.pids(), "harness": os.getpid()}
+        remote = self._remote_sockets()
         for role, pid in roles.items():
             tree = role.endswith("-worker") or role in TREES or role in self.split
             try:
@@ -189,7 +206,7 @@ class Sampler:
                 cpu_percent=self._cpu_percent(role, pid, cpu_s),
                 rss_mb=sum(u[1] for u in usage),
                 pss_mb=pss_mb,
-                connections=self._connections_to(role, members),
+                connections=self._connections_to(role, members, remote),
             )
             if role in self.split:  # members[0] is the supervisor; the children it spawned serve and run the jobs
                 children = sorted(
@@ -198,6 +215,8 @@ class Sampler:
                 for i, (child, (child_cpu_s, child_rss)) in enumerate(children, 1):
                     name = f"{role}#{i}"
                     processes[name] = Reading(cpu_percent=self._cpu_percent(name, child, child_cpu_s), rss_mb=child_rss)
+        if self.remote is not None:
+            processes |= self.remote()
         memory = psutil.virtual_memory()
         system = SystemReading(
             cpu_percent=psutil.cpu_percent(None),
