@@ -28,7 +28,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield running
 
 
-def scenario(stack: Stack, name: str, fault: str | None) -> ScenarioResult:
+def scenario(stack: Stack, name: str, fault: str | None, timeout_s: float | None = None) -> ScenarioResult:
     spec = ScenarioSpec(implementation=name, workload="sleep", jobs=JOBS, duration_s=DURATION_S, fault=fault)
     settings = RunSettings(implementations=[name], workloads=["sleep"], jobs=[JOBS], duration_s=DURATION_S,
                            memory_mb=0, concurrency=CONCURRENCY)  # fmt: skip
@@ -38,7 +38,9 @@ def scenario(stack: Stack, name: str, fault: str | None) -> ScenarioResult:
     async def go() -> ScenarioResult:
         client = ServiceClient(stack.url, urls=stack.urls())
         try:
-            ctx = ScenarioContext(client=client, settings=settings, environment=RunEnvironment(), stack=stack)
+            ctx = ScenarioContext(
+                client=client, settings=settings, environment=RunEnvironment(), stack=stack, timeout_s=timeout_s
+            )
             return await run_scenario(ctx, spec, lambda done, total: None)
         finally:
             await client.aclose()
@@ -60,7 +62,7 @@ def test_the_connections_each_process_holds_are_measured(stack: Stack, name: str
 @pytest.mark.parametrize("name", QUEUES)
 def test_a_postgres_restart_is_a_fault_the_stack_recovers_from(stack: Stack, name: str) -> None:
     port = stack.postgres_url.rsplit(":", 1)[1]
-    result = scenario(stack, name, "postgres-restart")
+    result = scenario(stack, name, "postgres-restart", timeout_s=15.0)  # not the run's allowance for redelivery
     names = [e.name for e in result.events]
     assert "fault" in names and "recovered" in names
     assert stack.postgres_url.rsplit(":", 1)[1] == port  # the same server, on the same port
