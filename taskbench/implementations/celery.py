@@ -167,7 +167,7 @@ class CeleryImplementation(Implementation):
     def applies(self, fault: str, options: PluginOptions) -> bool:
         """Only the prefork pool has child processes to kill."""
         pool = CeleryOptions.model_validate(options).pool
-        return fault in self.faults and (fault != "worker-child-crash" or pool == "prefork")
+        return super().applies(fault, options) and (fault != "worker-child-crash" or pool == "prefork")
 
     def nominal_workers(self, concurrency: int, cpu_count: int, options: PluginOptions) -> list[Beat]:
         return [CeleryBeat(concurrency=concurrency, pool=CeleryOptions.model_validate(options).pool)]
