@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
@@ -17,13 +18,16 @@ from rich.console import Console
 
 from taskbench import (
     __version__,
+    cgroups,
     environment,
     faults,
     implementations,
     job_check,
+    netns,
     plan,
     postgres_server,
     rabbitmq_server,
+    remote_worker,
     venvs,
 )
 from taskbench.analysis.models import AnalysedRun
@@ -32,11 +36,11 @@ from taskbench.errors import StackError, UsageError
 from taskbench.implementations.base import BROKERS
 from taskbench.report import content, digest, files, terminal
 from taskbench.report.compare import DEFAULT_GATED, GATED_FIGURES, compare
-from taskbench.results import ApiOptions, LoadOptions, PluginOptions, RunSettings, Thresholds
+from taskbench.results import ApiOptions, ContainerLimits, LoadOptions, PluginOptions, RunSettings, Thresholds
 from taskbench.run import RunOptions, claim_folder, run
 from taskbench.stack import Stack, StackConfig, StackState
 from taskbench_wire.enums import MIDDLEWARES
-from taskbench_wire.env import POSTGRES_URL
+from taskbench_wire.env import HOST_LABEL, POSTGRES_URL
 from taskbench_wire.urls import is_amqp
 from taskbench_wire.urls import redacted as _redact
 
@@ -194,6 +198,55 @@ def _add_broker(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _milliseconds(text: str) -> float:
+    """Milliseconds, with or without the unit: 2ms, 0.5."""
+    try:
+        value = float(text.strip().removesuffix("ms"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give milliseconds, e.g. 2ms") from None
+    if not 0 < value <= 10_000:
+        raise argparse.ArgumentTypeError(f"{text!r}: above 0 and at most 10000 ms")
+    return value
+
+
+def _add_hosts(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--hosts",
+        type=bounded(int, 1, netns.MAX_HOSTS),
+        help="N hosts on this machine: each queue's worker in a network namespace of its own (in turn over the N), "
+        "linked by veth pairs to a bridge in 198.18.0.0/15 with no uplink, so traffic goes over IP; Linux, as root "
+        "(CAP_NET_ADMIN and CAP_SYS_ADMIN)",
+    )
+    parser.add_argument(
+        "--link-delay",
+        type=_milliseconds,
+        metavar="MS",
+        help="with --hosts: netem delay on every host's link, each way (2ms); exit 2 where the kernel has no netem",
+    )
+
+
+def _hosts(args: argparse.Namespace) -> tuple[int, float | None]:
+    """--hosts and --link-delay, checked before anything starts: the privilege, and what the namespaces reach
+    (the private servers on the bridge address)."""
+    hosts: int = args.hosts or 0
+    delay: float | None = args.link_delay
+    if delay is not None and not hosts:
+        raise UsageError("--link-delay delays the links of --hosts: add --hosts N")
+    if not hosts:
+        return 0, None
+    if getattr(args, "url", None):
+        raise UsageError("--hosts places the workers of a stack that taskbench starts: drop --url or --hosts")
+    netns.check_privilege()
+    for flag in ("--redis-url", "--broker-url", "--postgres-url"):  # the namespaces reach only their bridge
+        if getattr(args, flag[2:].replace("-", "_")):
+            raise UsageError(f"--hosts needs the private servers, which listen on the bridge too: drop {flag}")
+    if delay is not None:
+        problem = netns.netem_problem(uuid.uuid4().hex)
+        if problem:
+            raise UsageError(problem)
+    return hosts, delay
+
+
 def _worker_flags(parser: argparse.ArgumentParser, command: str) -> None:
     """The API's processes (every implementation's), then each implementation's own flags (Celery's pool)."""
     parser.add_argument(
@@ -208,8 +261,32 @@ def _worker_flags(parser: argparse.ArgumentParser, command: str) -> None:
         help="uvicorn --timeout-graceful-shutdown: seconds a SIGTERMed API waits for background tasks (default: "
         "uvicorn's, no limit)",
     )
+    cgroups.add_arguments(parser)  # --worker-cpus, --worker-memory, --api-cpus, --api-memory
     for impl in implementations.REGISTRY.values():
         impl.add_arguments(parser, command)
+
+
+def container_limits(
+    args: argparse.Namespace, faults_run: list[str], everything: bool = False, console: Console | None = None
+) -> tuple[ContainerLimits, ContainerLimits]:
+    """The workers' and the APIs' container limits; cgroups checked here, before anything starts (exit 2 without
+    the privilege), when a limit or worker-oom needs them. `--faults all` (`everything`) on a machine without them
+    leaves worker-oom out of `faults_run`, saying so."""
+    worker, api = cgroups.limits_from(args)
+    if (worker.is_set or api.is_set) and getattr(args, "url", None):
+        raise UsageError("--worker-cpus, --worker-memory, --api-cpus and --api-memory set up the stack: drop --url")
+    if worker.is_set or api.is_set:
+        cgroups.check()
+    elif "worker-oom" in faults_run:
+        try:
+            cgroups.check()
+        except UsageError as exc:
+            if not everything:
+                raise UsageError(f"--faults worker-oom: {exc}") from exc
+            faults_run.remove("worker-oom")
+            if console is not None:
+                console.print(f"[yellow]worker-oom left out[/]: {exc}")
+    return worker, api
 
 
 def api_options(args: argparse.Namespace) -> ApiOptions:
@@ -255,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--workdir", type=Path, default=Path(".taskbench"), help="logs and the private Redis' files")
     _add_broker(serve)
+    _add_hosts(serve)
     serve.add_argument(
         "--middleware", choices=MIDDLEWARES, default="none", help="base-http: the API behind a BaseHTTPMiddleware"
     )
@@ -338,6 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the PostgreSQL queues' database instead of a private PostgreSQL (postgresql://USER:PASSWORD@HOST:PORT/DB)",
     )
     _add_broker(run)
+    _add_hosts(run)
     run.add_argument("--memory-limit-mb", type=bounded(float, 1, 1e7), default=Thresholds().memory_limit_mb)
     run.add_argument(
         "--responsive-p99",
@@ -400,6 +479,28 @@ def build_parser() -> argparse.ArgumentParser:
     env.add_argument("--rebuild", action="store_true", help="build them again: the newest releases the index serves")
     for impl in implementations.REGISTRY.values():
         impl.add_arguments(env, "env")
+
+    worker = sub.add_parser(
+        "worker", help="run one more worker of a running stack on this host, measured with the stack's own"
+    )
+    worker.add_argument(
+        "--implementation", required=True, metavar="NAME", help="the stack's implementation label to run (celery)"
+    )
+    worker.add_argument(
+        "--join",
+        required=True,
+        metavar="URL",
+        help="the stack's telemetry Redis (redis://:PASSWORD@HOST:PORT/0; `serve` writes it to a 0600 file and "
+        "prints where)",
+    )
+    worker.add_argument(
+        "--host-label",
+        default=os.environ.get(HOST_LABEL) or None,
+        metavar="NAME",
+        help=f"what its executions and samples are attributed to (default: ${HOST_LABEL}, else this host's name)",
+    )
+    worker.add_argument("--workdir", type=Path, default=Path(".taskbench"), help="where its log goes")
+    _add_environment_flags(worker)
 
     report = sub.add_parser("report", help="rebuild a run's Markdown, charts and HTML from its JSON")
     report.add_argument("path", type=Path, help="a run folder or its comparison_*.json")
@@ -552,9 +653,11 @@ def _raise_interrupt(*_: object) -> NoReturn:
 
 
 def cmd_serve(args: argparse.Namespace, console: Console) -> int:
+    worker_limits, api_limits = container_limits(args, [])
     broker, broker_url = _broker(args)
     postgres_url = _postgres(args, console)
     options = plugin_options(args)
+    hosts, link_delay_ms = _hosts(args)
     with console.status("preparing each implementation's environment…"):
         envs = environment.prepare(
             args.implementations, args.with_packages, options, rebuild=args.rebuild_envs, say=console.print
@@ -573,7 +676,11 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
         state=StackState(middleware=args.middleware),
         api=api_options(args),
         options=options,
+        worker_limits=worker_limits,
+        api_limits=api_limits,
         environments=envs,
+        hosts=hosts,
+        link_delay_ms=link_delay_ms,
     )
     signal.signal(signal.SIGTERM, _raise_interrupt)  # stop the stack on SIGTERM as on Ctrl-C
     stack = Stack(config)
@@ -585,6 +692,13 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
             name = implementations.plugin_name(label)
             console.print(f"API        {label}: {url}/{name}/job  (docs: {url}/docs){processes}")
         console.print(f"Redis      {_redact(stack.redis_url)}" + ("  (private)" if stack.embedded_redis else ""))
+        if stack.cgroups is not None:  # container limits
+            where = stack.cgroups.layout.where
+            console.print(f"Limits     workers: {worker_limits.text()}; APIs: {api_limits.text()} ({where})")
+        console.print(
+            f"Telemetry  {_redact(stack.telemetry_url)}: a worker on another host joins with "
+            f'`taskbench worker --implementation NAME --join "$(cat {stack.join_file})"`'
+        )
         if stack.amqp_url:
             private = " (private)" if stack.embedded_rabbitmq else ""
             console.print(
@@ -592,6 +706,8 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
             )
         for name, worker in stack.workers.items():
             console.print(f"Worker     {name}: {' '.join(worker.process.argv[2:])}")
+        for part, where in stack.topology().items():
+            console.print(f"Host       {part}: {where}", markup=False)
         for label, env in envs.items():
             console.print(f"Env        {label}: {env.path}")
         for name, companion in stack.companions.items():
@@ -671,6 +787,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     if args.url and args.middleware != ["none"]:
         raise UsageError("--middleware needs a stack that taskbench started itself: drop --url or --middleware")
     api, options = api_options(args), plugin_options(args)
+    everything = set(args.faults) == set(faults.FAULTS)  # --faults all: what this machine cannot run is left out
     if args.url and (not api.is_default or options):
         raise UsageError("--api-workers, --graceful-timeout and each queue's worker flags set up the stack: drop --url")
     duration = (
@@ -680,6 +797,13 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         memory_limit_mb=args.memory_limit_mb,
         responsive_p99_s=args.responsive_p99 or plan.responsive_limit_s(duration),
     )
+    hosts, link_delay_ms = _hosts(args)
+    if "network-partition" in args.faults and not hosts:
+        if set(args.faults) != set(faults.FAULTS):
+            raise UsageError("--faults network-partition cuts a worker's host off: add --hosts N (as root)")
+        args.faults = [f for f in args.faults if f != "network-partition"]  # `all`: the faults this stack has
+        console.print("[yellow]network-partition left out[/]: it needs --hosts N")
+    worker_limits, api_limits = container_limits(args, args.faults, everything, console)
     user_jobs = _check_jobs(args)  # before anything starts: a job that cannot run is exit 2, here
     broker, broker_url = _broker(args)
     postgres_url = _postgres(args, console)
@@ -710,8 +834,12 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         middleware=args.middleware,
         api=api,
         options=options,
+        worker_limits=worker_limits,
+        api_limits=api_limits,
         with_packages=args.with_packages,
         load=load,
+        hosts=hosts,
+        link_delay_ms=link_delay_ms,
     )
     run_options = RunOptions(
         settings=settings,
@@ -834,7 +962,19 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
 
 GATE_FAILED = 3  # --fail-on, compare --fail-above: the run worked, and its answer is the one CI should stop on
 
-COMMANDS = {"serve": cmd_serve, "run": cmd_run, "env": cmd_env, "report": cmd_report, "compare": cmd_compare}
+
+def cmd_worker(args: argparse.Namespace, console: Console) -> int:
+    """One more worker of a running stack, on this host (taskbench.remote_worker)."""
+    workdir = claim_folder(args.workdir, f"worker-{time.strftime('%Y%m%d_%H%M%S')}", "--workdir")
+    return remote_worker.run_worker(
+        args.join, args.implementation, args.host_label, workdir, args.with_packages, args.rebuild_envs, console
+    )
+
+
+COMMANDS = {
+    "serve": cmd_serve, "run": cmd_run, "env": cmd_env, "report": cmd_report, "compare": cmd_compare,
+    "worker": cmd_worker,
+}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

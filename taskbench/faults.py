@@ -11,8 +11,18 @@
   process lives on and starts new ones. For Celery, `task_reject_on_worker_lost` decides here whether the
   running jobs are requeued or acknowledged as failed.
 - redis-restart: stop and start the private Redis, with AOF persistence (`aof`) or without (`none`).
+- worker-oom: the worker of the scenario under a memory limit (its cgroup: --worker-memory, else its idle usage
+  at the scenario's start + 256 MiB, whatever its pool's own size) and
+  `memory` jobs that fit one at a time but not at the worker's concurrency: the kernel's OOM killer kills a
+  process of the worker (the biggest: a pool's child holding a job, or the whole single-process worker), as in a
+  container under Kubernetes; the cgroup's OOM kill count says when and how many; a worker whose main process
+  died is started again whenever it dies, as its orchestrator would (`tend`). Every queue with a worker, under each
+  delivery setting.
 - postgres-restart: stop the private PostgreSQL with a fast shutdown (every client cut off, as `pg_ctl restart`
   does; committed jobs are on disk) and start it again: the PostgreSQL queues only.
+- network-partition (needs --hosts): the worker's host cut off from the broker and everything else (its link set
+  down inside its namespace, taskbench.netns) for the variant's time, then restored; the queues with a worker.
+  The `restored` event marks the link's return: the analysis reads how long the queue took to start a job again.
 
 To add a fault: a name in FAULTS, its variants in `variants`, its stack state in `state_for` and its
 injection in `inject`; an implementation lists the faults that apply to it.
@@ -26,15 +36,23 @@ import time
 import psutil
 
 from taskbench import implementations
-from taskbench.results import Event, PluginOptions, ScenarioSpec
+from taskbench.errors import StackError
+from taskbench.results import Event, PluginOptions, RunSettings, ScenarioSpec
 from taskbench.stack import Stack, StackState
 from taskbench_wire import enums
 
 FAULTS, WORKER_FAULTS = enums.FAULTS, enums.WORKER_FAULTS
 REDIS_VARIANTS = ("none", "aof")
+PARTITION_VARIANTS = ("5s",)  # how long the host stays cut off
 # How long a worker is watched after its children die: Dramatiq's main process notices within 0.1–1.1 s
 # (it checks in 1 s steps) and exits; a worker that lives on replaces its children itself.
 SUPERVISOR_GRACE_S = 3.0
+OOM_HEADROOM_MB = 256  # worker-oom without --worker-memory: the limit is the worker's idle usage plus this
+# Each worker-oom job holds this share of the limit: one fits beside the worker's own memory, two do not, so a
+# worker running two or more at once (any --concurrency above 1) is OOM-killed.
+OOM_JOB_SHARE = 0.6
+OOM_WAIT_S = 5.0  # after the jobs' duration: how long inject waits for the OOM kill before it says there was none
+OOM_RESTARTS = 5  # restarts of a worker the OOM killer killed, per scenario
 
 
 def variants(fault: str, implementation: str) -> list[str | None]:
@@ -44,6 +62,8 @@ def variants(fault: str, implementation: str) -> list[str | None]:
         return [d.name for d in impl.deliveries] if impl.has_worker else ["default"]
     if fault == "redis-restart":
         return list(REDIS_VARIANTS)
+    if fault == "network-partition":
+        return list(PARTITION_VARIANTS)
     return [None]
 
 
@@ -57,6 +77,15 @@ def redelivery_timeout_for(duration_s: float) -> float:
     return max(5.0, 2 * duration_s + 2)
 
 
+def shaped(spec: ScenarioSpec, settings: RunSettings) -> ScenarioSpec:
+    """A fault scenario's workload: `sleep`, but `memory` jobs above the worker's limit for worker-oom."""
+    if spec.fault != enums.Fault.worker_oom:
+        return spec
+    limit = settings.worker_limits.memory_mb  # None: the worker's idle usage + OOM_HEADROOM_MB, when it starts
+    memory_mb = max(1, round((limit or OOM_HEADROOM_MB) * OOM_JOB_SHARE))
+    return spec.model_copy(update={"workload": "memory", "memory_mb": memory_mb, "memory_limit_mb": limit})
+
+
 def state_for(spec: ScenarioSpec) -> StackState:
     """The stack this scenario runs on: stated here, applied by the run before the scenario starts."""
     deliveries = {spec.implementation: spec.variant or "default"} if spec.fault in WORKER_FAULTS else {}
@@ -66,6 +95,8 @@ def state_for(spec: ScenarioSpec) -> StackState:
         redis_persistent=spec.fault == "redis-restart" and spec.variant == "aof",
         concurrency=spec.concurrency,
         middleware=spec.middleware,
+        worker_memory_mb=spec.memory_limit_mb if spec.fault == enums.Fault.worker_oom else None,
+        worker_memory_headroom_mb=OOM_HEADROOM_MB if spec.fault == enums.Fault.worker_oom else None,
     )
 
 
@@ -78,6 +109,24 @@ def _kill_children(stack: Stack, name: str) -> int:
             child.kill()
     psutil.wait_procs(children, timeout=5)
     return len(children)
+
+
+def partition_seconds(variant: str) -> float:
+    return float(variant.removesuffix("s"))
+
+
+def _partition(stack: Stack, name: str, variant: str, events: list[Event]) -> None:
+    """Cut the host of `name`'s worker off for the variant's time; `fault` when the link goes down, `restored`
+    when it is up again (from then on the queue can resume)."""
+    network, host = stack.network, stack.host_of(name)
+    if network is None or host is None:
+        raise ValueError(f"network-partition needs --hosts and a worker in a namespace ({name})")
+    seconds = partition_seconds(variant)
+    where = f"{network.address(host)}, {network.namespace(host)}"
+    detail = f"cut the {implementations.title(name)} worker's host off ({where}: link down) for {seconds:g} s"
+    events.append(Event(t=time.time(), name="fault", detail=detail))
+    _, up_at = stack.partition(name, seconds)
+    events.append(Event(t=up_at, name="restored", detail=f"link up again: host {host} reachable"))
 
 
 def inject(stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
@@ -112,6 +161,8 @@ def inject(stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
             if not stack.workers[target].alive():
                 events.append(Event(t=time.time(), name="restart", detail=f"the {target} worker exited: restarted"))
                 stack.workers[target].start()
+    elif fault == "worker-oom":
+        _await_oom(stack, spec, events)
     elif fault == "redis-restart":
         persistent = variant == "aof"
         detail = "restart Redis " + ("with AOF persistence" if persistent else "without persistence")
@@ -120,6 +171,60 @@ def inject(stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
     elif fault == "postgres-restart":
         events.append(Event(t=time.time(), name="fault", detail="restart PostgreSQL (fast shutdown)"))
         stack.restart_postgres()
+    elif fault == "network-partition":
+        _partition(stack, name, variant or PARTITION_VARIANTS[0], events)
     else:
         raise ValueError(f"unknown fault {fault!r}")
     events.append(Event(t=time.time(), name="recovered", detail=f"{fault}: the stack answers again"))
+
+
+def _await_oom(stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
+    """worker-oom: the jobs themselves are the fault; wait for the kernel's kill (the cgroup's count, watched from
+    the scenario's start), state it, and start the worker again if its main process died."""
+    name = spec.implementation
+    cgroup = stack.worker_cgroup(name)
+    concurrency, limit, idle = stack.worker_concurrency, cgroup.memory_limit_mb, cgroup.idle_mb
+    shape = f"{spec.jobs} jobs of {spec.memory_mb} MiB, concurrency {concurrency}, limit {limit} MiB"
+    shape += f" over {idle:.0f} MiB used idle" if idle is not None else ""
+    deadline = time.monotonic() + spec.duration_s + OOM_WAIT_S
+    while cgroup.oom_at is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if cgroup.oom_at is None:
+        events.append(Event(t=time.time(), name="fault", detail=f"no OOM kill in the {name} worker's cgroup ({shape})"))
+        return
+    killed = cgroup.oom_kills_since_mark()
+    detail = f"the kernel OOM-killed {killed} process{'es' if killed != 1 else ''} of the {name} worker ({shape})"
+    events.append(Event(t=cgroup.oom_at, name="fault", detail=detail))
+    worker = stack.workers[name]
+    grace = time.monotonic() + SUPERVISOR_GRACE_S
+    while worker.alive() and time.monotonic() < grace:
+        time.sleep(0.05)
+    tend(stack, spec, events)
+
+
+def tend(stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
+    """worker-oom, while the scenario waits: start the worker again whenever the kernel killed its main process,
+    at once and up to OOM_RESTARTS times (an orchestrator's restart policy, without Kubernetes' growing back-off),
+    so that jobs run again into the same limit show what the queue does with them."""
+    name = spec.implementation
+    if spec.fault != enums.Fault.worker_oom or name not in stack.workers or stack.workers[name].alive():
+        return
+    if sum(e.name == "restart" for e in events) >= OOM_RESTARTS:
+        return
+    worker = stack.workers[name]
+    how = worker.process.ended_how()
+    events.append(Event(t=time.time(), name="restart", detail=f"the {name} worker exited ({how}): restarted"))
+    try:
+        worker.start()
+    except StackError as exc:  # killed again while it started (jobs it took at once): the next poll tries again
+        events.append(Event(t=time.time(), name="restart_failed", detail=str(exc).splitlines()[0]))
+
+
+def settle(stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
+    """After the scenario's wait: worker-oom states every OOM kill of the scenario (jobs redelivered into the
+    same limit are killed again)."""
+    if spec.fault != enums.Fault.worker_oom or spec.implementation not in stack.workers:
+        return
+    cgroup = stack.worker_cgroup(spec.implementation)
+    killed = cgroup.oom_kills_since_mark()
+    events.append(Event(t=time.time(), name="oom_kills", detail=f"{killed} OOM kills in the worker's cgroup"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from taskbench import arrivals, capacity, faults, implementations
+from taskbench import arrivals, capacity, cgroups, faults, implementations
 from taskbench.results import LoadOptions, RunSettings, ScenarioSpec
 from taskbench_wire import enums
 from taskbench_wire.health import Beat, Health, Section
@@ -82,12 +82,11 @@ def _scenarios_once(settings: RunSettings, fault_jobs: int) -> list[ScenarioSpec
             if not faults.applies(fault, impl, settings.options_of(impl)):
                 continue
             for variant in faults.variants(fault, impl):
-                specs.append(
-                    ScenarioSpec(
-                        implementation=impl, workload="sleep", jobs=fault_jobs,
-                        duration_s=settings.duration_s, fault=fault, variant=variant,
-                    )
+                spec = ScenarioSpec(
+                    implementation=impl, workload="sleep", jobs=fault_jobs,
+                    duration_s=settings.duration_s, fault=fault, variant=variant,
                 )  # fmt: skip
+                specs.append(faults.shaped(spec, settings))  # worker-oom: memory jobs above the worker's limit
     return specs
 
 
@@ -141,6 +140,7 @@ def expected_capacity(
     """The capacity model before the stack is up: the service's /health refines it at run time."""
     concurrency = spec.concurrency or concurrency
     impl = implementations.get(spec.implementation)
+    cpu_count = cgroups.cores_for(settings, spec.implementation, cpu_count, impl.has_worker)  # a CPU limit
     options = settings.options_of(spec.implementation) if settings else {}
     workers = impl.nominal_workers(concurrency, cpu_count, options)
     api_processes = [Beat()] * (settings.api.api_workers if settings else 1)  # each API process' heartbeat
@@ -160,4 +160,6 @@ def estimate_s(spec: ScenarioSpec, concurrency: int, cpu_count: int, settings: R
         estimate += spec.duration_s / 2 + FAULT_OVERHEAD_S
         if spec.fault in faults.WORKER_FAULTS and implementations.get(spec.implementation).has_worker:
             estimate += faults.redelivery_timeout_for(spec.duration_s) + 4
+        if spec.fault == "network-partition":  # the host stays cut off this long
+            estimate += faults.partition_seconds(spec.variant or faults.PARTITION_VARIANTS[0])
     return estimate

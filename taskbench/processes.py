@@ -13,6 +13,8 @@ from pathlib import Path
 
 import psutil
 
+from taskbench import netns
+
 _PR_SET_PDEATHSIG = 1
 
 
@@ -65,6 +67,10 @@ class ManagedProcess:
         self.popen: subprocess.Popen[bytes] | None = None
         self._ended = False
         self._strays: list[psutil.Process] = []
+        self.netns: str | None = None  # the network namespace it starts in (--hosts: taskbench.netns)
+        # The cgroups it joins between fork and exec, so its children are born there (container limits:
+        # taskbench.cgroups): each one's cgroup.procs.
+        self.cgroup_procs: tuple[Path, ...] = ()
 
     @property
     def pid(self) -> int | None:
@@ -73,7 +79,7 @@ class ManagedProcess:
     def start(self) -> None:
         self._ended = False
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
+        with self.log_path.open("ab") as log, netns.entering(self.netns, self._in_child) as preexec:
             self.popen = subprocess.Popen(
                 self.argv,
                 env=self.env,
@@ -81,11 +87,21 @@ class ManagedProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # own group: Ctrl-C reaches the harness only, which stops us in order
-                preexec_fn=_die_with_parent,  # runs after the switch to `user`, which would clear it
+                preexec_fn=preexec,  # _die_with_parent: runs after the switch to `user`, which would clear it
                 user=self.user[0] if self.user else None,
                 group=self.user[1] if self.user else None,
                 extra_groups=[] if self.user else None,
             )
+
+    def _in_child(self) -> None:
+        """Between fork and exec: join its cgroups (by pid: the child's own), then ask for the parent-death signal."""
+        for procs in self.cgroup_procs:
+            fd = os.open(procs, os.O_WRONLY)
+            try:
+                os.write(fd, str(os.getpid()).encode())
+            finally:
+                os.close(fd)
+        _die_with_parent()
 
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None

@@ -59,11 +59,12 @@ class RabbitNode:
     epmd_port: int
     name: str
     password: str  # of its one user, USER: generated per stack, so no other local process gets in
+    also_listen: str | None = None  # --hosts: AMQP on the bridge's address too, for the workers' namespaces
 
     @classmethod
-    def create(cls, home: Path) -> RabbitNode:
+    def create(cls, home: Path, also_listen: str | None = None) -> RabbitNode:
         name = f"taskbench-{uuid.uuid4().hex[:8]}@localhost"
-        node = cls(home, free_port(), free_port(), free_port(), name, secrets.token_urlsafe(24))
+        node = cls(home, free_port(), free_port(), free_port(), name, secrets.token_urlsafe(24), also_listen)
         node.write_files()
         return node
 
@@ -79,6 +80,7 @@ class RabbitNode:
         # One user of its own instead of `guest` (which a fresh node creates, and any local process knows).
         config.write_text(
             f"listeners.tcp.1 = 127.0.0.1:{self.port}\ndefault_user = {USER}\ndefault_pass = {self.password}\n"
+            + (f"listeners.tcp.2 = {self.also_listen}:{self.port}\n" if self.also_listen else "")
         )
         (self.home / "enabled_plugins").write_text("[].\n")
         (self.home / "rabbitmq-env.conf").write_text("")  # not the machine's /etc/rabbitmq/rabbitmq-env.conf

@@ -44,14 +44,17 @@ def write_password_config(data_dir: Path, password: str) -> Path:
     return path
 
 
-def redis_command(binary: str, port: int, data_dir: Path, persistent: bool, config: Path | None = None) -> list[str]:
-    """Loopback only, with the password of `config` (write_password_config) when given; persistence (AOF, fsync
-    always) only when a fault asks for it."""
+def redis_command(
+    binary: str, port: int, data_dir: Path, persistent: bool, config: Path | None = None, also_bind: str | None = None
+) -> list[str]:
+    """Loopback only (and `also_bind`: the bridge address of `--hosts`, which has no uplink), with the password of
+    `config` (write_password_config) when given; persistence (AOF, fsync always) only when a fault asks for it."""
     return [
         binary,
         *([str(config)] if config is not None else []),
         "--bind",
         "127.0.0.1",
+        *([also_bind] if also_bind else []),
         "--port",
         str(port),
         "--dir",

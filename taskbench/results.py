@@ -84,6 +84,22 @@ class ApiOptions(BaseModel):
         return self == ApiOptions()
 
 
+class ContainerLimits(BaseModel):
+    """A part's container limits (--worker-cpus/--worker-memory, --api-cpus/--api-memory): its cgroup's CPU quota
+    and memory limit (swap included), as Kubernetes' resources.limits set them (taskbench.cgroups). None: none."""
+
+    cpus: float | None = None  # CPUs of quota per 100 ms period
+    memory_mb: int | None = None  # MiB
+
+    @property
+    def is_set(self) -> bool:
+        return self.cpus is not None or self.memory_mb is not None
+
+    def text(self) -> str:
+        cpu = "no CPU limit" if self.cpus is None else f"{self.cpus:g} CPU"
+        return cpu + (", no memory limit" if self.memory_mb is None else f", {self.memory_mb} MiB (swap included)")
+
+
 class LoadOptions(BaseModel):
     """Sustained load (--rate): open-loop steps of a fixed offered rate instead of bursts, and the rules that
     call a step sustained (taskbench.analysis.rates)."""
@@ -142,6 +158,14 @@ class RunSettings(BaseModel):
     # --with PKG==VERSION: releases pinned in every implementation's environment that installs the package
     with_packages: list[str] = Field(default_factory=list)
     load: LoadOptions | None = None  # --rate / --target-rate: sustained load instead of bursts
+    # --hosts N: the workers in N network namespaces on a bridge (taskbench.netns); 0: everything on loopback.
+    # `topology`: which part on which address, filled in once the stack is up; `link_delay_ms`: --link-delay.
+    hosts: int = 0
+    topology: dict[str, str] = Field(default_factory=dict)
+    link_delay_ms: float | None = None
+    # Container limits (taskbench.cgroups): each worker's and each API server's cgroup
+    worker_limits: ContainerLimits = Field(default_factory=ContainerLimits)
+    api_limits: ContainerLimits = Field(default_factory=ContainerLimits)
 
     @model_validator(mode="before")
     @classmethod
@@ -179,6 +203,8 @@ class ScenarioSpec(BaseModel):
     rate: float | None = None  # sustained load: jobs per second offered, open loop, for `for_s` (`jobs` in all)
     for_s: float | None = None
     arrivals: Literal["uniform", "poisson"] = "uniform"
+    # worker-oom: the worker's memory limit (MiB: --worker-memory); None: its idle usage + 256 MiB (the event says)
+    memory_limit_mb: int | None = None
 
     @property
     def model_workload(self) -> str:
@@ -225,7 +251,25 @@ class Execution(BaseModel):
     ok: bool = True
     error: str | None = None
     pid: int | None = None
-    t: float
+    t: float  # on the clock of the host that ran it
+    host: str | None = None  # the host that ran it (`taskbench worker --host-label`); None: recorded before hosts
+    # when the event reached the stack's telemetry Redis, on the harness's machine's clock (taskbench.telemetry);
+    # None: read from the ledger file
+    received_at: float | None = None
+
+
+class HostClock(BaseModel):
+    """A host that ran part of a scenario, and how far its clock may be behind the harness's: the least
+    (arrival on the harness's clock − the host's own stamp) over its ledger events and sample batches, an upper
+    bound (transit only adds); negative: its clock is ahead by at least that much (taskbench.telemetry)."""
+
+    host: str
+    local: bool = False  # the harness's own machine (its clock): its host name, or a namespace of --hosts
+    roles: list[str] = Field(default_factory=list)  # its sampled roles (`{label}-worker@{host}`)
+    batches: int = 0  # sample batches received
+    events: int = 0  # ledger events received
+    jobs_ended: int = 0  # of them, ends: the executions that host finished
+    behind_at_most_s: float | None = None
 
 
 class DeliveryRecord(BaseModel):
@@ -367,6 +411,8 @@ class ScenarioResult(BaseModel):
     # "api": GET /{impl}/jobs; "ledger": rebuilt from the ledger and the 202 answers, because several API
     # processes each keep their own BackgroundTasks records and no single answer holds them all
     records_from: Literal["api", "ledger"] = "api"
+    # the hosts that ran its jobs or sent samples (workers joined with `taskbench worker --join`), with their clocks
+    hosts: list[HostClock] = Field(default_factory=list)
 
     @property
     def run_label(self) -> str:

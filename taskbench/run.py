@@ -112,10 +112,18 @@ def _run(options: RunOptions, console: Console, stamp: str, folder: Path) -> tup
                 api=options.settings.api,
                 options=options.settings.options,
                 environments=envs,
+                worker_limits=options.settings.worker_limits,
+                api_limits=options.settings.api_limits,
+                contained="worker-oom" in options.settings.faults,  # its scenarios set the worker's memory limit
+                hosts=options.settings.hosts,
+                link_delay_ms=options.settings.link_delay_ms,
             )
             with console.status("starting Redis, the API servers and the workers…"):
                 stack = Stack(config)
                 stack.__enter__()
+            options.settings.topology = stack.topology()  # --hosts: which part on which address
+            for part, where in options.settings.topology.items():
+                console.print(f"  {part}: {where}", markup=False)
             rabbitmq = f", RabbitMQ {redacted(stack.amqp_url)}" if stack.amqp_url else ""
             rabbitmq += f", PostgreSQL {redacted(stack.postgres_url)}" if stack.postgres_url else ""
             apis = ", ".join(f"{label} {url}" for label, url in stack.urls().items())

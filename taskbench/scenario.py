@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 import psutil
 
-from taskbench import arrivals, capacity, faults, implementations, provenance, records
+from taskbench import arrivals, capacity, cgroups, faults, implementations, provenance, records
 from taskbench.client import ServiceClient, ServiceError
 from taskbench.job_check import JobArgs
 from taskbench.ledger import LedgerTail
@@ -35,10 +35,12 @@ from taskbench.results import (
 )
 from taskbench.sampler import Sampler
 from taskbench.stack import Stack
+from taskbench.telemetry import RemoteSamples
 from taskbench_wire.enums import JobStatus
 
 POLL_INTERVAL_S = 0.25
 DEPTH_INTERVAL_S = 0.5  # sustained load: how often the job counts are read for the queue-depth chart
+LEDGER_SETTLE_S = 1.0  # the longest the scenario waits for the end events of jobs whose records say they ended
 
 Progress = Callable[[int, int], None]  # (jobs finished, jobs in all)
 
@@ -84,6 +86,15 @@ class Watch:
         self.executions += self.ledger.read()
         return self.executions
 
+    async def settle(self, job_ids: set[str], timeout_s: float = LEDGER_SETTLE_S) -> None:
+        """Until every job in `job_ids` has its end event: a job stamps its record, then sends the event to the
+        telemetry Redis, so the last ones can be a moment behind the records the scenario has just read."""
+        deadline = time.monotonic() + timeout_s
+        self.read()
+        while not job_ids <= self.ledger.ends.keys() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+            self.read()
+
 
 async def _wait_until_done(
     ctx: ScenarioContext,
@@ -99,6 +110,8 @@ async def _wait_until_done(
     while time.time() < deadline and not ctx.stop.is_set():
         if ctx.stack is not None and not spec.fault and ctx.stack.dead_parts(spec.implementation):
             return False
+        if ctx.stack is not None and spec.fault:
+            faults.tend(ctx.stack, spec, events)  # worker-oom: a worker the kernel killed is started again
         try:
             if watch.accepted_ids is not None:
                 if await _finished_in_ledger(ctx, spec, events, progress, watch, watch.accepted_ids):
@@ -162,12 +175,16 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
         stack.select(spec.implementation)
         stack.apply(faults.state_for(spec))  # on this thread: see faults.inject
     await ctx.client.reset([spec.implementation])
+    has_worker = implementations.get(spec.implementation).has_worker
+    cores = cgroups.cores_for(settings, spec.implementation, ctx.cpu_count, has_worker)  # under a CPU limit: fewer
     expected = await ctx.client.capacity(
-        spec.implementation, spec.model_workload, spec.jobs, spec.concurrency or settings.concurrency, ctx.cpu_count
+        spec.implementation, spec.model_workload, spec.jobs, spec.concurrency or settings.concurrency, cores
     )
     ideal = capacity.ideal_makespan_s(spec.jobs, expected.concurrency, spec.duration_s, spec.for_s or 0.0)
     deadline_s = deadline_for(spec, ideal, ctx.timeout_s)
-    watch = Watch(LedgerTail(stack.ledger_path if stack is not None else None))
+    watch = Watch(stack.ledger_tail(spec.implementation) if stack is not None else LedgerTail(None))
+    # Samples from workers on other hosts (taskbench worker --join), through the stack's telemetry Redis
+    remote = RemoteSamples(stack.telemetry_url) if stack is not None and stack.telemetry_url else None
     api_processes = settings.api.api_workers if stack is not None else 1
     split_records = implementations.get(spec.implementation).records_in_api_process and api_processes > 1
 
@@ -185,6 +202,7 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
         split=frozenset({"api"}) if api_processes > 1 else frozenset(),
         pss_roles=frozenset({implementations.job_process(spec.implementation)}),
         connection_ports=connection_ports,
+        remote=remote.readings if remote is not None else None,
     )
     prober = Prober(
         ctx.client.url_for(spec.implementation), settings.probe_interval_s, settings.thresholds.probe_timeout_s
@@ -216,6 +234,8 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
         # finding of this scenario; the stack starts it again before the next one (Stack.apply).
         for part in stack.dead_parts(spec.implementation) if stack is not None else []:
             events.append(Event(t=time.time(), name="died", detail=part))
+        if stack is not None:
+            faults.settle(stack, spec, events)
         if split_records:  # no one process holds every record: rebuild them all from the ledger
             jobs = records.rebuild(spec, submissions, watch.read())
         else:
@@ -224,6 +244,8 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
             except httpx.HTTPError as exc:  # its API is gone, and the records in its memory or Redis with it
                 events.append(Event(t=time.time(), name="records_lost", detail=str(exc)))
                 jobs = []
+            if stack is not None:  # a ledger to wait for
+                await watch.settle({j.job_id for j in jobs if j.finished_at is not None})
     finally:
         if counting is not None:
             counting.cancel()
@@ -234,6 +256,8 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
     harness_cpu_s = cpu_after.user + cpu_after.system - cpu_before.user - cpu_before.system
     if split_records and not spec.fault:
         status_polls = await _poll_statuses(ctx, spec, submissions, events)
+    executions = [e for e in watch.read() if e.implementation == implementations.plugin_name(spec.implementation)]
+    hosts = remote.clocks(executions, stack.local_hosts()) if remote is not None and stack is not None else []
     result = ScenarioResult(
         spec=spec,
         settings=settings,
@@ -247,7 +271,7 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
         interrupted=ctx.stop.is_set(),
         submissions=submissions,
         jobs=jobs,
-        executions=[e for e in watch.read() if e.implementation == implementations.plugin_name(spec.implementation)],
+        executions=executions,
         probes=probes,
         samples=samples,
         events=events,
@@ -258,6 +282,7 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
         if implementations.known(spec.implementation)
         else None,
         records_from="ledger" if split_records else "api",
+        hosts=hosts,
         harness=Reading(
             cpu_percent=100 * harness_cpu_s / max(ended_at - started_at, 1e-9),
             rss_mb=harness.memory_info().rss / 2**20,

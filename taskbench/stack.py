@@ -18,6 +18,7 @@ import contextlib
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -32,13 +33,24 @@ import httpx
 import psutil
 import redis
 
-from taskbench import environment, implementations, postgres_server, rabbitmq_server, venvs, watchdog
+from taskbench import (
+    cgroups,
+    environment,
+    implementations,
+    netns,
+    postgres_server,
+    rabbitmq_server,
+    telemetry,
+    venvs,
+    watchdog,
+)
 from taskbench.errors import StackError
 from taskbench.implementations.base import PYTHON
+from taskbench.ledger import LedgerTail
 from taskbench.redis_server import find_redis_server, free_port, redis_command, write_password_config
-from taskbench.results import ApiOptions, PluginOptions
+from taskbench.results import ApiOptions, ContainerLimits, PluginOptions
 from taskbench.services import Service
-from taskbench_wire.env import ServiceEnv
+from taskbench_wire.env import CELERY_ENV_VARS, ENV_VARS, HOST_LABEL, LEDGER, ServiceEnv
 from taskbench_wire.health import Health
 from taskbench_wire.urls import redacted
 
@@ -57,6 +69,8 @@ class StackState:
     redis_persistent: bool = False
     concurrency: int | None = None  # the workers' --concurrency (None: the config's); --concurrency 4,16,40
     middleware: str = "none"  # "base-http": the API behind a do-nothing BaseHTTPMiddleware
+    worker_memory_mb: int | None = None  # worker-oom: the scenario's worker under this memory limit (MiB)
+    worker_memory_headroom_mb: int | None = None  # worker-oom, no limit given: its idle usage plus this
 
     def delivery(self, implementation: str) -> str:
         return self.deliveries.get(implementation, "default")
@@ -81,6 +95,13 @@ class StackConfig:
     options: Mapping[str, PluginOptions] = field(default_factory=dict)  # each implementation's own, by registry name
     # Each implementation's environment, by label (taskbench.environment.prepare); missing ones are built at start.
     environments: Mapping[str, venvs.Env] = field(default_factory=dict)
+    hosts: int = 0  # --hosts N: the workers in N network namespaces on a bridge (taskbench.netns); 0: loopback
+    link_delay_ms: float | None = None  # --link-delay: netem on every host's link (where the kernel has netem)
+    # Container limits (taskbench.cgroups): every worker and API in a cgroup of its own; `contained` makes the
+    # cgroups without limits too (worker-oom sets the scenario's worker's limit)
+    worker_limits: ContainerLimits = field(default_factory=ContainerLimits)
+    api_limits: ContainerLimits = field(default_factory=ContainerLimits)
+    contained: bool = False
 
 
 class Stack:
@@ -109,7 +130,14 @@ class Stack:
         self._exit = contextlib.ExitStack()
         self.id = uuid.uuid4().hex  # every process of the stack carries it (see taskbench.watchdog)
         self._redis_password = secrets.token_urlsafe(24)  # a private Redis answers no one without it
+        # The telemetry Redis (taskbench.telemetry): the ledger's streams and joined workers' samples, untouched
+        # by every fault; a password of its own, so a joined worker holds no key to the service's Redis by it.
+        self.telemetry: Service | None = None
+        self.telemetry_url = ""
+        self._telemetry_password = secrets.token_urlsafe(24)
         self._watchdog: subprocess.Popen[bytes] | None = None
+        self.network: netns.Network | None = None  # --hosts: the bridge and the namespaces
+        self.cgroups: cgroups.StackCgroups | None = None  # container limits: each part's cgroup
 
     def tag(self, env: Mapping[str, str]) -> dict[str, str]:
         """`env` with this stack's id, which every process it starts (and their children) inherits."""
@@ -148,6 +176,21 @@ class Stack:
         """A ledger per implementation: two releases of one queue write the same implementation name."""
         return self.config.workdir / "ledger" / f"{label}.jsonl"
 
+    def ledger_tail(self, label: str) -> LedgerTail:
+        """The ledger of `label` from now on: its stream on the telemetry Redis (every host's events, each with its
+        arrival on this machine's clock), else its file."""
+        if self.telemetry_url:
+            return LedgerTail.stream(self.telemetry_url, telemetry.ledger_key(label))
+        return LedgerTail(self.ledger_path_for(label))
+
+    def local_hosts(self) -> set[str]:
+        """The host labels of this machine's processes, which share the harness's clock: its host name (what the
+        service says when no label is set), and the label of each worker's namespace under --hosts."""
+        hosts = {socket.gethostname()}
+        for label in self.workers:
+            hosts.add(self.worker_env(label).get(HOST_LABEL) or socket.gethostname())
+        return hosts
+
     def redis_url_for(self, label: str) -> str:
         """The run's Redis, in a database of its own for a second release of a queue already in the stack."""
         name = implementations.plugin_name(label)
@@ -176,7 +219,8 @@ class Stack:
         return self.needs_postgres and self.config.postgres_url is None
 
     def services(self) -> list[Service]:
-        started = (self.redis, self.epmd, self.rabbitmq, self.postgres, *self.apis.values(), *self.workers.values())
+        servers = (self.redis, self.telemetry, self.epmd, self.rabbitmq, self.postgres)
+        started = (*servers, *self.apis.values(), *self.workers.values())
         return [s for s in (*started, *self.companions.values()) if s is not None]
 
     def logs(self) -> dict[str, str]:
@@ -210,12 +254,19 @@ class Stack:
         self._watchdog = watchdog.start(self.id)  # first: whatever happens next, nothing outlives the harness
         self.config.workdir.mkdir(parents=True, exist_ok=True)
         (self.config.workdir / "ledger").mkdir(exist_ok=True)
+        if self.config.hosts:
+            self._exit.callback(self._remove_network)  # the first callback in, the last out: after every process
+            self.network = netns.Network.create(self.id, self.config.hosts, self.config.link_delay_ms)
+        if self.config.contained or self.config.worker_limits.is_set or self.config.api_limits.is_set:
+            self.cgroups = cgroups.StackCgroups.create(self.id)
+            self._exit.callback(self.cgroups.remove)  # before the services: it runs after they have stopped
         missing = [label for label in self.config.implementations if label not in self.environments]
         if missing:
             self.environments |= environment.prepare(missing, options=self.config.options)
         if self.embedded_redis:
             self.start_redis()
         self.check_redis()
+        self.start_telemetry()
         if self.embedded_rabbitmq:
             self.start_rabbitmq()
         if self.config.broker == "amqp":
@@ -236,10 +287,12 @@ class Stack:
             service.wait_ready()
         for label in self.config.implementations:
             self.start_companions(label)
+        self.publish_join()
 
     def stop(self) -> None:
         """Ask the APIs, the workers and Flower to shut down all at once (each takes seconds to finish
         gracefully: overlapped, not one after the other), then stop every service in reverse order."""
+        telemetry.withdraw_join(self.telemetry_url)  # workers joined from other hosts leave within a second
         for service in (*self.companions.values(), *self.apis.values(), *self.workers.values()):
             service.process.terminate()
         try:
@@ -271,7 +324,67 @@ class Stack:
             job_dir=str(self.config.job_dir or ""),
             middleware=self.state.middleware,
             implementations=[implementations.plugin_name(label)],
+            telemetry_url=self.telemetry_url,
+            telemetry_ledger=telemetry.ledger_key(label),
         ).environ() | {watchdog.TAG: self.id}
+
+    # --- hosts (--hosts N: taskbench.netns) ----------------------------------------------------------------
+
+    def _remove_network(self) -> None:
+        if self.network is not None:
+            self.network.remove()
+
+    def host_of(self, label: str) -> int | None:
+        """The host (1..N) whose namespace `label`'s worker runs in: the workers in turn, one host each until
+        every host has one; None without --hosts or without a worker."""
+        if self.network is None or not self._has_worker(label):
+            return None
+        with_workers = [other for other in self.config.implementations if self._has_worker(other)]
+        return with_workers.index(label) % self.network.hosts + 1
+
+    def worker_env(self, label: str) -> dict[str, str]:
+        """`env(label)`, with the servers' URLs on the bridge address when the worker runs in a namespace (where
+        127.0.0.1 is its own loopback)."""
+        env = self.env(label)
+        host = self.host_of(label)
+        if self.network is None or host is None:
+            return env
+        via = f"@{self.network.gateway}:"  # every server URL (Redis, Celery's own variables, ...)
+        env = {k: v.replace("@127.0.0.1:", via) if "://" in v else v for k, v in env.items()}
+        if not env.get("TASKBENCH_HOST_LABEL", "x"):  # what its ledger events are attributed to (issue 22, A)
+            env["TASKBENCH_HOST_LABEL"] = f"host {host} ({self.network.address(host)})"
+        return env
+
+    def topology(self) -> dict[str, str]:
+        """Which part runs on which address (--hosts), for the run's settings and every report."""
+        if self.network is None:
+            return {}
+        gateway = self.network.gateway
+        parts = {"bridge": f"{self.network.bridge} {gateway}/24 (no uplink: nothing outside this machine reaches it)"}
+        for name, server in (("redis", self.redis), ("rabbitmq", self.rabbitmq), ("postgres", self.postgres)):
+            if server is not None:
+                parts[name] = f"127.0.0.1 and {gateway} (root namespace)"
+        for label in self.config.implementations:
+            parts[f"{label}-api"] = "127.0.0.1 (root namespace)"
+            host = self.host_of(label)
+            if host is not None:
+                role = implementations.worker_role(label)
+                parts[role] = f"{self.network.address(host)} (host {host}, namespace {self.network.namespace(host)})"
+        return parts
+
+    def partition(self, label: str, seconds: float) -> tuple[float, float]:
+        """Cut the host of `label`'s worker off (its link down, inside its namespace) for `seconds`, then restore
+        it. Returns when the link went down and when it came up (epoch seconds)."""
+        assert self.network is not None, "network-partition needs --hosts"
+        host = self.host_of(label)
+        assert host is not None, f"{label} has no worker in a namespace"
+        down_at = time.time()
+        self.network.set_link(host, up=False)
+        try:
+            time.sleep(seconds)
+        finally:
+            self.network.set_link(host, up=True)
+        return down_at, time.time()
 
     def python(self, label: str) -> str:
         return self.environments[label].python
@@ -294,11 +407,56 @@ class Stack:
         port = port or free_port()
         self.redis_url = f"redis://:{self._redis_password}@127.0.0.1:{port}/0"
         config = write_password_config(self.config.workdir, self._redis_password)
-        argv = redis_command(find_redis_server(), port, self.config.workdir, self.state.redis_persistent, config)
+        also = self.network.gateway if self.network else None  # --hosts: the workers' namespaces reach it there
+        argv = redis_command(find_redis_server(), port, self.config.workdir, self.state.redis_persistent, config, also)
         service = Service(
             "redis", argv, self.tag({}), self._log("redis"), lambda _: self._redis_answers(), "redis-server"
         )
         self.redis = self._own(service)
+
+    def start_telemetry(self) -> None:
+        """The telemetry Redis, started as the private one is (loopback, and the bridge under --hosts; a password
+        of its own in a 0600 file; no persistence), in a directory of its own. No fault touches it."""
+        port = free_port()
+        self.telemetry_url = f"redis://:{self._telemetry_password}@127.0.0.1:{port}/0"
+        directory = self.config.workdir / "telemetry"
+        config = write_password_config(directory, self._telemetry_password)
+        # Under --hosts, the bridge; with `serve --host ADDR`, that address, where workers of other hosts reach it
+        host = self.config.host if self.config.host not in ("127.0.0.1", "localhost", "0.0.0.0", "::") else None
+        also = self.network.gateway if self.network else host
+        argv = redis_command(find_redis_server(), port, directory, False, config, also)
+        ready = lambda _: self._answers(self.telemetry_url)  # noqa: E731
+        service = Service("telemetry", argv, self.tag({}), self._log("telemetry"), ready, "the telemetry redis-server")
+        self.telemetry = self._own(service)
+        self.join_file.touch(mode=0o600)  # what `taskbench worker --join` needs, where only this user reads it
+        self.join_file.write_text(self.telemetry_url + "\n")
+
+    @property
+    def join_file(self) -> Path:
+        """The telemetry URL, password included: a file only its owner reads (`serve` prints its path)."""
+        return self.config.workdir / "telemetry" / "join.url"
+
+    def publish_join(self) -> None:
+        """What `taskbench worker --join` reads to run a worker of this stack elsewhere: each label's variables
+        (no ledger file: the stream is the ledger there), the queue's release, concurrency and options."""
+        if not self.telemetry_url:
+            return
+        labels = {}
+        for label in self.config.implementations:
+            impl = implementations.get(label)
+            if not impl.has_worker:
+                continue
+            env = self.env(label)
+            variables = {name: env[name] for name in (*ENV_VARS, *CELERY_ENV_VARS) if name in env}
+            labels[label] = telemetry.JoinedLabel(
+                env=variables | {LEDGER: "", HOST_LABEL: ""},
+                queue_package=impl.queue_package,
+                queue_version=self.environments[label].version(impl.queue_package),
+                concurrency=self.worker_concurrency,
+                options=self.options_of(label),
+                api_url=self.url_for(label),
+            )
+        telemetry.publish_join(self.telemetry_url, telemetry.JoinInfo(stack=self.id, labels=labels))
 
     def restart_redis(self, persistent: bool) -> None:
         """Stop the private Redis (SHUTDOWN, which writes the AOF when on) and start it again on its port."""
@@ -320,8 +478,12 @@ class Stack:
                         raise
 
     def _redis_answers(self) -> bool:
+        return self._answers(self.redis_url)
+
+    @staticmethod
+    def _answers(url: str) -> bool:
         try:
-            return bool(redis.Redis.from_url(self.redis_url, socket_connect_timeout=0.5).ping())
+            return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
         except redis.RedisError:
             return False
 
@@ -344,7 +506,8 @@ class Stack:
     def start_rabbitmq(self) -> None:
         """A private node with its own epmd, both services of the stack (see taskbench.rabbitmq_server)."""
         server, epmd = rabbitmq_server.find_rabbitmq_server(), rabbitmq_server.find_epmd()
-        node = rabbitmq_server.RabbitNode.create(self.config.workdir / "rabbitmq")
+        also = self.network.gateway if self.network else None  # --hosts: the workers' namespaces reach it there
+        node = rabbitmq_server.RabbitNode.create(self.config.workdir / "rabbitmq", also)
         self.amqp_url = node.url
         env = self.tag({**os.environ, **node.environ()})  # its scripts need PATH to find erl
         argv, log = node.epmd_argv(epmd), self._log("epmd")
@@ -366,7 +529,8 @@ class Stack:
         """A private cluster (see taskbench.postgres_server): loopback, a password of this stack's, removed when
         the stack stops; on a restart, the same cluster on the same port."""
         if self._postgres_cluster is None:
-            self._postgres_cluster = postgres_server.PostgresCluster.create(port or free_port(), self.id)
+            also = self.network.gateway if self.network else None  # --hosts: the workers' namespaces reach it there
+            self._postgres_cluster = postgres_server.PostgresCluster.create(port or free_port(), self.id, also)
             self._exit.callback(self._postgres_cluster.remove)  # after the server has stopped
         cluster = self._postgres_cluster
         self.postgres_url = cluster.url
@@ -428,6 +592,7 @@ class Stack:
         what = f"the API server of {implementations.title(label)}"
         name = f"{label}-api"
         service = Service(name, argv, self.env(label), self._log(name), lambda _: self._api_answers(label), what)
+        self._contain(service, self.config.api_limits)
         self.apis[label] = service
         self._middleware[label] = self.state.middleware
         return service
@@ -438,9 +603,39 @@ class Stack:
         role = implementations.worker_role(label)
         what = f"the {implementations.title(label)} worker"
         check = lambda s: self._worker_seen(label, s)  # noqa: E731
-        service = Service(role, self.command(label, argv), self.env(label), self._log(role), check, what)
+        service = Service(role, self.command(label, argv), self.worker_env(label), self._log(role), check, what)
+        host = self.host_of(label)
+        if self.network is not None and host is not None:
+            service.process.netns = self.network.namespace(host)
+        self._contain(service, self.config.worker_limits)
         self.workers[label] = service
         return service
+
+    def _contain(self, service: Service, limits: ContainerLimits) -> None:
+        """Start `service` (and, on every restart, again) in a cgroup of its own with these limits."""
+        if self.cgroups is not None:
+            service.process.cgroup_procs = self.cgroups.group(service.name, limits).procs_files
+
+    def worker_cgroup(self, label: str) -> cgroups.Cgroup:
+        assert self.cgroups is not None, "the stack runs without cgroups"
+        return self.cgroups.groups[implementations.worker_role(label)]
+
+    def _limit_worker_memory(self, state: StackState) -> None:
+        """worker-oom: the scenario's worker under its limit, every other at the run's; OOM kills counted from now."""
+        if self.cgroups is None:
+            return
+        for label in self.workers:
+            cgroup = self.worker_cgroup(label)
+            cgroup.idle_mb, limit = None, self.config.worker_limits.memory_mb
+            if label == self.focus and state.worker_memory_mb is not None:
+                limit = state.worker_memory_mb
+            elif label == self.focus and state.worker_memory_headroom_mb is not None:
+                limit = cgroup.usage_mb() + state.worker_memory_headroom_mb
+            try:
+                cgroup.set_memory(limit)
+            except OSError as exc:  # v1: EBUSY when it already holds more than the new limit and cannot reclaim it
+                raise StackError(f"the {label} worker's memory limit cannot be set to {limit} MiB: {exc}") from exc
+            cgroup.mark()
 
     def dead_parts(self, label: str) -> list[str]:
         """The processes of `label` (its API, its worker) that are not running, and how each ended: a scenario
@@ -516,8 +711,10 @@ class Stack:
             )
             if changed or not worker.alive():
                 self.restart_worker(name)
+        self._limit_worker_memory(state)  # after the restarts: a limit above idle usage reads it from a ready worker
         if self.embedded_redis and previous.redis_persistent != state.redis_persistent:
             self._set_persistence(state.redis_persistent)
+        self.publish_join()  # joined workers follow the new settings (taskbench.remote_worker)
 
     @property
     def worker_concurrency(self) -> int:
@@ -533,7 +730,7 @@ class Stack:
         if set(wanted) != set(current.requirements):
             request = venvs.EnvRequest(name, wanted, current.constraints)
             self.environments[name] = venvs.ensure(request)
-        worker.process.env = self.env(name)
+        worker.process.env = self.worker_env(name)
         argv = implementations.get(name).worker_argv(self.worker_concurrency, self.options_of(name))
         worker.process.argv = self.command(name, argv) if argv else worker.process.argv
         worker.start()

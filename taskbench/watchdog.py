@@ -6,7 +6,9 @@ RQ's pool workers and Dramatiq's processes were left running (and polling a Redi
 Every process the stack starts carries `TASKBENCH_STACK=<id>` in its environment, which its children inherit,
 whatever process group or session they move to; the watchdog reads the harness's end of a pipe, and at its
 end of file (the kernel closes it when the harness exits) kills every process that carries the id, then removes
-the stack's private directories outside its run folder (a private PostgreSQL's cluster). After a clean stop
+the stack's private directories outside its run folder (a private PostgreSQL's cluster) and, with `--hosts`, its
+network namespaces and links (`taskbench.netns`), and under container limits its cgroups (`taskbench.cgroups`:
+removable once their processes are dead). After a clean stop
 nothing carries the id any more, and the watchdog exits.
 
     python -m taskbench.watchdog STACK_ID    (stdin: the pipe; started by taskbench.stack)
@@ -24,6 +26,8 @@ import time
 from pathlib import Path
 
 import psutil
+
+from taskbench import cgroups, netns
 
 TAG = "TASKBENCH_STACK"
 # A stack's directories under the system's temporary directory are named `{prefix}{stack id}-…`: what the
@@ -89,6 +93,8 @@ def main() -> None:
     if kill_stack(stack_id):
         time.sleep(CHILDREN_EXIT_S if any(Path(tempfile.gettempdir()).glob(f"{PRIVATE_DIR_PREFIX}{stack_id}-*")) else 0)
     remove_private_dirs(stack_id)
+    netns.remove_leftovers(stack_id)  # --hosts: its namespaces, veth pairs and bridge (its processes are gone)
+    cgroups.remove_stack(stack_id)  # container limits: its cgroups (what is still in one is killed first)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from taskbench_wire.env import (
     BROKER_URL,
     CONCURRENCY,
     DELIVERY,
+    HOST_LABEL,
     IMPLEMENTATIONS,
     JOB_TIMEOUT,
     JOBS,
@@ -23,6 +24,8 @@ from taskbench_wire.env import (
     REDIS_TIMEOUT,
     REDIS_URL,
     RESTORE_INTERVAL,
+    TELEMETRY_LEDGER,
+    TELEMETRY_URL,
 )
 from taskbench_wire.urls import is_amqp
 
@@ -67,6 +70,11 @@ class Settings:
     middleware: str = "none"
     # The implementations this process serves; empty: every one whose queue is installed here.
     implementations: tuple[str, ...] = ()
+    # The stack's telemetry Redis and the ledger's stream there (taskbench_service.ledger); off when empty.
+    telemetry_url: str = ""
+    telemetry_ledger: str = ""
+    # The host the ledger's events are attributed to (`taskbench worker --host-label`); empty: the host's name.
+    host_label: str = ""
 
     @property
     def broker(self) -> str:
@@ -99,6 +107,9 @@ def load() -> Settings:
         job_timeout_s=float(os.environ.get(JOB_TIMEOUT, "60")),
         middleware=os.environ.get(MIDDLEWARE, "none"),
         implementations=tuple(name for name in os.environ.get(IMPLEMENTATIONS, "").split(",") if name),
+        telemetry_url=env.get(TELEMETRY_URL, ""),
+        telemetry_ledger=env.get(TELEMETRY_LEDGER, ""),
+        host_label=env.get(HOST_LABEL, ""),
     )
 
 

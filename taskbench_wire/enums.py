@@ -35,10 +35,12 @@ class Fault(str, Enum):
     worker_child_crash = "worker-child-crash"  # SIGKILL only its child processes (as an OOM kill would)
     redis_restart = "redis-restart"  # restart Redis, without and with AOF persistence
     postgres_restart = "postgres-restart"  # restart PostgreSQL (a fast shutdown): the PostgreSQL queues' jobs
+    network_partition = "network-partition"  # --hosts: the worker's host cut off (link down) for a while, restored
+    worker_oom = "worker-oom"  # the worker under a memory limit, jobs above it: the kernel's OOM killer (cgroups)
 
 
 FAULTS = tuple(f.value for f in Fault)
-WORKER_FAULTS = (Fault.worker_crash.value, Fault.worker_child_crash.value)
+WORKER_FAULTS = (Fault.worker_crash.value, Fault.worker_child_crash.value, Fault.worker_oom.value)
 
 
 class Middleware(str, Enum):

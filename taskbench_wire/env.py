@@ -25,9 +25,14 @@ MIDDLEWARE = "TASKBENCH_MIDDLEWARE"  # "none" or "base-http": a do-nothing BaseH
 # The implementations this process serves (comma-separated service module names); unset: every one whose queue
 # is installed. Each implementation's environment holds one queue, so its API serves that one alone.
 IMPLEMENTATIONS = "TASKBENCH_IMPLEMENTATIONS"
+# The stack's telemetry Redis (a server of its own, which no fault touches): the ledger's events go to the stream
+# TELEMETRY_LEDGER there (one per implementation label), each tagged with HOST_LABEL (unset: the host's name).
+TELEMETRY_URL = "TASKBENCH_TELEMETRY_URL"
+TELEMETRY_LEDGER = "TASKBENCH_TELEMETRY_LEDGER"
+HOST_LABEL = "TASKBENCH_HOST_LABEL"
 ENV_VARS = (
     REDIS_URL, BROKER_URL, POSTGRES_URL, LEDGER, REDIS_TIMEOUT, CONCURRENCY, DELIVERY, REDELIVERY_TIMEOUT,
-    RESTORE_INTERVAL, JOBS, JOB_TIMEOUT, MIDDLEWARE, IMPLEMENTATIONS,
+    RESTORE_INTERVAL, JOBS, JOB_TIMEOUT, MIDDLEWARE, IMPLEMENTATIONS, TELEMETRY_URL, TELEMETRY_LEDGER, HOST_LABEL,
 )  # fmt: skip
 # Celery's own variables, honoured as Celery users expect; the harness sets them too.
 CELERY_ENV_VARS = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
@@ -48,6 +53,9 @@ class ServiceEnv(BaseModel):
     job_dir: str = ""  # the user's working directory, where the API and workers import the jobs from
     middleware: str = "none"  # "base-http": the API runs behind a do-nothing BaseHTTPMiddleware
     implementations: list[str] = []  # what the process serves; empty: every one whose queue is installed
+    telemetry_url: str = ""  # the stack's telemetry Redis; empty: the ledger goes to `ledger_path` only
+    telemetry_ledger: str = ""  # the ledger's stream there (taskbench.telemetry.ledger_key)
+    host_label: str = ""  # what this host's ledger events and samples are attributed to; empty: its host name
 
     def variables(self) -> dict[str, str]:
         return {
@@ -66,6 +74,9 @@ class ServiceEnv(BaseModel):
             "CELERY_RESULT_BACKEND": self.redis_url,  # results and records stay in Redis on either broker
             MIDDLEWARE: self.middleware,
             IMPLEMENTATIONS: ",".join(self.implementations),
+            TELEMETRY_URL: self.telemetry_url,
+            TELEMETRY_LEDGER: self.telemetry_ledger,
+            HOST_LABEL: self.host_label,
         }
 
     def environ(self) -> dict[str, str]:

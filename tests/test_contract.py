@@ -16,7 +16,8 @@ def test_harness_sets_exactly_the_variables_the_service_reads(monkeypatch: pytes
     written = contract.ServiceEnv(
         redis_url="redis://127.0.0.1:1/3", ledger_path="/tmp/ledger", concurrency=7, delivery="acks_late",
         redelivery_timeout_s=9.0, restore_interval_s=0.5, redis_timeout_s=1.5, jobs=["a.b:c"], job_timeout_s=4.0,
-        middleware="base-http", implementations=["celery"],
+        middleware="base-http", implementations=["celery"], telemetry_url="redis://:pw@127.0.0.1:2/0",
+        telemetry_ledger="taskbench:ledger:celery", host_label="host-b",
     ).variables()  # fmt: skip
     assert set(written) == {*contract.ENV_VARS, *contract.CELERY_ENV_VARS}
     for name, value in written.items():
@@ -28,6 +29,9 @@ def test_harness_sets_exactly_the_variables_the_service_reads(monkeypatch: pytes
     assert (read.redelivery_timeout_s, read.restore_interval_s, read.redis_timeout_s) == (9.0, 0.5, 1.5)
     assert (read.jobs, read.job_timeout_s, read.middleware, read.implementations) == (
         ("a.b:c",), 4.0, "base-http", ("celery",),
+    )  # fmt: skip
+    assert (read.telemetry_url, read.telemetry_ledger, read.host_label) == (
+        "redis://:pw@127.0.0.1:2/0", "taskbench:ledger:celery", "host-b",
     )  # fmt: skip
 
 

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from taskbench.capacity import Capacity
-from taskbench.results import DeliveryRecord, Reading, RunResult
+from taskbench.results import DeliveryRecord, HostClock, Reading, RunResult
 
 Endpoint = Literal["async", "sync"]
 ENDPOINTS: tuple[Endpoint, ...] = ("async", "sync")
@@ -80,6 +80,8 @@ class Executions(BaseModel):
     completed_after_fault: int = 0
     attempts_max: int = 0
     redelivery_delay_s: float | None = None  # from the fault to the first job started again
+    # network-partition: from the link's return (the `restored` event) to the first job started after it
+    resumed_after_s: float | None = None
 
 
 class FifoSummary(BaseModel):
@@ -276,6 +278,7 @@ class ScenarioSummary(BaseModel):
     status_polls: StatusPollSummary | None = None  # when several API processes each held their own records
     rate: RateStep | None = None  # a sustained-load step (--rate): its figures and whether it was sustained
     records_from: str = "api"  # "ledger": rebuilt from the ledger, no single API process holding them all
+    hosts: list[HostClock] = Field(default_factory=list)  # the hosts that ran its jobs or sent samples, their clocks
     responsive: bool | None  # None: no probe was sent
     failures: list[Failure] = Field(default_factory=list)  # rules that fired in every run, clear of the margin
     # With repeats, every number above is the median over the runs (lists and ids: from the median run).
@@ -347,6 +350,7 @@ class FaultRow(BaseModel):
     delivery: str | None  # the delivery setting the worker ran with
     promise: str  # what the queue promises under it
     broker: str = "redis"  # where its jobs waited (amqp: RabbitMQ, --broker amqp)
+    resumed_after_s: float | None = None  # network-partition: from the link's return to the next job started
 
 
 class TradeOffRow(BaseModel):

@@ -74,6 +74,20 @@ def _answered_at(s: Submission) -> float | None:
     return None if s.latency_s is None else s.sent_at + s.latency_s
 
 
+def finished_at(result: ScenarioResult) -> dict[str, float]:
+    """When each finished job finished, on the harness's clock, for the end-to-end figures (makespan, latency from
+    the send or due time, throughput): a job that ended on another host (`taskbench worker --join`) at its end
+    event's arrival on the harness's machine (taskbench.telemetry), as that host's clock may be off; every
+    other job at its record's own stamp, as before hosts (one machine, one clock)."""
+    done = {j.job_id: j.finished_at for j in result.jobs if j.finished_at is not None}
+    remote = {h.host for h in result.hosts if not h.local}
+    if remote:
+        for e in result.executions:
+            if e.event == "end" and e.host in remote and e.received_at is not None and e.job_id in done:
+                done[e.job_id] = e.received_at
+    return done
+
+
 def summarise(result: ScenarioResult, probes: Mapping[Endpoint, ProbeSummary], load: LoadOptions) -> RateStep | None:
     """The step's figures and verdict; None for a burst."""
     spec = result.spec
@@ -85,6 +99,7 @@ def summarise(result: ScenarioResult, probes: Mapping[Endpoint, ProbeSummary], l
     subs = result.submissions
     due_at = {s.job_id: s.due_at for s in subs if s.job_id and s.due_at is not None}
     jobs: list[JobRecord] = [j for j in result.jobs if j.job_id in due_at]
+    done = finished_at(result)
 
     sent_times = sorted(s.sent_at for s in subs)
     send_rate = (len(sent_times) - 1) / (sent_times[-1] - sent_times[0]) if len(sent_times) > 1 else None
@@ -93,14 +108,14 @@ def summarise(result: ScenarioResult, probes: Mapping[Endpoint, ProbeSummary], l
     execution = latency(j.execution_time for j in jobs if j.execution_time is not None)
     shift = execution.p50 or 0.0
     steady_due = [j for j in jobs if steady_from <= due_at[j.job_id] < steady_to]
-    finished_in = sum(1 for j in jobs if j.finished_at is not None and steady_from <= j.finished_at < steady_to)
+    finished_in = sum(1 for j in jobs if j.job_id in done and steady_from <= done[j.job_id] < steady_to)
     due_in = sum(1 for t in due_at.values() if steady_from - shift <= t < steady_to - shift)
     depth = [(d.t - start, d.queued + d.running) for d in result.depth if steady_from <= d.t <= steady_to]
     running = [d.running for d in result.depth if steady_from <= d.t <= steady_to]
     depth_slope = slope(depth)
     queue = latency(j.started_at - due_at[j.job_id] for j in steady_due if j.started_at is not None)
     queue_p95 = _p95(j.started_at - due_at[j.job_id] for j in steady_due if j.started_at is not None)
-    total_points = [(due_at[j.job_id] - start, j.finished_at - due_at[j.job_id]) for j in jobs if j.finished_at]
+    total_points = [(due_at[j.job_id] - start, done[j.job_id] - due_at[j.job_id]) for j in jobs if j.job_id in done]
     drift = slope(total_points)
 
     reasons: list[str] = []
@@ -153,7 +168,7 @@ def summarise(result: ScenarioResult, probes: Mapping[Endpoint, ProbeSummary], l
         queue=queue,
         queue_p95_s=queue_p95,
         execution=execution,
-        total=latency(j.finished_at - due_at[j.job_id] for j in jobs if j.finished_at is not None),
+        total=latency(done[j.job_id] - due_at[j.job_id] for j in jobs if j.job_id in done),
         latency_drift_s_per_min=None if drift is None else drift * 60,
         memory_trend_mb_per_h=_memory_trends(result, start),
         api_cpu_ms_per_job=_cpu_ms_per_job(result, "api", accepted),

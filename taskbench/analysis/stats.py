@@ -183,6 +183,8 @@ def execution_summary(result: ScenarioResult, fault_at: float | None) -> Executi
         for e in result.executions
         if e.event == "start" and fault_at is not None and e.t > fault_at and starts[e.job_id] > 1
     ]
+    restored_at = next((e.t for e in result.events if e.name == "restored"), None)
+    resumed_at = [e.t for e in result.executions if e.event == "start" and e.t > (restored_at or float("inf"))]
     lost = [job_id for job_id in accepted if ends[job_id] == 0]
     duplicated = [job_id for job_id in accepted if ends[job_id] > 1]
     recovered = (
@@ -207,6 +209,7 @@ def execution_summary(result: ScenarioResult, fault_at: float | None) -> Executi
         # from the fault to the first job started again: the redelivery timeout (which runs from the
         # delivery, shortly before the fault) plus up to one restore sweep
         redelivery_delay_s=(min(redelivered_at) - fault_at) if redelivered_at and fault_at is not None else None,
+        resumed_after_s=(min(resumed_at) - restored_at) if resumed_at and restored_at is not None else None,
     )
 
 
@@ -259,7 +262,8 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
     statuses = Counter(j.status.value for j in jobs)
     sent_at = {s.job_id: s.sent_at for s in subs if s.job_id}
     accepted = sum(1 for s in subs if s.job_id)
-    finished = [j.finished_at for j in jobs if j.finished_at]
+    done = rates.finished_at(result)  # on the harness's clock (a remote host's own may be off)
+    finished = list(done.values())
     first_submit = min((s.sent_at for s in subs), default=result.started_at)
     makespan = (max(finished) - first_submit) if finished and statuses["completed"] == spec.jobs else None
     span = submission_span(result)
@@ -320,7 +324,7 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
         execution_time=distribution(j.execution_time for j in jobs),
         total_time=distribution(j.total_time for j in jobs),
         client_total_time=distribution(
-            j.finished_at - sent_at[j.job_id] for j in jobs if j.finished_at and j.job_id in sent_at
+            done[j.job_id] - sent_at[j.job_id] for j in jobs if j.job_id in done and j.job_id in sent_at
         ),
         makespan_s=makespan,
         throughput_jobs_per_s=(statuses["completed"] / (max(finished) - first_submit))
@@ -349,5 +353,6 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
         max_running_by_pid=max_running_by_pid(result) if result.records_from == "ledger" else {},
         status_polls=status_poll_summary(result),
         records_from=result.records_from,
+        hosts=result.hosts,
         responsive=None,
     )

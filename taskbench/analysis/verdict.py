@@ -190,6 +190,7 @@ def _fault_rows(summaries: list[ScenarioSummary]) -> list[FaultRow]:
                 delivery=delivery,
                 promise=promise,
                 broker=s.delivery.broker if s.delivery else "redis",
+                resumed_after_s=execs.resumed_after_s,
             )
         )
     return rows
@@ -204,6 +205,7 @@ def _fault_lines(rows: list[FaultRow]) -> list[str]:
             f"{r.implementation}{' on RabbitMQ' if r.broker == 'amqp' else ''} lost {r.lost}/{r.jobs}"
             + (f", duplicated {r.duplicated}" if r.duplicated else "")
             + (f", redelivered {r.recovered}" if r.recovered else "")
+            + (f", resumed {r.resumed_after_s:.2f} s after the link came back" if r.resumed_after_s is not None else "")
             for r in same
         ]
         lines.append(f"{name}: " + "; ".join(parts) + ".")

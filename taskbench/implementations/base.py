@@ -145,6 +145,10 @@ class Implementation(ABC):
         PostgreSQL restart only where the jobs wait in PostgreSQL."""
         if fault == enums.Fault.postgres_restart:
             return self.needs_postgres
+        if fault == enums.Fault.network_partition:  # a worker's host cut off: the queues with a worker
+            return self.has_worker
+        if fault == enums.Fault.worker_oom:  # every queue with a worker (BackgroundTasks' jobs run in the API)
+            return self.has_worker
         return fault in self.faults
 
     # --- what the reports say ---------------------------------------------------------------------------

@@ -73,6 +73,9 @@ def _mark_events(ax: Axes, result: ScenarioResult, legend: bool = True) -> None:
         end = times.get("burst_end", times["burst_start"])
         ax.axvspan(times["burst_start"], max(end, times["burst_start"] + 1e-3), color=BURST_COLOUR, zorder=0,
                    label="submission burst" if legend else None)  # fmt: skip
+    if "fault" in times and "restored" in times:  # network-partition: the time the host was cut off
+        ax.axvspan(times["fault"], times["restored"], color=FAULT_COLOUR, alpha=0.08, zorder=0,
+                   label="host cut off" if legend else None)  # fmt: skip
     for event in result.events:
         if event.name == "fault":
             label = f"fault: {event.detail or 'injected'}" if legend else None

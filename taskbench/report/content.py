@@ -14,6 +14,7 @@ from taskbench.analysis.models import AnalysedRun, Failure, ImplementationInfo, 
 from taskbench.analysis.verdict import BASELINE
 from taskbench.report.fmt import mb, ms, percent, ratio, seconds, yes_no
 from taskbench.results import RunResult, RunSettings, ScenarioResult
+from taskbench.telemetry import CLOCK_SKEW_WARN_S
 
 SPEC_WORKLOAD = "sleep"  # the spec's own job: its rows and files carry no workload name
 
@@ -342,9 +343,24 @@ def topology_text(settings: RunSettings) -> str:
         for name in dict.fromkeys(implementations.plugin_name(label) for label in settings.implementations)
         if implementations.known(name) and implementations.get(name).Options.model_fields
     ]
+    limits = [
+        f"{part} in cgroups of their own: {limit.text()} ({flags})"
+        for part, limit, flags in (
+            ("workers", settings.worker_limits, "--worker-cpus, --worker-memory"),
+            ("APIs", settings.api_limits, "--api-cpus, --api-memory"),
+        )
+        if limit.is_set
+    ]  # container limits (taskbench.cgroups)
     return f"Topology: API {api} each (--api-workers), graceful shutdown {graceful} (--graceful-timeout)" + (
-        "; " + "; ".join(own) if own else ""
+        "; " + "; ".join(own + limits) if own or limits else ""
     )
+
+
+def hosts_text(settings: RunSettings) -> str:
+    """Which part ran on which address (--hosts: network namespaces on one machine)."""
+    delay = f", {settings.link_delay_ms:g} ms link delay" if settings.link_delay_ms else ""
+    parts = "; ".join(f"{part} {where}" for part, where in settings.topology.items()) or "not recorded"
+    return f"Hosts (--hosts {settings.hosts}: network namespaces on this machine{delay}): {parts}"
 
 
 MIDDLEWARE_TITLES = {"none": "no middleware", "base-http": "a do-nothing BaseHTTPMiddleware"}
@@ -444,6 +460,53 @@ def _shares(s: ScenarioSummary) -> str:
     return f"{percent(c.harness_percent)} / {percent(c.service_percent)}" + (" ⚠" if c.harness_over_limit else "")
 
 
+def _clock(bound: float | None) -> str:
+    if bound is None:
+        return "–"
+    return f"ahead by ≥ {seconds(-bound, 3)}" if bound < 0 else f"behind by ≤ {seconds(bound, 3)}"
+
+
+def workers_by_host(summaries: Sequence[ScenarioSummary]) -> list[Block]:
+    """The workers by host, when a worker ran elsewhere (`taskbench worker --join`): each one's CPU, memory, the
+    jobs its ledger events show ended there, and its clock against the harness's (taskbench.telemetry)."""
+    remote = [s for s in summaries if any(not h.local for h in s.hosts) or len(s.hosts) > 1]
+    if not remote:
+        return []
+    rows: list[list[Cell]] = []
+    skewed: dict[str, float] = {}
+    for s in remote:
+        for h in s.hosts:
+            # the stack's own worker of the scenario ran the jobs that ended on a host of this machine
+            roles = list(h.roles) or ([s.job_process] if h.local and h.jobs_ended else [])
+            for role in roles or ["–"]:
+                r = s.resources.get(role)
+                memory = mb(None if r is None else r.memory_peak_mb)
+                where = h.host + (" (harness's machine)" if h.local else "")
+                rows.append([s.label, where, role, _cpu_peak_avg(r), memory, str(h.jobs_ended),
+                             _clock(h.behind_at_most_s)])  # fmt: skip
+            if h.behind_at_most_s is not None and abs(h.behind_at_most_s) > CLOCK_SKEW_WARN_S:
+                skewed[h.host] = h.behind_at_most_s
+    headers = ["Scenario", "Host", "Worker", "CPU peak/avg", "Memory peak", "Jobs ended there", "Clock vs harness"]
+    blocks: list[Block] = [
+        Heading("Workers by host", 3),
+        Table(headers, rows),
+        Paragraph(
+            "Each host's clock: the least (arrival on the harness's machine − the host's own stamp) over its ledger "
+            "events and samples, an upper bound on how far it is behind (transit only adds). Makespans and latencies "
+            "use the harness's clock; a worker's own stamps only split a job's time."
+        ),
+    ]
+    if skewed:
+        blocks.append(
+            Paragraph(
+                f"**Clock skew** over {seconds(CLOCK_SKEW_WARN_S, 3)}: "
+                + "; ".join(f"{host} {_clock(bound)}" for host, bound in skewed.items())
+                + ": its jobs' start and end stamps are that far off the harness's clock."
+            )
+        )
+    return blocks
+
+
 def resources_notes(summaries: Sequence[ScenarioSummary]) -> list[Block]:
     """What the harness / service column means, then the harness warning when there is one."""
     shares = [s.cpu_shares for s in summaries if s.cpu_shares is not None]
@@ -498,6 +561,10 @@ def faults_table(summaries: Sequence[ScenarioSummary]) -> Table:
     headers = ["Fault", "Implementation", "Broker", "Delivery", "Accepted", "Completed once",
                "Lost (cut off / never started)", "Duplicated", "Redelivered", "Redelivery delay (timeout)",
                "Completed after fault", "Lost / duplicated ids"]  # fmt: skip
+    # network-partition: the time from the link's return to the next job started (only where one ran)
+    partitioned = any(s.fault == "network-partition" for s in summaries)
+    if partitioned:
+        headers.insert(-1, "Resumed after restore")
     rows: list[list[Cell]] = []
     for s in (s for s in summaries if s.fault):
         e = s.executions
@@ -521,6 +588,7 @@ def faults_table(summaries: Sequence[ScenarioSummary]) -> Table:
                 str(e.recovered),
                 delay,
                 str(e.completed_after_fault),
+                *([seconds(e.resumed_after_s, 2)] if partitioned else []),
                 [*(f"lost {i}" for i in e.lost_ids), *(f"dup {i}" for i in e.duplicated_ids)] or "–",
             ]
         )
@@ -679,6 +747,7 @@ def run_facts(run: RunResult) -> list[str]:
         f"Service: {s.url or 'started by taskbench'}; Redis: {s.redis}; " + broker_text(s),
         middleware_text(s.middleware, env.versions),
         topology_text(s),
+        *([hosts_text(s)] if s.hosts else []),
         f"Machine: {machine.platform}, {machine.cpu_count or '?'} cores, "
         f"{machine.memory_gb or 0:.1f} GB RAM; Python {machine.python}",
         f"Versions: {versions}",
@@ -754,6 +823,7 @@ def comparison(run: AnalysedRun, charts: Sequence[ChartRef] = ()) -> list[Block]
         Heading("Resources", 3),
         resources_table(summaries),
         *resources_notes(summaries),
+        *workers_by_host(summaries),
     ]
     if any(s.api_processes > 1 for s in summaries):
         blocks += [Heading("Several API processes (--api-workers)", 3), api_processes_table(summaries)]
@@ -838,6 +908,7 @@ def scenario(result: ScenarioResult, summary: ScenarioSummary, charts: Sequence[
         Heading("Resources"),
         resources_table([s]),
         *resources_notes([s]),
+        *workers_by_host([s]),
         *api_blocks,
         Heading("Executions" + source),
         executions_table(s),

@@ -1,0 +1,250 @@
+"""`--hosts N`: workers in network namespaces of their own on a bridge (taskbench.netns), the `network-partition`
+fault, and nothing left behind however the run ends. Real namespaces, real servers and workers: as root only,
+skipped with the reason elsewhere, failing under CI=true (CI runs as root)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from taskbench import netns, watchdog
+from taskbench.analysis import summarise
+from taskbench.analysis.models import ScenarioSummary
+from taskbench.client import ServiceClient
+from taskbench.results import RunEnvironment, RunSettings, ScenarioResult, ScenarioSpec, Thresholds
+from taskbench.scenario import ScenarioContext, run_scenario
+from taskbench.stack import Stack, StackConfig
+from tests.conftest import wait_for
+
+PROBLEM = netns.missing_privilege()
+as_root = pytest.mark.skipif(
+    PROBLEM is not None and os.environ.get("CI") != "true", reason=f"{PROBLEM} (CI runs these as root)"
+)
+QUEUES = ("celery", "arq")  # Celery, and an asyncio queue
+
+
+def _own_namespace(pid: int) -> str:
+    return os.readlink(f"/proc/{pid}/ns/net")
+
+
+def _tcp_peers(pid: int) -> set[tuple[str, int]]:
+    """The remote ends of the established TCP connections in `pid`'s network namespace."""
+    peers = set()
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] != "01":  # ESTABLISHED
+            continue
+        address, port = fields[2].split(":")
+        peers.add((str(ipaddress.IPv4Address(int(address, 16).to_bytes(4, "little"))), int(port, 16)))
+    return peers
+
+
+def _inode(namespace: str) -> int:
+    return os.stat(netns.NETNS_DIR / namespace).st_ino
+
+
+@pytest.fixture(scope="module")
+def hosts_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    config = StackConfig(workdir=tmp_path_factory.mktemp("hosts"), concurrency=2, implementations=QUEUES, hosts=2)
+    with Stack(config) as stack:
+        yield stack
+    assert netns.leftovers(stack.id) == []  # stopped: no namespace, veth or bridge of its own left
+
+
+def scenario(stack: Stack, implementation: str, jobs: int, fault: str | None = None) -> ScenarioResult:
+    variant = "5s" if fault else None
+    spec = ScenarioSpec(implementation=implementation, workload="sleep", jobs=jobs, duration_s=0.3, fault=fault,
+                        variant=variant)  # fmt: skip
+    settings = RunSettings(implementations=[implementation], workloads=["sleep"], jobs=[jobs], duration_s=0.3,
+                           memory_mb=0, concurrency=2, thresholds=Thresholds(responsive_p99_s=0.3))  # fmt: skip
+
+    async def go() -> ScenarioResult:
+        client = ServiceClient(stack.url, urls=stack.urls())
+        try:
+            ctx = ScenarioContext(client=client, settings=settings, environment=RunEnvironment(), stack=stack)
+            return await run_scenario(ctx, spec, lambda done, total: None)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(go())
+
+
+@as_root
+def test_each_worker_runs_in_a_namespace_of_its_own_and_reaches_redis_over_the_bridge(hosts_stack: Stack) -> None:
+    network = hosts_stack.network
+    assert network is not None and network.subnet.subnet_of(netns.POOL)
+    harness = _own_namespace(os.getpid())
+    for host, label in enumerate(QUEUES, start=1):
+        worker = hosts_stack.workers[label]
+        assert worker.pid is not None
+        assert _own_namespace(worker.pid) != harness
+        assert os.stat(f"/proc/{worker.pid}/ns/net").st_ino == _inode(network.namespace(host))
+        redis_port = int(hosts_stack.redis_url.rsplit(":", 1)[1].split("/")[0])
+        peers = _tcp_peers(worker.pid)  # its namespace's connections (psutil reads the harness's)
+        assert (network.gateway, redis_port) in peers, peers  # Redis over IP, from the worker's host address
+        assert hosts_stack.topology()[f"{label}-worker"].startswith(network.address(host))
+    assert ipaddress.IPv4Address(network.address(1)) in network.subnet
+
+
+@as_root
+@pytest.mark.parametrize("implementation", QUEUES)
+def test_every_execution_and_each_workers_memory_are_measured(hosts_stack: Stack, implementation: str) -> None:
+    result = scenario(hosts_stack, implementation, jobs=6)
+    summary = summarise(result)
+    assert not result.timed_out, result.events
+    assert summary.executions.source == "ledger" and summary.executions.completed_once == 6
+    worker = hosts_stack.workers[implementation]
+    family = {worker.pid, *(c.pid for c in psutil.Process(worker.pid).children(recursive=True))}
+    assert {e.pid for e in result.executions} <= family  # run by the worker in its namespace
+    memory = summary.resources[f"{implementation}-worker"]
+    assert memory.samples > 0 and memory.rss_peak_mb > 10
+
+
+@as_root
+@pytest.mark.parametrize("implementation", QUEUES)
+def test_a_network_partition_cuts_the_workers_host_off_and_the_queue_resumes(
+    hosts_stack: Stack, implementation: str
+) -> None:
+    result = scenario(hosts_stack, implementation, jobs=12, fault="network-partition")
+    summary: ScenarioSummary = summarise(result)
+    names = [e.name for e in result.events]
+    assert names.index("fault") < names.index("restored") < names.index("recovered"), result.events
+    fault = next(e for e in result.events if e.name == "fault")
+    restored = next(e for e in result.events if e.name == "restored")
+    assert 4.9 < restored.t - fault.t < 7, result.events  # 5 s down
+    assert "link down" in fault.detail
+    e = summary.executions
+    assert e.accepted == 12 and e.completed_once + e.lost + e.duplicated == 12
+    assert e.resumed_after_s is not None and e.resumed_after_s >= 0, e
+    host = hosts_stack.host_of(implementation)
+    assert host is not None and hosts_stack.network is not None and hosts_stack.network.link_is_up(host)
+
+
+@as_root
+def test_rabbitmq_and_postgresql_answer_the_workers_on_the_bridge(tmp_path: Path) -> None:
+    """--broker amqp and a PostgreSQL queue: the private servers listen on the bridge address too, and the
+    workers in namespaces (where 127.0.0.1 is their own loopback) reach them there."""
+    from taskbench import postgres_server, rabbitmq_server
+    from taskbench.errors import UsageError
+
+    try:
+        rabbitmq_server.find_rabbitmq_server()
+        postgres_server.find_bin_dir()
+    except UsageError as exc:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(str(exc))
+    labels = ("celery", "procrastinate")
+    config = StackConfig(workdir=tmp_path, concurrency=2, implementations=labels, broker="amqp", hosts=2)
+    with Stack(config) as stack:
+        assert stack.network is not None
+        assert {"rabbitmq", "postgres"} <= set(stack.topology())
+        for label in labels:
+            summary = summarise(scenario(stack, label, jobs=4))
+            assert summary.executions.completed_once == 4, summary.executions
+    assert netns.leftovers(stack.id) == []
+
+
+@as_root
+def test_link_delay_is_refused_in_one_line_where_the_kernel_has_no_netem(tmp_path: Path) -> None:
+    if netns.netem_problem("feedface00") is None:
+        pytest.skip("this kernel has netem")
+    done = subprocess.run(
+        [sys.executable, "-m", "taskbench.cli", "run", "--hosts", "2", "--link-delay", "2ms", "--implementations",
+         "arq", "--output", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "netem" in done.stderr
+    assert netns.leftovers("feedface00") == []
+
+
+@as_root
+def test_a_partition_without_hosts_or_without_privilege_is_one_line_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "taskbench.cli", "run", "--faults", "network-partition", "--implementations", "arq",
+         "--output", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--hosts" in done.stderr, done.stderr
+    monkeypatch.setattr(netns, "_effective_caps", lambda: 0)
+    assert "CAP_NET_ADMIN and CAP_SYS_ADMIN" in (netns.missing_privilege() or "")
+    if shutil.which("setpriv"):  # root without the two capabilities, for real
+        done = subprocess.run(
+            ["setpriv", "--bounding-set", "-net_admin,-sys_admin", sys.executable, "-m", "taskbench.cli", "run",
+             "--hosts", "2", "--implementations", "arq", "--output", str(tmp_path)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 2 and done.stderr.count("\n") == 1 and "CAP_NET_ADMIN" in done.stderr, done.stderr
+
+
+@as_root
+def test_a_killed_harness_leaves_no_namespace_or_link(tmp_path: Path) -> None:
+    """SIGKILL runs no `finally`: the watchdog removes the namespaces, veth pairs and bridge after the processes."""
+    run = subprocess.Popen(
+        [sys.executable, "-m", "taskbench.cli", "run", "--hosts", "2", "--implementations", "arq", "--jobs", "4",
+         "--duration", "30", "--concurrency", "2", "--repeat", "1", "--output", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        ledger = wait_for(lambda: next(tmp_path.glob("*/stack/ledger/arq.jsonl"), None), timeout_s=120, interval_s=0.2)
+        wait_for(lambda: ledger.read_text().count('"start"') >= 2, timeout_s=60, interval_s=0.1)
+        stack_id = next(
+            p.environ()[watchdog.TAG]
+            for p in psutil.Process(run.pid).children(recursive=True)
+            if watchdog.TAG in p.environ()
+        )
+        assert netns.leftovers(stack_id)  # two namespaces, two veth ends and the bridge
+        run.send_signal(signal.SIGKILL)
+        run.wait(30)
+        wait_for(lambda: not watchdog.tagged(stack_id), timeout_s=30, interval_s=0.2)
+        wait_for(lambda: not netns.leftovers(stack_id), timeout_s=30, interval_s=0.2)
+    finally:
+        if run.poll() is None:
+            run.kill()
+
+
+def test_resumed_after_restore_is_the_first_start_after_the_link_came_back() -> None:
+    """The figure the fault table adds for network-partition, from the ledger and the `restored` event alone."""
+    from taskbench.analysis.stats import execution_summary
+    from taskbench.results import Event, Execution, Submission
+
+    def line(job: str, event: str, t: float) -> Execution:
+        return Execution.model_validate({"job_id": job, "implementation": "arq", "event": event, "t": t})
+
+    fields: dict[str, object] = {
+        "submissions": [Submission(index=i, sent_at=0.0, latency_s=0.01, job_id=j) for i, j in enumerate("ab")],
+        "executions": [line("a", "start", 1.0), line("a", "end", 1.5), line("b", "start", 9.2), line("b", "end", 9.7)],
+        "events": [Event(t=2.0, name="fault"), Event(t=7.0, name="restored"), Event(t=7.0, name="recovered")],
+        "jobs": [],
+    }
+    summary = execution_summary(ScenarioResult.model_construct(**fields), fault_at=2.0)  # type: ignore[arg-type]
+    assert summary.resumed_after_s == pytest.approx(2.2) and summary.lost == 0
+    without = ScenarioResult.model_construct(**{**fields, "events": [Event(t=2.0, name="fault")]})  # type: ignore[arg-type]
+    assert execution_summary(without, fault_at=2.0).resumed_after_s is None  # other faults: no such figure
+
+
+@as_root
+def test_two_stacks_on_one_machine_get_subnets_of_their_own() -> None:
+    first = netns.Network.create("feedfa01" + "0" * 24, 1)
+    try:
+        second = netns.Network.create("feedfa02" + "0" * 24, 1)
+        try:
+            assert first.subnet != second.subnet and second.subnet.subnet_of(netns.POOL)
+        finally:
+            second.remove()
+    finally:
+        first.remove()
+    assert netns.leftovers(first.stack_id) == netns.leftovers(second.stack_id) == []
