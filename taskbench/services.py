@@ -15,7 +15,7 @@ from types import TracebackType
 from taskbench.errors import StackError
 from taskbench.processes import ManagedProcess
 
-READY_TIMEOUT_S = 30.0
+READY_TIMEOUT_S = 60.0  # a worker starting on a loaded 2-core machine (Celery beside other stacks) took over 30 s
 
 
 class Service:
