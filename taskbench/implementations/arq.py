@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from taskbench.capacity import Capacity
-from taskbench.implementations.base import ASYNC_WORKLOADS, Delivery, Implementation, cpu_bound, python_module
+from taskbench.implementations.base import (
+    ASYNC_WORKLOADS,
+    Delivery,
+    Implementation,
+    event_loop_model,
+    python_module,
+)
 from taskbench.results import ApiOptions, PluginOptions
 from taskbench_wire.health import Beat, Health
 
@@ -38,17 +44,8 @@ class ArqImplementation(Implementation):
         return python_module("arq", "taskbench_service.implementations.arq.WorkerSettings")
 
     def model(self, workload: str, jobs: int, cpu_count: int, workers: list[Beat], health: Health) -> Capacity:
-        total = sum(w.concurrency for w in workers)
-        processes = len(workers)
-        if workload == "blocking_async":
-            return Capacity(
-                concurrency=processes, reason=f"a blocking call in async def holds the event loop ({processes} worker)"
-            )
-        if workload == "cpu":
-            return cpu_bound(processes, cpu_count, "worker processes (threads share one GIL each)")
-        if workload in ASYNC_WORKLOADS:
-            return Capacity(concurrency=total, reason=f"max_jobs {total} coroutines on one event loop")
-        return Capacity(concurrency=total, reason=f"max_jobs {total}, each in the loop's thread pool of {total}")
+        threads = [w.concurrency for w in workers]  # asyncio.to_thread on a pool of max_jobs threads
+        return event_loop_model(workload, cpu_count, workers, threads, "max_jobs", "via asyncio.to_thread")
 
     def settings(self, concurrency: int, options: PluginOptions, api: ApiOptions) -> dict[str, str]:
         return {

@@ -234,3 +234,23 @@ def cpu_bound(total: int, cpu_count: int, unit: str) -> Capacity:
     return Capacity(
         concurrency=min(total, cpu_count), reason=f"{total} {unit} on {cpu_count} cores", cpu_cores=cpu_count
     )
+
+
+def event_loop_model(
+    workload: str, cpu_count: int, workers: list[Beat], sync_threads: list[int], knob: str, sync_pool: str
+) -> Capacity:
+    """The asyncio queues' model (arq, SAQ, streaQ, procrastinate, pgqueuer): each heartbeat is one worker process
+    running up to its `knob` jobs as coroutines on one event loop, sync jobs in a pool of `sync_threads` threads
+    (one figure per worker), CPU jobs one per process (its GIL), and a blocking call in async def one per process
+    (it holds the loop)."""
+    total, processes = sum(w.concurrency for w in workers), len(workers)
+    if workload == "blocking_async":
+        return Capacity(
+            concurrency=processes, reason=f"a blocking call in async def holds the event loop ({processes} worker)"
+        )
+    if workload == "cpu":
+        return cpu_bound(processes, cpu_count, "worker processes (threads share one GIL each)")
+    if workload in ASYNC_WORKLOADS or workload == "noop":
+        return Capacity(concurrency=total, reason=f"{knob} {total}: coroutines on one event loop")
+    running = sum(min(w.concurrency, t) for w, t in zip(workers, sync_threads, strict=True))
+    return Capacity(concurrency=running, reason=f"{knob} {total}, sync def {sync_pool} of {max(sync_threads)} threads")

@@ -4,7 +4,13 @@ LISTEN/NOTIFY (polling only as a fallback); records, ledger and heartbeats stay 
 from __future__ import annotations
 
 from taskbench.capacity import Capacity
-from taskbench.implementations.base import ASYNC_WORKLOADS, Delivery, Implementation, cpu_bound, python_module
+from taskbench.implementations.base import (
+    ASYNC_WORKLOADS,
+    Delivery,
+    Implementation,
+    event_loop_model,
+    python_module,
+)
 from taskbench.results import ApiOptions, PluginOptions
 from taskbench_wire.health import Beat, Health
 
@@ -51,22 +57,8 @@ class PgqueuerImplementation(Implementation):
         return python_module(SERVICE_MODULE, "setup")  # installs the schema unless its table is there
 
     def model(self, workload: str, jobs: int, cpu_count: int, workers: list[Beat], health: Health) -> Capacity:
-        total = sum(w.concurrency for w in workers)
-        processes = len(workers)
-        if workload == "blocking_async":
-            return Capacity(
-                concurrency=processes, reason=f"a blocking call in async def holds the event loop ({processes} worker)"
-            )
-        if workload == "cpu":
-            return cpu_bound(processes, cpu_count, "worker processes (threads share one GIL each)")
-        if workload in ASYNC_WORKLOADS:
-            return Capacity(concurrency=total, reason=f"max_concurrent_tasks {total}: coroutines on one event loop")
-        if workload == "noop":
-            return Capacity(concurrency=total, reason=f"max_concurrent_tasks {total} on one event loop")
-        return Capacity(
-            concurrency=total,
-            reason=f"max_concurrent_tasks {total}, sync code via asyncio.to_thread in a thread pool of {total}",
-        )
+        threads = [w.concurrency for w in workers]  # asyncio.to_thread on a pool sized to it
+        return event_loop_model(workload, cpu_count, workers, threads, "max_concurrent_tasks", "via asyncio.to_thread")
 
     def settings(self, concurrency: int, options: PluginOptions, api: ApiOptions) -> dict[str, str]:
         batch = batch_size(concurrency)

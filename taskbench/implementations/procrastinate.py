@@ -5,7 +5,7 @@ death does, from the source."""
 from __future__ import annotations
 
 from taskbench.capacity import Capacity
-from taskbench.implementations.base import ASYNC_WORKLOADS, Delivery, Implementation, python_module
+from taskbench.implementations.base import ASYNC_WORKLOADS, Delivery, Implementation, event_loop_model, python_module
 from taskbench.results import ApiOptions, PluginOptions
 from taskbench_wire.health import Beat, Health, as_beats
 
@@ -67,26 +67,8 @@ class ProcrastinateImplementation(Implementation):
         return python_module(SERVICE_MODULE, "setup")  # its schema, unless its tables exist
 
     def model(self, workload: str, jobs: int, cpu_count: int, workers: list[Beat], health: Health) -> Capacity:
-        total = sum(w.concurrency for w in workers)
-        processes = len(workers)
-        if workload == "blocking_async":
-            return Capacity(
-                concurrency=processes, reason=f"a blocking call in async def holds the event loop ({processes} worker)"
-            )
-        if workload == "cpu":
-            return Capacity(
-                concurrency=min(processes, cpu_count),
-                reason=f"sync tasks run in threads of {processes} worker process, sharing one GIL each",
-                cpu_cores=cpu_count,
-            )
-        if workload in ASYNC_WORKLOADS or workload == "noop":
-            return Capacity(concurrency=total, reason=f"concurrency {total}: coroutines on one event loop")
         threads = [w.sync_threads or _default_sync_threads(cpu_count) for w in as_beats(ProcrastinateBeat, workers)]
-        running = sum(min(w.concurrency, t) for w, t in zip(workers, threads, strict=True))
-        return Capacity(
-            concurrency=running,
-            reason=f"concurrency {total}, sync tasks in the loop's default thread pool of {max(threads)} threads",
-        )
+        return event_loop_model(workload, cpu_count, workers, threads, "concurrency", "in the loop's default pool")
 
     def settings(self, concurrency: int, options: PluginOptions, api: ApiOptions) -> dict[str, str]:
         return {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from taskbench.capacity import Capacity
-from taskbench.implementations.base import ASYNC_WORKLOADS, Delivery, Implementation, python_module
+from taskbench.implementations.base import ASYNC_WORKLOADS, Delivery, Implementation, event_loop_model, python_module
 from taskbench.results import ApiOptions, PluginOptions
 from taskbench_wire.health import Beat, Health, as_beats
 
@@ -53,26 +53,8 @@ class SaqImplementation(Implementation):
         return python_module("saq", "taskbench_service.implementations.saq.worker_settings", "--workers", "1")
 
     def model(self, workload: str, jobs: int, cpu_count: int, workers: list[Beat], health: Health) -> Capacity:
-        total = sum(w.concurrency for w in workers)
-        processes = len(workers)
-        if workload == "blocking_async":
-            return Capacity(
-                concurrency=processes, reason=f"a blocking call in async def holds the event loop ({processes} worker)"
-            )
-        if workload == "cpu":
-            return Capacity(
-                concurrency=min(processes, cpu_count),
-                reason=f"sync jobs run in threads of {processes} worker process, sharing one GIL each",
-                cpu_cores=cpu_count,
-            )
-        if workload in ASYNC_WORKLOADS or workload == "noop":
-            return Capacity(concurrency=total, reason=f"concurrency {total}: coroutines on one event loop")
         threads = [w.sync_threads or _default_sync_threads(cpu_count) for w in as_beats(SaqBeat, workers)]
-        running = sum(min(w.concurrency, t) for w, t in zip(workers, threads, strict=True))
-        return Capacity(
-            concurrency=running,
-            reason=f"concurrency {total}, sync def on the worker's thread pool of {max(threads)} threads",
-        )
+        return event_loop_model(workload, cpu_count, workers, threads, "concurrency", "on the worker's thread pool")
 
     def settings(self, concurrency: int, options: PluginOptions, api: ApiOptions) -> dict[str, str]:
         return {
