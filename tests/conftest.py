@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import time
@@ -13,7 +14,10 @@ import httpx
 import pytest
 
 from taskbench import environment, implementations
+from taskbench.client import ServiceClient
 from taskbench.implementations import REGISTRY
+from taskbench.results import RunEnvironment, RunSettings, ScenarioResult, ScenarioSpec
+from taskbench.scenario import ScenarioContext, run_scenario
 from taskbench.stack import Stack, StackConfig
 from taskbench_wire.env import IMPLEMENTATIONS
 
@@ -66,6 +70,23 @@ def wait_for(check: Callable[[], Any], timeout_s: float = 15.0, interval_s: floa
             return value
         time.sleep(interval_s)
     raise AssertionError(f"condition not met within {timeout_s} s")
+
+
+def run_on(stack: Stack, spec: ScenarioSpec, settings: RunSettings, **context: Any) -> ScenarioResult:
+    """One scenario on a running stack, as `taskbench run` runs it, with a client of its own; `context`: more of
+    the ScenarioContext (a timeout, a user job's arguments)."""
+
+    async def go() -> ScenarioResult:
+        client = ServiceClient(stack.url, urls=stack.urls())
+        try:
+            ctx = ScenarioContext(
+                client=client, settings=settings, environment=RunEnvironment(), stack=stack, **context
+            )
+            return await run_scenario(ctx, spec, lambda done, total: None)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(go())
 
 
 def run_in_env(label: str, code: str) -> str:

@@ -6,7 +6,6 @@ servers, workers, the kernel's OOM killer) as root only: skipped with the reason
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import signal
@@ -19,13 +18,11 @@ import pytest
 
 from taskbench import cgroups, faults, implementations, watchdog
 from taskbench.analysis import summarise
-from taskbench.client import ServiceClient
 from taskbench.errors import UsageError
 from taskbench.report.content import faults_table, topology_text
-from taskbench.results import ContainerLimits, RunEnvironment, RunSettings, ScenarioResult, ScenarioSpec
-from taskbench.scenario import ScenarioContext, run_scenario
+from taskbench.results import ContainerLimits, RunSettings, ScenarioResult, ScenarioSpec
 from taskbench.stack import Stack, StackConfig
-from tests.conftest import wait_for
+from tests.conftest import run_on, wait_for
 
 QUEUES = ("celery", "arq")  # Celery (a prefork pool: the kernel kills a child), and an asyncio queue (one process)
 
@@ -198,15 +195,7 @@ def oom_scenario(stack: Stack, name: str) -> ScenarioResult:
     spec = faults.shaped(ScenarioSpec(implementation=name, workload="sleep", jobs=6, duration_s=0.5,
                                       fault="worker-oom", variant="default"), settings)  # fmt: skip
 
-    async def go() -> ScenarioResult:
-        client = ServiceClient(stack.url, urls=stack.urls())
-        try:
-            ctx = ScenarioContext(client=client, settings=settings, environment=RunEnvironment(), stack=stack)
-            return await run_scenario(ctx, spec, lambda done, total: None)
-        finally:
-            await client.aclose()
-
-    return asyncio.run(go())
+    return run_on(stack, spec, settings)
 
 
 @needs_cgroups

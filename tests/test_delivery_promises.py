@@ -3,18 +3,16 @@ real crashes of its real worker: what the reports state as the promise is what t
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from taskbench.client import ServiceClient
 from taskbench.implementations import REGISTRY
-from taskbench.results import RunEnvironment, RunSettings, ScenarioResult, ScenarioSpec
-from taskbench.scenario import ScenarioContext, run_scenario
+from taskbench.results import RunSettings, ScenarioResult, ScenarioSpec
 from taskbench.stack import Stack, StackConfig
+from tests.conftest import run_on
 
 JOBS, DURATION_S, CONCURRENCY = 4, 1.0, 2  # the crash comes at 0.5 s: two jobs running, two queued
 
@@ -63,15 +61,7 @@ def crash(stack: Stack, name: str, fault: str, variant: str) -> ScenarioResult:
     settings = RunSettings(implementations=[name], workloads=["sleep"], jobs=[JOBS], duration_s=DURATION_S,
                            memory_mb=0, concurrency=CONCURRENCY)  # fmt: skip
 
-    async def go() -> ScenarioResult:
-        client = ServiceClient(stack.url, urls=stack.urls())
-        try:
-            ctx = ScenarioContext(client=client, settings=settings, environment=RunEnvironment(), stack=stack)
-            return await run_scenario(ctx, spec, lambda done, total: None)
-        finally:
-            await client.aclose()
-
-    return asyncio.run(go())
+    return run_on(stack, spec, settings)
 
 
 @pytest.mark.parametrize(("name", "variant", "fault", "outcome"), CASES)

@@ -4,7 +4,6 @@ skipped with the reason elsewhere, failing under CI=true (CI runs as root)."""
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import os
 import shutil
@@ -20,11 +19,9 @@ import pytest
 from taskbench import netns, watchdog
 from taskbench.analysis import summarise
 from taskbench.analysis.models import ScenarioSummary
-from taskbench.client import ServiceClient
-from taskbench.results import RunEnvironment, RunSettings, ScenarioResult, ScenarioSpec, Thresholds
-from taskbench.scenario import ScenarioContext, run_scenario
+from taskbench.results import RunSettings, ScenarioResult, ScenarioSpec, Thresholds
 from taskbench.stack import Stack, StackConfig
-from tests.conftest import wait_for
+from tests.conftest import run_on, wait_for
 
 PROBLEM = netns.missing_privilege()
 as_root = pytest.mark.skipif(
@@ -68,15 +65,7 @@ def scenario(stack: Stack, implementation: str, jobs: int, fault: str | None = N
     settings = RunSettings(implementations=[implementation], workloads=["sleep"], jobs=[jobs], duration_s=0.3,
                            memory_mb=0, concurrency=2, thresholds=Thresholds(responsive_p99_s=0.3))  # fmt: skip
 
-    async def go() -> ScenarioResult:
-        client = ServiceClient(stack.url, urls=stack.urls())
-        try:
-            ctx = ScenarioContext(client=client, settings=settings, environment=RunEnvironment(), stack=stack)
-            return await run_scenario(ctx, spec, lambda done, total: None)
-        finally:
-            await client.aclose()
-
-    return asyncio.run(go())
+    return run_on(stack, spec, settings)
 
 
 @as_root

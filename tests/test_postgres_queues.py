@@ -3,17 +3,15 @@ of PostgreSQL is a fault the stack recovers from (every queue takes and runs job
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import Iterator
 
 import pytest
 
 from taskbench import implementations
-from taskbench.client import ServiceClient
-from taskbench.results import RunEnvironment, RunSettings, ScenarioResult, ScenarioSpec
-from taskbench.scenario import ScenarioContext, run_scenario
+from taskbench.results import RunSettings, ScenarioResult, ScenarioSpec
 from taskbench.stack import Stack, StackConfig, StackState
+from tests.conftest import run_on
 
 QUEUES = tuple(name for name, impl in implementations.REGISTRY.items() if impl.needs_postgres)
 JOBS, DURATION_S, CONCURRENCY = 4, 1.0, 2
@@ -35,17 +33,7 @@ def scenario(stack: Stack, name: str, fault: str | None, timeout_s: float | None
     stack.select(name)
     stack.apply(StackState(redelivery_timeout_s=5.0))
 
-    async def go() -> ScenarioResult:
-        client = ServiceClient(stack.url, urls=stack.urls())
-        try:
-            ctx = ScenarioContext(
-                client=client, settings=settings, environment=RunEnvironment(), stack=stack, timeout_s=timeout_s
-            )
-            return await run_scenario(ctx, spec, lambda done, total: None)
-        finally:
-            await client.aclose()
-
-    return asyncio.run(go())
+    return run_on(stack, spec, settings, timeout_s=timeout_s)
 
 
 @pytest.mark.parametrize("name", QUEUES)

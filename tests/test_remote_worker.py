@@ -6,7 +6,6 @@ exit 2."""
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import socket
 import subprocess
@@ -21,14 +20,12 @@ import redis
 
 from taskbench import faults, implementations, telemetry
 from taskbench.analysis import summarise
-from taskbench.client import ServiceClient
 from taskbench.redis_server import free_port
 from taskbench.report import content
-from taskbench.results import RunEnvironment, RunSettings, ScenarioResult, ScenarioSpec, Thresholds
-from taskbench.scenario import ScenarioContext, run_scenario
+from taskbench.results import RunSettings, ScenarioResult, ScenarioSpec, Thresholds
 from taskbench.stack import Stack, StackConfig
 from taskbench_wire.health import Health
-from tests.conftest import wait_for
+from tests.conftest import run_on, wait_for
 
 QUEUES = tuple(q for q in ("celery", "arq") if q in implementations.REGISTRY)  # Celery, and an asyncio queue
 HOST = "host-b"
@@ -81,15 +78,7 @@ def scenario(stack: Stack, label: str, jobs: int) -> ScenarioResult:
     settings = RunSettings(implementations=[label], workloads=["sleep"], jobs=[jobs], duration_s=0.4, memory_mb=0,
                            concurrency=2, thresholds=Thresholds(responsive_p99_s=0.3))  # fmt: skip
 
-    async def go() -> ScenarioResult:
-        client = ServiceClient(stack.url, urls=stack.urls())
-        try:
-            ctx = ScenarioContext(client=client, settings=settings, environment=RunEnvironment(), stack=stack)
-            return await run_scenario(ctx, spec, lambda done, total: None)
-        finally:
-            await client.aclose()
-
-    return asyncio.run(go())
+    return run_on(stack, spec, settings)
 
 
 @pytest.mark.parametrize("label", QUEUES)

@@ -22,14 +22,13 @@ from taskbench.report import content, files
 from taskbench.results import (
     ApiOptions,
     PluginOptions,
-    RunEnvironment,
     RunSettings,
     ScenarioResult,
     ScenarioSpec,
     load_scenario,
 )
-from taskbench.scenario import ScenarioContext, run_scenario
 from taskbench.stack import Stack, StackConfig
+from tests.conftest import run_on
 
 
 def _settings(**changes: object) -> RunSettings:
@@ -114,15 +113,7 @@ def run_one(
                          duration_s=spec.duration_s, faults=[], options={"celery": options},
                          api=api or ApiOptions())  # fmt: skip
 
-    async def go() -> ScenarioResult:
-        client = ServiceClient(stack.url, urls=stack.urls())
-        try:
-            ctx = ScenarioContext(client=client, settings=settings, environment=RunEnvironment(), stack=stack)
-            return await run_scenario(ctx, spec, lambda done, total: None)
-        finally:
-            await client.aclose()
-
-    result = asyncio.run(go())
+    result = run_on(stack, spec, settings)
     assert not result.timed_out, result.events
     return result, summarise(result)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -14,12 +13,10 @@ import pytest
 
 from taskbench import job_check
 from taskbench.cli import main
-from taskbench.client import ServiceClient
 from taskbench.implementations import REGISTRY
-from taskbench.results import RunEnvironment, RunSettings, ScenarioResult, ScenarioSpec
-from taskbench.scenario import ScenarioContext, run_scenario
+from taskbench.results import RunSettings, ScenarioResult, ScenarioSpec
 from taskbench.stack import Stack, StackConfig
-from tests.conftest import routed_client
+from tests.conftest import routed_client, run_on
 
 MODULE = "tb_user_jobs_for_tests"
 SOURCE = """
@@ -95,16 +92,7 @@ def run_job(stack: Stack, implementation: str, index: int, jobs: int, out: Path)
     settings = RunSettings(implementations=[implementation], workloads=[], jobs=[jobs], duration_s=0.05,
                            memory_mb=0, concurrency=2)  # fmt: skip
 
-    async def go() -> ScenarioResult:
-        client = ServiceClient(stack.url, urls=stack.urls())
-        try:
-            ctx = ScenarioContext(client=client, settings=settings, environment=RunEnvironment(), stack=stack,
-                                  job_args={path: lambda i: {"n": i, "out": str(out)}})  # fmt: skip
-            return await run_scenario(ctx, spec, lambda done, total: None)
-        finally:
-            await client.aclose()
-
-    return asyncio.run(go())
+    return run_on(stack, spec, settings, job_args={path: lambda i: {"n": i, "out": str(out)}})
 
 
 @pytest.mark.parametrize("implementation", list(REGISTRY))
