@@ -100,12 +100,3 @@ def test_the_wheel_of_the_postgres_extra_serves_where_nothing_else_does(monkeypa
     monkeypatch.setattr(postgres_server.shutil, "which", lambda name: None)
     monkeypatch.setattr(postgres_server, "SEARCH", ())
     assert postgres_server.find_bin_dir() == Path(wheel.bin_dir())
-    cluster = postgres_server.PostgresCluster.create(free_port(), "test-wheel")
-    ready = lambda _: postgres_server.problem(cluster.admin_url) is None  # noqa: E731
-    log = cluster.data_dir.parent / "pg.log"
-    try:
-        with Service("postgres", cluster.argv(), {}, log, ready, "PostgreSQL", signal.SIGINT, cluster.user):
-            cluster.create_database()
-            assert postgres_server.problem(cluster.url) is None
-    finally:
-        cluster.remove()

@@ -216,7 +216,7 @@ def test_a_joined_worker_leaves_when_its_stack_stops(tmp_path: Path) -> None:
         wait_for(lambda: workers_seen(own, label) >= 2 or joined.poll() is not None, timeout_s=90, interval_s=0.2)
         assert joined.poll() is None, joined.stdout.read() if joined.stdout else ""
         worker_pids = {p.pid for p in psutil.Process(joined.pid).children(recursive=True)}
-    output, _ = joined.communicate(timeout=30)  # the stack withdrew its document: the worker reads it and leaves
+    output, _ = joined.communicate(timeout=90)  # the stack withdrew its document: the worker reads it and leaves
     # (or finds its telemetry Redis gone, refusing connections)
     assert joined.returncode == 0, output
     assert "the stack it joined has stopped" in output, output
