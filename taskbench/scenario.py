@@ -41,6 +41,9 @@ from taskbench_wire.enums import JobStatus
 POLL_INTERVAL_S = 0.25
 DEPTH_INTERVAL_S = 0.5  # sustained load: how often the job counts are read for the queue-depth chart
 LEDGER_SETTLE_S = 1.0  # the longest the scenario waits for the end events of jobs whose records say they ended
+# A fault strikes once the jobs it should catch have started (the ledger says so), however long a loaded worker
+# takes to start them; after this long it strikes anyway and says so.
+FAULT_START_WAIT_S = 30.0
 
 Progress = Callable[[int, int], None]  # (jobs finished, jobs in all)
 
@@ -86,6 +89,16 @@ class Watch:
         self.executions += self.ledger.read()
         return self.executions
 
+    async def started(self, job_ids: set[str], want: int, timeout_s: float) -> float | None:
+        """When the `want`-th of `job_ids` started (the worker's stamp, ledger order); None after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            starts = sorted(e.t for e in self.read() if e.event == "start" and e.job_id in job_ids)
+            if len(starts) >= want:
+                return starts[want - 1]
+            await asyncio.sleep(0.02)
+        return None
+
     async def settle(self, job_ids: set[str], timeout_s: float = LEDGER_SETTLE_S) -> None:
         """Until every job in `job_ids` has its end event: a job stamps its record, then sends the event to the
         telemetry Redis, so the last ones can be a moment behind the records the scenario has just read."""
@@ -94,6 +107,25 @@ class Watch:
         while not job_ids <= self.ledger.ends.keys() and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
             self.read()
+
+
+async def _until_running(
+    spec: ScenarioSpec, submissions: list[Submission], watch: Watch, concurrency: int, events: list[Event]
+) -> None:
+    """Hold a fault until it catches jobs halfway through, others still queued: halfway through a job after as
+    many started as the implementation runs at once. A fixed delay from the burst would strike before a loaded
+    worker started any (or, for Celery's early acknowledgement, between a job's start and its ack). worker-oom
+    needs no wait: its jobs are the fault."""
+    if spec.fault == "worker-oom":
+        return
+    ids = {s.job_id for s in submissions if s.job_id}
+    want = max(1, min(concurrency, len(ids)))
+    started_at = await watch.started(ids, want, FAULT_START_WAIT_S)
+    if started_at is None:
+        events.append(Event(t=time.time(), name="no_start", detail=f"{want} jobs had not started after "
+                            f"{FAULT_START_WAIT_S:.0f} s: the fault strikes anyway"))  # fmt: skip
+        return
+    await asyncio.sleep(max(0.0, started_at + max(0.2, spec.duration_s / 2) - time.time()))
 
 
 async def _wait_until_done(
@@ -222,7 +254,7 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
         # the polls load neither the jobs, the probes nor the samples.
         status_polls = await _poll_statuses(ctx, spec, submissions, events) if split_records and spec.fault else []
         if spec.fault and stack is not None and not ctx.stop.is_set():
-            await asyncio.sleep(max(0.2, spec.duration_s / 2))  # jobs running, others still queued
+            await _until_running(spec, submissions, watch, expected.concurrency, events)
             faults.inject(stack, spec, events)
         accepted = sum(1 for s in submissions if s.job_id)
         if split_records:
