@@ -798,11 +798,12 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         responsive_p99_s=args.responsive_p99 or plan.responsive_limit_s(duration),
     )
     hosts, link_delay_ms = _hosts(args)
-    if "network-partition" in args.faults and not hosts:
+    partitions = [f for f in args.faults if f in faults.PARTITIONS]
+    if partitions and not hosts:
         if set(args.faults) != set(faults.FAULTS):
-            raise UsageError("--faults network-partition cuts a worker's host off: add --hosts N (as root)")
-        args.faults = [f for f in args.faults if f != "network-partition"]  # `all`: the faults this stack has
-        console.print("[yellow]network-partition left out[/]: it needs --hosts N")
+            raise UsageError(f"--faults {','.join(partitions)} cuts a host off: add --hosts N (as root)")
+        args.faults = [f for f in args.faults if f not in partitions]  # `all`: the faults this stack has
+        console.print(f"[yellow]{' and '.join(partitions)} left out[/]: they need --hosts N")
     worker_limits, api_limits = container_limits(args, args.faults, everything, console)
     user_jobs = _check_jobs(args)  # before anything starts: a job that cannot run is exit 2, here
     broker, broker_url = _broker(args)

@@ -23,6 +23,10 @@
 - network-partition (needs --hosts): the worker's host cut off from the broker and everything else (its link set
   down inside its namespace, taskbench.netns) for the variant's time, then restored; the queues with a worker.
   The `restored` event marks the link's return: the analysis reads how long the queue took to start a job again.
+- api-partition (needs --hosts): the APIs' host cut off from the servers alone (Redis, RabbitMQ, PostgreSQL: a
+  blackhole route inside its namespace, taskbench.netns) for the variant's time, then restored; clients still reach
+  the API, and the scenario keeps submitting through the cut and after it (`SUBMITS_DURING`): what a client meets
+  (a 503 at once, or no answer until its timeout) and when the API takes jobs again. Every implementation.
 
 To add a fault: a name in FAULTS, its variants in `variants`, its stack state in `state_for` and its
 injection in `inject`; an implementation lists the faults that apply to it.
@@ -41,7 +45,7 @@ from taskbench.results import Event, PluginOptions, RunSettings, ScenarioSpec
 from taskbench.stack import Stack, StackState
 from taskbench_wire import enums
 
-FAULTS, WORKER_FAULTS = enums.FAULTS, enums.WORKER_FAULTS
+FAULTS, WORKER_FAULTS, PARTITIONS = enums.FAULTS, enums.WORKER_FAULTS, enums.PARTITION_FAULTS
 REDIS_VARIANTS = ("none", "aof")
 PARTITION_VARIANTS = ("5s",)  # how long the host stays cut off
 # How long a worker is watched after its children die: Dramatiq's main process notices within 0.1–1.1 s
@@ -55,6 +59,10 @@ OOM_WAIT_S = 5.0  # after the jobs' duration: how long inject waits for the OOM 
 OOM_RESTARTS = 5  # restarts of a worker the OOM killer killed, per scenario
 
 
+# Faults during which the scenario keeps submitting (scenario._submit_through): run on a thread of their own.
+SUBMITS_DURING = (enums.Fault.api_partition.value,)
+
+
 def variants(fault: str, implementation: str) -> list[str | None]:
     if fault in WORKER_FAULTS:
         impl = implementations.get(implementation)
@@ -62,7 +70,7 @@ def variants(fault: str, implementation: str) -> list[str | None]:
         return [d.name for d in impl.deliveries] if impl.has_worker else ["default"]
     if fault == "redis-restart":
         return list(REDIS_VARIANTS)
-    if fault == "network-partition":
+    if fault in PARTITIONS:
         return list(PARTITION_VARIANTS)
     return [None]
 
@@ -129,6 +137,23 @@ def _partition(stack: Stack, name: str, variant: str, events: list[Event]) -> No
     events.append(Event(t=up_at, name="restored", detail=f"link up again: host {host} reachable"))
 
 
+def _cut_api(stack: Stack, variant: str, events: list[Event]) -> None:
+    """Cut the APIs' host off from the servers for the variant's time; `fault` once the cut is in place (the
+    scenario submits from then on), `restored` when it is over."""
+    network = stack.network
+    if network is None:
+        raise ValueError("api-partition needs --hosts: the APIs in a namespace of their own")
+    seconds = partition_seconds(variant)
+    detail = f"cut the APIs' host off from the servers ({network.servers}: blackhole route) for {seconds:g} s"
+    stack.cut_api(True)
+    try:
+        events.append(Event(t=time.time(), name="fault", detail=detail))
+        time.sleep(seconds)
+    finally:
+        stack.cut_api(False)
+    events.append(Event(t=time.time(), name="restored", detail=f"route removed: {network.servers} reachable"))
+
+
 def inject(stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
     """Blocks the caller for a second or so, on purpose: a child must be started by a thread that outlives
     it (see taskbench.processes), and the probes and sampler run on threads of their own."""
@@ -173,6 +198,8 @@ def inject(stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
         stack.restart_postgres()
     elif fault == "network-partition":
         _partition(stack, name, variant or PARTITION_VARIANTS[0], events)
+    elif fault == "api-partition":
+        _cut_api(stack, variant or PARTITION_VARIANTS[0], events)
     else:
         raise ValueError(f"unknown fault {fault!r}")
     events.append(Event(t=time.time(), name="recovered", detail=f"{fault}: the stack answers again"))

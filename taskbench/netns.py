@@ -2,8 +2,11 @@
 so that the parts of a stack talk over IP, not loopback, and a fault can cut one host off (`network-partition`).
 
 Addresses come from 198.18.0.0/15 (RFC 2544: reserved for benchmarking): each stack takes a free /24 of it (under
-a file lock, so parallel runs get different ones); the bridge holds `.1` in the root namespace (where Redis, the
-APIs and the harness stay), host i (1..N) holds `.(10+i)` inside its namespace. The bridge has no uplink and no
+a file lock, so parallel runs get different ones). In the root namespace the bridge holds `.1`, the harness's own
+address (its HTTP client, the telemetry Redis), and `.2`, the servers' (Redis, RabbitMQ, PostgreSQL); host 0 is the
+APIs' (`.10`), host i (1..N) a worker's (`.(10+i)`), each inside its namespace. Two addresses in the root, so that
+a route inside the API's namespace can cut it off from the servers alone (`api-partition`: a blackhole route to
+`.2`) while the harness still reaches it and it still reaches the telemetry. The bridge has no uplink and no
 route leads out of a namespace: nothing outside this machine can reach what listens on these addresses, and
 nothing the run creates can reach anything but this subnet.
 
@@ -38,6 +41,7 @@ NAMESPACE_PREFIX = "taskbench-"
 LINK_PREFIX = "tb"
 MAX_HOSTS = 16  # `tb<id8>h<i>` stays within IFNAMSIZ - 1 = 15 characters
 HOST_OFFSET = 10  # host i is .(10+i)
+API_HOST = 0  # the APIs' host; the workers' are 1..N
 NETNS_DIR = Path("/run/netns")
 LOCK_PATH = Path(tempfile.gettempdir()) / "taskbench-netns.lock"
 CLONE_NEWNET = 0x40000000
@@ -219,13 +223,14 @@ class Network:
             network = cls(stack_id, hosts, free[0])
             try:
                 _ip("link", "add", network.bridge, "type", "bridge")
-                _ip("addr", "add", f"{network.gateway}/24", "dev", network.bridge)
+                _ip("addr", "add", f"{network.gateway}/24", "dev", network.bridge)  # first: the source of the root's
+                _ip("addr", "add", f"{network.servers}/24", "dev", network.bridge)  # connections to the hosts
                 _ip("link", "set", network.bridge, "up")
             except BaseException:
                 network.remove()
                 raise
         try:
-            for host in range(1, hosts + 1):
+            for host in range(API_HOST, hosts + 1):
                 network._add_host(host, link_delay_ms)
         except BaseException:
             network.remove()
@@ -238,8 +243,13 @@ class Network:
 
     @property
     def gateway(self) -> str:
-        """The bridge's address in the root namespace: where Redis (and the rest of the root's parts) answer."""
+        """The harness's address on the bridge: where it connects from, and where the telemetry Redis answers."""
         return str(self.subnet.network_address + 1)
+
+    @property
+    def servers(self) -> str:
+        """The servers' address on the bridge: where Redis, RabbitMQ and PostgreSQL answer the hosts."""
+        return str(self.subnet.network_address + 2)
 
     def address(self, host: int) -> str:
         return str(self.subnet.network_address + HOST_OFFSET + host)
@@ -273,6 +283,15 @@ class Network:
         """Host `host`'s link inside its namespace down (cut off from every other host and the root's parts) or
         up again."""
         _ip("-n", self.namespace(host), "link", "set", self.host_link(host), "up" if up else "down")
+
+    def set_servers_reachable(self, host: int, reachable: bool) -> None:
+        """Inside host `host`'s namespace, drop (or stop dropping) whatever it sends to the servers' address: a
+        blackhole route, so its packets vanish as across a cut cable and its connections time out, while every
+        other address still answers."""
+        _ip("-n", self.namespace(host), "route", "add" if not reachable else "del", "blackhole", f"{self.servers}/32")
+
+    def servers_reachable(self, host: int) -> bool:
+        return "blackhole" not in _ip("-n", self.namespace(host), "route", "show", f"{self.servers}/32").stdout
 
     def link_is_up(self, host: int) -> bool:
         done = _ip("-n", self.namespace(host), "-o", "link", "show", self.host_link(host))

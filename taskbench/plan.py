@@ -160,6 +160,6 @@ def estimate_s(spec: ScenarioSpec, concurrency: int, cpu_count: int, settings: R
         estimate += spec.duration_s / 2 + FAULT_OVERHEAD_S
         if spec.fault in faults.WORKER_FAULTS and implementations.get(spec.implementation).has_worker:
             estimate += faults.redelivery_timeout_for(spec.duration_s) + 4
-        if spec.fault == "network-partition":  # the host stays cut off this long
+        if spec.fault in faults.PARTITIONS:  # the host stays cut off this long
             estimate += faults.partition_seconds(spec.variant or faults.PARTITION_VARIANTS[0])
     return estimate

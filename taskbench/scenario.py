@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -44,6 +44,8 @@ LEDGER_SETTLE_S = 1.0  # the longest the scenario waits for the end events of jo
 # A fault strikes once the jobs it should catch have started (the ledger says so), however long a loaded worker
 # takes to start them; after this long it strikes anyway and says so.
 FAULT_START_WAIT_S = 30.0
+CUT_SUBMIT_INTERVAL_S = 0.5  # api-partition: a submission this often while the API is cut off from its servers
+CUT_RECOVERY_S = 15.0  # api-partition: after the cut, how long the scenario tries until the API accepts a job again
 
 Progress = Callable[[int, int], None]  # (jobs finished, jobs in all)
 
@@ -73,6 +75,9 @@ def deadline_for(spec: ScenarioSpec, ideal_s: float, timeout_s: float | None) ->
     if timeout_s is not None:
         return timeout_s
     allowance = faults.redelivery_timeout_for(spec.duration_s) + 15 if spec.fault else 0.0
+    if spec.fault in faults.PARTITIONS:  # the time cut off, and the submissions through and after an API's cut
+        allowance += faults.partition_seconds(spec.variant or faults.PARTITION_VARIANTS[0])
+        allowance += CUT_RECOVERY_S if spec.fault in faults.SUBMITS_DURING else 0.0
     return capacity.deadline_s(spec.jobs, ideal_s, allowance)
 
 
@@ -255,7 +260,12 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
         status_polls = await _poll_statuses(ctx, spec, submissions, events) if split_records and spec.fault else []
         if spec.fault and stack is not None and not ctx.stop.is_set():
             await _until_running(spec, submissions, watch, expected.concurrency, events)
-            faults.inject(stack, spec, events)
+            if spec.fault in faults.SUBMITS_DURING:
+                submissions += await _submit_through(
+                    ctx, spec, events, asyncio.to_thread(faults.inject, stack, spec, events)
+                )
+            else:
+                faults.inject(stack, spec, events)
         accepted = sum(1 for s in submissions if s.job_id)
         if split_records:
             watch.accepted_ids = {s.job_id for s in submissions if s.job_id}
@@ -331,6 +341,37 @@ async def _burst(ctx: ScenarioContext, spec: ScenarioSpec, events: list[Event]) 
     )
     events.append(Event(t=time.time(), name="burst_end"))
     return list(submissions)
+
+
+async def _submit_through(
+    ctx: ScenarioContext, spec: ScenarioSpec, events: list[Event], fault: Awaitable[None]
+) -> list[Submission]:
+    """While `fault` runs (api-partition), a client keeps submitting, one every CUT_SUBMIT_INTERVAL_S, each
+    answered or timed out on its own; once it ends, one at a time until the API accepts one again (at most
+    CUT_RECOVERY_S): what clients meet during the cut, and when the API takes jobs again."""
+    cut = asyncio.ensure_future(fault)
+    while not cut.done() and not any(e.name == "fault" for e in events):  # the cut in place
+        await asyncio.sleep(0.005)
+    index = spec.jobs
+    sent: list[asyncio.Task[Submission]] = []
+    while not cut.done() and not ctx.stop.is_set():
+        sent.append(asyncio.create_task(ctx.client.submit(spec.implementation, index, request_body(ctx, spec, index))))
+        index += 1
+        await asyncio.wait([cut], timeout=CUT_SUBMIT_INTERVAL_S)
+    await cut
+    after: list[Submission] = []
+    deadline = time.monotonic() + CUT_RECOVERY_S
+    while time.monotonic() < deadline and not ctx.stop.is_set():
+        after.append(await ctx.client.submit(spec.implementation, index, request_body(ctx, spec, index)))
+        index += 1
+        if after[-1].job_id:
+            break
+        await asyncio.sleep(CUT_SUBMIT_INTERVAL_S / 2)
+    during = list(await asyncio.gather(*sent))
+    accepted = sum(1 for s in (*during, *after) if s.job_id)
+    detail = f"{len(during)} sent during the cut, {len(after)} after it; {accepted} accepted"
+    events.append(Event(t=time.time(), name="cut_submissions", detail=detail))
+    return during + after
 
 
 async def _sustain(ctx: ScenarioContext, spec: ScenarioSpec, events: list[Event]) -> list[Submission]:

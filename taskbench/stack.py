@@ -149,7 +149,12 @@ class Stack:
         return self.url_for(self.focus)
 
     def url_for(self, label: str) -> str:
-        return f"http://{self.config.host}:{self.ports[label]}"
+        return f"http://{self.api_address}:{self.ports[label]}"
+
+    @property
+    def api_address(self) -> str:
+        """Where the APIs listen: `--host`, or under --hosts the address of their host's namespace."""
+        return self.network.address(netns.API_HOST) if self.network is not None else self.config.host
 
     def urls(self) -> dict[str, str]:
         return {label: self.url_for(label) for label in self.config.implementations}
@@ -185,10 +190,12 @@ class Stack:
 
     def local_hosts(self) -> set[str]:
         """The host labels of this machine's processes, which share the harness's clock: its host name (what the
-        service says when no label is set), and the label of each worker's namespace under --hosts."""
+        service says when no label is set), and the label of each namespace under --hosts."""
         hosts = {socket.gethostname()}
         for label in self.workers:
             hosts.add(self.worker_env(label).get(HOST_LABEL) or socket.gethostname())
+        for label in self.apis:
+            hosts.add(self.api_env(label).get(HOST_LABEL) or socket.gethostname())
         return hosts
 
     def redis_url_for(self, label: str) -> str:
@@ -343,29 +350,43 @@ class Stack:
         return with_workers.index(label) % self.network.hosts + 1
 
     def worker_env(self, label: str) -> dict[str, str]:
-        """`env(label)`, with the servers' URLs on the bridge address when the worker runs in a namespace (where
-        127.0.0.1 is its own loopback)."""
-        env = self.env(label)
+        """`env(label)`, with the servers' URLs on the bridge when the worker runs in a namespace (where 127.0.0.1
+        is its own loopback)."""
         host = self.host_of(label)
-        if self.network is None or host is None:
-            return env
-        via = f"@{self.network.gateway}:"  # every server URL (Redis, Celery's own variables, ...)
-        env = {k: v.replace("@127.0.0.1:", via) if "://" in v else v for k, v in env.items()}
-        if not env.get("TASKBENCH_HOST_LABEL", "x"):  # what its ledger events are attributed to (issue 22, A)
-            env["TASKBENCH_HOST_LABEL"] = f"host {host} ({self.network.address(host)})"
+        return self.env(label) if host is None else self._on_bridge(self.env(label), host)
+
+    def api_env(self, label: str) -> dict[str, str]:
+        """`env(label)`, on the bridge under --hosts (the APIs' namespace)."""
+        return self.env(label) if self.network is None else self._on_bridge(self.env(label), netns.API_HOST)
+
+    def _on_bridge(self, env: dict[str, str], host: int) -> dict[str, str]:
+        """Every server URL (Redis, Celery's own variables, ...) on the servers' bridge address, the telemetry
+        Redis's on the harness's (no fault cuts it), and the host's label on its ledger events."""
+        assert self.network is not None
+        telemetry_key = next((k for k, v in env.items() if v == self.telemetry_url and v), None)
+        servers, gateway = f"@{self.network.servers}:", f"@{self.network.gateway}:"
+        env = {
+            k: v.replace("@127.0.0.1:", gateway if k == telemetry_key else servers) if "://" in v else v
+            for k, v in env.items()
+        }
+        if not env.get(HOST_LABEL, "x"):  # what its ledger events are attributed to
+            env[HOST_LABEL] = f"host {host} ({self.network.address(host)})"
         return env
 
     def topology(self) -> dict[str, str]:
         """Which part runs on which address (--hosts), for the run's settings and every report."""
         if self.network is None:
             return {}
-        gateway = self.network.gateway
-        parts = {"bridge": f"{self.network.bridge} {gateway}/24 (no uplink: nothing outside this machine reaches it)"}
+        network = self.network
+        bridge = f"{network.bridge} {network.gateway}/24 and {network.servers}/24"
+        parts = {"bridge": f"{bridge} (no uplink: nothing outside this machine reaches it)"}
         for name, server in (("redis", self.redis), ("rabbitmq", self.rabbitmq), ("postgres", self.postgres)):
             if server is not None:
-                parts[name] = f"127.0.0.1 and {gateway} (root namespace)"
+                parts[name] = f"127.0.0.1 and {network.servers} (root namespace)"
+        parts["telemetry"] = f"127.0.0.1 and {network.gateway} (root namespace, with the harness)"
+        api_host = f"{network.address(netns.API_HOST)} (host {netns.API_HOST}, namespace {network.namespace(0)})"
         for label in self.config.implementations:
-            parts[f"{label}-api"] = "127.0.0.1 (root namespace)"
+            parts[f"{label}-api"] = api_host
             host = self.host_of(label)
             if host is not None:
                 role = implementations.worker_role(label)
@@ -385,6 +406,12 @@ class Stack:
         finally:
             self.network.set_link(host, up=True)
         return down_at, time.time()
+
+    def cut_api(self, cut: bool) -> None:
+        """Cut the APIs' host off from the servers (Redis, RabbitMQ, PostgreSQL) alone, or restore it: clients still
+        reach the APIs, the APIs still reach the telemetry Redis."""
+        assert self.network is not None, "api-partition needs --hosts"
+        self.network.set_servers_reachable(netns.API_HOST, reachable=not cut)
 
     def python(self, label: str) -> str:
         return self.environments[label].python
@@ -407,7 +434,7 @@ class Stack:
         port = port or free_port()
         self.redis_url = f"redis://:{self._redis_password}@127.0.0.1:{port}/0"
         config = write_password_config(self.config.workdir, self._redis_password)
-        also = self.network.gateway if self.network else None  # --hosts: the workers' namespaces reach it there
+        also = self.network.servers if self.network else None  # --hosts: the other hosts reach it there
         argv = redis_command(find_redis_server(), port, self.config.workdir, self.state.redis_persistent, config, also)
         service = Service(
             "redis", argv, self.tag({}), self._log("redis"), lambda _: self._redis_answers(), "redis-server"
@@ -506,7 +533,7 @@ class Stack:
     def start_rabbitmq(self) -> None:
         """A private node with its own epmd, both services of the stack (see taskbench.rabbitmq_server)."""
         server, epmd = rabbitmq_server.find_rabbitmq_server(), rabbitmq_server.find_epmd()
-        also = self.network.gateway if self.network else None  # --hosts: the workers' namespaces reach it there
+        also = self.network.servers if self.network else None  # --hosts: the other hosts reach it there
         node = rabbitmq_server.RabbitNode.create(self.config.workdir / "rabbitmq", also)
         self.amqp_url = node.url
         env = self.tag({**os.environ, **node.environ()})  # its scripts need PATH to find erl
@@ -529,7 +556,7 @@ class Stack:
         """A private cluster (see taskbench.postgres_server): loopback, a password of this stack's, removed when
         the stack stops; on a restart, the same cluster on the same port."""
         if self._postgres_cluster is None:
-            also = self.network.gateway if self.network else None  # --hosts: the workers' namespaces reach it there
+            also = self.network.servers if self.network else None  # --hosts: the other hosts reach it there
             self._postgres_cluster = postgres_server.PostgresCluster.create(port or free_port(), self.id, also)
             self._exit.callback(self._postgres_cluster.remove)  # after the server has stopped
         cluster = self._postgres_cluster
@@ -582,7 +609,7 @@ class Stack:
     def _api_service(self, label: str) -> Service:
         argv = [
             self.python(label), "-m", "uvicorn", "taskbench_service.main:app",
-            "--host", self.config.host, "--port", str(self.ports[label]),
+            "--host", self.api_address, "--port", str(self.ports[label]),
             "--log-level", "warning", "--no-access-log",
         ]  # fmt: skip
         if self.config.api.graceful_timeout_s is not None:
@@ -591,7 +618,9 @@ class Stack:
             argv += ["--workers", str(self.config.api.api_workers)]
         what = f"the API server of {implementations.title(label)}"
         name = f"{label}-api"
-        service = Service(name, argv, self.env(label), self._log(name), lambda _: self._api_answers(label), what)
+        service = Service(name, argv, self.api_env(label), self._log(name), lambda _: self._api_answers(label), what)
+        if self.network is not None:
+            service.process.netns = self.network.namespace(netns.API_HOST)
         self._contain(service, self.config.api_limits)
         self.apis[label] = service
         self._middleware[label] = self.state.middleware
@@ -700,7 +729,7 @@ class Stack:
         api = self.api
         if api is not None and (self._middleware.get(self.focus) != state.middleware or not api.alive()):
             api.stop()
-            api.process.env = self.env(self.focus)
+            api.process.env = self.api_env(self.focus)
             api.start()
             self._middleware[self.focus] = state.middleware
         for name, worker in self.workers.items():

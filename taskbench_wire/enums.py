@@ -36,11 +36,13 @@ class Fault(str, Enum):
     redis_restart = "redis-restart"  # restart Redis, without and with AOF persistence
     postgres_restart = "postgres-restart"  # restart PostgreSQL (a fast shutdown): the PostgreSQL queues' jobs
     network_partition = "network-partition"  # --hosts: the worker's host cut off (link down) for a while, restored
+    api_partition = "api-partition"  # --hosts: the APIs' host cut off from the servers alone for a while, restored
     worker_oom = "worker-oom"  # the worker under a memory limit, jobs above it: the kernel's OOM killer (cgroups)
 
 
 FAULTS = tuple(f.value for f in Fault)
 WORKER_FAULTS = (Fault.worker_crash.value, Fault.worker_child_crash.value, Fault.worker_oom.value)
+PARTITION_FAULTS = (Fault.network_partition.value, Fault.api_partition.value)  # --hosts: a host cut off
 
 
 class Middleware(str, Enum):

@@ -1,6 +1,7 @@
-"""`--hosts N`: workers in network namespaces of their own on a bridge (taskbench.netns), the `network-partition`
-fault, and nothing left behind however the run ends. Real namespaces, real servers and workers: as root only,
-skipped with the reason elsewhere, failing under CI=true (CI runs as root)."""
+"""`--hosts N`: the APIs and each worker in network namespaces of their own on a bridge (taskbench.netns), the
+`network-partition` and `api-partition` faults, and nothing left behind however the run ends. Real namespaces,
+real servers and workers: as root only, skipped with the reason elsewhere, failing under CI=true (CI runs as
+root)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psutil
 import pytest
@@ -80,9 +82,26 @@ def test_each_worker_runs_in_a_namespace_of_its_own_and_reaches_redis_over_the_b
         assert os.stat(f"/proc/{worker.pid}/ns/net").st_ino == _inode(network.namespace(host))
         redis_port = int(hosts_stack.redis_url.rsplit(":", 1)[1].split("/")[0])
         peers = _tcp_peers(worker.pid)  # its namespace's connections (psutil reads the harness's)
-        assert (network.gateway, redis_port) in peers, peers  # Redis over IP, from the worker's host address
+        assert (network.servers, redis_port) in peers, peers  # Redis over IP, from the worker's host address
         assert hosts_stack.topology()[f"{label}-worker"].startswith(network.address(host))
     assert ipaddress.IPv4Address(network.address(1)) in network.subnet
+
+
+@as_root
+def test_the_apis_run_on_a_host_of_their_own_and_reach_the_servers_and_the_telemetry_apart(hosts_stack: Stack) -> None:
+    """Host 0 holds the APIs: the harness reaches them there, and they reach Redis on the servers' address and
+    the telemetry Redis on another (what lets api-partition cut the first alone)."""
+    network = hosts_stack.network
+    assert network is not None
+    api = hosts_stack.apis["arq"]
+    assert api.pid is not None
+    assert os.stat(f"/proc/{api.pid}/ns/net").st_ino == _inode(network.namespace(netns.API_HOST))
+    assert hosts_stack.url_for("arq").startswith(f"http://{network.address(netns.API_HOST)}:")
+    redis_port = int(hosts_stack.redis_url.rsplit(":", 1)[1].split("/")[0])
+    assert (network.servers, redis_port) in _tcp_peers(api.pid)
+    telemetry = urlsplit(hosts_stack.api_env("arq")["TASKBENCH_TELEMETRY_URL"])
+    assert telemetry.hostname == network.gateway and telemetry.port == urlsplit(hosts_stack.telemetry_url).port
+    assert hosts_stack.topology()["arq-api"].startswith(network.address(netns.API_HOST))
 
 
 @as_root
@@ -117,6 +136,33 @@ def test_a_network_partition_cuts_the_workers_host_off_and_the_queue_resumes(
     assert e.resumed_after_s is not None and e.resumed_after_s >= 0, e
     host = hosts_stack.host_of(implementation)
     assert host is not None and hosts_stack.network is not None and hosts_stack.network.link_is_up(host)
+
+
+@as_root
+@pytest.mark.parametrize("implementation", QUEUES)
+def test_an_api_partition_cuts_the_api_off_from_redis_alone_and_it_takes_jobs_again(
+    hosts_stack: Stack, implementation: str
+) -> None:
+    """While the APIs' host cannot reach Redis, the harness still reaches the API and keeps submitting: each
+    submission is refused, unanswered, or accepted only once the cut is over (its request waited on a stalled
+    connection); the jobs already queued run on, and after the cut the API accepts jobs again."""
+    result = scenario(hosts_stack, implementation, jobs=6, fault="api-partition")
+    summary = summarise(result)
+    names = [e.name for e in result.events]
+    assert names.index("fault") < names.index("restored") < names.index("recovered"), result.events
+    assert "blackhole" in next(e.detail for e in result.events if e.name == "fault")
+    e = summary.executions
+    assert e.cut is not None and e.cut.sent >= 5, e  # 5 s of submissions, one every 0.5 s
+    assert e.cut.accepted + e.cut.refused + e.cut.no_answer == e.cut.sent, e.cut
+    fault_at, restored_at = (next(x.t for x in result.events if x.name == n) for n in ("fault", "restored"))
+    for s in result.submissions:  # nothing is stored while cut off: a request sent then is accepted only after
+        if s.job_id and fault_at <= s.sent_at < restored_at:
+            assert s.latency_s is not None and s.sent_at + s.latency_s >= restored_at, s
+    burst = {s.job_id for s in result.submissions if s.index < 6}
+    assert None not in burst and burst <= {x.job_id for x in result.executions if x.event == "end" and x.ok}
+    assert e.resumed_after_s is not None and e.lost == 0, e  # and every job it accepted ran
+    network = hosts_stack.network
+    assert network is not None and network.servers_reachable(netns.API_HOST)
 
 
 @as_root
@@ -214,6 +260,7 @@ def test_resumed_after_restore_is_the_first_start_after_the_link_came_back() -> 
         return Execution.model_validate({"job_id": job, "implementation": "arq", "event": event, "t": t})
 
     fields: dict[str, object] = {
+        "spec": ScenarioSpec(implementation="arq", workload="sleep", jobs=2, duration_s=0.5, fault="network-partition"),
         "submissions": [Submission(index=i, sent_at=0.0, latency_s=0.01, job_id=j) for i, j in enumerate("ab")],
         "executions": [line("a", "start", 1.0), line("a", "end", 1.5), line("b", "start", 9.2), line("b", "end", 9.7)],
         "events": [Event(t=2.0, name="fault"), Event(t=7.0, name="restored"), Event(t=7.0, name="recovered")],
@@ -223,6 +270,34 @@ def test_resumed_after_restore_is_the_first_start_after_the_link_came_back() -> 
     assert summary.resumed_after_s == pytest.approx(2.2) and summary.lost == 0
     without = ScenarioResult.model_construct(**{**fields, "events": [Event(t=2.0, name="fault")]})  # type: ignore[arg-type]
     assert execution_summary(without, fault_at=2.0).resumed_after_s is None  # other faults: no such figure
+
+
+def test_submissions_during_an_api_cut_are_counted_by_what_the_client_met() -> None:
+    """api-partition's figures from the submissions alone: refused, unanswered, accepted, run though refused, and
+    the time from the restore to the first job the API accepted."""
+    from taskbench.analysis.stats import execution_summary
+    from taskbench.results import Event, Execution, Submission
+
+    spec = ScenarioSpec(implementation="celery", workload="sleep", jobs=1, duration_s=0.5, fault="api-partition")
+    submissions = [
+        Submission(index=0, sent_at=0.0, latency_s=0.01, status_code=202, job_id="a"),
+        Submission(index=1, sent_at=2.5, latency_s=0.02, status_code=503, error="HTTP 503"),
+        Submission(index=2, sent_at=3.0, latency_s=None, error="timeout"),
+        Submission(index=3, sent_at=7.1, latency_s=0.4, status_code=202, job_id="b"),
+    ]
+    executions = [
+        Execution.model_validate({"job_id": j, "implementation": "celery", "event": "start", "t": t})
+        for j, t in (("a", 1.0), ("ghost", 7.5), ("b", 8.0))
+    ]
+    events = [Event(t=2.0, name="fault"), Event(t=7.0, name="restored"), Event(t=7.0, name="recovered")]
+    result = ScenarioResult.model_construct(spec=spec, submissions=submissions, executions=executions, events=events,
+                                            jobs=[])  # fmt: skip
+    summary = execution_summary(result, fault_at=2.0)
+    assert summary.cut is not None
+    assert (summary.cut.sent, summary.cut.refused, summary.cut.no_answer, summary.cut.accepted) == (2, 1, 1, 0)
+    assert summary.cut.ran_unaccepted == 1 and summary.cut.answered_max_s == pytest.approx(0.02)
+    assert summary.resumed_after_s == pytest.approx(0.5)  # 7.1 + 0.4 - 7.0: accepted, not started
+    assert summary.cut.text == "2: 1 refused in ≤ 0.02 s, 1 no answer, 1 ran though not accepted"
 
 
 @as_root

@@ -63,6 +63,29 @@ class Completion(BaseModel):
     timed_out: bool
 
 
+class CutSubmissions(BaseModel):
+    """api-partition: what a client met while the API was cut off from its servers."""
+
+    sent: int
+    accepted: int  # 202: a job the API took while it could not reach its servers
+    refused: int  # answered with an error status (a 503 naming the broker)
+    no_answer: int  # no answer within the client's timeout, or the connection failed
+    answered_max_s: float | None  # the slowest answer, accepted or refused
+    # jobs that ran though no client was given their id: sent before a refusal or a timeout reached the client
+    # (the broker got the message once the cut was over), so a client that retries runs them twice
+    ran_unaccepted: int = 0
+
+    @property
+    def text(self) -> str:
+        parts = [f"{self.accepted} accepted"] if self.accepted else []
+        if self.refused:
+            slowest = f" in ≤ {self.answered_max_s:.2f} s" if self.answered_max_s is not None else ""
+            parts.append(f"{self.refused} refused{slowest}")
+        parts += [f"{self.no_answer} no answer"] if self.no_answer else []
+        parts += [f"{self.ran_unaccepted} ran though not accepted"] if self.ran_unaccepted else []
+        return f"{self.sent}: " + ", ".join(parts) if parts else "none sent"
+
+
 class Executions(BaseModel):
     """Per accepted job: completed once, more than once, or never, from the ledger (else the records)."""
 
@@ -80,8 +103,10 @@ class Executions(BaseModel):
     completed_after_fault: int = 0
     attempts_max: int = 0
     redelivery_delay_s: float | None = None  # from the fault to the first job started again
-    # network-partition: from the link's return (the `restored` event) to the first job started after it
+    # network-partition: from the link's return (the `restored` event) to the first job started after it;
+    # api-partition: from the route's removal to the first submission the API accepted
     resumed_after_s: float | None = None
+    cut: CutSubmissions | None = None  # api-partition: the submissions sent while the API was cut off
 
 
 class FifoSummary(BaseModel):
@@ -350,7 +375,8 @@ class FaultRow(BaseModel):
     delivery: str | None  # the delivery setting the worker ran with
     promise: str  # what the queue promises under it
     broker: str = "redis"  # where its jobs waited (amqp: RabbitMQ, --broker amqp)
-    resumed_after_s: float | None = None  # network-partition: from the link's return to the next job started
+    resumed_after_s: float | None = None  # a partition: from the restore to the next job started (accepted: API)
+    during_cut: str | None = None  # api-partition: what the submissions sent during the cut met
 
 
 class TradeOffRow(BaseModel):

@@ -17,6 +17,7 @@ from taskbench.analysis.models import (
     HARNESS_SHARE_LIMIT_PERCENT,
     Completion,
     CpuShares,
+    CutSubmissions,
     Distribution,
     Executions,
     ProbeSummary,
@@ -185,6 +186,14 @@ def execution_summary(result: ScenarioResult, fault_at: float | None) -> Executi
     ]
     restored_at = next((e.t for e in result.events if e.name == "restored"), None)
     resumed_at = [e.t for e in result.executions if e.event == "start" and e.t > (restored_at or float("inf"))]
+    cut = None
+    if result.spec.fault == "api-partition" and fault_at is not None and restored_at is not None:
+        cut = cut_submissions(result, fault_at, restored_at)
+        resumed_at = [  # the API taking jobs again, not its workers (they were never cut off)
+            s.sent_at + s.latency_s
+            for s in result.submissions
+            if s.job_id and s.latency_s is not None and s.sent_at >= restored_at
+        ]
     lost = [job_id for job_id in accepted if ends[job_id] == 0]
     duplicated = [job_id for job_id in accepted if ends[job_id] > 1]
     recovered = (
@@ -210,6 +219,21 @@ def execution_summary(result: ScenarioResult, fault_at: float | None) -> Executi
         # delivery, shortly before the fault) plus up to one restore sweep
         redelivery_delay_s=(min(redelivered_at) - fault_at) if redelivered_at and fault_at is not None else None,
         resumed_after_s=(min(resumed_at) - restored_at) if resumed_at and restored_at is not None else None,
+        cut=cut,
+    )
+
+
+def cut_submissions(result: ScenarioResult, fault_at: float, restored_at: float) -> CutSubmissions:
+    during = [s for s in result.submissions if fault_at <= s.sent_at < restored_at]
+    answered = [s.latency_s for s in during if s.latency_s is not None]
+    accepted = {s.job_id for s in result.submissions if s.job_id}
+    return CutSubmissions(
+        sent=len(during),
+        accepted=sum(1 for s in during if s.job_id),
+        refused=sum(1 for s in during if s.status_code is not None and not s.job_id),
+        no_answer=sum(1 for s in during if s.status_code is None),
+        answered_max_s=max(answered, default=None),
+        ran_unaccepted=len({e.job_id for e in result.executions if e.event == "start"} - accepted),
     )
 
 

@@ -191,9 +191,14 @@ def _fault_rows(summaries: list[ScenarioSummary]) -> list[FaultRow]:
                 promise=promise,
                 broker=s.delivery.broker if s.delivery else "redis",
                 resumed_after_s=execs.resumed_after_s,
+                during_cut=execs.cut.text if execs.cut else None,
             )
         )
     return rows
+
+
+def _restored(fault: str) -> str:
+    return "API reached its servers again (its first job accepted)" if fault == "api-partition" else "link came back"
 
 
 def _fault_lines(rows: list[FaultRow]) -> list[str]:
@@ -205,7 +210,12 @@ def _fault_lines(rows: list[FaultRow]) -> list[str]:
             f"{r.implementation}{' on RabbitMQ' if r.broker == 'amqp' else ''} lost {r.lost}/{r.jobs}"
             + (f", duplicated {r.duplicated}" if r.duplicated else "")
             + (f", redelivered {r.recovered}" if r.recovered else "")
-            + (f", resumed {r.resumed_after_s:.2f} s after the link came back" if r.resumed_after_s is not None else "")
+            + (f"; submissions during the cut {r.during_cut}" if r.during_cut else "")
+            + (
+                f", resumed {r.resumed_after_s:.2f} s after the {_restored(r.fault)}"
+                if r.resumed_after_s is not None
+                else ""
+            )
             for r in same
         ]
         lines.append(f"{name}: " + "; ".join(parts) + ".")

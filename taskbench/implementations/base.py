@@ -147,6 +147,8 @@ class Implementation(ABC):
             return self.needs_postgres
         if fault == enums.Fault.network_partition:  # a worker's host cut off: the queues with a worker
             return self.has_worker
+        if fault == enums.Fault.api_partition:  # the API cut off from its servers: every implementation
+            return True
         if fault == enums.Fault.worker_oom:  # every queue with a worker (BackgroundTasks' jobs run in the API)
             return self.has_worker
         return fault in self.faults

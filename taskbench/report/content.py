@@ -15,6 +15,7 @@ from taskbench.analysis.verdict import BASELINE
 from taskbench.report.fmt import mb, ms, percent, ratio, seconds, yes_no
 from taskbench.results import RunResult, RunSettings, ScenarioResult
 from taskbench.telemetry import CLOCK_SKEW_WARN_S
+from taskbench_wire.enums import PARTITION_FAULTS
 
 SPEC_WORKLOAD = "sleep"  # the spec's own job: its rows and files carry no workload name
 
@@ -561,10 +562,14 @@ def faults_table(summaries: Sequence[ScenarioSummary]) -> Table:
     headers = ["Fault", "Implementation", "Broker", "Delivery", "Accepted", "Completed once",
                "Lost (cut off / never started)", "Duplicated", "Redelivered", "Redelivery delay (timeout)",
                "Completed after fault", "Lost / duplicated ids"]  # fmt: skip
-    # network-partition: the time from the link's return to the next job started (only where one ran)
-    partitioned = any(s.fault == "network-partition" for s in summaries)
+    # a partition: the time from the restore to the next job started (api-partition: accepted), and what the
+    # clients met while the API was cut off from its servers
+    partitioned = any(s.fault in PARTITION_FAULTS for s in summaries)
+    api_cut = any(s.fault == "api-partition" for s in summaries)
     if partitioned:
         headers.insert(-1, "Resumed after restore")
+    if api_cut:
+        headers.insert(-1, "Submissions during the cut")
     rows: list[list[Cell]] = []
     for s in (s for s in summaries if s.fault):
         e = s.executions
@@ -589,6 +594,7 @@ def faults_table(summaries: Sequence[ScenarioSummary]) -> Table:
                 delay,
                 str(e.completed_after_fault),
                 *([seconds(e.resumed_after_s, 2)] if partitioned else []),
+                *([e.cut.text if e.cut else "–"] if api_cut else []),
                 [*(f"lost {i}" for i in e.lost_ids), *(f"dup {i}" for i in e.duplicated_ids)] or "–",
             ]
         )
