@@ -11,13 +11,13 @@
   process lives on and starts new ones. For Celery, `task_reject_on_worker_lost` decides here whether the
   running jobs are requeued or acknowledged as failed.
 - redis-restart: stop and start the private Redis, with AOF persistence (`aof`) or without (`none`).
-- worker-oom: the worker of the scenario under a memory limit (its cgroup: --worker-memory, else its idle usage
-  at the scenario's start + 256 MiB, whatever its pool's own size) and
-  `memory` jobs that fit one at a time but not at the worker's concurrency: the kernel's OOM killer kills a
-  process of the worker (the biggest: a pool's child holding a job, or the whole single-process worker), as in a
-  container under Kubernetes; the cgroup's OOM kill count says when and how many; a worker whose main process
-  died is started again whenever it dies, as its orchestrator would (`tend`). Every queue with a worker, under each
-  delivery setting.
+- worker-oom: the process that runs the scenario's jobs (its worker; BackgroundTasks' API) under a memory limit
+  (its cgroup: --worker-memory, else its idle usage at the scenario's start + 256 MiB, whatever its pool's own
+  size) and `memory` jobs that fit one at a time but not at the worker's concurrency: the kernel's OOM killer
+  kills a process of it (the biggest: a pool's child holding a job, or the whole single-process worker or API), as
+  in a container under Kubernetes; the cgroup's OOM kill count says when and how many; a process whose main
+  process died is started again whenever it dies, as its orchestrator would (`tend`). Every implementation, under
+  each delivery setting.
 - postgres-restart: stop the private PostgreSQL with a fast shutdown (every client cut off, as `pg_ctl restart`
   does; committed jobs are on disk) and start it again: the PostgreSQL queues only.
 - network-partition (needs --hosts): the worker's host cut off from the broker and everything else (its link set
@@ -209,40 +209,43 @@ def _await_oom(stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
     """worker-oom: the jobs themselves are the fault; wait for the kernel's kill (the cgroup's count, watched from
     the scenario's start), state it, and start the worker again if its main process died."""
     name = spec.implementation
-    cgroup = stack.worker_cgroup(name)
-    concurrency, limit, idle = stack.worker_concurrency, cgroup.memory_limit_mb, cgroup.idle_mb
+    cgroup, process = stack.job_cgroup(name), stack.job_service(name)
+    concurrency = stack.worker_concurrency if name in stack.workers else "a thread per job"
+    limit, idle = cgroup.memory_limit_mb, cgroup.idle_mb
     shape = f"{spec.jobs} jobs of {spec.memory_mb} MiB, concurrency {concurrency}, limit {limit} MiB"
     shape += f" over {idle:.0f} MiB used idle" if idle is not None else ""
     deadline = time.monotonic() + spec.duration_s + OOM_WAIT_S
     while cgroup.oom_at is None and time.monotonic() < deadline:
         time.sleep(0.05)
     if cgroup.oom_at is None:
-        events.append(Event(t=time.time(), name="fault", detail=f"no OOM kill in the {name} worker's cgroup ({shape})"))
+        events.append(
+            Event(t=time.time(), name="fault", detail=f"no OOM kill in the cgroup of {process.what} ({shape})")
+        )
         return
     killed = cgroup.oom_kills_since_mark()
-    detail = f"the kernel OOM-killed {killed} process{'es' if killed != 1 else ''} of the {name} worker ({shape})"
+    detail = f"the kernel OOM-killed {killed} process{'es' if killed != 1 else ''} of {process.what} ({shape})"
     events.append(Event(t=cgroup.oom_at, name="fault", detail=detail))
-    worker = stack.workers[name]
     grace = time.monotonic() + SUPERVISOR_GRACE_S
-    while worker.alive() and time.monotonic() < grace:
+    while process.alive() and time.monotonic() < grace:
         time.sleep(0.05)
     tend(stack, spec, events)
 
 
 def tend(stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
-    """worker-oom, while the scenario waits: start the worker again whenever the kernel killed its main process,
-    at once and up to OOM_RESTARTS times (an orchestrator's restart policy, without Kubernetes' growing back-off),
-    so that jobs run again into the same limit show what the queue does with them."""
+    """worker-oom, while the scenario waits: start the job process (the worker; BackgroundTasks' API) again
+    whenever the kernel killed its main process, at once and up to OOM_RESTARTS times (an orchestrator's restart
+    policy, without Kubernetes' growing back-off), so that jobs run again into the same limit show what the queue
+    does with them."""
     name = spec.implementation
-    if spec.fault != enums.Fault.worker_oom or name not in stack.workers or stack.workers[name].alive():
+    if spec.fault != enums.Fault.worker_oom or name not in stack.config.implementations:
         return
-    if sum(e.name == "restart" for e in events) >= OOM_RESTARTS:
+    process = stack.job_service(name)
+    if process.alive() or sum(e.name == "restart" for e in events) >= OOM_RESTARTS:
         return
-    worker = stack.workers[name]
-    how = worker.process.ended_how()
-    events.append(Event(t=time.time(), name="restart", detail=f"the {name} worker exited ({how}): restarted"))
+    how = process.process.ended_how()
+    events.append(Event(t=time.time(), name="restart", detail=f"{process.what} exited ({how}): restarted"))
     try:
-        worker.start()
+        process.start()
     except StackError as exc:  # killed again while it started (jobs it took at once): the next poll tries again
         events.append(Event(t=time.time(), name="restart_failed", detail=str(exc).splitlines()[0]))
 
@@ -250,8 +253,8 @@ def tend(stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
 def settle(stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
     """After the scenario's wait: worker-oom states every OOM kill of the scenario (jobs redelivered into the
     same limit are killed again)."""
-    if spec.fault != enums.Fault.worker_oom or spec.implementation not in stack.workers:
+    if spec.fault != enums.Fault.worker_oom or spec.implementation not in stack.config.implementations:
         return
-    cgroup = stack.worker_cgroup(spec.implementation)
-    killed = cgroup.oom_kills_since_mark()
-    events.append(Event(t=time.time(), name="oom_kills", detail=f"{killed} OOM kills in the worker's cgroup"))
+    process = stack.job_service(spec.implementation)
+    killed = stack.job_cgroup(spec.implementation).oom_kills_since_mark()
+    events.append(Event(t=time.time(), name="oom_kills", detail=f"{killed} OOM kills in the cgroup of {process.what}"))

@@ -645,17 +645,24 @@ class Stack:
         if self.cgroups is not None:
             service.process.cgroup_procs = self.cgroups.group(service.name, limits).procs_files
 
-    def worker_cgroup(self, label: str) -> cgroups.Cgroup:
-        assert self.cgroups is not None, "the stack runs without cgroups"
-        return self.cgroups.groups[implementations.worker_role(label)]
+    def job_service(self, label: str) -> Service:
+        """The process that runs `label`'s jobs: its worker, or BackgroundTasks' API."""
+        return self.workers.get(label) or self.apis[label]
 
-    def _limit_worker_memory(self, state: StackState) -> None:
-        """worker-oom: the scenario's worker under its limit, every other at the run's; OOM kills counted from now."""
+    def job_cgroup(self, label: str) -> cgroups.Cgroup:
+        assert self.cgroups is not None, "the stack runs without cgroups"
+        return self.cgroups.groups[self.job_service(label).name]
+
+    def _limit_job_memory(self, state: StackState) -> None:
+        """worker-oom: the scenario's job process (its worker; BackgroundTasks' API) under its limit, every other
+        at the run's; OOM kills counted from now."""
         if self.cgroups is None:
             return
-        for label in self.workers:
-            cgroup = self.worker_cgroup(label)
-            cgroup.idle_mb, limit = None, self.config.worker_limits.memory_mb
+        for label in self.config.implementations:
+            has_worker = label in self.workers
+            cgroup = self.job_cgroup(label)
+            run_limit = (self.config.worker_limits if has_worker else self.config.api_limits).memory_mb
+            cgroup.idle_mb, limit = None, run_limit
             if label == self.focus and state.worker_memory_mb is not None:
                 limit = state.worker_memory_mb
             elif label == self.focus and state.worker_memory_headroom_mb is not None:
@@ -663,7 +670,7 @@ class Stack:
             try:
                 cgroup.set_memory(limit)
             except OSError as exc:  # v1: EBUSY when it already holds more than the new limit and cannot reclaim it
-                raise StackError(f"the {label} worker's memory limit cannot be set to {limit} MiB: {exc}") from exc
+                raise StackError(f"the {label} job process's memory limit cannot be set to {limit} MiB: {exc}") from exc
             cgroup.mark()
 
     def dead_parts(self, label: str) -> list[str]:
@@ -740,7 +747,7 @@ class Stack:
             )
             if changed or not worker.alive():
                 self.restart_worker(name)
-        self._limit_worker_memory(state)  # after the restarts: a limit above idle usage reads it from a ready worker
+        self._limit_job_memory(state)  # after the restarts: a limit above idle usage reads it from a ready worker
         if self.embedded_redis and previous.redis_persistent != state.redis_persistent:
             self._set_persistence(state.redis_persistent)
         self.publish_join()  # joined workers follow the new settings (taskbench.remote_worker)

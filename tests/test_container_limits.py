@@ -84,7 +84,7 @@ def test_worker_oom_runs_memory_jobs_that_fit_alone_but_not_two_at_once() -> Non
     (first, *_) = plan.scenarios(limited, fault_jobs=6)
     assert first.memory_limit_mb == 400 and first.memory_mb == 240  # --worker-memory is the limit
     assert faults.state_for(first).worker_memory_mb == 400
-    assert not faults.applies("worker-oom", "fastapi") and faults.applies("worker-oom", "arq")
+    assert faults.applies("worker-oom", "fastapi") and faults.applies("worker-oom", "arq")  # API or worker
 
 
 def _tree(root: Path, files: dict[str, str]) -> None:
@@ -217,9 +217,25 @@ def test_worker_oom_gets_the_kernel_to_kill_a_worker_process_and_counts_what_eac
             assert summary.executions.lost + summary.executions.recovered >= 1, summary.executions
             others = [label for label in QUEUES if label != name]
             for other in others:  # only the scenario's worker was under the limit
-                group = stack.worker_cgroup(other)
+                group = stack.job_cgroup(other)
                 memory = group.read("memory", "memory.limit_in_bytes" if group.version == 1 else "memory.max")
                 assert memory == "max" or int(memory) > 2**50, (other, memory)  # v1's "no limit" is 2**63 - a page
+    assert cgroups.leftovers(stack.id) == []
+
+
+@needs_cgroups
+def test_worker_oom_kills_the_api_that_runs_background_tasks_and_it_is_started_again(tmp_path: Path) -> None:
+    """BackgroundTasks' jobs run in the API process: under the same limit the kernel kills the API itself, every
+    job it held goes with it, and it is started again as an orchestrator would."""
+    config = StackConfig(workdir=tmp_path / "stack", concurrency=2, implementations=("fastapi",), contained=True)
+    with Stack(config) as stack:
+        result = oom_scenario(stack, "fastapi")
+        fault = next(e for e in result.events if e.name == "fault")
+        assert "OOM-killed" in fault.detail and "API server" in fault.detail, result.events
+        assert any(e.name == "restart" and "API server" in e.detail for e in result.events), result.events
+        summary = summarise(result)
+        assert summary.executions.accepted == 6 and summary.executions.lost >= 2, summary.executions
+        assert stack.apis["fastapi"].alive()
     assert cgroups.leftovers(stack.id) == []
 
 

@@ -149,8 +149,8 @@ class Implementation(ABC):
             return self.has_worker
         if fault == enums.Fault.api_partition:  # the API cut off from its servers: every implementation
             return True
-        if fault == enums.Fault.worker_oom:  # every queue with a worker (BackgroundTasks' jobs run in the API)
-            return self.has_worker
+        if fault == enums.Fault.worker_oom:  # wherever the jobs run: a worker, or BackgroundTasks' API
+            return True
         return fault in self.faults
 
     # --- what the reports say ---------------------------------------------------------------------------
