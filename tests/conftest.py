@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
-from taskbench import environment, implementations
+from taskbench import environment, implementations, watchdog
 from taskbench.client import ServiceClient
 from taskbench.implementations import REGISTRY
 from taskbench.results import RunEnvironment, RunSettings, ScenarioResult, ScenarioSpec
@@ -70,6 +74,46 @@ def wait_for(check: Callable[[], Any], timeout_s: float = 15.0, interval_s: floa
             return value
         time.sleep(interval_s)
     raise AssertionError(f"condition not met within {timeout_s} s")
+
+
+@contextlib.contextmanager
+def run_until_jobs_start(
+    args: list[str], output: Path, ledger: str, starts: int, start_timeout_s: float = 60.0
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`taskbench run ARGS --output OUTPUT` in a child process until the ledger of `ledger` shows `starts` jobs
+    started: yields the process and its stack's id (what every process it started carries); kills it if it is
+    still running at the end."""
+    run = subprocess.Popen(
+        [sys.executable, "-m", "taskbench.cli", "run", *args, "--output", str(output)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        path = wait_for(
+            lambda: next(output.glob(f"*/stack/ledger/{ledger}.jsonl"), None), timeout_s=120, interval_s=0.2
+        )
+        wait_for(lambda: path.read_text().count('"start"') >= starts, timeout_s=start_timeout_s, interval_s=0.1)
+        yield run, next(p.environ()[watchdog.TAG] for p in _children(run.pid) if watchdog.TAG in p.environ())
+    finally:
+        if run.poll() is None:
+            run.kill()
+
+
+def _children(pid: int) -> list[psutil.Process]:
+    return psutil.Process(pid).children(recursive=True)
+
+
+def sigkill_and_wait_until_clean(run: subprocess.Popen[str], stack_id: str, *leftovers: Callable[[], Any]) -> None:
+    """SIGKILL the harness (no `finally` of its runs): its watchdog must clear every process carrying the stack's
+    id, then whatever `leftovers` list (namespaces, cgroups, directories)."""
+    run.send_signal(signal.SIGKILL)
+    run.wait(30)
+    wait_for(lambda: not watchdog.tagged(stack_id), timeout_s=30, interval_s=0.2)
+    for left in leftovers:
+        wait_for(_nothing_from(left), timeout_s=30, interval_s=0.2)
+
+
+def _nothing_from(left: Callable[[], Any]) -> Callable[[], bool]:
+    return lambda: not left()
 
 
 def run_on(stack: Stack, spec: ScenarioSpec, settings: RunSettings, **context: Any) -> ScenarioResult:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,13 +15,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from taskbench import cgroups, faults, implementations, watchdog
+from taskbench import cgroups, faults, implementations
 from taskbench.analysis import summarise
 from taskbench.errors import UsageError
 from taskbench.report.content import faults_table, topology_text
 from taskbench.results import ContainerLimits, RunSettings, ScenarioResult, ScenarioSpec
 from taskbench.stack import Stack, StackConfig
-from tests.conftest import run_on, wait_for
+from tests.conftest import run_on, run_until_jobs_start, sigkill_and_wait_until_clean
 
 QUEUES = ("celery", "arq")  # Celery (a prefork pool: the kernel kills a child), and an asyncio queue (one process)
 
@@ -255,25 +254,7 @@ def test_a_run_with_limits_reports_them_and_its_watchdog_removes_the_cgroups_aft
     assert "workers in cgroups of their own: 0.5 CPU, 256 MiB" in report
     assert "APIs in cgroups of their own: no CPU limit, 512 MiB" in report
 
-    run = subprocess.Popen(
-        [sys.executable, "-m", "taskbench.cli", "run", "--implementations", "arq", "--jobs", "4", "--duration", "30",
-         "--repeat", "1", "--worker-memory", "256M", "--output", str(tmp_path / "killed")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        pattern = "*/stack/ledger/arq.jsonl"
-        ledger = wait_for(lambda: next((tmp_path / "killed").glob(pattern), None), timeout_s=120, interval_s=0.2)
-        wait_for(lambda: ledger.read_text().count('"start"') >= 2, timeout_s=60, interval_s=0.1)
-        stack_id = next(
-            p.environ()[watchdog.TAG]
-            for p in psutil.Process(run.pid).children(recursive=True)
-            if watchdog.TAG in p.environ()
-        )
+    args = ["--implementations", "arq", "--jobs", "4", "--duration", "30", "--repeat", "1", "--worker-memory", "256M"]
+    with run_until_jobs_start(args, tmp_path / "killed", "arq", starts=2) as (run, stack_id):
         assert cgroups.leftovers(stack_id)
-        run.send_signal(signal.SIGKILL)
-        run.wait(30)
-        wait_for(lambda: not watchdog.tagged(stack_id), timeout_s=30, interval_s=0.2)
-        wait_for(lambda: not cgroups.leftovers(stack_id), timeout_s=30, interval_s=0.2)
-    finally:
-        if run.poll() is None:
-            run.kill()
+        sigkill_and_wait_until_clean(run, stack_id, lambda: cgroups.leftovers(stack_id))

@@ -8,7 +8,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,12 +17,12 @@ from urllib.parse import urlsplit
 import psutil
 import pytest
 
-from taskbench import netns, watchdog
+from taskbench import netns
 from taskbench.analysis import summarise
 from taskbench.analysis.models import ScenarioSummary
 from taskbench.results import RunSettings, ScenarioResult, ScenarioSpec, Thresholds
 from taskbench.stack import Stack, StackConfig
-from tests.conftest import run_on, wait_for
+from tests.conftest import run_on, run_until_jobs_start, sigkill_and_wait_until_clean
 
 PROBLEM = netns.missing_privilege()
 as_root = pytest.mark.skipif(
@@ -228,27 +227,11 @@ def test_a_partition_without_hosts_or_without_privilege_is_one_line_and_exit_2(
 @as_root
 def test_a_killed_harness_leaves_no_namespace_or_link(tmp_path: Path) -> None:
     """SIGKILL runs no `finally`: the watchdog removes the namespaces, veth pairs and bridge after the processes."""
-    run = subprocess.Popen(
-        [sys.executable, "-m", "taskbench.cli", "run", "--hosts", "2", "--implementations", "arq", "--jobs", "4",
-         "--duration", "30", "--concurrency", "2", "--repeat", "1", "--output", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    try:
-        ledger = wait_for(lambda: next(tmp_path.glob("*/stack/ledger/arq.jsonl"), None), timeout_s=120, interval_s=0.2)
-        wait_for(lambda: ledger.read_text().count('"start"') >= 2, timeout_s=60, interval_s=0.1)
-        stack_id = next(
-            p.environ()[watchdog.TAG]
-            for p in psutil.Process(run.pid).children(recursive=True)
-            if watchdog.TAG in p.environ()
-        )
-        assert netns.leftovers(stack_id)  # two namespaces, two veth ends and the bridge
-        run.send_signal(signal.SIGKILL)
-        run.wait(30)
-        wait_for(lambda: not watchdog.tagged(stack_id), timeout_s=30, interval_s=0.2)
-        wait_for(lambda: not netns.leftovers(stack_id), timeout_s=30, interval_s=0.2)
-    finally:
-        if run.poll() is None:
-            run.kill()
+    args = ["--hosts", "2", "--implementations", "arq", "--jobs", "4", "--duration", "30", "--concurrency", "2",
+            "--repeat", "1"]  # fmt: skip
+    with run_until_jobs_start(args, tmp_path, "arq", starts=2) as (run, stack_id):
+        assert netns.leftovers(stack_id)  # three namespaces, three veth ends and the bridge
+        sigkill_and_wait_until_clean(run, stack_id, lambda: netns.leftovers(stack_id))
 
 
 def test_resumed_after_restore_is_the_first_start_after_the_link_came_back() -> None:
@@ -290,8 +273,8 @@ def test_submissions_during_an_api_cut_are_counted_by_what_the_client_met() -> N
         for j, t in (("a", 1.0), ("ghost", 7.5), ("b", 8.0))
     ]
     events = [Event(t=2.0, name="fault"), Event(t=7.0, name="restored"), Event(t=7.0, name="recovered")]
-    result = ScenarioResult.model_construct(spec=spec, submissions=submissions, executions=executions, events=events,
-                                            jobs=[])  # fmt: skip
+    fields = {"spec": spec, "submissions": submissions, "executions": executions, "events": events, "jobs": []}
+    result = ScenarioResult.model_construct(**fields)  # type: ignore[arg-type]
     summary = execution_summary(result, fault_at=2.0)
     assert summary.cut is not None
     assert (summary.cut.sent, summary.cut.refused, summary.cut.no_answer, summary.cut.accepted) == (2, 1, 1, 0)

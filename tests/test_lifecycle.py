@@ -19,7 +19,7 @@ import pytest
 
 from taskbench import watchdog
 from taskbench.redis_server import free_port
-from tests.conftest import wait_for
+from tests.conftest import run_until_jobs_start, wait_for
 
 
 def _descendants(pid: int) -> list[psutil.Process]:
@@ -127,25 +127,15 @@ def test_a_run_stopped_by_a_signal_leaves_no_process_of_its_stack(
     its watchdog clears the stack: nothing carrying its id is left (Redis, the APIs, the workers and their
     children, RabbitMQ's Erlang VM and epmd)."""
     amqp = _amqp_flags() if sig == signal.SIGKILL else []
-    run = subprocess.Popen(
-        [sys.executable, "-m", "taskbench.cli", "run", "--implementations", implementations, *amqp, "--jobs", "6",
-         "--duration", "30", "--concurrency", "2", "--repeat", "1", "--output", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    try:
-        pattern = "*/stack/ledger/fastapi.jsonl"
-        ledger = wait_for(lambda: next(tmp_path.glob(pattern), None), timeout_s=120, interval_s=0.2)
-        wait_for(lambda: ledger.read_text().count('"start"') >= 6, timeout_s=30, interval_s=0.1)
-        stack_id = next(p.environ()[watchdog.TAG] for p in _descendants(run.pid) if watchdog.TAG in p.environ())
+    args = ["--implementations", implementations, *amqp, "--jobs", "6", "--duration", "30", "--concurrency", "2",
+            "--repeat", "1"]  # fmt: skip
+    with run_until_jobs_start(args, tmp_path, "fastapi", starts=6, start_timeout_s=30) as (run, stack_id):
         assert len(watchdog.tagged(stack_id)) >= at_least  # Redis, the APIs, the workers and their children
         run.send_signal(sig)
         code = run.wait(90)
         wait_for(lambda: not watchdog.tagged(stack_id), timeout_s=30, interval_s=0.2)
         private = f"{watchdog.PRIVATE_DIR_PREFIX}{stack_id}-*"  # the private PostgreSQL's cluster
         wait_for(lambda: not list(Path(tempfile.gettempdir()).glob(private)), timeout_s=30, interval_s=0.2)
-    finally:
-        if run.poll() is None:
-            run.kill()
     if sig == signal.SIGTERM:
         assert code == 143, run.stdout.read() if run.stdout else ""
         (comparison,) = tmp_path.glob("*/comparison_*.json")
