@@ -19,7 +19,7 @@ from taskbench.curl_http import CurlError, CurlHttp
 from taskbench.errors import StackError
 from taskbench.results import StatusPoll, Submission
 from taskbench_wire.health import Health
-from taskbench_wire.records import JobList, JobRecord
+from taskbench_wire.records import JobBody, JobList, JobRecord
 
 IDLE_TIMEOUT_S = 120.0
 CONTROL_TIMEOUT_S = 30.0  # per network operation (connect, each read) of every call but a submission
@@ -126,7 +126,7 @@ class ServiceClient:
         _, body = await self._call("GET", f"{url}/health", timeout_s=5.0)
         return Health.of(json.loads(body))
 
-    async def submit(self, implementation: str, index: int, body: dict[str, Any]) -> Submission:
+    async def submit(self, implementation: str, index: int, body: JobBody) -> Submission:
         sent_at = time.time()
         started = time.perf_counter()
         if self._submissions is None:

@@ -9,7 +9,6 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -37,6 +36,7 @@ from taskbench.sampler import Sampler
 from taskbench.stack import Stack
 from taskbench.telemetry import RemoteSamples
 from taskbench_wire.enums import JobStatus
+from taskbench_wire.records import JobBody
 
 POLL_INTERVAL_S = 0.25
 DEPTH_INTERVAL_S = 0.5  # sustained load: how often the job counts are read for the queue-depth chart
@@ -62,13 +62,13 @@ class ScenarioContext:
     job_args: dict[str, JobArgs] = field(default_factory=dict)  # a user job's path → arguments of job i
 
 
-def request_body(ctx: ScenarioContext, spec: ScenarioSpec, i: int) -> dict[str, Any]:
+def request_body(ctx: ScenarioContext, spec: ScenarioSpec, i: int) -> JobBody:
     """What job number i asks for: a built-in kind, or the user's function by its number and arguments."""
-    body: dict[str, Any] = {"duration": spec.duration_s, "kind": spec.workload, "memory_mb": spec.memory_mb}
     if spec.job_index is not None:
         arguments = ctx.job_args.get(spec.workload)
-        body |= {"kind": "job", "job": spec.job_index, "args": arguments(i) if arguments else {}}
-    return body
+        return JobBody(duration=spec.duration_s, kind="job", memory_mb=spec.memory_mb, job=spec.job_index,
+                       args=arguments(i) if arguments else {})  # fmt: skip
+    return JobBody(duration=spec.duration_s, kind=spec.workload, memory_mb=spec.memory_mb)
 
 
 def deadline_for(spec: ScenarioSpec, ideal_s: float, timeout_s: float | None) -> float:

@@ -6,11 +6,21 @@ The service stamps the times (the API `submitted_at`, the code that runs the job
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from pydantic import BaseModel, Field, computed_field
 
 from taskbench_wire.enums import JobStatus, Workload
+
+
+class JobBody(TypedDict, total=False):
+    """The body of `POST /{impl}/job` as a client sends it; the service validates it (`JobRequest`: bounds, 422)."""
+
+    duration: float
+    kind: str
+    memory_mb: int
+    job: int  # `job` kind: which of the user's functions
+    args: dict[str, Any]  # `job` kind: its keyword arguments
 
 
 class JobRecord(BaseModel):
