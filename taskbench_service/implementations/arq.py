@@ -36,10 +36,10 @@ from redis.backoff import ExponentialBackoff
 from taskbench_service import workloads
 from taskbench_service.execution import execute_async
 from taskbench_service.heartbeat import WORKERS_KEY, Heartbeat, live_workers
-from taskbench_service.implementations.base import BrokerUnavailable, QueueImplementation
+from taskbench_service.implementations.base import BrokerUnavailable, CountedWithBeats
 from taskbench_service.jobs import MAX_REDIS_CONNECTIONS, JobCall, JobRecord, RedisJobStore, redis_options
 from taskbench_service.settings import settings
-from taskbench_wire.health import NO_WORKERS, SECTION_OK, Beat, Section
+from taskbench_wire.health import Beat
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ return pending
 """
 
 
-class ArqImplementation(QueueImplementation):
+class ArqImplementation(CountedWithBeats):
     name = NAME
     runner = "arq (enqueue_job → asyncio worker over Redis, max_jobs at once)"
 
@@ -133,7 +133,7 @@ class ArqImplementation(QueueImplementation):
         args = [job_key_prefix, in_progress_key_prefix, retry_key_prefix]
         return int(await self.store.redis.eval(_PURGE, len(keys), *keys, *args))
 
-    async def _queue_and_workers(self) -> tuple[int, list[Beat]]:
+    async def queue_and_workers(self) -> tuple[int, list[Beat]]:
         """One round trip: the sorted set's size and the heartbeats; running jobs stay in the set."""
         async with self.store.redis.pipeline(transaction=False) as pipe:
             pipe.zcard(QUEUE)
@@ -142,13 +142,6 @@ class ArqImplementation(QueueImplementation):
         workers = live_workers(beats, time.time())
         running = sum(w.active for w in workers)
         return max(int(in_set) - running, 0), workers
-
-    async def queued(self) -> int:
-        return (await self._queue_and_workers())[0]
-
-    async def health(self) -> Section:
-        queued, workers = await self._queue_and_workers()
-        return Section(status=SECTION_OK if workers else NO_WORKERS, queued=queued, workers=workers)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -22,7 +22,7 @@ from taskbench_service.heartbeat import WORKERS_KEY, live_workers
 from taskbench_service.jobs import JobList, JobRecord, JobRequest, JobStore, RedisJobStore, finished_fields, new_record
 from taskbench_service.settings import settings
 from taskbench_wire.enums import JobStatus
-from taskbench_wire.health import BROKER_UNREACHABLE, NO_WORKERS, SECTION_OK, Section
+from taskbench_wire.health import BROKER_UNREACHABLE, NO_WORKERS, SECTION_OK, Beat, Section
 
 T = TypeVar("T")
 
@@ -175,4 +175,20 @@ class QueueImplementation(ServiceImplementation):
             queued = await self.queued()
         except BrokerUnavailable as exc:  # a broker other than Redis (RabbitMQ): /health says which, with a 503
             return Section(status=BROKER_UNREACHABLE, error=str(exc), workers=workers)
+        return Section(status=SECTION_OK if workers else NO_WORKERS, queued=queued, workers=workers)
+
+
+class CountedWithBeats(QueueImplementation):
+    """A queue whose waiting jobs and live workers come back in one round trip (its running jobs sit beside the
+    waiting ones, so the count needs the heartbeats): `queued` and `health` both read `queue_and_workers`."""
+
+    @abstractmethod
+    async def queue_and_workers(self) -> tuple[int, list[Beat]]:
+        """The jobs waiting (not those a live worker runs) and the live workers' heartbeats."""
+
+    async def queued(self) -> int:
+        return (await self.queue_and_workers())[0]
+
+    async def health(self) -> Section:
+        queued, workers = await self.queue_and_workers()
         return Section(status=SECTION_OK if workers else NO_WORKERS, queued=queued, workers=workers)

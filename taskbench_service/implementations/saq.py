@@ -43,11 +43,11 @@ from saq.worker import Worker
 from taskbench_service import workloads
 from taskbench_service.execution import execute_async, execute_sync
 from taskbench_service.heartbeat import WORKERS_KEY, Heartbeat, live_workers
-from taskbench_service.implementations.base import BrokerUnavailable, QueueImplementation
+from taskbench_service.implementations.base import BrokerUnavailable, CountedWithBeats
 from taskbench_service.jobs import JobCall, JobRecord, RedisJobStore, WorkerRecords, redis_options
 from taskbench_service.settings import settings
 from taskbench_service.workloads import Kind
-from taskbench_wire.health import NO_WORKERS, SECTION_OK, Beat, Section
+from taskbench_wire.health import Beat
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ return purged
 """
 
 
-class SaqImplementation(QueueImplementation):
+class SaqImplementation(CountedWithBeats):
     name = NAME
     runner = "SAQ (Queue.enqueue → asyncio worker over Redis, BLMOVE, `concurrency` jobs at once)"
 
@@ -169,7 +169,7 @@ class SaqImplementation(QueueImplementation):
         keys = [self.queue.namespace(key) for key in ("queued", "incomplete", "active")]
         return int(await self.store.redis.eval(_PURGE, len(keys), *keys, *live))
 
-    async def _queue_and_workers(self) -> tuple[int, list[Beat]]:
+    async def queue_and_workers(self) -> tuple[int, list[Beat]]:
         """One round trip. Pending: the `queued` list, plus ids in `active` that no live worker runs (a dead
         worker's jobs, which the sweep will take: see the module's docstring)."""
         async with self.store.redis.pipeline(transaction=False) as pipe:
@@ -180,13 +180,6 @@ class SaqImplementation(QueueImplementation):
         workers = live_workers(beats, time.time())
         running = sum(w.active for w in workers)
         return int(queued) + max(int(active) - running, 0), workers
-
-    async def queued(self) -> int:
-        return (await self._queue_and_workers())[0]
-
-    async def health(self) -> Section:
-        queued, workers = await self._queue_and_workers()
-        return Section(status=SECTION_OK if workers else NO_WORKERS, queued=queued, workers=workers)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -70,11 +70,11 @@ from streaq.constants import (
 from taskbench_service import workloads
 from taskbench_service.execution import execute_async, execute_sync
 from taskbench_service.heartbeat import WORKERS_KEY, Heartbeat, live_workers
-from taskbench_service.implementations.base import BrokerUnavailable, QueueImplementation
+from taskbench_service.implementations.base import BrokerUnavailable, CountedWithBeats
 from taskbench_service.jobs import MAX_REDIS_CONNECTIONS, JobCall, JobRecord, RedisJobStore, WorkerRecords
 from taskbench_service.settings import settings
 from taskbench_service.workloads import Kind
-from taskbench_wire.health import NO_WORKERS, SECTION_OK, Beat, Section
+from taskbench_wire.health import Beat
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ return purged
 """
 
 
-class StreaqImplementation(QueueImplementation):
+class StreaqImplementation(CountedWithBeats):
     name = NAME
     runner = "streaQ (enqueue → anyio worker over a Redis stream, consumer group, `concurrency` tasks at once)"
 
@@ -222,19 +222,12 @@ class StreaqImplementation(QueueImplementation):
         args = [TASK_DATA, TRIES, REDIS_GROUP, len(live), *live, *queued_ids]
         return int(await self.store.redis.eval(_PURGE, len(keys), *keys, *args))
 
-    async def _queue_and_workers(self) -> tuple[int, list[Beat]]:
+    async def queue_and_workers(self) -> tuple[int, list[Beat]]:
         """Pending: every message in the stream but those a live worker runs (so prefetched ones, and a dead
         worker's, which XAUTOCLAIM will take: see the module's docstring), plus the delayed set."""
         workers, in_stream, delayed = await self._live()
         running = sum(w.active for w in workers)
         return max(in_stream - running, 0) + delayed, workers
-
-    async def queued(self) -> int:
-        return (await self._queue_and_workers())[0]
-
-    async def health(self) -> Section:
-        queued, workers = await self._queue_and_workers()
-        return Section(status=SECTION_OK if workers else NO_WORKERS, queued=queued, workers=workers)
 
     def describe(self) -> dict[str, Any]:
         return {
