@@ -731,6 +731,10 @@ class Stack:
         """Bring the stack to `state`: restart the API or the workers whose settings change, set Redis'
         persistence."""
         previous, self.state = self.state, state
+        if previous.worker_memory_mb is not None or previous.worker_memory_headroom_mb is not None:
+            # worker-oom's limit off before anything restarts: a process started under it could be killed again
+            # (procrastinate's worker retries the stalled jobs of the scenario as it starts)
+            self._limit_job_memory(replace(state, worker_memory_mb=None, worker_memory_headroom_mb=None))
         api = self.api
         if api is not None and (self._middleware.get(self.focus) != state.middleware or not api.alive()):
             api.stop()
