@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Coroutine, Iterable
 from enum import Enum
 from typing import Any, Protocol, cast
 
@@ -128,7 +128,7 @@ class JobStore(Protocol):
     async def add(self, record: JobRecord) -> None: ...
     async def get(self, job_id: str) -> JobRecord | None: ...
     async def update(self, job_id: str, fields: dict[str, Any]) -> None: ...
-    async def remove(self, job_id: str) -> None: ...
+    async def refuse(self, job_id: str) -> None: ...  # a submission answered with an error: no record of it
     async def list(self, limit: int | None) -> JobList: ...
     async def clear(self) -> int: ...
 
@@ -163,7 +163,7 @@ class MemoryJobStore:
     async def update(self, job_id: str, fields: dict[str, Any]) -> None:
         self.update_now(job_id, fields)
 
-    async def remove(self, job_id: str) -> None:
+    async def refuse(self, job_id: str) -> None:
         self._records.pop(job_id, None)
 
     async def list(self, limit: int | None) -> JobList:
@@ -179,6 +179,33 @@ class MemoryJobStore:
 
 JOB_KEY = "taskbench:job:{}"
 INDEX_KEY = "taskbench:jobs:{}"  # one sorted set per implementation, scored by submission time
+REFUSED_KEY = "taskbench:refused:{}"  # a submission answered with an error: its record must not appear later
+REFUSED_TTL_S = 600
+REFUSE_RETRY_S = 0.5  # how often a failed batch's refusal is tried again while Redis cannot be reached
+REFUSE_FOR_S = 120.0  # and for how long
+
+# Add a batch of records, each unless it was refused. ARGV: the refused and record key prefixes, then per record
+# its id, score (submission time), field count n, and n field/value pairs. A write whose client gave up (a
+# timeout on a stalled connection) can still reach Redis once the network is back: see RedisJobStore._refuse.
+_ADD_UNLESS_REFUSED = """
+local refused, prefix, i = ARGV[1], ARGV[2], 3
+while i <= #ARGV do
+  local id, score, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  if redis.call('EXISTS', refused .. id) == 0 then
+    redis.call('HSET', prefix .. id, unpack(ARGV, i + 3, i + 2 + 2 * n))
+    redis.call('ZADD', KEYS[1], score, id)
+  end
+  i = i + 3 + 2 * n
+end
+"""
+# Refuse records: a tombstone each (so a late write of them is a no-op), and the record gone if it got there first.
+_REFUSE = """
+for i = 4, #ARGV do
+  redis.call('SET', ARGV[1] .. ARGV[i], 1, 'EX', ARGV[3])
+  redis.call('DEL', ARGV[2] .. ARGV[i])
+  redis.call('ZREM', KEYS[1], ARGV[i])
+end
+"""
 
 # Update a record only if it still exists: a job cleared by DELETE while running stays cleared.
 _UPDATE_IF_EXISTS = """
@@ -228,8 +255,10 @@ class RedisJobStore:
         )
         self.redis = aredis.Redis(connection_pool=pool)
         self._update = self.redis.register_script(_UPDATE_IF_EXISTS)
+        self._add = self.redis.register_script(_ADD_UNLESS_REFUSED)
+        self._refuse_script = self.redis.register_script(_REFUSE)
         self._pending: list[tuple[JobRecord, asyncio.Future[None]]] = []  # records waiting for the next write
-        self._writes: set[asyncio.Task[None]] = set()  # writes under way (kept referenced until done)
+        self._writes: set[asyncio.Task[None]] = set()  # writes and refusals under way (referenced until done)
 
     async def aclose(self) -> None:
         await self.redis.aclose()
@@ -246,22 +275,49 @@ class RedisJobStore:
 
     def _write_batch(self) -> None:
         batch, self._pending = self._pending, []
-        task = asyncio.ensure_future(self._write(batch))
+        self._track(self._write(batch))
+
+    def _track(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
-    async def _write(self, batch: list[tuple[JobRecord, asyncio.Future[None]]]) -> None:
+    async def refuse(self, job_id: str) -> None:
+        """Remove the record of a submission answered with an error, now if Redis answers, else in the background
+        (and a late write of it with it: see `_refuse`)."""
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for record, _ in batch:
-                    fields = _encode(record.model_dump(exclude={"queue_time", "execution_time", "total_time"}))
-                    pipe.hset(JOB_KEY.format(record.job_id), mapping=cast("Mapping[Any, Any]", fields))
-                pipe.zadd(self.index_key, {record.job_id: record.submitted_at for record, _ in batch})
-                await pipe.execute()
+            await self._refuse_script(keys=[self.index_key], args=self._refuse_args([job_id]))
+        except (redis.RedisError, OSError):
+            self._track(self._refuse([job_id]))
+
+    def _refuse_args(self, job_ids: list[str]) -> list[str | float]:
+        return [REFUSED_KEY.format(""), JOB_KEY.format(""), REFUSED_TTL_S, *job_ids]
+
+    async def _refuse(self, job_ids: list[str]) -> None:
+        """The records of submissions that were answered with an error must not turn up later: a write sent on a
+        connection that stalled (a network partition) reaches Redis once the network is back, after its client
+        gave up and the request got its 503. Tried until Redis answers, for a while."""
+        args = self._refuse_args(job_ids)
+        deadline = time.monotonic() + REFUSE_FOR_S
+        while time.monotonic() < deadline:
+            try:
+                await self._refuse_script(keys=[self.index_key], args=args)
+                return
+            except (redis.RedisError, OSError):
+                await asyncio.sleep(REFUSE_RETRY_S)
+
+    async def _write(self, batch: list[tuple[JobRecord, asyncio.Future[None]]]) -> None:
+        args: list[str | float] = [REFUSED_KEY.format(""), JOB_KEY.format("")]
+        for record, _ in batch:
+            fields = _encode(record.model_dump(exclude={"queue_time", "execution_time", "total_time"}))
+            args += [record.job_id, record.submitted_at, len(fields), *(x for pair in fields.items() for x in pair)]
+        try:
+            await self._add(keys=[self.index_key], args=args)
         except BaseException as exc:  # every request of the batch answers with it (a 503 when Redis is down)
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
+            self._track(self._refuse([record.job_id for record, _ in batch]))
             if not isinstance(exc, Exception):
                 raise
             return
@@ -276,12 +332,6 @@ class RedisJobStore:
     async def update(self, job_id: str, fields: dict[str, Any]) -> None:
         args = [item for pair in _encode(fields).items() for item in pair]
         await self._update(keys=[JOB_KEY.format(job_id)], args=args)
-
-    async def remove(self, job_id: str) -> None:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.delete(JOB_KEY.format(job_id))
-            pipe.zrem(self.index_key, job_id)
-            await pipe.execute()
 
     async def list(self, limit: int | None) -> JobList:
         """Counts over every record; whole records only for the first `limit` (all when None)."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -224,3 +227,43 @@ def test_the_memory_that_jobs_accepted_by_one_api_process_may_hold_is_bounded() 
     impl.admit(new_record("fastapi", JobRequest()))  # a sleep holds nothing
     impl._count(-1, 2048)  # one ended
     impl.admit(big)
+
+
+def test_a_refused_submission_leaves_no_record_even_when_its_write_lands_late(tmp_path: Path) -> None:
+    """A record write sent on a stalled connection (api-partition) can reach Redis after its request got the 503:
+    the refusal leaves a tombstone that makes the late write a no-op, and removes a record that got there first."""
+    from taskbench.redis_server import find_redis_server, free_port, redis_command
+    from taskbench_service.jobs import JobRequest, RedisJobStore, new_record
+
+    port = free_port()
+    server = subprocess.Popen(redis_command(find_redis_server(), port, tmp_path, persistent=False),
+                              stdout=subprocess.DEVNULL)  # fmt: skip
+
+    async def check() -> None:
+        store = RedisJobStore("arq", f"redis://127.0.0.1:{port}/0", 1.0)
+        refused_first, landed_first, accepted = (new_record("arq", JobRequest(duration=0.1)) for _ in range(3))
+        await store.refuse(refused_first.job_id)  # the client had its 503 ...
+        await store.add(refused_first)  # ... then the stalled write arrives: nothing
+        await store.add(landed_first)  # the stalled write arrives first ...
+        await store.refuse(landed_first.job_id)  # ... and the refusal removes it
+        await store.add(accepted)
+        listed = await store.list(None)
+        assert [job.job_id for job in listed.jobs] == [accepted.job_id] and listed.count == 1
+        assert await store.get(refused_first.job_id) is None and await store.get(landed_first.job_id) is None
+        await store.aclose()
+
+    try:
+        wait_for(lambda: _answers(port), timeout_s=10, interval_s=0.05)
+        asyncio.run(check())
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _answers(port: int) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis(port=port, socket_connect_timeout=0.5).ping())
+    except redis.ConnectionError:
+        return False

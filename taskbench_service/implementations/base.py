@@ -92,7 +92,7 @@ def job_router(impl: ServiceImplementation) -> APIRouter:
             if exc.maybe_sent:  # it may still go out: keep a record that says so, for the worker to fix
                 await impl.store.update(record.job_id, finished_fields(exc))
             else:
-                await impl.store.remove(record.job_id)
+                await impl.store.refuse(record.job_id)
             raise
         # The record as JSON straight away: the model is already valid, and FastAPI's response_model would
         # validate and serialise it again on every submission (it still documents the answer's shape).
