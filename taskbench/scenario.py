@@ -216,6 +216,8 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
             await ctx.client.clear(spec.implementation)
         stack.apply(faults.state_for(spec))  # on this thread: see faults.inject
     await ctx.client.reset([spec.implementation])
+    if stack is not None:
+        stack.limit_memory()
     has_worker = implementations.get(spec.implementation).has_worker
     cores = cgroups.cores_for(settings, spec.implementation, ctx.cpu_count, has_worker)  # under a CPU limit: fewer
     expected = await ctx.client.capacity(

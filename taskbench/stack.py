@@ -651,8 +651,14 @@ class Stack:
         assert self.cgroups is not None, "the stack runs without cgroups"
         return self.cgroups.groups[self.job_service(label).name]
 
+    def limit_memory(self) -> None:
+        """worker-oom: the scenario's job process under its limit. The scenario calls it once its clean start
+        is over, so that a limit above idle usage reads a process that is idle (not running an earlier scenario's
+        leftovers) and ready."""
+        self._limit_job_memory(self.state)
+
     def _limit_job_memory(self, state: StackState) -> None:
-        """worker-oom: the scenario's job process (its worker; BackgroundTasks' API) under its limit, every other
+        """The scenario's job process (its worker; BackgroundTasks' API) under the limit of `state`, every other
         at the run's; OOM kills counted from now."""
         if self.cgroups is None:
             return
@@ -749,7 +755,6 @@ class Stack:
             )
             if changed or not worker.alive():
                 self.restart_worker(name)
-        self._limit_job_memory(state)  # after the restarts: a limit above idle usage reads it from a ready worker
         if self.embedded_redis and previous.redis_persistent != state.redis_persistent:
             self._set_persistence(state.redis_persistent)
         self.publish_join()  # joined workers follow the new settings (taskbench.remote_worker)
