@@ -26,7 +26,8 @@
 - api-partition (needs --hosts): the APIs' host cut off from the servers alone (Redis, RabbitMQ, PostgreSQL: a
   blackhole route inside its namespace, taskbench.netns) for the variant's time, then restored; clients still reach
   the API, and the scenario keeps submitting through the cut and after it (`SUBMITS_DURING`): what a client meets
-  (a 503 at once, or no answer until its timeout) and when the API takes jobs again. Every implementation.
+  (a 503 once the service's bounded retries give up, or no answer until its timeout) and when the API takes jobs
+  again. Every implementation.
 
 To add a fault: a name in FAULTS, its variants in `variants`, its stack state in `state_for` and its
 injection in `inject`; an implementation lists the faults that apply to it.

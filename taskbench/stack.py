@@ -384,7 +384,8 @@ class Stack:
             if server is not None:
                 parts[name] = f"127.0.0.1 and {network.servers} (root namespace)"
         parts["telemetry"] = f"127.0.0.1 and {network.gateway} (root namespace, with the harness)"
-        api_host = f"{network.address(netns.API_HOST)} (host {netns.API_HOST}, namespace {network.namespace(0)})"
+        api = netns.API_HOST
+        api_host = f"{network.address(api)} (host {api}, namespace {network.namespace(api)})"
         for label in self.config.implementations:
             parts[f"{label}-api"] = api_host
             host = self.host_of(label)
