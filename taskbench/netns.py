@@ -286,8 +286,8 @@ class Network:
 
     def set_servers_reachable(self, host: int, reachable: bool) -> None:
         """Inside host `host`'s namespace, drop (or stop dropping) whatever it sends to the servers' address: a
-        blackhole route, so its packets vanish as across a cut cable and its connections time out, while every
-        other address still answers."""
+        blackhole route, so a new connection fails at once (EINVAL) and an established one stalls, its packets
+        dropped, until the route goes, while every other address still answers."""
         _ip("-n", self.namespace(host), "route", "add" if not reachable else "del", "blackhole", f"{self.servers}/32")
 
     def servers_reachable(self, host: int) -> bool:
