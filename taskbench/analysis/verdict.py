@@ -197,8 +197,12 @@ def _fault_rows(summaries: list[ScenarioSummary]) -> list[FaultRow]:
     return rows
 
 
-def _restored(fault: str) -> str:
-    return "API reached its servers again (its first job accepted)" if fault == "api-partition" else "link came back"
+def _resumed(r: FaultRow) -> str:
+    if r.resumed_after_s is None:
+        return ""
+    if r.fault == "api-partition":  # the API, not its workers, was cut off
+        return f", took jobs again {r.resumed_after_s:.2f} s after the cut"
+    return f", resumed {r.resumed_after_s:.2f} s after the link came back"
 
 
 def _fault_lines(rows: list[FaultRow]) -> list[str]:
@@ -211,11 +215,7 @@ def _fault_lines(rows: list[FaultRow]) -> list[str]:
             + (f", duplicated {r.duplicated}" if r.duplicated else "")
             + (f", redelivered {r.recovered}" if r.recovered else "")
             + (f"; submissions during the cut {r.during_cut}" if r.during_cut else "")
-            + (
-                f", resumed {r.resumed_after_s:.2f} s after the {_restored(r.fault)}"
-                if r.resumed_after_s is not None
-                else ""
-            )
+            + _resumed(r)
             for r in same
         ]
         lines.append(f"{name}: " + "; ".join(parts) + ".")
