@@ -23,11 +23,12 @@ from taskbench.client import ServiceClient
 from taskbench.results import RunEnvironment, RunSettings, ScenarioResult, ScenarioSpec, Submission
 from taskbench.scenario import ScenarioContext, run_scenario
 from taskbench.stack import Stack
+from taskbench_wire.records import JobBody
 
 REPO = Path(__file__).resolve().parents[2]
 IMPLEMENTATIONS = ("celery", "fastapi")
-ZERO_JOB = {"duration": 0, "kind": "sleep"}
-NOOP_JOB = {"duration": 0, "kind": "noop"}
+ZERO_JOB = JobBody(duration=0, kind="sleep")
+NOOP_JOB = JobBody(duration=0, kind="noop")
 CONCURRENCY = 4
 console = Console()
 
@@ -128,10 +129,10 @@ def publisher_main(count: int, prefix: str) -> None:
 class Submitter(Protocol):
     """What a burst needs of a client: the harness's `ServiceClient`, or the httpx one it replaced."""
 
-    async def submit(self, implementation: str, index: int, body: dict[str, Any]) -> Submission: ...
+    async def submit(self, implementation: str, index: int, body: JobBody) -> Submission: ...
 
 
-async def burst(client: Submitter, implementation: str, count: int, body: dict[str, Any] = ZERO_JOB) -> dict[str, Any]:
+async def burst(client: Submitter, implementation: str, count: int, body: JobBody = ZERO_JOB) -> dict[str, Any]:
     """`count` concurrent submissions (the client's 100 connections); accepted/s over the whole burst."""
     t0 = time.time()
     started = time.perf_counter()

@@ -13,7 +13,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 import aiohttp
 import httpx
@@ -22,6 +22,7 @@ from taskbench.client import KEEPALIVE_EXPIRY_S
 from taskbench.curl_http import CurlHttp
 from taskbench.probes import _Http
 from taskbench.results import Submission
+from taskbench_wire.records import JobBody
 
 SHARD_CONNECTIONS = 10
 
@@ -41,7 +42,7 @@ class HttpxSubmitter:
         ]
         self.submit_timeout_s = submit_timeout_s
 
-    async def submit(self, implementation: str, index: int, body: dict[str, Any]) -> Submission:
+    async def submit(self, implementation: str, index: int, body: JobBody) -> Submission:
         sent_at = time.time()
         started = time.perf_counter()
         gate, http = self._shards[index % len(self._shards)]
@@ -75,7 +76,7 @@ class AiohttpSubmitter:
         self._session = aiohttp.ClientSession(base_url=base_url, connector=connector)
         self._timeout = aiohttp.ClientTimeout(sock_connect=submit_timeout_s, sock_read=submit_timeout_s)
 
-    async def submit(self, implementation: str, index: int, body: dict[str, Any]) -> Submission:
+    async def submit(self, implementation: str, index: int, body: JobBody) -> Submission:
         sent_at = time.time()
         started = time.perf_counter()
         try:

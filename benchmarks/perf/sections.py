@@ -47,6 +47,7 @@ from taskbench.report import files
 from taskbench.results import RunResult, ScenarioResult, Submission
 from taskbench.sampler import Sampler
 from taskbench.stack import Stack
+from taskbench_wire.records import JobBody
 
 # --- sections ----------------------------------------------------------------------------------------------
 
@@ -56,7 +57,7 @@ async def section_1(bench: Bench) -> None:
     minus FastAPI's) against plain apply_async, timed in a process of its own in the same run."""
     http = bench.client.http
 
-    async def request(method: str, path: str, body: dict[str, Any] | None = None) -> None:
+    async def request(method: str, path: str, body: JobBody | None = None) -> None:
         async with http.request(method, path, json=body) as response:
             await response.read()
             response.raise_for_status()
