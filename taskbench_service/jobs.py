@@ -184,14 +184,16 @@ REFUSED_TTL_S = 600
 REFUSE_RETRY_S = 0.5  # how often a failed batch's refusal is tried again while Redis cannot be reached
 REFUSE_FOR_S = 120.0  # and for how long
 
-# Add a batch of records, each unless it was refused. ARGV: the refused and record key prefixes, then per record
-# its id, score (submission time), field count n, and n field/value pairs. A write whose client gave up (a
-# timeout on a stalled connection) can still reach Redis once the network is back: see RedisJobStore._refuse.
-_ADD_UNLESS_REFUSED = """
+# Add a batch of records, each unless it was refused or is there already. ARGV: the refused and record key prefixes,
+# then per record its id, score (submission time), field count n, and n field/value pairs. A write whose client gave
+# up (a timeout on a stalled connection) can still reach Redis once the network is back, after the client's retry
+# on a new connection got through and the job ran: it must neither bring back a refused record (see
+# RedisJobStore._refuse) nor set a finished one back to queued.
+_ADD_NEW = """
 local refused, prefix, i = ARGV[1], ARGV[2], 3
 while i <= #ARGV do
   local id, score, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  if redis.call('EXISTS', refused .. id) == 0 then
+  if redis.call('EXISTS', refused .. id) == 0 and redis.call('EXISTS', prefix .. id) == 0 then
     redis.call('HSET', prefix .. id, unpack(ARGV, i + 3, i + 2 + 2 * n))
     redis.call('ZADD', KEYS[1], score, id)
   end
@@ -255,7 +257,7 @@ class RedisJobStore:
         )
         self.redis = aredis.Redis(connection_pool=pool)
         self._update = self.redis.register_script(_UPDATE_IF_EXISTS)
-        self._add = self.redis.register_script(_ADD_UNLESS_REFUSED)
+        self._add = self.redis.register_script(_ADD_NEW)
         self._refuse_script = self.redis.register_script(_REFUSE)
         self._pending: list[tuple[JobRecord, asyncio.Future[None]]] = []  # records waiting for the next write
         self._writes: set[asyncio.Task[None]] = set()  # writes and refusals under way (referenced until done)

@@ -229,9 +229,12 @@ def test_the_memory_that_jobs_accepted_by_one_api_process_may_hold_is_bounded() 
     impl.admit(big)
 
 
-def test_a_refused_submission_leaves_no_record_even_when_its_write_lands_late(tmp_path: Path) -> None:
-    """A record write sent on a stalled connection (api-partition) can reach Redis after its request got the 503:
-    the refusal leaves a tombstone that makes the late write a no-op, and removes a record that got there first."""
+def test_a_record_write_that_lands_late_neither_brings_back_a_refused_record_nor_undoes_a_finished_one(
+    tmp_path: Path,
+) -> None:
+    """A record write sent on a stalled connection (api-partition) can reach Redis late: after its request got the
+    503 (the refusal's tombstone makes it a no-op, and removes a record that got there first), or after the client's
+    retry on a new connection got through and the job ran (a record that exists is left as it is)."""
     from taskbench.redis_server import find_redis_server, free_port, redis_command
     from taskbench_service.jobs import JobRequest, RedisJobStore, new_record
 
@@ -247,6 +250,9 @@ def test_a_refused_submission_leaves_no_record_even_when_its_write_lands_late(tm
         await store.add(landed_first)  # the stalled write arrives first ...
         await store.refuse(landed_first.job_id)  # ... and the refusal removes it
         await store.add(accepted)
+        await store.update(accepted.job_id, {"status": "completed"})  # the job ran (a retry's write got through) ...
+        await store.add(accepted)  # ... then the first, stalled attempt of the same write arrives: nothing
+        assert (await store.get(accepted.job_id)).status == "completed"  # type: ignore[union-attr]
         listed = await store.list(None)
         assert [job.job_id for job in listed.jobs] == [accepted.job_id] and listed.count == 1
         assert await store.get(refused_first.job_id) is None and await store.get(landed_first.job_id) is None
