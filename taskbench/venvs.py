@@ -55,6 +55,9 @@ class EnvRequest:
         identity = {
             "format": FORMAT,
             "python": sys.version,
+            # the harness install it is layered behind (`_layer`): one from another checkout, since deleted, would
+            # find no taskbench_service
+            "harness": sys.prefix,
             "platform": platform.platform(),
             "requirements": sorted(self.requirements),
             "constraints": sorted(self.constraints),
