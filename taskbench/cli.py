@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import NoReturn
 from urllib.parse import urlsplit
 
+import redis
 from packaging.version import InvalidVersion, Version
 from rich.console import Console
 
@@ -27,6 +28,7 @@ from taskbench import (
     plan,
     postgres_server,
     rabbitmq_server,
+    redis_server,
     remote_worker,
     venvs,
 )
@@ -581,11 +583,9 @@ def _postgres_setting(labels: list[str], url: str | None) -> str | None:
 
 
 def _env_redis_url() -> str | None:
-    """A Redis named in the environment; CELERY_BROKER_URL only when it is one (not RabbitMQ's amqp://)."""
-    celery_broker = os.environ.get("CELERY_BROKER_URL")
-    if celery_broker and is_amqp(celery_broker):
-        celery_broker = None
-    return os.environ.get("TASKBENCH_REDIS_URL") or celery_broker
+    """A Redis named by taskbench's own variable. Never another tool's (CELERY_BROKER_URL, REDIS_URL): a project's
+    shell names its team's Redis there, which a benchmark must not adopt without being told."""
+    return os.environ.get("TASKBENCH_REDIS_URL") or None
 
 
 def _broker(args: argparse.Namespace) -> tuple[str, str | None]:
@@ -649,6 +649,29 @@ def _postgres(args: argparse.Namespace, console: Console) -> str | None:
     return None
 
 
+def _redis_fits(args: argparse.Namespace) -> None:
+    """Before anything starts: a Redis every selected queue runs on (streaQ needs 7), the one --redis-url names or
+    a private one this machine can start (taskbench.redis_server), else one line."""
+    if getattr(args, "url", None):
+        return
+    minimum, needed_by = implementations.redis_minimum(args.implementations)
+    if not args.redis_url:
+        redis_server.server_for(minimum, needed_by)
+        return
+    try:
+        info = redis.Redis.from_url(args.redis_url, socket_timeout=3, socket_connect_timeout=3).info("server")
+    except redis.RedisError as exc:
+        raise UsageError(
+            f"Redis does not answer at --redis-url {_redact(args.redis_url)} ({exc}): fix the URL"
+        ) from None
+    version = tuple(int(part) for part in str(info.get("redis_version", "0")).split(".")[:3] if part.isdigit())
+    if version < minimum:
+        raise UsageError(
+            f"{needed_by} needs Redis ≥ {'.'.join(map(str, minimum))}, and the one at --redis-url is "
+            f"{info.get('redis_version')}: name a newer one, or leave {needed_by} out"
+        )
+
+
 def _raise_interrupt(*_: object) -> NoReturn:
     raise KeyboardInterrupt
 
@@ -657,6 +680,7 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
     worker_limits, api_limits = container_limits(args, [])
     broker, broker_url = _broker(args)
     postgres_url = _postgres(args, console)
+    _redis_fits(args)
     options = plugin_options(args)
     hosts, link_delay_ms = _hosts(args)
     with console.status("preparing each implementation's environment…"):
@@ -809,6 +833,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     user_jobs = _check_jobs(args)  # before anything starts: a job that cannot run is exit 2, here
     broker, broker_url = _broker(args)
     postgres_url = _postgres(args, console)
+    _redis_fits(args)
     if args.url and user_jobs:
         raise UsageError("--job needs a stack that taskbench started itself (it fixes the function): drop --url")
     workloads = args.workloads if args.workloads is not None else ([] if user_jobs else ["sleep"])

@@ -121,9 +121,9 @@ def describe(
         )
     if redis_url:
         try:
-            versions["redis-server"] = str(
-                redis.Redis.from_url(redis_url, socket_timeout=2).info("server")["redis_version"]
-            )
+            info = redis.Redis.from_url(redis_url, socket_timeout=2).info("server")
+            valkey = f" (Valkey {info['valkey_version']})" if "valkey_version" in info else ""
+            versions["redis-server"] = f"{info['redis_version']}{valkey}"
         except redis.RedisError:
             versions["redis-server"] = "unreachable"
     if amqp_url:  # --broker amqp

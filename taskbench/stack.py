@@ -47,10 +47,10 @@ from taskbench import (
 from taskbench.errors import StackError
 from taskbench.implementations.base import PYTHON
 from taskbench.ledger import LedgerTail
-from taskbench.redis_server import find_redis_server, free_port, redis_command, write_password_config
+from taskbench.redis_server import find_redis_server, free_port, redis_command, server_for, write_password_config
 from taskbench.results import ApiOptions, ContainerLimits, PluginOptions
 from taskbench.services import Service
-from taskbench_wire.env import CELERY_ENV_VARS, ENV_VARS, HOST_LABEL, LEDGER, ServiceEnv
+from taskbench_wire.env import CELERY_ENV_VARS, DEFAULT_NAMESPACE, ENV_VARS, HOST_LABEL, LEDGER, ServiceEnv
 from taskbench_wire.health import Health
 from taskbench_wire.urls import redacted
 
@@ -210,6 +210,18 @@ class Stack:
         return urlunsplit(parts._replace(path=f"/{base + offset}"))
 
     @property
+    def external_servers(self) -> bool:
+        """Whether any server was named by a flag (--redis-url, --broker-url, --postgres-url): someone else's."""
+        config = self.config
+        return config.redis_url is not None or bool(config.broker_url) or bool(config.postgres_url)
+
+    @property
+    def namespace(self) -> str:
+        """What the service names everything it writes after (taskbench_wire.env.NAMESPACE): on a server of
+        someone else's, this run's alone, so it never reads, purges or deletes what it did not create."""
+        return f"{DEFAULT_NAMESPACE}-{self.id[:8]}" if self.external_servers else DEFAULT_NAMESPACE
+
+    @property
     def embedded_redis(self) -> bool:
         return self.config.redis_url is None
 
@@ -333,6 +345,7 @@ class Stack:
             implementations=[implementations.plugin_name(label)],
             telemetry_url=self.telemetry_url,
             telemetry_ledger=telemetry.ledger_key(label),
+            namespace=self.namespace,
         ).environ() | {watchdog.TAG: self.id}
 
     # --- hosts (--hosts N: taskbench.netns) ----------------------------------------------------------------
@@ -436,7 +449,8 @@ class Stack:
         self.redis_url = f"redis://:{self._redis_password}@127.0.0.1:{port}/0"
         config = write_password_config(self.config.workdir, self._redis_password)
         also = self.network.servers if self.network else None  # --hosts: the other hosts reach it there
-        argv = redis_command(find_redis_server(), port, self.config.workdir, self.state.redis_persistent, config, also)
+        binary = server_for(*implementations.redis_minimum(self.config.implementations)).path
+        argv = redis_command(binary, port, self.config.workdir, self.state.redis_persistent, config, also)
         service = Service(
             "redis", argv, self.tag({}), self._log("redis"), lambda _: self._redis_answers(), "redis-server"
         )
@@ -523,7 +537,8 @@ class Stack:
 
     def check_redis(self) -> None:
         if not self._redis_answers():
-            raise StackError(f"Redis does not answer at {self.redis_url}: start it or pass another --redis-url")
+            where = redacted(self.redis_url)
+            raise StackError(f"Redis does not answer at {where}: start it or pass another --redis-url")
 
     def _set_persistence(self, persistent: bool) -> None:
         client = redis.Redis.from_url(self.redis_url)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from taskbench_wire.env import (
     BROKER_URL,
+    DEFAULT_NAMESPACE,
     CONCURRENCY,
     DELIVERY,
     HOST_LABEL,
@@ -19,6 +20,7 @@ from taskbench_wire.env import (
     JOBS,
     LEDGER,
     MIDDLEWARE,
+    NAMESPACE,
     POSTGRES_URL,
     REDELIVERY_TIMEOUT,
     REDIS_TIMEOUT,
@@ -75,6 +77,8 @@ class Settings:
     telemetry_ledger: str = ""
     # The host the ledger's events are attributed to (`taskbench worker --host-label`); empty: the host's name.
     host_label: str = ""
+    # The prefix of every key, queue, stream and schema the service writes (taskbench_wire.env.NAMESPACE).
+    namespace: str = DEFAULT_NAMESPACE
 
     @property
     def broker(self) -> str:
@@ -110,6 +114,7 @@ def load() -> Settings:
         telemetry_url=env.get(TELEMETRY_URL, ""),
         telemetry_ledger=env.get(TELEMETRY_LEDGER, ""),
         host_label=env.get(HOST_LABEL, ""),
+        namespace=env.get(NAMESPACE) or DEFAULT_NAMESPACE,
     )
 
 

@@ -30,9 +30,15 @@ IMPLEMENTATIONS = "TASKBENCH_IMPLEMENTATIONS"
 TELEMETRY_URL = "TASKBENCH_TELEMETRY_URL"
 TELEMETRY_LEDGER = "TASKBENCH_TELEMETRY_LEDGER"
 HOST_LABEL = "TASKBENCH_HOST_LABEL"
+# What every key, queue, stream, consumer group and PostgreSQL schema the service writes is named after, so that on
+# a server taskbench does not own it never reads, purges or deletes anything it did not create (DEFAULT_NAMESPACE
+# on a private server; `taskbench-<stack id>` on one named by --redis-url, --broker-url or --postgres-url).
+NAMESPACE = "TASKBENCH_NAMESPACE"
+DEFAULT_NAMESPACE = "taskbench"
 ENV_VARS = (
     REDIS_URL, BROKER_URL, POSTGRES_URL, LEDGER, REDIS_TIMEOUT, CONCURRENCY, DELIVERY, REDELIVERY_TIMEOUT,
     RESTORE_INTERVAL, JOBS, JOB_TIMEOUT, MIDDLEWARE, IMPLEMENTATIONS, TELEMETRY_URL, TELEMETRY_LEDGER, HOST_LABEL,
+    NAMESPACE,
 )  # fmt: skip
 # Celery's own variables, honoured as Celery users expect; the harness sets them too.
 CELERY_ENV_VARS = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
@@ -56,6 +62,7 @@ class ServiceEnv(BaseModel):
     telemetry_url: str = ""  # the stack's telemetry Redis; empty: the ledger goes to `ledger_path` only
     telemetry_ledger: str = ""  # the ledger's stream there (taskbench.telemetry.ledger_key)
     host_label: str = ""  # what this host's ledger events and samples are attributed to; empty: its host name
+    namespace: str = DEFAULT_NAMESPACE  # the prefix of everything the service writes on its servers
 
     def variables(self) -> dict[str, str]:
         return {
@@ -77,6 +84,7 @@ class ServiceEnv(BaseModel):
             TELEMETRY_URL: self.telemetry_url,
             TELEMETRY_LEDGER: self.telemetry_ledger,
             HOST_LABEL: self.host_label,
+            NAMESPACE: self.namespace,
         }
 
     def environ(self) -> dict[str, str]:

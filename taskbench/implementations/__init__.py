@@ -10,6 +10,8 @@ of its own. Everything keyed by implementation (results, roles, tables) is keyed
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from taskbench.implementations import (
     arq,
     celery,
@@ -71,6 +73,13 @@ def title(label: str) -> str:
     return get(label).title + (f" {version}" if version else "")
 
 
+def redis_minimum(labels: Iterable[str]) -> tuple[tuple[int, ...], str]:
+    """The oldest Redis every one of `labels` runs on, and which of them ask for it ("streaQ")."""
+    minimum = max((get(label).redis_min_version for label in labels), default=())
+    needing = [title(label) for label in labels if minimum and get(label).redis_min_version == minimum]
+    return minimum, ", ".join(needing)
+
+
 def worker_role(label: str) -> str:
     return f"{label}-worker"
 
@@ -90,6 +99,7 @@ __all__ = [
     "job_process",
     "known",
     "plugin_name",
+    "redis_minimum",
     "release",
     "title",
     "worker_role",

@@ -82,6 +82,9 @@ class Implementation(ABC):
     # Its jobs wait in PostgreSQL (procrastinate, pgqueuer): the stack starts a private server, or uses
     # --postgres-url, and passes it as TASKBENCH_POSTGRES_URL; records, ledger and heartbeats stay in Redis.
     needs_postgres: ClassVar[bool] = False
+    # The oldest Redis its queue runs on (streaQ loads Redis functions: 7.0); the embedded Redis is chosen to meet
+    # every selected queue's (taskbench.redis_server.server_for). Empty: any Redis taskbench starts.
+    redis_min_version: ClassVar[tuple[int, ...]] = ()
     amqp_deliveries: ClassVar[tuple[Delivery, ...]] = ()  # on RabbitMQ: the same names, what they promise there
     # Records in the memory of the API process that took the job (BackgroundTasks): under --api-workers N no
     # single answer holds them all, so the harness rebuilds them from the ledger (taskbench.records).

@@ -29,6 +29,7 @@ class StreaqImplementation(Implementation):
     title = "streaQ"
     packages = ("streaq>=7.2",)
     queue_package = "streaq"
+    redis_min_version = (7, 0)  # its Lua library is loaded with FUNCTION LOAD ("unknown command" on 6.2)
     beat_model = StreaqBeat
     deliveries = (
         Delivery(

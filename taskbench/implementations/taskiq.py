@@ -26,6 +26,7 @@ class TaskiqImplementation(Implementation):
     title = "taskiq"
     packages = ("taskiq>=0.11", "taskiq-redis>=1.0")
     queue_package = "taskiq"
+    redis_min_version = (6, 2)  # its stream delivery takes abandoned messages back with XAUTOCLAIM
     beat_model = TaskiqBeat
     deliveries = (
         Delivery(
