@@ -901,7 +901,9 @@ def _exit_code(result: AnalysedRun, fail_on: str | None, console: Console) -> in
     caught = [s for s in result.summaries if s.status in gated]
     for s in caught:
         console.print(f"[red]--fail-on {fail_on}[/]: {s.label} {s.status}", markup=True)
-    return GATE_FAILED if caught else 0
+    for u in result.unavailable if gated else []:  # an implementation that could not run did not hold either
+        console.print(f"[red]--fail-on {fail_on}[/]: {u.implementation} could not run ({u.part}: {u.reason})")
+    return GATE_FAILED if caught or (gated and result.unavailable) else 0
 
 
 def _check_jobs(args: argparse.Namespace) -> list[job_check.UserJob]:

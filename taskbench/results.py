@@ -421,6 +421,16 @@ class ScenarioResult(BaseModel):
         return self.spec.label + (f" · run {self.spec.repeat + 1} of {runs}" if runs > 1 else "")
 
 
+class Unavailable(BaseModel):
+    """An implementation the run could not measure, and why: a finding, while the run went on with the others."""
+
+    implementation: str  # its label
+    part: str  # what failed: "the streaQ API server", "the taskiq worker", "setting up procrastinate"
+    reason: str  # the error's first line
+    log_tail: str = ""  # the last lines of that part's log, secrets removed
+    when: str = "at start"  # "at start", or "before <scenario label>"
+
+
 class RunResult(BaseModel):
     schema_version: int = SCHEMA_VERSION
     taskbench: str | None = None  # the version that measured the run (None: recorded before it was kept)
@@ -433,6 +443,7 @@ class RunResult(BaseModel):
     scenario_files: list[str]
     interrupted: bool = False
     stopped_by: int | None = None  # the signal that cut the run short: 2 (Ctrl-C) or 15 (SIGTERM)
+    unavailable: list[Unavailable] = Field(default_factory=list)  # implementations that could not run
 
 
 def _check_version(data: dict[str, Any], path: Path) -> None:

@@ -25,7 +25,7 @@ from taskbench.errors import StackError, UsageError
 from taskbench.job_check import JobArgs
 from taskbench.report import files
 from taskbench.results import LoadOptions, RunEnvironment, RunResult, RunSettings, ScenarioResult, ScenarioSpec
-from taskbench.scenario import ScenarioContext, run_scenario
+from taskbench.scenario import Progress, ScenarioContext, run_scenario
 from taskbench.stack import Stack, StackConfig, StackState
 from taskbench_wire.urls import redacted
 
@@ -195,7 +195,34 @@ def _outcome(summary: ScenarioSummary) -> str:
     return summary.status + (f" ({rules})" if rules else "")
 
 
-RunOne = Callable[[ScenarioSpec], Awaitable[ScenarioSummary]]
+RunOne = Callable[[ScenarioSpec], Awaitable[ScenarioSummary | None]]
+
+
+async def _run_or_give_up(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progress) -> ScenarioResult | None:
+    """The scenario. When the stack fails its implementation (a worker the service no longer sees, an API that
+    does not come back), that implementation's API and worker start again once and the scenario runs again; if it
+    fails again, the implementation is given up (a finding in the report) and the run goes on: None."""
+    stack = ctx.stack
+    label = spec.implementation
+    when = f"before {spec.label}"
+    for attempt in (1, 2):
+        try:
+            return await run_scenario(ctx, spec, progress)
+        except StackError as exc:
+            if stack is None or ctx.stop.is_set():
+                raise
+            if attempt == 2 or not stack.revive(label, when):
+                if label not in stack.unavailable:
+                    stack.give_up(label, stack.part_of(label), exc, when)
+                if not stack.labels:
+                    raise StackError(f"no implementation can run any more ({exc})") from exc
+                return None
+    return None
+
+
+def _why_not(stack: Stack | None, spec: ScenarioSpec) -> str:
+    gone = stack.unavailable.get(spec.implementation) if stack is not None else None
+    return f"{gone.part}: {gone.reason}" if gone is not None else "given up"
 
 
 async def _search(first: ScenarioSpec, load: LoadOptions, ctx: ScenarioContext, run_one: RunOne) -> None:
@@ -215,7 +242,10 @@ async def _search(first: ScenarioSpec, load: LoadOptions, ctx: ScenarioContext, 
             spec = None if concurrency is None else first.model_copy(update={"concurrency": concurrency})
         if spec is None:
             return
-        step = (await run_one(spec)).rate
+        summary = await run_one(spec)
+        if summary is None:
+            return
+        step = summary.rate
         value = float(spec.rate or 0.0) if load.target_rate is None else float(spec.concurrency or 0)
         steps.append((value, step.verdict if step else "inconclusive"))
 
@@ -274,19 +304,29 @@ async def _run_all(
     try:
         with progress.shown(console, sum(estimates)) as shown:
 
-            async def run_one(spec: ScenarioSpec) -> ScenarioSummary:
+            async def run_one(spec: ScenarioSpec) -> ScenarioSummary | None:
                 run_of = f" (run {spec.repeat + 1} of {settings.repeat})" if settings.repeat > 1 else ""
                 on_progress = shown.scenario(spec.label + run_of, spec.jobs)
-                result = await run_scenario(ctx, spec, on_progress)
+                result = await _run_or_give_up(ctx, spec, on_progress)
+                if stack is not None:
+                    run_result.unavailable = list(stack.unavailable.values())
+                if result is None:
+                    shown.scenario_done(spec.label + run_of, f"not run: {_why_not(stack, spec)}")
+                    return None
                 results.append(result)
                 run_result.scenario_files.append(files.write_scenario_data(folder, stamp, result))
                 summary = analysis.summarise(result)
                 shown.scenario_done(spec.label + run_of, _outcome(summary))
                 return summary
 
+            if stack is not None:
+                run_result.unavailable = list(stack.unavailable.values())
             for spec, estimate in zip(specs, estimates, strict=True):
                 if ctx.stop.is_set():
                     break
+                if stack is not None and spec.implementation in stack.unavailable:
+                    shown.advance(estimate)  # a finding already: the report says which part failed and why
+                    continue
                 if settings.load is not None and (settings.load.auto or settings.load.target_rate):
                     await _search(spec, settings.load, ctx, run_one)
                 else:

@@ -48,7 +48,7 @@ from taskbench.errors import StackError
 from taskbench.implementations.base import PYTHON
 from taskbench.ledger import LedgerTail
 from taskbench.redis_server import find_redis_server, free_port, redis_command, server_for, write_password_config
-from taskbench.results import ApiOptions, ContainerLimits, PluginOptions
+from taskbench.results import ApiOptions, ContainerLimits, PluginOptions, Unavailable
 from taskbench.services import Service
 from taskbench_wire.env import CELERY_ENV_VARS, DEFAULT_NAMESPACE, ENV_VARS, HOST_LABEL, LEDGER, ServiceEnv
 from taskbench_wire.health import Health
@@ -137,6 +137,7 @@ class Stack:
         self._telemetry_password = secrets.token_urlsafe(24)
         self._watchdog: subprocess.Popen[bytes] | None = None
         self.network: netns.Network | None = None  # --hosts: the bridge and the namespaces
+        self.unavailable: dict[str, Unavailable] = {}  # implementations that could not start, by label
         self.cgroups: cgroups.StackCgroups | None = None  # container limits: each part's cgroup
 
     def tag(self, env: Mapping[str, str]) -> dict[str, str]:
@@ -157,7 +158,7 @@ class Stack:
         return self.network.address(netns.API_HOST) if self.network is not None else self.config.host
 
     def urls(self) -> dict[str, str]:
-        return {label: self.url_for(label) for label in self.config.implementations}
+        return {label: self.url_for(label) for label in self.labels}
 
     @property
     def port(self) -> int:
@@ -295,16 +296,26 @@ class Stack:
         if self.needs_postgres:
             self.check_postgres()
         for label in self.config.implementations:
-            self.set_up(label)
+            try:
+                self.set_up(label)
+            except StackError as exc:
+                self.give_up(label, f"setting up {implementations.title(label)}", exc)
         # Every process first, then each one's readiness: their start-ups (imports, CPU calibration) overlap.
-        services = [self._api_service(label) for label in self.config.implementations]
-        services += [self._worker_service(label) for label in self.config.implementations if self._has_worker(label)]
-        for service in services:
+        services = [(label, self._api_service(label)) for label in self.labels]
+        services += [(label, self._worker_service(label)) for label in self.labels if self._has_worker(label)]
+        for _, service in services:
             service.process.start()
             self._exit.callback(service.stop)
-        for service in services:
-            service.wait_ready()
-        for label in self.config.implementations:
+        for label, service in services:
+            if label not in self.unavailable:
+                try:
+                    service.wait_ready()
+                except StackError as exc:  # a finding: the run goes on with the others
+                    self.give_up(label, service.what, exc)
+        if not self.labels:
+            reasons = "; ".join(f"{u.part}: {u.reason}" for u in self.unavailable.values())
+            raise StackError(f"no implementation could start ({reasons}); logs in {self.config.workdir / 'logs'}")
+        for label in self.labels:
             self.start_companions(label)
         self.publish_join()
 
@@ -320,6 +331,55 @@ class Stack:
             if self._watchdog is not None:  # nothing of the stack is left: it checks, and exits
                 self._watchdog.communicate(timeout=30)
                 self._watchdog = None
+
+    # --- implementations that cannot run ----------------------------------------------------------------
+
+    @property
+    def labels(self) -> list[str]:
+        """The implementations the stack runs: those asked for, less those that could not start."""
+        return [label for label in self.config.implementations if label not in self.unavailable]
+
+    def give_up(self, label: str, part: str, error: Exception, when: str = "at start") -> None:
+        """`label` cannot run: its API and worker stop, and the failure is recorded (which part, why, its log's last
+        lines) as a finding the reports state, while the run goes on with the others."""
+        tail = ""
+        for service in (self.apis.pop(label, None), self.workers.pop(label, None)):
+            if service is not None:
+                tail = service.process.log_tail(20) if service.what == part else tail
+                service.stop()
+        lines = str(error).strip().splitlines() or [type(error).__name__]
+        self.unavailable[label] = Unavailable(
+            implementation=label, part=part, reason=self.redact(lines[0]), log_tail=self.redact(tail), when=when
+        )
+
+    def revive(self, label: str, when: str) -> bool:
+        """Start `label`'s API and worker again (a worker its service no longer sees); False, and `label` given up,
+        when one of them still does not come up."""
+        for service in (self.apis.get(label), self.workers.get(label)):
+            if service is None:
+                continue
+            try:
+                if label in self.workers and service is self.workers[label]:
+                    self.restart_worker(label)
+                else:
+                    service.restart()
+            except StackError as exc:
+                self.give_up(label, service.what, exc, when)
+                return False
+        return True
+
+    def part_of(self, label: str) -> str:
+        """What runs `label`'s jobs, in words: its worker, or BackgroundTasks' API."""
+        service = self.workers.get(label) or self.apis.get(label)
+        return service.what if service is not None else implementations.title(label)
+
+    def redact(self, text: str) -> str:
+        """`text` without any password of this stack's servers (generated or given in a URL)."""
+        urls = (self.redis_url, self.telemetry_url, self.amqp_url, self.postgres_url)
+        secrets_ = {self._redis_password, self._telemetry_password, *(urlsplit(u).password for u in urls if u)}
+        for secret in sorted(filter(None, secrets_), key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
 
     def _own(self, service: Service) -> Service:
         """Start `service` and make the stack responsible for stopping it."""
@@ -484,7 +544,7 @@ class Stack:
         if not self.telemetry_url:
             return
         labels = {}
-        for label in self.config.implementations:
+        for label in self.labels:
             impl = implementations.get(label)
             if not impl.has_worker:
                 continue
@@ -678,7 +738,7 @@ class Stack:
         at the run's; OOM kills counted from now."""
         if self.cgroups is None:
             return
-        for label in self.config.implementations:
+        for label in self.labels:
             has_worker = label in self.workers
             cgroup = self.job_cgroup(label)
             run_limit = (self.config.worker_limits if has_worker else self.config.api_limits).memory_mb

@@ -65,8 +65,19 @@ def analyse(run: RunResult, scenarios: list[ScenarioResult]) -> AnalysedRun:
         scenario_summaries=[
             failures.annotate(s, r.settings.thresholds) for r, s in zip(scenarios, figures, strict=True)
         ],
-        verdict=_with_jobs(verdict.compute(summaries, names, base, _target_rate(run)), run),
+        verdict=_with_unavailable(_with_jobs(verdict.compute(summaries, names, base, _target_rate(run)), run), run),
     )
+
+
+def _with_unavailable(result: Verdict, run: RunResult) -> Verdict:
+    """An implementation that could not run is part of the answer: said after the headline, with why."""
+    if not run.unavailable:
+        return result
+    said = [
+        f"{implementations.title(u.implementation)} could not run ({u.when}): {u.part}: {u.reason}"
+        for u in run.unavailable
+    ]
+    return result.model_copy(update={"lines": [*result.headline, *said, *result.lines[len(result.headline) :]]})
 
 
 def _target_rate(run: RunResult) -> float | None:

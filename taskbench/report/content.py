@@ -768,6 +768,21 @@ def verdict_lines(run: AnalysedRun) -> list[str]:
     return run.verdict.lines or ["No scenario completed."]
 
 
+def unavailable(run: RunResult) -> list[Block]:
+    """The implementations the run could not measure: which part failed, when, why, and its log's last lines."""
+    if not run.unavailable:
+        return []
+    items = [
+        Bullet(
+            f"**{implementations.title(u.implementation)}**: {u.part} ({u.when}): {u.reason}",
+            tuple(f"`{line}`" for line in u.log_tail.splitlines()[-8:] if line.strip()),
+        )
+        for u in run.unavailable
+    ]
+    note = "Not measured; the run went on with the others. Each with the last lines of its log:"
+    return [Heading("Could not run"), Paragraph(note), Bullets(items)]
+
+
 def when_baseline_fails(run: AnalysedRun) -> list[Block]:
     """Every failure of the baseline's scenarios with its evidence, then the other implementations'."""
     baseline = [s for s in run.summaries if s.implementation == BASELINE]
@@ -811,6 +826,7 @@ def comparison(run: AnalysedRun, charts: Sequence[ChartRef] = ()) -> list[Block]
     blocks: list[Block] = [Heading(f"{run_title(run)} — comparison ({run.timestamp})", 1)]
     if run.interrupted:
         blocks.append(Paragraph("> **Interrupted**: this run was stopped early; the results below are partial."))
+    blocks += unavailable(run)
     if run.verdict.decisions:
         blocks += [
             Heading("Decision"),

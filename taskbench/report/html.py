@@ -247,6 +247,7 @@ def report(
         f'<div class="verdict"><p>{inline(answer)}</p></div>',
         figures(first_chart),
         blocks(decision),
+        blocks(content.unavailable(run)),
         *(f"<details><summary>{esc(name)}</summary>{blocks(items)}</details>" for name, items in details if items),
         block(Heading("Scenarios")),
         '<p class="muted">With repeats, the run in the middle of each scenario (by mean total time) is shown; '
