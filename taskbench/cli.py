@@ -491,9 +491,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--join",
         required=True,
-        metavar="URL",
-        help="the stack's telemetry Redis (redis://:PASSWORD@HOST:PORT/0; `serve` writes it to a 0600 file and "
-        "prints where)",
+        metavar="FILE",
+        help="the file holding the stack's telemetry URL (`serve` writes it, 0600, and prints where; copy it here), "
+        "or - to read it from standard input; never the URL itself, which `ps` would show every local user",
     )
     worker.add_argument(
         "--host-label",
@@ -722,7 +722,7 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
             console.print(f"Limits     workers: {worker_limits.text()}; APIs: {api_limits.text()} ({where})")
         console.print(
             f"Telemetry  {_redact(stack.telemetry_url)}: a worker on another host joins with "
-            f'`taskbench worker --implementation NAME --join "$(cat {stack.join_file})"`'
+            f"`taskbench worker --implementation NAME --join {stack.join_file}` (a copy of that file)"
         )
         if stack.amqp_url:
             private = " (private)" if stack.embedded_rabbitmq else ""
@@ -996,7 +996,13 @@ def cmd_worker(args: argparse.Namespace, console: Console) -> int:
     """One more worker of a running stack, on this host (taskbench.remote_worker)."""
     workdir = claim_folder(args.workdir, f"worker-{time.strftime('%Y%m%d_%H%M%S')}", "--workdir")
     return remote_worker.run_worker(
-        args.join, args.implementation, args.host_label, workdir, args.with_packages, args.rebuild_envs, console
+        remote_worker.read_join_url(args.join),
+        args.implementation,
+        args.host_label,
+        workdir,
+        args.with_packages,
+        args.rebuild_envs,
+        console,
     )
 
 

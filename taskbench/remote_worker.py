@@ -19,6 +19,7 @@ import contextlib
 import os
 import signal
 import socket
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -35,7 +36,17 @@ from taskbench.errors import StackError, UsageError
 from taskbench.implementations.base import PYTHON
 from taskbench.sampler import Sampler
 from taskbench.services import Service
-from taskbench_wire.env import HOST_LABEL, TELEMETRY_URL
+from taskbench_wire.env import (
+    CELERY_ENV_VARS,
+    CONCURRENCY,
+    ENV_VARS,
+    HOST_LABEL,
+    JOB_TIMEOUT,
+    REDELIVERY_TIMEOUT,
+    REDIS_TIMEOUT,
+    RESTORE_INTERVAL,
+    TELEMETRY_URL,
+)
 from taskbench_wire.health import Health
 from taskbench_wire.urls import redacted
 
@@ -44,6 +55,55 @@ GONE_AFTER_S = 10.0  # the stack's telemetry Redis silent this long (or another 
 REFUSED_FOR_S = 2.0  # … or refusing connections this long: its server has stopped (a cut link times out instead)
 CHECK_JOIN_S = 0.5  # how often the stack's settings are read again
 RESTARTS = 5  # a worker that dies is started again this many times, as `serve` does
+
+
+def read_join_url(source: str) -> str:
+    """The telemetry URL from the file `source` names, or from standard input for `-`: never from the command line,
+    where `ps` shows it (and the password in it) to every local user."""
+    if "://" in source:
+        raise UsageError(
+            "--join takes the file that holds the stack's telemetry URL (or - for standard input), never the URL "
+            "itself: on the command line every local user sees its password in `ps`"
+        )
+    try:
+        text = sys.stdin.read(4096) if source == "-" else Path(source).read_text()[:4096]
+    except OSError as exc:
+        raise UsageError(f"--join {source}: cannot read it ({exc.strerror})") from None
+    url = text.strip()
+    if not url:
+        raise UsageError(f"--join {source}: empty; it should hold the telemetry URL `taskbench serve` wrote")
+    return url
+
+
+# What a joined worker takes from the stack's document: the environment contract's variables and Celery's own,
+# nothing else (not PYTHONPATH, LD_PRELOAD or any other variable a crafted document could carry), each checked.
+JOINABLE = frozenset((*ENV_VARS, *CELERY_ENV_VARS))
+URL_SCHEMES = ("redis", "rediss", "amqp", "amqps", "postgresql", "postgres")
+NUMBERS = {CONCURRENCY: (1, 256), REDIS_TIMEOUT: (0.01, 600), REDELIVERY_TIMEOUT: (0.01, 86_400),
+           RESTORE_INTERVAL: (0.01, 3600), JOB_TIMEOUT: (0.01, 86_400)}  # fmt: skip
+
+
+def checked_variables(env: dict[str, str]) -> dict[str, str]:
+    """The document's variables a worker may have: known names only; a server URL must name the stack's machine
+    (127.0.0.1, which the worker rewrites to the --join address) with a known scheme; numbers within bounds."""
+    kept: dict[str, str] = {}
+    for name, value in env.items():
+        if name not in JOINABLE:
+            continue
+        if "://" in value:
+            parts = urlsplit(value)
+            if parts.scheme not in URL_SCHEMES or parts.hostname not in LOOPBACK:
+                raise StackError(f"the stack's document names {name} at {redacted(value)}: refused (not its server)")
+        if name in NUMBERS and value:
+            low, high = NUMBERS[name]
+            try:
+                number = float(value)
+            except ValueError:
+                raise StackError(f"the stack's document gives {name}={value!r}: not a number") from None
+            if not low <= number <= high:
+                raise StackError(f"the stack's document gives {name}={value}: outside {low}..{high}")
+        kept[name] = value
+    return kept
 
 
 def join_info(url: str, label: str) -> tuple[redis.Redis, telemetry.JoinInfo, telemetry.JoinedLabel]:
@@ -59,6 +119,10 @@ def join_info(url: str, label: str) -> tuple[redis.Redis, telemetry.JoinInfo, te
         info = telemetry.read_join(connection)
     except redis.RedisError as exc:
         raise UsageError(f"--join {redacted(url)}: does not answer ({exc})") from None
+    except ValueError as exc:  # pydantic's ValidationError: a document out of bounds
+        raise UsageError(
+            f"--join {redacted(url)}: the stack's document is refused ({str(exc).splitlines()[0]})"
+        ) from None
     if info is None:
         raise UsageError(f"--join {redacted(url)}: no taskbench stack publishes there (is it its telemetry URL?)")
     if label not in info.labels:
@@ -79,7 +143,7 @@ def worker_env(joined: telemetry.JoinedLabel, url: str, host: str, tag: str) -> 
     """The stack's variables for this worker. 127.0.0.1 in them is the stack's machine, which this host reaches at
     the --join URL's address; the telemetry Redis is the --join URL itself."""
     address = urlsplit(url).hostname or "127.0.0.1"
-    variables = dict(joined.env)
+    variables = checked_variables(joined.env)
     if address not in LOOPBACK:
         variables = {k: v.replace("@127.0.0.1:", f"@{address}:") if "://" in v else v for k, v in variables.items()}
     return {

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from taskbench.results import Execution, HostClock, PluginOptions, Reading
 
@@ -168,14 +168,14 @@ class JoinedLabel(BaseModel):
     env: dict[str, str]
     queue_package: str
     queue_version: str | None
-    concurrency: int
+    concurrency: int = Field(ge=1, le=256)  # bounded: the document is read on other hosts
     options: PluginOptions
     api_url: str  # its API: a joined worker is ready once the API's /health shows its heartbeat
 
 
 class JoinInfo(BaseModel):
     stack: str  # the stack's id
-    sample_interval_s: float = 0.25
+    sample_interval_s: float = Field(default=0.25, ge=0.05, le=10.0)
     labels: dict[str, JoinedLabel]
 
 

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,8 +46,17 @@ def taskbench(*args: str, timeout_s: float = 120) -> subprocess.CompletedProcess
     )
 
 
+def join_file(folder: Path, url: str) -> str:
+    """The telemetry URL in a file of its own, as `taskbench worker --join FILE` takes it (never on argv)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"join-{uuid.uuid4().hex[:8]}.url"
+    path.write_text(url + "\n")
+    return str(path)
+
+
 def worker_command(label: str, url: str, workdir: Path) -> list[str]:
-    return [sys.executable, "-m", "taskbench.cli", "worker", "--implementation", label, "--join", url,
+    join = join_file(workdir, url)
+    return [sys.executable, "-m", "taskbench.cli", "worker", "--implementation", label, "--join", join,
             "--host-label", HOST, "--workdir", str(workdir)]  # fmt: skip
 
 
@@ -169,22 +179,48 @@ def one_line_exit_2(done: subprocess.CompletedProcess[str]) -> str:
 def test_a_join_url_that_does_not_answer_is_one_line_and_exit_2(tmp_path: Path) -> None:
     silent = f"redis://:pw@127.0.0.1:{free_port()}/0"
     line = one_line_exit_2(
-        taskbench("worker", "--implementation", "celery", "--join", silent, "--workdir", str(tmp_path))
+        taskbench(
+            "worker", "--implementation", "celery", "--join", join_file(tmp_path, silent), "--workdir", str(tmp_path)
+        )
     )
     assert "does not answer" in line and ":pw@" not in line
     line = one_line_exit_2(
-        taskbench("worker", "--implementation", "celery", "--join", "http://127.0.0.1:8000", "--workdir", str(tmp_path))
+        taskbench(
+            "worker",
+            "--implementation",
+            "celery",
+            "--join",
+            join_file(tmp_path, "http://127.0.0.1:8000"),
+            "--workdir",
+            str(tmp_path),
+        )
     )
     assert "telemetry URL" in line
 
 
 def test_a_redis_without_a_stack_or_a_label_it_lacks_is_one_line_and_exit_2(stack: Stack, tmp_path: Path) -> None:
     line = one_line_exit_2(
-        taskbench("worker", "--implementation", QUEUES[0], "--join", stack.redis_url, "--workdir", str(tmp_path))
+        taskbench(
+            "worker",
+            "--implementation",
+            QUEUES[0],
+            "--join",
+            join_file(tmp_path, stack.redis_url),
+            "--workdir",
+            str(tmp_path),
+        )
     )
     assert "no taskbench stack publishes there" in line
     line = one_line_exit_2(
-        taskbench("worker", "--implementation", "fastapi", "--join", stack.telemetry_url, "--workdir", str(tmp_path))
+        taskbench(
+            "worker",
+            "--implementation",
+            "fastapi",
+            "--join",
+            join_file(tmp_path, stack.telemetry_url),
+            "--workdir",
+            str(tmp_path),
+        )
     )
     assert "not a worker of that stack" in line
 
@@ -199,7 +235,15 @@ def test_a_worker_of_another_release_is_refused_in_one_line(stack: Stack, tmp_pa
     main = redis.Redis.from_url(stack.redis_url)
     main.set(telemetry.JOIN_KEY, info.model_copy(update={"labels": {label: other}}).model_dump_json())
     try:
-        done = taskbench("worker", "--implementation", label, "--join", stack.redis_url, "--workdir", str(tmp_path))
+        done = taskbench(
+            "worker",
+            "--implementation",
+            label,
+            "--join",
+            join_file(tmp_path, stack.redis_url),
+            "--workdir",
+            str(tmp_path),
+        )
     finally:
         main.delete(telemetry.JOIN_KEY)
     line = one_line_exit_2(done)
@@ -221,3 +265,34 @@ def test_a_joined_worker_leaves_when_its_stack_stops(tmp_path: Path) -> None:
     assert joined.returncode == 0, output
     assert "the stack it joined has stopped" in output, output
     assert not [pid for pid in worker_pids if psutil.pid_exists(pid)]
+
+
+def test_the_join_url_is_never_taken_from_the_command_line(tmp_path: Path) -> None:
+    """On argv, `ps` shows the telemetry password to every local user of the host."""
+    line = one_line_exit_2(
+        taskbench("worker", "--implementation", "celery", "--join", "redis://:pw@127.0.0.1:1/0", "--workdir",
+                  str(tmp_path))
+    )  # fmt: skip
+    assert "never the URL itself" in line and "pw" not in line
+
+
+def test_a_joined_worker_takes_only_the_contracts_variables_each_checked() -> None:
+    """A crafted join document cannot point the worker's interpreter anywhere, nor its servers elsewhere."""
+    from taskbench.errors import StackError
+    from taskbench.remote_worker import checked_variables
+
+    kept = checked_variables(
+        {"TASKBENCH_REDIS_URL": "redis://:pw@127.0.0.1:6400/0", "TASKBENCH_CONCURRENCY": "4",
+         "PYTHONPATH": "/tmp/evil", "LD_PRELOAD": "/tmp/evil.so", "PATH": "/tmp/evil"}
+    )  # fmt: skip
+    assert kept == {"TASKBENCH_REDIS_URL": "redis://:pw@127.0.0.1:6400/0", "TASKBENCH_CONCURRENCY": "4"}
+    for crafted in (
+        {"TASKBENCH_REDIS_URL": "redis://:pw@attacker.example:6379/0"},
+        {"CELERY_BROKER_URL": "file:///etc/passwd"},
+        {"TASKBENCH_CONCURRENCY": "100000"},
+        {"TASKBENCH_JOB_TIMEOUT": "nan-ish"},
+    ):
+        with pytest.raises(StackError):
+            checked_variables(crafted)
+    with pytest.raises(ValueError):
+        telemetry.JoinInfo.model_validate({"stack": "x", "sample_interval_s": 0.0001, "labels": {}})
