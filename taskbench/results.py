@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from taskbench.capacity import Capacity, ideal_makespan_s
 from taskbench.errors import SchemaError
@@ -431,6 +431,16 @@ class Unavailable(BaseModel):
     when: str = "at start"  # "at start", or "before <scenario label>"
 
 
+# What a run's JSON may name as a file of its folder: a plain name, never a path (a crafted `../x` would write outside).
+SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+=,-]{0,200}$")
+
+
+def safe_name(value: str) -> str:
+    if not SAFE_NAME.match(value) or ".." in value:
+        raise ValueError(f"{value[:80]!r} is not a plain file name")
+    return value
+
+
 class RunResult(BaseModel):
     schema_version: int = SCHEMA_VERSION
     taskbench: str | None = None  # the version that measured the run (None: recorded before it was kept)
@@ -444,6 +454,16 @@ class RunResult(BaseModel):
     interrupted: bool = False
     stopped_by: int | None = None  # the signal that cut the run short: 2 (Ctrl-C) or 15 (SIGTERM)
     unavailable: list[Unavailable] = Field(default_factory=list)  # implementations that could not run
+
+    @field_validator("timestamp")
+    @classmethod
+    def _timestamp_names_no_path(cls, value: str) -> str:
+        return safe_name(value)  # every report's file name holds it
+
+    @field_validator("scenario_files")
+    @classmethod
+    def _files_in_the_folder(cls, value: list[str]) -> list[str]:
+        return [safe_name(name) for name in value]
 
 
 def _check_version(data: dict[str, Any], path: Path) -> None:

@@ -10,13 +10,20 @@ end (`write_run`) `{impl}_{N}_jobs_{timestamp}.md`, `comparison_{timestamp}.md/.
 from __future__ import annotations
 
 import base64
+import contextlib
+import errno
 import json
+import os
 import re
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from taskbench.analysis import analyse
 from taskbench.analysis.models import AnalysedRun
-from taskbench.errors import SchemaError
+from taskbench.errors import SchemaError, UsageError
 from taskbench.report import charts, digest, html, markdown
 from taskbench.report.content import ChartRef
 from taskbench.report.names import CHARTS_DIR, REPORT_HTML, comparison_stem, scenario_stem
@@ -24,17 +31,58 @@ from taskbench.report.palette import FALLBACK, colours
 from taskbench.results import RunResult, ScenarioResult, load_run, load_scenario
 
 
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator[Path]:
+    """A temporary file beside `path`, renamed over it once written whole: a full disk or a crash mid-write leaves
+    the earlier file as it was, never half of a new one."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(handle)
+    try:
+        yield Path(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    with _replacing(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+
+
+@contextlib.contextmanager
+def _disk_errors(folder: Path) -> Iterator[None]:
+    """A disk that is full (or read-only) is one line saying what was kept."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise
+        raise UsageError(
+            f"cannot write the reports in {folder} ({exc.strerror}): every file written before is kept whole; "
+            f"free some space and run `taskbench report {folder}`"
+        ) from None
+
+
 def write_scenario_data(folder: Path, timestamp: str, result: ScenarioResult) -> str:
     """The scenario's raw data, as soon as it is measured; returns the JSON file's name."""
     folder.mkdir(parents=True, exist_ok=True)
     name = f"{scenario_stem(result.spec, timestamp)}.json"
-    (folder / name).write_text(result.model_dump_json())
+    with _disk_errors(folder):
+        write_text(folder / name, result.model_dump_json())
     return name
 
 
 def write_run(folder: Path, analysed: AnalysedRun, scenarios: list[ScenarioResult]) -> Path:
     """Every report of the run: per-scenario Markdown, the comparison (.md and .json), the charts and
-    `report.html`. `scenarios` in the order of `analysed.scenario_summaries`; returns the comparison .md's path."""
+    `report.html`. `scenarios` in the order of `analysed.scenario_summaries`; returns the comparison .md's path.
+    Each file replaces its earlier version whole or not at all (a full disk: one line, the earlier ones kept)."""
+    with _disk_errors(folder):
+        return _write_run(folder, analysed, scenarios)
+
+
+def _write_run(folder: Path, analysed: AnalysedRun, scenarios: list[ScenarioResult]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     timestamp = analysed.timestamp
     palette = colours([i.name for i in analysed.implementations])
@@ -45,17 +93,18 @@ def write_run(folder: Path, analysed: AnalysedRun, scenarios: list[ScenarioResul
         colour = palette.get(result.spec.implementation, FALLBACK)
         scenario_charts[stem] = charts.scenario_charts(stem, result, summary, colour)
         refs = [c.ref for c in scenario_charts[stem]]
-        (folder / f"{stem}.md").write_text(markdown.scenario(result, summary, refs))
-    (folder / f"{comparison_stem(timestamp)}.json").write_text(analysed.model_dump_json(indent=1))
+        write_text(folder / f"{stem}.md", markdown.scenario(result, summary, refs))
+    write_text(folder / f"{comparison_stem(timestamp)}.json", analysed.model_dump_json(indent=1))
     path = folder / f"{comparison_stem(timestamp)}.md"
-    path.write_text(markdown.comparison(analysed, [c.ref for c in comparison_charts]))
+    write_text(path, markdown.comparison(analysed, [c.ref for c in comparison_charts]))
     (folder / CHARTS_DIR).mkdir(exist_ok=True)
     for chart in [*comparison_charts, *(c for cs in scenario_charts.values() for c in cs)]:
-        chart.draw().savefig(folder / chart.ref.path, dpi=charts.DPI)
+        with _replacing(folder / chart.ref.path) as temporary:
+            chart.draw().savefig(temporary, dpi=charts.DPI, format="png")
     refs_by_stem: dict[str, list[ChartRef]] = {stem: [c.ref for c in cs] for stem, cs in scenario_charts.items()}
     page = html.report(analysed, scenarios, [c.ref for c in comparison_charts], refs_by_stem)
-    (folder / REPORT_HTML).write_text(_inline_charts(page, folder), encoding="utf-8")
-    (folder / f"results_{timestamp}.csv").write_text(digest.csv_table(analysed))
+    write_text(folder / REPORT_HTML, _inline_charts(page, folder))
+    write_text(folder / f"results_{timestamp}.csv", digest.csv_table(analysed))
     return path
 
 
@@ -96,6 +145,10 @@ def load(path: Path) -> tuple[Path, RunResult, list[ScenarioResult]]:
     try:
         run = load_run(comparison)
         scenarios = [load_scenario(comparison.parent / name) for name in run.scenario_files]
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        raise SchemaError(f"{comparison}: cannot read this run: {where}: {error['msg']}") from exc
     except (OSError, json.JSONDecodeError, ValueError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SchemaError(f"{comparison}: cannot read this run: {first_line}") from exc
