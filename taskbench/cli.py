@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import stat
 import sys
 import time
 import uuid
@@ -916,11 +917,27 @@ def _check_jobs(args: argparse.Namespace) -> list[job_check.UserJob]:
     if len(sources) > 1 and len(sources) != len(paths):
         raise UsageError(f"{len(sources)} --job-args/--job-args-from for {len(paths)} --job: give one each, or one")
     pairs = sources * len(paths) if len(sources) == 1 else sources or [(None, None)] * len(paths)
+    _check_job_folder(Path.cwd())
     checked = []
     for index, (path, (args_json, args_from)) in enumerate(zip(paths, pairs, strict=True)):
         arguments, source = job_check.job_args(args_json, args_from)
         checked.append(job_check.check(path, index, arguments, source, args.job_timeout))
     return checked
+
+
+def _check_job_folder(folder: Path) -> None:
+    """As root, --job imports code from the working directory only when no other user can write it: whoever could
+    would run code as root in the API and every worker."""
+    if os.geteuid() != 0:
+        return
+    for part in (folder, *folder.parents):
+        mode = part.stat()
+        others = mode.st_mode & stat.S_IWOTH and not mode.st_mode & stat.S_ISVTX
+        if mode.st_uid != 0 or others or (mode.st_mode & stat.S_IWGRP and mode.st_gid != 0):
+            raise UsageError(
+                f"--job: {part} can be written by a user other than root, and as root taskbench imports your job "
+                "from the working directory only when no one else can change it: run from a folder only root writes"
+            )
 
 
 def _print_answer(folder: Path, result: AnalysedRun, console: Console) -> None:

@@ -68,6 +68,7 @@ class ManagedProcess:
         self._ended = False
         self._strays: list[psutil.Process] = []
         self.netns: str | None = None  # the network namespace it starts in (--hosts: taskbench.netns)
+        self.cwd: Path | None = None  # where it starts; None: its log's folder (the run's own), or / under `user`
         # The cgroups it joins between fork and exec, so its children are born there (container limits:
         # taskbench.cgroups): each one's cgroup.procs.
         self.cgroup_procs: tuple[Path, ...] = ()
@@ -82,6 +83,9 @@ class ManagedProcess:
         with self.log_path.open("ab") as log, netns.entering(self.netns, self._in_child) as preexec:
             self.popen = subprocess.Popen(
                 self.argv,
+                # Never the caller's folder: `python -m` puts the working directory first on the path, where any
+                # file there (or another user's, in a shared folder) would be imported (PYTHONSAFEPATH on 3.11+)
+                cwd=self.cwd or (self.log_path.parent if self.user is None else "/"),
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,

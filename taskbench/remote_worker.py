@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import sys
@@ -39,9 +40,11 @@ from taskbench.services import Service
 from taskbench_wire.env import (
     CELERY_ENV_VARS,
     CONCURRENCY,
+    DEFAULT_NAMESPACE,
     ENV_VARS,
     HOST_LABEL,
     JOB_TIMEOUT,
+    NAMESPACE,
     REDELIVERY_TIMEOUT,
     REDIS_TIMEOUT,
     RESTORE_INTERVAL,
@@ -83,6 +86,9 @@ NUMBERS = {CONCURRENCY: (1, 256), REDIS_TIMEOUT: (0.01, 600), REDELIVERY_TIMEOUT
            RESTORE_INTERVAL: (0.01, 3600), JOB_TIMEOUT: (0.01, 86_400)}  # fmt: skip
 
 
+NAMESPACE_PATTERN = re.compile(rf"^{DEFAULT_NAMESPACE}(-[0-9a-f]{{8}})?$")
+
+
 def checked_variables(env: dict[str, str]) -> dict[str, str]:
     """The document's variables a worker may have: known names only; a server URL must name the stack's machine
     (127.0.0.1, which the worker rewrites to the --join address) with a known scheme; numbers within bounds."""
@@ -102,6 +108,8 @@ def checked_variables(env: dict[str, str]) -> dict[str, str]:
                 raise StackError(f"the stack's document gives {name}={value!r}: not a number") from None
             if not low <= number <= high:
                 raise StackError(f"the stack's document gives {name}={value}: outside {low}..{high}")
+        if name == NAMESPACE and not NAMESPACE_PATTERN.match(value):  # `public` would aim a worker at a user's tables
+            raise StackError(f"the stack's document gives {name}={value!r}: not a taskbench namespace")
         kept[name] = value
     return kept
 

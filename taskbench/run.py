@@ -107,7 +107,7 @@ def _run(options: RunOptions, console: Console, stamp: str, folder: Path) -> tup
                 implementations=tuple(options.settings.implementations),
                 jobs=tuple(job.path for job in options.settings.user_jobs),
                 job_timeout_s=options.settings.job_timeout_s or 60.0,
-                job_dir=Path.cwd(),
+                job_dir=Path.cwd() if options.settings.user_jobs else None,  # on the path only for --job
                 state=StackState(middleware=options.settings.middleware[0]),
                 api=options.settings.api,
                 options=options.settings.options,

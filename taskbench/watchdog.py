@@ -79,6 +79,8 @@ def start(stack_id: str) -> subprocess.Popen[bytes]:
     returned process's stdin is the pipe: close it, or exit, and the watchdog clears the stack."""
     return subprocess.Popen(
         [sys.executable, "-m", "taskbench.watchdog", stack_id],
+        cwd="/",  # not the caller's folder, whose files `-m` would put first on the path (PYTHONSAFEPATH, 3.11+)
+        env={**os.environ, "PYTHONSAFEPATH": "1"},
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

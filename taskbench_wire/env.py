@@ -89,7 +89,9 @@ class ServiceEnv(BaseModel):
 
     def environ(self) -> dict[str, str]:
         """The harness's environment plus the contract, unbuffered so logs arrive as they happen."""
-        environ = {**os.environ, **self.variables(), "PYTHONUNBUFFERED": "1"}
+        # PYTHONSAFEPATH: `python -m` does not put the working directory first on the path (3.11+); the user's folder
+        # is on it only when it holds their --job (job_dir)
+        environ = {**os.environ, **self.variables(), "PYTHONUNBUFFERED": "1", "PYTHONSAFEPATH": "1"}
         if self.job_dir:  # first, as `python -m` puts the working directory first for the user's own app
             environ["PYTHONPATH"] = os.pathsep.join(filter(None, [self.job_dir, os.environ.get("PYTHONPATH", "")]))
         return environ

@@ -291,6 +291,7 @@ def test_a_joined_worker_takes_only_the_contracts_variables_each_checked() -> No
         {"CELERY_BROKER_URL": "file:///etc/passwd"},
         {"TASKBENCH_CONCURRENCY": "100000"},
         {"TASKBENCH_JOB_TIMEOUT": "nan-ish"},
+        {"TASKBENCH_NAMESPACE": "public"},
     ):
         with pytest.raises(StackError):
             checked_variables(crafted)
