@@ -13,6 +13,11 @@ The cluster lives under the system's temporary directory (`taskbench.watchdog.pr
 stack, or by its watchdog when the harness was killed), which the server's user can reach: PostgreSQL refuses to
 run as root, so when the harness is root (CI, containers) the cluster belongs to the `postgres` system user where
 it exists (else `nobody`).
+
+On any server, the PostgreSQL queues keep everything they create in the schema of the stack's namespace
+(`schema_name`: `taskbench`, or `taskbench_<stack id>` on a server named by --postgres-url), reached through
+`search_path`, with their NOTIFY channels prefixed by it (the service modules of procrastinate and PgQueuer say
+how); their set-up creates that schema and marks it (`SCHEMA_MARK`), and `drop_namespace` drops it, and only it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import glob
 import ipaddress
 import os
 import pwd
+import re
 import secrets
 import shutil
 import stat
@@ -30,9 +36,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
+from psycopg import sql
 
 from taskbench.errors import StackError, UsageError
 from taskbench.watchdog import private_dir
+from taskbench_wire.urls import redacted
 
 INSTALL_HINT = (
     "no PostgreSQL server found (initdb and postgres) for the PostgreSQL queues: install one "
@@ -228,3 +236,43 @@ def describe(url: str) -> dict[str, str]:
         "postgresql": str(version[0] if version else "?"),
         "postgresql max_connections": str(limit[0] if limit else "?"),
     }
+
+
+# What the queues' set-up writes on the schema it creates (COMMENT ON SCHEMA), the same text in
+# taskbench_service.implementations.{procrastinate,pgqueuer}: the mark `drop_namespace` asks of a schema.
+SCHEMA_MARK = "taskbench namespace"
+DROP_LOCK_TIMEOUT = "10s"  # a lock held by someone's session does not hang the stack's stop
+
+
+def schema_name(namespace: str) -> str:
+    """The PostgreSQL schema of a namespace (taskbench_wire.env.NAMESPACE), a plain identifier: lower case, every
+    other character than [a-z0-9_] as `_` (`taskbench-1a2b3c4d` → `taskbench_1a2b3c4d`), the rule of the service
+    modules that create it."""
+    name = re.sub(r"[^a-z0-9_]", "_", namespace.lower())
+    return name if name[:1].isalpha() or name[:1] == "_" else f"_{name}"
+
+
+def drop_namespace(url: str, namespace: str) -> None:
+    """Drop the namespace's schema with everything in it (`DROP SCHEMA … CASCADE`: the PostgreSQL queues' tables,
+    types, functions, triggers), in one transaction: only when the queues' set-up created it (its comment is
+    `SCHEMA_MARK`); nothing when it is not there. For a server of someone else's, at the stack's stop, once the
+    APIs and workers are stopped (their sessions would hold locks). StackError when a schema of that name is not
+    taskbench's (left as it is) or PostgreSQL refuses (unreachable, a lock held past DROP_LOCK_TIMEOUT)."""
+    schema = schema_name(namespace)
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:  # one transaction, committed at exit
+            conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(DROP_LOCK_TIMEOUT)))
+            found = conn.execute(
+                "SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = %s", (schema,)
+            ).fetchone()
+            if found is None:
+                return
+            if found[0] != SCHEMA_MARK:
+                raise StackError(
+                    f"the PostgreSQL schema {schema} at {redacted(url)} is not taskbench's (no {SCHEMA_MARK!r} "
+                    "comment): left as it is"
+                )
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StackError(f"dropping the PostgreSQL schema {schema} at {redacted(url)} failed: {first}") from exc

@@ -15,6 +15,7 @@ settings, Redis persistence) is explicit `StackState`, applied with `apply()` be
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import signal
@@ -53,6 +54,8 @@ from taskbench.services import Service
 from taskbench_wire.env import CELERY_ENV_VARS, DEFAULT_NAMESPACE, ENV_VARS, HOST_LABEL, LEDGER, ServiceEnv
 from taskbench_wire.health import Health
 from taskbench_wire.urls import redacted
+
+log = logging.getLogger(__name__)
 
 AOF_REWRITE_WAIT_S = 30.0
 WORKER_SETTLE_S = 2.0  # after a Redis restart, before the workers are checked (Stack.restart_redis)
@@ -295,6 +298,8 @@ class Stack:
             self.start_postgres()
         if self.needs_postgres:
             self.check_postgres()
+        if self.external_servers:  # registered before the services: it runs once they have all stopped
+            self._exit.callback(self._remove_namespace)
         for label in self.config.implementations:
             try:
                 self.set_up(label)
@@ -407,6 +412,16 @@ class Stack:
             telemetry_ledger=telemetry.ledger_key(label),
             namespace=self.namespace,
         ).environ() | {watchdog.TAG: self.id}
+
+    def _remove_namespace(self) -> None:
+        """On servers of someone else's, what this stack wrote goes with it, and nothing else: the PostgreSQL queues'
+        schema (only when taskbench's set-up marked it). A failure is a line in the harness's log, not an error:
+        the run's results are kept either way."""
+        if self.needs_postgres and self.config.postgres_url:
+            try:
+                postgres_server.drop_namespace(self.config.postgres_url, self.namespace)
+            except StackError as exc:
+                log.warning("%s", exc)
 
     # --- hosts (--hosts N: taskbench.netns) ----------------------------------------------------------------
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from taskbench_wire.env import (
     BROKER_URL,
-    DEFAULT_NAMESPACE,
     CONCURRENCY,
+    DEFAULT_NAMESPACE,
     DELIVERY,
     HOST_LABEL,
     IMPLEMENTATIONS,

@@ -54,7 +54,9 @@ class PgqueuerImplementation(Implementation):
         return python_module(SERVICE_MODULE, "worker")
 
     def setup_argv(self) -> list[str]:
-        return python_module(SERVICE_MODULE, "setup")  # installs the schema unless its table is there
+        # Creates the namespace's PostgreSQL schema (taskbench.postgres_server.schema_name) unless it is there, and
+        # installs PgQueuer's objects in it unless its table is there.
+        return python_module(SERVICE_MODULE, "setup")
 
     def model(self, workload: str, jobs: int, cpu_count: int, workers: list[Beat], health: Health) -> Capacity:
         threads = [w.concurrency for w in workers]  # asyncio.to_thread on a pool sized to it
@@ -94,7 +96,9 @@ class PgqueuerImplementation(Implementation):
             "(default)",
             "log aggregation": "every 30 s (PgQueuer default)",
             "API enqueue": "Queries.enqueue over an asyncpg pool of 10 connections (asyncpg's default size)",
-            "schema": "pgq install's, durable (logged) tables, installed once before the API and worker start",
+            "schema": "pgq install's, durable (logged) tables, installed once before the API and worker start, in the "
+            "PostgreSQL schema of the stack's namespace (taskbench, or taskbench_<stack id> on a --postgres-url "
+            "server: never a user's own PgQueuer in public), its channel <schema>.ch_pgqueuer",
         }
 
     def redelivery_bound_s(self, timeout_s: float, concurrency: int, running: int) -> float:

@@ -64,7 +64,9 @@ class ProcrastinateImplementation(Implementation):
         return python_module("procrastinate", f"--app={APP}", "worker", "--concurrency", str(concurrency))
 
     def setup_argv(self) -> list[str]:
-        return python_module(SERVICE_MODULE, "setup")  # its schema, unless its tables exist
+        # Creates the namespace's PostgreSQL schema (taskbench.postgres_server.schema_name) unless it is there, and
+        # installs procrastinate's schema.sql in it (its channels prefixed) unless its tables are there.
+        return python_module(SERVICE_MODULE, "setup")
 
     def model(self, workload: str, jobs: int, cpu_count: int, workers: list[Beat], health: Health) -> Capacity:
         threads = [w.sync_threads or _default_sync_threads(cpu_count) for w in as_beats(ProcrastinateBeat, workers)]
@@ -97,6 +99,9 @@ class ProcrastinateImplementation(Implementation):
             "connection pools": f"psycopg_pool min_size = max_size = {POOL_SIZE} (its default): the API holds "
             f"{POOL_SIZE} PostgreSQL connections, the worker {POOL_SIZE} + 1 (LISTEN)",
             "purge": "DELETE the todo jobs, and the doing jobs of workers that missed two heartbeats (not cancel)",
+            "schema": "procrastinate's schema.sql, installed once before the API and worker start, in the PostgreSQL "
+            "schema of the stack's namespace (taskbench, or taskbench_<stack id> on a --postgres-url server: never a "
+            "user's own procrastinate in public), reached through search_path; its channels prefixed <schema>.",
         }
 
     def redelivery_bound_s(self, timeout_s: float, concurrency: int, running: int) -> float:

@@ -27,6 +27,16 @@ restore interval (the sweep of the other queues).
 Set-up: `python -m taskbench_service.implementations.pgqueuer setup` installs the schema unless its table is
 there (`Queries.has_table`, then `install()`, else `upgrade()`), under an advisory lock. The worker:
 `python -m taskbench_service.implementations.pgqueuer worker`.
+
+Where its objects live: in the PostgreSQL schema of the namespace (`settings.namespace`, `schema_name`:
+`taskbench`, or `taskbench_<stack id>` on a server of someone else's), never in `public`, where a user's own
+PgQueuer would be. PgQueuer's names come from one `DBSettings` built here with every field given (`DB`: its
+`db_schema` qualifies every table, type and function in its SQL, and its advisory-lock keys, which hash the
+qualified names; its channel is the schema's), so no `PGQUEUER_*` variable of the user's shell redirects it, and
+every asyncpg connection (the API's pool, the worker's, the set-up's) also has `search_path` = that schema alone
+(`server_settings`, which wins over the URL's), so whatever PgQueuer or this module leaves unqualified resolves
+there too. The channel is a setting of PgQueuer's (`DBSettings.channel`, baked into the trigger function the
+set-up installs; the QueueManager LISTENs on it, given explicitly, as its default reads the environment).
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import socket
 import sys
 import time
@@ -49,6 +60,9 @@ import asyncpg
 import pgqueuer
 from fastapi import BackgroundTasks
 from pgqueuer import AsyncpgDriver, AsyncpgPoolDriver, Job, Queries, QueueManager
+from pgqueuer.adapters.persistence.qb import QueryBuilderEnvironment, QueryQueueBuilder, QuerySchedulerBuilder
+from pgqueuer.domain.settings import DBSettings, Durability
+from pgqueuer.types import Channel
 
 from taskbench_service import workloads
 from taskbench_service.execution import execute_async
@@ -91,8 +105,45 @@ def concurrency_knobs(concurrency: int) -> tuple[int, int | None, int]:
 BATCH_SIZE, MAX_CONCURRENT_TASKS, CONCURRENCY_LIMIT = concurrency_knobs(settings.concurrency)
 
 
+def schema_name(namespace: str) -> str:
+    """The PostgreSQL schema of a namespace, a plain identifier (`taskbench-1a2b3c4d` → `taskbench_1a2b3c4d`):
+    lower case, every other character than [a-z0-9_] as `_`. The same rule as the harness's
+    `taskbench.postgres_server.schema_name` (which drops it) and the procrastinate module's."""
+    name = re.sub(r"[^a-z0-9_]", "_", namespace.lower())
+    return name if name[:1].isalpha() or name[:1] == "_" else f"_{name}"
+
+
+# Everything of PgQueuer's lives in this schema (see the module's docstring).
+SCHEMA = schema_name(settings.namespace)
+# The set-up's mark on a schema it created (COMMENT ON SCHEMA): it installs only into a schema so marked, and
+# `drop_namespace` drops only such a schema. The same text in the procrastinate module and taskbench.postgres_server.
+SCHEMA_MARK = "taskbench namespace"
+SERVER_SETTINGS = {"search_path": SCHEMA}  # every asyncpg connection's
+# PgQueuer's names, its defaults (domain/settings.py) without a prefix, each given so that the environment
+# (PGQUEUER_*, and the legacy bare QUEUE_TABLE, CHANNEL, …) sets none; the durability `pgq install`'s default.
+DB = DBSettings(
+    prefix="",
+    db_schema=SCHEMA,
+    channel=Channel(f"{SCHEMA}.ch_pgqueuer"),
+    function="fn_pgqueuer_changed",
+    statistics_table="pgqueuer_statistics",
+    queue_status_type="pgqueuer_status",
+    queue_table="pgqueuer",
+    queue_table_log="pgqueuer_log",
+    trigger="tg_pgqueuer_changed",
+    schedules_table="pgqueuer_schedules",
+    durability=Durability.durable,
+    widen_id=True,
+)
+
+
+def make_queries(driver: Any) -> Queries:
+    """PgQueuer's `Queries` over `driver`, every builder on `DB` (their default is the environment's)."""
+    return Queries(driver, qbe=QueryBuilderEnvironment(DB), qbq=QueryQueueBuilder(DB), qbs=QuerySchedulerBuilder(DB))
+
+
 def _table_names(queries: Queries) -> tuple[str, str]:
-    db = queries.qbe.settings
+    db = queries.qbe.qualified
     return db.queue_table, db.queue_table_log
 
 
@@ -150,9 +201,13 @@ class PgqueuerImplementation(QueueImplementation):
     async def startup(self) -> None:
         await super().startup()
         self._pool = await asyncpg.create_pool(
-            settings.postgres_url, min_size=API_POOL_SIZE, max_size=API_POOL_SIZE, timeout=PG_CONNECT_TIMEOUT_S
+            settings.postgres_url,
+            min_size=API_POOL_SIZE,
+            max_size=API_POOL_SIZE,
+            timeout=PG_CONNECT_TIMEOUT_S,
+            server_settings=SERVER_SETTINGS,
         )
-        self._queries = Queries(AsyncpgPoolDriver(self._pool))
+        self._queries = make_queries(AsyncpgPoolDriver(self._pool))
 
     async def shutdown(self) -> None:
         if self._pool is not None:
@@ -220,6 +275,7 @@ class PgqueuerImplementation(QueueImplementation):
             "concurrency_limit": CONCURRENCY_LIMIT,
             "heartbeat_timeout_s": HEARTBEAT_TIMEOUT_S,
             "api_pool": API_POOL_SIZE,
+            "schema": f"{SCHEMA} (db_schema and search_path; channel {DB.channel})",
         }
 
 
@@ -285,8 +341,10 @@ async def create_queue_manager() -> AsyncIterator[QueueManager]:
     # concurrency, it is not a hidden second limit on sync jobs.
     executor = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="pgqueuer-job")
     asyncio.get_running_loop().set_default_executor(executor)
-    connection = await asyncpg.connect(settings.postgres_url, timeout=PG_CONNECT_TIMEOUT_S)
-    manager = QueueManager(Queries(AsyncpgDriver(connection)))
+    connection = await asyncpg.connect(
+        settings.postgres_url, timeout=PG_CONNECT_TIMEOUT_S, server_settings=SERVER_SETTINGS
+    )
+    manager = QueueManager(make_queries(AsyncpgDriver(connection)), channel=Channel(DB.channel))
     manager.entrypoint(ENTRYPOINT, concurrency_limit=CONCURRENCY_LIMIT)(run_job)
     worker_id = f"pgqueuer@{socket.gethostname()}:{os.getpid()}"
     records = RedisJobStore(NAME, settings.redis_url, settings.redis_timeout_s)
@@ -335,18 +393,35 @@ SETUP_LOCK = 0x7461736B  # an advisory lock key of taskbench's: set-ups of sever
 
 
 async def setup() -> str:
-    """Install PgQueuer's schema unless its queue table exists (then bring it up to date); idempotent."""
-    connection = await asyncpg.connect(settings.postgres_url, timeout=PG_CONNECT_TIMEOUT_S)
+    """Install PgQueuer's schema in the namespace's schema (created and marked unless there) unless its queue
+    table exists there (then bring it up to date); idempotent. Refuses a schema of that name not taskbench's."""
+    connection = await asyncpg.connect(
+        settings.postgres_url, timeout=PG_CONNECT_TIMEOUT_S, server_settings=SERVER_SETTINGS
+    )
     try:
         await connection.execute("SELECT pg_advisory_lock($1)", SETUP_LOCK)
-        queries = Queries(AsyncpgDriver(connection))
-        if not await queries.has_table(queries.qbe.settings.queue_table):
+        await _own_schema(connection)
+        queries = make_queries(AsyncpgDriver(connection))
+        if not await queries.has_table(DB.queue_table):  # in DB.db_schema
             await queries.install()
-            return "installed"
+            return f"installed (in {SCHEMA})"
         await queries.upgrade()
-        return "already installed (upgraded where needed)"
+        return f"already installed in {SCHEMA} (upgraded where needed)"
     finally:
         await connection.close()  # releases the session's advisory lock
+
+
+async def _own_schema(connection: asyncpg.Connection) -> None:
+    """Create the namespace's schema and mark it as taskbench's, unless it is there; when it is, it must carry
+    the mark (a schema of someone else's of that name is never installed into)."""
+    found = await connection.fetchrow(
+        "SELECT obj_description(oid, 'pg_namespace') AS mark FROM pg_namespace WHERE nspname = $1", SCHEMA
+    )
+    if found is None:
+        await connection.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")  # a plain identifier (schema_name)
+        await connection.execute(f"COMMENT ON SCHEMA {SCHEMA} IS '{SCHEMA_MARK}'")
+    elif found["mark"] != SCHEMA_MARK:
+        sys.exit(f"the schema {SCHEMA} exists and is not taskbench's (no {SCHEMA_MARK!r} comment): not touched")
 
 
 def main(argv: list[str]) -> int:

@@ -32,6 +32,18 @@ S = the redelivery timeout (and the heartbeat every S / 3, as procrastinate's de
 pass runs before the worker's first heartbeat, which then waits until the worker holds what it retried, so jobs
 stalled before the worker started never slip past the harness's reset. "default" runs nothing: a killed worker's
 jobs stay `doing` for ever, at most once (the purge deletes them before the next scenario).
+
+Where its objects live: in the PostgreSQL schema of the namespace (`settings.namespace`, `schema_name`:
+`taskbench`, or `taskbench_<stack id>` on a server of someone else's), never in `public`, where a user's own
+procrastinate would be. Every connection (the pools, the worker's LISTEN connection, the set-up) has
+`search_path` = that schema alone (libpq `options=-c search_path=…`), and procrastinate's SQL names no schema
+(schema.sql and queries.sql: unqualified names, plpgsql functions resolved in the caller's search_path), so
+every table, type, function and trigger it creates or uses is ours. Its channels are database-wide, and
+procrastinate hard-codes them (schema.sql's trigger functions NOTIFY `procrastinate_queue_v1#<queue>` and
+`procrastinate_any_queue_v1`; manager.py `get_channel_for_queues` LISTENs on them): the set-up installs the
+trigger functions with the schema's prefix on those names (`namespaced_schema_sql`), and the connector LISTENs
+on the prefixed names (`NamespacedConnector`), so no user's worker is woken by our jobs (or told to abort one of
+its jobs by our ids, which its own sequence also hands out), and ours by none of theirs.
 """
 
 from __future__ import annotations
@@ -39,17 +51,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import socket
 import sys
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import procrastinate
 import psycopg
+import psycopg.conninfo
 from fastapi import BackgroundTasks
+from procrastinate import connector as connector_module
 from procrastinate.exceptions import ProcrastinateException
 from procrastinate.schema import SchemaManager
+from psycopg import sql
 
 from taskbench_service import workloads
 from taskbench_service.execution import execute_async, execute_sync
@@ -93,6 +110,60 @@ POOL_MAX_SIZE = 4
 # The loop's default executor, which runs sync tasks: Python's default size.
 SYNC_THREADS = min(32, (os.cpu_count() or 1) + 4)
 SCHEMA_LOCK = 0x7461736B  # pg_advisory_xact_lock key: two set-ups at once install the schema once
+
+
+def schema_name(namespace: str) -> str:
+    """The PostgreSQL schema of a namespace, a plain identifier (`taskbench-1a2b3c4d` → `taskbench_1a2b3c4d`):
+    lower case, every other character than [a-z0-9_] as `_`. The same rule as the harness's
+    `taskbench.postgres_server.schema_name` (which drops it) and the PgQueuer module's."""
+    name = re.sub(r"[^a-z0-9_]", "_", namespace.lower())
+    return name if name[:1].isalpha() or name[:1] == "_" else f"_{name}"
+
+
+# Everything of procrastinate's lives in this schema, reached through search_path (see the module's docstring).
+SCHEMA = schema_name(settings.namespace)
+# The set-up's mark on a schema it created (COMMENT ON SCHEMA): it installs only into a schema so marked, and
+# `drop_namespace` drops only such a schema. The same text in the PgQueuer module and taskbench.postgres_server.
+SCHEMA_MARK = "taskbench namespace"
+CHANNEL_PREFIX = f"{SCHEMA}."  # before each of procrastinate's channel names, in the trigger and in LISTEN
+MAX_IDENTIFIER = 63  # PostgreSQL's NAMEDATALEN - 1: a longer channel name is refused (NOTIFY) or cut (LISTEN)
+if len(f"{CHANNEL_PREFIX}procrastinate_queue_v1#{QUEUE}") > MAX_IDENTIFIER:
+    raise ValueError(f"namespace {settings.namespace!r} is too long for procrastinate's channel names")
+
+
+def namespaced_url(url: str) -> str:
+    """`url` with `search_path` = the namespace's schema alone (after any `options` the URL had, so it wins):
+    as a libpq key=value string, which psycopg and its pools take as they take the URL."""
+    if not url:
+        return url
+    options = psycopg.conninfo.conninfo_to_dict(url).get("options")
+    return psycopg.conninfo.make_conninfo(url, options=f"{options or ''} -c search_path={SCHEMA}".strip())
+
+
+def namespaced_schema_sql() -> str:
+    """procrastinate's schema.sql with its NOTIFY channels prefixed (the same prefix `NamespacedConnector` adds
+    when it LISTENs); fails when a `pg_notify` names a channel this did not prefix (a release that adds one)."""
+    schema_sql = str(SchemaManager.get_schema())
+    for channel in ("procrastinate_queue_v1#", "procrastinate_any_queue_v1"):
+        schema_sql = schema_sql.replace(f"pg_notify('{channel}'", f"pg_notify('{CHANNEL_PREFIX}{channel}'")
+    notifies, prefixed = schema_sql.count("pg_notify("), schema_sql.count(f"pg_notify('{CHANNEL_PREFIX}")
+    if notifies == 0 or prefixed != notifies:
+        raise RuntimeError(
+            f"procrastinate's schema.sql notifies {notifies - prefixed} channel(s) taskbench does not namespace"
+        )
+    return schema_sql
+
+
+class NamespacedConnector(procrastinate.PsycopgConnector):
+    """procrastinate's psycopg connector, LISTENing on the namespace's channels (`CHANNEL_PREFIX` + the names
+    procrastinate asks for), and handing notifications back under the names it knows."""
+
+    async def listen_notify(self, on_notification: connector_module.Notify, channels: Iterable[str]) -> None:
+        async def relay(*, channel: str, payload: str) -> None:
+            await on_notification(channel=channel.removeprefix(CHANNEL_PREFIX), payload=payload)
+
+        await super().listen_notify(relay, [f"{CHANNEL_PREFIX}{channel}" for channel in channels])
+
 
 _COUNT_TODO = "SELECT count(*) AS n FROM procrastinate_jobs WHERE status = 'todo' AND queue_name = %(queue)s"
 # Purge: every `todo` job, and every `doing` job whose worker has missed two heartbeats or whose row is gone (a
@@ -153,8 +224,8 @@ class TaskbenchApp(procrastinate.App):
 
 # No connection is opened here: the pool is created by `open_async` (the API's startup, the CLI's worker).
 app = TaskbenchApp(
-    connector=procrastinate.PsycopgConnector(
-        conninfo=settings.postgres_url, min_size=POOL_MIN_SIZE, max_size=POOL_MAX_SIZE
+    connector=NamespacedConnector(
+        conninfo=namespaced_url(settings.postgres_url), min_size=POOL_MIN_SIZE, max_size=POOL_MAX_SIZE
     ),
     worker_defaults={
         "queues": [QUEUE],
@@ -214,7 +285,8 @@ class ProcrastinateImplementation(QueueImplementation):
         return {
             "runner": self.runner,
             "queue": QUEUE,
-            "broker": "PostgreSQL (procrastinate_jobs)",
+            "broker": f"PostgreSQL ({SCHEMA}.procrastinate_jobs)",
+            "schema": f"{SCHEMA} (search_path; channels prefixed {CHANNEL_PREFIX!r})",
             "pool": f"psycopg_pool min_size {POOL_MIN_SIZE}, max_size {POOL_MAX_SIZE}",
             "deliveries": list(DELIVERIES),
             "purge": "DELETE todo jobs, and doing jobs of workers that missed two heartbeats",
@@ -393,16 +465,31 @@ async def _shutdown() -> None:
 
 
 def setup() -> None:
-    """Install procrastinate's schema unless its tables exist (`procrastinate schema --apply` fails on a second
-    run), under an advisory lock so that two set-ups at once install it once."""
-    with psycopg.connect(settings.postgres_url, connect_timeout=10) as conn:  # one transaction, committed at exit
+    """Install procrastinate's schema, namespaced, in the namespace's schema (created and marked unless there)
+    unless its tables exist there (`procrastinate schema --apply` fails on a second run), under an advisory lock
+    so that two set-ups at once install it once. Refuses a schema of that name that is not taskbench's."""
+    with psycopg.connect(namespaced_url(settings.postgres_url), connect_timeout=10) as conn:  # one transaction
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-        row = conn.execute("SELECT to_regclass('procrastinate_jobs')").fetchone()
+        _own_schema(conn)
+        row = conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.procrastinate_jobs",)).fetchone()
         if row is not None and row[0] is not None:
-            print("procrastinate schema: already there", file=sys.stderr)
+            print(f"procrastinate schema: already there (in {SCHEMA})", file=sys.stderr)
             return
-        conn.execute(SchemaManager.get_schema())  # no parameters: sent as is, every statement
-        print("procrastinate schema: applied", file=sys.stderr)
+        conn.execute(namespaced_schema_sql())  # no parameters: sent as is, every statement
+        print(f"procrastinate schema: applied (in {SCHEMA})", file=sys.stderr)
+
+
+def _own_schema(conn: psycopg.Connection[Any]) -> None:
+    """Create the namespace's schema and mark it as taskbench's, unless it is there; when it is, it must carry
+    the mark (a schema of someone else's of that name is never installed into)."""
+    found = conn.execute(
+        "SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = %s", (SCHEMA,)
+    ).fetchone()
+    if found is None:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
+        conn.execute(sql.SQL("COMMENT ON SCHEMA {} IS {}").format(sql.Identifier(SCHEMA), sql.Literal(SCHEMA_MARK)))
+    elif found[0] != SCHEMA_MARK:
+        sys.exit(f"the schema {SCHEMA} exists and is not taskbench's (no {SCHEMA_MARK!r} comment): not touched")
 
 
 if __name__ == "__main__":
