@@ -717,6 +717,11 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
         for label, url in stack.urls().items():
             name = implementations.plugin_name(label)
             console.print(f"API        {label}: {url}/{name}/job  (docs: {url}/docs){processes}")
+        console.print(
+            f"Token      {stack.token_file}: every endpoint but /health asks for `Authorization: Bearer <its "
+            "content>` (Flower: user taskbench, the same password)",
+            soft_wrap=True,  # the path whole on one line, for scripts that read it
+        )
         console.print(f"Redis      {_redact(stack.redis_url)}" + ("  (private)" if stack.embedded_redis else ""))
         if stack.cgroups is not None:  # container limits
             where = stack.cgroups.layout.where

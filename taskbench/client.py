@@ -44,9 +44,14 @@ def _timeout(seconds: float) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=None, connect=None, sock_connect=seconds, sock_read=seconds)
 
 
-def _session(connections: int) -> aiohttp.ClientSession:
+def _session(connections: int, headers: Mapping[str, str]) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(limit=connections, limit_per_host=0, keepalive_timeout=KEEPALIVE_EXPIRY_S)
-    return aiohttp.ClientSession(connector=connector, timeout=_timeout(CONTROL_TIMEOUT_S))
+    return aiohttp.ClientSession(connector=connector, timeout=_timeout(CONTROL_TIMEOUT_S), headers=headers)
+
+
+def auth_headers(token: str | None) -> dict[str, str]:
+    """The API's bearer token (taskbench_service.guard) as a header; none when the service asks for none."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 class ServiceClient:
@@ -65,9 +70,12 @@ class ServiceClient:
         max_connections: int = 100,
         submit_timeout_s: float = 10.0,
         urls: Mapping[str, str] | None = None,
+        token: str | None = None,
     ) -> None:
         """`urls`: the API of each implementation by label (each runs in an environment of its own); a label
-        not in it, and every label of a service started by hand (--url), is served at `base_url`."""
+        not in it, and every label of a service started by hand (--url), is served at `base_url`. `token`: the
+        API's bearer token (the stack's; TASKBENCH_API_TOKEN for a service started by hand)."""
+        self.headers = auth_headers(token)
         self.base_url = base_url.rstrip("/")
         self.urls = {label: url.rstrip("/") for label, url in (urls or {}).items()}
         self.max_connections = max_connections
@@ -90,7 +98,7 @@ class ServiceClient:
     def http(self) -> aiohttp.ClientSession:
         """The session for everything but submissions."""
         if self._http is None:
-            self._http = _session(self.max_connections)
+            self._http = _session(self.max_connections, self.headers)
         return self._http
 
     async def aclose(self) -> None:
@@ -130,7 +138,12 @@ class ServiceClient:
         sent_at = time.time()
         started = time.perf_counter()
         if self._submissions is None:
-            self._submissions = CurlHttp(self.max_connections, self.submit_timeout_s, KEEPALIVE_EXPIRY_S)
+            self._submissions = CurlHttp(
+                self.max_connections,
+                self.submit_timeout_s,
+                KEEPALIVE_EXPIRY_S,
+                [f"{k}: {v}" for k, v in self.headers.items()],
+            )
         url = self._path(implementation, "/job")
         try:
             status, content = await self._submissions.post(url, json.dumps(body).encode())
@@ -155,7 +168,8 @@ class ServiceClient:
         """Each job's status once, each on a new connection, as users' clients poll (a browser, another
         service): under several API processes the kernel hands each connection to one of them."""
         connector = aiohttp.TCPConnector(limit=in_flight, force_close=True)
-        async with aiohttp.ClientSession(connector=connector, timeout=_timeout(CONTROL_TIMEOUT_S)) as session:
+        timeout = _timeout(CONTROL_TIMEOUT_S)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=self.headers) as session:
 
             async def poll(job_id: str) -> StatusPoll:
                 sent_at, started = time.time(), time.perf_counter()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pycurl
@@ -53,8 +54,10 @@ class CurlHttp:
     reused. Made inside the event loop that uses it; `close()` ends every transfer and closes the connections.
     """
 
-    def __init__(self, connections: int, timeout_s: float, keepalive_s: float) -> None:
+    def __init__(self, connections: int, timeout_s: float, keepalive_s: float, headers: Sequence[str] = ()) -> None:
+        """`headers`: "Name: value" lines sent with every request (the API's bearer token)."""
         self._loop = asyncio.get_running_loop()
+        self._headers = ["Content-Type: application/json", "Expect:", *headers]
         self._connections = connections
         self._timeout_ms = max(1, round(timeout_s * 1000))
         self._keepalive_s = max(1, int(keepalive_s))
@@ -116,7 +119,7 @@ class CurlHttp:
         handle.setopt(pycurl.TIMEOUT_MS, self._timeout_ms)
         handle.setopt(pycurl.MAXAGE_CONN, self._keepalive_s)
         # no "Expect: 100-continue" for a body over 1 KiB: that is a round trip more, and no client of ours waits for it
-        handle.setopt(pycurl.HTTPHEADER, ["Content-Type: application/json", "Expect:"])
+        handle.setopt(pycurl.HTTPHEADER, self._headers)
         return handle
 
     def _start(self, transfer: _Transfer) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -20,13 +21,14 @@ from rich.console import Console
 from taskbench import analysis, environment, implementations, plan, progress, provenance, search, venvs
 from taskbench.analysis import analyse
 from taskbench.analysis.models import AnalysedRun, ScenarioSummary
-from taskbench.client import ServiceClient
+from taskbench.client import ServiceClient, auth_headers
 from taskbench.errors import StackError, UsageError
 from taskbench.job_check import JobArgs
 from taskbench.report import files
 from taskbench.results import LoadOptions, RunEnvironment, RunResult, RunSettings, ScenarioResult, ScenarioSpec
 from taskbench.scenario import Progress, ScenarioContext, run_scenario
 from taskbench.stack import Stack, StackConfig, StackState
+from taskbench_wire.env import API_TOKEN
 from taskbench_wire.urls import redacted
 
 
@@ -152,7 +154,7 @@ def _check_server(url: str, labels: list[str]) -> dict[str, dict[str, str]]:
     """A service started by hand answers; what it has installed, recorded for each implementation it serves."""
     try:
         httpx.get(f"{url}/health/sync", timeout=5).raise_for_status()
-        info = httpx.get(f"{url}/", timeout=5).json()
+        info = httpx.get(f"{url}/", timeout=5, headers=auth_headers(os.environ.get(API_TOKEN))).json()
         installed = {str(k): str(v) for k, v in info.get("packages", {}).items()}
         return {label: installed for label in labels}
     except (httpx.HTTPError, ValueError) as exc:
@@ -262,7 +264,8 @@ async def _run_all(
 ) -> tuple[Path, AnalysedRun]:
     settings = options.settings
     urls = stack.urls() if stack is not None else None
-    client = ServiceClient(url, submit_timeout_s=settings.thresholds.submit_timeout_s, urls=urls)
+    token = stack.api_token if stack is not None else os.environ.get(API_TOKEN)  # --url: the user's service's
+    client = ServiceClient(url, submit_timeout_s=settings.thresholds.submit_timeout_s, urls=urls, token=token)
     ctx = ScenarioContext(
         client=client,
         settings=settings,

@@ -51,7 +51,7 @@ from taskbench.ledger import LedgerTail
 from taskbench.redis_server import find_redis_server, free_port, redis_command, server_for, write_password_config
 from taskbench.results import ApiOptions, ContainerLimits, PluginOptions, Unavailable
 from taskbench.services import Service
-from taskbench_wire.env import CELERY_ENV_VARS, DEFAULT_NAMESPACE, ENV_VARS, HOST_LABEL, LEDGER, ServiceEnv
+from taskbench_wire.env import API_TOKEN, CELERY_ENV_VARS, DEFAULT_NAMESPACE, ENV_VARS, HOST_LABEL, LEDGER, ServiceEnv
 from taskbench_wire.health import Health
 from taskbench_wire.urls import redacted
 
@@ -133,6 +133,9 @@ class Stack:
         self._exit = contextlib.ExitStack()
         self.id = uuid.uuid4().hex  # every process of the stack carries it (see taskbench.watchdog)
         self._redis_password = secrets.token_urlsafe(24)  # a private Redis answers no one without it
+        # Every API endpoint but the probes' asks for it (taskbench_service.guard); the harness holds it, `serve`
+        # writes it to a file only its user reads (`token_file`).
+        self.api_token = secrets.token_urlsafe(24)
         # The telemetry Redis (taskbench.telemetry): the ledger's streams and joined workers' samples, untouched
         # by every fault; a password of its own, so a joined worker holds no key to the service's Redis by it.
         self.telemetry: Service | None = None
@@ -277,6 +280,8 @@ class Stack:
         self._watchdog = watchdog.start(self.id)  # first: whatever happens next, nothing outlives the harness
         self.config.workdir.mkdir(parents=True, exist_ok=True)
         (self.config.workdir / "ledger").mkdir(exist_ok=True)
+        self.token_file.touch(mode=0o600)
+        self.token_file.write_text(self.api_token + "\n")
         if self.config.hosts:
             self._exit.callback(self._remove_network)  # the first callback in, the last out: after every process
             self.network = netns.Network.create(self.id, self.config.hosts, self.config.link_delay_ms)
@@ -378,10 +383,21 @@ class Stack:
         service = self.workers.get(label) or self.apis.get(label)
         return service.what if service is not None else implementations.title(label)
 
+    @property
+    def api_headers(self) -> dict[str, str]:
+        """What a client of the stack's APIs sends (taskbench_service.guard)."""
+        return {"Authorization": f"Bearer {self.api_token}"}
+
+    @property
+    def token_file(self) -> Path:
+        """The APIs' bearer token, in a file only its owner reads (`serve` prints its path, never the token)."""
+        return self.config.workdir / "api.token"
+
     def redact(self, text: str) -> str:
         """`text` without any password of this stack's servers (generated or given in a URL)."""
         urls = (self.redis_url, self.telemetry_url, self.amqp_url, self.postgres_url)
-        secrets_ = {self._redis_password, self._telemetry_password, *(urlsplit(u).password for u in urls if u)}
+        generated = {self._redis_password, self._telemetry_password, self.api_token}
+        secrets_ = generated | {urlsplit(u).password for u in urls if u}
         for secret in sorted(filter(None, secrets_), key=len, reverse=True):
             text = text.replace(secret, "***")
         return text
@@ -411,7 +427,7 @@ class Stack:
             telemetry_url=self.telemetry_url,
             telemetry_ledger=telemetry.ledger_key(label),
             namespace=self.namespace,
-        ).environ() | {watchdog.TAG: self.id}
+        ).environ() | {watchdog.TAG: self.id, API_TOKEN: self.api_token}
 
     def _remove_namespace(self) -> None:
         """On servers of someone else's, what this stack wrote goes with it, and nothing else: the PostgreSQL queues'
@@ -785,7 +801,7 @@ class Stack:
             port = free_port()
             url = f"http://127.0.0.1:{port}"
             argv = companion.command(self.python(label), port)
-            env = {**self.env(label), **companion.env}
+            env = {**self.env(label), **companion.env, "FLOWER_BASIC_AUTH": f"taskbench:{self.api_token}"}
             check = lambda _, u=url + companion.ready_path: self._answers_200(u)  # noqa: E731
             self.companions[name] = self._own(Service(name, argv, env, self._log(name), check, companion.what))
             self.companion_urls[name] = url

@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from taskbench_service import implementations, metrics, workloads
+from taskbench_service.guard import Guard
 from taskbench_service.implementations.base import BrokerUnavailable, job_router
 from taskbench_service.implementations.fastapi import IMPLEMENTATION as BACKGROUND_TASKS
 from taskbench_service.limits import BodySizeLimit
@@ -54,6 +55,7 @@ app = FastAPI(
     lifespan=lifespan,
 )
 app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+app.add_middleware(Guard, token=settings.api_token, allowed_hosts=settings.allowed_hosts)  # outside the body cap
 if settings.middleware not in MIDDLEWARES:
     raise ValueError(f"TASKBENCH_MIDDLEWARE={settings.middleware!r}: choose from {', '.join(MIDDLEWARES)}")
 if settings.middleware == "base-http":

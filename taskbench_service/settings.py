@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 
 from taskbench_wire.env import (
+    ALLOWED_HOSTS,
+    API_TOKEN,
     BROKER_URL,
     CONCURRENCY,
     DEFAULT_NAMESPACE,
@@ -79,6 +81,10 @@ class Settings:
     host_label: str = ""
     # The prefix of every key, queue, stream and schema the service writes (taskbench_wire.env.NAMESPACE).
     namespace: str = DEFAULT_NAMESPACE
+    # The bearer token every endpoint but the probes' asks for (empty: none, as for the spec's manual flow), and the
+    # host names requests may carry beside loopback and IP literals (taskbench_service.guard).
+    api_token: str = ""
+    allowed_hosts: frozenset[str] = frozenset()
 
     @property
     def broker(self) -> str:
@@ -115,6 +121,8 @@ def load() -> Settings:
         telemetry_ledger=env.get(TELEMETRY_LEDGER, ""),
         host_label=env.get(HOST_LABEL, ""),
         namespace=env.get(NAMESPACE) or DEFAULT_NAMESPACE,
+        api_token=env.get(API_TOKEN, ""),
+        allowed_hosts=frozenset(h.strip().lower() for h in env.get(ALLOWED_HOSTS, "").split(",") if h.strip()),
     )
 
 

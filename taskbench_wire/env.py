@@ -30,6 +30,11 @@ IMPLEMENTATIONS = "TASKBENCH_IMPLEMENTATIONS"
 TELEMETRY_URL = "TASKBENCH_TELEMETRY_URL"
 TELEMETRY_LEDGER = "TASKBENCH_TELEMETRY_LEDGER"
 HOST_LABEL = "TASKBENCH_HOST_LABEL"
+# The API's bearer token (every endpoint but /health and /health/sync asks for it when set; the stack generates one
+# per stack) and the host names its requests may carry beside loopback and IP literals (a DNS-rebinding page
+# carries its own). Not in ENV_VARS: a joined worker's document never holds them.
+API_TOKEN = "TASKBENCH_API_TOKEN"
+ALLOWED_HOSTS = "TASKBENCH_ALLOWED_HOSTS"
 # What every key, queue, stream, consumer group and PostgreSQL schema the service writes is named after, so that on
 # a server taskbench does not own it never reads, purges or deletes anything it did not create (DEFAULT_NAMESPACE
 # on a private server; `taskbench-<stack id>` on one named by --redis-url, --broker-url or --postgres-url).

@@ -45,7 +45,7 @@ class RoutedClient(httpx.Client):
     environment of its own), every other path (`/`, `/health`) to the API of the one under test."""
 
     def __init__(self, stack: Stack) -> None:
-        super().__init__(timeout=10)
+        super().__init__(timeout=10, headers=stack.api_headers)
         self.stack = stack
 
     def request(self, method: str, url: httpx.URL | str, **kwargs: Any) -> httpx.Response:
@@ -121,7 +121,7 @@ def run_on(stack: Stack, spec: ScenarioSpec, settings: RunSettings, **context: A
     the ScenarioContext (a timeout, a user job's arguments)."""
 
     async def go() -> ScenarioResult:
-        client = ServiceClient(stack.url, urls=stack.urls())
+        client = ServiceClient(stack.url, urls=stack.urls(), token=stack.api_token)
         try:
             ctx = ScenarioContext(
                 client=client, settings=settings, environment=RunEnvironment(), stack=stack, **context

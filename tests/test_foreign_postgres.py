@@ -182,7 +182,7 @@ def purge(stack: Stack, name: str) -> None:
     """`DELETE /{name}/jobs`: the purge between scenarios."""
 
     async def go() -> None:
-        client = ServiceClient(stack.url_for(name), urls=stack.urls())
+        client = ServiceClient(stack.url_for(name), urls=stack.urls(), token=stack.api_token)
         try:
             await client.clear(name)
         finally:

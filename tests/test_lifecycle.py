@@ -168,18 +168,23 @@ def test_serve_outlives_an_outage_of_an_external_redis(tmp_path: Path) -> None:
         arq_api = re.search(r"arq: (http://127\.0\.0\.1:\d+)/arq/job", log.read_text())
         assert arq_api, log.read_text()
         fastapi_api, arq = f"http://127.0.0.1:{port}", arq_api.group(1)
-        assert httpx.post(f"{arq}/arq/job", json={"duration": 0}, timeout=10).status_code == 202
+        token_file = re.search(r"Token\s+(\S+api\.token)", log.read_text())
+        assert token_file, log.read_text()
+        auth = {"Authorization": f"Bearer {Path(token_file.group(1)).read_text().strip()}"}
+        assert httpx.post(f"{arq}/arq/job", json={"duration": 0}, timeout=10, headers=auth).status_code == 202
         redis.kill()
         redis.wait(10)
-        down = httpx.post(f"{arq}/arq/job", json={"duration": 0}, timeout=30)
+        down = httpx.post(f"{arq}/arq/job", json={"duration": 0}, timeout=30, headers=auth)
         assert down.status_code == 503 and "redis" in down.text.lower(), down.text
         assert httpx.get(f"{arq}/health", timeout=30).status_code == 503
-        assert httpx.post(f"{fastapi_api}/fastapi/job", json={"duration": 0}, timeout=10).status_code == 202
+        assert (
+            httpx.post(f"{fastapi_api}/fastapi/job", json={"duration": 0}, timeout=10, headers=auth).status_code == 202
+        )
         time.sleep(3)  # the arq worker gives up on its Redis meanwhile
         redis = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
         def arq_takes_jobs_again() -> bool:
-            return httpx.post(f"{arq}/arq/job", json={"duration": 0}, timeout=10).status_code == 202
+            return httpx.post(f"{arq}/arq/job", json={"duration": 0}, timeout=10, headers=auth).status_code == 202
 
         wait_for(arq_takes_jobs_again, timeout_s=60, interval_s=0.5)
         wait_for(lambda: httpx.get(f"{arq}/health", timeout=10).json()["arq"]["workers"], timeout_s=60, interval_s=0.5)

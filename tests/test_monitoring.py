@@ -31,12 +31,19 @@ def test_serve_with_flower_shows_the_celery_worker_and_stops_it_all(tmp_path: Pa
         assert found, log.read_text()
         flower = found.group(1)
         assert httpx.get(f"{flower}/healthcheck", timeout=5).status_code == 200
+        token_file = re.search(r"Token\s+(\S+api\.token)", log.read_text())
+        assert token_file, log.read_text()
+        token = Path(token_file.group(1)).read_text().strip()
+        assert token not in log.read_text()  # its path is printed, never the token
+        assert httpx.get(f"{flower}/api/workers", timeout=10).status_code == 401  # Flower asks for a login
         celery_api = re.search(r"celery: (http://127\.0\.0\.1:\d+)/celery/job", log.read_text())
         assert celery_api, log.read_text()
         worker = httpx.get(f"{celery_api.group(1)}/health", timeout=5).json()["celery"]["workers"][0]
 
         def flower_sees_the_worker() -> bool:
-            answer = httpx.get(f"{flower}/api/workers", params={"refresh": "true"}, timeout=10)
+            answer = httpx.get(
+                f"{flower}/api/workers", params={"refresh": "true"}, timeout=10, auth=("taskbench", token)
+            )
             assert answer.status_code == 200, answer.text
             return worker["hostname"] in answer.json()
 

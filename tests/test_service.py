@@ -30,7 +30,7 @@ SPEC_ENDPOINTS = {
 def test_root_lists_every_endpoint_of_the_spec(stack: Stack) -> None:
     endpoints: set[str] = set()
     for name in ("fastapi", "celery"):
-        info = httpx.get(f"{stack.url_for(name)}/").json()
+        info = httpx.get(f"{stack.url_for(name)}/", headers=stack.api_headers).json()
         endpoints |= set(info["endpoints"])
         if name == "fastapi":
             assert info["implementations"]["fastapi"]["threadpool_tokens"] == 40
@@ -40,7 +40,7 @@ def test_root_lists_every_endpoint_of_the_spec(stack: Stack) -> None:
 def test_each_api_offers_its_implementation_alone_with_the_same_endpoints(stack: Stack) -> None:
     """One API per environment: each serves its own implementation's endpoints, and the app's own."""
     for name in IMPLEMENTATIONS:
-        info = httpx.get(f"{stack.url_for(name)}/").json()
+        info = httpx.get(f"{stack.url_for(name)}/", headers=stack.api_headers).json()
         assert list(info["implementations"]) == [name]
         own = {e.format(name) for e in JOB_ENDPOINTS}
         assert own <= set(info["endpoints"]) and {"GET /", "GET /metrics", "GET /health"} <= set(info["endpoints"])
@@ -126,11 +126,33 @@ def test_non_finite_numbers_are_422_not_500(http: httpx.Client, implementation: 
 
 
 def test_oversized_body_is_413_with_or_without_content_length(http: httpx.Client) -> None:
-    response = http.post("/fastapi/job", content=b'{"duration": 1, "pad": "' + b"x" * 100_000 + b'"}')
+    json_body = {"content-type": "application/json"}
+    response = http.post(
+        "/fastapi/job", content=b'{"duration": 1, "pad": "' + b"x" * 100_000 + b'"}', headers=json_body
+    )
     assert response.status_code == 413
     assert "larger than" in response.json()["detail"]
-    chunked = http.post("/celery/job", content=(b"x" * 1000 for _ in range(100)))  # no Content-Length
+    chunked = http.post("/celery/job", content=(b"x" * 1000 for _ in range(100)), headers=json_body)  # no length
     assert chunked.status_code == 413
+
+
+def test_only_the_stacks_clients_reach_the_api(stack: Stack) -> None:
+    """Without the stack's token nothing but the probes' /health answers; a page of another site (a Host it
+    names, a form's body) is refused too; the token alone is not enough for those."""
+    url = stack.url_for("fastapi")
+    assert httpx.get(f"{url}/health", timeout=10).status_code == 200  # the probes need no token
+    for method, path in (("POST", "/fastapi/job"), ("GET", "/fastapi/jobs"), ("DELETE", "/fastapi/jobs"),
+                         ("GET", "/"), ("GET", "/metrics"), ("GET", "/fastapi/status/x")):  # fmt: skip
+        answer = httpx.request(method, url + path, timeout=10)
+        assert answer.status_code == 401, (method, path, answer.text)
+        wrong = httpx.request(method, url + path, timeout=10, headers={"Authorization": "Bearer not-the-token"})
+        assert wrong.status_code == 401
+    rebound = httpx.post(f"{url}/fastapi/job", timeout=10, headers={**stack.api_headers, "Host": "evil.example"})
+    assert rebound.status_code == 421
+    form = httpx.post(f"{url}/fastapi/job", data={"duration": "0"}, timeout=10, headers=stack.api_headers)
+    assert form.status_code == 415
+    accepted = httpx.post(f"{url}/fastapi/job", json={"duration": 0}, timeout=10, headers=stack.api_headers)
+    assert accepted.status_code == 202
 
 
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)

@@ -146,7 +146,7 @@ def test_each_celery_pool_runs_every_job_once_in_the_slots_it_has(celery_stack: 
     assert summary.settings["pool"].startswith(pool)
 
     async def cpu_capacity() -> int:
-        client = ServiceClient(stack.url, urls=stack.urls())
+        client = ServiceClient(stack.url, urls=stack.urls(), token=stack.api_token)
         try:
             return (await client.capacity("celery", "cpu", 4, 2, 2)).concurrency
         finally:
@@ -220,7 +220,7 @@ def test_busy_counts_background_tasks_in_flight_in_every_api_process(two_api_pro
     stack = two_api_processes
 
     async def busy() -> int:
-        client = ServiceClient(stack.url, urls=stack.urls())
+        client = ServiceClient(stack.url, urls=stack.urls(), token=stack.api_token)
         try:
             return await client.busy(["fastapi"])
         finally:

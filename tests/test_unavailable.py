@@ -56,7 +56,7 @@ def test_a_worker_that_does_not_come_back_is_given_up_after_one_restart_and_repo
         stack.workers["huey"].kill()
 
         async def go() -> object:
-            client = ServiceClient(stack.url, urls=stack.urls())
+            client = ServiceClient(stack.url, urls=stack.urls(), token=stack.api_token)
             try:
                 ctx = ScenarioContext(client=client, settings=settings, environment=RunEnvironment(), stack=stack)
                 return await _run_or_give_up(ctx, spec, lambda done, total: None)

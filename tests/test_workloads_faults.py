@@ -33,7 +33,7 @@ def scenario(stack: Stack, implementation: str, workload: str, jobs: int, durati
                            memory_mb=0, concurrency=2, thresholds=THRESHOLDS)  # fmt: skip
 
     async def go() -> ScenarioSummary:
-        client = ServiceClient(stack.url, urls=stack.urls())
+        client = ServiceClient(stack.url, urls=stack.urls(), token=stack.api_token)
         try:
             ctx = ScenarioContext(client=client, settings=settings, environment=RunEnvironment(), stack=stack)
             result = await run_scenario(ctx, spec, lambda done, total: None)

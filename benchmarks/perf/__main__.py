@@ -31,7 +31,7 @@ from taskbench.stack import Stack, StackConfig
 
 
 async def run_sections(stack: Stack, sections: list[int], quick: bool, workdir: Path) -> list[Figure]:
-    client = ServiceClient(stack.url, urls=stack.urls())  # each implementation's own API
+    client = ServiceClient(stack.url, urls=stack.urls(), token=stack.api_token)  # each implementation's own API
     bench = Bench(stack=stack, client=client, quick=quick, workdir=workdir)
     try:
         done: set[Callable[[Bench], Awaitable[None]]] = set()
