@@ -280,6 +280,7 @@ class Stack:
         self._watchdog = watchdog.start(self.id)  # first: whatever happens next, nothing outlives the harness
         self.config.workdir.mkdir(parents=True, exist_ok=True)
         (self.config.workdir / "ledger").mkdir(exist_ok=True)
+        self._exit.callback(self._forget_secrets)  # the first callback in, the last out: once every process is gone
         self.token_file.touch(mode=0o600)
         self.token_file.write_text(self.api_token + "\n")
         if self.config.hosts:
@@ -428,6 +429,14 @@ class Stack:
             telemetry_ledger=telemetry.ledger_key(label),
             namespace=self.namespace,
         ).environ() | {watchdog.TAG: self.id, API_TOKEN: self.api_token}
+
+    def _forget_secrets(self) -> None:
+        """The files that held this stack's passwords go with it: its run folder keeps reports and logs, no key."""
+        workdir = self.config.workdir
+        rabbitmq = workdir / "rabbitmq"  # its config (the password) and its Erlang cookie (HOME)
+        held = (workdir / "redis.conf", workdir / "telemetry" / "redis.conf", self.join_file, self.token_file)
+        for path in (*held, rabbitmq / "rabbitmq.conf", rabbitmq / ".erlang.cookie"):
+            path.unlink(missing_ok=True)
 
     def _remove_namespace(self) -> None:
         """On servers of someone else's, what this stack wrote goes with it, and nothing else: the PostgreSQL queues'
