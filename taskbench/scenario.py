@@ -143,8 +143,9 @@ async def _wait_until_done(
     watch: Watch,
 ) -> bool:
     """Poll job counts until nothing is queued or running, or a process of the implementation died outside a
-    fault (nothing more will finish); True if the deadline passed first."""
-    while time.time() < deadline and not ctx.stop.is_set():
+    fault (nothing more will finish); True if the deadline (on the monotonic clock: a step of the wall clock
+    neither fails a scenario nor lets it run on) passed first."""
+    while time.monotonic() < deadline and not ctx.stop.is_set():
         if ctx.stack is not None and not spec.fault and ctx.stack.dead_parts(spec.implementation):
             return False
         if ctx.stack is not None and spec.fault:
@@ -253,7 +254,7 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
     harness = psutil.Process()
     cpu_before = harness.cpu_times()
     events: list[Event] = []
-    started_at = time.time()
+    started_at, started_mono = time.time(), time.monotonic()
     sampler.start()
     prober.start()
     depth: list[DepthSample] = []
@@ -275,7 +276,8 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
         accepted = sum(1 for s in submissions if s.job_id)
         if split_records:
             watch.accepted_ids = {s.job_id for s in submissions if s.job_id}
-        timed_out = await _wait_until_done(ctx, spec, accepted, started_at + deadline_s, events, progress, watch)
+        deadline = started_mono + deadline_s
+        timed_out = await _wait_until_done(ctx, spec, accepted, deadline, events, progress, watch)
         if timed_out:
             events.append(Event(t=time.time(), name="deadline", detail=f"{deadline_s:.1f} s passed"))
         # A process of the implementation that died outside a fault (a job's os._exit, the OOM killer) is a
