@@ -99,7 +99,7 @@ def test_a_named_binary_is_used_and_checked(monkeypatch: pytest.MonkeyPatch, tmp
     assert offered, "no redis-server on this machine"
     monkeypatch.setenv(redis_server.BINARY_VARIABLE, offered[-1].path)
     assert server_for().path == offered[-1].path
-    with pytest.raises(UsageError, match="needs Redis ≥ 99.0"):
+    with pytest.raises(UsageError, match=r"needs Redis ≥ 99\.0"):
         server_for((99, 0), "a queue of the future")
     monkeypatch.setenv(redis_server.BINARY_VARIABLE, str(tmp_path / "nothing"))
     with pytest.raises(UsageError, match="does not run as a redis-server"):

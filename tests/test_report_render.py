@@ -17,10 +17,8 @@ import time
 from collections import Counter
 from io import BytesIO
 from pathlib import Path
-from typing import Any
 
 import pytest
-from matplotlib.figure import Figure
 
 from taskbench.analysis import analyse
 from taskbench.analysis.models import AnalysedRun
@@ -184,24 +182,20 @@ def test_html_tables_come_from_the_data(rendered: Path) -> None:
 
 
 def test_write_run_writes_each_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each file once, and whole: written beside and renamed into place (files._replacing)."""
     analysed, scenarios = analysed_fixture()
     written: list[str] = []
-    write_text, savefig = Path.write_text, Figure.savefig
+    replace = os.replace
 
-    def record_text(self: Path, *args: Any, **kwargs: Any) -> int:
-        written.append(self.name)
-        return write_text(self, *args, **kwargs)
+    def record(source: str, destination: str | Path) -> None:
+        written.append(Path(destination).name)
+        replace(source, destination)
 
-    def record_figure(self: Figure, fname: Path, *args: Any, **kwargs: Any) -> None:
-        written.append(Path(fname).name)
-        savefig(self, fname, *args, **kwargs)
-
-    monkeypatch.setattr(Path, "write_text", record_text)
-    monkeypatch.setattr(Figure, "savefig", record_figure)
+    monkeypatch.setattr(os, "replace", record)
     files.write_run(tmp_path, analysed, scenarios)
     assert [name for name, n in Counter(written).items() if n > 1] == []
     on_disk = {p.name for p in tmp_path.rglob("*") if p.is_file()}
-    assert set(written) == on_disk
+    assert set(written) == on_disk  # no temporary file left
     # .md each, comparison (.md, .json), html, csv, charts
     assert len(on_disk) == len(scenarios) + 2 + 1 + 1 + 3 * len(scenarios) + 3
 
