@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.pure  # the fast tier: `pytest -m pure`
+
 REPO = Path(__file__).resolve().parents[1]
 
 

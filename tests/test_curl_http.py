@@ -15,6 +15,8 @@ from aiohttp import web
 
 from taskbench.curl_http import CurlError, CurlHttp
 
+pytestmark = pytest.mark.pure  # the fast tier: `pytest -m pure`
+
 
 class Server:
     """An aiohttp app: `/echo` answers a POST with its JSON body, `/slow?s=…` answers after `s` seconds."""

@@ -11,6 +11,8 @@ import pytest
 
 from taskbench import cli_docs
 
+pytestmark = pytest.mark.pure  # the fast tier: `pytest -m pure`
+
 REPO = Path(__file__).resolve().parents[1]
 PAGES = [REPO / "README.md", REPO / "DESIGN.md", *sorted((REPO / "docs").glob("*.md"))]
 LINK = re.compile(r"\]\(([^)\s]+)\)")

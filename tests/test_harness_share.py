@@ -11,6 +11,8 @@ from taskbench.report.files import load
 from taskbench.results import RunEnvironment, ScenarioResult
 from tests.test_report_render import FIXTURE
 
+pytestmark = pytest.mark.pure  # the fast tier: `pytest -m pure`
+
 WARNING = "Warning: the harness used more than 10 % of the machine"
 
 

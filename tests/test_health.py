@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from taskbench.implementations.celery import CeleryBeat
 from taskbench.implementations.rq import RqBeat
 from taskbench_wire.health import DEFAULT_THREADPOOL_TOKENS, Health, as_beats
+
+pytestmark = pytest.mark.pure  # the fast tier: `pytest -m pure`
 
 
 def test_heartbeats_of_every_shape_parse() -> None:

@@ -11,6 +11,8 @@ from taskbench.report import charts
 from taskbench.results import Execution, ScenarioResult, Submission, load_scenario
 from taskbench_wire.records import JobRecord
 
+pytestmark = pytest.mark.pure  # the fast tier: `pytest -m pure`
+
 FIXTURE = Path(__file__).parent / "fixtures" / "small_run" / "fastapi_5_jobs_20261125_061235.json"
 
 

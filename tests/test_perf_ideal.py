@@ -6,6 +6,8 @@ import pytest
 
 from benchmarks.perf.bench import ideal_with_arrivals
 
+pytestmark = pytest.mark.pure  # the fast tier: `pytest -m pure`
+
 
 def test_jobs_all_there_at_once_give_the_plain_ideal() -> None:
     # 5 jobs of 1 s on 2 runners: ceil(5 / 2) = 3 waves

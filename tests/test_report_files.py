@@ -22,6 +22,7 @@ def _taskbench(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("field", ["timestamp", "scenario_files"])
+@pytest.mark.pure
 def test_a_crafted_run_cannot_name_a_file_outside_its_folder(tmp_path: Path, field: str) -> None:
     run = tmp_path / "run"
     shutil.copytree(FIXTURE, run)

@@ -27,6 +27,8 @@ from taskbench.report import charts, compare, files, html, markdown
 from taskbench.results import Event, Execution, ScenarioResult, Submission
 from taskbench_wire.records import JobRecord
 
+pytestmark = pytest.mark.pure  # the fast tier: `pytest -m pure`
+
 FIXTURE = Path(__file__).parent / "fixtures" / "small_run"
 TIMESTAMP = "20261125_061235"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

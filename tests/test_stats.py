@@ -23,6 +23,8 @@ from taskbench.analysis.stats import distribution, longest_silence, max_concurre
 from taskbench.capacity import Capacity
 from taskbench.results import Probe, Thresholds
 
+pytestmark = pytest.mark.pure  # the fast tier: `pytest -m pure`
+
 THRESHOLDS = Thresholds()
 
 

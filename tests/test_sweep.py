@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from taskbench import plan
 from taskbench.analysis import analyse, sweep
 from taskbench.report import files
 from taskbench.results import RunSettings
+
+pytestmark = pytest.mark.pure  # the fast tier: `pytest -m pure`
 
 FIXTURE = Path(__file__).parent / "fixtures" / "sweep_run"
 
