@@ -14,12 +14,14 @@ forces it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import platform
 import shutil
 import site
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -28,10 +30,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import psutil
 from filelock import FileLock
 from packaging.utils import canonicalize_name
 
-from taskbench.errors import EnvironmentBuildError
+from taskbench.errors import EnvironmentBuildError, UsageError
 
 # What the service itself needs in every environment; the queue's packages come from its plugin.
 SERVICE_PACKAGES = ("fastapi>=0.110", "uvicorn[standard]>=0.29", "redis>=5.0", "pydantic>=2.6", "psutil>=5.9")
@@ -40,6 +43,7 @@ MARKER = "taskbench-env.json"  # written last: an environment without it is inco
 LAYER_PTH = "zz_taskbench_layer.pth"  # processed after the environment's own .pth files
 BUILD_TIMEOUT_S = 600.0
 FORMAT = 1  # bump when the layout changes: every cached environment is built again
+BUILD_SEPARATOR = ".build-"  # `<key>` is a link to its newest `<key>.build-<time>`
 
 
 @dataclass(frozen=True)
@@ -121,7 +125,8 @@ def ensure(request: EnvRequest, rebuild: bool = False, say: Callable[[str], None
     """The cached environment for `request`, built (under a lock: parallel runs share the cache) when missing,
     incomplete, older than MAX_AGE_DAYS or `rebuild`."""
     path = cache_dir() / request.key
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    check_owned(path.parent)
     with FileLock(str(path) + ".lock", timeout=BUILD_TIMEOUT_S):
         env = load(path)
         if env is not None and not rebuild and time.time() - env.built_at < MAX_AGE_DAYS * 86400:
@@ -136,6 +141,17 @@ def ensure(request: EnvRequest, rebuild: bool = False, say: Callable[[str], None
             return env  # offline, say: the cached one, stale, rather than none
 
 
+def check_owned(directory: Path) -> None:
+    """Code in the cache runs as the harness's user (root for --hosts): a folder another user owns or can write would
+    let them put theirs there."""
+    info = directory.stat()
+    if info.st_uid != os.geteuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UsageError(
+            f"the environment cache {directory} is {stat.filemode(info.st_mode)}, owned by uid {info.st_uid}: it "
+            f"must be yours alone (chmod go-w, or set TASKBENCH_ENV_DIR to a folder of your own)"
+        )
+
+
 def load(path: Path) -> Env | None:
     try:
         data = json.loads((path / MARKER).read_text())
@@ -148,15 +164,18 @@ def load(path: Path) -> Env | None:
 def cached() -> list[Env]:
     """Every complete environment in the cache, newest first."""
     root = cache_dir()
-    envs = [env for path in sorted(root.glob("*")) if path.is_dir() and (env := load(path)) is not None]
+    entries = [path for path in sorted(root.glob("*")) if BUILD_SEPARATOR not in path.name and path.is_dir()]
+    envs = [env for path in entries if (env := load(path)) is not None]
     return sorted(envs, key=lambda env: env.built_at, reverse=True)
 
 
 def _build(request: EnvRequest, path: Path) -> Env:
-    """Built beside the cached one and moved into its place once complete, so a failed build (offline, a
-    conflict) leaves the old one as it was."""
+    """Built in a folder of its own beside the cached one (`<key>.build-<time>`), then `path` (a symbolic link) is
+    switched to it in one rename: a failed build (offline, a conflict) leaves the old one as it was, and a stack
+    still running the old one keeps it (its folder goes once no process runs from it: `_remove_unused`)."""
     started = time.monotonic()
-    building = path.with_name(path.name + ".building")
+    built = path.with_name(f"{path.name}{BUILD_SEPARATOR}{time.time_ns()}")
+    building = built.with_name(built.name + ".building")
     shutil.rmtree(building, ignore_errors=True)
     uv, what = uv_binary(), f"the {request.label} environment could not be built"
     try:
@@ -173,20 +192,48 @@ def _build(request: EnvRequest, path: Path) -> Env:
     except EnvironmentBuildError:
         shutil.rmtree(building, ignore_errors=True)
         raise
-    shutil.rmtree(path, ignore_errors=True)
-    building.rename(path)  # the environment runs its modules with `python -m`: no script needs its old path
+    building.rename(built)  # the environment runs its modules with `python -m`: no script needs its old path
     env = Env(
         label=request.label,
-        path=str(path),
-        python=str(_python_of(path)),
+        path=str(built),
+        python=str(_python_of(built)),
         requirements=request.requirements,
         constraints=request.constraints,
         packages=packages,
         built_at=time.time(),
         build_s=time.monotonic() - started,
     )
-    path.joinpath(MARKER).write_text(json.dumps(asdict(env), indent=1))
+    built.joinpath(MARKER).write_text(json.dumps(asdict(env), indent=1))
+    _switch(path, built)
+    _remove_unused(path)
     return env
+
+
+def _switch(path: Path, built: Path) -> None:
+    """`path` → `built`, atomically (rename over the old link); an environment of the old layout (a folder at
+    `path`) moves aside first, kept for whoever runs it."""
+    if path.is_dir() and not path.is_symlink():
+        path.rename(path.with_name(f"{path.name}{BUILD_SEPARATOR}0"))
+    link = path.with_name(path.name + ".link")
+    link.unlink(missing_ok=True)
+    link.symlink_to(built.name)
+    os.replace(link, path)
+
+
+def _remove_unused(path: Path) -> None:
+    """Earlier builds of `path` that no process runs from any more."""
+    current = path.resolve()
+    earlier = [p for p in path.parent.glob(f"{path.name}{BUILD_SEPARATOR}*") if p.is_dir() and p.resolve() != current]
+    if not earlier:
+        return
+    running = set()
+    for process in psutil.process_iter(["exe", "cmdline"]):
+        with contextlib.suppress(psutil.Error, TypeError):
+            running.add(process.info["exe"] or "")
+            running.add((process.info["cmdline"] or [""])[0])
+    for folder in earlier:
+        if not any(str(folder) in exe for exe in running if exe):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _python_of(path: Path) -> Path:

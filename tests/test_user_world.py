@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from taskbench import environment, implementations
+from taskbench import environment, implementations, venvs
 from taskbench.errors import UsageError
 from taskbench.results import load_run, load_scenario
 
@@ -149,9 +149,38 @@ def test_an_environment_that_cannot_be_built_is_one_line_and_a_stale_one_is_kept
     assert len(lines) == 1 and "the arq environment could not be built" in lines[0], out.stderr
     online = {k: v for k, v in offline.items() if k not in ("UV_OFFLINE", "UV_CACHE_DIR")}
     assert subprocess.run(argv, capture_output=True, text=True, timeout=300, env=online).returncode == 0
-    (marker,) = (tmp_path / "envs").glob("arq-*/taskbench-env.json")
+    (marker,) = [m for m in (tmp_path / "envs").glob("arq-*/taskbench-env.json") if m.parent.is_symlink()]
     record = json.loads(marker.read_text())
     marker.write_text(json.dumps(record | {"built_at": record["built_at"] - 30 * 86400}))
     out = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=offline)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "kept the arq environment" in out.stdout and "arq " in out.stdout
+
+
+def test_a_rebuild_never_deletes_an_environment_in_use(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rebuild is built beside the cached one and switched to by one rename; the old one stays while a process
+    runs from it (a running stack's worker), and goes at the next build once nothing does."""
+    monkeypatch.setenv("TASKBENCH_ENV_DIR", str(tmp_path / "envs"))
+    request = venvs.EnvRequest("fastapi", environment.requirements_for("fastapi", {}), ())
+    first = venvs.ensure(request, say=lambda _: None)
+    running = subprocess.Popen([first.python, "-c", "import time; time.sleep(60)"])
+    try:
+        second = venvs.ensure(request, rebuild=True, say=lambda _: None)
+        assert second.path != first.path and Path(first.path).is_dir()  # kept: a process runs from it
+        assert venvs.load(venvs.cache_dir() / request.key) == second  # the cache names the new one
+    finally:
+        running.kill()
+        running.wait(10)
+    third = venvs.ensure(request, rebuild=True, say=lambda _: None)
+    assert not Path(first.path).exists() and not Path(second.path).exists() and Path(third.path).is_dir()
+
+
+def test_an_environment_cache_others_can_write_is_refused_in_one_line(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    argv = [sys.executable, "-m", "taskbench.cli", "env", "--implementations", "fastapi"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "TASKBENCH_ENV_DIR": str(shared)})  # fmt: skip
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "must be yours alone" in out.stderr
