@@ -764,6 +764,7 @@ def supervise(stack: Stack, console: Console) -> NoReturn:
     while True:
         time.sleep(0.5)
         for service in stack.services():
+            service.process.cap_log()
             if service.alive():
                 continue
             how = service.process.ended_how()

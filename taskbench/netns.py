@@ -27,9 +27,11 @@ import fcntl
 import ipaddress
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +45,11 @@ MAX_HOSTS = 16  # `tb<id8>h<i>` stays within IFNAMSIZ - 1 = 15 characters
 HOST_OFFSET = 10  # host i is .(10+i)
 API_HOST = 0  # the APIs' host; the workers' are 1..N
 NETNS_DIR = Path("/run/netns")
-LOCK_PATH = Path(tempfile.gettempdir()) / "taskbench-netns.lock"
+# Root's own runtime folder (namespaces need root): not the shared temporary folder, where another user could put a
+# symbolic link by that name first
+LOCK_DIR = Path("/run/taskbench") if Path("/run").is_dir() else Path(tempfile.gettempdir()) / "taskbench-root"
+LOCK_PATH = LOCK_DIR / "netns.lock"
+LOCK_TIMEOUT_S = 60.0  # another run holding it this long is stuck: say so rather than wait for ever
 CLONE_NEWNET = 0x40000000
 CAP_NET_ADMIN, CAP_SYS_ADMIN = 12, 21
 IP_TIMEOUT_S = 10.0
@@ -121,13 +127,32 @@ def _tc(*args: str) -> subprocess.CompletedProcess[str]:
 
 @contextlib.contextmanager
 def _allocation_lock() -> Iterator[None]:
-    """Two runs choosing a subnet at once would choose the same one."""
-    with LOCK_PATH.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    """Two runs choosing a subnet at once would choose the same one. The lock file is root's (a folder only root
+    writes, opened without following a symbolic link), and waited for at most LOCK_TIMEOUT_S."""
+    LOCK_DIR.mkdir(mode=0o700, exist_ok=True)
+    info = LOCK_DIR.lstat()
+    if stat.S_ISLNK(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        raise StackError(f"{LOCK_DIR} is not a folder of root's alone: remove it, then run again")
+    fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        deadline = time.monotonic() + LOCK_TIMEOUT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise StackError(
+                        f"another taskbench run has held {LOCK_PATH} for {LOCK_TIMEOUT_S:.0f} s while choosing its "
+                        "subnet: is one stuck?"
+                    ) from None
+                time.sleep(0.1)
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def _subnets_in_use() -> set[ipaddress.IPv4Network]:

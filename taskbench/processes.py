@@ -48,6 +48,9 @@ def _group_of(process: psutil.Process) -> int | None:
         return None
 
 
+LOG_CAP_BYTES = 64 * 2**20  # each service's log at most (cap_log)
+
+
 class ManagedProcess:
     def __init__(
         self,
@@ -165,6 +168,23 @@ class ManagedProcess:
         for stray in strays:  # descendants in groups of their own, remembered before the leader went
             with contextlib.suppress(psutil.Error):
                 stray.kill()
+
+    def cap_log(self, max_bytes: int = LOG_CAP_BYTES) -> None:
+        """Past `max_bytes`, the log keeps its newer half behind a line saying what was cut: a process that logs
+        without end (a crash loop, a chatty queue over a soak) cannot fill the disk. The process appends (O_APPEND),
+        so it writes on at the new end; a line written during the cut may be lost."""
+        try:
+            size = self.log_path.stat().st_size
+            if size <= max_bytes:
+                return
+            with self.log_path.open("r+b") as log:
+                log.seek(size - max_bytes // 2)
+                kept = log.read()
+                log.seek(0)
+                log.write(f"[taskbench: {size - len(kept)} earlier bytes of this log cut]\n".encode() + kept)
+                log.truncate()
+        except OSError:
+            pass
 
     def log_tail(self, lines: int = 15) -> str:
         try:

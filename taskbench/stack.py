@@ -290,6 +290,7 @@ class Stack:
     def start(self) -> None:
         self._watchdog = watchdog.start(self.id)  # first: whatever happens next, nothing outlives the harness
         self.config.workdir.mkdir(parents=True, exist_ok=True)
+        self.config.workdir.chmod(0o700)  # logs, ledgers and, while it runs, the stack's keys: its user's alone
         (self.config.workdir / "ledger").mkdir(exist_ok=True)
         self._exit.callback(self._forget_secrets)  # the first callback in, the last out: once every process is gone
         self.token_file.touch(mode=0o600)
@@ -881,6 +882,8 @@ class Stack:
         """Bring the stack to `state`: restart the API or the workers whose settings change, set Redis'
         persistence."""
         previous, self.state = self.state, state
+        for service in self.services():
+            service.process.cap_log()
         if previous.worker_memory_mb is not None or previous.worker_memory_headroom_mb is not None:
             # worker-oom's limit off before anything restarts: a process started under it could be killed again
             # (procrastinate's worker retries the stalled jobs of the scenario as it starts)

@@ -67,3 +67,18 @@ def test_a_full_disk_keeps_every_earlier_report_whole(tmp_path: Path) -> None:
         assert after == before  # nothing half-written, no temporary file left
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+@pytest.mark.pure
+def test_a_service_log_is_capped_keeping_its_newest_half(tmp_path: Path) -> None:
+    from taskbench.processes import ManagedProcess
+
+    log = tmp_path / "chatty.log"
+    log.write_bytes(b"".join(b"line %04d\n" % i for i in range(1000)))  # 10 000 bytes
+    process = ManagedProcess("chatty", ["true"], {}, log)
+    process.cap_log(max_bytes=2000)
+    text = log.read_text()
+    assert len(text) < 1100 and text.startswith("[taskbench: 9000 earlier bytes of this log cut]")
+    assert text.endswith("line 0999\n")
+    process.cap_log(max_bytes=2000)
+    assert log.read_text() == text  # under the cap: untouched
