@@ -451,9 +451,17 @@ class Stack:
             path.unlink(missing_ok=True)
 
     def _remove_namespace(self) -> None:
-        """On servers of someone else's, what this stack wrote goes with it, and nothing else: the PostgreSQL queues'
-        schema (only when taskbench's set-up marked it). A failure is a line in the harness's log, not an error:
-        the run's results are kept either way."""
+        """On servers of someone else's, what this stack wrote goes with it, and nothing else: every Redis key of its
+        namespace (each queue's `forget`: the keys whose prefix the queue fixes too), the PostgreSQL queues' schema
+        (only when taskbench's set-up marked it). A failure is a line in the harness's log, not an error: the run's
+        results are kept either way."""
+        if self.config.redis_url is not None:
+            for label in self.config.implementations:
+                try:
+                    client = redis.Redis.from_url(self.redis_url_for(label), socket_timeout=5)
+                    implementations.get(label).forget(client, self.namespace)
+                except redis.RedisError as exc:
+                    log.warning("the keys of %s could not be removed from %s: %s", label, redacted(self.redis_url), exc)
         if self.needs_postgres and self.config.postgres_url:
             try:
                 postgres_server.drop_namespace(self.config.postgres_url, self.namespace)

@@ -1,8 +1,8 @@
 """Worker heartbeats in Redis, so `/health` sees every queue's workers without a broadcast.
 
-Each worker process of each queue beats once a second into `taskbench:workers:{implementation}` (one hash
-field per worker), with its pid, concurrency and the settings that change timing; `/health` reads the hash
-and counts a worker whose beat is older than WORKER_STALE_S as gone.
+Each worker process of each queue beats once a second into `{namespace}:workers:{implementation}` (one hash
+field per worker; the namespace is `settings.namespace`), with its pid, concurrency and the settings that change
+timing; `/health` reads the hash and counts a worker whose beat is older than WORKER_STALE_S as gone.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from taskbench_wire.health import Beat
 
 log = logging.getLogger(__name__)
 
-WORKERS_KEY = "taskbench:workers:{}"
+WORKERS_KEY = f"{settings.namespace}:workers:{{}}"
 HEARTBEAT_INTERVAL_S = 1.0
 WORKER_STALE_S = 5.0
 

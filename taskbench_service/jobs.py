@@ -61,15 +61,25 @@ class JobRequest(BaseModel):
 
 
 class JobCall(BaseModel):
-    """What travels through a broker to the worker: plain JSON, the same for every queue."""
+    """What travels through a broker to the worker: plain JSON, the same for every queue. A worker validates it
+    with the API's bounds: what reaches a broker is not always what the API accepted (anyone with the broker's
+    password can write there)."""
 
-    job_id: str
-    implementation: str
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    job_id: str = Field(max_length=64)
+    implementation: str = Field(max_length=64)
     kind: Kind
-    duration: float
-    memory_mb: int = 0
-    job: int = 0
+    duration: float = Field(ge=0, le=config.MAX_DURATION_S)
+    memory_mb: int = Field(0, ge=0, le=config.MAX_MEMORY_MB)
+    job: int = Field(0, ge=0)
     args: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _args_within_the_body_cap(self) -> JobCall:
+        if len(json.dumps(self.args)) > config.MAX_BODY_BYTES:
+            raise ValueError(f"`args` larger than {config.MAX_BODY_BYTES} bytes")
+        return self
 
     @classmethod
     def of(cls, record: JobRecord) -> JobCall:
@@ -177,9 +187,11 @@ class MemoryJobStore:
         return cleared
 
 
-JOB_KEY = "taskbench:job:{}"
-INDEX_KEY = "taskbench:jobs:{}"  # one sorted set per implementation, scored by submission time
-REFUSED_KEY = "taskbench:refused:{}"  # a submission answered with an error: its record must not appear later
+# Every key under the run's namespace (settings.namespace: `taskbench`, or `taskbench-<stack id>` on a server named
+# by a flag), so the store never reads or deletes a key it did not write.
+JOB_KEY = f"{config.settings.namespace}:job:{{}}"
+INDEX_KEY = f"{config.settings.namespace}:jobs:{{}}"  # one sorted set per implementation, scored by submission time
+REFUSED_KEY = f"{config.settings.namespace}:refused:{{}}"  # answered with an error: its record must not appear later
 REFUSED_TTL_S = 600
 REFUSE_RETRY_S = 0.5  # how often a failed batch's refusal is tried again while Redis cannot be reached
 REFUSE_FOR_S = 120.0  # and for how long

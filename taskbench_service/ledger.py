@@ -125,7 +125,8 @@ def record(job_id: str, implementation: str, event: str, error: str | None = Non
     if url:
         try:
             if _stream is None or _stream.pid != os.getpid():  # a forked child: a connection and a lock of its own
-                _stream = _Stream(url, config.settings.telemetry_ledger or f"taskbench:ledger:{implementation}")
+                key = config.settings.telemetry_ledger or f"{config.settings.namespace}:ledger:{implementation}"
+                _stream = _Stream(url, key)
             _stream.add(line)
         except Exception as exc:  # whatever it is, the job goes on
             log.warning("execution ledger stream not written: %s", exc)

@@ -33,7 +33,7 @@ from taskbench.services import Service
 from taskbench.stack import Stack, StackConfig, StackState
 from tests.conftest import routed_client, run_in_env, wait_for
 
-QUEUES = {"celery": "celery", "dramatiq": "default"}  # each one's queue on RabbitMQ
+QUEUES = {"celery": "celery", "dramatiq": "dramatiq"}  # each one's queue on RabbitMQ: `{stack namespace}.{this}`
 JOB_S = 1.0
 REDIS_VISIBILITY_S = 60.0  # what Redis would make a crashed job wait here; RabbitMQ must not
 
@@ -82,6 +82,10 @@ def _submit(http: httpx.Client, name: str, count: int, duration: float) -> list[
     return [a.json()["job_id"] for a in answers]
 
 
+def _queue(stack: Stack, name: str) -> str:
+    return f"{stack.namespace}.{QUEUES[name]}"
+
+
 def _in_rabbitmq(stack: Stack, queue: str) -> int:
     """Messages ready in the queue, asked of RabbitMQ itself."""
     with Connection(stack.amqp_url, connect_timeout=5) as connection:
@@ -101,7 +105,8 @@ def test_jobs_go_through_rabbitmq_and_complete(stack: Stack, http: httpx.Client,
     ends = Counter(e.job_id for e in ledger.read() if e.event == "end" and e.ok)
     assert all(ends[i] == 1 for i in ids)
     client = redis.Redis.from_url(stack.redis_url)
-    assert not client.exists("celery", "dramatiq:default", "dramatiq:default.msgs")  # no queue of theirs in Redis
+    ns, queue = stack.namespace, _queue(stack, name)
+    assert not client.exists(f"{ns}:{queue}", f"{ns}:{queue}.msgs", queue)  # no queue of theirs in Redis
 
 
 @pytest.mark.parametrize("name", list(QUEUES))
@@ -112,10 +117,10 @@ def test_queued_counts_and_purge_read_rabbitmq(stack: Stack, http: httpx.Client,
     try:
         _submit(http, name, 3, 0.2)
         wait_for(lambda: http.get("/health").json()[name]["queued"] == 3)
-        assert _in_rabbitmq(stack, QUEUES[name]) == 3
+        assert _in_rabbitmq(stack, _queue(stack, name)) == 3
         assert http.delete(f"/{name}/jobs").json()["purged"] == 3
         assert http.get("/health").json()[name]["queued"] == 0
-        assert _in_rabbitmq(stack, QUEUES[name]) == 0
+        assert _in_rabbitmq(stack, _queue(stack, name)) == 0
     finally:
         worker.start()
 
@@ -218,13 +223,15 @@ def test_rabbitmq_down_is_a_503_with_a_message(stack: Stack, tmp_path: Path) -> 
     try:
         for name, url in urls.items():
             started = time.monotonic()
-            answer = httpx.post(f"{url}/{name}/job", json={"duration": 0.1}, timeout=10)
+            answer = httpx.post(f"{url}/{name}/job", json={"duration": 0.1}, timeout=10, headers=stack.api_headers)
             assert answer.status_code == 503, answer.text
             assert f"the {name} broker at amqp://" in answer.json()["detail"]
             assert time.monotonic() - started < 10
             health = httpx.get(f"{url}/health", timeout=10)
             assert health.status_code == 503 and health.json()[name]["status"] == "broker unreachable"
-        fastapi = httpx.post(f"{stack.url_for('fastapi')}/fastapi/job", json={"duration": 0.1}, timeout=10)
+        fastapi = httpx.post(
+            f"{stack.url_for('fastapi')}/fastapi/job", json={"duration": 0.1}, timeout=10, headers=stack.api_headers
+        )
         assert fastapi.status_code == 202  # BackgroundTasks need no broker
     finally:
         for api in apis:

@@ -311,3 +311,20 @@ def test_private_servers_run_unprivileged_and_the_telemetry_redis_has_no_config(
         assert psutil.Process(server.pid).uids().effective != 0, server.name
     with pytest.raises(redis.ResponseError, match="unknown command"):
         redis.Redis.from_url(stack.telemetry_url).config_get("dir")
+
+
+@pytest.mark.pure
+def test_a_worker_refuses_what_the_api_would_refuse() -> None:
+    """What reaches a broker is not always what the API accepted: a worker validates a job with the same bounds."""
+    from pydantic import ValidationError
+
+    from taskbench_service.jobs import JobCall
+    from taskbench_service.settings import MAX_BODY_BYTES, MAX_DURATION_S, MAX_MEMORY_MB
+
+    ok = {"job_id": "j", "implementation": "rq", "kind": "sleep", "duration": 0.1}
+    assert JobCall.model_validate(ok).duration == 0.1
+    oversized = {"kind": "job", "args": {"pad": "x" * MAX_BODY_BYTES}}
+    for bad in ({"duration": MAX_DURATION_S + 1}, {"duration": -1}, {"kind": "memory", "memory_mb": MAX_MEMORY_MB + 1},
+                {"duration": float("nan")}, {"job_id": "x" * 1000}, oversized):  # fmt: skip
+        with pytest.raises(ValidationError):
+            JobCall.model_validate(ok | bad)

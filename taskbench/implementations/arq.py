@@ -47,6 +47,9 @@ class ArqImplementation(Implementation):
         threads = [w.concurrency for w in workers]  # asyncio.to_thread on a pool of max_jobs threads
         return event_loop_model(workload, cpu_count, workers, threads, "max_jobs", "via asyncio.to_thread")
 
+    def redis_patterns(self, namespace: str) -> tuple[str, ...]:
+        return (f"arq:*:{namespace}:*",)
+
     def settings(self, concurrency: int, options: PluginOptions, api: ApiOptions) -> dict[str, str]:
         return {
             "worker": "one process, asyncio event loop (arq's only model; scale by running more workers)",

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
+import redis
 from pydantic import BaseModel
 
 from taskbench.capacity import Capacity
@@ -138,6 +139,17 @@ class Implementation(ABC):
         """A command run once in its environment before its API and worker start, with their environment (a
         PostgreSQL queue installs its schema there); None: nothing to set up. It must be idempotent."""
         return None
+
+    def redis_patterns(self, namespace: str) -> tuple[str, ...]:
+        """What its service writes on Redis beside `{namespace}:*` (keys whose prefix the queue fixes), for the
+        clean-up of a server taskbench does not own (`forget`): patterns that match nothing of anyone else's."""
+        return ()
+
+    def forget(self, client: redis.Redis, namespace: str) -> None:
+        """Delete what its service wrote on a server taskbench does not own, and nothing else."""
+        for pattern in (f"{namespace}:*", *self.redis_patterns(namespace)):
+            for key in client.scan_iter(match=pattern, count=1000):
+                client.unlink(key)
 
     def companions(self, options: PluginOptions) -> list[Companion]:
         """Processes it runs beside its worker with these options."""

@@ -26,6 +26,12 @@ from taskbench.results import ApiOptions, PluginOptions
 from taskbench_wire.health import Beat, Health, Text, as_beats
 
 APP = "taskbench_service.implementations.celery:celery_app"  # `celery -A`: the service's Celery app
+# The names the service gives its queue (taskbench_service/implementations/celery.py), in the stack's namespace.
+QUEUE = "taskbench.celery"
+ON_A_FLAGGED_SERVER = (
+    " (names in the stack's namespace: `taskbench`, `taskbench-<stack id>` on a server named by --redis-url or "
+    "--broker-url)"
+)
 
 # What each pool is, in Celery's words and ours: every report prints it.
 POOLS = {
@@ -151,13 +157,12 @@ class CeleryImplementation(Implementation):
         return argv
 
     def companions(self, options: PluginOptions) -> list[Companion]:
-        """Flower, on the workers' broker. Its API is open without a login (FLOWER_UNAUTHENTICATED_API), like
-        the rest of the stack, which binds loopback only."""
+        """Flower, on the workers' broker, on loopback, behind basic auth (user `taskbench`, the stack's API token
+        as its password: FLOWER_BASIC_AUTH, set by the stack, never on the command line)."""
         if not CeleryOptions.model_validate(options).flower:
             return []
         argv = python_module("celery", "-A", APP, "flower", "--address=127.0.0.1", f"--port={PORT}")
-        env = {"FLOWER_UNAUTHENTICATED_API": "true"}
-        return [Companion("flower", "Flower (Celery's monitoring UI)", tuple(argv), "/healthcheck", env)]
+        return [Companion("flower", "Flower (Celery's monitoring UI)", tuple(argv), "/healthcheck")]
 
     def requirements(self, options: PluginOptions) -> tuple[str, ...]:
         """gevent only for `--pool gevent`: installed, it is not imported unless the pool asks for it."""
@@ -218,10 +223,16 @@ class CeleryImplementation(Implementation):
 
     def broker_settings(self, broker: str) -> dict[str, str]:
         if broker != "amqp":
-            return {"broker": "Redis (kombu's Redis transport)"}
+            return {
+                "broker": "Redis (kombu's Redis transport)",
+                "queue": f"`{QUEUE}`, its exchange and routing key alike (Celery's default: celery); remote control "
+                f"on `{QUEUE}.pidbox`; every key and channel prefixed `taskbench:` (kombu's global_keyprefix; the "
+                f"results' too){ON_A_FLAGGED_SERVER}",
+            }
         return {
             "broker": "RabbitMQ (py-amqp); results and records in Redis",
-            "queue": "`celery`, classic, durable, persistent messages (Celery's defaults)",
+            "queue": f"`{QUEUE}`, classic, durable, persistent messages (Celery's defaults), its exchange and routing "
+            f"key alike (Celery's default: celery); remote control on `{QUEUE}.pidbox`{ON_A_FLAGGED_SERVER}",
             "prefetch": "basic.qos prefetch_count = concurrency × worker_prefetch_multiplier (1)",
             "visibility_timeout": "none on RabbitMQ: a dead worker's unacknowledged messages are requeued as soon "
             "as its connection drops",

@@ -18,6 +18,12 @@ class DramatiqBeat(Beat):
 # The idle consumer's longest back-off between polls of Redis (Dramatiq's default 1000 ms); the service's
 # maintenance chance assumes the same value (taskbench_service/implementations/dramatiq.py WORKER_TIMEOUT_MS).
 WORKER_TIMEOUT_MS = 100
+# The name the service gives its queue (taskbench_service/implementations/dramatiq.py), in the stack's namespace.
+QUEUE = "taskbench.dramatiq"
+ON_A_FLAGGED_SERVER = (
+    " (names in the stack's namespace: `taskbench`, `taskbench-<stack id>` on a server named by --redis-url or "
+    "--broker-url)"
+)
 
 
 def processes_and_threads(concurrency: int, cpu_count: int) -> tuple[int, int]:
@@ -109,9 +115,15 @@ class DramatiqImplementation(Implementation):
 
     def broker_settings(self, broker: str) -> dict[str, str]:
         if broker != "amqp":
-            return {"broker": "Redis (RedisBroker)"}
+            return {
+                "broker": "Redis (RedisBroker)",
+                "queue": f"`{QUEUE}` (Dramatiq's default: default), its keys under the broker namespace `taskbench` "
+                f"(default `dramatiq`){ON_A_FLAGGED_SERVER}",
+            }
         return {
             "broker": "RabbitMQ (RabbitmqBroker, pika); records in Redis",
+            "queue": f"`{QUEUE}`, with `{QUEUE}.DQ` (delays) and `{QUEUE}.XQ` (dead letters) (Dramatiq's "
+            f"default: default){ON_A_FLAGGED_SERVER}",
             "confirm_delivery": "on (Dramatiq's default: off): every send waits for RabbitMQ's confirm",
             "acknowledgement": "after the actor returns (RabbitmqBroker; no switch)",
             "heartbeat_timeout": "none on RabbitMQ: a dead process's unacknowledged messages are requeued as soon "
@@ -119,7 +131,7 @@ class DramatiqImplementation(Implementation):
             "maintenance_chance": "none (Redis only)",
             "idle poll back-off (dramatiq_worker_timeout)": f"none: RabbitMQ pushes messages to the consumer "
             f"({WORKER_TIMEOUT_MS} ms only bounds each wait)",
-            "results": "none (no Results middleware); failed messages dead-lettered to `default.XQ` for 7 days "
+            "results": f"none (no Results middleware); failed messages dead-lettered to `{QUEUE}.XQ` for 7 days "
             "(Dramatiq's RabbitMQ default)",
         }
 

@@ -53,6 +53,10 @@ class HueyImplementation(Implementation):
             return Capacity(concurrency=threads, reason=reason)
         return Capacity(concurrency=threads, reason=f"{threads} worker threads, one job each at a time")
 
+    def redis_patterns(self, namespace: str) -> tuple[str, ...]:
+        name = namespace.replace("-", "_")  # Huey strips dashes from its names
+        return (f"huey.*.{name}", f"huey.notify.{name}.*")
+
     def settings(self, concurrency: int, options: PluginOptions, api: ApiOptions) -> dict[str, str]:
         return {
             "consumer": f"huey_consumer -w {concurrency} -k thread: one process, {concurrency} worker threads "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import redis
+
 from taskbench.capacity import Capacity
 from taskbench.implementations.base import ALL_FAULTS, Delivery, Implementation, cpu_bound, python_module
 from taskbench.results import ApiOptions, PluginOptions
@@ -60,6 +62,17 @@ class RQImplementation(Implementation):
             reason = f"{total} worker processes, one job each at a time: asyncio.run per job in its work horse"
             return Capacity(concurrency=total, reason=reason)
         return Capacity(concurrency=total, reason=f"{total} worker processes, one job each at a time")
+
+    def redis_patterns(self, namespace: str) -> tuple[str, ...]:
+        return (f"rq:*:{namespace}*",)
+
+    def forget(self, client: redis.Redis, namespace: str) -> None:
+        """Also our members of RQ's shared sets (`rq:queues`, `rq:workers`), never another's."""
+        super().forget(client, namespace)
+        client.srem("rq:queues", f"rq:queue:{namespace}")
+        ours = [m for m in client.sscan_iter("rq:workers", match=f"rq:worker:{namespace}.*", count=1000)]
+        if ours:
+            client.srem("rq:workers", *ours)
 
     def settings(self, concurrency: int, options: PluginOptions, api: ApiOptions) -> dict[str, str]:
         return {

@@ -56,6 +56,12 @@ class SaqImplementation(Implementation):
         threads = [w.sync_threads or _default_sync_threads(cpu_count) for w in as_beats(SaqBeat, workers)]
         return event_loop_model(workload, cpu_count, workers, threads, "concurrency", "on the worker's thread pool")
 
+    def redis_patterns(self, namespace: str) -> tuple[str, ...]:
+        return (
+            f"saq:{namespace}:*",
+            f"saq:job:{namespace}:*",
+        )
+
     def settings(self, concurrency: int, options: PluginOptions, api: ApiOptions) -> dict[str, str]:
         return {
             "worker": "one process (`--workers 1`), asyncio event loop; SAQ's `--workers N` forks N unsupervised "

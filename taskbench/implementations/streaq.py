@@ -54,6 +54,9 @@ class StreaqImplementation(Implementation):
         threads = [w.sync_threads or w.concurrency for w in as_beats(StreaqBeat, workers)]
         return event_loop_model(workload, cpu_count, workers, threads, "concurrency", "in anyio worker threads")
 
+    def redis_patterns(self, namespace: str) -> tuple[str, ...]:
+        return (f"streaq:{namespace}:*",)
+
     def settings(self, concurrency: int, options: PluginOptions, api: ApiOptions) -> dict[str, str]:
         return {
             "worker": "one process (`streaq run --workers 1`), anyio on asyncio; streaQ's `--workers N` starts "

@@ -74,6 +74,9 @@ class TaskiqImplementation(Implementation):
         unit = "threads" if workload in ("sleep", "memory") else "async slots"
         return Capacity(concurrency=total, reason=f"{total} {unit} over {processes} worker processes")
 
+    def redis_patterns(self, namespace: str) -> tuple[str, ...]:
+        return (f"autoclaim:{namespace}:*",)
+
     def settings(self, concurrency: int, options: PluginOptions, api: ApiOptions) -> dict[str, str]:
         workers, slots = split(concurrency, os.cpu_count() or 1)
         return {

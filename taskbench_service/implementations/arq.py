@@ -1,8 +1,8 @@
 """`/arq/*`: jobs enqueued to an arq worker over Redis, records in Redis; and the worker's own definitions.
 
 arq is asyncio from end to end: the API awaits `ArqRedis.enqueue_job` (a WATCH/MULTI on the job key, then
-SET + ZADD to the `arq:queue` sorted set), and one worker process runs up to `max_jobs` jobs at once on its
-event loop, polling the sorted set every `poll_delay`. The worker runs as
+SET + ZADD to the queue's sorted set, `{ns}:arq:queue`: see Names below), and one worker process runs up to
+`max_jobs` jobs at once on its event loop, polling the sorted set every `poll_delay`. The worker runs as
 `python -m arq taskbench_service.implementations.arq.WorkerSettings`.
 
 What a worker's death does (arq/worker.py): `Worker.start_jobs` marks a job taken with an `arq:in-progress:`
@@ -11,6 +11,15 @@ key whose TTL is `job_timeout + 10 s` and is never renewed, and the job stays in
 key expires; `run_job` then counts the try (`arq:retry:` key) and, past `max_tries`, fails it without
 running it ("max N retries exceeded"). So `max_tries` is the switch: arq's default 5 re-runs the job
 (at least once), 1 drops it (at most once).
+
+Names: the queue is the run's, `{ns}:arq:queue` (`settings.namespace`; arq's default `arq:queue`), and with it the
+worker's health-check key `{ns}:arq:queue:health-check`. arq fixes the prefixes of its per-job keys
+(arq/constants.py): `arq:job:<id>` (the payload), `arq:in-progress:<id>`, `arq:retry:<id>` and `arq:result:<id>`
+(never written here: keep_result 0), and every finish ZREMs the job's id from the global `arq:abort` sorted set
+(only read by a worker with allow_abort_jobs, which ours is not; a ZREM of an absent member changes nothing). So
+the job ids are the run's too: `{ns}:<uuid4 hex>` (JOB_ID_PREFIX), and these keys read `arq:job:{ns}:<uuid>`:
+another team's arq jobs (uuid4 hex ids, or ids of their own without our prefix) can neither collide with ours nor
+be reached by the purge, which deletes only the ids it finds in our queue.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ from typing import Any
 import redis
 import redis.asyncio as aredis
 from arq.connections import ArqRedis, RedisSettings
-from arq.constants import default_queue_name, in_progress_key_prefix, job_key_prefix, retry_key_prefix
+from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from arq.worker import func
 from fastapi import BackgroundTasks
 from redis.asyncio.retry import Retry as AsyncRetry
@@ -44,7 +53,8 @@ from taskbench_wire.health import Beat
 log = logging.getLogger(__name__)
 
 NAME = "arq"
-QUEUE = default_queue_name  # "arq:queue", a sorted set scored by the time a job may start
+QUEUE = f"{settings.namespace}:arq:queue"  # a sorted set scored by the time a job may start (arq: "arq:queue")
+JOB_ID_PREFIX = f"{settings.namespace}:"  # of arq's job ids: arq:job:{ns}:<uuid> (see the module's docstring)
 FUNCTION = "taskbench.run_job"
 
 # Delivery variants by name (TASKBENCH_DELIVERY) → arq's `max_tries`, which decides whether a job whose
@@ -124,7 +134,7 @@ class ArqImplementation(CountedWithBeats):
 
     async def submit(self, record: JobRecord, background_tasks: BackgroundTasks) -> None:
         payload = JobCall.of(record).model_dump(mode="json")
-        job = await self.bounded(self.arq.enqueue_job(FUNCTION, payload, _job_id=record.job_id))
+        job = await self.bounded(self.arq.enqueue_job(FUNCTION, payload, _job_id=JOB_ID_PREFIX + record.job_id))
         if job is None:  # arq's answer when a job with this id already exists
             raise BrokerUnavailable(f"arq refused job {record.job_id}: a job with this id exists")
 
@@ -147,6 +157,7 @@ class ArqImplementation(CountedWithBeats):
         return {
             "runner": self.runner,
             "queue": QUEUE,
+            "job_ids": f"{JOB_ID_PREFIX}<record id> (keys arq:job:{JOB_ID_PREFIX}<id>, ...)",
             "poll_delay_s": POLL_DELAY_S,
             "keep_result_s": KEEP_RESULT_S,
             "retry_jobs": False,

@@ -9,6 +9,23 @@ restored by kombu's own sweep, every `unacked_restore_interval` (kombu ≥ 5.7).
 Publishing (`apply_async`) is a blocking socket call of ~0.5 ms; it runs on a small executor of its
 own so it neither stalls the event loop nor competes for Starlette's threadpool. So does counting the
 queue on RabbitMQ (a passive `queue.declare`, which answers with the number of messages ready).
+
+Names: everything is the run's (`settings.namespace`, `ns` below), so that on a broker someone else uses the
+service never purges their queue and neither their workers nor ours see the other's jobs or broadcasts.
+
+- The queue, its direct exchange and routing key are `{ns}.celery` (Celery's default: `celery`); the remote
+  control's fanout exchange (pidbox: `inspect`, `revoke`) `{ns}.celery.pidbox` and its replies'
+  `reply.{ns}.celery.pidbox` (`control_exchange`; default `celery.pidbox`); events `{ns}.celeryev` (default
+  `celeryev`: task events are off here, the workers' own online, heartbeat and offline events go out).
+  `control.purge` purges the app's queues, which are that one queue.
+- Redis: kombu's `global_keyprefix` `{ns}:` prefixes every key and pub/sub channel of the Redis transport (the
+  queue list `{ns}:{ns}.celery`, `unacked`, `unacked_index`, `unacked_mutex`, `_kombu.binding*`, the fanout
+  channels of the pidbox and events, `{ns}:/<db>.{ns}.celery.pidbox`); the same prefix in
+  `result_backend_transport_options` covers the results and their channels (`{ns}:celery-task-meta-<id>`, kept
+  for result_expires, 1 h). kombu sends a few reads unprefixed (`EXISTS` of a queue, in a passive declare, which
+  this module never makes on Redis); they could only name `{ns}.…` queues. No key keeps a fixed name.
+- RabbitMQ: the queues and exchanges above, plus the workers' pidbox queues `<node>.{ns}.celery.pidbox` and the
+  replies' `<uuid>.reply.{ns}.celery.pidbox` (auto-deleted); the default exchange `""` is RabbitMQ's own.
 """
 
 from __future__ import annotations
@@ -47,8 +64,18 @@ celery_app = Celery("taskbench", broker=settings.broker_url, backend=settings.re
 
 AMQP = settings.broker == "amqp"
 
+# The run's names (see the module's docstring).
+QUEUE = f"{settings.namespace}.celery"  # the queue, its exchange and routing key
+CONTROL_EXCHANGE = QUEUE  # → the pidbox exchange `{QUEUE}.pidbox`, replies `reply.{QUEUE}.pidbox`
+EVENT_EXCHANGE = f"{settings.namespace}.celeryev"
+KEY_PREFIX = f"{settings.namespace}:"  # kombu's global_keyprefix (kombu ≥ 5.3), broker and results alike
+REDIS_QUEUE_KEY = KEY_PREFIX + QUEUE  # the queue's list on Redis
+
 # Redis: redelivery waits for the visibility timeout; it must be the same in both places (Celery docs).
-_redis_options: dict[str, float] = {"visibility_timeout": settings.redelivery_timeout_s}
+_redis_options: dict[str, float | str] = {
+    "visibility_timeout": settings.redelivery_timeout_s,
+    "global_keyprefix": KEY_PREFIX,
+}
 if settings.restore_interval_s is not None:
     # kombu ≥ 5.7 restores unacked messages every interval × throttle seconds (100 s by default); older
     # kombu ignores these and app.tasks sweeps on its own (see restore_unacked there).
@@ -56,7 +83,7 @@ if settings.restore_interval_s is not None:
 # RabbitMQ: no visibility timeout (a dead consumer's unacknowledged messages are requeued when its connection
 # drops); publisher confirms, without which a publish to a broker at its memory or disk alarm is dropped
 # silently (Celery docs, broker_transport_options; celery#5410).
-_broker_options: dict[str, float | bool] = {"confirm_publish": True} if AMQP else dict(_redis_options)
+_broker_options: dict[str, float | bool | str] = {"confirm_publish": True} if AMQP else dict(_redis_options)
 
 celery_app.conf.update(
     task_serializer="json",
@@ -77,6 +104,11 @@ celery_app.conf.update(
     # nothing is requeued on a dropped connection, so the worker keeps running it.
     worker_cancel_long_running_tasks_on_connection_loss=AMQP,
     worker_hijack_root_logger=False,
+    task_default_queue=QUEUE,
+    task_default_exchange=QUEUE,
+    task_default_routing_key=QUEUE,
+    control_exchange=CONTROL_EXCHANGE,
+    event_exchange=EVENT_EXCHANGE,
 )
 
 
@@ -244,7 +276,7 @@ class CeleryImplementation(QueueImplementation):
     async def queued(self) -> int:
         if AMQP:
             return int(await self._publish(amqp_queued))
-        return int(await self.store.redis.llen("celery"))
+        return int(await self.store.redis.llen(REDIS_QUEUE_KEY))
 
     @property
     def broker_url(self) -> str:
@@ -258,6 +290,8 @@ class CeleryImplementation(QueueImplementation):
             "backend": redacted(settings.result_backend),
             "acks_late": ACKS_LATE,
             "reject_on_worker_lost": REJECT_ON_WORKER_LOST,
+            "queue": QUEUE,
+            "key_prefix": None if AMQP else KEY_PREFIX,
         }
 
 

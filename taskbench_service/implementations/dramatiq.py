@@ -2,7 +2,7 @@
 worker's own definitions.
 
 Sending (`Actor.send`) is a blocking redis-py call (the broker's Lua `dispatch` script: HSET the message into
-`dramatiq:default.msgs`, RPUSH its id onto `dramatiq:default`), so it runs on the implementation's own
+`{ns}:{ns}.dramatiq.msgs`, RPUSH its id onto `{ns}:{ns}.dramatiq`), so it runs on the implementation's own
 publisher executor. The worker is Dramatiq's own CLI with a broker set-up function, as its docs show
 (`dramatiq some_module:setup_broker`):
 
@@ -12,7 +12,7 @@ It forks P worker processes, each with T worker threads; sync actors run on thos
 the process's one event-loop thread (the `AsyncIO` middleware), which the worker thread waits on.
 
 What a worker's death does (dramatiq/brokers/redis.py and brokers/redis/dispatch.lua): a fetch moves message
-ids into `dramatiq:__acks__.<broker id>.default` and a message is acknowledged (removed from it) only after
+ids into `{ns}:__acks__.<broker id>.{ns}.dramatiq` and a message is acknowledged (removed from it) only after
 the actor returns (`worker.py:ConsumerThread.post_process_message`). Every broker command ZADDs its broker's
 heartbeat; "maintenance", run by a command with probability `maintenance_chance` / 1e6, pushes the unacked
 ids of every broker whose heartbeat is older than `heartbeat_timeout` back onto the queue. A SIGKILLed worker's
@@ -24,6 +24,15 @@ On RabbitMQ (`RabbitmqBroker`, brokers/rabbitmq.py) a consumer acknowledges afte
 there is no heartbeat sweep: RabbitMQ requeues a consumer's unacknowledged messages as soon as its connection
 closes, which a killed process's does at once. The broker's connections are per thread (pika's
 BlockingConnection is not thread-safe), so the API's publisher threads each hold their own.
+
+Names: the run's (`settings.namespace`, `ns` above). The queue is `{ns}.dramatiq` on either broker (Dramatiq's
+default: `default`). On Redis the broker's namespace is `{ns}` (default `dramatiq`), the prefix of every key its
+Lua script touches: the queue, `.msgs`, its delay queue `.DQ` and dead letters `.XQ` (each with `.msgs`), the acks
+`{ns}:__acks__.<broker id>.<queue>` and the brokers' heartbeats `{ns}:__heartbeats__`. The maintenance pass looks
+up a dead broker's acks with `KEYS {ns}:__acks__.<id>*`: a read of our keys only, though KEYS walks the whole
+keyspace. On RabbitMQ (no key prefix there) the queue name carries the namespace: `{ns}.dramatiq`,
+`{ns}.dramatiq.DQ` and `{ns}.dramatiq.XQ`, on RabbitMQ's default exchange. Dramatiq fixes no name of its own.
+The purge (`Broker.flush`) empties those queues alone.
 """
 
 from __future__ import annotations
@@ -61,8 +70,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 NAME = "dramatiq"
-NAMESPACE = "dramatiq"  # RedisBroker's default key prefix
-QUEUE_NAME = "default"
+NAMESPACE = settings.namespace  # RedisBroker's key prefix (its default: dramatiq)
+QUEUE_NAME = f"{settings.namespace}.dramatiq"  # on Redis and RabbitMQ (Dramatiq's default: default)
 QUEUE_KEY = f"{NAMESPACE}:{QUEUE_NAME}"  # the list of message ids waiting to be fetched
 
 # Timing and delivery settings, stated in `describe()`, the heartbeat and the harness's `settings()`.

@@ -1,7 +1,7 @@
 """`/huey/*`: jobs enqueued to Huey over Redis, records in Redis; and the consumer's own definitions.
 
 Storage: `RedisHuey` (huey/api.py), Huey's plain Redis storage and the one its README, deployment guide and
-examples use: the queue is one Redis list, `huey.redis.taskbench` (storage.py:RedisStorage; LPUSH to enqueue,
+examples use: the queue is one Redis list, `huey.redis.<name>` (storage.py:RedisStorage; LPUSH to enqueue,
 BRPOP to dequeue: strict FIFO). `PriorityRedisHuey` keeps the queue in a sorted set (BZPOPMIN) only so that
 task priorities can overtake; nothing here has a priority, so it would buy nothing.
 
@@ -30,6 +30,12 @@ shutdown) or SIGINT past `--shutdown-timeout` ends the consumer after `Huey.noti
 sent SIGNAL_INTERRUPTED for each task still running; Huey's recipe re-enqueues them from a handler of that
 signal (docs/recipes.rst, "Re-enqueueing Interrupted Tasks"). A SIGKILL runs no handler: the running tasks
 are gone, at most once, and no option changes it. Jobs still in the list wait for the next consumer.
+
+Names: the Huey instance is named after the run's namespace (`settings.namespace`), its `-` written `_` since
+RedisStorage keeps letters, digits and `_` alone in a name (`clean_name`): `taskbench` on a private Redis,
+`taskbench_<stack id>` on a server named by a flag. Every key Huey writes derives from that name (storage.py
+RedisStorage): the queue `huey.redis.<name>`, the schedule `huey.schedule.<name>`, and, unused here, the results
+`huey.results.<name>`, counters `huey.counters.<name>`, `huey.notify.<name>.<id>` and task locks `<name>.lock.*`.
 """
 
 from __future__ import annotations
@@ -57,7 +63,8 @@ from taskbench_service.jobs import JobCall, JobRecord, WorkerRecords, redis_opti
 from taskbench_service.settings import settings
 
 NAME = "huey"
-QUEUE_NAME = "taskbench"  # the Huey instance's name: its storage keys are huey.*.taskbench
+# The Huey instance's name: its storage keys are huey.*.<name> (see the module's docstring).
+QUEUE_NAME = settings.namespace.replace("-", "_")
 # Huey's blocking dequeue (RedisStorage's defaults, stated): BRPOP, back after at most READ_TIMEOUT_S when idle.
 BLOCKING = True
 READ_TIMEOUT_S = 1

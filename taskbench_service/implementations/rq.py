@@ -19,6 +19,24 @@ worker lives is failed at once (`Worker.monitor_work_horse` → `handle_job_fail
 died stays STARTED until its heartbeat expires, and the next maintenance pass
 (`StartedJobRegistry.cleanup`) moves it to the FailedJobRegistry (AbandonedJobError) unless it has
 retries left. Retries are off here, so either way the job is not run again: at most once.
+
+Names (rq 3.0 source): the queue is named after the run's namespace (`settings.namespace`, `ns` below), and RQ
+derives from it the queue's list `rq:queue:{ns}` (and `:intermediate`), its registries (`rq:wip:{ns}`,
+`rq:failed:{ns}`, `rq:finished:{ns}`, `rq:scheduled:{ns}`, `rq:deferred:{ns}`, `rq:canceled:{ns}`), the locks of its
+maintenance and scheduler (`rq:clean_registries:{ns}`, `rq:scheduler-lock:{ns}`) and the set of its workers
+(`rq:workers:{ns}`). Job ids are `{ns}_<uuid hex>` (RQ allows letters, digits, `_` and `-` in an id), so its per-job
+keys are the run's too (`rq:job:{ns}_…`, `rq:executions:{ns}_…`, `rq:results:{ns}_…`), and so are worker names,
+`{ns}.<uuid hex>` (`rq:worker:{ns}.…`, its `:executions`, its command channel `rq:pubsub:{ns}.…`). `Queue.empty`,
+the purge, pops our queue's list and deletes the jobs it popped, nothing else.
+
+What RQ fixes: the `rq:` prefix (RQ_KEY_PREFIX exists in rq 3.0, but only as an environment variable read before
+rq is imported, which `rq worker-pool` does before it reads this module), and four keys every RQ on the server
+shares: the sets `rq:queues` (each enqueue adds `rq:queue:{ns}`) and `rq:workers` (each worker adds its key at
+birth and removes it at death; the maintenance pass removes only dead keys listed in `rq:workers:{ns}`, i.e.
+ours), `rq:suspended` (read only: `rq suspend` on the server pauses our workers too), and `rq:scheduler:<uuid4
+hex>`, the hash of the scheduler a worker starts (RQ names it; it expires 61 s after its last beat). RQ's group
+maintenance (`Group.clean_registries`, over every team's `rq:groups`) is switched off in `TaskbenchWorker`: no
+job here is in a group, and it would rewrite other teams' groups.
 """
 
 from __future__ import annotations
@@ -28,6 +46,7 @@ import logging
 import os
 import signal
 import sys
+import uuid
 from functools import partial
 from typing import Any
 
@@ -45,7 +64,9 @@ from taskbench_service.settings import MAX_DURATION_S, settings
 
 log = logging.getLogger(__name__)
 
-QUEUE = "taskbench"  # Redis key rq:queue:taskbench
+QUEUE = settings.namespace  # Redis key rq:queue:{ns} (rq:queue:taskbench on a private Redis)
+JOB_ID_PREFIX = f"{settings.namespace}_"  # of RQ's job ids: rq:job:{ns}_<uuid hex>
+WORKER_PREFIX = f"{settings.namespace}."  # of the workers' names: rq:worker:{ns}.<uuid hex>
 
 # RQ's settings (`rq worker-pool --config taskbench_service.implementations.rq`)
 REDIS_URL = settings.redis_url
@@ -115,7 +136,7 @@ class RQImplementation(QueueImplementation):
             timeout=JOB_TIMEOUT_S,
             result_ttl=RESULT_TTL_S,
             failure_ttl=FAILURE_TTL_S,
-            job_id=record.job_id,
+            job_id=JOB_ID_PREFIX + record.job_id,
             retry=None,  # explicit: a failed or abandoned job is never run again
         )
         await self.in_publisher(publish)
@@ -130,6 +151,7 @@ class RQImplementation(QueueImplementation):
         return {
             "runner": self.runner,
             "queue": QUEUE,
+            "job_ids": f"{JOB_ID_PREFIX}<record id>",
             "job_timeout": JOB_TIMEOUT_S,
             "result_ttl": RESULT_TTL_S,
             "failure_ttl": FAILURE_TTL_S,
@@ -180,6 +202,8 @@ class TaskbenchWorker(Worker):
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        name = kwargs.get("name") or uuid.uuid4().hex  # worker-pool names each worker with a uuid4 hex
+        kwargs["name"] = name if name.startswith(WORKER_PREFIX) else WORKER_PREFIX + name
         kwargs.setdefault("worker_ttl", worker_ttl())
         kwargs.setdefault("maintenance_interval", maintenance_interval())
         kwargs.setdefault("job_monitoring_interval", job_monitoring_interval())
@@ -205,6 +229,10 @@ class TaskbenchWorker(Worker):
             "maintenance_interval": self.maintenance_interval,
             "job_monitoring_interval": self.job_monitoring_interval,
         }
+
+    def clean_group_registries(self) -> None:
+        """Nothing: RQ's group maintenance walks every group on the server (`rq:groups`), other teams' included,
+        and no job here is in a group."""
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         self._running = 1

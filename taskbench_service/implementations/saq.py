@@ -19,6 +19,14 @@ so the job function makes its own failure final (see `_final_failure`): only the
 
 `timeout`, `retries` and `ttl` are fields of each job, set by whoever enqueues it; the API never restarts
 with the worker's settings, so the worker stamps its own (`_before_process`, one SET + PUBLISH per job).
+
+Names: the queue is named after the run's namespace (`settings.namespace`, `ns` below; `taskbench` on a private
+Redis), and SAQ derives every key from it (saq/queue/redis.py `RedisQueue.namespace`, `job_id`):
+`saq:{ns}:queued`, `:active`, `:incomplete`, `:schedule`, `:sweep`, `:stats`, `:worker_info:<id>`, the jobs
+`saq:job:{ns}:<record id>` and their status channels (the same names; the API's multiplexer subscribes to
+`saq:job:{ns}*`). SAQ fixes one prefix: a job's abort key `saq:abort:<job key>` (saq/job.py `Job.abort_id`), which
+the enqueue script reads and the sweep writes for a stuck job of ours (SETEX 5 s, deleted once aborted); job keys
+are the records' uuid4 hex ids, so it names no other team's job.
 """
 
 from __future__ import annotations
@@ -52,7 +60,7 @@ from taskbench_wire.health import Beat
 log = logging.getLogger(__name__)
 
 NAME = "saq"
-QUEUE_NAME = "taskbench"  # keys saq:taskbench:queued / :active / :incomplete, jobs saq:job:taskbench:<id>
+QUEUE_NAME = settings.namespace  # keys saq:{ns}:queued / :active / :incomplete, jobs saq:job:{ns}:<id>
 SYNC_FUNCTION = "taskbench.run_sync"  # sleep, cpu, memory: sync def, in the Worker's thread pool
 ASYNC_FUNCTION = "taskbench.run_async"  # async_sleep, blocking_async, noop: async def, on the loop
 SYNC_KINDS = (Kind.sleep, Kind.cpu, Kind.memory)
@@ -341,7 +349,8 @@ def worker_settings() -> dict[str, Any]:
     """Read by SAQ's CLI (`saq.worker.import_settings` calls it at start-up): the client is made here."""
     client = aredis.Redis.from_url(
         settings.redis_url,
-        socket_connect_timeout=settings.redis_timeout_s,  # no socket_timeout: BLMOVE blocks by design
+        socket_connect_timeout=settings.redis_timeout_s,
+        socket_timeout=None,  # BLMOVE blocks by design; said, not left out: redis-py 8's default is 5 s
         retry=AsyncRetry(ExponentialBackoff(cap=1.0, base=0.1), retries=WORKER_REDIS_RETRIES),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
     )

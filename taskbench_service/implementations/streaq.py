@@ -39,6 +39,16 @@ restarted. Until then the API's enqueue (also an FCALL) fails with a 503.
 
 The worker object is made on first access (module `__getattr__`): the CLI's `import_string` gets it at
 start-up, and the API process, which imports this module too, never builds it.
+
+Names: the queue is named after the run's namespace (`settings.namespace`, `ns` below; `taskbench` on a private
+Redis), and streaQ derives every key from it (streaq/constants.py, `Worker.prefix`): `streaq:{ns}:queues:<priority>`,
+`:queues:delayed:<priority>`, `:task:data:<id>`, `:task:retry:<id>`, `:task:results:<id>`, `:index:running`,
+`:health:<worker id>`, ...; its consumer group, `workers`, lives inside our stream. streaQ fixes one name that is the
+whole server's: its Lua library, `streaq` (`#!lua name=streaq`, functions `publish_task`, `read_streams`, ...),
+which the API and the worker load with FUNCTION LOAD REPLACE. Redis functions are not keys and have no namespace:
+on a server where someone else's streaQ runs, ours replaces their library with this release's code, and theirs
+replaces ours when it starts (the functions take every key name as an argument, so each still writes its own
+keys; a release whose functions differ would run the other's code).
 """
 
 from __future__ import annotations
@@ -79,11 +89,11 @@ from taskbench_wire.health import Beat
 log = logging.getLogger(__name__)
 
 NAME = "streaq"
-QUEUE_NAME = "taskbench"
+QUEUE_NAME = settings.namespace
 PRIORITY = "normal"  # streaQ's one default priority
-PREFIX = REDIS_PREFIX + QUEUE_NAME  # streaq:taskbench
-STREAM = PREFIX + REDIS_STREAM + PRIORITY  # streaq:taskbench:queues:normal
-DELAYED = PREFIX + REDIS_QUEUE + PRIORITY  # streaq:taskbench:queues:delayed:normal
+PREFIX = REDIS_PREFIX + QUEUE_NAME  # streaq:{ns}
+STREAM = PREFIX + REDIS_STREAM + PRIORITY  # streaq:{ns}:queues:normal
+DELAYED = PREFIX + REDIS_QUEUE + PRIORITY  # streaq:{ns}:queues:delayed:normal
 TASK_DATA = PREFIX + REDIS_TASK  # + task id
 TRIES = PREFIX + REDIS_RETRY  # + task id
 RUNNING_SET = PREFIX + REDIS_RUNNING_SET

@@ -17,6 +17,12 @@ cover both. A taskiq user configures one broker object shared by both sides; thi
 The worker side lives here too: `taskiq worker taskbench_service.implementations.taskiq:worker_broker` calls the factory
 in each worker process (taskiq forks its `--workers` children before importing the broker), which builds
 the broker, registers the two tasks and the start-up hook (calibrate, record clients, heartbeat).
+
+Names: the run's (`settings.namespace`, `ns` below): the list `{ns}:taskiq`, the stream `{ns}:taskiq:stream` and
+its consumer group `{ns}` (taskiq-redis' defaults: `taskiq` for all three). Consumers are uuid4s inside that group.
+taskiq-redis fixes one prefix: the stream broker's claim lock `autoclaim:{group}:{stream}`, here
+`autoclaim:{ns}:{ns}:taskiq:stream` (a redis-py lock: SET NX, deleted after each claim pass, left behind only by a
+worker killed during one).
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from taskiq_redis import ListQueueBroker, RedisStreamBroker
 
 from taskbench_service import workloads
 from taskbench_service.execution import execute_async, execute_sync
-from taskbench_service.heartbeat import Heartbeat, live_workers
+from taskbench_service.heartbeat import WORKERS_KEY, Heartbeat, live_workers
 from taskbench_service.implementations.base import BrokerUnavailable, QueueImplementation
 from taskbench_service.jobs import (
     MAX_REDIS_CONNECTIONS,
@@ -56,9 +62,9 @@ from taskbench_wire.urls import redacted
 log = logging.getLogger(__name__)
 
 NAME = "taskiq"
-LIST_KEY = "taskbench:taskiq"  # ListQueueBroker's list
-STREAM_KEY = "taskbench:taskiq:stream"  # RedisStreamBroker's stream
-GROUP = "taskbench"  # its consumer group
+LIST_KEY = f"{settings.namespace}:taskiq"  # ListQueueBroker's list
+STREAM_KEY = f"{settings.namespace}:taskiq:stream"  # RedisStreamBroker's stream
+GROUP = settings.namespace  # its consumer group
 SYNC_TASK = "taskbench.run_job"  # a plain def: taskiq runs it in the worker process' thread pool
 ASYNC_TASK = "taskbench.run_job_async"  # an async def: awaited on the worker process' event loop
 DELIVERIES = ("default", "stream")
@@ -76,7 +82,10 @@ def make_broker(delivery: str, worker: bool) -> AsyncBroker:
     options = redis_options(settings.redis_timeout_s, asyncio=True)
     options.pop("decode_responses")  # taskiq reads raw bytes
     if worker:
-        options.pop("socket_timeout")
+        # None, not left out: redis-py 8 defaults socket_timeout to 5 s (redis/_defaults.py), which ended the idle
+        # BRPOP (taskiq-redis blocks with timeout 0) with TimeoutError and killed the worker process every ~21 s
+        # (taskiq-redis#127): jobs lost, and no worker seen for a moment.
+        options["socket_timeout"] = None
         pool: dict[str, Any] = {}
     else:
         pool = {"max_connection_pool_size": MAX_REDIS_CONNECTIONS, "timeout": settings.redis_timeout_s}
@@ -280,9 +289,7 @@ class TaskiqImplementation(QueueImplementation):
 
     async def _current_delivery(self) -> str:
         if self._delivery is None:
-            beats = cast(
-                "dict[str, str]", await self.store.redis.hgetall(f"taskbench:workers:{NAME}")
-            )  # decode_responses
+            beats = cast("dict[str, str]", await self.store.redis.hgetall(WORKERS_KEY.format(NAME)))  # decode_responses
             self._follow(live_workers(beats, time.time()))
         return self._delivery or "default"
 
@@ -316,7 +323,10 @@ class TaskiqImplementation(QueueImplementation):
         return {
             "runner": self.runner,
             "broker": redacted(settings.redis_url),
-            "deliveries": {"default": f"ListQueueBroker ({LIST_KEY})", "stream": f"RedisStreamBroker ({STREAM_KEY})"},
+            "deliveries": {
+                "default": f"ListQueueBroker ({LIST_KEY})",
+                "stream": f"RedisStreamBroker ({STREAM_KEY}, group {GROUP})",
+            },
             "following_worker_delivery": self._delivery,
             "result_backend": "none (taskiq's DummyResultBackend: results are not stored)",
             "retries": "none (no retry middleware)",
