@@ -202,11 +202,11 @@ def test_write_run_writes_each_file_once(tmp_path: Path, monkeypatch: pytest.Mon
     assert len(on_disk) == len(scenarios) + 2 + 1 + 1 + 3 * len(scenarios) + 3
 
 
-def test_write_scenario_data_writes_only_the_json(tmp_path: Path) -> None:
+def test_write_scenario_data_writes_the_json_and_its_history(tmp_path: Path) -> None:
     _, scenarios = analysed_fixture()
     name = files.write_scenario_data(tmp_path, "20990101_000000", scenarios[0])
     assert name == "fastapi_5_jobs_20990101_000000.json"
-    assert [p.name for p in tmp_path.iterdir()] == [name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fastapi_5_jobs_20990101_000000.history.jsonl", name]
     assert ScenarioResult.model_validate_json((tmp_path / name).read_text()).spec == scenarios[0].spec
 
 

@@ -43,7 +43,9 @@ def implementation_info(name: str, run: RunResult) -> ImplementationInfo:
         name=name,
         title=implementations.title(name),
         job_process=implementations.job_process(name),
-        settings=implementation.settings_on(run.settings.concurrency, run.settings.broker, options, run.settings.api),
+        settings=implementation.settings_on(
+            run.settings.concurrency, run.settings.broker, options, run.settings.api, run.settings.external_servers
+        ),
         how_it_runs={
             **{w: implementation.how_it_runs(w, options) for w in run.settings.workloads},
             **{j.path: implementation.how_it_runs(j.behaves_like, options) for j in run.settings.user_jobs},

@@ -109,6 +109,38 @@ class Executions(BaseModel):
     cut: CutSubmissions | None = None  # api-partition: the submissions sent while the API was cut off
 
 
+class HistoryCheck(BaseModel):
+    """Jepsen's queue checker (`total-queue`) over the scenario's history (`{stem}.history.jsonl`), per job id:
+    `taskbench.analysis.history` defines each category. Every acknowledged id is exactly one of once, duplicated
+    or lost; an execution is a delivery to a runner (the ledger's start), finished or not."""
+
+    attempted: int  # enqueue invocations: submissions sent
+    acknowledged: int  # ok: answered 2xx with the job's id
+    refused: int = 0  # fail: a definite refusal (a 4xx, a 503 that says why)
+    indeterminate: int = 0  # info: no answer, a timeout, a reset, another 5xx
+    dequeued: int = 0  # distinct ids some runner started
+    executions: int = 0  # every start (and every end without its start)
+    once: int = 0  # acknowledged, dequeued once (finished or not)
+    lost: int = 0  # acknowledged, never dequeued
+    recovered: int = 0  # dequeued, not acknowledged but attempted (a refused or unanswered submission)
+    refused_yet_ran: int = 0  # of the recovered, those only a definite refusal accounts for
+    unexpected: int = 0  # dequeued, never enqueued by this scenario
+    duplicated: int = 0  # attempted, dequeued more times than attempted
+    concurrent: int = 0  # of the duplicated: two executions overlapping in time
+    sequential: int = 0  # of the duplicated: redelivered after the first ended or died
+    unfinished: int = 0  # acknowledged, dequeued, no execution ended (cut off: its process died mid-job)
+    finished_without_start: int = 0  # executions known only by their end
+    exactly_once: float | None = None  # acknowledged ids executed exactly once (that execution ended) ÷ acknowledged
+    in_flight_at_fault: int | None = None  # ids started and not ended at the fault's time (None: no fault)
+    valid: bool = True  # Jepsen's total-queue verdict: nothing lost, nothing unexpected
+    lost_ids: list[str] = Field(default_factory=list)
+    recovered_ids: list[str] = Field(default_factory=list)
+    unexpected_ids: list[str] = Field(default_factory=list)
+    duplicated_ids: list[str] = Field(default_factory=list)
+    concurrent_ids: list[str] = Field(default_factory=list)
+    unfinished_ids: list[str] = Field(default_factory=list)
+
+
 class FifoSummary(BaseModel):
     """How first-in-first-out the jobs ran: start order against the service's acceptance order."""
 
@@ -295,6 +327,7 @@ class ScenarioSummary(BaseModel):
     peak_cpu_percent: float | None
     peak_memory_mb: float | None  # PSS of the job process where read (see ProcessResources.memory_peak_mb)
     executions: Executions
+    history: HistoryCheck | None = None  # Jepsen's categories from the scenario's history (None: analysed before)
     fault_at: float | None = None
     delivery: DeliveryRecord | None = None
     harness: Reading | None = None

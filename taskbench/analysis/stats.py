@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from taskbench import implementations
-from taskbench.analysis import order, rates
+from taskbench.analysis import history, order, rates
 from taskbench.analysis.models import (
     ENDPOINTS,
     HARNESS_SHARE_LIMIT_PERCENT,
@@ -316,7 +316,8 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
     elif implementation is not None:
         how = implementation.how_it_runs(spec.model_workload, options)
         concurrency = spec.concurrency or result.settings.concurrency
-        settings = implementation.settings_on(concurrency, result.settings.broker, options, result.settings.api)
+        given = result.settings
+        settings = implementation.settings_on(concurrency, given.broker, options, given.api, given.external_servers)
     else:
         how, settings = "", {}
     return ScenarioSummary(
@@ -370,6 +371,7 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
         peak_cpu_percent=resources[role].cpu_peak if role in resources else None,
         peak_memory_mb=resources[role].memory_peak_mb if role in resources else None,
         executions=execution_summary(result, fault_at),
+        history=history.check_scenario(result),
         fault_at=fault_at,
         delivery=result.delivery,
         harness=result.harness,

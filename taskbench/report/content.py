@@ -558,28 +558,90 @@ def harness_warning(summaries: Sequence[ScenarioSummary]) -> list[Block]:
     ]
 
 
+def _redelivery_delay(s: ScenarioSummary) -> str:
+    e = s.executions
+    timeout = s.delivery.redelivery_timeout_s if s.delivery else None
+    if s.delivery and s.delivery.broker == "amqp":  # no timeout: requeued when the connection drops (or on a reject)
+        return f"{seconds(e.redelivery_delay_s, 1)} (no timeout)" if e.redelivery_delay_s is not None else "–"
+    if e.redelivery_delay_s is None and timeout is None:
+        return "–"
+    return f"{seconds(e.redelivery_delay_s, 1)} ({seconds(timeout, 0)})"
+
+
 def faults_table(summaries: Sequence[ScenarioSummary]) -> Table:
-    headers = ["Fault", "Implementation", "Broker", "Delivery", "Accepted", "Completed once",
-               "Lost (cut off / never started)", "Duplicated", "Redelivered", "Redelivery delay (timeout)",
-               "Completed after fault", "Lost / duplicated ids"]  # fmt: skip
-    # a partition: the time from the restore to the next job started (api-partition: accepted), and what the
-    # clients met while the API was cut off from its servers
-    partitioned = any(s.fault in PARTITION_FAULTS for s in summaries)
-    api_cut = any(s.fault == "api-partition" for s in summaries)
+    """Per fault scenario, what became of each job: Jepsen's queue categories from its history (`HISTORY_MEANING`);
+    a run analysed before there was a history check (a committed page's JSON) keeps the earlier columns."""
+    faulted = [s for s in summaries if s.fault]
+    if not any(s.history is not None for s in faulted):
+        return _faults_table_before_history(faulted)
+    headers = ["Fault", "Implementation", "Broker", "Delivery", "Acknowledged", "Exactly once", "Lost", "Recovered",
+               "Unexpected", "Duplicated (concurrent / sequential)", "In flight at the fault (never finished)",
+               "Redelivery delay (timeout)", "Completed after fault", "Job ids"]  # fmt: skip
+    partitioned, api_cut = _partition_columns(headers, faulted)
+    rows: list[list[Cell]] = []
+    for s in faulted:
+        e, h = s.executions, s.history
+        broker = s.delivery.broker if s.delivery else "redis"
+        if h is None:
+            checked: list[Cell] = [str(e.accepted), *["–"] * 6]
+            ids: Cell = "–"
+        else:
+            refused = f" ({h.refused_yet_ran} refused)" if h.refused_yet_ran else ""
+            checked = [
+                str(h.acknowledged),
+                "–" if h.exactly_once is None else percent(h.exactly_once * 100),
+                str(h.lost),
+                f"{h.recovered}{refused}",
+                str(h.unexpected),
+                f"{h.duplicated} ({h.concurrent} / {h.sequential})" if h.duplicated else "0",
+                "–" if h.in_flight_at_fault is None else f"{h.in_flight_at_fault} ({h.unfinished})",
+            ]
+            concurrent = set(h.concurrent_ids)
+            ids = [
+                *(f"lost {i}" for i in h.lost_ids),
+                *(f"dup {i} ({'concurrent' if i in concurrent else 'sequential'})" for i in h.duplicated_ids),
+                *(f"recovered {i}" for i in h.recovered_ids),
+                *(f"unexpected {i}" for i in h.unexpected_ids),
+                *(f"never finished {i}" for i in h.unfinished_ids),
+            ] or "–"
+        rows.append(
+            [
+                s.fault_label,
+                s.implementation,
+                BROKER_NAMES.get(broker, broker),
+                s.delivery.name if s.delivery else "default",
+                *checked,
+                _redelivery_delay(s),
+                str(e.completed_after_fault),
+                *([seconds(e.resumed_after_s, 2)] if partitioned else []),
+                *([e.cut.text if e.cut else "–"] if api_cut else []),
+                ids,
+            ]
+        )
+    return Table(headers, rows, "faults")
+
+
+def _partition_columns(headers: list[str], faulted: Sequence[ScenarioSummary]) -> tuple[bool, bool]:
+    """A partition: the time from the restore to the next job started (api-partition: accepted), and what the
+    clients met while the API was cut off from its servers; inserted before the ids."""
+    partitioned = any(s.fault in PARTITION_FAULTS for s in faulted)
+    api_cut = any(s.fault == "api-partition" for s in faulted)
     if partitioned:
         headers.insert(-1, "Resumed after restore")
     if api_cut:
         headers.insert(-1, "Submissions during the cut")
+    return partitioned, api_cut
+
+
+def _faults_table_before_history(faulted: Sequence[ScenarioSummary]) -> Table:
+    headers = ["Fault", "Implementation", "Broker", "Delivery", "Accepted", "Completed once",
+               "Lost (cut off / never started)", "Duplicated", "Redelivered", "Redelivery delay (timeout)",
+               "Completed after fault", "Lost / duplicated ids"]  # fmt: skip
+    partitioned, api_cut = _partition_columns(headers, faulted)
     rows: list[list[Cell]] = []
-    for s in (s for s in summaries if s.fault):
+    for s in faulted:
         e = s.executions
-        timeout = s.delivery.redelivery_timeout_s if s.delivery else None
         broker = s.delivery.broker if s.delivery else "redis"
-        if broker == "amqp":  # no timeout: requeued when the connection drops (or at once, on a reject)
-            delay = f"{seconds(e.redelivery_delay_s, 1)} (no timeout)" if e.redelivery_delay_s is not None else "–"
-        else:
-            delay = "–" if e.redelivery_delay_s is None and timeout is None else (
-                f"{seconds(e.redelivery_delay_s, 1)} ({seconds(timeout, 0)})")  # fmt: skip
         rows.append(
             [
                 s.fault_label,
@@ -591,7 +653,7 @@ def faults_table(summaries: Sequence[ScenarioSummary]) -> Table:
                 f"{e.lost} ({e.cut_off} / {e.never_started})" if e.lost else "0",
                 str(e.duplicated),
                 str(e.recovered),
-                delay,
+                _redelivery_delay(s),
                 str(e.completed_after_fault),
                 *([seconds(e.resumed_after_s, 2)] if partitioned else []),
                 *([e.cut.text if e.cut else "–"] if api_cut else []),
@@ -599,6 +661,27 @@ def faults_table(summaries: Sequence[ScenarioSummary]) -> Table:
             ]
         )
     return Table(headers, rows, "faults")
+
+
+HISTORY_MEANING = (
+    "Each scenario's history (`{scenario}.history.jsonl` beside its JSON: every submission, every start and end "
+    "of a job in the ledger, the fault) counted per job id as Jepsen's queue checker (`total-queue`) counts. "
+    "**Acknowledged**: the API answered with the job's id. **Lost**: acknowledged, and no runner ever started it. "
+    "**Recovered**: started though its submission was refused or went unanswered (the client could not know it "
+    "was queued; *refused*: a definite refusal that ran all the same). **Unexpected**: started though this "
+    "scenario never submitted it. **Duplicated**: started more than once, *concurrent* when two runs of it "
+    "overlapped in time, *sequential* when it was run again after the first ended or died (a redelivery). "
+    "**Exactly once**: the share of acknowledged jobs started once and run to their end. **In flight at the "
+    "fault**: started and not yet ended when the fault struck; *never finished*: acknowledged jobs started and "
+    "never ended (cut off mid-job, by the fault or a process that died). Jepsen calls a queue valid when nothing "
+    "is lost or unexpected; a job cut off mid-run is not lost there (it was delivered), so read exactly once for "
+    "the work that got done."
+)
+
+
+def history_meaning(summaries: Sequence[ScenarioSummary]) -> list[Block]:
+    """What the faults table's categories mean, when it shows them."""
+    return [Paragraph(HISTORY_MEANING)] if any(s.fault and s.history is not None for s in summaries) else []
 
 
 def promises_table(run: AnalysedRun) -> Table:
@@ -861,7 +944,7 @@ def comparison(run: AnalysedRun, charts: Sequence[ChartRef] = ()) -> list[Block]
         if finding:
             blocks.append(Paragraph(finding))
     if any(s.fault for s in summaries):
-        blocks += [Heading("Faults"), faults_table(summaries), promises_table(run)]
+        blocks += [Heading("Faults"), faults_table(summaries), *history_meaning(summaries), promises_table(run)]
     if charts:
         blocks += [Heading("Charts"), Figures(charts)]
     blocks += [

@@ -1,10 +1,12 @@
 """Every file a run leaves, written here and only here, each once; everything renders from the run's JSON.
 
 A run's folder, `benchmark_results/<timestamp>/`, holds the spec's names:
-`{impl}_{N}_jobs_{timestamp}.json` per scenario (written as results arrive, `write_scenario_data`), then at the
-end (`write_run`) `{impl}_{N}_jobs_{timestamp}.md`, `comparison_{timestamp}.md/.json`, `charts/*.png` and
+`{impl}_{N}_jobs_{timestamp}.json` per scenario and beside it `{impl}_{N}_jobs_{timestamp}.history.jsonl` (its
+history in Jepsen's operation shape, from that JSON alone: `taskbench.analysis.history`), written as results
+arrive (`write_scenario_data`), then at the end (`write_run`) `{impl}_{N}_jobs_{timestamp}.md`,
+`comparison_{timestamp}.md/.json`, `charts/*.png` and
 `report.html` (self-contained: its charts inlined), `results_{timestamp}.csv` (the spec's table as numbers).
-`rerender` repeats the end from the JSON alone, with this version's analysis.
+`rerender` repeats the end from the JSON alone, with this version's analysis (and writes each history again).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from taskbench.analysis import analyse
+from taskbench.analysis import analyse, history
 from taskbench.analysis.models import AnalysedRun
 from taskbench.errors import SchemaError, UsageError
 from taskbench.report import charts, digest, html, markdown
@@ -71,6 +73,14 @@ def write_scenario_data(folder: Path, timestamp: str, result: ScenarioResult) ->
     name = f"{scenario_stem(result.spec, timestamp)}.json"
     with _disk_errors(folder):
         write_text(folder / name, result.model_dump_json())
+        write_history(folder, timestamp, result)
+    return name
+
+
+def write_history(folder: Path, timestamp: str, result: ScenarioResult) -> str:
+    """The scenario's history beside its JSON, from that JSON alone; returns the file's name."""
+    name = f"{scenario_stem(result.spec, timestamp)}.history.jsonl"
+    write_text(folder / name, history.dumps(history.history(result)))
     return name
 
 
@@ -159,6 +169,9 @@ def rerender(path: Path) -> Path:
     """`taskbench report PATH`: rebuild every report from the run's JSON with this version's analysis;
     returns the comparison .md's path."""
     folder, run, scenarios = load(path)
+    with _disk_errors(folder):
+        for result in scenarios:
+            write_history(folder, run.timestamp, result)
     return write_run(folder, analyse(run, scenarios), scenarios)
 
 

@@ -230,7 +230,8 @@ def report(
     if any(s.workload == "noop" and not s.fault for s in summaries):
         details.append(("Short jobs (noop): what each runner costs", [content.short_jobs_table(summaries)]))
     if any(s.fault for s in summaries):
-        details.append(("Faults", [content.faults_table(summaries), content.promises_table(run)]))
+        faults = [content.faults_table(summaries), *content.history_meaning(summaries), content.promises_table(run)]
+        details.append(("Faults", faults))
     if comparison_charts:
         details.append(("Charts", [content.Figures(comparison_charts[1:])] if len(comparison_charts) > 1 else []))
     details.append((f"When {run.title(BASELINE)} fail", content.when_baseline_fails(run)))
