@@ -36,7 +36,9 @@ def describe(label: str, settings: RunSettings, concurrency: int | None = None) 
     return Described(
         title=implementations.title(label),
         job_process=implementations.job_process(label),
-        settings=impl.settings_on(concurrency or settings.concurrency, settings.broker, options, settings.api),
+        settings=impl.settings_on(
+            concurrency or settings.concurrency, settings.broker, options, settings.api, settings.external_servers
+        ),
         how_it_runs={name: impl.how_it_runs(like, options) for name, like in workloads.items()},
     )
 

@@ -182,6 +182,13 @@ class RunSettings(BaseModel):
             data = {k: v for k, v in data.items() if k != "worker"}
         return data
 
+    @property
+    def external_servers(self) -> bool:
+        """Whether a server was named by a flag (someone else's): the stack's namespace is then its run's, and no
+        queue pickles (Stack.namespace, taskbench_service.settings.foreign_servers)."""
+        given = (self.redis, self.amqp, self.postgres)
+        return self.url is None and any(server not in (None, "embedded") for server in given)
+
     def options_of(self, label: str) -> PluginOptions:
         """The options given to `label`'s implementation (`celery@5.5.3` takes Celery's)."""
         return self.options.get(label.split("@", 1)[0], {})

@@ -87,6 +87,12 @@ class Settings:
     allowed_hosts: frozenset[str] = frozenset()
 
     @property
+    def foreign_servers(self) -> bool:
+        """Whether the servers are someone else's (the stack names its namespace after its run there): no queue
+        unpickles what it reads then (anyone with the server's password could write a payload)."""
+        return self.namespace != DEFAULT_NAMESPACE
+
+    @property
     def broker(self) -> str:
         """`amqp` (RabbitMQ) or `redis`: what Celery and Dramatiq run on."""
         return "amqp" if is_amqp(self.broker_url) else "redis"

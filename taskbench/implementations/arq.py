@@ -5,6 +5,7 @@ from __future__ import annotations
 from taskbench.capacity import Capacity
 from taskbench.implementations.base import (
     ASYNC_WORKLOADS,
+    JSON_ON_EXTERNAL,
     Delivery,
     Implementation,
     event_loop_model,
@@ -50,6 +51,9 @@ class ArqImplementation(Implementation):
     def redis_patterns(self, namespace: str) -> tuple[str, ...]:
         return (f"arq:*:{namespace}:*",)
 
+    def external_settings(self) -> dict[str, str]:
+        return {"serializer": JSON_ON_EXTERNAL}
+
     def settings(self, concurrency: int, options: PluginOptions, api: ApiOptions) -> dict[str, str]:
         return {
             "worker": "one process, asyncio event loop (arq's only model; scale by running more workers)",
@@ -68,6 +72,7 @@ class ArqImplementation(Implementation):
             "max_tries": "per delivery variant (default: 5, arq's default)",
             "retry_jobs": "off: Retry and cancellation never re-run a job (a job's exception never does in arq)",
             "keep_result": "0 s: no result stored (arq default 3600 s)",
+            "serializer": "pickle (arq's default)",
             "worker's Redis client": "reconnects and retries (5 tries, backoff 0.2 → 1 s): arq's poll loop exits on "
             "the first Redis error otherwise",
         }

@@ -33,6 +33,8 @@ BROKERS = ("redis", "amqp")
 # On RabbitMQ a dead consumer's unacknowledged messages are requeued as soon as its connection drops, so a
 # crashed job starts again once a worker consumes: the harness restarts the only one, which takes seconds.
 AMQP_REDELIVERY_BOUND_S = 20.0
+# The serializer of the queues that pickle by default, on a server taskbench does not own (docs/security.md)
+JSON_ON_EXTERNAL = "JSON (a server taskbench does not own: anyone with its password could write a pickle there)"
 
 
 # What happens to the jobs a worker was running when it is SIGKILLed: gone for good, run again (after the
@@ -178,9 +180,17 @@ class Implementation(ABC):
     def how_it_runs(self, workload: str, options: PluginOptions) -> str:
         """How a job of this workload runs here (thread pool, event loop, asyncio.run per job, ...)."""
 
-    def settings_on(self, concurrency: int, broker: str, options: PluginOptions, api: ApiOptions) -> dict[str, str]:
-        """What the reports print: `settings`, with those of the broker the jobs really waited in."""
-        return self.settings(concurrency, options, api) | self.broker_settings(self.broker_for(broker))
+    def settings_on(
+        self, concurrency: int, broker: str, options: PluginOptions, api: ApiOptions, external: bool = False
+    ) -> dict[str, str]:
+        """What the reports print: `settings`, with those of the broker the jobs really waited in, and on servers of
+        someone else's (`external`) what changes there."""
+        shown = self.settings(concurrency, options, api) | self.broker_settings(self.broker_for(broker))
+        return shown | (self.external_settings() if external else {})
+
+    def external_settings(self) -> dict[str, str]:
+        """What changes on a server taskbench does not own (its serializer: no pickle there)."""
+        return {}
 
     def broker_settings(self, broker: str) -> dict[str, str]:
         """The settings that change with the broker, over those of `settings` (same keys replace them)."""

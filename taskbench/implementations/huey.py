@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from taskbench.capacity import Capacity
-from taskbench.implementations.base import ASYNC_WORKLOADS, Delivery, Implementation, cpu_bound, python_module
+from taskbench.implementations.base import (
+    ASYNC_WORKLOADS,
+    JSON_ON_EXTERNAL,
+    Delivery,
+    Implementation,
+    cpu_bound,
+    python_module,
+)
 from taskbench.results import ApiOptions, PluginOptions
 from taskbench_wire.health import Beat, Health
 
@@ -56,6 +63,9 @@ class HueyImplementation(Implementation):
     def redis_patterns(self, namespace: str) -> tuple[str, ...]:
         name = namespace.replace("-", "_")  # Huey strips dashes from its names
         return (f"huey.*.{name}", f"huey.notify.{name}.*")
+
+    def external_settings(self) -> dict[str, str]:
+        return {"serializer": JSON_ON_EXTERNAL}
 
     def settings(self, concurrency: int, options: PluginOptions, api: ApiOptions) -> dict[str, str]:
         return {

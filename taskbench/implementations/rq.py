@@ -7,7 +7,14 @@ from collections import Counter
 import redis
 
 from taskbench.capacity import Capacity
-from taskbench.implementations.base import ALL_FAULTS, Delivery, Implementation, cpu_bound, python_module
+from taskbench.implementations.base import (
+    ALL_FAULTS,
+    JSON_ON_EXTERNAL,
+    Delivery,
+    Implementation,
+    cpu_bound,
+    python_module,
+)
 from taskbench.results import ApiOptions, PluginOptions
 from taskbench_wire.health import Beat, Health, Text, as_beats
 
@@ -73,6 +80,9 @@ class RQImplementation(Implementation):
         ours = [m for m in client.sscan_iter("rq:workers", match=f"rq:worker:{namespace}.*", count=1000)]
         if ours:
             client.srem("rq:workers", *ours)
+
+    def external_settings(self) -> dict[str, str]:
+        return {"serializer": JSON_ON_EXTERNAL}
 
     def settings(self, concurrency: int, options: PluginOptions, api: ApiOptions) -> dict[str, str]:
         return {

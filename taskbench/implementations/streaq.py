@@ -4,7 +4,14 @@ blocking XREADGROUP of its consumer group (no polling for new tasks)."""
 from __future__ import annotations
 
 from taskbench.capacity import Capacity
-from taskbench.implementations.base import ASYNC_WORKLOADS, Delivery, Implementation, event_loop_model, python_module
+from taskbench.implementations.base import (
+    ASYNC_WORKLOADS,
+    JSON_ON_EXTERNAL,
+    Delivery,
+    Implementation,
+    event_loop_model,
+    python_module,
+)
 from taskbench.results import ApiOptions, PluginOptions
 from taskbench_wire.health import Beat, Health, as_beats
 
@@ -56,6 +63,9 @@ class StreaqImplementation(Implementation):
 
     def redis_patterns(self, namespace: str) -> tuple[str, ...]:
         return (f"streaq:{namespace}:*",)
+
+    def external_settings(self) -> dict[str, str]:
+        return {"serializer": JSON_ON_EXTERNAL}
 
     def settings(self, concurrency: int, options: PluginOptions, api: ApiOptions) -> dict[str, str]:
         return {

@@ -25,6 +25,7 @@ be reached by the purge, which deletes only the ids it finds in our queue.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
@@ -46,7 +47,7 @@ from taskbench_service import workloads
 from taskbench_service.execution import execute_async
 from taskbench_service.heartbeat import WORKERS_KEY, Heartbeat, live_workers
 from taskbench_service.implementations.base import BrokerUnavailable, CountedWithBeats
-from taskbench_service.jobs import MAX_REDIS_CONNECTIONS, JobCall, JobRecord, RedisJobStore, redis_options
+from taskbench_service.jobs import MAX_REDIS_CONNECTIONS, JobCall, JobRecord, RedisJobStore, json_bytes, redis_options
 from taskbench_service.settings import settings
 from taskbench_wire.health import Beat
 
@@ -119,7 +120,7 @@ class ArqImplementation(CountedWithBeats):
         pool = aredis.BlockingConnectionPool.from_url(
             settings.redis_url, max_connections=MAX_REDIS_CONNECTIONS, timeout=settings.redis_timeout_s, **options
         )
-        self._arq = ArqRedis(pool_or_conn=pool, default_queue_name=QUEUE)
+        self._arq = ArqRedis(pool_or_conn=pool, default_queue_name=QUEUE, **serializers())
 
     async def shutdown(self) -> None:
         if self._arq is not None:
@@ -235,6 +236,11 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
         _state.executor.shutdown(wait=False)
 
 
+def serializers() -> dict[str, Any]:
+    """arq's default (pickle) on taskbench's own Redis; JSON on someone else's (settings.foreign_servers)."""
+    return {"job_serializer": json_bytes, "job_deserializer": json.loads} if settings.foreign_servers else {}
+
+
 class WorkerSettings:
     """Read by arq's CLI (`arq.worker.get_kwargs`): plain configuration, no connection is opened here."""
 
@@ -251,3 +257,6 @@ class WorkerSettings:
     retry_jobs = False  # a job raising Retry, or cancelled at shutdown, is failed, never run again
     on_startup = _startup
     on_shutdown = _shutdown
+    if settings.foreign_servers:
+        job_serializer = staticmethod(json_bytes)
+        job_deserializer = staticmethod(json.loads)

@@ -41,6 +41,7 @@ RedisStorage): the queue `huey.redis.<name>`, the schedule `huey.schedule.<name>
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import socket
 import threading
@@ -54,12 +55,14 @@ import redis
 from fastapi import BackgroundTasks
 from huey import RedisHuey
 from huey.consumer import Consumer
+from huey.registry import Message
+from huey.serializer import Serializer
 
 from taskbench_service import workloads
 from taskbench_service.execution import execute_sync
 from taskbench_service.heartbeat import Heartbeat
 from taskbench_service.implementations.base import QueueImplementation
-from taskbench_service.jobs import JobCall, JobRecord, WorkerRecords, redis_options
+from taskbench_service.jobs import JobCall, JobRecord, WorkerRecords, json_bytes, redis_options
 from taskbench_service.settings import settings
 
 NAME = "huey"
@@ -76,6 +79,18 @@ def _connection_pool() -> redis.ConnectionPool:
     above BRPOP's own, or every idle dequeue would time out. A pool connects on first use, not here."""
     options = redis_options(max(settings.redis_timeout_s, READ_TIMEOUT_S + 1.0), asyncio=False)
     return redis.ConnectionPool.from_url(settings.redis_url, **(options | {"decode_responses": False}))
+
+
+class JsonSerializer(Serializer):
+    """Huey's messages as JSON, not pickle, on a server taskbench does not own (settings.foreign_servers): a
+    Message (a namedtuple) is written as its fields and read back as one."""
+
+    def _serialize(self, data: Any) -> bytes:
+        return json_bytes(data)
+
+    def _deserialize(self, data: bytes) -> Any:
+        value = json.loads(data)
+        return Message(*value) if isinstance(value, list) and len(value) == len(Message._fields) else value
 
 
 class TaskbenchHuey(RedisHuey):
@@ -104,6 +119,7 @@ huey = TaskbenchHuey(
     blocking=BLOCKING,
     read_timeout=READ_TIMEOUT_S,
     connection_pool=_connection_pool(),
+    serializer=JsonSerializer() if settings.foreign_servers else None,  # None: Huey's default, pickle
 )
 
 

@@ -54,6 +54,7 @@ import redis
 from fastapi import BackgroundTasks
 from rq import Queue, Worker
 from rq.job import Job
+from rq.serializers import DefaultSerializer, JSONSerializer
 
 from taskbench_service import workloads
 from taskbench_service.execution import execute_sync
@@ -121,7 +122,7 @@ class RQImplementation(QueueImplementation):
         # RQ stores pickled bytes: no decode_responses. Bounded waits and reconnect-and-retry as elsewhere.
         options = {**redis_options(settings.redis_timeout_s, asyncio=False), "decode_responses": False}
         connection = redis.Redis.from_url(settings.redis_url, **options)
-        self._queue = Queue(QUEUE, connection=connection)
+        self._queue = Queue(QUEUE, connection=connection, serializer=serializer())
 
     async def shutdown(self) -> None:
         if self._queue is not None:
@@ -195,6 +196,12 @@ def die_with_parent() -> None:
         log.warning("work horse cannot be tied to its worker: %s", exc)
 
 
+def serializer() -> type[DefaultSerializer] | type[JSONSerializer]:
+    """RQ's default (pickle) on taskbench's own Redis; JSON on someone else's, where a pickled payload written by
+    anyone with the password would run in the work horse."""
+    return JSONSerializer if settings.foreign_servers else DefaultSerializer
+
+
 class TaskbenchWorker(Worker):
     """RQ's default forking Worker, with taskbench's heartbeat and timing settings.
 
@@ -204,6 +211,7 @@ class TaskbenchWorker(Worker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         name = kwargs.get("name") or uuid.uuid4().hex  # worker-pool names each worker with a uuid4 hex
         kwargs["name"] = name if name.startswith(WORKER_PREFIX) else WORKER_PREFIX + name
+        kwargs["serializer"] = serializer()  # worker-pool passes RQ's default (pickle) explicitly
         kwargs.setdefault("worker_ttl", worker_ttl())
         kwargs.setdefault("maintenance_interval", maintenance_interval())
         kwargs.setdefault("job_monitoring_interval", job_monitoring_interval())

@@ -53,6 +53,7 @@ keys; a release whose functions differ would run the other's code).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -81,7 +82,7 @@ from taskbench_service import workloads
 from taskbench_service.execution import execute_async, execute_sync
 from taskbench_service.heartbeat import WORKERS_KEY, Heartbeat, live_workers
 from taskbench_service.implementations.base import BrokerUnavailable, CountedWithBeats
-from taskbench_service.jobs import MAX_REDIS_CONNECTIONS, JobCall, JobRecord, RedisJobStore, WorkerRecords
+from taskbench_service.jobs import MAX_REDIS_CONNECTIONS, JobCall, JobRecord, RedisJobStore, WorkerRecords, json_bytes
 from taskbench_service.settings import settings
 from taskbench_service.workloads import Kind
 from taskbench_wire.health import Beat
@@ -189,6 +190,7 @@ class StreaqImplementation(CountedWithBeats):
                 "retry_policy": _retry_policy(API_REDIS_RETRIES),
             },
             queue_name=QUEUE_NAME,
+            **serializers(),
             handle_signals=False,
         )
         self._exit = AsyncExitStack()
@@ -347,6 +349,11 @@ async def _lifespan() -> AsyncIterator[None]:
 _worker_object: Worker[Any] | None = None
 
 
+def serializers() -> dict[str, Any]:
+    """streaQ's default (pickle) on taskbench's own Redis; JSON on someone else's (settings.foreign_servers)."""
+    return {"serializer": json_bytes, "deserializer": json.loads} if settings.foreign_servers else {}
+
+
 def _worker() -> Worker[Any]:
     """The worker streaQ's CLI runs, made once, on first access."""
     global _worker_object
@@ -358,6 +365,7 @@ def _worker() -> Worker[Any]:
             redis_kwargs={"connect_timeout": settings.redis_timeout_s, "retry_policy": retry},
             concurrency=settings.concurrency,
             queue_name=QUEUE_NAME,
+            **serializers(),
             lifespan=_lifespan,
             idle_timeout=IDLE_TIMEOUT_S,
         )
