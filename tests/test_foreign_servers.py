@@ -37,7 +37,8 @@ from taskbench.implementations import REGISTRY
 from taskbench.redis_server import find_redis_server, free_port, redis_command, write_password_config
 from taskbench.results import RunSettings, ScenarioResult, ScenarioSpec
 from taskbench.stack import Stack, StackConfig
-from tests.conftest import run_on, wait_for
+from taskbench_wire.env import NAMESPACE
+from tests.conftest import run_in_env, run_on, wait_for
 
 QUEUES = ("celery", "arq")
 JOBS, DURATION_S, CONCURRENCY = 4, 0.2, 2
@@ -285,6 +286,7 @@ def test_every_other_redis_queue_leaves_nothing_behind_on_a_users_redis(foreign:
             done = {e.job_id for e in result.executions if e.event == "end" and e.ok}
             assert len(done) == JOBS, (name, result.events)
             purge(stack, name)
+
     assert keys(client) == set(before)
     assert_theirs_intact(client, before, time.monotonic() - started)
 
@@ -295,3 +297,24 @@ def test_their_jobs_are_job_calls_taskbench_would_run() -> None:
     from taskbench_service.jobs import JobCall
 
     assert JobCall.model_validate(_call("theirs-arq-0", "arq")).implementation == "arq"
+
+
+@pytest.mark.parametrize(
+    ("label", "code"),
+    [
+        ("rq", "from taskbench_service.implementations.rq import serializer; print(serializer().__name__)"),
+        ("arq", "from taskbench_service.implementations.arq import WorkerSettings as W; print(W.job_serializer({}))"),
+        ("huey", "from taskbench_service.implementations.huey import huey; print(type(huey.serializer).__name__)"),
+        (
+            "streaq",
+            "from taskbench_service.implementations.streaq import serializers; print(serializers()['serializer']([1]))",
+        ),
+    ],
+)
+def test_no_queue_unpickles_on_a_server_taskbench_does_not_own(
+    label: str, code: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RQ, arq, Huey and streaQ pickle by default: on someone else's Redis, anyone with its password could write a
+    payload their worker would unpickle (as root under --hosts). There, they serialize as JSON."""
+    monkeypatch.setenv(NAMESPACE, "taskbench-0badc0de")
+    assert run_in_env(label, code) in ("JSONSerializer", "b'{}'", "JsonSerializer", "b'[1]'")
