@@ -26,7 +26,6 @@ import glob
 import ipaddress
 import os
 import pwd
-import re
 import secrets
 import shutil
 import stat
@@ -40,6 +39,7 @@ from psycopg import sql
 
 from taskbench.errors import StackError, UsageError
 from taskbench.watchdog import private_dir
+from taskbench_wire.namespace import SCHEMA_MARK, schema_name
 from taskbench_wire.urls import redacted
 
 INSTALL_HINT = (
@@ -238,18 +238,7 @@ def describe(url: str) -> dict[str, str]:
     }
 
 
-# What the queues' set-up writes on the schema it creates (COMMENT ON SCHEMA), the same text in
-# taskbench_service.implementations.{procrastinate,pgqueuer}: the mark `drop_namespace` asks of a schema.
-SCHEMA_MARK = "taskbench namespace"
 DROP_LOCK_TIMEOUT = "10s"  # a lock held by someone's session does not hang the stack's stop
-
-
-def schema_name(namespace: str) -> str:
-    """The PostgreSQL schema of a namespace (taskbench_wire.env.NAMESPACE), a plain identifier: lower case, every
-    other character than [a-z0-9_] as `_` (`taskbench-1a2b3c4d` → `taskbench_1a2b3c4d`), the rule of the service
-    modules that create it."""
-    name = re.sub(r"[^a-z0-9_]", "_", namespace.lower())
-    return name if name[:1].isalpha() or name[:1] == "_" else f"_{name}"
 
 
 def drop_namespace(url: str, namespace: str) -> None:

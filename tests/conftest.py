@@ -133,6 +133,28 @@ def run_on(stack: Stack, spec: ScenarioSpec, settings: RunSettings, **context: A
     return asyncio.run(go())
 
 
+def burst(stack: Stack, name: str, jobs: int, duration_s: float, concurrency: int) -> ScenarioResult:
+    """A burst of `jobs` sleeps through `name`, as `taskbench run` runs that scenario (its clear first)."""
+    spec = ScenarioSpec(implementation=name, workload="sleep", jobs=jobs, duration_s=duration_s)
+    settings = RunSettings(implementations=[name], workloads=["sleep"], jobs=[jobs], duration_s=duration_s,
+                           memory_mb=0, concurrency=concurrency)  # fmt: skip
+    stack.select(name)
+    return run_on(stack, spec, settings)
+
+
+def purge(stack: Stack, name: str) -> None:
+    """`DELETE /{name}/jobs`: the purge between scenarios."""
+
+    async def go() -> None:
+        client = ServiceClient(stack.url_for(name), urls=stack.urls(), token=stack.api_token)
+        try:
+            await client.clear(name)
+        finally:
+            await client.aclose()
+
+    asyncio.run(go())
+
+
 def run_in_env(label: str, code: str) -> str:
     """Run `code` with the interpreter of `label`'s environment, as the stack runs its API and worker; its output."""
     env = environment.prepare([label])[label]

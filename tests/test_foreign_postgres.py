@@ -13,7 +13,6 @@ tests do.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -27,14 +26,13 @@ import pytest
 from psycopg import sql
 
 from taskbench import environment, postgres_server
-from taskbench.client import ServiceClient
 from taskbench.errors import StackError
 from taskbench.redis_server import free_port
-from taskbench.results import RunSettings, ScenarioResult, ScenarioSpec
 from taskbench.services import Service
 from taskbench.stack import Stack, StackConfig
 from taskbench_wire.env import IMPLEMENTATIONS, NAMESPACE, POSTGRES_URL
-from tests.conftest import run_on
+from taskbench_wire.namespace import schema_name
+from tests.conftest import burst, purge
 
 pytestmark = pytest.mark.skipif(
     not postgres_server.available() and os.environ.get("CI") != "true",
@@ -170,27 +168,6 @@ def their_jobs(state: dict[str, Any]) -> tuple[list[str], list[str]]:
     return state["rows"]["procrastinate_jobs"], state["rows"]["pgqueuer"]
 
 
-def scenario(stack: Stack, name: str) -> ScenarioResult:
-    spec = ScenarioSpec(implementation=name, workload="sleep", jobs=JOBS, duration_s=DURATION_S)
-    settings = RunSettings(implementations=[name], workloads=["sleep"], jobs=[JOBS], duration_s=DURATION_S,
-                           memory_mb=0, concurrency=CONCURRENCY)  # fmt: skip
-    stack.select(name)
-    return run_on(stack, spec, settings)
-
-
-def purge(stack: Stack, name: str) -> None:
-    """`DELETE /{name}/jobs`: the purge between scenarios."""
-
-    async def go() -> None:
-        client = ServiceClient(stack.url_for(name), urls=stack.urls(), token=stack.api_token)
-        try:
-            await client.clear(name)
-        finally:
-            await client.aclose()
-
-    asyncio.run(go())
-
-
 # --- the test ----------------------------------------------------------------------------------------------
 
 
@@ -203,7 +180,7 @@ def test_the_stack_on_a_users_database_touches_nothing_of_theirs(database: str, 
     config = StackConfig(workdir=tmp_path / "stack", postgres_url=database, implementations=QUEUES,
                          concurrency=CONCURRENCY)  # fmt: skip
     stack = Stack(config)
-    schema = postgres_server.schema_name(stack.namespace)
+    schema = schema_name(stack.namespace)
     assert stack.namespace != "taskbench" and schema not in before["schemas"]
     ours = (f"{schema}.procrastinate_any_queue_v1", f"{schema}.procrastinate_queue_v1#taskbench",
             f"{schema}.ch_pgqueuer")  # fmt: skip
@@ -212,7 +189,7 @@ def test_the_stack_on_a_users_database_touches_nothing_of_theirs(database: str, 
             listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
         with stack:
             for name in QUEUES:
-                result = scenario(stack, name)
+                result = burst(stack, name, JOBS, DURATION_S, CONCURRENCY)
                 done = {e.job_id for e in result.executions if e.event == "end" and e.ok}
                 accepted = {s.job_id for s in result.submissions if s.job_id}
                 assert len(accepted) == JOBS and done == accepted, result.events

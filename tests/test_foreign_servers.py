@@ -15,7 +15,6 @@ job id. Once the stack has stopped (each queue's `forget` deleting what it wrote
 
 from __future__ import annotations
 
-import asyncio
 import fnmatch
 import json
 import os
@@ -32,13 +31,11 @@ import pytest
 import redis
 
 from taskbench import environment
-from taskbench.client import ServiceClient
 from taskbench.implementations import REGISTRY
 from taskbench.redis_server import find_redis_server, free_port, redis_command, write_password_config
-from taskbench.results import RunSettings, ScenarioResult, ScenarioSpec
 from taskbench.stack import Stack, StackConfig
 from taskbench_wire.env import NAMESPACE
-from tests.conftest import run_in_env, run_on, wait_for
+from tests.conftest import burst, purge, run_in_env, wait_for
 
 QUEUES = ("celery", "arq")
 JOBS, DURATION_S, CONCURRENCY = 4, 0.2, 2
@@ -188,27 +185,6 @@ def ledger_ids(path: Path) -> set[str]:
 # --- driving the stack ---------------------------------------------------------------------------------------
 
 
-def scenario(stack: Stack, name: str) -> ScenarioResult:
-    spec = ScenarioSpec(implementation=name, workload="sleep", jobs=JOBS, duration_s=DURATION_S)
-    settings = RunSettings(implementations=[name], workloads=["sleep"], jobs=[JOBS], duration_s=DURATION_S,
-                           memory_mb=0, concurrency=CONCURRENCY)  # fmt: skip
-    stack.select(name)
-    return run_on(stack, spec, settings)
-
-
-def purge(stack: Stack, name: str) -> None:
-    """`DELETE /{name}/jobs`: the purge between scenarios."""
-
-    async def go() -> None:
-        client = ServiceClient(stack.url_for(name), urls=stack.urls(), token=stack.api_token)
-        try:
-            await client.clear(name)
-        finally:
-            await client.aclose()
-
-    asyncio.run(go())
-
-
 def purge_while_waiting(stack: Stack, name: str) -> set[str]:
     """Stop the worker, submit jobs (they wait in our queue), purge them: the purge has something to delete."""
     stack.workers[name].kill()
@@ -243,7 +219,7 @@ def test_the_stack_on_a_users_redis_touches_nothing_of_theirs(foreign: str, tmp_
     try:
         with stack:
             for name in QUEUES:
-                result = scenario(stack, name)
+                result = burst(stack, name, JOBS, DURATION_S, CONCURRENCY)
                 accepted = {s.job_id for s in result.submissions if s.job_id}
                 done = {e.job_id for e in result.executions if e.event == "end" and e.ok}
                 assert len(accepted) == JOBS and done == accepted, result.events
@@ -282,7 +258,7 @@ def test_every_other_redis_queue_leaves_nothing_behind_on_a_users_redis(foreign:
     config = StackConfig(workdir=tmp_path / "stack", redis_url=foreign, implementations=others, concurrency=1)
     with Stack(config) as stack:
         for name in others:
-            result = scenario(stack, name)
+            result = burst(stack, name, JOBS, DURATION_S, CONCURRENCY)
             done = {e.job_id for e in result.executions if e.event == "end" and e.ok}
             assert len(done) == JOBS, (name, result.events)
             purge(stack, name)

@@ -46,7 +46,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import socket
 import sys
 import time
@@ -71,6 +70,7 @@ from taskbench_service.implementations.base import PUBLISH_TIMEOUT_S, BrokerUnav
 from taskbench_service.jobs import JobCall, JobRecord, RedisJobStore
 from taskbench_service.settings import settings
 from taskbench_wire.health import BROKER_UNREACHABLE, NO_WORKERS, SECTION_OK, Beat, Section
+from taskbench_wire.namespace import SCHEMA_MARK, schema_name
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -105,19 +105,8 @@ def concurrency_knobs(concurrency: int) -> tuple[int, int | None, int]:
 BATCH_SIZE, MAX_CONCURRENT_TASKS, CONCURRENCY_LIMIT = concurrency_knobs(settings.concurrency)
 
 
-def schema_name(namespace: str) -> str:
-    """The PostgreSQL schema of a namespace, a plain identifier (`taskbench-1a2b3c4d` → `taskbench_1a2b3c4d`):
-    lower case, every other character than [a-z0-9_] as `_`. The same rule as the harness's
-    `taskbench.postgres_server.schema_name` (which drops it) and the procrastinate module's."""
-    name = re.sub(r"[^a-z0-9_]", "_", namespace.lower())
-    return name if name[:1].isalpha() or name[:1] == "_" else f"_{name}"
-
-
 # Everything of PgQueuer's lives in this schema (see the module's docstring).
 SCHEMA = schema_name(settings.namespace)
-# The set-up's mark on a schema it created (COMMENT ON SCHEMA): it installs only into a schema so marked, and
-# `drop_namespace` drops only such a schema. The same text in the procrastinate module and taskbench.postgres_server.
-SCHEMA_MARK = "taskbench namespace"
 SERVER_SETTINGS = {"search_path": SCHEMA}  # every asyncpg connection's
 # PgQueuer's names, its defaults (domain/settings.py) without a prefix, each given so that the environment
 # (PGQUEUER_*, and the legacy bare QUEUE_TABLE, CHANNEL, …) sets none; the durability `pgq install`'s default.

@@ -51,7 +51,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import socket
 import sys
 import threading
@@ -75,6 +74,7 @@ from taskbench_service.implementations.base import BrokerUnavailable, QueueImple
 from taskbench_service.jobs import JobCall, JobRecord, RedisJobStore, WorkerRecords
 from taskbench_service.settings import settings
 from taskbench_service.workloads import Kind
+from taskbench_wire.namespace import SCHEMA_MARK, schema_name
 
 log = logging.getLogger(__name__)
 
@@ -112,19 +112,8 @@ SYNC_THREADS = min(32, (os.cpu_count() or 1) + 4)
 SCHEMA_LOCK = 0x7461736B  # pg_advisory_xact_lock key: two set-ups at once install the schema once
 
 
-def schema_name(namespace: str) -> str:
-    """The PostgreSQL schema of a namespace, a plain identifier (`taskbench-1a2b3c4d` → `taskbench_1a2b3c4d`):
-    lower case, every other character than [a-z0-9_] as `_`. The same rule as the harness's
-    `taskbench.postgres_server.schema_name` (which drops it) and the PgQueuer module's."""
-    name = re.sub(r"[^a-z0-9_]", "_", namespace.lower())
-    return name if name[:1].isalpha() or name[:1] == "_" else f"_{name}"
-
-
 # Everything of procrastinate's lives in this schema, reached through search_path (see the module's docstring).
 SCHEMA = schema_name(settings.namespace)
-# The set-up's mark on a schema it created (COMMENT ON SCHEMA): it installs only into a schema so marked, and
-# `drop_namespace` drops only such a schema. The same text in the PgQueuer module and taskbench.postgres_server.
-SCHEMA_MARK = "taskbench namespace"
 CHANNEL_PREFIX = f"{SCHEMA}."  # before each of procrastinate's channel names, in the trigger and in LISTEN
 MAX_IDENTIFIER = 63  # PostgreSQL's NAMEDATALEN - 1: a longer channel name is refused (NOTIFY) or cut (LISTEN)
 if len(f"{CHANNEL_PREFIX}procrastinate_queue_v1#{QUEUE}") > MAX_IDENTIFIER:
