@@ -1,1 +1,2 @@
-"""The service under test: one FastAPI app, jobs run by BackgroundTasks or by a Celery worker."""
+"""The service under test: one FastAPI app per implementation's environment, its jobs run by BackgroundTasks
+or by that queue's worker (taskbench_service.implementations)."""
