@@ -9,6 +9,7 @@ behind. Readiness is an AMQP handshake as its one user, whose password is genera
 from __future__ import annotations
 
 import math
+import os
 import secrets
 import shutil
 import socket
@@ -60,11 +61,14 @@ class RabbitNode:
     name: str
     password: str  # of its one user, USER: generated per stack, so no other local process gets in
     also_listen: str | None = None  # --hosts: AMQP on the bridge's address too, for the workers' namespaces
+    user: tuple[int, int] | None = None  # who runs it (and its epmd) when the harness is root: never root
 
     @classmethod
-    def create(cls, home: Path, also_listen: str | None = None) -> RabbitNode:
+    def create(cls, home: Path, also_listen: str | None = None, user: tuple[int, int] | None = None) -> RabbitNode:
+        """A node in `home`; with `user` (the harness is root), run as that user, `home` being theirs."""
         name = f"taskbench-{uuid.uuid4().hex[:8]}@localhost"
-        node = cls(home, free_port(), free_port(), free_port(), name, secrets.token_urlsafe(24), also_listen)
+        ports = free_port(), free_port(), free_port()
+        node = cls(home, *ports, name, secrets.token_urlsafe(24), also_listen, user)
         node.write_files()
         return node
 
@@ -84,6 +88,15 @@ class RabbitNode:
         )
         (self.home / "enabled_plugins").write_text("[].\n")
         (self.home / "rabbitmq-env.conf").write_text("")  # not the machine's /etc/rabbitmq/rabbitmq-env.conf
+        # its Erlang cookie (the distribution's password), strong and read by its owner alone
+        cookie = self.home / ".erlang.cookie"
+        cookie.touch(mode=0o400)
+        cookie.chmod(0o600)
+        cookie.write_text(secrets.token_urlsafe(32))
+        cookie.chmod(0o400)
+        if self.user is not None:
+            for path in (self.home, config, self.home / "enabled_plugins", self.home / "rabbitmq-env.conf", cookie):
+                os.chown(path, *self.user)
 
     def environ(self) -> dict[str, str]:
         home = str(self.home)
