@@ -12,11 +12,11 @@ import json
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import redis
+import redis.asyncio as aredis
 
 from taskbench_service.settings import settings
 from taskbench_wire.health import Beat
@@ -56,8 +56,11 @@ class Heartbeat:
     def _run(self) -> None:
         client = self._client()
         while not self._stop.is_set():
-            beat = {"pid": os.getpid(), "concurrency": settings.concurrency, **self.describe(), "t": time.time()}
             try:
+                # stamped with Redis's clock, which the readers compare with (live_beats): a step of this host's
+                # clock, or another host's clock, neither keeps a dead worker alive nor drops a live one
+                now = server_time(client.time())
+                beat = {"pid": os.getpid(), "concurrency": settings.concurrency, **self.describe(), "t": now}
                 client.hset(self.key, self.worker_id, json.dumps(beat))
             except redis.RedisError as exc:
                 log.debug("heartbeat skipped: %s", exc)
@@ -67,6 +70,29 @@ class Heartbeat:
         self._stop.set()
         with contextlib.suppress(redis.RedisError):
             self._client().hdel(self.key, self.worker_id)
+
+
+def server_time(reply: Any) -> float:
+    """Redis's TIME reply (seconds, microseconds) as epoch seconds."""
+    seconds, micros = reply
+    return int(seconds) + int(micros) / 1e6
+
+
+async def live_beats(client: aredis.Redis, implementation: str) -> list[Beat]:
+    """The live workers of `implementation`, judged on Redis's clock (one round trip: TIME and the beats)."""
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.time()
+        pipe.hgetall(WORKERS_KEY.format(implementation))
+        now, beats = await pipe.execute()
+    return live_workers(decoded(beats), server_time(now))
+
+
+def decoded(beats: dict[Any, Any]) -> dict[str, str]:
+    """A heartbeat hash from a client with or without decode_responses."""
+    return {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+        for k, v in beats.items()
+    }
 
 
 def live_workers(beats: dict[str, str], now: float) -> list[Beat]:

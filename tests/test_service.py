@@ -306,7 +306,7 @@ def test_private_servers_run_unprivileged_and_the_telemetry_redis_has_no_config(
         if os.environ.get("CI") == "true":
             pytest.fail("CI runs as root: this test checks what a root harness starts")
         pytest.skip("the harness is not root here: its servers run as this user")
-    for server in (stack.redis, stack.telemetry):
+    for server in (stack.redis, stack.telemetry, stack.postgres):
         assert server is not None and server.pid is not None
         assert psutil.Process(server.pid).uids().effective != 0, server.name
     with pytest.raises(redis.ResponseError, match="unknown command"):
@@ -328,3 +328,28 @@ def test_a_worker_refuses_what_the_api_would_refuse() -> None:
                 {"duration": float("nan")}, {"job_id": "x" * 1000}, oversized):  # fmt: skip
         with pytest.raises(ValidationError):
             JobCall.model_validate(ok | bad)
+
+
+def test_worker_liveness_is_judged_on_redis_clock(stack: Stack) -> None:
+    """A beat is stamped and read on Redis's clock (TIME): a step of this host's clock, or another host's, neither
+    keeps a dead worker alive nor drops a live one."""
+    import json
+
+    import redis.asyncio as aredis
+
+    from taskbench_service.heartbeat import WORKERS_KEY, live_beats, server_time
+
+    client = redis.Redis.from_url(stack.redis_url)
+    now = server_time(client.time())
+    key = WORKERS_KEY.format("clock-test")
+    beats = {"fresh": {"pid": 1, "concurrency": 1, "t": now}, "stale": {"pid": 2, "concurrency": 1, "t": now - 60}}
+    client.hset(key, mapping={worker: json.dumps(beat) for worker, beat in beats.items()})
+    try:
+
+        async def alive() -> list[int]:
+            async with aredis.Redis.from_url(stack.redis_url) as reader:
+                return [beat.pid for beat in await live_beats(reader, "clock-test")]
+
+        assert asyncio.run(alive()) == [1]
+    finally:
+        client.delete(key)

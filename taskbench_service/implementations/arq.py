@@ -29,7 +29,6 @@ import json
 import logging
 import os
 import socket
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,7 +44,7 @@ from redis.backoff import ExponentialBackoff
 
 from taskbench_service import workloads
 from taskbench_service.execution import execute_async
-from taskbench_service.heartbeat import WORKERS_KEY, Heartbeat, live_workers
+from taskbench_service.heartbeat import WORKERS_KEY, Heartbeat, decoded, live_workers, server_time
 from taskbench_service.implementations.base import BrokerUnavailable, CountedWithBeats
 from taskbench_service.jobs import MAX_REDIS_CONNECTIONS, JobCall, JobRecord, RedisJobStore, json_bytes, redis_options
 from taskbench_service.settings import settings
@@ -149,8 +148,9 @@ class ArqImplementation(CountedWithBeats):
         async with self.store.redis.pipeline(transaction=False) as pipe:
             pipe.zcard(QUEUE)
             pipe.hgetall(WORKERS_KEY.format(self.name))
-            in_set, beats = await pipe.execute()
-        workers = live_workers(beats, time.time())
+            pipe.time()
+            in_set, beats, now = await pipe.execute()
+        workers = live_workers(decoded(beats), server_time(now))
         running = sum(w.active for w in workers)
         return max(int(in_set) - running, 0), workers
 

@@ -9,16 +9,15 @@ endpoints and the same record shape; `taskbench_service.implementations.REGISTRY
 from __future__ import annotations
 
 import asyncio
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Annotated, Any, TypeVar, cast
+from typing import Annotated, Any, TypeVar
 
 import redis
 from fastapi import APIRouter, BackgroundTasks, Body, HTTPException, Query, Response
 
-from taskbench_service.heartbeat import WORKERS_KEY, live_workers
+from taskbench_service.heartbeat import live_beats
 from taskbench_service.jobs import JobList, JobRecord, JobRequest, JobStore, RedisJobStore, finished_fields, new_record
 from taskbench_service.settings import settings
 from taskbench_wire.enums import JobStatus
@@ -167,10 +166,7 @@ class QueueImplementation(ServiceImplementation):
         """Jobs waiting in the broker, not yet taken by a worker."""
 
     async def health(self) -> Section:
-        beats = cast(
-            "dict[str, str]", await self.store.redis.hgetall(WORKERS_KEY.format(self.name))
-        )  # decode_responses
-        workers = live_workers(beats, time.time())
+        workers = await live_beats(self.store.redis, self.name)
         try:
             queued = await self.queued()
         except BrokerUnavailable as exc:  # a broker other than Redis (RabbitMQ): /health says which, with a 503

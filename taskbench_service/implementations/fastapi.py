@@ -13,8 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
-import time
-from typing import Any, cast
+from typing import Any
 
 import anyio.to_thread
 import redis.asyncio as aredis
@@ -22,7 +21,7 @@ from fastapi import BackgroundTasks, HTTPException
 
 from taskbench_service import workloads
 from taskbench_service.execution import execute_async, execute_sync
-from taskbench_service.heartbeat import WORKERS_KEY, Heartbeat, live_workers
+from taskbench_service.heartbeat import Heartbeat, live_beats
 from taskbench_service.implementations.base import ServiceImplementation
 from taskbench_service.jobs import JobCall, JobRecord, MemoryJobStore
 from taskbench_service.settings import MAX_MEMORY_IN_FLIGHT_MB, settings
@@ -141,8 +140,7 @@ class BackgroundTasksImplementation(ServiceImplementation):
     async def health(self) -> Section:
         """This process' jobs in flight, and every live process of the same server (its own included)."""
         assert self._redis is not None
-        beats = cast("dict[str, str]", await self._redis.hgetall(WORKERS_KEY.format(self.name)))  # decode_responses
-        processes = [w for w in live_workers(beats, time.time()) if w.extra("server") == self.server]
+        processes = [w for w in await live_beats(self._redis, self.name) if w.extra("server") == self.server]
         return Section(in_flight=self.in_flight, processes=processes)
 
 

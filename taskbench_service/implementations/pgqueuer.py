@@ -48,12 +48,11 @@ import logging
 import os
 import socket
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import asyncpg
 import pgqueuer
@@ -65,7 +64,7 @@ from pgqueuer.types import Channel
 
 from taskbench_service import workloads
 from taskbench_service.execution import execute_async
-from taskbench_service.heartbeat import WORKERS_KEY, Heartbeat, live_workers
+from taskbench_service.heartbeat import Heartbeat, live_beats
 from taskbench_service.implementations.base import PUBLISH_TIMEOUT_S, BrokerUnavailable, QueueImplementation
 from taskbench_service.jobs import JobCall, JobRecord, RedisJobStore
 from taskbench_service.settings import settings
@@ -225,10 +224,7 @@ class PgqueuerImplementation(QueueImplementation):
         await bounded_pg(self.queries.enqueue(ENTRYPOINT, payload))
 
     async def _live_managers(self) -> tuple[list[str], list[Beat]]:
-        beats = cast(
-            "dict[str, str]", await self.store.redis.hgetall(WORKERS_KEY.format(self.name))
-        )  # decode_responses
-        workers = live_workers(beats, time.time())
+        workers = await live_beats(self.store.redis, self.name)
         return [str(w.extra("queue_manager_id")) for w in workers if w.extra("queue_manager_id")], workers
 
     async def purge(self, queued_ids: list[str]) -> int:

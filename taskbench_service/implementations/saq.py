@@ -35,9 +35,8 @@ import logging
 import math
 import os
 import socket
-import time
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import redis
 import redis.asyncio as aredis
@@ -50,7 +49,7 @@ from saq.worker import Worker
 
 from taskbench_service import workloads
 from taskbench_service.execution import execute_async, execute_sync
-from taskbench_service.heartbeat import WORKERS_KEY, Heartbeat, live_workers
+from taskbench_service.heartbeat import WORKERS_KEY, Heartbeat, decoded, live_beats, live_workers, server_time
 from taskbench_service.implementations.base import BrokerUnavailable, CountedWithBeats
 from taskbench_service.jobs import JobCall, JobRecord, RedisJobStore, WorkerRecords, redis_options
 from taskbench_service.settings import settings
@@ -170,10 +169,8 @@ class SaqImplementation(CountedWithBeats):
             raise BrokerUnavailable(f"saq refused job {record.job_id}: a job with this key exists")
 
     async def purge(self, queued_ids: list[str]) -> int:
-        beats = cast(
-            "dict[str, str]", await self.store.redis.hgetall(WORKERS_KEY.format(self.name))
-        )  # decode_responses
-        live = [w.extra("saq_worker_id") for w in live_workers(beats, time.time()) if w.extra("saq_worker_id")]
+        beats = await live_beats(self.store.redis, self.name)
+        live = [w.extra("saq_worker_id") for w in beats if w.extra("saq_worker_id")]
         keys = [self.queue.namespace(key) for key in ("queued", "incomplete", "active")]
         return int(await self.store.redis.eval(_PURGE, len(keys), *keys, *live))
 
@@ -184,8 +181,9 @@ class SaqImplementation(CountedWithBeats):
             pipe.llen(self.queue.namespace("queued"))
             pipe.llen(self.queue.namespace("active"))
             pipe.hgetall(WORKERS_KEY.format(self.name))
-            queued, active, beats = await pipe.execute()
-        workers = live_workers(beats, time.time())
+            pipe.time()
+            queued, active, beats, now = await pipe.execute()
+        workers = live_workers(decoded(beats), server_time(now))
         running = sum(w.active for w in workers)
         return int(queued) + max(int(active) - running, 0), workers
 

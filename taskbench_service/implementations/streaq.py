@@ -57,7 +57,6 @@ import json
 import logging
 import os
 import socket
-import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -80,7 +79,7 @@ from streaq.constants import (
 
 from taskbench_service import workloads
 from taskbench_service.execution import execute_async, execute_sync
-from taskbench_service.heartbeat import WORKERS_KEY, Heartbeat, live_workers
+from taskbench_service.heartbeat import WORKERS_KEY, Heartbeat, decoded, live_workers, server_time
 from taskbench_service.implementations.base import BrokerUnavailable, CountedWithBeats
 from taskbench_service.jobs import MAX_REDIS_CONNECTIONS, JobCall, JobRecord, RedisJobStore, WorkerRecords, json_bytes
 from taskbench_service.settings import settings
@@ -224,8 +223,9 @@ class StreaqImplementation(CountedWithBeats):
             pipe.hgetall(WORKERS_KEY.format(self.name))
             pipe.xlen(STREAM)
             pipe.zcard(DELAYED)
-            beats, in_stream, delayed = await pipe.execute()
-        return live_workers(beats, time.time()), int(in_stream), int(delayed)
+            pipe.time()
+            beats, in_stream, delayed, now = await pipe.execute()
+        return live_workers(decoded(beats), server_time(now)), int(in_stream), int(delayed)
 
     async def purge(self, queued_ids: list[str]) -> int:
         workers, _, _ = await self._live()

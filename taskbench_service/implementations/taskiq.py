@@ -32,10 +32,9 @@ import logging
 import os
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from typing import Any, cast
+from typing import Any
 
 import redis
 from fastapi import BackgroundTasks
@@ -45,7 +44,7 @@ from taskiq_redis import ListQueueBroker, RedisStreamBroker
 
 from taskbench_service import workloads
 from taskbench_service.execution import execute_async, execute_sync
-from taskbench_service.heartbeat import WORKERS_KEY, Heartbeat, live_workers
+from taskbench_service.heartbeat import Heartbeat, live_beats
 from taskbench_service.implementations.base import BrokerUnavailable, QueueImplementation
 from taskbench_service.jobs import (
     MAX_REDIS_CONNECTIONS,
@@ -289,8 +288,7 @@ class TaskiqImplementation(QueueImplementation):
 
     async def _current_delivery(self) -> str:
         if self._delivery is None:
-            beats = cast("dict[str, str]", await self.store.redis.hgetall(WORKERS_KEY.format(NAME)))  # decode_responses
-            self._follow(live_workers(beats, time.time()))
+            self._follow(await live_beats(self.store.redis, NAME))
         return self._delivery or "default"
 
     async def submit(self, record: JobRecord, background_tasks: BackgroundTasks) -> None:
