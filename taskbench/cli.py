@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import stat
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 import redis
@@ -42,6 +43,15 @@ from taskbench.report.compare import DEFAULT_GATED, GATED_FIGURES, compare
 from taskbench.results import ApiOptions, ContainerLimits, LoadOptions, PluginOptions, RunSettings, Thresholds
 from taskbench.run import RunOptions, claim_folder, run
 from taskbench.stack import Stack, StackConfig, StackState
+from taskbench.target import (
+    DEFAULT_DEADLINE_S,
+    DEFAULT_POLL_CONCURRENCY,
+    DEFAULT_POLL_INTERVAL_S,
+    FaultCommand,
+    TargetOptions,
+)
+from taskbench.target_report import run as run_target
+from taskbench.target_script import load as load_scenario
 from taskbench_wire.enums import MIDDLEWARES
 from taskbench_wire.env import HOST_LABEL, POSTGRES_URL
 from taskbench_wire.urls import is_amqp
@@ -201,6 +211,78 @@ def _add_broker(parser: argparse.ArgumentParser) -> None:
     )
 
 
+@runtime_checkable
+class ReadsApps(Protocol):
+    """An implementation that measures the user's own queue app (`--app NAME=package.module:attribute`): it reads the
+    app's settings in a child of its environment, before anything starts, into its options (UsageError when the app
+    cannot run there)."""
+
+    def read_app(
+        self, options: PluginOptions, python: str, environ: Mapping[str, str], external: bool
+    ) -> PluginOptions: ...
+
+
+APP_QUEUES = tuple(name for name, impl in implementations.REGISTRY.items() if isinstance(impl, ReadsApps))
+APP_HELP = (
+    "QUEUE=PACKAGE.MODULE:ATTRIBUTE: run the jobs through your own configured app, imported from the working "
+    f"directory (its acks, prefetch, visibility timeout, pool, time limits, serializer, queues and routing; "
+    f"taskbench's servers and --concurrency): {', '.join(APP_QUEUES)} for now"
+)
+
+
+def _app(text: str) -> tuple[str, str]:
+    """`--app celery=shop.celery:app` → (queue, path)."""
+    queue, equals, path = text.partition("=")
+    module, colon, attribute = path.partition(":")
+    if not equals or not colon or not module.strip() or not attribute.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: give QUEUE=PACKAGE.MODULE:ATTRIBUTE, e.g. celery=shop.celery:app")
+    if queue not in APP_QUEUES:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: --app runs your own app on {', '.join(APP_QUEUES)} only, for now (not {queue or 'nothing'})"
+        )
+    return queue, f"{module.strip()}:{attribute.strip()}"
+
+
+def _add_app(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--app", action="append", dest="apps", type=_app, default=[], metavar="QUEUE=PATH", help=APP_HELP
+    )
+
+
+def _read_apps(args: argparse.Namespace, options: dict[str, PluginOptions], console: Console) -> None:
+    """--app, before anything starts: each app is imported in a child of its queue's environment (built if missing),
+    from the working directory (as the API and worker will, `StackConfig.job_dir`), and its settings go into that
+    queue's options; one that cannot run there is one line and exit 2."""
+    if not args.apps:
+        return
+    if getattr(args, "url", None):
+        raise UsageError("--app runs your app in a stack that taskbench starts: drop --url")
+    if args.broker_url:
+        raise UsageError(
+            "--app keeps your app's queue names, which on a RabbitMQ taskbench does not own could be someone's: drop "
+            "--broker-url (a private RabbitMQ)"
+        )
+    _check_job_folder(Path.cwd(), "--app")
+    path = os.pathsep.join(filter(None, [str(Path.cwd()), os.environ.get("PYTHONPATH", "")]))
+    environ = {**os.environ, "PYTHONSAFEPATH": "1", "PYTHONPATH": path}
+    for name, app in dict(args.apps).items():
+        impl = implementations.REGISTRY[name]
+        assert isinstance(impl, ReadsApps), name
+        label = next(label for label in args.implementations if implementations.plugin_name(label) == name)
+        with console.status(f"reading your app {app} in {implementations.title(label)}'s environment…"):
+            env = environment.prepare(
+                [label], args.with_packages, options, rebuild=args.rebuild_envs, say=console.print
+            )[label]
+            external = bool(args.redis_url)
+            options[name] = impl.read_app(options.get(name, {}), env.python, environ, external)
+        concurrency = args.concurrency[0] if isinstance(args.concurrency, list) else args.concurrency
+        console.print(
+            f"[bold]--app {name}={app}[/]: {implementations.title(label)} runs your app, as it is configured:"
+        )
+        for key, value in implementations.get(label).settings(concurrency, options[name], api_options(args)).items():
+            console.print(f"  {key}: {value}", markup=False, soft_wrap=True)
+
+
 def _milliseconds(text: str) -> float:
     """Milliseconds, with or without the unit: 2ms, 0.5."""
     try:
@@ -300,6 +382,9 @@ def plugin_options(args: argparse.Namespace) -> dict[str, PluginOptions]:
     """Each implementation's own options that differ from its defaults; one given for an implementation the
     run leaves out is a mistake (it would change nothing)."""
     names = {implementations.plugin_name(label) for label in args.implementations}
+    queues = [queue for queue, _ in getattr(args, "apps", None) or []]
+    if len(set(queues)) != len(queues):
+        raise UsageError(f"--app: one app per queue ({', '.join(sorted(set(queues)))} given twice)")
     given = {name: impl.options_from(args) for name, impl in implementations.REGISTRY.items()}
     given = {name: options for name, options in given.items() if options}
     for name, options in given.items():
@@ -314,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     parser.add_argument("--version", action="version", version=f"taskbench {__version__}")
-    serve = sub.add_parser("serve", help="start Redis, the API server and a Celery worker; Ctrl-C stops all")
+    serve = sub.add_parser("serve", help="start Redis and each implementation's API and worker; Ctrl-C stops all")
     serve.add_argument(
         "--host", default="127.0.0.1", help="the first API's address (0.0.0.0: see Troubleshooting before you do)"
     )
@@ -339,6 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--middleware", choices=MIDDLEWARES, default="none", help="base-http: the API behind a BaseHTTPMiddleware"
     )
+    _add_app(serve)
     _worker_flags(serve, "serve")
     _add_environment_flags(serve)
 
@@ -398,6 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds after which a --job run counts as failed (default: 10 × its trial call, 120 × its CPU time "
         "for a GIL shared by 40 threads, at least 5 s)",
     )
+    _add_app(run)
     run.add_argument("--fault-jobs", type=bounded(int, 1, 10_000), default=20, help="jobs in each fault scenario")
     run.add_argument(
         "--middleware",
@@ -471,6 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the run's digest as JSON to PATH (- : stdout, the rest to stderr)",
     )
 
+    _add_target(run)
     _add_environment_flags(run)
     _defaults_from_environment(run)
 
@@ -684,6 +772,7 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
     _redis_fits(args)
     options = plugin_options(args)
     hosts, link_delay_ms = _hosts(args)
+    _read_apps(args, options, console)
     with console.status("preparing each implementation's environment…"):
         envs = environment.prepare(
             args.implementations, args.with_packages, options, rebuild=args.rebuild_envs, say=console.print
@@ -700,6 +789,7 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
         postgres_url=postgres_url,
         implementations=tuple(args.implementations),
         state=StackState(middleware=args.middleware),
+        job_dir=Path.cwd() if args.apps else None,  # --app: the API and the worker import it from there
         api=api_options(args),
         options=options,
         worker_limits=worker_limits,
@@ -808,7 +898,161 @@ def _load(args: argparse.Namespace) -> LoadOptions | None:
     )
 
 
+# ── --target: the user's own running deployment (taskbench.target, docs/your-deployment.md) ──────────────────────
+
+TARGET_ONLY = ("target", "scenario", "probe", "fault_cmds", "poll_interval", "poll_concurrency")
+WITH_TARGET = {*TARGET_ONLY, "jobs", "rate", "for_s", "arrivals", "output", "timeout"}
+FAULT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def _target_url(text: str) -> str:
+    try:
+        parts = urlsplit(text)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 1) > 0
+    except ValueError:
+        ok = False
+    if not ok:
+        raise argparse.ArgumentTypeError(f"{_redact(text)!r}: give your deployment's URL, http(s)://HOST[:PORT]")
+    return text
+
+
+def _probe_path(text: str) -> str:
+    if not text.startswith("/"):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a path on the target, e.g. /health")
+    return text
+
+
+def _fault_cmd(text: str) -> tuple[str, str]:
+    """`worker-crash='kubectl delete pod -l app=worker'` → (name, command)."""
+    name, equals, command = text.partition("=")
+    if not equals or not FAULT_NAME.fullmatch(name) or not command.strip():
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give NAME=COMMAND, e.g. worker-crash='kubectl delete pod -l app=worker'"
+        )
+    return name, command
+
+
+def _add_target(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "your deployment",
+        "measure a deployment you run, through your own scenario file, instead of taskbench's stack "
+        "(docs/your-deployment.md); with --jobs N (one burst) or --rate R --for S, --output and --timeout",
+    )
+    group.add_argument(
+        "--target",
+        type=_target_url,
+        metavar="URL",
+        help="your running deployment's base URL: jobs are submitted and followed through --scenario's functions; "
+        "nothing there is started, purged, restarted or sampled (--timeout: how long after the last submission "
+        f"its jobs may take, default {DEFAULT_DEADLINE_S:g} s)",
+    )
+    group.add_argument(
+        "--scenario",
+        type=Path,
+        metavar="FILE",
+        help="with --target: a Python file defining `async def submit(client) -> str` (the job's id) and `async def "
+        "status(client, job_id) -> str` (queued, running, done or failed), client an httpx.AsyncClient on the "
+        "target; it runs in taskbench's process, as a locustfile does",
+    )
+    group.add_argument(
+        "--probe", type=_probe_path, metavar="PATH", help="with --target: GET this path 10 times a second (/health)"
+    )
+    group.add_argument(
+        "--fault-cmd",
+        dest="fault_cmds",
+        action="append",
+        type=_fault_cmd,
+        default=[],
+        metavar="NAME=COMMAND",
+        help="with --target: a shell command run once when half the accepted jobs are running or finished, its "
+        "times, exit code and output recorded (repeatable): worker-crash='kubectl delete pod -l app=worker'",
+    )
+    group.add_argument(
+        "--poll-interval",
+        type=bounded(float, 0.01, 60),
+        default=DEFAULT_POLL_INTERVAL_S,
+        metavar="SECONDS",
+        help="with --target: seconds between two status calls of one job, the precision of every job time",
+    )
+    group.add_argument(
+        "--poll-concurrency",
+        type=bounded(int, 1, 1000),
+        default=DEFAULT_POLL_CONCURRENCY,
+        metavar="N",
+        help="with --target: status calls in flight at most",
+    )
+
+
+def _given(args: argparse.Namespace) -> dict[str, str]:
+    """The `run` options whose value is not their default (a TASKBENCH_RUN_* value is a default): dest → flag."""
+    (commands,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    actions = commands.choices["run"]._actions
+    return {
+        a.dest: a.option_strings[0]
+        for a in actions
+        if a.option_strings
+        and not isinstance(a, argparse._HelpAction)
+        and getattr(args, a.dest, a.default) != a.default
+    }
+
+
+def _cmd_target(args: argparse.Namespace, given: dict[str, str], console: Console) -> int:
+    """--target: its flags checked (one line and exit 2 for any mistake), the scenario file loaded, then the run."""
+    if args.target is None:
+        flags = [flag for dest, flag in given.items() if dest in TARGET_ONLY]
+        raise UsageError(f"{', '.join(flags)} measure your own deployment: add --target URL")
+    if args.scenario is None:
+        raise UsageError(
+            "--target needs --scenario FILE: a Python file defining async submit(client) and status(client, job_id)"
+        )
+    stack_only = [flag for dest, flag in given.items() if dest not in WITH_TARGET]
+    if stack_only:
+        one = len(stack_only) == 1
+        named = stack_only[0] if one else f"{', '.join(stack_only[:-1])} and {stack_only[-1]}"
+        raise UsageError(
+            f"--target measures your deployment as it runs: {named} {'is' if one else 'are'} for taskbench's own "
+            f"stack; drop {'it' if one else 'them'}"
+        )
+    names = [name for name, _ in args.fault_cmds]
+    if len(set(names)) != len(names):
+        raise UsageError(f"--fault-cmd: each NAME once ({', '.join(sorted({n for n in names if names.count(n) > 1}))})")
+    for_s = None
+    if args.rate is not None:
+        if "jobs" in given:
+            raise UsageError("--jobs and --rate: give one (a burst, or a sustained step)")
+        if len(args.rate) != 1:
+            raise UsageError("--target runs one sustained step: give one rate (--rate R), not a list or auto")
+        for_s = args.for_s if args.for_s is not None else LOAD_FOR_S
+        if for_s < MIN_FOR_S:
+            raise UsageError(
+                f"--for {for_s:g}: a step needs at least {MIN_FOR_S:g} s (a warm-up, then its steady part)"
+            )
+    else:
+        if args.for_s is not None or "arrivals" in given:
+            raise UsageError("--for and --arrivals shape a --rate step: give --rate R too")
+        if "jobs" not in given or len(args.jobs) != 1:
+            raise UsageError("--target runs one burst (--jobs N, one count) or one sustained step (--rate R --for S)")
+    options = TargetOptions(
+        target=args.target,
+        scenario=load_scenario(args.scenario),
+        jobs=None if args.rate is not None else args.jobs[0],
+        rate=args.rate[0] if args.rate is not None else None,
+        for_s=for_s,
+        arrivals=args.arrivals,
+        probe=args.probe,
+        fault_commands=[FaultCommand(name=name, command=command) for name, command in args.fault_cmds],
+        deadline_s=args.timeout if args.timeout is not None else DEFAULT_DEADLINE_S,
+        poll_interval_s=args.poll_interval,
+        poll_concurrency=args.poll_concurrency,
+    )
+    _, record = run_target(options, args.output, console)
+    return 128 + record.stopped_by if record.stopped_by is not None else 0
+
+
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    given = _given(args)
+    if any(dest in given for dest in TARGET_ONLY):  # your own deployment (taskbench.target), not taskbench's stack
+        return _cmd_target(args, given, console)
     if args.url and len(args.concurrency) > 1:
         raise UsageError("a --concurrency sweep restarts the workers: drop --url, or give one --concurrency")
     if args.url and args.faults:
@@ -820,6 +1064,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         raise UsageError("--middleware needs a stack that taskbench started itself: drop --url or --middleware")
     api, options = api_options(args), plugin_options(args)
     everything = set(args.faults) == set(faults.FAULTS)  # --faults all: what this machine cannot run is left out
+    if args.url and args.apps:
+        raise UsageError("--app runs your app in a stack that taskbench starts: drop --url")
     if args.url and (not api.is_default or options):
         raise UsageError("--api-workers, --graceful-timeout and each queue's worker flags set up the stack: drop --url")
     duration = (
@@ -843,6 +1089,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     _redis_fits(args)
     if args.url and user_jobs:
         raise UsageError("--job needs a stack that taskbench started itself (it fixes the function): drop --url")
+    _read_apps(args, options, console)  # before anything starts: an app that cannot run is exit 2, here
     workloads = args.workloads if args.workloads is not None else ([] if user_jobs else ["sleep"])
     load = _load(args)
     settings = RunSettings(
@@ -931,9 +1178,9 @@ def _check_jobs(args: argparse.Namespace) -> list[job_check.UserJob]:
     return checked
 
 
-def _check_job_folder(folder: Path) -> None:
-    """As root, --job imports code from the working directory only when no other user can write it: whoever could
-    would run code as root in the API and every worker."""
+def _check_job_folder(folder: Path, flag: str = "--job") -> None:
+    """As root, --job (and --app) imports code from the working directory only when no other user can write it:
+    whoever could would run code as root in the API and every worker."""
     if os.geteuid() != 0:
         return
     for part in (folder, *folder.parents):
@@ -941,8 +1188,9 @@ def _check_job_folder(folder: Path) -> None:
         others = mode.st_mode & stat.S_IWOTH and not mode.st_mode & stat.S_ISVTX
         if mode.st_uid != 0 or others or (mode.st_mode & stat.S_IWGRP and mode.st_gid != 0):
             raise UsageError(
-                f"--job: {part} can be written by a user other than root, and as root taskbench imports your job "
-                "from the working directory only when no one else can change it: run from a folder only root writes"
+                f"{flag}: {part} can be written by a user other than root, and as root taskbench imports your "
+                f"{'app' if flag == '--app' else 'job'} from the working directory only when no one else can change "
+                "it: run from a folder only root writes"
             )
 
 

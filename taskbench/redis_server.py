@@ -125,15 +125,20 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def write_password_config(
-    data_dir: Path, password: str, user: tuple[int, int] | None = None, disabled: tuple[str, ...] = ()
+    data_dir: Path,
+    password: str,
+    user: tuple[int, int] | None = None,
+    disabled: tuple[str, ...] = (),
+    acl: tuple[str, ...] = (),
 ) -> Path:
     """A config file only its owner reads (`user` when given), holding the password: on the command line `ps` would
-    show it. `disabled`: commands renamed away (CONFIG on the telemetry Redis, which joined hosts reach)."""
+    show it. `disabled`: commands renamed away (CONFIG on the telemetry Redis, which joined hosts reach); `acl`:
+    more users (`user NAME on >PASSWORD …` lines)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / "redis.conf"
     path.touch(mode=0o600)
     path.chmod(0o600)
-    lines = [f"requirepass {password}", *(f'rename-command {command} ""' for command in disabled)]
+    lines = [f"requirepass {password}", *(f'rename-command {command} ""' for command in disabled), *acl]
     path.write_text("\n".join(lines) + "\n")
     if user is not None:
         os.chown(path, *user)

@@ -109,7 +109,10 @@ def _run(options: RunOptions, console: Console, stamp: str, folder: Path) -> tup
                 implementations=tuple(options.settings.implementations),
                 jobs=tuple(job.path for job in options.settings.user_jobs),
                 job_timeout_s=options.settings.job_timeout_s or 60.0,
-                job_dir=Path.cwd() if options.settings.user_jobs else None,  # on the path only for --job
+                # on the path only for --job and --app (an implementation's option `app`: the user's own app)
+                job_dir=Path.cwd()
+                if options.settings.user_jobs or any(o.get("app") for o in options.settings.options.values())
+                else None,
                 state=StackState(middleware=options.settings.middleware[0]),
                 api=options.settings.api,
                 options=options.settings.options,

@@ -151,6 +151,7 @@ class Stack:
         self.telemetry: Service | None = None
         self.telemetry_url = ""
         self._telemetry_password = secrets.token_urlsafe(24)
+        self._joiner_password = secrets.token_urlsafe(24)  # joined hosts' user on the telemetry Redis (join_url)
         self._redis_homes: dict[str, Path] = {}  # as root: each private Redis's own directory (see _redis_home)
         self._watchdog: subprocess.Popen[bytes] | None = None
         self.network: netns.Network | None = None  # --hosts: the bridge and the namespaces
@@ -409,7 +410,7 @@ class Stack:
     def redact(self, text: str) -> str:
         """`text` without any password of this stack's servers (generated or given in a URL)."""
         urls = (self.redis_url, self.telemetry_url, self.amqp_url, self.postgres_url)
-        generated = {self._redis_password, self._telemetry_password, self.api_token}
+        generated = {self._redis_password, self._telemetry_password, self._joiner_password, self.api_token}
         secrets_ = generated | {urlsplit(u).password for u in urls if u}
         for secret in sorted(filter(None, secrets_), key=len, reverse=True):
             text = text.replace(secret, "***")
@@ -440,6 +441,7 @@ class Stack:
             telemetry_url=self.telemetry_url,
             telemetry_ledger=telemetry.ledger_key(label),
             namespace=self.namespace,
+            app=str(self.options_of(label).get("app") or ""),  # --app: the user's own app (from job_dir)
         ).environ() | {watchdog.TAG: self.id, API_TOKEN: self.api_token}
 
     def _forget_secrets(self) -> None:
@@ -564,8 +566,9 @@ class Stack:
     # --- Redis -----------------------------------------------------------------------------------------
 
     def _redis_home(self, name: str, default: Path) -> tuple[Path, tuple[int, int] | None]:
-        """Where a private Redis keeps its config and data, and whom it runs as: `default` as this user; as root,
-        `nobody` in a private directory of the stack's that it owns (removed with the stack, or by the watchdog)."""
+        """Where a private server (Redis, RabbitMQ) keeps its config and data, and whom it runs as: `default` as this
+        user; as root, `nobody` in a private directory of the stack's that it owns (removed with the stack, or by
+        the watchdog)."""
         user = unprivileged()
         if user is None:
             return default, None
@@ -597,7 +600,8 @@ class Stack:
         self.telemetry_url = f"redis://:{self._telemetry_password}@127.0.0.1:{port}/0"
         directory, user = self._redis_home("telemetry", self.config.workdir / "telemetry")
         # joined hosts hold its password: no CONFIG (nor DEBUG, MODULE) for them
-        config = write_password_config(directory, self._telemetry_password, user, TELEMETRY_DISABLED)
+        acl = (telemetry.joiner_acl(self._joiner_password),)  # joined hosts' own user (join_url)
+        config = write_password_config(directory, self._telemetry_password, user, TELEMETRY_DISABLED, acl)
         # Under --hosts, the bridge; with `serve --host ADDR`, that address, where workers of other hosts reach it
         host = self.config.host if self.config.host not in ("127.0.0.1", "localhost", "0.0.0.0", "::") else None
         also = self.network.gateway if self.network else host
@@ -608,7 +612,14 @@ class Stack:
         self.telemetry = self._own(service)
         self.join_file.parent.mkdir(parents=True, exist_ok=True)
         self.join_file.touch(mode=0o600)  # what `taskbench worker --join` needs, where only this user reads it
-        self.join_file.write_text(self.telemetry_url + "\n")
+        self.join_file.write_text(self.join_url + "\n")
+
+    @property
+    def join_url(self) -> str:
+        """The telemetry Redis as joined hosts reach it: as its `joiner` user, who can read the stack's document and
+        append to the streams, nothing else (telemetry.joiner_acl)."""
+        port = urlsplit(self.telemetry_url).port
+        return f"redis://{telemetry.JOINER}:{self._joiner_password}@127.0.0.1:{port}/0"
 
     @property
     def join_file(self) -> Path:
@@ -693,12 +704,16 @@ class Stack:
         """A private node with its own epmd, both services of the stack (see taskbench.rabbitmq_server)."""
         server, epmd = rabbitmq_server.find_rabbitmq_server(), rabbitmq_server.find_epmd()
         also = self.network.servers if self.network else None  # --hosts: the other hosts reach it there
-        node = rabbitmq_server.RabbitNode.create(self.config.workdir / "rabbitmq", also)
+        # as root: `nobody`, in a private directory of the stack's (what a password holder of a root server could
+        # write would be root's)
+        home, user = self._redis_home("rabbitmq", self.config.workdir / "rabbitmq")
+        node = rabbitmq_server.RabbitNode.create(home, also, user)
         self.amqp_url = node.url
         env = self.tag({**os.environ, **node.environ()})  # its scripts need PATH to find erl
         argv, log = node.epmd_argv(epmd), self._log("epmd")
-        self.epmd = self._own(Service("epmd", argv, env, log, lambda _: node.epmd_listens(), "epmd"))
-        service = Service("rabbitmq", [server], env, self._log("rabbitmq"), self._amqp_answers, "rabbitmq-server")
+        self.epmd = self._own(Service("epmd", argv, env, log, lambda _: node.epmd_listens(), "epmd", user=user))
+        what = "rabbitmq-server"
+        service = Service("rabbitmq", [server], env, self._log("rabbitmq"), self._amqp_answers, what, user=user)
         self.rabbitmq = self._own(service)
 
     def _amqp_answers(self, _: Service) -> bool:

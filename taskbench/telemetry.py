@@ -38,6 +38,17 @@ SAMPLES_MAXLEN = 100_000  # a batch every 0.25 s from each joined worker: hours 
 CLOCK_SKEW_WARN_S = 0.05  # a host whose clock bound is past this is named in the report
 
 
+JOINER = "joiner"  # the telemetry Redis's user for joined hosts: what a joined worker does there, nothing else
+
+
+def joiner_acl(password: str) -> str:
+    """Read the stack's document, append to the ledger streams and the samples stream: no other key, no other
+    command (no KEYS, no reading the ledger back, no CLIENT KILL). redis-py's CLIENT SETINFO on connect is refused
+    and ignored."""
+    keys = f"~{JOIN_KEY} ~{SAMPLES_KEY} ~{ledger_key('*')}"
+    return f"user {JOINER} on >{password} resetkeys {keys} resetchannels -@all +get +xadd +ping +client|reply"
+
+
 def ledger_key(label: str) -> str:
     """The ledger stream of one implementation label (two releases of a queue write the same name)."""
     return f"taskbench:ledger:{label}"

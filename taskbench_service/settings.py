@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from taskbench_wire.env import (
     ALLOWED_HOSTS,
     API_TOKEN,
+    APP,
     BROKER_URL,
     CONCURRENCY,
     DEFAULT_NAMESPACE,
@@ -85,6 +86,9 @@ class Settings:
     # host names requests may carry beside loopback and IP literals (taskbench_service.guard).
     api_token: str = ""
     allowed_hosts: frozenset[str] = frozenset()
+    # The user's own queue app (`--app`), `package.module:attribute`; empty: taskbench's own (its implementation
+    # module says which queues take one).
+    app: str = ""
 
     @property
     def foreign_servers(self) -> bool:
@@ -129,6 +133,7 @@ def load() -> Settings:
         namespace=env.get(NAMESPACE) or DEFAULT_NAMESPACE,
         api_token=env.get(API_TOKEN, ""),
         allowed_hosts=frozenset(h.strip().lower() for h in env.get(ALLOWED_HOSTS, "").split(",") if h.strip()),
+        app=env.get(APP, "").strip(),
     )
 
 

@@ -40,6 +40,11 @@ ALLOWED_HOSTS = "TASKBENCH_ALLOWED_HOSTS"
 # on a private server; `taskbench-<stack id>` on one named by --redis-url, --broker-url or --postgres-url).
 NAMESPACE = "TASKBENCH_NAMESPACE"
 DEFAULT_NAMESPACE = "taskbench"
+# The user's own queue app (`taskbench run --app celery=shop.celery:app`: `package.module:attribute`), imported from
+# the user's working directory (on PYTHONPATH, as for --job) by that queue's API and worker; unset: taskbench's
+# own app. Set only when given, and not in ENV_VARS: a joined worker's document never carries it (the other host
+# would need the user's code, and PYTHONPATH is never joinable).
+APP = "TASKBENCH_APP"
 ENV_VARS = (
     REDIS_URL, BROKER_URL, POSTGRES_URL, LEDGER, REDIS_TIMEOUT, CONCURRENCY, DELIVERY, REDELIVERY_TIMEOUT,
     RESTORE_INTERVAL, JOBS, JOB_TIMEOUT, MIDDLEWARE, IMPLEMENTATIONS, TELEMETRY_URL, TELEMETRY_LEDGER, HOST_LABEL,
@@ -68,6 +73,7 @@ class ServiceEnv(BaseModel):
     telemetry_ledger: str = ""  # the ledger's stream there (taskbench.telemetry.ledger_key)
     host_label: str = ""  # what this host's ledger events and samples are attributed to; empty: its host name
     namespace: str = DEFAULT_NAMESPACE  # the prefix of everything the service writes on its servers
+    app: str = ""  # the user's own queue app, package.module:attribute (from job_dir); empty: taskbench's
 
     def variables(self) -> dict[str, str]:
         return {
@@ -90,13 +96,15 @@ class ServiceEnv(BaseModel):
             TELEMETRY_LEDGER: self.telemetry_ledger,
             HOST_LABEL: self.host_label,
             NAMESPACE: self.namespace,
-        }
+        } | ({APP: self.app} if self.app else {})
 
     def environ(self) -> dict[str, str]:
         """The harness's environment plus the contract, unbuffered so logs arrive as they happen."""
         # PYTHONSAFEPATH: `python -m` does not put the working directory first on the path (3.11+); the user's folder
-        # is on it only when it holds their --job (job_dir)
+        # is on it only when it holds their --job or --app (job_dir)
         environ = {**os.environ, **self.variables(), "PYTHONUNBUFFERED": "1", "PYTHONSAFEPATH": "1"}
+        if not self.app:  # never one the harness's own shell happens to carry
+            environ.pop(APP, None)
         if self.job_dir:  # first, as `python -m` puts the working directory first for the user's own app
             environ["PYTHONPATH"] = os.pathsep.join(filter(None, [self.job_dir, os.environ.get("PYTHONPATH", "")]))
         return environ

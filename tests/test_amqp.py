@@ -8,6 +8,7 @@ tests are skipped with the reason, and fail under CI=true.
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -204,6 +205,12 @@ def test_every_port_of_the_stack_is_on_loopback_and_refuses_a_client_without_its
         port = urlsplit(stack.amqp_url).port
         assert amqp_problem(f"amqp://guest:guest@127.0.0.1:{port}/%2F", timeout_s=3) is not None
         assert amqp_problem(stack.amqp_url, timeout_s=3) is None
+        if os.geteuid() == 0:  # never root (a password holder could make a root server write root's files)
+            for server in (stack.rabbitmq, stack.epmd):
+                assert server is not None and server.pid is not None
+                assert psutil.Process(server.pid).uids().effective != 0, server.name
+            cookie = Path(stack.rabbitmq.process.env["HOME"]) / ".erlang.cookie"
+            assert stat.S_IMODE(cookie.stat().st_mode) == 0o400
 
 
 def test_rabbitmq_down_is_a_503_with_a_message(stack: Stack, tmp_path: Path) -> None:

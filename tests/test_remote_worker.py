@@ -13,6 +13,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import psutil
@@ -94,7 +95,7 @@ def scenario(stack: Stack, label: str, jobs: int) -> ScenarioResult:
 @pytest.mark.parametrize("label", QUEUES)
 def test_a_joined_worker_runs_jobs_and_is_measured_as_its_host(stack: Stack, label: str, tmp_path: Path) -> None:
     joined = subprocess.Popen(
-        worker_command(label, stack.telemetry_url, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        worker_command(label, stack.join_url, tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True,
     )  # fmt: skip
     try:
@@ -299,3 +300,27 @@ def test_a_joined_worker_takes_only_the_contracts_variables_each_checked() -> No
             checked_variables(crafted)
     with pytest.raises(ValueError):
         telemetry.JoinInfo.model_validate({"stack": "x", "sample_interval_s": 0.0001, "labels": {}})
+
+
+def test_a_joined_host_can_read_the_document_and_append_nothing_more(stack: Stack) -> None:
+    """The join file names the telemetry Redis's `joiner` user: it reads the stack's document and appends to the
+    ledger and samples streams; it cannot list, read back, overwrite or reconfigure anything."""
+    assert stack.join_file.read_text().strip() == stack.join_url
+    assert urlsplit(stack.join_url).username == telemetry.JOINER
+    joiner = redis.Redis.from_url(stack.join_url)
+    assert telemetry.read_join(joiner) is not None
+    probe = telemetry.ledger_key("acl-probe")
+    joiner.xadd(probe, {"e": "{}"})
+    try:
+        for refused in (
+            lambda: joiner.keys("*"),
+            lambda: joiner.xrange(probe),
+            lambda: joiner.set(telemetry.JOIN_KEY, "{}"),
+            lambda: joiner.get("some:other:key"),
+            lambda: joiner.flushall(),
+            lambda: joiner.client_kill_filter(_type="normal"),
+        ):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                refused()
+    finally:
+        redis.Redis.from_url(stack.telemetry_url).delete(probe)

@@ -26,11 +26,21 @@ service never purges their queue and neither their workers nor ours see the othe
   this module never makes on Redis); they could only name `{ns}.…` queues. No key keeps a fixed name.
 - RabbitMQ: the queues and exchanges above, plus the workers' pidbox queues `<node>.{ns}.celery.pidbox` and the
   replies' `<uuid>.reply.{ns}.celery.pidbox` (auto-deleted); the default exchange `""` is RabbitMQ's own.
+
+The user's own app (`taskbench run --app celery=shop.celery:app`, TASKBENCH_APP): `celery_app` is then their
+`Celery` object, imported from their working directory, and only its connections are taskbench's: the broker
+and result backend as above (SSL off: the servers are taskbench's), the key prefix of its Redis transport and
+results (`global_keyprefix`) and the remote control's and events' exchanges. Everything else is theirs, as they
+configured it: queues and routing (`taskbench.run_job` goes where their router sends it: their default queue
+unless their `task_routes` say otherwise), acknowledgement, prefetch, visibility timeout, pool, time limits,
+serializer; TASKBENCH_DELIVERY does not apply (their settings are the delivery). Their tasks stay registered
+beside taskbench's; their code is not changed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 from functools import cache, partial
 from typing import Any
 
@@ -52,15 +62,12 @@ from taskbench_wire.urls import redacted
 
 # --- the app ----------------------------------------------------------------------------------------------
 
-# Delivery variants by name (TASKBENCH_DELIVERY): what the worker-crash faults switch.
+# Delivery variants by name (TASKBENCH_DELIVERY): what the worker-crash faults switch (taskbench's own app only).
 DELIVERIES = {
     "default": (False, False),
     "acks_late": (True, False),
     "acks_late+reject_on_worker_lost": (True, True),
 }
-ACKS_LATE, REJECT_ON_WORKER_LOST = DELIVERIES.get(settings.delivery, DELIVERIES["default"])
-
-celery_app = Celery("taskbench", broker=settings.broker_url, backend=settings.result_backend, include=[__name__])
 
 AMQP = settings.broker == "amqp"
 
@@ -70,46 +77,97 @@ CONTROL_EXCHANGE = QUEUE  # → the pidbox exchange `{QUEUE}.pidbox`, replies `r
 EVENT_EXCHANGE = f"{settings.namespace}.celeryev"
 KEY_PREFIX = f"{settings.namespace}:"  # kombu's global_keyprefix (kombu ≥ 5.3), broker and results alike
 REDIS_QUEUE_KEY = KEY_PREFIX + QUEUE  # the queue's list on Redis
+KOMBU_VISIBILITY_TIMEOUT_S = 3600.0  # kombu's Redis transport, when broker_transport_options do not say
 
-# Redis: redelivery waits for the visibility timeout; it must be the same in both places (Celery docs).
-_redis_options: dict[str, float | str] = {
-    "visibility_timeout": settings.redelivery_timeout_s,
-    "global_keyprefix": KEY_PREFIX,
-}
-if settings.restore_interval_s is not None:
-    # kombu ≥ 5.7 restores unacked messages every interval × throttle seconds (100 s by default); older
-    # kombu ignores these and app.tasks sweeps on its own (see restore_unacked there).
-    _redis_options |= {"unacked_restore_interval": settings.restore_interval_s, "unacked_restore_throttle": 1}
-# RabbitMQ: no visibility timeout (a dead consumer's unacknowledged messages are requeued when its connection
-# drops); publisher confirms, without which a publish to a broker at its memory or disk alarm is dropped
-# silently (Celery docs, broker_transport_options; celery#5410).
-_broker_options: dict[str, float | bool | str] = {"confirm_publish": True} if AMQP else dict(_redis_options)
 
-celery_app.conf.update(
-    task_serializer="json",
-    accept_content=["json"],
-    result_serializer="json",
-    timezone="UTC",
-    enable_utc=True,
-    task_track_started=True,
-    worker_prefetch_multiplier=1,  # Process one task at a time
-    task_acks_late=ACKS_LATE,
-    task_reject_on_worker_lost=REJECT_ON_WORKER_LOST,
-    broker_transport_options=_broker_options,
-    result_backend_transport_options=_redis_options,  # results are in Redis on either broker
-    result_expires=3600,
-    broker_connection_retry_on_startup=True,
-    # RabbitMQ requeues a late-acknowledged job as soon as the worker's connection drops: running it on would
-    # run it twice. Celery 6's default, recommended since 5.1 (its warning CANCEL_TASKS_BY_DEFAULT); on Redis
-    # nothing is requeued on a dropped connection, so the worker keeps running it.
-    worker_cancel_long_running_tasks_on_connection_loss=AMQP,
-    worker_hijack_root_logger=False,
-    task_default_queue=QUEUE,
-    task_default_exchange=QUEUE,
-    task_default_routing_key=QUEUE,
-    control_exchange=CONTROL_EXCHANGE,
-    event_exchange=EVENT_EXCHANGE,
-)
+def user_app(path: str) -> Celery:
+    """The user's own app, `package.module:attribute` (their working directory is on PYTHONPATH)."""
+    module_name, _, attribute = path.partition(":")
+    app = getattr(importlib.import_module(module_name), attribute, None)
+    if not isinstance(app, Celery):
+        raise TypeError(f"{path} is {type(app).__name__}, not a celery.Celery app")
+    return app
+
+
+def point_at_taskbench(app: Celery) -> None:
+    """Only the connections of the user's app become taskbench's: its broker and result backend, the key prefix of
+    the run's namespace on Redis and the remote control's and events' exchanges. Their transport options (the
+    visibility timeout among them) stay, with the prefix added."""
+    conf = app.conf
+    broker_options = dict(conf.broker_transport_options or {})
+    result_options = dict(conf.result_backend_transport_options or {})
+    prefix = {"global_keyprefix": KEY_PREFIX}
+    conf.update(
+        broker_url=settings.broker_url,
+        broker_read_url=settings.broker_url,  # their read/write URLs would win over broker_url (Celery's rule)
+        broker_write_url=settings.broker_url,
+        broker_use_ssl=False,  # taskbench's servers, on loopback or its bridge
+        result_backend=settings.result_backend,
+        redis_backend_use_ssl=None,
+        broker_transport_options=broker_options if AMQP else broker_options | prefix,
+        result_backend_transport_options=result_options | prefix,  # results are in Redis on either broker
+        control_exchange=CONTROL_EXCHANGE,
+        event_exchange=EVENT_EXCHANGE,
+    )
+
+
+def taskbench_app() -> Celery:
+    """taskbench's own app: configured as the spec shows, the delivery variant TASKBENCH_DELIVERY explicit."""
+    acks_late, reject_on_worker_lost = DELIVERIES.get(settings.delivery, DELIVERIES["default"])
+    app = Celery("taskbench", broker=settings.broker_url, backend=settings.result_backend, include=[__name__])
+    # Redis: redelivery waits for the visibility timeout; it must be the same in both places (Celery docs).
+    redis_options: dict[str, float | str] = {
+        "visibility_timeout": settings.redelivery_timeout_s,
+        "global_keyprefix": KEY_PREFIX,
+    }
+    if settings.restore_interval_s is not None:
+        # kombu ≥ 5.7 restores unacked messages every interval × throttle seconds (100 s by default); older
+        # kombu ignores these and app.tasks sweeps on its own (see restore_unacked there).
+        redis_options |= {"unacked_restore_interval": settings.restore_interval_s, "unacked_restore_throttle": 1}
+    # RabbitMQ: no visibility timeout (a dead consumer's unacknowledged messages are requeued when its connection
+    # drops); publisher confirms, without which a publish to a broker at its memory or disk alarm is dropped
+    # silently (Celery docs, broker_transport_options; celery#5410).
+    broker_options: dict[str, float | bool | str] = {"confirm_publish": True} if AMQP else dict(redis_options)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        timezone="UTC",
+        enable_utc=True,
+        task_track_started=True,
+        worker_prefetch_multiplier=1,  # Process one task at a time
+        task_acks_late=acks_late,
+        task_reject_on_worker_lost=reject_on_worker_lost,
+        broker_transport_options=broker_options,
+        result_backend_transport_options=redis_options,  # results are in Redis on either broker
+        result_expires=3600,
+        broker_connection_retry_on_startup=True,
+        # RabbitMQ requeues a late-acknowledged job as soon as the worker's connection drops: running it on would
+        # run it twice. Celery 6's default, recommended since 5.1 (its warning CANCEL_TASKS_BY_DEFAULT); on Redis
+        # nothing is requeued on a dropped connection, so the worker keeps running it.
+        worker_cancel_long_running_tasks_on_connection_loss=AMQP,
+        worker_hijack_root_logger=False,
+        task_default_queue=QUEUE,
+        task_default_exchange=QUEUE,
+        task_default_routing_key=QUEUE,
+        control_exchange=CONTROL_EXCHANGE,
+        event_exchange=EVENT_EXCHANGE,
+    )
+    return app
+
+
+if settings.app:
+    celery_app = user_app(settings.app)
+    point_at_taskbench(celery_app)
+else:
+    celery_app = taskbench_app()
+
+# What a crash does, as the app is configured (the variant's, or the user's own settings).
+ACKS_LATE = bool(celery_app.conf.task_acks_late)
+REJECT_ON_WORKER_LOST = bool(celery_app.conf.task_reject_on_worker_lost)
+_transport: dict[str, Any] = dict(celery_app.conf.broker_transport_options or {})
+VISIBILITY_TIMEOUT_S = None if AMQP else float(_transport.get("visibility_timeout", KOMBU_VISIBILITY_TIMEOUT_S))
+RESTORE_INTERVAL_S = None if AMQP else _transport.get("unacked_restore_interval")
 
 
 # --- the task and the worker's start-up -------------------------------------------------------------
@@ -120,7 +178,10 @@ def _records() -> WorkerRecords:
     return WorkerRecords(settings.redis_url, settings.redis_timeout_s)
 
 
-@celery_app.task(name="taskbench.run_job")
+JOB_TASK = "taskbench.run_job"  # taskbench's task, on taskbench's app or registered on the user's
+
+
+@celery_app.task(name=JOB_TASK)
 def run_job(
     job_id: str, kind: str, duration: float, memory_mb: int = 0, job: int = 0, args: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -132,6 +193,27 @@ def run_job(
     if error is not None:
         raise error
     return {"job_id": job_id}
+
+
+@cache
+def job_queue() -> str:
+    """The queue `taskbench.run_job` is sent to: taskbench's own, or the one the user's router picks (their default
+    queue unless their task_routes say otherwise). Asked when first needed, never at import: routing to a queue the
+    app does not declare adds it to the queues a worker consumes."""
+    if not settings.app:
+        return QUEUE
+    return str(celery_app.amqp.router.route({}, JOB_TASK)["queue"].name)
+
+
+def redis_queue_keys() -> list[str]:
+    """The Redis lists of that queue: kombu keeps a list per priority step (`{queue}\\x06\\x163`, …) beside the
+    queue's own, which holds every job published without a priority (all of taskbench's app's)."""
+    if not settings.app:
+        return [REDIS_QUEUE_KEY]
+    queue = job_queue()
+    sep = str(_transport.get("sep", "\x06\x16"))
+    steps = _transport.get("priority_steps") or [0, 3, 6, 9]
+    return [KEY_PREFIX + (f"{queue}{sep}{step}" if step else queue) for step in steps]
 
 
 # --- worker start-up, heartbeat and the unacked sweep ----------------------------------------------
@@ -148,8 +230,8 @@ def _describe() -> dict[str, Any]:
         "broker": settings.broker,
         "acks_late": ACKS_LATE,
         "reject_on_worker_lost": REJECT_ON_WORKER_LOST,
-        "visibility_timeout": None if AMQP else settings.redelivery_timeout_s,
-        "restore_interval": None if AMQP else settings.restore_interval_s,
+        "visibility_timeout": VISIBILITY_TIMEOUT_S,
+        "restore_interval": RESTORE_INTERVAL_S,
     }
 
 
@@ -228,7 +310,7 @@ def amqp_queued() -> int:
             connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
             channel = connection.channel()
             try:
-                return int(channel.queue_declare(queue=celery_app.conf.task_default_queue, passive=True).message_count)
+                return int(channel.queue_declare(queue=job_queue(), passive=True).message_count)
             except NotFound:
                 return 0
             finally:
@@ -241,7 +323,10 @@ def amqp_queued() -> int:
 
 class CeleryImplementation(QueueImplementation):
     name = "celery"
-    runner = f"Celery (apply_async → prefork worker over {'RabbitMQ' if AMQP else 'Redis'})"
+    runner = (
+        f"Celery (apply_async → {'the worker of ' + settings.app if settings.app else 'prefork worker'} over "
+        f"{'RabbitMQ' if AMQP else 'Redis'})"
+    )
 
     async def startup(self) -> None:
         await super().startup()
@@ -276,7 +361,13 @@ class CeleryImplementation(QueueImplementation):
     async def queued(self) -> int:
         if AMQP:
             return int(await self._publish(amqp_queued))
-        return int(await self.store.redis.llen(REDIS_QUEUE_KEY))
+        keys = redis_queue_keys()
+        if len(keys) == 1:
+            return int(await self.store.redis.llen(keys[0]))
+        pipe = self.store.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.llen(key)
+        return sum(int(n) for n in await pipe.execute())
 
     @property
     def broker_url(self) -> str:
@@ -288,9 +379,10 @@ class CeleryImplementation(QueueImplementation):
             "broker": redacted(settings.broker_url),
             "broker_kind": settings.broker,
             "backend": redacted(settings.result_backend),
+            "app": settings.app or None,
             "acks_late": ACKS_LATE,
             "reject_on_worker_lost": REJECT_ON_WORKER_LOST,
-            "queue": QUEUE,
+            "queue": job_queue(),
             "key_prefix": None if AMQP else KEY_PREFIX,
         }
 
