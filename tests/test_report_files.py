@@ -46,14 +46,14 @@ def test_a_full_disk_keeps_every_earlier_report_whole(tmp_path: Path) -> None:
         pytest.skip("needs root to mount a small tmpfs")
     disk = tmp_path / "disk"
     disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", str(disk)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m,mode=0700", "tmpfs", str(disk)], check=True)
     try:
         run = disk / "run"
         shutil.copytree(FIXTURE, run)
         files.rerender(run)  # the reports, once, with room to spare
         before = {p.name: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
         filler = disk / "filler"
-        with filler.open("wb") as out:  # every byte left taken
+        with filler.open("wb", buffering=0) as out:  # every byte left taken (unbuffered: closing writes nothing)
             try:
                 while True:
                     out.write(b"\0" * 65536)

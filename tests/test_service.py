@@ -346,7 +346,7 @@ def test_worker_liveness_is_judged_on_redis_clock(stack: Stack) -> None:
     client.hset(key, mapping={worker: json.dumps(beat) for worker, beat in beats.items()})
     try:
 
-        async def alive() -> list[int]:
+        async def alive() -> list[int | None]:
             async with aredis.Redis.from_url(stack.redis_url) as reader:
                 return [beat.pid for beat in await live_beats(reader, "clock-test")]
 

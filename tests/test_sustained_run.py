@@ -25,14 +25,24 @@ def _folder(output: Path) -> Path:
 
 def test_celery_sustains_below_its_capacity_and_saturates_above_it(tmp_path: Path) -> None:
     """Concurrency 4 and 0.5 s jobs: 8 jobs/s at most. 4/s is sustained, 16/s saturates, and the backlog grows
-    at about the difference (16 − 8 jobs/s)."""
-    out = _taskbench(
-        tmp_path, "run", "--implementations", "celery", "--rate", "4,16", "--for", "8", "--duration", "0.5",
-        "--concurrency", "4", "--output", str(tmp_path / "out"),
-    )  # fmt: skip
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr
-    folder = _folder(tmp_path / "out")
-    (comparison,) = folder.glob("comparison_*.json")
+    at about the difference (16 − 8 jobs/s). A step's verdict also asks the API to answer its probes promptly,
+    which a machine whose cores are both busy with other work cannot promise: then the run is made once more."""
+    for attempt in (1, 2):
+        output = tmp_path / f"out-{attempt}"
+        out = _taskbench(
+            tmp_path, "run", "--implementations", "celery", "--rate", "4,16", "--for", "8", "--duration", "0.5",
+            "--concurrency", "4", "--output", str(output),
+        )  # fmt: skip
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr
+        folder = _folder(output)
+        (comparison,) = folder.glob("comparison_*.json")
+        reasons = next(
+            s["rate"]["reasons"]
+            for s in json.loads(comparison.read_text())["summaries"]
+            if s["rate"]["offered_per_s"] == 4
+        )
+        if not reasons or not all("stopped answering promptly" in reason for reason in reasons):
+            break
     run = load_run(comparison)
     assert run.schema_version == 4 and run.settings.load is not None and run.settings.load.rates == [4, 16]
     scenarios = [load_scenario(folder / name) for name in run.scenario_files]

@@ -88,7 +88,7 @@ def test_after_a_redis_restart_the_api_reconnects_without_failing_a_submission(o
     import httpx
 
     async def burst() -> list[int]:
-        async with httpx.AsyncClient(base_url=own_stack.url, timeout=10) as http:
+        async with httpx.AsyncClient(base_url=own_stack.url, timeout=10, headers=own_stack.api_headers) as http:
             responses = await asyncio.gather(*(http.post("/celery/job", json={"duration": 0}) for _ in range(40)))
         return [r.status_code for r in responses]
 
