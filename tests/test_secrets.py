@@ -40,7 +40,7 @@ def test_no_generated_secret_is_in_any_file_of_the_run_or_its_output(
 
     monkeypatch.setattr(secrets, "token_urlsafe", recording)
     code = cli.main(
-        ["run", "--implementations", "fastapi,celery,dramatiq,rq,procrastinate", "--broker", "amqp", "--jobs", "2",
+        ["run", "--implementations", "fastapi,celery,procrastinate", "--broker", "amqp", "--jobs", "2",
          "--duration", "0.2",
          "--output", str(tmp_path / "out")]
     )  # fmt: skip
