@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -12,7 +13,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import psutil
 from rich.console import Console
@@ -62,13 +63,24 @@ class Figure:
         return {**asdict(self), "met": self.met}
 
 
+T = TypeVar("T")
+
+
 @dataclass
 class Bench:
+    """What a section runs on. `profile` says how big: "full", "quick" (fewer rounds, smaller sizes), or "smoke"
+    (one round at the smallest sizes that still take every section through its code, for tests/test_perf_smoke.py;
+    its figures mean nothing)."""
+
     stack: Stack
     client: ServiceClient
-    quick: bool
+    profile: str
     workdir: Path
     figures: list[Figure] = field(default_factory=list)
+
+    @property
+    def smoke(self) -> bool:
+        return self.profile == "smoke"
 
     def add(self, figure: Figure) -> None:
         self.figures.append(figure)
@@ -76,8 +88,28 @@ class Bench:
         note = f"  [dim]{figure.note}[/]" if figure.note else ""
         console.print(f"  {name}: [bold]{value}[/] (goal {goal}) {met}{note}")
 
+    async def reset(self, names: list[str]) -> None:
+        """A clean start (`ServiceClient.reset`). In the smoke, the last burst's few jobs are first let finish (3 s
+        at most): clearing Celery records that are still queued asks its workers what they hold, a broadcast that
+        waits out its 1 s timeout, and a dozen of those would be a third of the smoke."""
+        if self.smoke:
+            deadline = time.monotonic() + 3.0
+            while time.monotonic() < deadline and any([(await self.client.counts(n)).pending for n in names]):
+                await asyncio.sleep(0.05)
+        await self.client.reset(names)
+
+    @property
+    def ledger_wait_s(self) -> float:
+        """How long a section waits for its jobs' end events in the ledger: a smoke whose jobs never end fails soon."""
+        return self.size(300.0, 300.0, 60.0)
+
     def rounds(self, full: int, quick: int = 1) -> int:
-        return quick if self.quick else full
+        """Rounds to measure: `full`, `quick`, or one in the smoke."""
+        return self.size(full, quick, 1)
+
+    def size(self, full: T, quick: T, smoke: T) -> T:
+        """A section's size (jobs, requests, seconds) in this profile."""
+        return {"full": full, "quick": quick, "smoke": smoke}[self.profile]
 
 
 # --- helpers ---------------------------------------------------------------------------------------------
@@ -88,11 +120,20 @@ def median(values: Iterable[float | None]) -> float | None:
     return statistics.median(present) if present else None
 
 
+def env_with_benchmarks(stack: Stack, name: str) -> dict[str, str]:
+    """What NAME's API and worker read (`Stack.env`), with this repository on the path: an implementation's
+    environment has taskbench's service installed, not `benchmarks`, and the stack's services run with
+    PYTHONSAFEPATH (`python -m` does not put the working directory on the path)."""
+    env = stack.env(name)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
+    return env
+
+
 def publish_plain(stack: Stack, count: int, prefix: str) -> dict[str, float]:
-    """Run `--publish` in a fresh process of Celery's environment: the plain-Celery baseline, with its own
-    interpreter and GIL."""
-    env = stack.env("celery")
-    argv = [stack.python("celery"), "-m", "benchmarks.perf", "--publish", str(count), "--prefix", prefix]
+    """Run benchmarks.perf.publish in a fresh process of Celery's environment: the plain-Celery baseline, with its
+    own interpreter and GIL."""
+    env = env_with_benchmarks(stack, "celery")
+    argv = [stack.python("celery"), "-m", "benchmarks.perf.publish", str(count), prefix]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False, cwd=REPO)
     if done.returncode != 0:
         raise RuntimeError(f"plain publisher failed: {done.stderr[-2000:]}")
@@ -102,28 +143,11 @@ def publish_plain(stack: Stack, count: int, prefix: str) -> dict[str, float]:
 def feed_directly(stack: Stack, name: str, count: int, prefix: str) -> dict[str, float]:
     """Run benchmarks.perf.direct in a fresh process of NAME's environment: fed by its own enqueue API, no HTTP."""
     argv = [stack.python(name), "-m", "benchmarks.perf.direct", name, str(count), prefix]
-    done = subprocess.run(argv, env=stack.env(name), capture_output=True, text=True, timeout=300, check=False, cwd=REPO)
+    env = env_with_benchmarks(stack, name)
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False, cwd=REPO)
     if done.returncode != 0:
         raise RuntimeError(f"direct feed of {name} failed: {done.stderr[-2000:]}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
-
-
-def publisher_main(count: int, prefix: str) -> None:
-    """The subprocess side: import the app only now, after the environment points at the stack's Redis."""
-    from taskbench_service.implementations.celery import run_job
-
-    run_job.apply_async(args=(f"{prefix}-warm", "sleep", 0.0, 0), task_id=f"{prefix}-warm", retry=False)
-    latencies = []
-    t0 = time.time()
-    started = time.perf_counter()
-    for i in range(count):
-        job_id = f"{prefix}-{i}"
-        call = time.perf_counter()
-        run_job.apply_async(args=(job_id, "sleep", 0.0, 0), task_id=job_id, retry=False)
-        latencies.append(time.perf_counter() - call)
-    elapsed = time.perf_counter() - started
-    p50 = percentile(latencies, 50)
-    print(json.dumps({"t0": t0, "elapsed_s": elapsed, "rate": count / elapsed, "p50_s": p50}))
 
 
 class Submitter(Protocol):

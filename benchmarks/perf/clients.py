@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 import aiohttp
@@ -28,16 +28,26 @@ SHARD_CONNECTIONS = 10
 
 
 class HttpxSubmitter:
-    """`submit` as the harness did it with httpx: same connections, same keep-alive expiry, same timeouts."""
+    """`submit` as the harness did it with httpx: same connections, same keep-alive expiry, same timeouts.
 
-    def __init__(self, base_url: str, max_connections: int = 100, submit_timeout_s: float = 10.0) -> None:
+    `urls`: each implementation's API by name (each runs in an environment of its own, as `ServiceClient`'s
+    `urls`); `headers`: what every request carries (the stack's bearer token, `Stack.api_headers`)."""
+
+    def __init__(
+        self,
+        urls: Mapping[str, str],
+        headers: Mapping[str, str],
+        max_connections: int = 100,
+        submit_timeout_s: float = 10.0,
+    ) -> None:
+        self._urls = {name: url.rstrip("/") for name, url in urls.items()}
         shards = max(1, -(-max_connections // SHARD_CONNECTIONS))
         per_shard = -(-max_connections // shards)
         limits = httpx.Limits(
             max_connections=per_shard, max_keepalive_connections=per_shard, keepalive_expiry=KEEPALIVE_EXPIRY_S
         )
         self._shards = [
-            (asyncio.Semaphore(per_shard), httpx.AsyncClient(base_url=base_url, timeout=30.0, limits=limits))
+            (asyncio.Semaphore(per_shard), httpx.AsyncClient(headers=dict(headers), timeout=30.0, limits=limits))
             for _ in range(shards)
         ]
         self.submit_timeout_s = submit_timeout_s
@@ -46,9 +56,10 @@ class HttpxSubmitter:
         sent_at = time.time()
         started = time.perf_counter()
         gate, http = self._shards[index % len(self._shards)]
+        url = f"{self._urls[implementation]}/{implementation}/job"
         try:
             async with gate:
-                response = await http.post(f"/{implementation}/job", json=body, timeout=self.submit_timeout_s)
+                response = await http.post(url, json=body, timeout=self.submit_timeout_s)
         except httpx.TimeoutException:
             return Submission(index=index, sent_at=sent_at, latency_s=None, error="timeout")
         except httpx.HTTPError as exc:
@@ -69,18 +80,27 @@ class HttpxSubmitter:
 
 
 class AiohttpSubmitter:
-    """`submit` as the harness did it with aiohttp: 100 keep-alive connections, the wait for one not timed."""
+    """`submit` as the harness did it with aiohttp: 100 keep-alive connections, the wait for one not timed.
+    `urls` and `headers` as `HttpxSubmitter`'s."""
 
-    def __init__(self, base_url: str, max_connections: int = 100, submit_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        urls: Mapping[str, str],
+        headers: Mapping[str, str],
+        max_connections: int = 100,
+        submit_timeout_s: float = 10.0,
+    ) -> None:
+        self._urls = {name: url.rstrip("/") for name, url in urls.items()}
         connector = aiohttp.TCPConnector(limit=max_connections, limit_per_host=0, keepalive_timeout=KEEPALIVE_EXPIRY_S)
-        self._session = aiohttp.ClientSession(base_url=base_url, connector=connector)
+        self._session = aiohttp.ClientSession(connector=connector, headers=dict(headers))
         self._timeout = aiohttp.ClientTimeout(sock_connect=submit_timeout_s, sock_read=submit_timeout_s)
 
     async def submit(self, implementation: str, index: int, body: JobBody) -> Submission:
         sent_at = time.time()
         started = time.perf_counter()
         try:
-            async with self._session.post(f"/{implementation}/job", json=body, timeout=self._timeout) as response:
+            url = f"{self._urls[implementation]}/{implementation}/job"
+            async with self._session.post(url, json=body, timeout=self._timeout) as response:
                 status, content = response.status, await response.read()
         except asyncio.TimeoutError:
             return Submission(index=index, sent_at=sent_at, latency_s=None, error="timeout")

@@ -27,6 +27,7 @@ from benchmarks.perf.bench import (
     cpu_note,
     cpu_seconds,
     cpu_used,
+    env_with_benchmarks,
     feed_directly,
     ideal_with_arrivals,
     median,
@@ -40,7 +41,6 @@ from taskbench import arrivals, implementations
 from taskbench.analysis import analyse, rates, summarise
 from taskbench.analysis.stats import percentile
 from taskbench.client import ServiceClient
-from taskbench.ledger import LedgerTail
 from taskbench.probes import ENDPOINTS, Prober
 from taskbench.redis_server import free_port
 from taskbench.report import files
@@ -55,56 +55,64 @@ from taskbench_wire.records import JobBody
 async def section_1(bench: Bench) -> None:
     """Submission cost against /health, interleaved request by request; Celery's own cost (its submission
     minus FastAPI's) against plain apply_async, timed in a process of its own in the same run."""
-    http = bench.client.http
+    client = bench.client
+    http = client.http  # the token in its headers; `json=` sends the body as application/json
 
-    async def request(method: str, path: str, body: JobBody | None = None) -> None:
-        async with http.request(method, path, json=body) as response:
+    async def request(method: str, url: str, body: JobBody | None = None) -> None:
+        async with http.request(method, url, json=body) as response:
             await response.read()
             response.raise_for_status()
 
-    per_round = 150 if bench.quick else 300
+    # Each implementation has an API server of its own (its own environment): a submission is timed against the
+    # /health of the server that took it, so each ratio stays "same client, same server".
+    fastapi, celery = client.url_for("fastapi"), client.url_for("celery")
+    per_round, warm = bench.size(300, 150, 5), bench.size(20, 20, 2)
     calls: dict[str, Callable[[], Awaitable[None]]] = {
-        "health": lambda: request("GET", "/health"),
-        "celery": lambda: request("POST", "/celery/job", ZERO_JOB),
-        "fastapi": lambda: request("POST", "/fastapi/job", ZERO_JOB),
+        "health": lambda: request("GET", f"{fastapi}/health"),
+        "celery_health": lambda: request("GET", f"{celery}/health"),
+        "celery": lambda: request("POST", f"{celery}/celery/job", ZERO_JOB),
+        "fastapi": lambda: request("POST", f"{fastapi}/fastapi/job", ZERO_JOB),
     }
     rounds: list[dict[str, dict[str, float]]] = []
     plain: list[float] = []
     for r in range(bench.rounds(3)):
-        await bench.client.reset(list(IMPLEMENTATIONS))
+        await bench.reset(list(IMPLEMENTATIONS))
         times: dict[str, list[float]] = {name: [] for name in calls}
-        for i in range(per_round + 20):
+        for i in range(per_round + warm):
             for name, call in calls.items():
                 started = time.perf_counter()
                 await call()
                 elapsed = time.perf_counter() - started
-                if i >= 20:  # warm-up
+                if i >= warm:  # warm-up
                     times[name].append(elapsed)
         rounds.append(
             {name: {"p50": percentile(t, 50) or 0.0, "p99": percentile(t, 99) or 0.0} for name, t in times.items()}
         )
-        await bench.client.reset(list(IMPLEMENTATIONS))
+        await bench.reset(list(IMPLEMENTATIONS))
         published = await asyncio.to_thread(publish_plain, bench.stack, per_round, f"plain1-{r}-{os.getpid()}")
         plain.append(published["p50_s"])
-    await bench.client.reset(list(IMPLEMENTATIONS))
+    await bench.reset(list(IMPLEMENTATIONS))
     stats = {name: {q: median(r[name][q] for r in rounds) for q in ("p50", "p99")} for name in calls}
     detail: dict[str, Any] = {"health_ms": ms(stats["health"]), "fastapi_ms": ms(stats["fastapi"])}
     ratios = [r["fastapi"]["p50"] / r["health"]["p50"] for r in rounds]
     detail |= {"ratio_p99": median(r["fastapi"]["p99"] / r["health"]["p99"] for r in rounds), "rounds": ratios}
     bench.add(Figure(1, "fastapi submit p50 ÷ health p50", median(ratios), "×", "<=", 1.1, detail))
     # Celery's own cost: its submission minus FastAPI's, which is the same POST through the same router (body,
-    # validation, record) kept in memory, judged against what apply_async alone costs in a plain process.
-    # Not minus /health, which does a ping and then a read per queue: two dependent round trips, slower than
-    # the in-memory submission, so "submit − health" would hide the publish (benchmarks/README.md).
+    # validation, record) kept in memory, judged against what apply_async alone costs in a plain process. The two
+    # are served by two API servers now, each in its implementation's environment: the same code and uvicorn in
+    # processes of the same kind, so the difference is still Celery's. Not minus /health (its own server's), which
+    # pings Redis and then reads the heartbeats and the queue's length: dependent round trips, slower than the
+    # in-memory submission, so "submit − health" would hide the publish (benchmarks/README.md).
     extra = [(r["celery"]["p50"] - r["fastapi"]["p50"]) / p for r, p in zip(rounds, plain, strict=True) if p > 0]
     detail = {
         "health_ms": ms(stats["health"]),
         "fastapi_ms": ms(stats["fastapi"]),
         "celery_ms": ms(stats["celery"]),
         "plain_apply_async_p50_ms": [round(1000 * p, 3) for p in plain],
-        "submit_over_health": median(r["celery"]["p50"] / r["health"]["p50"] for r in rounds),
+        "celery_health_ms": ms(stats["celery_health"]),
+        "submit_over_health": median(r["celery"]["p50"] / r["celery_health"]["p50"] for r in rounds),
         "submit_minus_health_over_plain": median(
-            (r["celery"]["p50"] - r["health"]["p50"]) / p for r, p in zip(rounds, plain, strict=True) if p > 0
+            (r["celery"]["p50"] - r["celery_health"]["p50"]) / p for r, p in zip(rounds, plain, strict=True) if p > 0
         ),
         "rounds": extra,
     }
@@ -117,19 +125,20 @@ async def section_1(bench: Bench) -> None:
 
 async def section_2(bench: Bench) -> None:
     """1000 concurrent submissions per implementation; the plain apply_async rate is measured between."""
-    count = 1000
+    count = bench.size(1000, 1000, 20)
     results: dict[str, list[dict[str, Any]]] = {"celery": [], "fastapi": [], "plain": []}
     for r in range(bench.rounds(3)):
         for implementation in IMPLEMENTATIONS:
-            await bench.client.reset(list(IMPLEMENTATIONS))
+            await bench.reset(list(IMPLEMENTATIONS))
+            bench.stack.select(implementation)  # its API is the one sampled as "api"
             before = cpu_seconds(bench.stack)
             outcome = await burst(bench.client, implementation, count)
             outcome["cpu_s"] = cpu_used(before, cpu_seconds(bench.stack), implementation)
             outcome.pop("job_ids")
             results[implementation].append(outcome)
-        await bench.client.reset(list(IMPLEMENTATIONS))
+        await bench.reset(list(IMPLEMENTATIONS))
         results["plain"].append(await asyncio.to_thread(publish_plain, bench.stack, count, f"plain2-{r}"))
-    await bench.client.reset(list(IMPLEMENTATIONS))
+    await bench.reset(list(IMPLEMENTATIONS))
     plain_rate = median(p["rate"] for p in results["plain"])
     for implementation in IMPLEMENTATIONS:
         runs = results[implementation]
@@ -163,29 +172,29 @@ def _median_cpu(runs: list[dict[str, Any]]) -> dict[str, float]:
 
 async def section_3(bench: Bench) -> None:
     """Submit → completed for 2000 zero-second jobs, end times from the ledger; plain Celery alongside."""
-    count = 2000
+    count = bench.size(2000, 2000, 20)
     rates: dict[str, list[float]] = {"plain": [], "celery": [], "fastapi": []}
     cpu: dict[str, list[dict[str, Any]]] = {"celery": [], "fastapi": []}
     for r in range(bench.rounds(3)):
-        await bench.client.reset(list(IMPLEMENTATIONS))
-        tail = LedgerTail(bench.stack.ledger_path_for("celery"))  # each implementation writes a ledger of its own
+        await bench.reset(list(IMPLEMENTATIONS))
+        tail = bench.stack.ledger_tail("celery")  # each implementation writes a ledger of its own
         prefix = f"plain3-{r}-{os.getpid()}"
         published = await asyncio.to_thread(publish_plain, bench.stack, count, prefix)
-        last = await tail.wait_for({f"{prefix}-{i}" for i in range(count)}, 300)
+        last = await tail.wait_for({f"{prefix}-{i}" for i in range(count)}, bench.ledger_wait_s)
         if last is not None:
             rates["plain"].append(count / (last - published["t0"]))
         for implementation in IMPLEMENTATIONS:
-            await bench.client.reset(list(IMPLEMENTATIONS))
+            await bench.reset(list(IMPLEMENTATIONS))
             bench.stack.select(implementation)  # its API is the one sampled as "api"
-            tail = LedgerTail(bench.stack.ledger_path_for(implementation))
+            tail = bench.stack.ledger_tail(implementation)
             before = cpu_seconds(bench.stack)
             outcome = await burst(bench.client, implementation, count)
-            last = await tail.wait_for(set(outcome["job_ids"]), 300)
+            last = await tail.wait_for(set(outcome["job_ids"]), bench.ledger_wait_s)
             spent = cpu_used(before, cpu_seconds(bench.stack), implementation)
             if last is not None and outcome["accepted"] == count:
                 rates[implementation].append(count / (last - outcome["t0"]))
                 cpu[implementation].append({"cpu_s": spent, "elapsed_s": last - outcome["t0"]})
-    await bench.client.reset(list(IMPLEMENTATIONS))
+    await bench.reset(list(IMPLEMENTATIONS))
     plain = median(rates["plain"])
     for implementation in IMPLEMENTATIONS:
         rate = median(rates[implementation])
@@ -201,8 +210,9 @@ async def section_4_5(bench: Bench) -> None:
     """Fidelity (makespan ÷ ideal, probe rate) and the harness's CPU in the same scenarios, then the
     probes and sampler alone with no burst."""
     cpu: dict[str, float] = {}
+    jobs, duration_s = bench.size(100, 100, 8), bench.size(0.5, 0.5, 0.1)
     for implementation in IMPLEMENTATIONS:
-        runs = [await scenario(bench, implementation, 100, 0.5) for _ in range(bench.rounds(2))]
+        runs = [await scenario(bench, implementation, jobs, duration_s) for _ in range(bench.rounds(2))]
         summaries = [summarise(r) for r in runs]
         ideals = [_ideal_with_submission(r) for r in runs]
         ratio = median(
@@ -219,14 +229,14 @@ async def section_4_5(bench: Bench) -> None:
             "first_submit_to_first_start_s": [_first_start(r) for r in runs],
             "submission_p99_ms": [1000 * (s.submission.p99 or 0) for s in summaries],
         }
-        name = f"{implementation} makespan ÷ ideal incl. submission (100 × 0.5 s)"
+        name = f"{implementation} makespan ÷ ideal incl. submission ({jobs} × {duration_s:g} s)"
         bench.add(Figure(4, name, ratio, "×", "<=", 1.02, detail))
         rate = median(min(s.probes[e].rate_achieved for e in ("async", "sync")) for s in summaries)
         bench.add(Figure(4, f"{implementation} probe rate achieved", rate, "", ">=", 0.95))
         cpu[implementation] = median(r.harness.cpu_percent if r.harness else None for r in runs) or 0.0
     for implementation, value in cpu.items():
         bench.add(Figure(5, f"harness CPU during {implementation} scenario", value, "% core", "<=", 5.0))
-    idle = await asyncio.to_thread(_probe_and_sample_alone, bench.stack, 4.0 if bench.quick else 8.0)
+    idle = await asyncio.to_thread(_probe_and_sample_alone, bench.stack, bench.size(8.0, 4.0, 0.5))
     bench.add(Figure(5, "harness CPU, probes + sampler alone", idle, "% core", "<=", 5.0))
 
 
@@ -270,7 +280,7 @@ def _probe_and_sample_alone(stack: Stack, seconds: float) -> float:
 
 async def section_6(bench: Bench) -> None:
     """10 000 zero-second jobs per implementation, and report writing at two sizes to show its growth."""
-    sizes = (500, 5000) if bench.quick else (1000, 10000)
+    sizes = bench.size((1000, 10000), (500, 5000), (10, 20))
     write_s: dict[int, float] = {}
     peaks: dict[str, float] = {}
     for size in sizes:
@@ -302,6 +312,16 @@ async def section_6(bench: Bench) -> None:
     bench.add(Figure(6, "harness peak RSS", peak_rss_mb(), "MB", detail={"after_each": peaks}))
 
 
+def _queues(bench: Bench, section: int) -> list[str]:
+    """The stack's queues (the implementations with a worker) that are running; one that could not start is a
+    figure without a value that says why."""
+    for label, unavailable in bench.stack.unavailable.items():
+        if implementations.get(label).has_worker:
+            note = f"unavailable: {unavailable.part}: {unavailable.reason}"
+            bench.add(Figure(section, f"{label}: not measured", None, note=note))
+    return [label for label in bench.stack.labels if implementations.get(label).has_worker]
+
+
 # Above this share of the whole machine (all cores) during the API burst, the API, the harness and the worker
 # compete for the cores: the ratio then measures the machine, and is reported without a goal.
 CPU_BOUND_PERCENT = 80.0
@@ -310,24 +330,24 @@ CPU_BOUND_PERCENT = 80.0
 async def section_7(bench: Bench) -> None:
     """Per queue: noop jobs per second through the service ÷ the same queue fed straight by its own enqueue
     API from a separate process, same worker, same run, end times from the ledger."""
-    count = 500 if bench.quick else 2000
-    queues = [name for name, impl in implementations.REGISTRY.items() if impl.has_worker]
+    count = bench.size(2000, 500, 20)
+    queues = _queues(bench, 7)
     for name in queues:
         rates: dict[str, list[float]] = {"direct": [], "service": []}
         cpu: list[float] = []
         for r in range(bench.rounds(2)):
-            await bench.client.reset([name])
-            tail = LedgerTail(bench.stack.ledger_path_for(name))  # each implementation writes a ledger of its own
+            await bench.reset([name])
+            tail = bench.stack.ledger_tail(name)  # each implementation writes a ledger of its own
             prefix = f"direct7-{name}-{r}-{os.getpid()}"
             fed = await asyncio.to_thread(feed_directly, bench.stack, name, count, prefix)
-            last = await tail.wait_for({f"{prefix}-{i}" for i in range(count)}, 300)
+            last = await tail.wait_for({f"{prefix}-{i}" for i in range(count)}, bench.ledger_wait_s)
             if last is not None:
                 rates["direct"].append(count / (last - fed["t0"]))
-            await bench.client.reset([name])
-            tail = LedgerTail(bench.stack.ledger_path_for(name))
+            await bench.reset([name])
+            tail = bench.stack.ledger_tail(name)
             psutil.cpu_percent(None)
             outcome = await burst(bench.client, name, count, NOOP_JOB)
-            last = await tail.wait_for(set(outcome["job_ids"]), 300)
+            last = await tail.wait_for(set(outcome["job_ids"]), bench.ledger_wait_s)
             cpu.append(psutil.cpu_percent(None))
             if last is not None and outcome["accepted"] == count:
                 rates["service"].append(count / (last - outcome["t0"]))
@@ -339,23 +359,28 @@ async def section_7(bench: Bench) -> None:
         goal = 0.8 if machine < CPU_BOUND_PERCENT else None
         name_ = f"{name} noop jobs/s via the API ÷ fed directly" + ("" if goal else " (CPU-bound: no goal)")
         bench.add(Figure(7, name_, share, "×", ">=" if goal else "", goal, detail))
-    await bench.client.reset(queues)
+    await bench.reset(queues)
 
 
 async def section_8(bench: Bench) -> None:
     """The load generator (issue 13): harness CPU per submission against the API's over 1000-job bursts, with
     the harness's libcurl client and with the aiohttp and httpx clients it replaced, interleaved round by round."""
-    count = 1000
-    aiohttp_client, httpx_client = AiohttpSubmitter(bench.stack.url), HttpxSubmitter(bench.stack.url)
+    # the smoke's bursts are still 50 jobs: CPU times come in 10 ms ticks, and an API that seems to have spent none
+    # leaves no ratio
+    count, warm = bench.size(1000, 1000, 50), bench.size(200, 200, 5)
+    urls, headers = bench.stack.urls(), bench.stack.api_headers  # each implementation's own API, and the token
+    aiohttp_client, httpx_client = AiohttpSubmitter(urls, headers), HttpxSubmitter(urls, headers)
     clients: dict[str, Submitter] = {"libcurl": bench.client, "aiohttp": aiohttp_client, "httpx": httpx_client}
     used: dict[tuple[str, str], list[dict[str, Any]]] = {(c, i): [] for c in clients for i in IMPLEMENTATIONS}
     try:
         for client in clients.values():  # connections open and code warm before anything is timed
-            await burst(client, "fastapi", 200)
+            for implementation in IMPLEMENTATIONS:
+                await burst(client, implementation, warm)
         for _ in range(bench.rounds(3, 2)):
             for implementation in IMPLEMENTATIONS:
+                bench.stack.select(implementation)  # its API is the one sampled as "api"
                 for name, client in clients.items():
-                    await bench.client.reset(list(IMPLEMENTATIONS))
+                    await bench.reset(list(IMPLEMENTATIONS))
                     before = cpu_seconds(bench.stack)
                     outcome = await burst(client, implementation, count)
                     spent = cpu_used(before, cpu_seconds(bench.stack), implementation)
@@ -364,7 +389,7 @@ async def section_8(bench: Bench) -> None:
     finally:
         await aiohttp_client.aclose()
         await httpx_client.aclose()
-    await bench.client.reset(list(IMPLEMENTATIONS))
+    await bench.reset(list(IMPLEMENTATIONS))
     for implementation in IMPLEMENTATIONS:
         for name in clients:
             runs = used[(name, implementation)]
@@ -386,11 +411,11 @@ async def section_9(bench: Bench) -> None:
     """Probe client CPU per probe: the probes' libcurl GET against the hand-written HTTP/1.1 GET it replaced and
     against aiohttp's, each on a thread and event loop of its own as the prober runs, two probes at a time,
     interleaved round by round."""
-    pairs = 500 if bench.quick else 1000
+    pairs, warm = bench.size(1000, 500, 10), bench.size(20, 20, 2)
     costs: dict[str, list[float]] = {"libcurl": [], "hand-written": [], "aiohttp": []}
     for _ in range(bench.rounds(4, 2)):
         for name in costs:
-            costs[name].append(await asyncio.to_thread(_probe_cost_us, bench.stack.url, name, pairs))
+            costs[name].append(await asyncio.to_thread(_probe_cost_us, bench.stack.url, name, pairs, warm))
     detail = {"rounds_us": costs, "probes_per_round": 2 * pairs}
     for name, rounds in costs.items():
         bench.add(Figure(9, f"probe CPU per request, {name}", median(rounds), "µs", detail=detail))
@@ -399,7 +424,7 @@ async def section_9(bench: Bench) -> None:
         bench.add(Figure(9, f"probe CPU per request, libcurl ÷ {before}", median(ratios), "×", detail=detail))
 
 
-def _probe_cost_us(url: str, client: str, pairs: int) -> float:
+def _probe_cost_us(url: str, client: str, pairs: int, warm: int = 20) -> float:
     """CPU (this process, all threads) per probe over `pairs` rounds of the two health probes sent together."""
 
     async def run() -> float:
@@ -409,7 +434,7 @@ def _probe_cost_us(url: str, client: str, pairs: int) -> float:
             await asyncio.gather(*(asyncio.wait_for(http.get(path), 2.0) for path in ENDPOINTS.values()))
 
         try:
-            for _ in range(20):  # warm-up
+            for _ in range(warm):  # warm-up
                 await tick()
             started = time.process_time()
             for _ in range(pairs):
@@ -440,10 +465,11 @@ async def section_11(bench: Bench) -> None:
     """Cheap to measure (issue 20): per queue, the API's CPU per accepted job ÷ that of a bare FastAPI endpoint
     that only calls the same queue's enqueue (`benchmarks.perf.bare_app`, in the queue's environment), same
     run, bursts interleaved round by round."""
-    count = 300 if bench.quick else BARE_JOBS
-    for name in [n for n, impl in implementations.REGISTRY.items() if impl.has_worker]:
+    count, warm = bench.size(BARE_JOBS, 300, 50), bench.size(100, 100, 5)  # 50: see section_8
+    queues = _queues(bench, 11)
+    for name in queues:
         port = free_port()
-        env = bench.stack.env(name) | {"TASKBENCH_BARE": name}
+        env = env_with_benchmarks(bench.stack, name) | {"TASKBENCH_BARE": name}
         argv = [bench.stack.python(name), "-m", "uvicorn", "benchmarks.perf.bare_app:app", "--host", "127.0.0.1",
                 "--port", str(port), "--log-level", "warning", "--no-access-log"]  # fmt: skip
         log = bench.workdir / f"bare-{name}.log"
@@ -458,13 +484,13 @@ async def section_11(bench: Bench) -> None:
                 await asyncio.sleep(0.1)
             else:
                 raise RuntimeError(f"the bare {name} endpoint did not start: see {log.name}")
-            await burst(client, name, 100, NOOP_JOB)  # warm both
-            await burst(bench.client, name, 100, NOOP_JOB)
+            await burst(client, name, warm, NOOP_JOB)  # warm both
+            await burst(bench.client, name, warm, NOOP_JOB)
             for _ in range(bench.rounds(3, 2)):
-                await bench.client.reset([name])
+                await bench.reset([name])
                 bench.stack.select(name)
                 api = await _api_cpu_per_job(bench.client, name, bench.stack.pids()["api"], count)
-                await bench.client.reset([name])
+                await bench.reset([name])
                 plain = await _api_cpu_per_job(client, name, bare.pid, count)
                 if api and plain:
                     ratios.append(api / plain)
@@ -478,7 +504,7 @@ async def section_11(bench: Bench) -> None:
         note = f"service {median(service_us) or 0:.0f} µs, bare {median(bare_us) or 0:.0f} µs of API CPU per job"
         bench.add(Figure(11, f"{name}: API CPU per job ÷ a bare enqueue endpoint", median(ratios), "×", "<=", 1.3,
                          detail, note))  # fmt: skip
-    await bench.client.reset([n for n, impl in implementations.REGISTRY.items() if impl.has_worker])
+    await bench.reset(queues)
 
 
 OFFER_FOR_S = 3.0  # each rate's step in § 10
@@ -514,6 +540,7 @@ async def section_10(bench: Bench) -> None:
     """Sustained load (issue 20): the highest rate the harness's open-loop sender holds on this machine (schedule
     lag p99 ≤ 0.1 s and ≥ 95 % of the rate sent, every submission answered), and its CPU per submission there,
     against a sink server that answers at once (`benchmarks.perf.sink`), so no service's cost is in it."""
+    for_s = bench.size(OFFER_FOR_S, OFFER_FOR_S, 0.5)
     with tempfile.TemporaryDirectory() as folder:
         port_file = Path(folder) / "port"
         sink = subprocess.Popen([sys.executable, "-m", "benchmarks.perf.sink", str(port_file)], cwd=REPO)
@@ -523,9 +550,9 @@ async def section_10(bench: Bench) -> None:
             client = ServiceClient(f"http://127.0.0.1:{port_file.read_text()}", max_connections=200)
             steps: list[dict[str, Any]] = []
             try:
-                await _offer(client, 50, 1.0)  # connections open, code warm
-                for rate in OFFER_RATES[: 4 if bench.quick else None]:
-                    step = await _offer(client, rate, OFFER_FOR_S)
+                await _offer(client, 50, bench.size(1.0, 1.0, 0.2))  # connections open, code warm
+                for rate in bench.size(OFFER_RATES, OFFER_RATES[:4], OFFER_RATES[:1]):
+                    step = await _offer(client, rate, for_s)
                     step["held"] = (
                         (step["lag_p99_s"] or 0) <= rates.MAX_LAG_S
                         and (step["send_rate"] or 0) >= rates.SEND_RATE_SHARE * rate
@@ -546,7 +573,7 @@ async def section_10(bench: Bench) -> None:
             sink.wait()
     held = [s for s in steps if s["held"]]
     best = max(held, key=lambda s: s["rate"], default=None)
-    detail = {"steps": steps, "for_s": OFFER_FOR_S}
+    detail = {"steps": steps, "for_s": for_s}
     note = "" if best is None else f"{best['harness_cpu_percent']:.0f} % of a core at it"
     bench.add(
         Figure(
