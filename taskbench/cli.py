@@ -672,8 +672,8 @@ def _postgres_setting(labels: list[str], url: str | None) -> str | None:
 
 
 def _env_redis_url() -> str | None:
-    """A Redis named by taskbench's own variable. Never another tool's (CELERY_BROKER_URL, REDIS_URL): a project's
-    shell names its team's Redis there, which a benchmark must not adopt without being told."""
+    """A Redis named by taskbench's own variable, never another tool's (Celery's broker variable, REDIS_URL): a
+    project's shell names its team's Redis there, which a benchmark must not adopt without being told."""
     return os.environ.get("TASKBENCH_REDIS_URL") or None
 
 

@@ -155,6 +155,15 @@ def purge(stack: Stack, name: str) -> None:
     asyncio.run(go())
 
 
+def run_as_a_user(label: str, code: str, url: str) -> None:
+    """Run `code` in `label`'s environment as a team's own application would: nothing of taskbench's (nor of a
+    queue's own settings variables) in its environment, their server's URL in FOREIGN_URL."""
+    python = environment.prepare([label])[label].python
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/"), "FOREIGN_URL": url}
+    done = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+
+
 def run_in_env(label: str, code: str) -> str:
     """Run `code` with the interpreter of `label`'s environment, as the stack runs its API and worker; its output."""
     env = environment.prepare([label])[label]

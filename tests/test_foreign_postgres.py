@@ -32,7 +32,7 @@ from taskbench.services import Service
 from taskbench.stack import Stack, StackConfig
 from taskbench_wire.env import IMPLEMENTATIONS, NAMESPACE, POSTGRES_URL
 from taskbench_wire.namespace import schema_name
-from tests.conftest import burst, purge
+from tests.conftest import burst, purge, run_as_a_user
 
 pytestmark = pytest.mark.skipif(
     not postgres_server.available() and os.environ.get("CI") != "true",
@@ -98,14 +98,6 @@ asyncio.run(main())
 """
 
 
-def _as_user(label: str, code: str, url: str) -> None:
-    """Run `code` in `label`'s environment with nothing of taskbench's (or of PgQueuer's settings) in it."""
-    python = environment.prepare([label])[label].python
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/"), "FOREIGN_URL": url}
-    done = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=120, env=env)
-    assert done.returncode == 0, done.stderr
-
-
 @pytest.fixture(scope="module")
 def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A private PostgreSQL standing in for the user's, its `public` holding the user's queues and jobs."""
@@ -116,8 +108,8 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         with server:
             cluster.create_database()
-            _as_user("procrastinate", PROCRASTINATE_USER, cluster.url)
-            _as_user("pgqueuer", PGQUEUER_USER, cluster.url)
+            run_as_a_user("procrastinate", PROCRASTINATE_USER, cluster.url)
+            run_as_a_user("pgqueuer", PGQUEUER_USER, cluster.url)
             yield cluster.url
     finally:
         cluster.remove()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import os
 import secrets
 import subprocess
 import threading
@@ -30,12 +29,11 @@ import httpx
 import pytest
 import redis
 
-from taskbench import environment
 from taskbench.implementations import REGISTRY
 from taskbench.redis_server import find_redis_server, free_port, redis_command, write_password_config
 from taskbench.stack import Stack, StackConfig
 from taskbench_wire.env import NAMESPACE
-from tests.conftest import burst, purge, run_in_env, wait_for
+from tests.conftest import burst, purge, run_as_a_user, run_in_env, wait_for
 
 QUEUES = ("celery", "arq")
 JOBS, DURATION_S, CONCURRENCY = 4, 0.2, 2
@@ -80,14 +78,6 @@ asyncio.run(main())
 """
 
 
-def _as_user(label: str, code: str, url: str) -> None:
-    """Run `code` in `label`'s environment with nothing of taskbench's in its environment."""
-    python = environment.prepare([label])[label].python
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/"), "FOREIGN_URL": url}
-    done = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=120, env=env)
-    assert done.returncode == 0, done.stderr
-
-
 def _their_other_keys(client: redis.Redis) -> None:
     """An application's own keys, and ones a taskbench on its default names would have written."""
     client.set("app:session:42", "token", ex=3600)
@@ -110,8 +100,8 @@ def foreign(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
         wait_for(lambda: _answers(client), timeout_s=15, interval_s=0.05)
-        _as_user("celery", CELERY_USER, url)
-        _as_user("arq", ARQ_USER, url)
+        run_as_a_user("celery", CELERY_USER, url)
+        run_as_a_user("arq", ARQ_USER, url)
         _their_other_keys(client)
         yield url
     finally:
