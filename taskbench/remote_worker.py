@@ -203,10 +203,18 @@ class JoinedWorker:
         address = urlsplit(self.url).hostname or "127.0.0.1"
         if address not in LOOPBACK:
             api = api.replace("//127.0.0.1:", f"//{address}:")
-        ready = lambda s: _seen(api, self.label, s)  # noqa: E731
+        # Ready once the stack sees it, or at once when the stack is gone meanwhile (`run` then says so and leaves)
+        ready = lambda s: _seen(api, self.label, s) or self._stack_gone()  # noqa: E731
         what = f"the {implementations.title(self.label)} worker on {self.host}"
         self.service = Service(name, argv, env, self.workdir / f"{name}.log", ready, what)
         self.service.start()
+
+    def _stack_gone(self) -> bool:
+        try:
+            info = telemetry.read_join(self.connection)
+        except redis.RedisError as exc:
+            return "refused" in str(exc)  # the server is gone, not the link
+        return info is None or info.stack != self.info.stack
 
     def stop(self) -> None:
         if self.service is not None:

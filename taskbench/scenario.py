@@ -133,6 +133,13 @@ async def _until_running(
     await asyncio.sleep(max(0.0, started_at + max(0.2, spec.duration_s / 2) - time.time()))
 
 
+def _recovery_s(events: list[Event]) -> float:
+    """From the fault to the stack answering again (0 without a fault or a recovery)."""
+    fault = next((e.t for e in events if e.name == "fault"), None)
+    recovered = next((e.t for e in events if e.name == "recovered"), None)
+    return max(0.0, recovered - fault) if fault is not None and recovered is not None else 0.0
+
+
 async def _wait_until_done(
     ctx: ScenarioContext,
     spec: ScenarioSpec,
@@ -276,6 +283,9 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
         accepted = sum(1 for s in submissions if s.job_id)
         if split_records:
             watch.accepted_ids = {s.job_id for s in submissions if s.job_id}
+        # The time the harness took to bring a crashed part back does not count: nothing can be redelivered
+        # before a worker is back, and a loaded machine may take tens of seconds to start one.
+        deadline_s += _recovery_s(events)
         deadline = started_mono + deadline_s
         timed_out = await _wait_until_done(ctx, spec, accepted, deadline, events, progress, watch)
         if timed_out:

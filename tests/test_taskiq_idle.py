@@ -14,6 +14,7 @@ import psutil
 
 from taskbench import environment
 from taskbench.stack import Stack, StackConfig
+from tests.conftest import wait_for
 
 IDLE_S = 30.0  # > one BRPOP timeout cycle of the bug (~21 s)
 
@@ -44,7 +45,8 @@ def test_an_idle_taskiq_worker_keeps_its_processes(tmp_path: Path) -> None:
             return {beat["pid"] for beat in health["workers"]}
 
         before = children()
-        assert before and beating() == before
+        assert before
+        wait_for(lambda: beating() == before, timeout_s=30, interval_s=0.5)  # each child beats once it has started
         # one long async job: its process' prefetcher idles in BRPOP beside it for the whole wait
         job = httpx.post(
             f"{url}/taskiq/job",
