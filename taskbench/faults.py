@@ -43,7 +43,7 @@ import psutil
 from taskbench import implementations
 from taskbench.errors import StackError
 from taskbench.results import Event, PluginOptions, RunSettings, ScenarioSpec
-from taskbench.stack import Stack, StackState
+from taskbench.stack import DEFAULT_REDELIVERY_TIMEOUT_S, Stack, StackState
 from taskbench_wire import enums
 
 FAULTS, WORKER_FAULTS, PARTITIONS = enums.FAULTS, enums.WORKER_FAULTS, enums.PARTITION_FAULTS
@@ -98,9 +98,11 @@ def shaped(spec: ScenarioSpec, settings: RunSettings) -> ScenarioSpec:
 def state_for(spec: ScenarioSpec) -> StackState:
     """The stack this scenario runs on: stated here, applied by the run before the scenario starts."""
     deliveries = {spec.implementation: spec.variant or "default"} if spec.fault in WORKER_FAULTS else {}
+    # Without a fault, the queues' own default (Celery's visibility timeout: an hour): a short one would deliver
+    # again the jobs a worker holds prefetched in a long backlog, and changing it restarts every worker.
     return StackState(
         deliveries=deliveries,
-        redelivery_timeout_s=redelivery_timeout_for(spec.duration_s),
+        redelivery_timeout_s=redelivery_timeout_for(spec.duration_s) if spec.fault else DEFAULT_REDELIVERY_TIMEOUT_S,
         redis_persistent=spec.fault == "redis-restart" and spec.variant == "aof",
         concurrency=spec.concurrency,
         middleware=spec.middleware,

@@ -69,6 +69,7 @@ log = logging.getLogger(__name__)
 TELEMETRY_DISABLED = ("CONFIG", "DEBUG", "MODULE")  # renamed away on the telemetry Redis, which joined hosts reach
 AOF_REWRITE_WAIT_S = 30.0
 WORKER_SETTLE_S = 2.0  # after a Redis restart, before the workers are checked (Stack.restart_redis)
+DEFAULT_REDELIVERY_TIMEOUT_S = 3600.0  # Celery's visibility timeout unless set: an hour
 DEPLOY_GRACE_S = 30.0  # Kubernetes' default terminationGracePeriodSeconds: SIGTERM, then SIGKILL after this
 
 
@@ -78,7 +79,7 @@ class StackState:
     treats an unacknowledged job as abandoned, whether Redis persists (AOF), and the API's middleware."""
 
     deliveries: Mapping[str, str] = field(default_factory=dict)  # implementation → delivery name
-    redelivery_timeout_s: float = 3600.0
+    redelivery_timeout_s: float = DEFAULT_REDELIVERY_TIMEOUT_S
     redis_persistent: bool = False
     concurrency: int | None = None  # the workers' --concurrency (None: the config's); --concurrency 4,16,40
     middleware: str = "none"  # "base-http": the API behind a do-nothing BaseHTTPMiddleware
@@ -108,6 +109,7 @@ class StackConfig:
     options: Mapping[str, PluginOptions] = field(default_factory=dict)  # each implementation's own, by registry name
     # Each implementation's environment, by label (taskbench.environment.prepare); missing ones are built at start.
     environments: Mapping[str, venvs.Env] = field(default_factory=dict)
+    workers: bool = True  # False: the APIs alone, for tests of the API that need no job to run
     hosts: int = 0  # --hosts N: the workers in N network namespaces on a bridge (taskbench.netns); 0: loopback
     link_delay_ms: float | None = None  # --link-delay: netem on every host's link (where the kernel has netem)
     # Container limits (taskbench.cgroups): every worker and API in a cgroup of its own; `contained` makes the
@@ -558,7 +560,7 @@ class Stack:
         return [python if arg == PYTHON else arg for arg in argv]
 
     def _has_worker(self, label: str) -> bool:
-        return implementations.get(label).has_worker
+        return self.config.workers and implementations.get(label).has_worker
 
     def _log(self, name: str) -> Path:
         return self.config.workdir / "logs" / f"{name}.log"

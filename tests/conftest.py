@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from taskbench.results import RunEnvironment, RunSettings, ScenarioResult, Scena
 from taskbench.scenario import ScenarioContext, run_scenario
 from taskbench.stack import Stack, StackConfig
 from taskbench_wire.env import IMPLEMENTATIONS
+from tests import user_jobs
 
 # While developing one implementation: `TASKBENCH_TEST_ONLY=fastapi,huey pytest ...` runs every test over those
 # alone (the registry is pruned before the test modules read it). CI never sets it.
@@ -33,11 +35,24 @@ if only := os.environ.get("TASKBENCH_TEST_ONLY"):
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """One stack, every implementation, shared by the tests that leave it as they found it."""
-    config = StackConfig(workdir=tmp_path_factory.mktemp("stack"), concurrency=2, implementations=tuple(REGISTRY))
+def user_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder outside the project with the user's job module (tests/user_jobs.py), as `--job` imports it."""
+    folder = tmp_path_factory.mktemp("user-code")
+    (folder / f"{user_jobs.MODULE}.py").write_text(textwrap.dedent(user_jobs.SOURCE))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, user_dir: Path) -> Iterator[Stack]:
+    """One stack, every implementation and the user's job functions, shared by the tests that leave it as they
+    found it (starting one takes a while). Its stop must leave no process that carries its id."""
+    config = StackConfig(
+        workdir=tmp_path_factory.mktemp("stack"), concurrency=2, implementations=tuple(REGISTRY),
+        jobs=tuple(f"{user_jobs.MODULE}:{name}" for name in user_jobs.JOBS), job_timeout_s=1.0, job_dir=user_dir,
+    )  # fmt: skip
     with Stack(config) as running:
         yield running
+    wait_for(lambda: not watchdog.tagged(running.id), timeout_s=30, interval_s=0.2)
 
 
 class RoutedClient(httpx.Client):
@@ -175,3 +190,42 @@ def run_in_env(label: str, code: str) -> str:
 
 def workdir(tmp_path: Path) -> Path:
     return tmp_path / "stack"
+
+
+# How the suite is spread over pytest-xdist's workers: a group runs whole on one worker, in collection order. A
+# file is a group (its module-scoped stacks stay whole), but the files that share the session stack are one, and a
+# file whose cases each start one implementation's stack is a group per implementation. The heaviest groups come
+# first, so that no long one starts last: their order is from `--durations` of CI runs. (xdist's own
+# `--dist loadgroup` cannot be used: it renames items in a way pytest 9.2 ignores.)
+SHARED_STACK = ("test_service.py", "test_user_job.py")
+BY_IMPLEMENTATION = ("test_delivery_promises.py",)  # its case ids start with the implementation's name
+HEAVIEST_FIRST = (
+    "shared stack", "test_delivery_promises.py[celery]", "test_lifecycle.py", "test_user_world.py",
+    "test_sustained_run.py", "test_topology.py", "test_hosts.py", "test_container_limits.py",
+    "test_remote_worker.py", "test_amqp.py", "test_foreign_servers.py", "test_benchmark_run.py",
+)  # fmt: skip
+
+
+def group_of(nodeid: str) -> str:
+    path, _, name = nodeid.partition("::")
+    file = Path(path).name
+    if file in SHARED_STACK:
+        return "shared stack"
+    if file in BY_IMPLEMENTATION and "[" in name:
+        return f"{file}[{name.split('[', 1)[1].split('-', 1)[0]}]"
+    return file
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {group: i for i, group in enumerate(HEAVIEST_FIRST)}
+    items.sort(key=lambda item: rank.get(group_of(item.nodeid), len(rank)))  # stable: each file's order stays
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of(nodeid)
+
+    return GroupScheduling(config, log)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,74 +13,9 @@ from taskbench import job_check
 from taskbench.cli import main
 from taskbench.implementations import REGISTRY
 from taskbench.results import RunSettings, ScenarioResult, ScenarioSpec
-from taskbench.stack import Stack, StackConfig
+from taskbench.stack import Stack
 from tests.conftest import routed_client, run_on
-
-MODULE = "tb_user_jobs_for_tests"
-SOURCE = """
-import asyncio, json, os, time
-
-def record(n, out):
-    time.sleep(0.05)
-    with open(out, "a") as f:
-        f.write(json.dumps({"n": n, "pid": os.getpid()}) + "\\n")
-    return n
-
-async def record_async(n, out):
-    await asyncio.sleep(0.05)
-    with open(out, "a") as f:
-        f.write(json.dumps({"n": n, "pid": os.getpid()}) + "\\n")
-    return n
-
-def odd_fails(n, out=""):
-    if n % 2:
-        raise ValueError(f"order {n} is odd")
-
-def hangs_after_first(n, out=""):
-    if n:
-        time.sleep(3600)
-
-def not_json_args(i):
-    return {"n": i, "when": object()}
-
-def hangs(n=0, out=""):
-    time.sleep(3600)
-
-def exits(n=0, out=""):
-    raise SystemExit(3)
-
-def exits_at_once(n=0, out=""):
-    os._exit(5)
-
-def kills_itself(n=0, out=""):
-    os.kill(os.getpid(), 9)
-
-def exits_on_3(n=0):
-    time.sleep(0.2)
-    if n == 3:
-        os._exit(1)
-
-def numbered(i):
-    return {"n": i}
-"""
-JOBS = ("record", "record_async", "odd_fails", "hangs_after_first")
-
-
-@pytest.fixture(scope="module")
-def user_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("user-code")
-    (folder / f"{MODULE}.py").write_text(textwrap.dedent(SOURCE))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def stack(user_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    config = StackConfig(
-        workdir=tmp_path_factory.mktemp("user-job-stack"), concurrency=2, implementations=tuple(REGISTRY),
-        jobs=tuple(f"{MODULE}:{name}" for name in JOBS), job_timeout_s=1.0, job_dir=user_dir,
-    )  # fmt: skip
-    with Stack(config) as running:
-        yield running
+from tests.user_jobs import JOBS, MODULE
 
 
 def run_job(stack: Stack, implementation: str, index: int, jobs: int, out: Path) -> ScenarioResult:
