@@ -29,6 +29,7 @@ from taskbench import (
     netns,
     plan,
     postgres_server,
+    project_pins,
     rabbitmq_server,
     redis_server,
     remote_worker,
@@ -180,6 +181,10 @@ IMPL_HELP = (
     f"{','.join(implementations.DEFAULT)} (default), all, or a list of: {', '.join(implementations.REGISTRY)}; "
     "NAME@VERSION runs that release of its queue beside the others (celery@5.5.3,celery)"
 )
+REQUIREMENTS_HELP = (
+    "your project's pins (requirements.txt, uv.lock or pylock.toml), installed in every implementation's "
+    "environment: your job runs on your dependencies; --with and NAME@VERSION win over them"
+)
 WITH_HELP = (
     "PKG==VERSION: measure that release (repeatable); it applies to every implementation's environment that "
     "installs PKG (celery==5.5.3: Celery's only; redis==5.3.1: every one)"
@@ -193,6 +198,15 @@ def _add_environment_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rebuild-envs", action="store_true", help="build every implementation's environment again (newest releases)"
     )
+    _add_requirements_flag(parser)
+
+
+def _add_requirements_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--requirements", type=Path, metavar="FILE", help=REQUIREMENTS_HELP)
+
+
+def _project_pins(args: argparse.Namespace) -> tuple[str, ...]:
+    return project_pins.read(args.requirements) if args.requirements else ()
 
 
 AMQP_QUEUES = ", ".join(name for name, impl in implementations.REGISTRY.items() if "amqp" in impl.brokers)
@@ -568,6 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--with", dest="with_packages", action="append", default=[], metavar="PKG==VERSION", help=WITH_HELP
     )
     env.add_argument("--rebuild", action="store_true", help="build them again: the newest releases the index serves")
+    _add_requirements_flag(env)
     for impl in implementations.REGISTRY.values():
         impl.add_arguments(env, "env")
 
@@ -775,7 +790,7 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
     _read_apps(args, options, console)
     with console.status("preparing each implementation's environment…"):
         envs = environment.prepare(
-            args.implementations, args.with_packages, options, rebuild=args.rebuild_envs, say=console.print
+            args.implementations, args.with_packages, options, args.rebuild_envs, console.print, _project_pins(args)
         )
     workdir = claim_folder(args.workdir, f"serve-{time.strftime('%Y%m%d_%H%M%S')}", "--workdir")
     config = StackConfig(
@@ -1118,6 +1133,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         worker_limits=worker_limits,
         api_limits=api_limits,
         with_packages=args.with_packages,
+        requirements_file=str(args.requirements) if args.requirements else None,
+        project_pins=list(_project_pins(args)),
         load=load,
         hosts=hosts,
         link_delay_ms=link_delay_ms,
@@ -1220,7 +1237,7 @@ def cmd_env(args: argparse.Namespace, console: Console) -> int:
     """Each implementation's environment (built now if missing), with its queue's release, then the whole cache."""
     started = time.monotonic()
     envs = environment.prepare(
-        args.implementations, args.with_packages, plugin_options(args), rebuild=args.rebuild, say=console.print
+        args.implementations, args.with_packages, plugin_options(args), args.rebuild, console.print, _project_pins(args)
     )
     console.print(f"environments in {venvs.cache_dir()} (ready in {time.monotonic() - started:.1f} s):")
     for label, env in envs.items():
@@ -1274,6 +1291,7 @@ def cmd_worker(args: argparse.Namespace, console: Console) -> int:
         args.with_packages,
         args.rebuild_envs,
         console,
+        _project_pins(args),
     )
 
 

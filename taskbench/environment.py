@@ -13,7 +13,7 @@ import redis
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from taskbench import implementations, postgres_server, venvs
+from taskbench import implementations, postgres_server, project_pins, venvs
 from taskbench.errors import UsageError
 from taskbench.rabbitmq_server import server_version
 from taskbench.results import EnvironmentFreeze, Machine, PluginOptions, RunEnvironment
@@ -66,10 +66,12 @@ def prepare(
     options: Mapping[str, PluginOptions] | None = None,
     rebuild: bool = False,
     say: Callable[[str], None] = print,
+    project: Sequence[str] = (),
 ) -> dict[str, venvs.Env]:
     """Every label's environment, built or taken from the cache, before any service starts. `--with` pins apply
     wherever the resolver needs the package; one the index lacks, or no environment uses, is a usage error.
-    `options`: each implementation's own, by registry name (Celery's pool decides whether gevent is installed)."""
+    `options`: each implementation's own, by registry name (Celery's pool decides whether gevent is installed).
+    `project`: the project's own pins (`--requirements`, taskbench.project_pins), installed in every one."""
     options = options or {}
     pins = [parse_with(spec) for spec in with_specs]
     for pin in pins:
@@ -78,6 +80,8 @@ def prepare(
     envs = {}
     for label in labels:
         wanted = requirements_for(label, options.get(implementations.plugin_name(label), {}))
+        release = [implementations.get(label).queue_package] if implementations.release(label) else []
+        wanted = project_pins.merged(wanted, project, keep=[pin.name for pin in pins] + release)
         envs[label] = venvs.ensure(venvs.EnvRequest(label, wanted, constraints), rebuild=rebuild, say=say)
     for pin in pins:
         if not any(env.version(pin.name) for env in envs.values()):

@@ -23,7 +23,7 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -286,13 +286,14 @@ def run_worker(
     with_packages: list[str],
     rebuild: bool,
     console: Console,
+    project: Sequence[str] = (),
 ) -> int:
     """`taskbench worker`: join, check the release, run until Ctrl-C, SIGTERM or the stack's end."""
     _, info, joined = join_info(url, label)
     host = host or socket.gethostname()
     options = {implementations.plugin_name(label): joined.options} if joined.options else {}
     with console.status(f"preparing {label}'s environment…"):
-        env = environment.prepare([label], with_packages, options, rebuild=rebuild, say=console.print)[label]
+        env = environment.prepare([label], with_packages, options, rebuild, console.print, project)[label]
     check_release(label, joined, env.version(joined.queue_package))
     workdir.mkdir(parents=True, exist_ok=True)
     worker = JoinedWorker(url, label, host, workdir, env.python, console.print)

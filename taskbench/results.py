@@ -157,6 +157,9 @@ class RunSettings(BaseModel):
     options: dict[str, PluginOptions] = Field(default_factory=dict)
     # --with PKG==VERSION: releases pinned in every implementation's environment that installs the package
     with_packages: list[str] = Field(default_factory=list)
+    # --requirements FILE: the project's own pins, in every environment (taskbench.project_pins)
+    requirements_file: str | None = None
+    project_pins: list[str] = Field(default_factory=list)
     load: LoadOptions | None = None  # --rate / --target-rate: sustained load instead of bursts
     # --hosts N: the workers in N network namespaces on a bridge (taskbench.netns); 0: everything on loopback.
     # `topology`: which part on which address, filled in once the stack is up; `link_delay_ms`: --link-delay.

@@ -98,6 +98,7 @@ def _run(options: RunOptions, console: Console, stamp: str, folder: Path) -> tup
                     options.settings.options,
                     rebuild=options.rebuild_envs,
                     say=console.print,
+                    project=options.settings.project_pins,
                 )
             config = StackConfig(
                 workdir=folder / "stack",

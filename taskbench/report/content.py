@@ -822,6 +822,14 @@ def broker_text(settings: RunSettings) -> str:
     return f"broker (--broker amqp): RabbitMQ ({settings.amqp}) for Celery and Dramatiq, Redis for the other queues"
 
 
+def pins_text(settings: RunSettings) -> str:
+    shown = ", ".join(settings.project_pins[:12]) + (", …" if len(settings.project_pins) > 12 else "")
+    return (
+        f"Your pins (--requirements {settings.requirements_file}): {len(settings.project_pins)} packages in every "
+        f"environment ({shown}); --with and NAME@VERSION win over them"
+    )
+
+
 def run_facts(run: RunResult) -> list[str]:
     """The run's settings, service and machine, one line each."""
     s, env = run.settings, run.environment
@@ -840,6 +848,7 @@ def run_facts(run: RunResult) -> list[str]:
         f"Machine: {machine.platform}, {machine.cpu_count or '?'} cores, "
         f"{machine.memory_gb or 0:.1f} GB RAM; Python {machine.python}",
         f"Versions: {versions}",
+        *([pins_text(s)] if s.project_pins else []),
         f"Command: `{run.command}`" if run.command else "Command: not recorded (a run made before it was kept)",
         "Measured by "
         + (f"taskbench {run.taskbench}" if run.taskbench else "a taskbench that did not record its version")
