@@ -42,7 +42,7 @@ MAX_AGE_DAYS = 7.0
 MARKER = "taskbench-env.json"  # written last: an environment without it is incomplete and built again
 LAYER_PTH = "zz_taskbench_layer.pth"  # processed after the environment's own .pth files
 BUILD_TIMEOUT_S = 600.0
-FORMAT = 1  # bump when the layout changes: every cached environment is built again
+FORMAT = 2  # bump when the layout changes (2: bytecode compiled at build): every cached environment is built again
 BUILD_SEPARATOR = ".build-"  # `<key>` is a link to its newest `<key>.build-<time>`
 
 
@@ -181,7 +181,9 @@ def _build(request: EnvRequest, path: Path) -> Env:
     try:
         _uv(what, [uv, "venv", "--quiet", "--python", sys.executable, str(building)])
         building.joinpath("requirements.txt").write_text("\n".join(request.requirements) + "\n")
-        install = [uv, "pip", "install", "--quiet", "--python", str(_python_of(building))]
+        # Compiled once here: where PYTHONDONTWRITEBYTECODE is set (CI images, Docker), every worker and API start
+        # would compile its imports again (Celery's: 2.4 s of CPU instead of 0.6 s on this 2-core machine).
+        install = [uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", str(_python_of(building))]
         install += ["-r", str(building / "requirements.txt")]
         if request.constraints:
             building.joinpath("constraints.txt").write_text("\n".join(request.constraints) + "\n")

@@ -276,11 +276,19 @@ def _stop_heartbeat(**_: Any) -> None:
 # --- the API side ---------------------------------------------------------------------------------------
 
 
+INSPECT_TIMEOUTS_S = (1.0, 3.0)  # how long DELETE waits for the workers to say what they hold, twice at most
+
+
 def _reserved_ids(queued: set[str]) -> set[str]:
-    """Of `queued`, the jobs some worker holds prefetched (asked of the workers: a broadcast, at DELETE only)."""
-    answers = celery_app.control.inspect(timeout=1.0).reserved() or {}
-    held = {request.get("id") for requests in answers.values() for request in requests}
-    return queued & {job_id for job_id in held if isinstance(job_id, str)}
+    """Of `queued`, the jobs some worker holds prefetched (asked of the workers: a broadcast, at DELETE only). A
+    worker busy enough to answer in neither 1 s nor 3 s more may hold any of them: then all are revoked (a
+    revoked id the worker never receives costs it an entry in its revoked set, which Celery bounds)."""
+    for timeout in INSPECT_TIMEOUTS_S:
+        answers = celery_app.control.inspect(timeout=timeout).reserved()
+        if answers:
+            held = {request.get("id") for requests in answers.values() for request in requests}
+            return queued & {job_id for job_id in held if isinstance(job_id, str)}
+    return queued
 
 
 # A pooled connection may be stale after a Redis restart: retry briefly, always within the timeout.
