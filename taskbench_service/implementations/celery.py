@@ -279,16 +279,15 @@ def _stop_heartbeat(**_: Any) -> None:
 INSPECT_TIMEOUTS_S = (1.0, 3.0)  # how long DELETE waits for the workers to say what they hold, twice at most
 
 
-def _reserved_ids(queued: set[str]) -> set[str]:
-    """Of `queued`, the jobs some worker holds prefetched (asked of the workers: a broadcast, at DELETE only). A
-    worker busy enough to answer in neither 1 s nor 3 s more may hold any of them: then all are revoked (a
-    revoked id the worker never receives costs it an entry in its revoked set, which Celery bounds)."""
+def _reserved_ids(queued: set[str]) -> set[str] | None:
+    """Of `queued`, the jobs some worker holds prefetched (asked of the workers: a broadcast, at DELETE only);
+    None when no worker answered in 1 s, nor in 3 s more."""
     for timeout in INSPECT_TIMEOUTS_S:
         answers = celery_app.control.inspect(timeout=timeout).reserved()
         if answers:
             held = {request.get("id") for requests in answers.values() for request in requests}
             return queued & {job_id for job_id in held if isinstance(job_id, str)}
-    return queued
+    return None
 
 
 # A pooled connection may be stale after a Redis restart: retry briefly, always within the timeout.
@@ -362,9 +361,12 @@ class CeleryImplementation(QueueImplementation):
         so the worker drops them instead of running them after their records are gone."""
         purged = int(await self._publish(celery_app.control.purge) or 0)
         reserved = await self.in_publisher(partial(_reserved_ids, set(queued_ids))) if queued_ids else set()
-        if reserved:
-            await self._publish(partial(celery_app.control.revoke, sorted(reserved)))
-        return purged + len(reserved)
+        # A worker too busy to answer may hold any of them: all are revoked (a revoked id the worker never
+        # receives costs it an entry in its revoked set, which Celery bounds), none counted
+        revoked = set(queued_ids) if reserved is None else reserved
+        if revoked:
+            await self._publish(partial(celery_app.control.revoke, sorted(revoked)))
+        return purged + len(reserved or ())
 
     async def queued(self) -> int:
         if AMQP:
