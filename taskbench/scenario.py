@@ -45,6 +45,8 @@ LEDGER_SETTLE_S = 1.0  # the longest the scenario waits for the end events of jo
 # takes to start them; after this long it strikes anyway and says so.
 FAULT_START_WAIT_S = 30.0
 CUT_SUBMIT_INTERVAL_S = 0.5  # api-partition: a submission this often while the API is cut off from its servers
+PROGRESS_WINDOW_S = 10.0  # a deadline moves on while a job finished within this; the end's completion rate
+EXTENSION_LIMIT = 2.0  # ... by at most this many times the time the scenario was allowed after its burst
 CUT_RECOVERY_S = 15.0  # api-partition: after the cut, how long the scenario tries until the API accepts a job again
 
 Progress = Callable[[int, int], None]  # (jobs finished, jobs in all)
@@ -140,6 +142,30 @@ def _recovery_s(events: list[Event]) -> float:
     return max(0.0, recovered - fault) if fault is not None and recovered is not None else 0.0
 
 
+@dataclass
+class CompletionWatch:
+    """Jobs finished as the polls see them: when the count last grew, so that the deadline extends while a slow
+    queue still completes jobs (slow is not lost), and at what rate they were completing at the end."""
+
+    finished: int = 0
+    grew_at: float = field(default_factory=time.monotonic)
+    seen: list[tuple[float, int]] = field(default_factory=list)
+
+    def note(self, finished: int) -> None:
+        now = time.monotonic()
+        if finished > self.finished:
+            self.finished, self.grew_at = finished, now
+        self.seen.append((now, finished))
+
+    def rate_per_s(self, window_s: float = PROGRESS_WINDOW_S) -> float:
+        """Jobs finished per second over the last `window_s` of polls."""
+        if len(self.seen) < 2:
+            return 0.0
+        end_t, end_n = self.seen[-1]
+        start_t, start_n = next(((t, n) for t, n in self.seen if t >= end_t - window_s), self.seen[0])
+        return (end_n - start_n) / (end_t - start_t) if end_t > start_t else 0.0
+
+
 async def _wait_until_done(
     ctx: ScenarioContext,
     spec: ScenarioSpec,
@@ -151,22 +177,40 @@ async def _wait_until_done(
 ) -> bool:
     """Poll job counts until nothing is queued or running, or a process of the implementation died outside a
     fault (nothing more will finish); True if the deadline (on the monotonic clock: a step of the wall clock
-    neither fails a scenario nor lets it run on) passed first."""
-    while time.monotonic() < deadline and not ctx.stop.is_set():
+    neither fails a scenario nor lets it run on) passed first. A deadline that passes while jobs still complete
+    (one finished in the last PROGRESS_WINDOW_S) moves on, up to EXTENSION_LIMIT more of the time allowed."""
+    completion = CompletionWatch()
+
+    def noted(finished: int, total: int) -> None:
+        completion.note(finished)
+        progress(finished, total)
+
+    limit = deadline + EXTENSION_LIMIT * max(0.0, deadline - time.monotonic())
+    while not ctx.stop.is_set():
+        now = time.monotonic()
+        if now >= deadline:
+            if spec.fault or now >= limit or now - completion.grew_at > PROGRESS_WINDOW_S:
+                rate = completion.rate_per_s()
+                events.append(Event(t=time.time(), name="unfinished", detail=f"{completion.finished} of {spec.jobs} "
+                                    f"jobs finished, completing at {rate:.1f}/s at the end"))  # fmt: skip
+                return True
+            if not any(e.name == "deadline_extended" for e in events):
+                events.append(Event(t=time.time(), name="deadline_extended", detail="jobs still complete"))
+            deadline = min(limit, now + PROGRESS_WINDOW_S)
         if ctx.stack is not None and not spec.fault and ctx.stack.dead_parts(spec.implementation):
             return False
         if ctx.stack is not None and spec.fault:
             faults.tend(ctx.stack, spec, events)  # worker-oom: a worker the kernel killed is started again
         try:
             if watch.accepted_ids is not None:
-                if await _finished_in_ledger(ctx, spec, events, progress, watch, watch.accepted_ids):
+                if await _finished_in_ledger(ctx, spec, events, noted, watch, watch.accepted_ids):
                     return False
-            elif await _finished(ctx, spec, accepted, events, progress):
+            elif await _finished(ctx, spec, accepted, events, noted):
                 return False
         except (httpx.HTTPError, KeyError, ValueError):  # the API may be down for a moment during a fault
             pass
         await asyncio.sleep(POLL_INTERVAL_S)
-    return True
+    return True  # stopped (Ctrl-C) before the jobs were done
 
 
 async def _finished_in_ledger(

@@ -22,6 +22,7 @@ from taskbench.analysis.models import (
 from taskbench.analysis.stats import distribution, longest_silence, max_concurrent, percentile
 from taskbench.capacity import Capacity
 from taskbench.results import Probe, Thresholds
+from taskbench.scenario import CompletionWatch
 
 pytestmark = pytest.mark.pure  # the fast tier: `pytest -m pure`
 
@@ -317,3 +318,30 @@ def test_a_run_of_background_tasks_alone_names_no_missing_implementation() -> No
     rows = annotated(summary("fastapi", 10), summary("fastapi", 50, probe_p99=0.9))
     result = verdict.compute(rows, ["fastapi"])
     assert result.headline == ["Answer: BackgroundTasks failed for sleep from 50 jobs."]
+
+
+def test_noop_jobs_are_not_failed_for_a_makespan_over_an_ideal_near_zero() -> None:
+    """1 000 no-op jobs drained in 1.9 s: the ratio to an ideal of a few milliseconds says what the queue costs
+    per job (the throughput column), not that it failed; a job with work of its own is still judged on it."""
+    thresholds = Thresholds()
+    noop = summary("celery", 1000, workload="noop").model_copy(
+        update={"makespan_s": 1.9, "ideal_makespan_s": 0.02, "makespan_ratio": 95.0}
+    )
+    assert "makespan far over ideal" not in {c.rule for c in failures.checks(noop, thresholds)}
+    slow = summary("celery", 1000, makespan_ratio=3.0)
+    assert "makespan far over ideal" in {f.rule for f in failures.detect(slow, thresholds)}
+
+
+def test_an_unfinished_burst_says_how_far_it_got_and_how_fast_it_was_completing() -> None:
+    unfinished = summary("rq", 1000, completed=936)
+    unfinished.completion.unfinished = "936 of 1000 jobs finished, completing at 47.0/s at the end"
+    (rule,) = [f for f in failures.detect(unfinished, Thresholds()) if f.rule == "jobs not completed"]
+    assert rule.evidence.endswith("at the deadline 936 of 1000 jobs finished, completing at 47.0/s at the end")
+
+
+def test_the_completion_rate_is_read_over_the_last_window_of_polls() -> None:
+    completion = CompletionWatch()
+    for second, finished in enumerate([0, 10, 20, 30, 30, 40, 50]):
+        completion.seen.append((float(second), finished))
+    assert completion.rate_per_s(window_s=2.0) == pytest.approx(10.0)  # (50 − 30) / 2 s
+    assert completion.rate_per_s(window_s=100.0) == pytest.approx(50 / 6)

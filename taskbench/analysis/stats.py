@@ -344,6 +344,7 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
             pending=statuses["queued"] + statuses["running"],
             missing_records=max(accepted - len(jobs), 0),
             timed_out=result.timed_out,
+            unfinished=next((e.detail for e in result.events if e.name == "unfinished"), None),
         ),
         queue_time=distribution(j.queue_time for j in jobs),
         execution_time=distribution(j.execution_time for j in jobs),
