@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -149,20 +150,22 @@ class CompletionWatch:
 
     finished: int = 0
     grew_at: float = field(default_factory=time.monotonic)
-    seen: list[tuple[float, int]] = field(default_factory=list)
+    seen: deque[tuple[float, int]] = field(default_factory=deque)  # the polls of the last PROGRESS_WINDOW_S
 
     def note(self, finished: int) -> None:
         now = time.monotonic()
         if finished > self.finished:
             self.finished, self.grew_at = finished, now
         self.seen.append((now, finished))
+        while now - self.seen[0][0] > PROGRESS_WINDOW_S:
+            self.seen.popleft()
 
     def rate_per_s(self, window_s: float = PROGRESS_WINDOW_S) -> float:
         """Jobs finished per second over the last `window_s` of polls."""
         if len(self.seen) < 2:
             return 0.0
         end_t, end_n = self.seen[-1]
-        start_t, start_n = next(((t, n) for t, n in self.seen if t >= end_t - window_s), self.seen[0])
+        start_t, start_n = next((t, n) for t, n in self.seen if t >= end_t - window_s)
         return (end_n - start_n) / (end_t - start_t) if end_t > start_t else 0.0
 
 
