@@ -211,10 +211,13 @@ class JoinedWorker:
 
     def _stack_gone(self) -> bool:
         try:
-            info = telemetry.read_join(self.connection)
+            return not self._same_stack(telemetry.read_join(self.connection))
         except redis.RedisError as exc:
             return "refused" in str(exc)  # the server is gone, not the link
-        return info is None or info.stack != self.info.stack
+
+    def _same_stack(self, info: telemetry.JoinInfo | None) -> bool:
+        """The join document still names the stack this worker joined (withdrawn, or another stack's: gone)."""
+        return info is not None and info.stack == self.info.stack
 
     def stop(self) -> None:
         if self.service is not None:
@@ -233,7 +236,7 @@ class JoinedWorker:
         """Read the stack's settings again: restart the worker when this label's changed; a reason to leave when
         the stack is gone (another stack there, or nothing)."""
         info = telemetry.read_join(self.connection)
-        if info is None or info.stack != self.info.stack:
+        if info is None or not self._same_stack(info):
             return "the stack it joined has stopped"
         joined = info.labels.get(self.label)
         if joined is None:
