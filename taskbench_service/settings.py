@@ -57,7 +57,7 @@ class Settings:
     postgres_url: str = ""
     # Worker processes (or the queue's own concurrency knob) for the workers of every queue.
     concurrency: int = 4
-    # A delivery variant by name; each implementation says what its names mean (see taskbench.faults).
+    # A delivery variant by name; each implementation says what its names mean (see taskbench.faults.kills.WorkerFault).
     delivery: str = "default"
     # How long a queue waits before it treats an unacknowledged job as abandoned (Celery's visibility
     # timeout, and each other queue's equivalent); production defaults are an hour or so.

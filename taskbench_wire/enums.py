@@ -41,7 +41,6 @@ class Fault(str, Enum):
 
 
 FAULTS = tuple(f.value for f in Fault)
-WORKER_FAULTS = (Fault.worker_crash.value, Fault.worker_child_crash.value, Fault.worker_oom.value)
 PARTITION_FAULTS = (Fault.network_partition.value, Fault.api_partition.value)  # --hosts: a host cut off
 
 

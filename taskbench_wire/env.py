@@ -70,7 +70,7 @@ class ServiceEnv(BaseModel):
     middleware: str = "none"  # "base-http": the API runs behind a do-nothing BaseHTTPMiddleware
     implementations: list[str] = []  # what the process serves; empty: every one whose queue is installed
     telemetry_url: str = ""  # the stack's telemetry Redis; empty: the ledger goes to `ledger_path` only
-    telemetry_ledger: str = ""  # the ledger's stream there (taskbench.telemetry.ledger_key)
+    telemetry_ledger: str = ""  # the ledger's stream there (taskbench.measure.telemetry.ledger_key)
     host_label: str = ""  # what this host's ledger events and samples are attributed to; empty: its host name
     namespace: str = DEFAULT_NAMESPACE  # the prefix of everything the service writes on its servers
     app: str = ""  # the user's own queue app, package.module:attribute (from job_dir); empty: taskbench's

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 # The set-up's mark on a schema it created (COMMENT ON SCHEMA): it installs only into a schema so marked, and the
-# harness drops only such a schema (taskbench.postgres_server.drop_namespace).
+# harness drops only such a schema (taskbench.stack.postgres_server.drop_namespace).
 SCHEMA_MARK = "taskbench namespace"
 
 

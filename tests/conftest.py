@@ -18,12 +18,14 @@ import httpx
 import psutil
 import pytest
 
-from taskbench import environment, implementations, watchdog
-from taskbench.client import ServiceClient
+from taskbench import implementations
+from taskbench.envs import environment
 from taskbench.implementations import REGISTRY
-from taskbench.results import RunEnvironment, RunSettings, ScenarioResult, ScenarioSpec
-from taskbench.scenario import ScenarioContext, run_scenario
-from taskbench.stack import Stack, StackConfig
+from taskbench.load.client import ServiceClient
+from taskbench.record.results import RunEnvironment, RunSettings, ScenarioResult, ScenarioSpec
+from taskbench.run.scenario import ScenarioContext, run_scenario
+from taskbench.stack import watchdog
+from taskbench.stack.stack import Stack, StackConfig
 from taskbench_wire.env import IMPLEMENTATIONS
 from tests import user_jobs
 
@@ -99,7 +101,7 @@ def run_until_jobs_start(
     started: yields the process and its stack's id (what every process it started carries); kills it if it is
     still running at the end."""
     run = subprocess.Popen(
-        [sys.executable, "-m", "taskbench.cli", "run", *args, "--output", str(output)],
+        [sys.executable, "-m", "taskbench", "run", *args, "--output", str(output)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:

@@ -22,16 +22,18 @@ import pytest
 import redis
 from kombu import Connection
 
-from taskbench import cli, faults, watchdog
+from taskbench import faults
+from taskbench.cli import cli
 from taskbench.errors import UsageError
 from taskbench.implementations import REGISTRY
 from taskbench.implementations.base import python_module
-from taskbench.ledger import LedgerTail
-from taskbench.rabbitmq_server import amqp_problem, find_epmd, find_rabbitmq_server
-from taskbench.redis_server import free_port
-from taskbench.results import ApiOptions, Event, ScenarioSpec
-from taskbench.services import Service
-from taskbench.stack import Stack, StackConfig, StackState
+from taskbench.measure.ledger import LedgerTail
+from taskbench.record.results import ApiOptions, Event, ScenarioSpec
+from taskbench.stack import watchdog
+from taskbench.stack.rabbitmq_server import amqp_problem, find_epmd, find_rabbitmq_server
+from taskbench.stack.redis_server import free_port
+from taskbench.stack.services import Service
+from taskbench.stack.stack import Stack, StackConfig, StackState
 from tests.conftest import routed_client, run_in_env, wait_for
 
 QUEUES = {"celery": "celery", "dramatiq": "dramatiq"}  # each one's queue on RabbitMQ: `{stack namespace}.{this}`
@@ -152,7 +154,7 @@ def test_a_killed_worker_s_jobs_are_redelivered_on_disconnect(
     spec = ScenarioSpec(implementation=name, workload="sleep", jobs=2, duration_s=JOB_S, fault="worker-crash",
                         variant=variant)  # fmt: skip
     events: list[Event] = []
-    faults.inject(stack, spec, events)  # SIGKILL the worker and its children, start it again
+    faults.of(spec).inject(stack, spec, events)  # SIGKILL the worker and its children, start it again
     killed_at = next(e.t for e in events if e.name == "fault")
     executions = []
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from taskbench import environment
 from taskbench.analysis import summarise
-from taskbench.redis_server import find_redis_server, free_port, redis_command
-from taskbench.results import load_run, load_scenario
+from taskbench.envs import environment
+from taskbench.record.results import load_run, load_scenario
+from taskbench.stack.redis_server import find_redis_server, free_port, redis_command
 from taskbench_wire.env import IMPLEMENTATIONS
 from tests.conftest import wait_for
 
@@ -65,7 +65,7 @@ def check_run(folder: Path, jobs: list[int], embedded: bool) -> None:
 
 def test_taskbench_run_writes_the_spec_reports(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "taskbench.cli", "run", "--jobs", "3,6", "--duration", "0.3", "--concurrency", "2",
+        [sys.executable, "-m", "taskbench", "run", "--jobs", "3,6", "--duration", "0.3", "--concurrency", "2",
          "--output", str(tmp_path)],
         capture_output=True, text=True, timeout=180, cwd=tmp_path,
     )  # fmt: skip
@@ -143,14 +143,14 @@ def test_spec_entry_point_measures_a_stack_started_by_hand(tmp_path: Path) -> No
     ],
 )
 def test_cli_mistake_is_one_line_and_exit_2(args: list[str], message: str) -> None:
-    out = subprocess.run([sys.executable, "-m", "taskbench.cli", *args], capture_output=True, text=True, timeout=30)
+    out = subprocess.run([sys.executable, "-m", "taskbench", *args], capture_output=True, text=True, timeout=30)
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], out.stderr
 
 
 def test_runs_started_in_the_same_second_never_share_a_folder(tmp_path: Path) -> None:
-    from taskbench.run import claim_folder
+    from taskbench.run.run import claim_folder
 
     first, second = (claim_folder(tmp_path, "20261204_120000", "--output") for _ in range(2))
     assert first != second and first.is_dir() and second.is_dir() and second.name == "20261204_120000-2"

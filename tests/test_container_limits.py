@@ -1,4 +1,4 @@
-"""Container limits (`--worker-cpus/--worker-memory`, `--api-cpus/--api-memory`: taskbench.cgroups) and the
+"""Container limits (`--worker-cpus/--worker-memory`, `--api-cpus/--api-memory`: taskbench.hosts.cgroups) and the
 `worker-oom` fault. The layout logic is checked on fake cgroup trees (v1 and v2) anywhere; the real parts (cgroups,
 servers, workers, the kernel's OOM killer) as root only: skipped with the reason elsewhere, failing under CI=true
 (CI runs as root)."""
@@ -15,12 +15,14 @@ from pathlib import Path
 import psutil
 import pytest
 
-from taskbench import cgroups, faults, implementations
+from taskbench import faults, implementations
 from taskbench.analysis import summarise
 from taskbench.errors import UsageError
+from taskbench.faults.oom import OOM_HEADROOM_MB
+from taskbench.hosts import cgroups
+from taskbench.record.results import ContainerLimits, RunSettings, ScenarioResult, ScenarioSpec
 from taskbench.report.content import faults_table, topology_text
-from taskbench.results import ContainerLimits, RunSettings, ScenarioResult, ScenarioSpec
-from taskbench.stack import Stack, StackConfig
+from taskbench.stack.stack import Stack, StackConfig
 from tests.conftest import run_on, run_until_jobs_start, sigkill_and_wait_until_clean
 
 QUEUES = ("celery", "arq")  # Celery (a prefork pool: the kernel kills a child), and an asyncio queue (one process)
@@ -70,20 +72,22 @@ def test_a_cpu_limit_is_what_the_capacity_models_see_as_cores() -> None:
 def test_worker_oom_runs_memory_jobs_that_fit_alone_but_not_two_at_once() -> None:
     settings = RunSettings(implementations=["celery"], workloads=[], jobs=[4], duration_s=0.5, memory_mb=50,
                            concurrency=4, faults=["worker-oom"])  # fmt: skip
-    from taskbench import plan
+    from taskbench.run import plan
 
     specs = plan.scenarios(settings, fault_jobs=6)
     assert specs and all(s.fault == "worker-oom" and s.workload == "memory" for s in specs)
     assert {s.variant for s in specs} == {d.name for d in implementations.get("celery").deliveries}
-    spec, headroom = specs[0], faults.OOM_HEADROOM_MB
+    spec, headroom = specs[0], OOM_HEADROOM_MB
     assert spec.memory_limit_mb is None and spec.memory_mb < headroom < 2 * spec.memory_mb  # one fits, two do not
-    state = faults.state_for(spec)  # the limit: the worker's idle usage + the headroom, when the scenario starts
+    state = faults.of(spec).state(spec)  # the limit: the worker's idle usage + the headroom, when the scenario starts
     assert state.worker_memory_mb is None and state.worker_memory_headroom_mb == headroom
     limited = settings.model_copy(update={"worker_limits": ContainerLimits(memory_mb=400)})
     (first, *_) = plan.scenarios(limited, fault_jobs=6)
     assert first.memory_limit_mb == 400 and first.memory_mb == 240  # --worker-memory is the limit
-    assert faults.state_for(first).worker_memory_mb == 400
-    assert faults.applies("worker-oom", "fastapi") and faults.applies("worker-oom", "arq")  # API or worker
+    assert faults.of(first).state(first).worker_memory_mb == 400
+    assert all(
+        faults.get("worker-oom").applies(implementations.get(i), {}) for i in ("fastapi", "arq")
+    )  # API or worker
 
 
 def _tree(root: Path, files: dict[str, str]) -> None:
@@ -127,7 +131,7 @@ def test_on_cgroup_v2_without_delegation_or_root_it_says_what_is_missing(
 def test_without_the_privilege_a_limit_or_worker_oom_is_one_line_and_exit_2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from taskbench import cli
+    from taskbench.cli import cli
 
     def missing() -> cgroups.Layout:
         raise UsageError("container limits need root, or cgroup v2 cpu and memory delegated to you")
@@ -191,8 +195,9 @@ def test_workers_and_apis_run_under_their_limits_and_leave_no_cgroup(tmp_path: P
 
 def oom_scenario(stack: Stack, name: str) -> ScenarioResult:
     settings = _settings(["worker-oom"], ContainerLimits(), ContainerLimits())
-    spec = faults.shaped(ScenarioSpec(implementation=name, workload="sleep", jobs=6, duration_s=0.5,
-                                      fault="worker-oom", variant="default"), settings)  # fmt: skip
+    spec = ScenarioSpec(implementation=name, workload="sleep", jobs=6, duration_s=0.5, fault="worker-oom",
+                        variant="default")  # fmt: skip
+    spec = faults.of(spec).shaped(spec, settings)
 
     return run_on(stack, spec, settings)
 
@@ -242,7 +247,7 @@ def test_worker_oom_kills_the_api_that_runs_background_tasks_and_it_is_started_a
 @needs_cgroups
 def test_a_run_with_limits_reports_them_and_its_watchdog_removes_the_cgroups_after_sigkill(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "taskbench.cli", "run", "--implementations", "arq", "--jobs", "2", "--duration", "0.2",
+        [sys.executable, "-m", "taskbench", "run", "--implementations", "arq", "--jobs", "2", "--duration", "0.2",
          "--repeat", "1", "--worker-cpus", "0.5", "--worker-memory", "256M", "--api-memory", "512M",
          "--output", str(tmp_path / "done")],
         capture_output=True, text=True, timeout=300,

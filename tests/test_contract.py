@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from taskbench import implementations as harness_side
-from taskbench.results import ApiOptions
+from taskbench.record.results import ApiOptions
 from taskbench_service import settings
 from taskbench_wire import env as contract
 from tests.conftest import run_in_env
@@ -59,8 +59,9 @@ def test_celery_still_has_the_private_hook_the_api_relies_on() -> None:
 
 
 def test_the_plan_estimates_every_implementation_workload_and_fault_before_the_stack_is_up() -> None:
-    from taskbench import faults, plan
-    from taskbench.results import RunSettings
+    from taskbench import faults
+    from taskbench.record.results import RunSettings
+    from taskbench.run import plan
 
     settings = RunSettings(
         implementations=list(harness_side.REGISTRY), workloads=list(plan.WORKLOADS), jobs=[10], noop_jobs=[100],
@@ -74,7 +75,7 @@ def test_the_plan_estimates_every_implementation_workload_and_fault_before_the_s
 
 
 def test_harness_offers_the_middlewares_the_service_knows() -> None:
-    from taskbench.cli import MIDDLEWARES as OFFERED
+    from taskbench.cli.cli import MIDDLEWARES as OFFERED
     from taskbench_service.middleware import MIDDLEWARES
 
     assert OFFERED == MIDDLEWARES

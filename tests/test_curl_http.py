@@ -13,7 +13,7 @@ import pycurl
 import pytest
 from aiohttp import web
 
-from taskbench.curl_http import CurlError, CurlHttp
+from taskbench.load.curl_http import CurlError, CurlHttp
 
 pytestmark = pytest.mark.pure  # the fast tier: `pytest -m pure`
 

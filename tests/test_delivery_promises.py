@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from taskbench.implementations import REGISTRY
-from taskbench.results import RunSettings, ScenarioResult, ScenarioSpec
-from taskbench.stack import Stack, StackConfig
+from taskbench.record.results import RunSettings, ScenarioResult, ScenarioSpec
+from taskbench.stack.stack import Stack, StackConfig
 from tests.conftest import run_on
 
 JOBS, DURATION_S, CONCURRENCY = 4, 1.0, 2  # the crash comes 0.5 s after two jobs started: two running, two queued

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from taskbench import cli_docs
+from taskbench.cli import cli_docs
 
 pytestmark = pytest.mark.pure  # the fast tier: `pytest -m pure`
 
@@ -56,7 +56,7 @@ def test_the_readme_fits_a_screen_or_so() -> None:
 
 
 def test_the_cli_reference_is_generated_from_the_parser() -> None:
-    """Regenerate with `python -m taskbench.cli_docs > docs/cli.md` after changing a flag."""
+    """Regenerate with `python -m taskbench.cli.cli_docs > docs/cli.md` after changing a flag."""
     assert (REPO / "docs" / "cli.md").read_text() == cli_docs.render()
 
 

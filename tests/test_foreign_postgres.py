@@ -25,11 +25,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from taskbench import environment, postgres_server
+from taskbench.envs import environment
 from taskbench.errors import StackError
-from taskbench.redis_server import free_port
-from taskbench.services import Service
-from taskbench.stack import Stack, StackConfig
+from taskbench.stack import postgres_server
+from taskbench.stack.redis_server import free_port
+from taskbench.stack.services import Service
+from taskbench.stack.stack import Stack, StackConfig
 from taskbench_wire.env import IMPLEMENTATIONS, NAMESPACE, POSTGRES_URL
 from taskbench_wire.namespace import schema_name
 from tests.conftest import burst, purge, run_as_a_user

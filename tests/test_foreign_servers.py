@@ -30,8 +30,8 @@ import pytest
 import redis
 
 from taskbench.implementations import REGISTRY
-from taskbench.redis_server import find_redis_server, free_port, redis_command, write_password_config
-from taskbench.stack import Stack, StackConfig
+from taskbench.stack.redis_server import find_redis_server, free_port, redis_command, write_password_config
+from taskbench.stack.stack import Stack, StackConfig
 from taskbench_wire.env import NAMESPACE
 from tests.conftest import burst, purge, run_as_a_user, run_in_env, wait_for
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from taskbench.analysis import analyse, summarise
+from taskbench.record.results import RunEnvironment, ScenarioResult
 from taskbench.report import html, markdown
 from taskbench.report.files import load
-from taskbench.results import RunEnvironment, ScenarioResult
 from tests.test_report_render import FIXTURE
 
 pytestmark = pytest.mark.pure  # the fast tier: `pytest -m pure`

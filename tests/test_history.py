@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from taskbench.analysis import history, stats
 from taskbench.analysis.history import Operation, check
 from taskbench.analysis.models import HistoryCheck
+from taskbench.record.results import Event, Execution, ScenarioResult, Submission, load_scenario
 from taskbench.report import files
-from taskbench.results import Event, Execution, ScenarioResult, Submission, load_scenario
 
 pytestmark = pytest.mark.pure  # the fast tier: `pytest -m pure`
 

@@ -1,4 +1,4 @@
-"""`--hosts N`: the APIs and each worker in network namespaces of their own on a bridge (taskbench.netns), the
+"""`--hosts N`: the APIs and each worker in network namespaces of their own on a bridge (taskbench.hosts.netns), the
 `network-partition` and `api-partition` faults, and nothing left behind however the run ends. Real namespaces,
 real servers and workers: as root only, skipped with the reason elsewhere, failing under CI=true (CI runs as
 root)."""
@@ -17,11 +17,11 @@ from urllib.parse import urlsplit
 import psutil
 import pytest
 
-from taskbench import netns
 from taskbench.analysis import summarise
 from taskbench.analysis.models import ScenarioSummary
-from taskbench.results import RunSettings, ScenarioResult, ScenarioSpec, Thresholds
-from taskbench.stack import Stack, StackConfig
+from taskbench.hosts import netns
+from taskbench.record.results import RunSettings, ScenarioResult, ScenarioSpec, Thresholds
+from taskbench.stack.stack import Stack, StackConfig
 from tests.conftest import run_on, run_until_jobs_start, sigkill_and_wait_until_clean
 
 PROBLEM = netns.missing_privilege()
@@ -171,8 +171,8 @@ def test_an_api_partition_cuts_the_api_off_from_redis_alone_and_it_takes_jobs_ag
 def test_rabbitmq_and_postgresql_answer_the_workers_on_the_bridge(tmp_path: Path) -> None:
     """--broker amqp and a PostgreSQL queue: the private servers listen on the bridge address too, and the
     workers in namespaces (where 127.0.0.1 is their own loopback) reach them there."""
-    from taskbench import postgres_server, rabbitmq_server
     from taskbench.errors import UsageError
+    from taskbench.stack import postgres_server, rabbitmq_server
 
     try:
         rabbitmq_server.find_rabbitmq_server()
@@ -197,7 +197,7 @@ def test_link_delay_is_refused_in_one_line_where_the_kernel_has_no_netem(tmp_pat
     if netns.netem_problem("feedface00") is None:
         pytest.skip("this kernel has netem")
     done = subprocess.run(
-        [sys.executable, "-m", "taskbench.cli", "run", "--hosts", "2", "--link-delay", "2ms", "--implementations",
+        [sys.executable, "-m", "taskbench", "run", "--hosts", "2", "--link-delay", "2ms", "--implementations",
          "arq", "--output", str(tmp_path)],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
@@ -211,7 +211,7 @@ def test_a_partition_without_hosts_or_without_privilege_is_one_line_and_exit_2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "taskbench.cli", "run", "--faults", "network-partition", "--implementations", "arq",
+        [sys.executable, "-m", "taskbench", "run", "--faults", "network-partition", "--implementations", "arq",
          "--output", str(tmp_path)],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
@@ -220,7 +220,7 @@ def test_a_partition_without_hosts_or_without_privilege_is_one_line_and_exit_2(
     assert "CAP_NET_ADMIN and CAP_SYS_ADMIN" in (netns.missing_privilege() or "")
     if shutil.which("setpriv"):  # root without the two capabilities, for real
         done = subprocess.run(
-            ["setpriv", "--bounding-set", "-net_admin,-sys_admin", sys.executable, "-m", "taskbench.cli", "run",
+            ["setpriv", "--bounding-set", "-net_admin,-sys_admin", sys.executable, "-m", "taskbench", "run",
              "--hosts", "2", "--implementations", "arq", "--output", str(tmp_path)],
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
@@ -240,7 +240,7 @@ def test_a_killed_harness_leaves_no_namespace_or_link(tmp_path: Path) -> None:
 def test_resumed_after_restore_is_the_first_start_after_the_link_came_back() -> None:
     """The figure the fault table adds for network-partition, from the ledger and the `restored` event alone."""
     from taskbench.analysis.stats import execution_summary
-    from taskbench.results import Event, Execution, Submission
+    from taskbench.record.results import Event, Execution, Submission
 
     def line(job: str, event: str, t: float) -> Execution:
         return Execution.model_validate({"job_id": job, "implementation": "arq", "event": event, "t": t})
@@ -262,7 +262,7 @@ def test_submissions_during_an_api_cut_are_counted_by_what_the_client_met() -> N
     """api-partition's figures from the submissions alone: refused, unanswered, accepted, run though refused, and
     the time from the restore to the first job the API accepted."""
     from taskbench.analysis.stats import execution_summary
-    from taskbench.results import Event, Execution, Submission
+    from taskbench.record.results import Event, Execution, Submission
 
     spec = ScenarioSpec(implementation="celery", workload="sleep", jobs=1, duration_s=0.5, fault="api-partition")
     submissions = [

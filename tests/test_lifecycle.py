@@ -17,8 +17,8 @@ import httpx
 import psutil
 import pytest
 
-from taskbench import watchdog
-from taskbench.redis_server import free_port
+from taskbench.stack import watchdog
+from taskbench.stack.redis_server import free_port
 from tests.conftest import run_until_jobs_start, wait_for
 
 
@@ -34,7 +34,7 @@ def test_serve_starts_the_stack_and_sigterm_stops_all_of_it(tmp_path: Path) -> N
     port = free_port()
     log = tmp_path / "serve.out"
     serve = subprocess.Popen(
-        [sys.executable, "-m", "taskbench.cli", "serve", "--port", str(port), "--concurrency", "1",
+        [sys.executable, "-m", "taskbench", "serve", "--port", str(port), "--concurrency", "1",
          "--workdir", str(tmp_path)],
         stdout=log.open("w"), stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
@@ -70,7 +70,7 @@ def test_serve_starts_the_stack_and_sigterm_stops_all_of_it(tmp_path: Path) -> N
 
 def test_ctrl_c_during_a_run_keeps_partial_results_and_stops_every_process(tmp_path: Path) -> None:
     run = subprocess.Popen(
-        [sys.executable, "-m", "taskbench.cli", "run", "--jobs", "4", "--duration", "30", "--concurrency", "1",
+        [sys.executable, "-m", "taskbench", "run", "--jobs", "4", "--duration", "30", "--concurrency", "1",
          "--output", str(tmp_path)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
@@ -101,7 +101,7 @@ def test_ctrl_c_during_a_run_keeps_partial_results_and_stops_every_process(tmp_p
 def _amqp_flags() -> list[str]:
     """`--broker amqp` where a rabbitmq-server can be had (CI installs one: there it must be)."""
     from taskbench.errors import UsageError
-    from taskbench.rabbitmq_server import find_epmd, find_rabbitmq_server
+    from taskbench.stack.rabbitmq_server import find_epmd, find_rabbitmq_server
 
     try:
         find_rabbitmq_server()
@@ -150,7 +150,7 @@ def test_serve_outlives_an_outage_of_an_external_redis(tmp_path: Path) -> None:
     """Issue 19: with `--redis-url`, Redis going away for a while is the user's outage, not the end of `serve`:
     the queue's API answers 503 with the reason while BackgroundTasks keep taking jobs, a worker that exits is
     started again, and once Redis is back the queue takes jobs again."""
-    from taskbench.redis_server import find_redis_server, redis_command
+    from taskbench.stack.redis_server import find_redis_server, redis_command
 
     redis_port, port = free_port(), free_port()
     command = redis_command(find_redis_server(), redis_port, tmp_path / "redis", persistent=False)
@@ -158,7 +158,7 @@ def test_serve_outlives_an_outage_of_an_external_redis(tmp_path: Path) -> None:
     redis = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     log = tmp_path / "serve.out"
     serve = subprocess.Popen(
-        [sys.executable, "-m", "taskbench.cli", "serve", "--port", str(port), "--concurrency", "1",
+        [sys.executable, "-m", "taskbench", "serve", "--port", str(port), "--concurrency", "1",
          "--implementations", "fastapi,arq", "--redis-url", f"redis://127.0.0.1:{redis_port}/0",
          "--workdir", str(tmp_path / "work")],
         stdout=log.open("w"), stderr=subprocess.STDOUT, text=True,

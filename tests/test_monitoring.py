@@ -12,8 +12,8 @@ import httpx
 import psutil
 import pytest
 
-from taskbench import cli
-from taskbench.redis_server import free_port
+from taskbench.cli import cli
+from taskbench.stack.redis_server import free_port
 from tests.conftest import wait_for
 
 
@@ -21,7 +21,7 @@ def test_serve_with_flower_shows_the_celery_worker_and_stops_it_all(tmp_path: Pa
     port = free_port()
     log = tmp_path / "serve.out"
     serve = subprocess.Popen(
-        [sys.executable, "-m", "taskbench.cli", "serve", "--port", str(port), "--concurrency", "1",
+        [sys.executable, "-m", "taskbench", "serve", "--port", str(port), "--concurrency", "1",
          "--implementations", "fastapi,celery", "--flower", "--workdir", str(tmp_path)],
         stdout=log.open("w"), stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip

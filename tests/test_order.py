@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from taskbench.analysis import order
+from taskbench.record.results import Execution, ScenarioResult, Submission, load_scenario
 from taskbench.report import charts
-from taskbench.results import Execution, ScenarioResult, Submission, load_scenario
 from taskbench_wire.records import JobRecord
 
 pytestmark = pytest.mark.pure  # the fast tier: `pytest -m pure`

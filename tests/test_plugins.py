@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("taskbench", "taskbench_service", "taskbench_wire")
 REGISTRIES = {Path("taskbench/implementations/__init__.py"), Path("taskbench_service/implementations/__init__.py")}
 # Reading the result files of schemas 1 and 2, which named Celery's worker and options.
-LEGACY = {Path("taskbench/results.py")}
+LEGACY = {Path("taskbench/record/results.py")}
 # BackgroundTasks' registry name is also its framework's: the service imports `fastapi` everywhere, so only
 # string literals are checked for it.
 FRAMEWORK = "fastapi"

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from taskbench import implementations
-from taskbench.results import RunSettings, ScenarioResult, ScenarioSpec
-from taskbench.stack import Stack, StackConfig, StackState
+from taskbench.record.results import RunSettings, ScenarioResult, ScenarioSpec
+from taskbench.stack.stack import Stack, StackConfig, StackState
 from tests.conftest import run_on
 
 QUEUES = tuple(name for name, impl in implementations.REGISTRY.items() if impl.needs_postgres)

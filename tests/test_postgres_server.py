@@ -17,10 +17,11 @@ import psycopg
 import pytest
 from rich.console import Console
 
-from taskbench import cli, postgres_server
+from taskbench.cli import cli
 from taskbench.errors import UsageError
-from taskbench.redis_server import free_port
-from taskbench.services import Service
+from taskbench.stack import postgres_server
+from taskbench.stack.redis_server import free_port
+from taskbench.stack.services import Service
 
 pytestmark = pytest.mark.skipif(
     not postgres_server.available() and os.environ.get("CI") != "true",
@@ -63,7 +64,7 @@ def test_without_a_server_the_error_says_what_to_install_or_pass(monkeypatch: py
 def test_asking_for_a_postgres_queue_without_a_server_is_exit_2() -> None:
     env = {**os.environ, postgres_server.BIN_VARIABLE: "/nonexistent"}
     out = subprocess.run(
-        [sys.executable, "-m", "taskbench.cli", "run", "--implementations", "procrastinate"],
+        [sys.executable, "-m", "taskbench", "run", "--implementations", "procrastinate"],
         capture_output=True, text=True, timeout=30, env=env,
     )  # fmt: skip
     assert out.returncode == 2
@@ -88,7 +89,7 @@ def test_all_without_a_server_runs_the_redis_queues(monkeypatch: pytest.MonkeyPa
 )
 def test_a_bad_postgres_url_is_one_line_and_exit_2(url: str, message: str) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "taskbench.cli", "run", "--implementations", "pgqueuer", "--postgres-url", url],
+        [sys.executable, "-m", "taskbench", "run", "--implementations", "pgqueuer", "--postgres-url", url],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert out.returncode == 2

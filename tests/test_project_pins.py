@@ -1,4 +1,4 @@
-"""`--requirements FILE`: a project's own pins in every implementation's environment (taskbench.project_pins)."""
+"""`--requirements FILE`: a project's own pins in every implementation's environment (taskbench.envs.project_pins)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from taskbench import environment, project_pins
+from taskbench.envs import environment, project_pins
 from taskbench.errors import UsageError
 
 PIP_COMPILE = """\
@@ -108,7 +108,7 @@ def test_an_environment_is_built_on_the_projects_pins_from_the_command_line(tmp_
     lock = tmp_path / "uv.lock"
     lock.write_text(UV_LOCK)
     done = subprocess.run(
-        [sys.executable, "-m", "taskbench.cli", "env", "--implementations", "arq", "--requirements", str(lock)],
+        [sys.executable, "-m", "taskbench", "env", "--implementations", "arq", "--requirements", str(lock)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
@@ -121,7 +121,7 @@ def test_a_pin_the_service_cannot_run_on_is_one_line_and_exit_2(tmp_path: Path) 
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("redis==4.6.0\n")  # the service needs redis-py 5 or later
     done = subprocess.run(
-        [sys.executable, "-m", "taskbench.cli", "env", "--implementations", "arq", "--requirements", str(requirements)],
+        [sys.executable, "-m", "taskbench", "env", "--implementations", "arq", "--requirements", str(requirements)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 2, done.stdout + done.stderr

@@ -12,12 +12,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from taskbench import arrivals, search
 from taskbench.analysis import rates
 from taskbench.analysis.models import Endpoint, ProbeSummary
 from taskbench.capacity import Capacity
-from taskbench.client import ServiceClient
-from taskbench.results import (
+from taskbench.load import arrivals
+from taskbench.load.client import ServiceClient
+from taskbench.record.results import (
     DepthSample,
     Event,
     LoadOptions,
@@ -26,6 +26,7 @@ from taskbench.results import (
     ScenarioSpec,
     Submission,
 )
+from taskbench.run import search
 from taskbench_wire.records import JobRecord
 
 pytestmark = pytest.mark.pure  # the fast tier: `pytest -m pure`

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from taskbench import implementations, redis_server
+from taskbench import implementations
 from taskbench.errors import UsageError
-from taskbench.redis_server import free_port, redis_command, server_for
+from taskbench.stack import redis_server
+from taskbench.stack.redis_server import free_port, redis_command, server_for
 from tests.conftest import wait_for
 
 
@@ -118,7 +119,7 @@ def test_the_cli_refuses_an_external_redis_too_old_for_a_queue_before_anything_s
     try:
         wait_for(lambda: _pings(port), timeout_s=10, interval_s=0.05)
         done = subprocess.run(
-            [sys.executable, "-m", "taskbench.cli", "run", "--implementations", "streaq",
+            [sys.executable, "-m", "taskbench", "run", "--implementations", "streaq",
              "--redis-url", f"redis://127.0.0.1:{port}/0", "--output", str(tmp_path / "out")],
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
@@ -139,7 +140,7 @@ def _pings(port: int) -> bool:
 @pytest.mark.pure
 def test_no_redis_is_adopted_from_another_tools_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     """A Celery project's shell names the team's Redis in CELERY_BROKER_URL: a benchmark must not adopt it."""
-    from taskbench import cli
+    from taskbench.cli import cli
 
     monkeypatch.delenv("TASKBENCH_REDIS_URL", raising=False)
     monkeypatch.setenv("CELERY_BROKER_URL", "redis://team-redis.internal:6379/0")

@@ -20,12 +20,14 @@ import psutil
 import pytest
 import redis
 
-from taskbench import faults, implementations, telemetry
+from taskbench import faults, implementations
 from taskbench.analysis import summarise
-from taskbench.redis_server import free_port
+from taskbench.measure import telemetry
+from taskbench.record.results import RunSettings, ScenarioResult, ScenarioSpec, Thresholds
 from taskbench.report import content
-from taskbench.results import RunSettings, ScenarioResult, ScenarioSpec, Thresholds
-from taskbench.stack import Stack, StackConfig
+from taskbench.report.content import CLOCK_SKEW_WARN_S
+from taskbench.stack.redis_server import free_port
+from taskbench.stack.stack import Stack, StackConfig
 from taskbench_wire.health import Health
 from tests.conftest import run_on, wait_for
 
@@ -42,9 +44,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def taskbench(*args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "taskbench.cli", *args], capture_output=True, text=True, timeout=timeout_s
-    )
+    return subprocess.run([sys.executable, "-m", "taskbench", *args], capture_output=True, text=True, timeout=timeout_s)
 
 
 def join_file(folder: Path, url: str) -> str:
@@ -57,7 +57,7 @@ def join_file(folder: Path, url: str) -> str:
 
 def worker_command(label: str, url: str, workdir: Path) -> list[str]:
     join = join_file(workdir, url)
-    return [sys.executable, "-m", "taskbench.cli", "worker", "--implementation", label, "--join", join,
+    return [sys.executable, "-m", "taskbench", "worker", "--implementation", label, "--join", join,
             "--host-label", HOST, "--workdir", str(workdir)]  # fmt: skip
 
 
@@ -104,7 +104,8 @@ def test_a_joined_worker_runs_jobs_and_is_measured_as_its_host(stack: Stack, lab
         # The scenario's settings (its redelivery timeout) restart the stack's worker, and the joined one with them:
         # wait for the new joined worker's heartbeat (the old one's stays fresh for a while)
         before, settings = joined_pids(stack, label, joined.pid), join_settings(stack, label)
-        stack.apply(faults.state_for(ScenarioSpec(implementation=label, workload="sleep", jobs=16, duration_s=0.4)))
+        spec = ScenarioSpec(implementation=label, workload="sleep", jobs=16, duration_s=0.4)
+        stack.apply(faults.of(spec).state(spec))
         old = before if join_settings(stack, label) != settings else set()
         wait_for(lambda: joined_pids(stack, label, joined.pid) - old or joined.poll() is not None, timeout_s=90)
         result = scenario(stack, label, jobs=16)
@@ -132,7 +133,7 @@ def test_a_joined_worker_runs_jobs_and_is_measured_as_its_host(stack: Stack, lab
     assert not host.local and role in host.roles and host.batches >= 3
     assert host.jobs_ended == sum(1 for e in ends.values() if e.host == HOST)
     # one machine, one clock: the bound is the transit (and the stream id's millisecond), far under the warning
-    assert host.behind_at_most_s is not None and abs(host.behind_at_most_s) < telemetry.CLOCK_SKEW_WARN_S
+    assert host.behind_at_most_s is not None and abs(host.behind_at_most_s) < CLOCK_SKEW_WARN_S
     local = next(h for h in result.hosts if h.local)
     assert local.jobs_ended + host.jobs_ended == len(ends)
 
@@ -282,7 +283,7 @@ def test_the_join_url_is_never_taken_from_the_command_line(tmp_path: Path) -> No
 def test_a_joined_worker_takes_only_the_contracts_variables_each_checked() -> None:
     """A crafted join document cannot point the worker's interpreter anywhere, nor its servers elsewhere."""
     from taskbench.errors import StackError
-    from taskbench.remote_worker import checked_variables
+    from taskbench.stack.remote_worker import checked_variables
 
     kept = checked_variables(
         {"TASKBENCH_REDIS_URL": "redis://:pw@127.0.0.1:6400/0", "TASKBENCH_CONCURRENCY": "4",

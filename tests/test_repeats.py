@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from taskbench import plan
 from taskbench.analysis import analyse, repeats, stats
 from taskbench.analysis.models import ScenarioSummary
-from taskbench.cli import main
+from taskbench.cli.cli import main
+from taskbench.record.results import RunSettings, ScenarioResult, Thresholds, load_run, load_scenario
 from taskbench.report import files
-from taskbench.results import RunSettings, ScenarioResult, Thresholds, load_run, load_scenario
+from taskbench.run import plan
 
 pytestmark = pytest.mark.pure  # the fast tier: `pytest -m pure`
 

@@ -18,7 +18,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "small_run"
 
 
 def _taskbench(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "taskbench.cli", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "taskbench", *args], capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.parametrize("field", ["timestamp", "scenario_files"])
@@ -71,7 +71,7 @@ def test_a_full_disk_keeps_every_earlier_report_whole(tmp_path: Path) -> None:
 
 @pytest.mark.pure
 def test_a_service_log_is_capped_keeping_its_newest_half(tmp_path: Path) -> None:
-    from taskbench.processes import ManagedProcess
+    from taskbench.stack.processes import ManagedProcess
 
     log = tmp_path / "chatty.log"
     log.write_bytes(b"".join(b"line %04d\n" % i for i in range(1000)))  # 10 000 bytes

@@ -11,7 +11,7 @@ import time
 import psutil
 import pytest
 
-from taskbench.sampler import Sampler
+from taskbench.measure.sampler import Sampler
 
 # A parent that forks one child per "job"; each child burns ~50 ms of CPU and exits before the sampler's
 # once-a-second rescan of the tree can see it. At the end the parent prints its reaped children's CPU.
@@ -107,7 +107,8 @@ def test_where_the_platform_has_no_pss_the_sampler_reads_uss_and_the_run_says_so
     """macOS and Windows: psutil's memory_full_info has USS and no PSS (it used to raise AttributeError here)."""
     from collections import namedtuple
 
-    from taskbench import environment, sampler
+    from taskbench.measure import sampler
+    from taskbench.run import provenance
 
     pfullmem = namedtuple("pfullmem", "rss vms pfaults pageins uss")  # psutil's fields on macOS
     real = psutil.Process.memory_full_info
@@ -120,7 +121,7 @@ def test_where_the_platform_has_no_pss_the_sampler_reads_uss_and_the_run_says_so
     sampler.memory_measure.cache_clear()
     try:
         assert sampler.memory_measure() == "uss"
-        assert environment.this_machine().job_memory == "uss"
+        assert provenance.this_machine().job_memory == "uss"
         watch = Sampler(lambda: {"me": os.getpid()}, interval_s=0.05, pss_roles=frozenset({"me"}))
         watch.start()
         time.sleep(0.3)

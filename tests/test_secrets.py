@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from taskbench import cli, postgres_server, rabbitmq_server
+from taskbench.cli import cli
 from taskbench.errors import UsageError
+from taskbench.stack import postgres_server, rabbitmq_server
 
 
 def _servers_problem() -> str | None:

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from taskbench.implementations import REGISTRY
-from taskbench.stack import Stack
+from taskbench.stack.stack import Stack
 from tests.conftest import routed_client, wait_for
 
 IMPLEMENTATIONS = list(REGISTRY)
@@ -183,7 +183,7 @@ def test_metrics_and_health(http: httpx.Client, stack: Stack) -> None:
 def test_redis_down_is_503_for_every_queue_while_fastapi_works_and_stop_leaves_no_process(tmp_path: Any) -> None:
     """Also submits the spec's default job (no body: a 30 s sleep) to each implementation. The APIs alone (no job
     needs to run), on a stack of their own: Redis goes down."""
-    from taskbench.stack import StackConfig
+    from taskbench.stack.stack import StackConfig
 
     config = StackConfig(workdir=tmp_path, concurrency=2, implementations=tuple(IMPLEMENTATIONS), workers=False)
     with Stack(config) as stack, routed_client(stack) as http:
@@ -212,7 +212,7 @@ def test_redis_down_is_503_for_every_queue_while_fastapi_works_and_stop_leaves_n
 def test_delete_drops_the_jobs_a_celery_worker_holds_prefetched(stack: Stack, http: httpx.Client) -> None:
     """Two run (concurrency 2), two wait prefetched in the worker, two in Redis: DELETE purges the queue and
     revokes the prefetched ones, so no job starts after its record was cleared."""
-    from taskbench.ledger import LedgerTail
+    from taskbench.measure.ledger import LedgerTail
 
     http.delete("/celery/jobs")
     ledger = LedgerTail(stack.ledger_path_for("celery"))
@@ -255,7 +255,7 @@ def test_a_record_write_that_lands_late_neither_brings_back_a_refused_record_nor
     """A record write sent on a stalled connection (api-partition) can reach Redis late: after its request got the
     503 (the refusal's tombstone makes it a no-op, and removes a record that got there first), or after the client's
     retry on a new connection got through and the job ran (a record that exists is left as it is)."""
-    from taskbench.redis_server import find_redis_server, free_port, redis_command
+    from taskbench.stack.redis_server import find_redis_server, free_port, redis_command
     from taskbench_service.jobs import JobRequest, RedisJobStore, new_record
 
     port = free_port()
@@ -355,7 +355,7 @@ def test_a_deadline_moves_on_while_jobs_complete_and_says_how_far_they_got(stack
     """Concurrency 2 and 0.5 s jobs: 16 take 4 s, past a 3 s deadline but within the extensions it allows while
     jobs keep completing (twice the time left after the burst); 48 take 12 s, past them: the scenario ends
     unfinished, saying how many finished and at what rate they were completing (4/s)."""
-    from taskbench.results import RunSettings, ScenarioSpec
+    from taskbench.record.results import RunSettings, ScenarioSpec
     from tests.conftest import purge, run_on
 
     def burst(jobs: int) -> Any:

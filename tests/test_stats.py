@@ -21,8 +21,8 @@ from taskbench.analysis.models import (
 )
 from taskbench.analysis.stats import distribution, longest_silence, max_concurrent, percentile
 from taskbench.capacity import Capacity
-from taskbench.results import Probe, Thresholds
-from taskbench.scenario import CompletionWatch
+from taskbench.record.results import Probe, Thresholds
+from taskbench.run.scenario import CompletionWatch
 
 pytestmark = pytest.mark.pure  # the fast tier: `pytest -m pure`
 
@@ -307,8 +307,8 @@ def test_every_other_implementation_gets_its_own_sentence_part() -> None:
 
 
 def test_committed_json_schema_matches_the_models() -> None:
-    """Regenerate with `python -m taskbench.schema > docs/result-schema.json` after changing the models."""
-    from taskbench.schema import json_schema
+    """Regenerate with `python -m taskbench.report.schema > docs/result-schema.json` after changing the models."""
+    from taskbench.report.schema import json_schema
 
     committed = json.loads((Path(__file__).resolve().parents[1] / "docs" / "result-schema.json").read_text())
     assert committed == json_schema()

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from taskbench.results import load_run, load_scenario
+from taskbench.record.results import load_run, load_scenario
 
 
 def _taskbench(cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "taskbench.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "taskbench", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
     )
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from taskbench import plan
 from taskbench.analysis import analyse, sweep
+from taskbench.record.results import RunSettings
 from taskbench.report import files
-from taskbench.results import RunSettings
+from taskbench.run import plan
 
 pytestmark = pytest.mark.pure  # the fast tier: `pytest -m pure`
 

@@ -21,10 +21,10 @@ from typing import Any
 import httpx
 import pytest
 
-from taskbench.cli import main
-from taskbench.redis_server import free_port
-from taskbench.target import JobTrace, TargetRun, TargetSettings, TargetSubmission, Transition, Trial
-from taskbench.target_report import summarise
+from taskbench.cli.cli import main
+from taskbench.stack.redis_server import free_port
+from taskbench.target.target import JobTrace, TargetRun, TargetSettings, TargetSubmission, Transition, Trial
+from taskbench.target.target_report import summarise
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "tests" / "fixtures" / "target_app"
@@ -93,7 +93,7 @@ def scenario(folder: Path, fail: str = "False", hang: str = "False") -> Path:
 
 
 def taskbench_run(*args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "taskbench.cli", "run", *args]
+    command = [sys.executable, "-m", "taskbench", "run", *args]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=180)
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import psutil
 
-from taskbench import environment
-from taskbench.stack import Stack, StackConfig
+from taskbench.envs import environment
+from taskbench.stack.stack import Stack, StackConfig
 from tests.conftest import wait_for
 
 IDLE_S = 30.0  # > one BRPOP timeout cycle of the bug (~21 s)

@@ -13,13 +13,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from taskbench import plan
 from taskbench.analysis import analyse, summarise
 from taskbench.analysis.models import ScenarioSummary
-from taskbench.client import ServiceClient
 from taskbench.implementations import celery
-from taskbench.report import content, files
-from taskbench.results import (
+from taskbench.load.client import ServiceClient
+from taskbench.record.results import (
     ApiOptions,
     PluginOptions,
     RunSettings,
@@ -27,7 +25,9 @@ from taskbench.results import (
     ScenarioSpec,
     load_scenario,
 )
-from taskbench.stack import Stack, StackConfig
+from taskbench.report import content, files
+from taskbench.run import plan
+from taskbench.stack.stack import Stack, StackConfig
 from tests.conftest import run_on
 
 
@@ -51,7 +51,7 @@ def test_every_scenario_runs_under_each_middleware_grouped_and_labelled() -> Non
 
 def test_cli_runs_each_scenario_with_and_without_base_http_middleware(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "taskbench.cli", "run", "--implementations", "fastapi", "--jobs", "4",
+        [sys.executable, "-m", "taskbench", "run", "--implementations", "fastapi", "--jobs", "4",
          "--duration", "0.3", "--middleware", "none,base-http", "--output", str(tmp_path)],
         capture_output=True, text=True, timeout=180, cwd=tmp_path,
     )  # fmt: skip
@@ -79,7 +79,7 @@ def test_cli_runs_each_scenario_with_and_without_base_http_middleware(tmp_path: 
 
 def test_middleware_needs_a_stack_taskbench_started() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "taskbench.cli", "run", "--url", "http://127.0.0.1:9", "--middleware", "base-http"],
+        [sys.executable, "-m", "taskbench", "run", "--url", "http://127.0.0.1:9", "--middleware", "base-http"],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "--middleware" in out.stderr
@@ -196,7 +196,7 @@ def test_worker_options_reach_the_command_line_and_the_report_settings() -> None
     ],
 )
 def test_worker_flag_mistakes_are_one_line_and_exit_2(args: list[str], message: str) -> None:
-    out = subprocess.run([sys.executable, "-m", "taskbench.cli", "run", *args], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "taskbench", "run", *args], capture_output=True, text=True,
                          timeout=30)  # fmt: skip
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and message in out.stderr, out.stderr
 

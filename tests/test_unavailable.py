@@ -8,14 +8,14 @@ import dataclasses
 import stat
 from pathlib import Path
 
-from taskbench import environment
 from taskbench.analysis import analyse
-from taskbench.client import ServiceClient
+from taskbench.envs import environment
+from taskbench.load.client import ServiceClient
+from taskbench.record.results import RunEnvironment, RunResult, RunSettings, ScenarioSpec
 from taskbench.report import markdown
-from taskbench.results import RunEnvironment, RunResult, RunSettings, ScenarioSpec
-from taskbench.run import _run_or_give_up
-from taskbench.scenario import ScenarioContext
-from taskbench.stack import Stack, StackConfig
+from taskbench.run.run import _run_or_give_up
+from taskbench.run.scenario import ScenarioContext
+from taskbench.stack.stack import Stack, StackConfig
 
 SECRET_LINE = "boom: this interpreter refuses to start"
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from taskbench import faults
+from taskbench import faults, implementations
 from taskbench.implementations import celery
-from taskbench.results import ApiOptions
+from taskbench.record.results import ApiOptions
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "user_celery_app"
 APP = "shopapp.celery_app:app"
@@ -28,7 +28,7 @@ def project(tmp_path: Path) -> Path:
 
 def taskbench(project: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "taskbench.cli", "run", *args], cwd=project, capture_output=True, text=True,
+        [sys.executable, "-m", "taskbench", "run", *args], cwd=project, capture_output=True, text=True,
         timeout=timeout,
     )  # fmt: skip
 
@@ -100,7 +100,7 @@ def test_the_apps_settings_make_its_one_delivery() -> None:
     plugin = celery.IMPLEMENTATION
     plugin._app = read
     try:
-        assert faults.variants("worker-crash", "celery") == ["app"]
+        assert faults.get("worker-crash").variants(implementations.get("celery")) == ["app"]
         [delivery] = plugin.deliveries
         assert delivery.promise.startswith(
             "your app's settings: task_acks_late=True, task_reject_on_worker_lost=False, visibility_timeout=3600 s"

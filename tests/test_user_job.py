@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from taskbench import job_check
-from taskbench.cli import main
+from taskbench.cli.cli import main
 from taskbench.implementations import REGISTRY
-from taskbench.results import RunSettings, ScenarioResult, ScenarioSpec
-from taskbench.stack import Stack
+from taskbench.record.results import RunSettings, ScenarioResult, ScenarioSpec
+from taskbench.stack.stack import Stack
+from taskbench.user_job import job_check
 from tests.conftest import routed_client, run_on
 from tests.user_jobs import JOBS, MODULE
 
@@ -151,7 +151,7 @@ def test_a_process_that_dies_mid_scenario_is_a_finding_and_the_run_goes_on(user_
     """Job 3 ends the process that runs it (os._exit): BackgroundTasks' API, a Celery pool child. Each scenario
     states it, the stack starts the API again for the next one, and the run ends with its reports."""
     out = subprocess.run(
-        [sys.executable, "-m", "taskbench.cli", "run", "--job", f"{MODULE}:exits_on_3", "--job-args-from",
+        [sys.executable, "-m", "taskbench", "run", "--job", f"{MODULE}:exits_on_3", "--job-args-from",
          f"{MODULE}:numbered", "--jobs", "6,8", "--implementations", "fastapi,celery", "--concurrency", "2",
          "--repeat", "1", "--output", str(tmp_path)],
         capture_output=True, text=True, timeout=300, cwd=user_dir,

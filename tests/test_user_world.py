@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from taskbench import environment, implementations, venvs
+from taskbench import implementations
+from taskbench.envs import environment, venvs
 from taskbench.errors import UsageError
-from taskbench.results import load_run, load_scenario
+from taskbench.record.results import load_run, load_scenario
 
 USER_APP = '''"""The user's own FastAPI app, in FastAPI's "Bigger Applications" layout."""
 from pathlib import Path
@@ -50,7 +51,7 @@ def _project(tmp_path: Path) -> Path:
 
 def _taskbench(cwd: Path, *args: str, timeout: float = 400) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "taskbench.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "taskbench", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -142,7 +143,7 @@ def test_an_environment_that_cannot_be_built_is_one_line_and_a_stale_one_is_kept
     built earlier but older than a week is kept, with a line saying so."""
     offline = {**os.environ, "TASKBENCH_ENV_DIR": str(tmp_path / "envs"), "UV_OFFLINE": "1",
                "UV_CACHE_DIR": str(tmp_path / "empty-cache")}  # fmt: skip
-    argv = [sys.executable, "-m", "taskbench.cli", "env", "--implementations", "arq"]
+    argv = [sys.executable, "-m", "taskbench", "env", "--implementations", "arq"]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=offline)
     assert out.returncode == 2, out.stdout + out.stderr
     lines = out.stderr.strip().splitlines()
@@ -179,7 +180,7 @@ def test_an_environment_cache_others_can_write_is_refused_in_one_line(tmp_path: 
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o777)
-    argv = [sys.executable, "-m", "taskbench.cli", "env", "--implementations", "fastapi"]
+    argv = [sys.executable, "-m", "taskbench", "env", "--implementations", "fastapi"]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=120,
                          env={**os.environ, "TASKBENCH_ENV_DIR": str(shared)})  # fmt: skip
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr

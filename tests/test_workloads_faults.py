@@ -10,10 +10,10 @@ import pytest
 
 from taskbench.analysis import summarise
 from taskbench.analysis.models import ScenarioSummary
-from taskbench.client import ServiceClient
-from taskbench.results import RunEnvironment, RunSettings, ScenarioSpec, Thresholds
-from taskbench.scenario import ScenarioContext, run_scenario
-from taskbench.stack import Stack, StackConfig
+from taskbench.load.client import ServiceClient
+from taskbench.record.results import RunEnvironment, RunSettings, ScenarioSpec, Thresholds
+from taskbench.run.scenario import ScenarioContext, run_scenario
+from taskbench.stack.stack import Stack, StackConfig
 
 THRESHOLDS = Thresholds(responsive_p99_s=0.3)
 

@@ -32,10 +32,11 @@ from pathlib import Path
 
 from benchmarks.perf.bench import CONCURRENCY, REPO, Bench, Figure, console, print_table
 from benchmarks.perf.sections import SECTIONS
-from taskbench import environment, faults, implementations
-from taskbench.client import ServiceClient
-from taskbench.results import RunEnvironment, ScenarioSpec
-from taskbench.stack import Stack, StackConfig
+from taskbench import faults, implementations
+from taskbench.load.client import ServiceClient
+from taskbench.record.results import RunEnvironment, ScenarioSpec
+from taskbench.run import provenance
+from taskbench.stack.stack import Stack, StackConfig
 
 # The sections that measure every queue: on a stack of them all. The others measure the spec's two, on a stack of
 # those alone, so that no other queue's worker polls beside them.
@@ -82,7 +83,7 @@ async def run_sections(
 def described(stack: Stack, so_far: RunEnvironment | None) -> RunEnvironment:
     """The servers' and every environment's packages, as a run's reports record them, added to those of an earlier
     stack of the same run."""
-    env = environment.describe(stack.redis_url, stack.amqp_url, stack.postgres_url, stack.environments)
+    env = provenance.environment(stack.redis_url, stack.amqp_url, stack.postgres_url, stack.environments)
     if so_far is None:
         return env
     return so_far.model_copy(
@@ -105,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     env: RunEnvironment | None = None
     started = time.perf_counter()
     # The workers as every scenario wants them (redelivery timeout for short jobs) from the start.
-    state = faults.state_for(ScenarioSpec(implementation="celery", workload="sleep", jobs=1, duration_s=0))
+    spec = ScenarioSpec(implementation="celery", workload="sleep", jobs=1, duration_s=0)
+    state = faults.of(spec).state(spec)
     with tempfile.TemporaryDirectory(prefix="taskbench-perf-") as tmp:
         workdir = Path(tmp)
         for i, (names, numbers) in enumerate(stacks_for(sections, profile)):

@@ -20,10 +20,10 @@ from rich.console import Console
 from rich.table import Table
 
 from taskbench.analysis.stats import percentile
-from taskbench.client import ServiceClient
-from taskbench.results import RunEnvironment, RunSettings, ScenarioResult, ScenarioSpec, Submission
-from taskbench.scenario import ScenarioContext, run_scenario
-from taskbench.stack import Stack
+from taskbench.load.client import ServiceClient
+from taskbench.record.results import RunEnvironment, RunSettings, ScenarioResult, ScenarioSpec, Submission
+from taskbench.run.scenario import ScenarioContext, run_scenario
+from taskbench.stack.stack import Stack
 from taskbench_wire.records import JobBody
 
 REPO = Path(__file__).resolve().parents[2]

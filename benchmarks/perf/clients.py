@@ -1,10 +1,10 @@
 """The HTTP clients the harness does not use, kept to measure the ones it does against them in the same run.
 
 - `HttpxSubmitter`: the harness's submission client before issue 13 (httpx, 100 connections split into pools of
-  10 behind semaphores; `git show 5597431^:taskbench/client.py`), the first "before" of the load-generator figures.
-- `AiohttpSubmitter`: the one that replaced it, before libcurl (`git show 554b7ac:taskbench/client.py`).
+  10 behind semaphores; `git show 5597431^:taskbench/load/client.py`), the first "before" of the load-generator figures.
+- `AiohttpSubmitter`: the one that replaced it, before libcurl (`git show 554b7ac:taskbench/load/client.py`).
 - `AiohttpProbeGet`: a probe's `GET` through an aiohttp session, the candidate for replacing the probes'
-  hand-written HTTP/1.1 client (`taskbench.probes._Http`) if it costs as little CPU per probe.
+  hand-written HTTP/1.1 client (`taskbench.measure.probes._Http`) if it costs as little CPU per probe.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from typing import Protocol
 import aiohttp
 import httpx
 
-from taskbench.client import KEEPALIVE_EXPIRY_S
-from taskbench.curl_http import CurlHttp
-from taskbench.probes import _Http
-from taskbench.results import Submission
+from taskbench.load.client import KEEPALIVE_EXPIRY_S
+from taskbench.load.curl_http import CurlHttp
+from taskbench.measure.probes import _Http
+from taskbench.record.results import Submission
 from taskbench_wire.records import JobBody
 
 SHARD_CONNECTIONS = 10
@@ -137,7 +137,7 @@ class AiohttpProbeGet:
 
 
 class CurlProbeGet:
-    """A probe's GET through the harness's libcurl client (`taskbench.curl_http`), as the prober makes it."""
+    """A probe's GET through the harness's libcurl client (`taskbench.load.curl_http`), as the prober makes it."""
 
     def __init__(self, base_url: str) -> None:
         self._base_url = base_url
@@ -155,7 +155,7 @@ class CurlProbeGet:
 
 
 class HandWrittenProbeGet:
-    """The probes' hand-written HTTP/1.1 GET (`taskbench.probes._Http`)."""
+    """The probes' hand-written HTTP/1.1 GET (`taskbench.measure.probes._Http`)."""
 
     def __init__(self, base_url: str) -> None:
         self._http = _Http(base_url)

@@ -37,16 +37,17 @@ from benchmarks.perf.bench import (
     scenario,
 )
 from benchmarks.perf.clients import PROBE_CLIENTS, AiohttpSubmitter, HttpxSubmitter
-from taskbench import arrivals, implementations
+from taskbench import implementations
 from taskbench.analysis import analyse, rates, summarise
 from taskbench.analysis.stats import percentile
-from taskbench.client import ServiceClient
-from taskbench.probes import ENDPOINTS, Prober
-from taskbench.redis_server import free_port
+from taskbench.load import arrivals
+from taskbench.load.client import ServiceClient
+from taskbench.measure.probes import ENDPOINTS, Prober
+from taskbench.measure.sampler import Sampler
+from taskbench.record.results import RunResult, ScenarioResult, Submission
 from taskbench.report import files
-from taskbench.results import RunResult, ScenarioResult, Submission
-from taskbench.sampler import Sampler
-from taskbench.stack import Stack
+from taskbench.stack.redis_server import free_port
+from taskbench.stack.stack import Stack
 from taskbench_wire.records import JobBody
 
 # --- sections ----------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 from taskbench import implementations
 from taskbench.analysis import failures, repeats, stats, verdict
 from taskbench.analysis.models import AnalysedRun, ImplementationInfo, ScenarioSummary, Verdict
-from taskbench.results import RunResult, ScenarioResult
+from taskbench.record.results import RunResult, ScenarioResult
 
 
 def summarise(result: ScenarioResult) -> ScenarioSummary:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from taskbench.analysis.models import Failure, ProbeSummary, ScenarioSummary, Status
-from taskbench.results import Thresholds
+from taskbench.record.results import Thresholds
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from taskbench.analysis.models import HistoryCheck
-from taskbench.results import ScenarioResult, Submission
+from taskbench.record.results import ScenarioResult, Submission
 
 OpType = Literal["invoke", "ok", "fail", "info"]
 NEMESIS = "nemesis"

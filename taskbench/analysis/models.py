@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from taskbench.capacity import Capacity
-from taskbench.results import DeliveryRecord, HostClock, Reading, RunResult
+from taskbench.record.results import DeliveryRecord, HostClock, Reading, RunResult
 
 Endpoint = Literal["async", "sync"]
 ENDPOINTS: tuple[Endpoint, ...] = ("async", "sync")

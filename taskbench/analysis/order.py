@@ -10,7 +10,7 @@ before it, in O(n log n) (a Fenwick tree over start ranks), since noop runs have
 from __future__ import annotations
 
 from taskbench.analysis.models import FifoSummary
-from taskbench.results import ScenarioResult
+from taskbench.record.results import ScenarioResult
 
 
 def accepted_at(result: ScenarioResult) -> dict[str, float]:

@@ -25,7 +25,7 @@ from hdrh.histogram import HdrHistogram
 
 from taskbench.analysis.failures import is_responsive
 from taskbench.analysis.models import Endpoint, Latency, ProbeSummary, RateStep
-from taskbench.results import LoadOptions, ScenarioResult, Submission
+from taskbench.record.results import LoadOptions, ScenarioResult, Submission
 from taskbench_wire.records import JobRecord
 
 MAX_LAG_S = 0.1  # the harness sent this late (p99) or later: it could not hold the rate
@@ -77,7 +77,7 @@ def _answered_at(s: Submission) -> float | None:
 def finished_at(result: ScenarioResult) -> dict[str, float]:
     """When each finished job finished, on the harness's clock, for the end-to-end figures (makespan, latency from
     the send or due time, throughput): a job that ended on another host (`taskbench worker --join`) at its end
-    event's arrival on the harness's machine (taskbench.telemetry), as that host's clock may be off; every
+    event's arrival on the harness's machine (taskbench.measure.telemetry), as that host's clock may be off; every
     other job at its record's own stamp, as before hosts (one machine, one clock)."""
     done = {j.job_id: j.finished_at for j in result.jobs if j.finished_at is not None}
     remote = {h.host for h in result.hosts if not h.local}

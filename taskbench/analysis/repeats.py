@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from taskbench.analysis import failures
 from taskbench.analysis.models import ScenarioSummary, Spread
-from taskbench.results import Thresholds
+from taskbench.record.results import Thresholds
 
 JUDGED = {"failures", "borderline", "status", "spread", "repeats", "responsive"}  # set here, not by median
 

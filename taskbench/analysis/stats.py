@@ -27,7 +27,7 @@ from taskbench.analysis.models import (
     SubmissionSummary,
     SystemResources,
 )
-from taskbench.results import LoadOptions, Probe, ScenarioResult
+from taskbench.record.results import LoadOptions, Probe, ScenarioResult
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from taskbench.capacity import Capacity
 from taskbench.errors import StackError
-from taskbench.results import ApiOptions, OptionValue, PluginOptions
+from taskbench.record.results import ApiOptions, OptionValue, PluginOptions
 from taskbench_wire import enums
 from taskbench_wire.health import Beat, Health
 
@@ -86,13 +86,13 @@ class Implementation(ABC):
     # --postgres-url, and passes it as TASKBENCH_POSTGRES_URL; records, ledger and heartbeats stay in Redis.
     needs_postgres: ClassVar[bool] = False
     # The oldest Redis its queue runs on (streaQ loads Redis functions: 7.0); the embedded Redis is chosen to meet
-    # every selected queue's (taskbench.redis_server.server_for). Empty: any Redis taskbench starts.
+    # every selected queue's (taskbench.stack.redis_server.server_for). Empty: any Redis taskbench starts.
     redis_min_version: ClassVar[tuple[int, ...]] = ()
     amqp_deliveries: ClassVar[tuple[Delivery, ...]] = ()  # on RabbitMQ: the same names, what they promise there
     # Records in the memory of the API process that took the job (BackgroundTasks): under --api-workers N no
-    # single answer holds them all, so the harness rebuilds them from the ledger (taskbench.records).
+    # single answer holds them all, so the harness rebuilds them from the ledger (taskbench.measure.records).
     records_in_api_process: ClassVar[bool] = False
-    # Its environment (taskbench.venvs): the queue's packages, installed beside the service's at the newest
+    # Its environment (taskbench.envs.venvs): the queue's packages, installed beside the service's at the newest
     # release the package index serves; `queue_package` is the one `name@VERSION` pins.
     packages: ClassVar[tuple[str, ...]] = ()
     queue_package: ClassVar[str]
@@ -158,16 +158,8 @@ class Implementation(ABC):
         return []
 
     def applies(self, fault: str, options: PluginOptions) -> bool:
-        """Whether a fault means something here with these options (no pool children, no child crash); a
-        PostgreSQL restart only where the jobs wait in PostgreSQL."""
-        if fault == enums.Fault.postgres_restart:
-            return self.needs_postgres
-        if fault == enums.Fault.network_partition:  # a worker's host cut off: the queues with a worker
-            return self.has_worker
-        if fault == enums.Fault.api_partition:  # the API cut off from its servers: every implementation
-            return True
-        if fault == enums.Fault.worker_oom:  # wherever the jobs run: a worker, or BackgroundTasks' API
-            return True
+        """Whether a fault that asks the implementation means something here with these options (no pool
+        children, no child crash); a fault with a rule of its own (`taskbench.faults`) does not ask."""
         return fault in self.faults
 
     # --- what the reports say ---------------------------------------------------------------------------

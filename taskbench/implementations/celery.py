@@ -35,7 +35,7 @@ from taskbench.implementations.base import (
     cpu_bound,
     python_module,
 )
-from taskbench.results import ApiOptions, OptionValue, PluginOptions
+from taskbench.record.results import ApiOptions, OptionValue, PluginOptions
 from taskbench_wire.health import Beat, Health, Text, as_beats
 
 APP = "taskbench_service.implementations.celery:celery_app"  # `celery -A`: the service's Celery app

@@ -7,7 +7,7 @@ import os
 
 from taskbench.capacity import Capacity
 from taskbench.implementations.base import ASYNC_WORKLOADS, Delivery, Implementation, cpu_bound, python_module
-from taskbench.results import ApiOptions, PluginOptions
+from taskbench.record.results import ApiOptions, PluginOptions
 from taskbench_wire.health import Beat, Count, Health, as_beats
 
 

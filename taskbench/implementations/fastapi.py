@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from taskbench.capacity import Capacity
 from taskbench.implementations.base import Delivery, Implementation
-from taskbench.results import ApiOptions, PluginOptions
+from taskbench.record.results import ApiOptions, PluginOptions
 from taskbench_wire.health import DEFAULT_THREADPOOL_TOKENS, Beat, Health
 
 

@@ -11,7 +11,7 @@ from taskbench.implementations.base import (
     cpu_bound,
     python_module,
 )
-from taskbench.results import ApiOptions, PluginOptions
+from taskbench.record.results import ApiOptions, PluginOptions
 from taskbench_wire.health import Beat, Health
 
 # The consumer's polling (huey/consumer_options.py defaults, stated on the command line so the reports say them):

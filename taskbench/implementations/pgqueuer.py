@@ -11,7 +11,7 @@ from taskbench.implementations.base import (
     event_loop_model,
     python_module,
 )
-from taskbench.results import ApiOptions, PluginOptions
+from taskbench.record.results import ApiOptions, PluginOptions
 from taskbench_wire.health import Beat, Health
 
 SERVICE_MODULE = "taskbench_service.implementations.pgqueuer"
@@ -54,8 +54,8 @@ class PgqueuerImplementation(Implementation):
         return python_module(SERVICE_MODULE, "worker")
 
     def setup_argv(self) -> list[str]:
-        # Creates the namespace's PostgreSQL schema (taskbench.postgres_server.schema_name) unless it is there, and
-        # installs PgQueuer's objects in it unless its table is there.
+        # Creates the namespace's PostgreSQL schema (taskbench.stack.postgres_server.schema_name) unless it is there,
+        # and installs PgQueuer's objects in it unless its table is there.
         return python_module(SERVICE_MODULE, "setup")
 
     def model(self, workload: str, jobs: int, cpu_count: int, workers: list[Beat], health: Health) -> Capacity:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from taskbench.capacity import Capacity
 from taskbench.implementations.base import ASYNC_WORKLOADS, Delivery, Implementation, event_loop_model, python_module
-from taskbench.results import ApiOptions, PluginOptions
+from taskbench.record.results import ApiOptions, PluginOptions
 from taskbench_wire.health import Beat, Health, as_beats
 
 SERVICE_MODULE = "taskbench_service.implementations.procrastinate"
@@ -64,8 +64,8 @@ class ProcrastinateImplementation(Implementation):
         return python_module("procrastinate", f"--app={APP}", "worker", "--concurrency", str(concurrency))
 
     def setup_argv(self) -> list[str]:
-        # Creates the namespace's PostgreSQL schema (taskbench.postgres_server.schema_name) unless it is there, and
-        # installs procrastinate's schema.sql in it (its channels prefixed) unless its tables are there.
+        # Creates the namespace's PostgreSQL schema (taskbench.stack.postgres_server.schema_name) unless it is there,
+        # and installs procrastinate's schema.sql in it (its channels prefixed) unless its tables are there.
         return python_module(SERVICE_MODULE, "setup")
 
     def model(self, workload: str, jobs: int, cpu_count: int, workers: list[Beat], health: Health) -> Capacity:

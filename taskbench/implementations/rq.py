@@ -15,7 +15,7 @@ from taskbench.implementations.base import (
     cpu_bound,
     python_module,
 )
-from taskbench.results import ApiOptions, PluginOptions
+from taskbench.record.results import ApiOptions, PluginOptions
 from taskbench_wire.health import Beat, Health, Text, as_beats
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from taskbench.capacity import Capacity
 from taskbench.implementations.base import ASYNC_WORKLOADS, Delivery, Implementation, event_loop_model, python_module
-from taskbench.results import ApiOptions, PluginOptions
+from taskbench.record.results import ApiOptions, PluginOptions
 from taskbench_wire.health import Beat, Health, as_beats
 
 

@@ -12,7 +12,7 @@ from taskbench.implementations.base import (
     event_loop_model,
     python_module,
 )
-from taskbench.results import ApiOptions, PluginOptions
+from taskbench.record.results import ApiOptions, PluginOptions
 from taskbench_wire.health import Beat, Health, as_beats
 
 

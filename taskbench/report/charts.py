@@ -28,10 +28,10 @@ from matplotlib.ticker import MaxNLocator
 from taskbench import implementations
 from taskbench.analysis import order
 from taskbench.analysis.models import AnalysedRun, ScenarioSummary
+from taskbench.record.results import ScenarioResult, Thresholds
 from taskbench.report.content import ChartRef, job_memory
 from taskbench.report.names import chart_path
 from taskbench.report.palette import FALLBACK, colours
-from taskbench.results import ScenarioResult, Thresholds
 
 ENDPOINT_COLOURS = {"async": "#2b5ea7", "sync": "#b8860b"}
 ROLE_COLOURS = {"api": "#2b5ea7", "redis": "#7b4fc4"}  # workers take theirs from WORKER_COLOURS

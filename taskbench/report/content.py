@@ -12,14 +12,15 @@ from dataclasses import dataclass, field
 from taskbench import implementations
 from taskbench.analysis.models import AnalysedRun, Failure, ImplementationInfo, ProcessResources, ScenarioSummary
 from taskbench.analysis.verdict import BASELINE
+from taskbench.record.results import RunResult, RunSettings, ScenarioResult
 from taskbench.report.fmt import mb, ms, percent, ratio, seconds, yes_no
-from taskbench.results import RunResult, RunSettings, ScenarioResult
-from taskbench.telemetry import CLOCK_SKEW_WARN_S
 from taskbench_wire.enums import PARTITION_FAULTS
 
 SPEC_WORKLOAD = "sleep"  # the spec's own job: its rows and files carry no workload name
 
 Cell = str | list[str]  # a list: one line each, within one cell
+
+CLOCK_SKEW_WARN_S = 0.05  # a host whose clock bound is past this is named in the report
 
 
 @dataclass(frozen=True)
@@ -351,7 +352,7 @@ def topology_text(settings: RunSettings) -> str:
             ("APIs", settings.api_limits, "--api-cpus, --api-memory"),
         )
         if limit.is_set
-    ]  # container limits (taskbench.cgroups)
+    ]  # container limits (taskbench.hosts.cgroups)
     return f"Topology: API {api} each (--api-workers), graceful shutdown {graceful} (--graceful-timeout)" + (
         "; " + "; ".join(own + limits) if own or limits else ""
     )
@@ -469,7 +470,7 @@ def _clock(bound: float | None) -> str:
 
 def workers_by_host(summaries: Sequence[ScenarioSummary]) -> list[Block]:
     """The workers by host, when a worker ran elsewhere (`taskbench worker --join`): each one's CPU, memory, the
-    jobs its ledger events show ended there, and its clock against the harness's (taskbench.telemetry)."""
+    jobs its ledger events show ended there, and its clock against the harness's (taskbench.measure.telemetry)."""
     remote = [s for s in summaries if any(not h.local for h in s.hosts) or len(s.hosts) > 1]
     if not remote:
         return []
@@ -772,7 +773,7 @@ def key_figures(summary: ScenarioSummary) -> Table:
 # --- texts ---------------------------------------------------------------------------------------------------
 
 
-# What Peak Memory is, by what the platform could read (taskbench.sampler.memory_measure).
+# What Peak Memory is, by what the platform could read (taskbench.measure.sampler.memory_measure).
 MEMORY_DEFINITIONS = {
     "PSS": "Peak Memory is its PSS (RSS in runs saved before taskbench read PSS): RSS with each page that several "
     "processes share split among them, so a forked pool's shared code and data count once, as in the memory the "

@@ -26,11 +26,11 @@ from pydantic import ValidationError
 from taskbench.analysis import analyse, history
 from taskbench.analysis.models import AnalysedRun
 from taskbench.errors import SchemaError, UsageError
+from taskbench.record.results import RunResult, ScenarioResult, load_run, load_scenario
 from taskbench.report import charts, digest, html, markdown
 from taskbench.report.content import ChartRef
 from taskbench.report.names import CHARTS_DIR, REPORT_HTML, comparison_stem, scenario_stem
 from taskbench.report.palette import FALLBACK, colours
-from taskbench.results import RunResult, ScenarioResult, load_run, load_scenario
 
 
 @contextlib.contextmanager

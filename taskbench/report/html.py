@@ -12,11 +12,11 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from taskbench.analysis.models import AnalysedRun, ScenarioSummary
 from taskbench.analysis.verdict import BASELINE
+from taskbench.record.results import ScenarioResult
 from taskbench.report import content
 from taskbench.report.content import Block, Bullets, Cell, ChartRef, Heading, Paragraph, Table
 from taskbench.report.names import scenario_stem
 from taskbench.report.palette import FALLBACK, colours
-from taskbench.results import ScenarioResult
 
 CSS = """
 :root { --accent: #009688; --bad: #c62828; --good: #2e7d32; --muted: #666; }

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from taskbench.analysis.models import AnalysedRun, ScenarioSummary
+from taskbench.record.results import ScenarioResult
 from taskbench.report import content
 from taskbench.report.content import Block, Bullets, Cell, ChartRef, Heading, Paragraph, Table
-from taskbench.results import ScenarioResult
 
 
 def cell(value: Cell) -> str:

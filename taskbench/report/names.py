@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from taskbench.results import ScenarioSpec
+from taskbench.record.results import ScenarioSpec
 
 CHARTS_DIR = "charts"
 REPORT_HTML = "report.html"

@@ -1,0 +1,1 @@
+"""Where each implementation runs: its environment, the releases in it, the user's own pins."""

@@ -1,0 +1,1 @@
+"""A whole run: the plan, each scenario in turn, searches, progress."""

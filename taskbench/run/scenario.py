@@ -1,0 +1,496 @@
+"""One scenario: clean start, a burst of N jobs over HTTP, probes and samples throughout, a bounded wait,
+and every record collected."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import httpx
+import psutil
+
+from taskbench import capacity, faults, implementations
+from taskbench.faults.base import CUT_RECOVERY_S, DEADLINE_SLACK_S, redelivery_timeout_for
+from taskbench.hosts import cgroups
+from taskbench.load import arrivals
+from taskbench.load.client import ServiceClient, ServiceError
+from taskbench.measure import records
+from taskbench.measure.ledger import LedgerTail
+from taskbench.measure.probes import Prober
+from taskbench.measure.sampler import Sampler
+from taskbench.measure.telemetry import RemoteSamples
+from taskbench.record.results import (
+    DeliveryRecord,
+    DepthSample,
+    Event,
+    Execution,
+    Reading,
+    RunEnvironment,
+    RunSettings,
+    ScenarioResult,
+    ScenarioSpec,
+    StatusPoll,
+    Submission,
+)
+from taskbench.run import provenance
+from taskbench.stack.stack import Stack
+from taskbench.user_job.job_check import JobArgs
+from taskbench_wire.enums import JobStatus
+from taskbench_wire.records import JobBody
+
+POLL_INTERVAL_S = 0.25
+DEPTH_INTERVAL_S = 0.5  # sustained load: how often the job counts are read for the queue-depth chart
+LEDGER_SETTLE_S = 1.0  # the longest the scenario waits for the end events of jobs whose records say they ended
+# A fault strikes once the jobs it should catch have started (the ledger says so), however long a loaded worker
+# takes to start them; after this long it strikes anyway and says so.
+FAULT_START_WAIT_S = 30.0
+CUT_SUBMIT_INTERVAL_S = 0.5  # api-partition: a submission this often while the API is cut off from its servers
+PROGRESS_WINDOW_S = 10.0  # a deadline moves on while a job finished within this; the end's completion rate
+EXTENSION_LIMIT = 2.0  # ... by at most this many times the time the scenario was allowed after its burst
+
+Progress = Callable[[int, int], None]  # (jobs finished, jobs in all)
+
+
+@dataclass
+class ScenarioContext:
+    client: ServiceClient
+    settings: RunSettings
+    environment: RunEnvironment
+    stack: Stack | None = None  # None: a service started by someone else (--url)
+    timeout_s: float | None = None  # overrides the deadline derived from the ideal makespan
+    cpu_count: int = field(default_factory=lambda: os.cpu_count() or 1)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)  # set by Ctrl-C: finish early, keep the data
+    job_args: dict[str, JobArgs] = field(default_factory=dict)  # a user job's path → arguments of job i
+
+
+def request_body(ctx: ScenarioContext, spec: ScenarioSpec, i: int) -> JobBody:
+    """What job number i asks for: a built-in kind, or the user's function by its number and arguments."""
+    if spec.job_index is not None:
+        arguments = ctx.job_args.get(spec.workload)
+        return JobBody(duration=spec.duration_s, kind="job", memory_mb=spec.memory_mb, job=spec.job_index,
+                       args=arguments(i) if arguments else {})  # fmt: skip
+    return JobBody(duration=spec.duration_s, kind=spec.workload, memory_mb=spec.memory_mb)
+
+
+def deadline_for(spec: ScenarioSpec, ideal_s: float, timeout_s: float | None) -> float:
+    if timeout_s is not None:
+        return timeout_s
+    allowance = faults.of(spec).allowance_s(spec)
+    return capacity.deadline_s(spec.jobs, ideal_s, allowance + DEADLINE_SLACK_S if spec.fault else 0.0)
+
+
+@dataclass
+class Watch:
+    """What the wait for the jobs reads: the ledger's lines so far (kept for the result) and, when several API
+    processes each hold their own records, the accepted job ids it waits for in the ledger instead."""
+
+    ledger: LedgerTail
+    executions: list[Execution] = field(default_factory=list)
+    accepted_ids: set[str] | None = None  # set: records per API process, so completion comes from the ledger
+
+    def read(self) -> list[Execution]:
+        self.executions += self.ledger.read()
+        return self.executions
+
+    async def started(self, job_ids: set[str], want: int, timeout_s: float) -> float | None:
+        """When the `want`-th of `job_ids` started (the worker's stamp, ledger order); None after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            starts = sorted(e.t for e in self.read() if e.event == "start" and e.job_id in job_ids)
+            if len(starts) >= want:
+                return starts[want - 1]
+            await asyncio.sleep(0.02)
+        return None
+
+    async def settle(self, job_ids: set[str], timeout_s: float = LEDGER_SETTLE_S) -> None:
+        """Until every job in `job_ids` has its end event: a job stamps its record, then sends the event to the
+        telemetry Redis, so the last ones can be a moment behind the records the scenario has just read."""
+        deadline = time.monotonic() + timeout_s
+        self.read()
+        while not job_ids <= self.ledger.ends.keys() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+            self.read()
+
+
+async def _until_running(
+    spec: ScenarioSpec, submissions: list[Submission], watch: Watch, concurrency: int, events: list[Event]
+) -> None:
+    """Hold a fault until it catches jobs halfway through, others still queued: halfway through a job after as
+    many started as the implementation runs at once. A fixed delay from the burst would strike before a loaded
+    worker started any (or, for Celery's early acknowledgement, between a job's start and its ack). worker-oom
+    needs no wait: its jobs are the fault."""
+    if not faults.of(spec).strikes_running_jobs:
+        return
+    ids = {s.job_id for s in submissions if s.job_id}
+    want = max(1, min(concurrency, len(ids)))
+    started_at = await watch.started(ids, want, FAULT_START_WAIT_S)
+    if started_at is None:
+        events.append(Event(t=time.time(), name="no_start", detail=f"{want} jobs had not started after "
+                            f"{FAULT_START_WAIT_S:.0f} s: the fault strikes anyway"))  # fmt: skip
+        return
+    await asyncio.sleep(max(0.0, started_at + max(0.2, spec.duration_s / 2) - time.time()))
+
+
+def _recovery_s(events: list[Event]) -> float:
+    """From the fault to the stack answering again (0 without a fault or a recovery)."""
+    fault = next((e.t for e in events if e.name == "fault"), None)
+    recovered = next((e.t for e in events if e.name == "recovered"), None)
+    return max(0.0, recovered - fault) if fault is not None and recovered is not None else 0.0
+
+
+@dataclass
+class CompletionWatch:
+    """Jobs finished as the polls see them: when the count last grew, so that the deadline extends while a slow
+    queue still completes jobs (slow is not lost), and at what rate they were completing at the end."""
+
+    finished: int = 0
+    grew_at: float = field(default_factory=time.monotonic)
+    seen: deque[tuple[float, int]] = field(default_factory=deque)  # the polls of the last PROGRESS_WINDOW_S
+
+    def note(self, finished: int) -> None:
+        now = time.monotonic()
+        if finished > self.finished:
+            self.finished, self.grew_at = finished, now
+        self.seen.append((now, finished))
+        while now - self.seen[0][0] > PROGRESS_WINDOW_S:
+            self.seen.popleft()
+
+    def rate_per_s(self, window_s: float = PROGRESS_WINDOW_S) -> float:
+        """Jobs finished per second over the last `window_s` of polls."""
+        if len(self.seen) < 2:
+            return 0.0
+        end_t, end_n = self.seen[-1]
+        start_t, start_n = next((t, n) for t, n in self.seen if t >= end_t - window_s)
+        return (end_n - start_n) / (end_t - start_t) if end_t > start_t else 0.0
+
+
+async def _wait_until_done(
+    ctx: ScenarioContext,
+    spec: ScenarioSpec,
+    accepted: int,
+    deadline: float,
+    events: list[Event],
+    progress: Progress,
+    watch: Watch,
+) -> bool:
+    """Poll job counts until nothing is queued or running, or a process of the implementation died outside a
+    fault (nothing more will finish); True if the deadline (on the monotonic clock: a step of the wall clock
+    neither fails a scenario nor lets it run on) passed first. A deadline that passes while jobs still complete
+    (one finished in the last PROGRESS_WINDOW_S) moves on, up to EXTENSION_LIMIT more of the time allowed."""
+    completion = CompletionWatch()
+
+    def noted(finished: int, total: int) -> None:
+        completion.note(finished)
+        progress(finished, total)
+
+    limit = deadline + EXTENSION_LIMIT * max(0.0, deadline - time.monotonic())
+    while not ctx.stop.is_set():
+        now = time.monotonic()
+        if now >= deadline:
+            if spec.fault or now >= limit or now - completion.grew_at > PROGRESS_WINDOW_S:
+                rate = completion.rate_per_s()
+                events.append(Event(t=time.time(), name="unfinished", detail=f"{completion.finished} of {spec.jobs} "
+                                    f"jobs finished, completing at {rate:.1f}/s at the end"))  # fmt: skip
+                return True
+            if not any(e.name == "deadline_extended" for e in events):
+                events.append(Event(t=time.time(), name="deadline_extended", detail="jobs still complete"))
+            deadline = min(limit, now + PROGRESS_WINDOW_S)
+        if ctx.stack is not None and not spec.fault and ctx.stack.dead_parts(spec.implementation):
+            return False
+        if ctx.stack is not None and spec.fault:
+            faults.of(spec).tend(ctx.stack, spec, events)  # as an orchestrator would (worker-oom: a restart)
+        try:
+            if watch.accepted_ids is not None:
+                if await _finished_in_ledger(ctx, spec, events, noted, watch, watch.accepted_ids):
+                    return False
+            elif await _finished(ctx, spec, accepted, events, noted):
+                return False
+        except (httpx.HTTPError, KeyError, ValueError):  # the API may be down for a moment during a fault
+            pass
+        await asyncio.sleep(POLL_INTERVAL_S)
+    return True  # stopped (Ctrl-C) before the jobs were done
+
+
+async def _finished_in_ledger(
+    ctx: ScenarioContext, spec: ScenarioSpec, events: list[Event], progress: Progress, watch: Watch, ids: set[str]
+) -> bool:
+    """Every accepted job ended (the ledger, written by the job code in whichever process ran it); or, after a
+    fault, no process of the live server has a job in flight (their heartbeats: a dead server's do not count)."""
+    watch.read()
+    ended = ids & watch.ledger.ends.keys()
+    progress(len(ended), spec.jobs)
+    if ended == ids:
+        return True
+    recovered = any(e.name == "recovered" for e in events)
+    return spec.fault is not None and recovered and not await ctx.client.busy([spec.implementation])
+
+
+async def _finished(
+    ctx: ScenarioContext, spec: ScenarioSpec, accepted: int, events: list[Event], progress: Progress
+) -> bool:
+    counts = await ctx.client.counts(spec.implementation)
+    progress(counts.finished, spec.jobs)
+    idle = counts.pending == 0
+    if spec.fault is None:
+        return idle and counts.count >= accepted
+    # A fault can wipe records (the API's memory, Redis without persistence) while their jobs still run
+    # elsewhere: fewer records is a finding, so ask the service whether anything still runs.
+    if idle and not await ctx.client.busy([spec.implementation]):
+        return True
+    recovered_at = next((e.t for e in events if e.name == "recovered"), None)
+    return recovered_at is not None and await _only_orphans_left(ctx, spec, recovered_at)
+
+
+async def _only_orphans_left(ctx: ScenarioContext, spec: ScenarioSpec, fault_over: float) -> bool:
+    """After a crash, jobs whose process died stay "running" forever unless Celery redelivers them.
+
+    Once redelivery had its chance (visibility timeout + a restore sweep), if nothing is queued or active
+    anywhere and every unfinished record names a dead process, waiting longer cannot change the outcome.
+    """
+    if time.time() < fault_over + redelivery_timeout_for(spec.duration_s) + 3:
+        return False
+    if await ctx.client.busy([spec.implementation]):
+        return False
+    unfinished = [j for j in await ctx.client.jobs(spec.implementation) if j.status in ("queued", "running")]
+    return all(j.status == "running" and j.pid and not psutil.pid_exists(j.pid) for j in unfinished)
+
+
+async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progress) -> ScenarioResult:
+    settings = ctx.settings
+    stack = ctx.stack
+    if stack is not None:
+        stack.select(spec.implementation)
+        # What an earlier scenario left (a dead worker's stalled jobs) goes before a restart can take it up: a
+        # worker that retries stalled jobs as it starts (procrastinate's retry-stalled) would run them in this one.
+        with contextlib.suppress(ServiceError):  # an API the kernel killed: `apply` starts it again
+            await ctx.client.clear(spec.implementation)
+        stack.apply(faults.of(spec).state(spec))  # on this thread: see Fault.inject
+    await ctx.client.reset([spec.implementation])
+    if stack is not None:
+        stack.limit_memory()
+    has_worker = implementations.get(spec.implementation).has_worker
+    cores = cgroups.cores_for(settings, spec.implementation, ctx.cpu_count, has_worker)  # under a CPU limit: fewer
+    expected = await ctx.client.capacity(
+        spec.implementation, spec.model_workload, spec.jobs, spec.concurrency or settings.concurrency, cores
+    )
+    ideal = capacity.ideal_makespan_s(spec.jobs, expected.concurrency, spec.duration_s, spec.for_s or 0.0)
+    deadline_s = deadline_for(spec, ideal, ctx.timeout_s)
+    watch = Watch(stack.ledger_tail(spec.implementation) if stack is not None else LedgerTail(None))
+    # Samples from workers on other hosts (taskbench worker --join), through the stack's telemetry Redis
+    remote = RemoteSamples(stack.telemetry_url) if stack is not None and stack.telemetry_url else None
+    api_processes = settings.api.api_workers if stack is not None else 1
+    split_records = implementations.get(spec.implementation).records_in_api_process and api_processes > 1
+
+    connection_ports: frozenset[int] = frozenset()
+    if stack is not None:
+        pids = stack.pids
+        if implementations.get(spec.implementation).needs_postgres and stack.postgres_url:
+            connection_ports = frozenset({urlsplit(stack.postgres_url).port or 5432})
+    else:
+        local = await ctx.client.local_pids()
+        pids = local.copy
+    sampler = Sampler(
+        pids,
+        settings.sample_interval_s,
+        split=frozenset({"api"}) if api_processes > 1 else frozenset(),
+        pss_roles=frozenset({implementations.job_process(spec.implementation)}),
+        connection_ports=connection_ports,
+        remote=remote.readings if remote is not None else None,
+    )
+    prober = Prober(
+        ctx.client.url_for(spec.implementation), settings.probe_interval_s, settings.thresholds.probe_timeout_s
+    )
+    harness = psutil.Process()
+    cpu_before = harness.cpu_times()
+    events: list[Event] = []
+    started_at, started_mono = time.time(), time.monotonic()
+    sampler.start()
+    prober.start()
+    depth: list[DepthSample] = []
+    counting = asyncio.create_task(_count_over_time(ctx, spec, depth)) if spec.rate is not None else None
+    try:
+        await asyncio.sleep(0.3)  # a baseline before the burst
+        submissions = await (_sustain(ctx, spec, events) if spec.rate is not None else _burst(ctx, spec, events))
+        # With a fault, the records must be asked for before it strikes; else once every figure is measured, so
+        # the polls load neither the jobs, the probes nor the samples.
+        status_polls = await _poll_statuses(ctx, spec, submissions, events) if split_records and spec.fault else []
+        if spec.fault and stack is not None and not ctx.stop.is_set():
+            await _until_running(spec, submissions, watch, expected.concurrency, events)
+            fault = faults.of(spec)
+            if fault.submits_during:
+                submissions += await _submit_through(
+                    ctx, spec, events, asyncio.to_thread(fault.inject, stack, spec, events)
+                )
+            else:
+                fault.inject(stack, spec, events)
+        accepted = sum(1 for s in submissions if s.job_id)
+        if split_records:
+            watch.accepted_ids = {s.job_id for s in submissions if s.job_id}
+        # The time the harness took to bring a crashed part back does not count: nothing can be redelivered
+        # before a worker is back, and a loaded machine may take tens of seconds to start one.
+        deadline_s += _recovery_s(events)
+        deadline = started_mono + deadline_s
+        timed_out = await _wait_until_done(ctx, spec, accepted, deadline, events, progress, watch)
+        if timed_out:
+            events.append(Event(t=time.time(), name="deadline", detail=f"{deadline_s:.1f} s passed"))
+        # A process of the implementation that died outside a fault (a job's os._exit, the OOM killer) is a
+        # finding of this scenario; the stack starts it again before the next one (Stack.apply).
+        for part in stack.dead_parts(spec.implementation) if stack is not None else []:
+            events.append(Event(t=time.time(), name="died", detail=part))
+        if stack is not None:
+            faults.of(spec).settle(stack, spec, events)
+        if split_records:  # no one process holds every record: rebuild them all from the ledger
+            jobs = records.rebuild(spec, submissions, watch.read())
+        else:
+            try:
+                jobs = await ctx.client.jobs(spec.implementation)
+            except httpx.HTTPError as exc:  # its API is gone, and the records in its memory or Redis with it
+                events.append(Event(t=time.time(), name="records_lost", detail=str(exc)))
+                jobs = []
+            if stack is not None:  # a ledger to wait for
+                await watch.settle({j.job_id for j in jobs if j.finished_at is not None})
+    finally:
+        if counting is not None:
+            counting.cancel()
+        probes = prober.stop()
+        samples = sampler.stop()
+    ended_at = time.time()
+    cpu_after = harness.cpu_times()
+    harness_cpu_s = cpu_after.user + cpu_after.system - cpu_before.user - cpu_before.system
+    if split_records and not spec.fault:
+        status_polls = await _poll_statuses(ctx, spec, submissions, events)
+    executions = [e for e in watch.read() if e.implementation == implementations.plugin_name(spec.implementation)]
+    hosts = remote.clocks(executions, stack.local_hosts()) if remote is not None and stack is not None else []
+    result = ScenarioResult(
+        spec=spec,
+        settings=settings,
+        environment=ctx.environment,
+        capacity=expected,
+        ideal_makespan_s=ideal,
+        started_at=started_at,
+        ended_at=ended_at,
+        deadline_s=deadline_s,
+        timed_out=timed_out and not ctx.stop.is_set(),
+        interrupted=ctx.stop.is_set(),
+        submissions=submissions,
+        jobs=jobs,
+        executions=executions,
+        probes=probes,
+        samples=samples,
+        events=events,
+        delivery=_delivery(spec, stack),
+        status_polls=status_polls,
+        depth=depth,
+        described=provenance.describe(spec.implementation, settings, spec.concurrency)
+        if implementations.known(spec.implementation)
+        else None,
+        records_from="ledger" if split_records else "api",
+        hosts=hosts,
+        harness=Reading(
+            cpu_percent=100 * harness_cpu_s / max(ended_at - started_at, 1e-9),
+            rss_mb=harness.memory_info().rss / 2**20,
+        ),
+    )
+    return result
+
+
+async def _burst(ctx: ScenarioContext, spec: ScenarioSpec, events: list[Event]) -> list[Submission]:
+    """Every job at once."""
+    events.append(Event(t=time.time(), name="burst_start", detail=f"{spec.jobs} submissions"))
+    submissions = await asyncio.gather(
+        *(ctx.client.submit(spec.implementation, i, request_body(ctx, spec, i)) for i in range(spec.jobs))
+    )
+    events.append(Event(t=time.time(), name="burst_end"))
+    return list(submissions)
+
+
+async def _submit_through(
+    ctx: ScenarioContext, spec: ScenarioSpec, events: list[Event], fault: Awaitable[None]
+) -> list[Submission]:
+    """While `fault` runs (api-partition), a client keeps submitting, one every CUT_SUBMIT_INTERVAL_S, each
+    answered or timed out on its own; once it ends, one at a time until the API accepts one again (at most
+    CUT_RECOVERY_S): what clients meet during the cut, and when the API takes jobs again."""
+    cut = asyncio.ensure_future(fault)
+    while not cut.done() and not any(e.name == "fault" for e in events):  # the cut in place
+        await asyncio.sleep(0.005)
+    index = spec.jobs
+    sent: list[asyncio.Task[Submission]] = []
+    while not cut.done() and not ctx.stop.is_set():
+        sent.append(asyncio.create_task(ctx.client.submit(spec.implementation, index, request_body(ctx, spec, index))))
+        index += 1
+        await asyncio.wait([cut], timeout=CUT_SUBMIT_INTERVAL_S)
+    await cut
+    after: list[Submission] = []
+    deadline = time.monotonic() + CUT_RECOVERY_S
+    while time.monotonic() < deadline and not ctx.stop.is_set():
+        after.append(await ctx.client.submit(spec.implementation, index, request_body(ctx, spec, index)))
+        index += 1
+        if after[-1].job_id:
+            break
+        await asyncio.sleep(CUT_SUBMIT_INTERVAL_S / 2)
+    during = list(await asyncio.gather(*sent))
+    accepted = sum(1 for s in (*during, *after) if s.job_id)
+    detail = f"{len(during)} sent during the cut, {len(after)} after it; {accepted} accepted"
+    events.append(Event(t=time.time(), name="cut_submissions", detail=detail))
+    return during + after
+
+
+async def _sustain(ctx: ScenarioContext, spec: ScenarioSpec, events: list[Event]) -> list[Submission]:
+    """One sustained-load step: `spec.rate` jobs per second for `spec.for_s` seconds, open loop."""
+    assert spec.rate is not None and spec.for_s is not None
+    seed = ctx.settings.load.seed if ctx.settings.load else 0  # the plan counted the jobs with the same
+    due = arrivals.schedule(spec.rate, spec.for_s, spec.arrivals, seed)
+    start = time.time() + 0.05
+    detail = f"{spec.rate:g}/s for {spec.for_s:g} s: {len(due)} submissions, {spec.arrivals} arrivals"
+    events.append(Event(t=start, name="rate_start", detail=detail))
+
+    async def send(i: int, due_at: float) -> Submission:
+        return await ctx.client.submit(spec.implementation, i, request_body(ctx, spec, i))
+
+    submissions = await arrivals.fire(due, start, send, ctx.stop)
+    events.append(Event(t=time.time(), name="rate_end", detail=f"{len(submissions)} sent"))
+    return submissions
+
+
+async def _count_over_time(ctx: ScenarioContext, spec: ScenarioSpec, depth: list[DepthSample]) -> None:
+    """Queued, running and finished jobs every DEPTH_INTERVAL_S, from the step's start until its jobs drain."""
+    while True:
+        with contextlib.suppress(ServiceError, ValueError):  # the API busy or restarting: a gap in the chart
+            counts = await ctx.client.counts(spec.implementation)
+            depth.append(
+                DepthSample(
+                    t=time.time(),
+                    queued=counts.counts.get(JobStatus.queued, 0),
+                    running=counts.counts.get(JobStatus.running, 0),
+                    finished=counts.finished,
+                )
+            )
+        await asyncio.sleep(DEPTH_INTERVAL_S)
+
+
+async def _poll_statuses(
+    ctx: ScenarioContext, spec: ScenarioSpec, submissions: list[Submission], events: list[Event]
+) -> list[StatusPoll]:
+    """Each accepted job's status once, on a new connection each, as its user's client would ask for it."""
+    ids = [s.job_id for s in submissions if s.job_id]
+    polls = await ctx.client.poll_statuses(spec.implementation, ids)
+    missing = sum(p.status_code == 404 for p in polls)
+    events.append(Event(t=time.time(), name="status_polls", detail=f"{missing} of {len(polls)} answered 404"))
+    return polls
+
+
+def _delivery(spec: ScenarioSpec, stack: Stack | None) -> DeliveryRecord | None:
+    """The delivery setting this scenario's worker ran with, and what it promises, when taskbench set it."""
+    if stack is None:
+        return None
+    impl = implementations.get(spec.implementation)
+    broker = impl.broker_for(stack.config.broker)
+    delivery = impl.delivery(stack.state.delivery(spec.implementation), broker)
+    timeout = None if broker == "amqp" else stack.state.redelivery_timeout_s  # RabbitMQ: on disconnect
+    return DeliveryRecord(name=delivery.name, promise=delivery.promise, redelivery_timeout_s=timeout, broker=broker)

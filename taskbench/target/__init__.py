@@ -1,0 +1,1 @@
+"""`run --target`: the user's running deployment, measured from outside."""

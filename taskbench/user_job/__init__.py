@@ -1,0 +1,1 @@
+"""`--job`: the user's own function, checked and tried before anything starts."""
