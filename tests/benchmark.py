@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from taskbench.cli.cli import main
+from taskbench.cli.main import main
 
 if __name__ == "__main__":
     args = sys.argv[1:]

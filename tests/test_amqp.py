@@ -23,7 +23,7 @@ import redis
 from kombu import Connection
 
 from taskbench import faults
-from taskbench.cli import cli
+from taskbench.cli import main as cli
 from taskbench.errors import UsageError
 from taskbench.implementations import REGISTRY
 from taskbench.implementations.base import python_module

@@ -131,7 +131,7 @@ def test_on_cgroup_v2_without_delegation_or_root_it_says_what_is_missing(
 def test_without_the_privilege_a_limit_or_worker_oom_is_one_line_and_exit_2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from taskbench.cli import cli
+    from taskbench.cli import main as cli
 
     def missing() -> cgroups.Layout:
         raise UsageError("container limits need root, or cgroup v2 cpu and memory delegated to you")

@@ -75,7 +75,7 @@ def test_the_plan_estimates_every_implementation_workload_and_fault_before_the_s
 
 
 def test_harness_offers_the_middlewares_the_service_knows() -> None:
-    from taskbench.cli.cli import MIDDLEWARES as OFFERED
     from taskbench_service.middleware import MIDDLEWARES
+    from taskbench_wire.enums import MIDDLEWARES as OFFERED
 
     assert OFFERED == MIDDLEWARES

@@ -12,7 +12,7 @@ import httpx
 import psutil
 import pytest
 
-from taskbench.cli import cli
+from taskbench.cli import main as cli
 from taskbench.stack.redis_server import free_port
 from tests.conftest import wait_for
 

@@ -17,7 +17,9 @@ import psycopg
 import pytest
 from rich.console import Console
 
-from taskbench.cli import cli
+from taskbench import implementations
+from taskbench.cli.options import postgres_from
+from taskbench.cli.types import implementation_labels
 from taskbench.errors import UsageError
 from taskbench.stack import postgres_server
 from taskbench.stack.redis_server import free_port
@@ -74,9 +76,9 @@ def test_asking_for_a_postgres_queue_without_a_server_is_exit_2() -> None:
 
 def test_all_without_a_server_runs_the_redis_queues(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(postgres_server.BIN_VARIABLE, "/nonexistent")
-    args = argparse.Namespace(implementations=cli._implementations("all"), postgres_url=None)
-    assert cli._postgres(args, Console(file=open(os.devnull, "w"))) is None  # noqa: SIM115
-    left = {name for name in args.implementations if cli.implementations.get(name).needs_postgres}
+    args = argparse.Namespace(implementations=implementation_labels("all"), postgres_url=None)
+    assert postgres_from(args, Console(file=open(os.devnull, "w"))) is None  # noqa: SIM115
+    left = {name for name in args.implementations if implementations.get(name).needs_postgres}
     assert not left and "celery" in args.implementations
 
 

@@ -140,7 +140,7 @@ def _pings(port: int) -> bool:
 @pytest.mark.pure
 def test_no_redis_is_adopted_from_another_tools_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     """A Celery project's shell names the team's Redis in CELERY_BROKER_URL: a benchmark must not adopt it."""
-    from taskbench.cli import cli
+    from taskbench.cli import main as cli
 
     monkeypatch.delenv("TASKBENCH_REDIS_URL", raising=False)
     monkeypatch.setenv("CELERY_BROKER_URL", "redis://team-redis.internal:6379/0")

@@ -11,7 +11,7 @@ import pytest
 
 from taskbench.analysis import analyse, repeats, stats
 from taskbench.analysis.models import ScenarioSummary
-from taskbench.cli.cli import main
+from taskbench.cli.main import main
 from taskbench.record.results import RunSettings, ScenarioResult, Thresholds, load_run, load_scenario
 from taskbench.report import files
 from taskbench.run import plan

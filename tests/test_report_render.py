@@ -374,7 +374,8 @@ def _scale_memory(folder: Path, factor: float) -> None:
 def test_compare_gates_on_a_figure_that_got_worse(tmp_path: Path) -> None:
     """Issue 21: `compare A B --fail-above 10%` exits 3 when a watched figure got worse past the limit, 0 when
     none did, and says which."""
-    from taskbench.cli.cli import GATE_FAILED, main
+    from taskbench.cli.main import main
+    from taskbench.cli.options import GATE_FAILED
 
     run_a = copy_fixture(tmp_path / "a" / "run")
     run_b = copy_fixture(tmp_path / "b" / "run")
@@ -394,7 +395,7 @@ GATED = 3  # the documented exit code of a gate that failed
 
 
 def test_compare_refuses_runs_measured_differently(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from taskbench.cli.cli import main
+    from taskbench.cli.main import main
 
     run_a = copy_fixture(tmp_path / "a" / "run")
     run_b = copy_fixture(tmp_path / "b" / "run")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from taskbench.cli import cli
+from taskbench.cli import main as cli
 from taskbench.errors import UsageError
 from taskbench.stack import postgres_server, rabbitmq_server
 

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from taskbench.cli.cli import main
+from taskbench.cli.main import main
 from taskbench.stack.redis_server import free_port
 from taskbench.target.target import JobTrace, TargetRun, TargetSettings, TargetSubmission, Transition, Trial
 from taskbench.target.target_report import summarise

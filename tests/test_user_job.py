@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from taskbench.cli.cli import main
+from taskbench.cli.main import main
 from taskbench.implementations import REGISTRY
 from taskbench.record.results import RunSettings, ScenarioResult, ScenarioSpec
 from taskbench.stack.stack import Stack

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from taskbench.cli.cli import build_parser
+from taskbench.cli.main import build_parser
 
 HEADER = """# Command-line reference
 

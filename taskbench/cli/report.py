@@ -1,0 +1,62 @@
+"""`taskbench report` and `taskbench compare`: reports rebuilt from recorded runs, and two runs side by side."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from taskbench.cli.options import GATE_FAILED
+from taskbench.cli.types import Commands, choices_list, percent
+from taskbench.report import files
+from taskbench.report.compare import DEFAULT_GATED, GATED_FIGURES, compare
+
+
+def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    if args.page is not None:
+        console.print(f"wrote {files.write_page(args.path, args.page)}")
+        return 0
+    path = files.rerender(args.path)
+    console.print(f"rebuilt {path.parent}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    path, worse = compare(args.run_a, args.run_b, args.output, args.figures, args.fail_above, args.allow_different)
+    console.print(f"wrote {path}")
+    for line in worse:
+        console.print(f"worse: {line}", markup=False)
+    return GATE_FAILED if worse and args.fail_above is not None else 0
+
+
+def add_report_parser(commands: Commands) -> None:
+    report = commands.add_parser("report", help="rebuild a run's Markdown, charts and HTML from its JSON")
+    report.add_argument("path", type=Path, help="a run folder or its comparison_*.json")
+    report.add_argument(
+        "--page", type=Path, help="instead, write a docs page (PAGE.md, and PAGE.json it renders from) of this run"
+    )
+
+
+def add_compare_parser(commands: Commands) -> None:
+    compare = commands.add_parser("compare", help="put two runs side by side")
+    compare.add_argument("run_a", type=Path)
+    compare.add_argument("run_b", type=Path)
+    compare.add_argument("--output", type=Path, help="where to write the comparison (default: beside RUN_B)")
+    compare.add_argument(
+        "--fail-above",
+        type=percent,
+        metavar="PCT",
+        help=f"exit {GATE_FAILED} when a figure of a scenario in both runs got worse by more than this (10%%)",
+    )
+    compare.add_argument(
+        "--figures",
+        type=choices_list(tuple(GATED_FIGURES), all_word="all"),
+        default=list(DEFAULT_GATED),
+        help=f"the figures --fail-above watches: {', '.join(GATED_FIGURES)} or all (default %(default)s)",
+    )
+    compare.add_argument(
+        "--allow-different",
+        action="store_true",
+        help="compare runs whose figures were measured differently (job duration, memory measure, broker)",
+    )
