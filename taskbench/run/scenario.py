@@ -16,6 +16,7 @@ import httpx
 import psutil
 
 from taskbench import capacity, faults, implementations
+from taskbench.capacity import Capacity
 from taskbench.faults.base import CUT_RECOVERY_S, DEADLINE_SLACK_S, redelivery_timeout_for
 from taskbench.hosts import cgroups
 from taskbench.load import arrivals
@@ -30,9 +31,11 @@ from taskbench.record.results import (
     DepthSample,
     Event,
     Execution,
+    Probe,
     Reading,
     RunEnvironment,
     RunSettings,
+    Sample,
     ScenarioResult,
     ScenarioSpec,
     StatusPoll,
@@ -42,7 +45,7 @@ from taskbench.run import provenance
 from taskbench.stack.stack import Stack
 from taskbench.user_job.job_check import JobArgs
 from taskbench_wire.enums import JobStatus
-from taskbench_wire.records import JobBody
+from taskbench_wire.records import JobBody, JobRecord
 
 POLL_INTERVAL_S = 0.25
 DEPTH_INTERVAL_S = 0.5  # sustained load: how often the job counts are read for the queue-depth chart
@@ -262,8 +265,46 @@ async def _only_orphans_left(ctx: ScenarioContext, spec: ScenarioSpec, fault_ove
 
 
 async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progress) -> ScenarioResult:
-    settings = ctx.settings
-    stack = ctx.stack
+    """The phases in order: prepare the stack, start the instruments, offer the load, strike, wait, collect."""
+    prepared = await _prepare(ctx, spec)
+    instruments = await _instruments(ctx, spec)
+    run = Running(prepared.deadline_s)
+    instruments.start()
+    counting = asyncio.create_task(_count_over_time(ctx, spec, run.depth)) if spec.rate is not None else None
+    try:
+        await asyncio.sleep(0.3)  # a baseline before the burst
+        run.submissions = await (
+            _sustain(ctx, spec, run.events) if spec.rate is not None else _burst(ctx, spec, run.events)
+        )
+        # With a fault, the records must be asked for before it strikes; else once every figure is measured, so
+        # the polls load neither the jobs, the probes nor the samples.
+        if instruments.split_records and spec.fault:
+            run.status_polls = await _poll_statuses(ctx, spec, run.submissions, run.events)
+        await _strike(ctx, spec, run, instruments.watch, prepared.expected.concurrency)
+        await _wait(ctx, spec, run, instruments, progress)
+        run.jobs = await _collect(ctx, spec, run, instruments)
+    finally:
+        if counting is not None:
+            counting.cancel()
+        instruments.stop()
+    if instruments.split_records and not spec.fault:
+        run.status_polls = await _poll_statuses(ctx, spec, run.submissions, run.events)
+    return _result(ctx, spec, prepared, instruments, run)
+
+
+@dataclass
+class Prepared:
+    """What the scenario knows before its first job: the concurrency the service has for it, the ideal makespan
+    and the deadline (counted from the start of its instruments)."""
+
+    expected: Capacity
+    ideal_s: float
+    deadline_s: float
+
+
+async def _prepare(ctx: ScenarioContext, spec: ScenarioSpec) -> Prepared:
+    """The scenario's implementation selected, what an earlier one left cleared, its fault's stack state applied."""
+    settings, stack = ctx.settings, ctx.stack
     if stack is not None:
         stack.select(spec.implementation)
         # What an earlier scenario left (a dead worker's stalled jobs) goes before a restart can take it up: a
@@ -280,21 +321,60 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
         spec.implementation, spec.model_workload, spec.jobs, spec.concurrency or settings.concurrency, cores
     )
     ideal = capacity.ideal_makespan_s(spec.jobs, expected.concurrency, spec.duration_s, spec.for_s or 0.0)
-    deadline_s = deadline_for(spec, ideal, ctx.timeout_s)
+    return Prepared(expected, ideal, deadline_for(spec, ideal, ctx.timeout_s))
+
+
+@dataclass
+class Instruments:
+    """What watches the scenario from outside the service: the ledger, the samples of every process (and of the
+    workers joined from other hosts), the probes, and the harness's own CPU and memory."""
+
+    watch: Watch
+    sampler: Sampler
+    prober: Prober
+    remote: RemoteSamples | None
+    split_records: bool  # the API's records split over several processes: completion comes from the ledger
+    harness: psutil.Process = field(default_factory=psutil.Process)
+    started_at: float = 0.0
+    started_mono: float = 0.0
+    ended_at: float = 0.0
+    cpu_s: float = 0.0  # the harness's CPU time over the scenario
+    probes: list[Probe] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+
+    def start(self) -> None:
+        times = self.harness.cpu_times()
+        self.cpu_s = -(times.user + times.system)
+        self.started_at, self.started_mono = time.time(), time.monotonic()
+        self.sampler.start()
+        self.prober.start()
+
+    def stop(self) -> None:
+        self.probes, self.samples = self.prober.stop(), self.sampler.stop()
+        self.ended_at = time.time()
+        times = self.harness.cpu_times()
+        self.cpu_s += times.user + times.system
+
+    def harness_reading(self) -> Reading:
+        return Reading(
+            cpu_percent=100 * self.cpu_s / max(self.ended_at - self.started_at, 1e-9),
+            rss_mb=self.harness.memory_info().rss / 2**20,
+        )
+
+
+async def _instruments(ctx: ScenarioContext, spec: ScenarioSpec) -> Instruments:
+    settings, stack = ctx.settings, ctx.stack
     watch = Watch(stack.ledger_tail(spec.implementation) if stack is not None else LedgerTail(None))
     # Samples from workers on other hosts (taskbench worker --join), through the stack's telemetry Redis
     remote = RemoteSamples(stack.telemetry_url) if stack is not None and stack.telemetry_url else None
     api_processes = settings.api.api_workers if stack is not None else 1
-    split_records = implementations.get(spec.implementation).records_in_api_process and api_processes > 1
-
     connection_ports: frozenset[int] = frozenset()
     if stack is not None:
         pids = stack.pids
         if implementations.get(spec.implementation).needs_postgres and stack.postgres_url:
             connection_ports = frozenset({urlsplit(stack.postgres_url).port or 5432})
     else:
-        local = await ctx.client.local_pids()
-        pids = local.copy
+        pids = (await ctx.client.local_pids()).copy
     sampler = Sampler(
         pids,
         settings.sample_interval_s,
@@ -306,98 +386,113 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
     prober = Prober(
         ctx.client.url_for(spec.implementation), settings.probe_interval_s, settings.thresholds.probe_timeout_s
     )
-    harness = psutil.Process()
-    cpu_before = harness.cpu_times()
-    events: list[Event] = []
-    started_at, started_mono = time.time(), time.monotonic()
-    sampler.start()
-    prober.start()
-    depth: list[DepthSample] = []
-    counting = asyncio.create_task(_count_over_time(ctx, spec, depth)) if spec.rate is not None else None
+    split_records = implementations.get(spec.implementation).records_in_api_process and api_processes > 1
+    return Instruments(watch, sampler, prober, remote, split_records)
+
+
+@dataclass
+class Running:
+    """What the scenario gathers as it runs: its submissions, events, job-count samples, status polls, records."""
+
+    deadline_s: float
+    submissions: list[Submission] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    depth: list[DepthSample] = field(default_factory=list)
+    status_polls: list[StatusPoll] = field(default_factory=list)
+    jobs: list[JobRecord] = field(default_factory=list)
+    timed_out: bool = False
+
+    @property
+    def accepted(self) -> int:
+        return sum(1 for s in self.submissions if s.job_id)
+
+
+async def _strike(ctx: ScenarioContext, spec: ScenarioSpec, run: Running, watch: Watch, concurrency: int) -> None:
+    """The scenario's fault, once the jobs it should catch run; through it, the submissions it lets go on."""
+    stack = ctx.stack
+    if not spec.fault or stack is None or ctx.stop.is_set():
+        return
+    await _until_running(spec, run.submissions, watch, concurrency, run.events)
+    fault = faults.of(spec)
+    if fault.submits_during:
+        striking = asyncio.to_thread(fault.inject, stack, spec, run.events)
+        run.submissions += await _submit_through(ctx, spec, run.events, striking)
+    else:
+        fault.inject(stack, spec, run.events)
+
+
+async def _wait(
+    ctx: ScenarioContext, spec: ScenarioSpec, run: Running, instruments: Instruments, progress: Progress
+) -> None:
+    """Until the jobs are done or the deadline passes; then what died and what the fault says at its end."""
+    watch = instruments.watch
+    if instruments.split_records:
+        watch.accepted_ids = {s.job_id for s in run.submissions if s.job_id}
+    # The time the harness took to bring a crashed part back does not count: nothing can be redelivered
+    # before a worker is back, and a loaded machine may take tens of seconds to start one.
+    run.deadline_s += _recovery_s(run.events)
+    deadline = instruments.started_mono + run.deadline_s
+    run.timed_out = await _wait_until_done(ctx, spec, run.accepted, deadline, run.events, progress, watch)
+    if run.timed_out:
+        run.events.append(Event(t=time.time(), name="deadline", detail=f"{run.deadline_s:.1f} s passed"))
+    if ctx.stack is None:
+        return
+    # A process of the implementation that died outside a fault (a job's os._exit, the OOM killer) is a
+    # finding of this scenario; the stack starts it again before the next one (Stack.apply).
+    for part in ctx.stack.dead_parts(spec.implementation):
+        run.events.append(Event(t=time.time(), name="died", detail=part))
+    faults.of(spec).settle(ctx.stack, spec, run.events)
+
+
+async def _collect(ctx: ScenarioContext, spec: ScenarioSpec, run: Running, instruments: Instruments) -> list[JobRecord]:
+    """Every record: from the API, or rebuilt from the ledger when no one process holds them all."""
+    watch = instruments.watch
+    if instruments.split_records:
+        return records.rebuild(spec, run.submissions, watch.read())
     try:
-        await asyncio.sleep(0.3)  # a baseline before the burst
-        submissions = await (_sustain(ctx, spec, events) if spec.rate is not None else _burst(ctx, spec, events))
-        # With a fault, the records must be asked for before it strikes; else once every figure is measured, so
-        # the polls load neither the jobs, the probes nor the samples.
-        status_polls = await _poll_statuses(ctx, spec, submissions, events) if split_records and spec.fault else []
-        if spec.fault and stack is not None and not ctx.stop.is_set():
-            await _until_running(spec, submissions, watch, expected.concurrency, events)
-            fault = faults.of(spec)
-            if fault.submits_during:
-                submissions += await _submit_through(
-                    ctx, spec, events, asyncio.to_thread(fault.inject, stack, spec, events)
-                )
-            else:
-                fault.inject(stack, spec, events)
-        accepted = sum(1 for s in submissions if s.job_id)
-        if split_records:
-            watch.accepted_ids = {s.job_id for s in submissions if s.job_id}
-        # The time the harness took to bring a crashed part back does not count: nothing can be redelivered
-        # before a worker is back, and a loaded machine may take tens of seconds to start one.
-        deadline_s += _recovery_s(events)
-        deadline = started_mono + deadline_s
-        timed_out = await _wait_until_done(ctx, spec, accepted, deadline, events, progress, watch)
-        if timed_out:
-            events.append(Event(t=time.time(), name="deadline", detail=f"{deadline_s:.1f} s passed"))
-        # A process of the implementation that died outside a fault (a job's os._exit, the OOM killer) is a
-        # finding of this scenario; the stack starts it again before the next one (Stack.apply).
-        for part in stack.dead_parts(spec.implementation) if stack is not None else []:
-            events.append(Event(t=time.time(), name="died", detail=part))
-        if stack is not None:
-            faults.of(spec).settle(stack, spec, events)
-        if split_records:  # no one process holds every record: rebuild them all from the ledger
-            jobs = records.rebuild(spec, submissions, watch.read())
-        else:
-            try:
-                jobs = await ctx.client.jobs(spec.implementation)
-            except httpx.HTTPError as exc:  # its API is gone, and the records in its memory or Redis with it
-                events.append(Event(t=time.time(), name="records_lost", detail=str(exc)))
-                jobs = []
-            if stack is not None:  # a ledger to wait for
-                await watch.settle({j.job_id for j in jobs if j.finished_at is not None})
-    finally:
-        if counting is not None:
-            counting.cancel()
-        probes = prober.stop()
-        samples = sampler.stop()
-    ended_at = time.time()
-    cpu_after = harness.cpu_times()
-    harness_cpu_s = cpu_after.user + cpu_after.system - cpu_before.user - cpu_before.system
-    if split_records and not spec.fault:
-        status_polls = await _poll_statuses(ctx, spec, submissions, events)
-    executions = [e for e in watch.read() if e.implementation == implementations.plugin_name(spec.implementation)]
-    hosts = remote.clocks(executions, stack.local_hosts()) if remote is not None and stack is not None else []
-    result = ScenarioResult(
+        jobs = await ctx.client.jobs(spec.implementation)
+    except httpx.HTTPError as exc:  # its API is gone, and the records in its memory or Redis with it
+        run.events.append(Event(t=time.time(), name="records_lost", detail=str(exc)))
+        return []
+    if ctx.stack is not None:  # a ledger to wait for
+        await watch.settle({j.job_id for j in jobs if j.finished_at is not None})
+    return jobs
+
+
+def _result(
+    ctx: ScenarioContext, spec: ScenarioSpec, prepared: Prepared, instruments: Instruments, run: Running
+) -> ScenarioResult:
+    stack, settings = ctx.stack, ctx.settings
+    name = implementations.plugin_name(spec.implementation)
+    executions = [e for e in instruments.watch.read() if e.implementation == name]
+    remote = instruments.remote
+    return ScenarioResult(
         spec=spec,
         settings=settings,
         environment=ctx.environment,
-        capacity=expected,
-        ideal_makespan_s=ideal,
-        started_at=started_at,
-        ended_at=ended_at,
-        deadline_s=deadline_s,
-        timed_out=timed_out and not ctx.stop.is_set(),
+        capacity=prepared.expected,
+        ideal_makespan_s=prepared.ideal_s,
+        started_at=instruments.started_at,
+        ended_at=instruments.ended_at,
+        deadline_s=run.deadline_s,
+        timed_out=run.timed_out and not ctx.stop.is_set(),
         interrupted=ctx.stop.is_set(),
-        submissions=submissions,
-        jobs=jobs,
+        submissions=run.submissions,
+        jobs=run.jobs,
         executions=executions,
-        probes=probes,
-        samples=samples,
-        events=events,
+        probes=instruments.probes,
+        samples=instruments.samples,
+        events=run.events,
         delivery=_delivery(spec, stack),
-        status_polls=status_polls,
-        depth=depth,
+        status_polls=run.status_polls,
+        depth=run.depth,
         described=provenance.describe(spec.implementation, settings, spec.concurrency)
         if implementations.known(spec.implementation)
         else None,
-        records_from="ledger" if split_records else "api",
-        hosts=hosts,
-        harness=Reading(
-            cpu_percent=100 * harness_cpu_s / max(ended_at - started_at, 1e-9),
-            rss_mb=harness.memory_info().rss / 2**20,
-        ),
+        records_from="ledger" if instruments.split_records else "api",
+        hosts=remote.clocks(executions, stack.local_hosts()) if remote is not None and stack is not None else [],
+        harness=instruments.harness_reading(),
     )
-    return result
 
 
 async def _burst(ctx: ScenarioContext, spec: ScenarioSpec, events: list[Event]) -> list[Submission]:
