@@ -353,25 +353,27 @@ def test_worker_liveness_is_judged_on_redis_clock(stack: Stack) -> None:
 
 def test_a_deadline_moves_on_while_jobs_complete_and_says_how_far_they_got(stack: Stack) -> None:
     """Concurrency 2 and 0.5 s jobs: 16 take 4 s, past a 3 s deadline but within the extensions it allows while
-    jobs keep completing (twice the time left after the burst); 48 take 12 s, past them: the scenario ends
-    unfinished, saying how many finished and at what rate they were completing (4/s)."""
+    jobs keep completing (twice the time left after the burst); 64 take 16 s, past a 4 s deadline and its
+    extensions (at most 4 + 2 × 4 s): the scenario ends unfinished, saying how many finished and at what rate
+    they were completing (4/s). On a loaded machine the burst itself eats into the deadline, and the extensions
+    with it: 4 s leaves jobs the time to start finishing."""
     from taskbench.record.results import RunSettings, ScenarioSpec
     from tests.conftest import purge, run_on
 
-    def burst(jobs: int) -> Any:
+    def burst(jobs: int, timeout_s: float) -> Any:
         spec = ScenarioSpec(implementation="celery", workload="sleep", jobs=jobs, duration_s=0.5)
         settings = RunSettings(implementations=["celery"], workloads=["sleep"], jobs=[jobs], duration_s=0.5,
                                memory_mb=0, concurrency=2)  # fmt: skip
         stack.select("celery")
-        return run_on(stack, spec, settings, timeout_s=3.0)
+        return run_on(stack, spec, settings, timeout_s=timeout_s)
 
-    extended = burst(16)
+    extended = burst(16, 3.0)
     names = [e.name for e in extended.events]
     assert "deadline_extended" in names and not extended.timed_out, extended.events
     assert [j.status for j in extended.jobs] == ["completed"] * 16
-    cut = burst(48)
+    cut = burst(64, 4.0)
     assert cut.timed_out
     (unfinished,) = [e.detail for e in cut.events if e.name == "unfinished"]
     finished, rate = int(unfinished.split()[0]), float(unfinished.split("completing at ")[1].split("/s")[0])
     purge(stack, "celery")  # the rest: the stack is shared
-    assert 0 < finished < 48 and rate == pytest.approx(4.0, rel=0.5), unfinished
+    assert 0 < finished < 64 and rate == pytest.approx(4.0, rel=0.5), unfinished

@@ -7,7 +7,7 @@ the repeats of a scenario can say which rules fired in some runs only, or came n
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from taskbench.analysis.models import Failure, ProbeSummary, ScenarioSummary, Status
@@ -51,40 +51,43 @@ def checks(summary: ScenarioSummary, thresholds: Thresholds) -> list[Check]:
     """Every rule that applies to one run's summary, fired or not."""
     if summary.interrupted:  # stopped early by Ctrl-C: unfinished jobs are not the service's fault
         return []
-    found: list[Check] = []
-    for endpoint, probes in summary.probes.items():
-        if probes.sent:
-            found.append(
-                Check(
-                    rule=f"server unresponsive ({endpoint} endpoint)",
-                    fired=not is_responsive(probes, thresholds),
-                    evidence=(
-                        f"probe p99 {_fmt_s(probes.p99)} (limit {thresholds.responsive_p99_s} s), "
-                        f"{probes.timeouts} of {probes.sent} probes timed out, {probes.errors} errors, "
-                        f"longest silence {probes.longest_silence_s:.2f} s"
-                    ),
-                    # unanswered probes fail the rule whatever the p99: then there is no figure to be near
-                    figure=probes.p99 if not probes.unanswered else None,
-                    limit=thresholds.responsive_p99_s,
-                    figure_name="probe p99",
-                    unit=" s",
-                )
-            )
-    sub = summary.submission
-    found.append(
+    return [check for rule in RULES for check in rule(summary, thresholds)]
+
+
+def _responsive(summary: ScenarioSummary, thresholds: Thresholds) -> list[Check]:
+    return [
         Check(
-            rule="submission timeouts",
-            fired=bool(sub.timeouts or sub.errors),
+            rule=f"server unresponsive ({endpoint} endpoint)",
+            fired=not is_responsive(probes, thresholds),
             evidence=(
-                f"{sub.timeouts} of {sub.attempted} submissions timed out "
-                f"(limit {thresholds.submit_timeout_s} s), {sub.errors} were refused or failed; "
-                f"max accept time {_fmt_s(sub.max)}"
+                f"probe p99 {_fmt_s(probes.p99)} (limit {thresholds.responsive_p99_s} s), "
+                f"{probes.timeouts} of {probes.sent} probes timed out, {probes.errors} errors, "
+                f"longest silence {probes.longest_silence_s:.2f} s"
             ),
+            # unanswered probes fail the rule whatever the p99: then there is no figure to be near
+            figure=probes.p99 if not probes.unanswered else None,
+            limit=thresholds.responsive_p99_s,
+            figure_name="probe p99",
+            unit=" s",
         )
+        for endpoint, probes in summary.probes.items()
+        if probes.sent
+    ]
+
+
+def _submitted(summary: ScenarioSummary, thresholds: Thresholds) -> list[Check]:
+    sub = summary.submission
+    evidence = (
+        f"{sub.timeouts} of {sub.attempted} submissions timed out (limit {thresholds.submit_timeout_s} s), "
+        f"{sub.errors} were refused or failed; max accept time {_fmt_s(sub.max)}"
     )
+    return [Check(rule="submission timeouts", fired=bool(sub.timeouts or sub.errors), evidence=evidence)]
+
+
+def _memory(summary: ScenarioSummary, thresholds: Thresholds) -> list[Check]:
     peak = summary.peak_memory_mb
     system_peak = summary.system.memory_peak_percent if summary.system else 0.0
-    found.append(
+    return [
         Check(
             rule="resource exhaustion",
             fired=(peak is not None and peak > thresholds.memory_limit_mb)
@@ -100,60 +103,72 @@ def checks(summary: ScenarioSummary, thresholds: Thresholds) -> list[Check]:
             figure_name=f"{summary.job_process} peak memory",
             unit=" MB",
         )
-    )
+    ]
+
+
+def _completed(summary: ScenarioSummary, thresholds: Thresholds) -> list[Check]:
     done, execs = summary.completion, summary.executions
     lost = execs.lost if summary.fault else done.pending + done.missing_records
-    found.append(
-        Check(
-            rule="jobs not completed",
-            fired=bool(done.pending or done.missing_records or (summary.fault and execs.lost)),
-            evidence=(
-                f"{lost} of {summary.jobs} jobs never completed "
-                f"({done.pending} still queued or running, {done.missing_records} records gone)"
-                + (f"; at the deadline {done.unfinished}" if done.unfinished else "")
-            ),
-        )
+    evidence = (
+        f"{lost} of {summary.jobs} jobs never completed "
+        f"({done.pending} still queued or running, {done.missing_records} records gone)"
+        + (f"; at the deadline {done.unfinished}" if done.unfinished else "")
     )
-    found.append(Check(rule="jobs failed", fired=bool(done.failed), evidence=f"{done.failed} jobs ended with an error"))
-    if summary.died:
-        found.append(Check(rule="a process died", fired=True, evidence="; ".join(summary.died)))
-    if summary.fault:
-        found.append(
-            Check(
-                rule="jobs duplicated",
-                fired=bool(execs.duplicated),
-                evidence=f"{execs.duplicated} jobs completed more than once",
-            )
-        )
-    if summary.rate is not None and summary.rate.verdict != "inconclusive":  # inconclusive: the harness's limit
-        found.append(
-            Check(
-                rule="rate not sustained",
-                fired=summary.rate.verdict == "saturated",
-                evidence="; ".join(summary.rate.reasons) or f"sustained {summary.rate.offered_per_s:g}/s",
-            )
-        )
+    fired = bool(done.pending or done.missing_records or (summary.fault and execs.lost))
+    return [
+        Check(rule="jobs not completed", fired=fired, evidence=evidence),
+        Check(rule="jobs failed", fired=bool(done.failed), evidence=f"{done.failed} jobs ended with an error"),
+    ]
+
+
+def _died(summary: ScenarioSummary, thresholds: Thresholds) -> list[Check]:
+    return [Check(rule="a process died", fired=True, evidence="; ".join(summary.died))] if summary.died else []
+
+
+def _duplicated(summary: ScenarioSummary, thresholds: Thresholds) -> list[Check]:
+    if not summary.fault:
+        return []
+    duplicated = summary.executions.duplicated
+    evidence = f"{duplicated} jobs completed more than once"
+    return [Check(rule="jobs duplicated", fired=bool(duplicated), evidence=evidence)]
+
+
+def _sustained(summary: ScenarioSummary, thresholds: Thresholds) -> list[Check]:
+    rate = summary.rate
+    if rate is None or rate.verdict == "inconclusive":  # inconclusive: the harness's limit, not the queue's
+        return []
+    evidence = "; ".join(rate.reasons) or f"sustained {rate.offered_per_s:g}/s"
+    return [Check(rule="rate not sustained", fired=rate.verdict == "saturated", evidence=evidence)]
+
+
+def _makespan(summary: ScenarioSummary, thresholds: Thresholds) -> list[Check]:
     ratio, makespan, ideal = summary.makespan_ratio, summary.makespan_s, summary.ideal_makespan_s
     # Jobs whose own work is shorter than the slack (noop: none at all) leave an ideal near zero, and the ratio
     # measures what the queue costs per job: the throughput figure says that, and slow is not failed.
-    if ratio is not None and makespan is not None and not summary.fault and ideal >= thresholds.makespan_slack_s:
-        over_slack = makespan - ideal > thresholds.makespan_slack_s
-        found.append(
-            Check(
-                rule="makespan far over ideal",
-                fired=ratio > thresholds.makespan_ratio_limit and over_slack,
-                evidence=(
-                    f"makespan {makespan:.2f} s is {ratio:.2f}× the ideal {ideal:.2f} s (limit "
-                    f"{thresholds.makespan_ratio_limit}× and {thresholds.makespan_slack_s} s over; ideal assumes "
-                    f"{summary.capacity.reason}, and the burst's own arrival)"
-                ),
-                figure=ratio if over_slack else None,  # within the slack the ratio is not what decides
-                limit=thresholds.makespan_ratio_limit,
-                figure_name="makespan ÷ ideal",
-                unit="×",
-            )
+    if ratio is None or makespan is None or summary.fault or ideal < thresholds.makespan_slack_s:
+        return []
+    over_slack = makespan - ideal > thresholds.makespan_slack_s
+    return [
+        Check(
+            rule="makespan far over ideal",
+            fired=ratio > thresholds.makespan_ratio_limit and over_slack,
+            evidence=(
+                f"makespan {makespan:.2f} s is {ratio:.2f}× the ideal {ideal:.2f} s (limit "
+                f"{thresholds.makespan_ratio_limit}× and {thresholds.makespan_slack_s} s over; ideal assumes "
+                f"{summary.capacity.reason}, and the burst's own arrival)"
+            ),
+            figure=ratio if over_slack else None,  # within the slack the ratio is not what decides
+            limit=thresholds.makespan_ratio_limit,
+            figure_name="makespan ÷ ideal",
+            unit="×",
         )
-    return found
+    ]
+
+
+# The rules in the order the reports list them.
+RULES: tuple[Callable[[ScenarioSummary, Thresholds], list[Check]], ...] = (
+    _responsive, _submitted, _memory, _completed, _died, _duplicated, _sustained, _makespan,
+)  # fmt: skip
 
 
 def detect(summary: ScenarioSummary, thresholds: Thresholds) -> list[Failure]:

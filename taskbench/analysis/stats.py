@@ -19,6 +19,7 @@ from taskbench.analysis.models import (
     CpuShares,
     CutSubmissions,
     Distribution,
+    Endpoint,
     Executions,
     ProbeSummary,
     ProcessResources,
@@ -294,32 +295,13 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
     # The capacity model's waves, and no less than the burst's own arrival plus one job: a burst of short
     # jobs cannot finish before its last job has even been accepted.
     ideal = max(result.ideal_makespan_s, (span or 0.0) + spec.duration_s)
-    probes_start = min((p.sent_at for p in result.probes), default=result.started_at)
-    probes_end = max((p.sent_at for p in result.probes), default=result.ended_at)
-    interval = result.settings.probe_interval_s
     fault_at = next((e.t for e in result.events if e.name == "fault"), None)
     intervals = [(j.started_at, j.finished_at or result.ended_at) for j in jobs if j.started_at]
     resources = process_resources(result)
     role = job_process(spec.implementation)
     worker_role = f"{spec.implementation}-worker"
-    registered = implementations.known(spec.implementation)
-    implementation = implementations.get(spec.implementation) if registered else None
-    options = result.settings.options_of(spec.implementation)
-    probes = {
-        endpoint: probe_summary(
-            [p for p in result.probes if p.endpoint == endpoint], probes_start, probes_end, interval
-        )
-        for endpoint in ENDPOINTS
-    }
-    if result.described is not None:  # as it ran; a run recorded before that was kept: this version's registry
-        how, settings = result.described.how_it_runs.get(spec.workload, ""), result.described.settings
-    elif implementation is not None:
-        how = implementation.how_it_runs(spec.model_workload, options)
-        concurrency = spec.concurrency or result.settings.concurrency
-        given = result.settings
-        settings = implementation.settings_on(concurrency, given.broker, options, given.api, given.external_servers)
-    else:
-        how, settings = "", {}
+    probes = _probe_summaries(result)
+    how, settings = _how_it_ran(result)
     return ScenarioSummary(
         rate=rates.summarise(result, probes, result.settings.load or LoadOptions()),
         label=spec.label,
@@ -338,14 +320,7 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
         concurrency=spec.concurrency,
         submission=submission_summary(result),
         probes=probes,
-        completion=Completion(
-            completed=statuses["completed"],
-            failed=statuses["failed"],
-            pending=statuses["queued"] + statuses["running"],
-            missing_records=max(accepted - len(jobs), 0),
-            timed_out=result.timed_out,
-            unfinished=next((e.detail for e in result.events if e.name == "unfinished"), None),
-        ),
+        completion=_completion(result, statuses, accepted),
         queue_time=distribution(j.queue_time for j in jobs),
         execution_time=distribution(j.execution_time for j in jobs),
         total_time=distribution(j.total_time for j in jobs),
@@ -382,4 +357,40 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
         records_from=result.records_from,
         hosts=result.hosts,
         responsive=None,
+    )
+
+
+def _how_it_ran(result: ScenarioResult) -> tuple[str, dict[str, str]]:
+    """How the workload ran and the settings it ran on, as recorded; a run recorded before that was kept: as this
+    version's registry describes it."""
+    spec = result.spec
+    if result.described is not None:
+        return result.described.how_it_runs.get(spec.workload, ""), result.described.settings
+    if not implementations.known(spec.implementation):
+        return "", {}
+    implementation, given = implementations.get(spec.implementation), result.settings
+    options = given.options_of(spec.implementation)
+    concurrency = spec.concurrency or given.concurrency
+    settings = implementation.settings_on(concurrency, given.broker, options, given.api, given.external_servers)
+    return implementation.how_it_runs(spec.model_workload, options), settings
+
+
+def _probe_summaries(result: ScenarioResult) -> dict[Endpoint, ProbeSummary]:
+    start = min((p.sent_at for p in result.probes), default=result.started_at)
+    end = max((p.sent_at for p in result.probes), default=result.ended_at)
+    interval = result.settings.probe_interval_s
+    return {
+        endpoint: probe_summary([p for p in result.probes if p.endpoint == endpoint], start, end, interval)
+        for endpoint in ENDPOINTS
+    }
+
+
+def _completion(result: ScenarioResult, statuses: Counter[str], accepted: int) -> Completion:
+    return Completion(
+        completed=statuses["completed"],
+        failed=statuses["failed"],
+        pending=statuses["queued"] + statuses["running"],
+        missing_records=max(accepted - len(result.jobs), 0),
+        timed_out=result.timed_out,
+        unfinished=next((e.detail for e in result.events if e.name == "unfinished"), None),
     )

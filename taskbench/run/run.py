@@ -11,7 +11,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,47 +102,9 @@ def _run(options: RunOptions, console: Console, stamp: str, folder: Path) -> tup
                     say=console.print,
                     project=options.settings.project_pins,
                 )
-            config = StackConfig(
-                workdir=folder / "stack",
-                concurrency=options.settings.concurrency,
-                redis_url=options.redis_url,
-                broker=options.settings.broker,
-                broker_url=options.broker_url,
-                postgres_url=options.postgres_url,
-                implementations=tuple(options.settings.implementations),
-                jobs=tuple(job.path for job in options.settings.user_jobs),
-                job_timeout_s=options.settings.job_timeout_s or 60.0,
-                # on the path only for --job and --app (an implementation's option `app`: the user's own app)
-                job_dir=Path.cwd()
-                if options.settings.user_jobs or any(o.get("app") for o in options.settings.options.values())
-                else None,
-                state=StackState(middleware=options.settings.middleware[0]),
-                api=options.settings.api,
-                options=options.settings.options,
-                environments=envs,
-                worker_limits=options.settings.worker_limits,
-                api_limits=options.settings.api_limits,
-                # worker-oom: its scenarios set the worker's memory limit
-                contained=any(faults.get(f).needs_cgroups for f in options.settings.faults),
-                hosts=options.settings.hosts,
-                link_delay_ms=options.settings.link_delay_ms,
-            )
-            with console.status("starting Redis, the API servers and the workers…"):
-                stack = Stack(config)
-                stack.__enter__()
-            options.settings.topology = stack.topology()  # --hosts: which part on which address
-            for part, where in options.settings.topology.items():
-                console.print(f"  {part}: {where}", markup=False)
-            rabbitmq = f", RabbitMQ {redacted(stack.amqp_url)}" if stack.amqp_url else ""
-            rabbitmq += f", PostgreSQL {redacted(stack.postgres_url)}" if stack.postgres_url else ""
-            apis = ", ".join(f"{label} {url}" for label, url in stack.urls().items())
-            console.print(
-                f"stack up: APIs {apis}; Redis {redacted(stack.redis_url)}{rabbitmq}; logs in {config.workdir / 'logs'}"
-            )
+            stack = _start_stack(_stack_config(options, folder, envs), options.settings, console)
         url = options.settings.url or (stack.url if stack else "")
-        served = None
-        if stack is None:
-            served = _check_server(url, options.settings.implementations)
+        served = _check_server(url, options.settings.implementations) if stack is None else None
         env = provenance.environment(
             stack.redis_url if stack else None,
             stack.amqp_url if stack else None,
@@ -155,6 +117,50 @@ def _run(options: RunOptions, console: Console, stamp: str, folder: Path) -> tup
         if stack is not None:
             with console.status("stopping the stack…"):
                 stack.stop()
+
+
+def _stack_config(options: RunOptions, folder: Path, envs: dict[str, venvs.Env]) -> StackConfig:
+    settings = options.settings
+    return StackConfig(
+        workdir=folder / "stack",
+        concurrency=settings.concurrency,
+        redis_url=options.redis_url,
+        broker=settings.broker,
+        broker_url=options.broker_url,
+        postgres_url=options.postgres_url,
+        implementations=tuple(settings.implementations),
+        jobs=tuple(job.path for job in settings.user_jobs),
+        job_timeout_s=settings.job_timeout_s or 60.0,
+        # on the path only for --job and --app (an implementation's option `app`: the user's own app)
+        job_dir=Path.cwd() if settings.user_jobs or any(o.get("app") for o in settings.options.values()) else None,
+        state=StackState(middleware=settings.middleware[0]),
+        api=settings.api,
+        options=settings.options,
+        environments=envs,
+        worker_limits=settings.worker_limits,
+        api_limits=settings.api_limits,
+        # worker-oom: its scenarios set the worker's memory limit
+        contained=any(faults.get(f).needs_cgroups for f in settings.faults),
+        hosts=settings.hosts,
+        link_delay_ms=settings.link_delay_ms,
+    )
+
+
+def _start_stack(config: StackConfig, settings: RunSettings, console: Console) -> Stack:
+    """The stack up, and where each part of it is (the caller stops it)."""
+    with console.status("starting Redis, the API servers and the workers…"):
+        stack = Stack(config)
+        stack.__enter__()
+    settings.topology = stack.topology()  # --hosts: which part on which address
+    for part, where in settings.topology.items():
+        console.print(f"  {part}: {where}", markup=False)
+    rabbitmq = f", RabbitMQ {redacted(stack.amqp_url)}" if stack.amqp_url else ""
+    rabbitmq += f", PostgreSQL {redacted(stack.postgres_url)}" if stack.postgres_url else ""
+    apis = ", ".join(f"{label} {url}" for label, url in stack.urls().items())
+    console.print(
+        f"stack up: APIs {apis}; Redis {redacted(stack.redis_url)}{rabbitmq}; logs in {config.workdir / 'logs'}"
+    )
+    return stack
 
 
 def _check_server(url: str, labels: list[str]) -> dict[str, dict[str, str]]:
@@ -274,16 +280,30 @@ async def _run_all(
     token = stack.api_token if stack is not None else os.environ.get(API_TOKEN)  # --url: the user's service's
     client = ServiceClient(url, submit_timeout_s=settings.thresholds.submit_timeout_s, urls=urls, token=token)
     ctx = ScenarioContext(
-        client=client,
-        settings=settings,
-        environment=env,
-        stack=stack,
-        timeout_s=options.timeout_s,
+        client=client, settings=settings, environment=env, stack=stack, timeout_s=options.timeout_s,
         job_args=options.job_args,
-    )
-    loop = asyncio.get_running_loop()
+    )  # fmt: skip
+    run_result = _run_record(settings, env, stamp)
     results: list[ScenarioResult] = []
-    run_result = RunResult(
+    try:
+        with _stopped_by_signals(ctx, run_result, console):
+            await _run_each(ctx, specs, run_result, results, Written(folder, stamp), console)
+    except BaseException:
+        run_result.interrupted = True  # keep what was measured, then let the error through
+        if results:
+            files.write_run(folder, analyse(run_result, results), results)
+        raise
+    finally:
+        await client.aclose()
+    run_result.interrupted = ctx.stop.is_set()
+    analysed = analyse(run_result, results)
+    files.write_run(folder, analysed, results)
+    return folder, analysed
+
+
+def _run_record(settings: RunSettings, env: RunEnvironment, stamp: str) -> RunResult:
+    """The run's own record: what was asked, where and with what it ran; its scenario files are added as written."""
+    return RunResult(
         timestamp=stamp,
         settings=settings,
         environment=env,
@@ -298,6 +318,13 @@ async def _run_all(
         },
     )
 
+
+@contextlib.contextmanager
+def _stopped_by_signals(ctx: ScenarioContext, run_result: RunResult, console: Console) -> Iterator[None]:
+    """Ctrl-C or SIGTERM (a CI's timeout, `kill`): finish this scenario early and keep what was measured; a second
+    one stops at once."""
+    loop = asyncio.get_running_loop()
+
     def interrupt(signum: int) -> None:
         if ctx.stop.is_set():  # a second Ctrl-C: stop now
             raise KeyboardInterrupt
@@ -307,52 +334,64 @@ async def _run_all(
         ctx.stop.set()
 
     with contextlib.suppress(NotImplementedError):
-        for signum in (signal.SIGINT, signal.SIGTERM):  # SIGTERM (a CI's timeout, `kill`) as Ctrl-C
+        for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, interrupt, signum)
-    cpus = env.machine.cpu_count or 1
-    estimates = [plan.estimate_s(s, settings.concurrency, cpus, settings) for s in specs]
     try:
-        with progress.shown(console, sum(estimates)) as shown:
-
-            async def run_one(spec: ScenarioSpec) -> ScenarioSummary | None:
-                run_of = f" (run {spec.repeat + 1} of {settings.repeat})" if settings.repeat > 1 else ""
-                on_progress = shown.scenario(spec.label + run_of, spec.jobs)
-                result = await _run_or_give_up(ctx, spec, on_progress)
-                if stack is not None:
-                    run_result.unavailable = list(stack.unavailable.values())
-                if result is None:
-                    shown.scenario_done(spec.label + run_of, f"not run: {_why_not(stack, spec)}")
-                    return None
-                results.append(result)
-                run_result.scenario_files.append(files.write_scenario_data(folder, stamp, result))
-                summary = analysis.summarise(result)
-                shown.scenario_done(spec.label + run_of, _outcome(summary))
-                return summary
-
-            if stack is not None:
-                run_result.unavailable = list(stack.unavailable.values())
-            for spec, estimate in zip(specs, estimates, strict=True):
-                if ctx.stop.is_set():
-                    break
-                if stack is not None and spec.implementation in stack.unavailable:
-                    shown.advance(estimate)  # a finding already: the report says which part failed and why
-                    continue
-                if settings.load is not None and (settings.load.auto or settings.load.target_rate):
-                    await _search(spec, settings.load, ctx, run_one)
-                else:
-                    await run_one(spec)
-                shown.advance(estimate)
-    except BaseException:
-        run_result.interrupted = True  # keep what was measured, then let the error through
-        if results:
-            files.write_run(folder, analyse(run_result, results), results)
-        raise
+        yield
     finally:
-        await client.aclose()
         with contextlib.suppress(NotImplementedError):
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
-    run_result.interrupted = ctx.stop.is_set()
-    analysed = analyse(run_result, results)
-    files.write_run(folder, analysed, results)
-    return folder, analysed
+
+
+@dataclass(frozen=True)
+class Written:
+    """Where each scenario's file goes as soon as it is measured."""
+
+    folder: Path
+    stamp: str
+
+
+async def _run_each(
+    ctx: ScenarioContext,
+    specs: list[ScenarioSpec],
+    run_result: RunResult,
+    results: list[ScenarioResult],
+    written: Written,
+    console: Console,
+) -> None:
+    """Every scenario in the plan's order (a search's steps in its place), with the progress bar."""
+    settings, stack = ctx.settings, ctx.stack
+    estimates = [
+        plan.estimate_s(s, settings.concurrency, ctx.environment.machine.cpu_count or 1, settings) for s in specs
+    ]
+    with progress.shown(console, sum(estimates)) as shown:
+
+        async def run_one(spec: ScenarioSpec) -> ScenarioSummary | None:
+            run_of = f" (run {spec.repeat + 1} of {settings.repeat})" if settings.repeat > 1 else ""
+            on_progress = shown.scenario(spec.label + run_of, spec.jobs)
+            result = await _run_or_give_up(ctx, spec, on_progress)
+            if stack is not None:
+                run_result.unavailable = list(stack.unavailable.values())
+            if result is None:
+                shown.scenario_done(spec.label + run_of, f"not run: {_why_not(stack, spec)}")
+                return None
+            results.append(result)
+            run_result.scenario_files.append(files.write_scenario_data(written.folder, written.stamp, result))
+            summary = analysis.summarise(result)
+            shown.scenario_done(spec.label + run_of, _outcome(summary))
+            return summary
+
+        if stack is not None:
+            run_result.unavailable = list(stack.unavailable.values())
+        for spec, estimate in zip(specs, estimates, strict=True):
+            if ctx.stop.is_set():
+                break
+            if stack is not None and spec.implementation in stack.unavailable:
+                shown.advance(estimate)  # a finding already: the report says which part failed and why
+                continue
+            if settings.load is not None and (settings.load.auto or settings.load.target_rate):
+                await _search(spec, settings.load, ctx, run_one)
+            else:
+                await run_one(spec)
+            shown.advance(estimate)

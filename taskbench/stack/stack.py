@@ -285,22 +285,44 @@ class Stack:
         self.stop()
 
     def start(self) -> None:
+        """Its folder and isolation first, then the servers, then every implementation's services."""
         self._watchdog = watchdog.start(self.id)  # first: whatever happens next, nothing outlives the harness
+        self._prepare_folder()
+        self._isolate()
+        missing = [label for label in self.config.implementations if label not in self.environments]
+        if missing:
+            self.environments |= environment.prepare(missing, options=self.config.options)
+        self._start_servers()
+        for label in self.config.implementations:
+            try:
+                self.set_up(label)
+            except StackError as exc:
+                self.give_up(label, f"setting up {implementations.title(label)}", exc)
+        self._start_services()
+        for label in self.labels:
+            self.start_companions(label)
+        self.publish_join()
+
+    def _prepare_folder(self) -> None:
         self.config.workdir.mkdir(parents=True, exist_ok=True)
         self.config.workdir.chmod(0o700)  # logs, ledgers and, while it runs, the stack's keys: its user's alone
         (self.config.workdir / "ledger").mkdir(exist_ok=True)
         self._exit.callback(self._forget_secrets)  # the first callback in, the last out: once every process is gone
         self.token_file.touch(mode=0o600)
         self.token_file.write_text(self.api_token + "\n")
+
+    def _isolate(self) -> None:
+        """The hosts (network namespaces) and the container limits (cgroups) its processes start in."""
         if self.config.hosts:
             self._exit.callback(self._remove_network)  # the first callback in, the last out: after every process
             self.network = netns.Network.create(self.id, self.config.hosts, self.config.link_delay_ms)
         if self.config.contained or self.config.worker_limits.is_set or self.config.api_limits.is_set:
             self.cgroups = cgroups.StackCgroups.create(self.id)
             self._exit.callback(self.cgroups.remove)  # before the services: it runs after they have stopped
-        missing = [label for label in self.config.implementations if label not in self.environments]
-        if missing:
-            self.environments |= environment.prepare(missing, options=self.config.options)
+
+    def _start_servers(self) -> None:
+        """Redis (and the telemetry Redis), RabbitMQ and PostgreSQL where asked: private ones started, given ones
+        checked."""
         if self.embedded_redis:
             self.start_redis()
         self.check_redis()
@@ -315,12 +337,10 @@ class Stack:
             self.check_postgres()
         if self.external_servers:  # registered before the services: it runs once they have all stopped
             self._exit.callback(self._remove_namespace)
-        for label in self.config.implementations:
-            try:
-                self.set_up(label)
-            except StackError as exc:
-                self.give_up(label, f"setting up {implementations.title(label)}", exc)
-        # Every process first, then each one's readiness: their start-ups (imports, CPU calibration) overlap.
+
+    def _start_services(self) -> None:
+        """Every API and worker: every process first, then each one's readiness, so that their start-ups (imports,
+        CPU calibration) overlap; one that cannot start is a finding, and the run goes on with the others."""
         services = [(label, self._api_service(label)) for label in self.labels]
         services += [(label, self._worker_service(label)) for label in self.labels if self._has_worker(label)]
         for _, service in services:
@@ -330,14 +350,11 @@ class Stack:
             if label not in self.unavailable:
                 try:
                     service.wait_ready()
-                except StackError as exc:  # a finding: the run goes on with the others
+                except StackError as exc:
                     self.give_up(label, service.what, exc)
         if not self.labels:
             reasons = "; ".join(f"{u.part}: {u.reason}" for u in self.unavailable.values())
             raise StackError(f"no implementation could start ({reasons}); logs in {self.config.workdir / 'logs'}")
-        for label in self.labels:
-            self.start_companions(label)
-        self.publish_join()
 
     def stop(self) -> None:
         """Ask the APIs, the workers and Flower to shut down all at once (each takes seconds to finish

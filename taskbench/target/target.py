@@ -362,19 +362,7 @@ class _Run:
         fault_task = asyncio.create_task(self._faults(faults)) if faults else None
 
         async def send(index: int, due_at: float) -> Submission:
-            sent_at, started = time.time(), time.perf_counter()
-            try:
-                job = job_id(await asyncio.wait_for(self.scenario.submit(submit_client), SUBMIT_TIMEOUT_S))
-            except (asyncio.TimeoutError, httpx.TimeoutException):
-                return Submission(index=index, sent_at=sent_at, latency_s=None, error="timeout")
-            except Exception as exc:
-                latency = time.perf_counter() - started
-                return Submission(index=index, sent_at=sent_at, latency_s=latency, error=one_line(exc, 200))
-            latency = time.perf_counter() - started
-            trace = JobTrace(job_id=job, index=index)
-            self.traces.append(trace)
-            self.follows.append(asyncio.create_task(self._follow(trace, status_client, semaphore)))
-            return Submission(index=index, sent_at=sent_at, latency_s=latency, job_id=job)
+            return await self._send(index, submit_client, status_client, semaphore)
 
         what = (
             f"{len(self.due)} jobs at {options.rate:g}/s for {options.for_s:g} s"
@@ -391,30 +379,63 @@ class _Run:
             f"(at most {options.deadline_s:g} s)…",
             markup=False,
         )
-        waiting: list[asyncio.Task[None]] = [*self.follows, *([fault_task] if fault_task else [])]
+        waited_until = await self._wait_for_jobs([*self.follows, *([fault_task] if fault_task else [])])
+        probes = probe.stop() if probe else []
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        return TargetRun(
+            settings=self._settings(),
+            started_at=started_at,
+            trial=trial,
+            sending_from=start,
+            sending_to=sending_to,
+            waited_until=waited_until,
+            finished_at=time.time(),
+            interrupted=self.stopped_by is not None,
+            stopped_by=self.stopped_by,
+            submissions=[_recorded(s, start) for s in sent],
+            jobs=sorted(self.traces, key=lambda t: t.index),
+            probes=probes,
+            faults=faults,
+        )
+
+    async def _send(
+        self,
+        index: int,
+        submit_client: httpx.AsyncClient,
+        status_client: httpx.AsyncClient,
+        semaphore: asyncio.Semaphore,
+    ) -> Submission:
+        """One submission through the scenario's `submit`; an accepted job is followed from then on."""
+        sent_at, started = time.time(), time.perf_counter()
+        try:
+            job = job_id(await asyncio.wait_for(self.scenario.submit(submit_client), SUBMIT_TIMEOUT_S))
+        except (asyncio.TimeoutError, httpx.TimeoutException):
+            return Submission(index=index, sent_at=sent_at, latency_s=None, error="timeout")
+        except Exception as exc:
+            latency = time.perf_counter() - started
+            return Submission(index=index, sent_at=sent_at, latency_s=latency, error=one_line(exc, 200))
+        latency = time.perf_counter() - started
+        trace = JobTrace(job_id=job, index=index)
+        self.traces.append(trace)
+        self.follows.append(asyncio.create_task(self._follow(trace, status_client, semaphore)))
+        return Submission(index=index, sent_at=sent_at, latency_s=latency, job_id=job)
+
+    async def _wait_for_jobs(self, waiting: list[asyncio.Task[None]]) -> float:
+        """Until every followed job and fault command is done, Ctrl-C, or the deadline; when the wait ended."""
         stop_wait = asyncio.create_task(self.stop.wait())
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(_all_or_stop(waiting, stop_wait), options.deadline_s)
+            await asyncio.wait_for(_all_or_stop(waiting, stop_wait), self.options.deadline_s)
         waited_until = time.time()
         stop_wait.cancel()
         for task in waiting:
             task.cancel()
         await asyncio.gather(*waiting, stop_wait, return_exceptions=True)
-        probes = probe.stop() if probe else []
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
-        submissions = [
-            TargetSubmission(
-                index=s.index,
-                due_at=s.due_at if s.due_at is not None else start,
-                sent_at=s.sent_at,
-                answered_at=None if s.latency_s is None else s.sent_at + s.latency_s,
-                job_id=s.job_id,
-                error=s.error,
-            )
-            for s in sent
-        ]
-        settings = TargetSettings(
+        return waited_until
+
+    def _settings(self) -> TargetSettings:
+        options = self.options
+        return TargetSettings(
             target=redacted(options.target),
             scenario=str(self.scenario.path.resolve()),
             scenario_sha256=self.scenario.sha256,
@@ -431,21 +452,6 @@ class _Run:
             taskbench_version=provenance.version(),
             git_revision=provenance.git_revision(),
             command_line=provenance.command_line(),
-        )
-        return TargetRun(
-            settings=settings,
-            started_at=started_at,
-            trial=trial,
-            sending_from=start,
-            sending_to=sending_to,
-            waited_until=waited_until,
-            finished_at=time.time(),
-            interrupted=self.stopped_by is not None,
-            stopped_by=self.stopped_by,
-            submissions=submissions,
-            jobs=sorted(self.traces, key=lambda t: t.index),
-            probes=probes,
-            faults=faults,
         )
 
     def _interrupt(self, signum: int) -> None:
@@ -590,3 +596,14 @@ class _Prober:
         else:
             latency = time.perf_counter() - started
             self.probes.append(ProbeResult(sent_at=sent_at, latency_s=latency, status_code=response.status_code))
+
+
+def _recorded(s: Submission, start: float) -> TargetSubmission:
+    return TargetSubmission(
+        index=s.index,
+        due_at=s.due_at if s.due_at is not None else start,
+        sent_at=s.sent_at,
+        answered_at=None if s.latency_s is None else s.sent_at + s.latency_s,
+        job_id=s.job_id,
+        error=s.error,
+    )

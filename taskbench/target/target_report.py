@@ -314,8 +314,24 @@ def figures_table(run: TargetRun) -> Table:
 
 
 def markdown(run: TargetRun) -> str:
-    s, st = _summary(run), run.settings
-    origin_word = "due time" if s.latency_from == "due" else "send"
+    s = _summary(run)
+    sections = [
+        _head_and_submissions(run, s),
+        _jobs(run, s),
+        _keeping_up_section(run, s),
+        _probe_section(run, s),
+        _fault_commands(run),
+        _how_measured(run),
+    ]
+    return "\n".join(line for section in sections for line in section) + "\n"
+
+
+def _origin_word(s: TargetSummary) -> str:
+    return "due time" if s.latency_from == "due" else "send"
+
+
+def _head_and_submissions(run: TargetRun, s: TargetSummary) -> list[str]:
+    st, origin_word = run.settings, _origin_word(s)
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.started_at))
     lines = [
         f"# Your deployment: {st.target}",
@@ -352,7 +368,12 @@ def markdown(run: TargetRun) -> str:
     if s.errors:
         lines += ["", "Errors (most frequent first):", ""]
         lines += [f"- {count} × `{error}`" for error, count in s.errors.items()]
-    lines += [
+    return lines
+
+
+def _jobs(run: TargetRun, s: TargetSummary) -> list[str]:
+    st, origin_word = run.settings, _origin_word(s)
+    lines = [
         "",
         "## Jobs",
         "",
@@ -388,113 +409,133 @@ def markdown(run: TargetRun) -> str:
         f"not resolved below it. {s.never_seen_running} done jobs went from queued to done between two polls (they "
         f"are not in the queue time). {s.polls} polls answered, {s.poll_errors} raised or timed out.",
     ]
-    if s.keeping_up is not None:
-        k = s.keeping_up
-        lines += [
-            "",
-            "## Did completions keep up with arrivals?",
-            "",
-            f"**{k.verdict}**" + (f": {'; '.join(k.reasons)}" if k.reasons else "") + ".",
-            "",
-            md.table(
-                Table(
-                    headers=[
-                        "offered",
-                        "sent",
-                        "schedule lag p99",
-                        "steady part",
-                        "due in it",
-                        "finished in it",
-                        "finished/s",
-                        "due/s",
-                        "backlog trend",
-                        "backlog max",
-                    ],
-                    rows=[
-                        [
-                            f"{k.offered_per_s:g}/s",
-                            f"{k.send_rate_per_s:.2f}/s" if k.send_rate_per_s is not None else "–",
-                            _s(k.schedule_lag_p99_s),
-                            f"{k.steady_from_s:.1f}–{k.steady_to_s:.1f} s",
-                            str(k.due_in_steady),
-                            str(k.done_in_steady),
-                            f"{k.completion_per_s:.2f}",
-                            f"{k.expected_per_s:.2f}",
-                            f"{k.backlog_slope_per_s:+.2f} jobs/s" if k.backlog_slope_per_s is not None else "–",
-                            str(k.backlog_max),
-                        ]
-                    ],
-                )
-            ),
-            "",
-            f"The rule: over the steady part (after the first {st.warmup_share:.0%} of the step), the jobs finished "
-            f"(done or failed) must reach {1 - st.throughput_margin:.0%} of the accepted jobs due in it, less one "
-            f"(the due window shifted by the median execution seen, {_s(k.shift_s)}); the backlog (accepted, not yet "
-            f"seen finished, every {BACKLOG_STEP_S:g} s) may grow by at most {st.throughput_margin:.0%} of the rate "
-            "or one job over the part (least squares); every submission must be accepted. Inconclusive when the "
-            f"harness itself sent late (schedule lag p99 over {MAX_LAG_S:g} s, or under {SEND_RATE_SHARE:.0%} of a "
-            "uniform rate) or was interrupted. Finishes are seen by polling, so they lag by up to the poll gap.",
-        ]
-    if s.probe is not None:
-        p = s.probe
-        lines += [
-            "",
-            f"## Responsiveness: GET {p.path}",
-            "",
-            f"One GET every {_s(st.probe_interval_s)} on a thread and event loop of the harness's own (a probe "
-            f"unanswered after {st.probe_timeout_s:g} s is a timeout), from the first submission to the end of the "
-            "wait.",
-            "",
-            md.table(
-                Table(
-                    headers=["sent", "answered", "timeouts", "errors", "5xx", "p50", "p99", "max", "longest silence"],
-                    rows=[
-                        [
-                            str(p.sent),
-                            str(p.answered),
-                            str(p.timeouts),
-                            str(p.errors),
-                            str(p.server_errors),
-                            _s(p.p50),
-                            _s(p.p99),
-                            _s(p.max),
-                            _s(p.longest_silence_s),
-                        ]
-                    ],
-                )
-            ),
-        ]
-    if run.faults:
-        lines += [
-            "",
-            "## Fault commands",
-            "",
-            "Each ran once, in a shell, when half the accepted jobs had been seen running or finished; the run then "
-            "waited for the jobs as usual.",
-            "",
-            md.table(
-                Table(
-                    headers=["name", "command", "when", "started", "took", "exit code", "note"],
-                    rows=[
-                        [
-                            f.name,
-                            f"`{f.command}`",
-                            f.trigger or "–",
-                            f"{f.started_at - run.sending_from:.2f} s into the load" if f.started_at else "–",
-                            _s(f.ended_at - f.started_at) if f.started_at and f.ended_at else "–",
-                            str(f.exit_code) if f.exit_code is not None else "–",
-                            f.note or "",
-                        ]
-                        for f in run.faults
-                    ],
-                )
-            ),
-        ]
-        for f in run.faults:
-            if f.output.strip():
-                tail = "\n".join(f.output.strip().splitlines()[-10:])
-                lines += ["", f"Output of {f.name} (last lines):", "", "```", tail, "```"]
-    lines += [
+    return lines
+
+
+def _keeping_up_section(run: TargetRun, s: TargetSummary) -> list[str]:
+    st, k = run.settings, s.keeping_up
+    if k is None:
+        return []
+    lines = [
+        "",
+        "## Did completions keep up with arrivals?",
+        "",
+        f"**{k.verdict}**" + (f": {'; '.join(k.reasons)}" if k.reasons else "") + ".",
+        "",
+        md.table(
+            Table(
+                headers=[
+                    "offered",
+                    "sent",
+                    "schedule lag p99",
+                    "steady part",
+                    "due in it",
+                    "finished in it",
+                    "finished/s",
+                    "due/s",
+                    "backlog trend",
+                    "backlog max",
+                ],
+                rows=[
+                    [
+                        f"{k.offered_per_s:g}/s",
+                        f"{k.send_rate_per_s:.2f}/s" if k.send_rate_per_s is not None else "–",
+                        _s(k.schedule_lag_p99_s),
+                        f"{k.steady_from_s:.1f}–{k.steady_to_s:.1f} s",
+                        str(k.due_in_steady),
+                        str(k.done_in_steady),
+                        f"{k.completion_per_s:.2f}",
+                        f"{k.expected_per_s:.2f}",
+                        f"{k.backlog_slope_per_s:+.2f} jobs/s" if k.backlog_slope_per_s is not None else "–",
+                        str(k.backlog_max),
+                    ]
+                ],
+            )
+        ),
+        "",
+        f"The rule: over the steady part (after the first {st.warmup_share:.0%} of the step), the jobs finished "
+        f"(done or failed) must reach {1 - st.throughput_margin:.0%} of the accepted jobs due in it, less one "
+        f"(the due window shifted by the median execution seen, {_s(k.shift_s)}); the backlog (accepted, not yet "
+        f"seen finished, every {BACKLOG_STEP_S:g} s) may grow by at most {st.throughput_margin:.0%} of the rate "
+        "or one job over the part (least squares); every submission must be accepted. Inconclusive when the "
+        f"harness itself sent late (schedule lag p99 over {MAX_LAG_S:g} s, or under {SEND_RATE_SHARE:.0%} of a "
+        "uniform rate) or was interrupted. Finishes are seen by polling, so they lag by up to the poll gap.",
+    ]
+    return lines
+
+
+def _probe_section(run: TargetRun, s: TargetSummary) -> list[str]:
+    st, p = run.settings, s.probe
+    if p is None:
+        return []
+    lines = [
+        "",
+        f"## Responsiveness: GET {p.path}",
+        "",
+        f"One GET every {_s(st.probe_interval_s)} on a thread and event loop of the harness's own (a probe "
+        f"unanswered after {st.probe_timeout_s:g} s is a timeout), from the first submission to the end of the "
+        "wait.",
+        "",
+        md.table(
+            Table(
+                headers=["sent", "answered", "timeouts", "errors", "5xx", "p50", "p99", "max", "longest silence"],
+                rows=[
+                    [
+                        str(p.sent),
+                        str(p.answered),
+                        str(p.timeouts),
+                        str(p.errors),
+                        str(p.server_errors),
+                        _s(p.p50),
+                        _s(p.p99),
+                        _s(p.max),
+                        _s(p.longest_silence_s),
+                    ]
+                ],
+            )
+        ),
+    ]
+    return lines
+
+
+def _fault_commands(run: TargetRun) -> list[str]:
+    if not run.faults:
+        return []
+    lines = [
+        "",
+        "## Fault commands",
+        "",
+        "Each ran once, in a shell, when half the accepted jobs had been seen running or finished; the run then "
+        "waited for the jobs as usual.",
+        "",
+        md.table(
+            Table(
+                headers=["name", "command", "when", "started", "took", "exit code", "note"],
+                rows=[
+                    [
+                        f.name,
+                        f"`{f.command}`",
+                        f.trigger or "–",
+                        f"{f.started_at - run.sending_from:.2f} s into the load" if f.started_at else "–",
+                        _s(f.ended_at - f.started_at) if f.started_at and f.ended_at else "–",
+                        str(f.exit_code) if f.exit_code is not None else "–",
+                        f.note or "",
+                    ]
+                    for f in run.faults
+                ],
+            )
+        ),
+    ]
+    for f in run.faults:
+        if f.output.strip():
+            tail = "\n".join(f.output.strip().splitlines()[-10:])
+            lines += ["", f"Output of {f.name} (last lines):", "", "```", tail, "```"]
+    return lines
+
+
+def _how_measured(run: TargetRun) -> list[str]:
+    st = run.settings
+    lines = [
         "",
         "## How this was measured",
         "",
@@ -505,7 +546,7 @@ def markdown(run: TargetRun) -> str:
         "the deployment knows, are not read.",
         f"- A submit or status call that took over {st.call_timeout_s:g} s counts as a timeout.",
     ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _cells(p: Percentiles) -> list[str | list[str]]:
