@@ -108,3 +108,25 @@ def test_every_fault_of_the_wire_is_registered() -> None:
 
     assert set(faults.REGISTRY) == {f.value for f in enums.Fault}
     assert all(name == plugin.name.value for name, plugin in faults.REGISTRY.items())
+
+
+MAX_FUNCTION_LINES = 60
+# Named exceptions: functions whose length is the width of the record they build, one figure a line (each figure
+# that takes more than an expression is a function of its own).
+LONG_BY_DESIGN = {
+    "taskbench/analysis/stats.py:summarize": "builds the 50-field ScenarioSummary",
+    "taskbench/analysis/rates.py:summarise": "builds the 30-field RateStep",
+}
+
+
+def test_every_function_fits_on_a_screen() -> None:
+    long = []
+    for root in (PACKAGE, PACKAGE.parent / "taskbench_service"):
+        for path in root.rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    where = f"{path.relative_to(PACKAGE.parent)}:{node.name}"
+                    lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                    if lines > MAX_FUNCTION_LINES and where not in LONG_BY_DESIGN:
+                        long.append(f"{where} has {lines} lines")
+    assert not long, "\n".join(long)

@@ -98,14 +98,16 @@ def test_open_loop_shows_a_stall_in_the_corrected_latencies() -> None:
         server.shutdown()
     assert len(subs) == 60 and all(s.due_at is not None for s in subs)
     lags = [s.sent_at - s.due_at for s in subs if s.due_at is not None]
-    assert max(lags) < 0.1, "the harness kept to its schedule through the stall"
+    # Against a stall of 1 s, a closed loop lags by the stall; 0.3 s leaves room for a machine whose cores are
+    # busy with something else (the suite's other workers, a newcomer's browser).
+    assert max(lags) < 0.3, "the harness kept to its schedule through the stall"
     first = subs[0].due_at or 0.0
     sent_during_stall = [s for s in subs if s.due_at is not None and 1.1 <= s.due_at - first < 2.0]
     assert len(sent_during_stall) >= 15, "sent on schedule, not after the earlier answers"
     corrected = rates.latency(s.sent_at + (s.latency_s or 0) - (s.due_at or 0) for s in subs)
     assert corrected.max is not None and corrected.max > 0.8  # the first job due in the stall waited ~1 s
     assert corrected.p90 is not None and corrected.p90 > 0.2  # a third of the jobs met the stall
-    assert corrected.p50 is not None and corrected.p50 < 0.2
+    assert corrected.p50 is not None and corrected.p50 < 0.3
 
 
 def _step(rate: float, capacity_per_s: float, for_s: float = 20.0, duration: float = 0.5) -> ScenarioResult:

@@ -382,20 +382,7 @@ def check(operations: Sequence[Operation]) -> HistoryCheck:
         runs.setdefault(run.job_id, []).append(run)
     first = {job_id: min(r.first_seen for r in rs) for job_id, rs in runs.items()}
 
-    # dequeued but not acknowledged: attempted by name, else matched to an anonymous attempt, else unexpected
-    unacked = [job_id for job_id in runs if job_id not in acked]
-    named = {job_id for job_id in unacked if tried[job_id]}
-    refused_named = {
-        job_id
-        for job_id in named
-        if all(a.outcome == "fail" for a in attempts if a.value == job_id)  # no indeterminate attempt names it
-    }
-    anonymous = [a for a in attempts if a.value is None and a.outcome != "ok"]
-    unsure, rest = _match([i for i in unacked if i not in named], [a for a in anonymous if a.outcome != "fail"], first)
-    refused, unexpected = _match(rest, [a for a in anonymous if a.outcome == "fail"], first)
-    recovered = [i for i in unacked if i in named or i in unsure or i in refused]
-    for job_id in (*unsure, *refused):
-        tried[job_id] += 1
+    recovered, unexpected, refused_yet_ran = _unacknowledged(runs, acked, attempts, tried, first)
 
     lost = [job_id for job_id in acknowledged if job_id not in runs]
     duplicated = [job_id for job_id in runs if job_id not in unexpected and len(runs[job_id]) > max(tried[job_id], 1)]
@@ -404,17 +391,6 @@ def check(operations: Sequence[Operation]) -> HistoryCheck:
     once = [job_id for job_id in acknowledged if job_id in runs and job_id not in dup]
     exactly = [job_id for job_id in once if len(runs[job_id]) == 1 and runs[job_id][0].finished]
     unfinished = [job_id for job_id in acknowledged if job_id in runs and not any(r.finished for r in runs[job_id])]
-    in_flight = (
-        None
-        if fault_at is None
-        else len(
-            {
-                r.job_id
-                for r in executions
-                if r.start is not None and r.start <= fault_at and (r.end is None or r.end > fault_at)
-            }
-        )
-    )
     return HistoryCheck(
         attempted=len(attempts),
         acknowledged=len(acknowledged),
@@ -425,7 +401,7 @@ def check(operations: Sequence[Operation]) -> HistoryCheck:
         once=len(once),
         lost=len(lost),
         recovered=len(recovered),
-        refused_yet_ran=len(refused_named) + len(refused),
+        refused_yet_ran=refused_yet_ran,
         unexpected=len(unexpected),
         duplicated=len(duplicated),
         concurrent=len(concurrent),
@@ -433,7 +409,7 @@ def check(operations: Sequence[Operation]) -> HistoryCheck:
         unfinished=len(unfinished),
         finished_without_start=sum(r.start is None for r in executions),
         exactly_once=len(exactly) / len(acknowledged) if acknowledged else None,
-        in_flight_at_fault=in_flight,
+        in_flight_at_fault=_in_flight_at(executions, fault_at),
         valid=not lost and not unexpected,
         lost_ids=lost,
         recovered_ids=recovered,
@@ -450,3 +426,42 @@ def check_scenario(result: ScenarioResult) -> HistoryCheck:
 
 
 __all__ = ["Operation", "check", "check_scenario", "dumps", "enqueue_outcome", "history", "loads"]
+
+
+def _unacknowledged(
+    runs: dict[str, list[_Execution]],
+    acked: set[str],
+    attempts: list[_Attempt],
+    tried: Counter[str],
+    first: dict[str, int],
+) -> tuple[list[str], list[str], int]:
+    """Dequeued but not acknowledged: attempted by name, else matched to an anonymous attempt (both recovered),
+    else unexpected; and how many of them ran though their attempt was refused. Counts each match as an attempt
+    in `tried`."""
+    unacked = [job_id for job_id in runs if job_id not in acked]
+    named = {job_id for job_id in unacked if tried[job_id]}
+    refused_named = {
+        job_id
+        for job_id in named
+        if all(a.outcome == "fail" for a in attempts if a.value == job_id)  # no indeterminate attempt names it
+    }
+    anonymous = [a for a in attempts if a.value is None and a.outcome != "ok"]
+    unsure, rest = _match([i for i in unacked if i not in named], [a for a in anonymous if a.outcome != "fail"], first)
+    refused, unexpected = _match(rest, [a for a in anonymous if a.outcome == "fail"], first)
+    for job_id in (*unsure, *refused):
+        tried[job_id] += 1
+    recovered = [i for i in unacked if i in named or i in unsure or i in refused]
+    return recovered, unexpected, len(refused_named) + len(refused)
+
+
+def _in_flight_at(executions: Sequence[_Execution], fault_at: float | None) -> int | None:
+    """Jobs running when the fault struck."""
+    if fault_at is None:
+        return None
+    return len(
+        {
+            r.job_id
+            for r in executions
+            if r.start is not None and r.start <= fault_at and (r.end is None or r.end > fault_at)
+        }
+    )

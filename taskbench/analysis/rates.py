@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from hdrh.histogram import HdrHistogram
 
@@ -101,8 +102,7 @@ def summarise(result: ScenarioResult, probes: Mapping[Endpoint, ProbeSummary], l
     jobs: list[JobRecord] = [j for j in result.jobs if j.job_id in due_at]
     done = finished_at(result)
 
-    sent_times = sorted(s.sent_at for s in subs)
-    send_rate = (len(sent_times) - 1) / (sent_times[-1] - sent_times[0]) if len(sent_times) > 1 else None
+    sending = send_rate(s.sent_at for s in subs)
     lags = latency(s.sent_at - s.due_at for s in subs if s.due_at is not None)
 
     execution = latency(j.execution_time for j in jobs if j.execution_time is not None)
@@ -118,34 +118,10 @@ def summarise(result: ScenarioResult, probes: Mapping[Endpoint, ProbeSummary], l
     total_points = [(due_at[j.job_id] - start, done[j.job_id] - due_at[j.job_id]) for j in jobs if j.job_id in done]
     drift = slope(total_points)
 
-    reasons: list[str] = []
-    inconclusive: list[str] = []
-    if result.interrupted:
-        inconclusive.append("the step was cut short")
-    if len(subs) < spec.jobs:
-        inconclusive.append(f"the harness sent {len(subs)} of {spec.jobs} submissions")
-    if lags.p99 is not None and lags.p99 > MAX_LAG_S:
-        inconclusive.append(f"the harness sent late: schedule lag p99 {lags.p99:.3f} s (limit {MAX_LAG_S} s)")
-    if spec.arrivals == "uniform" and send_rate is not None and send_rate < SEND_RATE_SHARE * spec.rate:
-        inconclusive.append(f"the harness sent {send_rate:.1f}/s of the {spec.rate:g}/s offered")
     accepted = sum(1 for s in subs if s.job_id)
-    refused = len(subs) - accepted
-    if refused:
-        reasons.append(f"{refused} of {len(subs)} submissions were refused or timed out")
-    if finished_in < (1 - load.throughput_margin) * due_in - 1:
-        reasons.append(
-            f"completions fell behind: {finished_in} in the steady {window:.1f} s against {due_in} due "
-            f"(margin {load.throughput_margin:.0%})"
-        )
-    if depth_slope is not None and depth_slope > load.throughput_margin * spec.rate and depth_slope * window > 1:
-        reasons.append(f"the backlog grew {depth_slope:.2f} jobs/s over the steady part")
-    if queue_p95 is None:
-        reasons.append("no job of the steady part started")
-    elif queue_p95 > load.queue_p95_s:
-        reasons.append(f"queue time p95 {queue_p95:.2f} s from the due time (limit {load.queue_p95_s:g} s)")
-    for endpoint, probe in probes.items():
-        if probe.sent and not is_responsive(probe, result.settings.thresholds):
-            reasons.append(f"the API stopped answering promptly ({endpoint} probe p99 {probe.p99 or 0:.3f} s)")
+    inconclusive = _inconclusive(result, sending, lags.p99)
+    steady = Steady(window, finished_in, due_in, depth_slope, queue_p95, refused=len(subs) - accepted)
+    reasons = _saturated(result, probes, load, steady)
     verdict = "inconclusive" if inconclusive else "saturated" if reasons else "sustained"
     return RateStep(
         offered_per_s=spec.rate,
@@ -154,7 +130,7 @@ def summarise(result: ScenarioResult, probes: Mapping[Endpoint, ProbeSummary], l
         due=spec.jobs,
         sent=len(subs),
         accepted=accepted,
-        send_rate_per_s=send_rate,
+        send_rate_per_s=sending,
         schedule_lag_p99_s=lags.p99,
         schedule_lag_max_s=lags.max,
         steady_from_s=steady_from - start,
@@ -206,3 +182,68 @@ def _memory_trends(result: ScenarioResult, start: float) -> dict[str, float]:
             by_role.setdefault(role, []).append((sample.t - start, memory))
     trends = {role: slope(points) for role, points in by_role.items()}
     return {role: trend * PER_HOUR for role, trend in trends.items() if trend is not None}
+
+
+@dataclass(frozen=True)
+class Steady:
+    """What the rule reads of the steady part of a step."""
+
+    window_s: float
+    finished: int  # jobs finished (done or failed) in it
+    due: int  # accepted jobs due in it, shifted by the median execution
+    depth_slope: float | None  # the backlog's trend, jobs/s
+    queue_p95: float | None  # from each job's due time
+    refused: int  # submissions refused or timed out, over the whole step
+
+
+def _inconclusive(result: ScenarioResult, send_rate: float | None, lag_p99: float | None) -> list[str]:
+    """Why the step cannot judge the queue: the harness did not offer the load it planned."""
+    spec = result.spec
+    cut = ["the step was cut short"] if result.interrupted else []
+    uniform = spec.arrivals == "uniform"
+    return cut + harness_shortfalls(len(result.submissions), spec.jobs, lag_p99, send_rate, spec.rate or 0.0, uniform)
+
+
+def harness_shortfalls(
+    sent: int, planned: int, lag_p99: float | None, send_rate: float | None, rate: float, uniform: bool
+) -> list[str]:
+    """Where the harness did not offer the load it planned (a step of taskbench's stack, or of `run --target`)."""
+    reasons = []
+    if sent < planned:
+        reasons.append(f"the harness sent {sent} of {planned} submissions")
+    if lag_p99 is not None and lag_p99 > MAX_LAG_S:
+        reasons.append(f"the harness sent late: schedule lag p99 {lag_p99:.3f} s (limit {MAX_LAG_S:g} s)")
+    if uniform and send_rate is not None and send_rate < SEND_RATE_SHARE * rate:
+        reasons.append(f"the harness sent {send_rate:.1f}/s of the {rate:g}/s offered")
+    return reasons
+
+
+def send_rate(sent_at: Iterable[float]) -> float | None:
+    """Submissions a second, first to last sent."""
+    times = sorted(sent_at)
+    return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else None
+
+
+def _saturated(
+    result: ScenarioResult, probes: Mapping[Endpoint, ProbeSummary], load: LoadOptions, steady: Steady
+) -> list[str]:
+    """Why the queue did not sustain the rate (none: it did)."""
+    rate, reasons = result.spec.rate or 0.0, []
+    if steady.refused:
+        reasons.append(f"{steady.refused} of {len(result.submissions)} submissions were refused or timed out")
+    if steady.finished < (1 - load.throughput_margin) * steady.due - 1:
+        reasons.append(
+            f"completions fell behind: {steady.finished} in the steady {steady.window_s:.1f} s against "
+            f"{steady.due} due (margin {load.throughput_margin:.0%})"
+        )
+    slope_ = steady.depth_slope
+    if slope_ is not None and slope_ > load.throughput_margin * rate and slope_ * steady.window_s > 1:
+        reasons.append(f"the backlog grew {slope_:.2f} jobs/s over the steady part")
+    if steady.queue_p95 is None:
+        reasons.append("no job of the steady part started")
+    elif steady.queue_p95 > load.queue_p95_s:
+        reasons.append(f"queue time p95 {steady.queue_p95:.2f} s from the due time (limit {load.queue_p95_s:g} s)")
+    for endpoint, probe in probes.items():
+        if probe.sent and not is_responsive(probe, result.settings.thresholds):
+            reasons.append(f"the API stopped answering promptly ({endpoint} probe p99 {probe.p99 or 0:.3f} s)")
+    return reasons

@@ -432,7 +432,14 @@ def workload_chart(run: AnalysedRun, workload: str, summaries: list[ScenarioSumm
         ax.set_xlabel("jobs submitted at once")
         ax.set_ylabel(metric.ylabel.replace("PSS", job_memory(run)))
         ax.grid(alpha=0.3)
-    legend_ax = axes[-1]
+    _workload_legend(axes[-1], run, palette, implementations)
+    titles = " vs ".join(run.title(i) for i in implementations)
+    fig.suptitle(f"Workload “{workload}”: {titles} by job count", fontsize=12)
+    return fig
+
+
+def _workload_legend(legend_ax: Axes, run: AnalysedRun, palette: dict[str, str], implementations: list[str]) -> None:
+    """The last panel: the implementations' colours and what the marks mean."""
     legend_ax.axis("off")
     handles = [Line2D([], [], color=palette.get(i, FALLBACK), marker="o", label=run.title(i)) for i in implementations]
     handles += [
@@ -444,9 +451,6 @@ def workload_chart(run: AnalysedRun, workload: str, summaries: list[ScenarioSumm
         Line2D([], [], color="#888888", linestyle=":", label="failure threshold"),
     ]  # fmt: skip
     legend_ax.legend(handles=handles, loc="center", fontsize=10, title="Legend")
-    titles = " vs ".join(run.title(i) for i in implementations)
-    fig.suptitle(f"Workload “{workload}”: {titles} by job count", fontsize=12)
-    return fig
 
 
 def faults_chart(run: AnalysedRun, summaries: list[ScenarioSummary]) -> Figure:

@@ -195,13 +195,47 @@ def report(
     `scenarios` in the order of `run.scenario_summaries` (one per run of a scenario); `scenario_charts` by
     scenario stem."""
     by_stem = scenario_charts or {}
-    summaries = run.summaries
     stems = [scenario_stem(r.spec, run.timestamp) for r in scenarios]
     palette = colours([i.name for i in run.implementations])
     title = content.run_title(run)
     answer = run.verdict.headline[0] if run.verdict.headline else (run.verdict.lines or ["No verdict."])[0]
     first_chart = list(comparison_charts[:1])
     decision: list[Block] = [Heading("Decision"), content.decision_table(run)] if run.verdict.decisions else []
+    details = _details(run, comparison_charts)
+    median = _median_runs(scenarios, run.scenario_summaries)
+    every = zip(scenarios, run.scenario_summaries, stems, strict=True)
+    shown = [(r, s, stem) for i, (r, s, stem) in enumerate(every) if i in median]
+    toc = [f'<li><a href="#{anchor(stem)}">{esc(r.run_label)}</a></li>' for r, _, stem in shown]
+    body = [
+        block(Heading(f"{title} — {run.timestamp}", 1)),
+        '<p id="broken-images" class="banner" hidden></p>',
+        '<p class="banner">This run was interrupted: the results below are partial.</p>' if run.interrupted else "",
+        block(Heading("Answer", 2, "verdict")),
+        f'<div class="verdict"><p>{inline(answer)}</p></div>',
+        figures(first_chart),
+        blocks(decision),
+        blocks(content.unavailable(run)),
+        *(f"<details><summary>{esc(name)}</summary>{blocks(items)}</details>" for name, items in details if items),
+        block(Heading("Scenarios")),
+        '<p class="muted">With repeats, the run in the middle of each scenario (by mean total time) is shown; '
+        "every run has its own Markdown and JSON.</p>"
+        if run.settings.repeat > 1
+        else "",
+        "<nav><ul>" + "".join(toc) + "</ul></nav>",
+    ]
+    for result, summary, stem in shown:
+        colour = palette.get(result.spec.implementation, FALLBACK)
+        body.append(
+            f"<details><summary>{esc(result.run_label)} — {esc(summary.status)}</summary>"
+            + scenario_section(result, summary, stem, by_stem.get(stem, []), colour)
+            + "</details>"
+        )
+    return page(f"taskbench {run.timestamp}: {title}", "\n".join(p for p in body if p), script=True)
+
+
+def _details(run: AnalysedRun, comparison_charts: Sequence[ChartRef]) -> list[tuple[str, list[Block]]]:
+    """The report's collapsed sections, by title: those that apply to this run."""
+    summaries = run.summaries
     details: list[tuple[str, list[Block]]] = [
         ("Verdict, in full", [content.bullets(content.verdict_lines(run))]),
         (
@@ -236,32 +270,4 @@ def report(
         details.append(("Charts", [content.Figures(comparison_charts[1:])] if len(comparison_charts) > 1 else []))
     details.append((f"When {run.title(BASELINE)} fail", content.when_baseline_fails(run)))
     details.append(("How to read this", [Paragraph(content.thresholds_text(run.settings, content.job_memory(run)))]))
-    median = _median_runs(scenarios, run.scenario_summaries)
-    every = zip(scenarios, run.scenario_summaries, stems, strict=True)
-    shown = [(r, s, stem) for i, (r, s, stem) in enumerate(every) if i in median]
-    toc = [f'<li><a href="#{anchor(stem)}">{esc(r.run_label)}</a></li>' for r, _, stem in shown]
-    body = [
-        block(Heading(f"{title} — {run.timestamp}", 1)),
-        '<p id="broken-images" class="banner" hidden></p>',
-        '<p class="banner">This run was interrupted: the results below are partial.</p>' if run.interrupted else "",
-        block(Heading("Answer", 2, "verdict")),
-        f'<div class="verdict"><p>{inline(answer)}</p></div>',
-        figures(first_chart),
-        blocks(decision),
-        blocks(content.unavailable(run)),
-        *(f"<details><summary>{esc(name)}</summary>{blocks(items)}</details>" for name, items in details if items),
-        block(Heading("Scenarios")),
-        '<p class="muted">With repeats, the run in the middle of each scenario (by mean total time) is shown; '
-        "every run has its own Markdown and JSON.</p>"
-        if run.settings.repeat > 1
-        else "",
-        "<nav><ul>" + "".join(toc) + "</ul></nav>",
-    ]
-    for result, summary, stem in shown:
-        colour = palette.get(result.spec.implementation, FALLBACK)
-        body.append(
-            f"<details><summary>{esc(result.run_label)} — {esc(summary.status)}</summary>"
-            + scenario_section(result, summary, stem, by_stem.get(stem, []), colour)
-            + "</details>"
-        )
-    return page(f"taskbench {run.timestamp}: {title}", "\n".join(p for p in body if p), script=True)
+    return details

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
+from taskbench.analysis import rates
 from taskbench.analysis.rates import MAX_LAG_S, SEND_RATE_SHARE, slope
 from taskbench.report import markdown as md
 from taskbench.report import terminal
@@ -123,19 +124,12 @@ def keeping_up(run: TargetRun) -> KeepingUp | None:
     steady = [(t - start, backlog(t)) for t in np.arange(steady_from, steady_to + 1e-9, BACKLOG_STEP_S)]
     backlog_slope = slope([(float(t), float(b)) for t, b in steady])
     whole = [backlog(t) for t in np.arange(start, run.waited_until + 1e-9, BACKLOG_STEP_S)]
-    sent_times = sorted(s.sent_at for s in run.submissions)
-    send_rate = (len(sent_times) - 1) / (sent_times[-1] - sent_times[0]) if len(sent_times) > 1 else None
+    sending = rates.send_rate(s.sent_at for s in run.submissions)
     lag = percentiles(s.sent_at - s.due_at for s in run.submissions).p99
-
-    inconclusive, reasons = [], []
-    if run.interrupted:
-        inconclusive.append("the run was interrupted")
-    if len(run.submissions) < settings.jobs:
-        inconclusive.append(f"the harness sent {len(run.submissions)} of {settings.jobs} submissions")
-    if lag is not None and lag > MAX_LAG_S:
-        inconclusive.append(f"the harness sent late: schedule lag p99 {lag:.3f} s (limit {MAX_LAG_S:g} s)")
-    if settings.arrivals == "uniform" and send_rate is not None and send_rate < SEND_RATE_SHARE * rate:
-        inconclusive.append(f"the harness sent {send_rate:.1f}/s of the {rate:g}/s offered")
+    inconclusive = ["the run was interrupted"] if run.interrupted else []
+    uniform = settings.arrivals == "uniform"
+    inconclusive += rates.harness_shortfalls(len(run.submissions), settings.jobs, lag, sending, rate, uniform)
+    reasons = []
     refused = sum(1 for s in run.submissions if not s.job_id)
     if refused:
         reasons.append(f"{refused} of {len(run.submissions)} submissions failed")
@@ -150,7 +144,7 @@ def keeping_up(run: TargetRun) -> KeepingUp | None:
     verdict = "inconclusive" if inconclusive else "fell behind" if reasons else "kept up"
     return KeepingUp(
         offered_per_s=rate,
-        send_rate_per_s=send_rate,
+        send_rate_per_s=sending,
         schedule_lag_p99_s=lag,
         steady_from_s=steady_from - start,
         steady_to_s=steady_to - start,
