@@ -114,7 +114,7 @@ MAX_FUNCTION_LINES = 60
 # Named exceptions: functions whose length is the width of the record they build, one figure a line (each figure
 # that takes more than an expression is a function of its own).
 LONG_BY_DESIGN = {
-    "taskbench/analysis/stats.py:summarize": "builds the 50-field ScenarioSummary",
+    "taskbench/analysis/stats.py:figures_of": "builds the 50-field ScenarioSummary",
     "taskbench/analysis/rates.py:summarise": "builds the 30-field RateStep",
 }
 

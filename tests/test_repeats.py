@@ -36,7 +36,7 @@ def with_probe_latency(result: ScenarioResult, seconds: float, repeat: int) -> S
 
 def merged(*probe_latencies: float) -> ScenarioSummary:
     base = recorded()
-    runs = [stats.summarize(with_probe_latency(base, s, i)) for i, s in enumerate(probe_latencies)]
+    runs = [stats.figures_of(with_probe_latency(base, s, i)) for i, s in enumerate(probe_latencies)]
     return repeats.merge(runs, THRESHOLDS)
 
 

@@ -79,7 +79,7 @@ def summary(
     duplicated: int = 0,
     interrupted: bool = False,
 ) -> ScenarioSummary:
-    """A scenario's summary as `stats.summarize` would make it, with the figures the rules read."""
+    """A scenario's summary as `stats.figures_of` would make it, with the figures the rules read."""
     completed = jobs if completed is None else completed
     probe = ProbeSummary(sent=50, answered=50 - probe_timeouts, timeouts=probe_timeouts, p99=probe_p99,
                          longest_silence_s=0.1)  # fmt: skip

@@ -1,6 +1,6 @@
 """From raw results to the typed analysis every report renders: `analyse` is the one entry point.
 
-    ScenarioResult ─► stats.summarize ─► repeats.merge (runs of one scenario; failures.judge) ─┐
+    ScenarioResult ─► stats.figures_of ─► repeats.merge (runs of one scenario; failures.judge) ─┐
                                                                                               ├─► verdict.compute
     RunResult ────────────────────────────────────────────────────────────────────────────────┘   ─► AnalysedRun
 
@@ -17,12 +17,12 @@ from taskbench.record.results import RunResult, ScenarioResult
 
 def summarise(result: ScenarioResult) -> ScenarioSummary:
     """One run of a scenario: its figures and failures, against the thresholds it ran with."""
-    return failures.annotate(stats.summarize(result), result.settings.thresholds)
+    return failures.annotate(stats.figures_of(result), result.settings.thresholds)
 
 
 def merge_repeats(scenarios: list[ScenarioResult], figures: list[ScenarioSummary]) -> list[ScenarioSummary]:
     """One summary per scenario, its runs (`--repeat`) merged, in the order of their first run; `figures` are
-    `stats.summarize` of each of `scenarios`, computed once by the caller."""
+    `stats.figures_of` of each of `scenarios`, computed once by the caller."""
     groups: dict[str, list[tuple[ScenarioResult, ScenarioSummary]]] = {}
     for result, summary in zip(scenarios, figures, strict=True):
         groups.setdefault(result.spec.group.model_dump_json(), []).append((result, summary))
@@ -56,7 +56,7 @@ def implementation_info(name: str, run: RunResult) -> ImplementationInfo:
 
 def analyse(run: RunResult, scenarios: list[ScenarioResult]) -> AnalysedRun:
     """The run with every scenario's summary (repeats merged), every run's own, and the verdict."""
-    figures = [stats.summarize(result) for result in scenarios]  # each run once: merged and annotated below
+    figures = [stats.figures_of(result) for result in scenarios]  # each run once: merged and annotated below
     summaries = merge_repeats(scenarios, figures)
     names = list(dict.fromkeys([*run.settings.implementations, *(s.implementation for s in summaries)]))
     base = run.settings.concurrency if run.settings.concurrency_sweep else None

@@ -62,12 +62,18 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from taskbench.analysis.models import HistoryCheck
-from taskbench.record.results import ScenarioResult, Submission
+from taskbench.record.results import EventName, ScenarioResult, Submission
 
 OpType = Literal["invoke", "ok", "fail", "info"]
 NEMESIS = "nemesis"
-NEMESIS_EVENTS = ("fault", "restart", "recovered", "restored", "died")  # of a scenario's events
-DEATHS = ("fault", "died")  # nemesis operations that may end an execution which never ended
+NEMESIS_EVENTS = (
+    EventName.fault,
+    EventName.restart,
+    EventName.recovered,
+    EventName.restored,
+    EventName.died,
+)  # of a scenario's events
+DEATHS = (EventName.fault, EventName.died)  # nemesis operations that may end an execution which never ended
 NS = 1_000_000_000
 
 
@@ -371,7 +377,7 @@ def check(operations: Sequence[Operation]) -> HistoryCheck:
     attempts = _attempts(ops)
     executions = _executions(ops)
     nemesis = [op for op in ops if op.process == NEMESIS]
-    fault_at = next((op.time for op in nemesis if op.f == "fault"), None)
+    fault_at = next((op.time for op in nemesis if op.f == EventName.fault), None)
     deaths = sorted(op.time for op in nemesis if op.f in DEATHS)
 
     acknowledged = list(dict.fromkeys(a.value for a in attempts if a.outcome == "ok" and a.value is not None))

@@ -26,7 +26,7 @@ from hdrh.histogram import HdrHistogram
 
 from taskbench.analysis.failures import is_responsive
 from taskbench.analysis.models import Endpoint, Latency, ProbeSummary, RateStep
-from taskbench.record.results import LoadOptions, ScenarioResult, Submission
+from taskbench.record.results import EventName, LoadOptions, ScenarioResult, Submission
 from taskbench_wire.records import JobRecord
 
 MAX_LAG_S = 0.1  # the harness sent this late (p99) or later: it could not hold the rate
@@ -68,7 +68,7 @@ def slope(points: Sequence[tuple[float, float]]) -> float | None:
 
 
 def step_start(result: ScenarioResult) -> float:
-    return next((e.t for e in result.events if e.name == "rate_start"), result.started_at)
+    return next((e.t for e in result.events if e.name == EventName.rate_start), result.started_at)
 
 
 def _answered_at(s: Submission) -> float | None:

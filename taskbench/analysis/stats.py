@@ -28,7 +28,7 @@ from taskbench.analysis.models import (
     SubmissionSummary,
     SystemResources,
 )
-from taskbench.record.results import LoadOptions, Probe, ScenarioResult
+from taskbench.record.results import EventName, LoadOptions, Probe, ScenarioResult
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -185,7 +185,7 @@ def execution_summary(result: ScenarioResult, fault_at: float | None) -> Executi
         for e in result.executions
         if e.event == "start" and fault_at is not None and e.t > fault_at and starts[e.job_id] > 1
     ]
-    restored_at = next((e.t for e in result.events if e.name == "restored"), None)
+    restored_at = next((e.t for e in result.events if e.name == EventName.restored), None)
     resumed_at = [e.t for e in result.executions if e.event == "start" and e.t > (restored_at or float("inf"))]
     cut = None
     if result.spec.fault == "api-partition" and fault_at is not None and restored_at is not None:
@@ -280,7 +280,7 @@ def submission_rate(result: ScenarioResult) -> float | None:
     return accepted / span if span else None
 
 
-def summarize(result: ScenarioResult) -> ScenarioSummary:
+def figures_of(result: ScenarioResult) -> ScenarioSummary:
     """Every figure of one scenario; `responsive` and `failures` are left for `failures.annotate`."""
     spec = result.spec
     subs, jobs = result.submissions, result.jobs
@@ -295,7 +295,7 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
     # The capacity model's waves, and no less than the burst's own arrival plus one job: a burst of short
     # jobs cannot finish before its last job has even been accepted.
     ideal = max(result.ideal_makespan_s, (span or 0.0) + spec.duration_s)
-    fault_at = next((e.t for e in result.events if e.name == "fault"), None)
+    fault_at = next((e.t for e in result.events if e.name == EventName.fault), None)
     intervals = [(j.started_at, j.finished_at or result.ended_at) for j in jobs if j.started_at]
     resources = process_resources(result)
     role = job_process(spec.implementation)
@@ -314,7 +314,7 @@ def summarize(result: ScenarioResult) -> ScenarioSummary:
         variant=spec.variant,
         middleware=spec.middleware,
         interrupted=result.interrupted,
-        died=[e.detail for e in result.events if e.name == "died"],
+        died=[e.detail for e in result.events if e.name == EventName.died],
         how_it_runs=how,
         settings=settings,
         concurrency=spec.concurrency,
@@ -392,5 +392,5 @@ def _completion(result: ScenarioResult, statuses: Counter[str], accepted: int) -
         pending=statuses["queued"] + statuses["running"],
         missing_records=max(accepted - len(result.jobs), 0),
         timed_out=result.timed_out,
-        unfinished=next((e.detail for e in result.events if e.name == "unfinished"), None),
+        unfinished=next((e.detail for e in result.events if e.name == EventName.unfinished), None),
     )

@@ -1,6 +1,6 @@
 """What a fault is, as a plugin: where it applies and its variants, the stack state it needs, the time it adds to
 a scenario (one allowance: the plan's estimate and the scenario's deadline both read it), how it strikes, tends
-the stack while the scenario waits, and settles, and whether the scenario keeps submitting while it strikes.
+the stack while the scenario waits, and concludes, and whether the scenario keeps submitting while it strikes.
 
 A fault is one class in a module of its family and one line in `taskbench.faults.REGISTRY`; its name is a member
 of `taskbench_wire.enums.Fault`, which the record and the reports read."""
@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from typing import ClassVar
 
 from taskbench.implementations.base import Implementation
-from taskbench.record.results import Event, PluginOptions, RunSettings, ScenarioSpec
+from taskbench.record.results import Event, EventName, PluginOptions, RunSettings, ScenarioSpec
 from taskbench.stack.stack import DEFAULT_REDELIVERY_TIMEOUT_S, Stack, StackState
 from taskbench_wire import enums
 
@@ -67,7 +67,9 @@ class Fault(ABC):
         """Blocks the caller for a second or so, on purpose: a child must be started by a thread that outlives
         it (see taskbench.stack.processes), and the probes and sampler run on threads of their own."""
         self.strike(stack, spec, events)
-        events.append(Event(t=time.time(), name="recovered", detail=f"{self.name.value}: the stack answers again"))
+        events.append(
+            Event(t=time.time(), name=EventName.recovered, detail=f"{self.name.value}: the stack answers again")
+        )
 
     @abstractmethod
     def strike(self, stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
@@ -77,7 +79,7 @@ class Fault(ABC):
         """While the scenario waits, every poll: what an orchestrator would do for the stack (most: nothing)."""
         return None
 
-    def settle(self, stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
+    def conclude(self, stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
         """After the scenario's wait, before the records are read: what only the end can tell (most: nothing)."""
         return None
 

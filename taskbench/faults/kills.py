@@ -14,7 +14,7 @@ import psutil
 from taskbench import implementations
 from taskbench.faults.base import Fault
 from taskbench.implementations.base import Implementation
-from taskbench.record.results import Event, ScenarioSpec
+from taskbench.record.results import Event, EventName, ScenarioSpec
 from taskbench.stack.stack import Stack, StackState
 from taskbench_wire import enums
 
@@ -28,7 +28,7 @@ class ApiCrash(Fault):
     summary = "SIGKILL the API server while jobs are queued and running, then start it again"
 
     def strike(self, stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
-        events.append(Event(t=time.time(), name="fault", detail="SIGKILL the API server"))
+        events.append(Event(t=time.time(), name=EventName.fault, detail="SIGKILL the API server"))
         stack.restart_api()
 
 
@@ -42,9 +42,11 @@ class ApiDeploy(Fault):
     def strike(self, stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
         graceful = stack.config.api.graceful_timeout_s
         limit = "no limit (uvicorn's default)" if graceful is None else f"--timeout-graceful-shutdown {graceful:g}"
-        events.append(Event(t=time.time(), name="fault", detail=f"SIGTERM the API server (a deploy; {limit})"))
+        events.append(Event(t=time.time(), name=EventName.fault, detail=f"SIGTERM the API server (a deploy; {limit})"))
         took = stack.deploy_api()
-        events.append(Event(t=time.time(), name="restart", detail=f"the old API server took {took:.2f} s to go"))
+        events.append(
+            Event(t=time.time(), name=EventName.restart, detail=f"the old API server took {took:.2f} s to go")
+        )
 
 
 class WorkerFault(Fault):
@@ -69,7 +71,7 @@ class WorkerCrash(WorkerFault):
     def strike(self, stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
         targets = self.targets(stack, spec)
         what = ", ".join(implementations.title(t) for t in targets) or "no"
-        events.append(Event(t=time.time(), name="fault", detail=f"SIGKILL the {what} worker ({spec.variant})"))
+        events.append(Event(t=time.time(), name=EventName.fault, detail=f"SIGKILL the {what} worker ({spec.variant})"))
         for target in targets:
             stack.workers[target].kill()
         for target in targets:
@@ -87,13 +89,15 @@ class WorkerChildCrash(WorkerFault):
         targets = self.targets(stack, spec)
         at = time.time()
         killed = sum(_kill_children(stack, target) for target in targets)
-        events.append(Event(t=at, name="fault", detail=f"SIGKILL the worker's {killed} child processes"))
+        events.append(Event(t=at, name=EventName.fault, detail=f"SIGKILL the worker's {killed} child processes"))
         for target in targets:  # some workers exit when a child dies (Dramatiq): restart them, as systemd would
             deadline = time.monotonic() + SUPERVISOR_GRACE_S
             while stack.workers[target].alive() and time.monotonic() < deadline:
                 time.sleep(0.05)
             if not stack.workers[target].alive():
-                events.append(Event(t=time.time(), name="restart", detail=f"the {target} worker exited: restarted"))
+                events.append(
+                    Event(t=time.time(), name=EventName.restart, detail=f"the {target} worker exited: restarted")
+                )
                 stack.workers[target].start()
 
 

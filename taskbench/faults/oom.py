@@ -14,7 +14,7 @@ from dataclasses import replace
 from taskbench.errors import StackError
 from taskbench.faults.kills import SUPERVISOR_GRACE_S, WorkerFault
 from taskbench.implementations.base import Implementation
-from taskbench.record.results import Event, PluginOptions, RunSettings, ScenarioSpec
+from taskbench.record.results import Event, EventName, PluginOptions, RunSettings, ScenarioSpec
 from taskbench.stack.stack import Stack, StackState
 from taskbench_wire import enums
 
@@ -63,11 +63,11 @@ class WorkerOom(WorkerFault):
             time.sleep(0.05)
         if cgroup.oom_at is None:
             detail = f"no OOM kill in the cgroup of {process.what} ({shape})"
-            events.append(Event(t=time.time(), name="fault", detail=detail))
+            events.append(Event(t=time.time(), name=EventName.fault, detail=detail))
             return
         killed = cgroup.oom_kills_since_mark()
         detail = f"the kernel OOM-killed {killed} process{'es' if killed != 1 else ''} of {process.what} ({shape})"
-        events.append(Event(t=cgroup.oom_at, name="fault", detail=detail))
+        events.append(Event(t=cgroup.oom_at, name=EventName.fault, detail=detail))
         grace = time.monotonic() + SUPERVISOR_GRACE_S
         while process.alive() and time.monotonic() < grace:
             time.sleep(0.05)
@@ -81,20 +81,20 @@ class WorkerOom(WorkerFault):
         if name not in stack.config.implementations:
             return
         process = stack.job_service(name)
-        if process.alive() or sum(e.name == "restart" for e in events) >= OOM_RESTARTS:
+        if process.alive() or sum(e.name == EventName.restart for e in events) >= OOM_RESTARTS:
             return
         how = process.process.ended_how()
-        events.append(Event(t=time.time(), name="restart", detail=f"{process.what} exited ({how}): restarted"))
+        events.append(Event(t=time.time(), name=EventName.restart, detail=f"{process.what} exited ({how}): restarted"))
         try:
             process.start()
         except StackError as exc:  # killed again while it started (jobs it took at once): the next poll tries again
-            events.append(Event(t=time.time(), name="restart_failed", detail=str(exc).splitlines()[0]))
+            events.append(Event(t=time.time(), name=EventName.restart_failed, detail=str(exc).splitlines()[0]))
 
-    def settle(self, stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
+    def conclude(self, stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
         """State every OOM kill of the scenario (jobs redelivered into the same limit are killed again)."""
         if spec.implementation not in stack.config.implementations:
             return
         process = stack.job_service(spec.implementation)
         killed = stack.job_cgroup(spec.implementation).oom_kills_since_mark()
         detail = f"{killed} OOM kills in the cgroup of {process.what}"
-        events.append(Event(t=time.time(), name="oom_kills", detail=detail))
+        events.append(Event(t=time.time(), name=EventName.oom_kills, detail=detail))

@@ -9,7 +9,7 @@ import time
 from taskbench import implementations
 from taskbench.faults.base import CUT_RECOVERY_S, Fault
 from taskbench.implementations.base import Implementation
-from taskbench.record.results import Event, PluginOptions, ScenarioSpec
+from taskbench.record.results import Event, EventName, PluginOptions, ScenarioSpec
 from taskbench.stack.stack import Stack
 from taskbench_wire import enums
 
@@ -49,9 +49,9 @@ class NetworkPartition(Partition):
         seconds = partition_seconds(spec.variant)
         where = f"{network.address(host)}, {network.namespace(host)}"
         detail = f"cut the {implementations.title(name)} worker's host off ({where}: link down) for {seconds:g} s"
-        events.append(Event(t=time.time(), name="fault", detail=detail))
+        events.append(Event(t=time.time(), name=EventName.fault, detail=detail))
         _, up_at = stack.partition(name, seconds)
-        events.append(Event(t=up_at, name="restored", detail=f"link up again: host {host} reachable"))
+        events.append(Event(t=up_at, name=EventName.restored, detail=f"link up again: host {host} reachable"))
 
 
 class ApiPartition(Partition):
@@ -77,8 +77,10 @@ class ApiPartition(Partition):
         detail = f"cut the APIs' host off from the servers ({network.servers}: blackhole route) for {seconds:g} s"
         stack.cut_api(True)
         try:
-            events.append(Event(t=time.time(), name="fault", detail=detail))
+            events.append(Event(t=time.time(), name=EventName.fault, detail=detail))
             time.sleep(seconds)
         finally:
             stack.cut_api(False)
-        events.append(Event(t=time.time(), name="restored", detail=f"route removed: {network.servers} reachable"))
+        events.append(
+            Event(t=time.time(), name=EventName.restored, detail=f"route removed: {network.servers} reachable")
+        )

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from taskbench.faults.base import Fault
 from taskbench.implementations.base import Implementation
-from taskbench.record.results import Event, PluginOptions, ScenarioSpec
+from taskbench.record.results import Event, EventName, PluginOptions, ScenarioSpec
 from taskbench.stack.stack import Stack, StackState
 from taskbench_wire import enums
 
@@ -28,7 +28,7 @@ class RedisRestart(Fault):
     def strike(self, stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
         persistent = spec.variant == "aof"
         detail = "restart Redis " + ("with AOF persistence" if persistent else "without persistence")
-        events.append(Event(t=time.time(), name="fault", detail=detail))
+        events.append(Event(t=time.time(), name=EventName.fault, detail=detail))
         stack.restart_redis(persistent)
 
 
@@ -44,5 +44,5 @@ class PostgresRestart(Fault):
         return impl.needs_postgres  # only where the jobs wait in PostgreSQL
 
     def strike(self, stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
-        events.append(Event(t=time.time(), name="fault", detail="restart PostgreSQL (fast shutdown)"))
+        events.append(Event(t=time.time(), name=EventName.fault, detail="restart PostgreSQL (fast shutdown)"))
         stack.restart_postgres()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -342,9 +343,32 @@ class Sample(BaseModel):
     system: SystemReading
 
 
+class EventName(str, Enum):
+    """What a scenario's events are named: written by the scenario and the faults, read by the analysis."""
+
+    burst_start = "burst_start"
+    burst_end = "burst_end"
+    rate_start = "rate_start"  # a sustained-load step's first due time
+    rate_end = "rate_end"
+    cut_submissions = "cut_submissions"  # the submissions through an api-partition
+    status_polls = "status_polls"  # the statuses asked of an API whose records are split over processes
+    no_start = "no_start"  # a fault struck before the jobs it should catch had started
+    fault = "fault"  # the fault struck
+    restart = "restart"  # a part started again (by the fault, or by the orchestrator the harness plays)
+    restart_failed = "restart_failed"
+    restored = "restored"  # a cut host reachable again
+    recovered = "recovered"  # the stack answers again after the fault
+    deadline_extended = "deadline_extended"  # jobs still complete at the deadline
+    unfinished = "unfinished"  # the burst ended unfinished: how many finished, at what rate
+    deadline = "deadline"
+    died = "died"  # a part of the implementation died outside a fault
+    oom_kills = "oom_kills"
+    records_lost = "records_lost"  # the API's records could not be read at the end
+
+
 class Event(BaseModel):
     t: float
-    name: str  # burst_start, burst_end, fault, recovered, deadline, ...
+    name: str  # an EventName; a plain string, so that a record with a name this version does not know still reads
     detail: str = ""
 
 

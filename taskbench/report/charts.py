@@ -28,7 +28,7 @@ from matplotlib.ticker import MaxNLocator
 from taskbench import implementations
 from taskbench.analysis import order
 from taskbench.analysis.models import AnalysedRun, ScenarioSummary
-from taskbench.record.results import ScenarioResult, Thresholds
+from taskbench.record.results import EventName, ScenarioResult, Thresholds
 from taskbench.report.content import ChartRef, job_memory
 from taskbench.report.names import chart_path
 from taskbench.report.palette import FALLBACK, colours
@@ -73,14 +73,14 @@ def _mark_events(ax: Axes, result: ScenarioResult, legend: bool = True) -> None:
         end = times.get("burst_end", times["burst_start"])
         ax.axvspan(times["burst_start"], max(end, times["burst_start"] + 1e-3), color=BURST_COLOUR, zorder=0,
                    label="submission burst" if legend else None)  # fmt: skip
-    if "fault" in times and "restored" in times:  # network-partition: the time the host was cut off
-        ax.axvspan(times["fault"], times["restored"], color=FAULT_COLOUR, alpha=0.08, zorder=0,
+    if EventName.fault in times and EventName.restored in times:  # network-partition: the time the host was cut off
+        ax.axvspan(times[EventName.fault], times[EventName.restored], color=FAULT_COLOUR, alpha=0.08, zorder=0,
                    label="host cut off" if legend else None)  # fmt: skip
     for event in result.events:
-        if event.name == "fault":
+        if event.name == EventName.fault:
             label = f"fault: {event.detail or 'injected'}" if legend else None
             ax.axvline(event.t - t0, color=FAULT_COLOUR, linestyle="--", linewidth=1.2, label=label, zorder=4)
-        elif event.name == "recovered":
+        elif event.name == EventName.recovered:
             label = "recovered" if legend else None
             ax.axvline(event.t - t0, color=RECOVERED_COLOUR, linestyle=":", linewidth=1.2, label=label, zorder=4)
 
@@ -148,7 +148,7 @@ def killed_attempts(result: ScenarioResult) -> list[tuple[int, float, float]]:
     """Executions that a crash cut short and the queue ran again: every ledger start but a job's last, up to
     the fault (or the next start). The records only keep the last attempt."""
     t0 = result.started_at
-    fault_at = next((e.t for e in result.events if e.name == "fault"), None)
+    fault_at = next((e.t for e in result.events if e.name == EventName.fault), None)
     starts: dict[str, list[float]] = {}
     for e in result.executions:
         if e.event == "start":
@@ -306,7 +306,7 @@ def depth_chart(result: ScenarioResult) -> Figure:
     xs = [d.t - t0 for d in result.depth]
     ax.stackplot(xs, [d.running for d in result.depth], [d.queued for d in result.depth],
                  labels=["running", "queued"], colors=["#2e7d32", WAITING_COLOUR])  # fmt: skip
-    start = next((e.t for e in result.events if e.name == "rate_start"), None)
+    start = next((e.t for e in result.events if e.name == EventName.rate_start), None)
     if start is not None and result.spec.for_s:
         ax.axvspan(start - t0, start - t0 + result.spec.for_s, color=BURST_COLOUR, alpha=0.5, zorder=0,
                    label=f"offered {result.spec.rate:g}/s")  # fmt: skip

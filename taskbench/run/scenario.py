@@ -30,6 +30,7 @@ from taskbench.record.results import (
     DeliveryRecord,
     DepthSample,
     Event,
+    EventName,
     Execution,
     Probe,
     Reading,
@@ -111,7 +112,7 @@ class Watch:
             await asyncio.sleep(0.02)
         return None
 
-    async def settle(self, job_ids: set[str], timeout_s: float = LEDGER_SETTLE_S) -> None:
+    async def await_ends(self, job_ids: set[str], timeout_s: float = LEDGER_SETTLE_S) -> None:
         """Until every job in `job_ids` has its end event: a job stamps its record, then sends the event to the
         telemetry Redis, so the last ones can be a moment behind the records the scenario has just read."""
         deadline = time.monotonic() + timeout_s
@@ -134,7 +135,7 @@ async def _until_running(
     want = max(1, min(concurrency, len(ids)))
     started_at = await watch.started(ids, want, FAULT_START_WAIT_S)
     if started_at is None:
-        events.append(Event(t=time.time(), name="no_start", detail=f"{want} jobs had not started after "
+        events.append(Event(t=time.time(), name=EventName.no_start, detail=f"{want} jobs had not started after "
                             f"{FAULT_START_WAIT_S:.0f} s: the fault strikes anyway"))  # fmt: skip
         return
     await asyncio.sleep(max(0.0, started_at + max(0.2, spec.duration_s / 2) - time.time()))
@@ -142,8 +143,8 @@ async def _until_running(
 
 def _recovery_s(events: list[Event]) -> float:
     """From the fault to the stack answering again (0 without a fault or a recovery)."""
-    fault = next((e.t for e in events if e.name == "fault"), None)
-    recovered = next((e.t for e in events if e.name == "recovered"), None)
+    fault = next((e.t for e in events if e.name == EventName.fault), None)
+    recovered = next((e.t for e in events if e.name == EventName.recovered), None)
     return max(0.0, recovered - fault) if fault is not None and recovered is not None else 0.0
 
 
@@ -198,11 +199,11 @@ async def _wait_until_done(
         if now >= deadline:
             if spec.fault or now >= limit or now - completion.grew_at > PROGRESS_WINDOW_S:
                 rate = completion.rate_per_s()
-                events.append(Event(t=time.time(), name="unfinished", detail=f"{completion.finished} of {spec.jobs} "
-                                    f"jobs finished, completing at {rate:.1f}/s at the end"))  # fmt: skip
+                detail = f"{completion.finished} of {spec.jobs} jobs finished, completing at {rate:.1f}/s at the end"
+                events.append(Event(t=time.time(), name=EventName.unfinished, detail=detail))
                 return True
-            if not any(e.name == "deadline_extended" for e in events):
-                events.append(Event(t=time.time(), name="deadline_extended", detail="jobs still complete"))
+            if not any(e.name == EventName.deadline_extended for e in events):
+                events.append(Event(t=time.time(), name=EventName.deadline_extended, detail="jobs still complete"))
             deadline = min(limit, now + PROGRESS_WINDOW_S)
         if ctx.stack is not None and not spec.fault and ctx.stack.dead_parts(spec.implementation):
             return False
@@ -230,7 +231,7 @@ async def _finished_in_ledger(
     progress(len(ended), spec.jobs)
     if ended == ids:
         return True
-    recovered = any(e.name == "recovered" for e in events)
+    recovered = any(e.name == EventName.recovered for e in events)
     return spec.fault is not None and recovered and not await ctx.client.busy([spec.implementation])
 
 
@@ -246,7 +247,7 @@ async def _finished(
     # elsewhere: fewer records is a finding, so ask the service whether anything still runs.
     if idle and not await ctx.client.busy([spec.implementation]):
         return True
-    recovered_at = next((e.t for e in events if e.name == "recovered"), None)
+    recovered_at = next((e.t for e in events if e.name == EventName.recovered), None)
     return recovered_at is not None and await _only_orphans_left(ctx, spec, recovered_at)
 
 
@@ -434,14 +435,14 @@ async def _wait(
     deadline = instruments.started_mono + run.deadline_s
     run.timed_out = await _wait_until_done(ctx, spec, run.accepted, deadline, run.events, progress, watch)
     if run.timed_out:
-        run.events.append(Event(t=time.time(), name="deadline", detail=f"{run.deadline_s:.1f} s passed"))
+        run.events.append(Event(t=time.time(), name=EventName.deadline, detail=f"{run.deadline_s:.1f} s passed"))
     if ctx.stack is None:
         return
     # A process of the implementation that died outside a fault (a job's os._exit, the OOM killer) is a
     # finding of this scenario; the stack starts it again before the next one (Stack.apply).
     for part in ctx.stack.dead_parts(spec.implementation):
-        run.events.append(Event(t=time.time(), name="died", detail=part))
-    faults.of(spec).settle(ctx.stack, spec, run.events)
+        run.events.append(Event(t=time.time(), name=EventName.died, detail=part))
+    faults.of(spec).conclude(ctx.stack, spec, run.events)
 
 
 async def _collect(ctx: ScenarioContext, spec: ScenarioSpec, run: Running, instruments: Instruments) -> list[JobRecord]:
@@ -452,10 +453,10 @@ async def _collect(ctx: ScenarioContext, spec: ScenarioSpec, run: Running, instr
     try:
         jobs = await ctx.client.jobs(spec.implementation)
     except httpx.HTTPError as exc:  # its API is gone, and the records in its memory or Redis with it
-        run.events.append(Event(t=time.time(), name="records_lost", detail=str(exc)))
+        run.events.append(Event(t=time.time(), name=EventName.records_lost, detail=str(exc)))
         return []
     if ctx.stack is not None:  # a ledger to wait for
-        await watch.settle({j.job_id for j in jobs if j.finished_at is not None})
+        await watch.await_ends({j.job_id for j in jobs if j.finished_at is not None})
     return jobs
 
 
@@ -497,11 +498,11 @@ def _result(
 
 async def _burst(ctx: ScenarioContext, spec: ScenarioSpec, events: list[Event]) -> list[Submission]:
     """Every job at once."""
-    events.append(Event(t=time.time(), name="burst_start", detail=f"{spec.jobs} submissions"))
+    events.append(Event(t=time.time(), name=EventName.burst_start, detail=f"{spec.jobs} submissions"))
     submissions = await asyncio.gather(
         *(ctx.client.submit(spec.implementation, i, request_body(ctx, spec, i)) for i in range(spec.jobs))
     )
-    events.append(Event(t=time.time(), name="burst_end"))
+    events.append(Event(t=time.time(), name=EventName.burst_end))
     return list(submissions)
 
 
@@ -512,7 +513,7 @@ async def _submit_through(
     answered or timed out on its own; once it ends, one at a time until the API accepts one again (at most
     CUT_RECOVERY_S): what clients meet during the cut, and when the API takes jobs again."""
     cut = asyncio.ensure_future(fault)
-    while not cut.done() and not any(e.name == "fault" for e in events):  # the cut in place
+    while not cut.done() and not any(e.name == EventName.fault for e in events):  # the cut in place
         await asyncio.sleep(0.005)
     index = spec.jobs
     sent: list[asyncio.Task[Submission]] = []
@@ -532,7 +533,7 @@ async def _submit_through(
     during = list(await asyncio.gather(*sent))
     accepted = sum(1 for s in (*during, *after) if s.job_id)
     detail = f"{len(during)} sent during the cut, {len(after)} after it; {accepted} accepted"
-    events.append(Event(t=time.time(), name="cut_submissions", detail=detail))
+    events.append(Event(t=time.time(), name=EventName.cut_submissions, detail=detail))
     return during + after
 
 
@@ -543,13 +544,13 @@ async def _sustain(ctx: ScenarioContext, spec: ScenarioSpec, events: list[Event]
     due = arrivals.schedule(spec.rate, spec.for_s, spec.arrivals, seed)
     start = time.time() + 0.05
     detail = f"{spec.rate:g}/s for {spec.for_s:g} s: {len(due)} submissions, {spec.arrivals} arrivals"
-    events.append(Event(t=start, name="rate_start", detail=detail))
+    events.append(Event(t=start, name=EventName.rate_start, detail=detail))
 
     async def send(i: int, due_at: float) -> Submission:
         return await ctx.client.submit(spec.implementation, i, request_body(ctx, spec, i))
 
     submissions = await arrivals.fire(due, start, send, ctx.stop)
-    events.append(Event(t=time.time(), name="rate_end", detail=f"{len(submissions)} sent"))
+    events.append(Event(t=time.time(), name=EventName.rate_end, detail=f"{len(submissions)} sent"))
     return submissions
 
 
@@ -576,7 +577,7 @@ async def _poll_statuses(
     ids = [s.job_id for s in submissions if s.job_id]
     polls = await ctx.client.poll_statuses(spec.implementation, ids)
     missing = sum(p.status_code == 404 for p in polls)
-    events.append(Event(t=time.time(), name="status_polls", detail=f"{missing} of {len(polls)} answered 404"))
+    events.append(Event(t=time.time(), name=EventName.status_polls, detail=f"{missing} of {len(polls)} answered 404"))
     return polls
 
 

@@ -62,7 +62,7 @@ log = logging.getLogger(__name__)
 
 TELEMETRY_DISABLED = ("CONFIG", "DEBUG", "MODULE")  # renamed away on the telemetry Redis, which joined hosts reach
 AOF_REWRITE_WAIT_S = 30.0
-WORKER_SETTLE_S = 2.0  # after a Redis restart, before the workers are checked (Stack.restart_redis)
+WORKER_RECONNECT_S = 2.0  # after a Redis restart, before the workers are checked (Stack.restart_redis)
 DEFAULT_REDELIVERY_TIMEOUT_S = 3600.0  # Celery's visibility timeout unless set: an hour
 DEPLOY_GRACE_S = 30.0  # Kubernetes' default terminationGracePeriodSeconds: SIGTERM, then SIGKILL after this
 
@@ -670,13 +670,13 @@ class Stack:
         self.start_redis(port)
         # A worker that cannot live with the new Redis (one whose Lua functions and consumer group are gone without
         # persistence) exits within a retry or two.
-        self._settle_workers(list(self.workers))
+        self._await_reconnected_workers(list(self.workers))
 
-    def _settle_workers(self, labels: list[str]) -> None:
+    def _await_reconnected_workers(self, labels: list[str]) -> None:
         """After a server's restart: wait until each of these workers has reconnected on its own. One that died of
         it is a finding its scenario reports (dead_parts), and `apply` starts it again before the next one, rather
         than a stack error now or in the next scenario."""
-        time.sleep(WORKER_SETTLE_S)
+        time.sleep(WORKER_RECONNECT_S)
         for label in labels:
             worker = self.workers[label]
             try:
@@ -770,7 +770,7 @@ class Stack:
         self.postgres.stop()
         self.start_postgres()
         # A worker that does not outlive its connection (pgqueuer's exits on the first closed one).
-        self._settle_workers([label for label in self.workers if implementations.get(label).needs_postgres])
+        self._await_reconnected_workers([label for label in self.workers if implementations.get(label).needs_postgres])
 
     def set_up(self, label: str) -> None:
         """Run the implementation's one-time set-up (a PostgreSQL queue's schema) in its environment."""
