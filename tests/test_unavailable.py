@@ -9,7 +9,7 @@ import stat
 from pathlib import Path
 
 from taskbench.analysis import analyse
-from taskbench.envs import environment
+from taskbench.envs import environment, venvs
 from taskbench.load.client import ServiceClient
 from taskbench.record.results import RunEnvironment, RunResult, RunSettings, ScenarioSpec
 from taskbench.report import markdown
@@ -20,7 +20,7 @@ from taskbench.stack.stack import Stack, StackConfig
 SECRET_LINE = "boom: this interpreter refuses to start"
 
 
-def _broken(label: str, tmp_path: Path, leak: str = "") -> environment.venvs.Env:
+def _broken(label: str, tmp_path: Path, leak: str = "") -> venvs.Env:
     """`label`'s real environment with an interpreter that prints a line (and `leak`) and exits 1."""
     env = environment.prepare([label])[label]
     script = tmp_path / f"python-{label}"

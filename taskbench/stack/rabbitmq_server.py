@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from amqp.exceptions import AMQPError
-from kombu import Connection
+from kombu.connection import Connection
 from kombu.exceptions import KombuError
 
 from taskbench.errors import UsageError
@@ -138,7 +138,7 @@ class RabbitNode:
 def amqp_problem(url: str, timeout_s: float = 1.0) -> str | None:
     """What stops an AMQP handshake at `url` (RabbitMQ listens only once it has booted), or None; never a hang."""
     try:
-        with Connection(url, connect_timeout=timeout_s) as connection:
+        with Connection(url, connect_timeout=timeout_s) as connection:  # type: ignore[no-untyped-call]  # kombu
             connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=math.ceil(timeout_s))
             return None
     except (KombuError, AMQPError, OSError) as exc:
@@ -147,7 +147,7 @@ def amqp_problem(url: str, timeout_s: float = 1.0) -> str | None:
 
 def server_version(url: str) -> str:
     try:
-        with Connection(url, connect_timeout=2) as connection:
+        with Connection(url, connect_timeout=2) as connection:  # type: ignore[no-untyped-call]  # kombu
             connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
             properties = connection.connection.server_properties
             return f"{properties.get('product', 'RabbitMQ')} {properties.get('version', '?')}"

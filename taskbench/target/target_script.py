@@ -19,7 +19,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from taskbench.errors import UsageError
 
@@ -85,7 +85,7 @@ def _function(module: object, name: str, flag: str) -> Callable[..., Awaitable[A
         raise UsageError(f"{flag}: {name} cannot be called as {name}({params}) ({exc}): define {wanted}") from None
     except ValueError:  # no signature to read (a builtin): let the trial call decide
         pass
-    return found
+    return cast("Callable[..., Awaitable[Any]]", found)  # an async function, checked above
 
 
 def job_id(value: object) -> str:
