@@ -195,6 +195,18 @@ async def _wait_until_done(
 
     limit = deadline + EXTENSION_LIMIT * max(0.0, deadline - time.monotonic())
     while not ctx.stop.is_set():
+        if ctx.stack is not None and not spec.fault and ctx.stack.dead_parts(spec.implementation):
+            return False
+        if ctx.stack is not None and spec.fault:
+            faults.of(spec).tend(ctx.stack, spec, events)  # as an orchestrator would (worker-oom: a restart)
+        try:  # a poll before any judgement: a burst that outlasted its deadline still says how far its jobs got
+            if watch.accepted_ids is not None:
+                if await _finished_in_ledger(ctx, spec, events, noted, watch, watch.accepted_ids):
+                    return False
+            elif await _finished(ctx, spec, accepted, events, noted):
+                return False
+        except (httpx.HTTPError, KeyError, ValueError):  # the API may be down for a moment during a fault
+            pass
         now = time.monotonic()
         if now >= deadline:
             if spec.fault or now >= limit or now - completion.grew_at > PROGRESS_WINDOW_S:
@@ -205,18 +217,6 @@ async def _wait_until_done(
             if not any(e.name == EventName.deadline_extended for e in events):
                 events.append(Event(t=time.time(), name=EventName.deadline_extended, detail="jobs still complete"))
             deadline = min(limit, now + PROGRESS_WINDOW_S)
-        if ctx.stack is not None and not spec.fault and ctx.stack.dead_parts(spec.implementation):
-            return False
-        if ctx.stack is not None and spec.fault:
-            faults.of(spec).tend(ctx.stack, spec, events)  # as an orchestrator would (worker-oom: a restart)
-        try:
-            if watch.accepted_ids is not None:
-                if await _finished_in_ledger(ctx, spec, events, noted, watch, watch.accepted_ids):
-                    return False
-            elif await _finished(ctx, spec, accepted, events, noted):
-                return False
-        except (httpx.HTTPError, KeyError, ValueError):  # the API may be down for a moment during a fault
-            pass
         await asyncio.sleep(POLL_INTERVAL_S)
     return True  # stopped (Ctrl-C) before the jobs were done
 
