@@ -10,8 +10,9 @@ from taskbench.cli.main import build_parser
 HEADER = """# Command-line reference
 
 Generated from the parser (`python -m taskbench.cli.cli_docs > docs/cli.md`); what each figure and rule means is in
-[running the benchmark](running.md). Every `run` option can also be set as `TASKBENCH_RUN_<OPTION>` (a flag
-given wins).
+[running the benchmark](running.md). Every `run` option can also be set as `TASKBENCH_RUN_<OPTION>`, named after
+its flag (`--fail-on` is `TASKBENCH_RUN_FAIL_ON`, `--json` is `TASKBENCH_RUN_JSON`, `--quick` takes 1/true/yes/on or
+0/false/no/off); a flag given wins, and a variable that names no option is one line and exit 2.
 """
 
 

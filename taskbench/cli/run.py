@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
 from dataclasses import dataclass
@@ -67,23 +68,45 @@ ENVIRONMENT_PREFIX = "TASKBENCH_RUN_"  # TASKBENCH_RUN_FAIL_ON=failed is --fail-
 
 
 def defaults_from_environment(command: argparse.ArgumentParser) -> None:
-    """Every `run` option also from `TASKBENCH_RUN_<OPTION>` (a flag given wins), as CI systems pass settings;
-    a prefix of its own, so the service's TASKBENCH_* variables never reach the harness's flags."""
-    for action in command._actions:
-        name = ENVIRONMENT_PREFIX + action.dest.upper()
-        value = os.environ.get(name)
-        if value is None or not action.option_strings or isinstance(action, argparse._HelpAction):
+    """Every `run` option also from `TASKBENCH_RUN_<OPTION>`, named after its flag (`--fail-on` →
+    `TASKBENCH_RUN_FAIL_ON`, `--json` → `TASKBENCH_RUN_JSON`; a flag given wins), as CI systems pass settings; a
+    prefix of its own, so the service's TASKBENCH_* variables never reach the harness's flags. A variable that
+    names no option, or a value that does not parse, is one line and exit 2."""
+    options = {name: action for action in command._actions if (name := variable(action))}
+    for name, value in sorted(os.environ.items()):
+        if not name.startswith(ENVIRONMENT_PREFIX):
             continue
-        if isinstance(action, argparse._StoreTrueAction):
-            action.default = value.strip().lower() in ("1", "true", "yes", "on")
-            continue
-        try:
-            parsed = action.type(value) if callable(action.type) else value
-        except (argparse.ArgumentTypeError, ValueError) as exc:
-            raise UsageError(f"{name}={value!r}: {exc}") from None
-        if action.choices is not None and parsed not in action.choices:
-            raise UsageError(f"{name}={value!r}: choose from {', '.join(map(str, action.choices))}")
-        action.default = [parsed] if isinstance(action, argparse._AppendAction) else parsed
+        action = options.get(name)
+        if action is None:
+            near = difflib.get_close_matches(name, options, n=1)
+            raise UsageError(f"{name}: no `run` option is named so" + (f" (did you mean {near[0]}?)" if near else ""))
+        action.default = _environment_default(name, value, action)
+
+
+def variable(action: argparse.Action) -> str | None:
+    """The environment variable of a `run` option: its long flag, upper-cased (None for --help)."""
+    flags = [flag for flag in action.option_strings if flag.startswith("--")]
+    if not flags or isinstance(action, argparse._HelpAction):
+        return None
+    return ENVIRONMENT_PREFIX + flags[0][2:].replace("-", "_").upper()
+
+
+def _environment_default(name: str, value: str, action: argparse.Action) -> object:
+    if isinstance(action, argparse._StoreTrueAction):
+        word = value.strip().lower()
+        if word not in TRUE_WORDS + FALSE_WORDS:
+            raise UsageError(f"{name}={value!r}: give one of {', '.join(TRUE_WORDS + FALSE_WORDS)}")
+        return word in TRUE_WORDS
+    try:
+        parsed = action.type(value) if callable(action.type) else value
+    except (argparse.ArgumentTypeError, ValueError) as exc:
+        raise UsageError(f"{name}={value!r}: {exc}") from None
+    if action.choices is not None and parsed not in action.choices:
+        raise UsageError(f"{name}={value!r}: choose from {', '.join(map(str, action.choices))}")
+    return [parsed] if isinstance(action, argparse._AppendAction) else parsed
+
+
+TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 def _load(args: argparse.Namespace) -> LoadOptions | None:
