@@ -140,6 +140,7 @@ def test_spec_entry_point_measures_a_stack_started_by_hand(tmp_path: Path) -> No
         (["run", "--redis-url", "notaurl"], "is not a Redis URL"),
         (["run", "--output", "/proc/taskbench-nope", "--jobs", "1"], "--output /proc/taskbench-nope: cannot create"),
         (["serve", "--workdir", "/proc/taskbench-nope"], "--workdir /proc/taskbench-nope: cannot create"),
+        (["compare", "a", "b", "--output", "gate.json"], "--output gate.json: compare writes Markdown (.md) or HTML"),
     ],
 )
 def test_cli_mistake_is_one_line_and_exit_2(args: list[str], message: str) -> None:

@@ -9,6 +9,7 @@ from rich.console import Console
 
 from taskbench.cli.options import GATE_FAILED
 from taskbench.cli.types import Commands, choices_list, percent
+from taskbench.errors import UsageError
 from taskbench.report import files
 from taskbench.report.compare import DEFAULT_GATED, GATED_FIGURES, compare
 
@@ -22,7 +23,13 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+COMPARE_FORMATS = (".md", ".html", ".htm")
+
+
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    output: Path | None = args.output
+    if output is not None and not output.is_dir() and output.suffix.lower() not in COMPARE_FORMATS:
+        raise UsageError(f"--output {output}: compare writes Markdown (.md) or HTML (.html); name one of those")
     path, worse = compare(args.run_a, args.run_b, args.output, args.figures, args.fail_above, args.allow_different)
     console.print(f"wrote {path}")
     for line in worse:
@@ -42,7 +49,9 @@ def add_compare_parser(commands: Commands) -> None:
     compare = commands.add_parser("compare", help="put two runs side by side")
     compare.add_argument("run_a", type=Path)
     compare.add_argument("run_b", type=Path)
-    compare.add_argument("--output", type=Path, help="where to write the comparison (default: beside RUN_B)")
+    compare.add_argument(
+        "--output", type=Path, help="where to write the comparison: a .md, an .html or a folder (default: beside RUN_B)"
+    )
     compare.add_argument(
         "--fail-above",
         type=percent,
