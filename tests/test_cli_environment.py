@@ -48,3 +48,13 @@ def test_a_variable_that_means_nothing_is_one_line_and_exit_2(
     monkeypatch.setenv(variable, value)
     assert main(["report", "nowhere"]) == 2
     assert capsys.readouterr().err == f"taskbench: {message}\n"
+
+
+def test_in_a_log_a_line_is_never_wrapped(capsys: pytest.CaptureFixture[str]) -> None:
+    """A CI log is not a terminal: a verdict or a `worse:` line stays one line, whatever its length."""
+    from taskbench.cli.main import console_for
+
+    console = console_for(build_parser().parse_args(["run"]))
+    long = "worse: celery · sleep · 20 jobs · worker-crash (acks_late+reject_on_worker_lost): Submission p99 " * 2
+    console.print(long, markup=False)
+    assert capsys.readouterr().out == long + "\n"

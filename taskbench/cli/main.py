@@ -34,13 +34,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def console_for(args: argparse.Namespace) -> Console:
+    """Where the command speaks: stderr when stdout holds the JSON alone (`--json -`); in a log (not a terminal)
+    each line whole, as a CI log or a grep wants it, not wrapped at 80 columns."""
+    stream = sys.stderr if getattr(args, "json_out", None) == "-" else sys.stdout
+    return Console(stderr=stream is sys.stderr, soft_wrap=not stream.isatty())
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except UsageError as exc:  # a TASKBENCH_RUN_* variable that does not parse
         print(f"taskbench: {exc}", file=sys.stderr)
         return 2
-    console = Console(stderr=getattr(args, "json_out", None) == "-")  # stdout holds the JSON alone
+    console = console_for(args)
     try:
         return COMMANDS[args.command][1](args, console)
     except UsageError as exc:  # and what derives from it: SchemaError, EnvironmentBuildError
