@@ -66,3 +66,24 @@ def test_measured_pages_are_what_their_recorded_runs_render_to(page: Path) -> No
     from taskbench.report.files import render_page
 
     assert page.read_text() == render_page(page.with_suffix(".json"))
+
+
+def test_the_ci_recipe_is_valid_yaml_and_every_taskbench_command_in_it_parses() -> None:
+    """docs/running.md's GitHub Actions workflow: a YAML that loads, whose `taskbench` commands the parser takes."""
+    import shlex
+
+    import yaml
+
+    from taskbench.cli.main import build_parser
+
+    (recipe,) = re.findall(r"```yaml\n(.*?)```", (REPO / "docs" / "running.md").read_text(), re.S)
+    steps = yaml.safe_load(recipe)["jobs"]["background-jobs"]["steps"]
+    commands = [
+        line.split("taskbench ", 1)[1].split("||")[0]
+        for step in steps
+        for line in step.get("run", "").replace("\n               ", " ").splitlines()
+        if "taskbench " in line and not line.lstrip().startswith("pip ")
+    ]
+    assert [c.split()[0] for c in commands] == ["run", "compare"]
+    for command in commands:
+        build_parser().parse_args(shlex.split(command))
