@@ -29,6 +29,11 @@ class LedgerTail:
         self.ends: dict[str, float] = {}
         self._partial = b""
 
+    @property
+    def known(self) -> bool:
+        """Whether there is a ledger to read (of a service someone else started: none)."""
+        return self.path is not None or self.reader is not None
+
     @classmethod
     def stream(cls, url: str, key: str) -> LedgerTail:
         return cls(None, telemetry.StreamReader(telemetry.client(url), key))

@@ -28,6 +28,7 @@ from taskbench.record.results import LoadOptions, RunEnvironment, RunResult, Run
 from taskbench.report import files
 from taskbench.run import plan, progress, provenance, search
 from taskbench.run.scenario import Progress, ScenarioContext, run_scenario
+from taskbench.run.started_by_hand import StartedByHand
 from taskbench.stack.stack import Stack, StackConfig, StackState
 from taskbench.user_job.job_check import JobArgs
 from taskbench_wire.env import API_TOKEN
@@ -224,7 +225,7 @@ async def _run_or_give_up(ctx: ScenarioContext, spec: ScenarioSpec, progress: Pr
         try:
             return await run_scenario(ctx, spec, progress)
         except StackError as exc:
-            if stack is None or ctx.stop.is_set():
+            if not isinstance(stack, Stack) or ctx.stop.is_set():
                 raise
             if attempt == 2 or not stack.revive(label, when):
                 if label not in stack.unavailable:
@@ -235,8 +236,8 @@ async def _run_or_give_up(ctx: ScenarioContext, spec: ScenarioSpec, progress: Pr
     return None
 
 
-def _why_not(stack: Stack | None, spec: ScenarioSpec) -> str:
-    gone = stack.unavailable.get(spec.implementation) if stack is not None else None
+def _why_not(stack: Stack | StartedByHand, spec: ScenarioSpec) -> str:
+    gone = stack.unavailable.get(spec.implementation)
     return f"{gone.part}: {gone.reason}" if gone is not None else "given up"
 
 
@@ -280,8 +281,8 @@ async def _run_all(
     token = stack.api_token if stack is not None else os.environ.get(API_TOKEN)  # --url: the user's service's
     client = ServiceClient(url, submit_timeout_s=settings.thresholds.submit_timeout_s, urls=urls, token=token)
     ctx = ScenarioContext(
-        client=client, settings=settings, environment=env, stack=stack, timeout_s=options.timeout_s,
-        job_args=options.job_args,
+        client=client, settings=settings, environment=env, stack=stack or StartedByHand(client),
+        timeout_s=options.timeout_s, job_args=options.job_args,
     )  # fmt: skip
     run_result = _run_record(settings, env, stamp)
     results: list[ScenarioResult] = []
@@ -371,8 +372,7 @@ async def _run_each(
             run_of = f" (run {spec.repeat + 1} of {settings.repeat})" if settings.repeat > 1 else ""
             on_progress = shown.scenario(spec.label + run_of, spec.jobs)
             result = await _run_or_give_up(ctx, spec, on_progress)
-            if stack is not None:
-                run_result.unavailable = list(stack.unavailable.values())
+            run_result.unavailable = list(stack.unavailable.values())
             if result is None:
                 shown.scenario_done(spec.label + run_of, f"not run: {_why_not(stack, spec)}")
                 return None
@@ -382,12 +382,11 @@ async def _run_each(
             shown.scenario_done(spec.label + run_of, _outcome(summary))
             return summary
 
-        if stack is not None:
-            run_result.unavailable = list(stack.unavailable.values())
+        run_result.unavailable = list(stack.unavailable.values())
         for spec, estimate in zip(specs, estimates, strict=True):
             if ctx.stop.is_set():
                 break
-            if stack is not None and spec.implementation in stack.unavailable:
+            if spec.implementation in stack.unavailable:
                 shown.advance(estimate)  # a finding already: the report says which part failed and why
                 continue
             if settings.load is not None and (settings.load.auto or settings.load.target_rate):

@@ -27,7 +27,6 @@ from taskbench.measure.probes import Prober
 from taskbench.measure.sampler import Sampler
 from taskbench.measure.telemetry import RemoteSamples
 from taskbench.record.results import (
-    DeliveryRecord,
     DepthSample,
     Event,
     EventName,
@@ -43,6 +42,7 @@ from taskbench.record.results import (
     Submission,
 )
 from taskbench.run import provenance
+from taskbench.run.started_by_hand import StartedByHand
 from taskbench.stack.stack import Stack
 from taskbench.user_job.job_check import JobArgs
 from taskbench_wire.enums import JobStatus
@@ -66,7 +66,7 @@ class ScenarioContext:
     client: ServiceClient
     settings: RunSettings
     environment: RunEnvironment
-    stack: Stack | None = None  # None: a service started by someone else (--url)
+    stack: Stack | StartedByHand  # StartedByHand: a service someone else started (--url)
     timeout_s: float | None = None  # overrides the deadline derived from the ideal makespan
     cpu_count: int = field(default_factory=lambda: os.cpu_count() or 1)
     stop: asyncio.Event = field(default_factory=asyncio.Event)  # set by Ctrl-C: finish early, keep the data
@@ -115,6 +115,8 @@ class Watch:
     async def await_ends(self, job_ids: set[str], timeout_s: float = LEDGER_SETTLE_S) -> None:
         """Until every job in `job_ids` has its end event: a job stamps its record, then sends the event to the
         telemetry Redis, so the last ones can be a moment behind the records the scenario has just read."""
+        if not self.ledger.known:
+            return
         deadline = time.monotonic() + timeout_s
         self.read()
         while not job_ids <= self.ledger.ends.keys() and time.monotonic() < deadline:
@@ -195,10 +197,10 @@ async def _wait_until_done(
 
     limit = deadline + EXTENSION_LIMIT * max(0.0, deadline - time.monotonic())
     while not ctx.stop.is_set():
-        if ctx.stack is not None and not spec.fault and ctx.stack.dead_parts(spec.implementation):
+        if not spec.fault and ctx.stack.dead_parts(spec.implementation):
             return False
-        if ctx.stack is not None and spec.fault:
-            faults.of(spec).tend(ctx.stack, spec, events)  # as an orchestrator would (worker-oom: a restart)
+        if isinstance(ctx.stack, Stack):  # as an orchestrator would (worker-oom: a restart)
+            faults.of(spec).tend(ctx.stack, spec, events)
         try:  # a poll before any judgement: a burst that outlasted its deadline still says how far its jobs got
             if watch.accepted_ids is not None:
                 if await _finished_in_ledger(ctx, spec, events, noted, watch, watch.accepted_ids):
@@ -306,16 +308,15 @@ class Prepared:
 async def _prepare(ctx: ScenarioContext, spec: ScenarioSpec) -> Prepared:
     """The scenario's implementation selected, what an earlier one left cleared, its fault's stack state applied."""
     settings, stack = ctx.settings, ctx.stack
-    if stack is not None:
-        stack.select(spec.implementation)
+    stack.select(spec.implementation)
+    if isinstance(stack, Stack):
         # What an earlier scenario left (a dead worker's stalled jobs) goes before a restart can take it up: a
         # worker that retries stalled jobs as it starts (procrastinate's retry-stalled) would run them in this one.
         with contextlib.suppress(ServiceError):  # an API the kernel killed: `apply` starts it again
             await ctx.client.clear(spec.implementation)
-        stack.apply(faults.of(spec).state(spec))  # on this thread: see Fault.inject
+    stack.apply(faults.of(spec).state(spec))  # on this thread: see Fault.inject
     await ctx.client.reset([spec.implementation])
-    if stack is not None:
-        stack.limit_memory()
+    stack.limit_memory()
     has_worker = implementations.get(spec.implementation).has_worker
     cores = cgroups.cores_for(settings, spec.implementation, ctx.cpu_count, has_worker)  # under a CPU limit: fewer
     expected = await ctx.client.capacity(
@@ -365,19 +366,15 @@ class Instruments:
 
 async def _instruments(ctx: ScenarioContext, spec: ScenarioSpec) -> Instruments:
     settings, stack = ctx.settings, ctx.stack
-    watch = Watch(stack.ledger_tail(spec.implementation) if stack is not None else LedgerTail(None))
+    watch = Watch(stack.ledger_tail(spec.implementation))
     # Samples from workers on other hosts (taskbench worker --join), through the stack's telemetry Redis
-    remote = RemoteSamples(stack.telemetry_url) if stack is not None and stack.telemetry_url else None
-    api_processes = settings.api.api_workers if stack is not None else 1
+    remote = RemoteSamples(stack.telemetry_url) if stack.telemetry_url else None
+    api_processes = stack.api_processes
     connection_ports: frozenset[int] = frozenset()
-    if stack is not None:
-        pids = stack.pids
-        if implementations.get(spec.implementation).needs_postgres and stack.postgres_url:
-            connection_ports = frozenset({urlsplit(stack.postgres_url).port or 5432})
-    else:
-        pids = (await ctx.client.local_pids()).copy
+    if implementations.get(spec.implementation).needs_postgres and stack.postgres_url:
+        connection_ports = frozenset({urlsplit(stack.postgres_url).port or 5432})
     sampler = Sampler(
-        pids,
+        await stack.pid_source(),
         settings.sample_interval_s,
         split=frozenset({"api"}) if api_processes > 1 else frozenset(),
         pss_roles=frozenset({implementations.job_process(spec.implementation)}),
@@ -411,7 +408,7 @@ class Running:
 async def _strike(ctx: ScenarioContext, spec: ScenarioSpec, run: Running, watch: Watch, concurrency: int) -> None:
     """The scenario's fault, once the jobs it should catch run; through it, the submissions it lets go on."""
     stack = ctx.stack
-    if not spec.fault or stack is None or ctx.stop.is_set():
+    if not spec.fault or not isinstance(stack, Stack) or ctx.stop.is_set():  # --url: the CLI refuses --faults
         return
     await _until_running(spec, run.submissions, watch, concurrency, run.events)
     fault = faults.of(spec)
@@ -436,13 +433,12 @@ async def _wait(
     run.timed_out = await _wait_until_done(ctx, spec, run.accepted, deadline, run.events, progress, watch)
     if run.timed_out:
         run.events.append(Event(t=time.time(), name=EventName.deadline, detail=f"{run.deadline_s:.1f} s passed"))
-    if ctx.stack is None:
-        return
     # A process of the implementation that died outside a fault (a job's os._exit, the OOM killer) is a
     # finding of this scenario; the stack starts it again before the next one (Stack.apply).
     for part in ctx.stack.dead_parts(spec.implementation):
         run.events.append(Event(t=time.time(), name=EventName.died, detail=part))
-    faults.of(spec).conclude(ctx.stack, spec, run.events)
+    if isinstance(ctx.stack, Stack):
+        faults.of(spec).conclude(ctx.stack, spec, run.events)
 
 
 async def _collect(ctx: ScenarioContext, spec: ScenarioSpec, run: Running, instruments: Instruments) -> list[JobRecord]:
@@ -455,8 +451,7 @@ async def _collect(ctx: ScenarioContext, spec: ScenarioSpec, run: Running, instr
     except httpx.HTTPError as exc:  # its API is gone, and the records in its memory or Redis with it
         run.events.append(Event(t=time.time(), name=EventName.records_lost, detail=str(exc)))
         return []
-    if ctx.stack is not None:  # a ledger to wait for
-        await watch.await_ends({j.job_id for j in jobs if j.finished_at is not None})
+    await watch.await_ends({j.job_id for j in jobs if j.finished_at is not None})
     return jobs
 
 
@@ -484,14 +479,14 @@ def _result(
         probes=instruments.probes,
         samples=instruments.samples,
         events=run.events,
-        delivery=_delivery(spec, stack),
+        delivery=stack.delivery_record(spec.implementation),
         status_polls=run.status_polls,
         depth=run.depth,
         described=provenance.describe(spec.implementation, settings, spec.concurrency)
         if implementations.known(spec.implementation)
         else None,
         records_from="ledger" if instruments.split_records else "api",
-        hosts=remote.clocks(executions, stack.local_hosts()) if remote is not None and stack is not None else [],
+        hosts=remote.clocks(executions, stack.local_hosts()) if remote is not None else [],
         harness=instruments.harness_reading(),
     )
 
@@ -579,14 +574,3 @@ async def _poll_statuses(
     missing = sum(p.status_code == 404 for p in polls)
     events.append(Event(t=time.time(), name=EventName.status_polls, detail=f"{missing} of {len(polls)} answered 404"))
     return polls
-
-
-def _delivery(spec: ScenarioSpec, stack: Stack | None) -> DeliveryRecord | None:
-    """The delivery setting this scenario's worker ran with, and what it promises, when taskbench set it."""
-    if stack is None:
-        return None
-    impl = implementations.get(spec.implementation)
-    broker = impl.broker_for(stack.config.broker)
-    delivery = impl.delivery(stack.state.delivery(spec.implementation), broker)
-    timeout = None if broker == "amqp" else stack.state.redelivery_timeout_s  # RabbitMQ: on disconnect
-    return DeliveryRecord(name=delivery.name, promise=delivery.promise, redelivery_timeout_s=timeout, broker=broker)

@@ -24,7 +24,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
@@ -42,7 +42,7 @@ from taskbench.hosts import cgroups, netns
 from taskbench.implementations.base import PYTHON
 from taskbench.measure import telemetry
 from taskbench.measure.ledger import LedgerTail
-from taskbench.record.results import ApiOptions, ContainerLimits, PluginOptions, Unavailable
+from taskbench.record.results import ApiOptions, ContainerLimits, DeliveryRecord, PluginOptions, Unavailable
 from taskbench.stack import postgres_server, rabbitmq_server, watchdog
 from taskbench.stack.redis_server import (
     find_redis_server,
@@ -202,6 +202,22 @@ class Stack:
         if self.telemetry_url:
             return LedgerTail.stream(self.telemetry_url, telemetry.ledger_key(label))
         return LedgerTail(self.ledger_path_for(label))
+
+    async def pid_source(self) -> Callable[[], dict[str, int]]:
+        """What the sampler reads every interval: the PIDs of the stack's processes as they are then."""
+        return self.pids
+
+    @property
+    def api_processes(self) -> int:
+        return self.config.api.api_workers
+
+    def delivery_record(self, label: str) -> DeliveryRecord:
+        """The delivery setting `label`'s worker runs with now, and what it promises."""
+        impl = implementations.get(label)
+        broker = impl.broker_for(self.config.broker)
+        delivery = impl.delivery(self.state.delivery(label), broker)
+        timeout = None if broker == "amqp" else self.state.redelivery_timeout_s  # RabbitMQ: on disconnect
+        return DeliveryRecord(name=delivery.name, promise=delivery.promise, redelivery_timeout_s=timeout, broker=broker)
 
     def local_hosts(self) -> set[str]:
         """The host labels of this machine's processes, which share the harness's clock: its host name (what the
