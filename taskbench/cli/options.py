@@ -17,13 +17,14 @@ from rich.console import Console
 
 from taskbench import faults, implementations
 from taskbench.argtypes import bounded
-from taskbench.cli.types import EveryImplementation, milliseconds
+from taskbench.cli.types import EveryImplementation, milliseconds, redis_url
 from taskbench.envs import environment, project_pins
 from taskbench.errors import UsageError
 from taskbench.hosts import cgroups, netns
 from taskbench.implementations.base import BROKERS
 from taskbench.record.results import ApiOptions, ContainerLimits, PluginOptions
 from taskbench.stack import postgres_server, rabbitmq_server, redis_server
+from taskbench_wire.env import POSTGRES_URL
 from taskbench_wire.urls import is_amqp
 from taskbench_wire.urls import redacted as _redact
 
@@ -73,6 +74,19 @@ BROKER_HELP = (
     f"where the jobs of {AMQP_QUEUES} wait: redis (default) or amqp (RabbitMQ: a private rabbitmq-server, or "
     "--broker-url); the other queues, job records, the ledger and worker heartbeats stay on Redis"
 )
+
+
+def add_server_flags(parser: argparse.ArgumentParser) -> None:
+    """The servers a stack uses instead of its private ones: Redis, PostgreSQL, and the broker."""
+    parser.add_argument(
+        "--redis-url", type=redis_url, default=env_redis_url(), help="use this Redis instead of a private one"
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get(POSTGRES_URL),
+        help="the PostgreSQL queues' database instead of a private PostgreSQL (postgresql://USER:PASSWORD@HOST:PORT/DB)",
+    )
+    add_broker_flags(parser)
 
 
 def add_broker_flags(parser: argparse.ArgumentParser) -> None:

@@ -19,14 +19,13 @@ from taskbench.cli.options import (
     GATE_FAILED,
     IMPL_HELP,
     add_app_flag,
-    add_broker_flags,
     add_environment_flags,
     add_hosts_flags,
+    add_server_flags,
     api_options,
     broker_from,
     check_job_folder,
     container_limits,
-    env_redis_url,
     hosts_from,
     plugin_options,
     postgres_from,
@@ -51,7 +50,6 @@ from taskbench.cli.types import (
     job_counts,
     json_source,
     rates,
-    redis_url,
     seconds,
 )
 from taskbench.errors import UsageError
@@ -61,7 +59,6 @@ from taskbench.run import plan
 from taskbench.run.run import RunOptions, run
 from taskbench.user_job import job_check
 from taskbench_wire.enums import MIDDLEWARES
-from taskbench_wire.env import POSTGRES_URL
 from taskbench_wire.urls import redacted as _redact
 
 ENVIRONMENT_PREFIX = "TASKBENCH_RUN_"  # TASKBENCH_RUN_FAIL_ON=failed is --fail-on failed (flags win)
@@ -434,15 +431,7 @@ def _add_stack_flags(run: argparse.ArgumentParser) -> None:
     run.add_argument("--timeout", type=bounded(float, 1, 86_400), help="deadline per scenario, seconds")
     run.add_argument("--output", type=Path, default=Path("benchmark_results"), help="where each run's folder goes")
     run.add_argument("--url", help="measure an already-running service (the spec's manual flow)")
-    run.add_argument(
-        "--redis-url", type=redis_url, default=env_redis_url(), help="use this Redis instead of a private one"
-    )
-    run.add_argument(
-        "--postgres-url",
-        default=os.environ.get(POSTGRES_URL),
-        help="the PostgreSQL queues' database instead of a private PostgreSQL (postgresql://USER:PASSWORD@HOST:PORT/DB)",
-    )
-    add_broker_flags(run)
+    add_server_flags(run)
     add_hosts_flags(run)
 
 

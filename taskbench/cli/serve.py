@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import time
 from pathlib import Path
@@ -17,13 +16,12 @@ from taskbench.cli.options import (
     AMQP_QUEUES,
     IMPL_HELP,
     add_app_flag,
-    add_broker_flags,
     add_environment_flags,
     add_hosts_flags,
+    add_server_flags,
     api_options,
     broker_from,
     container_limits,
-    env_redis_url,
     hosts_from,
     plugin_options,
     postgres_from,
@@ -32,13 +30,12 @@ from taskbench.cli.options import (
     redis_fits,
     worker_flags,
 )
-from taskbench.cli.types import MAX_CONCURRENCY, Commands, implementation_labels, redis_url
+from taskbench.cli.types import MAX_CONCURRENCY, Commands, implementation_labels
 from taskbench.envs import environment
 from taskbench.errors import StackError
 from taskbench.run.run import claim_folder
 from taskbench.stack.stack import Stack, StackConfig, StackState
 from taskbench_wire.enums import MIDDLEWARES
-from taskbench_wire.env import POSTGRES_URL
 from taskbench_wire.urls import redacted as _redact
 
 
@@ -173,16 +170,8 @@ def add_parser(commands: Commands) -> None:
     serve.add_argument(
         "--implementations", type=implementation_labels, default=list(implementations.DEFAULT), help=IMPL_HELP
     )
-    serve.add_argument(
-        "--redis-url", type=redis_url, default=env_redis_url(), help="use this Redis instead of a private one"
-    )
-    serve.add_argument(
-        "--postgres-url",
-        default=os.environ.get(POSTGRES_URL),
-        help="the PostgreSQL queues' database instead of a private PostgreSQL (postgresql://USER:PASSWORD@HOST:PORT/DB)",
-    )
+    add_server_flags(serve)
     serve.add_argument("--workdir", type=Path, default=Path(".taskbench"), help="logs and the private Redis' files")
-    add_broker_flags(serve)
     add_hosts_flags(serve)
     serve.add_argument(
         "--middleware", choices=MIDDLEWARES, default="none", help="base-http: the API behind a BaseHTTPMiddleware"
