@@ -28,9 +28,9 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 from pydantic import BaseModel, Field
@@ -320,24 +320,10 @@ class _Run:
     async def _trial(self, submit_client: httpx.AsyncClient, status_client: httpx.AsyncClient) -> Trial:
         flag = f"--scenario {self.scenario.path}"
         at = time.time()
-        try:
-            value, submit_s = await _timed(self.scenario.submit(submit_client))
-            job = job_id(value)
-        except asyncio.TimeoutError:
-            raise UsageError(
-                f"{flag}: the trial call submit(client) did not return within {SUBMIT_TIMEOUT_S:g} s"
-            ) from None
-        except Exception as exc:
-            raise UsageError(f"{flag}: the trial call submit(client) raised {one_line(exc)}") from None
-        try:
-            answer, status_s = await _timed(self.scenario.status(status_client, job))
-            status = status_of(answer)
-        except asyncio.TimeoutError:
-            raise UsageError(
-                f"{flag}: the trial call status(client, {job!r}) did not return within {SUBMIT_TIMEOUT_S:g} s"
-            ) from None
-        except Exception as exc:
-            raise UsageError(f"{flag}: the trial call status(client, {job!r}) raised {one_line(exc)}") from None
+        job, submit_s = await _trial_call(flag, "submit(client)", self.scenario.submit(submit_client), job_id)
+        status, status_s = await _trial_call(
+            flag, f"status(client, {job!r})", self.scenario.status(status_client, job), status_of
+        )
         self.console.print(
             f"trial call: submit → {job!r} in {submit_s * 1000:.0f} ms, status → {status} in {status_s * 1000:.0f} ms",
             markup=False,
@@ -607,3 +593,14 @@ def _recorded(s: Submission, start: float) -> TargetSubmission:
         job_id=s.job_id,
         error=s.error,
     )
+
+
+async def _trial_call(flag: str, call: str, awaitable: Awaitable[Any], read: Callable[[Any], T]) -> tuple[T, float]:
+    """One call of the user's scenario before the load, its answer read; any failure is one line and exit 2."""
+    try:
+        value, took_s = await _timed(awaitable)
+        return read(value), took_s
+    except asyncio.TimeoutError:
+        raise UsageError(f"{flag}: the trial call {call} did not return within {SUBMIT_TIMEOUT_S:g} s") from None
+    except Exception as exc:
+        raise UsageError(f"{flag}: the trial call {call} raised {one_line(exc)}") from None
