@@ -64,11 +64,26 @@ def crash(stack: Stack, name: str, fault: str, variant: str) -> ScenarioResult:
     return run_on(stack, spec, settings)
 
 
+def _struck_late(result: ScenarioResult) -> bool:
+    """A job running at the fault's stamp ended, on its only run, within half a job of it: the kill came as it was
+    finishing (the stamp is taken before the processes are found and killed, which a loaded machine slows), so
+    what the crash did to a running job cannot be read from this run."""
+    fault_at = next(e.t for e in result.events if e.name == "fault")
+    starts = Counter(e.job_id for e in result.executions if e.event == "start")
+    began = {e.job_id for e in result.executions if e.event == "start" and e.t <= fault_at}
+    return any(
+        e.event == "end" and e.job_id in began and starts[e.job_id] == 1 and fault_at < e.t <= fault_at + DURATION_S / 2
+        for e in result.executions
+    )
+
+
 @pytest.mark.parametrize(("name", "variant", "fault", "outcome"), CASES)
 def test_a_crash_does_what_the_implementation_promises(
     stacks: Stacks, name: str, variant: str, fault: str, outcome: str
 ) -> None:
     result = crash(stacks.get(name), name, fault, variant)
+    if outcome != "unaffected" and _struck_late(result):  # once more: a loaded machine's kill came as jobs ended
+        result = crash(stacks.get(name), name, fault, variant)
     assert result.delivery is not None and result.delivery.name == variant
     fault_at = next(e.t for e in result.events if e.name == "fault")
     accepted = [s.job_id for s in result.submissions if s.job_id]
