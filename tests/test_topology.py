@@ -4,12 +4,14 @@ settings, on real processes with short jobs."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
@@ -28,7 +30,8 @@ from taskbench.record.results import (
 from taskbench.report import content, files
 from taskbench.run import plan
 from taskbench.stack.stack import Stack, StackConfig
-from tests.conftest import run_on
+from taskbench_wire.health import Beat, Health
+from tests.conftest import run_on, wait_for
 
 
 def _settings(**changes: object) -> RunSettings:
@@ -103,7 +106,16 @@ def with_worker(stack: Stack, options: PluginOptions) -> Stack:
         return stack
     stack.config = replace(stack.config, options={"celery": options})
     stack.restart_worker("celery")
+    # The worker it replaced may still beat for a moment (a loaded machine): its capacity would count both.
+    wait_for(lambda: len(_celery_beats(stack)) == 1, timeout_s=30, interval_s=0.5)
     return stack
+
+
+def _celery_beats(stack: Stack) -> list[Beat]:
+    with contextlib.suppress(httpx.HTTPError, ValueError):
+        health = Health.of(httpx.get(f"{stack.urls()['celery']}/health", timeout=5).json())
+        return health.sections["celery"].workers if "celery" in health.sections else []
+    return []
 
 
 def run_one(
