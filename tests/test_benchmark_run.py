@@ -71,6 +71,7 @@ def test_taskbench_run_writes_the_spec_reports(tmp_path: Path) -> None:
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Verdict" in out.stdout and "| Jobs | Implementation |" in out.stdout
+    assert "Answer, against BackgroundTasks" in out.stdout and "sleep, 6 jobs, against BackgroundTasks" in out.stdout
     check_run(_run_folder(tmp_path), [3, 6], embedded=True)
 
 
@@ -141,6 +142,7 @@ def test_spec_entry_point_measures_a_stack_started_by_hand(tmp_path: Path) -> No
         (["run", "--output", "/proc/taskbench-nope", "--jobs", "1"], "--output /proc/taskbench-nope: cannot create"),
         (["serve", "--workdir", "/proc/taskbench-nope"], "--workdir /proc/taskbench-nope: cannot create"),
         (["compare", "a", "b", "--output", "gate.json"], "--output gate.json: compare writes Markdown (.md) or HTML"),
+        (["run", "--reference", "arq"], "--reference arq: not in --implementations; name one of fastapi, celery"),
     ],
 )
 def test_cli_mistake_is_one_line_and_exit_2(args: list[str], message: str) -> None:

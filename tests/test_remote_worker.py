@@ -24,7 +24,7 @@ from taskbench import faults, implementations
 from taskbench.analysis import summarise
 from taskbench.measure import telemetry
 from taskbench.record.results import RunSettings, ScenarioResult, ScenarioSpec, Thresholds
-from taskbench.report import content
+from taskbench.report import blocks, content
 from taskbench.report.content import CLOCK_SKEW_WARN_S
 from taskbench.stack.redis_server import free_port
 from taskbench.stack.stack import Stack, StackConfig
@@ -140,7 +140,7 @@ def test_a_joined_worker_runs_jobs_and_is_measured_as_its_host(stack: Stack, lab
     summary = summarise(result)
     assert role in summary.resources
     (_, table, *_) = content.workers_by_host([summary])
-    assert isinstance(table, content.Table)
+    assert isinstance(table, blocks.Table)
     hosts = [row[1] for row in table.rows]
     assert HOST in hosts and f"{socket.gethostname()} (harness's machine)" in hosts
 
@@ -167,7 +167,7 @@ def test_a_host_whose_clock_is_off_is_reported(stack: Stack) -> None:
     assert clocks["slow"].behind_at_most_s == pytest.approx(2.0, abs=0.002)
     assert clocks["fast"].behind_at_most_s == pytest.approx(-1.0, abs=0.002)
     summary = summarise(base.model_copy(update={"hosts": list(clocks.values())}))
-    text = " ".join(b.text for b in content.workers_by_host([summary]) if isinstance(b, content.Paragraph))
+    text = " ".join(b.text for b in content.workers_by_host([summary]) if isinstance(b, blocks.Paragraph))
     assert "Clock skew" in text and "slow behind by ≤ 2.000s" in text and "fast ahead by ≥ 1.000s" in text
 
 

@@ -22,7 +22,7 @@ import pytest
 
 from taskbench.analysis import analyse
 from taskbench.analysis.models import AnalysedRun
-from taskbench.errors import SchemaError
+from taskbench.errors import SchemaError, UsageError
 from taskbench.record.results import Event, Execution, ScenarioResult, Submission
 from taskbench.report import charts, compare, files, html, markdown
 from taskbench_wire.records import JobRecord
@@ -149,9 +149,15 @@ def test_report_writes_markdown_html_and_valid_charts(rendered: Path) -> None:
     assert "![Jobs lost per fault](charts/comparison_faults.png)" in comparison
     assert "charts/comparison_sleep.png" in comparison and "charts/comparison_cpu.png" in comparison
     assert comparison.rstrip().endswith("- api-crash: fastapi lost 8/8; celery lost 0/8.")
+    # the first screen: the answer against BackgroundTasks, a row per workload, before the decision
+    answer = comparison.index("## Answer")
+    assert answer < comparison.index("## Decision")
+    assert "| Workload | BackgroundTasks (reference) | Celery |" in comparison
+    assert "charts/comparison_answer.png" in comparison[answer : comparison.index("## Decision")]
+    assert page.index('<table class="answer">') < page.index("Decision")
 
     pngs = sorted((rendered / "charts").glob("*.png"))
-    assert len(pngs) == 3 * len(scenarios) + 3  # three per scenario; sleep, cpu and faults comparisons
+    assert len(pngs) == 3 * len(scenarios) + 4  # three per scenario; the answer's, sleep, cpu and faults comparisons
     for png in pngs:
         width, height = png_size(png)
         assert 500 <= width <= 2000 and 200 <= height <= 1500, f"{png.name}: {width}×{height}"
@@ -199,7 +205,7 @@ def test_write_run_writes_each_file_once(tmp_path: Path, monkeypatch: pytest.Mon
     on_disk = {p.name for p in tmp_path.rglob("*") if p.is_file()}
     assert set(written) == on_disk  # no temporary file left
     # .md each, comparison (.md, .json), html, csv, charts
-    assert len(on_disk) == len(scenarios) + 2 + 1 + 1 + 3 * len(scenarios) + 3
+    assert len(on_disk) == len(scenarios) + 2 + 1 + 1 + 3 * len(scenarios) + 4
 
 
 def test_write_scenario_data_writes_the_json_and_its_history(tmp_path: Path) -> None:
@@ -438,3 +444,17 @@ def test_report_renders_the_settings_the_run_recorded_not_todays(tmp_path: Path)
     text = (run / f"comparison_{TIMESTAMP}.md").read_text()
     assert "pool: recorded-pool" in text and "as it ran then" in text
     assert "Measured by taskbench 0.0.9 (abc123def456)" in text
+
+
+def test_report_reference_restates_a_recorded_run_against_another_implementation() -> None:
+    """`taskbench report RUN --reference celery`: the same run, its answer against Celery; a name the run does not
+    have is one line (UsageError: exit 2)."""
+    _, run, scenarios = files.load(FIXTURE)
+    assert analyse(run, scenarios).verdict.reference == "fastapi"
+    against_celery = analyse(files.with_reference(run, "celery"), scenarios)
+    assert against_celery.settings.reference == "celery"  # recorded in the comparison file it writes
+    assert against_celery.verdict.answers and all(
+        a.reference == "celery" and a.cells[0].implementation == "celery" for a in against_celery.verdict.answers
+    )
+    with pytest.raises(UsageError, match="--reference arq: this run has no such implementation; name one of"):
+        files.with_reference(run, "arq")

@@ -59,7 +59,6 @@ def analyse(run: RunResult, scenarios: list[ScenarioResult]) -> AnalysedRun:
     figures = [stats.figures_of(result) for result in scenarios]  # each run once: merged and annotated below
     summaries = merge_repeats(scenarios, figures)
     names = list(dict.fromkeys([*run.settings.implementations, *(s.implementation for s in summaries)]))
-    base = run.settings.concurrency if run.settings.concurrency_sweep else None
     return AnalysedRun(
         **run.model_dump(),
         implementations=[implementation_info(name, run) for name in names],
@@ -67,8 +66,14 @@ def analyse(run: RunResult, scenarios: list[ScenarioResult]) -> AnalysedRun:
         scenario_summaries=[
             failures.annotate(s, r.settings.thresholds) for r, s in zip(scenarios, figures, strict=True)
         ],
-        verdict=_with_unavailable(_with_jobs(verdict.compute(summaries, names, base, _target_rate(run)), run), run),
+        verdict=_with_unavailable(_with_jobs(_verdict(run, summaries, names), run), run),
     )
+
+
+def _verdict(run: RunResult, summaries: list[ScenarioSummary], names: list[str]) -> Verdict:
+    base = run.settings.concurrency if run.settings.concurrency_sweep else None
+    reference = run.settings.reference or (implementations.BASELINE if implementations.BASELINE in names else names[0])
+    return verdict.compute(summaries, names, base, _target_rate(run), reference)
 
 
 def _with_unavailable(result: Verdict, run: RunResult) -> Verdict:

@@ -179,6 +179,7 @@ class ProcessResources(BaseModel):
     pss_peak_mb: float | None = None
     pss_avg_mb: float | None = None
     connections_peak: int | None = None  # to PostgreSQL, where it was read (the PostgreSQL queues)
+    cpu_s: float | None = None  # CPU-seconds over the scenario (each reading × its interval); None: before it was
 
     @property
     def memory_peak_mb(self) -> float:
@@ -504,6 +505,46 @@ class CapacityPlan(BaseModel):
     sentence: str
 
 
+class Ratio(BaseModel):
+    """One figure of an implementation ÷ the reference's, with its range over repeats (the smallest ÷ the
+    reference's largest … the largest ÷ its smallest), as hyperfine states "1.50 ± 0.03 times faster than"."""
+
+    value: float
+    low: float | None = None  # None: one run each
+    high: float | None = None
+
+
+class AnswerCell(BaseModel):
+    """One implementation on one workload, at the largest job count it shares with the reference."""
+
+    implementation: str
+    title: str
+    status: Status  # over the whole workload: failed from some count, borderline, or held at every count
+    fails_at: int | None = None
+    deciding: str = ""  # the rule that failed it, or made it borderline
+    makespan_s: float | None = None
+    total_p95_s: float | None = None
+    peak_memory_mb: float | None = None
+    cpu_s_per_1000: float | None = None  # CPU-seconds of its API and worker processes per 1 000 jobs
+    concurrency: int = 0
+    drain: Ratio | None = None  # each ÷ the reference's (None for the reference itself, or not measured)
+    p95: Ratio | None = None
+    memory: Ratio | None = None
+    cpu: Ratio | None = None
+    workers_to_match: int | None = None  # jobs at once it needs to drain as fast as the reference (held, slower)
+    cheapest: bool = False  # the least CPU per job among two or more that held at every count
+
+
+class WorkloadAnswer(BaseModel):
+    """One workload's answer at a glance: every implementation against the reference."""
+
+    workload: str
+    jobs: int  # the job count the ratios compare
+    reference: str
+    cells: list[AnswerCell]  # the reference first
+    sentence: str
+
+
 class Verdict(BaseModel):
     """The computed answer; `lines` is what every report and the CLI print, headline first."""
 
@@ -517,6 +558,8 @@ class Verdict(BaseModel):
     sweeps: list[SweepResult] = Field(default_factory=list)
     rate_limits: list[RateLimit] = Field(default_factory=list)  # sustained load (--rate)
     capacity_plans: list[CapacityPlan] = Field(default_factory=list)  # --target-rate
+    reference: str = ""  # what the answer's ratios are against (--reference; "" in runs analysed before it was)
+    answers: list[WorkloadAnswer] = Field(default_factory=list)  # per workload, against the reference
 
 
 class ImplementationInfo(BaseModel):

@@ -103,11 +103,18 @@ def max_concurrent(intervals: Iterable[tuple[float, float]]) -> int:
     return peak
 
 
+def cpu_seconds(times: Sequence[float], percents: Sequence[float]) -> float:
+    """CPU-seconds of one process: each reading is its CPU since the one before, so it counts for that interval
+    (the first reading has none before it)."""
+    return sum(p / 100 * (t - before) for before, t, p in zip(times, times[1:], percents[1:], strict=False))
+
+
 def process_resources(result: ScenarioResult) -> dict[str, ProcessResources]:
     roles = sorted({role for s in result.samples for role in s.processes})
     out: dict[str, ProcessResources] = {}
     for role in roles:
         readings = [s.processes[role] for s in result.samples if role in s.processes]
+        times = [s.t for s in result.samples if role in s.processes]
         cpu = [r.cpu_percent for r in readings]
         rss = [r.rss_mb for r in readings]
         pss = [r.pss_mb for r in readings if r.pss_mb is not None]
@@ -121,6 +128,7 @@ def process_resources(result: ScenarioResult) -> dict[str, ProcessResources]:
             pss_peak_mb=max(pss) if pss else None,
             pss_avg_mb=sum(pss) / len(pss) if pss else None,
             connections_peak=max(connections) if connections else None,
+            cpu_s=cpu_seconds(times, cpu),
         )
     return out
 

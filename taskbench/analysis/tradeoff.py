@@ -32,19 +32,33 @@ def _memory_per_slot(name: str) -> bool:
     return name in implementations.REGISTRY and implementations.get(name).memory_per_slot
 
 
+def slower_than(s: ScenarioSummary, makespan_s: float | None) -> float | None:
+    """How many times `makespan_s` this scenario took to drain; None when as fast, within noise."""
+    slower = s.makespan_s / makespan_s if s.makespan_s and makespan_s else None
+    if slower is not None and (slower < SLOWER_FROM or (s.makespan_s or 0.0) - (makespan_s or 0.0) < SLOWER_BY_S):
+        return None
+    return slower
+
+
+def to_match(s: ScenarioSummary, slower: float | None) -> int | None:
+    """The jobs at once that would drain `slower` times as fast (the capacity model: waves of `concurrency`
+    jobs), where more concurrency would help: not for a failed scenario, nor CPU-bound work on every core."""
+    if slower is None or s.status == "failed" or s.capacity.cores_bound:
+        return None
+    needs = min(math.ceil(s.capacity.concurrency * slower), s.jobs)
+    if s.capacity.cpu_cores is not None:  # CPU-bound: only processes on free cores add speed
+        needs = min(needs, s.capacity.cpu_cores)
+    return needs
+
+
 def _row(s: ScenarioSummary, fastest: float | None) -> TradeOffRow:
-    slower = s.makespan_s / fastest if s.makespan_s and fastest else None
-    needs = needs_memory = None
-    if slower is not None and (slower < SLOWER_FROM or (s.makespan_s or 0.0) - (fastest or 0.0) < SLOWER_BY_S):
-        slower = None  # as fast, within noise
-    if slower is not None and s.status != "failed" and not s.capacity.cores_bound:
-        needs = min(math.ceil(s.capacity.concurrency * slower), s.jobs)
-        if s.capacity.cpu_cores is not None:  # CPU-bound: only processes on free cores add speed
-            needs = min(needs, s.capacity.cpu_cores)
-        if s.peak_memory_mb is not None:
-            needs_memory = s.peak_memory_mb
-            if _memory_per_slot(s.implementation):  # a main process and one per slot
-                needs_memory *= (needs + 1) / (s.capacity.concurrency + 1)
+    slower = slower_than(s, fastest)
+    needs = to_match(s, slower)
+    needs_memory = None
+    if needs is not None and s.peak_memory_mb is not None:
+        needs_memory = s.peak_memory_mb
+        if _memory_per_slot(s.implementation):  # a main process and one per slot
+            needs_memory *= (needs + 1) / (s.capacity.concurrency + 1)
     return TradeOffRow(
         implementation=s.implementation,
         title=implementations.title(s.implementation),
@@ -112,7 +126,7 @@ def tradeoffs(summaries: Sequence[ScenarioSummary], order: Sequence[str]) -> lis
     return out
 
 
-def _deciding(failures: Sequence[Failure]) -> str:
+def deciding(failures: Sequence[Failure]) -> str:
     """The first rule with its figure against its limit where it has one."""
     if not failures:
         return ""
@@ -123,9 +137,35 @@ def _deciding(failures: Sequence[Failure]) -> str:
     return f"{f.rule}: {f.evidence.split(';')[0]}" + (f", {f.runs}" if f.runs else "")
 
 
+def cost_roles(s: ScenarioSummary) -> list[str]:
+    """The implementation's own sampled processes: its API and the process that ran the jobs (its worker)."""
+    return sorted(r for r in {"api", s.job_process, s.worker_role} if r is not None and r in s.resources)
+
+
+def cpu_per_1000(s: ScenarioSummary) -> float | None:
+    """CPU-seconds its own processes (the API and the worker, with their children) spent per 1 000 completed
+    jobs: what an operator pays per job. The broker is shared by every implementation and left out."""
+    seconds = [s.resources[r].cpu_s for r in cost_roles(s)]
+    if not seconds or not s.completion.completed or any(x is None for x in seconds):
+        return None
+    return sum(x or 0.0 for x in seconds) / s.completion.completed * 1000
+
+
+def cheapest(held_throughout: Sequence[ScenarioSummary]) -> str | None:
+    """Among two or more that held at every job count (each at the largest): the least CPU per job, or, where
+    CPU was not measured (runs before it was), the least memory. Never the only one left: that says nothing."""
+    if len(held_throughout) < 2:
+        return None
+    for cost in (cpu_per_1000, lambda s: s.peak_memory_mb):
+        costs = [(c, s.implementation) for s in held_throughout if (c := cost(s)) is not None]
+        if len(costs) == len(held_throughout):
+            return min(costs, key=lambda c: c[0])[1]  # the first of equals: the run's order
+    return None
+
+
 def decisions(workloads: Sequence[WorkloadVerdict], summaries: Sequence[ScenarioSummary]) -> list[DecisionRow]:
     """Rows: workloads; cells: each implementation held / borderline / failed with the deciding figure; the
-    cheapest (least peak memory at the largest job count) of those that held throughout is marked."""
+    cheapest of two or more that held throughout (`cheapest`) is marked."""
     rows = []
     for w in workloads:
         largest = max(w.tested_jobs) if w.tested_jobs else 0
@@ -136,10 +176,10 @@ def decisions(workloads: Sequence[WorkloadVerdict], summaries: Sequence[Scenario
                 continue
             s = at_largest.get(o.implementation)
             if o.fails_at is not None:
-                text = f"from {o.fails_at} jobs: {_deciding(o.failures)}"
+                text = f"from {o.fails_at} jobs: {deciding(o.failures)}"
                 cell = DecisionCell(implementation=o.implementation, status="failed", text=text)
             elif o.borderline_at:
-                text = f"at {o.borderline_at[0]} jobs: {_deciding(o.borderline)}"
+                text = f"at {o.borderline_at[0]} jobs: {deciding(o.borderline)}"
                 cell = DecisionCell(implementation=o.implementation, status="borderline", text=text)
             else:
                 figures = (
@@ -152,9 +192,9 @@ def decisions(workloads: Sequence[WorkloadVerdict], summaries: Sequence[Scenario
                 text = f"to {largest} jobs{figures}"
                 cell = DecisionCell(implementation=o.implementation, status="held", text=text, memory_mb=memory)
             cells.append(cell)
-        held = [c for c in cells if c.status == "held" and c.memory_mb is not None]
-        if held:
-            cheapest = min(held, key=lambda c: c.memory_mb or 0.0)
-            cells = [c.model_copy(update={"cheapest": True}) if c is cheapest else c for c in cells]
+        best = cheapest(
+            [at_largest[c.implementation] for c in cells if c.status == "held" and c.implementation in at_largest]
+        )
+        cells = [c.model_copy(update={"cheapest": True}) if c.implementation == best else c for c in cells]
         rows.append(DecisionRow(workload=w.workload, cells=cells))
     return rows

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from taskbench import implementations
-from taskbench.analysis import sustained, sweep, tradeoff
+from taskbench.analysis import answer, sustained, sweep, tradeoff
 from taskbench.analysis.models import (
     Failure,
     FaultRow,
@@ -271,10 +271,11 @@ def compute(
     run_implementations: Sequence[str] = (),
     base_concurrency: int | None = None,
     target_rate: float | None = None,
+    reference: str = BASELINE,
 ) -> Verdict:
     """The verdict of annotated `summaries` (see `failures.annotate`); `run_implementations` orders them. With
     a concurrency sweep, the verdict proper is at `base_concurrency` (the first value) and the sweep adds its
-    own lines."""
+    own lines. The answer at a glance states every implementation against `reference`."""
     order = list(dict.fromkeys([*run_implementations, *(s.implementation for s in summaries)]))
     others = [name for name in order if name != BASELINE]
     if any(s.rate is not None for s in summaries):
@@ -303,6 +304,7 @@ def compute(
     fault_rows = _fault_rows(summaries)
     headline = _headline(workloads, others, implementations.title(BASELINE))
     costs = tradeoff.tradeoffs(plain, [BASELINE, *others])
+    at_a_glance = answer.answers(workloads, plain, reference)
     lines = [*headline]
     for w in workloads:
         lines += [w.sentence, w.held_line, *(t.sentence for t in costs if t.workload == w.workload)]
@@ -317,4 +319,6 @@ def compute(
         tradeoffs=costs,
         decisions=tradeoff.decisions(workloads, plain),
         sweeps=swept,
+        reference=reference,
+        answers=at_a_glance,
     )

@@ -18,7 +18,7 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     if args.page is not None:
         console.print(f"wrote {files.write_page(args.path, args.page)}")
         return 0
-    path = files.rerender(args.path)
+    path = files.rerender(args.path, args.reference)
     console.print(f"rebuilt {path.parent}")
     return 0
 
@@ -42,6 +42,9 @@ def add_report_parser(commands: Commands) -> None:
     report.add_argument("path", type=Path, help="a run folder or its comparison_*.json")
     report.add_argument(
         "--page", type=Path, help="instead, write a docs page (PAGE.md, and PAGE.json it renders from) of this run"
+    )
+    report.add_argument(
+        "--reference", metavar="NAME", help="state the answer against this implementation of the run instead"
     )
 
 

@@ -203,6 +203,10 @@ def _check(args: argparse.Namespace, console: Console) -> Checked:
     broker, broker_url = broker_from(args)
     postgres_url = postgres_from(args, console)
     redis_fits(args)
+    if args.reference is not None and args.reference not in args.implementations:
+        raise UsageError(
+            f"--reference {args.reference}: not in --implementations; name one of {', '.join(args.implementations)}"
+        )
     options = plugin_options(args)
     read_apps(args, options, console)  # before anything starts: an app that cannot run is exit 2, here
     return Checked(
@@ -226,6 +230,7 @@ def _settings(args: argparse.Namespace, checked: Checked) -> RunSettings:
         memory_mb=args.memory_mb,
         concurrency=args.concurrency[0],
         concurrency_sweep=args.concurrency if len(args.concurrency) > 1 else [],
+        reference=args.reference,
         faults=args.faults,
         url=args.url,
         redis="embedded" if not args.redis_url else _redact(args.redis_url),
@@ -308,6 +313,10 @@ def _print_answer(folder: Path, result: AnalysedRun, console: Console) -> None:
         terminal.show(console, content.rate_table(result.summaries), "Sustained load")
     if result.verdict.decisions:
         terminal.show(console, content.decision_table(result), "Decision")
+    if result.verdict.answers:
+        console.print(f"\n[bold]Answer, against {result.title(result.verdict.reference)}[/]")
+        for answer in result.verdict.answers:
+            console.print(f"  • {answer.sentence}", markup=False)
     console.print("\n[bold]Verdict[/]")
     for line in result.verdict.lines:
         console.print(f"  • {line}", markup=False)
@@ -454,6 +463,13 @@ def _add_judging_flags(run: argparse.ArgumentParser) -> None:
         help=f"runs of every scenario, interleaved; figures are medians with their spread "
         f"(default {plan.SPEC_REPEAT}; --quick: {plan.QUICK_REPEAT})",
     )
+    run.add_argument("--reference", metavar="NAME", help=REFERENCE_HELP)
+
+
+REFERENCE_HELP = (
+    "the implementation the answer states every other against: time to drain, p95, memory and CPU per job as "
+    "ratios (one of --implementations; default fastapi, BackgroundTasks, else the first)"
+)
 
 
 def _add_load_flags(run: argparse.ArgumentParser) -> None:

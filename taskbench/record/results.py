@@ -150,6 +150,7 @@ class RunSettings(BaseModel):
     job_timeout_s: float | None = None
     repeat: int = 1  # every scenario runs this many times, interleaved (the whole plan, then again)
     concurrency_sweep: list[int] = Field(default_factory=list)  # --concurrency 4,16,40: each worker's values
+    reference: str | None = None  # --reference: what the answer's ratios are against (None: BackgroundTasks)
     # The API's middleware, one set of scenarios each: "none", "base-http" (a do-nothing BaseHTTPMiddleware)
     middleware: list[str] = Field(default_factory=lambda: ["none"])
     api: ApiOptions = Field(default_factory=ApiOptions)  # --api-workers, --graceful-timeout

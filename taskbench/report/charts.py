@@ -29,7 +29,9 @@ from taskbench import implementations
 from taskbench.analysis import order
 from taskbench.analysis.models import AnalysedRun, ScenarioSummary
 from taskbench.record.results import EventName, ScenarioResult, Thresholds
-from taskbench.report.content import ChartRef, job_memory
+from taskbench.report import at_a_glance
+from taskbench.report.blocks import ChartRef
+from taskbench.report.content import job_memory
 from taskbench.report.names import chart_path
 from taskbench.report.palette import FALLBACK, colours
 
@@ -385,6 +387,41 @@ METRICS = [
 ]  # fmt: skip
 
 
+def answer_chart(run: AnalysedRun) -> Figure:
+    """Each workload's time to drain its largest burst, in seconds, one bar per implementation, each labelled with
+    its ratio to the reference's: absolute, so an 8× difference shows as one (a ratio to each bar's own ideal
+    would hide it). Hatched: failed on that workload."""
+    answers = run.verdict.answers
+    names = list(dict.fromkeys(c.implementation for a in answers for c in a.cells))
+    palette = colours([i.name for i in run.implementations])
+    fig = Figure(figsize=(max(6.5, 1.1 + (0.35 * len(names) + 0.5) * len(answers)), 3.9), layout="constrained")
+    ax = fig.add_subplot()
+    width = 0.8 / max(len(names), 1)
+    drained: list[float] = []
+    for x, a in enumerate(answers):
+        for cell in a.cells:
+            if cell.makespan_s is None:
+                continue
+            pos = x - 0.4 + width * (names.index(cell.implementation) + 0.5)
+            failed = cell.status == "failed"
+            ax.bar(pos, cell.makespan_s, width * 0.9, color=palette.get(cell.implementation, FALLBACK),
+                   hatch="//" if failed else None, edgecolor=FAILED_COLOUR if failed else "none")  # fmt: skip
+            label = "ref" if cell.implementation == a.reference else f"×{cell.drain.value:.2g}" if cell.drain else ""
+            ax.annotate(label, (pos, cell.makespan_s), ha="center", va="bottom", fontsize=7, xytext=(0, 2),
+                        textcoords="offset points")  # fmt: skip
+            drained.append(cell.makespan_s)
+    ax.set_xticks(range(len(answers)), [f"{a.workload}\n{a.jobs} jobs" for a in answers])
+    if _spans_decades(drained):
+        ax.set_yscale("log")
+    else:
+        ax.set_ylim(bottom=0, top=max(drained, default=1.0) * 1.15)
+    ax.set_ylabel("time to drain the burst (s)")
+    ax.set_title(f"Time to drain, each ratio to {run.title(answers[0].reference)} (hatched: failed)", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(handles=[Patch(color=palette.get(n, FALLBACK), label=run.title(n)) for n in names], fontsize=8)
+    return fig
+
+
 def workload_chart(run: AnalysedRun, workload: str, summaries: list[ScenarioSummary]) -> Figure:
     """Each figure against job count, one line per implementation: where the lines part is the answer."""
     fig = Figure(figsize=(11, 6.2), layout="constrained")
@@ -564,6 +601,9 @@ def comparison_charts(run: AnalysedRun) -> list[Chart]:
             title = f"Workload {workload}: throughput and latency against the offered rate"
             charts.append(Chart(title, f"comparison_{stem}_knee.png", partial(knee_chart, run, workload)))
         return charts
+    if run.verdict.answers:
+        title = f"Time to drain each workload's largest burst, against {run.title(run.verdict.answers[0].reference)}"
+        charts.append(Chart(title, at_a_glance.ANSWER_CHART, partial(answer_chart, run)))
     for workload, jobs in dict.fromkeys((r.workload, r.jobs) for r in run.verdict.sweeps):
         title = f"Workload {workload}, {jobs} jobs: makespan and memory against concurrency"
         draw = partial(sweep_chart, run, workload, jobs)

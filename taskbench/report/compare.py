@@ -14,7 +14,8 @@ from taskbench.analysis import analyse
 from taskbench.analysis.models import AnalysedRun, ScenarioSummary
 from taskbench.errors import UsageError
 from taskbench.report import files, html, markdown
-from taskbench.report.content import Block, Cell, Heading, Paragraph, Table, broker_text, bullets, topology_text
+from taskbench.report.blocks import Block, Cell, Heading, Paragraph, Table, bullets
+from taskbench.report.content import broker_text, topology_text
 from taskbench.report.fmt import mb, ms, ratio, seconds, yes_no
 
 Value = float | int | bool | None

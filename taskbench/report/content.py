@@ -7,73 +7,33 @@ Text may use two bits of Markdown, `code` and **bold**; the HTML renderer escape
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 from taskbench import implementations
 from taskbench.analysis.models import AnalysedRun, Failure, ImplementationInfo, ProcessResources, ScenarioSummary
 from taskbench.analysis.verdict import BASELINE
 from taskbench.record.results import RunResult, RunSettings, ScenarioResult
+from taskbench.report import at_a_glance
+from taskbench.report.blocks import (
+    Block,
+    Bullet,
+    Bullets,
+    Cell,
+    ChartRef,
+    Figures,
+    Heading,
+    Paragraph,
+    Table,
+    bullets,
+)
 from taskbench.report.fmt import mb, ms, percent, ratio, seconds, yes_no
 from taskbench_wire.enums import PARTITION_FAULTS
 
 SPEC_WORKLOAD = "sleep"  # the spec's own job: its rows and files carry no workload name
 
-Cell = str | list[str]  # a list: one line each, within one cell
-
 CLOCK_SKEW_WARN_S = 0.05  # a host whose clock bound is past this is named in the report
 
 
-@dataclass(frozen=True)
-class ChartRef:
-    title: str
-    path: str  # relative to the run folder, e.g. charts/fastapi_10_jobs_…_timeline.png
-
-
-@dataclass(frozen=True)
-class Heading:
-    text: str
-    level: int = 2
-    anchor: str = ""
-
-
-@dataclass(frozen=True)
-class Paragraph:
-    text: str
-    css_class: str = ""
-
-
-@dataclass(frozen=True)
-class Bullet:
-    text: str
-    children: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Bullets:
-    items: list[Bullet]
-    css_class: str = ""
-
-
-@dataclass(frozen=True)
-class Table:
-    headers: list[str]
-    rows: list[list[Cell]]
-    css_class: str = ""
-
-
-@dataclass(frozen=True)
-class Figures:
-    charts: Sequence[ChartRef] = field(default_factory=list)
-
-
-Block = Heading | Paragraph | Bullets | Table | Figures
-
-
 BROKER_NAMES = {"redis": "Redis", "amqp": "RabbitMQ", "postgres": "PostgreSQL"}
-
-
-def bullets(lines: Sequence[str], css_class: str = "") -> Bullets:
-    return Bullets([Bullet(line) for line in lines], css_class)
 
 
 def fault_name(fault: str, variant: str | None) -> str:
@@ -127,6 +87,13 @@ def spec_table(summaries: Sequence[ScenarioSummary]) -> Table:
         if not s.fault
     ]
     return Table(headers, rows)
+
+
+DECISION_MEANING = (
+    "Each workload run, each implementation: held, borderline or failed, with the deciding figure; ★ marks the "
+    "cheapest of two or more that held at every count (the least CPU per job, or memory where CPU was not "
+    "measured). Computed from the run, as is the verdict below."
+)
 
 
 def decision_table(run: AnalysedRun) -> Table:
@@ -924,14 +891,9 @@ def comparison(run: AnalysedRun, charts: Sequence[ChartRef] = ()) -> list[Block]
     if run.interrupted:
         blocks.append(Paragraph("> **Interrupted**: this run was stopped early; the results below are partial."))
     blocks += unavailable(run)
+    blocks += at_a_glance.blocks(run, charts)
     if run.verdict.decisions:
-        blocks += [
-            Heading("Decision"),
-            Paragraph("Each workload run, each implementation: held, borderline or failed, with the deciding "
-                      "figure; ★ marks the least memory among those that held. Computed from the run, as is the "
-                      "verdict below."),
-            decision_table(run),
-        ]  # fmt: skip
+        blocks += [Heading("Decision"), Paragraph(DECISION_MEANING), decision_table(run)]
     if any(s.rate for s in summaries):
         blocks += [Heading("Sustained load"), *rate_notes(run), rate_table(summaries)]
     blocks += [
@@ -959,8 +921,8 @@ def comparison(run: AnalysedRun, charts: Sequence[ChartRef] = ()) -> list[Block]
             blocks.append(Paragraph(finding))
     if any(s.fault for s in summaries):
         blocks += [Heading("Faults"), faults_table(summaries), *history_meaning(summaries), promises_table(run)]
-    if charts:
-        blocks += [Heading("Charts"), Figures(charts)]
+    if rest := [c for c in charts if not c.path.endswith(at_a_glance.ANSWER_CHART)]:
+        blocks += [Heading("Charts"), Figures(rest)]
     blocks += [
         Heading(f"When {run.title(BASELINE)} fail"),
         *when_baseline_fails(run),
@@ -1034,8 +996,8 @@ def scenario(result: ScenarioResult, summary: ScenarioSummary, charts: Sequence[
         Heading("Timeline"),
         bullets(event_lines(result) or ["no events"]),
     ]
-    if charts:
-        blocks += [Heading("Charts"), Figures(charts)]
+    if rest := [c for c in charts if not c.path.endswith(at_a_glance.ANSWER_CHART)]:
+        blocks += [Heading("Charts"), Figures(rest)]
     if s.settings:
         blocks += [Heading(f"Settings of {s.implementation}"), scenario_settings_table(s)]
     blocks += [Heading("How to read this"), Paragraph(thresholds_text(result.settings, job_memory(result)))]

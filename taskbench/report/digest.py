@@ -10,7 +10,10 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from taskbench import __version__
-from taskbench.analysis.models import AnalysedRun, ScenarioSummary
+from taskbench.analysis.models import AnalysedRun, ScenarioSummary, WorkloadAnswer
+from taskbench.analysis.tradeoff import cpu_per_1000
+
+SCHEMA_VERSION = 2  # 2: `answers`, `reference` and CPU-seconds per 1 000 jobs; a reader checks it before the fields
 
 
 class ScenarioDigest(BaseModel):
@@ -29,18 +32,22 @@ class ScenarioDigest(BaseModel):
     makespan_s: float | None
     peak_cpu_percent: float | None
     peak_memory_mb: float | None
+    cpu_s_per_1000_jobs: float | None  # the implementation's API and worker processes
     memory_measure: str  # PSS, USS or RSS
     responsive: bool | None
     verdict: str | None  # sustained load: sustained, saturated or inconclusive
 
 
 class Digest(BaseModel):
+    schema_version: int = SCHEMA_VERSION
     taskbench: str
     folder: str
     timestamp: str
     exit_code: int
     interrupted: bool
     verdict: list[str]
+    reference: str  # what `answers` states every implementation against
+    answers: list[WorkloadAnswer]
     scenarios: list[ScenarioDigest]
 
 
@@ -61,6 +68,7 @@ def _scenario(s: ScenarioSummary, measure: str) -> ScenarioDigest:
         makespan_s=s.makespan_s,
         peak_cpu_percent=s.peak_cpu_percent,
         peak_memory_mb=s.peak_memory_mb,
+        cpu_s_per_1000_jobs=cpu_per_1000(s),
         memory_measure=measure,
         responsive=s.responsive,
         verdict=s.rate.verdict if s.rate else None,
@@ -76,6 +84,8 @@ def of(run: AnalysedRun, folder: Path, exit_code: int) -> Digest:
         exit_code=exit_code,
         interrupted=run.interrupted,
         verdict=run.verdict.lines,
+        reference=run.verdict.reference,
+        answers=run.verdict.answers,
         scenarios=[_scenario(s, measure) for s in run.summaries],
     )
 

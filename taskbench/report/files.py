@@ -28,7 +28,7 @@ from taskbench.analysis.models import AnalysedRun
 from taskbench.errors import SchemaError, UsageError
 from taskbench.record.results import RunResult, ScenarioResult, load_run, load_scenario
 from taskbench.report import charts, digest, html, markdown
-from taskbench.report.content import ChartRef
+from taskbench.report.blocks import ChartRef
 from taskbench.report.names import CHARTS_DIR, REPORT_HTML, comparison_stem, scenario_stem
 from taskbench.report.palette import FALLBACK, colours
 
@@ -165,14 +165,23 @@ def load(path: Path) -> tuple[Path, RunResult, list[ScenarioResult]]:
     return comparison.parent, run, scenarios
 
 
-def rerender(path: Path) -> Path:
-    """`taskbench report PATH`: rebuild every report from the run's JSON with this version's analysis;
-    returns the comparison .md's path."""
+def rerender(path: Path, reference: str | None = None) -> Path:
+    """`taskbench report PATH`: rebuild every report from the run's JSON with this version's analysis, its
+    answer against `reference` when one is named; returns the comparison .md's path."""
     folder, run, scenarios = load(path)
+    if reference is not None:
+        run = with_reference(run, reference)
     with _disk_errors(folder):
         for result in scenarios:
             write_history(folder, run.timestamp, result)
     return write_run(folder, analyse(run, scenarios), scenarios)
+
+
+def with_reference(run: RunResult, reference: str) -> RunResult:
+    if reference not in run.settings.implementations:
+        names = ", ".join(run.settings.implementations)
+        raise UsageError(f"--reference {reference}: this run has no such implementation; name one of {names}")
+    return run.model_copy(update={"settings": run.settings.model_copy(update={"reference": reference})})
 
 
 def write_page(run: Path, page: Path) -> Path:

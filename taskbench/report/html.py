@@ -13,8 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from taskbench.analysis.models import AnalysedRun, ScenarioSummary
 from taskbench.analysis.verdict import BASELINE
 from taskbench.record.results import ScenarioResult
-from taskbench.report import content
-from taskbench.report.content import Block, Bullets, Cell, ChartRef, Heading, Paragraph, Table
+from taskbench.report import at_a_glance, content
+from taskbench.report import blocks as parts
+from taskbench.report.blocks import Block, Bullets, Cell, ChartRef, Heading, Paragraph, Table
 from taskbench.report.names import scenario_stem
 from taskbench.report.palette import FALLBACK, colours
 
@@ -159,11 +160,11 @@ def scenario_section(
             f"<p>{inline(content.scenario_intro(result, summary))}</p>",
             blocks(content.harness_warning([summary])),
             "<h4>Failures detected</h4>",
-            bullets(content.bullets(failures, "failures")) if failures else "<p>None detected.</p>",
+            bullets(parts.bullets(failures, "failures")) if failures else "<p>None detected.</p>",
             "<h4>Key figures</h4>",
             table(content.key_figures(summary)),
             "<h4>Events</h4>",
-            bullets(content.bullets(events)) if events else "<p>No events.</p>",
+            bullets(parts.bullets(events)) if events else "<p>No events.</p>",
             figures(charts),
             f'<p class="muted">Full figures: <a href="{esc(stem)}.md">{esc(stem)}.md</a>, '
             f'raw data: <a href="{esc(stem)}.json">{esc(stem)}.json</a></p>',
@@ -199,9 +200,13 @@ def report(
     palette = colours([i.name for i in run.implementations])
     title = content.run_title(run)
     answer = run.verdict.headline[0] if run.verdict.headline else (run.verdict.lines or ["No verdict."])[0]
-    first_chart = list(comparison_charts[:1])
+    first_chart = [c for c in comparison_charts if c.path.endswith(at_a_glance.ANSWER_CHART)]
+    first_chart = first_chart or list(comparison_charts[:1])
+    glance: list[Block] = []
+    if run.verdict.answers:
+        glance = [at_a_glance.answer_table(run, run.verdict.answers), Paragraph(at_a_glance.meaning(run), "muted")]
     decision: list[Block] = [Heading("Decision"), content.decision_table(run)] if run.verdict.decisions else []
-    details = _details(run, comparison_charts)
+    details = _details(run, [c for c in comparison_charts if c not in first_chart])
     median = _median_runs(scenarios, run.scenario_summaries)
     every = zip(scenarios, run.scenario_summaries, stems, strict=True)
     shown = [(r, s, stem) for i, (r, s, stem) in enumerate(every) if i in median]
@@ -212,6 +217,7 @@ def report(
         '<p class="banner">This run was interrupted: the results below are partial.</p>' if run.interrupted else "",
         block(Heading("Answer", 2, "verdict")),
         f'<div class="verdict"><p>{inline(answer)}</p></div>',
+        blocks(glance),
         figures(first_chart),
         blocks(decision),
         blocks(content.unavailable(run)),
@@ -237,11 +243,11 @@ def _details(run: AnalysedRun, comparison_charts: Sequence[ChartRef]) -> list[tu
     """The report's collapsed sections, by title: those that apply to this run."""
     summaries = run.summaries
     details: list[tuple[str, list[Block]]] = [
-        ("Verdict, in full", [content.bullets(content.verdict_lines(run))]),
+        ("Verdict, in full", [parts.bullets(content.verdict_lines(run))]),
         (
             "Settings and machine",
             [
-                content.bullets(content.run_facts(run)),
+                parts.bullets(content.run_facts(run)),
                 content.implementations_table(
                     run.implementations, [*run.settings.workloads, *(j.path for j in run.settings.user_jobs)]
                 ),
@@ -266,8 +272,8 @@ def _details(run: AnalysedRun, comparison_charts: Sequence[ChartRef]) -> list[tu
     if any(s.fault for s in summaries):
         faults = [content.faults_table(summaries), *content.history_meaning(summaries), content.promises_table(run)]
         details.append(("Faults", faults))
-    if comparison_charts:
-        details.append(("Charts", [content.Figures(comparison_charts[1:])] if len(comparison_charts) > 1 else []))
+    if comparison_charts:  # those not shown under the answer
+        details.append(("Charts", [parts.Figures(comparison_charts)]))
     details.append((f"When {run.title(BASELINE)} fail", content.when_baseline_fails(run)))
     details.append(("How to read this", [Paragraph(content.thresholds_text(run.settings, content.job_memory(run)))]))
     return details

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from taskbench.analysis.models import AnalysedRun, ScenarioSummary
 from taskbench.record.results import ScenarioResult
 from taskbench.report import content
-from taskbench.report.content import Block, Bullets, Cell, ChartRef, Heading, Paragraph, Table
+from taskbench.report.blocks import Block, Bullets, Cell, ChartRef, Heading, Paragraph, Table
 
 
 def cell(value: Cell) -> str:

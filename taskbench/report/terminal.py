@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table as RichTable
 
 from taskbench.report import markdown
-from taskbench.report.content import Cell, Table
+from taskbench.report.blocks import Cell, Table
 
 BOLD = re.compile(r"\*\*(.+?)\*\*")
 

@@ -35,7 +35,7 @@ from taskbench.analysis import rates
 from taskbench.analysis.rates import MAX_LAG_S, SEND_RATE_SHARE, slope
 from taskbench.report import markdown as md
 from taskbench.report import terminal
-from taskbench.report.content import Table
+from taskbench.report.blocks import Table
 from taskbench.run.run import claim_folder, timestamp
 from taskbench.target import target
 from taskbench.target.target import (
