@@ -41,9 +41,24 @@ def test_serve_starts_the_stack_and_sigterm_stops_all_of_it(tmp_path: Path) -> N
     try:
         wait_for(lambda: "Ctrl-C stops everything" in log.read_text(), timeout_s=60, interval_s=0.2)
         celery_api = re.search(r"celery: (http://127\.0\.0\.1:\d+)/celery/job", log.read_text())
-        assert celery_api, log.read_text()  # the first API (BackgroundTasks') on --port, Celery's on a free port
+        assert celery_api, log.read_text()  # each API on a free port of its own, the front door on --port
         health = httpx.get(f"{celery_api.group(1)}/health", timeout=5).json()  # ready once it printed
         assert health["celery"]["workers"] and health["redis"]["status"] == "ok"
+        # the spec's curl lines on the one port serve prints: each implementation's endpoints, / and /health
+        token_file = re.search(r"Token\s+(\S+api\.token)", log.read_text())
+        assert token_file, log.read_text()
+        auth = {"Authorization": f"Bearer {Path(token_file.group(1)).read_text().strip()}"}
+        door = f"http://127.0.0.1:{port}"
+        for name in ("fastapi", "celery"):
+            job = httpx.post(f"{door}/{name}/job", json={"duration": 0}, headers=auth, timeout=10)
+            assert job.status_code == 202, job.text
+            status = httpx.get(f"{door}/{name}/status/{job.json()['job_id']}", headers=auth, timeout=10)
+            assert status.status_code == 200 and status.json()["implementation"] == name
+        assert httpx.post(f"{door}/celery/job", json={"duration": 0}, timeout=10).status_code == 401  # no token
+        both = httpx.get(f"{door}/health", timeout=10)
+        assert both.status_code == 200 and both.json()["celery"]["workers"] and both.json()["fastapi"]
+        assert set(httpx.get(f"{door}/", headers=auth, timeout=10).json()["apis"]) == {"fastapi", "celery"}
+        assert httpx.get(f"{door}/nope/job", timeout=10).status_code == 404
         children = _descendants(serve.pid)
         names = " ".join(" ".join(p.cmdline()) for p in children)
         assert "redis-server" in names and "uvicorn" in names and "celery" in names

@@ -160,9 +160,9 @@ def test_report_writes_markdown_html_and_valid_charts(rendered: Path) -> None:
     assert len(pngs) == 3 * len(scenarios) + 4  # three per scenario; the answer's, sleep, cpu and faults comparisons
     for png in pngs:
         width, height = png_size(png)
-        assert 500 <= width <= 2000 and 200 <= height <= 1500, f"{png.name}: {width}×{height}"
+        assert 1000 <= width <= 4000 and 400 <= height <= 3000, f"{png.name}: {width}×{height}"  # 2× for HiDPI
 
-    inlined = re.findall(r'<img src="data:image/png;base64,([^"]+)"', page)
+    inlined = re.findall(r'<img width="\d+" src="data:image/png;base64,([^"]+)"', page)
     assert len(inlined) == len(pngs)  # every chart inside the page, none by path
     assert {base64.b64decode(data)[:8] for data in inlined} == {PNG_SIGNATURE}
     assert "http://" not in page and "https://" not in page  # self-contained: nothing fetched
@@ -321,8 +321,11 @@ def _browser() -> str | None:
 
 
 def test_report_html_shows_verdict_and_every_chart_in_headless_chromium(rendered: Path, tmp_path: Path) -> None:
-    """The page's own script sets data-images="ok" once every <img> has loaded with a real size. In CI
-    (`CI=true`, set by .ci/run, which installs Debian's chromium) a missing browser fails the test."""
+    """The page's own script sets data-images="ok" once every <img> has loaded with a real size, whether the page
+    is wider than the window, and where the answer's table starts. At a laptop's 1280×800 the answer is on the
+    first screen; at a phone's 390×844 nothing makes the page scroll sideways (tables and charts scroll in
+    place). Screenshots of both are left in the test's folder. In CI (`CI=true`, set by .ci/run, which installs
+    Debian's chromium) a missing browser fails the test."""
     browser = _browser()
     if browser is None:
         message = "no chromium, chromium-browser or google-chrome on PATH"
@@ -332,19 +335,28 @@ def test_report_html_shows_verdict_and_every_chart_in_headless_chromium(rendered
     alone = tmp_path / "alone"  # report.html copied alone, as it is mailed or attached to a CI job
     alone.mkdir()
     shutil.copy(rendered / "report.html", alone / "report.html")
-    command = [
-        browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom",
-        (alone / "report.html").as_uri(),
-    ]  # fmt: skip
-    dom = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True).stdout
-    root = re.search(r"<html[^>]*>", dom)
-    assert root is not None, dom[:500]
     images = len(list((rendered / "charts").glob("*.png")))
-    assert 'data-images="ok"' in root.group(0), root.group(0)
-    assert f'data-image-count="{images}"' in root.group(0)
-    assert "api-crash: fastapi lost 8/8; celery lost 0/8." in dom
+    for width, height in ((1280, 800), (390, 844)):
+        command = [
+            browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+            f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", f"--window-size={width},{height}",
+        ]  # fmt: skip
+        shot = tmp_path / f"report-{width}x{height}.png"
+        subprocess.run([*command, f"--screenshot={shot}", (alone / "report.html").as_uri()], capture_output=True,
+                       timeout=60, check=True)  # fmt: skip
+        assert png_size(shot) == (width, height)
+        dom = subprocess.run([*command, "--dump-dom", (alone / "report.html").as_uri()], capture_output=True,
+                             text=True, timeout=60, check=True).stdout  # fmt: skip
+        root = re.search(r"<html[^>]*>", dom)
+        assert root is not None, dom[:500]
+        assert 'data-images="ok"' in root.group(0), root.group(0)
+        assert f'data-image-count="{images}"' in root.group(0)
+        assert 'data-page-overflow="false"' in root.group(0), f"{width}×{height}: {root.group(0)}"
+        top = re.search(r'data-answer-top="(-?\d+)"', root.group(0))
+        assert top is not None and (width < 1000 or int(top.group(1)) < height), root.group(0)
+        assert "api-crash: fastapi lost 8/8; celery lost 0/8." in dom
+    print(f"screenshots: {tmp_path}/report-*.png")
 
 
 def test_timeline_shows_attempts_killed_by_a_crash_and_run_again() -> None:

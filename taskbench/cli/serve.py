@@ -34,6 +34,7 @@ from taskbench.cli.types import MAX_CONCURRENCY, Commands, implementation_labels
 from taskbench.envs import environment
 from taskbench.errors import StackError
 from taskbench.run.run import claim_folder
+from taskbench.stack.front_door import FrontDoor
 from taskbench.stack.stack import Stack, StackConfig, StackState
 from taskbench_wire.enums import MIDDLEWARES
 from taskbench_wire.urls import redacted as _redact
@@ -45,12 +46,16 @@ def _raise_interrupt(*_: object) -> NoReturn:
 
 def cmd_serve(args: argparse.Namespace, console: Console) -> int:
     config = _config(args, console)
+    door = FrontDoor(args.host, args.port)
+    door.start()  # a port in use: one line, before anything else starts
     signal.signal(signal.SIGTERM, _raise_interrupt)  # stop the stack on SIGTERM as on Ctrl-C
     stack = Stack(config)
     try:
         with console.status("starting Redis, the API servers and the workers…"):
             stack.start()
-        _print_stack(stack, args, console)
+        for label, url in stack.urls().items():  # a second release of one queue keeps its own port only
+            door.apis.setdefault(implementations.plugin_name(label), url)
+        _print_stack(stack, door, args, console)
         console.print("Ctrl-C stops everything.")
         supervise(stack, console)
     except KeyboardInterrupt:
@@ -58,6 +63,7 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
         return 0
     finally:
         stack.stop()
+        door.stop()
 
 
 def _config(args: argparse.Namespace, console: Console) -> StackConfig:
@@ -77,7 +83,7 @@ def _config(args: argparse.Namespace, console: Console) -> StackConfig:
     return StackConfig(
         workdir=workdir,
         host=args.host,
-        port=args.port,
+        port=0,  # each API on a free port; --port is the front door's
         concurrency=args.concurrency,
         redis_url=args.redis_url,
         broker=broker,
@@ -96,10 +102,12 @@ def _config(args: argparse.Namespace, console: Console) -> StackConfig:
     )
 
 
-def _print_stack(stack: Stack, args: argparse.Namespace, console: Console) -> None:
+def _print_stack(stack: Stack, door: FrontDoor, args: argparse.Namespace, console: Console) -> None:
     """Where everything is: each API and its token, the servers, the limits, the workers, the hosts, the logs."""
     config = stack.config
     processes = f"  ({args.api_workers} uvicorn processes)" if args.api_workers > 1 else ""
+    paths = ", ".join(f"/{name}/job" for name in door.apis)
+    console.print(f"Front door {door.url}: {paths}, and /, /metrics, /health of every API", soft_wrap=True)
     for label, url in stack.urls().items():
         name = implementations.plugin_name(label)
         console.print(f"API        {label}: {url}/{name}/job  (docs: {url}/docs){processes}")
@@ -163,7 +171,12 @@ def add_parser(commands: Commands) -> None:
     serve.add_argument(
         "--host", default="127.0.0.1", help="the first API's address (0.0.0.0: see Troubleshooting before you do)"
     )
-    serve.add_argument("--port", type=bounded(int, 1, 65535), default=8000, help="the first API's port")
+    serve.add_argument(
+        "--port",
+        type=bounded(int, 1, 65535),
+        default=8000,
+        help="the one port of every implementation's endpoints, /, /metrics and /health (each API also has its own)",
+    )
     serve.add_argument(
         "--concurrency", type=bounded(int, 1, MAX_CONCURRENCY), default=4, help="each queue's worker concurrency"
     )

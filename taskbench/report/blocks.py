@@ -15,6 +15,7 @@ Cell = str | list[str]  # a list: one line each, within one cell
 class ChartRef:
     title: str
     path: str  # relative to the run folder, e.g. charts/fastapi_10_jobs_…_timeline.png
+    alt: str = ""  # what the chart shows, in numbers, for a reader who cannot see it ("" : its title)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from taskbench import implementations
 from taskbench.analysis import order
 from taskbench.analysis.models import AnalysedRun, ScenarioSummary
 from taskbench.record.results import EventName, ScenarioResult, Thresholds
-from taskbench.report import at_a_glance
+from taskbench.report import alt_text, at_a_glance
 from taskbench.report.blocks import ChartRef
 from taskbench.report.content import job_memory
 from taskbench.report.names import chart_path
@@ -46,7 +46,7 @@ LOST_COLOUR = "#a3a3a3"
 FAULT_COLOUR = "#c62828"
 RECOVERED_COLOUR = "#2e7d32"
 BURST_COLOUR = "#fff3c4"
-DPI = 100
+DPI = 200  # 2× the figure's inches at 100 per inch: sharp on HiDPI screens; report.html shows each at half
 
 
 @dataclass(frozen=True)
@@ -56,10 +56,11 @@ class Chart:
     title: str
     name: str  # file name in charts/, e.g. fastapi_10_jobs_20261125_061235_timeline.png
     draw: Callable[[], Figure]
+    alt: str = ""  # what it shows in numbers (`alt_text`)
 
     @property
     def ref(self) -> ChartRef:
-        return ChartRef(self.title, chart_path(self.name))
+        return ChartRef(self.title, chart_path(self.name), self.alt)
 
 
 def _spans_decades(values: Iterable[float | None], factor: float = 20.0) -> bool:
@@ -325,13 +326,14 @@ def depth_chart(result: ScenarioResult) -> Figure:
 def scenario_charts(stem: str, result: ScenarioResult, summary: ScenarioSummary, colour: str = FALLBACK) -> list[Chart]:
     """A scenario's charts, named after its files (`stem`); a sustained-load step adds its queue depth."""
     lost = summary.executions.lost_ids
+    alt = alt_text.scenario(summary)
     found = [
-        Chart("Job timeline", f"{stem}_timeline.png", lambda: timeline_chart(result, lost, colour)),
-        Chart("Probe latency over time", f"{stem}_probes.png", lambda: probes_chart(result)),
-        Chart("CPU and memory per process", f"{stem}_resources.png", lambda: resources_chart(result)),
+        Chart("Job timeline", f"{stem}_timeline.png", lambda: timeline_chart(result, lost, colour), alt["timeline"]),
+        Chart("Probe latency over time", f"{stem}_probes.png", lambda: probes_chart(result), alt["probes"]),
+        Chart("CPU and memory per process", f"{stem}_resources.png", lambda: resources_chart(result), alt["resources"]),
     ]
     if result.spec.rate is not None:
-        found.append(Chart("Queue depth over time", f"{stem}_depth.png", lambda: depth_chart(result)))
+        found.append(Chart("Queue depth over time", f"{stem}_depth.png", lambda: depth_chart(result), alt["depth"]))
     return found
 
 
@@ -599,15 +601,18 @@ def comparison_charts(run: AnalysedRun) -> list[Chart]:
         for workload in dict.fromkeys(s.workload_key for s in run.summaries if s.rate):
             stem = workload.replace(" [", "_").rstrip("]")
             title = f"Workload {workload}: throughput and latency against the offered rate"
-            charts.append(Chart(title, f"comparison_{stem}_knee.png", partial(knee_chart, run, workload)))
+            draw = partial(knee_chart, run, workload)
+            charts.append(Chart(title, f"comparison_{stem}_knee.png", draw, alt_text.knee(run, workload)))
         return charts
     if run.verdict.answers:
         title = f"Time to drain each workload's largest burst, against {run.title(run.verdict.answers[0].reference)}"
-        charts.append(Chart(title, at_a_glance.ANSWER_CHART, partial(answer_chart, run)))
+        charts.append(Chart(title, at_a_glance.ANSWER_CHART, partial(answer_chart, run), alt_text.answer(run)))
     for workload, jobs in dict.fromkeys((r.workload, r.jobs) for r in run.verdict.sweeps):
         title = f"Workload {workload}, {jobs} jobs: makespan and memory against concurrency"
         draw = partial(sweep_chart, run, workload, jobs)
-        charts.append(Chart(title, f"comparison_{workload}_{jobs}_sweep.png", draw))
+        charts.append(
+            Chart(title, f"comparison_{workload}_{jobs}_sweep.png", draw, alt_text.sweep(run, workload, jobs))
+        )
     plain = [s for s in run.summaries if not s.fault and s.concurrency in (None, run.settings.concurrency)]
     for workload in dict.fromkeys(s.workload_key for s in plain):
         rows = [s for s in plain if s.workload_key == workload]
@@ -616,9 +621,11 @@ def comparison_charts(run: AnalysedRun) -> list[Chart]:
                 f"Workload {workload}: figures by job count",
                 f"comparison_{workload.replace(' [', '_').rstrip(']')}.png",
                 partial(workload_chart, run, workload, rows),
+                alt_text.workload(run, workload, rows),
             )
         )
     with_fault = [s for s in run.summaries if s.fault]
     if with_fault:
-        charts.append(Chart("Jobs lost per fault", "comparison_faults.png", lambda: faults_chart(run, with_fault)))
+        draw_faults = partial(faults_chart, run, with_fault)
+        charts.append(Chart("Jobs lost per fault", "comparison_faults.png", draw_faults, alt_text.faults(with_fault)))
     return charts

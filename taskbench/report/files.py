@@ -128,7 +128,9 @@ def _inline_charts(page: str, folder: Path) -> str:
         path = folder / match.group(1)
         if not path.is_file():
             return match.group(0)
-        return f'src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}"'
+        png = path.read_bytes()
+        width = int.from_bytes(png[16:20], "big") // 2  # drawn at 2× (charts.DPI): shown at its size in inches
+        return f'width="{width}" src="data:image/png;base64,{base64.b64encode(png).decode()}"'
 
     return IMAGE.sub(data_uri, page)
 

@@ -45,6 +45,12 @@ code { background: #f0f2f5; padding: 0 3px; border-radius: 3px; font-size: 12.5p
 nav ul { columns: 2; font-size: 13px; } .failures li { color: var(--bad); }
 section.scenario { border-top: 2px solid #e3e5e8; margin-top: 28px; }
 h3.impl { border-left: 4px solid; padding-left: 8px; }
+.scroll { overflow-x: auto; }
+@media (max-width: 700px) {  /* a phone: tables and charts keep a readable size and scroll sideways in place */
+  main { padding: 8px 10px 32px; } h1 { font-size: 18px; } h2 { font-size: 16px; } nav ul { columns: 1; }
+  table { min-width: 640px; font-size: 12px; } table.answer, table.decisions { min-width: 560px; }
+  figure { overflow-x: auto; } figure img { max-width: none; width: 640px; }
+}
 """
 
 # Flags broken charts for readers (and for the test that loads this page in a headless browser).
@@ -54,6 +60,9 @@ window.addEventListener("load", function () {
   var broken = images.filter(function (i) { return !(i.complete && i.naturalWidth > 0); });
   document.documentElement.setAttribute("data-images", broken.length ? "broken" : "ok");
   document.documentElement.setAttribute("data-image-count", String(images.length));
+  var root = document.documentElement, answer = document.querySelector("table.answer, table.decisions");
+  root.setAttribute("data-page-overflow", String(root.scrollWidth > window.innerWidth + 1));
+  if (answer) { root.setAttribute("data-answer-top", String(Math.round(answer.getBoundingClientRect().top))); }
   if (broken.length) {
     var note = document.getElementById("broken-images");
     note.hidden = false;
@@ -86,7 +95,7 @@ def table(t: Table) -> str:
     head = "".join(f"<th>{inline(h)}</th>" for h in t.headers)
     body = "".join("<tr>" + "".join(f"<td{_mark(c)}>{cell(c)}</td>" for c in row) + "</tr>" for row in t.rows)
     attr = f' class="{esc(t.css_class)}"' if t.css_class else ""
-    return f"<table{attr}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="scroll"><table{attr}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def bullets(b: Bullets) -> str:
@@ -100,7 +109,8 @@ def bullets(b: Bullets) -> str:
 
 def figures(charts: Iterable[ChartRef]) -> str:
     return "".join(
-        f'<figure><img src="{esc(c.path)}" alt="{esc(c.title)}"><figcaption>{esc(c.title)}</figcaption></figure>'
+        f'<figure><img src="{esc(c.path)}" alt="{esc(c.alt or c.title)}">'
+        f"<figcaption>{esc(c.title)}</figcaption></figure>"
         for c in charts
     )
 
