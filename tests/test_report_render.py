@@ -24,7 +24,7 @@ from taskbench.analysis import analyse
 from taskbench.analysis.models import AnalysedRun
 from taskbench.errors import SchemaError, UsageError
 from taskbench.record.results import Event, Execution, ScenarioResult, Submission
-from taskbench.report import charts, compare, files, html, markdown
+from taskbench.report import charts, compare, digest, files, html, markdown, step_summary
 from taskbench_wire.records import JobRecord
 
 pytestmark = pytest.mark.pure  # the fast tier: `pytest -m pure`
@@ -470,3 +470,29 @@ def test_report_reference_restates_a_recorded_run_against_another_implementation
     )
     with pytest.raises(UsageError, match="--reference arq: this run has no such implementation; name one of"):
         files.with_reference(run, "arq")
+
+
+def test_under_github_actions_the_answer_and_the_gate_go_to_the_job_summary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    analysed, _ = analysed_fixture()
+    monkeypatch.delenv(step_summary.VARIABLE, raising=False)
+    assert step_summary.append_run(analysed, tmp_path, 0) is None  # not under Actions: nothing written
+    summary = tmp_path / "summary.md"
+    summary.write_text("earlier step\n")
+    monkeypatch.setenv(step_summary.VARIABLE, str(summary))
+    step_summary.append_run(analysed, tmp_path / "run", 3)
+    step_summary.append_compare(tmp_path / "comparison.md", ["fastapi · sleep · 20 jobs: makespan +40%"], 0.15)
+    text = summary.read_text()
+    assert text.startswith("earlier step\n")  # appended, as every step of the job does
+    assert "### Answer" in text and "| Workload | BackgroundTasks (reference) | Celery |" in text
+    assert "### Decision" in text and "Exit: **exit 3" in text and "comparison_answer" not in text
+    assert "## taskbench compare: worse by more than 15%" in text and "- worse: fastapi · sleep" in text
+
+
+def test_the_json_digest_carries_its_schema_version_and_the_answer(tmp_path: Path) -> None:
+    analysed, _ = analysed_fixture()
+    data = json.loads(digest.of(analysed, tmp_path, 0).model_dump_json())
+    assert data["schema_version"] == digest.SCHEMA_VERSION == 2
+    assert data["reference"] == "fastapi" and data["answers"][0]["cells"][0]["implementation"] == "fastapi"
+    assert all("cpu_s_per_1000_jobs" in s for s in data["scenarios"])

@@ -10,7 +10,7 @@ from rich.console import Console
 from taskbench.cli.options import GATE_FAILED
 from taskbench.cli.types import Commands, choices_list, percent
 from taskbench.errors import UsageError
-from taskbench.report import files
+from taskbench.report import files, step_summary
 from taskbench.report.compare import DEFAULT_GATED, GATED_FIGURES, compare
 
 
@@ -32,6 +32,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
         raise UsageError(f"--output {output}: compare writes Markdown (.md) or HTML (.html); name one of those")
     path, worse = compare(args.run_a, args.run_b, args.output, args.figures, args.fail_above, args.allow_different)
     console.print(f"wrote {path}")
+    step_summary.append_compare(path, worse, args.fail_above)
     for line in worse:
         console.print(f"worse: {line}", markup=False)
     return GATE_FAILED if worse and args.fail_above is not None else 0

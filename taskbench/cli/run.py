@@ -54,7 +54,7 @@ from taskbench.cli.types import (
 )
 from taskbench.errors import UsageError
 from taskbench.record.results import ApiOptions, ContainerLimits, LoadOptions, PluginOptions, RunSettings, Thresholds
-from taskbench.report import content, digest, terminal
+from taskbench.report import content, digest, step_summary, terminal
 from taskbench.run import plan
 from taskbench.run.run import RunOptions, run
 from taskbench.user_job import job_check
@@ -142,6 +142,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     folder, result = run(_run_options(args, checked), console)
     _print_answer(folder, result, console)
     code = _exit_code(result, args.fail_on, console)
+    step_summary.append_run(result, folder, code)  # under GitHub Actions: the job's summary page
     if args.json_out:
         text = digest.of(result, folder, code).model_dump_json(indent=2)
         if args.json_out == "-":
