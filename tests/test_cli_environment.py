@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from taskbench.cli.main import build_parser, main
@@ -58,3 +63,28 @@ def test_in_a_log_a_line_is_never_wrapped(capsys: pytest.CaptureFixture[str]) ->
     long = "worse: celery · sleep · 20 jobs · worker-crash (acks_late+reject_on_worker_lost): Submission p99 " * 2
     console.print(long, markup=False)
     assert capsys.readouterr().out == long + "\n"
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("taskbench run --workloads ", {"sleep", "async_sleep", "blocking_async", "cpu", "memory", "noop", "all"}),
+        ("taskbench report --refer", {"--reference"}),
+    ],
+)
+def test_a_shell_completes_commands_flags_and_their_words(line: str, expected: set[str], tmp_path: Path) -> None:
+    """What `taskbench completion bash|zsh|fish` installs asks the CLI itself (argcomplete): its answer, here."""
+    out = tmp_path / "completions"
+    environment = {**os.environ, "_ARGCOMPLETE": "1", "COMP_LINE": line, "COMP_POINT": str(len(line)),
+                   "_ARGCOMPLETE_STDOUT_FILENAME": str(out)}  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "taskbench"], env=environment, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    words = {w.strip() for w in out.read_text().split("\013") if w.strip()}
+    assert expected <= words, words
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_prints_each_shells_script(shell: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["completion", shell]) == 0
+    script = capsys.readouterr().out
+    assert "taskbench" in script and "_ARGCOMPLETE" in script

@@ -7,10 +7,11 @@ import argparse
 import sys
 from collections.abc import Callable
 
+import argcomplete
 from rich.console import Console
 
 from taskbench import __version__
-from taskbench.cli import env, report, run, serve, worker
+from taskbench.cli import completion, env, report, run, serve, worker
 from taskbench.cli.types import Commands, Parser
 from taskbench.errors import StackError, UsageError
 
@@ -22,6 +23,7 @@ COMMANDS: dict[str, tuple[Callable[[Commands], None], Command]] = {
     "worker": (worker.add_parser, worker.cmd_worker),
     "report": (report.add_report_parser, report.cmd_report),
     "compare": (report.add_compare_parser, report.cmd_compare),
+    "completion": (completion.add_parser, completion.cmd_completion),
 }
 
 
@@ -43,7 +45,10 @@ def console_for(args: argparse.Namespace) -> Console:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        completion.attach_completers(parser)
+        argcomplete.autocomplete(parser)  # a shell asking for completions (taskbench completion): answered, exits
+        args = parser.parse_args(argv)
     except UsageError as exc:  # a TASKBENCH_RUN_* variable that does not parse
         print(f"taskbench: {exc}", file=sys.stderr)
         return 2

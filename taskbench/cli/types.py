@@ -48,6 +48,7 @@ def choices_list(
             )
         return list(dict.fromkeys(items))
 
+    parse.words = (*allowed, *([all_word] if all_word else []), *(["none"] if allow_none else []))  # type: ignore[attr-defined]  # for shell completion
     return parse
 
 
