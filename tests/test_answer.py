@@ -86,6 +86,9 @@ def test_a_ratio_over_repeats_spans_the_runs_and_reads_like_hyperfine() -> None:
     assert answer.times(Ratio(value=0.5, low=0.4, high=0.625), "slower", "faster") == "2.0× (1.6–2.5) faster"
     assert answer.times(Ratio(value=1.03), "slower", "faster") == "about the same"
     # the ratio's range: the smallest over the reference's largest, the largest over its smallest
+    assert answer.ratio(0.0, 1.0, None) is None and answer.ratio(1.0, 0.0, None) is None  # CPU too small to read
+    zero_run = answer.ratio(2.0, 1.0, ((0.0, 3.0), (1.0, 1.0)))
+    assert zero_run is not None and (zero_run.value, zero_run.low, zero_run.high) == (2.0, None, None)
     ratio = answer.ratio(8.0, 1.0, ((7.0, 9.0), (0.8, 1.25)))
     assert ratio is not None and (ratio.low, ratio.high) == pytest.approx((5.6, 11.25))
     celery = summary("celery", 50).model_copy(update={"repeats": 3, "spread": {"makespan_s": Spread(min=7, max=9)}})

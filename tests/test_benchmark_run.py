@@ -35,7 +35,8 @@ def check_run(folder: Path, jobs: list[int], embedded: bool) -> None:
     report = (folder / f"comparison_{stamp}.md").read_text()
     assert report.count("| Jobs | Implementation | Completed |") == 1
     sections = [line for line in report.splitlines() if line.startswith("## ")]
-    assert sections[:2] == ["## Decision", "## Results (the spec's table)"] and sections[-1] == "## Verdict"
+    assert sections[:3] == ["## Answer", "## Decision", "## Results (the spec's table)"]
+    assert sections[-1] == "## Verdict"
     assert "## When BackgroundTasks fail" in sections
     assert "Harness / service CPU avg (of the machine)" in report
     run = load_run(comparison)

@@ -42,13 +42,14 @@ def _cpu_range(s: ScenarioSummary) -> tuple[float, float]:
 
 def ratio(value: float | None, of: float | None, ranges: tuple[tuple[float, float], tuple[float, float]] | None
           ) -> Ratio | None:  # fmt: skip
-    """`value` ÷ `of`; with repeats, `ranges` (each figure's min and max) give the ratio's own range."""
-    if value is None or not of:
+    """`value` ÷ `of`; with repeats, `ranges` (each figure's min and max) give the ratio's own range. A figure
+    of zero (a short scenario's CPU below the sampler's resolution) has no ratio."""
+    if value is None or of is None or value <= 0 or of <= 0:
         return None
-    if ranges is None:
+    if ranges is None or min(*ranges[0], *ranges[1]) <= 0:
         return Ratio(value=value / of)
     (low, high), (of_low, of_high) = ranges
-    return Ratio(value=value / of, low=low / of_high if of_high else None, high=high / of_low if of_low else None)
+    return Ratio(value=value / of, low=low / of_high, high=high / of_low)
 
 
 def _ratios(s: ScenarioSummary, ref: ScenarioSummary) -> dict[str, Ratio | None]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from taskbench.analysis.models import Failure, ProbeSummary, ScenarioSummary, Status
+from taskbench.analysis.models import Failure, ProbeSummary, Rule, ScenarioSummary, Status
 from taskbench.record.results import Thresholds
 
 
@@ -18,7 +18,7 @@ from taskbench.record.results import Thresholds
 class Check:
     """One rule on one run: fired or not, and its figure against its limit where it has one."""
 
-    rule: str
+    rule: Rule
     fired: bool
     evidence: str
     figure: float | None = None
@@ -34,7 +34,7 @@ class Check:
 
     def failure(self, runs: str = "") -> Failure:
         return Failure(
-            rule=self.rule, evidence=self.evidence, figure=self.figure, limit=self.limit,
+            rule=self.rule.value, evidence=self.evidence, figure=self.figure, limit=self.limit,
             figure_name=self.figure_name, unit=self.unit, runs=runs,
         )  # fmt: skip
 
@@ -57,7 +57,7 @@ def checks(summary: ScenarioSummary, thresholds: Thresholds) -> list[Check]:
 def _responsive(summary: ScenarioSummary, thresholds: Thresholds) -> list[Check]:
     return [
         Check(
-            rule=f"server unresponsive ({endpoint} endpoint)",
+            rule=Rule.unresponsive(endpoint),
             fired=not is_responsive(probes, thresholds),
             evidence=(
                 f"probe p99 {_fmt_s(probes.p99)} (limit {thresholds.responsive_p99_s} s), "
@@ -81,7 +81,7 @@ def _submitted(summary: ScenarioSummary, thresholds: Thresholds) -> list[Check]:
         f"{sub.timeouts} of {sub.attempted} submissions timed out (limit {thresholds.submit_timeout_s} s), "
         f"{sub.errors} were refused or failed; max accept time {_fmt_s(sub.max)}"
     )
-    return [Check(rule="submission timeouts", fired=bool(sub.timeouts or sub.errors), evidence=evidence)]
+    return [Check(rule=Rule.submission_timeouts, fired=bool(sub.timeouts or sub.errors), evidence=evidence)]
 
 
 def _memory(summary: ScenarioSummary, thresholds: Thresholds) -> list[Check]:
@@ -89,7 +89,7 @@ def _memory(summary: ScenarioSummary, thresholds: Thresholds) -> list[Check]:
     system_peak = summary.system.memory_peak_percent if summary.system else 0.0
     return [
         Check(
-            rule="resource exhaustion",
+            rule=Rule.resource_exhaustion,
             fired=(peak is not None and peak > thresholds.memory_limit_mb)
             or system_peak > thresholds.system_memory_limit_percent,
             evidence=(
@@ -116,13 +116,13 @@ def _completed(summary: ScenarioSummary, thresholds: Thresholds) -> list[Check]:
     )
     fired = bool(done.pending or done.missing_records or (summary.fault and execs.lost))
     return [
-        Check(rule="jobs not completed", fired=fired, evidence=evidence),
-        Check(rule="jobs failed", fired=bool(done.failed), evidence=f"{done.failed} jobs ended with an error"),
+        Check(rule=Rule.jobs_not_completed, fired=fired, evidence=evidence),
+        Check(rule=Rule.jobs_failed, fired=bool(done.failed), evidence=f"{done.failed} jobs ended with an error"),
     ]
 
 
 def _died(summary: ScenarioSummary, thresholds: Thresholds) -> list[Check]:
-    return [Check(rule="a process died", fired=True, evidence="; ".join(summary.died))] if summary.died else []
+    return [Check(rule=Rule.process_died, fired=True, evidence="; ".join(summary.died))] if summary.died else []
 
 
 def _duplicated(summary: ScenarioSummary, thresholds: Thresholds) -> list[Check]:
@@ -130,7 +130,7 @@ def _duplicated(summary: ScenarioSummary, thresholds: Thresholds) -> list[Check]
         return []
     duplicated = summary.executions.duplicated
     evidence = f"{duplicated} jobs completed more than once"
-    return [Check(rule="jobs duplicated", fired=bool(duplicated), evidence=evidence)]
+    return [Check(rule=Rule.jobs_duplicated, fired=bool(duplicated), evidence=evidence)]
 
 
 def _sustained(summary: ScenarioSummary, thresholds: Thresholds) -> list[Check]:
@@ -138,7 +138,7 @@ def _sustained(summary: ScenarioSummary, thresholds: Thresholds) -> list[Check]:
     if rate is None or rate.verdict == "inconclusive":  # inconclusive: the harness's limit, not the queue's
         return []
     evidence = "; ".join(rate.reasons) or f"sustained {rate.offered_per_s:g}/s"
-    return [Check(rule="rate not sustained", fired=rate.verdict == "saturated", evidence=evidence)]
+    return [Check(rule=Rule.rate_not_sustained, fired=rate.verdict == "saturated", evidence=evidence)]
 
 
 def _makespan(summary: ScenarioSummary, thresholds: Thresholds) -> list[Check]:
@@ -150,7 +150,7 @@ def _makespan(summary: ScenarioSummary, thresholds: Thresholds) -> list[Check]:
     over_slack = makespan - ideal > thresholds.makespan_slack_s
     return [
         Check(
-            rule="makespan far over ideal",
+            rule=Rule.makespan_over_ideal,
             fired=ratio > thresholds.makespan_ratio_limit and over_slack,
             evidence=(
                 f"makespan {makespan:.2f} s is {ratio:.2f}× the ideal {ideal:.2f} s (limit "

@@ -6,6 +6,7 @@ the comparison file (`comparison_{timestamp}.json`) is an `AnalysedRun` dumped a
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -215,6 +216,26 @@ class CpuShares(BaseModel):
     service_roles: list[str]
     harness_limit_percent: float = HARNESS_SHARE_LIMIT_PERCENT
     harness_over_limit: bool
+
+
+class Rule(str, Enum):
+    """The failure rules' names (`taskbench.analysis.failures`): a recorded `Failure.rule` is one of these values
+    (kept a plain string in the record, so a run rendered by a later version still reads)."""
+
+    unresponsive_async = "server unresponsive (async endpoint)"
+    unresponsive_sync = "server unresponsive (sync endpoint)"
+    submission_timeouts = "submission timeouts"
+    resource_exhaustion = "resource exhaustion"
+    jobs_not_completed = "jobs not completed"
+    jobs_failed = "jobs failed"
+    process_died = "a process died"
+    jobs_duplicated = "jobs duplicated"
+    rate_not_sustained = "rate not sustained"
+    makespan_over_ideal = "makespan far over ideal"
+
+    @classmethod
+    def unresponsive(cls, endpoint: str) -> Rule:
+        return cls(f"server unresponsive ({endpoint} endpoint)")
 
 
 class Failure(BaseModel):

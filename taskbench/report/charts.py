@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import matplotlib
@@ -27,7 +27,7 @@ from matplotlib.ticker import MaxNLocator
 
 from taskbench import implementations
 from taskbench.analysis import order
-from taskbench.analysis.models import AnalysedRun, ScenarioSummary
+from taskbench.analysis.models import AnalysedRun, Rule, ScenarioSummary
 from taskbench.record.results import EventName, ScenarioResult, Thresholds
 from taskbench.report import alt_text, at_a_glance
 from taskbench.report.blocks import ChartRef
@@ -46,7 +46,7 @@ LOST_COLOUR = "#a3a3a3"
 FAULT_COLOUR = "#c62828"
 RECOVERED_COLOUR = "#2e7d32"
 BURST_COLOUR = "#fff3c4"
-DPI = 200  # 2× the figure's inches at 100 per inch: sharp on HiDPI screens; report.html shows each at half
+DPI = 100  # pixels per inch of a figure; the charts under the answer are drawn at `scale` times that
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,9 @@ class Chart:
     name: str  # file name in charts/, e.g. fastapi_10_jobs_20261125_061235_timeline.png
     draw: Callable[[], Figure]
     alt: str = ""  # what it shows in numbers (`alt_text`)
+    # 2: drawn at twice DPI, sharp on a HiDPI screen and shown at its size in inches (report.html halves it);
+    # the comparison's few charts are, a scenario's many are not (4× the pixels to draw for every scenario)
+    scale: int = 1
 
     @property
     def ref(self) -> ChartRef:
@@ -352,7 +355,7 @@ class Metric:
     limit: Callable[[Thresholds], float | None] = lambda thresholds: None
     path: str = ""  # the figure's key in `ScenarioSummary.spread`, for its range over repeats
     scale: float = 1.0  # from the summary's unit to the chart's
-    rule: str = ""  # the failure rule this figure decides: only its own failures are ringed on its panel
+    rule: Rule | None = None  # the failure rule this figure decides: only its own failures are ringed on its panel
     samples: Callable[[ScenarioSummary], int] | None = None  # how many values a percentile was read from
 
     def status(self, summary: ScenarioSummary) -> str | None:
@@ -377,15 +380,15 @@ def _responsive_ms(thresholds: Thresholds) -> float | None:
 
 METRICS = [
     Metric("Makespan ÷ ideal", "ratio (1 = ideal)", lambda s: s.makespan_ratio, lambda t: t.makespan_ratio_limit,
-           "makespan_ratio", rule="makespan far over ideal"),
+           "makespan_ratio", rule=Rule.makespan_over_ideal),
     Metric("Async probe p99", "latency (ms)", lambda s: _ms(s.probes["async"].p99), _responsive_ms,
-           "probes.async.p99", 1000, "server unresponsive (async endpoint)", lambda s: s.probes["async"].count),
+           "probes.async.p99", 1000, Rule.unresponsive_async, lambda s: s.probes["async"].count),
     Metric("Sync probe p99", "latency (ms)", lambda s: _ms(s.probes["sync"].p99), _responsive_ms,
-           "probes.sync.p99", 1000, "server unresponsive (sync endpoint)", lambda s: s.probes["sync"].count),
+           "probes.sync.p99", 1000, Rule.unresponsive_sync, lambda s: s.probes["sync"].count),
     Metric("Submission p99", "latency (ms)", lambda s: _ms(s.submission.p99), path="submission.p99", scale=1000,
-           rule="submission timeouts", samples=lambda s: s.submission.count),
+           rule=Rule.submission_timeouts, samples=lambda s: s.submission.count),
     Metric("Peak memory of the job process", "PSS (MB)", lambda s: s.peak_memory_mb, lambda t: t.memory_limit_mb,
-           "peak_memory_mb", rule="resource exhaustion"),
+           "peak_memory_mb", rule=Rule.resource_exhaustion),
 ]  # fmt: skip
 
 
@@ -594,6 +597,11 @@ def knee_chart(run: AnalysedRun, workload: str) -> Figure:
 
 
 def comparison_charts(run: AnalysedRun) -> list[Chart]:
+    """Every chart of the comparison, each drawn at 2× (`Chart.scale`)."""
+    return [replace(chart, scale=2) for chart in _comparison_charts(run)]
+
+
+def _comparison_charts(run: AnalysedRun) -> list[Chart]:
     """One chart per workload (figures by job count), one per swept workload and job count, one for faults;
     under sustained load, one knee chart per workload instead."""
     charts: list[Chart] = []

@@ -108,12 +108,13 @@ def _write_run(folder: Path, analysed: AnalysedRun, scenarios: list[ScenarioResu
     path = folder / f"{comparison_stem(timestamp)}.md"
     write_text(path, markdown.comparison(analysed, [c.ref for c in comparison_charts]))
     (folder / CHARTS_DIR).mkdir(exist_ok=True)
-    for chart in [*comparison_charts, *(c for cs in scenario_charts.values() for c in cs)]:
+    every = [*comparison_charts, *(c for cs in scenario_charts.values() for c in cs)]
+    for chart in every:
         with _replacing(folder / chart.ref.path) as temporary:
-            chart.draw().savefig(temporary, dpi=charts.DPI, format="png")
+            chart.draw().savefig(temporary, dpi=charts.DPI * chart.scale, format="png")
     refs_by_stem: dict[str, list[ChartRef]] = {stem: [c.ref for c in cs] for stem, cs in scenario_charts.items()}
     page = html.report(analysed, scenarios, [c.ref for c in comparison_charts], refs_by_stem)
-    write_text(folder / REPORT_HTML, _inline_charts(page, folder))
+    write_text(folder / REPORT_HTML, _inline_charts(page, folder, {c.ref.path: c.scale for c in every}))
     write_text(folder / f"results_{timestamp}.csv", digest.csv_table(analysed))
     return path
 
@@ -121,15 +122,16 @@ def _write_run(folder: Path, analysed: AnalysedRun, scenarios: list[ScenarioResu
 IMAGE = re.compile(r'src="(charts/[^"]+\.png)"')
 
 
-def _inline_charts(page: str, folder: Path) -> str:
-    """Each chart as a data: URI, so that report.html copied alone (mailed, attached to a CI job) shows them."""
+def _inline_charts(page: str, folder: Path, scales: dict[str, int]) -> str:
+    """Each chart as a data: URI, so that report.html copied alone (mailed, attached to a CI job) shows them; one
+    drawn at 2× (`Chart.scale`) shown at half its pixels."""
 
     def data_uri(match: re.Match[str]) -> str:
         path = folder / match.group(1)
         if not path.is_file():
             return match.group(0)
         png = path.read_bytes()
-        width = int.from_bytes(png[16:20], "big") // 2  # drawn at 2× (charts.DPI): shown at its size in inches
+        width = int.from_bytes(png[16:20], "big") // scales.get(match.group(1), 1)  # the IHDR chunk's width
         return f'width="{width}" src="data:image/png;base64,{base64.b64encode(png).decode()}"'
 
     return IMAGE.sub(data_uri, page)
