@@ -87,3 +87,51 @@ def test_the_ci_recipe_is_valid_yaml_and_every_taskbench_command_in_it_parses() 
     assert [c.split()[0] for c in commands] == ["run", "compare"]
     for command in commands:
         build_parser().parse_args(shlex.split(command))
+
+
+FAKE_GH = """#!/bin/sh
+# `gh run list …` names main's last run (none when MAIN_RUN is empty); `gh run download … --dir base` fetches it
+case "$2" in
+  list) [ -z "$MAIN_RUN" ] || echo 4242 ;;
+  download) mkdir -p base && cp -r "$MAIN_RUN" base/ ;;
+esac
+"""
+
+
+@pytest.mark.parametrize("main_has_run", [True, False])
+def test_the_ci_recipe_compare_step_runs_on_two_recorded_runs(main_has_run: bool, tmp_path: Path) -> None:
+    """The pull request's step of the recipe, executed as Actions would (bash -e), with `gh` standing in for
+    GitHub's artifacts: main's recorded run fetched, compared with the pull request's, the gate's result in the
+    job's summary; before main has a run, a line saying so and a pass."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import yaml
+
+    (recipe,) = re.findall(r"```yaml\n(.*?)```", (REPO / "docs" / "running.md").read_text(), re.S)
+    steps = yaml.safe_load(recipe)["jobs"]["background-jobs"]["steps"]
+    (step,) = [s for s in steps if s.get("if") == "github.event_name == 'pull_request'"]
+    script = step["run"].replace("${{ github.workflow }}", "background-jobs")
+    fixture = REPO / "tests" / "fixtures" / "small_run"
+    shutil.copytree(fixture, tmp_path / "runs" / "20261125_061235")  # the pull request's run (the same figures)
+    main_run = tmp_path / "main" / "20261125_061235"
+    shutil.copytree(fixture, main_run)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gh").write_text(FAKE_GH)
+    (bin_dir / "gh").chmod(0o755)
+    summary = tmp_path / "summary.md"
+    environment = {
+        **os.environ, "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "GITHUB_STEP_SUMMARY": str(summary), "MAIN_RUN": str(main_run) if main_has_run else "",
+    }  # fmt: skip
+    done = subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, env=environment, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    if main_has_run:
+        assert (tmp_path / "comparison.md").exists()
+        assert "## taskbench compare: no figure worse by more than 15%" in summary.read_text()
+    else:
+        assert summary.read_text() == "no run of main yet: nothing to compare with\n"
