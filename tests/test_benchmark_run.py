@@ -67,12 +67,13 @@ def check_run(folder: Path, jobs: list[int], embedded: bool) -> None:
 def test_taskbench_run_writes_the_spec_reports(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "taskbench", "run", "--jobs", "3,6", "--duration", "0.3", "--concurrency", "2",
-         "--output", str(tmp_path)],
+         "--output", str(tmp_path), "--quiet"],
         capture_output=True, text=True, timeout=180, cwd=tmp_path,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Verdict" in out.stdout and "| Jobs | Implementation |" in out.stdout
     assert "Answer, against BackgroundTasks" in out.stdout and "sleep, 6 jobs, against BackgroundTasks" in out.stdout
+    assert "so far, ETA" not in out.stdout and "stack up" not in out.stdout  # --quiet: no progress, the answer
     check_run(_run_folder(tmp_path), [3, 6], embedded=True)
 
 

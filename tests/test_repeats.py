@@ -103,8 +103,13 @@ def test_the_verdict_says_borderline_then_fails(tmp_path: Path) -> None:
     )
 
 
-def test_a_repeated_run_renders_every_run_and_the_merged_tables(tmp_path: Path) -> None:
-    """A run with two runs of each scenario on disk: a report per run, one comparison of medians and ranges."""
+def test_a_repeated_run_renders_every_run_and_the_merged_tables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run with two runs of each scenario on disk: a report per run, one comparison of medians and ranges. (No
+    chart is drawn: 42 of them would take most of the test's time, and tests/test_report_render.py draws them.)"""
+    monkeypatch.setattr(files.charts, "scenario_charts", lambda *_args, **_kwargs: [])
+    monkeypatch.setattr(files.charts, "comparison_charts", lambda *_args, **_kwargs: [])
     folder = tmp_path / "run"
     shutil.copytree(FIXTURE, folder)
     comparison = json.loads((folder / f"comparison_{TIMESTAMP}.json").read_text())

@@ -139,7 +139,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         return cmd_target(args, given, console)
     _refuse_what_a_running_service_cannot_do(args)
     checked = _check(args, console)
-    folder, result = run(_run_options(args, checked), console)
+    folder, result = run(_run_options(args, checked), Console(quiet=True) if args.quiet else console)
     _print_answer(folder, result, console)
     code = _exit_code(result, args.fail_on, console)
     step_summary.append_run(result, folder, code)  # under GitHub Actions: the job's summary page
@@ -514,4 +514,9 @@ def _add_gate_flags(run: argparse.ArgumentParser) -> None:
         dest="json_out",
         metavar="PATH",
         help="the run's digest as JSON to PATH (- : stdout, the rest to stderr)",
+    )
+    gate.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no plan and no progress while it runs: the tables and the answer at the end",
     )
