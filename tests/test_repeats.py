@@ -13,7 +13,7 @@ from taskbench.analysis import analyse, repeats, stats
 from taskbench.analysis.models import ScenarioSummary
 from taskbench.cli.main import main
 from taskbench.record.results import RunSettings, ScenarioResult, Thresholds, load_run, load_scenario
-from taskbench.report import files
+from taskbench.report import charts, files
 from taskbench.run import plan
 
 pytestmark = pytest.mark.pure  # the fast tier: `pytest -m pure`
@@ -108,8 +108,8 @@ def test_a_repeated_run_renders_every_run_and_the_merged_tables(
 ) -> None:
     """A run with two runs of each scenario on disk: a report per run, one comparison of medians and ranges. (No
     chart is drawn: 42 of them would take most of the test's time, and tests/test_report_render.py draws them.)"""
-    monkeypatch.setattr(files.charts, "scenario_charts", lambda *_args, **_kwargs: [])
-    monkeypatch.setattr(files.charts, "comparison_charts", lambda *_args, **_kwargs: [])
+    monkeypatch.setattr(charts, "scenario_charts", lambda *_args, **_kwargs: [])
+    monkeypatch.setattr(charts, "comparison_charts", lambda *_args, **_kwargs: [])
     folder = tmp_path / "run"
     shutil.copytree(FIXTURE, folder)
     comparison = json.loads((folder / f"comparison_{TIMESTAMP}.json").read_text())
