@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from taskbench.analysis import answer
 from taskbench.analysis.models import AnalysedRun, AnswerCell, WorkloadAnswer
-from taskbench.report.blocks import Block, Bullets, Cell, ChartRef, Figures, Heading, Paragraph, Table, bullets
+from taskbench.report.blocks import Block, Cell, ChartRef, Figures, Heading, Paragraph, Table, bullets
 
 ANSWER_CHART = "comparison_answer.png"
 
@@ -62,7 +62,3 @@ def blocks(run: AnalysedRun, charts: Sequence[ChartRef] = ()) -> list[Block]:
         Paragraph(meaning(run), "muted"),
         *([Figures(chart)] if chart else []),
     ]
-
-
-def sentences(run: AnalysedRun) -> Bullets:
-    return bullets([a.sentence for a in run.verdict.answers])
