@@ -119,9 +119,12 @@ class Stack:
         self.state = config.state
         labels = config.implementations
         self.focus = labels[0]  # the implementation the current scenario measures: see select()
-        self.ports = {
-            label: config.port if config.port and i == 0 else free_port(config.host) for i, label in enumerate(labels)
-        }
+        self.ports: dict[str, int] = {}
+        for i, label in enumerate(labels):  # each its own: two picks of a free port can be the same one (seen:
+            port = config.port if config.port and i == 0 else free_port(config.host)  # huey's API answered for
+            while port in self.ports.values():  # pgqueuer's, whose uvicorn could not bind)
+                port = free_port(config.host)
+            self.ports[label] = port
         self.redis: Service | None = None
         self.epmd: Service | None = None
         self.rabbitmq: Service | None = None
