@@ -1,6 +1,7 @@
-"""`--app celery=package.module:attribute`: the jobs run through the user's own Celery app, from their working
-directory, with its own settings (tests/fixtures/user_celery_app: acks late, prefetch 1, queue `emails`, a task of
-its own, production's broker and backend, which taskbench replaces with its own servers)."""
+"""`--app celery=package.module:attribute`: the jobs run through the user's own Celery app (`celery+app`), from their
+working directory, with its own settings (tests/fixtures/user_celery_app: acks late, prefetch 1, queue `emails`, a
+task of its own, production's broker and backend, which taskbench replaces with its own servers), side by side with
+Celery as taskbench sets it up."""
 
 from __future__ import annotations
 
@@ -33,74 +34,94 @@ def taskbench(project: Path, *args: str, timeout: float = 240) -> subprocess.Com
     )  # fmt: skip
 
 
-def test_the_jobs_run_through_the_users_app_with_its_settings(project: Path, tmp_path: Path) -> None:
+def test_the_jobs_run_through_the_users_app_beside_taskbenchs_celery(project: Path, tmp_path: Path) -> None:
     output = tmp_path / "results"
     run = taskbench(
         project, "--app", f"celery={APP}", "--implementations", "celery", "--jobs", "4", "--duration", "0.2",
-        "--repeat", "1", "--output", str(output),
+        "--repeat", "1", "--reference", "celery+app", "--output", str(output),
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     folder = next(output.iterdir())
     result = json.loads(next(folder.glob("comparison_*.json")).read_text())
-    [summary] = result["summaries"]
-    assert summary["completion"]["completed"] == 4 and summary["completion"]["failed"] == 0
+    assert result["settings"]["implementations"] == ["celery", "celery+app"]  # --app adds yours beside it
+    summaries = {s["implementation"]: s for s in result["summaries"]}
+    for label in ("celery", "celery+app"):
+        completion = summaries[label]["completion"]
+        assert completion["completed"] == 4 and completion["failed"] == 0, label
 
-    # the run records the app and what its app.conf said; every report prints them as the app's
-    recorded = result["settings"]["options"]["celery"]
-    assert recorded["app"] == APP
+    # the run records the app and what its app.conf said, under celery+app only; every report prints them
+    recorded = result["settings"]["options"]["celery+app"]
+    assert recorded["app"] == APP and "app" not in result["settings"]["options"].get("celery", {})
     app_settings = json.loads(recorded["app_settings"])
     assert (app_settings["task_acks_late"], app_settings["worker_prefetch_multiplier"]) == ("True", "1")
     assert (app_settings["task_default_queue"], app_settings["job_queue"]) == ("emails", "emails")
-    shown = result["described"]["celery"]["settings"]
+    shown = result["described"]["celery+app"]["settings"]
     assert shown["app"].startswith(f"{APP}: your Celery app")
     assert (shown["task_acks_late"], shown["worker_prefetch_multiplier"]) == ("True", "1")
     assert shown["queue"].startswith("`emails`")
     assert "your app's: rpc" in shown["result backend"]  # its backend replaced by taskbench's Redis, and said so
+    ours = result["described"]["celery"]["settings"]
+    assert ours["worker_prefetch_multiplier"].startswith("1 (the spec)") and "app" not in ours
     report = next(folder.glob("comparison_*.md")).read_text()
     for line in ("task_acks_late: True", "worker_prefetch_multiplier: 1", "queue: `emails`", f"--app celery={APP}"):
         assert line in report, line
+    assert "Celery (your app)" in report and "against Celery (your app)" in run.stdout  # --reference celery+app
 
-    # the worker was the user's app, consuming its queue, on taskbench's Redis (not production's)
-    log = (folder / "stack" / "logs" / "celery-worker.log").read_text()
+    # its worker was the user's app, consuming its queue, on taskbench's Redis (not production's); Celery's own
+    # worker beside it ran taskbench's app
+    logs = folder / "stack" / "logs"
+    log = (logs / "celery+app-worker.log").read_text()
     assert ".> emails" in log and "shopapp.celery_app.send_receipt" in log, log[-3000:]
     assert log.count("Task taskbench.run_job[") >= 8  # received and succeeded, 4 each
     assert "shop-redis.invalid" not in log
+    assert "send_receipt" not in (logs / "celery-worker.log").read_text()
 
 
 @pytest.mark.parametrize(
-    ("app", "extra", "message"),
+    ("args", "message"),
     [
-        ("celery=shopapp.broken:app", [], "cannot import 'shopapp.broken' (RuntimeError: SHOP_SETTINGS is not set)"),
-        ("celery=shopapp.celery_app:settings", [], "is a builtins.dict, not a celery.Celery app"),
-        ("arq=shopapp.celery_app:app", [], "--app runs your own app on celery only, for now (not arq)"),
-        (f"celery={APP}", ["--pool", "threads"], "--pool with --app celery="),
-        (f"celery={APP}", ["--implementations", "fastapi"], "add celery to --implementations"),
+        (
+            ["--app", "celery=shopapp.broken:app"],
+            "cannot import 'shopapp.broken' (RuntimeError: SHOP_SETTINGS is not set)",
+        ),
+        (["--app", "celery=shopapp.celery_app:settings"], "is a builtins.dict, not a celery.Celery app"),
+        (["--app", "arq=shopapp.celery_app:app"], "--app runs your own app on celery only, for now (not arq)"),
+        (
+            ["--app", f"celery={APP}", "--implementations", "fastapi", "--pool", "threads"],
+            "--pool set Celery's worker: add celery to --implementations (--app runs your app on its own settings)",
+        ),
+        (["--implementations", "celery+app"], "celery+app runs your own celery app: add --app celery=PACKAGE.MODULE:"),
     ],
-    ids=["import-fails", "not-an-app", "other-queue", "pool-flag", "queue-not-run"],
+    ids=["import-fails", "not-an-app", "other-queue", "pool-flag-for-no-celery", "app-label-without-app"],
 )
 def test_an_app_that_cannot_run_is_one_line_and_exit_2(
-    project: Path, tmp_path: Path, app: str, extra: list[str], message: str
+    project: Path, tmp_path: Path, args: list[str], message: str
 ) -> None:
     output = tmp_path / "results"
-    args = ["--implementations", "celery", *extra, "--jobs", "4", "--duration", "0.2", "--output", str(output)]
-    run = taskbench(project, "--app", app, *args, timeout=120)
+    run = taskbench(project, *args, "--jobs", "4", "--duration", "0.2", "--output", str(output), timeout=120)
     assert run.returncode == 2, run.stdout + run.stderr
     assert message in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
     assert not output.exists() or not any(output.iterdir())  # nothing started
 
 
 @pytest.mark.pure
-def test_the_apps_settings_make_its_one_delivery() -> None:
-    """With --app, the worker faults run once, under the app's own settings, and the promise states them."""
+def test_the_apps_settings_make_its_one_delivery_and_leave_taskbenchs_celery_alone() -> None:
+    """With --app, the worker faults run once on `celery+app`, under the app's own settings, and the promise states
+    them; `celery` beside it keeps taskbench's delivery variants."""
     read = celery.CeleryOptions(
         app=APP,
         app_settings={"task_acks_late": "True", "task_reject_on_worker_lost": "None", "visibility_timeout": "None",
                       "worker_pool": "prefork"},
     )  # fmt: skip
-    plugin = celery.IMPLEMENTATION
-    plugin._app = read
+    plugin = implementations.get("celery+app")
+    assert plugin is implementations.APPS["celery"] and plugin is not implementations.get("celery")
+    assert isinstance(plugin, celery.CeleryImplementation)
+    plugin._app = read  # as read_app leaves it
     try:
-        assert faults.get("worker-crash").variants(implementations.get("celery")) == ["app"]
+        assert faults.get("worker-crash").variants(plugin) == ["app"]
+        assert faults.get("worker-crash").variants(implementations.get("celery")) == [
+            d.name for d in celery.IMPLEMENTATION.own_deliveries
+        ]
         [delivery] = plugin.deliveries
         assert delivery.promise.startswith(
             "your app's settings: task_acks_late=True, task_reject_on_worker_lost=False, visibility_timeout=3600 s"
@@ -110,10 +131,20 @@ def test_the_apps_settings_make_its_one_delivery() -> None:
         assert "as soon as its connection drops" in amqp.promise
     finally:
         plugin._app = None
-    assert plugin.deliveries == plugin.own_deliveries  # taskbench's own app: its variants again
     options = read.model_dump(exclude_defaults=True)
     assert isinstance(options["app_settings"], str)  # options are scalars: the settings as one JSON text
     argv = plugin.worker_argv(6, options)
     assert "--pool" not in argv and "--prefetch-multiplier" not in argv  # the app's own, from its config
     assert argv[argv.index("--concurrency") + 1] == "6"  # taskbench's
     assert plugin.settings(6, options, ApiOptions())["pool"].startswith("prefork (your worker_pool), --concurrency 6")
+
+
+@pytest.mark.pure
+def test_a_label_names_the_queue_its_release_and_whether_it_runs_your_app() -> None:
+    assert [implementations.plugin_name(x) for x in ("celery", "celery@5.5.3", "celery+app")] == ["celery"] * 3
+    assert [implementations.release(x) for x in ("celery", "celery@5.5.3", "celery+app")] == [None, "5.5.3", None]
+    assert implementations.title("celery+app") == "Celery (your app)" and implementations.title("celery") == "Celery"
+    assert not implementations.known("arq+app")  # only queues that can run an app
+    options = {"celery": {"pool": "threads"}, "celery+app": {"app": APP}}
+    assert implementations.options_of(options, "celery@5.5.3") == {"pool": "threads"}  # a release: its queue's
+    assert implementations.options_of(options, "celery+app") == {"app": APP}  # the app: its own alone

@@ -113,9 +113,10 @@ APP_QUEUES = tuple(name for name, impl in implementations.REGISTRY.items() if is
 
 
 APP_HELP = (
-    "QUEUE=PACKAGE.MODULE:ATTRIBUTE: run the jobs through your own configured app, imported from the working "
-    f"directory (its acks, prefetch, visibility timeout, pool, time limits, serializer, queues and routing; "
-    f"taskbench's servers and --concurrency): {', '.join(APP_QUEUES)} for now"
+    "QUEUE=PACKAGE.MODULE:ATTRIBUTE: run the jobs through your own configured app too, imported from the working "
+    "directory (its acks, prefetch, visibility timeout, pool, time limits, serializer, queues and routing; "
+    "taskbench's servers and --concurrency), as the implementation QUEUE+app, beside taskbench's QUEUE when "
+    f"--implementations names it: {', '.join(APP_QUEUES)} for now"
 )
 
 
@@ -138,10 +139,23 @@ def add_app_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_app_labels(args: argparse.Namespace) -> None:
+    """--app QUEUE=PATH runs `QUEUE+app` beside what --implementations names (taskbench's set-up of QUEUE, if named
+    there, side by side with it); `QUEUE+app` named without its --app is a mistake."""
+    apps = dict(args.apps)
+    for label in args.implementations:
+        if implementations.runs_app(label) and implementations.plugin_name(label) not in apps:
+            queue = implementations.plugin_name(label)
+            raise UsageError(f"{label} runs your own {queue} app: add --app {queue}=PACKAGE.MODULE:ATTRIBUTE")
+    for queue in apps:
+        if implementations.app_label(queue) not in args.implementations:
+            args.implementations.append(implementations.app_label(queue))
+
+
 def read_apps(args: argparse.Namespace, options: dict[str, PluginOptions], console: Console) -> None:
     """--app, before anything starts: each app is imported in a child of its queue's environment (built if missing),
-    from the working directory (as the API and worker will, `StackConfig.job_dir`), and its settings go into that
-    queue's options; one that cannot run there is one line and exit 2."""
+    from the working directory (as the API and worker will, `StackConfig.job_dir`), and its settings go into the
+    options of `QUEUE+app`; one that cannot run there is one line and exit 2."""
     if not args.apps:
         return
     if getattr(args, "url", None):
@@ -154,21 +168,18 @@ def read_apps(args: argparse.Namespace, options: dict[str, PluginOptions], conso
     check_job_folder(Path.cwd(), "--app")
     path = os.pathsep.join(filter(None, [str(Path.cwd()), os.environ.get("PYTHONPATH", "")]))
     environ = {**os.environ, "PYTHONSAFEPATH": "1", "PYTHONPATH": path}
-    for name, app in dict(args.apps).items():
-        impl = implementations.REGISTRY[name]
-        assert isinstance(impl, ReadsApps), name
-        label = next(label for label in args.implementations if implementations.plugin_name(label) == name)
-        with console.status(f"reading your app {app} in {implementations.title(label)}'s environment…"):
+    concurrency = args.concurrency[0] if isinstance(args.concurrency, list) else args.concurrency
+    for queue, app in dict(args.apps).items():
+        label = implementations.app_label(queue)
+        impl = implementations.get(label)
+        assert isinstance(impl, ReadsApps), queue
+        with console.status(f"reading your app {app} in {implementations.title(queue)}'s environment…"):
             env = environment.prepare(
                 [label], args.with_packages, options, rebuild=args.rebuild_envs, say=console.print
             )[label]
-            external = bool(args.redis_url)
-            options[name] = impl.read_app(options.get(name, {}), env.python, environ, external)
-        concurrency = args.concurrency[0] if isinstance(args.concurrency, list) else args.concurrency
-        console.print(
-            f"[bold]--app {name}={app}[/]: {implementations.title(label)} runs your app, as it is configured:"
-        )
-        for key, value in implementations.get(label).settings(concurrency, options[name], api_options(args)).items():
+            options[label] = impl.read_app({"app": app}, env.python, environ, external=bool(args.redis_url))
+        console.print(f"[bold]--app {queue}={app}[/]: {implementations.title(label)}, as it is configured:")
+        for key, value in impl.settings(concurrency, options[label], api_options(args)).items():
             console.print(f"  {key}: {value}", markup=False, soft_wrap=True)
 
 
@@ -259,7 +270,8 @@ def api_options(args: argparse.Namespace) -> ApiOptions:
 def plugin_options(args: argparse.Namespace) -> dict[str, PluginOptions]:
     """Each implementation's own options that differ from its defaults; one given for an implementation the
     run leaves out is a mistake (it would change nothing)."""
-    names = {implementations.plugin_name(label) for label in args.implementations}
+    labels = args.implementations
+    names = {implementations.plugin_name(label) for label in labels if not implementations.runs_app(label)}
     queues = [queue for queue, _ in getattr(args, "apps", None) or []]
     if len(set(queues)) != len(queues):
         raise UsageError(f"--app: one app per queue ({', '.join(sorted(set(queues)))} given twice)")
@@ -268,7 +280,10 @@ def plugin_options(args: argparse.Namespace) -> dict[str, PluginOptions]:
     for name, options in given.items():
         if name not in names:
             flags = ", ".join(f"--{key.replace('_', '-')}" for key in options)
-            raise UsageError(f"{flags} set {implementations.title(name)}'s worker: add {name} to --implementations")
+            yours = " (--app runs your app on its own settings)" if name in queues else ""
+            raise UsageError(
+                f"{flags} set {implementations.title(name)}'s worker: add {name} to --implementations{yours}"
+            )
     return given
 
 

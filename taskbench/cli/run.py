@@ -19,6 +19,7 @@ from taskbench.cli.options import (
     GATE_FAILED,
     IMPL_HELP,
     add_app_flag,
+    add_app_labels,
     add_environment_flags,
     add_hosts_flags,
     add_server_flags,
@@ -191,6 +192,7 @@ class Checked:
 
 
 def _check(args: argparse.Namespace, console: Console) -> Checked:
+    add_app_labels(args)  # --app celery=PATH: celery+app beside what --implementations names
     everything = set(args.faults) == set(faults.FAULTS)  # --faults all: what this machine cannot run is left out
     hosts, link_delay_ms = hosts_from(args)
     partitions = [f for f in args.faults if faults.get(f).needs_hosts]

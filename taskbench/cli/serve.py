@@ -16,6 +16,7 @@ from taskbench.cli.options import (
     AMQP_QUEUES,
     IMPL_HELP,
     add_app_flag,
+    add_app_labels,
     add_environment_flags,
     add_hosts_flags,
     add_server_flags,
@@ -68,6 +69,7 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
 
 def _config(args: argparse.Namespace, console: Console) -> StackConfig:
     """The stack `serve` starts, its flags checked and each implementation's environment ready."""
+    add_app_labels(args)
     worker_limits, api_limits = container_limits(args, [])
     broker, broker_url = broker_from(args)
     postgres_url = postgres_from(args, console)

@@ -126,10 +126,15 @@ def implementation_labels(text: str) -> list[str]:
     items = [t.strip() for t in text.split(",") if t.strip()]
     if items == ["all"]:
         return EveryImplementation(implementations.REGISTRY)
-    choices = f"choose from {', '.join(implementations.REGISTRY)} or all, each optionally NAME@VERSION"
+    choices = (
+        f"choose from {', '.join(implementations.REGISTRY)} or all, each optionally NAME@VERSION "
+        f"(or {', '.join(map(implementations.app_label, implementations.APPS))} with --app)"
+    )
     if not items:
         raise argparse.ArgumentTypeError(f"{text!r}: {choices}")
     for item in items:
+        if implementations.runs_app(item) and implementations.known(item):
+            continue  # the user's app: its --app is checked with the other flags
         name, sep, version = item.partition(implementations.RELEASE_SEPARATOR)
         if name not in implementations.REGISTRY:
             raise argparse.ArgumentTypeError(f"{item!r}: {choices}")

@@ -73,7 +73,7 @@ def prepare(
     constraints = tuple(str(pin) for pin in pins)
     envs = {}
     for label in labels:
-        wanted = requirements_for(label, options.get(implementations.plugin_name(label), {}))
+        wanted = requirements_for(label, implementations.options_of(options, label))
         release = [implementations.get(label).queue_package] if implementations.release(label) else []
         wanted = project_pins.merged(wanted, project, keep=[pin.name for pin in pins] + release)
         envs[label] = venvs.ensure(venvs.EnvRequest(label, wanted, constraints), rebuild=rebuild, say=say)

@@ -5,7 +5,8 @@ report come from here; `taskbench_service.implementations.REGISTRY` must list th
 
 A run names an implementation by a *label*: its registry name (`celery`), or the name and a release of its
 queue (`celery@5.5.3`), so that two releases run side by side as two implementations, each in an environment
-of its own. Everything keyed by implementation (results, roles, tables) is keyed by the label.
+of its own; or the queue running the user's own app (`celery+app`, with `--app celery=PATH`), beside taskbench's
+set-up of the same queue. Everything keyed by implementation (results, roles, tables) is keyed by the label.
 """
 
 from __future__ import annotations
@@ -26,6 +27,16 @@ from taskbench.implementations import (
     taskiq,
 )
 from taskbench.implementations.base import Delivery, Implementation
+from taskbench.record.labels import (
+    APP_MARK,
+    RELEASE_SEPARATOR,
+    app_label,
+    options_key,
+    options_of,
+    plugin_name,
+    release,
+    runs_app,
+)
 
 REGISTRY: dict[str, Implementation] = {
     "fastapi": fastapi.IMPLEMENTATION,
@@ -43,26 +54,17 @@ REGISTRY: dict[str, Implementation] = {
 DEFAULT = ("fastapi", "celery")  # the spec's two
 # The question is when BackgroundTasks stop being enough: every other implementation is compared with it.
 BASELINE = "fastapi"
-RELEASE_SEPARATOR = "@"
-
-
-def plugin_name(label: str) -> str:
-    """`celery@5.5.3` → `celery`: the registry name, which the service's routes and records use."""
-    return label.split(RELEASE_SEPARATOR, 1)[0]
-
-
-def release(label: str) -> str | None:
-    """`celery@5.5.3` → `5.5.3`; None for the release the package index serves by default."""
-    _, sep, version = label.partition(RELEASE_SEPARATOR)
-    return version if sep else None
+# The queues that can run the user's app, each a plugin instance of its own: what it measures (its delivery, read
+# from that app) is that label's alone, and `celery` beside it stays taskbench's set-up.
+APPS: dict[str, Implementation] = {"celery": celery.CeleryImplementation()}
 
 
 def known(label: str) -> bool:
-    return plugin_name(label) in REGISTRY
+    return plugin_name(label) in (APPS if runs_app(label) else REGISTRY)
 
 
 def get(label: str) -> Implementation:
-    return REGISTRY[plugin_name(label)]
+    return (APPS if runs_app(label) else REGISTRY)[plugin_name(label)]
 
 
 def title(label: str) -> str:
@@ -70,7 +72,7 @@ def title(label: str) -> str:
     if not known(label):
         return label
     version = release(label)
-    return get(label).title + (f" {version}" if version else "")
+    return get(label).title + (f" {version}" if version else "") + (" (your app)" if runs_app(label) else "")
 
 
 def redis_minimum(labels: Iterable[str]) -> tuple[tuple[int, ...], str]:
@@ -90,17 +92,24 @@ def job_process(label: str) -> str:
 
 
 __all__ = [
+    "APPS",
+    "APP_MARK",
     "BASELINE",
     "DEFAULT",
     "REGISTRY",
+    "RELEASE_SEPARATOR",
     "Delivery",
     "Implementation",
+    "app_label",
     "get",
     "job_process",
     "known",
+    "options_key",
+    "options_of",
     "plugin_name",
     "redis_minimum",
     "release",
+    "runs_app",
     "title",
     "worker_role",
 ]

@@ -2,12 +2,13 @@
 configures it; its own options `--pool`, `--prefetch` and `--max-tasks-per-child` change them, and `serve
 --flower` runs Flower, its monitoring UI, beside it.
 
-`--app celery=package.module:attribute` measures the user's own Celery app instead: its settings are the ones
-measured (acknowledgement, prefetch, visibility timeout, pool, time limits, serializer, queues and routing), read
-before anything starts from its `app.conf` in a child in Celery's environment (`read_app`), recorded in the run's
-options (`app_settings`) and printed by every report; only its connections are taskbench's (the service module
-says which). The worker's `--concurrency` stays taskbench's, so sweeps and capacity plans still work; the pool,
-prefetch and child replacement are the app's (`--pool`, `--prefetch` and `--max-tasks-per-child` are refused).
+`--app celery=package.module:attribute` measures the user's own Celery app as the implementation `celery+app`
+(beside `celery`, taskbench's set-up, when the run names both): its settings are the ones measured
+(acknowledgement, prefetch, visibility timeout, pool, time limits, serializer, queues and routing), read before
+anything starts from its `app.conf` in a child in Celery's environment (`read_app`), recorded in its options
+(`app_settings`) and printed by every report; only its connections are taskbench's (the service module says which).
+The worker's `--concurrency` stays taskbench's, so sweeps and capacity plans still work; the pool, prefetch and
+child replacement are the app's (`--pool`, `--prefetch` and `--max-tasks-per-child` set taskbench's Celery only).
 Its delivery is its own settings: the worker faults run it once, as the variant `app`, whose promise states them.
 """
 
@@ -222,8 +223,9 @@ class CeleryImplementation(Implementation):
     )
 
     def __init__(self) -> None:
-        # The user's app this process measures (`read_app`): the plan's worker faults and each scenario's delivery
-        # record read `deliveries`, which no run option reaches, so the plugin holds it for the run.
+        # The user's app this instance measures (`read_app`; `implementations.APPS` holds the instance that runs
+        # apps): the plan's worker faults and each scenario's delivery record read `deliveries`, which no run option
+        # reaches, so the plugin holds it for the run.
         self._app: CeleryOptions | None = None
 
     # A class variable elsewhere; here it follows the app the run measures.
@@ -238,13 +240,15 @@ class CeleryImplementation(Implementation):
     def add_arguments(self, parser: argparse.ArgumentParser, command: str) -> None:
         group = parser.add_argument_group("Celery's worker")
         pools = list(POOLS)
-        group.add_argument("--pool", choices=pools, help="Celery's worker pool (default prefork; --app: your app's)")
+        group.add_argument(
+            "--pool", choices=pools, help="Celery's worker pool (default prefork; celery+app: your app's)"
+        )
         if command == "env":
             return
         group.add_argument(
             "--prefetch",
             type=bounded(int, 1, 1000),
-            help="Celery's worker_prefetch_multiplier (default 1; --app: your app's)",
+            help="Celery's worker_prefetch_multiplier (default 1; celery+app: your app's)",
         )
         group.add_argument(
             "--max-tasks-per-child",
@@ -257,30 +261,16 @@ class CeleryImplementation(Implementation):
             )
 
     def options_from(self, args: argparse.Namespace) -> PluginOptions:
-        """The flags given; `args.apps` holds the CLI's `--app QUEUE=PATH` pairs (Celery's app, if one is given:
-        its settings are read later, by `read_app`)."""
-        self._app = None  # a new command line: nothing measured yet
-        app = dict(getattr(args, "apps", None) or []).get(self.name)
-        pool, prefetch = args.pool, getattr(args, "prefetch", None)
-        max_tasks_per_child = getattr(args, "max_tasks_per_child", None)
-        if app is not None:
-            flags = (("--pool", pool), ("--prefetch", prefetch), ("--max-tasks-per-child", max_tasks_per_child))
-            given = [flag for flag, value in flags if value is not None]
-            if given:
-                raise UsageError(
-                    f"{', '.join(given)} with --app {self.name}={app}: the worker runs your app's own worker_pool, "
-                    "worker_prefetch_multiplier and worker_max_tasks_per_child; set them in your app, or drop --app"
-                )
+        """The flags given, for taskbench's set-up of Celery (`celery+app`, the user's app, has its own: `read_app`)."""
         options = CeleryOptions(
-            pool=pool or "prefork",
-            prefetch=prefetch or 1,
-            max_tasks_per_child=max_tasks_per_child,
+            pool=args.pool or "prefork",
+            prefetch=getattr(args, "prefetch", None) or 1,
+            max_tasks_per_child=getattr(args, "max_tasks_per_child", None),
             flower=getattr(args, "flower", False),
-            app=app,
         )
         if options.max_tasks_per_child is not None and options.pool != "prefork":
             raise UsageError(f"--max-tasks-per-child replaces prefork children; --pool {options.pool} has none")
-        return options.model_dump(exclude_defaults=True, exclude_none=True)  # app_settings: its serializer
+        return options.model_dump(exclude_defaults=True, exclude_none=True)
 
     def read_app(
         self, options: PluginOptions, python: str, environ: Mapping[str, str], external: bool

@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from taskbench.capacity import Capacity, ideal_makespan_s
 from taskbench.errors import SchemaError
+from taskbench.record import labels
 from taskbench_wire.records import JobRecord
 
 SCHEMA_VERSION = 4
@@ -195,8 +196,8 @@ class RunSettings(BaseModel):
         return self.url is None and any(server not in (None, "embedded") for server in given)
 
     def options_of(self, label: str) -> PluginOptions:
-        """The options given to `label`'s implementation (`celery@5.5.3` takes Celery's)."""
-        return self.options.get(label.split("@", 1)[0], {})
+        """The options given to `label`'s implementation (`celery@5.5.3` takes Celery's, `celery+app` its own)."""
+        return labels.options_of(self.options, label)
 
 
 class ScenarioSpec(BaseModel):

@@ -138,6 +138,8 @@ def join_info(url: str, label: str) -> tuple[redis.Redis, telemetry.JoinInfo, te
         raise UsageError(f"--join {redacted(url)}: no taskbench stack publishes there (is it its telemetry URL?)")
     if label not in info.labels:
         raise UsageError(f"--implementation {label}: not a worker of that stack (it runs {', '.join(info.labels)})")
+    if implementations.runs_app(label):
+        raise UsageError(f"--implementation {label}: a joined worker runs taskbench's app, not the stack's user's app")
     return connection, info, info.labels[label]
 
 
@@ -297,7 +299,7 @@ def run_worker(
     """`taskbench worker`: join, check the release, run until Ctrl-C, SIGTERM or the stack's end."""
     _, info, joined = join_info(url, label)
     host = host or socket.gethostname()
-    options = {implementations.plugin_name(label): joined.options} if joined.options else {}
+    options = {implementations.options_key(label): joined.options} if joined.options else {}
     with console.status(f"preparing {label}'s environment…"):
         env = environment.prepare([label], with_packages, options, rebuild, console.print, project)[label]
     check_release(label, joined, env.version(joined.queue_package))

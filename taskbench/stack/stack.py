@@ -884,7 +884,7 @@ class Stack:
         return [f"{part.what} exited ({part.process.ended_how()})" for part in parts if part and not part.alive()]
 
     def options_of(self, label: str) -> PluginOptions:
-        return self.config.options.get(implementations.plugin_name(label), {})
+        return implementations.options_of(self.config.options, label)
 
     def start_companions(self, label: str) -> None:
         """What the implementation runs beside its worker (Celery's Flower with `serve --flower`), in its
