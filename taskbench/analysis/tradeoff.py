@@ -29,7 +29,7 @@ SLOWER_BY_S = 1.0  # … and this much longer: 0.1 s against 0.05 s is start-up,
 
 
 def _memory_per_slot(name: str) -> bool:
-    return name in implementations.REGISTRY and implementations.get(name).memory_per_slot
+    return implementations.known(name) and implementations.get(name).memory_per_slot
 
 
 def slower_than(s: ScenarioSummary, makespan_s: float | None) -> float | None:
