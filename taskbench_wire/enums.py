@@ -33,6 +33,7 @@ class Fault(str, Enum):
     api_deploy = "api-deploy"  # SIGTERM it as an orchestrator does (graceful shutdown), start it again
     worker_crash = "worker-crash"  # SIGKILL the worker and every descendant, start it again
     worker_child_crash = "worker-child-crash"  # SIGKILL only its child processes (as an OOM kill would)
+    worker_deploy = "worker-deploy"  # SIGTERM the worker's main process, SIGKILL after a grace period, a new one
     redis_restart = "redis-restart"  # restart Redis, without and with AOF persistence
     postgres_restart = "postgres-restart"  # restart PostgreSQL (a fast shutdown): the PostgreSQL queues' jobs
     network_partition = "network-partition"  # --hosts: the worker's host cut off (link down) for a while, restored

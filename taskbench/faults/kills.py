@@ -1,4 +1,5 @@
-"""Processes killed: the API (SIGKILL, or SIGTERM as a deploy does) and the worker (whole, or only its children).
+"""Processes killed: the API (SIGKILL, or SIGTERM as a deploy does) and the worker (whole, only its children, or
+SIGTERMed as a deploy does).
 
 The worker faults run under each of the implementation's delivery settings; for BackgroundTasks, every worker of
 the stack dies: its jobs do not care, which is the finding."""
@@ -14,7 +15,7 @@ import psutil
 from taskbench import implementations
 from taskbench.faults.base import Fault
 from taskbench.implementations.base import Implementation
-from taskbench.record.results import Event, EventName, ScenarioSpec
+from taskbench.record.results import Event, EventName, PluginOptions, ScenarioSpec
 from taskbench.stack.stack import Stack, StackState
 from taskbench_wire import enums
 
@@ -76,6 +77,43 @@ class WorkerCrash(WorkerFault):
             stack.workers[target].kill()
         for target in targets:
             stack.workers[target].start()
+
+
+class WorkerDeploy(Fault):
+    """What users of every queue ask: are jobs lost or run twice when the workers are redeployed under load? The
+    queue's own shutdown answers (Celery's warm shutdown, RQ's wait for its work-horse, Huey's immediate stop on
+    SIGTERM, …), within the grace period an orchestrator gives it, under its default delivery."""
+
+    name = enums.Fault.worker_deploy
+    summary = (
+        "SIGTERM the worker's main process mid-burst, as a rolling deploy does (Kubernetes, docker stop), SIGKILL "
+        "what is left after the grace period, start a new worker: long-grace lets running jobs finish (2 × the "
+        "job's duration + 2 s), short-grace ends before they do (a quarter of the job's duration)"
+    )
+    GRACES = ("long-grace", "short-grace")
+
+    def applies(self, impl: Implementation, options: PluginOptions) -> bool:
+        return impl.has_worker  # BackgroundTasks' deploy is the API's: api-deploy
+
+    def variants(self, impl: Implementation) -> list[str | None]:
+        return list(self.GRACES)
+
+    def grace_s(self, spec: ScenarioSpec) -> float:
+        if spec.variant == "short-grace":
+            return spec.duration_s / 4  # struck when the running jobs are halfway: killed at three quarters
+        return 2 * spec.duration_s + 2
+
+    def allowance_s(self, spec: ScenarioSpec) -> float:
+        return super().allowance_s(spec) + self.grace_s(spec)
+
+    def strike(self, stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
+        grace = self.grace_s(spec)
+        what = implementations.title(spec.implementation)
+        detail = f"SIGTERM the {what} worker's main process (a deploy; SIGKILL after a grace of {grace:g} s)"
+        events.append(Event(t=time.time(), name=EventName.fault, detail=detail))
+        took, killed = stack.deploy_worker(spec.implementation, grace)
+        gone = f"still running after {grace:g} s: SIGKILLed" if killed else f"exited by itself in {took:.2f} s"
+        events.append(Event(t=time.time(), name=EventName.restart, detail=f"the old worker {gone}; a new one started"))
 
 
 class WorkerChildCrash(WorkerFault):

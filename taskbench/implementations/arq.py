@@ -24,6 +24,10 @@ MECHANISM = (
 class ArqImplementation(Implementation):
     name = "arq"
     title = "arq"
+    on_sigterm = (  # a deploy: what its worker does when its main process is sent SIGTERM
+        "running jobs cancelled at once (job_completion_wait 0, arq's default; arq/worker.py handle_sig) and, "
+        "with retry_jobs, run again by the next worker within max_tries"
+    )
     packages = ("arq>=0.26",)
     queue_package = "arq"
     deliveries = (
@@ -70,7 +74,8 @@ class ArqImplementation(Implementation):
             "(not configurable on its own)",
             "abandoned-job sweep": "none in arq: every poll re-reads the queue (restore interval not used)",
             "max_tries": "per delivery variant (default: 5, arq's default)",
-            "retry_jobs": "off: Retry and cancellation never re-run a job (a job's exception never does in arq)",
+            "retry_jobs": "on (arq's default): a job cancelled by the worker's shutdown is run again, within "
+            "max_tries; a job's exception never is",
             "keep_result": "0 s: no result stored (arq default 3600 s)",
             "serializer": "pickle (arq's default)",
             "worker's Redis client": "reconnects and retries (5 tries, backoff 0.2 → 1 s): arq's poll loop exits on "

@@ -78,6 +78,7 @@ class Implementation(ABC):
     title: ClassVar[str]  # how reports name it: "BackgroundTasks", "Celery"
     deliveries: ClassVar[tuple[Delivery, ...]]  # the first is the default; worker faults run each
     faults: ClassVar[tuple[str, ...]] = ALL_FAULTS
+    on_sigterm: ClassVar[str] = ""  # its worker's shutdown, as a deploy starts it (worker-deploy); every report says
     # Each unit of --concurrency is a process of its own (a prefork pool, RQ's worker pool): memory grows with
     # concurrency, and the verdict extrapolates it linearly. Threads and coroutines share their process.
     memory_per_slot: ClassVar[bool] = False
@@ -178,6 +179,7 @@ class Implementation(ABC):
         """What the reports print: `settings`, with those of the broker the jobs really waited in, and on servers of
         someone else's (`external`) what changes there."""
         shown = self.settings(concurrency, options, api) | self.broker_settings(self.broker_for(broker))
+        shown |= {"on SIGTERM": self.on_sigterm} if self.on_sigterm else {}
         return shown | (self.external_settings() if external else {})
 
     def external_settings(self) -> dict[str, str]:

@@ -167,6 +167,11 @@ class CeleryBeat(Beat):
 class CeleryImplementation(Implementation):
     name = "celery"
     title = "Celery"
+    on_sigterm = (  # a deploy: what its worker does when its main process is sent SIGTERM
+        "warm shutdown (celery/apps/worker.py): stops consuming, waits for running jobs with no limit but "
+        "task_time_limit, and returns prefetched messages to the queue; a second SIGTERM changes nothing "
+        "(cold shutdown is SIGQUIT; worker_soft_shutdown_timeout 0, off)"
+    )
     Options = CeleryOptions
     beat_model = CeleryBeat
     # flower: `serve --flower`, Celery's monitoring UI (never imported by the worker or the API)

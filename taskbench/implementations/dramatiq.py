@@ -36,6 +36,11 @@ def processes_and_threads(concurrency: int, cpu_count: int) -> tuple[int, int]:
 class DramatiqImplementation(Implementation):
     name = "dramatiq"
     title = "Dramatiq"
+    on_sigterm = (  # a deploy: what its worker does when its main process is sent SIGTERM
+        "forwarded to every worker process: worker threads stop taking messages and are joined for "
+        "--worker-shutdown-timeout (600 s by default); prefetched messages are requeued; running actors are "
+        "not interrupted (dramatiq/worker.py Worker.stop)"
+    )
     # pika: its RabbitmqBroker (--broker amqp)
     packages = ("dramatiq[redis,rabbitmq]>=1.17",)
     queue_package = "dramatiq"

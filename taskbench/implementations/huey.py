@@ -26,6 +26,10 @@ MAX_DELAY_S = 10.0
 class HueyImplementation(Implementation):
     name = "huey"
     title = "Huey"
+    on_sigterm = (  # a deploy: what its worker does when its main process is sent SIGTERM
+        "Huey's immediate shutdown (-g INT, its default: SIGINT is the graceful one): running tasks are "
+        "interrupted and not requeued, no SIGNAL_INTERRUPTED handler here (huey/consumer.py _handle_signal)"
+    )
     packages = ("huey[redis]>=2.5",)
     queue_package = "huey"
     deliveries = (
@@ -91,7 +95,6 @@ class HueyImplementation(Implementation):
             "utc": "True (Huey's default)",
             "scheduler": "every 1 s (-s 1, the default: one Redis call a second); --no-periodic (no periodic tasks)",
             "health check": "every 10 s (-c 10, the default): a dead worker thread is started again",
-            "shutdown": "SIGINT graceful, SIGTERM immediate (-g INT, the default); no SIGNAL_INTERRUPTED handler",
             "serializer": "pickle (Huey's default), no compression",
             "logging": "INFO (2 lines per task)",
         }

@@ -34,6 +34,11 @@ def batch_size(concurrency: int) -> int:
 class PgqueuerImplementation(Implementation):
     name = "pgqueuer"
     title = "PgQueuer"
+    on_sigterm = (  # a deploy: what its worker does when its main process is sent SIGTERM
+        "stops dequeuing and awaits the jobs it dispatched, with no timeout (pgqueuer/core/qm.py "
+        "QueueManager.run); a job left 'picked' by a killed worker is taken again once its heartbeat is "
+        "heartbeat_timeout old"
+    )
     # asyncpg: the driver of PgQueuer's README and examples (psycopg is the alternative extra).
     packages = ("pgqueuer[asyncpg]>=1.0",)
     queue_package = "pgqueuer"

@@ -37,6 +37,10 @@ def _default_sync_threads(cpu_count: int) -> int:
 class ProcrastinateImplementation(Implementation):
     name = "procrastinate"
     title = "procrastinate"
+    on_sigterm = (  # a deploy: what its worker does when its main process is sent SIGTERM
+        "stops fetching (it never prefetches) and waits for running jobs (shutdown_graceful_timeout: no limit "
+        "by default), then aborts what is left (procrastinate/worker.py stop)"
+    )
     packages = ("procrastinate>=3.0", "psycopg[binary]>=3.1")
     queue_package = "procrastinate"
     needs_postgres = True
@@ -93,7 +97,6 @@ class ProcrastinateImplementation(Implementation):
             "heartbeat = the redelivery timeout) and retry_job for each: the documented periodic task's body "
             "(docs 'Retry stalled jobs': @app.periodic(cron='*/10 * * * *')), without cron's minute granularity "
             "or its queueing lock (a second worker's retry of the same job fails and is ignored)",
-            "shutdown_graceful_timeout": "none (default): SIGTERM waits for running jobs",
             "delete_jobs": "always (default never): a finished job's row is deleted; taskbench keeps its own records",
             "retries": "none (a task's default): a job's own exception fails it for good",
             "connection pools": f"psycopg_pool min_size = max_size = {POOL_SIZE} (its default): the API holds "

@@ -26,6 +26,11 @@ class RqBeat(Beat):
 class RQImplementation(Implementation):
     name = "rq"
     title = "RQ"
+    on_sigterm = (  # a deploy: what its worker does when its main process is sent SIGTERM
+        "warm shutdown (rq/worker/base.py request_stop): stops dequeuing and waits for the work horse's job, "
+        "bounded only by the job's timeout; a second signal kills the horse (cold shutdown) and leaves its "
+        "job in the started registry"
+    )
     packages = ("rq>=2.0",)
     queue_package = "rq"
     beat_model = RqBeat

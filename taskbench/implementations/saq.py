@@ -27,6 +27,10 @@ def _default_sync_threads(cpu_count: int) -> int:
 class SaqImplementation(Implementation):
     name = "saq"
     title = "SAQ"
+    on_sigterm = (  # a deploy: what its worker does when its main process is sent SIGTERM
+        "running jobs cancelled at once (shutdown_grace_period_s unset: 0; saq/worker.py Worker.stop) and "
+        "retried after cancellation_hard_deadline_s (1 s) whatever their retries"
+    )
     packages = ("saq[redis]>=0.24",)
     queue_package = "saq"
     beat_model = SaqBeat

@@ -34,6 +34,10 @@ MECHANISM = (
 class StreaqImplementation(Implementation):
     name = "streaq"
     title = "streaQ"
+    on_sigterm = (  # a deploy: what its worker does when its main process is sent SIGTERM
+        "running tasks kept for grace_period (0 by default) then relinquished: made claimable at once and "
+        "retried; prefetched messages stay pending until idle_timeout (streaq/worker.py signal_handler)"
+    )
     packages = ("streaq>=7.2",)
     queue_package = "streaq"
     redis_min_version = (7, 0)  # its Lua library is loaded with FUNCTION LOAD ("unknown command" on 6.2)

@@ -24,6 +24,11 @@ def split(concurrency: int, cpu_count: int) -> tuple[int, int]:
 class TaskiqImplementation(Implementation):
     name = "taskiq"
     title = "taskiq"
+    on_sigterm = (  # a deploy: what its worker does when its main process is sent SIGTERM
+        "the main process sends SIGINT to each worker process: it stops prefetching and waits for running "
+        "jobs (--wait-tasks-timeout: no limit by default) and drops what it prefetched without returning it "
+        "(taskiq/receiver/receiver.py)"
+    )
     packages = ("taskiq>=0.11", "taskiq-redis>=1.0")
     queue_package = "taskiq"
     redis_min_version = (6, 2)  # its stream delivery takes abandoned messages back with XAUTOCLAIM

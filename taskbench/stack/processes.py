@@ -155,19 +155,30 @@ class ManagedProcess:
             self._strays = [p for p in self._descendants() if _group_of(p) != self.popen.pid]
             self._signal_group(self.stop_signal)
 
-    def stop(self, grace_s: float = 10.0) -> None:
+    def stop(self, grace_s: float = 10.0, *, leader_only: bool = False) -> bool:
+        """Its stop signal, then SIGKILL for whatever is left after `grace_s`. `leader_only`: the signal to the main
+        process alone, as a container runtime signals a container's first process (Kubernetes, `docker stop`),
+        which then stops its children itself. Whether the grace ran out with the main process still running."""
         if self.popen is None or self._ended:
-            return
+            return False
         strays = [*self._strays, *(p for p in self._descendants() if _group_of(p) != self.popen.pid)]
         self._strays = []
+        overran = False
         if self.popen.poll() is None:
-            self._signal_group(self.stop_signal)
-            with contextlib.suppress(subprocess.TimeoutExpired):
+            if leader_only:
+                with contextlib.suppress(ProcessLookupError):
+                    self.popen.send_signal(self.stop_signal)
+            else:
+                self._signal_group(self.stop_signal)
+            try:
                 self.popen.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                overran = True
         self.kill()  # stragglers of the group, even when the leader already exited
         for stray in strays:  # descendants in groups of their own, remembered before the leader went
             with contextlib.suppress(psutil.Error):
                 stray.kill()
+        return overran
 
     def cap_log(self, max_bytes: int = LOG_CAP_BYTES) -> None:
         """Past `max_bytes`, the log keeps its newer half behind a line saying what was cut: a process that logs

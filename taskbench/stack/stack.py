@@ -985,6 +985,16 @@ class Stack:
         self.api.kill()
         self.api.start()
 
+    def deploy_worker(self, label: str, grace_s: float) -> tuple[float, bool]:
+        """A deploy of `label`'s worker: SIGTERM its main process (the queue's own shutdown), SIGKILL what is left
+        after `grace_s`, as an orchestrator does, then a new worker. How long the old one took to go, and whether it
+        was killed."""
+        started = time.monotonic()
+        killed = self.workers[label].process.stop(grace_s, leader_only=True)
+        took = time.monotonic() - started
+        self.workers[label].start()
+        return took, killed
+
     def deploy_api(self) -> float:
         """A deploy: SIGTERM (uvicorn's graceful shutdown), SIGKILL if it is still there after the grace period
         an orchestrator gives (the graceful timeout + 5 s, else Kubernetes' default 30 s), then start again.

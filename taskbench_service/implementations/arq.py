@@ -161,7 +161,7 @@ class ArqImplementation(CountedWithBeats):
             "job_ids": f"{JOB_ID_PREFIX}<record id> (keys arq:job:{JOB_ID_PREFIX}<id>, ...)",
             "poll_delay_s": POLL_DELAY_S,
             "keep_result_s": KEEP_RESULT_S,
-            "retry_jobs": False,
+            "retry_jobs": True,
             "max_tries": DELIVERIES,
             "job_timeout": "max_jobs × the worker's redelivery timeout (its heartbeat says)",
             "in_progress_ttl": f"job_timeout + {IN_PROGRESS_EXTRA_S:.0f} s (fixed by arq)",
@@ -198,7 +198,7 @@ async def run_job(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
     finally:
         _state.active -= 1
     if error is not None:
-        raise error  # recorded already; arq logs it and retries only `Retry`, and retry_jobs is off anyway
+        raise error  # recorded already; arq logs it and re-runs only `Retry` and a cancellation at shutdown
 
 
 def _describe() -> dict[str, Any]:
@@ -254,7 +254,7 @@ class WorkerSettings:
     job_timeout = JOB_TIMEOUT_S
     keep_result = KEEP_RESULT_S
     max_tries = MAX_TRIES
-    retry_jobs = False  # a job raising Retry, or cancelled at shutdown, is failed, never run again
+    retry_jobs = True  # arq's default: a job cancelled at shutdown (SIGTERM) is run again, within max_tries
     on_startup = _startup
     on_shutdown = _shutdown
     if settings.foreign_servers:
