@@ -816,7 +816,7 @@ class Stack:
             argv += ["--workers", str(self.config.api.api_workers)]
         what = f"the API server of {implementations.title(label)}"
         name = f"{label}-api"
-        service = Service(name, argv, self.api_env(label), self._log(name), lambda _: self._api_answers(label), what)
+        service = Service(name, argv, self.api_env(label), self._log(name), lambda s: self._api_answers(label, s), what)
         if self.network is not None:
             service.process.netns = self.network.namespace(netns.API_HOST)
         self._contain(service, self.config.api_limits)
@@ -906,19 +906,23 @@ class Stack:
         except httpx.HTTPError:
             return False
 
-    def _api_answers(self, label: str) -> bool:
-        """Ready once it answers, and under --api-workers N once all N processes beat (each calibrates first)."""
+    def _api_answers(self, label: str, service: Service) -> bool:
+        """Ready once it answers as the process started here (not another API that got the same port first: then
+        this one cannot bind, exits, and says so), and under --api-workers N once all N processes beat (each
+        calibrates first)."""
         url = self.url_for(label)
         try:
             if httpx.get(f"{url}/health/sync", timeout=1.0).status_code != 200:
                 return False
-            if self.config.api.api_workers == 1 or not implementations.get(label).records_in_api_process:
-                return True
-            name = implementations.plugin_name(label)
-            processes = httpx.get(f"{url}/health", timeout=1.0).json().get(name, {}).get("processes", [])
-            return len(processes) >= self.config.api.api_workers
+            health = Health.of(httpx.get(f"{url}/health", timeout=1.0).json())
         except (httpx.HTTPError, ValueError):
             return False
+        if health.api.pid not in _family(service):
+            return False
+        if self.config.api.api_workers == 1 or not implementations.get(label).records_in_api_process:
+            return True
+        processes = health.section(implementations.plugin_name(label)).processes
+        return len(processes) >= self.config.api.api_workers
 
     def _worker_seen(self, name: str, service: Service) -> bool:
         """Ready once its API's /health shows a heartbeat from the worker's process or one of its children."""
@@ -926,11 +930,7 @@ class Stack:
             health = Health.of(httpx.get(f"{self.url_for(name)}/health", timeout=1.0).json())
         except (httpx.HTTPError, ValueError):
             return False
-        try:
-            root = psutil.Process(service.pid)
-            family = {root.pid, *(child.pid for child in root.children(recursive=True))}
-        except psutil.Error:
-            return False
+        family = _family(service)
         return any(w.pid in family for w in implementations.get(name).workers_seen(health))
 
     def apply(self, state: StackState) -> None:
@@ -1006,3 +1006,14 @@ class Stack:
         stopped = time.monotonic() - started
         self.api.start()
         return stopped
+
+
+def _family(service: Service) -> set[int]:
+    """The pids of `service`'s process and its descendants (none before it starts or once it is gone)."""
+    if service.pid is None:  # psutil.Process(None) would be this process
+        return set()
+    try:
+        root = psutil.Process(service.pid)
+        return {root.pid, *(child.pid for child in root.children(recursive=True))}
+    except psutil.Error:
+        return set()
