@@ -20,6 +20,7 @@ import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -27,10 +28,13 @@ from taskbench.analysis import analyse, history
 from taskbench.analysis.models import AnalysedRun
 from taskbench.errors import SchemaError, UsageError
 from taskbench.record.results import RunResult, ScenarioResult, load_run, load_scenario
-from taskbench.report import charts, digest, html, markdown
+from taskbench.report import digest, html, markdown
 from taskbench.report.blocks import ChartRef
 from taskbench.report.names import CHARTS_DIR, REPORT_HTML, comparison_stem, scenario_stem
 from taskbench.report.palette import FALLBACK, colours
+
+if TYPE_CHECKING:
+    from taskbench.report import charts
 
 
 @contextlib.contextmanager
@@ -96,6 +100,8 @@ def _write_run(folder: Path, analysed: AnalysedRun, scenarios: list[ScenarioResu
     folder.mkdir(parents=True, exist_ok=True)
     timestamp = analysed.timestamp
     palette = colours([i.name for i in analysed.implementations])
+    from taskbench.report import charts  # matplotlib, imported when a report is drawn: not for `--help`
+
     comparison_charts = charts.comparison_charts(analysed)
     scenario_charts: dict[str, list[charts.Chart]] = {}
     for result, summary in zip(scenarios, analysed.scenario_summaries, strict=True):
