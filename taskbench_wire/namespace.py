@@ -15,3 +15,12 @@ def schema_name(namespace: str) -> str:
     [a-z0-9_] as `_` (PgQueuer takes no quoted schema name)."""
     name = re.sub(r"[^a-z0-9_]", "_", namespace.lower())
     return name if name[:1].isalpha() or name[:1] == "_" else f"_{name}"
+
+
+# taskbench's own keys in a namespace beside a queue's (`{namespace}:job:<id>` the service's records, `jobs:` their
+# index, `refused:`, `workers:` the beats, `ledger:`): not what the queue keeps, so not counted as what it retains.
+OWN_KEYS = ("job", "jobs", "refused", "workers", "ledger")
+
+
+def is_own_key(key: str, namespace: str) -> bool:
+    return any(key.startswith(f"{namespace}:{own}:") for own in OWN_KEYS)

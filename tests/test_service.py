@@ -378,3 +378,16 @@ def test_a_deadline_moves_on_while_jobs_complete_and_says_how_far_they_got(stack
     finished, rate = int(unfinished.split()[0]), float(unfinished.split("completing at ")[1].split("/s")[0])
     purge(stack, "celery")  # the rest: the stack is shared
     assert 0 < finished < 96 and rate == pytest.approx(4.0, rel=0.5), unfinished
+
+
+def test_what_the_broker_keeps_is_the_queues_not_taskbenchs_own_records(stack: Stack) -> None:
+    """BackgroundTasks put nothing in Redis but taskbench's own records of them, which are not counted: their
+    burst keeps (next to) nothing there, whatever the other queues' idle workers rewrite meanwhile; Celery keeps a
+    result per job (its result backend, expired after a day)."""
+    from tests.conftest import burst
+
+    fastapi = burst(stack, "fastapi", 20, 0.05, 4).broker_bytes
+    celery = burst(stack, "celery", 20, 0.05, 4).broker_bytes
+    assert fastapi is not None and celery is not None
+    assert abs(fastapi.after - fastapi.before) < 1024, fastapi
+    assert celery.after - celery.before >= 20 * 150, celery

@@ -345,3 +345,18 @@ def test_the_completion_rate_is_read_over_the_last_window_of_polls() -> None:
         completion.seen.append((float(second), finished))
     assert completion.rate_per_s(window_s=2.0) == pytest.approx(10.0)  # (50 − 30) / 2 s
     assert completion.rate_per_s(window_s=100.0) == pytest.approx(50 / 6)
+
+
+@pytest.mark.pure
+def test_what_the_broker_keeps_is_counted_per_thousand_completed_jobs() -> None:
+    from taskbench.analysis.stats import broker_kept
+    from taskbench.record.results import BrokerBytes, load_scenario
+    from taskbench.report.fmt import size
+
+    fixture = Path(__file__).parent / "fixtures" / "small_run" / "fastapi_5_jobs_20261125_061235.json"
+    result = load_scenario(fixture).model_copy(update={"broker_bytes": BrokerBytes(before=2_000, after=18_000)})
+    kept = broker_kept(result, completed=50)
+    assert kept is not None and kept.kept_bytes == 16_000 and kept.kept_per_1000_bytes == 320_000
+    assert broker_kept(result, completed=0) == kept.model_copy(update={"kept_per_1000_bytes": None})
+    assert broker_kept(result.model_copy(update={"broker_bytes": None}), completed=50) is None
+    assert [size(v) for v in (None, 812, 49_356, 3_250_000)] == ["–", "812 B", "48.2 KB", "3.1 MB"]

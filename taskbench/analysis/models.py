@@ -310,6 +310,14 @@ class RateStep(BaseModel):
     reasons: list[str] = Field(default_factory=list)  # why not sustained, or why inconclusive
 
 
+class BrokerKept(BaseModel):
+    """What the queue keeps in its broker of a scenario's jobs once they are done (results, job hashes, streams):
+    the bytes its namespace held after them less those before the burst, and that per 1 000 completed jobs."""
+
+    kept_bytes: int
+    kept_per_1000_bytes: float | None  # None when no job completed
+
+
 class ScenarioSummary(BaseModel):
     """Every figure of one scenario, its failures and the facts a report states about it."""
 
@@ -362,6 +370,7 @@ class ScenarioSummary(BaseModel):
     rate: RateStep | None = None  # a sustained-load step (--rate): its figures and whether it was sustained
     records_from: str = "api"  # "ledger": rebuilt from the ledger, no single API process holding them all
     hosts: list[HostClock] = Field(default_factory=list)  # the hosts that ran its jobs or sent samples, their clocks
+    broker: BrokerKept | None = None  # what its queue keeps in the broker once its jobs are done (not on RabbitMQ)
     responsive: bool | None  # None: no probe was sent
     failures: list[Failure] = Field(default_factory=list)  # rules that fired in every run, clear of the margin
     # With repeats, every number above is the median over the runs (lists and ids: from the median run).

@@ -15,6 +15,7 @@ from taskbench.analysis import history, order, rates
 from taskbench.analysis.models import (
     ENDPOINTS,
     HARNESS_SHARE_LIMIT_PERCENT,
+    BrokerKept,
     Completion,
     CpuShares,
     CutSubmissions,
@@ -364,8 +365,17 @@ def figures_of(result: ScenarioResult) -> ScenarioSummary:
         status_polls=status_poll_summary(result),
         records_from=result.records_from,
         hosts=result.hosts,
+        broker=broker_kept(result, statuses["completed"]),
         responsive=None,
     )
+
+
+def broker_kept(result: ScenarioResult, completed: int) -> BrokerKept | None:
+    held = result.broker_bytes
+    if held is None:
+        return None
+    kept = held.after - held.before
+    return BrokerKept(kept_bytes=kept, kept_per_1000_bytes=kept / completed * 1000 if completed else None)
 
 
 def _how_it_ran(result: ScenarioResult) -> tuple[str, dict[str, str]]:

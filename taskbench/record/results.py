@@ -421,6 +421,14 @@ class DepthSample(BaseModel):
     finished: int
 
 
+class BrokerBytes(BaseModel):
+    """The bytes a queue holds in its broker (taskbench.measure.retention), read after the clear before the burst
+    and once the scenario's jobs ended: the difference is what it keeps of them."""
+
+    before: int
+    after: int
+
+
 class ScenarioResult(BaseModel):
     schema_version: int = SCHEMA_VERSION
     spec: ScenarioSpec
@@ -449,6 +457,7 @@ class ScenarioResult(BaseModel):
     records_from: Literal["api", "ledger"] = "api"
     # the hosts that ran its jobs or sent samples (workers joined with `taskbench worker --join`), with their clocks
     hosts: list[HostClock] = Field(default_factory=list)
+    broker_bytes: BrokerBytes | None = None  # what its queue kept in the broker, before the burst and once it ended
 
     @property
     def run_label(self) -> str:

@@ -25,7 +25,7 @@ from taskbench.report.blocks import (
     Table,
     bullets,
 )
-from taskbench.report.fmt import mb, ms, percent, ratio, seconds, yes_no
+from taskbench.report.fmt import mb, ms, percent, ratio, seconds, size, yes_no
 from taskbench_wire.enums import PARTITION_FAULTS
 
 SPEC_WORKLOAD = "sleep"  # the spec's own job: its rows and files carry no workload name
@@ -263,6 +263,25 @@ def short_jobs_table(summaries: Sequence[ScenarioSummary]) -> Table:
                 percent(None if s.harness is None else s.harness.cpu_percent),
             ]
         )
+    return Table(headers, rows)
+
+
+BROKER_MEANING = (
+    "What each queue leaves in its broker once a burst's jobs are done: the bytes of its keys in Redis (Redis's "
+    "MEMORY USAGE of each; taskbench's own records, beats and ledger left out) or of its tables in PostgreSQL, "
+    "after the burst less before it, per 1 000 completed jobs: results and job records that no one reads, and "
+    "streams never trimmed, stay there until the queue's own expiry removes them (see each queue's settings). "
+    "Not read on RabbitMQ."
+)
+
+
+def broker_table(summaries: Sequence[ScenarioSummary]) -> Table:
+    headers = ["Scenario", "Kept after the burst", "Per 1 000 jobs"]
+    rows: list[list[Cell]] = [
+        [s.label, size(s.broker.kept_bytes), size(s.broker.kept_per_1000_bytes)]
+        for s in summaries
+        if s.broker is not None and not s.fault and not s.rate
+    ]
     return Table(headers, rows)
 
 
@@ -910,6 +929,8 @@ def comparison(run: AnalysedRun, charts: Sequence[ChartRef] = ()) -> list[Block]
         blocks += [Heading("Several API processes (--api-workers)", 3), api_processes_table(summaries)]
     if any(s.workload == "noop" and not s.fault for s in summaries):
         blocks += [Heading("Short jobs (noop): what each runner costs", 3), short_jobs_table(summaries)]
+    if broker_table(summaries).rows:
+        blocks += [Heading("What the broker keeps", 3), Paragraph(BROKER_MEANING), broker_table(summaries)]
     if len({s.middleware for s in summaries}) > 1:
         blocks += [
             Heading("Without and with the middleware", 3),

@@ -25,3 +25,13 @@ def ratio(value: float | None) -> str:
 
 def yes_no(value: bool | None) -> str:
     return "–" if value is None else "✓" if value else "✗"
+
+
+def size(value: float | None) -> str:
+    """Bytes as a reader takes them in: `812 B`, `48.2 KB`, `3.1 MB` (powers of 1024)."""
+    if value is None:
+        return "–"
+    for unit, scale in (("MB", 1024**2), ("KB", 1024)):
+        if abs(value) >= scale:
+            return f"{value / scale:.1f} {unit}"
+    return f"{value:.0f} B"

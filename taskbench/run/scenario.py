@@ -27,6 +27,7 @@ from taskbench.measure.probes import Prober
 from taskbench.measure.sampler import Sampler
 from taskbench.measure.telemetry import RemoteSamples
 from taskbench.record.results import (
+    BrokerBytes,
     DepthSample,
     Event,
     EventName,
@@ -286,6 +287,7 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
         await _strike(ctx, spec, run, instruments.watch, prepared.expected.concurrency)
         await _wait(ctx, spec, run, instruments, progress)
         run.jobs = await _collect(ctx, spec, run, instruments)
+        run.broker_bytes_after = await asyncio.to_thread(ctx.stack.broker_bytes, spec.implementation)
     finally:
         if counting is not None:
             counting.cancel()
@@ -303,6 +305,7 @@ class Prepared:
     expected: Capacity
     ideal_s: float
     deadline_s: float
+    broker_bytes: int | None  # what the queue holds in its broker before the burst
 
 
 async def _prepare(ctx: ScenarioContext, spec: ScenarioSpec) -> Prepared:
@@ -323,7 +326,8 @@ async def _prepare(ctx: ScenarioContext, spec: ScenarioSpec) -> Prepared:
         spec.implementation, spec.model_workload, spec.jobs, spec.concurrency or settings.concurrency, cores
     )
     ideal = capacity.ideal_makespan_s(spec.jobs, expected.concurrency, spec.duration_s, spec.for_s or 0.0)
-    return Prepared(expected, ideal, deadline_for(spec, ideal, ctx.timeout_s))
+    held = await asyncio.to_thread(stack.broker_bytes, spec.implementation)
+    return Prepared(expected, ideal, deadline_for(spec, ideal, ctx.timeout_s), held)
 
 
 @dataclass
@@ -399,6 +403,7 @@ class Running:
     status_polls: list[StatusPoll] = field(default_factory=list)
     jobs: list[JobRecord] = field(default_factory=list)
     timed_out: bool = False
+    broker_bytes_after: int | None = None
 
     @property
     def accepted(self) -> int:
@@ -488,6 +493,9 @@ def _result(
         records_from="ledger" if instruments.split_records else "api",
         hosts=remote.clocks(executions, stack.local_hosts()) if remote is not None else [],
         harness=instruments.harness_reading(),
+        broker_bytes=BrokerBytes(before=prepared.broker_bytes, after=run.broker_bytes_after)
+        if prepared.broker_bytes is not None and run.broker_bytes_after is not None
+        else None,
     )
 
 

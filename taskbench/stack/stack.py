@@ -33,6 +33,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import psutil
+import psycopg
 import redis
 
 from taskbench import implementations
@@ -40,7 +41,7 @@ from taskbench.envs import environment, venvs
 from taskbench.errors import StackError
 from taskbench.hosts import cgroups, netns
 from taskbench.implementations.base import PYTHON
-from taskbench.measure import telemetry
+from taskbench.measure import retention, telemetry
 from taskbench.measure.ledger import LedgerTail
 from taskbench.record.results import ApiOptions, ContainerLimits, DeliveryRecord, PluginOptions, Unavailable
 from taskbench.stack import postgres_server, rabbitmq_server, watchdog
@@ -221,6 +222,22 @@ class Stack:
         delivery = impl.delivery(self.state.delivery(label), broker)
         timeout = None if broker == "amqp" else self.state.redelivery_timeout_s  # RabbitMQ: on disconnect
         return DeliveryRecord(name=delivery.name, promise=delivery.promise, redelivery_timeout_s=timeout, broker=broker)
+
+    def broker_bytes(self, label: str) -> int | None:
+        """What `label`'s queue holds in its broker now (`taskbench.measure.retention`); None on RabbitMQ, or when
+        the broker does not answer (the scenario's own faults restart it)."""
+        impl = implementations.get(label)
+        try:
+            if impl.needs_postgres:
+                return retention.postgres_bytes(self.postgres_url, self.namespace)
+            if impl.broker_for(self.config.broker) != "redis":
+                return None
+            patterns = (f"{self.namespace}:*", *impl.redis_patterns(self.namespace))
+            with redis.Redis.from_url(self.redis_url_for(label), socket_timeout=5) as client:
+                return retention.redis_bytes(client, self.namespace, patterns)
+        except (redis.RedisError, psycopg.Error) as exc:
+            log.warning("what %s keeps in its broker could not be read: %s", label, self.redact(str(exc)))
+            return None
 
     def local_hosts(self) -> set[str]:
         """The host labels of this machine's processes, which share the harness's clock: its host name (what the
