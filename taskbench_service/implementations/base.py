@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any, TypeVar
 
@@ -18,10 +18,11 @@ import redis
 from fastapi import APIRouter, BackgroundTasks, Body, HTTPException, Query, Response
 
 from taskbench_service.heartbeat import live_beats
-from taskbench_service.jobs import JobList, JobRecord, JobRequest, JobStore, RedisJobStore, finished_fields, new_record
+from taskbench_service.jobs import JobRequest, JobStore, RedisJobStore, finished_fields, new_record
 from taskbench_service.settings import settings
 from taskbench_wire.enums import JobStatus
 from taskbench_wire.health import BROKER_UNREACHABLE, NO_WORKERS, SECTION_OK, Beat, Section
+from taskbench_wire.records import JobList, JobRecord
 
 T = TypeVar("T")
 
@@ -152,7 +153,7 @@ class QueueImplementation(ServiceImplementation):
         loop = asyncio.get_running_loop()
         return await self.bounded(loop.run_in_executor(self._publisher, func))
 
-    async def bounded(self, awaitable: Any) -> Any:
+    async def bounded(self, awaitable: Awaitable[T]) -> T:
         try:
             return await asyncio.wait_for(awaitable, PUBLISH_TIMEOUT_S)
         except asyncio.TimeoutError as exc:

@@ -56,8 +56,9 @@ from taskbench_service import workloads
 from taskbench_service.execution import execute_sync
 from taskbench_service.heartbeat import Heartbeat
 from taskbench_service.implementations.base import BrokerUnavailable, QueueImplementation
-from taskbench_service.jobs import JobCall, JobRecord, WorkerRecords
+from taskbench_service.jobs import JobCall, WorkerRecords
 from taskbench_service.settings import settings
+from taskbench_wire.records import JobRecord
 from taskbench_wire.urls import redacted
 
 # --- the app ----------------------------------------------------------------------------------------------

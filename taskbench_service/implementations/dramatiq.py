@@ -62,8 +62,9 @@ from taskbench_service import workloads
 from taskbench_service.execution import execute_async, execute_sync
 from taskbench_service.heartbeat import Heartbeat
 from taskbench_service.implementations.base import BrokerUnavailable, QueueImplementation
-from taskbench_service.jobs import JobCall, JobRecord, RedisJobStore, WorkerRecords, redis_options
+from taskbench_service.jobs import JobCall, RedisJobStore, WorkerRecords, redis_options
 from taskbench_service.settings import MAX_DURATION_S, settings
+from taskbench_wire.records import JobRecord
 from taskbench_wire.urls import redacted
 
 log = logging.getLogger(__name__)
@@ -92,9 +93,9 @@ def maintenance_chance(restore_interval_s: float | None, poll_ms: int) -> int:
     consumer sends a command at least every `poll_ms`; a chance of poll / interval gives it one sweep per
     `restore_interval_s` on average."""
     if restore_interval_s is None:
-        return DEFAULT_MAINTENANCE_CHANCE
+        return int(DEFAULT_MAINTENANCE_CHANCE)
     chance = int(MAINTENANCE_SCALE * poll_ms / (restore_interval_s * 1000))
-    return max(DEFAULT_MAINTENANCE_CHANCE, min(MAINTENANCE_SCALE, chance))
+    return max(int(DEFAULT_MAINTENANCE_CHANCE), min(int(MAINTENANCE_SCALE), chance))
 
 
 MAINTENANCE_CHANCE = maintenance_chance(settings.restore_interval_s, WORKER_TIMEOUT_MS)

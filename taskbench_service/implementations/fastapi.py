@@ -23,10 +23,11 @@ from taskbench_service import workloads
 from taskbench_service.execution import execute_async, execute_sync
 from taskbench_service.heartbeat import Heartbeat, live_beats
 from taskbench_service.implementations.base import ServiceImplementation
-from taskbench_service.jobs import JobCall, JobRecord, MemoryJobStore
+from taskbench_service.jobs import JobCall, MemoryJobStore
 from taskbench_service.settings import MAX_MEMORY_IN_FLIGHT_MB, settings
 from taskbench_service.workloads import Kind
 from taskbench_wire.health import Section
+from taskbench_wire.records import JobRecord
 
 API_BEAT_S = 0.5  # in-flight counts of the other API processes are at most this old
 

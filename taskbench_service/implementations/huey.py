@@ -62,8 +62,9 @@ from taskbench_service import workloads
 from taskbench_service.execution import execute_sync
 from taskbench_service.heartbeat import Heartbeat
 from taskbench_service.implementations.base import QueueImplementation
-from taskbench_service.jobs import JobCall, JobRecord, WorkerRecords, json_bytes, redis_options
+from taskbench_service.jobs import JobCall, WorkerRecords, json_bytes, redis_options
 from taskbench_service.settings import settings
+from taskbench_wire.records import JobRecord
 
 NAME = "huey"
 # The Huey instance's name: its storage keys are huey.*.<name> (see the module's docstring).

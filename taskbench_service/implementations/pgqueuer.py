@@ -66,10 +66,11 @@ from taskbench_service import workloads
 from taskbench_service.execution import execute_async
 from taskbench_service.heartbeat import Heartbeat, live_beats
 from taskbench_service.implementations.base import PUBLISH_TIMEOUT_S, BrokerUnavailable, QueueImplementation
-from taskbench_service.jobs import JobCall, JobRecord, RedisJobStore
+from taskbench_service.jobs import JobCall, RedisJobStore
 from taskbench_service.settings import settings
 from taskbench_wire.health import BROKER_UNREACHABLE, NO_WORKERS, SECTION_OK, Beat, Section
 from taskbench_wire.namespace import SCHEMA_MARK, schema_name
+from taskbench_wire.records import JobRecord
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

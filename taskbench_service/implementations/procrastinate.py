@@ -71,10 +71,11 @@ from taskbench_service import workloads
 from taskbench_service.execution import execute_async, execute_sync
 from taskbench_service.heartbeat import Heartbeat
 from taskbench_service.implementations.base import BrokerUnavailable, QueueImplementation
-from taskbench_service.jobs import JobCall, JobRecord, RedisJobStore, WorkerRecords
+from taskbench_service.jobs import JobCall, RedisJobStore, WorkerRecords
 from taskbench_service.settings import settings
 from taskbench_service.workloads import Kind
 from taskbench_wire.namespace import SCHEMA_MARK, schema_name
+from taskbench_wire.records import JobRecord
 
 log = logging.getLogger(__name__)
 

@@ -60,8 +60,9 @@ from taskbench_service import workloads
 from taskbench_service.execution import execute_sync
 from taskbench_service.heartbeat import Heartbeat
 from taskbench_service.implementations.base import QueueImplementation
-from taskbench_service.jobs import JobCall, JobRecord, WorkerRecords, redis_options
+from taskbench_service.jobs import JobCall, WorkerRecords, redis_options
 from taskbench_service.settings import MAX_DURATION_S, settings
+from taskbench_wire.records import JobRecord
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +197,7 @@ def die_with_parent() -> None:
         log.warning("work horse cannot be tied to its worker: %s", exc)
 
 
-def serializer() -> type[DefaultSerializer] | type[JSONSerializer]:
+def serializer() -> Any:  # a serializer class of RQ's, which mypy sees as Any (RQ is not in the harness's venv)
     """RQ's default (pickle) on taskbench's own Redis; JSON on someone else's, where a pickled payload written by
     anyone with the password would run in the work horse."""
     return JSONSerializer if settings.foreign_servers else DefaultSerializer

@@ -51,10 +51,11 @@ from taskbench_service import workloads
 from taskbench_service.execution import execute_async, execute_sync
 from taskbench_service.heartbeat import WORKERS_KEY, Heartbeat, decoded, live_beats, live_workers, server_time
 from taskbench_service.implementations.base import BrokerUnavailable, CountedWithBeats
-from taskbench_service.jobs import JobCall, JobRecord, RedisJobStore, WorkerRecords, redis_options
+from taskbench_service.jobs import JobCall, RedisJobStore, WorkerRecords, redis_options
 from taskbench_service.settings import settings
 from taskbench_service.workloads import Kind
 from taskbench_wire.health import Beat
+from taskbench_wire.records import JobRecord
 
 log = logging.getLogger(__name__)
 

@@ -81,10 +81,11 @@ from taskbench_service import workloads
 from taskbench_service.execution import execute_async, execute_sync
 from taskbench_service.heartbeat import WORKERS_KEY, Heartbeat, decoded, live_workers, server_time
 from taskbench_service.implementations.base import BrokerUnavailable, CountedWithBeats
-from taskbench_service.jobs import MAX_REDIS_CONNECTIONS, JobCall, JobRecord, RedisJobStore, WorkerRecords, json_bytes
+from taskbench_service.jobs import MAX_REDIS_CONNECTIONS, JobCall, RedisJobStore, WorkerRecords, json_bytes
 from taskbench_service.settings import settings
 from taskbench_service.workloads import Kind
 from taskbench_wire.health import Beat
+from taskbench_wire.records import JobRecord
 
 log = logging.getLogger(__name__)
 

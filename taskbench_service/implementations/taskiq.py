@@ -46,16 +46,10 @@ from taskbench_service import workloads
 from taskbench_service.execution import execute_async, execute_sync
 from taskbench_service.heartbeat import Heartbeat, live_beats
 from taskbench_service.implementations.base import BrokerUnavailable, QueueImplementation
-from taskbench_service.jobs import (
-    MAX_REDIS_CONNECTIONS,
-    JobCall,
-    JobRecord,
-    RedisJobStore,
-    WorkerRecords,
-    redis_options,
-)
+from taskbench_service.jobs import MAX_REDIS_CONNECTIONS, JobCall, RedisJobStore, WorkerRecords, redis_options
 from taskbench_service.settings import settings
 from taskbench_wire.health import Beat, Section
+from taskbench_wire.records import JobRecord
 from taskbench_wire.urls import redacted
 
 log = logging.getLogger(__name__)
