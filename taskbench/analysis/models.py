@@ -181,6 +181,8 @@ class ProcessResources(BaseModel):
     pss_avg_mb: float | None = None
     connections_peak: int | None = None  # to PostgreSQL, where it was read (the PostgreSQL queues)
     cpu_s: float | None = None  # CPU-seconds over the scenario (each reading × its interval); None: before it was
+    rss_first_mb: float | None = None  # its first reading (before the burst) and its last (its jobs done): what
+    rss_last_mb: float | None = None  # the burst left in it; None in runs analysed before
 
     @property
     def memory_peak_mb(self) -> float:

@@ -130,6 +130,8 @@ def process_resources(result: ScenarioResult) -> dict[str, ProcessResources]:
             pss_avg_mb=sum(pss) / len(pss) if pss else None,
             connections_peak=max(connections) if connections else None,
             cpu_s=cpu_seconds(times, cpu),
+            rss_first_mb=rss[0],
+            rss_last_mb=rss[-1],
         )
     return out
 

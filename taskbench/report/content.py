@@ -266,22 +266,30 @@ def short_jobs_table(summaries: Sequence[ScenarioSummary]) -> Table:
     return Table(headers, rows)
 
 
-BROKER_MEANING = (
-    "What each queue leaves in its broker once a burst's jobs are done: the bytes of its keys in Redis (Redis's "
-    "MEMORY USAGE of each; taskbench's own records, beats and ledger left out) or of its tables in PostgreSQL, "
-    "after the burst less before it, per 1 000 completed jobs: results and job records that no one reads, and "
-    "streams never trimmed, stay there until the queue's own expiry removes them (see each queue's settings). "
-    "Not read on RabbitMQ."
+LEFT_BEHIND_MEANING = (
+    "What a burst leaves behind once its jobs are done. In the broker: the bytes of the queue's keys in Redis "
+    "(Redis's MEMORY USAGE of each; taskbench's own records, beats and ledger left out) or of its tables in "
+    "PostgreSQL, after the burst less before it, and that per 1 000 completed jobs: results and job records that no "
+    "one reads, and streams never trimmed, stay until the queue's own expiry removes them (see each queue's "
+    "settings); not read on RabbitMQ. In the process that ran the jobs: its RSS (with its children) before the burst "
+    "and once the jobs were done: memory a Python process took for its jobs is seldom given back, so a worker that "
+    "never restarts grows toward its largest burst."
 )
 
 
-def broker_table(summaries: Sequence[ScenarioSummary]) -> Table:
-    headers = ["Scenario", "Kept after the burst", "Per 1 000 jobs"]
-    rows: list[list[Cell]] = [
-        [s.label, size(s.broker.kept_bytes), size(s.broker.kept_per_1000_bytes)]
-        for s in summaries
-        if s.broker is not None and not s.fault and not s.rate
-    ]
+def left_behind_table(summaries: Sequence[ScenarioSummary]) -> Table:
+    headers = ["Scenario", "Kept in the broker", "Per 1 000 jobs", "Job process RSS before → after"]
+    rows: list[list[Cell]] = []
+    for s in summaries:
+        job = s.resources.get(s.job_process)
+        if s.fault or s.rate or (s.broker is None and (job is None or job.rss_first_mb is None)):
+            continue
+        kept = s.broker
+        rss = "–" if job is None or job.rss_first_mb is None else f"{mb(job.rss_first_mb)} → {mb(job.rss_last_mb)}"
+        rows.append(
+            [s.label, size(None if kept is None else kept.kept_bytes),
+             size(None if kept is None else kept.kept_per_1000_bytes), rss]
+        )  # fmt: skip
     return Table(headers, rows)
 
 
@@ -929,8 +937,12 @@ def comparison(run: AnalysedRun, charts: Sequence[ChartRef] = ()) -> list[Block]
         blocks += [Heading("Several API processes (--api-workers)", 3), api_processes_table(summaries)]
     if any(s.workload == "noop" and not s.fault for s in summaries):
         blocks += [Heading("Short jobs (noop): what each runner costs", 3), short_jobs_table(summaries)]
-    if broker_table(summaries).rows:
-        blocks += [Heading("What the broker keeps", 3), Paragraph(BROKER_MEANING), broker_table(summaries)]
+    if left_behind_table(summaries).rows:
+        blocks += [
+            Heading("What a burst leaves behind", 3),
+            Paragraph(LEFT_BEHIND_MEANING),
+            left_behind_table(summaries),
+        ]
     if len({s.middleware for s in summaries}) > 1:
         blocks += [
             Heading("Without and with the middleware", 3),

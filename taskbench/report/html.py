@@ -279,8 +279,9 @@ def _details(run: AnalysedRun, comparison_charts: Sequence[ChartRef]) -> list[tu
     )
     if any(s.workload == "noop" and not s.fault for s in summaries):
         details.append(("Short jobs (noop): what each runner costs", [content.short_jobs_table(summaries)]))
-    if content.broker_table(summaries).rows:
-        details.append(("What the broker keeps", [Paragraph(content.BROKER_MEANING), content.broker_table(summaries)]))
+    if content.left_behind_table(summaries).rows:
+        left: list[Block] = [Paragraph(content.LEFT_BEHIND_MEANING), content.left_behind_table(summaries)]
+        details.append(("What a burst leaves behind", left))
     if any(s.fault for s in summaries):
         faults = [content.faults_table(summaries), *content.history_meaning(summaries), content.promises_table(run)]
         details.append(("Faults", faults))
