@@ -42,7 +42,10 @@ def add_report_parser(commands: Commands) -> None:
     report = commands.add_parser("report", help="rebuild a run's Markdown, charts and HTML from its JSON")
     report.add_argument("path", type=Path, help="a run folder or its comparison_*.json")
     report.add_argument(
-        "--page", type=Path, help="instead, write a docs page (PAGE.md, and PAGE.json it renders from) of this run"
+        "--page",
+        type=Path,
+        help="instead, write a docs page (PAGE.md, and PAGE.json it renders from) of this run; a page named "
+        "questions.md is the page of answers to the questions queue users ask",
     )
     report.add_argument(
         "--reference", metavar="NAME", help="state the answer against this implementation of the run instead"

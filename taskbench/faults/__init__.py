@@ -13,6 +13,7 @@ from taskbench.faults.kills import ApiCrash, ApiDeploy, WorkerChildCrash, Worker
 from taskbench.faults.oom import WorkerOom
 from taskbench.faults.partitions import ApiPartition, NetworkPartition
 from taskbench.faults.restarts import PostgresRestart, RedisRestart
+from taskbench.faults.timeouts import LongJob
 from taskbench.record.results import ScenarioSpec
 
 REGISTRY: dict[str, Fault] = {
@@ -28,6 +29,7 @@ REGISTRY: dict[str, Fault] = {
         NetworkPartition(),
         ApiPartition(),
         WorkerOom(),
+        LongJob(),
     )
 }
 FAULTS = tuple(REGISTRY)

@@ -78,6 +78,9 @@ class Implementation(ABC):
     title: ClassVar[str]  # how reports name it: "BackgroundTasks", "Celery"
     deliveries: ClassVar[tuple[Delivery, ...]]  # the first is the default; worker faults run each
     faults: ClassVar[tuple[str, ...]] = ALL_FAULTS
+    # What befalls a job still running when its redelivery timeout passes, the worker alive (the fault long-job);
+    # None where nothing times out while a job runs (its worker renews its claim by a heartbeat, or never redelivers)
+    outliving_timeout: ClassVar[str | None] = None
     on_sigterm: ClassVar[str] = ""  # its worker's shutdown, as a deploy starts it (worker-deploy); every report says
     # Each unit of --concurrency is a process of its own (a prefork pool, RQ's worker pool): memory grows with
     # concurrency, and the verdict extrapolates it linearly. Threads and coroutines share their process.
@@ -180,6 +183,7 @@ class Implementation(ABC):
         someone else's (`external`) what changes there."""
         shown = self.settings(concurrency, options, api) | self.broker_settings(self.broker_for(broker))
         shown |= {"on SIGTERM": self.on_sigterm} if self.on_sigterm else {}
+        shown |= {"a job outliving its timeout": self.outliving_timeout} if self.outliving_timeout else {}
         return shown | (self.external_settings() if external else {})
 
     def external_settings(self) -> dict[str, str]:

@@ -172,6 +172,12 @@ class CeleryImplementation(Implementation):
         "task_time_limit, and returns prefetched messages to the queue; a second SIGTERM changes nothing "
         "(cold shutdown is SIGQUIT; worker_soft_shutdown_timeout 0, off)"
     )
+    outliving_timeout = (
+        "acknowledged late, it is delivered again while it still runs: kombu's restore sweep takes back every "
+        "unacknowledged message older than the visibility timeout, which nothing renews (so Celery's docs ask for a "
+        "visibility timeout longer than the longest job); acknowledged on receipt (the default) it is not, and on "
+        "RabbitMQ there is no such timeout"
+    )
     Options = CeleryOptions
     beat_model = CeleryBeat
     # flower: `serve --flower`, Celery's monitoring UI (never imported by the worker or the API)

@@ -27,6 +27,11 @@ def _default_sync_threads(cpu_count: int) -> int:
 class SaqImplementation(Implementation):
     name = "saq"
     title = "SAQ"
+    outliving_timeout = (
+        "it is cancelled at its timeout (the job's timeout, the redelivery timeout here; saq/worker.py "
+        "Worker.process) and retried if its retries allow; a sync job goes on in its thread, so a retry runs "
+        "it twice"
+    )
     on_sigterm = (  # a deploy: what its worker does when its main process is sent SIGTERM
         "running jobs cancelled at once (shutdown_grace_period_s unset: 0; saq/worker.py Worker.stop) and "
         "retried after cancellation_hard_deadline_s (1 s) whatever their retries"

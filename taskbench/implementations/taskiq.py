@@ -24,6 +24,11 @@ def split(concurrency: int, cpu_count: int) -> tuple[int, int]:
 class TaskiqImplementation(Implementation):
     name = "taskiq"
     title = "taskiq"
+    outliving_timeout = (
+        "on a Redis stream (the variant stream), it is claimed again while it still runs and run twice: "
+        "XAUTOCLAIM takes back every pending message idle longer than idle_timeout, from any consumer, and "
+        "nothing renews it (taskiq_redis RedisStreamBroker.listen); a list (the default) never redelivers"
+    )
     on_sigterm = (  # a deploy: what its worker does when its main process is sent SIGTERM
         "the main process sends SIGINT to each worker process: it stops prefetching and waits for running "
         "jobs (--wait-tasks-timeout: no limit by default) and drops what it prefetched without returning it "

@@ -65,6 +65,7 @@ TELEMETRY_DISABLED = ("CONFIG", "DEBUG", "MODULE")  # renamed away on the teleme
 AOF_REWRITE_WAIT_S = 30.0
 WORKER_RECONNECT_S = 2.0  # after a Redis restart, before the workers are checked (Stack.restart_redis)
 DEFAULT_REDELIVERY_TIMEOUT_S = 3600.0  # Celery's visibility timeout unless set: an hour
+DEFAULT_RESTORE_INTERVAL_S = 1.0  # kombu's unacked restore sweep and the like, where the queue lets us set it
 DEPLOY_GRACE_S = 30.0  # Kubernetes' default terminationGracePeriodSeconds: SIGTERM, then SIGKILL after this
 
 
@@ -75,6 +76,7 @@ class StackState:
 
     deliveries: Mapping[str, str] = field(default_factory=dict)  # implementation → delivery name
     redelivery_timeout_s: float = DEFAULT_REDELIVERY_TIMEOUT_S
+    restore_interval_s: float = DEFAULT_RESTORE_INTERVAL_S  # how often a queue that lets us say looks for them
     redis_persistent: bool = False
     concurrency: int | None = None  # the workers' --concurrency (None: the config's); --concurrency 4,16,40
     middleware: str = "none"  # "base-http": the API behind a do-nothing BaseHTTPMiddleware
@@ -482,6 +484,7 @@ class Stack:
             concurrency=self.worker_concurrency,
             delivery=self.state.delivery(label),
             redelivery_timeout_s=self.state.redelivery_timeout_s,
+            restore_interval_s=self.state.restore_interval_s,
             jobs=list(self.config.jobs),
             job_timeout_s=self.config.job_timeout_s,
             job_dir=str(self.config.job_dir or ""),
@@ -967,9 +970,11 @@ class Stack:
             api.start()
             self._middleware[self.focus] = state.middleware
         for name, worker in self.workers.items():
-            changed = (previous.delivery(name), previous.redelivery_timeout_s, previous.concurrency) != (
+            timeouts = (previous.redelivery_timeout_s, previous.restore_interval_s)
+            changed = (previous.delivery(name), *timeouts, previous.concurrency) != (
                 state.delivery(name),
                 state.redelivery_timeout_s,
+                state.restore_interval_s,
                 state.concurrency,
             )
             if changed or not worker.alive():

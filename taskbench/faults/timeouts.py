@@ -1,0 +1,61 @@
+"""Jobs run twice: a job that outlives its queue's redelivery timeout (Celery's visibility timeout, an idle timeout
+on a Redis stream) while its worker is alive. Nothing is killed: the queue's redelivery timeout is set to half the
+job's duration and its restore sweep to an eighth, so the question is only whether the queue takes a job still
+running for abandoned, as hour-long jobs are taken under Celery's hour. Where a worker renews its claim while a job
+runs (a heartbeat) the queue says so (`Implementation.outliving_timeout` is None) and the fault does not apply."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+from taskbench import implementations
+from taskbench.faults.kills import WorkerFault
+from taskbench.implementations.base import Implementation
+from taskbench.record.results import Event, EventName, PluginOptions, ScenarioSpec
+from taskbench.stack.stack import DEFAULT_REDELIVERY_TIMEOUT_S, DEFAULT_RESTORE_INTERVAL_S, Stack, StackState
+from taskbench_wire import enums
+
+JOB_PER_TIMEOUT = 2.0  # the job lasts twice the redelivery timeout
+SWEEPS_PER_TIMEOUT = 4.0  # the restore sweep runs four times per timeout (where the queue lets us set it)
+
+
+class LongJob(WorkerFault):
+    name = enums.Fault.long_job
+    summary = (
+        "no kill: jobs twice as long as the queue's redelivery timeout (its restore sweep four times as often), "
+        "under each delivery setting: is a job still running delivered again and run twice? Only where the "
+        "timeout is not renewed while a job runs"
+    )
+
+    def applies(self, impl: Implementation, options: PluginOptions) -> bool:
+        return impl.has_worker and impl.outliving_timeout is not None
+
+    def state(self, spec: ScenarioSpec) -> StackState:
+        timeout = spec.duration_s / JOB_PER_TIMEOUT
+        return replace(
+            super().state(spec), redelivery_timeout_s=timeout, restore_interval_s=timeout / SWEEPS_PER_TIMEOUT
+        )
+
+    def allowance_s(self, spec: ScenarioSpec) -> float:
+        return 4 * spec.duration_s  # a job delivered again runs once more, whole; the workers' restart at the end
+
+    def conclude(self, stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
+        """Each copy delivered again outlives the timeout too, so the deliveries would go on into the next
+        scenario: the workers start again on the queue's default timeout (a warm stop returns what they held), and
+        what comes back runs here, within a job's length or two, counted in this scenario."""
+        stack.apply(
+            replace(
+                stack.state,
+                redelivery_timeout_s=DEFAULT_REDELIVERY_TIMEOUT_S,
+                restore_interval_s=DEFAULT_RESTORE_INTERVAL_S,
+            )
+        )
+        events.append(Event(t=time.time(), name=EventName.restart, detail="the workers on the default timeout again"))
+        time.sleep(2 * spec.duration_s)
+
+    def strike(self, stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
+        timeout = self.state(spec).redelivery_timeout_s
+        what = implementations.title(spec.implementation)
+        detail = f"no kill: {what}'s jobs run {spec.duration_s:g} s, its redelivery timeout is {timeout:g} s"
+        events.append(Event(t=time.time(), name=EventName.fault, detail=detail))

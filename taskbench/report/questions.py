@@ -1,0 +1,142 @@
+"""A page of answers (`taskbench report RUN --page …/questions.md`): the questions queue users ask in their trackers,
+each answered from what the run staged, per queue, with the setting that decides it and the command that measured
+it. A question the run did not stage is left out; the page says which and how to stage it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from taskbench.analysis.models import AnalysedRun, ScenarioSummary
+from taskbench.report.blocks import Block, Bullet, Bullets, Cell, Heading, Paragraph, Table
+from taskbench.report.fmt import mb, size
+
+
+@dataclass(frozen=True)
+class Question:
+    title: str
+    asked: str  # in the trackers' words
+    stage: str  # the flags that stage it
+    setting: str  # the key of each implementation's settings that decides it ("" when none)
+    rows: Callable[[AnalysedRun], list[ScenarioSummary]]
+
+
+def _fault(name: str) -> Callable[[AnalysedRun], list[ScenarioSummary]]:
+    return lambda run: [s for s in run.summaries if s.fault == name]
+
+
+def _largest_bursts(run: AnalysedRun) -> list[ScenarioSummary]:
+    """Per implementation and workload, its largest burst without a fault."""
+    plain = [s for s in run.summaries if not s.fault and not s.rate and s.broker is not None]
+    largest = {(s.implementation, s.workload): s for s in sorted(plain, key=lambda s: s.jobs)}
+    return list(largest.values())
+
+
+QUESTIONS = (
+    Question(
+        "A worker dies mid-job: is the job lost, or run again?",
+        "“Tasks lost when the worker is OOM-killed”, “acks_late did not requeue my task” (Celery, RQ, Dramatiq "
+        "trackers)",
+        "--faults worker-crash",
+        "",
+        _fault("worker-crash"),
+    ),
+    Question(
+        "A deploy under load: are jobs lost or run twice?",
+        "“Tasks lost on warm shutdown”, “jobs re-run after every deploy” (a rolling restart: SIGTERM, then SIGKILL "
+        "after the grace period)",
+        "--faults worker-deploy",
+        "on SIGTERM",
+        _fault("worker-deploy"),
+    ),
+    Question(
+        "A job longer than the redelivery timeout: does it run twice?",
+        "“Long tasks executed twice” (Celery's visibility_timeout with acks_late; taskiq-redis idle_timeout #101)",
+        "--faults long-job",
+        "a job outliving its timeout",
+        _fault("long-job"),
+    ),
+    Question(
+        "What does the broker keep that nobody reads, and does the worker's memory only grow?",
+        "“Redis memory keeps growing”, “the stream is never trimmed”, “worker memory only goes up”",
+        "--workloads noop --noop-jobs 1000",
+        "",
+        _largest_bursts,
+    ),
+)
+
+
+def _outcome_table(run: AnalysedRun, summaries: Sequence[ScenarioSummary], setting: str) -> Table:
+    headers = ["Queue", "Setting", "Exactly once", "Never finished", "Run twice (concurrent / sequential)"]
+    headers += ["What decides it" if setting else "Its promise"]
+    rows: list[list[Cell]] = []
+    for s in summaries:
+        h = s.history
+        if h is None:
+            continue
+        decides = _setting(run, s.implementation, setting) if setting else (s.delivery.promise if s.delivery else "")
+        rows.append(
+            [
+                run.title(s.implementation),
+                s.variant or "default",
+                "–" if h.exactly_once is None else f"{h.exactly_once:.0%} of {h.acknowledged}",
+                str(h.lost + h.unfinished),
+                f"{h.duplicated} ({h.concurrent} / {h.sequential})",
+                decides,
+            ]
+        )
+    return Table(headers, rows)
+
+
+def _left_behind_table(run: AnalysedRun, summaries: Sequence[ScenarioSummary]) -> Table:
+    headers = ["Queue", "Burst", "Kept in the broker", "Per 1 000 jobs", "Job process RSS before → after"]
+    rows: list[list[Cell]] = []
+    for s in summaries:
+        job = s.resources.get(s.job_process)
+        kept = s.broker
+        rss = "–" if job is None or job.rss_first_mb is None else f"{mb(job.rss_first_mb)} → {mb(job.rss_last_mb)}"
+        rows.append(
+            [run.title(s.implementation), f"{s.jobs} {s.workload}", size(None if kept is None else kept.kept_bytes),
+             size(None if kept is None else kept.kept_per_1000_bytes), rss]
+        )  # fmt: skip
+    return Table(headers, rows)
+
+
+def _setting(run: AnalysedRun, implementation: str, key: str) -> str:
+    info = next((i for i in run.implementations if i.name == implementation), None)
+    return "" if info is None else info.settings.get(key, "")
+
+
+def blocks(run: AnalysedRun) -> list[Block]:
+    out: list[Block] = [
+        Heading("Questions queue users ask, answered by measurement", 1),
+        Paragraph(
+            f"Each answer is measured by the run {run.timestamp} (its command below), per queue on its settings as "
+            "taskbench runs it (each report prints them): the counts are Jepsen's, over each job's history "
+            "(docs/workloads-and-faults.md): exactly once, never finished (acknowledged, never run to its end), run "
+            "twice (concurrently, or again after the first ended or died)."
+        ),
+    ]
+    left_out: list[Bullet] = []
+    for q in QUESTIONS:
+        summaries = q.rows(run)
+        if not summaries:
+            left_out.append(Bullet(f"{q.title} Stage it with `{q.stage}`."))
+            continue
+        out += [Heading(q.title, 2), Paragraph(f"Asked: {q.asked}. Staged with `{q.stage}`.")]
+        if q.rows is _largest_bursts:
+            out.append(_left_behind_table(run, summaries))
+        else:
+            out.append(_outcome_table(run, summaries, q.setting))
+    if left_out:
+        out += [Heading("Not staged in this run", 2), Bullets(left_out)]
+    command = run.command or "(not recorded)"
+    machine = run.environment.machine
+    out += [
+        Heading("How it was measured", 2),
+        Paragraph(
+            f"`{command}`, by taskbench {run.taskbench or '?'} ({run.git_revision or 'no revision recorded'}) on "
+            f"{machine.cpu_count} cores, {machine.memory_gb:.1f} GB, Python {machine.python}."
+        ),
+    ]
+    return out
