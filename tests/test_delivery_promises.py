@@ -140,20 +140,15 @@ def test_a_deploy_of_celerys_worker_loses_only_what_its_grace_cuts(stacks: Stack
         assert running <= lost, (running, lost)
 
 
-@pytest.mark.parametrize(
-    "variant", ["default", "acks_late"], ids=["celery-long-job-default", "celery-long-job-acks_late"]
-)
-def test_a_job_outliving_celerys_visibility_timeout_runs_twice_only_when_acknowledged_late(
+@pytest.mark.parametrize("variant", ["acks_late"], ids=["celery-long-job-acks_late"])  # grouped with celery's
+def test_a_job_outliving_celerys_visibility_timeout_runs_twice_when_acknowledged_late(
     stacks: Stacks, variant: str
 ) -> None:
     """No kill: jobs twice as long as the visibility timeout. Acknowledged late, a job still running is taken back
-    by kombu's restore sweep and delivered again (run twice); acknowledged on receipt, there is nothing to take
-    back."""
+    by kombu's restore sweep and delivered again: run twice. (Acknowledged on receipt, a running job is not, but one
+    waiting in the worker's prefetch is, again and again: measured in docs/results/questions.md, not here, where
+    its re-deliveries take most of a minute to settle.)"""
     result = crash(stacks.get("celery"), "celery", "long-job", variant)
     accepted = [s.job_id for s in result.submissions if s.job_id]
     starts = Counter(e.job_id for e in result.executions if e.event == "start")
-    assert len(accepted) == JOBS
-    if variant == "acks_late":
-        assert any(starts[j] >= 2 for j in accepted), starts
-    else:
-        assert all(starts[j] == 1 for j in accepted), starts
+    assert len(accepted) == JOBS and any(starts[j] >= 2 for j in accepted), starts

@@ -175,8 +175,9 @@ class CeleryImplementation(Implementation):
     outliving_timeout = (
         "acknowledged late, it is delivered again while it still runs: kombu's restore sweep takes back every "
         "unacknowledged message older than the visibility timeout, which nothing renews (so Celery's docs ask for a "
-        "visibility timeout longer than the longest job); acknowledged on receipt (the default) it is not, and on "
-        "RabbitMQ there is no such timeout"
+        "visibility timeout longer than the longest job); acknowledged on receipt (the default), a running job is "
+        "not, but one waiting in the worker's prefetch longer than the timeout is (unacknowledged until it starts), "
+        "again and again; on RabbitMQ there is no such timeout"
     )
     Options = CeleryOptions
     beat_model = CeleryBeat
