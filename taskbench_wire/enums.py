@@ -39,6 +39,7 @@ class Fault(str, Enum):
     network_partition = "network-partition"  # --hosts: the worker's host cut off (link down) for a while, restored
     api_partition = "api-partition"  # --hosts: the APIs' host cut off from the servers alone for a while, restored
     worker_oom = "worker-oom"  # the worker under a memory limit, jobs above it: the kernel's OOM killer (cgroups)
+    long_job = "long-job"  # no kill: jobs twice as long as the redelivery timeout, are they delivered again?
 
 
 FAULTS = tuple(f.value for f in Fault)
