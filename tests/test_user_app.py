@@ -77,6 +77,33 @@ def test_the_jobs_run_through_the_users_app_beside_taskbenchs_celery(project: Pa
     assert "send_receipt" not in (logs / "celery-worker.log").read_text()
 
 
+def test_the_jobs_run_through_the_users_arq_settings_beside_taskbenchs_arq(project: Path, tmp_path: Path) -> None:
+    output = tmp_path / "results"
+    app = "shopapp.arq_worker:WorkerSettings"
+    run = taskbench(
+        project, "--app", f"arq={app}", "--implementations", "arq", "--jobs", "4", "--duration", "0.2",
+        "--repeat", "1", "--output", str(output),
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    folder = next(output.iterdir())
+    result = json.loads(next(folder.glob("comparison_*.json")).read_text())
+    assert result["settings"]["implementations"] == ["arq", "arq+app"]
+    for s in result["summaries"]:
+        assert s["completion"]["completed"] == 4 and s["completion"]["failed"] == 0, s["implementation"]
+    read = json.loads(result["settings"]["options"]["arq+app"]["app_settings"])
+    assert (read["queue_name"], read["max_tries"], read["keep_result"], read["job_timeout"]) == (
+        "emails",
+        "3",
+        "60",
+        "120",
+    )
+    shown = result["described"]["arq+app"]["settings"]
+    assert shown["app"].startswith(f"{app}: your arq WorkerSettings") and shown["max_tries"] == "3"
+    assert "send_receipt" in shown["functions"] and shown["max_jobs"].startswith("4: taskbench's --concurrency")
+    log = (folder / "stack" / "logs" / "arq+app-worker.log").read_text()
+    assert "send_receipt" in log and "shop-redis.invalid" not in log, log[-3000:]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -85,14 +112,22 @@ def test_the_jobs_run_through_the_users_app_beside_taskbenchs_celery(project: Pa
             "cannot import 'shopapp.broken' (RuntimeError: SHOP_SETTINGS is not set)",
         ),
         (["--app", "celery=shopapp.celery_app:settings"], "is a builtins.dict, not a celery.Celery app"),
-        (["--app", "arq=shopapp.celery_app:app"], "--app runs your own app on celery only, for now (not arq)"),
+        (["--app", "rq=shopapp.celery_app:app"], "--app runs your own app on celery, arq only, for now (not rq)"),
+        (["--app", "arq=shopapp.arq_worker:send_receipt"], "not arq WorkerSettings (a class or a dict)"),
         (
             ["--app", f"celery={APP}", "--implementations", "fastapi", "--pool", "threads"],
             "--pool set Celery's worker: add celery to --implementations (--app runs your app on its own settings)",
         ),
         (["--implementations", "celery+app"], "celery+app runs your own celery app: add --app celery=PACKAGE.MODULE:"),
     ],
-    ids=["import-fails", "not-an-app", "other-queue", "pool-flag-for-no-celery", "app-label-without-app"],
+    ids=[
+        "import-fails",
+        "not-an-app",
+        "other-queue",
+        "not-arq-settings",
+        "pool-flag-for-no-celery",
+        "app-label-without-app",
+    ],
 )
 def test_an_app_that_cannot_run_is_one_line_and_exit_2(
     project: Path, tmp_path: Path, args: list[str], message: str
@@ -144,7 +179,7 @@ def test_a_label_names_the_queue_its_release_and_whether_it_runs_your_app() -> N
     assert [implementations.plugin_name(x) for x in ("celery", "celery@5.5.3", "celery+app")] == ["celery"] * 3
     assert [implementations.release(x) for x in ("celery", "celery@5.5.3", "celery+app")] == [None, "5.5.3", None]
     assert implementations.title("celery+app") == "Celery (your app)" and implementations.title("celery") == "Celery"
-    assert not implementations.known("arq+app")  # only queues that can run an app
+    assert not implementations.known("rq+app")  # only queues that can run an app
     options = {"celery": {"pool": "threads"}, "celery+app": {"app": APP}}
     assert implementations.options_of(options, "celery@5.5.3") == {"pool": "threads"}  # a release: its queue's
     assert implementations.options_of(options, "celery+app") == {"app": APP}  # the app: its own alone

@@ -113,10 +113,10 @@ APP_QUEUES = tuple(name for name, impl in implementations.REGISTRY.items() if is
 
 
 APP_HELP = (
-    "QUEUE=PACKAGE.MODULE:ATTRIBUTE: run the jobs through your own configured app too, imported from the working "
-    "directory (its acks, prefetch, visibility timeout, pool, time limits, serializer, queues and routing; "
-    "taskbench's servers and --concurrency), as the implementation QUEUE+app, beside taskbench's QUEUE when "
-    f"--implementations names it: {', '.join(APP_QUEUES)} for now"
+    "QUEUE=PACKAGE.MODULE:ATTRIBUTE: run the jobs through your own configured app too (Celery: your Celery app; "
+    "arq: your WorkerSettings), imported from the working directory, every setting yours (acknowledgement, "
+    "prefetch, timeouts, tries, serializer, queues) but taskbench's servers and --concurrency, as the "
+    f"implementation QUEUE+app, beside taskbench's QUEUE when --implementations names it: {', '.join(APP_QUEUES)}"
 )
 
 

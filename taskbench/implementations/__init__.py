@@ -56,7 +56,7 @@ DEFAULT = ("fastapi", "celery")  # the spec's two
 BASELINE = "fastapi"
 # The queues that can run the user's app, each a plugin instance of its own: what it measures (its delivery, read
 # from that app) is that label's alone, and `celery` beside it stays taskbench's set-up.
-APPS: dict[str, Implementation] = {"celery": celery.CeleryImplementation()}
+APPS: dict[str, Implementation] = {"celery": celery.CeleryImplementation(), "arq": arq.ArqImplementation()}
 
 
 def known(label: str) -> bool:

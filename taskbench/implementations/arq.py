@@ -1,16 +1,28 @@
-"""arq: one asyncio worker process over Redis, `max_jobs` jobs at once, polling a sorted set."""
+"""arq: one asyncio worker process over Redis, `max_jobs` jobs at once, polling a sorted set.
+
+`--app arq=package.module:WorkerSettings` measures the user's own worker settings as `arq+app`: read before
+anything starts in a child of arq's environment (`read_app`), every setting as they wrote it (job_timeout,
+keep_result, max_tries, retry_jobs, poll_delay, job_completion_wait, serializer, their functions beside
+taskbench's) but its connections (taskbench's Redis), its queue's name (in the run's namespace) and max_jobs
+(taskbench's --concurrency); its delivery is its own max_tries, and the worker faults run it once, as `app`."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from taskbench.capacity import Capacity
+from taskbench.errors import UsageError
+from taskbench.implementations import user_app
 from taskbench.implementations.base import (
     ASYNC_WORKLOADS,
     JSON_ON_EXTERNAL,
     Delivery,
     Implementation,
+    Outcome,
     event_loop_model,
     python_module,
 )
+from taskbench.implementations.user_app import AppOptions
 from taskbench.record.results import ApiOptions, PluginOptions
 from taskbench_wire.health import Beat, Health
 
@@ -21,16 +33,47 @@ MECHANISM = (
 )
 
 
+class ArqOptions(AppOptions):
+    """arq has no flags of its own; `--app` gives it the user's WorkerSettings (`arq+app`)."""
+
+
+# After user_app.PROBE_HEAD, in arq's environment: the settings arq's CLI would read (arq.worker.get_kwargs).
+APP_PROBE = r"""
+from arq.worker import get_kwargs
+if not isinstance(found, (type, dict)):
+    answer(error=f"{path} is a {type(found).__module__}.{type(found).__qualname__}, not arq WorkerSettings (a class "
+           "or a dict)")
+kwargs = dict(found) if isinstance(found, dict) else get_kwargs(found)
+if not kwargs.get("functions") and not kwargs.get("cron_jobs"):
+    answer(error=f"{path} has no functions: not arq WorkerSettings")
+serializer = kwargs.get("job_serializer")
+names = [getattr(f, "name", None) or getattr(f, "__qualname__", repr(f)) for f in kwargs.get("functions", ())]
+answer(settings={
+    "queue_name": text(kwargs.get("queue_name", "arq:queue")),
+    "functions": ", ".join(names),
+    "max_jobs": text(kwargs.get("max_jobs", 10)),
+    "job_timeout": text(kwargs.get("job_timeout", 300)),
+    "keep_result": text(kwargs.get("keep_result", 3600)),
+    "max_tries": text(kwargs.get("max_tries", 5)),
+    "retry_jobs": text(kwargs.get("retry_jobs", True)),
+    "poll_delay": text(kwargs.get("poll_delay", 0.5)),
+    "job_completion_wait": text(kwargs.get("job_completion_wait", 0)),
+    "serializer": "pickle" if serializer is None else getattr(serializer, "__qualname__", repr(serializer)),
+})
+"""
+
+
 class ArqImplementation(Implementation):
     name = "arq"
     title = "arq"
+    Options = ArqOptions
     on_sigterm = (  # a deploy: what its worker does when its main process is sent SIGTERM
         "running jobs cancelled at once (job_completion_wait 0, arq's default; arq/worker.py handle_sig) and, "
         "with retry_jobs, run again by the next worker within max_tries"
     )
     packages = ("arq>=0.26",)
     queue_package = "arq"
-    deliveries = (
+    own_deliveries = (
         Delivery(
             "default",
             f"at least once (max_tries 5, arq's default): a dead worker's job runs again; {MECHANISM}",
@@ -44,9 +87,39 @@ class ArqImplementation(Implementation):
     )
     faults = ("api-crash", "api-deploy", "worker-crash", "redis-restart")  # one process: no child to kill
 
+    def __init__(self) -> None:
+        self._app: ArqOptions | None = None  # the user's settings this instance measures (`read_app`)
+
+    @property
+    def deliveries(self) -> tuple[Delivery, ...]:  # type: ignore[override]
+        if self._app is None:
+            return self.own_deliveries
+        tries = (self._app.app_settings or {}).get("max_tries", "5")
+        outcome: Outcome = "lost" if tries == "1" else "redelivered"
+        how = "at most once" if outcome == "lost" else "at least once"
+        return (Delivery("app", f"your settings: max_tries={tries}: {how}; {MECHANISM}", worker_crash=outcome),)
+
+    def read_app(
+        self, options: PluginOptions, python: str, environ: Mapping[str, str], external: bool
+    ) -> PluginOptions:
+        """`--app`: the user's WorkerSettings read in a child of arq's environment (`user_app.read`); one that
+        pickles on a server taskbench does not own is refused (whoever writes there would run code in its worker)."""
+        opts = ArqOptions.model_validate(options)
+        assert opts.app is not None, "read_app reads the settings --app names"
+        flag = f"--app {self.name}={opts.app}"
+        read = opts.model_copy(update={"app_settings": user_app.read(python, APP_PROBE, opts.app, environ, flag)})
+        if external and (read.app_settings or {}).get("serializer") == "pickle":
+            raise UsageError(
+                f"{flag}: your worker unpickles its jobs, and on a server taskbench does not own whoever can write "
+                "there could run code in it: measure it on taskbench's private Redis (drop --redis-url)"
+            )
+        self._app = read
+        return read.model_dump(exclude_defaults=True)
+
     def worker_argv(self, concurrency: int, options: PluginOptions) -> list[str]:
         # max_jobs comes from TASKBENCH_CONCURRENCY (WorkerSettings): arq's CLI has no flag for it.
-        return python_module("arq", "taskbench_service.implementations.arq.WorkerSettings")
+        settings = "USER_WORKER_SETTINGS" if ArqOptions.model_validate(options).app else "WorkerSettings"
+        return python_module("arq", f"taskbench_service.implementations.arq.{settings}")
 
     def model(self, workload: str, jobs: int, cpu_count: int, workers: list[Beat], health: Health) -> Capacity:
         threads = [w.concurrency for w in workers]  # asyncio.to_thread on a pool of max_jobs threads
@@ -59,6 +132,9 @@ class ArqImplementation(Implementation):
         return {"serializer": JSON_ON_EXTERNAL}
 
     def settings(self, concurrency: int, options: PluginOptions, api: ApiOptions) -> dict[str, str]:
+        opts = ArqOptions.model_validate(options)
+        if opts.app is not None:
+            return app_settings_shown(opts, concurrency)
         return {
             "worker": "one process, asyncio event loop (arq's only model; scale by running more workers)",
             "max_jobs": f"{concurrency} (--concurrency; arq default 10)",
@@ -95,3 +171,23 @@ class ArqImplementation(Implementation):
 
 
 IMPLEMENTATION = ArqImplementation()
+
+
+def app_settings_shown(opts: ArqOptions, concurrency: int) -> dict[str, str]:
+    """What every report prints of `arq+app`: the user's settings, as they wrote them."""
+    s = opts.app_settings or {}
+    return {
+        "app": f"{opts.app}: your arq WorkerSettings (read before the run); taskbench sets only its connections "
+        "(its Redis), its queue's name in the run's namespace and max_jobs",
+        "queue_name": f"{s.get('queue_name')} (in the run's namespace: `<namespace>:{s.get('queue_name')}`)",
+        "functions": f"yours ({s.get('functions')}) and taskbench's job",
+        "max_jobs": f"{concurrency}: taskbench's --concurrency (yours: {s.get('max_jobs')})",
+        "job_timeout": f"{s.get('job_timeout')} s: arq cancels a job at this timeout; a dead worker's job is taken "
+        "again 10 s after it (the in-progress key)",
+        "keep_result": f"{s.get('keep_result')} s",
+        "max_tries": s.get("max_tries", "?"),
+        "retry_jobs": s.get("retry_jobs", "?"),
+        "poll_delay": f"{s.get('poll_delay')} s",
+        "job_completion_wait": f"{s.get('job_completion_wait')} s: how long SIGTERM waits before it cancels jobs",
+        "serializer": s.get("serializer", "?"),
+    }

@@ -15,17 +15,14 @@ Its delivery is its own settings: the worker faults run it once, as the variant 
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import uuid
 from collections.abc import Mapping
-from typing import Any, Literal
-
-from pydantic import BaseModel, field_serializer, field_validator
+from typing import Literal
 
 from taskbench.argtypes import bounded
 from taskbench.capacity import Capacity
 from taskbench.errors import UsageError
+from taskbench.implementations import user_app
 from taskbench.implementations.base import (
     ASYNC_WORKLOADS,
     PORT,
@@ -36,6 +33,7 @@ from taskbench.implementations.base import (
     cpu_bound,
     python_module,
 )
+from taskbench.implementations.user_app import AppOptions
 from taskbench.record.results import ApiOptions, OptionValue, PluginOptions
 from taskbench_wire.health import Beat, Health, Text, as_beats
 
@@ -56,26 +54,15 @@ POOLS = {
 }
 
 
-class CeleryOptions(BaseModel):
+class CeleryOptions(AppOptions):
     """Celery's worker (--pool, --prefetch, --max-tasks-per-child; `serve --flower`). The defaults are the spec's:
-    the prefork pool with prefetch 1, children never replaced. `--app`: the user's own app and what its `app.conf`
-    said before the run (every value as text; kept in the run's options as one JSON text, options being scalars)."""
+    the prefork pool with prefetch 1, children never replaced. `--app` (`celery+app`): the user's own app and what
+    its `app.conf` said before the run."""
 
     pool: Literal["prefork", "threads", "gevent", "solo"] = "prefork"
     prefetch: int = 1  # worker_prefetch_multiplier
     max_tasks_per_child: int | None = None  # prefork only: a child is replaced after this many jobs
     flower: bool = False  # `serve --flower`: Flower beside the worker (never in `run`)
-    app: str | None = None  # --app celery=package.module:attribute
-    app_settings: dict[str, str] | None = None  # its effective settings, as `read_app` read them (APP_PROBE)
-
-    @field_validator("app_settings", mode="before")
-    @classmethod
-    def _from_json(cls, value: Any) -> Any:
-        return json.loads(value) if isinstance(value, str) else value
-
-    @field_serializer("app_settings")
-    def _as_json(self, value: dict[str, str] | None) -> str | None:
-        return None if value is None else json.dumps(value, sort_keys=True)
 
     def effective_pool(self) -> str:
         """The worker's pool as `--pool` names it: the option's, or the user's app's `worker_pool`."""
@@ -88,37 +75,11 @@ class CeleryOptions(BaseModel):
 APP_POOLS = {"prefork": "prefork", "processes": "prefork", "threads": "threads", "gevent": "gevent", "solo": "solo",
              "eventlet": "eventlet"}  # fmt: skip
 PATCHED_POOLS = ("gevent", "eventlet")  # Celery monkey-patches for them only when `--pool` is in its argv
-APP_READ_TIMEOUT_S = 120.0  # importing a large project (Django's settings, say) takes a while
 KOMBU_VISIBILITY_TIMEOUT_S = 3600.0  # kombu's Redis transport, when broker_transport_options do not say
 
-# Run in Celery's environment from the user's working directory, argv[1] the app's path: one JSON line, the app's
-# effective settings ({"settings": {...}}) or what is wrong ({"error": "..."}). Nothing connects to a server.
+# After user_app.PROBE_HEAD, in Celery's environment: the app's effective settings. Nothing connects to a server.
 APP_PROBE = r"""
-import importlib, json, sys
-out, sys.stdout = sys.stdout, sys.stderr  # what the app prints as it imports is not the answer
-path = sys.argv[1]
-module_name, _, attribute = path.partition(":")
-
-def answer(**fields):
-    out.write(json.dumps(fields) + "\n")
-    out.flush()
-    raise SystemExit(0)
-
-def text(value):
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return str(value)
-    if isinstance(value, (list, tuple, set, frozenset)) and all(isinstance(v, str) for v in value):
-        return ", ".join(value)
-    return json.dumps(value, default=repr, sort_keys=True)[:300]
-
-try:
-    module = importlib.import_module(module_name)
-except BaseException as exc:
-    answer(error=f"cannot import {module_name!r} ({type(exc).__name__}: {exc}); run taskbench from the directory "
-           "your app imports from")
-if not hasattr(module, attribute):
-    answer(error=f"{module_name} has no attribute {attribute!r}")
-app = getattr(module, attribute)
+app = found
 import celery
 if not isinstance(app, celery.Celery):
     answer(error=f"{path} is a {type(app).__module__}.{type(app).__qualname__}, not a celery.Celery app")
@@ -295,24 +256,8 @@ class CeleryImplementation(Implementation):
         opts = CeleryOptions.model_validate(options)
         assert opts.app is not None, "read_app reads the app --app names"
         flag = f"--app {self.name}={opts.app}"
-        try:
-            out = subprocess.run(
-                [python, "-c", APP_PROBE, opts.app], capture_output=True, text=True, env=dict(environ),
-                timeout=APP_READ_TIMEOUT_S,
-            )  # fmt: skip
-        except subprocess.TimeoutExpired:
-            raise UsageError(f"{flag}: importing it took more than {APP_READ_TIMEOUT_S:g} s") from None
-        lines = out.stdout.strip().splitlines()
-        try:
-            answer = json.loads(lines[-1]) if lines else {}
-        except ValueError:
-            answer = {}
-        answer = answer if isinstance(answer, dict) else {}
-        if not isinstance(answer.get("settings"), dict):
-            last = (out.stderr.strip().splitlines() or [f"exit code {out.returncode}"])[-1]
-            problem = str(answer.get("error") or last).strip().splitlines() or [last]
-            raise UsageError(f"{flag}: {problem[0]}")
-        read = CeleryOptions.model_validate(opts.model_dump() | {"app_settings": answer["settings"]})
+        read_settings = user_app.read(python, APP_PROBE, opts.app, environ, flag)
+        read = CeleryOptions.model_validate(opts.model_dump() | {"app_settings": read_settings})
         accepted = (read.app_settings or {}).get("accept_content", "").split(", ")
         if external and "pickle" in accepted:
             raise UsageError(
