@@ -25,6 +25,7 @@ be reached by the purge, which deletes only the ids it finds in our queue.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import os
@@ -37,7 +38,7 @@ import redis
 import redis.asyncio as aredis
 from arq.connections import ArqRedis, RedisSettings
 from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
-from arq.worker import func
+from arq.worker import func, get_kwargs
 from fastapi import BackgroundTasks
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
@@ -54,7 +55,22 @@ from taskbench_wire.records import JobRecord
 log = logging.getLogger(__name__)
 
 NAME = "arq"
-QUEUE = f"{settings.namespace}:arq:queue"  # a sorted set scored by the time a job may start (arq: "arq:queue")
+
+
+def user_settings(path: str) -> dict[str, Any]:
+    """The user's own `WorkerSettings` (`--app arq=package.module:WorkerSettings`, a class or a dict, as arq's CLI
+    takes it), as the mapping of its settings arq reads (arq.worker.get_kwargs); empty without --app."""
+    if not path:
+        return {}
+    module_name, _, attribute = path.partition(":")
+    found = getattr(importlib.import_module(module_name), attribute)
+    return dict(found) if isinstance(found, dict) else get_kwargs(found)
+
+
+# With --app: every setting as the user wrote it, but its connections (taskbench's Redis), its queue's name in the
+# run's namespace, and max_jobs (taskbench's --concurrency); taskbench's function beside the user's own.
+USER = user_settings(settings.app)
+QUEUE = f"{settings.namespace}:{USER.get('queue_name') or 'arq:queue'}"  # a sorted set scored by start time
 JOB_ID_PREFIX = f"{settings.namespace}:"  # of arq's job ids: arq:job:{ns}:<uuid> (see the module's docstring)
 FUNCTION = "taskbench.run_job"
 
@@ -72,6 +88,18 @@ POLL_DELAY_S = 0.1  # arq default 0.5 s: a ZRANGEBYSCORE 10 times a second is no
 JOB_TIMEOUT_S = settings.concurrency * settings.redelivery_timeout_s
 IN_PROGRESS_EXTRA_S = 10.0  # hard-coded in arq: Worker.__init__ sets in_progress_timeout_s = job_timeout + 10
 KEEP_RESULT_S = 0  # no result stored at all (arq default 3600 s): records live in taskbench's own hash
+
+
+def _seconds(value: Any) -> float:
+    """arq takes seconds, or a timedelta."""
+    return float(value.total_seconds()) if hasattr(value, "total_seconds") else float(value)
+
+
+if USER:  # the user's own, arq's defaults where they say nothing
+    POLL_DELAY_S = _seconds(USER.get("poll_delay", 0.5))
+    JOB_TIMEOUT_S = _seconds(USER.get("job_timeout", 300))
+    KEEP_RESULT_S = int(_seconds(USER.get("keep_result", 3600)))
+    MAX_TRIES = int(USER.get("max_tries", 5))
 
 # arq's poll loop has no error handling of its own: one ConnectionError from Redis ends the worker. Its
 # client retries instead (RedisSettings.retry / retry_on_error), long enough to ride out a Redis restart:
@@ -238,7 +266,10 @@ async def _shutdown(ctx: dict[str, Any]) -> None:
 
 
 def serializers() -> dict[str, Any]:
-    """arq's default (pickle) on taskbench's own Redis; JSON on someone else's (settings.foreign_servers)."""
+    """The user's (--app), else arq's default (pickle) on taskbench's own Redis and JSON on someone else's
+    (settings.foreign_servers)."""
+    if USER:
+        return {key: USER[key] for key in ("job_serializer", "job_deserializer") if USER.get(key) is not None}
     return {"job_serializer": json_bytes, "job_deserializer": json.loads} if settings.foreign_servers else {}
 
 
@@ -261,3 +292,31 @@ class WorkerSettings:
     if settings.foreign_servers:
         job_serializer = staticmethod(json_bytes)
         job_deserializer = staticmethod(json.loads)
+
+
+def _their_settings() -> dict[str, Any]:
+    """--app: the user's settings (arq's CLI takes a dict as it takes a class), with only taskbench's connections,
+    queue name, max_jobs and start-up and shut-down hooks (theirs run after and before taskbench's)."""
+    theirs_start, theirs_stop = USER.get("on_startup"), USER.get("on_shutdown")
+
+    async def startup(ctx: dict[str, Any]) -> None:
+        await _startup(ctx)
+        if theirs_start is not None:
+            await theirs_start(ctx)
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        if theirs_stop is not None:
+            await theirs_stop(ctx)
+        await _shutdown(ctx)
+
+    return USER | {
+        "functions": (*USER.get("functions", ()), func(run_job, name=FUNCTION)),
+        "queue_name": QUEUE,
+        "redis_settings": _worker_redis_settings(),
+        "max_jobs": settings.concurrency,
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+    }
+
+
+USER_WORKER_SETTINGS = _their_settings() if USER else None  # `arq …arq.USER_WORKER_SETTINGS` (the harness's argv)
