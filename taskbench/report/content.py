@@ -334,10 +334,11 @@ def topology_text(settings: RunSettings) -> str:
     a = settings.api
     api = f"{a.api_workers} uvicorn worker processes (--workers {a.api_workers})" if a.api_workers > 1 else "1 process"
     graceful = "no limit (uvicorn's default)" if a.graceful_timeout_s is None else f"{a.graceful_timeout_s:g} s"
+    keys = dict.fromkeys(implementations.options_key(label) for label in settings.implementations)  # +app apart
     own = [
-        f"{implementations.title(name)} {implementations.get(name).option_flags(settings.options_of(name))}"
-        for name in dict.fromkeys(implementations.plugin_name(label) for label in settings.implementations)
-        if implementations.known(name) and implementations.get(name).Options.model_fields
+        f"{implementations.title(key)} {flags}"
+        for key in keys
+        if implementations.known(key) and (flags := implementations.get(key).option_flags(settings.options_of(key)))
     ]
     limits = [
         f"{part} in cgroups of their own: {limit.text()} ({flags})"
