@@ -12,7 +12,7 @@ from dataclasses import replace
 from taskbench import implementations
 from taskbench.faults.kills import WorkerFault
 from taskbench.implementations.base import Implementation
-from taskbench.record.results import Event, EventName, PluginOptions, ScenarioSpec
+from taskbench.record.results import Event, EventName, PluginOptions, RunSettings, ScenarioSpec
 from taskbench.stack.stack import DEFAULT_REDELIVERY_TIMEOUT_S, DEFAULT_RESTORE_INTERVAL_S, Stack, StackState
 from taskbench_wire import enums
 
@@ -30,6 +30,11 @@ class LongJob(WorkerFault):
 
     def applies(self, impl: Implementation, options: PluginOptions) -> bool:
         return impl.has_worker and impl.outliving_timeout is not None
+
+    def shaped(self, spec: ScenarioSpec, settings: RunSettings) -> ScenarioSpec:
+        """Jobs long enough to outlive the shortest timeout the queue takes (SAQ's whole seconds)."""
+        shortest = JOB_PER_TIMEOUT * implementations.get(spec.implementation).timeout_step_s
+        return spec if spec.duration_s >= shortest else spec.model_copy(update={"duration_s": shortest})
 
     def state(self, spec: ScenarioSpec) -> StackState:
         timeout = spec.duration_s / JOB_PER_TIMEOUT

@@ -81,6 +81,7 @@ class Implementation(ABC):
     # What befalls a job still running when its redelivery timeout passes, the worker alive (the fault long-job);
     # None where nothing times out while a job runs (its worker renews its claim by a heartbeat, or never redelivers)
     outliving_timeout: ClassVar[str | None] = None
+    timeout_step_s: ClassVar[float] = 0.0  # the shortest redelivery timeout it takes (SAQ: whole seconds, 1 at least)
     on_sigterm: ClassVar[str] = ""  # its worker's shutdown, as a deploy starts it (worker-deploy); every report says
     # Each unit of --concurrency is a process of its own (a prefork pool, RQ's worker pool): memory grows with
     # concurrency, and the verdict extrapolates it linearly. Threads and coroutines share their process.

@@ -27,6 +27,7 @@ def _default_sync_threads(cpu_count: int) -> int:
 class SaqImplementation(Implementation):
     name = "saq"
     title = "SAQ"
+    timeout_step_s = 1.0  # its timeouts are whole seconds (taskbench_service: max(1, ceil(redelivery timeout)))
     outliving_timeout = (
         "it is cancelled at its timeout (the job's timeout, the redelivery timeout here; saq/worker.py "
         "Worker.process) and retried if its retries allow; a sync job goes on in its thread, so a retry runs "
