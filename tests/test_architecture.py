@@ -79,6 +79,7 @@ NAMES_A_FAULT = {
     "taskbench/analysis/stats.py": "api-partition's submissions through the cut, read from the record",
     "taskbench/analysis/verdict.py": "api-partition's sentence: the API, not its workers, was cut off",
     "taskbench/report/content.py": "the partition columns of the faults table",
+    "taskbench/report/questions.py": "the page of answers: which recorded faults answer which tracker question",
 }
 
 

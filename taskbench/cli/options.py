@@ -113,10 +113,10 @@ APP_QUEUES = tuple(name for name, impl in implementations.REGISTRY.items() if is
 
 
 APP_HELP = (
-    "QUEUE=PACKAGE.MODULE:ATTRIBUTE: run the jobs through your own configured app too (Celery: your Celery app; "
-    "arq: your WorkerSettings), imported from the working directory, every setting yours (acknowledgement, "
-    "prefetch, timeouts, tries, serializer, queues) but taskbench's servers and --concurrency, as the "
-    f"implementation QUEUE+app, beside taskbench's QUEUE when --implementations names it: {', '.join(APP_QUEUES)}"
+    "QUEUE=PACKAGE.MODULE:ATTRIBUTE: run the jobs through your own configured app too (for each queue, what that "
+    "is: docs/your-job.md), imported from the working directory, every setting yours (acknowledgement, prefetch, "
+    "timeouts, tries, serializer, queues) but taskbench's servers and --concurrency, as the implementation "
+    f"QUEUE+app, beside taskbench's QUEUE when --implementations names it: {', '.join(APP_QUEUES)}"
 )
 
 
