@@ -86,6 +86,10 @@ class StackState:
     def delivery(self, implementation: str) -> str:
         return self.deliveries.get(implementation, "default")
 
+    def of_worker(self, implementation: str) -> tuple[str, float, float, int | None]:
+        """What the implementation's worker is started with: a change restarts it."""
+        return self.delivery(implementation), self.redelivery_timeout_s, self.restore_interval_s, self.concurrency
+
 
 @dataclass(frozen=True)
 class StackConfig:
@@ -970,14 +974,7 @@ class Stack:
             api.start()
             self._middleware[self.focus] = state.middleware
         for name, worker in self.workers.items():
-            timeouts = (previous.redelivery_timeout_s, previous.restore_interval_s)
-            changed = (previous.delivery(name), *timeouts, previous.concurrency) != (
-                state.delivery(name),
-                state.redelivery_timeout_s,
-                state.restore_interval_s,
-                state.concurrency,
-            )
-            if changed or not worker.alive():
+            if previous.of_worker(name) != state.of_worker(name) or not worker.alive():
                 self.restart_worker(name)
         if self.embedded_redis and previous.redis_persistent != state.redis_persistent:
             self._set_persistence(state.redis_persistent)
