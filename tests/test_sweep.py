@@ -57,3 +57,20 @@ def test_the_smallest_concurrency_that_drains_as_fast_is_named() -> None:
     results, lines = sweep.sweeps(slower_baseline)
     assert {r.implementation: r.smallest for r in results} == {"celery": 8, "arq": 8}
     assert "Celery from 8 (1.7 s, " in lines[0] and "BackgroundTasks' 2.0 s" in lines[0]
+
+
+def test_the_plan_says_which_implementations_a_fault_leaves_out() -> None:
+    """A fault asked for where it means nothing is left out, and said so: worker-deploy needs a worker (not
+    BackgroundTasks), long-job a queue that does not renew a running job's claim (not RQ's heartbeats)."""
+    from taskbench.record.results import RunSettings
+    from taskbench.run import plan
+
+    faults = ["worker-deploy", "long-job"]
+    settings = RunSettings(implementations=["fastapi", "rq", "celery"], workloads=["sleep"], jobs=[10],
+                           duration_s=0.5, memory_mb=0, concurrency=4, faults=faults)  # fmt: skip
+    assert plan.left_out(settings) == {"worker-deploy": ["fastapi"], "long-job": ["fastapi", "rq"]}
+    assert {(s.implementation, s.fault) for s in plan.scenarios(settings, fault_jobs=5) if s.fault} == {
+        ("rq", "worker-deploy"),
+        ("celery", "worker-deploy"),
+        ("celery", "long-job"),
+    }

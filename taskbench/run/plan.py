@@ -42,6 +42,19 @@ def scenarios(settings: RunSettings, fault_jobs: int) -> list[ScenarioSpec]:
     return [spec.model_copy(update={"repeat": repeat}) for repeat in range(settings.repeat) for spec in each]
 
 
+def left_out(settings: RunSettings) -> dict[str, list[str]]:
+    """Each fault asked for, and the implementations of the run it does not apply to (the plan leaves them out)."""
+    out = {
+        fault: [
+            impl
+            for impl in settings.implementations
+            if not faults.get(fault).applies(implementations.get(impl), settings.options_of(impl))
+        ]
+        for fault in settings.faults
+    }
+    return {fault: impls for fault, impls in out.items() if impls}
+
+
 def _swept(specs: list[ScenarioSpec], values: list[int]) -> list[ScenarioSpec]:
     """With `--concurrency 4,16,40`, every scenario of an implementation with a worker once per value, the
     values in order (one worker restart each); the others (BackgroundTasks) once, with the first."""

@@ -89,6 +89,9 @@ def run(options: RunOptions, console: Console) -> tuple[Path, AnalysedRun]:
 def _run(options: RunOptions, console: Console, stamp: str, folder: Path) -> tuple[Path, AnalysedRun]:
     specs = plan.scenarios(options.settings, options.fault_jobs)
     console.print(f"[bold]taskbench[/]: {len(specs)} scenarios → {folder}")
+    for fault, impls in plan.left_out(options.settings).items():
+        names = ", ".join(implementations.title(impl) for impl in impls)
+        console.print(f"{fault} does not apply to {names} (docs/workloads-and-faults.md says why): left out")
     _print_plan(console, specs, options.settings)
     stack: Stack | None = None
     envs: dict[str, venvs.Env] = {}
