@@ -34,6 +34,7 @@ class Fault(str, Enum):
     worker_crash = "worker-crash"  # SIGKILL the worker and every descendant, start it again
     worker_child_crash = "worker-child-crash"  # SIGKILL only its child processes (as an OOM kill would)
     worker_deploy = "worker-deploy"  # SIGTERM the worker's main process, SIGKILL after a grace period, a new one
+    worker_crash_loop = "worker-crash-loop"  # SIGKILL the worker again and again, restarting it each time
     redis_restart = "redis-restart"  # restart Redis, without and with AOF persistence
     postgres_restart = "postgres-restart"  # restart PostgreSQL (a fast shutdown): the PostgreSQL queues' jobs
     network_partition = "network-partition"  # --hosts: the worker's host cut off (link down) for a while, restored

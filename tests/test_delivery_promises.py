@@ -152,3 +152,15 @@ def test_a_job_outliving_celerys_visibility_timeout_runs_twice_when_acknowledged
     accepted = [s.job_id for s in result.submissions if s.job_id]
     starts = Counter(e.job_id for e in result.executions if e.event == "start")
     assert len(accepted) == JOBS and any(starts[j] >= 2 for j in accepted), starts
+
+
+@pytest.mark.parametrize("variant", ["acks_late"], ids=["celery-crash-loop-acks_late"])  # grouped with celery's
+def test_a_worker_killed_again_and_again_loses_nothing_it_acknowledges_late(stacks: Stacks, variant: str) -> None:
+    """worker-crash-loop: the worker SIGKILLed five times, started again each time; acknowledged late, every job
+    is delivered again until one run of it ends: all complete."""
+    result = crash(stacks.get("celery"), "celery", "worker-crash-loop", variant)
+    kills = [e for e in result.events if e.name == "fault"]
+    done = {e.job_id for e in result.executions if e.event == "end" and e.ok}
+    accepted = {s.job_id for s in result.submissions if s.job_id}
+    assert len(kills) >= 2, result.events
+    assert accepted and accepted <= done, (accepted - done, result.events)

@@ -9,7 +9,7 @@ module of its family (`base.Fault` says what it can declare), and a line here.
 from __future__ import annotations
 
 from taskbench.faults.base import Fault, NoFault
-from taskbench.faults.kills import ApiCrash, ApiDeploy, WorkerChildCrash, WorkerCrash, WorkerDeploy
+from taskbench.faults.kills import ApiCrash, ApiDeploy, WorkerChildCrash, WorkerCrash, WorkerCrashLoop, WorkerDeploy
 from taskbench.faults.oom import WorkerOom
 from taskbench.faults.partitions import ApiPartition, NetworkPartition
 from taskbench.faults.restarts import PostgresRestart, RedisRestart
@@ -24,6 +24,7 @@ REGISTRY: dict[str, Fault] = {
         WorkerCrash(),
         WorkerChildCrash(),
         WorkerDeploy(),
+        WorkerCrashLoop(),
         RedisRestart(),
         PostgresRestart(),
         NetworkPartition(),

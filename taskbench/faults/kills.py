@@ -22,6 +22,8 @@ from taskbench_wire import enums
 # How long a worker is watched after its children die: Dramatiq's main process notices within 0.1–1.1 s
 # (it checks in 1 s steps) and exits; a worker that lives on replaces its children itself.
 SUPERVISOR_GRACE_S = 3.0
+KILLS_IN_A_LOOP = 5  # worker-crash-loop: the strike and four more
+RESTART_ALLOWANCE_S = 5.0  # a worker's start, in worker-crash-loop's allowance
 
 
 class ApiCrash(Fault):
@@ -70,6 +72,9 @@ class WorkerCrash(WorkerFault):
     summary = "SIGKILL the implementation's worker, main process and children, then start it again"
 
     def strike(self, stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
+        self.kill(stack, spec, events)
+
+    def kill(self, stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
         targets = self.targets(stack, spec)
         what = ", ".join(implementations.title(t) for t in targets) or "no"
         events.append(Event(t=time.time(), name=EventName.fault, detail=f"SIGKILL the {what} worker ({spec.variant})"))
@@ -77,6 +82,47 @@ class WorkerCrash(WorkerFault):
             stack.workers[target].kill()
         for target in targets:
             stack.workers[target].start()
+
+
+class WorkerCrashLoop(WorkerCrash):
+    """What users of a crash-looping worker ask (OOM-killed 15–24 times an hour): what share of a burst completes
+    when its worker dies again and again? Against the same burst without faults (the recovery ratio a
+    PostgreSQL-queue benchmark publishes per queue), under each delivery setting."""
+
+    name = enums.Fault.worker_crash_loop
+    summary = (
+        "SIGKILL the worker again and again, every twice the job's duration (at least 1 s) after it is back, "
+        f"{KILLS_IN_A_LOOP} times, starting it again each time: what share of the burst completes"
+    )
+
+    def __init__(self) -> None:
+        self._kills = 0
+        self._back_at = 0.0  # monotonic: when the worker last came back
+
+    def applies(self, impl: Implementation, options: PluginOptions) -> bool:
+        return impl.has_worker and impl.applies(enums.Fault.worker_crash.value, options)
+
+    def period_s(self, spec: ScenarioSpec) -> float:
+        return max(1.0, 2 * spec.duration_s)
+
+    def allowance_s(self, spec: ScenarioSpec) -> float:
+        return super().allowance_s(spec) + KILLS_IN_A_LOOP * (self.period_s(spec) + RESTART_ALLOWANCE_S)
+
+    def strike(self, stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
+        self._kills = 1
+        super().strike(stack, spec, events)
+        self._back_at = time.monotonic()
+
+    def tend(self, stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
+        if self._kills == 0 or self._kills >= KILLS_IN_A_LOOP:
+            return
+        if time.monotonic() - self._back_at >= self.period_s(spec):
+            self._kills += 1
+            self.kill(stack, spec, events)  # each kill a fault event: a run cut off died at the first after it
+            self._back_at = time.monotonic()
+
+    def conclude(self, stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
+        self._kills = 0
 
 
 class WorkerDeploy(Fault):

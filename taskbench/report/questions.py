@@ -42,6 +42,14 @@ QUESTIONS = (
         _fault("worker-crash"),
     ),
     Question(
+        "A worker that keeps dying: what share of the jobs still completes?",
+        "“Workers OOM-killed 15–24 times an hour”, a crash loop under Kubernetes (the recovery ratio a "
+        "PostgreSQL-queue benchmark publishes per queue)",
+        "--faults worker-crash-loop",
+        "",
+        _fault("worker-crash-loop"),
+    ),
+    Question(
         "A deploy under load: are jobs lost or run twice?",
         "“Tasks lost on warm shutdown”, “jobs re-run after every deploy” (a rolling restart: SIGTERM, then SIGKILL "
         "after the grace period)",
