@@ -91,13 +91,9 @@ class WorkerCrashLoop(WorkerCrash):
 
     name = enums.Fault.worker_crash_loop
     summary = (
-        "SIGKILL the worker again and again, every twice the job's duration (at least 1 s) after it is back, "
+        "SIGKILL the worker again and again, twice the job's duration (at least 1 s) after it is back each time, "
         f"{KILLS_IN_A_LOOP} times, starting it again each time: what share of the burst completes"
     )
-
-    def __init__(self) -> None:
-        self._kills = 0
-        self._back_at = 0.0  # monotonic: when the worker last came back
 
     def applies(self, impl: Implementation, options: PluginOptions) -> bool:
         return impl.has_worker and impl.applies(enums.Fault.worker_crash.value, options)
@@ -108,21 +104,15 @@ class WorkerCrashLoop(WorkerCrash):
     def allowance_s(self, spec: ScenarioSpec) -> float:
         return super().allowance_s(spec) + KILLS_IN_A_LOOP * (self.period_s(spec) + RESTART_ALLOWANCE_S)
 
-    def strike(self, stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
-        self._kills = 1
-        super().strike(stack, spec, events)
-        self._back_at = time.monotonic()
-
     def tend(self, stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
-        if self._kills == 0 or self._kills >= KILLS_IN_A_LOOP:
+        """Another kill once the period has passed since the worker came back; the kills so far are the scenario's
+        fault events, the last one's restart its latest event."""
+        kills = [e for e in events if e.name == EventName.fault]
+        if not kills or len(kills) >= KILLS_IN_A_LOOP:
             return
-        if time.monotonic() - self._back_at >= self.period_s(spec):
-            self._kills += 1
+        if time.time() - events[-1].t >= self.period_s(spec):
             self.kill(stack, spec, events)  # each kill a fault event: a run cut off died at the first after it
-            self._back_at = time.monotonic()
-
-    def conclude(self, stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
-        self._kills = 0
+            events.append(Event(t=time.time(), name=EventName.restart, detail="the worker is back"))
 
 
 class WorkerDeploy(Fault):
