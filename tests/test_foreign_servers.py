@@ -242,7 +242,8 @@ def test_the_stack_on_a_users_redis_touches_nothing_of_theirs(foreign: str, tmp_
 def test_every_other_redis_queue_leaves_nothing_behind_on_a_users_redis(foreign: str, tmp_path: Path) -> None:
     """RQ, taskiq, Dramatiq, SAQ, streaQ, Huey: a burst each on the team's Redis; once the stack has stopped, the
     server holds exactly what it held before (their keys byte for byte, nothing of ours)."""
-    others = tuple(n for n, i in REGISTRY.items() if i.has_worker and not i.needs_postgres and n not in QUEUES)
+    on_redis = [n for n, i in REGISTRY.items() if i.has_worker and not i.needs_postgres and not i.pickles_only]
+    others = tuple(n for n in on_redis if n not in QUEUES)  # Docket, which only pickles, is refused there
     client = redis.Redis.from_url(foreign)
     before, started = dumps(client, keys(client)), time.monotonic()
     config = StackConfig(workdir=tmp_path / "stack", redis_url=foreign, implementations=others, concurrency=1)
@@ -284,3 +285,31 @@ def test_no_queue_unpickles_on_a_server_taskbench_does_not_own(
     payload their worker would unpickle (as root under --hosts). There, they serialize as JSON."""
     monkeypatch.setenv(NAMESPACE, "taskbench-0badc0de")
     assert run_in_env(label, code) in ("JSONSerializer", "b'{}'", "JsonSerializer", "b'[1]'")
+
+
+@pytest.mark.pure
+def test_a_queue_that_only_pickles_is_refused_on_a_users_redis() -> None:
+    """Docket has no serializer but cloudpickle: named with --redis-url it is one line (exit 2); under `all` it is
+    left out, said so, and the others run there."""
+    import argparse
+    import io
+
+    from rich.console import Console
+
+    from taskbench.cli.options import no_pickle_on_theirs
+    from taskbench.cli.types import implementation_labels
+    from taskbench.errors import UsageError
+
+    picklers = [n for n, i in REGISTRY.items() if i.pickles_only]
+    assert "docket" in picklers
+    named = argparse.Namespace(redis_url="redis://127.0.0.1:1/0", implementations=["celery", "docket"])
+    with pytest.raises(UsageError, match="docket on --redis-url: Docket cloudpickles"):
+        no_pickle_on_theirs(named, Console(file=io.StringIO()))
+    said = io.StringIO()
+    every = argparse.Namespace(redis_url="redis://127.0.0.1:1/0", implementations=implementation_labels("all"))
+    no_pickle_on_theirs(every, Console(file=said, width=200))
+    assert not set(picklers) & set(every.implementations) and "celery" in every.implementations
+    assert "docket left out on --redis-url" in said.getvalue()
+    private = argparse.Namespace(redis_url=None, implementations=["docket"])
+    no_pickle_on_theirs(private, Console(file=io.StringIO()))
+    assert private.implementations == ["docket"]

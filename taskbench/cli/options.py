@@ -361,6 +361,21 @@ def postgres_from(args: argparse.Namespace, console: Console) -> str | None:
     return None
 
 
+def no_pickle_on_theirs(args: argparse.Namespace, console: Console) -> None:
+    """A queue that can only unpickle its jobs runs on taskbench's private Redis alone: on --redis-url, whoever can
+    write there could run code in its worker (docs/security.md). Named, one line; under `all`, left out."""
+    if not args.redis_url or getattr(args, "url", None):
+        return
+    picklers = [label for label in args.implementations if implementations.get(label).pickles_only]
+    if not picklers:
+        return
+    why = implementations.get(picklers[0]).pickles_only
+    if not isinstance(args.implementations, EveryImplementation):
+        raise UsageError(f"{', '.join(picklers)} on --redis-url: {why}; drop --redis-url, or leave it out")
+    args.implementations = EveryImplementation(label for label in args.implementations if label not in picklers)
+    console.print(f"[yellow]{', '.join(picklers)} left out[/] on --redis-url: {why}")
+
+
 def redis_fits(args: argparse.Namespace) -> None:
     """Before anything starts: a Redis every selected queue runs on (streaQ needs 7), the one --redis-url names or
     a private one this machine can start (taskbench.stack.redis_server), else one line."""

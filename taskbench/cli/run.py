@@ -28,6 +28,7 @@ from taskbench.cli.options import (
     check_job_folder,
     container_limits,
     hosts_from,
+    no_pickle_on_theirs,
     plugin_options,
     postgres_from,
     postgres_setting,
@@ -205,6 +206,7 @@ def _check(args: argparse.Namespace, console: Console) -> Checked:
     user_jobs = _check_jobs(args)  # before anything starts: a job that cannot run is exit 2, here
     broker, broker_url = broker_from(args)
     postgres_url = postgres_from(args, console)
+    no_pickle_on_theirs(args, console)
     redis_fits(args)
     if args.reference is not None and args.reference not in args.implementations:
         raise UsageError(

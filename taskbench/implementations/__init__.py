@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from taskbench.implementations import (
     arq,
     celery,
+    docket,
     dramatiq,
     fastapi,
     huey,
@@ -50,6 +51,7 @@ REGISTRY: dict[str, Implementation] = {
     "huey": huey.IMPLEMENTATION,
     "pgqueuer": pgqueuer.IMPLEMENTATION,
     "procrastinate": procrastinate.IMPLEMENTATION,
+    "docket": docket.IMPLEMENTATION,
 }
 DEFAULT = ("fastapi", "celery")  # the spec's two
 # The question is when BackgroundTasks stop being enough: every other implementation is compared with it.

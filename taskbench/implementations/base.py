@@ -93,6 +93,8 @@ class Implementation(ABC):
     # The oldest Redis its queue runs on (streaQ loads Redis functions: 7.0); the embedded Redis is chosen to meet
     # every selected queue's (taskbench.stack.redis_server.server_for). Empty: any Redis taskbench starts.
     redis_min_version: ClassVar[tuple[int, ...]] = ()
+    # Why it cannot run on a server taskbench does not own (it unpickles what anyone writing there puts): "" if it can
+    pickles_only: ClassVar[str] = ""
     amqp_deliveries: ClassVar[tuple[Delivery, ...]] = ()  # on RabbitMQ: the same names, what they promise there
     # Records in the memory of the API process that took the job (BackgroundTasks): under --api-workers N no
     # single answer holds them all, so the harness rebuilds them from the ledger (taskbench.measure.records).

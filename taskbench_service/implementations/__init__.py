@@ -24,6 +24,7 @@ REGISTRY = (
     "huey",
     "pgqueuer",
     "procrastinate",
+    "docket",
 )
 log = logging.getLogger(__name__)
 
