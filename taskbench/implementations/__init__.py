@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 from taskbench.implementations import (
     arq,
+    bullmq,
     celery,
     docket,
     dramatiq,
@@ -52,6 +53,7 @@ REGISTRY: dict[str, Implementation] = {
     "pgqueuer": pgqueuer.IMPLEMENTATION,
     "procrastinate": procrastinate.IMPLEMENTATION,
     "docket": docket.IMPLEMENTATION,
+    "bullmq": bullmq.IMPLEMENTATION,
 }
 DEFAULT = ("fastapi", "celery")  # the spec's two
 # The question is when BackgroundTasks stop being enough: every other implementation is compared with it.

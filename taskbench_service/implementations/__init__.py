@@ -25,6 +25,7 @@ REGISTRY = (
     "pgqueuer",
     "procrastinate",
     "docket",
+    "bullmq",
 )
 log = logging.getLogger(__name__)
 
