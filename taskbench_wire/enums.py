@@ -36,6 +36,7 @@ class Fault(str, Enum):
     worker_deploy = "worker-deploy"  # SIGTERM the worker's main process, SIGKILL after a grace period, a new one
     worker_crash_loop = "worker-crash-loop"  # SIGKILL the worker again and again, restarting it each time
     redis_restart = "redis-restart"  # restart Redis, without and with AOF persistence
+    redis_connections_killed = "redis-connections-killed"  # Redis drops every client connection (CLIENT KILL)
     postgres_restart = "postgres-restart"  # restart PostgreSQL (a fast shutdown): the PostgreSQL queues' jobs
     network_partition = "network-partition"  # --hosts: the worker's host cut off (link down) for a while, restored
     api_partition = "api-partition"  # --hosts: the APIs' host cut off from the servers alone for a while, restored

@@ -164,3 +164,17 @@ def test_a_worker_killed_again_and_again_loses_nothing_it_acknowledges_late(stac
     accepted = {s.job_id for s in result.submissions if s.job_id}
     assert len(kills) >= 2, result.events
     assert accepted and accepted <= done, (accepted - done, result.events)
+
+
+@pytest.mark.parametrize("variant", ["default"], ids=["celery-redis-connections-killed"])  # grouped with celery's
+def test_a_redis_that_drops_every_connection_leaves_celery_running(stacks: Stacks, variant: str) -> None:
+    """redis-connections-killed: CLIENT KILL drops the API's and the worker's connections, the server stays up;
+    they reconnect, and the jobs still queued at the drop run."""
+    result = crash(stacks.get("celery"), "celery", "redis-connections-killed", variant)
+    dropped = next(e.detail for e in result.events if e.name == "fault")
+    fault_at = next(e.t for e in result.events if e.name == "fault")
+    assert int(dropped.split("CLIENT KILL: ")[1].split()[0]) >= 2, dropped  # the API's and the worker's at least
+    started_before = {e.job_id for e in result.executions if e.event == "start" and e.t <= fault_at}
+    done = {e.job_id for e in result.executions if e.event == "end" and e.ok}
+    queued = {s.job_id for s in result.submissions if s.job_id} - started_before
+    assert queued and queued <= done, (queued - done, result.events)

@@ -159,7 +159,7 @@ def _refuse_what_a_running_service_cannot_do(args: argparse.Namespace) -> None:
     for fault in args.faults:
         flag = faults.get(fault).restarts_server
         if flag and getattr(args, flag[2:].replace("-", "_")):
-            raise UsageError(f"--faults {fault} restarts the private server taskbench starts: drop {flag} or the fault")
+            raise UsageError(f"--faults {fault} strikes the private server taskbench starts: drop {flag} or the fault")
     if not args.url:
         return
     if len(args.concurrency) > 1:

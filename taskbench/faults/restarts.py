@@ -1,4 +1,5 @@
-"""Servers restarted: the stack's private Redis (without persistence, or with AOF) and PostgreSQL."""
+"""Servers restarted: the stack's private Redis (without persistence, or with AOF) and PostgreSQL; and the private
+Redis dropping every client's connection without a restart (a failover, a proxy's restart)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,26 @@ class RedisRestart(Fault):
         detail = "restart Redis " + ("with AOF persistence" if persistent else "without persistence")
         events.append(Event(t=time.time(), name=EventName.fault, detail=detail))
         stack.restart_redis(persistent)
+
+
+class RedisConnectionsKilled(Fault):
+    """Every connection dropped, the server up: do the queue's API and worker reconnect, and what of the jobs
+    running and queued? (Its clients see a reset, as in a failover or behind a restarted proxy.)"""
+
+    name = enums.Fault.redis_connections_killed
+    summary = (
+        "the private Redis drops every client connection at once (CLIENT KILL TYPE normal), its data and its "
+        "process untouched, as a failover or a proxy's restart does: the queues on Redis"
+    )
+    restarts_server = "--redis-url"  # someone else's Redis: its other clients' connections would go too
+
+    def applies(self, impl: Implementation, options: PluginOptions) -> bool:
+        return impl.has_worker and not impl.needs_postgres
+
+    def strike(self, stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
+        at = time.time()
+        dropped = stack.drop_redis_connections()
+        events.append(Event(t=at, name=EventName.fault, detail=f"CLIENT KILL: {dropped} Redis connections dropped"))
 
 
 class PostgresRestart(Fault):

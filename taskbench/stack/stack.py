@@ -704,6 +704,12 @@ class Stack:
             )
         telemetry.publish_join(self.telemetry_url, telemetry.JoinInfo(stack=self.id, labels=labels))
 
+    def drop_redis_connections(self) -> int:
+        """The private Redis drops every client's connection (not the one asking): how many went."""
+        assert self.redis is not None, "only a private Redis drops its clients for a fault"
+        with redis.Redis.from_url(self.redis_url, socket_timeout=5) as client:
+            return int(client.client_kill_filter(_type="normal", skipme=True))
+
     def restart_redis(self, persistent: bool) -> None:
         """Stop the private Redis (SHUTDOWN, which writes the AOF when on) and start it again on its port."""
         assert self.redis is not None, "only a private Redis can be restarted"
