@@ -52,6 +52,13 @@ class RedisConnectionsKilled(Fault):
         dropped = stack.drop_redis_connections()
         events.append(Event(t=at, name=EventName.fault, detail=f"CLIENT KILL: {dropped} Redis connections dropped"))
 
+    def conclude(self, stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
+        """A lock whose holder lost its connection mid-way stays until it expires (kombu's restore lock: 300 s, no
+        redelivery meanwhile): said, with the time it had left, and released so the next scenario starts clean."""
+        for key, left_s in stack.release_stranded_locks(spec.implementation).items():
+            detail = f"{key} still held {left_s:.0f} s after the drop (released by taskbench at the scenario's end)"
+            events.append(Event(t=time.time(), name=EventName.lock_stranded, detail=detail))
+
 
 class PostgresRestart(Fault):
     name = enums.Fault.postgres_restart

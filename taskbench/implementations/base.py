@@ -160,6 +160,11 @@ class Implementation(ABC):
             for key in client.scan_iter(match=pattern, count=1000):
                 client.unlink(key)
 
+    def stranded_locks(self, namespace: str, broker: str) -> tuple[str, ...]:
+        """The Redis keys of locks its queue takes that a dropped connection can leave held until they expire (a
+        fault that drops connections says how long each had left, then releases it for the next scenario)."""
+        return ()
+
     def companions(self, options: PluginOptions) -> list[Companion]:
         """Processes it runs beside its worker with these options."""
         return []

@@ -355,6 +355,8 @@ class CeleryImplementation(Implementation):
             "visibility_timeout": "max(5 s, 2 × job duration + 2 s) (production default 3600 s)",
             "unacked restore sweep": "every 1 s (kombu ≥ 5.7's unacked_restore_interval; its default 100 s; "
             "older kombu: every 100 s, hard-coded)",
+            "unacked restore lock": "unacked_mutex, 300 s (kombu's unacked_mutex_expire default): a connection "
+            "dropped while a worker restores leaves it held, and nothing is restored until it expires",
             "gossip / mingle": "off",
         }
 
@@ -381,6 +383,11 @@ class CeleryImplementation(Implementation):
             "result backend": f"taskbench's Redis (your app's: {(opts.app_settings or {}).get('result_backend')})"
         }
         return self.settings(concurrency, options, api) | where | backend
+
+    def stranded_locks(self, namespace: str, broker: str) -> tuple[str, ...]:
+        """kombu's restore lock (`unacked_mutex`, expiring after `unacked_mutex_expire`, 300 s): a connection dropped
+        while its holder restores leaves it, and no worker restores unacknowledged messages until it expires."""
+        return () if self.broker_for(broker) == "amqp" else (f"{namespace}:unacked_mutex",)
 
     def broker_settings(self, broker: str) -> dict[str, str]:
         if broker != "amqp":

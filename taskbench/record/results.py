@@ -366,6 +366,7 @@ class EventName(str, Enum):
     died = "died"  # a part of the implementation died outside a fault
     oom_kills = "oom_kills"
     records_lost = "records_lost"  # the API's records could not be read at the end
+    lock_stranded = "lock_stranded"  # a queue's lock outlived the connection that held it (released at the end)
 
 
 class Event(BaseModel):

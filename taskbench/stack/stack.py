@@ -245,6 +245,19 @@ class Stack:
             log.warning("what %s keeps in its broker could not be read: %s", label, self.redact(str(exc)))
             return None
 
+    def release_stranded_locks(self, label: str) -> dict[str, float]:
+        """The locks `label`'s queue left held (`Implementation.stranded_locks`), each with the seconds it had left,
+        released: a fault's leftover must not decide the next scenario."""
+        keys = implementations.get(label).stranded_locks(self.namespace, self.config.broker)
+        held: dict[str, float] = {}
+        with redis.Redis.from_url(self.redis_url_for(label), socket_timeout=5) as client:
+            for key in keys:
+                left_ms = int(client.pttl(key))
+                if left_ms > 0:
+                    held[key] = left_ms / 1000
+                    client.delete(key)
+        return held
+
     def local_hosts(self) -> set[str]:
         """The host labels of this machine's processes, which share the harness's clock: its host name (what the
         service says when no label is set), and the label of each namespace under --hosts."""
