@@ -65,6 +65,14 @@ QUESTIONS = (
         _fault("long-job"),
     ),
     Question(
+        "Redis drops every connection (a failover, a proxy's restart): do the workers come back, and the jobs?",
+        "“Worker stops consuming after Redis reconnect”, “ConnectionError: Connection closed by server” (Celery, "
+        "RQ, arq trackers); kombu's restore lock left held by a dropped connection (found here)",
+        "--faults redis-connections-killed",
+        "",
+        _fault("redis-connections-killed"),
+    ),
+    Question(
         "What does the broker keep that nobody reads, and does the worker's memory only grow?",
         "“Redis memory keeps growing”, “the stream is never trimmed”, “worker memory only goes up”",
         "--workloads noop --noop-jobs 1000",
