@@ -146,26 +146,30 @@ def test_report_writes_markdown_html_and_valid_charts(rendered: Path) -> None:
     for name in run.scenario_files:
         md = (rendered / name).with_suffix(".md").read_text()
         assert "## Charts" in md and "_timeline.png)" in md and "_probes.png)" in md and "_resources.png)" in md
-    assert "![Jobs lost per fault](charts/comparison_faults.png)" in comparison
-    assert "charts/comparison_sleep.png" in comparison and "charts/comparison_cpu.png" in comparison
+    assert "![Jobs lost per fault](charts/comparison_faults.svg)" in comparison
+    assert "charts/comparison_sleep.svg" in comparison and "charts/comparison_cpu.svg" in comparison
     assert comparison.rstrip().endswith("- api-crash: fastapi lost 8/8; celery lost 0/8.")
     # the first screen: the answer against BackgroundTasks, a row per workload, before the decision
     answer = comparison.index("## Answer")
     assert answer < comparison.index("## Decision")
     assert "| Workload | BackgroundTasks (reference) | Celery |" in comparison
-    assert "charts/comparison_answer.png" in comparison[answer : comparison.index("## Decision")]
+    assert "charts/comparison_answer.svg" in comparison[answer : comparison.index("## Decision")]
     assert page.index('<table class="answer">') < page.index("Decision")
 
     pngs = sorted((rendered / "charts").glob("*.png"))
-    assert len(pngs) == 3 * len(scenarios) + 4  # three per scenario; the answer's, sleep, cpu and faults comparisons
+    assert len(pngs) == 3 * len(scenarios)  # three per scenario
     for png in pngs:
         width, height = png_size(png)
-        scale = 2 if png.name.startswith("comparison_") else 1  # the comparison's charts at 2× for HiDPI
-        assert 500 * scale <= width <= 2000 * scale and 200 * scale <= height <= 1500 * scale, png.name
+        assert 500 <= width <= 2000 and 200 <= height <= 1500, png.name
+    svgs = sorted((rendered / "charts").glob("*.svg"))  # the answer's, sleep, cpu and faults comparisons: vectors
+    assert [p.name for p in svgs] == [f"comparison_{n}.svg" for n in ("answer", "cpu", "faults", "sleep")]
+    assert all(p.read_bytes().lstrip().startswith(b"<?xml") and b"<svg" in p.read_bytes()[:2000] for p in svgs)
 
     inlined = re.findall(r'<img width="\d+" src="data:image/png;base64,([^"]+)"', page)
     assert len(inlined) == len(pngs)  # every chart inside the page, none by path
     assert {base64.b64decode(data)[:8] for data in inlined} == {PNG_SIGNATURE}
+    vectors = re.findall(r'<img width="(\d+)" src="data:image/svg\+xml;base64,([^"]+)"', page)
+    assert len(vectors) == len(svgs) and all(500 <= int(w) <= 2000 for w, _ in vectors), [w for w, _ in vectors]
     assert "http://" not in page and "https://" not in page  # self-contained: nothing fetched
     assert page.index("Verdict") < page.index("Results (the spec") < page.index('class="scenario"')
     for line in analysed.verdict.lines:
@@ -336,7 +340,7 @@ def test_report_html_shows_verdict_and_every_chart_in_headless_chromium(rendered
     alone = tmp_path / "alone"  # report.html copied alone, as it is mailed or attached to a CI job
     alone.mkdir()
     shutil.copy(rendered / "report.html", alone / "report.html")
-    images = len(list((rendered / "charts").glob("*.png")))
+    images = len(list((rendered / "charts").glob("*.*")))
     for width, height in ((1280, 800), (390, 844)):
         command = [
             browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

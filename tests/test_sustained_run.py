@@ -63,7 +63,7 @@ def test_celery_sustains_below_its_capacity_and_saturates_above_it(tmp_path: Pat
     for rate, verdict in expected.items():
         assert steps[rate]["verdict"] == verdict or rate in busy, steps[rate]["reasons"]
     charts = {p.name for p in (folder / "charts").iterdir()}
-    assert "comparison_sleep_knee.png" in charts and any(
+    assert "comparison_sleep_knee.svg" in charts and any(
         name.endswith("_16_per_s_" + name.split("_16_per_s_")[1])
         for name in charts
         if "_16_per_s_" in name and name.endswith("_depth.png")

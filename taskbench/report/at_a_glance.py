@@ -9,7 +9,7 @@ from taskbench.analysis import answer
 from taskbench.analysis.models import AnalysedRun, AnswerCell, WorkloadAnswer
 from taskbench.report.blocks import Block, Cell, ChartRef, Figures, Heading, Paragraph, Table, bullets
 
-ANSWER_CHART = "comparison_answer.png"
+ANSWER_CHART = "comparison_answer.svg"
 
 
 def _cell(c: AnswerCell, jobs: int, is_reference: bool) -> Cell:

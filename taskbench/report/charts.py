@@ -46,7 +46,7 @@ LOST_COLOUR = "#a3a3a3"
 FAULT_COLOUR = "#c62828"
 RECOVERED_COLOUR = "#2e7d32"
 BURST_COLOUR = "#fff3c4"
-DPI = 100  # pixels per inch of a figure; the charts under the answer are drawn at `scale` times that
+DPI = 100  # pixels per inch of a scenario's figure (PNG); the comparison's are SVG
 
 
 @dataclass(frozen=True)
@@ -54,12 +54,11 @@ class Chart:
     """One chart of the run: `draw()` builds its figure when it is saved (not before: figures are large)."""
 
     title: str
-    name: str  # file name in charts/, e.g. fastapi_10_jobs_20261125_061235_timeline.png
+    # file name in charts/, its suffix its format: .svg for the comparison's few charts (sharp on any screen, and
+    # small: a few bars and lines), .png for a scenario's many (a timeline of thousands of jobs is smaller so)
+    name: str
     draw: Callable[[], Figure]
     alt: str = ""  # what it shows in numbers (`alt_text`)
-    # 2: drawn at twice DPI, sharp on a HiDPI screen and shown at its size in inches (report.html halves it);
-    # the comparison's few charts are, a scenario's many are not (4× the pixels to draw for every scenario)
-    scale: int = 1
 
     @property
     def ref(self) -> ChartRef:
@@ -597,8 +596,11 @@ def knee_chart(run: AnalysedRun, workload: str) -> Figure:
 
 
 def comparison_charts(run: AnalysedRun) -> list[Chart]:
-    """Every chart of the comparison, each drawn at 2× (`Chart.scale`)."""
-    return [replace(chart, scale=2) for chart in _comparison_charts(run)]
+    """Every chart of the comparison, each an SVG."""
+    return [
+        replace(chart, name=chart.name.removesuffix(".png").removesuffix(".svg") + ".svg")
+        for chart in _comparison_charts(run)
+    ]
 
 
 def _comparison_charts(run: AnalysedRun) -> list[Chart]:

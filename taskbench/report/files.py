@@ -4,7 +4,7 @@ A run's folder, `benchmark_results/<timestamp>/`, holds the spec's names:
 `{impl}_{N}_jobs_{timestamp}.json` per scenario and beside it `{impl}_{N}_jobs_{timestamp}.history.jsonl` (its
 history in Jepsen's operation shape, from that JSON alone: `taskbench.analysis.history`), written as results
 arrive (`write_scenario_data`), then at the end (`write_run`) `{impl}_{N}_jobs_{timestamp}.md`,
-`comparison_{timestamp}.md/.json`, `charts/*.png` and
+`comparison_{timestamp}.md/.json`, `charts/*.png` (a scenario's) and `charts/comparison_*.svg`,
 `report.html` (self-contained: its charts inlined), `results_{timestamp}.csv` (the spec's table as numbers).
 `rerender` repeats the end from the JSON alone, with this version's analysis (and writes each history again).
 """
@@ -117,28 +117,35 @@ def _write_run(folder: Path, analysed: AnalysedRun, scenarios: list[ScenarioResu
     every = [*comparison_charts, *(c for cs in scenario_charts.values() for c in cs)]
     for chart in every:
         with _replacing(folder / chart.ref.path) as temporary:
-            chart.draw().savefig(temporary, dpi=charts.DPI * chart.scale, format="png")
+            chart.draw().savefig(temporary, dpi=charts.DPI, format=Path(chart.name).suffix[1:])
     refs_by_stem: dict[str, list[ChartRef]] = {stem: [c.ref for c in cs] for stem, cs in scenario_charts.items()}
     page = html.report(analysed, scenarios, [c.ref for c in comparison_charts], refs_by_stem)
-    write_text(folder / REPORT_HTML, _inline_charts(page, folder, {c.ref.path: c.scale for c in every}))
+    write_text(folder / REPORT_HTML, _inline_charts(page, folder))
     write_text(folder / f"results_{timestamp}.csv", digest.csv_table(analysed))
     return path
 
 
-IMAGE = re.compile(r'src="(charts/[^"]+\.png)"')
+IMAGE = re.compile(r'src="(charts/[^"]+\.(png|svg))"')
+SVG_WIDTH = re.compile(rb'<svg[^>]*\swidth="([\d.]+)pt"')
+MEDIA_TYPES = {"png": "image/png", "svg": "image/svg+xml"}
 
 
-def _inline_charts(page: str, folder: Path, scales: dict[str, int]) -> str:
-    """Each chart as a data: URI, so that report.html copied alone (mailed, attached to a CI job) shows them; one
-    drawn at 2× (`Chart.scale`) shown at half its pixels."""
+def _inline_charts(page: str, folder: Path) -> str:
+    """Each chart as a data: URI, so that report.html copied alone (mailed, attached to a CI job) shows them, with
+    its width in CSS pixels (an SVG's points × 4/3)."""
 
     def data_uri(match: re.Match[str]) -> str:
         path = folder / match.group(1)
         if not path.is_file():
             return match.group(0)
-        png = path.read_bytes()
-        width = int.from_bytes(png[16:20], "big") // scales.get(match.group(1), 1)  # the IHDR chunk's width
-        return f'width="{width}" src="data:image/png;base64,{base64.b64encode(png).decode()}"'
+        data = path.read_bytes()
+        if match.group(2) == "png":
+            width = int.from_bytes(data[16:20], "big")  # the IHDR chunk's width
+        else:
+            found = SVG_WIDTH.search(data[:2000])
+            width = round(float(found.group(1)) * 4 / 3) if found else 640
+        media = MEDIA_TYPES[match.group(2)]
+        return f'width="{width}" src="data:{media};base64,{base64.b64encode(data).decode()}"'
 
     return IMAGE.sub(data_uri, page)
 
