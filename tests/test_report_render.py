@@ -68,6 +68,8 @@ def analysed_fixture() -> tuple[AnalysedRun, list[ScenarioResult]]:
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The fixture run rebuilt once by `files.rerender` for the whole module (rendering takes seconds)."""
     folder = copy_fixture(tmp_path_factory.mktemp("report") / "run")
+    (folder / "charts").mkdir()
+    (folder / "charts" / "comparison_sleep.png").write_bytes(b"drawn by an earlier version")  # now an SVG
     assert files.rerender(folder) == folder / f"comparison_{TIMESTAMP}.md"
     return folder
 

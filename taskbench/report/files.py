@@ -118,6 +118,10 @@ def _write_run(folder: Path, analysed: AnalysedRun, scenarios: list[ScenarioResu
     for chart in every:
         with _replacing(folder / chart.ref.path) as temporary:
             chart.draw().savefig(temporary, dpi=charts.DPI, format=Path(chart.name).suffix[1:])
+    drawn = {chart.name for chart in every}
+    for left in (folder / CHARTS_DIR).glob("*.*"):  # a chart an earlier rendering drew that this one does not
+        if left.suffix in (".png", ".svg") and left.name not in drawn:
+            left.unlink()
     refs_by_stem: dict[str, list[ChartRef]] = {stem: [c.ref for c in cs] for stem, cs in scenario_charts.items()}
     page = html.report(analysed, scenarios, [c.ref for c in comparison_charts], refs_by_stem)
     write_text(folder / REPORT_HTML, _inline_charts(page, folder))
