@@ -276,15 +276,22 @@ def test_their_jobs_are_job_calls_taskbench_would_run() -> None:
             "streaq",
             "from taskbench_service.implementations.streaq import serializers; print(serializers()['serializer']([1]))",
         ),
+        ("dbos", "from taskbench_service.implementations.dbos import serializer; print(type(serializer()).__name__)"),
     ],
 )
 def test_no_queue_unpickles_on_a_server_taskbench_does_not_own(
     label: str, code: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """RQ, arq, Huey and streaQ pickle by default: on someone else's Redis, anyone with its password could write a
-    payload their worker would unpickle (as root under --hosts). There, they serialize as JSON."""
+    """RQ, arq, Huey, streaQ and DBOS pickle by default: on someone else's Redis (PostgreSQL for DBOS), anyone with
+    its password could write a payload their worker would unpickle (as root under --hosts). There, they use JSON."""
     monkeypatch.setenv(NAMESPACE, "taskbench-0badc0de")
-    assert run_in_env(label, code) in ("JSONSerializer", "b'{}'", "JsonSerializer", "b'[1]'")
+    assert run_in_env(label, code) in (
+        "JSONSerializer",
+        "b'{}'",
+        "JsonSerializer",
+        "b'[1]'",
+        "DBOSPortableJSONSerializer",
+    )
 
 
 @pytest.mark.pure

@@ -17,6 +17,7 @@ from taskbench.implementations import (
     arq,
     bullmq,
     celery,
+    dbos,
     docket,
     dramatiq,
     fastapi,
@@ -54,6 +55,7 @@ REGISTRY: dict[str, Implementation] = {
     "procrastinate": procrastinate.IMPLEMENTATION,
     "docket": docket.IMPLEMENTATION,
     "bullmq": bullmq.IMPLEMENTATION,
+    "dbos": dbos.IMPLEMENTATION,
 }
 DEFAULT = ("fastapi", "celery")  # the spec's two
 # The question is when BackgroundTasks stop being enough: every other implementation is compared with it.

@@ -26,6 +26,7 @@ REGISTRY = (
     "procrastinate",
     "docket",
     "bullmq",
+    "dbos",
 )
 log = logging.getLogger(__name__)
 
