@@ -40,13 +40,15 @@ pytestmark = pytest.mark.skipif(
     reason=f"{postgres_server.unavailable()} (CI installs PostgreSQL)",
 )
 
-QUEUES = ("procrastinate", "pgqueuer")
+QUEUES = ("procrastinate", "pgqueuer", "dbos")
 JOBS, DURATION_S, CONCURRENCY = 4, 0.2, 2
 THEIRS = 3  # jobs of the user's per queue and name
 
-# Their channels: procrastinate's (manager.py get_channel_for_queues, schema.sql) and PgQueuer's default.
+# Their channels: procrastinate's (manager.py get_channel_for_queues, schema.sql), PgQueuer's default, and DBOS's,
+# which are the database's whatever the schema (dbos/_migration.py: its triggers name them, its listener LISTENs).
+DBOS_CHANNELS = ("dbos_notifications_channel", "dbos_workflow_events_channel", "dbos_streams_channel")
 FOREIGN_CHANNELS = ("procrastinate_any_queue_v1", "procrastinate_queue_v1#taskbench", "procrastinate_queue_v1#default",
-                    "ch_pgqueuer")  # fmt: skip
+                    "ch_pgqueuer", *DBOS_CHANNELS)  # fmt: skip
 
 
 def _payload(name: str, i: int) -> dict[str, Any]:
@@ -196,7 +198,9 @@ def test_the_stack_on_a_users_database_touches_nothing_of_theirs(database: str, 
                 assert any(o.startswith(thing) for o in mine), (thing, mine)
             functions = [o for o in mine if o.startswith("function ")]
             assert not [f for f in functions if "public." in f]
-            notifying = [f for f in functions if "pg_notify(" in f]
+            # DBOS's triggers notify the database-wide channels above, on writes to tables taskbench's workflows never
+            # write (messages, events, streams): what the listener below hears is the test of it
+            notifying = [f for f in functions if "pg_notify(" in f and "'dbos_" not in f]
             assert notifying and all(f"pg_notify('{schema}." in f or f"'{schema}.ch_pgqueuer'" in f for f in notifying)
             during = snapshot(database)
             assert during["schemas"] == sorted([*before["schemas"], schema])

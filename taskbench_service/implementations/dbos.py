@@ -16,7 +16,9 @@ times. Nothing times out: a crashed worker's jobs wait for its replacement, not 
 
 Where its objects live: DBOS's system schema is the namespace's PostgreSQL schema (`schema_name`, `dbos_system_schema`),
 created and marked by the set-up (`python -m taskbench_service.implementations.dbos setup`, then `DBOS.migrate`),
-so on a server of someone else's nothing of theirs is read or written.
+so on a server of someone else's nothing of theirs is read or written. DBOS's NOTIFY channels are the database's
+(`dbos_notifications_channel`, …: its triggers, in our schema, fire on messages, events and streams, which
+taskbench's workflows never write); there our worker does not LISTEN to them (`use_listen_notify` off).
 """
 
 from __future__ import annotations
@@ -224,6 +226,9 @@ def worker() -> None:
         "dbos_system_schema": SCHEMA,
         "serializer": serializer(),
         "run_migrations": False,  # the set-up ran them
+        # its channels are the database's, whatever the schema: on a server of someone else's, where their DBOS may
+        # run, ours does not LISTEN to theirs (it polls; taskbench's workflows use no messages, events or streams)
+        "use_listen_notify": not settings.foreign_servers,
     }
     DBOS(config=config)
     DBOS.launch()
