@@ -42,6 +42,7 @@ class Fault(str, Enum):
     api_partition = "api-partition"  # --hosts: the APIs' host cut off from the servers alone for a while, restored
     worker_oom = "worker-oom"  # the worker under a memory limit, jobs above it: the kernel's OOM killer (cgroups)
     long_job = "long-job"  # no kill: jobs twice as long as the redelivery timeout, are they delivered again?
+    blocked_loop = "blocked-loop"  # no kill: jobs that block the worker's event loop, where it renews their claims
 
 
 FAULTS = tuple(f.value for f in Fault)

@@ -205,3 +205,19 @@ def test_a_restore_lock_stranded_by_a_dropped_connection_is_said_and_does_not_ou
     done = {e.job_id for e in after.executions if e.event == "end" and e.ok}
     accepted = {s.job_id for s in after.submissions if s.job_id}
     assert accepted <= done and any(n >= 2 for n in starts.values()), (starts, after.events)
+
+
+@pytest.mark.parametrize("variant", ["default"], ids=["bullmq-blocked-loop"])  # grouped with bullmq's
+def test_a_job_that_blocks_bullmqs_loop_past_its_lock_runs_twice(stacks: Stacks, variant: str) -> None:
+    """blocked-loop: a blocking call in async def holds the worker's loop past lockDuration; the lock manager on that
+    loop cannot extend the lock, the stalled-job check moves the job back, and it runs again (maxStalledCount 1)."""
+    spec = ScenarioSpec(implementation="bullmq", workload="blocking_async", jobs=JOBS, duration_s=DURATION_S,
+                        fault="blocked-loop", variant=variant)  # fmt: skip
+    settings = RunSettings(implementations=["bullmq"], workloads=["blocking_async"], jobs=[JOBS],
+                           duration_s=DURATION_S, memory_mb=0, concurrency=CONCURRENCY)  # fmt: skip
+    result = run_on(stacks.get("bullmq"), spec, settings)
+    accepted = {s.job_id for s in result.submissions if s.job_id}
+    starts = Counter(e.job_id for e in result.executions if e.event == "start")
+    done = {e.job_id for e in result.executions if e.event == "end" and e.ok}
+    assert len(accepted) == JOBS and accepted <= done, (accepted - done, result.events)
+    assert any(starts[j] >= 2 for j in accepted), (starts, result.events)

@@ -13,7 +13,7 @@ from taskbench.faults.kills import ApiCrash, ApiDeploy, WorkerChildCrash, Worker
 from taskbench.faults.oom import WorkerOom
 from taskbench.faults.partitions import ApiPartition, NetworkPartition
 from taskbench.faults.restarts import PostgresRestart, RedisConnectionsKilled, RedisRestart
-from taskbench.faults.timeouts import LongJob
+from taskbench.faults.timeouts import BlockedLoop, LongJob
 from taskbench.record.results import ScenarioSpec
 
 REGISTRY: dict[str, Fault] = {
@@ -32,6 +32,7 @@ REGISTRY: dict[str, Fault] = {
         ApiPartition(),
         WorkerOom(),
         LongJob(),
+        BlockedLoop(),
     )
 }
 FAULTS = tuple(REGISTRY)

@@ -2,7 +2,11 @@
 on a Redis stream) while its worker is alive. Nothing is killed: the queue's redelivery timeout is set to half the
 job's duration and its restore sweep to an eighth, so the question is only whether the queue takes a job still
 running for abandoned, as hour-long jobs are taken under Celery's hour. Where a worker renews its claim while a job
-runs (a heartbeat) the queue says so (`Implementation.outliving_timeout` is None) and the fault does not apply."""
+runs (a heartbeat) the queue says so (`Implementation.outliving_timeout` is None) and the fault does not apply.
+
+And the same question where the worker does renew, but on the event loop its jobs run on: a job that blocks that
+loop (a blocking call in `async def`; the GIL held by a long C call does the same to a renewal thread) blocks the
+renewal (`blocked-loop`, Dramatiq #692's question for the asyncio queues)."""
 
 from __future__ import annotations
 
@@ -63,4 +67,28 @@ class LongJob(WorkerFault):
         timeout = self.state(spec).redelivery_timeout_s
         what = implementations.title(spec.implementation)
         detail = f"no kill: {what}'s jobs run {spec.duration_s:g} s, its redelivery timeout is {timeout:g} s"
+        events.append(Event(t=time.time(), name=EventName.fault, detail=detail))
+
+
+class BlockedLoop(LongJob):
+    name = enums.Fault.blocked_loop
+    summary = (
+        "no kill: blocking_async jobs (a blocking call in async def) twice as long as the redelivery timeout, on the "
+        "queues whose worker renews a running job's claim on that event loop: is a job whose renewal it blocked "
+        "taken for abandoned and run twice?"
+    )
+
+    def applies(self, impl: Implementation, options: PluginOptions) -> bool:
+        return impl.has_worker and impl.renews_on_loop is not None
+
+    def shaped(self, spec: ScenarioSpec, settings: RunSettings) -> ScenarioSpec:
+        return super().shaped(spec, settings).model_copy(update={"workload": "blocking_async"})
+
+    def strike(self, stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
+        timeout = self.state(spec).redelivery_timeout_s
+        what = implementations.title(spec.implementation)
+        detail = (
+            f"no kill: {what}'s jobs block its event loop for {spec.duration_s:g} s each, its redelivery timeout "
+            f"is {timeout:g} s, renewed on that loop"
+        )
         events.append(Event(t=time.time(), name=EventName.fault, detail=detail))

@@ -81,6 +81,9 @@ class Implementation(ABC):
     # What befalls a job still running when its redelivery timeout passes, the worker alive (the fault long-job);
     # None where nothing times out while a job runs (its worker renews its claim by a heartbeat, or never redelivers)
     outliving_timeout: ClassVar[str | None] = None
+    # Where its worker renews a running job's claim on the event loop its async jobs run on (a job that blocks that
+    # loop blocks the renewal, `blocked-loop`): how, read in its source; None where it renews elsewhere or never.
+    renews_on_loop: ClassVar[str | None] = None
     timeout_step_s: ClassVar[float] = 0.0  # the shortest redelivery timeout it takes (SAQ: whole seconds, 1 at least)
     on_sigterm: ClassVar[str] = ""  # its worker's shutdown, as a deploy starts it (worker-deploy); every report says
     # Each unit of --concurrency is a process of its own (a prefork pool, RQ's worker pool): memory grows with
@@ -192,6 +195,7 @@ class Implementation(ABC):
         shown = self.settings(concurrency, options, api) | self.broker_settings(self.broker_for(broker))
         shown |= {"on SIGTERM": self.on_sigterm} if self.on_sigterm else {}
         shown |= {"a job outliving its timeout": self.outliving_timeout} if self.outliving_timeout else {}
+        shown |= {"a job that blocks its event loop": self.renews_on_loop} if self.renews_on_loop else {}
         return shown | (self.external_settings() if external else {})
 
     def external_settings(self) -> dict[str, str]:

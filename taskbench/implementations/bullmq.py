@@ -32,6 +32,10 @@ class BullmqImplementation(Implementation):
         "signal handler): no new job, the running ones awaited; a SIGKILL after the grace leaves them active until "
         "their lock expires and a stalled-job check moves them back"
     )
+    renews_on_loop = (  # blocked-loop
+        "its locks extended every lockDuration / 2 by the lock manager's task on the worker's event loop "
+        "(bullmq/lock_manager.py), which also runs the stalled-job check"
+    )
     packages = ("bullmq>=3.4",)
     queue_package = "bullmq"
     redis_min_version = (6, 2)  # BullMQ checks for ≥ 5; its blocking BZPOPMIN with a fractional timeout wants 6

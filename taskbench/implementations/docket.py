@@ -33,6 +33,10 @@ class DocketImplementation(Implementation):
         "Worker.run cancels the loop, _worker_loop gathers active tasks); a SIGKILL after the grace leaves them "
         "pending until the redelivery timeout"
     )
+    renews_on_loop = (  # blocked-loop
+        "its leases renewed every quarter of redelivery_timeout by a task on the worker's event loop "
+        "(docket/worker.py Worker._renew_leases), which also runs the sweep that takes idle messages back"
+    )
     packages = ("pydocket>=0.27",)
     queue_package = "pydocket"
     redis_min_version = (6, 2)  # XAUTOCLAIM

@@ -39,6 +39,10 @@ class PgqueuerImplementation(Implementation):
         "QueueManager.run); a job left 'picked' by a killed worker is taken again once its heartbeat is "
         "heartbeat_timeout old"
     )
+    renews_on_loop = (  # blocked-loop
+        "a picked job's heartbeat sent every heartbeat_timeout / 2 by an asyncio task on the worker's loop "
+        "(pgqueuer/core/heartbeat.py Heartbeat.send_heartbeat)"
+    )
     # asyncpg: the driver of PgQueuer's README and examples (psycopg is the alternative extra).
     packages = ("pgqueuer[asyncpg]>=1.0",)
     queue_package = "pgqueuer"

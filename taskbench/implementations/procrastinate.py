@@ -41,6 +41,10 @@ class ProcrastinateImplementation(Implementation):
         "stops fetching (it never prefetches) and waits for running jobs (shutdown_graceful_timeout: no limit "
         "by default), then aborts what is left (procrastinate/worker.py stop)"
     )
+    renews_on_loop = (  # blocked-loop
+        "its worker's heartbeat updated by an asyncio task on its loop (procrastinate/worker.py "
+        "Worker._update_heartbeat); only the retry-stalled delivery takes back the jobs of a stale heartbeat"
+    )
     packages = ("procrastinate>=3.0", "psycopg[binary]>=3.1")
     queue_package = "procrastinate"
     needs_postgres = True

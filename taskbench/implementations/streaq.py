@@ -38,6 +38,10 @@ class StreaqImplementation(Implementation):
         "running tasks kept for grace_period (0 by default) then relinquished: made claimable at once and "
         "retried; prefetched messages stay pending until idle_timeout (streaq/worker.py signal_handler)"
     )
+    renews_on_loop = (  # blocked-loop
+        "its running tasks re-XCLAIMed every 0.9 × idle_timeout by a task on the worker's anyio loop "
+        "(streaq/worker.py Worker.renew_idle_timeouts)"
+    )
     packages = ("streaq>=7.2",)
     queue_package = "streaq"
     redis_min_version = (7, 0)  # its Lua library is loaded with FUNCTION LOAD ("unknown command" on 6.2)

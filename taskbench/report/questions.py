@@ -65,6 +65,14 @@ QUESTIONS = (
         _fault("long-job"),
     ),
     Question(
+        "A job blocks the worker's event loop (or holds the GIL): is it taken for dead and run twice?",
+        "“CPU-bound task holds the GIL, the heartbeat starves, the message is redelivered while it still runs” "
+        "(Dramatiq #692); here for the asyncio workers that renew a running job's claim on the loop the job blocks",
+        "--faults blocked-loop",
+        "a job that blocks its event loop",
+        _fault("blocked-loop"),
+    ),
+    Question(
         "Redis drops every connection (a failover, a proxy's restart): do the workers come back, and the jobs?",
         "“Worker stops consuming after Redis reconnect”, “ConnectionError: Connection closed by server” (Celery, "
         "RQ, arq trackers); kombu's restore lock left held by a dropped connection (found here)",
