@@ -250,12 +250,17 @@ class Stack:
         released: a fault's leftover must not decide the next scenario."""
         keys = implementations.get(label).stranded_locks(self.namespace, self.config.broker)
         held: dict[str, float] = {}
-        with redis.Redis.from_url(self.redis_url_for(label), socket_timeout=5) as client:
-            for key in keys:
-                left_ms = int(client.pttl(key))
-                if left_ms > 0:
-                    held[key] = left_ms / 1000
-                    client.delete(key)
+        if not keys:
+            return held
+        try:
+            with redis.Redis.from_url(self.redis_url_for(label), socket_timeout=5) as client:
+                for key in keys:
+                    left_ms = int(client.pttl(key))
+                    if left_ms > 0:
+                        held[key] = left_ms / 1000
+                        client.delete(key)
+        except redis.RedisError as exc:
+            log.warning("the locks %s leaves could not be read: %s", label, self.redact(str(exc)))
         return held
 
     def local_hosts(self) -> set[str]:
