@@ -516,7 +516,31 @@ def resources_notes(summaries: Sequence[ScenarioSummary]) -> list[Block]:
         f"the service is {roles} (the scenario's own worker only). ⚠ marks a harness above "
         f"{c.harness_limit_percent:.0f} % of the machine."
     )
-    return [note, *connections_note(summaries), *harness_warning(summaries)]
+    return [note, *neighbours_note(summaries), *connections_note(summaries), *harness_warning(summaries)]
+
+
+def neighbours_cpu(summary: ScenarioSummary) -> float | None:
+    """The other implementations' workers, idle while this one is measured (each polls its queue): their CPU
+    averages summed, 100 = one core; None with no other worker sampled."""
+    others = [
+        r.cpu_avg for role, r in summary.resources.items() if role.endswith("-worker") and role != summary.worker_role
+    ]
+    return sum(others) if others else None
+
+
+def neighbours_note(summaries: Sequence[ScenarioSummary]) -> list[Block]:
+    """What the idle neighbours cost the one measured: a stack of every implementation shares its cores."""
+    costs = [(s.label, c) for s in summaries if (c := neighbours_cpu(s)) is not None]
+    if not costs:
+        return []
+    average = sum(c for _, c in costs) / len(costs)
+    label, most = max(costs, key=lambda item: item[1])
+    return [
+        Paragraph(
+            f"Idle neighbours: the other implementations' workers, polling their queues while one is measured, used "
+            f"{percent(average)} of one core on average over the scenarios (at most {percent(most)}, in {label})."
+        )
+    ]
 
 
 def connections_note(summaries: Sequence[ScenarioSummary]) -> list[Block]:
