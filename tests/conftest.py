@@ -207,7 +207,8 @@ HEAVIEST_FIRST = (
     "test_delivery_promises.py[taskiq]", "test_topology.py", "test_delivery_promises.py[saq]", "test_perf_smoke.py",
     "test_delivery_promises.py[arq]", "test_postgres_queues.py", "test_remote_worker.py", "test_foreign_servers.py",
     "test_delivery_promises.py[procrastinate]", "test_taskiq_idle.py", "test_delivery_promises.py[streaq]",
-    "test_delivery_promises.py[rq]", "test_secrets.py", "test_packaging.py", "test_benchmark_run.py",
+    "test_delivery_promises.py[bullmq]", "test_delivery_promises.py[rq]", "test_secrets.py", "test_packaging.py",
+    "test_benchmark_run.py", "test_delivery_promises.py[docket]", "test_delivery_promises.py[dbos]",
 )  # fmt: skip
 
 
