@@ -3,6 +3,7 @@ the README fits a screen or so, and docs/cli.md is what the parser says today.""
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from pathlib import Path
@@ -123,11 +124,12 @@ esac
 """
 
 
-@pytest.mark.parametrize("main_has_run", [True, False])
-def test_the_ci_recipe_compare_step_runs_on_two_recorded_runs(main_has_run: bool, tmp_path: Path) -> None:
+@pytest.mark.parametrize("main", ["same", "faster", "none"])
+def test_the_ci_recipe_compare_step_runs_on_two_recorded_runs(main: str, tmp_path: Path) -> None:
     """The pull request's step of the recipe, executed as Actions would (bash -e), with `gh` standing in for
     GitHub's artifacts: main's recorded run fetched, compared with the pull request's, the gate's result in the
-    job's summary; before main has a run, a line saying so and a pass."""
+    job's summary; a pull request whose processes hold twice main's memory fails the job (exit 3); before main has
+    a run, a line saying so and a pass."""
     import os
     import shutil
     import subprocess
@@ -143,6 +145,13 @@ def test_the_ci_recipe_compare_step_runs_on_two_recorded_runs(main_has_run: bool
     shutil.copytree(fixture, tmp_path / "runs" / "20261125_061235")  # the pull request's run (the same figures)
     main_run = tmp_path / "main" / "20261125_061235"
     shutil.copytree(fixture, main_run)
+    if main == "faster":  # main's processes held half the memory: the pull request's hold 100 % more
+        for scenario in main_run.glob("*_jobs_*.json"):
+            data = json.loads(scenario.read_text())
+            for sample in data["samples"]:
+                for process in sample["processes"].values():
+                    process["rss_mb"] /= 2
+            scenario.write_text(json.dumps(data))
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "gh").write_text(FAKE_GH)
@@ -150,12 +159,16 @@ def test_the_ci_recipe_compare_step_runs_on_two_recorded_runs(main_has_run: bool
     summary = tmp_path / "summary.md"
     environment = {
         **os.environ, "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}",
-        "GITHUB_STEP_SUMMARY": str(summary), "MAIN_RUN": str(main_run) if main_has_run else "",
+        "GITHUB_STEP_SUMMARY": str(summary), "MAIN_RUN": "" if main == "none" else str(main_run),
     }  # fmt: skip
     done = subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, env=environment, capture_output=True,
                           text=True, timeout=120)  # fmt: skip
+    if main == "faster":
+        assert done.returncode == 3, done.stdout + done.stderr
+        assert "worse by more than 15%" in summary.read_text() and "memory" in summary.read_text().lower()
+        return
     assert done.returncode == 0, done.stdout + done.stderr
-    if main_has_run:
+    if main == "same":
         assert (tmp_path / "comparison.md").exists()
         assert "## taskbench compare: no figure worse by more than 15%" in summary.read_text()
     else:
