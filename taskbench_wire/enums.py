@@ -38,6 +38,7 @@ class Fault(str, Enum):
     redis_restart = "redis-restart"  # restart Redis, without and with AOF persistence
     redis_connections_killed = "redis-connections-killed"  # Redis drops every client connection (CLIENT KILL)
     postgres_restart = "postgres-restart"  # restart PostgreSQL (a fast shutdown): the PostgreSQL queues' jobs
+    postgres_connections_killed = "postgres-connections-killed"  # PostgreSQL ends every client's backend
     network_partition = "network-partition"  # --hosts: the worker's host cut off (link down) for a while, restored
     api_partition = "api-partition"  # --hosts: the APIs' host cut off from the servers alone for a while, restored
     worker_oom = "worker-oom"  # the worker under a memory limit, jobs above it: the kernel's OOM killer (cgroups)

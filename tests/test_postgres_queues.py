@@ -59,3 +59,22 @@ def test_a_postgres_restart_is_a_fault_the_stack_recovers_from(stack: Stack, nam
     done = {e.job_id for e in after.executions if e.event == "end" and e.ok}
     accepted = {s.job_id for s in after.submissions if s.job_id}
     assert len(accepted) == JOBS and accepted <= done, after.events
+
+
+@pytest.mark.parametrize("name", QUEUES)
+def test_postgres_ending_every_session_is_a_fault_every_queue_rides_out_or_reports(stack: Stack, name: str) -> None:
+    """postgres-connections-killed: every client backend ended (the API's pool, the worker's connections), the
+    server up. The jobs queued at the cut are taken and run, or the worker's death is in the scenario's events (a
+    finding: PgQueuer 1.6's worker exits on it); either way the queue works again afterwards."""
+    result = scenario(stack, name, "postgres-connections-killed", timeout_s=20.0)
+    ended = next(e.detail for e in result.events if e.name == "fault")
+    assert int(ended.split(": ")[1].split()[0]) >= 2, ended  # the API's and the worker's at least
+    fault_at = next(e.t for e in result.events if e.name == "fault")
+    started_before = {e.job_id for e in result.executions if e.event == "start" and e.t <= fault_at}
+    done = {e.job_id for e in result.executions if e.event == "end" and e.ok}
+    queued = {s.job_id for s in result.submissions if s.job_id} - started_before
+    died = [e.detail for e in result.events if e.name == "died"]
+    assert queued <= done or died, (queued - done, result.events)  # (a loaded machine may strike when all started)
+    after = scenario(stack, name, None)
+    accepted = {s.job_id for s in after.submissions if s.job_id}
+    assert len(accepted) == JOBS and accepted <= {e.job_id for e in after.executions if e.event == "end" and e.ok}

@@ -12,7 +12,7 @@ from taskbench.faults.base import Fault, NoFault
 from taskbench.faults.kills import ApiCrash, ApiDeploy, WorkerChildCrash, WorkerCrash, WorkerCrashLoop, WorkerDeploy
 from taskbench.faults.oom import WorkerOom
 from taskbench.faults.partitions import ApiPartition, NetworkPartition
-from taskbench.faults.restarts import PostgresRestart, RedisConnectionsKilled, RedisRestart
+from taskbench.faults.restarts import PostgresConnectionsKilled, PostgresRestart, RedisConnectionsKilled, RedisRestart
 from taskbench.faults.timeouts import BlockedLoop, LongJob
 from taskbench.record.results import ScenarioSpec
 
@@ -28,6 +28,7 @@ REGISTRY: dict[str, Fault] = {
         RedisRestart(),
         RedisConnectionsKilled(),
         PostgresRestart(),
+        PostgresConnectionsKilled(),
         NetworkPartition(),
         ApiPartition(),
         WorkerOom(),

@@ -1,5 +1,6 @@
-"""Servers restarted: the stack's private Redis (without persistence, or with AOF) and PostgreSQL; and the private
-Redis dropping every client's connection without a restart (a failover, a proxy's restart)."""
+"""Servers restarted: the stack's private Redis (without persistence, or with AOF) and PostgreSQL; and each of them
+dropping every client's connection without a restart (a failover, a proxy's restart, an administrator's
+pg_terminate_backend)."""
 
 from __future__ import annotations
 
@@ -74,3 +75,22 @@ class PostgresRestart(Fault):
     def strike(self, stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
         events.append(Event(t=time.time(), name=EventName.fault, detail="restart PostgreSQL (fast shutdown)"))
         stack.restart_postgres()
+
+
+class PostgresConnectionsKilled(Fault):
+    """Every backend ended, the server up: do the PostgreSQL queues' API and worker reconnect, and their jobs?"""
+
+    name = enums.Fault.postgres_connections_killed
+    summary = (
+        "the private PostgreSQL ends every client's backend at once (pg_terminate_backend), its data and its "
+        "process untouched, as a failover, a pooler's restart or an administrator does: the PostgreSQL queues"
+    )
+    restarts_server = "--postgres-url"  # someone else's PostgreSQL: its other clients' sessions would go too
+
+    def applies(self, impl: Implementation, options: PluginOptions) -> bool:
+        return impl.needs_postgres
+
+    def strike(self, stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
+        at = time.time()
+        ended = stack.drop_postgres_connections()
+        events.append(Event(t=at, name=EventName.fault, detail=f"pg_terminate_backend: {ended} sessions ended"))

@@ -21,8 +21,8 @@ class Question:
     rows: Callable[[AnalysedRun], list[ScenarioSummary]]
 
 
-def _fault(name: str) -> Callable[[AnalysedRun], list[ScenarioSummary]]:
-    return lambda run: [s for s in run.summaries if s.fault == name]
+def _fault(*names: str) -> Callable[[AnalysedRun], list[ScenarioSummary]]:
+    return lambda run: [s for s in run.summaries if s.fault in names]
 
 
 def _largest_bursts(run: AnalysedRun) -> list[ScenarioSummary]:
@@ -73,12 +73,13 @@ QUESTIONS = (
         _fault("blocked-loop"),
     ),
     Question(
-        "Redis drops every connection (a failover, a proxy's restart): do the workers come back, and the jobs?",
+        "The broker drops every connection (a failover, a proxy's restart): do the workers come back, and the jobs?",
         "“Worker stops consuming after Redis reconnect”, “ConnectionError: Connection closed by server” (Celery, "
-        "RQ, arq trackers); kombu's restore lock left held by a dropped connection (found here)",
-        "--faults redis-connections-killed",
+        "RQ, arq trackers), pg_terminate_backend under a PostgreSQL queue; kombu's restore lock left held by a "
+        "dropped connection (found here)",
+        "--faults redis-connections-killed,postgres-connections-killed",
         "",
-        _fault("redis-connections-killed"),
+        _fault("redis-connections-killed", "postgres-connections-killed"),
     ),
     Question(
         "What does the broker keep that nobody reads, and does the worker's memory only grow?",

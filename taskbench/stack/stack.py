@@ -728,6 +728,17 @@ class Stack:
         with redis.Redis.from_url(self.redis_url, socket_timeout=5) as client:
             return int(client.client_kill_filter(_type="normal", skipme=True))
 
+    def drop_postgres_connections(self) -> int:
+        """The private PostgreSQL ends every other client's backend: how many went."""
+        assert self.postgres is not None, "only a private PostgreSQL ends its clients' sessions for a fault"
+        ending = (
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        )
+        with psycopg.connect(self.postgres_url, connect_timeout=5, autocommit=True) as connection:
+            row = connection.execute(ending).fetchone()
+        return int(row[0]) if row else 0
+
     def restart_redis(self, persistent: bool) -> None:
         """Stop the private Redis (SHUTDOWN, which writes the AOF when on) and start it again on its port."""
         assert self.redis is not None, "only a private Redis can be restarted"
