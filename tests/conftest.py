@@ -150,13 +150,16 @@ def run_on(stack: Stack, spec: ScenarioSpec, settings: RunSettings, **context: A
     return asyncio.run(go())
 
 
-def burst(stack: Stack, name: str, jobs: int, duration_s: float, concurrency: int) -> ScenarioResult:
-    """A burst of `jobs` sleeps through `name`, as `taskbench run` runs that scenario (its clear first)."""
+def burst(
+    stack: Stack, name: str, jobs: int, duration_s: float, concurrency: int, timeout_s: float | None = None
+) -> ScenarioResult:
+    """A burst of `jobs` sleeps through `name`, as `taskbench run` runs that scenario (its clear first); `timeout_s`
+    in place of the deadline from the ideal makespan."""
     spec = ScenarioSpec(implementation=name, workload="sleep", jobs=jobs, duration_s=duration_s)
     settings = RunSettings(implementations=[name], workloads=["sleep"], jobs=[jobs], duration_s=duration_s,
                            memory_mb=0, concurrency=concurrency)  # fmt: skip
     stack.select(name)
-    return run_on(stack, spec, settings)
+    return run_on(stack, spec, settings, timeout_s=timeout_s)
 
 
 def purge(stack: Stack, name: str) -> None:

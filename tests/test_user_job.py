@@ -25,7 +25,9 @@ def run_job(stack: Stack, implementation: str, index: int, jobs: int, out: Path)
     settings = RunSettings(implementations=[implementation], workloads=[], jobs=[jobs], duration_s=0.05,
                            memory_mb=0, concurrency=2)  # fmt: skip
 
-    return run_on(stack, spec, settings, job_args={path: lambda i: {"n": i, "out": str(out)}})
+    # A deadline for correctness, not speed: BullMQ for Python's worker can wait up to its drainDelay (5 s) on the
+    # queue's marker before it takes a waiting job (docs/queues.md), longer than these jobs' own deadline.
+    return run_on(stack, spec, settings, job_args={path: lambda i: {"n": i, "out": str(out)}}, timeout_s=30.0)
 
 
 @pytest.mark.parametrize("implementation", list(REGISTRY))
