@@ -82,6 +82,7 @@ class DbosImplementation(QueueImplementation):
     def __init__(self) -> None:
         super().__init__()
         self._client: DBOSClient | None = None
+        self._counts: psycopg.AsyncConnection[Any] | None = None  # one connection for the counts /health asks for
 
     async def startup(self) -> None:
         await super().startup()
@@ -94,6 +95,8 @@ class DbosImplementation(QueueImplementation):
     async def shutdown(self) -> None:
         if self._client is not None:
             self._client.destroy()
+        if self._counts is not None:
+            await self._counts.close()
         await super().shutdown()
 
     @property
@@ -117,11 +120,17 @@ class DbosImplementation(QueueImplementation):
             raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
     async def _count(self, statuses: tuple[str, ...]) -> int:
+        """On one kept connection (counts are polled while a scenario runs), made again after PostgreSQL dropped it."""
         query = f"SELECT count(*) FROM {SCHEMA}.workflow_status WHERE queue_name = %s AND status = ANY(%s)"
-        async with await psycopg.AsyncConnection.connect(
-            settings.postgres_url, connect_timeout=PG_CONNECT_TIMEOUT_S
-        ) as connection:
-            row = await (await connection.execute(query, (QUEUE, list(statuses)))).fetchone()
+        if self._counts is None or self._counts.closed:
+            self._counts = await psycopg.AsyncConnection.connect(
+                settings.postgres_url, connect_timeout=PG_CONNECT_TIMEOUT_S, autocommit=True
+            )
+        try:
+            row = await (await self._counts.execute(query, (QUEUE, list(statuses)))).fetchone()
+        except psycopg.OperationalError:
+            await self._counts.close()  # a restart or pg_terminate_backend: the next call connects again
+            raise
         return int(row[0]) if row else 0
 
     async def queued(self) -> int:
