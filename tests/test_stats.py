@@ -328,8 +328,41 @@ def test_noop_jobs_are_not_failed_for_a_makespan_over_an_ideal_near_zero() -> No
         update={"makespan_s": 1.9, "ideal_makespan_s": 0.02, "makespan_ratio": 95.0}
     )
     assert "makespan far over ideal" not in {c.rule for c in failures.checks(noop, thresholds)}
+    # the ideal is the burst's own arrival (1.36 s to submit 1 000) while the jobs' work is nil: still not judged
+    submitted_slowly = noop.model_copy(
+        update={"makespan_s": 2.6, "model_makespan_s": 0.0, "ideal_makespan_s": 1.36, "makespan_ratio": 1.91}
+    )
+    assert "makespan far over ideal" not in {c.rule for c in failures.checks(submitted_slowly, thresholds)}
     slow = summary("celery", 1000, makespan_ratio=3.0)
     assert "makespan far over ideal" in {f.rule for f in failures.detect(slow, thresholds)}
+
+
+def test_a_recorded_analysis_is_judged_again_with_this_version_s_rules() -> None:
+    """A docs page keeps merged summaries only: run once, a scenario is judged again exactly; merged from repeats,
+    it keeps its recorded outcomes of the rules that still apply and loses the others."""
+    from taskbench import analysis
+    from taskbench.analysis import rejudge
+    from taskbench.analysis.models import AnalysedRun, Failure
+
+    judged_before = Failure(rule="makespan far over ideal", evidence="makespan 2.60 s is 1.91× the ideal 1.36 s")
+    noop = summary("celery", 1000, workload="noop").model_copy(
+        update={"makespan_s": 2.6, "model_makespan_s": 0.0, "ideal_makespan_s": 1.36, "makespan_ratio": 1.91,
+                "failures": [judged_before], "status": "failed"}
+    )  # fmt: skip
+    in_two_of_three = Failure(rule="server unresponsive (async endpoint)", evidence="p99", runs="in 2 of 3 runs")
+    repeated = noop.model_copy(
+        update={"label": "rq · noop · 1000 jobs", "implementation": "rq", "repeats": 3,
+                "borderline": [in_two_of_three], "status": "failed"}
+    )  # fmt: skip
+    page = Path(__file__).parents[1] / "docs" / "results" / "broker-kept.json"  # a recorded page: its settings
+    recorded = AnalysedRun.model_validate_json(page.read_text()).model_copy(update={"summaries": [noop, repeated]})
+    recorded = recorded.model_copy(update={"verdict": analysis._verdict(recorded, [noop, repeated])})
+    again = rejudge(recorded)
+    once, merged = again.summaries
+    assert (once.status, once.failures) == ("held", [])
+    assert (merged.status, merged.failures, merged.borderline) == ("borderline", [], [in_two_of_three])
+    assert recorded.verdict.lines != again.verdict.lines
+    assert not any("Celery failed" in line or "Celery fails" in line for line in again.verdict.lines)
 
 
 def test_an_unfinished_burst_says_how_far_it_got_and_how_fast_it_was_completing() -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from taskbench import implementations
 from taskbench.analysis import failures, repeats, stats, verdict
 from taskbench.analysis.models import AnalysedRun, ImplementationInfo, ScenarioSummary, Verdict
-from taskbench.record.results import RunResult, ScenarioResult
+from taskbench.record.results import RunResult, ScenarioResult, Thresholds
 
 
 def summarise(result: ScenarioResult) -> ScenarioSummary:
@@ -58,7 +58,7 @@ def analyse(run: RunResult, scenarios: list[ScenarioResult]) -> AnalysedRun:
     """The run with every scenario's summary (repeats merged), every run's own, and the verdict."""
     figures = [stats.figures_of(result) for result in scenarios]  # each run once: merged and annotated below
     summaries = merge_repeats(scenarios, figures)
-    names = list(dict.fromkeys([*run.settings.implementations, *(s.implementation for s in summaries)]))
+    names = _names(run, summaries)
     return AnalysedRun(
         **run.model_dump(),
         implementations=[implementation_info(name, run) for name in names],
@@ -66,11 +66,39 @@ def analyse(run: RunResult, scenarios: list[ScenarioResult]) -> AnalysedRun:
         scenario_summaries=[
             failures.annotate(s, r.settings.thresholds) for r, s in zip(scenarios, figures, strict=True)
         ],
-        verdict=_with_unavailable(_with_jobs(_verdict(run, summaries, names), run), run),
+        verdict=_with_unavailable(_with_jobs(_verdict(run, summaries), run), run),
     )
 
 
-def _verdict(run: RunResult, summaries: list[ScenarioSummary], names: list[str]) -> Verdict:
+def rejudge(analysed: AnalysedRun) -> AnalysedRun:
+    """A recorded analysis (a docs page keeps no raw results) judged again with this version's rules from its
+    figures. A scenario run once is judged exactly; one merged from repeats keeps the outcomes it was judged
+    with (each needs every run's figures) of the rules that still apply to it, and loses those that no longer do."""
+    run = RunResult.model_validate(analysed.model_dump(include=set(RunResult.model_fields)))
+    thresholds = run.settings.thresholds
+    summaries = [_rejudged(summary, thresholds) for summary in analysed.summaries]
+    verdict_now = _with_unavailable(_with_jobs(_verdict(run, summaries), run), run)
+    return analysed.model_copy(update={"summaries": summaries, "verdict": verdict_now})
+
+
+def _rejudged(summary: ScenarioSummary, thresholds: Thresholds) -> ScenarioSummary:
+    if summary.repeats <= 1:
+        return failures.annotate(summary, thresholds)
+    applies = {check.rule.value for check in failures.checks(summary, thresholds)}
+    failed = [f for f in summary.failures if f.rule in applies]
+    borderline = [f for f in summary.borderline if f.rule in applies]
+    status = summary.status
+    if status != "interrupted":
+        status = "failed" if failed else "borderline" if borderline else "held"
+    return summary.model_copy(update={"failures": failed, "borderline": borderline, "status": status})
+
+
+def _names(run: RunResult, summaries: list[ScenarioSummary]) -> list[str]:
+    return list(dict.fromkeys([*run.settings.implementations, *(s.implementation for s in summaries)]))
+
+
+def _verdict(run: RunResult, summaries: list[ScenarioSummary]) -> Verdict:
+    names = _names(run, summaries)
     base = run.settings.concurrency if run.settings.concurrency_sweep else None
     reference = run.settings.reference or (implementations.BASELINE if implementations.BASELINE in names else names[0])
     return verdict.compute(summaries, names, base, _target_rate(run), reference)
@@ -99,4 +127,4 @@ def _with_jobs(result: Verdict, run: RunResult) -> Verdict:
     return result.model_copy(update={"lines": [*result.headline, *described, *result.lines[len(result.headline) :]]})
 
 
-__all__ = ["analyse", "summarise"]
+__all__ = ["analyse", "rejudge", "summarise"]

@@ -613,6 +613,8 @@ class AnalysedRun(RunResult):
     summaries: list[ScenarioSummary]  # one per scenario, its repeats merged
     scenario_summaries: list[ScenarioSummary] = Field(default_factory=list)  # one per run of a scenario (file)
     verdict: Verdict
+    # the revision whose rules judged its figures again (`taskbench report PAGE.json --page`); "": as recorded
+    rejudged_by: str = ""
 
     def title(self, name: str) -> str:
         return next((i.title for i in self.implementations if i.name == name), name)

@@ -12,11 +12,14 @@ from taskbench.cli.types import Commands, choices_list, percent
 from taskbench.errors import UsageError
 from taskbench.report import files, step_summary
 from taskbench.report.compare import DEFAULT_GATED, GATED_FIGURES, compare
+from taskbench.run import provenance
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
     if args.page is not None:
-        console.print(f"wrote {files.write_page(args.path, args.page)}")
+        console.print(
+            f"wrote {files.write_page(args.path, args.page, provenance.git_revision() or provenance.version())}"
+        )
         return 0
     path = files.rerender(args.path, args.reference)
     console.print(f"rebuilt {path.parent}")
@@ -40,12 +43,15 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
 
 def add_report_parser(commands: Commands) -> None:
     report = commands.add_parser("report", help="rebuild a run's Markdown, charts and HTML from its JSON")
-    report.add_argument("path", type=Path, help="a run folder or its comparison_*.json")
+    report.add_argument(
+        "path", type=Path, help="a run folder or its comparison_*.json; with --page, also a page's own NAME.json"
+    )
     report.add_argument(
         "--page",
         type=Path,
         help="instead, write a docs page (PAGE.md, and PAGE.json it renders from) of this run; a page named "
-        "questions.md is the page of answers to the questions queue users ask",
+        "questions.md is the page of answers to the questions queue users ask. Given a page's NAME.json, its "
+        "figures are judged again with this version's rules (the page says so)",
     )
     report.add_argument(
         "--reference", metavar="NAME", help="state the answer against this implementation of the run instead"

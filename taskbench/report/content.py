@@ -821,8 +821,10 @@ def thresholds_text(settings: RunSettings, measure: str = "PSS") -> str:
         f"{t.system_memory_limit_percent:.0f} %. "
         f"Makespan far over ideal: more than {t.makespan_ratio_limit}× the ideal and {t.makespan_slack_s} s over "
         "it, where the ideal is ceil(N / concurrency) × duration, and no less than the submission span plus one "
-        "job (the last job cannot finish before it arrives); jobs whose ideal is under that slack (noop) are not "
-        "judged on it: their ratio measures what the queue costs per job, which the throughput figure shows. "
+        "job (the last job cannot finish before it arrives); jobs whose own work, ceil(N / concurrency) × duration, is "
+        "under that slack (noop) are not judged on it, however long the burst took to submit: their ratio measures "
+        "what the queue costs per job, which the throughput figure and the answer's drain against the reference "
+        "show. "
         "Jobs not completed: still queued or running, or their records gone, when the deadline struck; without a "
         "fault the deadline moves on while jobs still complete (slow is not lost), and a burst that ends "
         "unfinished says how many finished and at what rate. "
@@ -856,6 +858,7 @@ def pins_text(settings: RunSettings) -> str:
 
 def run_facts(run: RunResult) -> list[str]:
     """The run's settings, service and machine, one line each."""
+    rejudged = run.rejudged_by if isinstance(run, AnalysedRun) else ""
     s, env = run.settings, run.environment
     versions = ", ".join(f"{k} {v}" for k, v in env.versions.items())
     machine = env.machine
@@ -876,7 +879,8 @@ def run_facts(run: RunResult) -> list[str]:
         f"Command: `{run.command}`" if run.command else "Command: not recorded (a run made before it was kept)",
         "Measured by "
         + (f"taskbench {run.taskbench}" if run.taskbench else "a taskbench that did not record its version")
-        + (f" ({run.git_revision})" if run.git_revision else ""),
+        + (f" ({run.git_revision})" if run.git_revision else "")
+        + (f"; judged again by the rules of {rejudged}, its figures as recorded" if rejudged else ""),
     ]
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from taskbench.analysis import analyse, history
+from taskbench.analysis import analyse, history, rejudge
 from taskbench.analysis.models import AnalysedRun
 from taskbench.errors import SchemaError, UsageError
 from taskbench.record.results import RunResult, ScenarioResult, load_run, load_scenario
@@ -205,16 +205,30 @@ def with_reference(run: RunResult, reference: str) -> RunResult:
     return run.model_copy(update={"settings": run.settings.model_copy(update={"reference": reference})})
 
 
-def write_page(run: Path, page: Path) -> Path:
+def write_page(run: Path, page: Path, judged_by: str = "") -> Path:
     """`taskbench report RUN --page docs/results/NAME.md`: a measured page for the docs, generated, not pasted.
     Beside it, `NAME.json` keeps the analysed run it renders from (`render_page` renders it again: a test
-    checks that every committed page is what its JSON renders to)."""
-    _, recorded, scenarios = load(run)
-    analysed = analyse(recorded, scenarios).model_copy(update={"scenario_summaries": []})  # the page shows none
+    checks that every committed page is what its JSON renders to). RUN may be that JSON itself: its figures are
+    then judged again with this version's rules, by the revision `judged_by`."""
+    if run.is_file() and run.suffix == ".json" and not run.name.startswith("comparison_"):
+        analysed = _page_rejudged(run, judged_by)
+    else:
+        _, recorded, scenarios = load(run)
+        analysed = analyse(recorded, scenarios).model_copy(update={"scenario_summaries": []})  # the page shows none
     page.parent.mkdir(parents=True, exist_ok=True)
     page.with_suffix(".json").write_text(analysed.model_dump_json() + "\n")
     page.write_text(render_page(page.with_suffix(".json")))
     return page
+
+
+def _page_rejudged(page_json: Path, judged_by: str) -> AnalysedRun:
+    """A page's own JSON (`taskbench report docs/results/NAME.json --page docs/results/NAME.md`): its figures
+    judged again with this version's rules, since a page keeps no raw results to analyse afresh."""
+    try:
+        recorded = AnalysedRun.model_validate_json(page_json.read_text())
+    except (OSError, ValidationError) as exc:
+        raise SchemaError(f"{page_json}: not a page's JSON (a run folder, or the NAME.json beside a page)") from exc
+    return rejudge(recorded).model_copy(update={"rejudged_by": judged_by})
 
 
 QUESTIONS_PAGE = "questions"  # a page of this name is the page of answers (taskbench.report.questions)

@@ -161,7 +161,12 @@ def blocks(run: AnalysedRun) -> list[Block]:
         Heading("How it was measured", 2),
         Paragraph(
             f"`{command}`, by taskbench {run.taskbench or '?'} ({run.git_revision or 'no revision recorded'}) on "
-            f"{machine.cpu_count} cores, {machine.memory_gb:.1f} GB, Python {machine.python}."
+            f"{machine.cpu_count} cores, {machine.memory_gb:.1f} GB, Python {machine.python}"
+            + (
+                f"; judged again by the rules of {run.rejudged_by}, its figures as recorded."
+                if run.rejudged_by
+                else "."
+            )
         ),
     ]
     return out
