@@ -73,7 +73,7 @@ def analyse(run: RunResult, scenarios: list[ScenarioResult]) -> AnalysedRun:
 def rejudge(analysed: AnalysedRun) -> AnalysedRun:
     """A recorded analysis (a docs page keeps no raw results) judged again with this version's rules from its
     figures. A scenario run once is judged exactly; one merged from repeats keeps the outcomes it was judged
-    with (each needs every run's figures) of the rules that still apply to it, and loses those that no longer do."""
+    with (each needs every run's figures), except of a rule its shape no longer lets apply (the median says so)."""
     run = RunResult.model_validate(analysed.model_dump(include=set(RunResult.model_fields)))
     thresholds = run.settings.thresholds
     summaries = [_rejudged(summary, thresholds) for summary in analysed.summaries]
@@ -85,8 +85,9 @@ def _rejudged(summary: ScenarioSummary, thresholds: Thresholds) -> ScenarioSumma
     if summary.repeats <= 1:
         return failures.annotate(summary, thresholds)
     applies = {check.rule.value for check in failures.checks(summary, thresholds)}
-    failed = [f for f in summary.failures if f.rule in applies]
-    borderline = [f for f in summary.borderline if f.rule in applies]
+    gone = failures.APPLIES_BY_SHAPE - applies
+    failed = [f for f in summary.failures if f.rule not in gone]
+    borderline = [f for f in summary.borderline if f.rule not in gone]
     status = summary.status
     if status != "interrupted":
         status = "failed" if failed else "borderline" if borderline else "held"

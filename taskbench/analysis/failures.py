@@ -167,6 +167,10 @@ def _makespan(summary: ScenarioSummary, thresholds: Thresholds) -> list[Check]:
     ]
 
 
+# Rules whether they apply is decided by the scenario's shape (its fault, jobs, concurrency and job length),
+# the same in every run: a median of repeats says it exactly (analysis.rejudge).
+APPLIES_BY_SHAPE = frozenset({Rule.makespan_over_ideal.value})
+
 # The rules in the order the reports list them.
 RULES: tuple[Callable[[ScenarioSummary, Thresholds], list[Check]], ...] = (
     _responsive, _submitted, _memory, _completed, _died, _duplicated, _sustained, _makespan,
