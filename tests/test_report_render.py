@@ -153,7 +153,9 @@ def test_report_writes_markdown_html_and_valid_charts(rendered: Path) -> None:
     assert comparison.rstrip().endswith("- api-crash: fastapi lost 8/8; celery lost 0/8.")
     # BackgroundTasks' scenarios ran beside Celery's idle worker: what it cost them is said
     assert re.search(
-        r"Idle neighbours: .* used \d+\.\d% of one core on average .*\(at most \d+\.\d%, in fastapi", comparison
+        r"Idle neighbours, .*: running, polling their queues, they used \d+\.\d% of one core on average over \d+ "
+        r"scenarios \(at most \d+\.\d%, in fastapi",
+        comparison,
     )
     # the first screen: the answer against BackgroundTasks, a row per workload, before the decision
     answer = comparison.index("## Answer")

@@ -391,3 +391,29 @@ def test_what_the_broker_keeps_is_the_queues_not_taskbenchs_own_records(stack: S
     assert fastapi is not None and celery is not None
     assert abs(fastapi.after - fastapi.before) < 1024, fastapi
     assert celery.after - celery.before >= 20 * 150, celery
+
+
+def test_idle_neighbours_wait_paused_through_a_scenario_without_a_fault(stack: Stack) -> None:
+    """Every other implementation's API and worker is stopped (SIGSTOP) while one is measured, so their polling
+    takes no CPU from it (issue 33 item 6), and runs again, its worker seen by its service, once it is over."""
+    from taskbench.analysis.stats import process_resources
+    from taskbench.record.results import EventName, RunSettings, ScenarioSpec
+    from taskbench_wire.health import Health
+    from tests.conftest import run_on
+
+    name = "huey"
+    spec = ScenarioSpec(implementation=name, workload="sleep", jobs=4, duration_s=0.2)
+    settings = RunSettings(implementations=[name], workloads=["sleep"], jobs=[4], duration_s=0.2, memory_mb=0,
+                           concurrency=2, pause_neighbours=True)  # fmt: skip
+    stack.select(name)
+    result = run_on(stack, spec, settings)
+    (paused,) = [e.detail.split(", ") for e in result.events if e.name == EventName.neighbours_paused]
+    assert set(paused) == set(stack.labels) - {name}
+    neighbours = {role: r for role, r in process_resources(result).items() if role.endswith("-worker")}
+    assert len(neighbours) > 2 and neighbours.pop(f"{name}-worker").cpu_avg > 0
+    assert {role: r.cpu_avg for role, r in neighbours.items() if r.cpu_avg > 0.5} == {}
+    for label in paused:
+        for service in (stack.apis[label], stack.workers.get(label)):
+            assert service is None or psutil.Process(service.pid).status() != psutil.STATUS_STOPPED, label
+        health = Health.of(httpx.get(f"{stack.url_for(label)}/health", timeout=2).json())
+        assert label not in stack.workers or health.section(label).workers, label

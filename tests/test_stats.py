@@ -393,3 +393,18 @@ def test_what_the_broker_keeps_is_counted_per_thousand_completed_jobs() -> None:
     assert broker_kept(result, completed=0) == kept.model_copy(update={"kept_per_1000_bytes": None})
     assert broker_kept(result.model_copy(update={"broker_bytes": None}), completed=50) is None
     assert [size(v) for v in (None, 812, 49_356, 3_250_000)] == ["–", "812 B", "48.2 KB", "3.1 MB"]
+
+
+def test_what_idle_neighbours_took_is_said_apart_for_paused_and_running_scenarios() -> None:
+    from taskbench.report.content import neighbours_note
+
+    def beside(s: ScenarioSummary, neighbour_cpu: float) -> ScenarioSummary:
+        other = ProcessResources(samples=10, cpu_peak=1.0, cpu_avg=neighbour_cpu, rss_peak_mb=30, rss_avg_mb=30)
+        return s.model_copy(update={"resources": {**s.resources, "arq-worker": other}, "worker_role": "celery-worker"})
+
+    plain, crashed = beside(summary("celery", 10), 0.0), beside(summary("celery", 10, fault="worker-crash"), 8.0)
+    (paused,) = neighbours_note([plain, crashed], paused=True)
+    assert "running, polling their queues, they used 8.0% of one core on average over 1 scenarios" in paused.text
+    assert "paused (SIGSTOP) through each scenario without a fault, they used 0.0%" in paused.text
+    (running,) = neighbours_note([plain, crashed], paused=False)
+    assert "paused" not in running.text and "over 2 scenarios" in running.text

@@ -247,6 +247,7 @@ def _settings(args: argparse.Namespace, checked: Checked) -> RunSettings:
             responsive_p99_s=args.responsive_p99 or plan.responsive_limit_s(duration),
         ),
         quick=args.quick,
+        pause_neighbours=not args.keep_neighbours,
         repeat=args.repeat or (plan.QUICK_REPEAT if args.quick else plan.SPEC_REPEAT),
         user_jobs=[job.profile for job in user_jobs],
         job_timeout_s=(args.job_timeout or job_check.default_timeout_s(user_jobs)) if user_jobs else None,
@@ -445,6 +446,12 @@ def _add_stack_flags(run: argparse.ArgumentParser) -> None:
     run.add_argument("--timeout", type=bounded(float, 1, 86_400), help="deadline per scenario, seconds")
     run.add_argument("--output", type=Path, default=Path("benchmark_results"), help="where each run's folder goes")
     run.add_argument("--url", help="measure an already-running service (the spec's manual flow)")
+    run.add_argument(
+        "--keep-neighbours",
+        action="store_true",
+        help="leave the other implementations' APIs and workers running while one is measured (by default they are "
+        "paused through each scenario without a fault, so their polling costs the measured one no CPU)",
+    )
     add_server_flags(run)
     add_hosts_flags(run)
 

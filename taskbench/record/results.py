@@ -147,6 +147,10 @@ class RunSettings(BaseModel):
     sample_interval_s: float = 0.25
     thresholds: Thresholds = Field(default_factory=Thresholds)
     quick: bool = False
+    # The other implementations' APIs and workers paused (SIGSTOP) through each scenario without a fault, so idle
+    # neighbours polling their queues take no CPU from the one measured (--keep-neighbours: left running). False in
+    # runs recorded before they were.
+    pause_neighbours: bool = False
     user_jobs: list[JobProfile] = Field(default_factory=list)  # --job, checked before the run
     job_timeout_s: float | None = None
     repeat: int = 1  # every scenario runs this many times, interleaved (the whole plan, then again)
@@ -367,6 +371,7 @@ class EventName(str, Enum):
     oom_kills = "oom_kills"
     records_lost = "records_lost"  # the API's records could not be read at the end
     lock_stranded = "lock_stranded"  # a queue's lock outlived the connection that held it (released at the end)
+    neighbours_paused = "neighbours_paused"  # the other implementations paused through the scenario: which
 
 
 class Event(BaseModel):

@@ -504,7 +504,7 @@ def workers_by_host(summaries: Sequence[ScenarioSummary]) -> list[Block]:
     return blocks
 
 
-def resources_notes(summaries: Sequence[ScenarioSummary]) -> list[Block]:
+def resources_notes(summaries: Sequence[ScenarioSummary], paused: bool = False) -> list[Block]:
     """What the harness / service column means, then the harness warning when there is one."""
     shares = [s.cpu_shares for s in summaries if s.cpu_shares is not None]
     if not shares:
@@ -516,7 +516,7 @@ def resources_notes(summaries: Sequence[ScenarioSummary]) -> list[Block]:
         f"the service is {roles} (the scenario's own worker only). ⚠ marks a harness above "
         f"{c.harness_limit_percent:.0f} % of the machine."
     )
-    return [note, *neighbours_note(summaries), *connections_note(summaries), *harness_warning(summaries)]
+    return [note, *neighbours_note(summaries, paused), *connections_note(summaries), *harness_warning(summaries)]
 
 
 def neighbours_cpu(summary: ScenarioSummary) -> float | None:
@@ -528,19 +528,26 @@ def neighbours_cpu(summary: ScenarioSummary) -> float | None:
     return sum(others) if others else None
 
 
-def neighbours_note(summaries: Sequence[ScenarioSummary]) -> list[Block]:
-    """What the idle neighbours cost the one measured: a stack of every implementation shares its cores."""
-    costs = [(s.label, c) for s in summaries if (c := neighbours_cpu(s)) is not None]
-    if not costs:
+def neighbours_note(summaries: Sequence[ScenarioSummary], paused: bool = False) -> list[Block]:
+    """What the idle neighbours cost the one measured: a stack of every implementation shares its cores. `paused`:
+    the run paused them through the scenarios without a fault (RunSettings.pause_neighbours)."""
+    parts = []
+    for these, how in (
+        ([s for s in summaries if not (paused and not s.fault)], "running, polling their queues"),
+        ([s for s in summaries if paused and not s.fault], "paused (SIGSTOP) through each scenario without a fault"),
+    ):
+        costs = [(s.label, c) for s in these if (c := neighbours_cpu(s)) is not None]
+        if costs:
+            average = sum(c for _, c in costs) / len(costs)
+            label, most = max(costs, key=lambda item: item[1])
+            parts.append(
+                f"{how}, they used {percent(average)} of one core on average over {len(costs)} scenarios (at most "
+                f"{percent(most)}, in {label})"
+            )
+    if not parts:
         return []
-    average = sum(c for _, c in costs) / len(costs)
-    label, most = max(costs, key=lambda item: item[1])
-    return [
-        Paragraph(
-            f"Idle neighbours: the other implementations' workers, polling their queues while one is measured, used "
-            f"{percent(average)} of one core on average over the scenarios (at most {percent(most)}, in {label})."
-        )
-    ]
+    return [Paragraph("Idle neighbours, the other implementations' workers while one is measured: " + "; ".join(parts)
+                      + ".")]  # fmt: skip
 
 
 def connections_note(summaries: Sequence[ScenarioSummary]) -> list[Block]:
@@ -869,6 +876,8 @@ def run_facts(run: RunResult) -> list[str]:
         f"Concurrency (--concurrency): {s.concurrency}; faults: {', '.join(s.faults) or 'none'} "
         "(redelivery timeout for faults: see each scenario)",
         f"Service: {s.url or 'started by taskbench'}; Redis: {s.redis}; " + broker_text(s),
+        "Other implementations while one is measured: "
+        + ("paused (SIGSTOP) through each scenario without a fault" if s.pause_neighbours else "running"),
         middleware_text(s.middleware, env.versions),
         topology_text(s),
         *([hosts_text(s)] if s.hosts else []),
@@ -959,7 +968,7 @@ def comparison(run: AnalysedRun, charts: Sequence[ChartRef] = ()) -> list[Block]
         extended_table(summaries),
         Heading("Resources", 3),
         resources_table(summaries),
-        *resources_notes(summaries),
+        *resources_notes(summaries, run.settings.pause_neighbours),
         *workers_by_host(summaries),
     ]
     if any(s.api_processes > 1 for s in summaries):
@@ -1050,7 +1059,7 @@ def scenario(result: ScenarioResult, summary: ScenarioSummary, charts: Sequence[
         completion_table(s),
         Heading("Resources"),
         resources_table([s]),
-        *resources_notes([s]),
+        *resources_notes([s], result.settings.pause_neighbours),
         *workers_by_host([s]),
         *api_blocks,
         Heading("Executions" + source),

@@ -273,7 +273,7 @@ def _details(run: AnalysedRun, comparison_charts: Sequence[ChartRef]) -> list[tu
             [
                 content.extended_table(summaries),
                 content.resources_table(summaries),
-                *content.resources_notes(summaries),
+                *content.resources_notes(summaries, run.settings.pause_neighbours),
             ],
         )
     )

@@ -271,8 +271,30 @@ async def _only_orphans_left(ctx: ScenarioContext, spec: ScenarioSpec, fault_ove
 async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progress) -> ScenarioResult:
     """The phases in order: prepare the stack, start the instruments, offer the load, strike, wait, collect."""
     prepared = await _prepare(ctx, spec)
-    instruments = await _instruments(ctx, spec)
     run = Running(prepared.deadline_s)
+    paused = await _pause_neighbours(ctx, spec, run.events)
+    try:
+        return await _measure(ctx, spec, prepared, run, progress)
+    finally:
+        if paused:
+            await asyncio.to_thread(paused.resume_neighbours)
+
+
+async def _pause_neighbours(ctx: ScenarioContext, spec: ScenarioSpec, events: list[Event]) -> Stack | None:
+    """Without a fault, the other implementations wait paused (Stack.pause_neighbours); a fault strikes servers
+    they share, and they live through it as they would in production."""
+    stack = ctx.stack
+    if spec.fault or not ctx.settings.pause_neighbours or not isinstance(stack, Stack):
+        return None
+    paused = await asyncio.to_thread(stack.pause_neighbours)
+    events.append(Event(t=time.time(), name=EventName.neighbours_paused, detail=", ".join(paused)))
+    return stack
+
+
+async def _measure(
+    ctx: ScenarioContext, spec: ScenarioSpec, prepared: Prepared, run: Running, progress: Progress
+) -> ScenarioResult:
+    instruments = await _instruments(ctx, spec)
     instruments.start()
     counting = asyncio.create_task(_count_over_time(ctx, spec, run.depth)) if spec.rate is not None else None
     try:

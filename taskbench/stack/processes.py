@@ -148,12 +148,29 @@ class ManagedProcess:
             self.popen.wait()
             self._ended = True
 
+    def pause(self) -> None:
+        """SIGSTOP the group and every descendant: it holds its memory and connections and uses no CPU."""
+        self._signal_all(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal_all(signal.SIGCONT)
+
+    def _signal_all(self, sig: signal.Signals) -> None:
+        if self._ended:
+            return
+        strays = [p for p in self._descendants() if self.popen and _group_of(p) != self.popen.pid]
+        self._signal_group(sig)
+        for stray in strays:
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
+                stray.send_signal(sig)
+
     def terminate(self) -> None:
         """SIGTERM the group without waiting: `stop` then waits for what is left (and kills the descendants in
         groups of their own, remembered here before the leader goes)."""
         if self.popen is not None and not self._ended and self.popen.poll() is None:
             self._strays = [p for p in self._descendants() if _group_of(p) != self.popen.pid]
             self._signal_group(self.stop_signal)
+            self._signal_group(signal.SIGCONT)
 
     def stop(self, grace_s: float = 10.0, *, leader_only: bool = False) -> bool:
         """Its stop signal, then SIGKILL for whatever is left after `grace_s`. `leader_only`: the signal to the main
@@ -170,6 +187,7 @@ class ManagedProcess:
                     self.popen.send_signal(self.stop_signal)
             else:
                 self._signal_group(self.stop_signal)
+            self._signal_group(signal.SIGCONT)  # a paused group (Stack.pause_neighbours) handles it only running
             try:
                 self.popen.wait(grace_s)
             except subprocess.TimeoutExpired:

@@ -66,6 +66,12 @@ class Service:
     def stop(self) -> None:
         self.process.stop()
 
+    def pause(self) -> None:
+        self.process.pause()
+
+    def resume(self) -> None:
+        self.process.resume()
+
     def kill(self) -> None:
         """SIGKILL the whole process group, as a crash would."""
         self.process.kill()

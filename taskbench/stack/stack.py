@@ -163,6 +163,7 @@ class Stack:
         self.network: netns.Network | None = None  # --hosts: the bridge and the namespaces
         self.unavailable: dict[str, Unavailable] = {}  # implementations that could not start, by label
         self.cgroups: cgroups.StackCgroups | None = None  # container limits: each part's cgroup
+        self._paused: list[str] = []  # labels whose API and worker are paused (pause_neighbours)
 
     def tag(self, env: Mapping[str, str]) -> dict[str, str]:
         """`env` with this stack's id, which every process it starts (and their children) inherits."""
@@ -428,6 +429,36 @@ class Stack:
             if self._watchdog is not None:  # nothing of the stack is left: it checks, and exits
                 self._watchdog.communicate(timeout=30)
                 self._watchdog = None
+
+    # --- neighbours ------------------------------------------------------------------------------------
+
+    def pause_neighbours(self) -> list[str]:
+        """Every other implementation's API and worker paused (SIGSTOP) while `focus` is measured: idle, each still
+        polls its queue or its database and would take CPU from the one measured. Not those on RabbitMQ, whose
+        server closes a connection that misses its heartbeats; not workers of other machines (`worker --join`)."""
+        for label in self.labels:
+            on_amqp = implementations.get(label).broker_for(self.config.broker) == "amqp"
+            if label == self.focus or on_amqp:
+                continue
+            for service in (self.workers.get(label), self.apis.get(label)):
+                if service is not None and service.alive():
+                    service.pause()
+            self._paused.append(label)
+        return list(self._paused)
+
+    def resume_neighbours(self) -> None:
+        """Every paused API and worker running again, each worker seen by its service again (its next beat, within
+        a second) before the next scenario may measure it."""
+        paused, self._paused = self._paused, []
+        for label in paused:
+            for service in (self.apis.get(label), self.workers.get(label)):
+                if service is not None:
+                    service.resume()
+        deadline = time.monotonic() + WORKER_RECONNECT_S
+        for label in paused:
+            worker = self.workers.get(label)
+            while worker is not None and not self._worker_seen(label, worker) and time.monotonic() < deadline:
+                time.sleep(0.05)
 
     # --- implementations that cannot run ----------------------------------------------------------------
 
