@@ -403,8 +403,8 @@ def test_what_idle_neighbours_took_is_said_apart_for_paused_and_running_scenario
         return s.model_copy(update={"resources": {**s.resources, "arq-worker": other}, "worker_role": "celery-worker"})
 
     plain, crashed = beside(summary("celery", 10), 0.0), beside(summary("celery", 10, fault="worker-crash"), 8.0)
-    (paused,) = neighbours_note([plain, crashed], paused=True)
-    assert "running, polling their queues, they used 8.0% of one core on average over 1 scenarios" in paused.text
-    assert "paused (SIGSTOP) through each scenario without a fault, they used 0.0%" in paused.text
-    (running,) = neighbours_note([plain, crashed], paused=False)
-    assert "paused" not in running.text and "over 2 scenarios" in running.text
+    paused = " ".join(str(block) for block in neighbours_note([plain, crashed], paused=True))
+    assert "running, polling their queues, they used 8.0% of one core on average over 1 scenarios" in paused
+    assert "paused (SIGSTOP) through each scenario without a fault, they used 0.0%" in paused
+    running = " ".join(str(block) for block in neighbours_note([plain, crashed], paused=False))
+    assert "paused" not in running and "over 2 scenarios" in running
