@@ -153,11 +153,11 @@ def run_on(stack: Stack, spec: ScenarioSpec, settings: RunSettings, **context: A
 def burst(
     stack: Stack, name: str, jobs: int, duration_s: float, concurrency: int, timeout_s: float | None = None
 ) -> ScenarioResult:
-    """A burst of `jobs` sleeps through `name`, as `taskbench run` runs that scenario (its clear first); `timeout_s`
-    in place of the deadline from the ideal makespan."""
+    """A burst of `jobs` sleeps through `name`, as `taskbench run` runs that scenario (its clear first, the other
+    implementations paused); `timeout_s` in place of the deadline from the ideal makespan."""
     spec = ScenarioSpec(implementation=name, workload="sleep", jobs=jobs, duration_s=duration_s)
     settings = RunSettings(implementations=[name], workloads=["sleep"], jobs=[jobs], duration_s=duration_s,
-                           memory_mb=0, concurrency=concurrency)  # fmt: skip
+                           memory_mb=0, concurrency=concurrency, pause_neighbours=True)  # fmt: skip
     stack.select(name)
     return run_on(stack, spec, settings, timeout_s=timeout_s)
 

@@ -167,8 +167,8 @@ def _makespan(summary: ScenarioSummary, thresholds: Thresholds) -> list[Check]:
     ]
 
 
-# Rules whether they apply is decided by the scenario's shape (its fault, jobs, concurrency and job length),
-# the same in every run: a median of repeats says it exactly (analysis.rejudge).
+# The rules that apply or not by the scenario's shape alone (its fault, jobs, concurrency and job length), the
+# same in every run: the median of its repeats says so exactly (analysis.rejudge).
 APPLIES_BY_SHAPE = frozenset({Rule.makespan_over_ideal.value})
 
 # The rules in the order the reports list them.

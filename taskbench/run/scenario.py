@@ -257,10 +257,14 @@ async def _finished(
 async def _only_orphans_left(ctx: ScenarioContext, spec: ScenarioSpec, fault_over: float) -> bool:
     """After a crash, jobs whose process died stay "running" forever unless Celery redelivers them.
 
-    Once redelivery had its chance (visibility timeout + a restore sweep), if nothing is queued or active
-    anywhere and every unfinished record names a dead process, waiting longer cannot change the outcome.
+    Once redelivery had its chance (the queue's own bound: its timeout, its sweep, and any fixed wait it adds, as
+    SAQ's 5 s per aborted job, when a job is in no list), if nothing is queued or active anywhere and every
+    unfinished record names a dead process, waiting longer cannot change the outcome.
     """
-    if time.time() < fault_over + redelivery_timeout_for(spec.duration_s) + 3:
+    timeout = redelivery_timeout_for(spec.duration_s)
+    slots = spec.concurrency or ctx.settings.concurrency
+    bound = implementations.get(spec.implementation).redelivery_bound_on(ctx.settings.broker, timeout, slots, slots)
+    if time.time() < fault_over + max(bound, timeout + 3):
         return False
     if await ctx.client.busy([spec.implementation]):
         return False
