@@ -12,11 +12,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 
-from taskbench_service import ledger
+from taskbench_service import ledger, workloads
 from taskbench_service.jobs import JobCall, JobStore, SyncRecords, finished_fields, running_fields
 
 log = logging.getLogger(__name__)
@@ -78,3 +78,27 @@ async def execute_async(call: JobCall, records: JobStore, body: Callable[[], Awa
     await _stamp_async(records, call.job_id, fields)
     ledger.record(call.job_id, call.implementation, "end", fields.get("error"))
     return error
+
+
+class Slots(Protocol):
+    """A worker's state: how many jobs it runs now, which its heartbeat reports (one int, under the GIL)."""
+
+    active: int
+
+
+async def run_counted_async(call: JobCall, records: JobStore, slots: Slots) -> BaseException | None:
+    """The job on this loop (sync kinds in its thread pool), counted in `slots` while it runs."""
+    slots.active += 1
+    try:
+        return await execute_async(call, records, lambda: workloads.run_async(call))
+    finally:
+        slots.active -= 1
+
+
+def run_counted_sync(call: JobCall, records: SyncRecords, slots: Slots) -> BaseException | None:
+    """The job in this thread, counted in `slots` while it runs."""
+    slots.active += 1
+    try:
+        return execute_sync(call, records, lambda: workloads.run_sync(call))
+    finally:
+        slots.active -= 1

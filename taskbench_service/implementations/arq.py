@@ -44,7 +44,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 
 from taskbench_service import workloads
-from taskbench_service.execution import execute_async
+from taskbench_service.execution import run_counted_async
 from taskbench_service.heartbeat import WORKERS_KEY, Heartbeat, decoded, live_workers, server_time
 from taskbench_service.implementations.base import BrokerUnavailable, CountedWithBeats
 from taskbench_service.jobs import MAX_REDIS_CONNECTIONS, JobCall, RedisJobStore, json_bytes, redis_options
@@ -221,11 +221,7 @@ async def run_job(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
     """The one arq function: async kinds await on the worker's loop, sync kinds go to its thread pool."""
     assert _state is not None, "the worker's on_startup has not run"
     call = JobCall.model_validate(payload)
-    _state.active += 1
-    try:
-        error = await execute_async(call, _state.records, lambda: workloads.run_async(call))
-    finally:
-        _state.active -= 1
+    error = await run_counted_async(call, _state.records, _state)
     if error is not None:
         raise error  # recorded already; arq logs it and re-runs only `Retry` and a cancellation at shutdown
 

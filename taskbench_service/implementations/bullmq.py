@@ -41,7 +41,7 @@ from bullmq import Job, Queue, Worker
 from fastapi import BackgroundTasks
 
 from taskbench_service import workloads
-from taskbench_service.execution import execute_async
+from taskbench_service.execution import run_counted_async
 from taskbench_service.heartbeat import WORKERS_KEY, Heartbeat, decoded, live_workers, server_time
 from taskbench_service.implementations.base import CountedWithBeats
 from taskbench_service.jobs import JobCall, RedisJobStore
@@ -95,11 +95,7 @@ async def process(job: Job, token: str) -> None:
     """The processor: async kinds on the worker's loop, sync kinds in its thread pool (`asyncio.to_thread`)."""
     assert _state is not None, "the worker has not started"
     call = JobCall.model_validate(job.data)
-    _state.active += 1
-    try:
-        error = await execute_async(call, _state.records, lambda: workloads.run_async(call))
-    finally:
-        _state.active -= 1
+    error = await run_counted_async(call, _state.records, _state)
     if error is not None:
         raise error  # recorded already; BullMQ fails the job (attempts 1: never run again for it)
 

@@ -39,7 +39,7 @@ from dbos._serialization import DBOSPortableJSONSerializer, DefaultSerializer, S
 from fastapi import BackgroundTasks
 
 from taskbench_service import workloads
-from taskbench_service.execution import execute_async, execute_sync
+from taskbench_service.execution import run_counted_async, run_counted_sync
 from taskbench_service.heartbeat import Heartbeat
 from taskbench_service.implementations.base import BrokerUnavailable, QueueImplementation
 from taskbench_service.jobs import JobCall, RedisJobStore, WorkerRecords
@@ -182,11 +182,7 @@ _state: _WorkerState | None = None
 def run_sync(payload: dict[str, Any]) -> None:
     assert _state is not None, "the worker has not started"
     call = JobCall.model_validate(payload)
-    _state.active += 1  # one int, under the GIL: read by the heartbeat thread only
-    try:
-        error = execute_sync(call, _state.records, lambda: workloads.run_sync(call))
-    finally:
-        _state.active -= 1
+    error = run_counted_sync(call, _state.records, _state)
     if error is not None:
         raise error  # recorded already; DBOS marks the workflow ERROR and never runs it again for it
 
@@ -194,11 +190,7 @@ def run_sync(payload: dict[str, Any]) -> None:
 async def run_async(payload: dict[str, Any]) -> None:
     assert _state is not None, "the worker has not started"
     call = JobCall.model_validate(payload)
-    _state.active += 1
-    try:
-        error = await execute_async(call, _state.store, lambda: workloads.run_async(call))
-    finally:
-        _state.active -= 1
+    error = await run_counted_async(call, _state.store, _state)
     if error is not None:
         raise error
 

@@ -63,7 +63,7 @@ from pgqueuer.domain.settings import DBSettings, Durability
 from pgqueuer.types import Channel
 
 from taskbench_service import workloads
-from taskbench_service.execution import execute_async
+from taskbench_service.execution import run_counted_async
 from taskbench_service.heartbeat import Heartbeat, live_beats
 from taskbench_service.implementations.base import PUBLISH_TIMEOUT_S, BrokerUnavailable, QueueImplementation
 from taskbench_service.jobs import JobCall, RedisJobStore
@@ -289,12 +289,8 @@ _state: _WorkerState | None = None
 async def run_job(job: Job) -> None:
     """The one entrypoint (async: PgQueuer 1.x runs no sync function); sync kinds go to the loop's executor."""
     assert _state is not None, "the worker's factory has not run"
-    _state.active += 1
-    try:
-        call = JobCall.model_validate_json(job.payload or b"")
-        error = await execute_async(call, _state.records, lambda: workloads.run_async(call))
-    finally:
-        _state.active -= 1
+    call = JobCall.model_validate_json(job.payload or b"")
+    error = await run_counted_async(call, _state.records, _state)
     if error is not None:
         # recorded already; PgQueuer logs it and deletes the job (on_failure "delete"): never run again
         raise error

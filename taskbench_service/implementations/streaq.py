@@ -78,7 +78,7 @@ from streaq.constants import (
 )
 
 from taskbench_service import workloads
-from taskbench_service.execution import execute_async, execute_sync
+from taskbench_service.execution import run_counted_async, run_counted_sync
 from taskbench_service.heartbeat import WORKERS_KEY, Heartbeat, decoded, live_workers, server_time
 from taskbench_service.implementations.base import BrokerUnavailable, CountedWithBeats
 from taskbench_service.jobs import MAX_REDIS_CONNECTIONS, JobCall, RedisJobStore, WorkerRecords, json_bytes
@@ -281,11 +281,7 @@ def run_sync(**payload: Any) -> None:
     assert _state is not None, "the worker's lifespan has not started"
     state = _state
     call = JobCall.model_validate(payload)
-    state.active += 1  # one int, under the GIL: read by the heartbeat thread only
-    try:
-        error = execute_sync(call, state.records, lambda: workloads.run_sync(call))
-    finally:
-        state.active -= 1
+    error = run_counted_sync(call, state.records, state)
     if error is not None:
         raise error  # recorded already; streaQ fails the task, never re-runs it for its own exception
 
@@ -295,11 +291,7 @@ async def run_async(**payload: Any) -> None:
     assert _state is not None, "the worker's lifespan has not started"
     state = _state
     call = JobCall.model_validate(payload)
-    state.active += 1
-    try:
-        error = await execute_async(call, state.store, lambda: workloads.run_async(call))
-    finally:
-        state.active -= 1
+    error = await run_counted_async(call, state.store, state)
     if error is not None:
         raise error
 
