@@ -205,13 +205,15 @@ def workdir(tmp_path: Path) -> Path:
 SHARED_STACK = ("test_service.py", "test_user_job.py")
 BY_IMPLEMENTATION = ("test_delivery_promises.py",)  # its case ids start with the implementation's name
 HEAVIEST_FIRST = (
-    "shared stack", "test_lifecycle.py", "test_user_world.py", "test_container_limits.py", "test_sustained_run.py",
-    "test_report_render.py", "test_delivery_promises.py[celery]", "test_hosts.py", "test_amqp.py",
-    "test_delivery_promises.py[taskiq]", "test_topology.py", "test_delivery_promises.py[saq]", "test_perf_smoke.py",
-    "test_delivery_promises.py[arq]", "test_postgres_queues.py", "test_remote_worker.py", "test_foreign_servers.py",
-    "test_delivery_promises.py[procrastinate]", "test_taskiq_idle.py", "test_delivery_promises.py[streaq]",
-    "test_delivery_promises.py[bullmq]", "test_delivery_promises.py[rq]", "test_secrets.py", "test_packaging.py",
-    "test_benchmark_run.py", "test_delivery_promises.py[docket]", "test_delivery_promises.py[dbos]",
+    "shared stack", "test_postgres_queues.py", "test_user_world.py", "test_delivery_promises.py[celery]",
+    "test_lifecycle.py", "test_topology.py", "test_container_limits.py", "test_hosts.py", "test_sustained_run.py",
+    "test_delivery_promises.py[taskiq]", "test_benchmark_run.py", "test_foreign_servers.py", "test_amqp.py",
+    "test_delivery_promises.py[arq]", "test_delivery_promises.py[rq]", "test_remote_worker.py",
+    "test_delivery_promises.py[saq]", "test_target.py", "test_delivery_promises.py[bullmq]",
+    "test_delivery_promises.py[procrastinate]", "test_taskiq_idle.py", "test_user_app.py",
+    "test_delivery_promises.py[streaq]", "test_delivery_promises.py[dramatiq]", "test_perf_smoke.py",
+    "test_report_render.py", "test_secrets.py", "test_packaging.py", "test_delivery_promises.py[docket]",
+    "test_delivery_promises.py[dbos]",
 )  # fmt: skip
 
 

@@ -85,6 +85,9 @@ class Implementation(ABC):
     # loop blocks the renewal, `blocked-loop`): how, read in its source; None where it renews elsewhere or never.
     renews_on_loop: ClassVar[str | None] = None
     timeout_step_s: ClassVar[float] = 0.0  # the shortest redelivery timeout it takes (SAQ: whole seconds, 1 at least)
+    # How long its worker must have run again after being paused (Stack.pause_neighbours) before its first job is
+    # taken as promptly as ever: measured per queue, a scenario waits it out; 0 where the first job is not late.
+    settle_after_pause_s: ClassVar[float] = 0.0
     on_sigterm: ClassVar[str] = ""  # its worker's shutdown, as a deploy starts it (worker-deploy); every report says
     # Each unit of --concurrency is a process of its own (a prefork pool, RQ's worker pool): memory grows with
     # concurrency, and the verdict extrapolates it linearly. Threads and coroutines share their process.

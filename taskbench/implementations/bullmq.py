@@ -36,6 +36,9 @@ class BullmqImplementation(Implementation):
         "its locks extended every lockDuration / 2 by the lock manager's task on the worker's event loop "
         "(bullmq/lock_manager.py), which also runs the stalled-job check"
     )
+    # Right after a pause (SIGSTOP, SIGCONT) its worker took its first job 1.1–1.6 s late, every other queue's
+    # within 0.1 s; 3 s after, within 0.01 s (this VM, 2026-12-07, 2 jobs after 10, 20 and 70 s paused).
+    settle_after_pause_s = 3.0
     packages = ("bullmq>=3.4",)
     queue_package = "bullmq"
     redis_min_version = (6, 2)  # BullMQ checks for ≥ 5; its blocking BZPOPMIN with a fractional timeout wants 6

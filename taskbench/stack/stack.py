@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import secrets
 import shutil
@@ -164,6 +165,7 @@ class Stack:
         self.unavailable: dict[str, Unavailable] = {}  # implementations that could not start, by label
         self.cgroups: cgroups.StackCgroups | None = None  # container limits: each part's cgroup
         self._paused: list[str] = []  # labels whose API and worker are paused (pause_neighbours)
+        self._resumed_at: dict[str, float] = {}  # when each was last resumed (monotonic)
 
     def tag(self, env: Mapping[str, str]) -> dict[str, str]:
         """`env` with this stack's id, which every process it starts (and their children) inherits."""
@@ -435,7 +437,13 @@ class Stack:
     def pause_neighbours(self) -> list[str]:
         """Every other implementation's API and worker paused (SIGSTOP) while `focus` is measured: idle, each still
         polls its queue or its database and would take CPU from the one measured. Not those on RabbitMQ, whose
-        server closes a connection that misses its heartbeats; not workers of other machines (`worker --join`)."""
+        server closes a connection that misses its heartbeats; not workers of other machines (`worker --join`).
+        First, `focus` gets the time its queue needs to run again before it takes jobs as promptly as ever
+        (`Implementation.settle_after_pause_s`), when it was paused itself a moment ago."""
+        settle = implementations.get(self.focus).settle_after_pause_s
+        running_s = time.monotonic() - self._resumed_at.get(self.focus, -math.inf)
+        if running_s < settle:
+            time.sleep(settle - running_s)
         for label in self.labels:
             on_amqp = implementations.get(label).broker_for(self.config.broker) == "amqp"
             if label == self.focus or on_amqp:
@@ -454,6 +462,7 @@ class Stack:
             for service in (self.apis.get(label), self.workers.get(label)):
                 if service is not None:
                     service.resume()
+            self._resumed_at[label] = time.monotonic()
         deadline = time.monotonic() + WORKER_RECONNECT_S
         for label in paused:
             worker = self.workers.get(label)
