@@ -396,6 +396,7 @@ def test_what_the_broker_keeps_is_the_queues_not_taskbenchs_own_records(stack: S
 def test_idle_neighbours_wait_paused_through_a_scenario_without_a_fault(stack: Stack) -> None:
     """Every other implementation's API and worker is stopped (SIGSTOP) while one is measured, so their polling
     takes no CPU from it (issue 33 item 6), and runs again, its worker seen by its service, once it is over."""
+    from taskbench.analysis import summarise
     from taskbench.analysis.stats import process_resources
     from taskbench.record.results import EventName, RunSettings, ScenarioSpec
     from taskbench_wire.health import Health
@@ -413,6 +414,8 @@ def test_idle_neighbours_wait_paused_through_a_scenario_without_a_fault(stack: S
     neighbours.pop(f"{name}-worker")
     assert len(neighbours) > 2 and all(r.samples >= 2 for r in neighbours.values())
     assert {role: r.cpu_avg for role, r in neighbours.items() if r.cpu_avg > 0.5} == {}
+    # with its neighbours paused, what the burst cost in Redis commands is its own (and the records')
+    assert len(result.redis_commands) == 3 and (summarise(result).redis_commands_per_job or 0) > 1
     for label in paused:
         for service in (stack.apis[label], stack.workers.get(label)):
             assert service is None or psutil.Process(service.pid).status() != psutil.STATUS_STOPPED, label

@@ -408,3 +408,16 @@ def test_what_idle_neighbours_took_is_said_apart_for_paused_and_running_scenario
     assert "paused (SIGSTOP) through each scenario without a fault, they used 0.0%" in paused
     running = " ".join(str(block) for block in neighbours_note([plain, crashed], paused=False))
     assert "paused" not in running and "over 2 scenarios" in running
+
+
+def test_redis_commands_per_job_leave_out_the_idle_rate_read_before_the_burst() -> None:
+    from taskbench.analysis.stats import commands_per_job
+    from taskbench.record.results import CommandCount
+
+    base, start = CommandCount(t=0.0, calls=100), CommandCount(t=1.0, calls=110)  # idle: 10 commands a second
+    end = CommandCount(t=3.0, calls=1130)  # 1 020 more in 2 s, 20 of them idle
+    assert commands_per_job([base, start, end], completed=100) == 10.0
+    assert commands_per_job([base, start, end], completed=0) is None
+    assert commands_per_job([base, start], completed=100) is None  # no third reading: not counted
+    quieter = CommandCount(t=3.0, calls=120)  # fewer than the idle rate predicts: none, never negative
+    assert commands_per_job([base, start, quieter], completed=10) == 0.0

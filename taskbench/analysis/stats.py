@@ -29,7 +29,7 @@ from taskbench.analysis.models import (
     SubmissionSummary,
     SystemResources,
 )
-from taskbench.record.results import EventName, LoadOptions, Probe, ScenarioResult
+from taskbench.record.results import CommandCount, EventName, LoadOptions, Probe, ScenarioResult
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -368,8 +368,22 @@ def figures_of(result: ScenarioResult) -> ScenarioSummary:
         records_from=result.records_from,
         hosts=result.hosts,
         broker=broker_kept(result, statuses["completed"]),
+        redis_commands_per_job=commands_per_job(result.redis_commands, statuses["completed"]),
         responsive=None,
     )
+
+
+def commands_per_job(readings: Sequence[CommandCount], completed: int) -> float | None:
+    """The Redis commands the burst and its drain took per completed job: the count from the burst to its last job,
+    less what the stack sends idle (probes, heartbeats, the queue's own polling) at the rate read just before the
+    burst. Everything the stack sent counts: the queue's, and the records every implementation keeps in Redis
+    (BackgroundTasks' figure is theirs alone)."""
+    if len(readings) != 3 or not completed:
+        return None
+    base, start, end = readings
+    idle_per_s = (start.calls - base.calls) / (start.t - base.t) if start.t > base.t else 0.0
+    used = end.calls - start.calls - idle_per_s * (end.t - start.t)
+    return max(used, 0.0) / completed
 
 
 def broker_kept(result: ScenarioResult, completed: int) -> BrokerKept | None:

@@ -435,6 +435,14 @@ class BrokerBytes(BaseModel):
     after: int
 
 
+class CommandCount(BaseModel):
+    """Every command the private Redis has served (`INFO commandstats`, all clients) at `t`: read before the
+    idle baseline, at the burst and once its jobs were done (taskbench.analysis.stats.commands_per_job)."""
+
+    t: float
+    calls: int
+
+
 class ScenarioResult(BaseModel):
     schema_version: int = SCHEMA_VERSION
     spec: ScenarioSpec
@@ -464,6 +472,8 @@ class ScenarioResult(BaseModel):
     # the hosts that ran its jobs or sent samples (workers joined with `taskbench worker --join`), with their clocks
     hosts: list[HostClock] = Field(default_factory=list)
     broker_bytes: BrokerBytes | None = None  # what its queue kept in the broker, before the burst and once it ended
+    # Redis's command count thrice (a Redis queue on taskbench's own Redis, its neighbours paused); else empty
+    redis_commands: list[CommandCount] = Field(default_factory=list)
 
     @property
     def run_label(self) -> str:

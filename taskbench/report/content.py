@@ -25,7 +25,7 @@ from taskbench.report.blocks import (
     Table,
     bullets,
 )
-from taskbench.report.fmt import mb, ms, percent, ratio, seconds, size, yes_no
+from taskbench.report.fmt import mb, ms, one_decimal, percent, ratio, seconds, size, yes_no
 from taskbench_wire.enums import PARTITION_FAULTS
 
 SPEC_WORKLOAD = "sleep"  # the spec's own job: its rows and files carry no workload name
@@ -273,12 +273,16 @@ LEFT_BEHIND_MEANING = (
     "one reads, and streams never trimmed, stay until the queue's own expiry removes them (see each queue's "
     "settings); not read on RabbitMQ. In the process that ran the jobs: its RSS (with its children) before the burst "
     "and once the jobs were done: memory a Python process took for its jobs is seldom given back, so a worker that "
-    "never restarts grows toward its largest burst."
+    "never restarts grows toward its largest burst. Redis commands per job: every command taskbench's private Redis "
+    "served from the burst to its last job, less the idle rate read just before it (probes, heartbeats, polling), "
+    "per completed job, with its neighbours paused; the records every implementation keeps there count too, so "
+    "BackgroundTasks' figure is what taskbench's own bookkeeping costs, and a queue's is that and its own."
 )
 
 
 def left_behind_table(summaries: Sequence[ScenarioSummary]) -> Table:
     headers = ["Scenario", "Kept in the broker", "Per 1 000 jobs", "Job process RSS before → after"]
+    headers += ["Redis commands per job"]
     rows: list[list[Cell]] = []
     for s in summaries:
         job = s.resources.get(s.job_process)
@@ -288,7 +292,7 @@ def left_behind_table(summaries: Sequence[ScenarioSummary]) -> Table:
         rss = "–" if job is None or job.rss_first_mb is None else f"{mb(job.rss_first_mb)} → {mb(job.rss_last_mb)}"
         rows.append(
             [s.label, size(None if kept is None else kept.kept_bytes),
-             size(None if kept is None else kept.kept_per_1000_bytes), rss]
+             size(None if kept is None else kept.kept_per_1000_bytes), rss, one_decimal(s.redis_commands_per_job)]
         )  # fmt: skip
     return Table(headers, rows)
 

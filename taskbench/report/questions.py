@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from taskbench.analysis.models import AnalysedRun, ScenarioSummary
 from taskbench.report.blocks import Block, Bullet, Bullets, Cell, Heading, Paragraph, Table
-from taskbench.report.fmt import mb, size
+from taskbench.report.fmt import mb, one_decimal, size
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,7 @@ def _outcome_table(run: AnalysedRun, summaries: Sequence[ScenarioSummary], setti
 
 def _left_behind_table(run: AnalysedRun, summaries: Sequence[ScenarioSummary]) -> Table:
     headers = ["Queue", "Burst", "Kept in the broker", "Per 1 000 jobs", "Job process RSS before → after"]
+    headers += ["Redis commands per job"]
     rows: list[list[Cell]] = []
     for s in summaries:
         job = s.resources.get(s.job_process)
@@ -122,7 +123,7 @@ def _left_behind_table(run: AnalysedRun, summaries: Sequence[ScenarioSummary]) -
         rss = "–" if job is None or job.rss_first_mb is None else f"{mb(job.rss_first_mb)} → {mb(job.rss_last_mb)}"
         rows.append(
             [run.title(s.implementation), f"{s.jobs} {s.workload}", size(None if kept is None else kept.kept_bytes),
-             size(None if kept is None else kept.kept_per_1000_bytes), rss]
+             size(None if kept is None else kept.kept_per_1000_bytes), rss, one_decimal(s.redis_commands_per_job)]
         )  # fmt: skip
     return Table(headers, rows)
 

@@ -28,6 +28,7 @@ from taskbench.measure.sampler import Sampler
 from taskbench.measure.telemetry import RemoteSamples
 from taskbench.record.results import (
     BrokerBytes,
+    CommandCount,
     DepthSample,
     Event,
     EventName,
@@ -277,6 +278,7 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
     prepared = await _prepare(ctx, spec)
     run = Running(prepared.deadline_s)
     paused = await _pause_neighbours(ctx, spec, run.events)
+    run.count_commands = paused is not None  # with its neighbours running, their polling would count too
     try:
         return await _measure(ctx, spec, prepared, run, progress)
     finally:
@@ -302,7 +304,9 @@ async def _measure(
     instruments.start()
     counting = asyncio.create_task(_count_over_time(ctx, spec, run.depth)) if spec.rate is not None else None
     try:
+        await _count_commands(ctx, spec, run)
         await asyncio.sleep(0.3)  # a baseline before the burst
+        await _count_commands(ctx, spec, run)
         run.submissions = await (
             _sustain(ctx, spec, run.events) if spec.rate is not None else _burst(ctx, spec, run.events)
         )
@@ -312,6 +316,7 @@ async def _measure(
             run.status_polls = await _poll_statuses(ctx, spec, run.submissions, run.events)
         await _strike(ctx, spec, run, instruments.watch, prepared.expected.concurrency)
         await _wait(ctx, spec, run, instruments, progress)
+        await _count_commands(ctx, spec, run)
         run.jobs = await _collect(ctx, spec, run, instruments)
         run.broker_bytes_after = await asyncio.to_thread(ctx.stack.broker_bytes, spec.implementation)
     finally:
@@ -321,6 +326,13 @@ async def _measure(
     if instruments.split_records and not spec.fault:
         run.status_polls = await _poll_statuses(ctx, spec, run.submissions, run.events)
     return _result(ctx, spec, prepared, instruments, run)
+
+
+async def _count_commands(ctx: ScenarioContext, spec: ScenarioSpec, run: Running) -> None:
+    if run.count_commands and isinstance(ctx.stack, Stack):
+        calls = await asyncio.to_thread(ctx.stack.redis_commands, spec.implementation)
+        if calls is not None:
+            run.commands.append(CommandCount(t=time.time(), calls=calls))
 
 
 @dataclass
@@ -430,6 +442,8 @@ class Running:
     jobs: list[JobRecord] = field(default_factory=list)
     timed_out: bool = False
     broker_bytes_after: int | None = None
+    count_commands: bool = False
+    commands: list[CommandCount] = field(default_factory=list)
 
     @property
     def accepted(self) -> int:
@@ -522,6 +536,7 @@ def _result(
         broker_bytes=BrokerBytes(before=prepared.broker_bytes, after=run.broker_bytes_after)
         if prepared.broker_bytes is not None and run.broker_bytes_after is not None
         else None,
+        redis_commands=run.commands if len(run.commands) == 3 else [],
     )
 
 

@@ -248,6 +248,20 @@ class Stack:
             log.warning("what %s keeps in its broker could not be read: %s", label, self.redact(str(exc)))
             return None
 
+    def redis_commands(self, label: str) -> int | None:
+        """Every command the private Redis has served so far, when `label`'s jobs wait there; None on a server
+        taskbench does not own (its other clients' commands count too), on RabbitMQ or PostgreSQL."""
+        impl = implementations.get(label)
+        if not self.embedded_redis or impl.needs_postgres or impl.broker_for(self.config.broker) != "redis":
+            return None
+        try:
+            with redis.Redis.from_url(self.redis_url, socket_timeout=5) as client:
+                stats: dict[str, dict[str, int]] = client.info("commandstats")
+        except redis.RedisError as exc:
+            log.warning("the Redis command count could not be read: %s", self.redact(str(exc)))
+            return None
+        return sum(int(command.get("calls", 0)) for command in stats.values())
+
     def release_stranded_locks(self, label: str) -> dict[str, float]:
         """The locks `label`'s queue left held (`Implementation.stranded_locks`), each with the seconds it had left,
         released: a fault's leftover must not decide the next scenario."""
