@@ -469,7 +469,10 @@ async def _wait(
 ) -> None:
     """Until the jobs are done or the deadline passes; then what died and what the fault says at its end."""
     watch = instruments.watch
-    if instruments.split_records:
+    # Completion from the ledger (the telemetry Redis) when the records are split over API processes, or when the
+    # private Redis's commands are counted: the API's count of its records reads every record, a poll's worth of
+    # commands per job, which would count as the queue's.
+    if instruments.split_records or run.count_commands:
         watch.accepted_ids = {s.job_id for s in run.submissions if s.job_id}
     # The time the harness took to bring a crashed part back does not count: nothing can be redelivered
     # before a worker is back, and a loaded machine may take tens of seconds to start one.
