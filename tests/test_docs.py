@@ -83,6 +83,21 @@ def test_measured_pages_come_from_a_committed_tree_and_say_their_command(page: P
     assert reproducible != (page.stem in UNREPRODUCIBLE_PAGES), (page.stem, run.command, run.git_revision)
 
 
+def test_a_page_is_judged_again_from_its_own_json_and_says_by_which_revision(tmp_path: Path) -> None:
+    """`taskbench report docs/results/NAME.json --page docs/results/NAME.md` after a rule changed."""
+    from taskbench.analysis.models import AnalysedRun
+    from taskbench.cli.main import main
+
+    page = tmp_path / "broker-kept.json"
+    page.write_text((REPO / "docs" / "results" / "broker-kept.json").read_text())
+    assert main(["report", str(page), "--page", str(page.with_suffix(".md"))]) == 0
+    again = AnalysedRun.model_validate_json(page.read_text())
+    assert again.rejudged_by and again.rejudged_by in page.with_suffix(".md").read_text()
+    celery = next(s for s in again.summaries if s.label == "celery · noop · 1000 jobs")
+    assert "makespan far over ideal" not in {f.rule for f in celery.failures}
+    assert main(["report", str(tmp_path / "nothing.json"), "--page", str(tmp_path / "x.md")]) == 2
+
+
 def test_the_page_of_answers_answers_what_its_run_staged_and_says_how_to_stage_the_rest() -> None:
     from taskbench.analysis.models import AnalysedRun
     from taskbench.report import markdown, questions

@@ -376,8 +376,8 @@ def figures_of(result: ScenarioResult) -> ScenarioSummary:
 def commands_per_job(readings: Sequence[CommandCount], completed: int) -> float | None:
     """The Redis commands the burst and its drain took per completed job: the count from the burst to its last job,
     less what the stack sends idle (probes, heartbeats, the queue's own polling) at the rate read just before the
-    burst. Everything the stack sent counts: the queue's, and the records every implementation keeps in Redis
-    (BackgroundTasks' figure is theirs alone)."""
+    burst. Everything the stack sent counts: the queue's, and taskbench's own record of each job (10 commands;
+    BackgroundTasks keep theirs in the API's memory)."""
     if len(readings) != 3 or not completed:
         return None
     base, start, end = readings

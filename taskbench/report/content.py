@@ -549,10 +549,12 @@ def neighbours_note(summaries: Sequence[ScenarioSummary], paused: bool = False) 
                 f"{how}, they used {percent(average)} of one core on average over {len(costs)} scenarios (at most "
                 f"{percent(most)}, in {label})"
             )
-    if not parts:
-        return []
-    return [Paragraph("Idle neighbours, the other implementations' workers while one is measured: " + "; ".join(parts)
-                      + ".")]  # fmt: skip
+    said = "; ".join(parts)
+    return (
+        [Paragraph(f"Idle neighbours, the other implementations' workers while one is measured: {said}.")]
+        if parts
+        else []
+    )
 
 
 def connections_note(summaries: Sequence[ScenarioSummary]) -> list[Block]:

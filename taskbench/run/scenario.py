@@ -274,7 +274,8 @@ async def _only_orphans_left(ctx: ScenarioContext, spec: ScenarioSpec, fault_ove
 
 
 async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progress) -> ScenarioResult:
-    """The phases in order: prepare the stack, start the instruments, offer the load, strike, wait, collect."""
+    """The phases in order: prepare the stack, pause the neighbours, start the instruments, offer the load, strike,
+    wait, collect; the neighbours resumed whatever happens."""
     prepared = await _prepare(ctx, spec)
     run = Running(prepared.deadline_s)
     paused = await _pause_neighbours(ctx, spec, run.events)
