@@ -279,7 +279,9 @@ async def run_scenario(ctx: ScenarioContext, spec: ScenarioSpec, progress: Progr
     prepared = await _prepare(ctx, spec)
     run = Running(prepared.deadline_s)
     paused = await _pause_neighbours(ctx, spec, run.events)
-    run.count_commands = paused is not None  # with its neighbours running, their polling would count too
+    # Redis's commands counted with the neighbours paused (running, their polling would count too), and not for a
+    # sustained-load step, whose depth is read from the API's count of its records all along
+    run.count_commands = paused is not None and spec.rate is None
     try:
         return await _measure(ctx, spec, prepared, run, progress)
     finally:
