@@ -281,21 +281,36 @@ LEFT_BEHIND_MEANING = (
 )
 
 
+LEFT_BEHIND_HEADERS = [
+    "Kept in the broker",
+    "Per 1 000 jobs",
+    "Job process RSS before → after",
+    "Redis commands per job",
+]
+
+
+def left_behind_cells(s: ScenarioSummary) -> list[Cell]:
+    """What one burst left behind, as every table of it shows it (this report's, the page of answers')."""
+    job = s.resources.get(s.job_process)
+    kept = s.broker
+    rss = "–" if job is None or job.rss_first_mb is None else f"{mb(job.rss_first_mb)} → {mb(job.rss_last_mb)}"
+    return [size(None if kept is None else kept.kept_bytes), size(None if kept is None else kept.kept_per_1000_bytes),
+            rss, one_decimal(s.redis_commands_per_job)]  # fmt: skip
+
+
 def left_behind_table(summaries: Sequence[ScenarioSummary]) -> Table:
-    headers = ["Scenario", "Kept in the broker", "Per 1 000 jobs", "Job process RSS before → after"]
-    headers += ["Redis commands per job"]
     rows: list[list[Cell]] = []
     for s in summaries:
         job = s.resources.get(s.job_process)
         if s.fault or s.rate or (s.broker is None and (job is None or job.rss_first_mb is None)):
             continue
-        kept = s.broker
-        rss = "–" if job is None or job.rss_first_mb is None else f"{mb(job.rss_first_mb)} → {mb(job.rss_last_mb)}"
-        rows.append(
-            [s.label, size(None if kept is None else kept.kept_bytes),
-             size(None if kept is None else kept.kept_per_1000_bytes), rss, one_decimal(s.redis_commands_per_job)]
-        )  # fmt: skip
-    return Table(headers, rows)
+        rows.append([s.label, *left_behind_cells(s)])
+    return Table(["Scenario", *LEFT_BEHIND_HEADERS], rows)
+
+
+def rejudged_text(run: AnalysedRun) -> str:
+    """What a page says when its figures were judged again by a later revision's rules (analysis.rejudge)."""
+    return f"; judged again by the rules of {run.rejudged_by}, its figures as recorded" if run.rejudged_by else ""
 
 
 def api_processes_table(summaries: Sequence[ScenarioSummary]) -> Table:
@@ -872,7 +887,6 @@ def pins_text(settings: RunSettings) -> str:
 
 def run_facts(run: RunResult) -> list[str]:
     """The run's settings, service and machine, one line each."""
-    rejudged = run.rejudged_by if isinstance(run, AnalysedRun) else ""
     s, env = run.settings, run.environment
     versions = ", ".join(f"{k} {v}" for k, v in env.versions.items())
     machine = env.machine
@@ -896,7 +910,7 @@ def run_facts(run: RunResult) -> list[str]:
         "Measured by "
         + (f"taskbench {run.taskbench}" if run.taskbench else "a taskbench that did not record its version")
         + (f" ({run.git_revision})" if run.git_revision else "")
-        + (f"; judged again by the rules of {rejudged}, its figures as recorded" if rejudged else ""),
+        + (rejudged_text(run) if isinstance(run, AnalysedRun) else ""),
     ]
 
 

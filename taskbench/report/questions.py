@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from taskbench.analysis.models import AnalysedRun, ScenarioSummary
 from taskbench.report.blocks import Block, Bullet, Bullets, Cell, Heading, Paragraph, Table
-from taskbench.report.fmt import mb, one_decimal, size
+from taskbench.report.content import LEFT_BEHIND_HEADERS, left_behind_cells, rejudged_text
 
 
 @dataclass(frozen=True)
@@ -114,18 +114,10 @@ def _outcome_table(run: AnalysedRun, summaries: Sequence[ScenarioSummary], setti
 
 
 def _left_behind_table(run: AnalysedRun, summaries: Sequence[ScenarioSummary]) -> Table:
-    headers = ["Queue", "Burst", "Kept in the broker", "Per 1 000 jobs", "Job process RSS before → after"]
-    headers += ["Redis commands per job"]
-    rows: list[list[Cell]] = []
-    for s in summaries:
-        job = s.resources.get(s.job_process)
-        kept = s.broker
-        rss = "–" if job is None or job.rss_first_mb is None else f"{mb(job.rss_first_mb)} → {mb(job.rss_last_mb)}"
-        rows.append(
-            [run.title(s.implementation), f"{s.jobs} {s.workload}", size(None if kept is None else kept.kept_bytes),
-             size(None if kept is None else kept.kept_per_1000_bytes), rss, one_decimal(s.redis_commands_per_job)]
-        )  # fmt: skip
-    return Table(headers, rows)
+    rows: list[list[Cell]] = [
+        [run.title(s.implementation), f"{s.jobs} {s.workload}", *left_behind_cells(s)] for s in summaries
+    ]
+    return Table(["Queue", "Burst", *LEFT_BEHIND_HEADERS], rows)
 
 
 def _setting(run: AnalysedRun, implementation: str, key: str) -> str:
@@ -162,12 +154,7 @@ def blocks(run: AnalysedRun) -> list[Block]:
         Heading("How it was measured", 2),
         Paragraph(
             f"`{command}`, by taskbench {run.taskbench or '?'} ({run.git_revision or 'no revision recorded'}) on "
-            f"{machine.cpu_count} cores, {machine.memory_gb:.1f} GB, Python {machine.python}"
-            + (
-                f"; judged again by the rules of {run.rejudged_by}, its figures as recorded."
-                if run.rejudged_by
-                else "."
-            )
+            f"{machine.cpu_count} cores, {machine.memory_gb:.1f} GB, Python {machine.python}{rejudged_text(run)}."
         ),
     ]
     return out
