@@ -53,6 +53,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, user_dir: Path) -> Iterator[
         jobs=tuple(f"{user_jobs.MODULE}:{name}" for name in user_jobs.JOBS), job_timeout_s=1.0, job_dir=user_dir,
     )  # fmt: skip
     with Stack(config) as running:
+        # Every test of it reaches each implementation's port: one given up would leave its port to whoever takes it
+        assert not running.unavailable, f"parts of the shared stack could not start: {running.unavailable}"
         yield running
     wait_for(lambda: not watchdog.tagged(running.id), timeout_s=30, interval_s=0.2)
 

@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+import httpx
+
 from taskbench.stack.redis_server import free_port
 from taskbench.stack.services import Service
 from taskbench.stack.stack import Stack, StackConfig
@@ -41,3 +43,17 @@ def test_an_api_answered_for_by_another_process_is_not_ready(tmp_path: Path) -> 
             assert not stack._api_answers("fastapi", started)  # the port answers, but not as this process
         finally:
             started.stop()
+
+
+def test_an_api_whose_port_was_taken_before_it_bound_starts_on_another(tmp_path: Path) -> None:
+    """Its port is picked when the stack is made and bound seconds later: another stack may take it in between
+    (seen in CI: taskiq's API could not bind, and the tests of the shared stack reached another stack's API)."""
+    stack = Stack(StackConfig(workdir=tmp_path, implementations=("fastapi",)))
+    taken = stack.ports["fastapi"]
+    ready = lambda s: stack._answers_200(f"http://127.0.0.1:{taken}/")  # noqa: E731
+    squatter = Service("other", [sys.executable, "-c", ANSWERS, str(taken)], os.environ, tmp_path / "o.log", ready, "")
+    with squatter, stack:
+        assert not stack.unavailable
+        assert stack.ports["fastapi"] != taken
+        health = httpx.get(f"{stack.url_for('fastapi')}/health", timeout=5).json()
+        assert health["api"]["pid"] == stack.apis["fastapi"].pid

@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 
 TELEMETRY_DISABLED = ("CONFIG", "DEBUG", "MODULE")  # renamed away on the telemetry Redis, which joined hosts reach
 AOF_REWRITE_WAIT_S = 30.0
+BIND_ATTEMPTS = 3  # an API that lost its port to another process, started on a new one (Stack._await_ready)
 WORKER_RECONNECT_S = 2.0  # after a Redis restart, before the workers are checked (Stack.restart_redis)
 DEFAULT_REDELIVERY_TIMEOUT_S = 3600.0  # Celery's visibility timeout unless set: an hour
 DEFAULT_RESTORE_INTERVAL_S = 1.0  # kombu's unacked restore sweep and the like, where the queue lets us set it
@@ -426,12 +427,32 @@ class Stack:
         for label, service in services:
             if label not in self.unavailable:
                 try:
-                    service.wait_ready()
+                    self._await_ready(label, service)
                 except StackError as exc:
                     self.give_up(label, service.what, exc)
         if not self.labels:
             reasons = "; ".join(f"{u.part}: {u.reason}" for u in self.unavailable.values())
             raise StackError(f"no implementation could start ({reasons}); logs in {self.config.workdir / 'logs'}")
+
+    def _await_ready(self, label: str, service: Service) -> None:
+        """`service` ready; an API whose port another process took first (its pick of a free port is made before
+        it binds, and other stacks pick too) starts again on a port picked anew, up to `BIND_ATTEMPTS` times."""
+        for _ in range(BIND_ATTEMPTS - 1):
+            try:
+                service.wait_ready()
+                return
+            except StackError:
+                asked = bool(self.config.port) and label == self.config.implementations[0]  # --port: its own
+                lost = "address already in use" in service.process.log_tail()
+                if service is not self.apis.get(label) or asked or not lost:
+                    raise
+            taken = set(self.ports.values())
+            while self.ports[label] in taken:
+                self.ports[label] = free_port(self.config.host)
+            service = self._api_service(label)
+            service.process.start()
+            self._exit.callback(service.stop)
+        service.wait_ready()
 
     def stop(self) -> None:
         """Ask the APIs, the workers and Flower to shut down all at once (each takes seconds to finish
