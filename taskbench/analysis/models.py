@@ -603,6 +603,7 @@ class ImplementationInfo(BaseModel):
     job_process: str
     settings: dict[str, str] = Field(default_factory=dict)
     how_it_runs: dict[str, str] = Field(default_factory=dict)  # workload → how
+    broker: str = ""  # where its jobs wait (Described.broker)
     in_registry: bool = True
     recorded: bool = True  # False: the run did not record it; described by the taskbench that rendered the report
 

@@ -23,6 +23,7 @@ from taskbench.analysis.models import (
     TradeOffRow,
     WorkloadVerdict,
 )
+from taskbench.record.results import HostCeilings
 
 SLOWER_FROM = 1.2  # a makespan this many times the fastest's is "slower"; below, it is noise on a shared box
 SLOWER_BY_S = 1.0  # … and this much longer: 0.1 s against 0.05 s is start-up, not a cost worth a sentence
@@ -149,6 +150,29 @@ def cpu_per_1000(s: ScenarioSummary) -> float | None:
     if not seconds or not s.completion.completed or any(x is None for x in seconds):
         return None
     return sum(x or 0.0 for x in seconds) / s.completion.completed * 1000
+
+
+def broker_bound(s: ScenarioSummary, broker: str, ceilings: HostCeilings | None) -> float | None:
+    """The jobs a second its broker alone could serve this queue on this host (`run --calibrate`): the commands a
+    second the run's Redis serves with many clients ÷ the queue's Redis commands per job; for a PostgreSQL queue,
+    the rows a second a SKIP LOCKED dequeue takes. None where either was not measured."""
+    if ceilings is None:
+        return None
+    redis_ceiling = ceilings.redis.commands_per_s if ceilings.redis else None
+    if broker == "redis" and redis_ceiling and s.redis_commands_per_job:
+        return redis_ceiling / s.redis_commands_per_job
+    if broker == "postgres" and ceilings.postgres:
+        return ceilings.postgres.dequeues_per_s
+    return None
+
+
+def broker_share(s: ScenarioSummary, broker: str, ceilings: HostCeilings | None) -> float | None:
+    """Its no-op rate as a share of `broker_bound`: far below 1, the queue's own Python is the limit, not its
+    broker."""
+    bound = broker_bound(s, broker, ceilings)
+    if bound is None or s.throughput_jobs_per_s is None:
+        return None
+    return s.throughput_jobs_per_s / bound
 
 
 def cheapest(held_throughout: Sequence[ScenarioSummary]) -> str | None:

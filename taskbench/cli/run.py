@@ -174,6 +174,8 @@ def _refuse_what_a_running_service_cannot_do(args: argparse.Namespace) -> None:
         raise UsageError("--api-workers, --graceful-timeout and each queue's worker flags set up the stack: drop --url")
     if args.job:
         raise UsageError("--job needs a stack that taskbench started itself (it fixes the function): drop --url")
+    if args.calibrate:
+        raise UsageError("--calibrate measures the servers taskbench starts itself: drop --url")
 
 
 @dataclass(frozen=True)
@@ -248,6 +250,7 @@ def _settings(args: argparse.Namespace, checked: Checked) -> RunSettings:
         ),
         quick=args.quick,
         pause_neighbours=not args.keep_neighbours,
+        calibrate=args.calibrate,
         repeat=args.repeat or (plan.QUICK_REPEAT if args.quick else plan.SPEC_REPEAT),
         user_jobs=[job.profile for job in user_jobs],
         job_timeout_s=(args.job_timeout or job_check.default_timeout_s(user_jobs)) if user_jobs else None,
@@ -451,6 +454,13 @@ def _add_stack_flags(run: argparse.ArgumentParser) -> None:
         action="store_true",
         help="leave the other implementations' APIs and workers running while one is measured (by default they are "
         "paused through each scenario without a fault, so their polling costs the measured one no CPU)",
+    )
+    run.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="first measure this host's ceilings (what its Redis serves, with redis-benchmark where installed; a "
+        "PostgreSQL queue's dequeues a second, with pgbench), every implementation paused: reports show each "
+        "queue's no-op rate as a share of its broker's (~5-10 s; taskbench's own servers only)",
     )
     add_server_flags(run)
     add_hosts_flags(run)

@@ -151,6 +151,7 @@ class RunSettings(BaseModel):
     # neighbours polling their queues take no CPU from the one measured (--keep-neighbours: left running). False in
     # runs recorded before they were.
     pause_neighbours: bool = False
+    calibrate: bool = False  # --calibrate: this host's ceilings measured before the first scenario (RunResult.ceilings)
     user_jobs: list[JobProfile] = Field(default_factory=list)  # --job, checked before the run
     job_timeout_s: float | None = None
     repeat: int = 1  # every scenario runs this many times, interleaved (the whole plan, then again)
@@ -400,6 +401,39 @@ class EnvironmentFreeze(BaseModel):
     where: str = ""
 
 
+class RedisCeilings(BaseModel):
+    """What a Redis of the run's binary serves on this host, alone (a throwaway server: taskbench.stack.ceilings),
+    in commands a second; `clients` connections at once, `pipeline` commands in flight on each."""
+
+    tool: str  # "redis-benchmark 7.0.15", or "redis-py 5.2.1" where no redis-benchmark is installed
+    server: str  # "Redis 7.0.15"
+    round_trips_per_s: float  # PING, one connection, one at a time: the latency bound of one client
+    commands_per_s: float | None  # PING, `clients` connections: the server's own bound
+    pipelined_per_s: float | None  # PING, `clients` connections, `pipeline` at a time
+    push_pop_pairs_per_s: float | None  # LPUSH then RPOP of one item, `clients` connections: a queue's least work
+    clients: int
+    pipeline: int
+
+
+class PostgresCeilings(BaseModel):
+    """How many jobs a second a PostgreSQL queue's dequeue can take on this host's private server: one row a
+    transaction (`SELECT … FOR UPDATE SKIP LOCKED` and DELETE), `clients` connections at once (pgbench)."""
+
+    tool: str  # "pgbench (PostgreSQL) 16.4"
+    dequeues_per_s: float
+    clients: int
+    at_least: bool = False  # the table ran empty before the end: the rate is a lower bound
+
+
+class HostCeilings(BaseModel):
+    """This host's ceilings, measured before the first scenario (`run --calibrate`), with every implementation's
+    processes paused: each queue's rate is read as a share of what its broker can do here."""
+
+    redis: RedisCeilings | None = None
+    postgres: PostgresCeilings | None = None
+    not_measured: list[str] = Field(default_factory=list)  # what was not, and why
+
+
 class RunEnvironment(BaseModel):
     """Where a run ran: the packages that matter (`versions`), each implementation's environment, the machine."""
 
@@ -416,6 +450,7 @@ class Described(BaseModel):
     job_process: str
     settings: dict[str, str] = Field(default_factory=dict)  # every setting that changes timing
     how_it_runs: dict[str, str] = Field(default_factory=dict)  # workload → how it runs there
+    broker: str = ""  # where its jobs wait: redis, amqp, postgres; "": in the API's process (BackgroundTasks)
 
 
 class DepthSample(BaseModel):
@@ -515,6 +550,7 @@ class RunResult(BaseModel):
     interrupted: bool = False
     stopped_by: int | None = None  # the signal that cut the run short: 2 (Ctrl-C) or 15 (SIGTERM)
     unavailable: list[Unavailable] = Field(default_factory=list)  # implementations that could not run
+    ceilings: HostCeilings | None = None  # `--calibrate`: this host's, measured before the first scenario
 
     @field_validator("timestamp")
     @classmethod

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from taskbench import implementations
+from taskbench.analysis import tradeoff
 from taskbench.analysis.models import AnalysedRun, Failure, ImplementationInfo, ProcessResources, ScenarioSummary
 from taskbench.analysis.verdict import BASELINE
-from taskbench.record.results import RunResult, RunSettings, ScenarioResult
+from taskbench.record.results import HostCeilings, RunResult, RunSettings, ScenarioResult
 from taskbench.report import at_a_glance
 from taskbench.report.blocks import (
     Block,
@@ -242,28 +243,74 @@ def fifo_cell(summary: ScenarioSummary) -> str:
     return f"{f.kendall_tau:.2f} / {f.max_overtaken}"
 
 
-def short_jobs_table(summaries: Sequence[ScenarioSummary]) -> Table:
-    """The `noop` workload: what each runner itself costs, in jobs per second."""
+def short_jobs_table(summaries: Sequence[ScenarioSummary], run: AnalysedRun | None = None) -> Table:
+    """The `noop` workload: what each runner itself costs, in jobs per second; with the host's ceilings
+    (`--calibrate`), what its broker alone could serve it and the share of that it used."""
+    calibrated = run is not None and run.ceilings is not None
     headers = ["Scenario", "Jobs/s end to end", "Submissions/s", "Queue p50 / p99", "Job process CPU peak / avg",
                "Job process RSS peak", "API CPU avg", "Harness CPU"]  # fmt: skip
+    headers += ["Its broker's bound · used"] if calibrated else []
     rows: list[list[Cell]] = []
     for s in summaries:
         if s.workload != "noop" or s.fault:
             continue
         job, api = s.resources.get(s.job_process), s.resources.get("api")
-        rows.append(
-            [
-                s.label,
-                "–" if s.throughput_jobs_per_s is None else f"{s.throughput_jobs_per_s:.0f}",
-                "–" if s.submission_rate_per_s is None else f"{s.submission_rate_per_s:.0f}",
-                f"{ms(s.queue_time.p50)} / {ms(s.queue_time.p99)}",
-                _cpu_peak_avg(job),
-                mb(None if job is None else job.rss_peak_mb),
-                percent(None if api is None else api.cpu_avg),
-                percent(None if s.harness is None else s.harness.cpu_percent),
-            ]
-        )
+        row: list[Cell] = [
+            s.label,
+            "–" if s.throughput_jobs_per_s is None else f"{s.throughput_jobs_per_s:.0f}",
+            "–" if s.submission_rate_per_s is None else f"{s.submission_rate_per_s:.0f}",
+            f"{ms(s.queue_time.p50)} / {ms(s.queue_time.p99)}",
+            _cpu_peak_avg(job),
+            mb(None if job is None else job.rss_peak_mb),
+            percent(None if api is None else api.cpu_avg),
+            percent(None if s.harness is None else s.harness.cpu_percent),
+        ]
+        if run is not None and calibrated:
+            row.append(_bound_cell(s, run))
+        rows.append(row)
     return Table(headers, rows)
+
+
+def _bound_cell(s: ScenarioSummary, run: AnalysedRun) -> str:
+    broker = next((i.broker for i in run.implementations if i.name == s.implementation), "")
+    bound = tradeoff.broker_bound(s, broker, run.ceilings)
+    share = tradeoff.broker_share(s, broker, run.ceilings)
+    if bound is None:
+        return "–"
+    return f"{bound:,.0f}/s · {share:.0%}" if share is not None else f"{bound:,.0f}/s"
+
+
+CEILINGS_MEANING = (
+    "Measured before the first scenario with every implementation paused (`--calibrate`). A Redis of the run's own "
+    "binary, alone on a throwaway server; a PostgreSQL queue's dequeue (one row a transaction, `FOR UPDATE SKIP "
+    "LOCKED`) on the run's private server. In the short-jobs table, a queue's broker bound is the Redis commands a "
+    "second with many clients ÷ its Redis commands per job (or the PostgreSQL dequeues a second), and used is its "
+    "no-op jobs a second against that bound: far below 100 %, the queue's own Python is its limit, not its broker."
+)
+
+
+def ceiling_lines(ceilings: HostCeilings) -> list[str]:
+    """This host's ceilings in words, each with the tool that measured it."""
+    lines = []
+    if (r := ceilings.redis) is not None:
+        many = f"{r.clients} clients"
+        lines.append(
+            f"{r.server}, one client one command at a time: {r.round_trips_per_s:,.0f} round trips/s ({r.tool})"
+        )
+        if r.commands_per_s is not None:
+            lines.append(f"{r.server}, {many}: {r.commands_per_s:,.0f} commands/s")
+        if r.pipelined_per_s is not None:
+            lines.append(f"{r.server}, {r.clients if r.commands_per_s else 1} × {r.pipeline} pipelined: "
+                         f"{r.pipelined_per_s:,.0f} commands/s")  # fmt: skip
+        if r.push_pop_pairs_per_s is not None:
+            lines.append(f"{r.server}, LPUSH + RPOP pairs: {r.push_pop_pairs_per_s:,.0f}/s")
+    if (p := ceilings.postgres) is not None:
+        least = "at least " if p.at_least else ""
+        lines.append(
+            f"PostgreSQL, SKIP LOCKED dequeues ({p.clients} clients): {least}{p.dequeues_per_s:,.0f}/s ({p.tool})"
+        )
+    lines += [f"not measured: {why}" for why in ceilings.not_measured]
+    return lines
 
 
 LEFT_BEHIND_MEANING = (
@@ -970,6 +1017,26 @@ def findings(summary: ScenarioSummary) -> list[str]:
 # --- documents -----------------------------------------------------------------------------------------------
 
 
+def cost_blocks(run: AnalysedRun) -> list[Block]:
+    """What each runner costs per short job, against this host's ceilings, and what a burst leaves behind."""
+    summaries, blocks = run.summaries, list[Block]()
+    if any(s.workload == "noop" and not s.fault for s in summaries):
+        blocks += [Heading("Short jobs (noop): what each runner costs", 3), short_jobs_table(summaries, run)]
+    if run.ceilings is not None:
+        blocks += [
+            Heading("This host's ceilings", 3),
+            Paragraph(CEILINGS_MEANING),
+            bullets(ceiling_lines(run.ceilings)),
+        ]
+    if left_behind_table(summaries).rows:
+        blocks += [
+            Heading("What a burst leaves behind", 3),
+            Paragraph(LEFT_BEHIND_MEANING),
+            left_behind_table(summaries),
+        ]
+    return blocks
+
+
 def comparison(run: AnalysedRun, charts: Sequence[ChartRef] = ()) -> list[Block]:
     """`comparison_{timestamp}.md`: the spec's table, the figures behind it, and last the verdict."""
     summaries = run.summaries
@@ -994,14 +1061,7 @@ def comparison(run: AnalysedRun, charts: Sequence[ChartRef] = ()) -> list[Block]
     ]
     if any(s.api_processes > 1 for s in summaries):
         blocks += [Heading("Several API processes (--api-workers)", 3), api_processes_table(summaries)]
-    if any(s.workload == "noop" and not s.fault for s in summaries):
-        blocks += [Heading("Short jobs (noop): what each runner costs", 3), short_jobs_table(summaries)]
-    if left_behind_table(summaries).rows:
-        blocks += [
-            Heading("What a burst leaves behind", 3),
-            Paragraph(LEFT_BEHIND_MEANING),
-            left_behind_table(summaries),
-        ]
+    blocks += cost_blocks(run)
     if len({s.middleware for s in summaries}) > 1:
         blocks += [
             Heading("Without and with the middleware", 3),

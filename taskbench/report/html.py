@@ -278,7 +278,13 @@ def _details(run: AnalysedRun, comparison_charts: Sequence[ChartRef]) -> list[tu
         )
     )
     if any(s.workload == "noop" and not s.fault for s in summaries):
-        details.append(("Short jobs (noop): what each runner costs", [content.short_jobs_table(summaries)]))
+        details.append(("Short jobs (noop): what each runner costs", [content.short_jobs_table(summaries, run)]))
+    if run.ceilings is not None:
+        ceilings: list[Block] = [
+            Paragraph(content.CEILINGS_MEANING),
+            parts.bullets(content.ceiling_lines(run.ceilings)),
+        ]
+        details.append(("This host's ceilings", ceilings))
     if content.left_behind_table(summaries).rows:
         left: list[Block] = [Paragraph(content.LEFT_BEHIND_MEANING), content.left_behind_table(summaries)]
         details.append(("What a burst leaves behind", left))

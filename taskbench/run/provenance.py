@@ -54,6 +54,7 @@ def describe(label: str, settings: RunSettings, concurrency: int | None = None) 
             concurrency or settings.concurrency, settings.broker, options, settings.api, settings.external_servers
         ),
         how_it_runs={name: impl.how_it_runs(like, options) for name, like in workloads.items()},
+        broker=impl.broker_for(settings.broker) if impl.has_worker else "",
     )
 
 

@@ -24,11 +24,20 @@ from taskbench.analysis.models import AnalysedRun, ScenarioSummary
 from taskbench.envs import environment, venvs
 from taskbench.errors import StackError, UsageError
 from taskbench.load.client import ServiceClient, auth_headers
-from taskbench.record.results import LoadOptions, RunEnvironment, RunResult, RunSettings, ScenarioResult, ScenarioSpec
-from taskbench.report import files
+from taskbench.record.results import (
+    HostCeilings,
+    LoadOptions,
+    RunEnvironment,
+    RunResult,
+    RunSettings,
+    ScenarioResult,
+    ScenarioSpec,
+)
+from taskbench.report import content, files
 from taskbench.run import plan, progress, provenance, search
 from taskbench.run.scenario import Progress, ScenarioContext, run_scenario
 from taskbench.run.started_by_hand import StartedByHand
+from taskbench.stack import ceilings
 from taskbench.stack.stack import Stack, StackConfig, StackState
 from taskbench.user_job.job_check import JobArgs
 from taskbench_wire.env import API_TOKEN
@@ -288,6 +297,8 @@ async def _run_all(
         timeout_s=options.timeout_s, job_args=options.job_args,
     )  # fmt: skip
     run_result = _run_record(settings, env, stamp)
+    if settings.calibrate and stack is not None:
+        run_result.ceilings = await _calibrate(stack, console)
     results: list[ScenarioResult] = []
     try:
         with _stopped_by_signals(ctx, run_result, console):
@@ -303,6 +314,15 @@ async def _run_all(
     analysed = analyse(run_result, results)
     files.write_run(folder, analysed, results)
     return folder, analysed
+
+
+async def _calibrate(stack: Stack, console: Console) -> HostCeilings:
+    """--calibrate: this host's ceilings first; one that cannot be measured is said, and the run goes on."""
+    with console.status("measuring this host's ceilings (every implementation paused)…"):
+        measured = await asyncio.to_thread(ceilings.measure, stack)
+    for line in content.ceiling_lines(measured):
+        console.print(f"  {line}", markup=False)
+    return measured
 
 
 def _run_record(settings: RunSettings, env: RunEnvironment, stamp: str) -> RunResult:

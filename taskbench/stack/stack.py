@@ -47,6 +47,7 @@ from taskbench.measure.ledger import LedgerTail
 from taskbench.record.results import ApiOptions, ContainerLimits, DeliveryRecord, PluginOptions, Unavailable
 from taskbench.stack import postgres_server, rabbitmq_server, watchdog
 from taskbench.stack.redis_server import (
+    RedisBinary,
     find_redis_server,
     free_port,
     reachable_copy,
@@ -160,7 +161,7 @@ class Stack:
         self.telemetry_url = ""
         self._telemetry_password = secrets.token_urlsafe(24)
         self._joiner_password = secrets.token_urlsafe(24)  # joined hosts' user on the telemetry Redis (join_url)
-        self._redis_homes: dict[str, Path] = {}  # as root: each private Redis's own directory (see _redis_home)
+        self._redis_homes: dict[str, Path] = {}  # as root: each private Redis's own directory (see server_home)
         self._watchdog: subprocess.Popen[bytes] | None = None
         self.network: netns.Network | None = None  # --hosts: the bridge and the namespaces
         self.unavailable: dict[str, Unavailable] = {}  # implementations that could not start, by label
@@ -479,9 +480,14 @@ class Stack:
         running_s = time.monotonic() - self._resumed_at.get(self.focus, -math.inf)
         if running_s < settle:
             time.sleep(settle - running_s)
+        return self.pause_all(but=self.focus)
+
+    def pause_all(self, but: str | None = None) -> list[str]:
+        """Every implementation's API and worker paused (but `but`'s), as `pause_neighbours` does; `--calibrate`
+        measures this host's ceilings so."""
         for label in self.labels:
             on_amqp = implementations.get(label).broker_for(self.config.broker) == "amqp"
-            if label == self.focus or on_amqp:
+            if label == but or on_amqp:
                 continue
             for service in (self.workers.get(label), self.apis.get(label)):
                 if service is not None and service.alive():
@@ -714,7 +720,7 @@ class Stack:
 
     # --- Redis -----------------------------------------------------------------------------------------
 
-    def _redis_home(self, name: str, default: Path) -> tuple[Path, tuple[int, int] | None]:
+    def server_home(self, name: str, default: Path) -> tuple[Path, tuple[int, int] | None]:
         """Where a private server (Redis, RabbitMQ) keeps its config and data, and whom it runs as: `default` as this
         user; as root, `nobody` in a private directory of the stack's that it owns (removed with the stack, or by
         the watchdog)."""
@@ -728,16 +734,21 @@ class Stack:
             self._redis_homes[name] = home
         return self._redis_homes[name], user
 
+    @property
+    def redis_binary(self) -> RedisBinary:
+        """The redis-server a private Redis runs: one that every selected queue can use (redis_server.server_for)."""
+        return server_for(*implementations.redis_minimum(self.config.implementations))
+
     def start_redis(self, port: int | None = None) -> None:
         """A private Redis: loopback, a password of this stack's (in the URL every service gets, never printed),
         never as root."""
         port = port or free_port()
         self.redis_url = f"redis://:{self._redis_password}@127.0.0.1:{port}/0"
-        home, user = self._redis_home("redis", self.config.workdir)
+        home, user = self.server_home("redis", self.config.workdir)
         config = write_password_config(home, self._redis_password, user)
         also = self.network.servers if self.network else None  # --hosts: the other hosts reach it there
-        binary = server_for(*implementations.redis_minimum(self.config.implementations)).path
-        argv = redis_command(reachable_copy(binary, home, user), port, home, self.state.redis_persistent, config, also)
+        binary = reachable_copy(self.redis_binary.path, home, user)
+        argv = redis_command(binary, port, home, self.state.redis_persistent, config, also)
         ready = lambda _: self._redis_answers()  # noqa: E731
         service = Service("redis", argv, self.tag({}), self._log("redis"), ready, "redis-server", user=user)
         self.redis = self._own(service)
@@ -747,7 +758,7 @@ class Stack:
         of its own in a 0600 file; no persistence), in a directory of its own. No fault touches it."""
         port = free_port()
         self.telemetry_url = f"redis://:{self._telemetry_password}@127.0.0.1:{port}/0"
-        directory, user = self._redis_home("telemetry", self.config.workdir / "telemetry")
+        directory, user = self.server_home("telemetry", self.config.workdir / "telemetry")
         # joined hosts hold its password: no CONFIG (nor DEBUG, MODULE) for them
         acl = (telemetry.joiner_acl(self._joiner_password),)  # joined hosts' own user (join_url)
         config = write_password_config(directory, self._telemetry_password, user, TELEMETRY_DISABLED, acl)
@@ -872,7 +883,7 @@ class Stack:
         also = self.network.servers if self.network else None  # --hosts: the other hosts reach it there
         # as root: `nobody`, in a private directory of the stack's (what a password holder of a root server could
         # write would be root's)
-        home, user = self._redis_home("rabbitmq", self.config.workdir / "rabbitmq")
+        home, user = self.server_home("rabbitmq", self.config.workdir / "rabbitmq")
         node = rabbitmq_server.RabbitNode.create(home, also, user)
         self.amqp_url = node.url
         env = self.tag({**os.environ, **node.environ()})  # its scripts need PATH to find erl
@@ -915,6 +926,11 @@ class Stack:
         problem = postgres_server.problem(self.postgres_url, timeout_s=3.0)
         if problem:
             raise StackError(f"PostgreSQL does not answer at {redacted(self.postgres_url)} ({problem})")
+
+    @property
+    def postgres_bin_dir(self) -> Path | None:
+        """The private PostgreSQL's programs (pgbench beside its server); None: no private one runs."""
+        return self._postgres_cluster.bin_dir if self._postgres_cluster is not None else None
 
     def restart_postgres(self) -> None:
         """Stop the private PostgreSQL (a fast shutdown: clients are cut off, as `pg_ctl restart` does) and start
