@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from taskbench.analysis import tradeoff
+from taskbench.analysis.models import ProcessResources
 from taskbench.record.results import HostCeilings, PostgresCeilings, RedisCeilings
 from taskbench.report import content
 from taskbench.stack import ceilings, postgres_server
@@ -117,3 +118,17 @@ def test_calibrating_a_service_taskbench_did_not_start_is_one_line_and_exit_2() 
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "--calibrate" in lines[0] and "drop --url" in lines[0], out.stderr
+
+
+@pytest.mark.pure
+def test_cpu_per_job_is_split_by_part_and_the_broker_counted_only_when_it_served_the_queue_alone() -> None:
+    def used(cpu_s: float) -> ProcessResources:
+        return ProcessResources(samples=10, cpu_peak=50.0, cpu_avg=20.0, rss_peak_mb=50.0, rss_avg_mb=50.0, cpu_s=cpu_s)
+
+    base = summary("taskiq", 1000, workload="noop")
+    parts = {"api": used(2.0), "taskiq-worker": used(3.0), "redis": used(0.5)}
+    alone = base.model_copy(update={"resources": parts, "worker_role": "taskiq-worker", "neighbours_paused": True})
+    assert tradeoff.cpu_by_part(alone, "redis") == pytest.approx({"API": 2.0, "worker": 3.0, "broker": 0.5})
+    shared = alone.model_copy(update={"neighbours_paused": False})  # Redis served the idle others too
+    assert tradeoff.cpu_by_part(shared, "redis") == pytest.approx({"API": 2.0, "worker": 3.0})
+    assert tradeoff.cpu_by_part(alone, "amqp") == pytest.approx({"API": 2.0, "worker": 3.0})  # RabbitMQ: its clients are never paused

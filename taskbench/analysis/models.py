@@ -373,6 +373,7 @@ class ScenarioSummary(BaseModel):
     records_from: str = "api"  # "ledger": rebuilt from the ledger, no single API process holding them all
     hosts: list[HostClock] = Field(default_factory=list)  # the hosts that ran its jobs or sent samples, their clocks
     broker: BrokerKept | None = None  # what its queue keeps in the broker once its jobs are done (not on RabbitMQ)
+    neighbours_paused: bool = False  # the other implementations paused through it: its broker served it alone
     redis_commands_per_job: float | None = None  # on taskbench's own Redis, neighbours paused (stats.commands_per_job)
     responsive: bool | None  # None: no probe was sent
     failures: list[Failure] = Field(default_factory=list)  # rules that fired in every run, clear of the margin

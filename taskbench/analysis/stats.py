@@ -369,6 +369,7 @@ def figures_of(result: ScenarioResult) -> ScenarioSummary:
         hosts=result.hosts,
         broker=broker_kept(result, statuses["completed"]),
         redis_commands_per_job=commands_per_job(result.redis_commands, statuses["completed"]),
+        neighbours_paused=any(e.name == EventName.neighbours_paused for e in result.events),
         responsive=None,
     )
 

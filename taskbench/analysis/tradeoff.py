@@ -175,6 +175,18 @@ def broker_share(s: ScenarioSummary, broker: str, ceilings: HostCeilings | None)
     return s.throughput_jobs_per_s / bound
 
 
+def cpu_by_part(s: ScenarioSummary, broker: str) -> dict[str, float]:
+    """CPU-seconds per 1 000 completed jobs of each part that served them: its API, its worker (with its children)
+    and, when its neighbours were paused so that the broker served it alone, its broker (Redis or PostgreSQL; with
+    taskbench's own record of each job, which BackgroundTasks keep in the API's memory)."""
+    completed = s.completion.completed
+    roles = {"API": "api", "worker": s.worker_role}
+    if s.neighbours_paused and broker in ("redis", "postgres"):
+        roles["broker"] = broker
+    seconds = {part: s.resources[role].cpu_s for part, role in roles.items() if role and role in s.resources}
+    return {part: x / completed * 1000 for part, x in seconds.items() if x is not None and completed}
+
+
 def cheapest(held_throughout: Sequence[ScenarioSummary]) -> str | None:
     """Among two or more that held at every job count (each at the largest): the least CPU per job, or, where
     CPU was not measured (runs before it was), the least memory. Never the only one left: that says nothing."""

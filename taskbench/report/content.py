@@ -249,6 +249,7 @@ def short_jobs_table(summaries: Sequence[ScenarioSummary], run: AnalysedRun | No
     calibrated = run is not None and run.ceilings is not None
     headers = ["Scenario", "Jobs/s end to end", "Submissions/s", "Queue p50 / p99", "Job process CPU peak / avg",
                "Job process RSS peak", "API CPU avg", "Harness CPU"]  # fmt: skip
+    headers += ["CPU-s per 1 000 jobs: API / worker / broker"]
     headers += ["Its broker's bound · used"] if calibrated else []
     rows: list[list[Cell]] = []
     for s in summaries:
@@ -265,19 +266,34 @@ def short_jobs_table(summaries: Sequence[ScenarioSummary], run: AnalysedRun | No
             percent(None if api is None else api.cpu_avg),
             percent(None if s.harness is None else s.harness.cpu_percent),
         ]
+        broker = "" if run is None else next((i.broker for i in run.implementations if i.name == s.implementation), "")
+        row.append(_cpu_parts_cell(s, broker))
         if run is not None and calibrated:
-            row.append(_bound_cell(s, run))
+            row.append(_bound_cell(s, broker, run))
         rows.append(row)
     return Table(headers, rows)
 
 
-def _bound_cell(s: ScenarioSummary, run: AnalysedRun) -> str:
-    broker = next((i.broker for i in run.implementations if i.name == s.implementation), "")
+def _cpu_parts_cell(s: ScenarioSummary, broker: str) -> str:
+    parts = tradeoff.cpu_by_part(s, broker)
+    return " / ".join(f"{parts[p]:.1f}" if p in parts else "–" for p in ("API", "worker", "broker"))
+
+
+def _bound_cell(s: ScenarioSummary, broker: str, run: AnalysedRun) -> str:
     bound = tradeoff.broker_bound(s, broker, run.ceilings)
     share = tradeoff.broker_share(s, broker, run.ceilings)
     if bound is None:
         return "–"
     return f"{bound:,.0f}/s · {share:.0%}" if share is not None else f"{bound:,.0f}/s"
+
+
+SHORT_JOBS_MEANING = (
+    "Jobs that do nothing, so each figure is what the runner itself costs. CPU-seconds per 1 000 completed jobs, "
+    "split by the part that spent them: the API, the worker (with its children) and the broker (Redis or "
+    "PostgreSQL) where it served this queue alone (its neighbours paused; not RabbitMQ, whose clients keep running). "
+    "The broker's share includes taskbench's own record of each job (10 Redis commands a job), which "
+    "BackgroundTasks keep in the API's memory: the verdict's cheapest is judged on the API and worker alone."
+)
 
 
 CEILINGS_MEANING = (
@@ -1021,7 +1037,11 @@ def cost_blocks(run: AnalysedRun) -> list[Block]:
     """What each runner costs per short job, against this host's ceilings, and what a burst leaves behind."""
     summaries, blocks = run.summaries, list[Block]()
     if any(s.workload == "noop" and not s.fault for s in summaries):
-        blocks += [Heading("Short jobs (noop): what each runner costs", 3), short_jobs_table(summaries, run)]
+        blocks += [
+            Heading("Short jobs (noop): what each runner costs", 3),
+            Paragraph(SHORT_JOBS_MEANING),
+            short_jobs_table(summaries, run),
+        ]
     if run.ceilings is not None:
         blocks += [
             Heading("This host's ceilings", 3),
