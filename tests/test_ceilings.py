@@ -101,8 +101,14 @@ def test_a_postgres_dequeue_rate_is_measured_and_its_table_dropped(tmp_path: Pat
     try:
         with server:
             cluster.create_database()
+            before = postgres_server.statements_so_far(cluster.url)
             measured = ceilings.measure_postgres(cluster.url, cluster.bin_dir, tmp_path)
             assert measured.dequeues_per_s > 10 and measured.tool.startswith("pgbench") and not measured.at_least
+            after = postgres_server.statements_so_far(cluster.url)
+            if cluster.counts_statements:  # what a PostgreSQL queue's statements and rows per job are read from
+                assert before is not None and after is not None
+                dequeued = measured.dequeues_per_s * ceilings.PG_SECONDS * 0.5  # pgbench's count, roughly
+                assert after[0] - before[0] >= dequeued and after[1] - before[1] >= ceilings.PG_ROWS
             with psycopg.connect(cluster.url) as conn:
                 left = "SELECT 1 FROM information_schema.schemata WHERE schema_name = %s"
                 assert conn.execute(left, (ceilings.SCHEMA,)).fetchone() is None
@@ -131,4 +137,6 @@ def test_cpu_per_job_is_split_by_part_and_the_broker_counted_only_when_it_served
     assert tradeoff.cpu_by_part(alone, "redis") == pytest.approx({"API": 2.0, "worker": 3.0, "broker": 0.5})
     shared = alone.model_copy(update={"neighbours_paused": False})  # Redis served the idle others too
     assert tradeoff.cpu_by_part(shared, "redis") == pytest.approx({"API": 2.0, "worker": 3.0})
-    assert tradeoff.cpu_by_part(alone, "amqp") == pytest.approx({"API": 2.0, "worker": 3.0})  # RabbitMQ: its clients are never paused
+    assert tradeoff.cpu_by_part(alone, "amqp") == pytest.approx(
+        {"API": 2.0, "worker": 3.0}
+    )  # RabbitMQ: its clients are never paused

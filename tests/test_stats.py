@@ -411,7 +411,7 @@ def test_what_idle_neighbours_took_is_said_apart_for_paused_and_running_scenario
 
 
 def test_redis_commands_per_job_leave_out_the_idle_rate_read_before_the_burst() -> None:
-    from taskbench.analysis.stats import commands_per_job
+    from taskbench.analysis.stats import per_job as commands_per_job
     from taskbench.record.results import CommandCount
 
     base, start = CommandCount(t=0.0, calls=100), CommandCount(t=1.0, calls=110)  # idle: 10 commands a second
@@ -421,3 +421,7 @@ def test_redis_commands_per_job_leave_out_the_idle_rate_read_before_the_burst() 
     assert commands_per_job([base, start], completed=100) is None  # no third reading: not counted
     quieter = CommandCount(t=3.0, calls=120)  # fewer than the idle rate predicts: none, never negative
     assert commands_per_job([base, start, quieter], completed=10) == 0.0
+    statements = [CommandCount(t=0.0, calls=0, rows=0), CommandCount(t=1.0, calls=5, rows=2),
+                  CommandCount(t=2.0, calls=405, rows=302)]  # fmt: skip
+    assert commands_per_job(statements, completed=100) == 3.95  # (400 − 5 idle) ÷ 100
+    assert commands_per_job(statements, completed=100, rows=True) == 2.98  # (300 − 2 idle) ÷ 100

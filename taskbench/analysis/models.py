@@ -374,7 +374,9 @@ class ScenarioSummary(BaseModel):
     hosts: list[HostClock] = Field(default_factory=list)  # the hosts that ran its jobs or sent samples, their clocks
     broker: BrokerKept | None = None  # what its queue keeps in the broker once its jobs are done (not on RabbitMQ)
     neighbours_paused: bool = False  # the other implementations paused through it: its broker served it alone
-    redis_commands_per_job: float | None = None  # on taskbench's own Redis, neighbours paused (stats.commands_per_job)
+    redis_commands_per_job: float | None = None  # on taskbench's own Redis, neighbours paused (stats.per_job)
+    postgres_statements_per_job: float | None = None  # on taskbench's own PostgreSQL, likewise (pg_stat_statements)
+    postgres_rows_per_job: float | None = None  # the rows those statements returned or changed
     responsive: bool | None  # None: no probe was sent
     failures: list[Failure] = Field(default_factory=list)  # rules that fired in every run, clear of the margin
     # With repeats, every number above is the median over the runs (lists and ids: from the median run).

@@ -368,22 +368,24 @@ def figures_of(result: ScenarioResult) -> ScenarioSummary:
         records_from=result.records_from,
         hosts=result.hosts,
         broker=broker_kept(result, statuses["completed"]),
-        redis_commands_per_job=commands_per_job(result.redis_commands, statuses["completed"]),
+        redis_commands_per_job=per_job(result.redis_commands, statuses["completed"]),
+        postgres_statements_per_job=per_job(result.postgres_statements, statuses["completed"]),
+        postgres_rows_per_job=per_job(result.postgres_statements, statuses["completed"], rows=True),
         neighbours_paused=any(e.name == EventName.neighbours_paused for e in result.events),
         responsive=None,
     )
 
 
-def commands_per_job(readings: Sequence[CommandCount], completed: int) -> float | None:
-    """The Redis commands the burst and its drain took per completed job: the count from the burst to its last job,
-    less what the stack sends idle (probes, heartbeats, the queue's own polling) at the rate read just before the
-    burst. Everything the stack sent counts: the queue's, and taskbench's own record of each job (10 commands;
-    BackgroundTasks keep theirs in the API's memory)."""
+def per_job(readings: Sequence[CommandCount], completed: int, rows: bool = False) -> float | None:
+    """The broker's commands (or, with `rows`, PostgreSQL's rows) the burst and its drain took per completed job:
+    the count from the burst to its last job, less what the stack sends idle (probes, heartbeats, the queue's own
+    polling) at the rate read just before the burst. On Redis everything the stack sent counts: the queue's, and
+    taskbench's own record of each job (10 commands; BackgroundTasks keep theirs in the API's memory)."""
     if len(readings) != 3 or not completed:
         return None
-    base, start, end = readings
-    idle_per_s = (start.calls - base.calls) / (start.t - base.t) if start.t > base.t else 0.0
-    used = end.calls - start.calls - idle_per_s * (end.t - start.t)
+    base, start, end = (float((r.rows or 0) if rows else r.calls) for r in readings)
+    idle_per_s = (start - base) / (readings[1].t - readings[0].t) if readings[1].t > readings[0].t else 0.0
+    used = end - start - idle_per_s * (readings[2].t - readings[1].t)
     return max(used, 0.0) / completed
 
 

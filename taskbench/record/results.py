@@ -471,11 +471,13 @@ class BrokerBytes(BaseModel):
 
 
 class CommandCount(BaseModel):
-    """Every command the private Redis has served (`INFO commandstats`, all clients) at `t`: read before the
-    idle baseline, at the burst and once its jobs were done (taskbench.analysis.stats.commands_per_job)."""
+    """Every command the private Redis has served (`INFO commandstats`, all clients) at `t`, or every statement the
+    private PostgreSQL has (pg_stat_statements) and the rows they touched: read before the idle baseline, at the
+    burst and once its jobs were done (taskbench.analysis.stats.per_job)."""
 
     t: float
     calls: int
+    rows: int | None = None  # PostgreSQL: rows returned or changed
 
 
 class ScenarioResult(BaseModel):
@@ -509,6 +511,8 @@ class ScenarioResult(BaseModel):
     broker_bytes: BrokerBytes | None = None  # what its queue kept in the broker, before the burst and once it ended
     # Redis's command count thrice (a Redis queue on taskbench's own Redis, its neighbours paused); else empty
     redis_commands: list[CommandCount] = Field(default_factory=list)
+    # pg_stat_statements' totals thrice (a PostgreSQL queue on taskbench's own server, its neighbours paused)
+    postgres_statements: list[CommandCount] = Field(default_factory=list)
 
     @property
     def run_label(self) -> str:

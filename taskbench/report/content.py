@@ -340,7 +340,9 @@ LEFT_BEHIND_MEANING = (
     "served from the burst to its last job, less the idle rate read just before it (probes, heartbeats, polling), "
     "per completed job, with its neighbours paused (completion read from the ledger, on another server). "
     "taskbench's own record of each queued job takes 10 of them (4 in the script that stores it as it is accepted, "
-    "3 for each of its running and finished stamps); BackgroundTasks keep theirs in the API's memory."
+    "3 for each of its running and finished stamps); BackgroundTasks keep theirs in the API's memory. PostgreSQL "
+    "statements and rows per job likewise, on taskbench's private PostgreSQL (pg_stat_statements: the top-level "
+    "statements its clients sent, a function a queue calls counting once, and the rows they returned or changed)."
 )
 
 
@@ -349,6 +351,7 @@ LEFT_BEHIND_HEADERS = [
     "Per 1 000 jobs",
     "Job process RSS before → after",
     "Redis commands per job",
+    "PostgreSQL statements · rows per job",
 ]
 
 
@@ -358,7 +361,13 @@ def left_behind_cells(s: ScenarioSummary) -> list[Cell]:
     kept = s.broker
     rss = "–" if job is None or job.rss_first_mb is None else f"{mb(job.rss_first_mb)} → {mb(job.rss_last_mb)}"
     return [size(None if kept is None else kept.kept_bytes), size(None if kept is None else kept.kept_per_1000_bytes),
-            rss, one_decimal(s.redis_commands_per_job)]  # fmt: skip
+            rss, one_decimal(s.redis_commands_per_job), _statements_cell(s)]  # fmt: skip
+
+
+def _statements_cell(s: ScenarioSummary) -> str:
+    if s.postgres_statements_per_job is None:
+        return "–"
+    return f"{one_decimal(s.postgres_statements_per_job)} · {one_decimal(s.postgres_rows_per_job)}"
 
 
 def left_behind_table(summaries: Sequence[ScenarioSummary]) -> Table:

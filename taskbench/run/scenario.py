@@ -332,10 +332,14 @@ async def _measure(
 
 
 async def _count_commands(ctx: ScenarioContext, spec: ScenarioSpec, run: Running) -> None:
+    """What the broker has served so far: Redis's commands, or PostgreSQL's statements and rows."""
     if run.count_commands and isinstance(ctx.stack, Stack):
         calls = await asyncio.to_thread(ctx.stack.redis_commands, spec.implementation)
         if calls is not None:
             run.commands.append(CommandCount(t=time.time(), calls=calls))
+        statements = await asyncio.to_thread(ctx.stack.postgres_statements, spec.implementation)
+        if statements is not None:
+            run.statements.append(CommandCount(t=time.time(), calls=statements[0], rows=statements[1]))
 
 
 @dataclass
@@ -447,6 +451,7 @@ class Running:
     broker_bytes_after: int | None = None
     count_commands: bool = False
     commands: list[CommandCount] = field(default_factory=list)
+    statements: list[CommandCount] = field(default_factory=list)
 
     @property
     def accepted(self) -> int:
@@ -543,6 +548,7 @@ def _result(
         if prepared.broker_bytes is not None and run.broker_bytes_after is not None
         else None,
         redis_commands=run.commands if len(run.commands) == 3 else [],
+        postgres_statements=run.statements if len(run.statements) == 3 else [],
     )
 
 

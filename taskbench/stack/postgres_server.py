@@ -139,6 +139,9 @@ def check_reachable(bin_dir: Path, user: tuple[int, int] | None) -> None:
         )
 
 
+STATEMENTS = "pg_stat_statements"
+
+
 @dataclass(frozen=True)
 class PostgresCluster:
     bin_dir: Path
@@ -188,12 +191,21 @@ class PostgresCluster:
         return cluster
 
     def argv(self) -> list[str]:
-        """The server, loopback TCP only (no Unix socket): the stack's processes reach it, nothing else does."""
+        """The server, loopback TCP only (no Unix socket): the stack's processes reach it, nothing else does. With
+        pg_stat_statements where the server has it: statements and rows per job are counted as they run (the
+        statistics views are published by each backend up to seconds late)."""
+        counted = ["-c", f"shared_preload_libraries={STATEMENTS}", "-c", f"{STATEMENTS}.track_utility=off",
+                   "-c", f"{STATEMENTS}.max=10000"] if self.counts_statements else []  # fmt: skip
         return [
             str(self.bin_dir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port),
             "-c", f"listen_addresses=127.0.0.1{',' + self.also_listen if self.also_listen else ''}",
-            "-c", "unix_socket_directories=",
+            "-c", "unix_socket_directories=", *counted,
         ]  # fmt: skip
+
+    @property
+    def counts_statements(self) -> bool:
+        """pg_stat_statements is installed beside the server (Debian's and PGDG's packages have it)."""
+        return (self.bin_dir.parent / "lib" / f"{STATEMENTS}.so").exists()
 
     @property
     def url(self) -> str:
@@ -208,9 +220,26 @@ class PostgresCluster:
         with psycopg.connect(self.admin_url, autocommit=True, connect_timeout=5) as conn:
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone():
                 conn.execute(f'CREATE DATABASE "{DATABASE}"')
+        if self.counts_statements:
+            with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
+                conn.execute(f"CREATE EXTENSION IF NOT EXISTS {STATEMENTS}")
 
     def remove(self) -> None:
         shutil.rmtree(self.data_dir.parent, ignore_errors=True)
+
+
+def statements_so_far(url: str) -> tuple[int, int] | None:
+    """The statements every client has run on the server so far, and the rows they returned or changed
+    (pg_stat_statements, top-level statements: a function a queue calls is one); None where it is not loaded."""
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+            loaded = conn.execute("SELECT 1 FROM pg_extension WHERE extname = %s", (STATEMENTS,)).fetchone()
+            if not loaded:
+                return None
+            row = conn.execute(f"SELECT coalesce(sum(calls), 0), coalesce(sum(rows), 0) FROM {STATEMENTS}").fetchone()
+    except psycopg.Error:
+        return None
+    return (int(row[0]), int(row[1])) if row else None
 
 
 def problem(url: str, timeout_s: float = 1.0) -> str | None:

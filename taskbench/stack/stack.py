@@ -264,6 +264,13 @@ class Stack:
             return None
         return sum(int(command.get("calls", 0)) for command in stats.values())
 
+    def postgres_statements(self, label: str) -> tuple[int, int] | None:
+        """The statements and rows the private PostgreSQL has served so far, when `label`'s jobs wait there; None
+        on a server taskbench does not own, or one without pg_stat_statements."""
+        if self._postgres_cluster is None or not implementations.get(label).needs_postgres:
+            return None
+        return postgres_server.statements_so_far(self.postgres_url)
+
     def release_stranded_locks(self, label: str) -> dict[str, float]:
         """The locks `label`'s queue left held (`Implementation.stranded_locks`), each with the seconds it had left,
         released: a fault's leftover must not decide the next scenario."""
