@@ -393,6 +393,19 @@ def test_what_the_broker_keeps_is_the_queues_not_taskbenchs_own_records(stack: S
     assert celery.after - celery.before >= 20 * 150, celery
 
 
+def test_a_burst_reads_what_the_broker_counts_against_the_jobs_really_waiting(stack: Stack) -> None:
+    """Through a burst, the queue's own count of waiting jobs (what an autoscaler reads) is sampled; Celery's
+    worker reserves a job per process beyond those it runs (prefetch multiplier 1), which that count misses."""
+    from taskbench.analysis.stats import depth_seen
+    from tests.conftest import burst
+
+    result = burst(stack, "celery", 24, 0.25, 2)
+    seen = depth_seen(result)
+    assert len(result.broker_depth) >= 4 and seen is not None, result.broker_depth
+    assert seen.peak_waiting >= 10 and 1 <= seen.peak_unseen <= seen.peak_waiting, seen
+    assert not burst(stack, "fastapi", 5, 0.05, 2).broker_depth  # BackgroundTasks: no broker to read
+
+
 def test_idle_neighbours_wait_paused_through_a_scenario_without_a_fault(stack: Stack) -> None:
     """Every other implementation's API and worker is stopped (SIGSTOP) while one is measured, so their polling
     takes no CPU from it (issue 33 item 6), and runs again, its worker seen by its service, once it is over."""

@@ -425,3 +425,24 @@ def test_redis_commands_per_job_leave_out_the_idle_rate_read_before_the_burst() 
                   CommandCount(t=2.0, calls=405, rows=302)]  # fmt: skip
     assert commands_per_job(statements, completed=100) == 3.95  # (400 − 5 idle) ÷ 100
     assert commands_per_job(statements, completed=100, rows=True) == 2.98  # (300 − 2 idle) ÷ 100
+
+
+@pytest.mark.pure
+def test_jobs_a_worker_holds_unstarted_are_waiting_yet_not_in_the_brokers_count() -> None:
+    from taskbench.analysis.stats import depth_seen
+    from taskbench.record.results import BrokerDepth, Execution, Submission, load_scenario
+
+    fixture = Path(__file__).parent / "fixtures" / "small_run" / "celery_5_jobs_20261125_061235.json"
+    # 6 jobs answered at t = 1.0; two start at 2.0, two at 3.0; the broker counts 2 waiting at 1.5 (two prefetched)
+    subs = [Submission(index=i, sent_at=0.9, latency_s=0.1, job_id=f"j{i}") for i in range(6)]
+    starts = [Execution(job_id=f"j{i}", implementation="celery", event="start", t=2.0 + i // 2) for i in range(4)]
+    depth = [BrokerDepth(t=0.5, queued=0), BrokerDepth(t=1.5, queued=2), BrokerDepth(t=2.5, queued=1),
+             BrokerDepth(t=3.5, queued=0)]  # fmt: skip
+    result = load_scenario(fixture).model_copy(
+        update={"submissions": subs, "executions": starts, "broker_depth": depth}
+    )
+    seen = depth_seen(result)
+    assert seen is not None and seen.samples == 4
+    assert seen.peak_waiting == 6 and seen.peak_unseen == 4  # at 1.5: 6 waiting, 2 counted
+    assert seen.seen_share == pytest.approx((2 + 1 + 0) / (6 + 4 + 2))
+    assert depth_seen(result.model_copy(update={"broker_depth": []})) is None  # not sampled (a fault, a rate step)

@@ -320,6 +320,16 @@ class BrokerKept(BaseModel):
     kept_per_1000_bytes: float | None  # None when no job completed
 
 
+class DepthSeen(BaseModel):
+    """What an autoscaler that scales on the broker's queue length saw of the jobs really waiting (accepted, not
+    started) through a burst: jobs a worker took and holds unstarted (prefetched) are waiting, yet not in it."""
+
+    samples: int
+    peak_waiting: int  # the most jobs waiting at one sample
+    peak_unseen: int  # the most waiting jobs the broker did not count at one sample: held by workers, unstarted
+    seen_share: float | None  # over the samples with jobs waiting: the broker's count ÷ jobs really waiting
+
+
 class ScenarioSummary(BaseModel):
     """Every figure of one scenario, its failures and the facts a report states about it."""
 
@@ -373,6 +383,7 @@ class ScenarioSummary(BaseModel):
     records_from: str = "api"  # "ledger": rebuilt from the ledger, no single API process holding them all
     hosts: list[HostClock] = Field(default_factory=list)  # the hosts that ran its jobs or sent samples, their clocks
     broker: BrokerKept | None = None  # what its queue keeps in the broker once its jobs are done (not on RabbitMQ)
+    depth_seen: DepthSeen | None = None  # a burst of a queue: what its broker's count said of the jobs waiting
     neighbours_paused: bool = False  # the other implementations paused through it: its broker served it alone
     redis_commands_per_job: float | None = None  # on taskbench's own Redis, neighbours paused (stats.per_job)
     postgres_statements_per_job: float | None = None  # on taskbench's own PostgreSQL, likewise (pg_stat_statements)

@@ -5,6 +5,7 @@ Pure functions of a `ScenarioResult`, so `taskbench report` recomputes every fig
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from collections import Counter
@@ -19,6 +20,7 @@ from taskbench.analysis.models import (
     Completion,
     CpuShares,
     CutSubmissions,
+    DepthSeen,
     Distribution,
     Endpoint,
     Executions,
@@ -371,8 +373,32 @@ def figures_of(result: ScenarioResult) -> ScenarioSummary:
         redis_commands_per_job=per_job(result.redis_commands, statuses["completed"]),
         postgres_statements_per_job=per_job(result.postgres_statements, statuses["completed"]),
         postgres_rows_per_job=per_job(result.postgres_statements, statuses["completed"], rows=True),
+        depth_seen=depth_seen(result),
         neighbours_paused=any(e.name == EventName.neighbours_paused for e in result.events),
         responsive=None,
+    )
+
+
+def depth_seen(result: ScenarioResult) -> DepthSeen | None:
+    """The broker's count of waiting jobs (result.broker_depth) against the jobs really waiting at each sample:
+    accepted (the API answered) and not yet started (the ledger's first start of each)."""
+    if not result.broker_depth or not result.executions:
+        return None
+    answered = sorted(s.sent_at + s.latency_s for s in result.submissions if s.job_id and s.latency_s is not None)
+    first_start: dict[str, float] = {}
+    for e in result.executions:
+        if e.event == "start":
+            first_start[e.job_id] = min(e.t, first_start.get(e.job_id, e.t))
+    started = sorted(first_start.values())
+    waiting = [
+        max(bisect.bisect_right(answered, d.t) - bisect.bisect_right(started, d.t), 0) for d in result.broker_depth
+    ]
+    busy = [(w, d.queued) for w, d in zip(waiting, result.broker_depth, strict=True) if w > 0]
+    return DepthSeen(
+        samples=len(waiting),
+        peak_waiting=max(waiting),
+        peak_unseen=max((w - min(q, w) for w, q in busy), default=0),
+        seen_share=sum(min(q, w) for w, q in busy) / sum(w for w, _ in busy) if busy else None,
     )
 
 

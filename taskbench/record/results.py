@@ -462,6 +462,15 @@ class DepthSample(BaseModel):
     finished: int
 
 
+class BrokerDepth(BaseModel):
+    """The jobs the queue's broker counts as waiting at `t` (its API's `/health` `queued`: what an autoscaler that
+    scales on queue length reads), sampled through a burst; jobs a worker took and holds unstarted (prefetched) are
+    not in it."""
+
+    t: float
+    queued: int
+
+
 class BrokerBytes(BaseModel):
     """The bytes a queue holds in its broker (taskbench.measure.retention), read after the clear before the burst
     and once the scenario's jobs ended: the difference is what it keeps of them."""
@@ -502,6 +511,7 @@ class ScenarioResult(BaseModel):
     delivery: DeliveryRecord | None = None  # when taskbench set the worker's delivery settings
     status_polls: list[StatusPoll] = Field(default_factory=list)  # each job's status once, after the burst
     depth: list[DepthSample] = Field(default_factory=list)  # sustained load: queued and running over time
+    broker_depth: list[BrokerDepth] = Field(default_factory=list)  # a burst of a queue: its broker's count over time
     described: Described | None = None  # its implementation as it ran (at this scenario's concurrency)
     # "api": GET /{impl}/jobs; "ledger": rebuilt from the ledger and the 202 answers, because several API
     # processes each keep their own BackgroundTasks records and no single answer holds them all

@@ -1066,6 +1066,39 @@ def cost_blocks(run: AnalysedRun) -> list[Block]:
     return blocks
 
 
+AUTOSCALER_MEANING = (
+    "What an autoscaler that scales on the broker's queue length (KEDA's Redis-list, RabbitMQ or PostgreSQL "
+    "scalers, a CloudWatch alarm) would have seen through each burst. Jobs waiting: accepted by the API and not yet "
+    "started (the ledger's first start), read every 0.25 s; the broker's count: the jobs its API counts as not yet "
+    "taken by a worker (`/health` `queued`) at the same instants: a list's length for Celery, RQ, Dramatiq, Huey, "
+    "taskiq and SAQ, the rows to do for the PostgreSQL queues; for the stream queues (streaQ, Docket) and BullMQ the "
+    "entries less those a live worker runs, so what their workers prefetched counts as waiting there. A job a worker "
+    "has taken and holds unstarted (prefetched, reserved) is waiting, yet not in a list's length: idle workers "
+    "elsewhere cannot take it, and an autoscaler reading that length does not count it."
+)
+
+
+def autoscaler_table(run: AnalysedRun, summaries: Sequence[ScenarioSummary] | None = None) -> Table:
+    """Per burst: the jobs waiting at most, those its broker's count missed at most, and the share it counted."""
+    rows: list[list[Cell]] = []
+    for s in run.summaries if summaries is None else summaries:
+        seen = s.depth_seen
+        if seen is None or not seen.peak_waiting:
+            continue
+        share = "–" if seen.seen_share is None else f"{seen.seen_share:.0%}"
+        settings = next((i.settings for i in run.implementations if i.name == s.implementation), {})
+        prefetch = next((f"{k}: {v}" for k, v in settings.items() if "prefetch" in k), "–")
+        rows.append([s.label, str(seen.peak_waiting), str(seen.peak_unseen), share, prefetch])
+    headers = ["Scenario", "Jobs waiting, at most", "Waiting but not in the broker's count, at most",
+               "Broker's count ÷ jobs waiting", "Prefetch (its settings)"]  # fmt: skip
+    return Table(headers, rows)
+
+
+def autoscaler_blocks(run: AnalysedRun) -> list[Block]:
+    table = autoscaler_table(run)
+    return [Heading("What an autoscaler sees", 3), Paragraph(AUTOSCALER_MEANING), table] if table.rows else []
+
+
 def comparison(run: AnalysedRun, charts: Sequence[ChartRef] = ()) -> list[Block]:
     """`comparison_{timestamp}.md`: the spec's table, the figures behind it, and last the verdict."""
     summaries = run.summaries
@@ -1090,7 +1123,7 @@ def comparison(run: AnalysedRun, charts: Sequence[ChartRef] = ()) -> list[Block]
     ]
     if any(s.api_processes > 1 for s in summaries):
         blocks += [Heading("Several API processes (--api-workers)", 3), api_processes_table(summaries)]
-    blocks += cost_blocks(run)
+    blocks += cost_blocks(run) + autoscaler_blocks(run)
     if len({s.middleware for s in summaries}) > 1:
         blocks += [
             Heading("Without and with the middleware", 3),

@@ -285,6 +285,8 @@ def _details(run: AnalysedRun, comparison_charts: Sequence[ChartRef]) -> list[tu
             parts.bullets(content.ceiling_lines(run.ceilings)),
         ]
         details.append(("This host's ceilings", ceilings))
+    if autoscaler := content.autoscaler_blocks(run):
+        details.append(("What an autoscaler sees", autoscaler[1:]))
     if content.left_behind_table(summaries).rows:
         left: list[Block] = [Paragraph(content.LEFT_BEHIND_MEANING), content.left_behind_table(summaries)]
         details.append(("What a burst leaves behind", left))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from taskbench.analysis.models import AnalysedRun, ScenarioSummary
 from taskbench.report.blocks import Block, Bullet, Bullets, Cell, Heading, Paragraph, Table
-from taskbench.report.content import LEFT_BEHIND_HEADERS, left_behind_cells, rejudged_text
+from taskbench.report.content import LEFT_BEHIND_HEADERS, autoscaler_table, left_behind_cells, rejudged_text
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,13 @@ def _largest_bursts(run: AnalysedRun) -> list[ScenarioSummary]:
     """Per implementation and workload, its largest burst without a fault."""
     plain = [s for s in run.summaries if not s.fault and not s.rate and s.broker is not None]
     largest = {(s.implementation, s.workload): s for s in sorted(plain, key=lambda s: s.jobs)}
+    return list(largest.values())
+
+
+def _waiting_bursts(run: AnalysedRun) -> list[ScenarioSummary]:
+    """Per implementation, its largest burst without a fault whose jobs waited (its broker's count was read)."""
+    read = [s for s in run.summaries if s.depth_seen is not None and s.depth_seen.peak_waiting]
+    largest = {s.implementation: s for s in sorted(read, key=lambda s: s.jobs)}
     return list(largest.values())
 
 
@@ -88,6 +95,14 @@ QUESTIONS = (
         "",
         _largest_bursts,
     ),
+    Question(
+        "Prefetching: do workers hold jobs that an autoscaler and idle workers cannot see?",
+        "“acks_late prefetch drifts to ~700 reserved per worker, KEDA never scales” (Celery), “--max-prefetch is "
+        "off by one” (taskiq)",
+        "--workloads sleep --duration 0.3 --jobs 40 --concurrency 2",
+        "",
+        _waiting_bursts,
+    ),
 )
 
 
@@ -144,6 +159,8 @@ def blocks(run: AnalysedRun) -> list[Block]:
         out += [Heading(q.title, 2), Paragraph(f"Asked: {q.asked}. Staged with `{q.stage}`.")]
         if q.rows is _largest_bursts:
             out.append(_left_behind_table(run, summaries))
+        elif q.rows is _waiting_bursts:
+            out.append(autoscaler_table(run, summaries))
         else:
             out.append(_outcome_table(run, summaries, q.setting))
     if left_out:

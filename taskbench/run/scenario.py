@@ -28,6 +28,7 @@ from taskbench.measure.sampler import Sampler
 from taskbench.measure.telemetry import RemoteSamples
 from taskbench.record.results import (
     BrokerBytes,
+    BrokerDepth,
     CommandCount,
     DepthSample,
     Event,
@@ -52,6 +53,7 @@ from taskbench_wire.records import JobBody, JobRecord
 
 POLL_INTERVAL_S = 0.25
 DEPTH_INTERVAL_S = 0.5  # sustained load: how often the job counts are read for the queue-depth chart
+BROKER_DEPTH_INTERVAL_S = 0.25  # a burst: how often its broker's count of waiting jobs is read (_broker_depth)
 LEDGER_SETTLE_S = 1.0  # the longest the scenario waits for the end events of jobs whose records say they ended
 # A fault strikes once the jobs it should catch have started (the ledger says so), however long a loaded worker
 # takes to start them; after this long it strikes anyway and says so.
@@ -305,7 +307,9 @@ async def _measure(
 ) -> ScenarioResult:
     instruments = await _instruments(ctx, spec)
     instruments.start()
-    counting = asyncio.create_task(_count_over_time(ctx, spec, run.depth)) if spec.rate is not None else None
+    counting = asyncio.create_task(
+        _count_over_time(ctx, spec, run.depth) if spec.rate is not None else _broker_depth(ctx, spec, run.broker_depth)
+    )
     try:
         await _count_commands(ctx, spec, run)
         await asyncio.sleep(0.3)  # a baseline before the burst
@@ -323,8 +327,7 @@ async def _measure(
         run.jobs = await _collect(ctx, spec, run, instruments)
         run.broker_bytes_after = await asyncio.to_thread(ctx.stack.broker_bytes, spec.implementation)
     finally:
-        if counting is not None:
-            counting.cancel()
+        counting.cancel()
         instruments.stop()
     if instruments.split_records and not spec.fault:
         run.status_polls = await _poll_statuses(ctx, spec, run.submissions, run.events)
@@ -445,6 +448,7 @@ class Running:
     submissions: list[Submission] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     depth: list[DepthSample] = field(default_factory=list)
+    broker_depth: list[BrokerDepth] = field(default_factory=list)
     status_polls: list[StatusPoll] = field(default_factory=list)
     jobs: list[JobRecord] = field(default_factory=list)
     timed_out: bool = False
@@ -538,6 +542,7 @@ def _result(
         delivery=stack.delivery_record(spec.implementation),
         status_polls=run.status_polls,
         depth=run.depth,
+        broker_depth=run.broker_depth,
         described=provenance.describe(spec.implementation, settings, spec.concurrency)
         if implementations.known(spec.implementation)
         else None,
@@ -624,6 +629,21 @@ async def _count_over_time(ctx: ScenarioContext, spec: ScenarioSpec, depth: list
                 )
             )
         await asyncio.sleep(DEPTH_INTERVAL_S)
+
+
+async def _broker_depth(ctx: ScenarioContext, spec: ScenarioSpec, depth: list[BrokerDepth]) -> None:
+    """A queue's broker count of waiting jobs every BROKER_DEPTH_INTERVAL_S through a burst without a fault (what an
+    autoscaler reads, against the jobs really waiting: taskbench.analysis.stats.depth_seen)."""
+    if spec.fault or not implementations.known(spec.implementation):
+        return
+    if not implementations.get(spec.implementation).has_worker:
+        return  # BackgroundTasks: no broker
+    name = implementations.plugin_name(spec.implementation)
+    while True:
+        with contextlib.suppress(ServiceError, ValueError):
+            health = await ctx.client.health(spec.implementation)
+            depth.append(BrokerDepth(t=time.time(), queued=health.section(name).queued))
+        await asyncio.sleep(BROKER_DEPTH_INTERVAL_S)
 
 
 async def _poll_statuses(
