@@ -444,5 +444,6 @@ def test_jobs_a_worker_holds_unstarted_are_waiting_yet_not_in_the_brokers_count(
     seen = depth_seen(result)
     assert seen is not None and seen.samples == 4
     assert seen.peak_waiting == 6 and seen.peak_unseen == 4  # at 1.5: 6 waiting, 2 counted
+    assert seen.median_unseen == 3  # unseen 4, 3 and 2 over the three samples with jobs waiting
     assert seen.seen_share == pytest.approx((2 + 1 + 0) / (6 + 4 + 2))
     assert depth_seen(result.model_copy(update={"broker_depth": []})) is None  # not sampled (a fault, a rate step)
