@@ -327,7 +327,9 @@ class DepthSeen(BaseModel):
     samples: int
     peak_waiting: int  # the most jobs waiting at one sample
     peak_unseen: int  # the most waiting jobs the broker did not count at one sample: held by workers, unstarted
-    median_unseen: float = 0.0  # … the median over the samples with jobs waiting (a dequeue in flight is one, briefly)
+    median_unseen: float | None = (
+        None  # … the median over the samples with jobs waiting (a dequeue in flight is one, briefly)
+    )
     seen_share: float | None  # over the samples with jobs waiting: the broker's count ÷ jobs really waiting
 
 

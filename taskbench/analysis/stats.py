@@ -399,7 +399,7 @@ def depth_seen(result: ScenarioResult) -> DepthSeen | None:
         samples=len(waiting),
         peak_waiting=max(waiting),
         peak_unseen=max((w - min(q, w) for w, q in busy), default=0),
-        median_unseen=statistics.median(w - min(q, w) for w, q in busy) if busy else 0.0,
+        median_unseen=statistics.median(w - min(q, w) for w, q in busy) if busy else None,
         seen_share=sum(min(q, w) for w, q in busy) / sum(w for w, _ in busy) if busy else None,
     )
 

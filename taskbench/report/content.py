@@ -1088,7 +1088,15 @@ def autoscaler_table(run: AnalysedRun, summaries: Sequence[ScenarioSummary] | No
         share = "–" if seen.seen_share is None else f"{seen.seen_share:.0%}"
         settings = next((i.settings for i in run.implementations if i.name == s.implementation), {})
         prefetch = next((f"{k}: {v}" for k, v in settings.items() if "prefetch" in k), "–")
-        rows.append([s.label, str(seen.peak_waiting), f"{seen.median_unseen:g} / {seen.peak_unseen}", share, prefetch])
+        rows.append(
+            [
+                s.label,
+                str(seen.peak_waiting),
+                f"{'–' if seen.median_unseen is None else f'{seen.median_unseen:g}'} / {seen.peak_unseen}",
+                share,
+                prefetch,
+            ]
+        )
     headers = ["Scenario", "Jobs waiting, at most", "Waiting but not in the broker's count: median / most",
                "Broker's count ÷ jobs waiting", "Prefetch (its settings)"]  # fmt: skip
     return Table(headers, rows)
