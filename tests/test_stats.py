@@ -447,3 +447,19 @@ def test_jobs_a_worker_holds_unstarted_are_waiting_yet_not_in_the_brokers_count(
     assert seen.median_unseen == 3  # unseen 4, 3 and 2 over the three samples with jobs waiting
     assert seen.seen_share == pytest.approx((2 + 1 + 0) / (6 + 4 + 2))
     assert depth_seen(result.model_copy(update={"broker_depth": []})) is None  # not sampled (a fault, a rate step)
+
+
+@pytest.mark.pure
+def test_the_processes_that_ran_a_bursts_jobs_are_counted_from_the_ledger() -> None:
+    from taskbench.analysis.stats import figures_of
+    from taskbench.record.results import Execution, load_scenario
+
+    fixture = Path(__file__).parent / "fixtures" / "small_run" / "celery_5_jobs_20261125_061235.json"
+    result = load_scenario(fixture)
+    # a fork per job (RQ), or a pool whose children a recycling setting replaces: each pid that started a job
+    starts = [
+        Execution(job_id=f"j{i}", implementation="celery", event="start", t=1.0, pid=100 + i % 3) for i in range(6)
+    ]
+    ends = [Execution(job_id=f"j{i}", implementation="celery", event="end", t=2.0, pid=999) for i in range(6)]
+    assert figures_of(result.model_copy(update={"executions": starts + ends})).job_processes == 3
+    assert figures_of(result.model_copy(update={"executions": []})).job_processes is None

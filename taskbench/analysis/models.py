@@ -386,6 +386,7 @@ class ScenarioSummary(BaseModel):
     records_from: str = "api"  # "ledger": rebuilt from the ledger, no single API process holding them all
     hosts: list[HostClock] = Field(default_factory=list)  # the hosts that ran its jobs or sent samples, their clocks
     broker: BrokerKept | None = None  # what its queue keeps in the broker once its jobs are done (not on RabbitMQ)
+    job_processes: int | None = None  # distinct processes (the ledger's pids) that ran its jobs: recycling, forks
     depth_seen: DepthSeen | None = None  # a burst of a queue: what its broker's count said of the jobs waiting
     neighbours_paused: bool = False  # the other implementations paused through it: its broker served it alone
     redis_commands_per_job: float | None = None  # on taskbench's own Redis, neighbours paused (stats.per_job)

@@ -375,6 +375,7 @@ def figures_of(result: ScenarioResult) -> ScenarioSummary:
         postgres_statements_per_job=per_job(result.postgres_statements, statuses["completed"]),
         postgres_rows_per_job=per_job(result.postgres_statements, statuses["completed"], rows=True),
         depth_seen=depth_seen(result),
+        job_processes=len({e.pid for e in result.executions if e.event == "start" and e.pid}) or None,
         neighbours_paused=any(e.name == EventName.neighbours_paused for e in result.events),
         responsive=None,
     )

@@ -336,7 +336,9 @@ LEFT_BEHIND_MEANING = (
     "one reads, and streams never trimmed, stay until the queue's own expiry removes them (see each queue's "
     "settings); not read on RabbitMQ. In the process that ran the jobs: its RSS (with its children) before the burst "
     "and once the jobs were done: memory a Python process took for its jobs is seldom given back, so a worker that "
-    "never restarts grows toward its largest burst. Redis commands per job: every command taskbench's private Redis "
+    "never restarts grows toward its largest burst; that growth per 1 000 completed jobs beside it, and how many "
+    "processes ran its jobs (the ledger's pids: a pool's children, a fork per job, children replaced by a recycling "
+    "setting). Redis commands per job: every command taskbench's private Redis "
     "served from the burst to its last job, less the idle rate read just before it (probes, heartbeats, polling), "
     "per completed job, with its neighbours paused (completion read from the ledger, on another server). "
     "taskbench's own record of each queued job takes 10 of them (4 in the script that stores it as it is accepted, "
@@ -350,6 +352,8 @@ LEFT_BEHIND_HEADERS = [
     "Kept in the broker",
     "Per 1 000 jobs",
     "Job process RSS before → after",
+    "RSS growth per 1 000 jobs",
+    "Processes that ran its jobs",
     "Redis commands per job",
     "PostgreSQL statements · rows per job",
 ]
@@ -361,7 +365,16 @@ def left_behind_cells(s: ScenarioSummary) -> list[Cell]:
     kept = s.broker
     rss = "–" if job is None or job.rss_first_mb is None else f"{mb(job.rss_first_mb)} → {mb(job.rss_last_mb)}"
     return [size(None if kept is None else kept.kept_bytes), size(None if kept is None else kept.kept_per_1000_bytes),
-            rss, one_decimal(s.redis_commands_per_job), _statements_cell(s)]  # fmt: skip
+            rss, _growth_cell(s), str(s.job_processes or "–"), one_decimal(s.redis_commands_per_job),
+            _statements_cell(s)]  # fmt: skip
+
+
+def _growth_cell(s: ScenarioSummary) -> str:
+    """The job process's RSS once its jobs were done less before them, per 1 000 completed jobs."""
+    job, completed = s.resources.get(s.job_process), s.completion.completed
+    if job is None or job.rss_first_mb is None or job.rss_last_mb is None or not completed:
+        return "–"
+    return f"{(job.rss_last_mb - job.rss_first_mb) / completed * 1000:+.1f} MB"
 
 
 def _statements_cell(s: ScenarioSummary) -> str:
