@@ -2,6 +2,8 @@
 
 - `make_thumbnail`: a sync, CPU-bound job (downscale an image, in pure Python, as Pillow-free code would).
 - `write_audit_event`: an async I/O job (append an event to a log file and fsync it, off the event loop).
+- `remember_request`: a sync job with the commonest leak, an unbounded module-level cache: the process that runs it
+  grows by `kb` a job until something replaces it ("worker memory only goes up").
 
 `thumbnail_args(i)` shows `--job-args-from`: the arguments of job number i.
 """
@@ -50,3 +52,12 @@ async def write_audit_event(user_id: int, action: str, directory: str = "") -> s
     line = json.dumps({"user_id": user_id, "action": action, "t": time.time(), "pid": os.getpid()})
     await asyncio.to_thread(_append_line, path, line)
     return str(path)
+
+
+_seen: dict[int, bytes] = {}  # never evicted: the leak
+
+
+def remember_request(kb: int = 100) -> int:
+    """Keep `kb` KiB of this job's "response" in a process-wide cache no one reads or trims; returns its size."""
+    _seen[len(_seen)] = os.urandom(kb * 1024)  # random bytes: no page is shared or compressed away
+    return len(_seen)

@@ -12,6 +12,7 @@ import psutil
 import pytest
 
 from taskbench.measure.sampler import Sampler
+from tests.conftest import wait_for
 
 # A parent that forks one child per "job"; each child burns ~50 ms of CPU and exits before the sampler's
 # once-a-second rescan of the tree can see it. At the end the parent prints its reaped children's CPU.
@@ -66,12 +67,11 @@ for n in range(3):
             private = bytearray(60 * 1024 * 1024)
             for i in range(0, len(private), 4096):
                 private[i] = 1
+            print("allocated", flush=True)  # the child itself, once every page is touched: no timed guess
         time.sleep(60)
         os._exit(0)
     children.append(pid)
 print("up", flush=True)
-time.sleep(1.5)
-print("allocated", flush=True)
 time.sleep(60)
 """
 
@@ -85,7 +85,8 @@ def test_pss_counts_a_forked_pools_shared_pages_once_and_a_new_private_allocatio
         time.sleep(0.5)
         before = [s.processes["pool-worker"] for s in sampler.samples if "pool-worker" in s.processes]
         assert pool.stdout.readline().strip() == "allocated"
-        time.sleep(0.5)
+        allocated_at = time.time()
+        wait_for(lambda: any(s.t > allocated_at for s in sampler.samples), timeout_s=30)  # a loaded machine's pace
         samples = sampler.stop()
     finally:
         for child in psutil.Process(pool.pid).children():

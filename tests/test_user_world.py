@@ -61,6 +61,7 @@ def _comparison(output: Path) -> Path:
     return comparison
 
 
+@pytest.mark.timeout(900)  # fourteen environments built with the project's pins, then a stack of them all: 3–5 min
 def test_a_project_with_its_own_app_package_runs_its_job_through_every_implementation(tmp_path: Path) -> None:
     project = _project(tmp_path)
     log = project / "ran.log"
