@@ -221,11 +221,17 @@ def test_delete_drops_the_jobs_a_celery_worker_holds_prefetched(stack: Stack, ht
         assert http.post("/celery/job", json={"duration": 1.5}).status_code == 202
     wait_for(lambda: http.get("/celery/jobs", params={"limit": 0}).json()["counts"]["running"] == 2)
     time.sleep(0.3)  # the worker has taken its prefetch
-    ledger.read()
+    started: set[str] = set()  # the two running: their start events may reach the ledger later on a loaded machine
+
+    def both_started() -> bool:
+        started.update(e.job_id for e in ledger.read() if e.event == "start")
+        return len(started) >= 2
+
+    wait_for(both_started)
     answer = http.delete("/celery/jobs").json()
     assert answer["purged"] >= 2, answer
     time.sleep(3.5)  # the two running end; nothing else may start
-    assert [e.job_id for e in ledger.read() if e.event == "start"] == []
+    assert [e.job_id for e in ledger.read() if e.event == "start" and e.job_id not in started] == []
 
 
 def test_the_memory_that_jobs_accepted_by_one_api_process_may_hold_is_bounded() -> None:
@@ -352,7 +358,7 @@ def test_worker_liveness_is_judged_on_redis_clock(stack: Stack) -> None:
 
 
 def test_a_deadline_moves_on_while_jobs_complete_and_says_how_far_they_got(stack: Stack) -> None:
-    """Concurrency 2 and 0.5 s jobs: 16 take 4 s, past a 3 s deadline but within the extensions it allows while
+    """Concurrency 2 and 0.5 s jobs: 24 take 6 s, past a 4.5 s deadline but within the extensions it allows while
     jobs keep completing (twice the time left after the burst); 96 take 24 s, past a 6 s deadline and its
     extensions (at most 6 + 2 × 6 s): the scenario ends unfinished, saying how many finished and at what rate
     they were completing (4/s). On a loaded machine the burst itself eats into the deadline, and the extensions
@@ -368,10 +374,10 @@ def test_a_deadline_moves_on_while_jobs_complete_and_says_how_far_they_got(stack
         stack.select("celery")
         return run_on(stack, spec, settings, timeout_s=timeout_s)
 
-    extended = burst(16, 3.0)
+    extended = burst(24, 4.5)  # 6 s of jobs: past 4.5 s, within its extensions even on a loaded machine
     names = [e.name for e in extended.events]
     assert "deadline_extended" in names and not extended.timed_out, extended.events
-    assert [j.status for j in extended.jobs] == ["completed"] * 16
+    assert [j.status for j in extended.jobs] == ["completed"] * 24
     cut = burst(96, 6.0)
     assert cut.timed_out
     (unfinished,) = [e.detail for e in cut.events if e.name == "unfinished"]

@@ -69,6 +69,7 @@ def test_a_project_with_its_own_app_package_runs_its_job_through_every_implement
         project, "run", "--job", "shopjobs:notify", "--job-args", json.dumps({"log": str(log)}), "--jobs", "2",
         "--implementations", "all", "--concurrency", "1", "--repeat", "1", "--output", str(project / "out"),
         "--timeout", "30",  # BullMQ's worker may wait its drainDelay (5 s) on its marker before it takes a job
+        timeout=840,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr
     assert not (project / "app" / "IMPORTED").exists(), "taskbench started the user's app instead of its own"
