@@ -638,3 +638,7 @@ class AnalysedRun(RunResult):
 
     def title(self, name: str) -> str:
         return next((i.title for i in self.implementations if i.name == name), name)
+
+    def info(self, name: str) -> ImplementationInfo | None:
+        """How `name` ran in this run (its settings, its broker); None for one the run does not describe."""
+        return next((i for i in self.implementations if i.name == name), None)

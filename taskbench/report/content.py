@@ -266,7 +266,8 @@ def short_jobs_table(summaries: Sequence[ScenarioSummary], run: AnalysedRun | No
             percent(None if api is None else api.cpu_avg),
             percent(None if s.harness is None else s.harness.cpu_percent),
         ]
-        broker = "" if run is None else next((i.broker for i in run.implementations if i.name == s.implementation), "")
+        info = None if run is None else run.info(s.implementation)
+        broker = "" if info is None else info.broker
         row.append(_cpu_parts_cell(s, broker))
         if run is not None and calibrated:
             row.append(_bound_cell(s, broker, run))
@@ -1099,7 +1100,8 @@ def autoscaler_table(run: AnalysedRun, summaries: Sequence[ScenarioSummary] | No
         if seen is None or not seen.peak_waiting:
             continue
         share = "–" if seen.seen_share is None else f"{seen.seen_share:.0%}"
-        settings = next((i.settings for i in run.implementations if i.name == s.implementation), {})
+        info = run.info(s.implementation)
+        settings = {} if info is None else info.settings
         prefetch = next((f"{k}: {v}" for k, v in settings.items() if "prefetch" in k), "–")
         rows.append(
             [

@@ -136,7 +136,7 @@ def _left_behind_table(run: AnalysedRun, summaries: Sequence[ScenarioSummary]) -
 
 
 def _setting(run: AnalysedRun, implementation: str, key: str) -> str:
-    info = next((i for i in run.implementations if i.name == implementation), None)
+    info = run.info(implementation)
     return "" if info is None else info.settings.get(key, "")
 
 
