@@ -84,15 +84,21 @@ def http(stack: Stack) -> Iterator[httpx.Client]:
         yield client
 
 
-def wait_for(check: Callable[[], Any], timeout_s: float = 15.0, interval_s: float = 0.02) -> Any:
-    """Poll until `check()` is truthy; fail the test, never hang, when it is not."""
+def wait_for(
+    check: Callable[[], Any],
+    timeout_s: float = 15.0,
+    interval_s: float = 0.02,
+    describe: Callable[[], str] | None = None,
+) -> Any:
+    """Poll until `check()` is truthy; fail the test, never hang, when it is not (saying `describe()`: what was
+    seen last, a log's tail, so that a failure on a CI machine names its cause)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = check()
         if value:
             return value
         time.sleep(interval_s)
-    raise AssertionError(f"condition not met within {timeout_s} s")
+    raise AssertionError(f"condition not met within {timeout_s} s" + (f"; {describe()}" if describe else ""))
 
 
 @contextlib.contextmanager

@@ -51,7 +51,9 @@ def test_each_api_offers_its_implementation_alone_with_the_same_endpoints(stack:
 
 
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
-def test_job_goes_queued_running_completed_with_consistent_times(http: httpx.Client, implementation: str) -> None:
+def test_job_goes_queued_running_completed_with_consistent_times(
+    stack: Stack, http: httpx.Client, implementation: str
+) -> None:
     accepted = http.post(f"/{implementation}/job", json={"duration": 0.6})
     assert accepted.status_code == 202
     job = accepted.json()
@@ -62,7 +64,11 @@ def test_job_goes_queued_running_completed_with_consistent_times(http: httpx.Cli
         seen.append(http.get(f"/{implementation}/status/{job['job_id']}").json())
         return seen[-1]["status"] == "completed"
 
-    wait_for(finished)
+    def last_seen() -> str:
+        worker = stack.workers.get(implementation)
+        return f"last seen {seen[-1]}; its worker's log ends:\n{worker.log_tail() if worker else '(none)'}"
+
+    wait_for(finished, describe=last_seen)
     statuses = [s["status"] for s in seen]
     assert "running" in statuses, statuses
     assert statuses.index("running") < statuses.index("completed")

@@ -54,7 +54,7 @@ from kombu.exceptions import KombuError
 
 from taskbench_service import workloads
 from taskbench_service.execution import execute_sync
-from taskbench_service.heartbeat import Heartbeat
+from taskbench_service.heartbeat import Heartbeat, live_beats
 from taskbench_service.implementations.base import BrokerUnavailable, QueueImplementation
 from taskbench_service.jobs import JobCall, WorkerRecords
 from taskbench_service.settings import settings
@@ -277,18 +277,15 @@ def _stop_heartbeat(**_: Any) -> None:
 # --- the API side ---------------------------------------------------------------------------------------
 
 
-INSPECT_TIMEOUTS_S = (1.0, 3.0)  # how long DELETE waits for the workers to say what they hold, twice at most
+INSPECT_TIMEOUT_S = 1.0  # how long DELETE waits for the workers to say what they hold
 
 
-def _reserved_ids(queued: set[str]) -> set[str] | None:
-    """Of `queued`, the jobs some worker holds prefetched (asked of the workers: a broadcast, at DELETE only);
-    None when no worker answered in 1 s, nor in 3 s more."""
-    for timeout in INSPECT_TIMEOUTS_S:
-        answers = celery_app.control.inspect(timeout=timeout).reserved()
-        if answers:
-            held = {request.get("id") for requests in answers.values() for request in requests}
-            return queued & {job_id for job_id in held if isinstance(job_id, str)}
-    return None
+def _reserved_ids(queued: set[str], nodes: int) -> set[str]:
+    """Of `queued`, the jobs some worker holds prefetched (asked of the workers: a broadcast, at DELETE only),
+    as soon as each of the `nodes` workers seen alive has answered, or after 1 s."""
+    answers = celery_app.control.inspect(timeout=INSPECT_TIMEOUT_S, limit=nodes or None).reserved() or {}
+    held = {request.get("id") for requests in answers.values() for request in requests}
+    return queued & {job_id for job_id in held if isinstance(job_id, str)}
 
 
 # A pooled connection may be stale after a Redis restart: retry briefly, always within the timeout.
@@ -358,16 +355,16 @@ class CeleryImplementation(QueueImplementation):
             raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
     async def purge(self, queued_ids: list[str]) -> int:
-        """The broker's queue, and the jobs a worker has prefetched (reserved, not started): those are revoked,
-        so the worker drops them instead of running them after their records are gone."""
+        """The broker's queue, and the jobs a worker has prefetched (reserved, not started). Every job still
+        queued is revoked before the workers are asked what they hold: a prefetched job starts the moment a
+        running one ends, and by the time their answers came it could have. A revoked id that no worker holds
+        costs each worker an entry in its revoked set, which Celery bounds (50 000, for 3 h)."""
         purged = int(await self._publish(celery_app.control.purge) or 0)
-        reserved = await self.in_publisher(partial(_reserved_ids, set(queued_ids))) if queued_ids else set()
-        # A worker too busy to answer may hold any of them: all are revoked (a revoked id the worker never
-        # receives costs it an entry in its revoked set, which Celery bounds), none counted
-        revoked = set(queued_ids) if reserved is None else reserved
-        if revoked:
-            await self._publish(partial(celery_app.control.revoke, sorted(revoked)))
-        return purged + len(reserved or ())
+        if not queued_ids:
+            return purged
+        await self._publish(partial(celery_app.control.revoke, queued_ids))
+        nodes = len(await live_beats(self.store.redis, self.name))
+        return purged + len(await self.in_publisher(partial(_reserved_ids, set(queued_ids), nodes)))
 
     async def queued(self) -> int:
         if AMQP:
