@@ -68,7 +68,8 @@ def test_job_goes_queued_running_completed_with_consistent_times(
         worker = stack.workers.get(implementation)
         return f"last seen {seen[-1]}; its worker's log ends:\n{worker.log_tail() if worker else '(none)'}"
 
-    wait_for(finished, describe=last_seen)
+    # 30 s: BullMQ's worker waits 15 s (its runRetryDelay) after a connection error before it asks for a job again
+    wait_for(finished, timeout_s=30, describe=last_seen)
     statuses = [s["status"] for s in seen]
     assert "running" in statuses, statuses
     assert statuses.index("running") < statuses.index("completed")

@@ -93,8 +93,18 @@ def scenario(folder: Path, fail: str = "False", hang: str = "False") -> Path:
 
 
 def taskbench_run(*args: str) -> subprocess.CompletedProcess[str]:
+    """The run, in a process of its own; one that hangs is stopped by SIGABRT, which Python's faulthandler turns
+    into every thread's stack on stderr, and the test fails with it (a hang was seen once in CI)."""
     command = [sys.executable, "-m", "taskbench", "run", *args]
-    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=180)
+    env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
+    with subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as run:
+        try:
+            stdout, stderr = run.communicate(timeout=180)
+        except subprocess.TimeoutExpired:
+            run.send_signal(signal.SIGABRT)
+            stdout, stderr = run.communicate(timeout=30)
+            raise AssertionError(f"taskbench run hung for 180 s; stdout:\n{stdout}\nstderr:\n{stderr}") from None
+    return subprocess.CompletedProcess(command, run.returncode, stdout, stderr)
 
 
 def record(output: Path) -> tuple[dict[str, Any], str]:

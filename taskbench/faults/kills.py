@@ -22,6 +22,7 @@ from taskbench_wire import enums
 # How long a worker is watched after its children die: Dramatiq's main process notices within 0.1–1.1 s
 # (it checks in 1 s steps) and exits; a worker that lives on replaces its children itself.
 SUPERVISOR_GRACE_S = 3.0
+KUBERNETES_GRACE_S = 30.0  # terminationGracePeriodSeconds' default
 KILLS_IN_A_LOOP = 5  # worker-crash-loop: the strike and four more
 RESTART_ALLOWANCE_S = 5.0  # a worker's start, in worker-crash-loop's allowance
 
@@ -123,8 +124,9 @@ class WorkerDeploy(Fault):
     name = enums.Fault.worker_deploy
     summary = (
         "SIGTERM the worker's main process mid-burst, as a rolling deploy does (Kubernetes, docker stop), SIGKILL "
-        "what is left after the grace period, start a new worker: long-grace lets running jobs finish (2 × the "
-        "job's duration + 2 s), short-grace ends before they do (a quarter of the job's duration)"
+        "what is left after the grace period, start a new worker: long-grace lets running jobs finish (Kubernetes' "
+        "default of 30 s, or 2 × the job's duration + 2 s if longer), short-grace ends before they do (a quarter of "
+        "the job's duration)"
     )
     GRACES = ("long-grace", "short-grace")
 
@@ -137,7 +139,9 @@ class WorkerDeploy(Fault):
     def grace_s(self, spec: ScenarioSpec) -> float:
         if spec.variant == "short-grace":
             return spec.duration_s / 4  # struck when the running jobs are halfway: killed at three quarters
-        return 2 * spec.duration_s + 2
+        # Kubernetes' default terminationGracePeriodSeconds: a worker that exits by itself ends the wait sooner, and
+        # one whose own shutdown takes seconds on a loaded machine is not SIGKILLed for the machine's sake
+        return max(KUBERNETES_GRACE_S, 2 * spec.duration_s + 2)
 
     def allowance_s(self, spec: ScenarioSpec) -> float:
         return super().allowance_s(spec) + self.grace_s(spec)

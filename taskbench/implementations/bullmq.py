@@ -81,6 +81,8 @@ class BullmqImplementation(Implementation):
             "stalledInterval": "1 s (BullMQ default 30 s), taskbench's sweep interval: the stalled-job check; a "
             "job stalls at one check and moves back at the next",
             "maxStalledCount": "per delivery variant (default 1, BullMQ's)",
+            "runRetryDelay": "15 s (BullMQ default): after a connection error (a Redis restart, a timeout) the worker "
+            "waits this long before it asks Redis for a job again",
             "attempts": "1 (BullMQ default): a job's own exception fails it",
             "keep jobs": "removeOnComplete: last 1 000, removeOnFail: last 5 000 (BullMQ keeps every finished job "
             "for ever by default; its guide advises auto-removal)",
