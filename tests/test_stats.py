@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -446,7 +447,31 @@ def test_jobs_a_worker_holds_unstarted_are_waiting_yet_not_in_the_brokers_count(
     assert seen.peak_waiting == 6 and seen.peak_unseen == 4  # at 1.5: 6 waiting, 2 counted
     assert seen.median_unseen == 3  # unseen 4, 3 and 2 over the three samples with jobs waiting
     assert seen.seen_share == pytest.approx((2 + 1 + 0) / (6 + 4 + 2))
-    assert depth_seen(result.model_copy(update={"broker_depth": []})) is None  # not sampled (a fault, a rate step)
+    assert seen.first_unseen is None and seen.last_unseen is None  # 3 samples with jobs waiting: no drift said
+    assert depth_seen(result.model_copy(update={"broker_depth": []})) is None  # not sampled (a fault)
+
+
+@pytest.mark.pure
+def test_what_workers_hold_unstarted_growing_over_a_long_step_is_a_drift() -> None:
+    """Celery's "reserved grows to hundreds after days", in small: 100 jobs waiting throughout; the broker counts
+    all but 2 of them in the first quarter of the samples and all but 20 in the last."""
+    from taskbench.analysis.stats import DRIFT_SAMPLES, depth_seen
+    from taskbench.record.results import BrokerDepth, Submission, load_scenario
+
+    fixture = Path(__file__).parent / "fixtures" / "small_run" / "celery_5_jobs_20261125_061235.json"
+    subs = [Submission(index=i, sent_at=0.0, latency_s=0.1, job_id=f"j{i}") for i in range(100)]
+    held = [2 + 18 * i // (DRIFT_SAMPLES - 1) for i in range(DRIFT_SAMPLES)]  # 2 → 20, rising
+    depth = [BrokerDepth(t=1.0 + i, queued=100 - h) for i, h in enumerate(held)]
+    result = load_scenario(fixture).model_copy(update={"submissions": subs, "broker_depth": depth})
+    seen = depth_seen(result)
+    assert seen is not None and seen.peak_waiting == 100 and seen.peak_unseen == 20
+    quarter = DRIFT_SAMPLES // 4
+    assert seen.first_unseen == statistics.median(held[:quarter]) and seen.last_unseen == statistics.median(
+        held[-quarter:]
+    )
+    assert seen.first_unseen < 5 < 15 < seen.last_unseen
+    fewer = depth_seen(result.model_copy(update={"broker_depth": depth[: DRIFT_SAMPLES - 1]}))
+    assert fewer is not None and fewer.first_unseen is None  # too few samples to say
 
 
 @pytest.mark.pure

@@ -57,6 +57,12 @@ def test_celery_sustains_below_its_capacity_and_saturates_above_it(tmp_path: Pat
     scenarios = [load_scenario(folder / name) for name in run.scenario_files]
     assert [s.spec.rate for s in scenarios] == [4, 16]
     assert all(s.depth and all(sub.due_at is not None for sub in s.submissions) for s in scenarios)
+    # What an autoscaler reads, at a rate too: at 16/s a backlog waits throughout, and the jobs Celery's worker took
+    # and holds unstarted (its prefetch) are waiting yet not in the broker's list
+    assert all(s.broker_depth for s in scenarios)
+    (saturated,) = [s for s in analysed["summaries"] if s["rate"]["offered_per_s"] == 16]
+    seen = saturated["depth_seen"]
+    assert seen["peak_waiting"] > 0 and seen["peak_unseen"] >= 1, seen
 
     assert steps[16]["throughput_per_s"] == pytest.approx(8, rel=0.25)
     assert steps[16]["depth_slope_per_s"] == pytest.approx(8, rel=0.35)
@@ -78,6 +84,7 @@ def test_celery_sustains_below_its_capacity_and_saturates_above_it(tmp_path: Pat
     )
     report = next(folder.glob("comparison_*.md")).read_text()
     assert "## Sustained load" in report and "sustains 4/s, saturated at 16/s" in report
+    assert "What an autoscaler sees" in report
 
 
 USER_JOB = """import time

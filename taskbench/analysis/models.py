@@ -331,6 +331,10 @@ class DepthSeen(BaseModel):
         None  # … the median over the samples with jobs waiting (a dequeue in flight is one, briefly)
     )
     seen_share: float | None  # over the samples with jobs waiting: the broker's count ÷ jobs really waiting
+    # Drift (Celery's "reserved grows to hundreds after days"): the median not counted over the first and over the
+    # last quarter of the samples with jobs waiting; None below DRIFT_SAMPLES of them
+    first_unseen: float | None = None
+    last_unseen: float | None = None
 
 
 class ScenarioSummary(BaseModel):

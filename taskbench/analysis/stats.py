@@ -155,6 +155,7 @@ def system_resources(result: ScenarioResult) -> SystemResources | None:
     )
 
 
+DRIFT_SAMPLES = 40  # samples with jobs waiting that a drift of what the broker misses needs (10 per quarter)
 SERVICE_ROLES = ("api", "redis")  # with the scenario's own worker: the service under test, not its idle neighbours
 
 
@@ -396,12 +397,16 @@ def depth_seen(result: ScenarioResult) -> DepthSeen | None:
         max(bisect.bisect_right(answered, d.t) - bisect.bisect_right(started, d.t), 0) for d in result.broker_depth
     ]
     busy = [(w, d.queued) for w, d in zip(waiting, result.broker_depth, strict=True) if w > 0]
+    unseen = [w - min(q, w) for w, q in busy]  # in time order
+    quarter = len(unseen) // 4
     return DepthSeen(
         samples=len(waiting),
         peak_waiting=max(waiting),
-        peak_unseen=max((w - min(q, w) for w, q in busy), default=0),
-        median_unseen=statistics.median(w - min(q, w) for w, q in busy) if busy else None,
+        peak_unseen=max(unseen, default=0),
+        median_unseen=statistics.median(unseen) if unseen else None,
         seen_share=sum(min(q, w) for w, q in busy) / sum(w for w, _ in busy) if busy else None,
+        first_unseen=statistics.median(unseen[:quarter]) if len(unseen) >= DRIFT_SAMPLES else None,
+        last_unseen=statistics.median(unseen[-quarter:]) if len(unseen) >= DRIFT_SAMPLES else None,
     )
 
 

@@ -511,7 +511,7 @@ class ScenarioResult(BaseModel):
     delivery: DeliveryRecord | None = None  # when taskbench set the worker's delivery settings
     status_polls: list[StatusPoll] = Field(default_factory=list)  # each job's status once, after the burst
     depth: list[DepthSample] = Field(default_factory=list)  # sustained load: queued and running over time
-    broker_depth: list[BrokerDepth] = Field(default_factory=list)  # a burst of a queue: its broker's count over time
+    broker_depth: list[BrokerDepth] = Field(default_factory=list)  # a queue's broker count over time (no fault)
     described: Described | None = None  # its implementation as it ran (at this scenario's concurrency)
     # "api": GET /{impl}/jobs; "ledger": rebuilt from the ledger and the 202 answers, because several API
     # processes each keep their own BackgroundTasks records and no single answer holds them all

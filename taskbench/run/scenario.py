@@ -307,9 +307,9 @@ async def _measure(
 ) -> ScenarioResult:
     instruments = await _instruments(ctx, spec)
     instruments.start()
-    counting = asyncio.create_task(
-        _count_over_time(ctx, spec, run.depth) if spec.rate is not None else _broker_depth(ctx, spec, run.broker_depth)
-    )
+    counting = [asyncio.create_task(_broker_depth(ctx, spec, run.broker_depth))]
+    if spec.rate is not None:
+        counting.append(asyncio.create_task(_count_over_time(ctx, spec, run.depth)))
     try:
         await _count_commands(ctx, spec, run)
         await asyncio.sleep(0.3)  # a baseline before the burst
@@ -327,7 +327,8 @@ async def _measure(
         run.jobs = await _collect(ctx, spec, run, instruments)
         run.broker_bytes_after = await asyncio.to_thread(ctx.stack.broker_bytes, spec.implementation)
     finally:
-        counting.cancel()
+        for task in counting:
+            task.cancel()
         instruments.stop()
     if instruments.split_records and not spec.fault:
         run.status_polls = await _poll_statuses(ctx, spec, run.submissions, run.events)
@@ -632,8 +633,9 @@ async def _count_over_time(ctx: ScenarioContext, spec: ScenarioSpec, depth: list
 
 
 async def _broker_depth(ctx: ScenarioContext, spec: ScenarioSpec, depth: list[BrokerDepth]) -> None:
-    """A queue's broker count of waiting jobs every BROKER_DEPTH_INTERVAL_S through a burst without a fault (what an
-    autoscaler reads, against the jobs really waiting: taskbench.analysis.stats.depth_seen)."""
+    """A queue's broker count of waiting jobs through a burst or a sustained step without a fault (what an
+    autoscaler reads, against the jobs really waiting: taskbench.analysis.stats.depth_seen); every
+    BROKER_DEPTH_INTERVAL_S in a burst, every DEPTH_INTERVAL_S at a rate (a step may last hours)."""
     if spec.fault or not implementations.known(spec.implementation):
         return
     if not implementations.get(spec.implementation).has_worker:
@@ -643,7 +645,7 @@ async def _broker_depth(ctx: ScenarioContext, spec: ScenarioSpec, depth: list[Br
         with contextlib.suppress(ServiceError, ValueError):
             health = await ctx.client.health(spec.implementation)
             depth.append(BrokerDepth(t=time.time(), queued=health.section(name).queued))
-        await asyncio.sleep(BROKER_DEPTH_INTERVAL_S)
+        await asyncio.sleep(BROKER_DEPTH_INTERVAL_S if spec.rate is None else DEPTH_INTERVAL_S)
 
 
 async def _poll_statuses(
