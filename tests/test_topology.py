@@ -17,7 +17,7 @@ import pytest
 
 from taskbench.analysis import analyse, summarise
 from taskbench.analysis.models import ScenarioSummary
-from taskbench.implementations import celery
+from taskbench.implementations import celery, taskiq
 from taskbench.load.client import ServiceClient
 from taskbench.record.results import (
     ApiOptions,
@@ -93,9 +93,11 @@ def test_middleware_needs_a_stack_taskbench_started() -> None:
 
 @pytest.fixture(scope="module")
 def celery_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """Redis, BackgroundTasks' API, Celery's API and worker; each test restarts the worker with the options it
-    measures."""
-    config = StackConfig(workdir=tmp_path_factory.mktemp("pools"), concurrency=2, implementations=("fastapi", "celery"))
+    """Redis, BackgroundTasks' API, Celery's and taskiq's APIs and workers; each test restarts the worker with the
+    options it measures."""
+    config = StackConfig(
+        workdir=tmp_path_factory.mktemp("pools"), concurrency=2, implementations=("fastapi", "celery", "taskiq")
+    )
     with Stack(config) as stack:
         yield stack
 
@@ -122,7 +124,7 @@ def run_one(
     stack: Stack, spec: ScenarioSpec, options: PluginOptions, api: ApiOptions | None = None
 ) -> tuple[ScenarioResult, ScenarioSummary]:
     settings = _settings(implementations=[spec.implementation], workloads=[spec.workload], jobs=[spec.jobs],
-                         duration_s=spec.duration_s, faults=[], options={"celery": options},
+                         duration_s=spec.duration_s, faults=[], options={spec.implementation: options},
                          api=api or ApiOptions())  # fmt: skip
 
     result = run_on(stack, spec, settings)
@@ -179,6 +181,23 @@ def test_max_tasks_per_child_replaces_each_child_after_its_jobs(celery_stack: St
     assert stack.workers["celery"].pid not in pids
 
 
+def test_taskiq_replaces_a_worker_process_after_max_tasks_per_child(celery_stack: Stack) -> None:
+    """taskiq's own recycling: a worker process stops taking jobs after its N-th, finishes it and exits, and
+    taskiq's process manager starts another; every job still runs once."""
+    options: PluginOptions = {"max_tasks_per_child": 1}
+    celery_stack.config = replace(celery_stack.config, options={"taskiq": options})
+    celery_stack.restart_worker("taskiq")
+    spec = ScenarioSpec(implementation="taskiq", workload="sleep", jobs=4, duration_s=0.2)
+    result, summary = run_one(celery_stack, spec, options)
+    assert summary.completion.completed == 4 and summary.executions.completed_once == 4
+    pids = [e.pid for e in result.executions if e.event == "start"]
+    assert len(set(pids)) == 4, pids  # one job per process: four processes ran them
+    assert summary.settings["max_tasks_per_child"].startswith("--max-tasks-per-child 1:")
+    argv = taskiq.IMPLEMENTATION.worker_argv(2, options)
+    assert argv[argv.index("--max-tasks-per-child") + 1] == "1"
+    assert "--max-tasks-per-child" not in taskiq.IMPLEMENTATION.worker_argv(2, {})
+
+
 def test_worker_options_reach_the_command_line_and_the_report_settings() -> None:
     options: PluginOptions = {"pool": "threads", "prefetch": 4}
     argv = celery.IMPLEMENTATION.worker_argv(8, options)
@@ -202,6 +221,7 @@ def test_worker_options_reach_the_command_line_and_the_report_settings() -> None
     ("args", "message"),
     [
         (["--pool", "threads", "--max-tasks-per-child", "5"], "--max-tasks-per-child replaces prefork children"),
+        (["--implementations", "arq", "--max-tasks-per-child", "5"], "add celery to --implementations"),
         (["--pool", "solo", "--implementations", "fastapi"], "add celery to --implementations"),
         (["--prefetch", "0"], "out of range"),
         (["--pool", "eventlet"], "invalid choice"),

@@ -235,6 +235,12 @@ def worker_flags(parser: argparse.ArgumentParser, command: str) -> None:
         help="uvicorn --timeout-graceful-shutdown: seconds a SIGTERMed API waits for background tasks (default: "
         "uvicorn's, no limit)",
     )
+    parser.add_argument(
+        "--max-tasks-per-child",
+        type=bounded(int, 1, 1_000_000),
+        help="replace a worker process after this many jobs, where the queue can: Celery's prefork children, "
+        "taskiq's worker processes (default: never; RQ forks a process per job already)",
+    )
     cgroups.add_arguments(parser)  # --worker-cpus, --worker-memory, --api-cpus, --api-memory
     for impl in implementations.REGISTRY.values():
         impl.add_arguments(parser, command)
@@ -277,9 +283,10 @@ def plugin_options(args: argparse.Namespace) -> dict[str, PluginOptions]:
         raise UsageError(f"--app: one app per queue ({', '.join(sorted(set(queues)))} given twice)")
     given = {name: impl.options_from(args) for name, impl in implementations.REGISTRY.items()}
     given = {name: options for name, options in given.items() if options}
+    taken = {key for name, options in given.items() if name in names for key in options}  # a flag several share
     for name, options in given.items():
-        if name not in names:
-            flags = ", ".join(f"--{key.replace('_', '-')}" for key in options)
+        if name not in names and (unused := [key for key in options if key not in taken]):
+            flags = ", ".join(f"--{key.replace('_', '-')}" for key in unused)
             yours = " (--app runs your app on its own settings)" if name in queues else ""
             raise UsageError(
                 f"{flags} set {implementations.title(name)}'s worker: add {name} to --implementations{yours}"

@@ -223,11 +223,6 @@ class CeleryImplementation(Implementation):
             type=bounded(int, 1, 1000),
             help="Celery's worker_prefetch_multiplier (default 1; celery+app: your app's)",
         )
-        group.add_argument(
-            "--max-tasks-per-child",
-            type=bounded(int, 1, 1_000_000),
-            help="Celery prefork: replace a child after this many jobs (default: never)",
-        )
         if command == "serve":
             group.add_argument(
                 "--flower", action="store_true", help="also start Flower (Celery's monitoring UI) on 127.0.0.1"

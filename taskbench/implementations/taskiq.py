@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import os
+
+from pydantic import BaseModel
 
 from taskbench.capacity import Capacity
 from taskbench.implementations.base import Delivery, Implementation, cpu_bound, python_module
@@ -12,6 +15,21 @@ from taskbench_wire.health import Beat, Count, Health, as_beats
 
 class TaskiqBeat(Beat):
     slots: Count = 0  # this process' --max-async-tasks
+
+
+class TaskiqOptions(BaseModel):
+    """taskiq's worker (`--max-tasks-per-child`): by default its worker processes are never replaced."""
+
+    max_tasks_per_child: int | None = None  # a worker process exits after this many jobs; its manager starts another
+
+
+def recycled(max_tasks: int | None) -> str:
+    if max_tasks is None:
+        return "none (taskiq's default): a worker process is never replaced (--max-tasks-per-child)"
+    return (
+        f"--max-tasks-per-child {max_tasks}: a worker process stops taking jobs after {max_tasks}, finishes them "
+        "and exits; the manager sees it dead within ~1 s and starts another (its slots idle meanwhile)"
+    )
 
 
 def split(concurrency: int, cpu_count: int) -> tuple[int, int]:
@@ -38,6 +56,7 @@ class TaskiqImplementation(Implementation):
     queue_package = "taskiq"
     redis_min_version = (6, 2)  # its stream delivery takes abandoned messages back with XAUTOCLAIM
     beat_model = TaskiqBeat
+    Options = TaskiqOptions
     deliveries = (
         Delivery(
             "default",
@@ -59,13 +78,19 @@ class TaskiqImplementation(Implementation):
         ),
     )
 
+    def options_from(self, args: argparse.Namespace) -> PluginOptions:
+        options = TaskiqOptions(max_tasks_per_child=getattr(args, "max_tasks_per_child", None))
+        return options.model_dump(exclude_none=True)
+
     def worker_argv(self, concurrency: int, options: PluginOptions) -> list[str]:
         workers, slots = split(concurrency, os.cpu_count() or 1)
-        return python_module(
+        argv = python_module(
             "taskiq", "worker", "taskbench_service.implementations.taskiq:worker_broker",
             "--workers", str(workers), "--max-async-tasks", str(slots), "--max-threadpool-threads", str(slots),
             "--max-prefetch", "0", "--ack-type", "when_saved", "--log-level", "INFO",
         )  # fmt: skip
+        recycle = TaskiqOptions.model_validate(options).max_tasks_per_child
+        return argv + (["--max-tasks-per-child", str(recycle)] if recycle is not None else [])
 
     def nominal_workers(self, concurrency: int, cpu_count: int, options: PluginOptions) -> list[Beat]:
         workers, slots = split(concurrency, cpu_count)
@@ -104,6 +129,7 @@ class TaskiqImplementation(Implementation):
             "result backend": "none (taskiq's default DummyResultBackend stores nothing)",
             "retries": "none: no retry middleware, retry_on_error=False",
             "job timeout": "none (taskiq's default)",
+            "max_tasks_per_child": recycled(TaskiqOptions.model_validate(options).max_tasks_per_child),
         }
 
     def how_it_runs(self, workload: str, options: PluginOptions) -> str:
