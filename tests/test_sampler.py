@@ -4,6 +4,7 @@ forked pool once."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -51,19 +52,21 @@ def test_cpu_of_children_that_come_and_go_between_samples_is_counted() -> None:
     assert counted_s >= 0.5 * children_cpu_s, (counted_s, children_cpu_s)
 
 
-# A parent that fills 120 MB and forks 3 children that keep it, shared and untouched; once all are up, the
-# first child fills 60 MB of its own, and the parent says so on stdout (then everyone sleeps).
+# A parent that fills 120 MB and forks 3 children that keep it, shared and untouched; once all are up, it says so
+# with the first child's pid, and that child fills 60 MB of its own when sent SIGUSR1 (blocked since before the
+# fork, so it cannot come too early), and says so on stdout (then everyone sleeps).
 FORKED_POOL = """
-import os, sys, time
+import os, signal, sys, time
 shared = bytearray(120 * 1024 * 1024)
 for i in range(0, len(shared), 4096):
     shared[i] = 1
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
 children = []
 for n in range(3):
     pid = os.fork()
     if pid == 0:
         if n == 0:
-            time.sleep(1.5)
+            signal.sigwait({signal.SIGUSR1})
             private = bytearray(60 * 1024 * 1024)
             for i in range(0, len(private), 4096):
                 private[i] = 1
@@ -71,7 +74,7 @@ for n in range(3):
         time.sleep(60)
         os._exit(0)
     children.append(pid)
-print("up", flush=True)
+print("up", children[0], flush=True)
 time.sleep(60)
 """
 
@@ -79,11 +82,14 @@ time.sleep(60)
 def test_pss_counts_a_forked_pools_shared_pages_once_and_a_new_private_allocation_at_once() -> None:
     pool = subprocess.Popen([sys.executable, "-c", FORKED_POOL], stdout=subprocess.PIPE, text=True)
     try:
-        assert pool.stdout is not None and pool.stdout.readline().strip() == "up"
+        assert pool.stdout is not None
+        up, first_child = pool.stdout.readline().split()
+        assert up == "up"
         sampler = Sampler(lambda: {"pool-worker": pool.pid}, interval_s=0.1, pss_roles=frozenset({"pool-worker"}))
         sampler.start()
-        time.sleep(0.5)
+        wait_for(lambda: any("pool-worker" in s.processes for s in sampler.samples), timeout_s=30)
         before = [s.processes["pool-worker"] for s in sampler.samples if "pool-worker" in s.processes]
+        os.kill(int(first_child), signal.SIGUSR1)  # now, not before the samples above: the child allocates
         assert pool.stdout.readline().strip() == "allocated"
         allocated_at = time.time()
         wait_for(lambda: any(s.t > allocated_at for s in sampler.samples), timeout_s=30)  # a loaded machine's pace
