@@ -75,6 +75,11 @@ class Fault(ABC):
     def strike(self, stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
         """The fault itself, with a `fault` event when it strikes (and `restart`/`restored` as they happen)."""
 
+    def over_at(self, events: list[Event]) -> float | None:
+        """When it stopped striking (the stack answered again), or None while it still strikes: a queue's
+        redelivery is waited for from then on, never from an earlier strike of a fault that strikes again."""
+        return next((e.t for e in events if e.name == EventName.recovered), None)
+
     def tend(self, stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
         """While the scenario waits, every poll: what an orchestrator would do for the stack (most: nothing)."""
         return None

@@ -230,15 +230,15 @@ async def _wait_until_done(
 async def _finished_in_ledger(
     ctx: ScenarioContext, spec: ScenarioSpec, events: list[Event], progress: Progress, watch: Watch, ids: set[str]
 ) -> bool:
-    """Every accepted job ended (the ledger, written by the job code in whichever process ran it); or, after a
-    fault, no process of the live server has a job in flight (their heartbeats: a dead server's do not count)."""
+    """Every accepted job ended (the ledger, written by the job code in whichever process ran it); or, once the
+    fault's redelivery had its chance, no process of the live server has a job in flight (their heartbeats: a dead
+    server's do not count)."""
     watch.read()
     ended = ids & watch.ledger.ends.keys()
     progress(len(ended), spec.jobs)
     if ended == ids:
         return True
-    recovered = any(e.name == EventName.recovered for e in events)
-    return spec.fault is not None and recovered and not await ctx.client.busy([spec.implementation])
+    return _redelivery_had_its_chance(ctx, spec, events) and not await ctx.client.busy([spec.implementation])
 
 
 async def _finished(
@@ -253,22 +253,25 @@ async def _finished(
     # elsewhere: fewer records is a finding, so ask the service whether anything still runs.
     if idle and not await ctx.client.busy([spec.implementation]):
         return True
-    recovered_at = next((e.t for e in events if e.name == EventName.recovered), None)
-    return recovered_at is not None and await _only_orphans_left(ctx, spec, recovered_at)
+    return _redelivery_had_its_chance(ctx, spec, events) and await _only_orphans_left(ctx, spec)
 
 
-async def _only_orphans_left(ctx: ScenarioContext, spec: ScenarioSpec, fault_over: float) -> bool:
-    """After a crash, jobs whose process died stay "running" forever unless Celery redelivers them.
-
-    Once redelivery had its chance (the queue's own bound: its timeout, its sweep, and any fixed wait it adds, as
-    SAQ's 5 s per aborted job, when a job is in no list), if nothing is queued or active anywhere and every
-    unfinished record names a dead process, waiting longer cannot change the outcome.
-    """
+def _redelivery_had_its_chance(ctx: ScenarioContext, spec: ScenarioSpec, events: list[Event]) -> bool:
+    """The fault is over (`Fault.over_at`) and the queue's own bound for a redelivery has passed since: its
+    timeout, its sweep, and any fixed wait it adds (SAQ's 5 s per aborted job, when a job is in no list)."""
+    over_at = faults.of(spec).over_at(events)
+    if over_at is None:
+        return False
     timeout = redelivery_timeout_for(spec.duration_s)
     slots = spec.concurrency or ctx.settings.concurrency
     bound = implementations.get(spec.implementation).redelivery_bound_on(ctx.settings.broker, timeout, slots, slots)
-    if time.time() < fault_over + max(bound, timeout + 3):
-        return False
+    return time.time() >= over_at + max(bound, timeout + 3)
+
+
+async def _only_orphans_left(ctx: ScenarioContext, spec: ScenarioSpec) -> bool:
+    """After a crash, jobs whose process died stay "running" forever unless the queue redelivers them: once it had
+    its chance, if nothing is queued or active anywhere and every unfinished record names a dead process, waiting
+    longer cannot change the outcome."""
     if await ctx.client.busy([spec.implementation]):
         return False
     unfinished = [j for j in await ctx.client.jobs(spec.implementation) if j.status in ("queued", "running")]
