@@ -44,19 +44,53 @@ def user_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory, user_dir: Path) -> Iterator[Stack]:
+class SharedStack:
     """One stack, every implementation and the user's job functions, shared by the tests that leave it as they
-    found it (starting one takes a while). Its stop must leave no process that carries its id."""
-    config = StackConfig(
-        workdir=tmp_path_factory.mktemp("stack"), concurrency=2, implementations=tuple(REGISTRY),
-        jobs=tuple(f"{user_jobs.MODULE}:{name}" for name in user_jobs.JOBS), job_timeout_s=1.0, job_dir=user_dir,
-    )  # fmt: skip
-    with Stack(config) as running:
-        # Every test of it reaches each implementation's port: one given up would leave its port to whoever takes it
-        assert not running.unavailable, f"parts of the shared stack could not start: {running.unavailable}"
-        yield running
-    wait_for(lambda: not watchdog.tagged(running.id), timeout_s=30, interval_s=0.2)
+    found it (starting one takes a while): started by the first of them, stopped after the last of their group
+    (`pytest_runtest_teardown`), not at the end of the session, since idle its fourteen implementations take a
+    fifth of a core from the tests that run after them on the same pytest worker."""
+
+    def __init__(self) -> None:
+        self.running: Stack | None = None
+
+    def get(self, tmp_path_factory: pytest.TempPathFactory, user_dir: Path) -> Stack:
+        if self.running is None:
+            config = StackConfig(
+                workdir=tmp_path_factory.mktemp("stack"), concurrency=2, implementations=tuple(REGISTRY),
+                jobs=tuple(f"{user_jobs.MODULE}:{name}" for name in user_jobs.JOBS), job_timeout_s=1.0,
+                job_dir=user_dir,
+            )  # fmt: skip
+            running = Stack(config).__enter__()
+            self.running = running
+            # Every test of it reaches each implementation's port: one given up would leave its port to whoever
+            # takes it
+            assert not running.unavailable, f"parts of the shared stack could not start: {running.unavailable}"
+        return self.running
+
+    def close(self) -> None:
+        """Stop it: its stop must leave no process that carries its id."""
+        running, self.running = self.running, None
+        if running is not None:
+            running.__exit__(None, None, None)
+            wait_for(lambda: not watchdog.tagged(running.id), timeout_s=30, interval_s=0.2)
+
+
+SHARED = SharedStack()
+
+
+@pytest.fixture
+def stack(tmp_path_factory: pytest.TempPathFactory, user_dir: Path) -> Stack:
+    return SHARED.get(tmp_path_factory, user_dir)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    if SHARED.running is not None and (nextitem is None or group_of(nextitem.nodeid) != SHARED_STACK_GROUP):
+        SHARED.close()
+
+
+def pytest_sessionfinish() -> None:
+    SHARED.close()  # a run cut short (-x, Ctrl-C) before the group's last test
 
 
 class RoutedClient(httpx.Client):
@@ -210,7 +244,7 @@ def workdir(tmp_path: Path) -> Path:
 # file whose cases each start one implementation's stack is a group per implementation. The heaviest groups come
 # first, so that no long one starts last: their order is from `--durations` of CI runs. (xdist's own
 # `--dist loadgroup` cannot be used: it renames items in a way pytest 9.2 ignores.)
-SHARED_STACK = ("test_service.py", "test_user_job.py")
+SHARED_STACK, SHARED_STACK_GROUP = ("test_service.py", "test_user_job.py"), "shared stack"
 BY_IMPLEMENTATION = ("test_delivery_promises.py",)  # its case ids start with the implementation's name
 HEAVIEST_FIRST = (
     "shared stack", "test_postgres_queues.py", "test_user_world.py", "test_delivery_promises.py[celery]",
@@ -229,7 +263,7 @@ def group_of(nodeid: str) -> str:
     path, _, name = nodeid.partition("::")
     file = Path(path).name
     if file in SHARED_STACK:
-        return "shared stack"
+        return SHARED_STACK_GROUP
     if file in BY_IMPLEMENTATION and "[" in name:
         return f"{file}[{name.split('[', 1)[1].split('-', 1)[0]}]"
     return file

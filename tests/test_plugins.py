@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from taskbench import implementations
+from taskbench.stack.stack import StackState
 
 pytestmark = pytest.mark.pure  # the fast tier: `pytest -m pure`
 
@@ -58,3 +59,14 @@ def test_no_module_outside_an_implementation_names_it(name: str) -> None:
         for mention in _mentions(relative, name)
     ]
     assert not mentions, "\n".join(mentions)
+
+
+@pytest.mark.parametrize("name", [name for name, impl in implementations.REGISTRY.items() if impl.has_worker])
+def test_a_worker_is_restarted_for_a_new_redelivery_timeout_only_where_its_settings_read_it(name: str) -> None:
+    """`reads_redelivery_timeout` is what its service module does: a worker whose settings read neither the
+    timeout nor the restore interval is not restarted when a fault scenario changes them (StackState.of_worker)."""
+    source = (REPO / "taskbench_service" / "implementations" / f"{name}.py").read_text()
+    reads = "settings.redelivery_timeout_s" in source or "settings.restore_interval_s" in source
+    assert implementations.REGISTRY[name].reads_redelivery_timeout == reads
+    short, default = StackState(redelivery_timeout_s=5.0), StackState()
+    assert (short.of_worker(name) != default.of_worker(name)) == reads

@@ -10,7 +10,7 @@ import pytest
 
 from taskbench import implementations
 from taskbench.record.results import RunSettings, ScenarioResult, ScenarioSpec
-from taskbench.stack.stack import Stack, StackConfig, StackState
+from taskbench.stack.stack import Stack, StackConfig
 from tests.conftest import run_on
 
 QUEUES = tuple(name for name, impl in implementations.REGISTRY.items() if impl.needs_postgres)
@@ -31,8 +31,6 @@ def scenario(stack: Stack, name: str, fault: str | None, timeout_s: float | None
     settings = RunSettings(implementations=[name], workloads=["sleep"], jobs=[JOBS], duration_s=DURATION_S,
                            memory_mb=0, concurrency=CONCURRENCY)  # fmt: skip
     stack.select(name)
-    stack.apply(StackState(redelivery_timeout_s=5.0))
-
     return run_on(stack, spec, settings, timeout_s=timeout_s)
 
 

@@ -84,6 +84,9 @@ class Implementation(ABC):
     # Where its worker renews a running job's claim on the event loop its async jobs run on (a job that blocks that
     # loop blocks the renewal, `blocked-loop`): how, read in its source; None where it renews elsewhere or never.
     renews_on_loop: ClassVar[str | None] = None
+    # Whether its worker's settings derive from the redelivery timeout and the restore interval: a change restarts
+    # the worker where they do, and would restart it for nothing where they do not.
+    reads_redelivery_timeout: ClassVar[bool] = True
     timeout_step_s: ClassVar[float] = 0.0  # the shortest redelivery timeout it takes (SAQ: whole seconds, 1 at least)
     # How long its worker must have run again after being paused (Stack.pause_neighbours) before its first job is
     # taken as promptly as ever: measured per queue, a scenario waits it out; 0 where the first job is not late.

@@ -27,6 +27,7 @@ MECHANISM = (
 
 class DbosImplementation(Implementation):
     name = "dbos"
+    reads_redelivery_timeout = False  # nothing of its worker derives from it: no restart when it changes
     title = "DBOS"
     on_sigterm = (  # a deploy: what its worker does when its main process is sent SIGTERM
         "the process ends at once (DBOS installs no signal handler; its documented worker blocks until killed): "

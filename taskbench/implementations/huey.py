@@ -25,6 +25,7 @@ MAX_DELAY_S = 10.0
 
 class HueyImplementation(Implementation):
     name = "huey"
+    reads_redelivery_timeout = False  # nothing of its worker derives from it: no restart when it changes
     title = "Huey"
     on_sigterm = (  # a deploy: what its worker does when its main process is sent SIGTERM
         "Huey's immediate shutdown (-g INT, its default: SIGINT is the graceful one): running tasks are "

@@ -89,9 +89,12 @@ class StackState:
     def delivery(self, implementation: str) -> str:
         return self.deliveries.get(implementation, "default")
 
-    def of_worker(self, implementation: str) -> tuple[str, float, float, int | None]:
-        """What the implementation's worker is started with: a change restarts it."""
-        return self.delivery(implementation), self.redelivery_timeout_s, self.restore_interval_s, self.concurrency
+    def of_worker(self, implementation: str) -> tuple[str, float | None, float | None, int | None]:
+        """What the implementation's worker is started with and reads: a change restarts it (a redelivery timeout
+        only where the worker's settings derive from it)."""
+        reads = implementations.get(implementation).reads_redelivery_timeout
+        timeouts = (self.redelivery_timeout_s, self.restore_interval_s) if reads else (None, None)
+        return self.delivery(implementation), *timeouts, self.concurrency
 
 
 @dataclass(frozen=True)
