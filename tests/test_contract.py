@@ -72,6 +72,11 @@ def test_the_plan_estimates_every_implementation_workload_and_fault_before_the_s
     for spec in specs:
         assert plan.expected_capacity(spec, 4, 2).concurrency >= 1, spec.label
         assert plan.estimate_s(spec, 4, 2) > 0, spec.label
+        fault = faults.of(spec)
+        assert 0 <= fault.expected_s(spec) <= fault.allowance_s(spec), spec.label
+    deploy = next(s for s in specs if s.fault == "worker-deploy" and s.variant == "long-grace")
+    # expected to end with its jobs (0.5 s), not after Kubernetes' 30 s grace, which only a stuck worker uses
+    assert faults.of(deploy).allowance_s(deploy) - faults.of(deploy).expected_s(deploy) >= 25
 
 
 def test_harness_offers_the_middlewares_the_service_knows() -> None:

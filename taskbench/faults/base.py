@@ -1,6 +1,7 @@
 """What a fault is, as a plugin: where it applies and its variants, the stack state it needs, the time it adds to
-a scenario (one allowance: the plan's estimate and the scenario's deadline both read it), how it strikes, tends
-the stack while the scenario waits, and concludes, and whether the scenario keeps submitting while it strikes.
+a scenario (its allowance, the scenario's deadline; what it is expected to add, the plan's estimate), how it
+strikes, tends the stack while the scenario waits, and concludes, and whether the scenario keeps submitting while it
+strikes.
 
 A fault is one class in a module of its family and one line in `taskbench.faults.REGISTRY`; its name is a member
 of `taskbench_wire.enums.Fault`, which the record and the reports read."""
@@ -62,6 +63,11 @@ class Fault(ABC):
     def allowance_s(self, spec: ScenarioSpec) -> float:
         """The time it may add to the scenario: its own length and the redelivery it may wait for."""
         return redelivery_timeout_for(spec.duration_s) + self.held_s(spec)
+
+    def expected_s(self, spec: ScenarioSpec) -> float:
+        """The time it is expected to add, for the plan's estimate: its allowance, less what only a process that
+        does not stop would use (a deploy's grace)."""
+        return self.allowance_s(spec)
 
     def inject(self, stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
         """Blocks the caller for a second or so, on purpose: a child must be started by a thread that outlives

@@ -153,6 +153,10 @@ class WorkerDeploy(Fault):
     def allowance_s(self, spec: ScenarioSpec) -> float:
         return super().allowance_s(spec) + self.grace_s(spec)
 
+    def expected_s(self, spec: ScenarioSpec) -> float:
+        """A long grace is expected to end when the running jobs do (their worker exits by itself), not after 30 s."""
+        return super().allowance_s(spec) + min(self.grace_s(spec), spec.duration_s)
+
     def strike(self, stack: Stack, spec: ScenarioSpec, events: list[Event]) -> None:
         grace = self.grace_s(spec)
         what = implementations.title(spec.implementation)

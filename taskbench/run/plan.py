@@ -174,5 +174,5 @@ def estimate_s(spec: ScenarioSpec, concurrency: int, cpu_count: int, settings: R
             estimate *= SEARCH_STEPS_EXPECTED  # a search: its steps, each a scenario like this one
     if spec.fault:
         estimate += spec.duration_s / 2 + FAULT_OVERHEAD_S
-        estimate += faults.of(spec).allowance_s(spec)  # the redelivery it may wait for, the time a host is cut off
+        estimate += faults.of(spec).expected_s(spec)  # the redelivery it may wait for, the time a host is cut off
     return estimate
