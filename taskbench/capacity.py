@@ -28,9 +28,28 @@ class Capacity(BaseModel):
         return self.cpu_cores is not None and self.concurrency >= self.cpu_cores
 
 
-def ideal_makespan_s(jobs: int, concurrency: int, duration_s: float, arrival_s: float = 0.0) -> float:
-    """A burst: its waves. Jobs arriving over `arrival_s` (a sustained-load step): the waves, or the last
-    arrival and its job, whichever is longer."""
+UNEVEN = "uneven"  # the workload whose first job is long (taskbench_wire.enums.Workload.uneven)
+LONG_FACTOR = 2  # uneven: the first job lasts this many times all the others together
+
+
+def job_duration_s(workload: str, jobs: int, duration_s: float, index: int) -> float:
+    """What job `index` of a burst lasts. `uneven`'s first job lasts twice all the others together, so that with
+    two slots or more a balanced schedule runs every other job beside it and ends when it ends: a job that waits
+    for it to end was held behind it (a worker's prefetch), not by a lack of slots."""
+    if workload == UNEVEN and index == 0:
+        return LONG_FACTOR * max(jobs - 1, 1) * duration_s
+    return duration_s
+
+
+def ideal_makespan_s(
+    jobs: int, concurrency: int, duration_s: float, arrival_s: float = 0.0, workload: str = ""
+) -> float:
+    """A burst: its waves (`uneven`: its long job, or all the work over the slots when there are too few).
+    Jobs arriving over `arrival_s` (a sustained-load step): the waves, or the last arrival and its job, whichever
+    is longer."""
+    if workload == UNEVEN:
+        long_s = job_duration_s(workload, jobs, duration_s, 0)
+        return max(long_s, (long_s + (jobs - 1) * duration_s) / max(concurrency, 1))
     waves = math.ceil(jobs / max(concurrency, 1)) * duration_s
     return max(waves, arrival_s + duration_s) if arrival_s else waves
 
@@ -40,5 +59,6 @@ def deadline_s(jobs: int, ideal_s: float, fault_allowance_s: float = 0.0) -> flo
     return 3 * ideal_s + 10 + PER_JOB_ALLOWANCE_S * jobs + fault_allowance_s
 
 
-def estimate_s(jobs: int, concurrency: int, duration_s: float) -> float:
-    return ideal_makespan_s(jobs, concurrency, duration_s) + SCENARIO_OVERHEAD_S + PER_JOB_ALLOWANCE_S * jobs
+def estimate_s(jobs: int, concurrency: int, duration_s: float, workload: str = "") -> float:
+    ideal = ideal_makespan_s(jobs, concurrency, duration_s, workload=workload)
+    return ideal + SCENARIO_OVERHEAD_S + PER_JOB_ALLOWANCE_S * jobs

@@ -97,7 +97,9 @@ def memory(duration: float, memory_mb: int = 0) -> None:
 SyncBody = Callable[[float, int], None]
 AsyncBody = Callable[[float, int], Coroutine[Any, Any, None]]
 
-SYNC_BODIES: dict[Kind, SyncBody] = {Kind.sleep: sleep, Kind.cpu: cpu, Kind.memory: memory}
+# uneven is sleep: the harness gives each job its length (taskbench.capacity.job_duration_s)
+SYNC_BODIES: dict[Kind, SyncBody] = {Kind.sleep: sleep, Kind.uneven: sleep, Kind.cpu: cpu, Kind.memory: memory}
+SYNC_KINDS = tuple(SYNC_BODIES)  # the built-in kinds that are plain `def`s
 ASYNC_BODIES: dict[Kind, AsyncBody] = {Kind.async_sleep: async_sleep, Kind.blocking_async: blocking_async}
 
 

@@ -13,6 +13,8 @@ class Workload(str, Enum):
     blocking_async = "blocking_async"  # time.sleep inside async def: the mistake that stalls the event loop
     cpu = "cpu"  # pure-Python computation holding the GIL
     memory = "memory"  # holds memory_mb for the duration
+    # sleep, a burst's first job twice as long as all the others together: what a worker's prefetch holds behind it
+    uneven = "uneven"
     noop = "noop"  # returns at once, in the runner's own style (sync or async): what the queue itself costs
     job = "job"  # the user's own function (taskbench_service.user_job), chosen by the harness when it started the stack
 

@@ -193,12 +193,18 @@ def run_on(stack: Stack, spec: ScenarioSpec, settings: RunSettings, **context: A
 
 
 def burst(
-    stack: Stack, name: str, jobs: int, duration_s: float, concurrency: int, timeout_s: float | None = None
+    stack: Stack,
+    name: str,
+    jobs: int,
+    duration_s: float,
+    concurrency: int,
+    timeout_s: float | None = None,
+    workload: str = "sleep",
 ) -> ScenarioResult:
-    """A burst of `jobs` sleeps through `name`, as `taskbench run` runs that scenario (its clear first, the other
-    implementations paused); `timeout_s` in place of the deadline from the ideal makespan."""
-    spec = ScenarioSpec(implementation=name, workload="sleep", jobs=jobs, duration_s=duration_s)
-    settings = RunSettings(implementations=[name], workloads=["sleep"], jobs=[jobs], duration_s=duration_s,
+    """A burst of `jobs` sleeps (or `workload`) through `name`, as `taskbench run` runs that scenario (its clear
+    first, the other implementations paused); `timeout_s` in place of the deadline from the ideal makespan."""
+    spec = ScenarioSpec(implementation=name, workload=workload, jobs=jobs, duration_s=duration_s)
+    settings = RunSettings(implementations=[name], workloads=[workload], jobs=[jobs], duration_s=duration_s,
                            memory_mb=0, concurrency=concurrency, pause_neighbours=True)  # fmt: skip
     stack.select(name)
     return run_on(stack, spec, settings, timeout_s=timeout_s)

@@ -145,6 +145,7 @@ def test_spec_entry_point_measures_a_stack_started_by_hand(tmp_path: Path) -> No
         (["serve", "--workdir", "/proc/taskbench-nope"], "--workdir /proc/taskbench-nope: cannot create"),
         (["compare", "a", "b", "--output", "gate.json"], "--output gate.json: compare writes Markdown (.md) or HTML"),
         (["run", "--reference", "arq"], "--reference arq: not in --implementations; name one of fastapi, celery"),
+        (["run", "--workloads", "uneven", "--rate", "5"], "--workloads uneven is a burst's shape"),
     ],
 )
 def test_cli_mistake_is_one_line_and_exit_2(args: list[str], message: str) -> None:

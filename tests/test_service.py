@@ -420,6 +420,21 @@ def test_a_burst_reads_what_the_broker_counts_against_the_jobs_really_waiting(st
     assert not burst(stack, "fastapi", 5, 0.05, 2).broker_depth  # BackgroundTasks: no broker to read
 
 
+def test_a_worker_process_that_prefetches_holds_short_jobs_behind_a_long_one(stack: Stack) -> None:
+    """An `uneven` burst (one job twice as long as the eleven others together, two slots): a Dramatiq process takes
+    a second message while it runs the long job (its prefetch, 2 × threads), which waits for it though the other
+    process is idle; taskiq's processes take a job only for a free slot, and nothing waits."""
+    from taskbench.analysis import summarise
+    from tests.conftest import burst
+
+    dramatiq = summarise(burst(stack, "dramatiq", 12, 0.1, 2, workload="uneven")).held_behind
+    taskiq = summarise(burst(stack, "taskiq", 12, 0.1, 2, workload="uneven")).held_behind
+    assert dramatiq is not None and taskiq is not None
+    assert dramatiq.long_s == pytest.approx(2.2) and dramatiq.short_jobs == 11
+    assert dramatiq.held_by_its_process >= 1 and dramatiq.cost_s is not None and dramatiq.cost_s >= 0.1, dramatiq
+    assert taskiq.held == 0, taskiq
+
+
 def test_idle_neighbours_wait_paused_through_a_scenario_without_a_fault(stack: Stack) -> None:
     """Every other implementation's API and worker is stopped (SIGSTOP) while one is measured, so their polling
     takes no CPU from it (issue 33 item 6), and runs again, its worker seen by its service, once it is over."""

@@ -488,3 +488,33 @@ def test_the_processes_that_ran_a_bursts_jobs_are_counted_from_the_ledger() -> N
     ends = [Execution(job_id=f"j{i}", implementation="celery", event="end", t=2.0, pid=999) for i in range(6)]
     assert figures_of(result.model_copy(update={"executions": starts + ends})).job_processes == 3
     assert figures_of(result.model_copy(update={"executions": []})).job_processes is None
+
+
+def test_an_uneven_burst_counts_the_short_jobs_held_behind_its_long_one() -> None:
+    """Two slots, a long job of 2 × 3 × 0.1 s = 0.6 s and three short ones: one short job started by the long
+    job's process only once it ended (its prefetch held it), the others beside it on another process."""
+    from taskbench import capacity
+    from taskbench.analysis.hoarding import held_behind
+    from taskbench.record.results import Execution, ScenarioSpec, Submission
+
+    spec = ScenarioSpec(implementation="dramatiq", workload="uneven", jobs=4, duration_s=0.1)
+    assert [capacity.job_duration_s("uneven", 4, 0.1, i) for i in range(4)] == pytest.approx([0.6, 0.1, 0.1, 0.1])
+    assert capacity.ideal_makespan_s(4, 2, 0.1, workload="uneven") == pytest.approx(0.6)  # the long job beside
+    assert capacity.ideal_makespan_s(4, 1, 0.1, workload="uneven") == pytest.approx(0.9)  # one slot: all the work
+    subs = [Submission(index=i, sent_at=0.0, latency_s=0.01, job_id=f"j{i}") for i in range(4)]
+    runs = {"j0": (1, 0.0, 0.6), "j1": (2, 0.0, 0.1), "j2": (2, 0.1, 0.2), "j3": (1, 0.61, 0.71)}
+
+    def ledger(runs: dict[str, tuple[int, float, float]]) -> list[Execution]:
+        return [
+            Execution(job_id=job, implementation="dramatiq", event=event, pid=pid, t=t)
+            for job, (pid, start, end) in runs.items()
+            for event, t in (("start", start), ("end", end))
+        ]
+
+    held = held_behind(spec, subs, ledger(runs), concurrency=2, makespan_s=0.72)
+    assert held is not None and (held.held, held.held_by_its_process, held.short_jobs) == (1, 1, 3), held
+    assert held.ideal_s == pytest.approx(0.6) and held.cost_s == pytest.approx(0.12)
+    balanced = held_behind(spec, subs, ledger({**runs, "j3": (2, 0.2, 0.3)}), concurrency=2, makespan_s=0.6)
+    assert balanced is not None and balanced.held == 0 and balanced.cost_s == pytest.approx(0.0)
+    assert held_behind(spec, subs, ledger({"j1": (2, 0.0, 0.1)}), 2, None) is None  # the long job never ran
+    assert held_behind(spec.model_copy(update={"workload": "sleep"}), subs, ledger(runs), 2, 0.72) is None

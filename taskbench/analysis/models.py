@@ -337,6 +337,18 @@ class DepthSeen(BaseModel):
     last_unseen: float | None = None
 
 
+class HeldBehind(BaseModel):
+    """An `uneven` burst: its long job, and the short jobs that waited for it to end although a balanced schedule
+    runs them all beside it (taskbench.analysis.hoarding)."""
+
+    long_s: float  # what the long job asked to last
+    short_jobs: int
+    held: int  # short jobs that started only once the long job had ended
+    held_by_its_process: int  # of those, started by the process that ran the long job: its prefetch held them
+    ideal_s: float  # the balanced schedule's makespan (the long job, with two slots or more)
+    cost_s: float | None  # the makespan beyond it; None when the burst did not complete
+
+
 class ScenarioSummary(BaseModel):
     """Every figure of one scenario, its failures and the facts a report states about it."""
 
@@ -392,6 +404,7 @@ class ScenarioSummary(BaseModel):
     broker: BrokerKept | None = None  # what its queue keeps in the broker once its jobs are done (not on RabbitMQ)
     job_processes: int | None = None  # distinct processes (the ledger's pids) that ran its jobs: recycling, forks
     depth_seen: DepthSeen | None = None  # a burst of a queue: what its broker's count said of the jobs waiting
+    held_behind: HeldBehind | None = None  # an `uneven` burst: the short jobs its long job held up
     neighbours_paused: bool = False  # the other implementations paused through it: its broker served it alone
     redis_commands_per_job: float | None = None  # on taskbench's own Redis, neighbours paused (stats.per_job)
     postgres_statements_per_job: float | None = None  # on taskbench's own PostgreSQL, likewise (pg_stat_statements)

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from taskbench import implementations
-from taskbench.analysis import history, order, rates
+from taskbench.analysis import history, hoarding, order, rates
 from taskbench.analysis.models import (
     ENDPOINTS,
     HARNESS_SHARE_LIMIT_PERCENT,
@@ -376,6 +376,7 @@ def figures_of(result: ScenarioResult) -> ScenarioSummary:
         postgres_statements_per_job=per_job(result.postgres_statements, statuses["completed"]),
         postgres_rows_per_job=per_job(result.postgres_statements, statuses["completed"], rows=True),
         depth_seen=depth_seen(result),
+        held_behind=hoarding.held_behind(spec, subs, result.executions, result.capacity.concurrency, makespan),
         job_processes=len({e.pid for e in result.executions if e.event == "start" and e.pid}) or None,
         neighbours_paused=any(e.name == EventName.neighbours_paused for e in result.events),
         responsive=None,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from taskbench import faults
+from taskbench import capacity, faults
 from taskbench.analysis.models import AnalysedRun
 from taskbench.argtypes import bounded
 from taskbench.cli.options import (
@@ -118,6 +118,8 @@ def _load(args: argparse.Namespace) -> LoadOptions | None:
         raise UsageError("--rate and --target-rate: give one (--target-rate searches the concurrency at that rate)")
     if args.faults:
         raise UsageError("--faults run on bursts: drop --faults, or --rate/--target-rate")
+    if args.workloads == [capacity.UNEVEN]:
+        raise UsageError("--workloads uneven is a burst's shape (its first job long): drop --rate/--target-rate")
     for_s = args.for_s if args.for_s is not None else LOAD_FOR_S
     if for_s < MIN_FOR_S:
         raise UsageError(f"--for {for_s:g}: a step needs at least {MIN_FOR_S:g} s (a warm-up, then its steady part)")

@@ -13,7 +13,7 @@ from taskbench.analysis import tradeoff
 from taskbench.analysis.models import AnalysedRun, Failure, ImplementationInfo, ProcessResources, ScenarioSummary
 from taskbench.analysis.verdict import BASELINE
 from taskbench.record.results import HostCeilings, RunResult, RunSettings, ScenarioResult
-from taskbench.report import at_a_glance
+from taskbench.report import at_a_glance, held_behind
 from taskbench.report.blocks import (
     Block,
     Bullet,
@@ -1152,7 +1152,7 @@ def comparison(run: AnalysedRun, charts: Sequence[ChartRef] = ()) -> list[Block]
     ]
     if any(s.api_processes > 1 for s in summaries):
         blocks += [Heading("Several API processes (--api-workers)", 3), api_processes_table(summaries)]
-    blocks += cost_blocks(run) + autoscaler_blocks(run)
+    blocks += cost_blocks(run) + autoscaler_blocks(run) + held_behind.blocks(run)
     if len({s.middleware for s in summaries}) > 1:
         blocks += [
             Heading("Without and with the middleware", 3),

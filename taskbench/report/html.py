@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from taskbench.analysis.models import AnalysedRun, ScenarioSummary
 from taskbench.analysis.verdict import BASELINE
 from taskbench.record.results import ScenarioResult
-from taskbench.report import at_a_glance, content
+from taskbench.report import at_a_glance, content, held_behind
 from taskbench.report import blocks as parts
 from taskbench.report.blocks import Block, Bullets, Cell, ChartRef, Heading, Paragraph, Table
 from taskbench.report.names import scenario_stem
@@ -287,6 +287,8 @@ def _details(run: AnalysedRun, comparison_charts: Sequence[ChartRef]) -> list[tu
         details.append(("This host's ceilings", ceilings))
     if autoscaler := content.autoscaler_blocks(run):
         details.append(("What an autoscaler sees", autoscaler[1:]))
+    if held := held_behind.blocks(run):
+        details.append(("What a worker holds behind a long job", held[1:]))
     if content.left_behind_table(summaries).rows:
         left: list[Block] = [Paragraph(content.LEFT_BEHIND_MEANING), content.left_behind_table(summaries)]
         details.append(("What a burst leaves behind", left))

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from taskbench.analysis.models import AnalysedRun, ScenarioSummary
+from taskbench.report import held_behind
 from taskbench.report.blocks import Block, Bullet, Bullets, Cell, Heading, Paragraph, Table
 from taskbench.report.content import LEFT_BEHIND_HEADERS, autoscaler_table, left_behind_cells, rejudged_text
 
@@ -37,6 +38,12 @@ def _waiting_bursts(run: AnalysedRun) -> list[ScenarioSummary]:
     read = [s for s in run.summaries if s.depth_seen is not None and s.depth_seen.peak_waiting]
     largest = {s.implementation: s for s in sorted(read, key=lambda s: s.jobs)}
     return list(largest.values())
+
+
+def _uneven_bursts(run: AnalysedRun) -> list[ScenarioSummary]:
+    """Per implementation, its largest `uneven` burst whose long job ran to its end."""
+    read = [s for s in run.summaries if s.held_behind is not None]
+    return list({s.implementation: s for s in sorted(read, key=lambda s: s.jobs)}.values())
 
 
 QUESTIONS = (
@@ -103,6 +110,14 @@ QUESTIONS = (
         "",
         _waiting_bursts,
     ),
+    Question(
+        "One long job among short ones: do the short ones wait behind it while another worker idles?",
+        "“Short tasks stuck behind a long one on a busy worker while the others idle” (Celery: why -Ofair and "
+        "worker_prefetch_multiplier = 1 exist), “a worker process holds the messages it prefetched”",
+        "--workloads uneven --jobs 12 --duration 0.1 --concurrency 2",
+        "",
+        _uneven_bursts,
+    ),
 )
 
 
@@ -161,6 +176,8 @@ def blocks(run: AnalysedRun) -> list[Block]:
             out.append(_left_behind_table(run, summaries))
         elif q.rows is _waiting_bursts:
             out.append(autoscaler_table(run, summaries))
+        elif q.rows is _uneven_bursts:
+            out += [Paragraph(held_behind.MEANING), held_behind.table(run, summaries)]
         else:
             out.append(_outcome_table(run, summaries, q.setting))
     if left_out:

@@ -112,6 +112,7 @@ def _rate_steps(settings: RunSettings, load: LoadOptions) -> list[ScenarioSpec]:
     workloads = [
         (w, 0.0 if w == "noop" else settings.duration_s, None, None, settings.memory_mb if w == "memory" else 0)
         for w in settings.workloads
+        if w != capacity.UNEVEN  # a burst's shape: its first job long
     ] + [(j.path, j.duration_s, j.index, j.behaves_like, 0) for j in settings.user_jobs]
     specs = [
         ScenarioSpec(
@@ -166,7 +167,7 @@ def expected_capacity(
 
 def estimate_s(spec: ScenarioSpec, concurrency: int, cpu_count: int, settings: RunSettings | None = None) -> float:
     running = expected_capacity(spec, concurrency, cpu_count, settings).concurrency
-    estimate = capacity.estimate_s(spec.jobs, running, spec.duration_s)
+    estimate = capacity.estimate_s(spec.jobs, running, spec.duration_s, spec.workload)
     if spec.for_s is not None:  # a sustained-load step: its length and a drain, more when it saturates
         estimate = max(estimate, spec.for_s + spec.duration_s + capacity.SCENARIO_OVERHEAD_S)
         load = settings.load if settings else None

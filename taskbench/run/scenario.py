@@ -83,7 +83,8 @@ def request_body(ctx: ScenarioContext, spec: ScenarioSpec, i: int) -> JobBody:
         arguments = ctx.job_args.get(spec.workload)
         return JobBody(duration=spec.duration_s, kind="job", memory_mb=spec.memory_mb, job=spec.job_index,
                        args=arguments(i) if arguments else {})  # fmt: skip
-    return JobBody(duration=spec.duration_s, kind=spec.workload, memory_mb=spec.memory_mb)
+    duration = capacity.job_duration_s(spec.workload, spec.jobs, spec.duration_s, i)
+    return JobBody(duration=duration, kind=spec.workload, memory_mb=spec.memory_mb)
 
 
 def deadline_for(spec: ScenarioSpec, ideal_s: float, timeout_s: float | None) -> float:
@@ -377,7 +378,9 @@ async def _prepare(ctx: ScenarioContext, spec: ScenarioSpec) -> Prepared:
     expected = await ctx.client.capacity(
         spec.implementation, spec.model_workload, spec.jobs, spec.concurrency or settings.concurrency, cores
     )
-    ideal = capacity.ideal_makespan_s(spec.jobs, expected.concurrency, spec.duration_s, spec.for_s or 0.0)
+    ideal = capacity.ideal_makespan_s(
+        spec.jobs, expected.concurrency, spec.duration_s, spec.for_s or 0.0, spec.workload
+    )
     held = await asyncio.to_thread(stack.broker_bytes, spec.implementation)
     return Prepared(expected, ideal, deadline_for(spec, ideal, ctx.timeout_s), held)
 
@@ -562,13 +565,16 @@ def _result(
 
 
 async def _burst(ctx: ScenarioContext, spec: ScenarioSpec, events: list[Event]) -> list[Submission]:
-    """Every job at once."""
+    """Every job at once; `uneven`'s long job first, answered before the others go, so that it is the first a
+    worker takes (concurrent requests reach a queue in any order: arq's took it tenth)."""
     events.append(Event(t=time.time(), name=EventName.burst_start, detail=f"{spec.jobs} submissions"))
+    long_first = spec.workload == capacity.UNEVEN
+    first = [await ctx.client.submit(spec.implementation, 0, request_body(ctx, spec, 0))] if long_first else []
     submissions = await asyncio.gather(
-        *(ctx.client.submit(spec.implementation, i, request_body(ctx, spec, i)) for i in range(spec.jobs))
+        *(ctx.client.submit(spec.implementation, i, request_body(ctx, spec, i)) for i in range(len(first), spec.jobs))
     )
     events.append(Event(t=time.time(), name=EventName.burst_end))
-    return list(submissions)
+    return [*first, *submissions]
 
 
 async def _submit_through(

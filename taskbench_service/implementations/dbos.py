@@ -56,7 +56,7 @@ QUEUE = "taskbench"
 SCHEMA = schema_name(settings.namespace)  # DBOS's system schema (see the module's docstring)
 SYNC_WORKFLOW = "taskbench.run_sync"  # sleep, cpu, memory: def, in DBOS's thread pool
 ASYNC_WORKFLOW = "taskbench.run_async"  # async_sleep, blocking_async, noop: async def, on DBOS's event loop
-SYNC_KINDS = (Kind.sleep, Kind.cpu, Kind.memory)
+SYNC_KINDS = workloads.SYNC_KINDS
 
 # Timing settings, stated in `describe()`, the heartbeat and the harness's `settings()`.
 # DBOS polls its queue every second by default and nothing wakes it: 0.1 s, as for arq's poll (a SELECT … SKIP

@@ -83,7 +83,7 @@ NAME = "procrastinate"
 QUEUE = "taskbench"  # procrastinate_jobs.queue_name; the worker listens to this queue only
 SYNC_TASK = "taskbench.run_sync"  # sleep, cpu, memory: a sync task, in the loop's default thread pool
 ASYNC_TASK = "taskbench.run_async"  # async_sleep, blocking_async, noop: an async task, on the loop
-SYNC_KINDS = (Kind.sleep, Kind.cpu, Kind.memory)
+SYNC_KINDS = workloads.SYNC_KINDS
 
 # Delivery variants by name (TASKBENCH_DELIVERY): whether the worker runs the stalled-job retry loop.
 DELIVERIES = ("default", "retry-stalled")

@@ -63,7 +63,7 @@ NAME = "saq"
 QUEUE_NAME = settings.namespace  # keys saq:{ns}:queued / :active / :incomplete, jobs saq:job:{ns}:<id>
 SYNC_FUNCTION = "taskbench.run_sync"  # sleep, cpu, memory: sync def, in the Worker's thread pool
 ASYNC_FUNCTION = "taskbench.run_async"  # async_sleep, blocking_async, noop: async def, on the loop
-SYNC_KINDS = (Kind.sleep, Kind.cpu, Kind.memory)
+SYNC_KINDS = workloads.SYNC_KINDS
 
 # Delivery variants by name (TASKBENCH_DELIVERY) → each job's `retries`, which decides whether the sweep
 # re-queues a dead worker's job (attempts is 1 by then) or finishes it ABORTED.

@@ -100,7 +100,7 @@ TRIES = PREFIX + REDIS_RETRY  # + task id
 RUNNING_SET = PREFIX + REDIS_RUNNING_SET
 SYNC_FUNCTION = "taskbench.run_sync"  # sleep, cpu, memory: sync def, in streaQ's anyio threads
 ASYNC_FUNCTION = "taskbench.run_async"  # async_sleep, blocking_async, noop: async def, on the loop
-SYNC_KINDS = (Kind.sleep, Kind.cpu, Kind.memory)
+SYNC_KINDS = workloads.SYNC_KINDS
 
 # Delivery variants by name (TASKBENCH_DELIVERY) → the tasks' `max_tries`, which decides whether a dead worker's
 # task runs again once reclaimed (its try counter is 1 by then) or is failed unrun.
