@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from taskbench import implementations
@@ -73,6 +74,10 @@ def test_postgres_ending_every_session_is_a_fault_every_queue_rides_out_or_repor
     queued = {s.job_id for s in result.submissions if s.job_id} - started_before
     died = [e.detail for e in result.events if e.name == "died"]
     assert queued <= done or died, (queued - done, result.events)  # (a loaded machine may strike when all started)
+    # Its API's sessions ended again, its next /health is JSON: ok, or 503 saying the broker (never a 500)
+    stack.drop_postgres_connections()
+    health = httpx.get(f"{stack.url_for(name)}/health", headers=stack.api_headers, timeout=10)
+    assert health.status_code in (200, 503) and "status" in health.json(), health.text[:300]
     after = scenario(stack, name, None)
     accepted = {s.job_id for s in after.submissions if s.job_id}
     assert len(accepted) == JOBS and accepted <= {e.job_id for e in after.executions if e.event == "end" and e.ok}

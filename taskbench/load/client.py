@@ -18,7 +18,7 @@ from taskbench.capacity import Capacity
 from taskbench.errors import StackError
 from taskbench.load.curl_http import CurlError, CurlHttp
 from taskbench.record.results import StatusPoll, Submission
-from taskbench_wire.health import Health
+from taskbench_wire.health import BROKER_UNREACHABLE, Health
 from taskbench_wire.records import JobBody, JobList, JobRecord
 
 IDLE_TIMEOUT_S = 120.0
@@ -131,8 +131,11 @@ class ServiceClient:
     async def health(self, label: str | None = None) -> Health:
         """`/health` of `label`'s API (of `base_url` for None)."""
         url = self.url_for(label) if label is not None else self.base_url
-        _, body = await self._call("GET", f"{url}/health", timeout_s=5.0)
-        return Health.of(json.loads(body))
+        status, body = await self._call("GET", f"{url}/health", timeout_s=5.0)
+        try:
+            return Health.of(json.loads(body))
+        except ValueError:  # not /health's JSON (a 500's text): as unanswered, said
+            raise ServiceError(f"GET {url}/health: HTTP {status}: {body[:200].decode(errors='replace')}") from None
 
     async def submit(self, implementation: str, index: int, body: JobBody) -> Submission:
         sent_at = time.time()
@@ -233,16 +236,24 @@ class ServiceClient:
         return busy
 
     async def reset(self, names: list[str]) -> None:
-        """A clean start: records cleared, queue purged, no job of an earlier scenario still running."""
+        """A clean start: records cleared, queue purged, no job of an earlier scenario still running, and each
+        queue's broker answering its API again (after a fault that dropped its connections)."""
         deadline = time.monotonic() + IDLE_TIMEOUT_S
         while True:
             for name in names:
                 await self.clear(name)
-            if not await self.busy(names):
+            if not await self.busy(names) and await self._brokers_answer(names):
                 return
             if time.monotonic() > deadline:
                 raise StackError(f"the service stayed busy for {IDLE_TIMEOUT_S:.0f} s after clearing its jobs")
             await asyncio.sleep(0.2)
+
+    async def _brokers_answer(self, names: list[str]) -> bool:
+        for name in names:
+            section = (await self.health(name)).section(implementations.plugin_name(name))
+            if section.status == BROKER_UNREACHABLE:
+                return False
+        return True
 
     async def capacity(
         self, implementation: str, workload: str, jobs: int, concurrency: int, cpu_count: int

@@ -318,6 +318,7 @@ async def _measure(
         await _count_commands(ctx, spec, run)
         await asyncio.sleep(0.3)  # a baseline before the burst
         await _count_commands(ctx, spec, run)
+        run.load_started = time.monotonic()
         run.submissions = await (
             _sustain(ctx, spec, run.events) if spec.rate is not None else _burst(ctx, spec, run.events)
         )
@@ -353,7 +354,8 @@ async def _count_commands(ctx: ScenarioContext, spec: ScenarioSpec, run: Running
 @dataclass
 class Prepared:
     """What the scenario knows before its first job: the concurrency the service has for it, the ideal makespan
-    and the deadline (counted from the start of its instruments)."""
+    and the deadline (counted from the start of its load: a loaded machine's slow start of the instruments does
+    not eat the jobs' time)."""
 
     expected: Capacity
     ideal_s: float
@@ -397,7 +399,6 @@ class Instruments:
     split_records: bool  # the API's records split over several processes: completion comes from the ledger
     harness: psutil.Process = field(default_factory=psutil.Process)
     started_at: float = 0.0
-    started_mono: float = 0.0
     ended_at: float = 0.0
     cpu_s: float = 0.0  # the harness's CPU time over the scenario
     probes: list[Probe] = field(default_factory=list)
@@ -406,7 +407,7 @@ class Instruments:
     def start(self) -> None:
         times = self.harness.cpu_times()
         self.cpu_s = -(times.user + times.system)
-        self.started_at, self.started_mono = time.time(), time.monotonic()
+        self.started_at = time.time()
         self.sampler.start()
         self.prober.start()
 
@@ -461,6 +462,7 @@ class Running:
     timed_out: bool = False
     broker_bytes_after: int | None = None
     count_commands: bool = False
+    load_started: float = 0.0  # monotonic: when the first job was sent (the deadline counts from it)
     commands: list[CommandCount] = field(default_factory=list)
     statements: list[CommandCount] = field(default_factory=list)
 
@@ -496,7 +498,7 @@ async def _wait(
     # The time the harness took to bring a crashed part back does not count: nothing can be redelivered
     # before a worker is back, and a loaded machine may take tens of seconds to start one.
     run.deadline_s += _recovery_s(run.events)
-    deadline = instruments.started_mono + run.deadline_s
+    deadline = run.load_started + run.deadline_s
     run.timed_out = await _wait_until_done(ctx, spec, run.accepted, deadline, run.events, progress, watch)
     if run.timed_out:
         run.events.append(Event(t=time.time(), name=EventName.deadline, detail=f"{run.deadline_s:.1f} s passed"))

@@ -120,17 +120,19 @@ class DbosImplementation(QueueImplementation):
             raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
     async def _count(self, statuses: tuple[str, ...]) -> int:
-        """On one kept connection (counts are polled while a scenario runs), made again after PostgreSQL dropped it."""
+        """On one kept connection (counts are polled while a scenario runs), made again after PostgreSQL dropped it:
+        a dropped one is BrokerUnavailable (/health: 503 with the reason, not a 500 with a traceback)."""
         query = f"SELECT count(*) FROM {SCHEMA}.workflow_status WHERE queue_name = %s AND status = ANY(%s)"
-        if self._counts is None or self._counts.closed:
-            self._counts = await psycopg.AsyncConnection.connect(
-                settings.postgres_url, connect_timeout=PG_CONNECT_TIMEOUT_S, autocommit=True
-            )
         try:
+            if self._counts is None or self._counts.closed:
+                self._counts = await psycopg.AsyncConnection.connect(
+                    settings.postgres_url, connect_timeout=PG_CONNECT_TIMEOUT_S, autocommit=True
+                )
             row = await (await self._counts.execute(query, (QUEUE, list(statuses)))).fetchone()
-        except psycopg.OperationalError:
-            await self._counts.close()  # a restart or pg_terminate_backend: the next call connects again
-            raise
+        except psycopg.OperationalError as exc:
+            if self._counts is not None:
+                await self._counts.close()  # a restart or pg_terminate_backend: the next call connects again
+            raise BrokerUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
         return int(row[0]) if row else 0
 
     async def queued(self) -> int:
