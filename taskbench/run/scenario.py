@@ -263,9 +263,12 @@ def _redelivery_had_its_chance(ctx: ScenarioContext, spec: ScenarioSpec, events:
     over_at = faults.of(spec).over_at(events)
     if over_at is None:
         return False
+    impl = implementations.get(spec.implementation)
+    if not impl.has_worker:  # BackgroundTasks: nothing redelivers a job its API process lost
+        return True
     timeout = redelivery_timeout_for(spec.duration_s)
     slots = spec.concurrency or ctx.settings.concurrency
-    bound = implementations.get(spec.implementation).redelivery_bound_on(ctx.settings.broker, timeout, slots, slots)
+    bound = impl.redelivery_bound_on(ctx.settings.broker, timeout, slots, slots)
     return time.time() >= over_at + max(bound, timeout + 3)
 
 
