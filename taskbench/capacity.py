@@ -11,6 +11,8 @@ import math
 
 from pydantic import BaseModel
 
+from taskbench_wire.enums import Workload
+
 SCENARIO_OVERHEAD_S = 2.0
 PER_JOB_ALLOWANCE_S = 0.01  # 0 s jobs still take time to pass through HTTP, the broker and the records
 
@@ -28,7 +30,7 @@ class Capacity(BaseModel):
         return self.cpu_cores is not None and self.concurrency >= self.cpu_cores
 
 
-UNEVEN = "uneven"  # the workload whose first job is long (taskbench_wire.enums.Workload.uneven)
+UNEVEN = Workload.uneven.value  # the workload whose first job is long
 LONG_FACTOR = 2  # uneven: the first job lasts this many times all the others together
 
 
