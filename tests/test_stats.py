@@ -394,6 +394,21 @@ def test_what_the_broker_keeps_is_counted_per_thousand_completed_jobs() -> None:
     assert broker_kept(result, completed=0) == kept.model_copy(update={"kept_per_1000_bytes": None})
     assert broker_kept(result.model_copy(update={"broker_bytes": None}), completed=50) is None
     assert [size(v) for v in (None, 812, 49_356, 3_250_000)] == ["–", "812 B", "48.2 KB", "3.1 MB"]
+    # key by key: what the burst added counts, not what others let go meanwhile (a result expiring: -3 000)
+    added = broker_kept(
+        result.model_copy(update={"broker_bytes": BrokerBytes(before=5_000, after=3_500, grown=1_500)}), 50
+    )
+    assert added is not None and added.kept_bytes == 1_500
+
+
+@pytest.mark.pure
+def test_what_a_burst_added_to_its_broker_is_read_key_by_key() -> None:
+    from taskbench.measure.retention import grown
+
+    before = {"results:old": 3_000, "queue": 100, "stream": 1_000}
+    after = {"queue": 60, "stream": 1_400, "results:a": 700, "results:b": 700}  # one expired, one shrank, two new
+    assert grown(before, after) == 400 + 700 + 700
+    assert grown(after, after) == 0 and grown({}, after) == sum(after.values())
 
 
 def test_what_idle_neighbours_took_is_said_apart_for_paused_and_running_scenarios() -> None:

@@ -428,7 +428,7 @@ def broker_kept(result: ScenarioResult, completed: int) -> BrokerKept | None:
     held = result.broker_bytes
     if held is None:
         return None
-    kept = held.after - held.before
+    kept = held.grown if held.grown is not None else held.after - held.before
     return BrokerKept(kept_bytes=kept, kept_per_1000_bytes=kept / completed * 1000 if completed else None)
 
 

@@ -473,10 +473,11 @@ class BrokerDepth(BaseModel):
 
 class BrokerBytes(BaseModel):
     """The bytes a queue holds in its broker (taskbench.measure.retention), read after the clear before the burst
-    and once the scenario's jobs ended: the difference is what it keeps of them."""
+    and once the scenario's jobs ended, and what it added between them key by key: what it keeps of them."""
 
     before: int
     after: int
+    grown: int | None = None  # None: recorded before it was read (after − before stands for it)
 
 
 class CommandCount(BaseModel):

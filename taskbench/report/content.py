@@ -333,7 +333,8 @@ def ceiling_lines(ceilings: HostCeilings) -> list[str]:
 LEFT_BEHIND_MEANING = (
     "What a burst leaves behind once its jobs are done. In the broker: the bytes of the queue's keys in Redis "
     "(Redis's MEMORY USAGE of each; taskbench's own records, beats and ledger left out) or of its tables in "
-    "PostgreSQL, after the burst less before it, and that per 1 000 completed jobs: results and job records that no "
+    "PostgreSQL, what the burst added key by key (a key that another queue or an earlier burst let go meanwhile not "
+    "subtracted), and that per 1 000 completed jobs: results and job records that no "
     "one reads, and streams never trimmed, stay until the queue's own expiry removes them (see each queue's "
     "settings); not read on RabbitMQ. In the process that ran the jobs: its RSS (with its children) before the burst "
     "and once the jobs were done: memory a Python process took for its jobs is seldom given back, so a worker that "

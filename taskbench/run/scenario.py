@@ -21,7 +21,7 @@ from taskbench.faults.base import CUT_RECOVERY_S, DEADLINE_SLACK_S, redelivery_t
 from taskbench.hosts import cgroups
 from taskbench.load import arrivals
 from taskbench.load.client import ServiceClient, ServiceError
-from taskbench.measure import records
+from taskbench.measure import records, retention
 from taskbench.measure.ledger import LedgerTail
 from taskbench.measure.probes import Prober
 from taskbench.measure.sampler import Sampler
@@ -333,7 +333,7 @@ async def _measure(
         await _wait(ctx, spec, run, instruments, progress)
         await _count_commands(ctx, spec, run)
         run.jobs = await _collect(ctx, spec, run, instruments)
-        run.broker_bytes_after = await asyncio.to_thread(ctx.stack.broker_bytes, spec.implementation)
+        run.broker_sizes_after = await asyncio.to_thread(ctx.stack.broker_sizes, spec.implementation)
     finally:
         for task in counting:
             task.cancel()
@@ -363,7 +363,7 @@ class Prepared:
     expected: Capacity
     ideal_s: float
     deadline_s: float
-    broker_bytes: int | None  # what the queue holds in its broker before the burst
+    broker_sizes: dict[str, int] | None  # what the queue holds in its broker before the burst, by key or table
 
 
 async def _prepare(ctx: ScenarioContext, spec: ScenarioSpec) -> Prepared:
@@ -386,7 +386,7 @@ async def _prepare(ctx: ScenarioContext, spec: ScenarioSpec) -> Prepared:
     ideal = capacity.ideal_makespan_s(
         spec.jobs, expected.concurrency, spec.duration_s, spec.for_s or 0.0, spec.workload
     )
-    held = await asyncio.to_thread(stack.broker_bytes, spec.implementation)
+    held = await asyncio.to_thread(stack.broker_sizes, spec.implementation)
     return Prepared(expected, ideal, deadline_for(spec, ideal, ctx.timeout_s), held)
 
 
@@ -463,7 +463,7 @@ class Running:
     status_polls: list[StatusPoll] = field(default_factory=list)
     jobs: list[JobRecord] = field(default_factory=list)
     timed_out: bool = False
-    broker_bytes_after: int | None = None
+    broker_sizes_after: dict[str, int] | None = None
     count_commands: bool = False
     load_started: float = 0.0  # monotonic: when the first job was sent (the deadline counts from it)
     commands: list[CommandCount] = field(default_factory=list)
@@ -561,12 +561,16 @@ def _result(
         records_from="ledger" if instruments.split_records else "api",
         hosts=remote.clocks(executions, stack.local_hosts()) if remote is not None else [],
         harness=instruments.harness_reading(),
-        broker_bytes=BrokerBytes(before=prepared.broker_bytes, after=run.broker_bytes_after)
-        if prepared.broker_bytes is not None and run.broker_bytes_after is not None
-        else None,
+        broker_bytes=_broker_bytes(prepared.broker_sizes, run.broker_sizes_after),
         redis_commands=run.commands if len(run.commands) == 3 else [],
         postgres_statements=run.statements if len(run.statements) == 3 else [],
     )
+
+
+def _broker_bytes(before: dict[str, int] | None, after: dict[str, int] | None) -> BrokerBytes | None:
+    if before is None or after is None:
+        return None
+    return BrokerBytes(before=sum(before.values()), after=sum(after.values()), grown=retention.grown(before, after))
 
 
 async def _burst(ctx: ScenarioContext, spec: ScenarioSpec, events: list[Event]) -> list[Submission]:

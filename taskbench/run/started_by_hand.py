@@ -46,6 +46,6 @@ class StartedByHand:
     def delivery_record(self, label: str) -> DeliveryRecord | None:
         return None
 
-    def broker_bytes(self, label: str) -> int | None:
+    def broker_sizes(self, label: str) -> dict[str, int] | None:
         """Its broker is not known to the harness."""
         return None

@@ -237,18 +237,18 @@ class Stack:
         timeout = None if broker == "amqp" else self.state.redelivery_timeout_s  # RabbitMQ: on disconnect
         return DeliveryRecord(name=delivery.name, promise=delivery.promise, redelivery_timeout_s=timeout, broker=broker)
 
-    def broker_bytes(self, label: str) -> int | None:
-        """What `label`'s queue holds in its broker now (`taskbench.measure.retention`); None on RabbitMQ, or when
-        the broker does not answer (the scenario's own faults restart it)."""
+    def broker_sizes(self, label: str) -> dict[str, int] | None:
+        """What `label`'s queue holds in its broker now, by key or table (`taskbench.measure.retention`); None on
+        RabbitMQ, or when the broker does not answer (the scenario's own faults restart it)."""
         impl = implementations.get(label)
         try:
             if impl.needs_postgres:
-                return retention.postgres_bytes(self.postgres_url, self.namespace)
+                return retention.postgres_sizes(self.postgres_url, self.namespace)
             if impl.broker_for(self.config.broker) != "redis":
                 return None
             patterns = (f"{self.namespace}:*", *impl.redis_patterns(self.namespace))
             with redis.Redis.from_url(self.redis_url_for(label), socket_timeout=5) as client:
-                return retention.redis_bytes(client, self.namespace, patterns)
+                return retention.redis_sizes(client, self.namespace, patterns)
         except (redis.RedisError, psycopg.Error) as exc:
             log.warning("what %s keeps in its broker could not be read: %s", label, self.redact(str(exc)))
             return None
