@@ -221,19 +221,16 @@ class ServiceClient:
         """BackgroundTasks jobs accepted and not finished, plus every queue's jobs queued or held by a
         worker (of `names`, or of all implementations), each from its own API's `/health`."""
         labels = names if names is not None else self.labels()
-        healths: dict[str, Health] = {}
-        busy = 0
+        return _busy_in(await self._healths(labels), labels)
+
+    async def _healths(self, labels: list[str]) -> dict[str, Health]:
+        """Each label's API's `/health`, read once per API (several labels may share one)."""
+        by_url: dict[str, Health] = {}
         for label in labels:
             url = self.url_for(label)
-            if url not in healths:
-                healths[url] = health = await self.health(label)
-                busy += health.api.fastapi_jobs_in_flight  # this process' own, exact
-                # every other API process of the server (--api-workers), from its heartbeat
-                others = (p for s in health.sections.values() for p in s.processes if p.pid != health.api.pid)
-                busy += sum(p.in_flight for p in others)
-            queue = healths[url].section(implementations.plugin_name(label))
-            busy += queue.queued + sum(w.active + w.reserved for w in queue.workers)
-        return busy
+            if url not in by_url:
+                by_url[url] = await self.health(label)
+        return {label: by_url[self.url_for(label)] for label in labels}
 
     async def reset(self, names: list[str]) -> None:
         """A clean start: records cleared, queue purged, no job of an earlier scenario still running, and each
@@ -242,18 +239,15 @@ class ServiceClient:
         while True:
             for name in names:
                 await self.clear(name)
-            if not await self.busy(names) and await self._brokers_answer(names):
+            healths = await self._healths(names)
+            unreachable = any(
+                healths[name].section(implementations.plugin_name(name)).status == BROKER_UNREACHABLE for name in names
+            )
+            if not unreachable and not _busy_in(healths, names):
                 return
             if time.monotonic() > deadline:
                 raise StackError(f"the service stayed busy for {IDLE_TIMEOUT_S:.0f} s after clearing its jobs")
             await asyncio.sleep(0.2)
-
-    async def _brokers_answer(self, names: list[str]) -> bool:
-        for name in names:
-            section = (await self.health(name)).section(implementations.plugin_name(name))
-            if section.status == BROKER_UNREACHABLE:
-                return False
-        return True
 
     async def capacity(
         self, implementation: str, workload: str, jobs: int, concurrency: int, cpu_count: int
@@ -261,3 +255,19 @@ class ServiceClient:
         """The concurrency the implementation really has for this workload, given what /health reports."""
         health = await self.health(implementation)
         return implementations.get(implementation).capacity(workload, jobs, concurrency, cpu_count, health)
+
+
+def _busy_in(healths: dict[str, Health], labels: list[str]) -> int:
+    """What `busy` counts, from each label's `/health`: each API process's BackgroundTasks in flight once (its
+    own, exact; every other process of the server from its heartbeat), and each queue's waiting and held jobs."""
+    busy, seen = 0, set()
+    for label in labels:
+        health = healths[label]
+        if id(health) not in seen:
+            seen.add(id(health))
+            busy += health.api.fastapi_jobs_in_flight
+            others = (p for s in health.sections.values() for p in s.processes if p.pid != health.api.pid)
+            busy += sum(p.in_flight for p in others)
+        queue = health.section(implementations.plugin_name(label))
+        busy += queue.queued + sum(w.active + w.reserved for w in queue.workers)
+    return busy
